@@ -1,0 +1,75 @@
+# Nexus Usage. `make dev` runs the system on this machine; `make test` runs
+# the tests. Both install what they need (Go tools into ./bin) and start and
+# stop their own services.
+
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+FUNCTIONS := record aggregate analytics overage
+ARCHES := arm64 amd64
+GOBUILD := CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -buildvcs=false
+TOOLS := $(BIN)/staticcheck $(BIN)/stripe-mock $(BIN)/aws-lambda-rie
+TEST_TIMEOUT ?= 9m
+
+.PHONY: all build tools test test-go lint cover dev demo migrate bench deploy clean \
+	build-RecordFunction build-AggregateFunction build-AnalyticsFunction build-OverageFunction
+
+all: build
+
+## build: cross-compile every function's bootstrap for linux/arm64 and linux/amd64 into dist/
+build:
+	@set -e; for f in $(FUNCTIONS); do for a in $(ARCHES); do \
+		GOOS=linux GOARCH=$$a $(GOBUILD) -o dist/$$a/$$f/bootstrap ./functions/$$f; \
+	done; done
+	@find dist -name bootstrap | sort
+
+# SAM's makefile build method (BuildMethod: makefile, CodeUri: .) calls these
+# with ARTIFACTS_DIR set.
+build-RecordFunction:
+	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/record
+build-AggregateFunction:
+	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/aggregate
+build-AnalyticsFunction:
+	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/analytics
+build-OverageFunction:
+	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/overage
+
+## tools: build the pinned tools (tools/go.mod) into ./bin
+tools: $(TOOLS)
+$(TOOLS): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck github.com/stripe/stripe-mock github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
+	@touch $(TOOLS)
+
+## test: start throwaway PostgreSQL, moto_server and stripe-mock, run every test with -race, stop them
+test: tools
+	scripts/with-services.sh $(MAKE) --no-print-directory test-go
+
+test-go:
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## cover: statement coverage per package and in total (with the services of make test)
+cover: tools
+	scripts/with-services.sh bash -c '$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -coverpkg=./shared/...,./functions/... -coverprofile=cover.out ./... >/dev/null && $(GO) tool cover -func=cover.out | tail -1 && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -cover ./shared/... ./functions/... | grep -v "no test files"'
+
+## lint: gofmt, go vet, staticcheck, cfn-lint
+lint: $(BIN)/staticcheck
+	@out=$$(gofmt -l -s . | grep -v '^tools/' || true); if [ -n "$$out" ]; then gofmt -d -s $$out; exit 1; fi
+	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+	cfn-lint template.yaml
+
+## migrate: apply the migrations to $DATABASE_URL (a no-op when up to date)
+migrate:
+	@test -n "$$DATABASE_URL" || { echo "make migrate: set DATABASE_URL" >&2; exit 2; }
+	$(GO) run ./cmd/migrate
+
+## bench: the benchmarks, against a throwaway PostgreSQL with fsync on
+bench: tools
+	PG_FSYNC=on scripts/with-services.sh $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+## deploy: build and deploy with the SAM CLI (needs Docker-less sam and AWS credentials)
+deploy:
+	sam build && sam deploy --guided
+
+clean:
+	rm -rf dist bin cover.out

@@ -1,0 +1,11 @@
+// Package migrations embeds the numbered SQL files that define the schema, so
+// that tests, the local stack and deployments all apply the same files.
+package migrations
+
+import "embed"
+
+// FS holds every migration, named NNNNN_description.sql and applied in
+// lexical order by goose.
+//
+//go:embed *.sql
+var FS embed.FS

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# with-services.sh CMD [ARGS...]
+#
+# Runs CMD with the services the tests and the local stack need, then stops
+# them and removes their files, whatever CMD's outcome (and on Ctrl-C):
+#
+#   - a throwaway PostgreSQL cluster from the machine's binaries (as root, run
+#     as the postgres user), or the server named by DATABASE_URL when set;
+#     a template database with every migration applied, which tests clone;
+#   - moto_server (SQS and EventBridge Scheduler APIs);
+#   - stripe-mock.
+#
+# It exports for CMD:
+#   NEXUS_TEST_DATABASE_URL   admin connection (database "postgres")
+#   NEXUS_TEST_TEMPLATE       the migrated template database to clone
+#   NEXUS_TEST_SQS_ENDPOINT   moto_server's URL
+#   NEXUS_TEST_STRIPE_URL     stripe-mock's URL
+#
+# Options (environment): PG_FSYNC=on keeps durability (benchmarks);
+# SERVICES="pg moto stripe" picks what to start. Under CI=true a service that
+# cannot be started is an error; elsewhere it is a warning and the tests that
+# need it say so and skip.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-$ROOT/bin}
+SERVICES=${SERVICES:-pg moto stripe}
+PG_FSYNC=${PG_FSYNC:-off}
+
+log() { printf 'with-services: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+want() { [[ " $SERVICES " == *" $1 "* ]]; }
+missing() {
+	if [[ "${CI:-}" == "true" ]]; then die "$1"; fi
+	log "warning: $1 (tests that need it will skip)"
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # url seconds
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		if curl -s -o /dev/null "$1"; then return 0; fi
+		sleep 0.1
+	done
+	return 1
+}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/nexus-usage.XXXXXX")
+chmod 755 "$WORK"
+PIDS=()
+PGDATA=""
+PGBIN=""
+EXTERNAL_TEMPLATE=""
+as_pg=()
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	for pid in "${PIDS[@]}"; do
+		pkill -TERM -P "$pid" 2>/dev/null || true
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	if [[ -n "$PGDATA" && -f "$PGDATA/postmaster.pid" ]]; then
+		"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
+	fi
+	if [[ -n "$EXTERNAL_TEMPLATE" ]]; then
+		psql -q "$NEXUS_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS \"$EXTERNAL_TEMPLATE\" WITH (FORCE)" >/dev/null 2>&1 || true
+	fi
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_pg() {
+	if [[ -n "${DATABASE_URL:-}" ]]; then
+		export NEXUS_TEST_DATABASE_URL=$DATABASE_URL
+		EXTERNAL_TEMPLATE="nexus_test_template_$$"
+		export NEXUS_TEST_TEMPLATE=$EXTERNAL_TEMPLATE
+		log "using the PostgreSQL server of DATABASE_URL"
+		return
+	fi
+	PGBIN=$(pg_config --bindir 2>/dev/null || true)
+	if [[ -z "$PGBIN" || ! -x "$PGBIN/initdb" ]]; then
+		PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+	fi
+	if [[ -z "$PGBIN" || ! -x "$PGBIN/initdb" || ! -x "$PGBIN/pg_ctl" ]]; then
+		die "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found: install the Debian package postgresql-15 (apt-get install postgresql-15), or set DATABASE_URL to a server"
+	fi
+	# Everything the server writes lives in $WORK/pg, owned by the server's user.
+	PGDATA=$WORK/pg/data
+	mkdir -p "$PGDATA" "$WORK/pg/sock"
+	if [[ $(id -u) == 0 ]]; then
+		id postgres >/dev/null 2>&1 || die "running as root needs the postgres user (apt-get install postgresql-15 creates it)"
+		chown -R postgres "$WORK/pg"
+		as_pg=(runuser -u postgres --)
+	fi
+	"${as_pg[@]}" "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >"$WORK/initdb.log" 2>&1 ||
+		{ cat "$WORK/initdb.log" >&2; die "initdb failed"; }
+	local port
+	port=$(free_port)
+	local opts="-p $port -k $WORK/pg/sock -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=512MB"
+	if [[ "$PG_FSYNC" == off ]]; then
+		opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+	fi
+	"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/pg/postgres.log" -o "$opts" -w -t 60 start >/dev/null ||
+		{ cat "$WORK/pg/postgres.log" >&2; die "PostgreSQL did not start"; }
+	export NEXUS_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+	export NEXUS_TEST_TEMPLATE=nexus_template
+	log "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (fsync=$PG_FSYNC)"
+}
+
+make_template() {
+	psql -q -v ON_ERROR_STOP=1 "$NEXUS_TEST_DATABASE_URL" -c "CREATE DATABASE \"$NEXUS_TEST_TEMPLATE\"" >/dev/null
+	local url=${NEXUS_TEST_DATABASE_URL/\/postgres\?/\/$NEXUS_TEST_TEMPLATE?}
+	(cd "$ROOT" && go run ./cmd/migrate -database-url "$url") || die "migrations failed"
+}
+
+start_moto() {
+	if ! command -v moto_server >/dev/null; then
+		missing "moto_server not found (pip install 'moto[server]')"
+		return
+	fi
+	local port
+	port=$(free_port)
+	moto_server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
+	PIDS+=($!)
+	wait_http "http://127.0.0.1:$port/moto-api/" 30 || { cat "$WORK/moto.log" >&2; die "moto_server did not start"; }
+	export NEXUS_TEST_SQS_ENDPOINT="http://127.0.0.1:$port"
+	log "moto_server on 127.0.0.1:$port"
+}
+
+start_stripe() {
+	if [[ ! -x "$BIN/stripe-mock" ]]; then
+		missing "stripe-mock not built ($BIN/stripe-mock; make tools builds it)"
+		return
+	fi
+	local port
+	port=$(free_port)
+	"$BIN/stripe-mock" -http-addr "127.0.0.1:$port" >"$WORK/stripe-mock.log" 2>&1 &
+	PIDS+=($!)
+	wait_http "http://127.0.0.1:$port/v1/customers" 30 || { cat "$WORK/stripe-mock.log" >&2; die "stripe-mock did not start"; }
+	export NEXUS_TEST_STRIPE_URL="http://127.0.0.1:$port"
+	log "stripe-mock on 127.0.0.1:$port"
+}
+
+if want pg; then
+	start_pg
+	make_template
+fi
+if want moto; then start_moto; fi
+if want stripe; then start_stripe; fi
+export NEXUS_TEST_WORKDIR=$WORK
+
+set +e
+"$@"
+rc=$?
+set -e
+exit "$rc"

@@ -1,0 +1,79 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config describes how to reach PostgreSQL from a Lambda function.
+type Config struct {
+	// URL is a libpq connection string or URL.
+	URL string
+	// MaxConns bounds the pool. A Lambda instance handles one invocation at
+	// a time, so 2 is plenty; the SQS mapping's MaximumConcurrency times this
+	// bounds the connections the whole fleet opens.
+	MaxConns int32
+	// ExecMode selects pgx's QueryExecModeExec: no statement cache and no
+	// session state, as RDS Proxy needs to multiplex connections without
+	// pinning them.
+	ExecMode bool
+}
+
+// DB is the repository's handle on PostgreSQL: a pool and a clock. Every
+// store in this package takes a *DB.
+type DB struct {
+	Pool *pgxpool.Pool
+	// Now returns the current time; tests replace it.
+	Now func() time.Time
+}
+
+// Open builds the pool. pgxpool connects lazily, so Open is cheap at cold
+// start and a database outage surfaces on the first query, not at init.
+func Open(ctx context.Context, c Config) (*DB, error) {
+	pc, err := pgxpool.ParseConfig(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	pc.MaxConns = c.MaxConns
+	if pc.MaxConns <= 0 {
+		pc.MaxConns = 2
+	}
+	pc.MinConns = 0
+	pc.MaxConnIdleTime = 5 * time.Minute
+	pc.MaxConnLifetime = 30 * time.Minute
+	if c.ExecMode {
+		pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+		pc.ConnConfig.StatementCacheCapacity = 0
+		pc.ConnConfig.DescriptionCacheCapacity = 0
+	}
+	if pc.ConnConfig.RuntimeParams == nil {
+		pc.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	pc.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	return &DB{Pool: pool, Now: time.Now}, nil
+}
+
+// Close closes every connection of the pool.
+func (db *DB) Close() { db.Pool.Close() }
+
+// now returns the clock's time in UTC.
+func (db *DB) now() time.Time { return db.Now().UTC() }
+
+// EnsurePartitions creates the monthly partitions of the raw usage table for
+// months months starting with the one holding from. It returns how many it
+// created; existing partitions are left alone.
+func (db *DB) EnsurePartitions(ctx context.Context, from time.Time, months int) (int, error) {
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT ensure_usage_partitions($1, $2)`, from, months).Scan(&n); err != nil {
+		return 0, FormatError(fmt.Errorf("ensure usage partitions: %w", err))
+	}
+	return n, nil
+}

@@ -1,0 +1,11 @@
+// Package postgres is the repository: every SQL statement of the system,
+// over a pgx v5 pool configured for Lambda (built at init, small, and able
+// to run behind RDS Proxy without session state), plus the embedded
+// migrations and FormatError, the one place where driver errors become
+// application error codes.
+//
+//	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 2})
+//	if err != nil { ... }
+//	subs := postgres.NewSubscriptionStore(db)
+//	sub, err := subs.Subscription(ctx, userID) // usage.CodeNotFound never: unknown users are on free
+package postgres

@@ -1,0 +1,137 @@
+// Package pgtest gives tests a database of their own: a fresh clone of the
+// migrated template that the test harness (scripts/with-services.sh, run by
+// make test) prepares, dropped again when the test ends.
+//
+// Without the harness's environment a test that needs PostgreSQL is skipped
+// with a message, so that a plain go test ./... still runs everything else;
+// under CI=true it fails instead, because there a missing database is a
+// broken set-up, not a reason to skip.
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/shared/postgres"
+)
+
+// Require skips (or, under CI=true, fails) the test unless the environment
+// variable env is set, and returns its value. what names the service for
+// the message.
+func Require(tb testing.TB, env, what string) string {
+	tb.Helper()
+	v := os.Getenv(env)
+	if v != "" {
+		return v
+	}
+	if os.Getenv("CI") == "true" {
+		tb.Fatalf("%s is not available (%s is unset): run the tests with make test", what, env)
+	}
+	tb.Skipf("%s is not available (%s is unset): run make test to start it", what, env)
+	return ""
+}
+
+var ensureTemplate sync.Once
+var templateErr error
+
+// NewURL creates a new database cloned from the migrated template and
+// returns its URL. The database is dropped when the test ends.
+func NewURL(tb testing.TB) string {
+	tb.Helper()
+	admin := Require(tb, "NEXUS_TEST_DATABASE_URL", "PostgreSQL")
+	tmpl := Require(tb, "NEXUS_TEST_TEMPLATE", "the template database")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	ensureTemplate.Do(func() { templateErr = prepareTemplate(ctx, admin, tmpl) })
+	if templateErr != nil {
+		tb.Fatalf("prepare template database: %v", templateErr)
+	}
+
+	name := fmt.Sprintf("t_%d_%x", os.Getpid(), rand.Uint64())
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		tb.Fatalf("connect to test server: %v", err)
+	}
+	defer conn.Close(ctx)
+	// CREATE DATABASE fails while another session is copying the template;
+	// retry briefly.
+	for attempt := 0; ; attempt++ {
+		_, err = conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %q TEMPLATE %q`, name, tmpl))
+		if err == nil || attempt == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		tb.Fatalf("create test database: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			tb.Errorf("connect to drop test database: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, name)); err != nil {
+			tb.Errorf("drop test database: %v", err)
+		}
+	})
+	return withDatabase(tb, admin, name)
+}
+
+// NewDB returns a repository handle on a new database of the test's own.
+func NewDB(tb testing.TB) *postgres.DB {
+	tb.Helper()
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: NewURL(tb), MaxConns: 16})
+	if err != nil {
+		tb.Fatalf("open test database: %v", err)
+	}
+	tb.Cleanup(db.Close)
+	return db
+}
+
+// prepareTemplate creates and migrates the template when the harness has not
+// (DATABASE_URL pointing at an existing server).
+func prepareTemplate(ctx context.Context, admin, tmpl string) error {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, tmpl).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %q`, tmpl)); err != nil {
+		return err
+	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		return err
+	}
+	u.Path = "/" + tmpl
+	_, err = postgres.Migrate(ctx, u.String(), nil)
+	return err
+}
+
+func withDatabase(tb testing.TB, admin, name string) string {
+	u, err := url.Parse(admin)
+	if err != nil {
+		tb.Fatalf("parse NEXUS_TEST_DATABASE_URL: %v", err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}

@@ -1,0 +1,162 @@
+package usage
+
+import "time"
+
+// Plan IDs seeded by the migrations.
+const (
+	PlanFree       = "free"
+	PlanPro        = "pro"
+	PlanEnterprise = "enterprise"
+)
+
+// Plan is what a user pays for: calls included each billing period, whether
+// the quota is hard (refuse at quota) or soft (allow and bill the overage),
+// the rate limit, and the overage price. Prices are in the currency's minor
+// unit (cents for usd); an OverageUnitPrice of 0 means no overage billing.
+type Plan struct {
+	ID               string  `json:"id"`
+	Name             string  `json:"name"`
+	IncludedCalls    int64   `json:"included_calls"`
+	HardLimit        bool    `json:"hard_limit"`
+	RatePerSecond    float64 `json:"rate_per_second"`
+	Burst            int     `json:"burst"`
+	OverageUnitSize  int64   `json:"overage_unit_size"`
+	OverageUnitPrice int64   `json:"overage_unit_price"`
+	Currency         string  `json:"currency"`
+}
+
+// Overrides are per-user changes to a plan; nil fields keep the plan's value.
+type Overrides struct {
+	IncludedCalls    *int64   `json:"included_calls,omitempty"`
+	HardLimit        *bool    `json:"hard_limit,omitempty"`
+	RatePerSecond    *float64 `json:"rate_per_second,omitempty"`
+	Burst            *int     `json:"burst,omitempty"`
+	OverageUnitSize  *int64   `json:"overage_unit_size,omitempty"`
+	OverageUnitPrice *int64   `json:"overage_unit_price,omitempty"`
+	Currency         *string  `json:"currency,omitempty"`
+}
+
+// Validate reports the first override that could never be applied.
+func (o Overrides) Validate() error {
+	switch {
+	case o.IncludedCalls != nil && *o.IncludedCalls < 0:
+		return FieldErrorf("included_calls", "must not be negative")
+	case o.RatePerSecond != nil && !(*o.RatePerSecond > 0):
+		return FieldErrorf("rate_per_second", "must be positive")
+	case o.Burst != nil && *o.Burst <= 0:
+		return FieldErrorf("burst", "must be positive")
+	case o.OverageUnitSize != nil && *o.OverageUnitSize <= 0:
+		return FieldErrorf("overage_unit_size", "must be positive")
+	case o.OverageUnitPrice != nil && *o.OverageUnitPrice < 0:
+		return FieldErrorf("overage_unit_price", "must not be negative")
+	case o.Currency != nil && !isCurrency(*o.Currency):
+		return FieldErrorf("currency", "must be a lowercase ISO 4217 code")
+	}
+	return nil
+}
+
+func isCurrency(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for i := 0; i < 3; i++ {
+		if s[i] < 'a' || s[i] > 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// Apply returns the plan with the overrides applied: per-user values win.
+func (p Plan) Apply(o Overrides) Plan {
+	if o.IncludedCalls != nil {
+		p.IncludedCalls = *o.IncludedCalls
+	}
+	if o.HardLimit != nil {
+		p.HardLimit = *o.HardLimit
+	}
+	if o.RatePerSecond != nil {
+		p.RatePerSecond = *o.RatePerSecond
+	}
+	if o.Burst != nil {
+		p.Burst = *o.Burst
+	}
+	if o.OverageUnitSize != nil {
+		p.OverageUnitSize = *o.OverageUnitSize
+	}
+	if o.OverageUnitPrice != nil {
+		p.OverageUnitPrice = *o.OverageUnitPrice
+	}
+	if o.Currency != nil {
+		p.Currency = *o.Currency
+	}
+	return p
+}
+
+// Bills reports whether usage above the included calls is charged.
+func (p Plan) Bills() bool { return p.ID != PlanFree && p.OverageUnitPrice > 0 }
+
+// Subscription ties a user to a plan. Effective is the plan with the user's
+// overrides applied.
+type Subscription struct {
+	UserID               string    `json:"user_id"`
+	PlanID               string    `json:"plan_id"`
+	Overrides            Overrides `json:"overrides"`
+	Effective            Plan      `json:"effective"`
+	StripeCustomerID     string    `json:"stripe_customer_id,omitempty"`
+	StripeSubscriptionID string    `json:"stripe_subscription_id,omitempty"`
+	PeriodAnchor         time.Time `json:"period_anchor"`
+}
+
+// Period is a half-open billing period [Start, End).
+type Period struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// Contains reports whether t falls in the period.
+func (p Period) Contains(t time.Time) bool { return !t.Before(p.Start) && t.Before(p.End) }
+
+// PeriodAt returns the monthly billing period anchored at anchor that holds
+// t. Periods start on the anchor's day of month and time of day, clamped to
+// the last day of shorter months (an anchor on the 31st bills from the 30th
+// of April), and all arithmetic is in UTC.
+func PeriodAt(anchor, t time.Time) Period {
+	anchor, t = anchor.UTC(), t.UTC()
+	k := (t.Year()-anchor.Year())*12 + int(t.Month()) - int(anchor.Month())
+	start := addMonths(anchor, k)
+	for start.After(t) {
+		k--
+		start = addMonths(anchor, k)
+	}
+	for {
+		next := addMonths(anchor, k+1)
+		if next.After(t) {
+			return Period{Start: start, End: next}
+		}
+		k++
+		start = next
+	}
+}
+
+// PeriodBefore returns the period that ends where p starts.
+func PeriodBefore(anchor time.Time, p Period) Period {
+	return PeriodAt(anchor, p.Start.Add(-time.Nanosecond))
+}
+
+// addMonths adds k months to t, clamping the day to the target month's end.
+func addMonths(t time.Time, k int) time.Time {
+	y, m, d := t.Date()
+	first := time.Date(y, m+time.Month(k), 1, 0, 0, 0, 0, time.UTC)
+	last := first.AddDate(0, 1, -1).Day()
+	if d > last {
+		d = last
+	}
+	return time.Date(first.Year(), first.Month(), d, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+}
+
+// Day returns the UTC calendar day holding t, as midnight UTC.
+func Day(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
