@@ -1,0 +1,125 @@
+package usage_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nexus/usage/shared/usage"
+)
+
+func date(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func TestPeriodAt(t *testing.T) {
+	tests := []struct {
+		name       string
+		anchor, at string
+		start, end string
+	}{
+		{"calendar month", "2026-01-01T00:00:00Z", "2026-11-27T10:00:00Z", "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"},
+		{"at the start", "2026-01-15T00:00:00Z", "2026-03-15T00:00:00Z", "2026-03-15T00:00:00Z", "2026-04-15T00:00:00Z"},
+		{"just before the start", "2026-01-15T00:00:00Z", "2026-03-14T23:59:59Z", "2026-02-15T00:00:00Z", "2026-03-15T00:00:00Z"},
+		{"anchor on the 31st clamps", "2026-01-31T00:00:00Z", "2026-02-28T12:00:00Z", "2026-02-28T00:00:00Z", "2026-03-31T00:00:00Z"},
+		{"anchor on the 31st in April", "2026-01-31T00:00:00Z", "2026-04-30T00:00:00Z", "2026-04-30T00:00:00Z", "2026-05-31T00:00:00Z"},
+		{"leap year", "2027-01-29T00:00:00Z", "2028-02-29T01:00:00Z", "2028-02-29T00:00:00Z", "2028-03-29T00:00:00Z"},
+		{"anchor in the future", "2027-06-10T00:00:00Z", "2026-11-27T00:00:00Z", "2026-11-10T00:00:00Z", "2026-12-10T00:00:00Z"},
+		{"across a year", "2025-12-20T00:00:00Z", "2027-01-05T00:00:00Z", "2026-12-20T00:00:00Z", "2027-01-20T00:00:00Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := usage.PeriodAt(date(tt.anchor), date(tt.at))
+			want := usage.Period{Start: date(tt.start), End: date(tt.end)}
+			if !got.Start.Equal(want.Start) || !got.End.Equal(want.End) {
+				t.Errorf("PeriodAt(%s, %s) = %v; want %v", tt.anchor, tt.at, got, want)
+			}
+			if !got.Contains(date(tt.at)) {
+				t.Errorf("period %v does not contain %s", got, tt.at)
+			}
+		})
+	}
+}
+
+func TestPeriodBefore(t *testing.T) {
+	anchor := date("2026-01-31T00:00:00Z")
+	p := usage.PeriodAt(anchor, date("2026-03-31T00:00:00Z"))
+	got := usage.PeriodBefore(anchor, p)
+	if !got.Start.Equal(date("2026-02-28T00:00:00Z")) || !got.End.Equal(p.Start) {
+		t.Errorf("PeriodBefore = %v; want [2026-02-28, %v)", got, p.Start)
+	}
+}
+
+func TestComputeOverage(t *testing.T) {
+	pro := usage.Plan{ID: usage.PlanPro, IncludedCalls: 100_000, OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
+	free := usage.Plan{ID: usage.PlanFree, IncludedCalls: 1000, HardLimit: true, OverageUnitSize: 1000, Currency: "usd"}
+	tests := []struct {
+		name          string
+		plan          usage.Plan
+		used          int64
+		units, amount int64
+	}{
+		{"below quota", pro, 99_999, 0, 0},
+		{"at quota", pro, 100_000, 0, 0},
+		{"one above", pro, 100_001, 1, 50},
+		{"exactly one unit", pro, 101_000, 1, 50},
+		{"one above a unit", pro, 101_001, 2, 100},
+		{"free is never billed", free, 5000, 0, 0},
+		{"override price wins", pro.Apply(usage.Overrides{OverageUnitPrice: ptr(int64(7))}), 102_000, 2, 14},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := usage.ComputeOverage(tt.plan, tt.used)
+			if o.Units != tt.units || o.Amount != tt.amount {
+				t.Errorf("ComputeOverage(%s, %d) = %d units, %d; want %d units, %d", tt.plan.ID, tt.used, o.Units, o.Amount, tt.units, tt.amount)
+			}
+		})
+	}
+}
+
+func TestOverridesValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		o     usage.Overrides
+		field string
+	}{
+		{"empty", usage.Overrides{}, ""},
+		{"negative included", usage.Overrides{IncludedCalls: ptr(int64(-1))}, "included_calls"},
+		{"zero rate", usage.Overrides{RatePerSecond: ptr(0.0)}, "rate_per_second"},
+		{"zero burst", usage.Overrides{Burst: ptr(0)}, "burst"},
+		{"zero unit", usage.Overrides{OverageUnitSize: ptr(int64(0))}, "overage_unit_size"},
+		{"negative price", usage.Overrides{OverageUnitPrice: ptr(int64(-5))}, "overage_unit_price"},
+		{"bad currency", usage.Overrides{Currency: ptr("USD")}, "currency"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.o.Validate()
+			if got := usage.ErrorField(err); got != tt.field {
+				t.Errorf("Validate() field = %q (%v); want %q", got, err, tt.field)
+			}
+		})
+	}
+}
+
+func TestErrorHelpers(t *testing.T) {
+	err := usage.Errorf(usage.CodeConflict, "exists")
+	if usage.ErrorCode(err) != usage.CodeConflict || usage.ErrorMessage(err) != "exists" {
+		t.Errorf("got %q %q", usage.ErrorCode(err), usage.ErrorMessage(err))
+	}
+	plain := errTest("boom")
+	if usage.ErrorCode(plain) != usage.CodeInternal || usage.ErrorMessage(plain) != "internal error" {
+		t.Errorf("plain error: got %q %q", usage.ErrorCode(plain), usage.ErrorMessage(plain))
+	}
+	if usage.ErrorCode(nil) != "" {
+		t.Errorf("nil error has a code")
+	}
+}
+
+type errTest string
+
+func (e errTest) Error() string { return string(e) }
+
+func ptr[T any](v T) *T { return &v }
