@@ -1,0 +1,190 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// testEvent returns a valid event of user at t.
+func testEvent(user string, t time.Time, status int) usage.Event {
+	id, _ := uuid.NewV7()
+	return usage.Event{Version: 1, EventID: id.String(), UserID: user, Endpoint: "GET /v1/games/{id}", Method: "GET",
+		StatusCode: status, LatencyMS: 5, RequestBytes: 10, ResponseBytes: 100, Quantity: 1, OccurredAt: t}
+}
+
+type counterRow struct {
+	Calls, E4, E5, Req, Resp int64
+}
+
+func readCounters(t *testing.T, db *postgres.DB) map[string]counterRow {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(),
+		`SELECT user_id::text, day::text, calls, errors_4xx, errors_5xx, request_bytes, response_bytes FROM eco_usage_counters`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]counterRow{}
+	for rows.Next() {
+		var u, d string
+		var c counterRow
+		if err := rows.Scan(&u, &d, &c.Calls, &c.E4, &c.E5, &c.Req, &c.Resp); err != nil {
+			t.Fatal(err)
+		}
+		got[u+" "+d] = c
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func countRows(t *testing.T, db *postgres.DB, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.Pool.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func TestEventStoreDedupe(t *testing.T) {
+	db := pgtest.NewDB(t)
+	s := postgres.NewEventStore(db)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	user := uuid.NewString()
+	yesterday := now.Add(-24 * time.Hour)
+
+	a := testEvent(user, now, 200)
+	b := testEvent(user, now, 404)
+	c := testEvent(user, yesterday, 503)
+	c.Quantity = 3
+	// a twice inside the batch.
+	n, err := s.RecordBatch(ctx, []usage.Event{a, b, a, c}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("first batch inserted %d; want 3", n)
+	}
+	// The whole batch again plus one new event: only the new one counts.
+	d := testEvent(user, now, 200)
+	n, err = s.RecordBatch(ctx, []usage.Event{c, b, a, d, d}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("second batch inserted %d; want 1", n)
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_api_usage`); got != 4 {
+		t.Errorf("stored %d rows; want 4", got)
+	}
+	want := map[string]counterRow{
+		user + " " + now.Format(time.DateOnly):       {Calls: 3, E4: 1, Req: 30, Resp: 300},
+		user + " " + yesterday.Format(time.DateOnly): {Calls: 3, E5: 1, Req: 10, Resp: 100},
+	}
+	got := readCounters(t, db)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("counters = %v; want %v", got, want)
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_usage_dirty_days WHERE day = ANY($1::date[])`,
+		[]string{now.Format(time.DateOnly), yesterday.Format(time.DateOnly)}); got != 2 {
+		t.Errorf("dirty days = %d; want 2", got)
+	}
+}
+
+func TestEventStoreQuarantine(t *testing.T) {
+	db := pgtest.NewDB(t)
+	s := postgres.NewEventStore(db)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	e := testEvent(uuid.NewString(), now, 200)
+	rej := []usage.Rejection{
+		{MessageID: "m1", EventID: "x", Field: "method", Reason: "method: must be an HTTP method", Body: `{"method":"X"}`},
+		{MessageID: "m2", Reason: "invalid JSON", Body: "bad\x00body\xff"},
+	}
+	n, err := s.RecordBatch(ctx, []usage.Event{e}, rej)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("inserted %d; want 1", n)
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events WHERE source = 'record' AND message_id = 'm1' AND field = 'method' AND body = '{"method":"X"}'`); got != 1 {
+		t.Errorf("quarantined m1 rows = %d; want 1", got)
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = 'm2'`); got != 1 {
+		t.Errorf("quarantined m2 rows = %d; want 1", got)
+	}
+	// Rejections alone are written too.
+	if _, err := s.RecordBatch(ctx, nil, rej[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 3 {
+		t.Errorf("quarantined rows = %d; want 3", got)
+	}
+}
+
+func TestEventStoreFailureBeforeCommitWritesNothing(t *testing.T) {
+	db := pgtest.NewDB(t)
+	s := postgres.NewEventStore(db)
+	ctx := context.Background()
+	boom := errors.New("injected")
+	s.AfterWrite = func(context.Context) error { return boom }
+	events := []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200), testEvent(uuid.NewString(), time.Now().UTC(), 500)}
+	rej := []usage.Rejection{{MessageID: "m", Reason: "r", Body: "b"}}
+	if _, err := s.RecordBatch(ctx, events, rej); !errors.Is(err, boom) {
+		t.Fatalf("RecordBatch error = %v; want the injected one", err)
+	}
+	for _, q := range []string{`SELECT count(*) FROM eco_api_usage`, `SELECT count(*) FROM eco_usage_counters`,
+		`SELECT count(*) FROM eco_usage_dirty_days`, `SELECT count(*) FROM eco_rejected_events`} {
+		if got := countRows(t, db, q); got != 0 {
+			t.Errorf("%s = %d after a rolled-back batch; want 0", q, got)
+		}
+	}
+	s.AfterWrite = nil
+	n, err := s.RecordBatch(ctx, events, rej)
+	if err != nil || n != 2 {
+		t.Fatalf("retry = %d, %v; want 2 events", n, err)
+	}
+}
+
+func TestEventStoreCreatesMissingPartition(t *testing.T) {
+	db := pgtest.NewDB(t)
+	s := postgres.NewEventStore(db)
+	ctx := context.Background()
+	// The migration creates partitions from last month on; this one is older.
+	old := time.Now().UTC().AddDate(0, -3, 0)
+	e := testEvent(uuid.NewString(), old, 200)
+	n, err := s.RecordBatch(ctx, []usage.Event{e, testEvent(e.UserID, time.Now().UTC(), 200)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("inserted %d; want 2", n)
+	}
+	name := "eco_api_usage_p" + old.Format("200601")
+	if got := countRows(t, db, `SELECT count(*) FROM pg_class WHERE relname = $1`, name); got != 1 {
+		t.Errorf("partition %s not created", name)
+	}
+}
+
+func TestEventStoreUnavailable(t *testing.T) {
+	db := pgtest.NewDB(t)
+	s := postgres.NewEventStore(db)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := s.RecordBatch(ctx, []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200)}, nil)
+	if code := usage.ErrorCode(err); code != usage.CodeUnavailable {
+		t.Errorf("RecordBatch with a cancelled context: code %q (%v); want %q", code, err, usage.CodeUnavailable)
+	}
+}

@@ -1,0 +1,21 @@
+// Package sqspub is the producer side of the usage pipeline: a
+// usage.Publisher that buffers events and sends them to the usage queue as
+// JSON arrays packed into SendMessageBatch calls (at most 10 entries and
+// 256 KiB per call, at most usage.MaxEventsPerMessage events per message).
+//
+// It flushes when BatchSize events are buffered or the oldest is MaxAge old,
+// and on Flush, which a Lambda handler calls before it returns (a frozen
+// Lambda runs no timers). Entries that SQS reports as failed are retried
+// with backoff; events that still cannot be sent stay buffered for the next
+// flush. The buffer is bounded: by default Publish blocks for room up to
+// BlockTimeout and then returns CodeUnavailable; with Overflow: Drop it
+// refuses at once. Every refused event is counted (Stats) and logged, and
+// Close counts and logs any event it could not send: nothing is dropped
+// silently.
+//
+//	pub := sqspub.New(sqs.NewFromConfig(cfg), os.Getenv("USAGE_QUEUE_URL"), sqspub.Options{Logger: logger})
+//	defer pub.Close(ctx)
+//	if err := pub.Publish(ctx, usage.Event{UserID: id.UserID, Endpoint: "GET /v1/games/{id}", ...}); err != nil { ... }
+//	// in a Lambda handler, before returning:
+//	if err := pub.Flush(ctx); err != nil { ... }
+package sqspub

@@ -1,0 +1,468 @@
+package sqspub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// SQS limits.
+const (
+	// MaxBatchEntries is the most entries of one SendMessageBatch call.
+	MaxBatchEntries = 10
+	// MaxPayloadBytes is the most bytes of one message and of all the
+	// messages of one SendMessageBatch call.
+	MaxPayloadBytes = 256 * 1024
+)
+
+// Overflow is what Publish does when the buffer is full.
+type Overflow int
+
+const (
+	// Block waits for room up to Options.BlockTimeout (or ctx), then
+	// refuses the event with CodeUnavailable.
+	Block Overflow = iota
+	// Drop refuses the event at once with CodeUnavailable.
+	Drop
+)
+
+// Options tune a Publisher; zero values take the defaults.
+type Options struct {
+	// BatchSize is how many buffered events trigger a send (default 100).
+	BatchSize int
+	// MaxAge is how long an event may wait in the buffer before a send
+	// (default 5s).
+	MaxAge time.Duration
+	// BufferSize bounds the events buffered and in flight (default 10 ×
+	// BatchSize).
+	BufferSize int
+	// Overflow is the policy when the buffer is full (default Block).
+	Overflow Overflow
+	// BlockTimeout bounds Publish's wait under Block (default 1s).
+	BlockTimeout time.Duration
+	// MaxAttempts bounds the sends of one SendMessageBatch entry within a
+	// flush (default 5).
+	MaxAttempts int
+	// Backoff is the first retry's delay, doubled on each further retry
+	// (default 100ms).
+	Backoff time.Duration
+	// Logger receives drops and send failures (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock used to validate events (default time.Now).
+	Now func() time.Time
+}
+
+// SendMessageBatchAPI is the part of *sqs.Client the publisher uses.
+type SendMessageBatchAPI interface {
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+}
+
+// Publisher is a buffering usage.Publisher over an SQS queue. It is safe
+// for concurrent use.
+type Publisher struct {
+	api      SendMessageBatchAPI
+	queueURL string
+	opts     Options
+	log      *slog.Logger
+	maxBytes int
+
+	slots chan struct{} // one token per event buffered or in flight
+
+	mu     sync.Mutex
+	buf    []usage.Event
+	oldest time.Time
+	closed bool
+
+	sendMu   sync.Mutex
+	kick     chan struct{}
+	done     chan struct{}
+	loopDone chan struct{}
+
+	published, dropped atomic.Int64
+}
+
+var _ usage.Publisher = (*Publisher)(nil)
+
+// New returns a publisher sending to queueURL and starts its background
+// flusher; Close stops it.
+func New(client *sqs.Client, queueURL string, opts Options) *Publisher {
+	return newPublisher(client, queueURL, opts)
+}
+
+func newPublisher(api SendMessageBatchAPI, queueURL string, opts Options) *Publisher {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 100
+	}
+	if opts.MaxAge <= 0 {
+		opts.MaxAge = 5 * time.Second
+	}
+	if opts.BufferSize <= 0 {
+		opts.BufferSize = 10 * opts.BatchSize
+	}
+	if opts.BufferSize < opts.BatchSize {
+		opts.BufferSize = opts.BatchSize
+	}
+	if opts.BlockTimeout <= 0 {
+		opts.BlockTimeout = time.Second
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 5
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = 100 * time.Millisecond
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Publisher{
+		api: api, queueURL: queueURL, opts: opts, log: log, maxBytes: MaxPayloadBytes,
+		slots:    make(chan struct{}, opts.BufferSize),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+	}
+	go p.loop()
+	return p
+}
+
+// Publish validates e and buffers it. An empty EventID is filled with a
+// UUIDv7 (time-ordered ids keep the database's unique index local). It
+// returns CodeInvalid for an invalid event and CodeUnavailable when the
+// buffer had no room in time (policy Block) or at all (policy Drop), or the
+// publisher is closed; refused events are counted as dropped and logged.
+func (p *Publisher) Publish(ctx context.Context, e usage.Event) error {
+	if e.EventID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return fmt.Errorf("new event id: %w", err)
+		}
+		e.EventID = id.String()
+	}
+	if err := e.Validate(p.opts.Now(), usage.DefaultBackfillWindow); err != nil {
+		return err
+	}
+	e.OccurredAt = e.OccurredAt.UTC()
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return p.refuse(ctx, e, "publisher closed")
+	}
+	if err := p.acquire(ctx, e); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.slots
+		return p.refuse(ctx, e, "publisher closed")
+	}
+	if len(p.buf) == 0 {
+		p.oldest = p.opts.Now()
+	}
+	p.buf = append(p.buf, e)
+	full := len(p.buf) >= p.opts.BatchSize
+	p.mu.Unlock()
+	if full {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// acquire takes a buffer slot for one event according to the overflow
+// policy.
+func (p *Publisher) acquire(ctx context.Context, e usage.Event) error {
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if p.opts.Overflow == Drop {
+		return p.refuse(ctx, e, "buffer full")
+	}
+	t := time.NewTimer(p.opts.BlockTimeout)
+	defer t.Stop()
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return p.refuse(ctx, e, "buffer full")
+	case <-ctx.Done():
+		return p.refuse(ctx, e, "buffer full")
+	}
+}
+
+func (p *Publisher) refuse(ctx context.Context, e usage.Event, why string) error {
+	n := p.dropped.Add(1)
+	p.log.WarnContext(ctx, "usage event dropped", "reason", why, "event_id", e.EventID, "user_id", e.UserID, "dropped_total", n)
+	return usage.Errorf(usage.CodeUnavailable, "usage event not queued: %s", why)
+}
+
+// Flush sends every buffered event and returns the first error. Events
+// that could not be sent stay buffered for the next flush.
+func (p *Publisher) Flush(ctx context.Context) error {
+	return p.send(ctx)
+}
+
+// Close stops the background flusher and flushes. Events that still could
+// not be sent are counted as dropped, logged, and reported in the error.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	close(p.done)
+	<-p.loopDone
+	err := p.send(ctx)
+	p.mu.Lock()
+	lost := p.buf
+	p.buf = nil
+	p.mu.Unlock()
+	if len(lost) > 0 {
+		for range lost {
+			<-p.slots
+		}
+		total := p.dropped.Add(int64(len(lost)))
+		p.log.ErrorContext(ctx, "usage events lost at close", "events", len(lost), "dropped_total", total, "error", err)
+		return fmt.Errorf("close usage publisher: %d events not sent: %w", len(lost), err)
+	}
+	return err
+}
+
+// Stats returns how many events were sent and how many were refused or
+// lost.
+func (p *Publisher) Stats() (published, dropped int64) {
+	return p.published.Load(), p.dropped.Load()
+}
+
+// loop sends when the buffer reaches BatchSize or its oldest event MaxAge.
+func (p *Publisher) loop() {
+	defer close(p.loopDone)
+	t := time.NewTimer(p.opts.MaxAge)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-p.kick:
+		case <-t.C:
+		}
+		p.mu.Lock()
+		n, age := len(p.buf), p.opts.Now().Sub(p.oldest)
+		p.mu.Unlock()
+		if n >= p.opts.BatchSize || (n > 0 && age >= p.opts.MaxAge) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := p.send(ctx); err != nil {
+				p.log.Error("usage events not sent; kept for the next flush", "error", err)
+			}
+			cancel()
+		}
+		wait := p.opts.MaxAge
+		p.mu.Lock()
+		if len(p.buf) > 0 {
+			wait = max(p.opts.MaxAge-p.opts.Now().Sub(p.oldest), 10*time.Millisecond)
+		}
+		p.mu.Unlock()
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(wait)
+	}
+}
+
+// send sends the whole buffer; what fails goes back to its front.
+func (p *Publisher) send(ctx context.Context) error {
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	p.mu.Lock()
+	events := p.buf
+	p.buf = nil
+	p.mu.Unlock()
+	if len(events) == 0 {
+		return nil
+	}
+	batches, tooBig := pack(events, p.maxBytes)
+	for _, e := range tooBig {
+		<-p.slots
+		n := p.dropped.Add(1)
+		p.log.ErrorContext(ctx, "usage event dropped", "reason", "larger than an SQS message", "event_id", e.EventID, "dropped_total", n)
+	}
+	var firstErr error
+	var unsent []usage.Event
+	for _, b := range batches {
+		failed, err := p.sendBatch(ctx, b)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		for _, m := range failed {
+			unsent = append(unsent, m.events...)
+		}
+	}
+	if len(unsent) > 0 {
+		p.mu.Lock()
+		p.buf = append(unsent, p.buf...)
+		p.oldest = p.opts.Now()
+		p.mu.Unlock()
+	}
+	return firstErr
+}
+
+// message is one SQS message: a JSON array of events.
+type message struct {
+	body   string
+	events []usage.Event
+}
+
+// pack groups events into messages of at most usage.MaxEventsPerMessage
+// events and maxBytes bytes, and messages into batches of at most
+// MaxBatchEntries entries and maxBytes bytes. Events whose JSON alone
+// exceeds maxBytes are returned apart.
+func pack(events []usage.Event, maxBytes int) (batches [][]message, tooBig []usage.Event) {
+	var (
+		msgs  []message
+		cur   []usage.Event
+		body  = []byte{'['}
+		flush = func() {
+			if len(cur) > 0 {
+				msgs = append(msgs, message{body: string(append(body, ']')), events: cur})
+			}
+			cur, body = nil, []byte{'['}
+		}
+	)
+	for _, e := range events {
+		js, err := json.Marshal(e)
+		if err != nil || len(js)+2 > maxBytes {
+			tooBig = append(tooBig, e)
+			continue
+		}
+		if len(cur) == usage.MaxEventsPerMessage || len(body)+1+len(js)+1 > maxBytes {
+			flush()
+		}
+		if len(cur) > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, js...)
+		cur = append(cur, e)
+	}
+	flush()
+	var b []message
+	size := 0
+	for _, m := range msgs {
+		if len(b) == MaxBatchEntries || size+len(m.body) > maxBytes {
+			batches = append(batches, b)
+			b, size = nil, 0
+		}
+		b = append(b, m)
+		size += len(m.body)
+	}
+	if len(b) > 0 {
+		batches = append(batches, b)
+	}
+	return batches, tooBig
+}
+
+// sendBatch sends one batch, retrying the entries SQS reports as failed,
+// and returns the messages still unsent after MaxAttempts. Messages that
+// SQS refuses as the sender's fault are dropped, counted and logged.
+func (p *Publisher) sendBatch(ctx context.Context, batch []message) (failed []message, err error) {
+	pending := map[string]message{}
+	for i, m := range batch {
+		pending[strconv.Itoa(i)] = m
+	}
+	var lastErr error
+	for attempt := 0; attempt < p.opts.MaxAttempts && len(pending) > 0; attempt++ {
+		if attempt > 0 {
+			d := p.opts.Backoff << (attempt - 1)
+			d += time.Duration(rand.Int64N(int64(d)/2 + 1))
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				lastErr = ctx.Err()
+				attempt = p.opts.MaxAttempts
+				continue
+			}
+		}
+		in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(p.queueURL)}
+		for i := 0; i < len(batch); i++ {
+			id := strconv.Itoa(i)
+			if m, ok := pending[id]; ok {
+				in.Entries = append(in.Entries, types.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(m.body)})
+			}
+		}
+		out, err := p.api.SendMessageBatch(ctx, in)
+		if err != nil {
+			lastErr = fmt.Errorf("send usage message batch: %w", err)
+			continue
+		}
+		for _, s := range out.Successful {
+			id := aws.ToString(s.Id)
+			if m, ok := pending[id]; ok {
+				delete(pending, id)
+				p.release(len(m.events))
+			}
+		}
+		for _, f := range out.Failed {
+			id := aws.ToString(f.Id)
+			m, ok := pending[id]
+			if !ok {
+				continue
+			}
+			lastErr = fmt.Errorf("send usage message: %s: %s", aws.ToString(f.Code), aws.ToString(f.Message))
+			if f.SenderFault {
+				delete(pending, id)
+				for range m.events {
+					<-p.slots
+				}
+				n := p.dropped.Add(int64(len(m.events)))
+				p.log.ErrorContext(ctx, "usage events dropped", "reason", "refused by SQS", "code", aws.ToString(f.Code),
+					"message", aws.ToString(f.Message), "events", len(m.events), "dropped_total", n)
+			}
+		}
+	}
+	for i := 0; i < len(batch); i++ {
+		if m, ok := pending[strconv.Itoa(i)]; ok {
+			failed = append(failed, m)
+		}
+	}
+	if len(failed) > 0 {
+		if lastErr == nil {
+			lastErr = errors.New("send usage message batch: entries neither sent nor failed")
+		}
+		return failed, fmt.Errorf("%w: %w", usage.Errorf(usage.CodeUnavailable, "usage events not sent"), lastErr)
+	}
+	return nil, nil
+}
+
+// release frees n buffer slots for sent events and counts them.
+func (p *Publisher) release(n int) {
+	for range n {
+		<-p.slots
+	}
+	p.published.Add(int64(n))
+}

@@ -1,0 +1,313 @@
+package sqspub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/usage"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// fakeSQS records SendMessageBatch calls; fail decides per call and entry
+// whether the entry fails (and whether as the sender's fault).
+type fakeSQS struct {
+	mu    sync.Mutex
+	calls []*sqs.SendMessageBatchInput
+	fail  func(call int, id string) (failed, senderFault bool)
+	err   func(call int) error
+	sent  []string // bodies accepted
+}
+
+func (f *fakeSQS) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	call := len(f.calls)
+	f.calls = append(f.calls, in)
+	if f.err != nil {
+		if err := f.err(call); err != nil {
+			return nil, err
+		}
+	}
+	out := &sqs.SendMessageBatchOutput{}
+	for _, e := range in.Entries {
+		if f.fail != nil {
+			if failed, sender := f.fail(call, *e.Id); failed {
+				out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError"), SenderFault: sender})
+				continue
+			}
+		}
+		f.sent = append(f.sent, *e.MessageBody)
+		out.Successful = append(out.Successful, types.SendMessageBatchResultEntry{Id: e.Id})
+	}
+	return out, nil
+}
+
+// sentEvents decodes every accepted body and returns the event ids.
+func (f *fakeSQS) sentEvents(t *testing.T) []string {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []string
+	for _, b := range f.sent {
+		events, rejected := usage.Decode([]byte(b), time.Now(), usage.DefaultBackfillWindow)
+		if len(rejected) > 0 {
+			t.Fatalf("sent body does not decode: %+v", rejected)
+		}
+		for _, e := range events {
+			ids = append(ids, e.EventID)
+		}
+	}
+	return ids
+}
+
+func event(endpoint string) usage.Event {
+	return usage.Event{UserID: uuid.NewString(), Endpoint: endpoint, Method: "GET", StatusCode: 200, OccurredAt: time.Now()}
+}
+
+func TestPack(t *testing.T) {
+	long := "GET /" + strings.Repeat("x", 240)
+	tests := []struct {
+		name     string
+		events   int
+		maxBytes int
+	}{
+		{name: "one", events: 1, maxBytes: MaxPayloadBytes},
+		{name: "one message of 100", events: 100, maxBytes: MaxPayloadBytes},
+		{name: "many messages", events: 2345, maxBytes: MaxPayloadBytes},
+		{name: "byte bound", events: 500, maxBytes: 4096},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var events []usage.Event
+			for range tt.events {
+				e := event(long)
+				e.EventID = uuid.NewString()
+				events = append(events, e)
+			}
+			batches, tooBig := pack(events, tt.maxBytes)
+			if len(tooBig) != 0 {
+				t.Fatalf("tooBig = %d", len(tooBig))
+			}
+			seen := 0
+			for _, b := range batches {
+				if len(b) == 0 || len(b) > MaxBatchEntries {
+					t.Errorf("batch of %d entries", len(b))
+				}
+				size := 0
+				for _, m := range b {
+					size += len(m.body)
+					if len(m.events) > usage.MaxEventsPerMessage || len(m.body) > tt.maxBytes {
+						t.Errorf("message of %d events, %d bytes", len(m.events), len(m.body))
+					}
+					var arr []usage.Event
+					if err := json.Unmarshal([]byte(m.body), &arr); err != nil || len(arr) != len(m.events) {
+						t.Errorf("body is not the JSON array of its events: %v", err)
+					}
+					seen += len(m.events)
+				}
+				if size > tt.maxBytes {
+					t.Errorf("batch of %d bytes; limit %d", size, tt.maxBytes)
+				}
+			}
+			if seen != tt.events {
+				t.Errorf("packed %d events; want %d", seen, tt.events)
+			}
+		})
+	}
+}
+
+func TestPublishFlushOnSizeAndFlush(t *testing.T) {
+	f := &fakeSQS{}
+	p := newPublisher(f, "q", Options{BatchSize: 10, MaxAge: time.Hour, Logger: quiet})
+	ctx := context.Background()
+	for range 25 {
+		if err := p.Publish(ctx, event("GET /a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.sentEvents(t)); got != 25 {
+		t.Errorf("sent %d events; want 25", got)
+	}
+	if pub, drop := p.Stats(); pub != 25 || drop != 0 {
+		t.Errorf("Stats() = %d, %d; want 25, 0", pub, drop)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(ctx, event("GET /a")); usage.ErrorCode(err) != usage.CodeUnavailable {
+		t.Errorf("Publish after Close = %v; want CodeUnavailable", err)
+	}
+}
+
+func TestPublishFlushOnAge(t *testing.T) {
+	f := &fakeSQS{}
+	p := newPublisher(f, "q", Options{BatchSize: 1000, MaxAge: 20 * time.Millisecond, Logger: quiet})
+	defer p.Close(context.Background())
+	if err := p.Publish(context.Background(), event("GET /a")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(f.sentEvents(t)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the aged event was never sent")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestPublishInvalid(t *testing.T) {
+	p := newPublisher(&fakeSQS{}, "q", Options{Logger: quiet})
+	defer p.Close(context.Background())
+	e := event("GET /a")
+	e.Method = "FETCH"
+	if err := p.Publish(context.Background(), e); usage.ErrorField(err) != "method" {
+		t.Errorf("Publish(invalid) = %v; want an error naming method", err)
+	}
+}
+
+func TestRetryFailedEntries(t *testing.T) {
+	// Entry "1" fails on the first two calls; a whole call fails once.
+	f := &fakeSQS{
+		fail: func(call int, id string) (bool, bool) { return id == "1" && call < 2, false },
+		err: func(call int) error {
+			if call == 2 {
+				return errors.New("connection reset")
+			}
+			return nil
+		},
+	}
+	p := newPublisher(f, "q", Options{BatchSize: 1000, MaxAge: time.Hour, Backoff: time.Millisecond, Logger: quiet})
+	ctx := context.Background()
+	want := map[string]bool{}
+	for range 250 { // three messages in one batch
+		e := event("GET /a")
+		e.EventID = uuid.NewString()
+		want[e.EventID] = true
+		if err := p.Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := f.sentEvents(t)
+	if len(got) != len(want) {
+		t.Fatalf("sent %d events; want %d", len(got), len(want))
+	}
+	for _, id := range got {
+		if !want[id] {
+			t.Errorf("unexpected event %s", id)
+		}
+	}
+	if len(f.calls) < 4 {
+		t.Errorf("%d calls; want retries", len(f.calls))
+	}
+	for i, c := range f.calls[1:] {
+		if len(c.Entries) != 1 || *c.Entries[0].Id != "1" {
+			t.Errorf("retry %d resent %d entries; want only the failed one", i+1, len(c.Entries))
+		}
+	}
+}
+
+func TestFailuresStayBufferedAndCloseCountsThem(t *testing.T) {
+	down := true
+	var mu sync.Mutex
+	f := &fakeSQS{err: func(int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return errors.New("unavailable")
+		}
+		return nil
+	}}
+	p := newPublisher(f, "q", Options{BatchSize: 1000, MaxAge: time.Hour, MaxAttempts: 2, Backoff: time.Millisecond, Logger: quiet})
+	ctx := context.Background()
+	for range 5 {
+		if err := p.Publish(ctx, event("GET /a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); usage.ErrorCode(err) != usage.CodeUnavailable {
+		t.Fatalf("Flush while SQS is down = %v; want CodeUnavailable", err)
+	}
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("Flush after recovery = %v", err)
+	}
+	if got := len(f.sentEvents(t)); got != 5 {
+		t.Errorf("sent %d events after recovery; want 5", got)
+	}
+	mu.Lock()
+	down = true
+	mu.Unlock()
+	for range 3 {
+		if err := p.Publish(ctx, event("GET /a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(ctx); err == nil {
+		t.Fatal("Close with unsendable events = nil; want an error")
+	}
+	if pub, drop := p.Stats(); pub != 5 || drop != 3 {
+		t.Errorf("Stats() = %d, %d; want 5, 3", pub, drop)
+	}
+}
+
+func TestSenderFaultDroppedAndCounted(t *testing.T) {
+	f := &fakeSQS{fail: func(call int, id string) (bool, bool) { return true, true }}
+	p := newPublisher(f, "q", Options{BatchSize: 1000, MaxAge: time.Hour, Backoff: time.Millisecond, Logger: quiet})
+	defer p.Close(context.Background())
+	for range 3 {
+		if err := p.Publish(context.Background(), event("GET /a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush = %v", err)
+	}
+	if _, drop := p.Stats(); drop != 3 {
+		t.Errorf("dropped = %d; want 3", drop)
+	}
+	if len(f.calls) != 1 {
+		t.Errorf("%d calls; a sender fault is not retried", len(f.calls))
+	}
+}
+
+func TestOverflow(t *testing.T) {
+	blocked := make(chan struct{})
+	f := &fakeSQS{err: func(int) error { <-blocked; return nil }}
+	defer close(blocked)
+	for _, policy := range []Overflow{Block, Drop} {
+		p := newPublisher(f, "q", Options{BatchSize: 1000, BufferSize: 1000, MaxAge: time.Hour, BlockTimeout: 20 * time.Millisecond, Logger: quiet})
+		ctx := context.Background()
+		for range 1000 {
+			if err := p.Publish(ctx, event("GET /a")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.opts.Overflow = policy
+		if err := p.Publish(ctx, event("GET /a")); usage.ErrorCode(err) != usage.CodeUnavailable {
+			t.Errorf("policy %d: Publish into a full buffer = %v; want CodeUnavailable", policy, err)
+		}
+		if _, drop := p.Stats(); drop != 1 {
+			t.Errorf("policy %d: dropped = %d; want 1", policy, drop)
+		}
+	}
+}
