@@ -57,10 +57,10 @@ func TestRateLimitConcurrent(t *testing.T) {
 
 	var (
 		admitted, calls atomic.Int64
-		mu               sync.Mutex
-		first, last      time.Time
-		wg               sync.WaitGroup
-		start            = make(chan struct{})
+		mu              sync.Mutex
+		first, last     time.Time
+		wg              sync.WaitGroup
+		start           = make(chan struct{})
 	)
 	deadline := time.Now().Add(run)
 	for w := 0; w < workers; w++ {
