@@ -42,7 +42,10 @@ COMMENT ON COLUMN eco_rate_limits.allowed IS
 -- +goose StatementBegin
 CREATE FUNCTION rate_limit_take(p_key text, p_now bigint, p_interval bigint, p_burst bigint, p_cost bigint,
     OUT allowed boolean, OUT remaining bigint, OUT reset_us bigint, OUT retry_us bigint)
-LANGUAGE sql AS $$
+-- plpgsql, not sql: PostgreSQL before 18 plans a non-inlined SQL function's
+-- statement on every call; plpgsql caches the plan per session.
+LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO eco_rate_limits AS r (key, tat, allowed)
     VALUES (p_key,
             CASE WHEN p_cost <= p_burst THEN p_now + p_interval * p_cost ELSE p_now END,
@@ -56,7 +59,9 @@ LANGUAGE sql AS $$
         r.allowed,
         CASE WHEN r.allowed THEN (p_now - r.tat + p_interval * p_burst) / p_interval ELSE 0 END,
         CASE WHEN r.allowed THEN r.tat - p_now ELSE greatest(r.tat, p_now) - p_now END,
-        CASE WHEN r.allowed THEN 0 ELSE greatest(r.tat, p_now) + p_interval * (p_cost - p_burst) - p_now END;
+        CASE WHEN r.allowed THEN 0 ELSE greatest(r.tat, p_now) + p_interval * (p_cost - p_burst) - p_now END
+    INTO allowed, remaining, reset_us, retry_us;
+END;
 $$;
 -- +goose StatementEnd
 
