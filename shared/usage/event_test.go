@@ -8,7 +8,7 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-func validEvent(now time.Time) usage.Event {
+func sampleEvent(now time.Time) usage.Event {
 	return usage.Event{
 		EventID: "0193a5d2-7c3e-7b1a-9f00-000000000001", UserID: "7b0c8f9e-3f1a-4c8e-9a55-2d9d1d6a1b11",
 		Endpoint: "GET /v1/games/{id}", Method: "GET", StatusCode: 200, LatencyMS: 12,
@@ -46,7 +46,7 @@ func TestEventValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := validEvent(now)
+			e := sampleEvent(now)
 			tt.edit(&e)
 			err := e.Validate(now, usage.DefaultBackfillWindow)
 			if got := usage.ErrorField(err); got != tt.field {

@@ -1,0 +1,11 @@
+// Package alerts delivers usage alerts (usage.Alerter): to an Amazon
+// EventBridge bus with PutEvents in AWS, or as a log line locally.
+//
+//	cfg, _ := config.LoadDefaultConfig(ctx)
+//	a := alerts.NewEventBridge(eventbridge.NewFromConfig(cfg), os.Getenv("ALERT_BUS_NAME"))
+//	checker := limits.New(db, limits.Options{Alerter: a})
+//
+// An event has source "nexus.usage", detail-type "Usage threshold crossed"
+// and the usage.Alert as its JSON detail, so a rule can match e.g.
+// {"source": ["nexus.usage"], "detail": {"threshold_percent": [100]}}.
+package alerts

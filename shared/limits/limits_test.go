@@ -1,0 +1,309 @@
+package limits_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/limits"
+	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// clock is a fake clock tests move by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+var t0 = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+
+// alerts records delivered alerts.
+type alerts struct {
+	mu  sync.Mutex
+	got []usage.Alert
+}
+
+func (a *alerts) Alert(_ context.Context, al usage.Alert) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.got = append(a.got, al)
+	return nil
+}
+
+func (a *alerts) count(threshold int) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, al := range a.got {
+		if al.Threshold == threshold {
+			n++
+		}
+	}
+	return n
+}
+
+// subscribe puts user on plan with overrides, anchored on the 1st.
+func subscribe(t *testing.T, db *postgres.DB, user, plan string, o usage.Overrides) {
+	t.Helper()
+	err := postgres.NewSubscriptionStore(db).PutSubscription(context.Background(), &usage.Subscription{
+		UserID: user, PlanID: plan, Overrides: o, PeriodAnchor: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// record adds calls to the user's live counters on day, as the record
+// function does.
+func record(t *testing.T, db *postgres.DB, user string, day time.Time, calls int64) {
+	t.Helper()
+	_, err := db.Pool.Exec(context.Background(), `SELECT increment_api_calls($1, $2, $3, $4, $5, $6, $7)`,
+		[]string{user}, []time.Time{usage.Day(day)}, []int64{calls}, []int64{0}, []int64{0}, []int64{0}, []int64{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hammer runs n concurrent checks and returns the decisions.
+func hammer(t *testing.T, cs []*limits.Checker, id usage.Identity, n int) []usage.Decision {
+	t.Helper()
+	out := make([]usage.Decision, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := cs[i%len(cs)].Check(context.Background(), id, 1)
+			if err != nil {
+				t.Error(err)
+			}
+			out[i] = d
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func count(ds []usage.Decision, reason string) (admitted, refused int) {
+	for _, d := range ds {
+		if d.Allowed {
+			admitted++
+		} else if d.Reason == reason {
+			refused++
+		}
+	}
+	return
+}
+
+func bigBurst() usage.Overrides {
+	b, r := 1000, 1000.0
+	return usage.Overrides{Burst: &b, RatePerSecond: &r}
+}
+
+// TestHardQuotaConcurrent: a free user with N calls left and 50 concurrent
+// requests on one instance is admitted exactly N times (the stated
+// overshoot of one instance is 0), although the counters never move.
+func TestHardQuotaConcurrent(t *testing.T) {
+	db := pgtest.NewDB(t)
+	clk := &clock{t: t0}
+	user := uuid.NewString()
+	subscribe(t, db, user, usage.PlanFree, bigBurst()) // free: 1000 included, hard
+	const left = 7
+	record(t, db, user, t0.AddDate(0, 0, -2), 1000-left)
+
+	c := limits.New(db, limits.Options{Now: clk.Now})
+	ds := hammer(t, []*limits.Checker{c}, usage.Identity{UserID: user, APIKeyID: uuid.NewString()}, 50)
+	admitted, refused := count(ds, usage.CodeQuotaExceeded)
+	if admitted != left || refused != 50-left {
+		t.Fatalf("admitted %d, refused for quota %d; want %d and %d", admitted, refused, left, 50-left)
+	}
+	for _, d := range ds {
+		if !d.Allowed && d.RetryAfter != time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC).Sub(t0) {
+			t.Errorf("quota refusal retry after %s; want until the period ends", d.RetryAfter)
+		}
+	}
+	// Past the cache TTL, with the counters still behind (the events are
+	// in flight), the refresh keeps what this instance admitted.
+	clk.Add(5 * time.Second)
+	if d, err := c.Check(context.Background(), usage.Identity{UserID: user}, 1); err != nil || d.Allowed || d.Reason != usage.CodeQuotaExceeded {
+		t.Fatalf("after refresh: %+v, %v; want a quota refusal", d, err)
+	}
+}
+
+// TestHardQuotaTwoInstances: with P = 2 instances and no recording, the
+// overshoot stays within (P−1)·N.
+func TestHardQuotaTwoInstances(t *testing.T) {
+	db := pgtest.NewDB(t)
+	clk := &clock{t: t0}
+	user := uuid.NewString()
+	subscribe(t, db, user, usage.PlanFree, bigBurst())
+	const left = 5
+	record(t, db, user, t0, 1000-left)
+	cs := []*limits.Checker{limits.New(db, limits.Options{Now: clk.Now}), limits.New(db, limits.Options{Now: clk.Now})}
+	ds := hammer(t, cs, usage.Identity{UserID: user}, 50)
+	admitted, _ := count(ds, usage.CodeQuotaExceeded)
+	if admitted < left || admitted > 2*left {
+		t.Fatalf("admitted %d; want between N = %d and N + (P−1)·N = %d", admitted, left, 2*left)
+	}
+}
+
+// TestSoftQuotaOverage: a pro user at the same point is admitted every
+// time, and once the events are recorded the excess is overage.
+func TestSoftQuotaOverage(t *testing.T) {
+	db := pgtest.NewDB(t)
+	clk := &clock{t: t0}
+	user := uuid.NewString()
+	subscribe(t, db, user, usage.PlanPro, usage.Overrides{}) // 100,000 included, soft, burst 100
+	const left = 7
+	record(t, db, user, t0.AddDate(0, 0, -1), 100_000-left)
+	c := limits.New(db, limits.Options{Now: clk.Now})
+	ds := hammer(t, []*limits.Checker{c}, usage.Identity{UserID: user, APIKeyID: uuid.NewString()}, 50)
+	if admitted, _ := count(ds, ""); admitted != 50 {
+		t.Fatalf("admitted %d of 50; want all (soft quota)", admitted)
+	}
+	record(t, db, user, t0, 50) // the record function catches up
+	sub, err := postgres.NewSubscriptionStore(db).Subscription(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var used int64
+	p := usage.PeriodAt(sub.PeriodAnchor, t0)
+	if err := db.Pool.QueryRow(context.Background(), `SELECT sum(calls) FROM eco_usage_counters
+		WHERE user_id = $1 AND day >= $2 AND day < $3`, user, p.Start, p.End).Scan(&used); err != nil {
+		t.Fatal(err)
+	}
+	if o := usage.ComputeOverage(sub.Effective, used); used != 100_000-left+50 || o.Units < 1 || o.Amount <= 0 {
+		t.Fatalf("used %d, overage %+v; want units > 0", used, o)
+	}
+}
+
+// TestRateDecisions checks the rate limit's numbers through the Checker:
+// the free burst of 10 at 2/s, per API key, with the cache warm and cold.
+func TestRateDecisions(t *testing.T) {
+	for _, ttl := range []time.Duration{0, -1} {
+		db := pgtest.NewDB(t)
+		clk := &clock{t: t0}
+		c := limits.New(db, limits.Options{Now: clk.Now, CacheTTL: ttl})
+		user := uuid.NewString()
+		key1 := usage.Identity{UserID: user, APIKeyID: uuid.NewString()}
+		key2 := usage.Identity{UserID: user, APIKeyID: uuid.NewString()}
+		ctx := context.Background()
+		for i := int64(0); i < 10; i++ {
+			d, err := c.Check(ctx, key1, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := usage.Decision{Allowed: true, Limit: 10, Remaining: 9 - i, Reset: time.Duration(i+1) * 500 * time.Millisecond,
+				RatePerSecond: 2, Quota: usage.QuotaStatus{Period: usage.PeriodAt(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), t0),
+					Included: 1000, Used: i + 1, Remaining: 1000 - i - 1, Hard: true}}
+			if d != want {
+				t.Fatalf("ttl %s call %d: %+v; want %+v", ttl, i, d, want)
+			}
+		}
+		d, err := c.Check(ctx, key1, 1)
+		if err != nil || d.Allowed || d.Reason != usage.CodeRateLimited || d.RetryAfter != 500*time.Millisecond ||
+			d.Reset != 5*time.Second || d.Remaining != 0 || d.Quota.Used != 10 {
+			t.Fatalf("ttl %s: 11th call %+v, %v; want refused, retry after 500ms", ttl, d, err)
+		}
+		if d, err := c.Check(ctx, key2, 1); err != nil || !d.Allowed || d.Remaining != 9 {
+			t.Fatalf("ttl %s: other key %+v, %v; want its own full burst", ttl, d, err)
+		}
+		clk.Add(500 * time.Millisecond)
+		if d, err := c.Check(ctx, key1, 1); err != nil || !d.Allowed || d.Remaining != 0 {
+			t.Fatalf("ttl %s: after 500ms %+v, %v; want one admitted", ttl, d, err)
+		}
+		if _, err := c.Check(ctx, key1, 11); usage.ErrorCode(err) != usage.CodeInvalid {
+			t.Fatalf("cost above burst: %v; want invalid", err)
+		}
+	}
+}
+
+// TestAlertsOnce: the 80 % and 100 % alerts fire exactly once each while
+// four instances without a cache serve concurrent traffic. Each phase uses
+// new instances, so that usage is exactly what the counters say (an
+// instance also counts the calls it admitted itself).
+func TestAlertsOnce(t *testing.T) {
+	db := pgtest.NewDB(t)
+	clk := &clock{t: t0}
+	user := uuid.NewString()
+	included := int64(100)
+	o := bigBurst()
+	o.IncludedCalls = &included
+	subscribe(t, db, user, usage.PlanPro, o)
+	rec := &alerts{}
+	id := usage.Identity{UserID: user}
+	phase := func(n int) {
+		var cs []*limits.Checker
+		for i := 0; i < 4; i++ {
+			cs = append(cs, limits.New(db, limits.Options{Now: clk.Now, CacheTTL: -1, Alerter: rec}))
+		}
+		hammer(t, cs, id, n)
+	}
+	record(t, db, user, t0, 60)
+	phase(40) // at most 60 + 10 per instance: below 80 %
+	if n := rec.count(80) + rec.count(100); n != 0 {
+		t.Fatalf("%d alerts below 80 %%", n)
+	}
+	record(t, db, user, t0, 20)
+	phase(40)
+	record(t, db, user, t0, 5)
+	phase(40)
+	if rec.count(80) != 1 || rec.count(100) != 0 {
+		t.Fatalf("at 80-85 %%: %d 80%% and %d 100%% alerts; want 1 and 0", rec.count(80), rec.count(100))
+	}
+	record(t, db, user, t0, 30)
+	phase(40)
+	phase(40)
+	if rec.count(80) != 1 || rec.count(100) != 1 {
+		t.Fatalf("past 100 %%: %d 80%% and %d 100%% alerts; want 1 each", rec.count(80), rec.count(100))
+	}
+	a := rec.got[len(rec.got)-1]
+	if a.UserID != user || a.PlanID != usage.PlanPro || a.Threshold != 100 || a.Included != 100 || a.Used < 115 ||
+		a.Period.Start != time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC) {
+		t.Errorf("alert %+v", a)
+	}
+	// The next period alerts again; crossing both at once fires both.
+	clk.Add(30 * 24 * time.Hour)
+	record(t, db, user, clk.Now(), 100)
+	phase(40)
+	if rec.count(80) != 2 || rec.count(100) != 2 {
+		t.Fatalf("next period: %d and %d alerts; want 2 each", rec.count(80), rec.count(100))
+	}
+	var rows int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM eco_usage_alerts WHERE user_id = $1`, user).Scan(&rows); err != nil || rows != 4 {
+		t.Fatalf("%d alert rows, %v; want 4", rows, err)
+	}
+}
+
+// TestAlertsWithCache: with the cache on, the calls the instance admitted
+// itself count towards the thresholds before the counters show them.
+func TestAlertsWithCache(t *testing.T) {
+	db := pgtest.NewDB(t)
+	clk := &clock{t: t0}
+	user := uuid.NewString()
+	included := int64(10)
+	o := bigBurst()
+	o.IncludedCalls = &included
+	subscribe(t, db, user, usage.PlanPro, o)
+	rec := &alerts{}
+	c := limits.New(db, limits.Options{Now: clk.Now, Alerter: rec})
+	for i := 0; i < 12; i++ {
+		if _, err := c.Check(context.Background(), usage.Identity{UserID: user}, 1); err != nil {
+			t.Fatal(err)
+		}
+		clk.Add(2 * time.Second) // past the TTL: every call refreshes
+	}
+	if rec.count(80) != 1 || rec.count(100) != 1 {
+		t.Fatalf("%d and %d alerts; want 1 each", rec.count(80), rec.count(100))
+	}
+}

@@ -1,0 +1,93 @@
+package meter
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// LambdaHandler is an API Gateway HTTP API (payload 2.0) handler.
+type LambdaHandler func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error)
+
+// Lambda wraps an API Gateway v2 handler. The endpoint is the route key
+// ("GET /v1/games/{id}"); the publisher is flushed before returning. A
+// handler error is metered as a 500 and returned unchanged.
+func (m *Middleware) Lambda(next LambdaHandler) LambdaHandler {
+	return func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+		start := m.now()
+		id, hdr, ref := m.decide(ctx, headerFunc(req.Headers), start)
+		if ref != nil {
+			resp := events.APIGatewayV2HTTPResponse{StatusCode: ref.problem.Status,
+				Headers: map[string]string{"Content-Type": "application/problem+json"}, Body: string(ref.body())}
+			for _, kv := range ref.headers {
+				resp.Headers[kv[0]] = kv[1]
+			}
+			return resp, nil
+		}
+		method := req.RequestContext.HTTP.Method
+		resp, err := next(WithIdentity(ctx, id), req)
+		if resp.Headers == nil {
+			resp.Headers = map[string]string{}
+		}
+		for _, kv := range hdr {
+			resp.Headers[kv[0]] = kv[1]
+		}
+		status := resp.StatusCode
+		if err != nil {
+			status = http.StatusInternalServerError
+		} else if status == 0 {
+			status = http.StatusOK
+		}
+		endpoint := req.RouteKey
+		if endpoint == "" || endpoint == "$default" {
+			endpoint = method + " " + req.RawPath
+		}
+		m.publish(ctx, eventOf(id, endpoint, method, status, start, m.now(),
+			bodyBytes(req.Body, req.IsBase64Encoded), bodyBytes(resp.Body, resp.IsBase64Encoded)), true)
+		return resp, err
+	}
+}
+
+// headerFunc looks headers up case-insensitively (API Gateway v2 sends
+// them lower-cased).
+func headerFunc(h map[string]string) func(string) string {
+	return func(name string) string {
+		if v, ok := h[strings.ToLower(name)]; ok {
+			return v
+		}
+		for k, v := range h {
+			if strings.EqualFold(k, name) {
+				return v
+			}
+		}
+		return ""
+	}
+}
+
+// bodyBytes is the size of a body, decoded when it is base64.
+func bodyBytes(body string, b64 bool) int64 {
+	n := int64(len(body))
+	if !b64 || n == 0 {
+		return n
+	}
+	pad := int64(strings.Count(body[max(0, len(body)-2):], "="))
+	return n/4*3 - pad
+}
+
+func eventOf(id usage.Identity, endpoint, method string, status int, start, end time.Time, reqBytes, respBytes int64) usage.Event {
+	return usage.Event{
+		UserID:        id.UserID,
+		APIKeyID:      id.APIKeyID,
+		Endpoint:      endpoint,
+		Method:        method,
+		StatusCode:    status,
+		LatencyMS:     max(0, end.Sub(start).Milliseconds()),
+		RequestBytes:  max(0, reqBytes),
+		ResponseBytes: respBytes,
+		OccurredAt:    start.UTC(),
+	}
+}

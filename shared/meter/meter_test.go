@@ -1,0 +1,320 @@
+package meter_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/meter"
+	"github.com/nexus/usage/shared/usage"
+)
+
+var (
+	t0     = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	period = usage.Period{Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)}
+	user   = "0190a4c4-52a4-7000-8000-000000000001"
+	secret = []byte("0123456789abcdef0123456789abcdef")
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// checker returns a fixed decision.
+type checker struct {
+	d   usage.Decision
+	err error
+	ids []usage.Identity
+}
+
+func (c *checker) Check(_ context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
+	c.ids = append(c.ids, id)
+	return c.d, c.err
+}
+
+// publisher records events.
+type publisher struct {
+	mu      sync.Mutex
+	events  []usage.Event
+	flushes int
+}
+
+func (p *publisher) Publish(_ context.Context, e usage.Event) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.events = append(p.events, e)
+	return nil
+}
+
+func (p *publisher) Flush(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.flushes++
+	return nil
+}
+
+// keys is an in-memory API key store.
+type keys map[string]*usage.APIKey
+
+func (k keys) CreateAPIKey(_ context.Context, a *usage.APIKey) error {
+	k[string(a.Hash)] = a
+	return nil
+}
+func (k keys) APIKeyByHash(_ context.Context, h []byte) (*usage.APIKey, error) {
+	if a, ok := k[string(h)]; ok {
+		return a, nil
+	}
+	return nil, usage.Errorf(usage.CodeNotFound, "not found")
+}
+func (k keys) RevokeAPIKey(context.Context, string, string) error { return nil }
+
+func authenticator(t testing.TB, clk *clock) (*auth.Authenticator, string, *usage.APIKey, string) {
+	t.Helper()
+	v, err := auth.NewJWTVerifier(auth.JWTConfig{Issuer: "nexus", Audience: "api", Algorithms: []string{"HS256"}, HMACSecret: secret, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := keys{}
+	key, k, err := auth.NewAPIKey(user, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ks.CreateAPIKey(context.Background(), k)
+	tok, err := auth.Sign(secret, "nexus", "api", user, false, clk.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &auth.Authenticator{Keys: ks, JWT: v}, key, k, tok
+}
+
+var allowed = usage.Decision{Allowed: true, Limit: 100, Remaining: 57, Reset: 860 * time.Millisecond, RatePerSecond: 50,
+	Quota: usage.QuotaStatus{Period: period, Included: 100_000, Used: 400, Remaining: 99_600}}
+
+var rateLimited = usage.Decision{Reason: usage.CodeRateLimited, Limit: 10, Reset: 5 * time.Second, RetryAfter: 200 * time.Millisecond,
+	RatePerSecond: 2, Quota: usage.QuotaStatus{Period: period, Included: 1000, Used: 10, Remaining: 990, Hard: true}}
+
+var quotaExceeded = usage.Decision{Reason: usage.CodeQuotaExceeded, Limit: 10, RetryAfter: period.End.Sub(t0),
+	RatePerSecond: 2, Quota: usage.QuotaStatus{Period: period, Included: 1000, Used: 1000, Hard: true}}
+
+func TestHeaders(t *testing.T) {
+	tests := []struct {
+		name string
+		d    usage.Decision
+		want [][2]string
+	}{
+		{"allowed", allowed, [][2]string{
+			{"RateLimit-Policy", `"burst";q=100;w=2, "quota";q=100000;w=2678400`},
+			{"RateLimit", `"burst";r=57;t=1, "quota";r=99600;t=1857600`},
+			{"X-RateLimit-Limit", "100"}, {"X-RateLimit-Remaining", "57"}, {"X-RateLimit-Reset", "1"},
+		}},
+		{"rate limited", rateLimited, [][2]string{
+			{"RateLimit-Policy", `"burst";q=10;w=5, "quota";q=1000;w=2678400`},
+			{"RateLimit", `"burst";r=0;t=5, "quota";r=990;t=1857600`},
+			{"X-RateLimit-Limit", "10"}, {"X-RateLimit-Remaining", "0"}, {"X-RateLimit-Reset", "5"},
+			{"Retry-After", "1"},
+		}},
+		{"quota exceeded", quotaExceeded, [][2]string{
+			{"RateLimit-Policy", `"burst";q=10;w=5, "quota";q=1000;w=2678400`},
+			{"RateLimit", `"burst";r=0;t=0, "quota";r=0;t=1857600`},
+			{"X-RateLimit-Limit", "10"}, {"X-RateLimit-Remaining", "0"}, {"X-RateLimit-Reset", "0"},
+			{"Retry-After", "1857600"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, meter.Headers(tt.d, t0)); diff != "" {
+				t.Errorf("Headers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// request is one call through either flavour, normalised for assertions.
+type response struct {
+	status  int
+	headers http.Header
+	body    string
+}
+
+type flavour struct {
+	name string
+	do   func(t *testing.T, m *meter.Middleware, clk *clock, hdr map[string]string, body string) response
+}
+
+var flavours = []flavour{
+	{"net/http", func(t *testing.T, m *meter.Middleware, clk *clock, hdr map[string]string, body string) response {
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /v1/games/{id}", func(w http.ResponseWriter, r *http.Request) {
+			if id, ok := meter.IdentityFrom(r.Context()); !ok || id.UserID != user {
+				t.Errorf("identity in context: %+v", id)
+			}
+			b, _ := io.ReadAll(r.Body)
+			clk.Add(25 * time.Millisecond)
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte("created " + string(b)))
+		})
+		req := httptest.NewRequest("POST", "/v1/games/42", strings.NewReader(body))
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		m.HTTP(mux).ServeHTTP(rec, req)
+		return response{rec.Code, rec.Header(), rec.Body.String()}
+	}},
+	{"lambda", func(t *testing.T, m *meter.Middleware, clk *clock, hdr map[string]string, body string) response {
+		h := m.Lambda(func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+			if id, ok := meter.IdentityFrom(ctx); !ok || id.UserID != user {
+				t.Errorf("identity in context: %+v", id)
+			}
+			b, _ := base64.StdEncoding.DecodeString(req.Body)
+			clk.Add(25 * time.Millisecond)
+			return events.APIGatewayV2HTTPResponse{StatusCode: http.StatusCreated, Body: "created " + string(b)}, nil
+		})
+		lower := map[string]string{}
+		for k, v := range hdr {
+			lower[strings.ToLower(k)] = v
+		}
+		req := events.APIGatewayV2HTTPRequest{RouteKey: "POST /v1/games/{id}", RawPath: "/v1/games/42", Headers: lower,
+			Body: base64.StdEncoding.EncodeToString([]byte(body)), IsBase64Encoded: true}
+		req.RequestContext.HTTP.Method = "POST"
+		resp, err := h(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := http.Header{}
+		for k, v := range resp.Headers {
+			out.Set(k, v)
+		}
+		return response{resp.StatusCode, out, resp.Body}
+	}},
+}
+
+func TestAllowed(t *testing.T) {
+	for _, f := range flavours {
+		for _, cred := range []string{"key", "jwt"} {
+			t.Run(f.name+"/"+cred, func(t *testing.T) {
+				clk := &clock{t: t0}
+				a, key, k, tok := authenticator(t, clk)
+				pub := &publisher{}
+				ch := &checker{d: allowed}
+				m := meter.New(a, ch, pub, meter.Options{Now: clk.Now})
+				hdr := map[string]string{"X-Api-Key": key}
+				if cred == "jwt" {
+					hdr = map[string]string{"Authorization": "Bearer " + tok}
+				}
+				resp := f.do(t, m, clk, hdr, "hello")
+				if resp.status != http.StatusCreated || resp.body != "created hello" {
+					t.Fatalf("response %d %q", resp.status, resp.body)
+				}
+				for _, kv := range meter.Headers(allowed, t0) {
+					if got := resp.headers.Get(kv[0]); got != kv[1] {
+						t.Errorf("%s: %q; want %q", kv[0], got, kv[1])
+					}
+				}
+				if len(pub.events) != 1 {
+					t.Fatalf("%d events published", len(pub.events))
+				}
+				e := pub.events[0]
+				want := usage.Event{Version: 1, EventID: e.EventID, UserID: user, Endpoint: "POST /v1/games/{id}", Method: "POST",
+					StatusCode: 201, LatencyMS: 25, RequestBytes: 5, ResponseBytes: 13, Quantity: 1, OccurredAt: t0}
+				if cred == "key" {
+					want.APIKeyID = k.ID
+					if ch.ids[0].APIKeyID != k.ID {
+						t.Errorf("checked %+v; want the key", ch.ids[0])
+					}
+				}
+				if diff := cmp.Diff(want, e); diff != "" {
+					t.Errorf("event (-want +got):\n%s", diff)
+				}
+				if id, err := uuid.Parse(e.EventID); err != nil || id.Version() != 7 {
+					t.Errorf("event id %s is not a UUIDv7", e.EventID)
+				}
+				if err := e.Validate(clk.Now(), usage.DefaultBackfillWindow); err != nil {
+					t.Errorf("event invalid: %v", err)
+				}
+				if f.name == "lambda" && pub.flushes != 1 {
+					t.Errorf("%d flushes; want 1", pub.flushes)
+				}
+			})
+		}
+	}
+}
+
+func TestRefused(t *testing.T) {
+	tests := []struct {
+		name       string
+		d          usage.Decision
+		err        error
+		hdr        map[string]string
+		status     int
+		typ        string
+		retryAfter string
+	}{
+		{"rate limited", rateLimited, nil, nil, 429, meter.ProblemRateLimited, "1"},
+		{"quota exceeded", quotaExceeded, nil, nil, 429, meter.ProblemQuotaExceeded, "1857600"},
+		{"no credentials", allowed, nil, map[string]string{}, 401, meter.ProblemUnauthorized, ""},
+		{"bad api key", allowed, nil, map[string]string{"X-Api-Key": "nx_wrongwrongwrong"}, 401, meter.ProblemUnauthorized, ""},
+		{"bad token", allowed, nil, map[string]string{"Authorization": "Bearer abc.def.ghi"}, 401, meter.ProblemUnauthorized, ""},
+		{"limiter down", usage.Decision{}, usage.Errorf(usage.CodeUnavailable, "database unavailable"), nil, 503, meter.ProblemUnavailable, "1"},
+	}
+	for _, f := range flavours {
+		for _, tt := range tests {
+			t.Run(f.name+"/"+tt.name, func(t *testing.T) {
+				clk := &clock{t: t0}
+				a, key, _, _ := authenticator(t, clk)
+				pub := &publisher{}
+				m := meter.New(a, &checker{d: tt.d, err: tt.err}, pub, meter.Options{Now: clk.Now})
+				hdr := tt.hdr
+				if hdr == nil {
+					hdr = map[string]string{"X-Api-Key": key}
+				}
+				resp := f.do(t, m, clk, hdr, "hello")
+				if resp.status != tt.status || resp.headers.Get("Content-Type") != "application/problem+json" {
+					t.Fatalf("status %d, content type %q; want %d problem+json", resp.status, resp.headers.Get("Content-Type"), tt.status)
+				}
+				var p meter.Problem
+				if err := json.Unmarshal([]byte(resp.body), &p); err != nil {
+					t.Fatal(err)
+				}
+				if p.Type != tt.typ || p.Status != tt.status || p.Title == "" || p.Detail == "" {
+					t.Errorf("problem %+v; want type %s", p, tt.typ)
+				}
+				if got := resp.headers.Get("Retry-After"); got != tt.retryAfter {
+					t.Errorf("Retry-After %q; want %q", got, tt.retryAfter)
+				}
+				if tt.status == 429 {
+					for _, kv := range meter.Headers(tt.d, t0) {
+						if got := resp.headers.Get(kv[0]); got != kv[1] {
+							t.Errorf("%s: %q; want %q", kv[0], got, kv[1])
+						}
+					}
+				}
+				if strings.Contains(resp.body, "database") {
+					t.Errorf("internal detail leaked: %s", resp.body)
+				}
+				if len(pub.events) != 0 {
+					t.Errorf("%d events published for a refused request", len(pub.events))
+				}
+			})
+		}
+	}
+}
