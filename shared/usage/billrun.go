@@ -253,6 +253,9 @@ func (c *Billing) bill(ctx context.Context, now time.Time, rep *RunReport) error
 		for range min(c.Workers, len(batch)) {
 			wg.Go(func() {
 				for e := range work {
+					if ctx.Err() != nil {
+						continue // the run is stopping: leave the row to its lease
+					}
 					var r RunReport
 					if err := c.billOne(ctx, now, e, &r); err != nil {
 						cancel(err)
