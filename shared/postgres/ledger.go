@@ -212,14 +212,24 @@ func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([
 	return out, nil
 }
 
-// MarkBilled ends a pending row as billed. Marking a row that is no longer
-// pending changes nothing (a concurrent run billed it with the same key).
-func (s *LedgerStore) MarkBilled(ctx context.Context, ledgerID, stripeID string, now time.Time) error {
-	_, err := s.db.Pool.Exec(ctx, `UPDATE eco_overage_ledger
-		SET status = 'billed', stripe_object_id = $2, last_error = NULL, lease_until = NULL, updated_at = $3
-		WHERE ledger_id = $1 AND status = 'pending'`, ledgerID, stripeID, now)
+// MarkBilled ends pending rows as billed, in one statement. Marking a row
+// that is no longer pending changes nothing (a concurrent run billed it with
+// the same key).
+func (s *LedgerStore) MarkBilled(ctx context.Context, items []usage.Billed, now time.Time) error {
+	if len(items) == 0 {
+		return nil
+	}
+	ids := make([]string, len(items))
+	sids := make([]string, len(items))
+	for i, b := range items {
+		ids[i], sids[i] = b.LedgerID, b.StripeID
+	}
+	_, err := s.db.Pool.Exec(ctx, `UPDATE eco_overage_ledger l
+		SET status = 'billed', stripe_object_id = b.sid, last_error = NULL, lease_until = NULL, updated_at = $3
+		FROM unnest($1::uuid[], $2::text[]) AS b(id, sid)
+		WHERE l.ledger_id = b.id AND l.status = 'pending'`, ids, sids, now)
 	if err != nil {
-		return FormatError(fmt.Errorf("mark ledger row %s billed: %w", ledgerID, err))
+		return FormatError(fmt.Errorf("mark %d ledger rows billed: %w", len(items), err))
 	}
 	return nil
 }

@@ -146,6 +146,12 @@ type PeriodState struct {
 	Base *Overage
 }
 
+// Billed pairs a ledger row with the provider's id of its invoice item.
+type Billed struct {
+	LedgerID string
+	StripeID string
+}
+
 // ClaimRequest asks the store for pending rows to bill.
 type ClaimRequest struct {
 	// Owner identifies the run; a run never claims a row twice.
@@ -170,8 +176,9 @@ type LedgerStore interface {
 	// were not claimed by the same owner before, bumps their attempts and
 	// returns them with the Stripe ids of their users.
 	ClaimPending(ctx context.Context, r ClaimRequest) ([]*LedgerEntry, error)
-	// MarkBilled records the provider's id on a pending row.
-	MarkBilled(ctx context.Context, ledgerID, stripeID string, now time.Time) error
+	// MarkBilled records the provider's ids on pending rows, in one
+	// statement; rows no longer pending are left alone.
+	MarkBilled(ctx context.Context, items []Billed, now time.Time) error
 	// MarkRetry keeps a pending row pending with the reason and releases
 	// its lease.
 	MarkRetry(ctx context.Context, ledgerID, reason string, now time.Time) error

@@ -17,8 +17,9 @@ const (
 	// may still arrive.
 	DefaultGrace = 24 * time.Hour
 	// DefaultLookback bounds how far back closed periods are reconsidered
-	// for late usage; it covers the 35-day backfill window of events.
-	DefaultLookback = 62 * 24 * time.Hour
+	// for late usage: a period that ended longer ago cannot receive events
+	// any more (35-day backfill window, plus the grace period and a margin).
+	DefaultLookback = 40 * 24 * time.Hour
 	// DefaultKeyWindow is the age of a pending row after which it is looked
 	// up in Stripe by metadata before being sent again: Stripe keeps
 	// idempotency keys for at least 24 hours; an hour's margin is taken.
@@ -236,20 +237,25 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) error
 }
 
 // bill claims pending rows in batches and bills them with c.Workers
-// workers.
-func (c *Billing) bill(ctx context.Context, now time.Time, rep *RunReport) error {
+// workers. The rows billed in a batch are marked in one statement after the
+// batch: a crash before that leaves them pending, and the next run's calls
+// with the same keys return the same items.
+func (c *Billing) bill(parent context.Context, now time.Time, rep *RunReport) error {
 	var mu sync.Mutex
 	for {
-		batch, err := c.Ledger.ClaimPending(ctx, ClaimRequest{Owner: rep.RunID, Now: now, Lease: c.Lease, Limit: c.Batch})
+		batch, err := c.Ledger.ClaimPending(parent, ClaimRequest{Owner: rep.RunID, Now: now, Lease: c.Lease, Limit: c.Batch})
 		if err != nil {
 			return fmt.Errorf("claim pending ledger rows: %w", err)
 		}
 		if len(batch) == 0 {
 			return nil
 		}
-		ctx, cancel := context.WithCancelCause(ctx)
+		ctx, cancel := context.WithCancelCause(parent)
 		work := make(chan *LedgerEntry)
-		var wg sync.WaitGroup
+		var (
+			wg     sync.WaitGroup
+			billed []Billed
+		)
 		for range min(c.Workers, len(batch)) {
 			wg.Go(func() {
 				for e := range work {
@@ -257,11 +263,14 @@ func (c *Billing) bill(ctx context.Context, now time.Time, rep *RunReport) error
 						continue // the run is stopping: leave the row to its lease
 					}
 					var r RunReport
-					if err := c.billOne(ctx, now, e, &r); err != nil {
+					id, err := c.billOne(ctx, now, e, &r)
+					if err != nil {
 						cancel(err)
 					}
 					mu.Lock()
-					rep.Billed += r.Billed
+					if id != "" {
+						billed = append(billed, Billed{LedgerID: e.ID, StripeID: id})
+					}
 					rep.Found += r.Found
 					rep.Retry += r.Retry
 					rep.Failed += r.Failed
@@ -282,15 +291,21 @@ func (c *Billing) bill(ctx context.Context, now time.Time, rep *RunReport) error
 		wg.Wait()
 		err = context.Cause(ctx)
 		cancel(nil)
+		// Record what was billed even when the run is stopping.
+		if merr := c.Ledger.MarkBilled(parent, billed, now); merr != nil {
+			return fmt.Errorf("mark %d ledger rows billed: %w", len(billed), merr)
+		}
+		rep.Billed += len(billed)
 		if err != nil {
 			return err
 		}
 	}
 }
 
-// billOne bills one claimed row. It returns an error only when the run must
-// stop.
-func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, rep *RunReport) error {
+// billOne bills one claimed row and returns the invoice item's id to record
+// as billed ("" when the row was not billed). It returns an error only when
+// the run must stop.
+func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, rep *RunReport) (string, error) {
 	log := c.Logger.With("ledger_id", e.ID, "user_id", e.UserID, "period_start", e.Period.Start.Format(time.DateOnly), "seq", e.Seq)
 	fail := func(reason string) error {
 		rep.Failed++
@@ -301,22 +316,18 @@ func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, re
 		return nil
 	}
 	if e.CustomerID == "" {
-		return fail("the subscription has no Stripe customer")
+		return "", fail("the subscription has no Stripe customer")
 	}
 	if e.Attempts > c.MaxAttempts {
-		return fail(fmt.Sprintf("gave up after %d attempts: %s", e.Attempts-1, e.LastError))
+		return "", fail(fmt.Sprintf("gave up after %d attempts: %s", e.Attempts-1, e.LastError))
 	}
-	billed := func(id string) error {
+	billed := func(id string) (string, error) {
 		if c.AfterCreate != nil {
 			if err := c.AfterCreate(e, id); err != nil {
-				return err
+				return "", err
 			}
 		}
-		if err := c.Ledger.MarkBilled(ctx, e.ID, id, now); err != nil {
-			return fmt.Errorf("mark ledger row %s billed as %s: %w", e.ID, id, err)
-		}
-		rep.Billed++
-		return nil
+		return id, nil
 	}
 	providerErr := func(op string, err error) error {
 		switch {
@@ -343,7 +354,7 @@ func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, re
 		rep.StripeCalls++
 		id, found, err := c.Biller.FindInvoiceItem(ctx, e.CustomerID, e.ID)
 		if err != nil {
-			return providerErr("find", err)
+			return "", providerErr("find", err)
 		}
 		if found {
 			rep.Found++
@@ -354,7 +365,7 @@ func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, re
 	rep.StripeCalls++
 	id, err := c.Biller.CreateInvoiceItem(ctx, e.InvoiceItem(), e.IdempotencyKey)
 	if err != nil {
-		return providerErr("create", err)
+		return "", providerErr("create", err)
 	}
 	return billed(id)
 }
