@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/stripebill"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// timedLedger adds up the time spent in the ledger store (across workers).
+type timedLedger struct {
+	usage.LedgerStore
+	ns atomic.Int64
+}
+
+func (l *timedLedger) since(t time.Time) { l.ns.Add(int64(time.Since(t))) }
+
+func (l *timedLedger) BillableSubscriptions(ctx context.Context) ([]*usage.Subscription, error) {
+	defer l.since(time.Now())
+	return l.LedgerStore.BillableSubscriptions(ctx)
+}
+func (l *timedLedger) PeriodStates(ctx context.Context, p []usage.UserPeriod) ([]usage.PeriodState, error) {
+	defer l.since(time.Now())
+	return l.LedgerStore.PeriodStates(ctx, p)
+}
+func (l *timedLedger) InsertLedgerEntries(ctx context.Context, e []*usage.LedgerEntry, now time.Time) (int, error) {
+	defer l.since(time.Now())
+	return l.LedgerStore.InsertLedgerEntries(ctx, e, now)
+}
+func (l *timedLedger) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
+	defer l.since(time.Now())
+	return l.LedgerStore.ClaimPending(ctx, r)
+}
+func (l *timedLedger) MarkBilled(ctx context.Context, items []usage.Billed, now time.Time) error {
+	defer l.since(time.Now())
+	return l.LedgerStore.MarkBilled(ctx, items, now)
+}
+func (l *timedLedger) MarkRetry(ctx context.Context, id, reason string, now time.Time) error {
+	defer l.since(time.Now())
+	return l.LedgerStore.MarkRetry(ctx, id, reason, now)
+}
+func (l *timedLedger) MarkFailed(ctx context.Context, id, reason string, now time.Time) error {
+	defer l.since(time.Now())
+	return l.LedgerStore.MarkFailed(ctx, id, reason, now)
+}
+
+const benchSubscriptions = 10_000
+
+// seedBench creates n pro subscriptions anchored on 1 February, each over
+// its quota in February.
+func seedBench(b *testing.B, e *env, n int) {
+	ctx := context.Background()
+	_, err := e.db.Pool.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, stripe_customer_id, stripe_subscription_id, period_anchor)
+		SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'pro', 'cus_b' || i, 'sub_b' || i, $2
+		FROM generate_series(1, $1) i`, n, anchor)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = e.db.Pool.Exec(ctx, `INSERT INTO eco_usage_counters (user_id, day, calls)
+		SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, d::date, 4000 + i % 100
+		FROM generate_series(1, $1) i, generate_series('2026-02-01'::date, '2026-02-28'::date, '1 day') d`, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkOverageRun closes 10,000 subscriptions (one February period each,
+// all over quota): a dry run (database only), then against stripe-mock
+// without a client-side limit and at a limit of 250 requests/s. It reports
+// the run time, Stripe calls per second and the database time per
+// subscription (time inside the ledger store, summed over workers).
+func BenchmarkOverageRun(b *testing.B) {
+	mock := pgtest.Require(b, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
+	cases := []struct {
+		name   string
+		dryRun bool
+		rps    float64
+	}{
+		{name: "dry-run", dryRun: true},
+		{name: "stripe-mock-unlimited"},
+		{name: "stripe-mock-limit-250rps", rps: 250},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var runTime, dbTime time.Duration
+			var calls int
+			for range b.N {
+				b.StopTimer()
+				var biller usage.Biller
+				if !c.dryRun {
+					biller = stripebill.New(stripebill.Config{Key: "sk_test_123", URL: mock, MaxNetworkRetries: 2, RequestsPerSecond: c.rps})
+				}
+				e := newEnv(b, biller)
+				seedBench(b, e, benchSubscriptions)
+				tl := &timedLedger{LedgerStore: e.ledger}
+				e.h.Billing.Ledger = tl
+				b.StartTimer()
+				start := time.Now()
+				rep, err := e.run(runAt)
+				runTime += time.Since(start)
+				b.StopTimer()
+				if err != nil {
+					b.Fatalf("run: %v", err)
+				}
+				want := 0
+				if !c.dryRun {
+					want = benchSubscriptions
+				}
+				if rep.Periods != benchSubscriptions || rep.Billed != want {
+					b.Fatalf("report %+v; want %d periods, %d billed", rep, benchSubscriptions, want)
+				}
+				calls += rep.StripeCalls
+				dbTime += time.Duration(tl.ns.Load())
+			}
+			n := float64(b.N)
+			b.ReportMetric(runTime.Seconds()/n, "run_s")
+			b.ReportMetric(float64(benchSubscriptions)*n/runTime.Seconds(), "subs/s")
+			if calls > 0 {
+				b.ReportMetric(float64(calls)/runTime.Seconds(), "stripe_calls/s")
+			}
+			b.ReportMetric(float64(dbTime.Microseconds())/(n*benchSubscriptions), "db_µs/sub")
+		})
+	}
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/stripebill"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// The run under test: daily at 00:30 UTC on 2 March 2026. Subscriptions
+// anchored on 1 February have one closed period, February.
+var (
+	runAt    = time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC)
+	anchor   = time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	february = usage.Period{Start: anchor, End: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+)
+
+func testLogger(tb testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// env is one test's database and handler.
+type env struct {
+	t      testing.TB
+	db     *postgres.DB
+	ledger *postgres.LedgerStore
+	h      *Handler
+}
+
+func newEnv(t testing.TB, biller usage.Biller) *env {
+	t.Helper()
+	db := pgtest.NewDB(t)
+	ledger := postgres.NewLedgerStore(db)
+	e := &env{t: t, db: db, ledger: ledger}
+	e.h = &Handler{
+		Billing: usage.Billing{Ledger: ledger},
+		Biller:  biller,
+		Logger:  testLogger(t),
+		Now:     func() time.Time { return runAt },
+	}
+	return e
+}
+
+// sub is a subscription to seed: its plan, overrides, Stripe customer and
+// the calls used in February.
+type sub struct {
+	user      string
+	plan      string
+	customer  string
+	overrides usage.Overrides
+	used      int64
+}
+
+func userID(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
+
+func (e *env) seed(subs ...sub) {
+	e.t.Helper()
+	ctx := context.Background()
+	store := postgres.NewSubscriptionStore(e.db)
+	for _, s := range subs {
+		st := &usage.Subscription{UserID: s.user, PlanID: s.plan, Overrides: s.overrides, PeriodAnchor: anchor,
+			StripeCustomerID: s.customer}
+		if s.customer != "" {
+			st.StripeSubscriptionID = "sub_" + strings.TrimPrefix(s.customer, "cus_")
+		}
+		if err := store.PutSubscription(ctx, st); err != nil {
+			e.t.Fatalf("PutSubscription(%s): %v", s.user, err)
+		}
+		e.addCalls(s.user, time.Date(2026, 2, 10, 0, 0, 0, 0, time.UTC), s.used)
+	}
+}
+
+// addCalls adds calls to a user's live counter of a day (negative: fewer).
+func (e *env) addCalls(user string, day time.Time, calls int64) {
+	e.t.Helper()
+	_, err := e.db.Pool.Exec(context.Background(), `INSERT INTO eco_usage_counters (user_id, day, calls) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id, day) DO UPDATE SET calls = eco_usage_counters.calls + excluded.calls`,
+		user, day.Format(time.DateOnly), calls)
+	if err != nil {
+		e.t.Fatalf("add calls: %v", err)
+	}
+}
+
+func (e *env) run(at time.Time) (usage.RunReport, error) {
+	return e.h.Handle(context.Background(), Input{Now: &at})
+}
+
+// rows returns the ledger rows keyed by user and seq ("user/seq").
+func (e *env) rows() map[string]*usage.LedgerEntry {
+	e.t.Helper()
+	list, err := e.ledger.ListLedger(context.Background(), usage.LedgerFilter{Limit: usage.MaxLedgerLimit})
+	if err != nil {
+		e.t.Fatalf("ListLedger: %v", err)
+	}
+	out := map[string]*usage.LedgerEntry{}
+	for _, r := range list {
+		out[fmt.Sprintf("%s/%d", r.UserID, r.Seq)] = r
+	}
+	return out
+}
+
+func fakeBiller(url string) *stripebill.Client {
+	return stripebill.New(stripebill.Config{Key: "sk_test_123", URL: url})
+}
+
+// onceHook fails the first call after the Stripe call: a crash between the
+// charge and marking the row billed.
+func onceHook() func(*usage.LedgerEntry, string) error {
+	var once sync.Once
+	return func(e *usage.LedgerEntry, id string) error {
+		err := error(nil)
+		once.Do(func() { err = fmt.Errorf("injected crash after creating %s", id) })
+		return err
+	}
+}

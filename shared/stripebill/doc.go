@@ -1,0 +1,11 @@
+// Package stripebill is the Stripe adapter of usage.Biller: overage becomes
+// an invoice item on the customer's subscription, created with the ledger
+// row's idempotency key and metadata naming the row, so that a retry never
+// charges twice and a row older than Stripe's key window can be found again.
+// Requests go through a client-side rate limiter, and *stripe.Error is
+// turned into usage error codes in one function (convertError).
+//
+//	c := stripebill.New(stripebill.Config{Key: key, RequestsPerSecond: 20, MaxNetworkRetries: 2})
+//	id, err := c.CreateInvoiceItem(ctx, entry.InvoiceItem(), entry.IdempotencyKey)
+//	if usage.Retryable(err) { /* leave the row pending */ }
+package stripebill

@@ -1,0 +1,191 @@
+package stripebill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nexus/usage/shared/usage"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/invoiceitem"
+	"golang.org/x/time/rate"
+)
+
+// Config configures the client.
+type Config struct {
+	// Key is the Stripe secret key.
+	Key string
+	// URL overrides the API base URL (stripe-mock, a test server).
+	URL string
+	// MaxNetworkRetries is how often stripe-go retries a request that failed
+	// on the network, with 409, 429 or 5xx; it resends the same idempotency
+	// key. Zero disables them.
+	MaxNetworkRetries int64
+	// RequestsPerSecond caps the requests sent (retries and list pages
+	// included); zero or less means no limit. Burst defaults to 1.
+	RequestsPerSecond float64
+	Burst             int
+	// HTTPClient defaults to one with an 80 s timeout, as stripe-go's.
+	HTTPClient *http.Client
+}
+
+// Client creates and finds invoice items.
+type Client struct {
+	items invoiceitem.Client
+}
+
+var _ usage.Biller = (*Client)(nil)
+
+// New returns a client for c.
+func New(c Config) *Client {
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 80 * time.Second}
+	}
+	limit := rate.Inf
+	if c.RequestsPerSecond > 0 {
+		limit = rate.Limit(c.RequestsPerSecond)
+	}
+	burst := max(c.Burst, 1)
+	limited := *hc
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	limited.Transport = &limitedTransport{base: base, limiter: rate.NewLimiter(limit, burst)}
+	bc := &stripe.BackendConfig{
+		HTTPClient:        &limited,
+		MaxNetworkRetries: stripe.Int64(c.MaxNetworkRetries),
+		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
+		EnableTelemetry:   stripe.Bool(false),
+	}
+	if c.URL != "" {
+		bc.URL = stripe.String(c.URL)
+	}
+	return &Client{items: invoiceitem.Client{B: stripe.GetBackendWithConfig(stripe.APIBackend, bc), Key: c.Key}}
+}
+
+// limitedTransport waits for the rate limiter before every request.
+type limitedTransport struct {
+	base    http.RoundTripper
+	limiter *rate.Limiter
+}
+
+func (t *limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := t.limiter.Wait(r.Context()); err != nil {
+		return nil, err
+	}
+	return t.base.RoundTrip(r)
+}
+
+// Metadata keys set on every invoice item.
+const (
+	MetaLedgerID    = "ledger_id"
+	MetaUserID      = "user_id"
+	MetaPeriodStart = "period_start"
+	MetaSeq         = "seq"
+)
+
+// CreateInvoiceItem adds the item to the customer's subscription (its next
+// invoice) with the amount and currency, the period (Stripe's end is
+// inclusive, so the last second of the period) and metadata naming the
+// ledger row.
+func (c *Client) CreateInvoiceItem(ctx context.Context, item *usage.InvoiceItem, idempotencyKey string) (string, error) {
+	if item.Amount <= 0 {
+		return "", usage.Errorf(usage.CodeInvalid, "invoice item amount must be positive, got %d", item.Amount)
+	}
+	p := &stripe.InvoiceItemParams{
+		Customer:    stripe.String(item.CustomerID),
+		Amount:      stripe.Int64(item.Amount),
+		Currency:    stripe.String(item.Currency),
+		Description: stripe.String(item.Description),
+		Period: &stripe.InvoiceItemPeriodParams{
+			Start: stripe.Int64(item.Period.Start.Unix()),
+			End:   stripe.Int64(item.Period.End.Unix() - 1),
+		},
+		Metadata: map[string]string{
+			MetaLedgerID:    item.LedgerID,
+			MetaUserID:      item.UserID,
+			MetaPeriodStart: item.Period.Start.UTC().Format(time.DateOnly),
+			MetaSeq:         strconv.Itoa(item.Seq),
+		},
+	}
+	if item.SubscriptionID != "" {
+		p.Subscription = stripe.String(item.SubscriptionID)
+	}
+	p.Context = ctx
+	p.SetIdempotencyKey(idempotencyKey)
+	ii, err := c.items.New(p)
+	if err != nil {
+		return "", convertError("create invoice item", err)
+	}
+	return ii.ID, nil
+}
+
+// FindInvoiceItem pages through the customer's invoice items, newest first,
+// for one whose metadata names the ledger row. (Stripe's search API does not
+// cover invoice items.)
+func (c *Client) FindInvoiceItem(ctx context.Context, customerID, ledgerID string) (string, bool, error) {
+	p := &stripe.InvoiceItemListParams{Customer: stripe.String(customerID)}
+	p.Limit = stripe.Int64(100)
+	p.Context = ctx
+	it := c.items.List(p)
+	for it.Next() {
+		ii := it.InvoiceItem()
+		if ii.Metadata[MetaLedgerID] == ledgerID {
+			return ii.ID, true, nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return "", false, convertError("list invoice items", err)
+	}
+	return "", false, nil
+}
+
+// convertError is the one place where Stripe's errors become usage codes:
+// network errors, 409 (a concurrent request with the same key), 429 and 5xx
+// are retryable (CodeUnavailable, CodeRateLimited); 401 and 403 mean bad
+// credentials (CodeUnauthorized, CodeForbidden); 404 is CodeNotFound; an
+// idempotency key reused with other parameters is CodeConflict; every other
+// 4xx (400, 402, …) is CodeInvalid. The message keeps Stripe's status, code
+// and message, which are safe to store on the ledger row.
+func convertError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *stripe.Error
+	if !errors.As(err, &se) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return &usage.Error{Code: usage.CodeUnavailable, Message: op + ": " + err.Error()}
+		}
+		return &usage.Error{Code: usage.CodeUnavailable, Message: fmt.Sprintf("%s: network error: %v", op, err)}
+	}
+	msg := fmt.Sprintf("%s: stripe %d", op, se.HTTPStatusCode)
+	if se.Code != "" {
+		msg += " " + string(se.Code)
+	}
+	if se.Msg != "" {
+		msg += ": " + se.Msg
+	}
+	code := usage.CodeInvalid
+	switch s := se.HTTPStatusCode; {
+	case s == http.StatusTooManyRequests:
+		code = usage.CodeRateLimited
+	case s >= 500 || s == 0:
+		code = usage.CodeUnavailable
+	case s == http.StatusConflict && se.Type != stripe.ErrorTypeIdempotency:
+		code = usage.CodeUnavailable
+	case se.Type == stripe.ErrorTypeIdempotency:
+		code = usage.CodeConflict
+	case s == http.StatusUnauthorized:
+		code = usage.CodeUnauthorized
+	case s == http.StatusForbidden:
+		code = usage.CodeForbidden
+	case s == http.StatusNotFound:
+		code = usage.CodeNotFound
+	}
+	return &usage.Error{Code: code, Message: msg}
+}

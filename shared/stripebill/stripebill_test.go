@@ -1,0 +1,139 @@
+package stripebill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/stripebill/stripetest"
+	"github.com/nexus/usage/shared/usage"
+	"github.com/stripe/stripe-go/v76"
+)
+
+func TestConvertError(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		code string
+	}{
+		{"network", &url.Error{Op: "Post", URL: "x", Err: errors.New("connection refused")}, usage.CodeUnavailable},
+		{"deadline", context.DeadlineExceeded, usage.CodeUnavailable},
+		{"500", &stripe.Error{HTTPStatusCode: 500, Type: stripe.ErrorTypeAPI}, usage.CodeUnavailable},
+		{"503", &stripe.Error{HTTPStatusCode: 503}, usage.CodeUnavailable},
+		{"429", &stripe.Error{HTTPStatusCode: 429, Code: stripe.ErrorCodeRateLimit}, usage.CodeRateLimited},
+		{"409 lock timeout", &stripe.Error{HTTPStatusCode: 409, Type: stripe.ErrorTypeInvalidRequest, Code: "lock_timeout"}, usage.CodeUnavailable},
+		{"409 idempotency", &stripe.Error{HTTPStatusCode: 400, Type: stripe.ErrorTypeIdempotency}, usage.CodeConflict},
+		{"400", &stripe.Error{HTTPStatusCode: 400, Type: stripe.ErrorTypeInvalidRequest, Code: stripe.ErrorCodeParameterMissing}, usage.CodeInvalid},
+		{"401", &stripe.Error{HTTPStatusCode: 401}, usage.CodeUnauthorized},
+		{"402", &stripe.Error{HTTPStatusCode: 402, Type: stripe.ErrorTypeCard, Code: stripe.ErrorCodeCardDeclined}, usage.CodeInvalid},
+		{"403", &stripe.Error{HTTPStatusCode: 403}, usage.CodeForbidden},
+		{"404", &stripe.Error{HTTPStatusCode: 404, Code: stripe.ErrorCodeResourceMissing, Msg: "No such customer: 'cus_x'"}, usage.CodeNotFound},
+		{"wrapped", fmt.Errorf("call: %w", &stripe.Error{HTTPStatusCode: 502}), usage.CodeUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := convertError("op", tt.err)
+			if usage.ErrorCode(got) != tt.code {
+				t.Errorf("convertError(%v) = %v; want code %s", tt.err, got, tt.code)
+			}
+		})
+	}
+	got := convertError("create invoice item", &stripe.Error{HTTPStatusCode: 402, Code: stripe.ErrorCodeCardDeclined, Msg: "Your card was declined."})
+	if want := "create invoice item: stripe 402 card_declined: Your card was declined."; usage.ErrorMessage(got) != want {
+		t.Errorf("message = %q; want %q", usage.ErrorMessage(got), want)
+	}
+}
+
+func testItem(n int) *usage.InvoiceItem {
+	return &usage.InvoiceItem{
+		LedgerID: fmt.Sprintf("00000000-0000-4000-8000-%012d", n), UserID: "00000000-0000-4000-8000-000000000001",
+		CustomerID: "cus_1", SubscriptionID: "sub_1", Seq: 0, Amount: 150, Currency: "usd", Description: "API overage",
+		Period: usage.Period{Start: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)},
+	}
+}
+
+func TestCreateAndFindInvoiceItem(t *testing.T) {
+	fake := stripetest.New(t)
+	c := New(Config{Key: "sk_test", URL: fake.URL, RequestsPerSecond: 1000, Burst: 10})
+	ctx := context.Background()
+	var ids []string
+	for i := 1; i <= 120; i++ { // more than one page of 100
+		id, err := c.CreateInvoiceItem(ctx, testItem(i), fmt.Sprintf("key-%d", i))
+		if err != nil {
+			t.Fatalf("CreateInvoiceItem: %v", err)
+		}
+		ids = append(ids, id)
+	}
+	// Same key: the same item, no new charge.
+	if id, err := c.CreateInvoiceItem(ctx, testItem(1), "key-1"); err != nil || id != ids[0] {
+		t.Errorf("repeat CreateInvoiceItem = %s, %v; want %s", id, err, ids[0])
+	}
+	if n := len(fake.Items()); n != 120 {
+		t.Errorf("%d items; want 120", n)
+	}
+	f := fake.Requests()[0].Form
+	for k, want := range map[string]string{"customer": "cus_1", "subscription": "sub_1", "amount": "150", "currency": "usd",
+		"period[start]": "1769904000", "period[end]": "1772323199", "metadata[seq]": "0", "metadata[period_start]": "2026-02-01",
+		"metadata[ledger_id]": testItem(1).LedgerID} {
+		if f.Get(k) != want {
+			t.Errorf("%s = %q; want %q", k, f.Get(k), want)
+		}
+	}
+	// The oldest item is on the second page (newest first).
+	id, found, err := c.FindInvoiceItem(ctx, "cus_1", testItem(1).LedgerID)
+	if err != nil || !found || id != ids[0] {
+		t.Errorf("FindInvoiceItem = %s, %v, %v; want %s", id, found, err, ids[0])
+	}
+	if _, found, err := c.FindInvoiceItem(ctx, "cus_1", "nope"); err != nil || found {
+		t.Errorf("FindInvoiceItem(unknown) = %v, %v; want not found", found, err)
+	}
+	if _, err := c.CreateInvoiceItem(ctx, &usage.InvoiceItem{CustomerID: "cus_1", Amount: -5, Currency: "usd"}, "k"); usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Errorf("negative amount: %v; want CodeInvalid", err)
+	}
+}
+
+func TestCreateErrors(t *testing.T) {
+	fake := stripetest.New(t)
+	fake.FailCustomer("cus_1", http.StatusPaymentRequired)
+	c := New(Config{Key: "sk_test", URL: fake.URL})
+	_, err := c.CreateInvoiceItem(context.Background(), testItem(1), "k1")
+	if usage.ErrorCode(err) != usage.CodeInvalid || usage.Retryable(err) {
+		t.Errorf("402: %v; want permanent CodeInvalid", err)
+	}
+	// stripe-go retries a 503 with the same key (not a POST's 500, which Stripe
+	// saves under the key); the second attempt succeeds.
+	fake = stripetest.New(t)
+	fake.FailNext(http.StatusServiceUnavailable)
+	c = New(Config{Key: "sk_test", URL: fake.URL, MaxNetworkRetries: 1})
+	if _, err := c.CreateInvoiceItem(context.Background(), testItem(1), "k2"); err != nil {
+		t.Errorf("503 then retry: %v", err)
+	}
+	reqs := fake.Requests()
+	if len(reqs) != 2 || reqs[0].Key != "k2" || reqs[1].Key != "k2" {
+		t.Errorf("requests = %+v; want two with key k2", reqs)
+	}
+	// Nobody listening: a network error, retryable.
+	c = New(Config{Key: "sk_test", URL: "http://127.0.0.1:1"})
+	if _, err := c.CreateInvoiceItem(context.Background(), testItem(1), "k3"); !usage.Retryable(err) {
+		t.Errorf("network error: %v; want retryable", err)
+	}
+}
+
+// TestStripeMock creates and lists an item on stripe-mock, which follows a
+// newer API than stripe-go v76 (amount and currency, no price).
+func TestStripeMock(t *testing.T) {
+	url := pgtest.Require(t, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
+	c := New(Config{Key: "sk_test_123", URL: url})
+	id, err := c.CreateInvoiceItem(context.Background(), testItem(1), "mock-key")
+	if err != nil || id == "" {
+		t.Fatalf("CreateInvoiceItem = %q, %v", id, err)
+	}
+	if _, _, err := c.FindInvoiceItem(context.Background(), "cus_1", "x"); err != nil {
+		t.Errorf("FindInvoiceItem: %v", err)
+	}
+}

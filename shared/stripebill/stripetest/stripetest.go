@@ -1,0 +1,229 @@
+// Package stripetest is a fake Stripe API for tests of billing: it creates
+// and lists invoice items, enforces idempotency keys as Stripe does (the same
+// key returns the first response; 5xx and 429 responses are not saved),
+// records every request, and fails on demand (the next n requests, or every
+// request for a customer).
+package stripetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// Request is one recorded request.
+type Request struct {
+	Method string
+	Path   string
+	Key    string
+	Form   url.Values
+	Status int
+	// Replayed is true when the response came from the idempotency store.
+	Replayed bool
+}
+
+// Item is a created invoice item.
+type Item struct {
+	ID           string            `json:"id"`
+	Object       string            `json:"object"`
+	Customer     string            `json:"customer"`
+	Subscription string            `json:"subscription,omitempty"`
+	Amount       int64             `json:"amount"`
+	Currency     string            `json:"currency"`
+	Description  string            `json:"description"`
+	Metadata     map[string]string `json:"metadata"`
+	Period       struct {
+		Start int64 `json:"start"`
+		End   int64 `json:"end"`
+	} `json:"period"`
+	Key string `json:"-"`
+}
+
+type saved struct {
+	status int
+	body   []byte
+}
+
+// Server is the fake. Its zero value is not usable; call New.
+type Server struct {
+	*httptest.Server
+
+	mu        sync.Mutex
+	requests  []Request
+	items     []*Item
+	keys      map[string]saved
+	failNext  []int
+	customers map[string]int
+}
+
+// New starts a fake closed at the end of the test.
+func New(tb testing.TB) *Server {
+	s := &Server{keys: map[string]saved{}, customers: map[string]int{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// FailNext makes the next len(statuses) requests answer with those statuses.
+func (s *Server) FailNext(statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext = append(s.failNext, statuses...)
+}
+
+// FailCustomer makes every create for the customer answer with status
+// (402: card declined, 404: no such customer, …).
+func (s *Server) FailCustomer(customer string, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.customers[customer] = status
+}
+
+// ForgetKeys drops the saved idempotency keys, as Stripe does after 24 h.
+func (s *Server) ForgetKeys() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = map[string]saved{}
+}
+
+// Requests returns the recorded requests.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// Items returns the invoice items created, oldest first: the charges.
+func (s *Server) Items() []Item {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Item, len(s.items))
+	for i, it := range s.items {
+		out[i] = *it
+	}
+	return out
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	req := Request{Method: r.Method, Path: r.URL.Path, Key: r.Header.Get("Idempotency-Key"), Form: r.Form}
+	status, body := s.handle(r, &req)
+	req.Status = status
+	s.requests = append(s.requests, req)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func errorBody(typ, code, msg string) []byte {
+	b, _ := json.Marshal(map[string]any{"error": map[string]string{"type": typ, "code": code, "message": msg}})
+	return b
+}
+
+func statusError(status int, customer string) []byte {
+	switch status {
+	case http.StatusPaymentRequired:
+		return errorBody("card_error", "card_declined", "Your card was declined.")
+	case http.StatusNotFound:
+		return errorBody("invalid_request_error", "resource_missing", "No such customer: '"+customer+"'")
+	case http.StatusTooManyRequests:
+		return errorBody("invalid_request_error", "rate_limit", "Too many requests")
+	case http.StatusUnauthorized:
+		return errorBody("invalid_request_error", "", "Invalid API Key provided")
+	}
+	if status >= 500 {
+		return errorBody("api_error", "", "Something went wrong on Stripe's end.")
+	}
+	return errorBody("invalid_request_error", "", http.StatusText(status))
+}
+
+func (s *Server) handle(r *http.Request, req *Request) (int, []byte) {
+	if len(s.failNext) > 0 {
+		st := s.failNext[0]
+		s.failNext = s.failNext[1:]
+		return st, statusError(st, r.Form.Get("customer"))
+	}
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/invoiceitems":
+		if req.Key != "" {
+			if sv, ok := s.keys[req.Key]; ok {
+				req.Replayed = true
+				return sv.status, sv.body
+			}
+		}
+		status, body := s.create(r.Form, req.Key)
+		if req.Key != "" && status < 500 && status != http.StatusTooManyRequests && status != http.StatusConflict {
+			s.keys[req.Key] = saved{status, body}
+		}
+		return status, body
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/invoiceitems":
+		return s.list(r.Form)
+	}
+	return http.StatusNotFound, errorBody("invalid_request_error", "", "Unrecognized request URL")
+}
+
+func (s *Server) create(f url.Values, key string) (int, []byte) {
+	customer := f.Get("customer")
+	if st, ok := s.customers[customer]; ok {
+		return st, statusError(st, customer)
+	}
+	amount, err := strconv.ParseInt(f.Get("amount"), 10, 64)
+	if err != nil || customer == "" || f.Get("currency") == "" {
+		return http.StatusBadRequest, errorBody("invalid_request_error", "parameter_missing", "amount, currency and customer are required")
+	}
+	it := &Item{ID: fmt.Sprintf("ii_fake%06d", len(s.items)+1), Object: "invoiceitem", Customer: customer,
+		Subscription: f.Get("subscription"), Amount: amount, Currency: f.Get("currency"),
+		Description: f.Get("description"), Metadata: map[string]string{}, Key: key}
+	it.Period.Start, _ = strconv.ParseInt(f.Get("period[start]"), 10, 64)
+	it.Period.End, _ = strconv.ParseInt(f.Get("period[end]"), 10, 64)
+	for k, v := range f {
+		if len(k) > len("metadata[]") && k[:9] == "metadata[" && k[len(k)-1] == ']' {
+			it.Metadata[k[9:len(k)-1]] = v[0]
+		}
+	}
+	s.items = append(s.items, it)
+	b, _ := json.Marshal(it)
+	return http.StatusOK, b
+}
+
+// list answers GET /v1/invoiceitems?customer=…&limit=…&starting_after=…,
+// newest first, as Stripe does.
+func (s *Server) list(f url.Values) (int, []byte) {
+	limit, _ := strconv.Atoi(f.Get("limit"))
+	if limit <= 0 || limit > 100 {
+		limit = 10
+	}
+	after := f.Get("starting_after")
+	var data []*Item
+	started := after == ""
+	for i := len(s.items) - 1; i >= 0; i-- {
+		it := s.items[i]
+		if c := f.Get("customer"); c != "" && it.Customer != c {
+			continue
+		}
+		if !started {
+			started = it.ID == after
+			continue
+		}
+		data = append(data, it)
+	}
+	more := len(data) > limit
+	if more {
+		data = data[:limit]
+	}
+	if data == nil {
+		data = []*Item{}
+	}
+	b, _ := json.Marshal(map[string]any{"object": "list", "url": "/v1/invoiceitems", "has_more": more, "data": data})
+	return http.StatusOK, b
+}
