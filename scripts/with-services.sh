@@ -140,9 +140,11 @@ start_stripe() {
 		missing "stripe-mock not built ($BIN/stripe-mock; make tools builds it)"
 		return
 	fi
-	local port
+	local port tls_port
 	port=$(free_port)
-	"$BIN/stripe-mock" -http-addr "127.0.0.1:$port" >"$WORK/stripe-mock.log" 2>&1 &
+	tls_port=$(free_port)
+	# stripe-mock serves HTTPS too; give it a free port rather than its fixed default.
+	"$BIN/stripe-mock" -http-addr "127.0.0.1:$port" -https-addr "127.0.0.1:$tls_port" >"$WORK/stripe-mock.log" 2>&1 &
 	PIDS+=($!)
 	wait_http "http://127.0.0.1:$port/v1/customers" 30 || { cat "$WORK/stripe-mock.log" >&2; die "stripe-mock did not start"; }
 	export NEXUS_TEST_STRIPE_URL="http://127.0.0.1:$port"

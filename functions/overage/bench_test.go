@@ -52,7 +52,7 @@ const benchSubscriptions = 10_000
 
 // seedBench creates n pro subscriptions anchored on 1 February, each over
 // its quota in February.
-func seedBench(b *testing.B, e *env, n int) {
+func seedBench(b *testing.B, e *testEnv, n int) {
 	ctx := context.Background()
 	_, err := e.db.Pool.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, stripe_customer_id, stripe_subscription_id, period_anchor)
 		SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'pro', 'cus_b' || i, 'sub_b' || i, $2

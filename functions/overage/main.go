@@ -19,18 +19,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/stripebill"
 	"github.com/nexus/usage/shared/usage"
@@ -47,66 +41,25 @@ func main() {
 }
 
 func setup(ctx context.Context, log *slog.Logger) (*Handler, error) {
-	dbURL := os.Getenv("DATABASE_URL")
-	stripeKey := os.Getenv("STRIPE_API_KEY")
-	var sm *secretsmanager.Client
-	secret := func(arn, key string) (string, error) {
-		if sm == nil {
-			cfg, err := config.LoadDefaultConfig(ctx)
-			if err != nil {
-				return "", fmt.Errorf("load AWS config: %w", err)
-			}
-			sm = secretsmanager.NewFromConfig(cfg)
-		}
-		out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
-		if err != nil {
-			return "", fmt.Errorf("read secret %s: %w", arn, err)
-		}
-		v := strings.TrimSpace(aws.ToString(out.SecretString))
-		var m map[string]string
-		if strings.HasPrefix(v, "{") && json.Unmarshal([]byte(v), &m) == nil {
-			return m[key], nil
-		}
-		return v, nil
-	}
-	var err error
-	if dbURL == "" {
-		arn := os.Getenv("DATABASE_SECRET_ARN")
-		if arn == "" {
-			return nil, fmt.Errorf("set DATABASE_URL or DATABASE_SECRET_ARN")
-		}
-		if dbURL, err = secret(arn, "url"); err != nil {
-			return nil, err
-		}
-	}
-	if stripeKey == "" {
-		if arn := os.Getenv("STRIPE_SECRET_ARN"); arn != "" {
-			if stripeKey, err = secret(arn, "api_key"); err != nil {
-				return nil, err
-			}
-		}
-	}
-	grace, err := envDuration("GRACE_PERIOD", usage.DefaultGrace)
+	e := env.New(ctx, os.Getenv)
+	dbURL, err := e.MustSecret("DATABASE_URL", "DATABASE_SECRET_ARN", "url")
 	if err != nil {
 		return nil, err
 	}
-	rps, err := envFloat("STRIPE_MAX_RPS", 20)
+	stripeKey, err := e.Secret("STRIPE_API_KEY", "STRIPE_SECRET_ARN", "api_key")
 	if err != nil {
 		return nil, err
 	}
-	retries, err := envInt("STRIPE_MAX_NETWORK_RETRIES", 2)
-	if err != nil {
+	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
+	rps := e.Float("STRIPE_MAX_RPS", 20)
+	retries := e.Int("STRIPE_MAX_NETWORK_RETRIES", 2)
+	attempts := e.Int("MAX_ATTEMPTS", usage.DefaultMaxAttempts)
+	workers := e.Int("BILLING_WORKERS", usage.DefaultWorkers)
+	proxy := e.Bool("DATABASE_PROXY")
+	if err := e.Err(); err != nil {
 		return nil, err
 	}
-	attempts, err := envInt("MAX_ATTEMPTS", usage.DefaultMaxAttempts)
-	if err != nil {
-		return nil, err
-	}
-	workers, err := envInt("BILLING_WORKERS", usage.DefaultWorkers)
-	if err != nil {
-		return nil, err
-	}
-	db, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(workers) + 1, ExecMode: os.Getenv("DATABASE_PROXY") == "true"})
+	db, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(workers) + 1, ExecMode: proxy})
 	if err != nil {
 		return nil, err
 	}
@@ -122,40 +75,4 @@ func setup(ctx context.Context, log *slog.Logger) (*Handler, error) {
 		log.Warn("no Stripe key configured: dry run, ledger rows are written as dry_run")
 	}
 	return h, nil
-}
-
-func envDuration(name string, def time.Duration) (time.Duration, error) {
-	v := os.Getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%s: want a duration like 24h, got %q", name, v)
-	}
-	return d, nil
-}
-
-func envFloat(name string, def float64) (float64, error) {
-	v := os.Getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("%s: want a non-negative number, got %q", name, v)
-	}
-	return f, nil
-}
-
-func envInt(name string, def int) (int, error) {
-	v := os.Getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s: want a non-negative integer, got %q", name, v)
-	}
-	return n, nil
 }

@@ -32,19 +32,19 @@ func testLogger(tb testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// env is one test's database and handler.
-type env struct {
+// testEnv is one test's database and handler.
+type testEnv struct {
 	t      testing.TB
 	db     *postgres.DB
 	ledger *postgres.LedgerStore
 	h      *Handler
 }
 
-func newEnv(t testing.TB, biller usage.Biller) *env {
+func newEnv(t testing.TB, biller usage.Biller) *testEnv {
 	t.Helper()
 	db := pgtest.NewDB(t)
 	ledger := postgres.NewLedgerStore(db)
-	e := &env{t: t, db: db, ledger: ledger}
+	e := &testEnv{t: t, db: db, ledger: ledger}
 	e.h = &Handler{
 		Billing: usage.Billing{Ledger: ledger},
 		Biller:  biller,
@@ -66,7 +66,7 @@ type sub struct {
 
 func userID(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
 
-func (e *env) seed(subs ...sub) {
+func (e *testEnv) seed(subs ...sub) {
 	e.t.Helper()
 	ctx := context.Background()
 	store := postgres.NewSubscriptionStore(e.db)
@@ -84,7 +84,7 @@ func (e *env) seed(subs ...sub) {
 }
 
 // addCalls adds calls to a user's live counter of a day (negative: fewer).
-func (e *env) addCalls(user string, day time.Time, calls int64) {
+func (e *testEnv) addCalls(user string, day time.Time, calls int64) {
 	e.t.Helper()
 	_, err := e.db.Pool.Exec(context.Background(), `INSERT INTO eco_usage_counters (user_id, day, calls) VALUES ($1, $2, $3)
 		ON CONFLICT (user_id, day) DO UPDATE SET calls = eco_usage_counters.calls + excluded.calls`,
@@ -94,12 +94,12 @@ func (e *env) addCalls(user string, day time.Time, calls int64) {
 	}
 }
 
-func (e *env) run(at time.Time) (usage.RunReport, error) {
+func (e *testEnv) run(at time.Time) (usage.RunReport, error) {
 	return e.h.Handle(context.Background(), Input{Now: &at})
 }
 
 // rows returns the ledger rows keyed by user and seq ("user/seq").
-func (e *env) rows() map[string]*usage.LedgerEntry {
+func (e *testEnv) rows() map[string]*usage.LedgerEntry {
 	e.t.Helper()
 	list, err := e.ledger.ListLedger(context.Background(), usage.LedgerFilter{Limit: usage.MaxLedgerLimit})
 	if err != nil {
