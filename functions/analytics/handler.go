@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -366,12 +367,32 @@ func decodeJSON(r *httpapi.Request, limit int, v any) error {
 func jsonError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return usage.FieldErrorf(te.Field, "must be a JSON %s", te.Type.Kind())
+		return usage.FieldErrorf(te.Field, "must be a JSON %s", jsonType(te.Type.Kind()))
 	}
 	if errors.Is(err, io.EOF) {
 		return usage.FieldErrorf("body", "is empty")
 	}
 	return usage.FieldErrorf("body", "is not valid JSON: %s", jsonDetail(err))
+}
+
+// jsonType names the JSON type that decodes into a Go kind.
+func jsonType(k reflect.Kind) string {
+	switch k {
+	case reflect.Bool:
+		return "boolean"
+	case reflect.String:
+		return "string"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	}
+	if k >= reflect.Int && k <= reflect.Uint64 {
+		return "integer"
+	}
+	return "value"
 }
 
 func jsonDetail(err error) string {

@@ -180,7 +180,7 @@ func (s *AnalyticsStore) KeyBreakdown(ctx context.Context, f usage.BreakdownFilt
 	}
 	q := `SELECT b.*, coalesce(k.prefix, ''), coalesce(k.name, '')
 	FROM (` + fmt.Sprintf(breakdownQuery, "coalesce(api_key_id::text, '')") + `) b
-	LEFT JOIN eco_api_keys k ON b.key <> '' AND k.api_key_id = b.key::uuid
+	LEFT JOIN eco_api_keys k ON k.api_key_id = nullif(b.key, '')::uuid
 	ORDER BY b.calls DESC, b.key`
 	return s.breakdown(ctx, q, f)
 }
@@ -215,13 +215,17 @@ func (s *AnalyticsStore) breakdown(ctx context.Context, q string, f usage.Breakd
 	return out, nil
 }
 
+// liveDays are the days of [$1, $2] read from the live counters: today
+// ($3) and later, and the dirty days.
+const liveDays = `live AS (
+	SELECT d::date AS day FROM generate_series($1::date, $2::date, interval '1 day') d
+	WHERE d::date >= $3::date OR d::date IN (SELECT day FROM eco_usage_dirty_days WHERE day BETWEEN $1 AND $2)
+)`
+
 // perUserQuery is the per-user totals over [$1, $2]: the per-user summary
 // of the rollup for closed days and the live counters for today ($3 and
 // later) and dirty days.
-const perUserQuery = `live AS (
-	SELECT d::date AS day FROM generate_series($1::date, $2::date, interval '1 day') d
-	WHERE d::date >= $3::date OR d::date IN (SELECT day FROM eco_usage_dirty_days WHERE day BETWEEN $1 AND $2)
-), per_user AS (
+const perUserQuery = liveDays + `, per_user AS (
 	SELECT user_id, sum(calls)::bigint AS calls, sum(errors_4xx)::bigint AS e4, sum(errors_5xx)::bigint AS e5
 	FROM (
 		SELECT user_id, calls, errors_4xx, errors_5xx FROM eco_usage_user_daily
@@ -282,8 +286,9 @@ LEFT JOIN eco_subscriptions s ON s.user_id = t.user_id
 ORDER BY %s DESC, t.user_id`
 
 // topOverageQuery ranks by the ledger amounts (billed or pending) of
-// periods starting in the range, then reads those users' calls.
-const topOverageQuery = `WITH o AS (
+// periods starting in the range, then reads those users' calls from the
+// rollup (through its (user_id, day) index) and the live counters.
+const topOverageQuery = `WITH ` + liveDays + `, o AS (
 	SELECT user_id, sum(amount)::bigint AS amount FROM eco_overage_ledger
 	WHERE period_start >= $1::date::timestamptz AND period_start < ($2::date + 1)::timestamptz
 		AND status IN ('billed', 'pending')
@@ -295,11 +300,11 @@ FROM o
 LEFT JOIN eco_subscriptions s ON s.user_id = o.user_id
 CROSS JOIN LATERAL (
 	SELECT sum(calls) AS calls, sum(errors_4xx) AS e4, sum(errors_5xx) AS e5 FROM (
-		SELECT calls, errors_4xx, errors_5xx FROM eco_usage_user_daily
-		WHERE user_id = o.user_id AND day BETWEEN $1 AND $2 AND day < $3::date
+		SELECT calls, errors_4xx, errors_5xx FROM eco_usage_daily
+		WHERE user_id = o.user_id AND day BETWEEN $1 AND $2 AND day NOT IN (SELECT day FROM live)
 		UNION ALL
 		SELECT calls, errors_4xx, errors_5xx FROM eco_usage_counters
-		WHERE user_id = o.user_id AND day BETWEEN $1 AND $2 AND day >= $3::date
+		WHERE user_id = o.user_id AND day IN (SELECT day FROM live)
 	) x
 ) u
 ORDER BY o.amount DESC, o.user_id`
