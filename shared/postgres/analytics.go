@@ -485,3 +485,15 @@ func (s *AnalyticsStore) ListLedger(ctx context.Context, f usage.LedgerFilter) (
 	}
 	return out, nil
 }
+
+// AnalyticsSQL holds the statements behind the hot analytics routes, so that
+// benchmarks can time the bare query beside the handler. Parameters:
+// Summary ($1 user, $2 today); Daily ($1 user, $2 from, $3 to, $4 today);
+// TopUsersByCalls ($1 from, $2 to, $3 today, $4 limit).
+var AnalyticsSQL = struct {
+	Summary, Daily, TopUsersByCalls string
+}{
+	Summary:         summaryQuery,
+	Daily:           dailyQuery,
+	TopUsersByCalls: fmt.Sprintf(topUsersQuery, "calls", "t.calls"),
+}
