@@ -1,13 +1,127 @@
-// Command analytics is the analytics Lambda function.
+// Command analytics is the analytics Lambda function: the HTTP API (API
+// Gateway HTTP API, payload v2) of usage for users and admins, event
+// ingestion and limit checks.
+//
+// Environment:
+//
+//	DATABASE_URL or DATABASE_SECRET_ARN  PostgreSQL (the secret's "url" key)
+//	DATABASE_PROXY=true                  pgx without statement caches (RDS Proxy)
+//	JWT_ISSUER, JWT_AUDIENCE             accepted bearer tokens
+//	JWT_HMAC_SECRET or JWT_PUBLIC_KEY    HS256 secret, or an RSA/ECDSA public key (PEM)
+//	QUEUE_URL                            the usage queue of POST /v1/events
+//	ALERT_BUS_NAME                       EventBridge bus for usage alerts (unset: log lines)
 package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/nexus/usage/shared/alerts"
+	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/limits"
+	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/sqspub"
+	"github.com/nexus/usage/shared/usage"
 )
 
 func main() {
-	lambda.Start(func(ctx context.Context) error { return errors.New("analytics: not built yet") })
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	h, err := build(context.Background(), env.New(context.Background(), os.Getenv), logger)
+	if err != nil {
+		logger.Error("analytics: configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(h.Handle)
+}
+
+func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
+	url, err := e.MustSecret("DATABASE_URL", "DATABASE_SECRET_ARN", "url")
+	if err != nil {
+		return nil, err
+	}
+	proxy := e.Bool("DATABASE_PROXY")
+	queueURL := e.String("QUEUE_URL", "")
+	alertBus := e.String("ALERT_BUS_NAME", "")
+	jwtCfg := auth.JWTConfig{Issuer: e.String("JWT_ISSUER", ""), Audience: e.String("JWT_AUDIENCE", "")}
+	publicKey, hmacSecret := e.String("JWT_PUBLIC_KEY", ""), e.String("JWT_HMAC_SECRET", "")
+	if err := e.Err(); err != nil {
+		return nil, err
+	}
+	switch {
+	case publicKey != "":
+		key, alg, err := parsePublicKey(publicKey)
+		if err != nil {
+			return nil, err
+		}
+		jwtCfg.PublicKey, jwtCfg.Algorithms = key, []string{alg}
+	case hmacSecret != "":
+		jwtCfg.HMACSecret, jwtCfg.Algorithms = []byte(hmacSecret), []string{"HS256"}
+	default:
+		return nil, errors.New("set JWT_HMAC_SECRET or JWT_PUBLIC_KEY")
+	}
+	verifier, err := auth.NewJWTVerifier(jwtCfg)
+	if err != nil {
+		return nil, err
+	}
+	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 2, ExecMode: proxy})
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{
+		Store:  postgres.NewAnalyticsStore(db),
+		Auth:   &auth.Authenticator{Keys: postgres.NewAPIKeyStore(db), JWT: verifier},
+		Logger: logger,
+		Now:    time.Now,
+	}
+	var alerter usage.Alerter = alerts.NewLog(logger)
+	if queueURL != "" || alertBus != "" {
+		awsCfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load AWS config: %w", err)
+		}
+		if queueURL != "" {
+			// The handler flushes before it answers, so nothing is left
+			// buffered when the Lambda environment freezes.
+			h.Publisher = sqspub.New(sqs.NewFromConfig(awsCfg), queueURL, sqspub.Options{Logger: logger})
+		}
+		if alertBus != "" {
+			alerter = alerts.NewEventBridge(eventbridge.NewFromConfig(awsCfg), alertBus)
+		}
+	} else {
+		logger.Warn("QUEUE_URL is not set: POST /v1/events answers 503")
+	}
+	h.Limits = limits.New(db, limits.Options{Alerter: alerter, Logger: logger})
+	return h, nil
+}
+
+// parsePublicKey reads a PEM public key and the algorithm it verifies.
+func parsePublicKey(s string) (any, string, error) {
+	b, _ := pem.Decode([]byte(s))
+	if b == nil {
+		return nil, "", errors.New("JWT_PUBLIC_KEY: no PEM block")
+	}
+	k, err := x509.ParsePKIXPublicKey(b.Bytes)
+	if err != nil {
+		return nil, "", fmt.Errorf("JWT_PUBLIC_KEY: %w", err)
+	}
+	switch k.(type) {
+	case *rsa.PublicKey:
+		return k, "RS256", nil
+	case *ecdsa.PublicKey:
+		return k, "ES256", nil
+	}
+	return nil, "", errors.New("JWT_PUBLIC_KEY: not an RSA or ECDSA key")
 }

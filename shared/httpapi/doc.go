@@ -1,0 +1,17 @@
+// Package httpapi adapts API Gateway HTTP API (payload v2) events to the
+// domain: a router over "METHOD /path/{param}" patterns that dispatches on
+// the event's RouteKey or on its raw path, JSON and CSV responses,
+// application/problem+json errors (RFC 9457) with the one table from
+// usage error codes to HTTP statuses, and query parameter parsing (UTC
+// days, ranges, limits, opaque cursors).
+//
+//	r := httpapi.NewRouter()
+//	r.Handle("GET /v1/users/{id}", func(ctx context.Context, req *httpapi.Request) httpapi.Response {
+//		from, err := req.Date("from")
+//		if err != nil {
+//			return httpapi.Error(ctx, logger, err) // 400, naming "from"
+//		}
+//		return httpapi.JSON(200, map[string]any{"id": req.Param("id"), "from": from})
+//	})
+//	resp := r.Serve(ctx, event) // 404 or 405 problem+json when nothing matches
+package httpapi

@@ -1,0 +1,501 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// AnalyticsStore answers the analytics API's queries: one SQL statement per
+// route, over the live counters (today and days waiting to be aggregated),
+// the daily rollup (closed days) and its per-user summary
+// eco_usage_user_daily (admin reports).
+type AnalyticsStore struct{ db *DB }
+
+// NewAnalyticsStore returns a store over db.
+func NewAnalyticsStore(db *DB) *AnalyticsStore { return &AnalyticsStore{db: db} }
+
+var _ usage.AnalyticsStore = (*AnalyticsStore)(nil)
+
+func checkUser(id string) error {
+	if !usage.IsUUID(id) {
+		return usage.FieldErrorf("id", "must be a UUID")
+	}
+	return nil
+}
+
+// summaryQuery reads the effective plan, the anchor and the live counters
+// of the 33 days around today, enough for any monthly period holding today.
+const summaryQuery = `SELECT ` + planColumns + `,
+	s.user_id IS NOT NULL, s.included_calls, s.hard_limit, s.rate_per_second, s.burst,
+	s.overage_unit_size, s.overage_unit_price, s.currency, s.period_anchor,
+	c.days, c.calls, c.updated
+FROM (SELECT $1::uuid AS user_id) u
+LEFT JOIN eco_subscriptions s ON s.user_id = u.user_id
+JOIN eco_plans p ON p.plan_id = coalesce(s.plan_id, 'free')
+CROSS JOIN LATERAL (
+	SELECT coalesce(array_agg(k.day), '{}') AS days, coalesce(array_agg(k.calls), '{}') AS calls,
+		coalesce(array_agg(k.updated_at), '{}') AS updated
+	FROM eco_usage_counters k
+	WHERE k.user_id = u.user_id AND k.day BETWEEN $2::date - 32 AND $2::date + 1
+) c`
+
+// UsageSummary returns the user's current billing period at now.
+func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now time.Time) (*usage.UsageSummary, error) {
+	if err := checkUser(userID); err != nil {
+		return nil, err
+	}
+	now = now.UTC()
+	var (
+		plan    usage.Plan
+		found   bool
+		o       usage.Overrides
+		anchor  *time.Time
+		days    []time.Time
+		calls   []int64
+		updated []time.Time
+	)
+	err := scanPlan(s.db.Pool.QueryRow(ctx, summaryQuery, userID, usage.Day(now)), &plan,
+		&found, &o.IncludedCalls, &o.HardLimit, &o.RatePerSecond, &o.Burst,
+		&o.OverageUnitSize, &o.OverageUnitPrice, &o.Currency, &anchor, &days, &calls, &updated)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("usage summary of %s: %w", userID, err))
+	}
+	a := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if found {
+		plan = plan.Apply(o)
+		a = anchor.UTC()
+	}
+	return summarize(userID, plan, usage.PeriodAt(a, now), days, calls, updated), nil
+}
+
+// summarize sums the counters of the period's days.
+func summarize(userID string, plan usage.Plan, p usage.Period, days []time.Time, calls []int64, updated []time.Time) *usage.UsageSummary {
+	sum := &usage.UsageSummary{UserID: userID, Plan: plan, Period: p, Included: plan.IncludedCalls}
+	for i, d := range days {
+		if !p.Contains(d) {
+			continue
+		}
+		sum.Used += calls[i]
+		if u := updated[i].UTC(); sum.LastUpdated == nil || u.After(*sum.LastUpdated) {
+			sum.LastUpdated = &u
+		}
+	}
+	sum.Remaining = max(0, sum.Included-sum.Used)
+	sum.Overage = usage.ComputeOverage(plan, sum.Used)
+	return sum
+}
+
+// dailyQuery returns one row per day of [$2, $3]: the rollup of closed days,
+// the live counters of today ($4 and later), dirty days and days with no
+// rollup.
+const dailyQuery = `WITH r AS (
+	SELECT day, sum(calls) AS calls, sum(errors_4xx) AS e4, sum(errors_5xx) AS e5,
+		sum(request_bytes) AS rq, sum(response_bytes) AS rs, max(latency_p95_ms) AS p95
+	FROM eco_usage_daily WHERE user_id = $1 AND day BETWEEN $2 AND $3
+	GROUP BY day
+), c AS (
+	SELECT day, calls, errors_4xx, errors_5xx, request_bytes, response_bytes
+	FROM eco_usage_counters WHERE user_id = $1 AND day BETWEEN $2 AND $3
+), dirty AS (
+	SELECT day FROM eco_usage_dirty_days WHERE day BETWEEN $2 AND $3
+)
+SELECT g.day, l.live,
+	CASE WHEN l.live THEN coalesce(c.calls, 0) ELSE r.calls END,
+	CASE WHEN l.live THEN coalesce(c.errors_4xx, 0) ELSE r.e4 END,
+	CASE WHEN l.live THEN coalesce(c.errors_5xx, 0) ELSE r.e5 END,
+	CASE WHEN l.live THEN coalesce(c.request_bytes, 0) ELSE r.rq END,
+	CASE WHEN l.live THEN coalesce(c.response_bytes, 0) ELSE r.rs END,
+	CASE WHEN l.live THEN NULL ELSE r.p95 END
+FROM (SELECT d::date AS day FROM generate_series($2::date, $3::date, interval '1 day') d) g
+LEFT JOIN r ON r.day = g.day
+LEFT JOIN c ON c.day = g.day
+CROSS JOIN LATERAL (SELECT g.day >= $4::date OR r.day IS NULL OR g.day IN (SELECT day FROM dirty) AS live) l
+ORDER BY g.day`
+
+// DailyUsage returns one row per day of the range.
+func (s *AnalyticsStore) DailyUsage(ctx context.Context, userID string, r usage.DateRange, now time.Time) ([]usage.DailyUsage, error) {
+	if err := checkUser(userID); err != nil {
+		return nil, err
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Pool.Query(ctx, dailyQuery, userID, r.From, r.To, usage.Day(now))
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("daily usage of %s: %w", userID, err))
+	}
+	out := make([]usage.DailyUsage, 0, r.Days())
+	var d usage.DailyUsage
+	_, err = pgx.ForEachRow(rows, []any{&d.Day, &d.Live, &d.Calls, &d.Errors4xx, &d.Errors5xx, &d.RequestBytes, &d.ResponseBytes, &d.P95LatencyMS}, func() error {
+		d.Day = d.Day.UTC()
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("daily usage of %s: %w", userID, err))
+	}
+	return out, nil
+}
+
+func checkBreakdown(f usage.BreakdownFilter) error {
+	if err := checkUser(f.UserID); err != nil {
+		return err
+	}
+	if f.Limit < 1 {
+		return usage.FieldErrorf("limit", "must be positive")
+	}
+	return f.Range.Validate()
+}
+
+// breakdownQuery groups the user's rollup over the range by %s, in
+// (calls desc, key asc) order after the cursor ($4, $5).
+const breakdownQuery = `SELECT %[1]s AS key, sum(calls)::bigint AS calls, sum(errors_4xx)::bigint, sum(errors_5xx)::bigint,
+	sum(request_bytes)::bigint, sum(response_bytes)::bigint,
+	coalesce(sum(latency_sum_ms)::float8 / nullif(sum(events), 0), 0), max(latency_max_ms)
+FROM eco_usage_daily
+WHERE user_id = $1 AND day BETWEEN $2 AND $3
+GROUP BY 1
+HAVING $4::bigint IS NULL OR sum(calls) < $4 OR (sum(calls) = $4 AND %[1]s > $5::text)
+ORDER BY 2 DESC, 1
+LIMIT $6`
+
+// EndpointBreakdown returns a page of the user's usage per endpoint.
+func (s *AnalyticsStore) EndpointBreakdown(ctx context.Context, f usage.BreakdownFilter) ([]usage.Breakdown, error) {
+	if err := checkBreakdown(f); err != nil {
+		return nil, err
+	}
+	return s.breakdown(ctx, fmt.Sprintf(breakdownQuery, "endpoint"), f)
+}
+
+// KeyBreakdown returns a page of the user's usage per API key, "" standing
+// for calls made without one.
+func (s *AnalyticsStore) KeyBreakdown(ctx context.Context, f usage.BreakdownFilter) ([]usage.Breakdown, error) {
+	if err := checkBreakdown(f); err != nil {
+		return nil, err
+	}
+	q := `SELECT b.*, coalesce(k.prefix, ''), coalesce(k.name, '')
+	FROM (` + fmt.Sprintf(breakdownQuery, "coalesce(api_key_id::text, '')") + `) b
+	LEFT JOIN eco_api_keys k ON k.api_key_id = nullif(b.key, '')::uuid
+	ORDER BY b.calls DESC, b.key`
+	return s.breakdown(ctx, q, f)
+}
+
+func (s *AnalyticsStore) breakdown(ctx context.Context, q string, f usage.BreakdownFilter) ([]usage.Breakdown, error) {
+	var afterCalls *int64
+	var afterKey string
+	if f.After != nil {
+		afterCalls, afterKey = &f.After.Calls, f.After.Key
+	}
+	rows, err := s.db.Pool.Query(ctx, q, f.UserID, f.Range.From, f.Range.To, afterCalls, afterKey, f.Limit)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("usage breakdown of %s: %w", f.UserID, err))
+	}
+	defer rows.Close()
+	out := []usage.Breakdown{}
+	keys := len(rows.FieldDescriptions()) > 8
+	for rows.Next() {
+		var b usage.Breakdown
+		dest := []any{&b.Key, &b.Calls, &b.Errors4xx, &b.Errors5xx, &b.RequestBytes, &b.ResponseBytes, &b.AvgLatencyMS, &b.MaxLatencyMS}
+		if keys {
+			dest = append(dest, &b.KeyPrefix, &b.KeyName)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, FormatError(fmt.Errorf("usage breakdown of %s: %w", f.UserID, err))
+		}
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, FormatError(fmt.Errorf("usage breakdown of %s: %w", f.UserID, err))
+	}
+	return out, nil
+}
+
+// liveDays are the days of [$1, $2] read from the live counters: today
+// ($3) and later, and the dirty days.
+const liveDays = `live AS (
+	SELECT d::date AS day FROM generate_series($1::date, $2::date, interval '1 day') d
+	WHERE d::date >= $3::date OR d::date IN (SELECT day FROM eco_usage_dirty_days WHERE day BETWEEN $1 AND $2)
+)`
+
+// perUserQuery is the per-user totals over [$1, $2]: the per-user summary
+// of the rollup for closed days and the live counters for today ($3 and
+// later) and dirty days.
+const perUserQuery = liveDays + `, per_user AS (
+	SELECT user_id, sum(calls)::bigint AS calls, sum(errors_4xx)::bigint AS e4, sum(errors_5xx)::bigint AS e5
+	FROM (
+		SELECT user_id, calls, errors_4xx, errors_5xx FROM eco_usage_user_daily
+		WHERE day BETWEEN $1 AND $2 AND day NOT IN (SELECT day FROM live)
+		UNION ALL
+		SELECT user_id, calls, errors_4xx, errors_5xx FROM eco_usage_counters
+		-- An array, not a join: the planner then reads the few live days
+		-- through eco_usage_counters_day_idx instead of scanning the table.
+		WHERE day = ANY (ARRAY(SELECT day FROM live))
+	) x
+	GROUP BY user_id
+)`
+
+const adminSummaryQuery = `WITH ` + perUserQuery + `, plans AS (
+	SELECT coalesce(s.plan_id, 'free') AS plan_id, sum(p.calls)::bigint AS calls
+	FROM per_user p LEFT JOIN eco_subscriptions s ON s.user_id = p.user_id
+	GROUP BY 1
+), ov AS (
+	SELECT currency,
+		coalesce(sum(amount) FILTER (WHERE status = 'billed'), 0)::bigint AS billed,
+		coalesce(sum(amount) FILTER (WHERE status = 'pending'), 0)::bigint AS pending
+	FROM eco_overage_ledger
+	WHERE period_start >= $1::date::timestamptz AND period_start < ($2::date + 1)::timestamptz
+	GROUP BY currency
+)
+SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(e4), 0)::bigint, coalesce(sum(e5), 0)::bigint,
+	count(*) FILTER (WHERE calls > 0),
+	(SELECT coalesce(jsonb_object_agg(plan_id, calls), '{}') FROM plans),
+	(SELECT coalesce(jsonb_agg(jsonb_build_object('currency', currency, 'billed', billed, 'pending', pending) ORDER BY currency), '[]') FROM ov)
+FROM per_user`
+
+// AdminSummary returns system-wide usage over the range.
+func (s *AnalyticsStore) AdminSummary(ctx context.Context, r usage.DateRange, now time.Time) (*usage.AdminSummary, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	var sum usage.AdminSummary
+	var plans, ov []byte
+	err := s.db.Pool.QueryRow(ctx, adminSummaryQuery, r.From, r.To, usage.Day(now)).
+		Scan(&sum.Calls, &sum.Errors4xx, &sum.Errors5xx, &sum.ActiveUsers, &plans, &ov)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("admin summary: %w", err))
+	}
+	if err := json.Unmarshal(plans, &sum.CallsByPlan); err != nil {
+		return nil, fmt.Errorf("admin summary: calls by plan: %w", err)
+	}
+	if err := json.Unmarshal(ov, &sum.Overage); err != nil {
+		return nil, fmt.Errorf("admin summary: overage: %w", err)
+	}
+	if sum.Calls > 0 {
+		sum.ErrorRate = float64(sum.Errors4xx+sum.Errors5xx) / float64(sum.Calls)
+	}
+	return &sum, nil
+}
+
+const topUsersQuery = `WITH ` + perUserQuery + `
+SELECT t.user_id, coalesce(s.plan_id, 'free'), t.calls, t.e4, t.e5, 0::bigint
+FROM (SELECT * FROM per_user ORDER BY %s DESC, user_id LIMIT $4) t
+LEFT JOIN eco_subscriptions s ON s.user_id = t.user_id
+ORDER BY %s DESC, t.user_id`
+
+// topOverageQuery ranks by the ledger amounts (billed or pending) of
+// periods starting in the range, then reads those users' calls from the
+// rollup (through its (user_id, day) index) and the live counters.
+const topOverageQuery = `WITH ` + liveDays + `, o AS (
+	SELECT user_id, sum(amount)::bigint AS amount FROM eco_overage_ledger
+	WHERE period_start >= $1::date::timestamptz AND period_start < ($2::date + 1)::timestamptz
+		AND status IN ('billed', 'pending')
+	GROUP BY user_id
+	ORDER BY 2 DESC, 1 LIMIT $4
+)
+SELECT o.user_id, coalesce(s.plan_id, 'free'), coalesce(u.calls, 0)::bigint, coalesce(u.e4, 0)::bigint, coalesce(u.e5, 0)::bigint, o.amount
+FROM o
+LEFT JOIN eco_subscriptions s ON s.user_id = o.user_id
+CROSS JOIN LATERAL (
+	SELECT sum(calls) AS calls, sum(errors_4xx) AS e4, sum(errors_5xx) AS e5 FROM (
+		SELECT calls, errors_4xx, errors_5xx FROM eco_usage_daily
+		WHERE user_id = o.user_id AND day BETWEEN $1 AND $2 AND day NOT IN (SELECT day FROM live)
+		UNION ALL
+		SELECT calls, errors_4xx, errors_5xx FROM eco_usage_counters
+		WHERE user_id = o.user_id AND day IN (SELECT day FROM live)
+	) x
+) u
+ORDER BY o.amount DESC, o.user_id`
+
+// TopUsers returns the users with the most calls, errors or overage.
+func (s *AnalyticsStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, now time.Time) ([]usage.TopUser, error) {
+	if err := f.Range.Validate(); err != nil {
+		return nil, err
+	}
+	if f.Limit < 1 {
+		return nil, usage.FieldErrorf("limit", "must be positive")
+	}
+	var q string
+	switch f.By {
+	case usage.RankByCalls, "":
+		q = fmt.Sprintf(topUsersQuery, "calls", "t.calls")
+	case usage.RankByErrors:
+		q = fmt.Sprintf(topUsersQuery, "(e4 + e5)", "(t.e4 + t.e5)")
+	case usage.RankByOverage:
+		q = topOverageQuery
+	default:
+		return nil, usage.FieldErrorf("by", "must be calls, errors or overage")
+	}
+	rows, err := s.db.Pool.Query(ctx, q, f.Range.From, f.Range.To, usage.Day(now), f.Limit)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("top users: %w", err))
+	}
+	out := []usage.TopUser{}
+	var t usage.TopUser
+	_, err = pgx.ForEachRow(rows, []any{&t.UserID, &t.PlanID, &t.Calls, &t.Errors4xx, &t.Errors5xx, &t.Overage}, func() error {
+		out = append(out, t)
+		return nil
+	})
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("top users: %w", err))
+	}
+	return out, nil
+}
+
+// PutPlan changes the user's plan and writes the audit row, in one
+// transaction. A transaction-scoped advisory lock on the user serialises
+// concurrent changes, so that each audit row's old value is the previous
+// change's new value.
+func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.Subscription, error) {
+	if err := checkUser(c.UserID); err != nil {
+		return nil, err
+	}
+	if c.PlanID == "" {
+		return nil, usage.FieldErrorf("plan_id", "is required")
+	}
+	if err := c.Overrides.Validate(); err != nil {
+		return nil, err
+	}
+	now := s.db.now()
+	var sub *usage.Subscription
+	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eco_plan:' || $1::text, 0))`, c.UserID); err != nil {
+			return err
+		}
+		var plan usage.Plan
+		if err := scanPlan(tx.QueryRow(ctx, `SELECT `+planColumns+` FROM eco_plans p WHERE p.plan_id = $1`, c.PlanID), &plan); err != nil {
+			if err == pgx.ErrNoRows {
+				return usage.FieldErrorf("plan_id", "unknown plan %q", c.PlanID)
+			}
+			return err
+		}
+		o := c.Overrides
+		var anchor time.Time
+		var stripeCustomer, stripeSub string
+		err := tx.QueryRow(ctx, `WITH old AS (
+				SELECT to_jsonb(s) AS j FROM eco_subscriptions s WHERE s.user_id = $1
+			), up AS (
+				INSERT INTO eco_subscriptions AS s (user_id, plan_id, included_calls, hard_limit, rate_per_second, burst,
+					overage_unit_size, overage_unit_price, currency, period_anchor, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+				ON CONFLICT (user_id) DO UPDATE SET plan_id = excluded.plan_id,
+					included_calls = excluded.included_calls, hard_limit = excluded.hard_limit,
+					rate_per_second = excluded.rate_per_second, burst = excluded.burst,
+					overage_unit_size = excluded.overage_unit_size, overage_unit_price = excluded.overage_unit_price,
+					currency = excluded.currency, updated_at = excluded.updated_at
+				RETURNING s.*
+			), audit AS (
+				INSERT INTO eco_plan_audit (who, at, user_id, old, new)
+				SELECT $12, $11, $1, (SELECT j FROM old), to_jsonb(up) FROM up
+			)
+			SELECT period_anchor, coalesce(stripe_customer_id, ''), coalesce(stripe_subscription_id, '') FROM up`,
+			c.UserID, c.PlanID, o.IncludedCalls, o.HardLimit, o.RatePerSecond, o.Burst,
+			o.OverageUnitSize, o.OverageUnitPrice, o.Currency, usage.Day(now), now, c.Who).
+			Scan(&anchor, &stripeCustomer, &stripeSub)
+		if err != nil {
+			return err
+		}
+		sub = &usage.Subscription{UserID: c.UserID, PlanID: c.PlanID, Overrides: o, Effective: plan.Apply(o),
+			StripeCustomerID: stripeCustomer, StripeSubscriptionID: stripeSub, PeriodAnchor: anchor.UTC()}
+		return nil
+	})
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("put plan of %s: %w", c.UserID, err))
+	}
+	return sub, nil
+}
+
+// QueueAggregation marks the range's days dirty for the aggregate job.
+func (s *AnalyticsStore) QueueAggregation(ctx context.Context, r usage.DateRange) (int, error) {
+	if err := r.Validate(); err != nil {
+		return 0, err
+	}
+	tag, err := s.db.Pool.Exec(ctx, `INSERT INTO eco_usage_dirty_days (day)
+		SELECT d::date FROM generate_series($1::date, $2::date, interval '1 day') d ORDER BY 1
+		ON CONFLICT (day) DO UPDATE SET marked_at = now()`, r.From, r.To)
+	if err != nil {
+		return 0, FormatError(fmt.Errorf("queue aggregation of %s..%s: %w", r.From.Format(time.DateOnly), r.To.Format(time.DateOnly), err))
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// RejectedEvents returns quarantined events, newest first.
+func (s *AnalyticsStore) RejectedEvents(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error) {
+	if limit < 1 {
+		return nil, usage.FieldErrorf("limit", "must be positive")
+	}
+	rows, err := s.db.Pool.Query(ctx, `SELECT rejected_id, source, message_id, event_id, field, reason, body, rejected_at
+		FROM eco_rejected_events WHERE $1::bigint = 0 OR rejected_id < $1
+		ORDER BY rejected_id DESC LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("list rejected events: %w", err))
+	}
+	out := []usage.RejectedEvent{}
+	var e usage.RejectedEvent
+	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.Source, &e.MessageID, &e.EventID, &e.Field, &e.Reason, &e.Body, &e.RejectedAt}, func() error {
+		e.RejectedAt = e.RejectedAt.UTC()
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("list rejected events: %w", err))
+	}
+	return out, nil
+}
+
+// ListLedgerPage returns a page of the overage ledger.
+func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerRow, error) {
+	if f.Limit < 1 {
+		return nil, usage.FieldErrorf("limit", "must be positive")
+	}
+	var (
+		afterP *time.Time
+		afterU *string
+		afterS int
+	)
+	if f.After != nil {
+		afterP, afterU, afterS = &f.After.PeriodStart, &f.After.UserID, f.After.Seq
+		if !usage.IsUUID(*afterU) {
+			return nil, usage.FieldErrorf("cursor", "is not a cursor of this list")
+		}
+	}
+	rows, err := s.db.Pool.Query(ctx, `SELECT ledger_id, user_id, period_start, period_end, seq, included_calls, used_calls,
+			units, unit_size, unit_price, amount, currency, status, coalesce(stripe_object_id, ''), attempts,
+			coalesce(last_error, ''), updated_at
+		FROM eco_overage_ledger
+		WHERE period_start >= $1 AND period_start < $2
+			AND ($3::timestamptz IS NULL OR (period_start, user_id, seq) > ($3, $4::uuid, $5))
+		ORDER BY period_start, user_id, seq LIMIT $6`, f.From, f.To, afterP, afterU, afterS, f.Limit)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("list overage ledger: %w", err))
+	}
+	out := []usage.LedgerRow{}
+	var e usage.LedgerRow
+	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.UserID, &e.Period.Start, &e.Period.End, &e.Seq, &e.IncludedCalls, &e.UsedCalls,
+		&e.Units, &e.UnitSize, &e.UnitPrice, &e.Amount, &e.Currency, &e.Status, &e.StripeObjectID, &e.Attempts,
+		&e.LastError, &e.UpdatedAt}, func() error {
+		e.Period.Start, e.Period.End, e.UpdatedAt = e.Period.Start.UTC(), e.Period.End.UTC(), e.UpdatedAt.UTC()
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("list overage ledger: %w", err))
+	}
+	return out, nil
+}
+
+// AnalyticsSQL holds the statements behind the hot analytics routes, so that
+// benchmarks can time the bare query beside the handler. Parameters:
+// Summary ($1 user, $2 today); Daily ($1 user, $2 from, $3 to, $4 today);
+// TopUsersByCalls ($1 from, $2 to, $3 today, $4 limit).
+var AnalyticsSQL = struct {
+	Summary, Daily, TopUsersByCalls string
+}{
+	Summary:         summaryQuery,
+	Daily:           dailyQuery,
+	TopUsersByCalls: fmt.Sprintf(topUsersQuery, "calls", "t.calls"),
+}

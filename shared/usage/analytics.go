@@ -1,0 +1,241 @@
+package usage
+
+import (
+	"context"
+	"time"
+)
+
+// MaxRangeDays is the longest date range an analytics query may span.
+const MaxRangeDays = 366
+
+// DateRange is an inclusive range of UTC calendar days [From, To].
+type DateRange struct {
+	From time.Time
+	To   time.Time
+}
+
+// Days returns how many days the range holds.
+func (r DateRange) Days() int { return int(r.To.Sub(r.From).Hours()/24) + 1 }
+
+// Validate checks that both ends are days, From is not after To and the
+// range is at most MaxRangeDays long; errors name "from" or "to".
+func (r DateRange) Validate() error {
+	switch {
+	case r.From.IsZero():
+		return FieldErrorf("from", "is required")
+	case r.To.IsZero():
+		return FieldErrorf("to", "is required")
+	case !r.From.Equal(Day(r.From)):
+		return FieldErrorf("from", "must be a day (midnight UTC)")
+	case !r.To.Equal(Day(r.To)):
+		return FieldErrorf("to", "must be a day (midnight UTC)")
+	case r.To.Before(r.From):
+		return FieldErrorf("to", "must not be before from")
+	case r.Days() > MaxRangeDays:
+		return FieldErrorf("to", "range longer than %d days", MaxRangeDays)
+	}
+	return nil
+}
+
+// UsageSummary is what a user sees about the current billing period.
+type UsageSummary struct {
+	UserID    string  `json:"user_id"`
+	Plan      Plan    `json:"plan"`
+	Period    Period  `json:"period"`
+	Included  int64   `json:"included"`
+	Used      int64   `json:"used"`
+	Remaining int64   `json:"remaining"`
+	Overage   Overage `json:"projected_overage"`
+	// LastUpdated is when the live counters of the period last moved; nil
+	// when nothing was counted in the period.
+	LastUpdated *time.Time `json:"last_updated"`
+}
+
+// DailyUsage is one user's usage on one day, summed over endpoints and keys.
+type DailyUsage struct {
+	Day           time.Time `json:"-"`
+	Calls         int64     `json:"calls"`
+	Errors4xx     int64     `json:"errors_4xx"`
+	Errors5xx     int64     `json:"errors_5xx"`
+	RequestBytes  int64     `json:"request_bytes"`
+	ResponseBytes int64     `json:"response_bytes"`
+	// P95LatencyMS is the highest p95 latency among the day's endpoints in
+	// the rollup; nil for days served from the live counters (today, and
+	// days waiting to be aggregated again).
+	P95LatencyMS *int32 `json:"p95_latency_ms"`
+	// Live marks days read from the live counters instead of the rollup.
+	Live bool `json:"live"`
+}
+
+// Breakdown is a user's usage over a range for one endpoint or one API key.
+type Breakdown struct {
+	// Key is the endpoint, or the API key id ("" for calls without a key).
+	Key           string  `json:"-"`
+	Calls         int64   `json:"calls"`
+	Errors4xx     int64   `json:"errors_4xx"`
+	Errors5xx     int64   `json:"errors_5xx"`
+	RequestBytes  int64   `json:"request_bytes"`
+	ResponseBytes int64   `json:"response_bytes"`
+	AvgLatencyMS  float64 `json:"avg_latency_ms"`
+	MaxLatencyMS  int32   `json:"max_latency_ms"`
+	// KeyPrefix and KeyName describe an API key (keys breakdown only).
+	KeyPrefix string `json:"-"`
+	KeyName   string `json:"-"`
+}
+
+// BreakdownCursor is the position after the last row of a breakdown page:
+// rows are ordered by calls descending, then key ascending.
+type BreakdownCursor struct {
+	Calls int64  `json:"c"`
+	Key   string `json:"k"`
+}
+
+// BreakdownFilter selects a page of a breakdown.
+type BreakdownFilter struct {
+	UserID string
+	Range  DateRange
+	Limit  int
+	After  *BreakdownCursor
+}
+
+// AdminSummary is the system-wide usage over a range.
+type AdminSummary struct {
+	Calls       int64            `json:"calls"`
+	Errors4xx   int64            `json:"errors_4xx"`
+	Errors5xx   int64            `json:"errors_5xx"`
+	ActiveUsers int64            `json:"active_users"`
+	ErrorRate   float64          `json:"error_rate"`
+	CallsByPlan map[string]int64 `json:"calls_by_plan"`
+	// Overage sums the ledger's amounts of periods starting in the range,
+	// per currency and status.
+	Overage []OverageTotal `json:"overage"`
+}
+
+// OverageTotal is the overage billed and pending in one currency.
+type OverageTotal struct {
+	Currency string `json:"currency"`
+	Billed   int64  `json:"billed"`
+	Pending  int64  `json:"pending"`
+}
+
+// Ranking orders the top users.
+const (
+	RankByCalls   = "calls"
+	RankByErrors  = "errors"
+	RankByOverage = "overage"
+)
+
+// TopUser is one row of the top users report.
+type TopUser struct {
+	UserID    string `json:"user_id"`
+	PlanID    string `json:"plan_id"`
+	Calls     int64  `json:"calls"`
+	Errors4xx int64  `json:"errors_4xx"`
+	Errors5xx int64  `json:"errors_5xx"`
+	// Overage is the ledger amount (minor units) of periods starting in the
+	// range, billed or pending; only set when ranking by overage.
+	Overage int64 `json:"overage"`
+}
+
+// TopUsersFilter selects the top users.
+type TopUsersFilter struct {
+	Range DateRange
+	By    string
+	Limit int
+}
+
+// PlanChange is an admin's change of a user's plan and overrides.
+type PlanChange struct {
+	UserID    string    `json:"-"`
+	PlanID    string    `json:"plan_id"`
+	Overrides Overrides `json:"overrides"`
+	// Who is the admin making the change, for the audit trail.
+	Who string `json:"-"`
+}
+
+// RejectedEvent is a message that could not be recorded.
+type RejectedEvent struct {
+	ID         int64     `json:"id"`
+	Source     string    `json:"source"`
+	MessageID  string    `json:"message_id"`
+	EventID    string    `json:"event_id"`
+	Field      string    `json:"field"`
+	Reason     string    `json:"reason"`
+	Body       string    `json:"body"`
+	RejectedAt time.Time `json:"rejected_at"`
+}
+
+// LedgerRow is one row of the overage ledger as the admin API lists it.
+type LedgerRow struct {
+	ID             string    `json:"id"`
+	UserID         string    `json:"user_id"`
+	Period         Period    `json:"period"`
+	Seq            int       `json:"seq"`
+	IncludedCalls  int64     `json:"included_calls"`
+	UsedCalls      int64     `json:"used_calls"`
+	Units          int64     `json:"units"`
+	UnitSize       int64     `json:"unit_size"`
+	UnitPrice      int64     `json:"unit_price"`
+	Amount         int64     `json:"amount"`
+	Currency       string    `json:"currency"`
+	Status         string    `json:"status"`
+	StripeObjectID string    `json:"stripe_object_id,omitempty"`
+	Attempts       int       `json:"attempts"`
+	LastError      string    `json:"last_error,omitempty"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// LedgerCursor is the position after the last row of a ledger page: rows
+// are ordered by period start, user and sequence.
+type LedgerCursor struct {
+	PeriodStart time.Time `json:"p"`
+	UserID      string    `json:"u"`
+	Seq         int       `json:"s"`
+}
+
+// LedgerPage selects a page of ledger rows whose period starts in
+// [From, To).
+type LedgerPage struct {
+	From, To time.Time
+	Limit    int
+	After    *LedgerCursor
+}
+
+// LedgerLister lists the overage ledger.
+type LedgerLister interface {
+	// ListLedgerPage returns a page of ledger rows in cursor order.
+	ListLedgerPage(ctx context.Context, f LedgerPage) ([]LedgerRow, error)
+}
+
+// AnalyticsStore answers the analytics API's queries. Every method runs one
+// query unless it says otherwise; user ids that are not UUIDs are
+// CodeInvalid naming "id", and database outages are CodeUnavailable.
+type AnalyticsStore interface {
+	// UsageSummary returns the user's current billing period at now: plan,
+	// included, used (the live counters of the period's days), remaining
+	// and projected overage. Users without a subscription are on free.
+	UsageSummary(ctx context.Context, userID string, now time.Time) (*UsageSummary, error)
+	// DailyUsage returns one row per day of the range, zeros included:
+	// closed, aggregated days from the rollup, and today and days waiting
+	// to be aggregated (dirty, or with no rollup) from the live counters.
+	DailyUsage(ctx context.Context, userID string, r DateRange, now time.Time) ([]DailyUsage, error)
+	// EndpointBreakdown and KeyBreakdown return a page of the user's usage
+	// per endpoint or per API key from the rollup.
+	EndpointBreakdown(ctx context.Context, f BreakdownFilter) ([]Breakdown, error)
+	KeyBreakdown(ctx context.Context, f BreakdownFilter) ([]Breakdown, error)
+	// AdminSummary returns system-wide usage over the range.
+	AdminSummary(ctx context.Context, r DateRange, now time.Time) (*AdminSummary, error)
+	// TopUsers returns the users with the most calls, errors or overage.
+	TopUsers(ctx context.Context, f TopUsersFilter, now time.Time) ([]TopUser, error)
+	// PutPlan changes the user's plan and overrides and writes the audit
+	// row in one transaction; it returns the subscription after the change.
+	// Returns CodeInvalid naming "plan_id" if the plan does not exist.
+	PutPlan(ctx context.Context, c PlanChange) (*Subscription, error)
+	// QueueAggregation marks the range's days dirty so that the next
+	// aggregate run recomputes them, and returns how many days it marked.
+	QueueAggregation(ctx context.Context, r DateRange) (int, error)
+	// RejectedEvents returns up to limit quarantined events with ids below
+	// before (0: from the newest), newest first.
+	RejectedEvents(ctx context.Context, before int64, limit int) ([]RejectedEvent, error)
+	LedgerLister
+}
