@@ -171,7 +171,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 	}
 
 	b := <-buildDone
-	env := d.functionEnv()
+	env := functionEnv(cfg.Stage, cfg.Region, &d.state)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, n := range names {
@@ -420,28 +420,28 @@ func (d *Devstack) createQueues(ctx context.Context) error {
 
 // functionEnv is every function's environment: the same variables the
 // template sets, with local values.
-func (d *Devstack) functionEnv() []string {
+func functionEnv(stage, region string, st *State) []string {
 	env := append(baseEnv(),
-		"STAGE="+d.cfg.Stage,
-		"DATABASE_URL="+d.state.DatabaseURL,
+		"STAGE="+stage,
+		"DATABASE_URL="+st.DatabaseURL,
 		"DATABASE_PROXY=false",
-		"AWS_REGION="+d.cfg.Region,
-		"AWS_DEFAULT_REGION="+d.cfg.Region,
+		"AWS_REGION="+region,
+		"AWS_DEFAULT_REGION="+region,
 		"AWS_ACCESS_KEY_ID=test",
 		"AWS_SECRET_ACCESS_KEY=test",
-		"AWS_ENDPOINT_URL="+d.state.SQSEndpoint,
-		"AWS_ENDPOINT_URL_SQS="+d.state.SQSEndpoint,
-		"QUEUE_URL="+d.state.QueueURL,
-		"USAGE_QUEUE_URL="+d.state.QueueURL,
+		"AWS_ENDPOINT_URL="+st.SQSEndpoint,
+		"AWS_ENDPOINT_URL_SQS="+st.SQSEndpoint,
+		"QUEUE_URL="+st.QueueURL,
+		"USAGE_QUEUE_URL="+st.QueueURL,
 		"JWT_ISSUER="+DevJWTIssuer,
 		"JWT_AUDIENCE="+DevJWTAudience,
 		"JWT_HMAC_SECRET="+DevJWTSecret,
 	)
-	if d.state.AlertBus != "" {
-		env = append(env, "ALERT_BUS_NAME="+d.state.AlertBus)
+	if st.AlertBus != "" {
+		env = append(env, "ALERT_BUS_NAME="+st.AlertBus)
 	}
-	if d.state.StripeURL != "" {
-		env = append(env, "STRIPE_API_KEY=sk_test_123", "STRIPE_API_URL="+d.state.StripeURL)
+	if st.StripeURL != "" {
+		env = append(env, "STRIPE_API_KEY=sk_test_123", "STRIPE_API_URL="+st.StripeURL)
 	}
 	return env
 }
