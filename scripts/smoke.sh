@@ -65,7 +65,7 @@ queue_drained() {
 	local n
 	for ((i = 0; i < $1 * 2; i++)); do
 		n=$("${SQS[@]}" get-queue-attributes --queue-url "$QUEUE" --attribute-names ApproximateNumberOfMessages ApproximateNumberOfMessagesNotVisible \
-			--query 'to_number(Attributes.ApproximateNumberOfMessages) + to_number(Attributes.ApproximateNumberOfMessagesNotVisible)' --output text)
+			--output json | jq '.Attributes | (.ApproximateNumberOfMessages | tonumber) + (.ApproximateNumberOfMessagesNotVisible | tonumber)')
 		[[ "$n" == 0 ]] && return 0
 		sleep 0.5
 	done
