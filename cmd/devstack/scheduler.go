@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -25,9 +26,11 @@ func (j Job) Input() []byte {
 	return []byte(j.Spec.Input)
 }
 
-// Jobs returns the enabled schedules of the template's functions.
+// Jobs returns the enabled schedules of the template's functions, and an
+// error naming those it cannot read (they are left out).
 func Jobs(t *Template) ([]Job, error) {
 	var jobs []Job
+	var errs []error
 	for _, fn := range t.Functions {
 		for _, s := range fn.Schedules {
 			if s.Disabled {
@@ -35,18 +38,20 @@ func Jobs(t *Template) ([]Job, error) {
 			}
 			sched, err := awscron.Parse(s.Expression)
 			if err != nil {
-				return nil, fmt.Errorf("%s schedule %s: %w", fn.LogicalID, s.Event, err)
+				errs = append(errs, fmt.Errorf("%s schedule %s: %w", fn.LogicalID, s.Event, err))
+				continue
 			}
 			loc := time.UTC
 			if s.Timezone != "" {
 				if loc, err = time.LoadLocation(s.Timezone); err != nil {
-					return nil, fmt.Errorf("%s schedule %s: time zone %q: %w", fn.LogicalID, s.Event, s.Timezone, err)
+					errs = append(errs, fmt.Errorf("%s schedule %s: time zone %q: %w", fn.LogicalID, s.Event, s.Timezone, err))
+					continue
 				}
 			}
 			jobs = append(jobs, Job{Function: fn.Name, Spec: s, Schedule: sched, Location: loc})
 		}
 	}
-	return jobs, nil
+	return jobs, errors.Join(errs...)
 }
 
 // Scheduler runs jobs at their times, like EventBridge Scheduler.

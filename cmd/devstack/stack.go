@@ -126,7 +126,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 		return nil, err
 	}
 	if d.jobs, err = Jobs(tmpl); err != nil {
-		return nil, err
+		logger.Warn("schedules left out", "error", err)
 	}
 	rie, err := findRIE(cfg.Root)
 	if err != nil {
