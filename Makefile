@@ -73,3 +73,27 @@ deploy:
 
 clean:
 	rm -rf dist bin cover.out
+
+# --- local stack ---
+# dev: the whole system on this machine until Ctrl-C (cmd/devstack under
+# with-services: PostgreSQL, moto_server, stripe-mock). DATABASE_URL, when
+# set, is migrated and used instead of a throwaway database.
+# demo, run-aggregate, run-overage, smoke: talk to a running make dev.
+DEV_ADMIN ?= http://127.0.0.1:8081
+.PHONY: run-aggregate run-overage smoke
+
+dev: tools
+	NEXUS_DEV_START=$$(date +%s.%N) NEXUS_RIE=$(BIN)/aws-lambda-rie scripts/with-services.sh $(GO) run ./cmd/devstack $(DEV_FLAGS)
+
+demo:
+	$(GO) run ./cmd/devstack demo -admin $(DEV_ADMIN)
+
+run-aggregate:
+	@curl -sS --fail-with-body -X POST $(DEV_ADMIN)/run/aggregate
+
+run-overage:
+	@curl -sS --fail-with-body -X POST $(DEV_ADMIN)/run/overage
+
+smoke:
+	SMOKE_ADMIN=$(DEV_ADMIN) scripts/smoke.sh
+# --- end local stack ---

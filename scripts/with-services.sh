@@ -15,6 +15,7 @@
 #   NEXUS_TEST_TEMPLATE       the migrated template database to clone
 #   NEXUS_TEST_SQS_ENDPOINT   moto_server's URL
 #   NEXUS_TEST_STRIPE_URL     stripe-mock's URL
+#   NEXUS_RIE                 $BIN/aws-lambda-rie, when built (unless set)
 #
 # Options (environment): PG_FSYNC=on keeps durability (benchmarks);
 # SERVICES="pg moto stripe" picks what to start. Under CI=true a service that
@@ -158,6 +159,8 @@ fi
 if want moto; then start_moto; fi
 if want stripe; then start_stripe; fi
 export NEXUS_TEST_WORKDIR=$WORK
+# The Lambda emulator for the emulator tests and the local stack.
+if [[ -z "${NEXUS_RIE:-}" && -x "$BIN/aws-lambda-rie" ]]; then export NEXUS_RIE=$BIN/aws-lambda-rie; fi
 
 set +e
 "$@"

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// The local stack's JWT settings. The secret is public: it only ever signs
+// tokens for this machine's stack.
+const (
+	DevJWTIssuer   = "https://auth.nexus.local/"
+	DevJWTAudience = "nexus-usage"
+	DevJWTSecret   = "nexus-dev-only-hmac-secret-0123456789abcdef"
+)
+
+// Demo users have fixed ids, so that events/ and scripts can name them.
+const (
+	FreeUserID       = "11111111-1111-4111-8111-111111111111"
+	ProUserID        = "22222222-2222-4222-8222-222222222222"
+	EnterpriseUserID = "33333333-3333-4333-8333-333333333333"
+	AdminUserID      = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+)
+
+// DemoUser is a seeded user with its credentials.
+type DemoUser struct {
+	UserID           string `json:"user_id"`
+	Plan             string `json:"plan"`
+	IncludedCalls    int64  `json:"included_calls"`
+	StripeCustomerID string `json:"stripe_customer_id,omitempty"`
+	APIKey           string `json:"api_key,omitempty"`
+	APIKeyID         string `json:"api_key_id,omitempty"`
+	Token            string `json:"token"`
+	// PeriodStart is the start of the current billing period; the period
+	// before it is closed, so late events there are billed by overage.
+	PeriodStart time.Time `json:"period_start"`
+}
+
+// Seed creates the demo users: one each on free, pro and enterprise with
+// an API key, a Stripe customer id and a billing period that started today
+// (so that the period before is closed and can be billed), and an admin.
+// Pro and enterprise include fewer calls than their plans, so that demo
+// traffic goes over quota within a minute. It is safe to run again.
+func Seed(ctx context.Context, db *postgres.DB, now time.Time) ([]DemoUser, DemoUser, error) {
+	subs := postgres.NewSubscriptionStore(db)
+	keys := postgres.NewAPIKeyStore(db)
+	today := usage.Day(now)
+	n := func(v int64) *int64 { return &v }
+	specs := []struct {
+		id, plan, customer string
+		included           *int64
+	}{
+		{FreeUserID, usage.PlanFree, "cus_demo_free", nil},
+		{ProUserID, "pro", "cus_demo_pro", n(500)},
+		{EnterpriseUserID, "enterprise", "cus_demo_enterprise", n(1000)},
+	}
+	var users []DemoUser
+	for _, s := range specs {
+		sub := &usage.Subscription{UserID: s.id, PlanID: s.plan, StripeCustomerID: s.customer,
+			Overrides: usage.Overrides{IncludedCalls: s.included}, PeriodAnchor: today}
+		if err := subs.PutSubscription(ctx, sub); err != nil {
+			return nil, DemoUser{}, fmt.Errorf("seed %s user: %w", s.plan, err)
+		}
+		got, err := subs.Subscription(ctx, s.id)
+		if err != nil {
+			return nil, DemoUser{}, fmt.Errorf("seed %s user: %w", s.plan, err)
+		}
+		secret, k, err := auth.NewAPIKey(s.id, "demo")
+		if err != nil {
+			return nil, DemoUser{}, err
+		}
+		if err := keys.CreateAPIKey(ctx, k); err != nil {
+			return nil, DemoUser{}, fmt.Errorf("seed %s user's api key: %w", s.plan, err)
+		}
+		token, err := auth.Sign([]byte(DevJWTSecret), DevJWTIssuer, DevJWTAudience, s.id, false, now, 7*24*time.Hour)
+		if err != nil {
+			return nil, DemoUser{}, err
+		}
+		users = append(users, DemoUser{UserID: s.id, Plan: s.plan, IncludedCalls: got.Effective.IncludedCalls,
+			StripeCustomerID: s.customer, APIKey: secret, APIKeyID: k.ID, Token: token,
+			PeriodStart: usage.PeriodAt(got.PeriodAnchor, now).Start})
+	}
+	token, err := auth.Sign([]byte(DevJWTSecret), DevJWTIssuer, DevJWTAudience, AdminUserID, true, now, 7*24*time.Hour)
+	if err != nil {
+		return nil, DemoUser{}, err
+	}
+	return users, DemoUser{UserID: AdminUserID, Plan: "admin", Token: token}, nil
+}
