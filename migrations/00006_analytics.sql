@@ -130,15 +130,14 @@ CREATE TRIGGER eco_usage_daily_sync_delete AFTER DELETE ON eco_usage_daily
 -- Existing rollups, if any.
 SELECT refresh_usage_user_daily('1970-01-01', '9999-12-31');
 
--- The overage list reads one month of periods in cursor order.
-CREATE INDEX eco_overage_ledger_period_idx ON eco_overage_ledger (period_start, user_id, seq);
+-- The overage list reads one month of periods in cursor order, through
+-- eco_overage_ledger_period_idx (period_start, user_id, seq) of 00005.
 
 -- The admin reports read today's and dirty days' live counters of every user.
 CREATE INDEX eco_usage_counters_day_idx ON eco_usage_counters (day);
 
 -- +goose Down
 DROP INDEX eco_usage_counters_day_idx;
-DROP INDEX eco_overage_ledger_period_idx;
 DROP TRIGGER eco_usage_daily_sync_delete ON eco_usage_daily;
 DROP TRIGGER eco_usage_daily_sync_update ON eco_usage_daily;
 DROP TRIGGER eco_usage_daily_sync_insert ON eco_usage_daily;
