@@ -22,15 +22,13 @@
 
 -- +goose Up
 
--- One row per day that aggregate_daily_usage has recomputed: when, and what
--- it wrote. A day whose raw rows changed afterwards is in
--- eco_usage_dirty_days again; a day with raw rows and no row here has never
--- been aggregated. Retention reads both.
+-- One row per day that aggregate_daily_usage has recomputed, and when. A
+-- day whose raw rows changed afterwards is in eco_usage_dirty_days again; a
+-- day with raw rows and no row here has never been aggregated. Retention
+-- reads both.
 CREATE TABLE eco_usage_aggregated_days (
     day                      date PRIMARY KEY,
-    aggregated_at            timestamptz NOT NULL,
-    rows_written             bigint NOT NULL DEFAULT 0,
-    events                   bigint NOT NULL DEFAULT 0
+    aggregated_at            timestamptz NOT NULL
 );
 
 -- A lock row per scheduled job, held for a lease. Advisory locks are not
@@ -45,13 +43,19 @@ CREATE TABLE eco_job_locks (
 
 -- aggregate_daily_usage replaces the rollup rows of one UTC day with the
 -- aggregate of that day's raw events and returns the number of rows written.
--- It is idempotent: running it twice leaves the same rollup. Concurrent calls
--- for the same day are serialized on the day's eco_usage_aggregated_days row
--- (taken first), so they cannot interleave their DELETE and INSERT.
--- A day whose raw partition no longer exists (dropped by retention) is
--- refused, so that a recompute can never wipe a rollup whose source is gone.
+-- It is idempotent: running it twice leaves the same rollup.
+--
+-- With p_parts > 1 it does only the users whose id's last byte modulo
+-- p_parts is p_part, so that the parts of one day can run in parallel
+-- transactions (the job does this when few days are dirty); the parts
+-- together are the whole day.
+--
+-- Two overlapping recomputes of the same slice cannot double-count: the
+-- second's INSERT fails on the rollup's unique key. A day whose raw
+-- partition no longer exists (dropped by retention) is refused, so that a
+-- recompute can never wipe a rollup whose source is gone.
 -- +goose StatementBegin
-CREATE FUNCTION aggregate_daily_usage(p_day date)
+CREATE FUNCTION aggregate_daily_usage(p_day date, p_part integer DEFAULT 0, p_parts integer DEFAULT 1)
 RETURNS bigint
 LANGUAGE plpgsql
 SET work_mem = '64MB'
@@ -60,51 +64,51 @@ DECLARE
     lo      timestamptz := p_day::timestamp AT TIME ZONE 'UTC';
     hi      timestamptz := (p_day + 1)::timestamp AT TIME ZONE 'UTC';
     written bigint;
-    ev      bigint;
 BEGIN
+    IF p_parts < 1 OR p_part < 0 OR p_part >= p_parts THEN
+        RAISE EXCEPTION 'aggregate_daily_usage: part % of % is out of range', p_part, p_parts
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF to_regclass('eco_api_usage_p' || to_char(p_day, 'YYYYMM')) IS NULL THEN
         RAISE EXCEPTION 'raw usage for % is not kept (no partition)', p_day
             USING ERRCODE = 'no_data_found';
     END IF;
 
-    INSERT INTO eco_usage_aggregated_days AS a (day, aggregated_at)
+    DELETE FROM eco_usage_daily
+    WHERE day = p_day AND (p_parts = 1 OR get_byte(uuid_send(user_id), 15) % p_parts = p_part);
+
+    INSERT INTO eco_usage_daily (day, user_id, endpoint, api_key_id, calls, errors_4xx, errors_5xx,
+        request_bytes, response_bytes, latency_sum_ms, latency_p50_ms, latency_p95_ms, latency_max_ms,
+        events, aggregated_at)
+    SELECT p_day, g.user_id, g.endpoint, g.api_key_id, g.calls, g.e4, g.e5, g.rq, g.rs, g.lat,
+           g.p[1], g.p[2], g.mx, g.n, now()
+    FROM (
+        SELECT u.user_id, u.endpoint, u.api_key_id,
+               sum(u.quantity)::bigint                                         AS calls,
+               coalesce(sum(u.quantity) FILTER (WHERE u.status_code BETWEEN 400 AND 499), 0)::bigint AS e4,
+               coalesce(sum(u.quantity) FILTER (WHERE u.status_code BETWEEN 500 AND 599), 0)::bigint AS e5,
+               sum(u.request_bytes)::bigint                                    AS rq,
+               sum(u.response_bytes)::bigint                                   AS rs,
+               sum(u.latency_ms)::bigint                                       AS lat,
+               percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY u.latency_ms) AS p,
+               max(u.latency_ms)                                               AS mx,
+               count(*)                                                        AS n
+        FROM eco_api_usage u
+        WHERE u.occurred_at >= lo AND u.occurred_at < hi
+          AND (p_parts = 1 OR get_byte(uuid_send(u.user_id), 15) % p_parts = p_part)
+        GROUP BY u.user_id, u.endpoint, u.api_key_id
+    ) g;
+    GET DIAGNOSTICS written = ROW_COUNT;
+
+    INSERT INTO eco_usage_aggregated_days (day, aggregated_at)
     VALUES (p_day, now())
     ON CONFLICT (day) DO UPDATE SET aggregated_at = excluded.aggregated_at;
-
-    DELETE FROM eco_usage_daily WHERE day = p_day;
-
-    WITH ins AS (
-        INSERT INTO eco_usage_daily (day, user_id, endpoint, api_key_id, calls, errors_4xx, errors_5xx,
-            request_bytes, response_bytes, latency_sum_ms, latency_p50_ms, latency_p95_ms, latency_max_ms,
-            events, aggregated_at)
-        SELECT p_day, g.user_id, g.endpoint, g.api_key_id, g.calls, g.e4, g.e5, g.rq, g.rs, g.lat,
-               g.p[1], g.p[2], g.mx, g.n, now()
-        FROM (
-            SELECT u.user_id, u.endpoint, u.api_key_id,
-                   sum(u.quantity)::bigint                                         AS calls,
-                   coalesce(sum(u.quantity) FILTER (WHERE u.status_code BETWEEN 400 AND 499), 0)::bigint AS e4,
-                   coalesce(sum(u.quantity) FILTER (WHERE u.status_code BETWEEN 500 AND 599), 0)::bigint AS e5,
-                   sum(u.request_bytes)::bigint                                    AS rq,
-                   sum(u.response_bytes)::bigint                                   AS rs,
-                   sum(u.latency_ms)::bigint                                       AS lat,
-                   percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY u.latency_ms) AS p,
-                   max(u.latency_ms)                                               AS mx,
-                   count(*)                                                        AS n
-            FROM eco_api_usage u
-            WHERE u.occurred_at >= lo AND u.occurred_at < hi
-            GROUP BY u.user_id, u.endpoint, u.api_key_id
-        ) g
-        RETURNING events
-    )
-    SELECT count(*), coalesce(sum(events), 0) INTO written, ev FROM ins;
-
-    UPDATE eco_usage_aggregated_days SET rows_written = written, events = ev WHERE day = p_day;
     RETURN written;
 END;
 $$;
 -- +goose StatementEnd
 
 -- +goose Down
-DROP FUNCTION aggregate_daily_usage(date);
+DROP FUNCTION aggregate_daily_usage(date, integer, integer);
 DROP TABLE eco_job_locks;
 DROP TABLE eco_usage_aggregated_days;

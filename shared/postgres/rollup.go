@@ -292,8 +292,10 @@ func (s *RollupStore) markBackfill(ctx context.Context, r usage.DayRange, kept [
 }
 
 // recomputeDirty recomputes every day dirty at the start of the run,
-// workers days at a time. Every day is attempted; the first error is
-// returned.
+// workers transactions at a time. When fewer than 2×workers days are dirty,
+// each day is split into workers parts by user (see aggregate_daily_usage)
+// so that a small run still uses every worker. Every day is attempted; the
+// first error is returned.
 func (s *RollupStore) recomputeDirty(ctx context.Context, workers int, kept []time.Time, run *usage.RollupRun) error {
 	rows, err := s.db.Pool.Query(ctx, `SELECT day, marked_at FROM eco_usage_dirty_days ORDER BY day`)
 	if err != nil {
@@ -307,27 +309,57 @@ func (s *RollupStore) recomputeDirty(ctx context.Context, workers int, kept []ti
 	if err != nil {
 		return FormatError(fmt.Errorf("read dirty days: %w", err))
 	}
+	parts := 1
+	if len(dirty) < 2*workers {
+		parts = workers
+	}
 
+	type unit struct {
+		day  int // index into dirty
+		part int
+	}
 	var (
 		mu       sync.Mutex
 		firstErr error
 		wg       sync.WaitGroup
-		work     = make(chan dirtyDay)
+		work     = make(chan unit)
+		left     = make([]int, len(dirty)) // parts not yet done, per day
+		failed   = make([]bool, len(dirty))
+		written  = make([]int64, len(dirty))
 	)
-	for range min(workers, max(len(dirty), 1)) {
+	for i := range left {
+		left[i] = parts
+	}
+	for range min(workers, max(len(dirty)*parts, 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for d := range work {
-				n, cleared, err := s.recomputeDay(ctx, d, hasPartition(kept, d.day))
+			for u := range work {
+				d := dirty[u.day]
+				// A day done in one part clears its mark in the same
+				// transaction; a split day clears it once every part is in.
+				n, cleared, err := s.recomputeDay(ctx, d, hasPartition(kept, d.day), u.part, parts, parts == 1)
 				mu.Lock()
+				left[u.day]--
+				written[u.day] += n
 				if err != nil {
+					failed[u.day] = true
 					if firstErr == nil {
 						firstErr = err
 					}
-				} else {
+				}
+				last := left[u.day] == 0 && !failed[u.day]
+				mu.Unlock()
+				if last && parts > 1 {
+					cleared, err = s.clearDirty(ctx, d)
+				}
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if last && err == nil {
 					run.Days = append(run.Days, d.day)
-					run.RowsWritten += n
+					run.RowsWritten += written[u.day]
 					if !cleared {
 						run.StillDirty = append(run.StillDirty, d.day)
 					}
@@ -336,11 +368,14 @@ func (s *RollupStore) recomputeDirty(ctx context.Context, workers int, kept []ti
 			}
 		}()
 	}
-	for _, d := range dirty {
-		if ctx.Err() != nil {
-			break
+feed:
+	for i := range dirty {
+		for p := 0; p < parts; p++ {
+			if ctx.Err() != nil {
+				break feed
+			}
+			work <- unit{i, p}
 		}
-		work <- d
 	}
 	close(work)
 	wg.Wait()
@@ -352,18 +387,22 @@ func (s *RollupStore) recomputeDirty(ctx context.Context, workers int, kept []ti
 	return firstErr
 }
 
-// recomputeDay rebuilds one day's rollup and clears its dirty mark if the
-// mark is still the one read, in one transaction. It reports the rows
-// written and whether the mark was cleared. A day without a raw partition
-// has no raw events to aggregate: only its mark is cleared.
-func (s *RollupStore) recomputeDay(ctx context.Context, d dirtyDay, kept bool) (int64, bool, error) {
+// recomputeDay rebuilds part of parts of one day's rollup in one
+// transaction and, with clear, clears the day's dirty mark in it if the mark
+// is still the one read. It reports the rows written and whether the mark
+// was cleared. A day without a raw partition has no raw events to
+// aggregate: only its mark is cleared.
+func (s *RollupStore) recomputeDay(ctx context.Context, d dirtyDay, kept bool, part, parts int, clear bool) (int64, bool, error) {
 	var n int64
 	var cleared bool
 	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
 		if kept {
-			if err := tx.QueryRow(ctx, `SELECT aggregate_daily_usage($1)`, d.day).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT aggregate_daily_usage($1, $2, $3)`, d.day, part, parts).Scan(&n); err != nil {
 				return err
 			}
+		}
+		if !clear {
+			return nil
 		}
 		tag, err := tx.Exec(ctx, `DELETE FROM eco_usage_dirty_days WHERE day = $1 AND marked_at = $2`, d.day, d.markedAt)
 		cleared = tag.RowsAffected() == 1
@@ -373,6 +412,16 @@ func (s *RollupStore) recomputeDay(ctx context.Context, d dirtyDay, kept bool) (
 		return 0, false, FormatError(fmt.Errorf("recompute %s: %w", d.day.Format(time.DateOnly), err))
 	}
 	return n, cleared, nil
+}
+
+// clearDirty clears the day's dirty mark if it is still the one read, and
+// reports whether it did.
+func (s *RollupStore) clearDirty(ctx context.Context, d dirtyDay) (bool, error) {
+	tag, err := s.db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_days WHERE day = $1 AND marked_at = $2`, d.day, d.markedAt)
+	if err != nil {
+		return false, FormatError(fmt.Errorf("clear dirty mark of %s: %w", d.day.Format(time.DateOnly), err))
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // RecomputeDay rebuilds the rollup of one day (without touching its dirty

@@ -63,13 +63,13 @@ func BenchmarkRollup(b *testing.B) {
 		SELECT lpad(to_hex(i), 32, '0')::uuid,
 			('00000000-0000-4000-8000-' || lpad(to_hex(u), 12, '0'))::uuid,
 			CASE WHEN k = 0 THEN NULL ELSE ('00000000-0000-4000-9000-' || lpad(to_hex(u * 4 + k), 12, '0'))::uuid END,
-			'GET /v1/resource' || ((i * 7) % 20) || '/{id}', 'GET',
+			'GET /v1/resource' || (random() * 19)::int || '/{id}', 'GET',
 			CASE WHEN h < 89 THEN 200 WHEN h < 93 THEN 404 WHEN h < 97 THEN 429 ELSE 503 END,
 			(random() * random() * 2000)::int, (random() * 4000)::bigint, (random() * 100000)::bigint,
 			CASE WHEN i % 50 = 0 THEN 5 ELSE 1 END,
 			$2::timestamptz + ($4::float8 * (i - $1) / $3) * interval '1 second', now()
 		FROM generate_series($1::bigint, $1::bigint + $3 - 1) AS i,
-			LATERAL (SELECT (i * 7919) % 1000 AS u, (i * 31) % 3 AS k, (i * 104729) % 100 AS h) x`,
+			LATERAL (SELECT (random() * 999)::int AS u, (random() * 2)::int AS k, (random() * 99)::int AS h, i AS j) x`,
 			offset, start, n, span.Seconds())
 	}
 
