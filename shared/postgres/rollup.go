@@ -128,6 +128,11 @@ func (s *RollupStore) run(ctx context.Context, now time.Time, opts usage.RollupO
 	if err := s.recomputeDirty(ctx, opts.Workers, kept, run); err != nil {
 		return err
 	}
+	if len(run.Deferred) > 0 {
+		// The raw table was too busy for the partition DDL just now.
+		run.Deferred = append(run.Deferred, "retention: raw table busy")
+		return nil
+	}
 	return s.retention(ctx, now, opts.RetentionDays, run)
 }
 
@@ -476,8 +481,9 @@ func (s *RollupStore) retention(ctx context.Context, now time.Time, retentionDay
 		}
 		dropped, err := s.dropPartition(ctx, name, lo, hi)
 		if errors.Is(err, errDeferred) {
-			run.Deferred = append(run.Deferred, "retention of "+name+": lock timeout")
-			continue
+			// Don't stall the record path again for the next partition.
+			run.Deferred = append(run.Deferred, "retention: lock timeout")
+			return nil
 		}
 		if err != nil {
 			return err

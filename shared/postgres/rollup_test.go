@@ -712,3 +712,45 @@ func TestAggregateDailyUsage_Idempotent(t *testing.T) {
 		t.Error("recompute of a day without a raw partition succeeded")
 	}
 }
+
+// TestRollup_UpkeepDefersToBusyRecordPath: partition DDL needs the raw
+// table's lock; behind a long record transaction the run gives up on it
+// after the lock timeout (instead of queueing every later insert behind
+// itself), still recomputes the dirty days, and the next run does the
+// upkeep.
+func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	db.Now = func() time.Time { return rollupNow }
+	if _, err := db.EnsurePartitions(ctx, day("2031-03-01"), 1); err != nil { // April and May missing
+		t.Fatal(err)
+	}
+	s := postgres.NewRollupStore(db)
+	g := newEventGen(9, 3)
+	ev := []usage.Event{g.event(day("2031-03-10"), 24*time.Hour)}
+	record(t, db, ev)
+
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	busy := g.event(day("2031-03-11"), 24*time.Hour)
+	recordTx(t, tx, []usage.Event{busy})
+
+	run := mustRun(t, s, usage.RollupOptions{RetentionDays: 90})
+	if !slices.Contains(run.Deferred, "partitions: lock timeout") {
+		t.Errorf("deferred = %v; want the partition upkeep", run.Deferred)
+	}
+	if diff := cmp.Diff(days("2031-03-10"), run.Days); diff != "" {
+		t.Errorf("recomputed (-want +got):\n%s", diff)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run = mustRun(t, s, usage.RollupOptions{RetentionDays: 90})
+	if len(run.Deferred) != 0 || run.PartitionsCreated != 2 {
+		t.Errorf("second run: deferred %v, created %d; want none deferred, 2 created", run.Deferred, run.PartitionsCreated)
+	}
+	checkRollup(t, db, append(ev, busy))
+}
