@@ -41,17 +41,18 @@ CREATE TABLE eco_job_locks (
     locked_until             timestamptz NOT NULL
 );
 
--- aggregate_daily_usage replaces the rollup rows of one UTC day with the
--- aggregate of that day's raw events and returns the number of rows written.
--- It is idempotent: running it twice leaves the same rollup.
+-- aggregate_daily_usage makes the rollup rows of one UTC day exactly the
+-- aggregate of that day's raw events and returns the number of rows it
+-- inserted or changed (unchanged rows are not rewritten, and keep their
+-- aggregated_at). It is idempotent: running it twice leaves the same rollup.
 --
 -- With p_parts > 1 it does only the users whose id's last byte modulo
 -- p_parts is p_part, so that the parts of one day can run in parallel
 -- transactions (the job does this when few days are dirty); the parts
 -- together are the whole day.
 --
--- Two overlapping recomputes of the same slice cannot double-count: the
--- second's INSERT fails on the rollup's unique key. A day whose raw
+-- Two overlapping recomputes of the same slice cannot double-count: rows
+-- are keyed by the rollup's unique key and replaced, never added to. A day whose raw
 -- partition no longer exists (dropped by retention) is refused, so that a
 -- recompute can never wipe a rollup whose source is gone.
 -- +goose StatementBegin
@@ -74,15 +75,11 @@ BEGIN
             USING ERRCODE = 'no_data_found';
     END IF;
 
-    DELETE FROM eco_usage_daily
-    WHERE day = p_day AND (p_parts = 1 OR get_byte(uuid_send(user_id), 15) % p_parts = p_part);
-
-    INSERT INTO eco_usage_daily (day, user_id, endpoint, api_key_id, calls, errors_4xx, errors_5xx,
-        request_bytes, response_bytes, latency_sum_ms, latency_p50_ms, latency_p95_ms, latency_max_ms,
-        events, aggregated_at)
-    SELECT p_day, g.user_id, g.endpoint, g.api_key_id, g.calls, g.e4, g.e5, g.rq, g.rs, g.lat,
-           g.p[1], g.p[2], g.mx, g.n, now()
-    FROM (
+    -- The day's groups, computed once; rows whose values did not change are
+    -- left alone (a 1 % late batch changes a fraction of a day's groups),
+    -- changed and new groups are written, groups without raw rows any more
+    -- are deleted. The statement's parts touch disjoint rows.
+    WITH g AS MATERIALIZED (
         SELECT u.user_id, u.endpoint, u.api_key_id,
                sum(u.quantity)::bigint                                         AS calls,
                coalesce(sum(u.quantity) FILTER (WHERE u.status_code BETWEEN 400 AND 499), 0)::bigint AS e4,
@@ -97,7 +94,31 @@ BEGIN
         WHERE u.occurred_at >= lo AND u.occurred_at < hi
           AND (p_parts = 1 OR get_byte(uuid_send(u.user_id), 15) % p_parts = p_part)
         GROUP BY u.user_id, u.endpoint, u.api_key_id
-    ) g;
+    ), gone AS (
+        DELETE FROM eco_usage_daily d
+        WHERE d.day = p_day
+          AND (p_parts = 1 OR get_byte(uuid_send(d.user_id), 15) % p_parts = p_part)
+          AND NOT EXISTS (SELECT 1 FROM g WHERE g.user_id = d.user_id AND g.endpoint = d.endpoint
+                          AND g.api_key_id IS NOT DISTINCT FROM d.api_key_id)
+    )
+    INSERT INTO eco_usage_daily AS d (day, user_id, endpoint, api_key_id, calls, errors_4xx, errors_5xx,
+        request_bytes, response_bytes, latency_sum_ms, latency_p50_ms, latency_p95_ms, latency_max_ms,
+        events, aggregated_at)
+    SELECT p_day, g.user_id, g.endpoint, g.api_key_id, g.calls, g.e4, g.e5, g.rq, g.rs, g.lat,
+           g.p[1], g.p[2], g.mx, g.n, now()
+    FROM g
+    ON CONFLICT (day, user_id, endpoint, api_key_id) DO UPDATE SET
+        calls = excluded.calls, errors_4xx = excluded.errors_4xx, errors_5xx = excluded.errors_5xx,
+        request_bytes = excluded.request_bytes, response_bytes = excluded.response_bytes,
+        latency_sum_ms = excluded.latency_sum_ms, latency_p50_ms = excluded.latency_p50_ms,
+        latency_p95_ms = excluded.latency_p95_ms, latency_max_ms = excluded.latency_max_ms,
+        events = excluded.events, aggregated_at = excluded.aggregated_at
+    WHERE (d.calls, d.errors_4xx, d.errors_5xx, d.request_bytes, d.response_bytes, d.latency_sum_ms,
+           d.latency_p50_ms, d.latency_p95_ms, d.latency_max_ms, d.events)
+       IS DISTINCT FROM
+          (excluded.calls, excluded.errors_4xx, excluded.errors_5xx, excluded.request_bytes, excluded.response_bytes,
+           excluded.latency_sum_ms, excluded.latency_p50_ms, excluded.latency_p95_ms, excluded.latency_max_ms,
+           excluded.events);
     GET DIAGNOSTICS written = ROW_COUNT;
 
     INSERT INTO eco_usage_aggregated_days (day, aggregated_at)
