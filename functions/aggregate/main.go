@@ -1,13 +1,59 @@
-// Command aggregate is the aggregate Lambda function.
+// Command aggregate is the aggregate Lambda function: an EventBridge
+// Scheduler target that recomputes the daily rollups of the days whose raw
+// usage changed, keeps raw partitions ahead of time, and drops raw
+// partitions past retention once every day in them is aggregated.
+//
+// Environment: DATABASE_URL, or DATABASE_SECRET_ARN (a Secrets Manager
+// secret holding the URL or {"url": ...}); DATABASE_PROXY=true when the URL
+// points at RDS Proxy; RETENTION_DAYS (default 90).
 package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/usage"
 )
 
 func main() {
-	lambda.Start(func(ctx context.Context) error { return errors.New("aggregate: not built yet") })
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	ctx := context.Background()
+
+	e := env.New(ctx, os.Getenv)
+	url, err := e.MustSecret("DATABASE_URL", "DATABASE_SECRET_ARN", "url")
+	retention := e.Int("RETENTION_DAYS", usage.DefaultRetentionDays)
+	proxy := e.Bool("DATABASE_PROXY")
+	if err == nil {
+		err = e.Err()
+	}
+	if err == nil && retention < 1 {
+		err = fmt.Errorf("RETENTION_DAYS: want a positive number of days, got %d", retention)
+	}
+	if err != nil {
+		logger.Error("aggregate: configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	db, err := postgres.Open(ctx, postgres.Config{
+		URL:      url,
+		MaxConns: 3, // two day workers and the run's own statements
+		ExecMode: proxy,
+	})
+	if err != nil {
+		logger.Error("aggregate: open database", "error", err.Error())
+		os.Exit(1)
+	}
+	h := &Handler{
+		Rollup:        postgres.NewRollupStore(db),
+		Logger:        logger,
+		Now:           time.Now,
+		RetentionDays: retention,
+		Workers:       2,
+	}
+	lambda.Start(h.Handle)
 }

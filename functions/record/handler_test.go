@@ -118,7 +118,7 @@ func TestHandleMixedBatch(t *testing.T) {
 	}
 	wantCounters := []string{
 		"0195f3a0-0000-7000-8000-0000000000bb 2026-03-10 1 1 0",
-		"6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5 2026-03-09 2 0 1",
+		"6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5 2026-03-09 2 0 2", // one 503 event of quantity 2
 		"6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5 2026-03-10 1 0 0",
 	}
 	if diff := cmp.Diff(wantCounters, counters); diff != "" {
@@ -270,10 +270,10 @@ func TestHandleRedeliveryUnderFailures(t *testing.T) {
 		s := want[k]
 		s.Calls += e.Quantity
 		if e.StatusCode >= 400 && e.StatusCode < 500 {
-			s.E4++
+			s.E4 += e.Quantity
 		}
 		if e.StatusCode >= 500 {
-			s.E5++
+			s.E5 += e.Quantity
 		}
 		s.Req += e.RequestBytes
 		s.Resp += e.ResponseBytes

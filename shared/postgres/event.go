@@ -31,7 +31,8 @@ var _ usage.EventStore = (*EventStore)(nil)
 // recordBatchSQL writes a batch in one statement. The insert skips events
 // already stored (and duplicates inside the batch); only the rows it
 // RETURNS feed increment_api_calls, so a redelivered batch moves no
-// counter. calls add up the events' quantity; errors count events.
+// counter. calls and errors add up the events' quantity, as the daily rollup
+// does, so that live counters and rollups agree.
 const recordBatchSQL = `
 WITH ins AS (
     INSERT INTO eco_api_usage (event_id, user_id, api_key_id, endpoint, method, status_code, latency_ms,
@@ -50,8 +51,8 @@ WITH ins AS (
         array_agg(user_id) AS u,
         array_agg((occurred_at AT TIME ZONE 'UTC')::date) AS dy,
         array_agg(quantity::bigint) AS c,
-        array_agg(CASE WHEN status_code BETWEEN 400 AND 499 THEN 1 ELSE 0 END::bigint) AS e4,
-        array_agg(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END::bigint) AS e5,
+        array_agg(CASE WHEN status_code BETWEEN 400 AND 499 THEN quantity ELSE 0 END::bigint) AS e4,
+        array_agg(CASE WHEN status_code >= 500 THEN quantity ELSE 0 END::bigint) AS e5,
         array_agg(request_bytes) AS rq,
         array_agg(response_bytes) AS rs
     FROM ins

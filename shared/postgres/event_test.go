@@ -90,7 +90,7 @@ func TestEventStoreDedupe(t *testing.T) {
 	}
 	want := map[string]counterRow{
 		user + " " + now.Format(time.DateOnly):       {Calls: 3, E4: 1, Req: 30, Resp: 300},
-		user + " " + yesterday.Format(time.DateOnly): {Calls: 3, E5: 1, Req: 10, Resp: 100},
+		user + " " + yesterday.Format(time.DateOnly): {Calls: 3, E5: 3, Req: 10, Resp: 100}, // errors count quantity
 	}
 	got := readCounters(t, db)
 	if fmt.Sprint(got) != fmt.Sprint(want) {

@@ -1,0 +1,771 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// rollupNow is the fixed clock of the rollup tests.
+var rollupNow = time.Date(2031, 3, 20, 10, 30, 0, 0, time.UTC)
+
+// newRollupDB returns a test database on a fixed clock with raw partitions
+// for the months around now.
+func newRollupDB(t *testing.T, now time.Time) *postgres.DB {
+	t.Helper()
+	db := pgtest.NewDB(t)
+	db.Now = func() time.Time { return now }
+	if _, err := db.EnsurePartitions(context.Background(), now.AddDate(0, -3, 0), 7); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// record writes events the way the record path does: one statement that
+// inserts the raw rows with ON CONFLICT DO NOTHING and moves the counters
+// and dirty marks by the rows actually inserted (increment_api_calls).
+func record(t *testing.T, db *postgres.DB, events []usage.Event) {
+	t.Helper()
+	recordTx(t, db.Pool, events)
+}
+
+func recordTx(t *testing.T, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, events []usage.Event) {
+	t.Helper()
+	const stmt = `WITH ins AS (
+		INSERT INTO eco_api_usage (event_id, user_id, api_key_id, endpoint, method, status_code, latency_ms,
+			request_bytes, response_bytes, quantity, occurred_at)
+		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::smallint[], $7::int[],
+			$8::bigint[], $9::bigint[], $10::int[], $11::timestamptz[])
+		ON CONFLICT DO NOTHING
+		RETURNING user_id, occurred_at, quantity, status_code, request_bytes, response_bytes
+	), d AS (
+		SELECT user_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, sum(quantity)::bigint AS c,
+			coalesce(sum(quantity) FILTER (WHERE status_code BETWEEN 400 AND 499), 0)::bigint AS e4,
+			coalesce(sum(quantity) FILTER (WHERE status_code BETWEEN 500 AND 599), 0)::bigint AS e5,
+			sum(request_bytes)::bigint AS rq, sum(response_bytes)::bigint AS rs
+		FROM ins GROUP BY 1, 2
+	)
+	SELECT coalesce(increment_api_calls(array_agg(user_id), array_agg(day), array_agg(c), array_agg(e4),
+		array_agg(e5), array_agg(rq), array_agg(rs)), 0) FROM d`
+	for chunk := range slices.Chunk(events, 1000) {
+		var (
+			ids, users, keys   []*string
+			endpoints, methods []string
+			statuses           []int16
+			lat, qty           []int32
+			rq, rs             []int64
+			at                 []time.Time
+		)
+		for _, e := range chunk {
+			id, user := e.EventID, e.UserID
+			ids, users = append(ids, &id), append(users, &user)
+			if e.APIKeyID == "" {
+				keys = append(keys, nil)
+			} else {
+				k := e.APIKeyID
+				keys = append(keys, &k)
+			}
+			endpoints, methods = append(endpoints, e.Endpoint), append(methods, e.Method)
+			statuses = append(statuses, int16(e.StatusCode))
+			lat, qty = append(lat, int32(e.LatencyMS)), append(qty, int32(e.Quantity))
+			rq, rs = append(rq, e.RequestBytes), append(rs, e.ResponseBytes)
+			at = append(at, e.OccurredAt)
+		}
+		var n int64
+		if err := q.QueryRow(context.Background(), stmt, ids, users, keys, endpoints, methods, statuses, lat,
+			rq, rs, qty, at).Scan(&n); err != nil {
+			t.Fatalf("record events: %v", err)
+		}
+	}
+}
+
+// eventGen makes random events: many users, endpoints, statuses and
+// latencies (with ties), quantities above 1, keys and no keys.
+type eventGen struct {
+	r     *rand.Rand
+	users []string
+	keys  map[string][]string
+}
+
+func newEventGen(seed uint64, users int) *eventGen {
+	g := &eventGen{r: rand.New(rand.NewPCG(seed, 7)), keys: map[string][]string{}}
+	for i := 0; i < users; i++ {
+		u := g.uuid()
+		g.users = append(g.users, u)
+		for k := 0; k < i%3; k++ {
+			g.keys[u] = append(g.keys[u], g.uuid())
+		}
+	}
+	return g
+}
+
+func (g *eventGen) uuid() string {
+	return uuid.Must(uuid.NewRandomFromReader(randReader{g.r})).String()
+}
+
+type randReader struct{ r *rand.Rand }
+
+func (r randReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r.r.UintN(256))
+	}
+	return len(p), nil
+}
+
+var (
+	testEndpoints = []string{"GET /v1/games", "GET /v1/games/{id}", "POST /v1/games", "DELETE /v1/games/{id}", "GET /v1/users/{id}", "PUT /v1/scores"}
+	testStatuses  = []int{200, 200, 200, 201, 204, 301, 400, 401, 404, 429, 500, 502, 503}
+)
+
+// event returns a random event that occurred in [from, from+span).
+func (g *eventGen) event(from time.Time, span time.Duration) usage.Event {
+	u := g.users[g.r.IntN(len(g.users))]
+	e := usage.Event{
+		Version:       usage.EventVersion,
+		EventID:       g.uuid(),
+		UserID:        u,
+		Endpoint:      testEndpoints[g.r.IntN(len(testEndpoints))],
+		Method:        "GET",
+		StatusCode:    testStatuses[g.r.IntN(len(testStatuses))],
+		LatencyMS:     int64(g.r.IntN(40)) * int64(1+g.r.IntN(50)), // many ties
+		RequestBytes:  int64(g.r.IntN(5000)),
+		ResponseBytes: int64(g.r.IntN(100000)),
+		Quantity:      1,
+		OccurredAt:    from.Add(time.Duration(g.r.Int64N(int64(span)))).Truncate(time.Microsecond),
+	}
+	if g.r.IntN(5) == 0 {
+		e.Quantity = int64(2 + g.r.IntN(9))
+	}
+	if ks := g.keys[u]; len(ks) > 0 && g.r.IntN(4) != 0 {
+		e.APIKeyID = ks[g.r.IntN(len(ks))]
+	}
+	return e
+}
+
+// dedupe keeps the first event of each (event_id, occurred_at), as the raw
+// table's primary key does.
+func dedupe(events []usage.Event) []usage.Event {
+	type key struct {
+		id string
+		at time.Time
+	}
+	seen := map[key]bool{}
+	var out []usage.Event
+	for _, e := range events {
+		k := key{e.EventID, e.OccurredAt.UTC()}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// dailyUsage reads the whole rollup, ordered as usage.SortDailyUsage does.
+func dailyUsage(t *testing.T, db *postgres.DB) []usage.DailyRollup {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT day, user_id::text, endpoint, coalesce(api_key_id::text, ''),
+		calls, errors_4xx, errors_5xx, request_bytes, response_bytes, latency_sum_ms, latency_p50_ms, latency_p95_ms,
+		latency_max_ms, events FROM eco_usage_daily`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (usage.DailyRollup, error) {
+		var d usage.DailyRollup
+		err := r.Scan(&d.Day, &d.UserID, &d.Endpoint, &d.APIKeyID, &d.Calls, &d.Errors4xx, &d.Errors5xx,
+			&d.RequestBytes, &d.ResponseBytes, &d.LatencySumMS, &d.LatencyP50MS, &d.LatencyP95MS, &d.LatencyMaxMS, &d.Events)
+		return d, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usage.SortDailyUsage(out)
+	return out
+}
+
+func mustRun(t *testing.T, s *postgres.RollupStore, opts usage.RollupOptions) *usage.RollupRun {
+	t.Helper()
+	run, err := s.RunRollup(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("RunRollup: %v", err)
+	}
+	return run
+}
+
+func checkRollup(t *testing.T, db *postgres.DB, all []usage.Event) {
+	t.Helper()
+	want := usage.RollupEvents(dedupe(all))
+	if diff := cmp.Diff(want, dailyUsage(t, db)); diff != "" {
+		t.Fatalf("rollup differs from the brute force (-want +got):\n%s", diff)
+	}
+}
+
+func day(s string) time.Time {
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+func days(ds ...string) []time.Time {
+	out := []time.Time{}
+	for _, d := range ds {
+		out = append(out, day(d))
+	}
+	return out
+}
+
+// aggregatedAt returns when each day was last aggregated.
+func aggregatedAt(t *testing.T, db *postgres.DB) map[string]time.Time {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT day::text, aggregated_at FROM eco_usage_aggregated_days`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]time.Time{}
+	var d string
+	var at time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&d, &at}, func() error { m[d] = at; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func dirtyDays(t *testing.T, db *postgres.DB) []time.Time {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT day FROM eco_usage_dirty_days ORDER BY day`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds == nil {
+		ds = []time.Time{}
+	}
+	return ds
+}
+
+func TestRollup_MatchesBruteForce(t *testing.T) {
+	db := newRollupDB(t, rollupNow)
+	s := postgres.NewRollupStore(db)
+	g := newEventGen(1, 40)
+	start := rollupNow.AddDate(0, 0, -40)
+
+	// Round 1: 40 days of events, with redeliveries of some of them.
+	var all []usage.Event
+	for i := 0; i < 6000; i++ {
+		all = append(all, g.event(start, 40*24*time.Hour))
+	}
+	for i := 0; i < 600; i++ {
+		all = append(all, all[g.r.IntN(len(all))])
+	}
+	record(t, db, all)
+	run := mustRun(t, s, usage.RollupOptions{})
+	if len(run.Days) < 40 {
+		t.Fatalf("run 1 recomputed %d days, want every day with events", len(run.Days))
+	}
+	checkRollup(t, db, all)
+
+	// Round 2: late events spread over the 40 days, more redeliveries,
+	// and events for today.
+	var late []usage.Event
+	for i := 0; i < 800; i++ {
+		late = append(late, g.event(start, 40*24*time.Hour))
+	}
+	for i := 0; i < 300; i++ {
+		late = append(late, all[g.r.IntN(len(all))])
+	}
+	for i := 0; i < 100; i++ {
+		late = append(late, g.event(usage.Day(rollupNow), 10*time.Hour))
+	}
+	record(t, db, late)
+	all = append(all, late...)
+	mustRun(t, s, usage.RollupOptions{})
+	checkRollup(t, db, all)
+
+	// Redeliveries only: nothing new is dirty, nothing is recomputed, the
+	// rollup stays the same.
+	record(t, db, all[:500])
+	run = mustRun(t, s, usage.RollupOptions{})
+	if len(run.Days) != 0 {
+		t.Errorf("a run after redeliveries only recomputed %v", run.Days)
+	}
+	checkRollup(t, db, all)
+
+	// Recomputing every day again (twice) changes nothing.
+	for i := 0; i < 2; i++ {
+		mustRun(t, s, usage.RollupOptions{Backfill: &usage.DayRange{From: start, To: rollupNow}})
+		checkRollup(t, db, all)
+	}
+}
+
+func TestRollup_LateEventForClosedDay(t *testing.T) {
+	db := newRollupDB(t, rollupNow)
+	s := postgres.NewRollupStore(db)
+	g := newEventGen(2, 10)
+	start := rollupNow.AddDate(0, 0, -20)
+	var all []usage.Event
+	for i := 0; i < 2000; i++ {
+		all = append(all, g.event(start, 20*24*time.Hour))
+	}
+	record(t, db, all)
+	mustRun(t, s, usage.RollupOptions{})
+	checkRollup(t, db, all)
+	before := aggregatedAt(t, db)
+
+	// An event 12 days late, into a day closed long ago.
+	lateDay := usage.Day(rollupNow).AddDate(0, 0, -12)
+	e := g.event(lateDay, 24*time.Hour)
+	e.StatusCode, e.Quantity = 503, 3
+	record(t, db, []usage.Event{e})
+	all = append(all, e)
+
+	run := mustRun(t, s, usage.RollupOptions{})
+	if diff := cmp.Diff([]time.Time{lateDay}, run.Days); diff != "" {
+		t.Errorf("recomputed days (-want +got):\n%s", diff)
+	}
+	checkRollup(t, db, all)
+	after := aggregatedAt(t, db)
+	for d, at := range before {
+		if d == lateDay.Format(time.DateOnly) {
+			if !after[d].After(at) {
+				t.Errorf("day %s: aggregated_at %v not after %v", d, after[d], at)
+			}
+			continue
+		}
+		if !after[d].Equal(at) {
+			t.Errorf("unchanged day %s was recomputed (aggregated_at %v, was %v)", d, after[d], at)
+		}
+	}
+
+	// The run is in the job runs table with what it did.
+	var outcome string
+	var n int
+	var detailDays []string
+	err := db.Pool.QueryRow(context.Background(), `SELECT outcome, days_recomputed,
+		ARRAY(SELECT jsonb_array_elements_text(detail->'days')) FROM eco_job_runs WHERE run_id = $1`, run.RunID).
+		Scan(&outcome, &n, &detailDays)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if outcome != "succeeded" || n != 1 || !slices.Equal(detailDays, []string{lateDay.Format(time.DateOnly)}) {
+		t.Errorf("job run = %s, %d days %v; want succeeded, 1 day [%s]", outcome, n, detailDays, lateDay.Format(time.DateOnly))
+	}
+}
+
+// waitFor polls cond until it holds (no timing assertion: it fails only if
+// the condition never comes within a minute).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
+	ctx := context.Background()
+	db := newRollupDB(t, rollupNow)
+	s := postgres.NewRollupStore(db)
+	g := newEventGen(3, 5)
+	d := usage.Day(rollupNow).AddDate(0, 0, -3)
+	first := []usage.Event{g.event(d, 24*time.Hour), g.event(d, 24*time.Hour)}
+	record(t, db, first)
+
+	// A record transaction in flight: its event is inserted and the day's
+	// dirty mark updated, but it has not committed when the run reads.
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	inFlight := g.event(d, 24*time.Hour)
+	recordTx(t, tx, []usage.Event{inFlight})
+
+	done := make(chan *usage.RollupRun)
+	go func() {
+		run, err := s.RunRollup(ctx, usage.RollupOptions{Holder: "run-a"})
+		if err != nil {
+			t.Errorf("RunRollup: %v", err)
+		}
+		done <- run
+	}()
+	// The run blocks on the dirty row the record transaction holds.
+	waitFor(t, "the run to wait on the dirty mark", func() bool {
+		var waiting bool
+		_ = db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM eco_usage_dirty_days%')`).Scan(&waiting)
+		return waiting
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run := <-done
+	if diff := cmp.Diff([]time.Time{d}, run.StillDirty); diff != "" {
+		t.Errorf("still dirty (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]time.Time{d}, dirtyDays(t, db)); diff != "" {
+		t.Errorf("dirty days after the run (-want +got):\n%s", diff)
+	}
+	// The run's snapshot could not see the in-flight event; the next does.
+	mustRun(t, s, usage.RollupOptions{})
+	checkRollup(t, db, append(first, inFlight))
+	if got := dirtyDays(t, db); len(got) != 0 {
+		t.Errorf("dirty days after the second run: %v", got)
+	}
+}
+
+func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
+	ctx := context.Background()
+	db := newRollupDB(t, rollupNow)
+	s := postgres.NewRollupStore(db)
+	g := newEventGen(4, 20)
+	var all []usage.Event
+	for i := 0; i < 3000; i++ {
+		all = append(all, g.event(rollupNow.AddDate(0, 0, -10), 10*24*time.Hour))
+	}
+	record(t, db, all)
+
+	// Hold run A in the middle of its work: lock one dirty mark.
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM eco_usage_dirty_days WHERE day = $1 FOR UPDATE`, usage.Day(rollupNow).AddDate(0, 0, -5)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *usage.RollupRun)
+	go func() {
+		run, err := s.RunRollup(ctx, usage.RollupOptions{Holder: "run-a"})
+		if err != nil {
+			t.Errorf("run a: %v", err)
+		}
+		done <- run
+	}()
+	waitFor(t, "run a to hold the job lock", func() bool {
+		var held bool
+		_ = db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eco_job_locks WHERE holder = 'run-a')`).Scan(&held)
+		return held
+	})
+	b, err := s.RunRollup(ctx, usage.RollupOptions{Holder: "run-b"})
+	if err != nil {
+		t.Fatalf("run b: %v", err)
+	}
+	if !b.Skipped || len(b.Days) != 0 {
+		t.Errorf("run b = %+v; want skipped", b)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := <-done
+	if a.Skipped || len(a.Days) != 10 && len(a.Days) != 11 {
+		t.Errorf("run a: skipped %v, %d days", a.Skipped, len(a.Days))
+	}
+	checkRollup(t, db, all)
+
+	var outcomes []string
+	rows, _ := db.Pool.Query(ctx, `SELECT outcome || ':' || (detail->>'holder') FROM eco_job_runs ORDER BY run_id`)
+	outcomes, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(outcomes)
+	if diff := cmp.Diff([]string{"skipped:run-b", "succeeded:run-a"}, outcomes); diff != "" {
+		t.Errorf("job runs (-want +got):\n%s", diff)
+	}
+	var locks int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM eco_job_locks`).Scan(&locks); err != nil || locks != 0 {
+		t.Errorf("lock rows after the runs: %d (%v); want 0", locks, err)
+	}
+
+	// Free-for-all: four runs started together over new events. Each
+	// either runs or skips; none fails and the rollup is right.
+	for i := 0; i < 1000; i++ {
+		all = append(all, g.event(rollupNow.AddDate(0, 0, -10), 10*24*time.Hour))
+	}
+	record(t, db, all[len(all)-1000:])
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.RunRollup(ctx, usage.RollupOptions{Holder: fmt.Sprintf("free-%d", i)}); err != nil {
+				t.Errorf("run %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	mustRun(t, s, usage.RollupOptions{}) // whatever a skip left behind
+	checkRollup(t, db, all)
+}
+
+func TestRollup_StaleLockIsTakenOver(t *testing.T) {
+	ctx := context.Background()
+	db := newRollupDB(t, rollupNow)
+	s := postgres.NewRollupStore(db)
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_job_locks (job, holder, acquired_at, locked_until) VALUES ('aggregate', 'crashed', $1, $2)`,
+		rollupNow.Add(-time.Hour), rollupNow.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if run := mustRun(t, s, usage.RollupOptions{}); run.Skipped {
+		t.Fatal("a run behind an expired lease skipped")
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_job_locks (job, holder, acquired_at, locked_until) VALUES ('aggregate', 'alive', $1, $2)`,
+		rollupNow.Add(-time.Minute), rollupNow.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if run := mustRun(t, s, usage.RollupOptions{}); !run.Skipped {
+		t.Fatal("a run behind a live lease did not skip")
+	}
+}
+
+func partitionExists(t *testing.T, db *postgres.DB, name string) bool {
+	t.Helper()
+	var ok bool
+	if err := db.Pool.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func TestRollup_Retention(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2031, 6, 15, 12, 0, 0, 0, time.UTC) // cutoff with 90 days: 2031-03-17
+	db := newRollupDB(t, now)
+	if _, err := db.EnsurePartitions(ctx, day("2031-01-01"), 3); err != nil {
+		t.Fatal(err)
+	}
+	s := postgres.NewRollupStore(db)
+	g := newEventGen(5, 5)
+
+	// January: a recorded (dirty) day. February: raw rows loaded without
+	// dirty marks, never aggregated. March 2031 reaches past the cutoff and
+	// is kept whatever happens.
+	jan := []usage.Event{g.event(day("2031-01-10"), 24*time.Hour), g.event(day("2031-01-10"), 24*time.Hour)}
+	record(t, db, jan)
+	feb := []usage.Event{g.event(day("2031-02-20"), 24*time.Hour)}
+	record(t, db, feb)
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_days WHERE day = '2031-02-20'`); err != nil {
+		t.Fatal(err)
+	}
+	mar := []usage.Event{g.event(day("2031-03-02"), 24*time.Hour)}
+	record(t, db, mar)
+
+	// Retention alone: January holds a dirty day, February a day never
+	// aggregated (which it marks dirty for the next run).
+	dropped, blocked, err := s.ApplyRetention(ctx, 90)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(dropped, "eco_api_usage_p203101") || slices.Contains(dropped, "eco_api_usage_p203102") {
+		t.Fatalf("dropped %v with dirty or unaggregated days", dropped)
+	}
+	if diff := cmp.Diff([]string{"eco_api_usage_p203101", "eco_api_usage_p203102"}, blocked); diff != "" {
+		t.Errorf("blocked (-want +got):\n%s", diff)
+	}
+	if !partitionExists(t, db, "eco_api_usage_p203101") || !partitionExists(t, db, "eco_api_usage_p203102") {
+		t.Fatal("a partition with unaggregated days is gone")
+	}
+	if diff := cmp.Diff(days("2031-01-10", "2031-02-20", "2031-03-02"), dirtyDays(t, db)); diff != "" {
+		t.Errorf("dirty days (-want +got):\n%s", diff)
+	}
+
+	// A full run aggregates those days first, then drops January and
+	// February; the rollups stay.
+	run := mustRun(t, s, usage.RollupOptions{RetentionDays: 90})
+	if !slices.Contains(run.PartitionsDropped, "eco_api_usage_p203101") || !slices.Contains(run.PartitionsDropped, "eco_api_usage_p203102") {
+		t.Errorf("dropped %v; want January and February 2031", run.PartitionsDropped)
+	}
+	if partitionExists(t, db, "eco_api_usage_p203101") || !partitionExists(t, db, "eco_api_usage_p203103") {
+		t.Error("wrong partitions dropped")
+	}
+	all := slices.Concat(jan, feb, mar)
+	checkRollup(t, db, all)
+
+	// A backfill cannot reach days whose raw rows are gone: their rollup
+	// would be emptied.
+	_, err = s.RunRollup(ctx, usage.RollupOptions{Backfill: &usage.DayRange{From: day("2031-01-05"), To: day("2031-01-12")}})
+	if usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Errorf("backfill over dropped days: %v; want %s", err, usage.CodeInvalid)
+	}
+	checkRollup(t, db, all)
+	// And the partitions ahead exist: the current month and two more.
+	for _, p := range []string{"eco_api_usage_p203106", "eco_api_usage_p203107", "eco_api_usage_p203108"} {
+		if !partitionExists(t, db, p) {
+			t.Errorf("partition %s missing", p)
+		}
+	}
+}
+
+func TestRollup_RetentionWaitsForDirtyDay(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2031, 6, 15, 12, 0, 0, 0, time.UTC)
+	db := newRollupDB(t, now)
+	if _, err := db.EnsurePartitions(ctx, day("2031-01-01"), 1); err != nil {
+		t.Fatal(err)
+	}
+	s := postgres.NewRollupStore(db)
+	g := newEventGen(6, 3)
+	ev := []usage.Event{g.event(day("2031-01-20"), 24*time.Hour)}
+	record(t, db, ev)
+	mustRun(t, s, usage.RollupOptions{}) // aggregated, and January dropped
+	if partitionExists(t, db, "eco_api_usage_p203101") {
+		t.Fatal("January kept although aggregated and clean")
+	}
+
+	// Again with the day aggregated but dirtied afterwards.
+	if _, err := db.EnsurePartitions(ctx, day("2031-01-01"), 1); err != nil {
+		t.Fatal(err)
+	}
+	record(t, db, ev)
+	if _, err := s.RecomputeDay(ctx, day("2031-01-20")); err != nil {
+		t.Fatal(err)
+	}
+	late := []usage.Event{g.event(day("2031-01-20"), 24*time.Hour)}
+	record(t, db, late) // dirty again
+	if _, blocked, err := s.ApplyRetention(ctx, 90); err != nil || !slices.Equal(blocked, []string{"eco_api_usage_p203101"}) {
+		t.Fatalf("ApplyRetention = blocked %v, %v; want January blocked", blocked, err)
+	}
+	mustRun(t, s, usage.RollupOptions{})
+	if partitionExists(t, db, "eco_api_usage_p203101") {
+		t.Fatal("January kept after its dirty day was aggregated")
+	}
+	checkRollup(t, db, append(ev, late...))
+}
+
+func TestRollup_Backfill(t *testing.T) {
+	ctx := context.Background()
+	db := newRollupDB(t, rollupNow)
+	s := postgres.NewRollupStore(db)
+	g := newEventGen(7, 10)
+	var all []usage.Event
+	for i := 0; i < 500; i++ {
+		all = append(all, g.event(rollupNow.AddDate(0, 0, -6), 5*24*time.Hour))
+	}
+	// Loaded behind the record path's back: no dirty marks.
+	record(t, db, all)
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_days`); err != nil {
+		t.Fatal(err)
+	}
+	if run := mustRun(t, s, usage.RollupOptions{}); len(run.Days) != 0 {
+		t.Fatalf("a run without dirty days recomputed %v", run.Days)
+	}
+	r := usage.DayRange{From: usage.Day(rollupNow).AddDate(0, 0, -7), To: usage.Day(rollupNow)}
+	run := mustRun(t, s, usage.RollupOptions{Backfill: &r})
+	if diff := cmp.Diff(r.Days(), run.Days); diff != "" {
+		t.Errorf("backfilled days (-want +got):\n%s", diff)
+	}
+	checkRollup(t, db, all)
+
+	bad := usage.DayRange{From: r.To, To: r.From}
+	if _, err := s.RunRollup(ctx, usage.RollupOptions{Backfill: &bad}); usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Errorf("reversed range: %v; want %s", err, usage.CodeInvalid)
+	}
+}
+
+func TestAggregateDailyUsage_Idempotent(t *testing.T) {
+	ctx := context.Background()
+	db := newRollupDB(t, rollupNow)
+	s := postgres.NewRollupStore(db)
+	g := newEventGen(8, 10)
+	d := usage.Day(rollupNow).AddDate(0, 0, -1)
+	var all []usage.Event
+	for i := 0; i < 1000; i++ {
+		all = append(all, g.event(d, 24*time.Hour))
+	}
+	record(t, db, all)
+	var first int64
+	for i := 0; i < 2; i++ {
+		n, err := s.RecomputeDay(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = n
+		} else if n != 0 {
+			t.Errorf("second recompute rewrote %d rows (first wrote %d); want 0: nothing changed", n, first)
+		}
+		checkRollup(t, db, all)
+	}
+	// Groups whose raw rows are gone leave the rollup; the rest stay.
+	gone := all[0].UserID
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_api_usage WHERE user_id = $1`, gone); err != nil {
+		t.Fatal(err)
+	}
+	var kept []usage.Event
+	for _, e := range all {
+		if e.UserID != gone {
+			kept = append(kept, e)
+		}
+	}
+	if _, err := s.RecomputeDay(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	checkRollup(t, db, kept)
+	// A day whose partition does not exist is refused.
+	if _, err := s.RecomputeDay(ctx, day("2001-01-01")); err == nil {
+		t.Error("recompute of a day without a raw partition succeeded")
+	}
+}
+
+// TestRollup_UpkeepDefersToBusyRecordPath: partition DDL needs the raw
+// table's lock; behind a long record transaction the run gives up on it
+// after the lock timeout (instead of queueing every later insert behind
+// itself), still recomputes the dirty days, and the next run does the
+// upkeep.
+func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	db.Now = func() time.Time { return rollupNow }
+	if _, err := db.EnsurePartitions(ctx, day("2031-03-01"), 1); err != nil { // April and May missing
+		t.Fatal(err)
+	}
+	s := postgres.NewRollupStore(db)
+	g := newEventGen(9, 3)
+	ev := []usage.Event{g.event(day("2031-03-10"), 24*time.Hour)}
+	record(t, db, ev)
+
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	busy := g.event(day("2031-03-11"), 24*time.Hour)
+	recordTx(t, tx, []usage.Event{busy})
+
+	run := mustRun(t, s, usage.RollupOptions{RetentionDays: 90})
+	if !slices.Contains(run.Deferred, "partitions: lock timeout") {
+		t.Errorf("deferred = %v; want the partition upkeep", run.Deferred)
+	}
+	if diff := cmp.Diff(days("2031-03-10"), run.Days); diff != "" {
+		t.Errorf("recomputed (-want +got):\n%s", diff)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run = mustRun(t, s, usage.RollupOptions{RetentionDays: 90})
+	if len(run.Deferred) != 0 || run.PartitionsCreated != 2 {
+		t.Errorf("second run: deferred %v, created %d; want none deferred, 2 created", run.Deferred, run.PartitionsCreated)
+	}
+	checkRollup(t, db, append(ev, busy))
+}

@@ -1,0 +1,210 @@
+package usage
+
+import (
+	"context"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DefaultRetentionDays is how long raw usage events are kept by default.
+const DefaultRetentionDays = 90
+
+// MaxBackfillDays bounds a backfill range, so that a typo cannot start a
+// recompute of years.
+const MaxBackfillDays = 400
+
+// DailyRollup is one row of the daily rollup: a user's calls to one endpoint
+// with one API key (empty: none) on one UTC day. Calls and the error counts
+// are sums of the events' quantities; bytes and latency are sums over the
+// events; the percentiles are percentile_disc over the events' latencies
+// (see Percentile); Events counts the raw events.
+type DailyRollup struct {
+	Day           time.Time `json:"day"`
+	UserID        string    `json:"user_id"`
+	Endpoint      string    `json:"endpoint"`
+	APIKeyID      string    `json:"api_key_id,omitempty"`
+	Calls         int64     `json:"calls"`
+	Errors4xx     int64     `json:"errors_4xx"`
+	Errors5xx     int64     `json:"errors_5xx"`
+	RequestBytes  int64     `json:"request_bytes"`
+	ResponseBytes int64     `json:"response_bytes"`
+	LatencySumMS  int64     `json:"latency_sum_ms"`
+	LatencyP50MS  int64     `json:"latency_p50_ms"`
+	LatencyP95MS  int64     `json:"latency_p95_ms"`
+	LatencyMaxMS  int64     `json:"latency_max_ms"`
+	Events        int64     `json:"events"`
+}
+
+// Percentile returns the discrete percentile p (0..1) of sorted values, as
+// PostgreSQL's percentile_disc computes it: the first value whose cumulative
+// share of the values is at least p, sorted[ceil(p*n)-1]. It returns 0 for
+// no values.
+func Percentile(sorted []int64, p float64) int64 {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p * float64(n)))
+	if i < 1 {
+		i = 1
+	}
+	if i > n {
+		i = n
+	}
+	return sorted[i-1]
+}
+
+// RollupEvents computes the daily rollup of events: the reference
+// definition the database's aggregate_daily_usage implements. Events must
+// already be deduplicated (the raw table keeps one row per event). The
+// result is ordered by day, user, endpoint and API key.
+func RollupEvents(events []Event) []DailyRollup {
+	type key struct {
+		day                      time.Time
+		user, endpoint, apiKeyID string
+	}
+	type acc struct {
+		row       DailyRollup
+		latencies []int64
+	}
+	groups := map[key]*acc{}
+	for _, e := range events {
+		k := key{Day(e.OccurredAt), e.UserID, e.Endpoint, e.APIKeyID}
+		a := groups[k]
+		if a == nil {
+			a = &acc{row: DailyRollup{Day: k.day, UserID: k.user, Endpoint: k.endpoint, APIKeyID: k.apiKeyID}}
+			groups[k] = a
+		}
+		q := e.Quantity
+		if q == 0 {
+			q = 1
+		}
+		r := &a.row
+		r.Calls += q
+		switch {
+		case e.StatusCode >= 400 && e.StatusCode <= 499:
+			r.Errors4xx += q
+		case e.StatusCode >= 500 && e.StatusCode <= 599:
+			r.Errors5xx += q
+		}
+		r.RequestBytes += e.RequestBytes
+		r.ResponseBytes += e.ResponseBytes
+		r.LatencySumMS += e.LatencyMS
+		r.LatencyMaxMS = max(r.LatencyMaxMS, e.LatencyMS)
+		r.Events++
+		a.latencies = append(a.latencies, e.LatencyMS)
+	}
+	out := make([]DailyRollup, 0, len(groups))
+	for _, a := range groups {
+		slices.Sort(a.latencies)
+		a.row.LatencyP50MS = Percentile(a.latencies, 0.5)
+		a.row.LatencyP95MS = Percentile(a.latencies, 0.95)
+		out = append(out, a.row)
+	}
+	SortDailyUsage(out)
+	return out
+}
+
+// SortDailyUsage orders rows by day, user, endpoint and API key.
+func SortDailyUsage(rows []DailyRollup) {
+	slices.SortFunc(rows, func(a, b DailyRollup) int {
+		if c := a.Day.Compare(b.Day); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.UserID, b.UserID); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Endpoint, b.Endpoint); c != 0 {
+			return c
+		}
+		return strings.Compare(a.APIKeyID, b.APIKeyID)
+	})
+}
+
+// DayRange is an inclusive range of UTC days, From..To.
+type DayRange struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+}
+
+// Validate reports a range that is reversed or longer than MaxBackfillDays.
+func (r DayRange) Validate() error {
+	from, to := Day(r.From), Day(r.To)
+	switch {
+	case r.From.IsZero():
+		return FieldErrorf("from", "is required")
+	case r.To.IsZero():
+		return FieldErrorf("to", "is required")
+	case to.Before(from):
+		return FieldErrorf("to", "is before from")
+	case to.Sub(from) >= MaxBackfillDays*24*time.Hour:
+		return FieldErrorf("to", "range longer than %d days", MaxBackfillDays)
+	}
+	return nil
+}
+
+// Days returns every day of the range, in order.
+func (r DayRange) Days() []time.Time {
+	var days []time.Time
+	for d := Day(r.From); !d.After(Day(r.To)); d = d.AddDate(0, 0, 1) {
+		days = append(days, d)
+	}
+	return days
+}
+
+// RollupOptions tune one run of the aggregation job. Zero values take the
+// defaults.
+type RollupOptions struct {
+	// Backfill, when set, marks the range's days dirty before the run, so
+	// they are recomputed with whatever else is dirty.
+	Backfill *DayRange
+	// RetentionDays is how long raw events are kept (DefaultRetentionDays).
+	RetentionDays int
+	// PartitionsAhead is how many months of raw partitions must exist after
+	// the current one (2).
+	PartitionsAhead int
+	// Workers is how many days are recomputed at once (2).
+	Workers int
+	// Holder names this run in the job lock (a request ID); random if empty.
+	Holder string
+	// Lease is how long the job lock is held before another run may take it
+	// over (20 minutes: longer than a Lambda can run).
+	Lease time.Duration
+}
+
+// RollupRun is what one run of the aggregation job did.
+type RollupRun struct {
+	RunID int64 `json:"run_id"`
+	// Skipped is set when another run held the job lock; nothing was done.
+	Skipped bool `json:"skipped,omitempty"`
+	// Days are the days recomputed.
+	Days        []time.Time `json:"days"`
+	RowsWritten int64       `json:"rows_written"`
+	// StillDirty are days recomputed whose raw events changed during the
+	// run; they stay dirty for the next run.
+	StillDirty        []time.Time `json:"still_dirty,omitempty"`
+	PartitionsCreated int         `json:"partitions_created"`
+	PartitionsDropped []string    `json:"partitions_dropped,omitempty"`
+	// RetentionBlocked are raw partitions past retention kept because a day
+	// in them is dirty or not yet aggregated.
+	RetentionBlocked []string `json:"retention_blocked,omitempty"`
+	// Deferred names the upkeep steps given up because the raw table's
+	// lock was not available in time (busy record path); the next run
+	// does them.
+	Deferred []string      `json:"deferred,omitempty"`
+	Duration time.Duration `json:"duration"`
+}
+
+// Rollup runs the daily aggregation job.
+type Rollup interface {
+	// RunRollup recomputes every dirty day (and the backfill range, if
+	// any), creates raw partitions ahead, drops raw partitions past
+	// retention, and records the run. When another run holds the job lock
+	// it records a skipped run and returns it with Skipped set and a nil
+	// error. Returns CodeInvalid for a bad backfill range (reversed, too
+	// long, or reaching days whose raw events are no longer kept) and
+	// CodeUnavailable when the database is unreachable or busy.
+	RunRollup(ctx context.Context, opts RollupOptions) (*RollupRun, error)
+}
