@@ -11,7 +11,7 @@
 #   2. POST /v1/events with an API key, waits for the batch, and reads
 #      GET /v1/usage/daily with a bearer token;
 #   3. sends 600 late events (2-4 days old) for the pro demo user, whose
-#      billing period started today and includes 500 calls, so that the
+#      billing period started two days ago and includes 500 calls, so that the
 #      closed period is over quota;
 #   4. runs aggregate and overage now (the admin endpoint make
 #      run-aggregate / run-overage call);
@@ -112,7 +112,7 @@ OUT=$(http GET "$API/v1/usage/daily?from=$TODAY&to=$TODAY" 200 -H "Authorization
 grep -q "$TODAY" <<<"$OUT" || fail "GET /v1/usage/daily does not show today: $OUT"
 echo "smoke: /v1/usage/daily: $(jq -c . <<<"$OUT" | cut -c1-300)" >&2
 
-step "3. 600 late events for the pro user in the period that closed today"
+step "3. 600 late events for the pro user in the period that closed two days ago"
 BEFORE=$(sql "SELECT count(*) FROM eco_api_usage WHERE user_id = '$PRO' AND occurred_at < date_trunc('day', now())")
 for batch in 1 2 3 4 5 6; do
 	BODY=$(python3 - "$PRO" <<'PY'
@@ -120,7 +120,7 @@ import json, sys, uuid, datetime, random
 now = datetime.datetime.now(datetime.timezone.utc)
 evs = [{"v": 1, "event_id": str(uuid.uuid4()), "user_id": sys.argv[1], "endpoint": "GET /v1/players",
         "method": "GET", "status_code": 200, "latency_ms": 20, "request_bytes": 100, "response_bytes": 500,
-        "occurred_at": (now - datetime.timedelta(days=2, seconds=random.randint(0, 2 * 86400))).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        "occurred_at": (now - datetime.timedelta(days=3, seconds=random.randint(0, 86400))).strftime("%Y-%m-%dT%H:%M:%SZ")}
        for _ in range(100)]
 print(json.dumps(evs))
 PY

@@ -32,7 +32,7 @@ var demoEndpoints = []struct{ method, route string }{
 // SendDemo sends realistic traffic for the demo users through the usage
 // queue with the SQS publisher: the free user over its hard quota today;
 // pro and enterprise over their included calls in the billing period that
-// closed today (late events, 1-6 days old) and busy today; about 5 % client
+// closed two days ago (late events, 1-6 days old, most of them in it) and busy today; about 5 % client
 // and 1 % server errors; every 25th event sent twice; and two invalid
 // messages, which end up in the rejected events.
 func SendDemo(ctx context.Context, st *State, now time.Time, logger *slog.Logger) (DemoStats, error) {

@@ -41,8 +41,10 @@ type DemoUser struct {
 }
 
 // Seed creates the demo users: one each on free, pro and enterprise with
-// an API key, a Stripe customer id and a billing period that started today
-// (so that the period before is closed and can be billed), and an admin.
+// an API key, a Stripe customer id and a subscription that started a month
+// and two days ago: its first billing period ended two days ago, more than
+// the overage job's 24-hour grace period, so the next run bills it; and an
+// admin.
 // Pro and enterprise include fewer calls than their plans, so that demo
 // traffic goes over quota within a minute. It is safe to run again.
 func Seed(ctx context.Context, db *postgres.DB, now time.Time) ([]DemoUser, DemoUser, error) {
@@ -61,7 +63,7 @@ func Seed(ctx context.Context, db *postgres.DB, now time.Time) ([]DemoUser, Demo
 	var users []DemoUser
 	for _, s := range specs {
 		sub := &usage.Subscription{UserID: s.id, PlanID: s.plan, StripeCustomerID: s.customer,
-			Overrides: usage.Overrides{IncludedCalls: s.included}, PeriodAnchor: today}
+			Overrides: usage.Overrides{IncludedCalls: s.included}, PeriodAnchor: today.AddDate(0, -1, -2)}
 		if err := subs.PutSubscription(ctx, sub); err != nil {
 			return nil, DemoUser{}, fmt.Errorf("seed %s user: %w", s.plan, err)
 		}
