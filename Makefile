@@ -63,9 +63,10 @@ migrate:
 	@test -n "$$DATABASE_URL" || { echo "make migrate: set DATABASE_URL" >&2; exit 2; }
 	$(GO) run ./cmd/migrate
 
-## bench: the benchmarks, against a throwaway PostgreSQL with fsync on
+## bench: the benchmarks, one package at a time (they would skew each other), against a
+## throwaway PostgreSQL with fsync on; the figures also go to bench.txt
 bench: tools
-	PG_FSYNC=on scripts/with-services.sh $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+	set -o pipefail; PG_FSYNC=on scripts/with-services.sh $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee bench.txt
 
 ## deploy: build and deploy with the SAM CLI (needs Docker-less sam and AWS credentials)
 deploy:
