@@ -26,9 +26,8 @@ func main() {
 	ctx := context.Background()
 
 	e := env.New(ctx, os.Getenv)
-	url, err := e.MustSecret("DATABASE_URL", "DATABASE_SECRET_ARN", "url")
+	url, proxy, err := e.Database()
 	retention := e.Int("RETENTION_DAYS", usage.DefaultRetentionDays)
-	proxy := e.Bool("DATABASE_PROXY")
 	if err == nil {
 		err = e.Err()
 	}

@@ -48,11 +48,10 @@ func main() {
 }
 
 func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
-	url, err := e.MustSecret("DATABASE_URL", "DATABASE_SECRET_ARN", "url")
+	url, proxy, err := e.Database()
 	if err != nil {
 		return nil, err
 	}
-	proxy := e.Bool("DATABASE_PROXY")
 	queueURL := e.String("QUEUE_URL", "")
 	alertBus := e.String("ALERT_BUS_NAME", "")
 	jwtCfg := auth.JWTConfig{Issuer: e.String("JWT_ISSUER", ""), Audience: e.String("JWT_AUDIENCE", "")}

@@ -42,7 +42,7 @@ func main() {
 
 func setup(ctx context.Context, log *slog.Logger) (*Handler, error) {
 	e := env.New(ctx, os.Getenv)
-	dbURL, err := e.MustSecret("DATABASE_URL", "DATABASE_SECRET_ARN", "url")
+	dbURL, proxy, err := e.Database()
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +55,6 @@ func setup(ctx context.Context, log *slog.Logger) (*Handler, error) {
 	retries := e.Int("STRIPE_MAX_NETWORK_RETRIES", 2)
 	attempts := e.Int("MAX_ATTEMPTS", usage.DefaultMaxAttempts)
 	workers := e.Int("BILLING_WORKERS", usage.DefaultWorkers)
-	proxy := e.Bool("DATABASE_PROXY")
 	if err := e.Err(); err != nil {
 		return nil, err
 	}

@@ -28,9 +28,8 @@ func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	ctx := context.Background()
 	e := env.New(ctx, os.Getenv)
-	url, err := e.MustSecret("DATABASE_URL", "DATABASE_SECRET_ARN", "url")
+	url, proxy, err := e.Database()
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
-	proxy := e.Bool("DATABASE_PROXY")
 	if err == nil {
 		err = e.Err()
 	}

@@ -201,3 +201,11 @@ func secretsManager() SecretReader {
 		return aws.ToString(out.SecretString), nil
 	}
 }
+
+// Database returns the PostgreSQL URL (DATABASE_URL, or the "url" key of the
+// DATABASE_SECRET_ARN secret) and whether it points at RDS Proxy
+// (DATABASE_PROXY). It fails when neither variable is set.
+func (e *Env) Database() (url string, proxy bool, err error) {
+	url, err = e.MustSecret("DATABASE_URL", "DATABASE_SECRET_ARN", "url")
+	return url, e.Bool("DATABASE_PROXY"), err
+}

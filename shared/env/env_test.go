@@ -94,3 +94,13 @@ func TestSecret(t *testing.T) {
 		t.Errorf("MustSecret with neither set: no error")
 	}
 }
+
+func TestDatabase(t *testing.T) {
+	url, proxy, err := newEnv(map[string]string{"DATABASE_URL": "postgres://x", "DATABASE_PROXY": "true"}, nil).Database()
+	if url != "postgres://x" || !proxy || err != nil {
+		t.Errorf("Database() = %q, %v, %v", url, proxy, err)
+	}
+	if _, _, err := newEnv(nil, nil).Database(); err == nil {
+		t.Errorf("Database() without configuration: no error")
+	}
+}
