@@ -23,9 +23,17 @@ import (
 
 func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	ctx := context.Background()
+	h, err := setup(context.Background(), env.New(context.Background(), os.Getenv), logger)
+	if err != nil {
+		logger.Error("aggregate: configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(h.Handle)
+}
 
-	e := env.New(ctx, os.Getenv)
+// setup builds the handler from the environment, outside the handler so
+// that the pool is made once per Lambda instance.
+func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
 	url, proxy, err := e.Database()
 	retention := e.Int("RETENTION_DAYS", usage.DefaultRetentionDays)
 	if err == nil {
@@ -35,8 +43,7 @@ func main() {
 		err = fmt.Errorf("RETENTION_DAYS: want a positive number of days, got %d", retention)
 	}
 	if err != nil {
-		logger.Error("aggregate: configuration", "error", err.Error())
-		os.Exit(1)
+		return nil, err
 	}
 	db, err := postgres.Open(ctx, postgres.Config{
 		URL:      url,
@@ -44,15 +51,13 @@ func main() {
 		ExecMode: proxy,
 	})
 	if err != nil {
-		logger.Error("aggregate: open database", "error", err.Error())
-		os.Exit(1)
+		return nil, err
 	}
-	h := &Handler{
+	return &Handler{
 		Rollup:        postgres.NewRollupStore(db),
 		Logger:        logger,
 		Now:           time.Now,
 		RetentionDays: retention,
 		Workers:       2,
-	}
-	lambda.Start(h.Handle)
+	}, nil
 }

@@ -32,7 +32,7 @@ import (
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	h, err := setup(context.Background(), log)
+	h, err := setup(context.Background(), env.New(context.Background(), os.Getenv), log)
 	if err != nil {
 		log.Error("overage: configuration", "error", err.Error())
 		os.Exit(1)
@@ -40,8 +40,7 @@ func main() {
 	lambda.Start(h.Handle)
 }
 
-func setup(ctx context.Context, log *slog.Logger) (*Handler, error) {
-	e := env.New(ctx, os.Getenv)
+func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) {
 	dbURL, proxy, err := e.Database()
 	if err != nil {
 		return nil, err

@@ -26,22 +26,28 @@ import (
 
 func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	ctx := context.Background()
-	e := env.New(ctx, os.Getenv)
+	h, err := setup(context.Background(), env.New(context.Background(), os.Getenv), logger)
+	if err != nil {
+		logger.Error("record: configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	lambda.Start(h.Handle)
+}
+
+// setup builds the handler from the environment, outside the handler so
+// that the pool is made once per Lambda instance.
+func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
 	url, proxy, err := e.Database()
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
 	if err == nil {
 		err = e.Err()
 	}
 	if err != nil {
-		logger.Error("record: configuration", "error", err)
-		os.Exit(1)
+		return nil, err
 	}
 	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 2, ExecMode: proxy})
 	if err != nil {
-		logger.Error("record: open database", "error", err)
-		os.Exit(1)
+		return nil, err
 	}
-	h := &Handler{Events: postgres.NewEventStore(db), Logger: logger, Now: time.Now, Backfill: backfill}
-	lambda.Start(h.Handle)
+	return &Handler{Events: postgres.NewEventStore(db), Logger: logger, Now: time.Now, Backfill: backfill}, nil
 }

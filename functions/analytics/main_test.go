@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/postgres/pgtest"
+)
+
+func pemKey(t *testing.T, pub any) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+func TestBuild(t *testing.T) {
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	vars := func(m map[string]string) *env.Env {
+		return env.New(ctx, func(k string) string { return m[k] })
+	}
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	const secret = "0123456789abcdef0123456789abcdef"
+	jwt := map[string]string{"JWT_ISSUER": "https://auth.test/", "JWT_AUDIENCE": "nexus-usage"}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{"DATABASE_URL": "postgres://x"}
+		for k, v := range jwt {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	for name, bad := range map[string]map[string]string{
+		"no database":       {},
+		"no key":            with(nil),
+		"short secret":      with(map[string]string{"JWT_HMAC_SECRET": "short"}),
+		"not PEM":           with(map[string]string{"JWT_PUBLIC_KEY": "nope"}),
+		"bad PEM":           with(map[string]string{"JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"}),
+		"no issuer":         {"DATABASE_URL": "postgres://x", "JWT_HMAC_SECRET": secret},
+		"bad proxy setting": with(map[string]string{"JWT_HMAC_SECRET": secret, "DATABASE_PROXY": "maybe"}),
+	} {
+		if _, err := build(ctx, vars(bad), logger); err == nil {
+			t.Errorf("build(%s): no error", name)
+		}
+	}
+	for _, pub := range []any{&rsaKey.PublicKey, &ecKey.PublicKey} {
+		if _, _, err := parsePublicKey(pemKey(t, pub)); err != nil {
+			t.Errorf("parsePublicKey(%T): %v", pub, err)
+		}
+	}
+
+	url := pgtest.NewURL(t)
+	h, err := build(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_HMAC_SECRET": secret})), logger)
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if h.Publisher != nil || h.Limits == nil || h.Store == nil || h.Auth == nil {
+		t.Errorf("without QUEUE_URL: publisher %v, limits %v", h.Publisher, h.Limits)
+	}
+	h, err = build(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_PUBLIC_KEY": pemKey(t, &rsaKey.PublicKey),
+		"QUEUE_URL": "http://127.0.0.1:1/000000000000/usage", "ALERT_BUS_NAME": "alerts", "AWS_REGION": "us-east-1"})), logger)
+	if err != nil {
+		t.Fatalf("build with a queue: %v", err)
+	}
+	if h.Publisher == nil {
+		t.Errorf("with QUEUE_URL: no publisher")
+	}
+}

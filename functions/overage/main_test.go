@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/postgres/pgtest"
+)
+
+func TestSetup(t *testing.T) {
+	ctx := context.Background()
+	vars := func(m map[string]string) *env.Env {
+		return env.New(ctx, func(k string) string { return m[k] })
+	}
+	for _, bad := range []map[string]string{
+		{},
+		{"DATABASE_URL": "postgres://x", "GRACE_PERIOD": "a day"},
+		{"DATABASE_URL": "postgres://x", "STRIPE_MAX_RPS": "-1"},
+		{"DATABASE_URL": "postgres://x", "MAX_ATTEMPTS": "x"},
+		{"DATABASE_URL": "::not a url::"},
+	} {
+		if _, err := setup(ctx, vars(bad), testLogger(t)); err == nil {
+			t.Errorf("setup(%v): no error", bad)
+		}
+	}
+	url := pgtest.NewURL(t)
+	dry, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "GRACE_PERIOD": "48h"}), testLogger(t))
+	if err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	if dry.Biller != nil || dry.Billing.Grace != 48*time.Hour {
+		t.Errorf("without a Stripe key: biller %v, grace %v; want a dry run with 48h", dry.Biller, dry.Billing.Grace)
+	}
+	live, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "STRIPE_API_KEY": "sk_test_123",
+		"STRIPE_API_URL": "http://127.0.0.1:1", "BILLING_WORKERS": "2"}), testLogger(t))
+	if err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	if live.Biller == nil || live.Billing.Workers != 2 {
+		t.Errorf("with a Stripe key: biller %v, workers %d", live.Biller, live.Billing.Workers)
+	}
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/postgres/pgtest"
+)
+
+func testEnv(vars map[string]string) *env.Env {
+	return env.New(context.Background(), func(k string) string { return vars[k] })
+}
+
+func TestSetup(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
+	for _, bad := range []map[string]string{
+		{},
+		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "soon"},
+		{"DATABASE_URL": "::not a url::"},
+	} {
+		if _, err := setup(ctx, testEnv(bad), logger); err == nil {
+			t.Errorf("setup(%v): no error", bad)
+		}
+	}
+	h, err := setup(ctx, testEnv(map[string]string{"DATABASE_URL": pgtest.NewURL(t), "BACKFILL_WINDOW": "7d", "DATABASE_PROXY": "true"}), logger)
+	if err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	if h.Backfill != 7*24*time.Hour || h.Events == nil {
+		t.Errorf("handler = %+v", h)
+	}
+}
