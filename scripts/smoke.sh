@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# smoke.sh [all|queue]
+# smoke.sh
 #
 # Drives a running `make dev` as a user would, with curl and the AWS CLI
 # against the local endpoints, and fails on the first thing that is not as
@@ -10,20 +10,18 @@
 #      for the record function's batch to store them exactly once (psql);
 #   2. POST /v1/events with an API key, waits for the batch, and reads
 #      GET /v1/usage/daily with a bearer token;
-#   3. sends 600 late events (2-4 days old) for the pro demo user, whose
-#      billing period started two days ago and includes 500 calls, so that the
-#      closed period is over quota;
+#   3. sends 600 late events (3-4 days old) for the pro demo user, whose
+#      first billing period ended two days ago and includes 500 calls, so
+#      that the closed period is over quota;
 #   4. runs aggregate and overage now (the admin endpoint make
 #      run-aggregate / run-overage call);
 #   5. reads the overage ledger, GET /v1/admin/overage?period=YYYY-MM, and
 #      checks the pro user's row.
 #
-# "queue" runs step 1 only (it needs no analytics, aggregate or overage).
 # Environment: SMOKE_ADMIN, the stack's admin endpoint (default
 # http://127.0.0.1:8081). Needs curl, jq, psql, python3 and the AWS CLI.
 set -euo pipefail
 
-MODE=${1:-all}
 ADMIN=${SMOKE_ADMIN:-http://127.0.0.1:8081}
 step() { printf '\nsmoke: %s\n' "$*" >&2; }
 fail() { printf 'smoke: FAIL: %s\n' "$*" >&2; exit 1; }
@@ -96,10 +94,6 @@ wait_rows "SELECT count(*) FROM eco_api_usage WHERE event_id IN ('$E1', '$E2', '
 queue_drained 30 # the duplicate's batch too
 [[ $(sql "SELECT count(*) FROM eco_api_usage WHERE event_id = '$E1'") == 1 ]] || fail "the duplicate was stored twice"
 echo "smoke: 3 events recorded once each (the duplicate ignored)" >&2
-if [[ "$MODE" == queue ]]; then
-	echo "smoke: queue OK" >&2
-	exit 0
-fi
 
 step "2. POST /v1/events with the pro user's API key, then GET /v1/usage/daily"
 E4=$(uuid) E5=$(uuid)

@@ -44,7 +44,7 @@ const maxPayload = 6 << 20
 type Gateway struct {
 	Routes []RouteSpec
 	// Function is the integration; nil answers 503 (the function is not
-	// running, e.g. still a placeholder).
+	// running, e.g. its build failed).
 	Function Invoker
 	// Verifier checks bearer tokens like the JWT authorizer.
 	Verifier *auth.JWTVerifier

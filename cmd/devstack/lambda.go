@@ -34,13 +34,6 @@ func BuildBootstrap(ctx context.Context, root, name, out string) (string, error)
 	return bin, nil
 }
 
-// IsPlaceholder reports whether functions/<name> is still the skeleton's
-// placeholder, which fails every invocation with "not built yet".
-func IsPlaceholder(root, name string) bool {
-	b, err := os.ReadFile(filepath.Join(root, "functions", name, "main.go"))
-	return err == nil && bytes.Contains(b, []byte("not built yet"))
-}
-
 // LambdaConfig says how to run one function under the emulator.
 type LambdaConfig struct {
 	Name      string // the function's name (functions/<Name>)

@@ -15,11 +15,9 @@ import (
 )
 
 // TestSmoke starts the local stack as make dev does (on free ports, with a
-// database of its own) and drives it with scripts/smoke.sh. While a
-// function is still a placeholder only the script's queue part runs (AWS
-// CLI → moto_server → poller → record under the emulator → PostgreSQL);
-// once all four have landed, the whole script runs: analytics, aggregate,
-// overage and the ledger.
+// database of its own) and drives it with scripts/smoke.sh: the AWS CLI →
+// moto_server → poller → record under the emulator → PostgreSQL, then
+// analytics, aggregate, overage and the ledger.
 func TestSmoke(t *testing.T) {
 	root := testRoot(t)
 	requireRIE(t, root)
@@ -54,18 +52,16 @@ func TestSmoke(t *testing.T) {
 	defer st.Stop()
 	t.Logf("devstack ready in %.1fs", st.Ready().Seconds())
 
-	mode := "all"
 	for fn, status := range st.State().Functions {
 		if status != "running" {
-			t.Logf("functions/%s is %s: running the smoke script's queue part only", fn, status)
-			mode = "queue"
+			t.Fatalf("functions/%s is %s, not running", fn, status)
 		}
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "smoke.sh"), mode)
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "smoke.sh"))
 	cmd.Env = append(os.Environ(), "SMOKE_ADMIN="+st.State().AdminURL)
 	out, err := cmd.CombinedOutput()
-	t.Logf("scripts/smoke.sh %s:\n%s", mode, out)
+	t.Logf("scripts/smoke.sh:\n%s", out)
 	if err != nil {
-		t.Fatalf("scripts/smoke.sh %s: %v", mode, err)
+		t.Fatalf("scripts/smoke.sh: %v", err)
 	}
 }

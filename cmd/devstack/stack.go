@@ -64,7 +64,7 @@ type State struct {
 	StripeURL   string            `json:"stripe_url,omitempty"`
 	JWTIssuer   string            `json:"jwt_issuer"`
 	JWTAudience string            `json:"jwt_audience"`
-	Functions   map[string]string `json:"functions"` // name → running, placeholder, build failed: …
+	Functions   map[string]string `json:"functions"` // name → running, build failed: …
 	Users       []DemoUser        `json:"users"`
 	Admin       DemoUser          `json:"admin"`
 	// ClosedPeriod is the month (YYYY-MM) in which the demo users' last
@@ -143,15 +143,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 		errs map[string]error
 	}
 	buildDone := make(chan built, 1)
-	names, placeholders := functionDirs(cfg.Root)
+	names := functionDirs(cfg.Root)
 	go func() {
 		bins, errs := buildAll(ctx, cfg.Root, names, d.workDir)
 		buildDone <- built{bins, errs}
 	}()
-	for _, n := range placeholders {
-		d.state.Functions[n] = "placeholder"
-		logger.Warn("function is still a placeholder (its main.go says \"not built yet\"); not starting it", "function", n)
-	}
 
 	if err := d.openDatabase(ctx); err != nil {
 		<-buildDone
@@ -287,20 +283,15 @@ func (f *filterWriter) Write(p []byte) (int, error) {
 	return f.w.Write(p)
 }
 
-// functionDirs lists functions/*/main.go: those to build and the
-// placeholders.
-func functionDirs(root string) (build, placeholders []string) {
+// functionDirs lists the functions to build: functions/*/main.go.
+func functionDirs(root string) []string {
 	mains, _ := filepath.Glob(filepath.Join(root, "functions", "*", "main.go"))
+	build := make([]string, 0, len(mains))
 	for _, m := range mains {
-		n := filepath.Base(filepath.Dir(m))
-		if IsPlaceholder(root, n) {
-			placeholders = append(placeholders, n)
-		} else {
-			build = append(build, n)
-		}
+		build = append(build, filepath.Base(filepath.Dir(m)))
 	}
 	sort.Strings(build)
-	return build, placeholders
+	return build
 }
 
 // buildAll builds the functions in one go build (sharing its work), and
