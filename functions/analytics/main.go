@@ -81,7 +81,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	}
 	h := &Handler{
 		Store:  postgres.NewAnalyticsStore(db),
-		Auth:   &auth.Authenticator{Keys: postgres.NewAPIKeyStore(db), JWT: verifier},
+		Auth:   &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: verifier},
 		Logger: logger,
 		Now:    time.Now,
 	}

@@ -23,7 +23,7 @@
 // unchanged since -08), plus the widespread X-RateLimit-Limit,
 // X-RateLimit-Remaining and X-RateLimit-Reset (delta seconds).
 //
-//	m := meter.New(&auth.Authenticator{Keys: keys, JWT: jwt}, checker, publisher, meter.Options{Logger: logger})
+//	m := meter.New(&auth.Authenticator{Keys: auth.NewKeyCache(keys, 0, nil), JWT: jwt}, checker, publisher, meter.Options{Logger: logger})
 //	http.ListenAndServe(addr, m.HTTP(mux))   // net/http
 //	lambda.Start(m.Lambda(h.Handle))          // API Gateway v2
 package meter
