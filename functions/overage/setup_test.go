@@ -101,13 +101,28 @@ func (e *testEnv) run(at time.Time) (usage.RunReport, error) {
 // rows returns the ledger rows keyed by user and seq ("user/seq").
 func (e *testEnv) rows() map[string]*usage.LedgerEntry {
 	e.t.Helper()
-	list, err := e.ledger.ListLedger(context.Background(), usage.LedgerFilter{Limit: usage.MaxLedgerLimit})
+	rows, err := e.db.Pool.Query(context.Background(), `SELECT ledger_id::text, user_id::text,
+		period_start, period_end, seq, included_calls, used_calls, units, unit_size, unit_price, amount,
+		currency, idempotency_key, status, coalesce(stripe_object_id, ''), attempts,
+		coalesce(last_error, ''), coalesce(note, ''), created_at, updated_at
+		FROM eco_overage_ledger`)
 	if err != nil {
-		e.t.Fatalf("ListLedger: %v", err)
+		e.t.Fatalf("read the ledger: %v", err)
 	}
+	defer rows.Close()
 	out := map[string]*usage.LedgerEntry{}
-	for _, r := range list {
-		out[fmt.Sprintf("%s/%d", r.UserID, r.Seq)] = r
+	for rows.Next() {
+		var r usage.LedgerEntry
+		if err := rows.Scan(&r.ID, &r.UserID, &r.Period.Start, &r.Period.End, &r.Seq, &r.Included, &r.Used,
+			&r.Units, &r.UnitSize, &r.UnitPrice, &r.Amount, &r.Currency, &r.IdempotencyKey, &r.Status,
+			&r.StripeObjectID, &r.Attempts, &r.LastError, &r.Note, &r.CreatedAt, &r.UpdatedAt); err != nil {
+			e.t.Fatalf("read the ledger: %v", err)
+		}
+		r.Period.Start, r.Period.End = r.Period.Start.UTC(), r.Period.End.UTC()
+		out[fmt.Sprintf("%s/%d", r.UserID, r.Seq)] = &r
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatalf("read the ledger: %v", err)
 	}
 	return out
 }

@@ -3,8 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -254,50 +252,6 @@ func (s *LedgerStore) MarkFailed(ctx context.Context, ledgerID, reason string, n
 		return FormatError(fmt.Errorf("mark ledger row %s failed: %w", ledgerID, err))
 	}
 	return nil
-}
-
-// ListLedger lists ledger rows by period start, user and seq.
-func (s *LedgerStore) ListLedger(ctx context.Context, f usage.LedgerFilter) ([]*usage.LedgerEntry, error) {
-	if err := f.Validate(); err != nil {
-		return nil, err
-	}
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
-	if f.UserID != nil {
-		where = append(where, "l.user_id = "+arg(*f.UserID))
-	}
-	if f.Month != nil {
-		from, to, _ := usage.MonthRange(*f.Month)
-		where = append(where, "l.period_start >= "+arg(from)+" AND l.period_start < "+arg(to))
-	}
-	if f.Status != nil {
-		where = append(where, "l.status = "+arg(*f.Status))
-	}
-	q := `SELECT ` + ledgerColumns + ` FROM eco_overage_ledger l`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY l.period_start, l.user_id, l.seq LIMIT " + arg(f.Limit) + " OFFSET " + arg(f.Offset)
-	rows, err := s.db.Pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, FormatError(fmt.Errorf("list ledger: %w", err))
-	}
-	defer rows.Close()
-	out := []*usage.LedgerEntry{}
-	for rows.Next() {
-		var e usage.LedgerEntry
-		if err := scanLedger(rows, &e); err != nil {
-			return nil, FormatError(fmt.Errorf("scan ledger row: %w", err))
-		}
-		out = append(out, &e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, FormatError(fmt.Errorf("list ledger: %w", err))
-	}
-	return out, nil
 }
 
 // OpenPeriodOverage returns the overage of the user's open period so far

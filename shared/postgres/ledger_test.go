@@ -89,23 +89,10 @@ func TestLedgerStore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The admin list by month, user and status.
-	month, status, user := "2026-02", "billed", u1
-	list, err := s.ListLedger(ctx, usage.LedgerFilter{Month: &month})
-	if err != nil || len(list) != 2 {
-		t.Fatalf("ListLedger(2026-02) = %d rows, %v; want 2", len(list), err)
-	}
-	list, _ = s.ListLedger(ctx, usage.LedgerFilter{Status: &status})
-	if len(list) != 2 {
-		t.Errorf("ListLedger(billed) = %d rows; want 2 (MarkFailed after billed changes nothing)", len(list))
-	}
-	list, _ = s.ListLedger(ctx, usage.LedgerFilter{UserID: &user, Limit: 1, Offset: 1})
-	if len(list) != 1 || !list[0].Period.Start.Equal(feb.Start) {
-		t.Errorf("ListLedger(user, page 2) = %+v", list)
-	}
-	bad := "2026-13"
-	if _, err := s.ListLedger(ctx, usage.LedgerFilter{Month: &bad}); usage.ErrorCode(err) != usage.CodeInvalid {
-		t.Errorf("ListLedger(bad month) = %v; want CodeInvalid", err)
+	// MarkFailed after billed changes nothing: two rows stay billed.
+	var billed int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM eco_overage_ledger WHERE status = 'billed'`).Scan(&billed); err != nil || billed != 2 {
+		t.Errorf("billed rows = %d, %v; want 2 (MarkFailed after billed changes nothing)", billed, err)
 	}
 
 	// Billable subscriptions: free and zero-price overrides are left out.

@@ -3,7 +3,6 @@ package usage
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -184,63 +183,9 @@ type LedgerStore interface {
 	MarkRetry(ctx context.Context, ledgerID, reason string, now time.Time) error
 	// MarkFailed ends a pending row as failed with the reason.
 	MarkFailed(ctx context.Context, ledgerID, reason string, now time.Time) error
-	// ListLedger lists rows for the admin. Returns CodeInvalid for a bad
-	// filter.
-	ListLedger(ctx context.Context, f LedgerFilter) ([]*LedgerEntry, error)
 	// OpenPeriodOverage returns the overage of the user's open period so
 	// far and projected to its end.
 	OpenPeriodOverage(ctx context.Context, userID string, now time.Time) (*OverageProjection, error)
-}
-
-// LedgerFilter selects ledger rows. Month ("YYYY-MM") selects rows whose
-// period starts in that calendar month (UTC).
-type LedgerFilter struct {
-	UserID *string `json:"user_id,omitempty"`
-	Month  *string `json:"period,omitempty"`
-	Status *string `json:"status,omitempty"`
-	Limit  int     `json:"limit,omitempty"`
-	Offset int     `json:"offset,omitempty"`
-}
-
-// MaxLedgerLimit bounds one page of ListLedger.
-const MaxLedgerLimit = 1000
-
-// Validate checks the filter and fills in the default limit.
-func (f *LedgerFilter) Validate() error {
-	if f.UserID != nil && !IsUUID(*f.UserID) {
-		return FieldErrorf("user_id", "must be a UUID")
-	}
-	if f.Month != nil {
-		if _, _, err := MonthRange(*f.Month); err != nil {
-			return err
-		}
-	}
-	if f.Status != nil {
-		switch *f.Status {
-		case LedgerPending, LedgerBilled, LedgerFailed, LedgerSkipped, LedgerDryRun:
-		default:
-			return FieldErrorf("status", "must be one of pending, billed, failed, skipped, dry_run")
-		}
-	}
-	if f.Limit < 0 || f.Limit > MaxLedgerLimit {
-		return FieldErrorf("limit", "must be between 1 and %d", MaxLedgerLimit)
-	}
-	if f.Limit == 0 {
-		f.Limit = 100
-	}
-	if f.Offset < 0 {
-		return FieldErrorf("offset", "must not be negative")
-	}
-	return nil
-}
-
-// MonthRange parses "YYYY-MM" into the half-open UTC range of that month.
-func MonthRange(month string) (from, to time.Time, err error) {
-	t, perr := time.Parse("2006-01", strings.TrimSpace(month))
-	if perr != nil {
-		return time.Time{}, time.Time{}, FieldErrorf("period", "must be a month as YYYY-MM")
-	}
-	return t, t.AddDate(0, 1, 0), nil
 }
 
 // OverageProjection is the open period's overage: so far, and projected to

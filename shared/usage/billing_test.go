@@ -96,30 +96,6 @@ func TestIdempotencyKeyAndDescription(t *testing.T) {
 	}
 }
 
-func TestLedgerFilterValidate(t *testing.T) {
-	s := func(v string) *string { return &v }
-	tests := []struct {
-		name  string
-		f     usage.LedgerFilter
-		field string
-	}{
-		{"empty", usage.LedgerFilter{}, ""},
-		{"month", usage.LedgerFilter{Month: s("2026-02")}, ""},
-		{"bad month", usage.LedgerFilter{Month: s("2026-2-1")}, "period"},
-		{"bad user", usage.LedgerFilter{UserID: s("x")}, "user_id"},
-		{"bad status", usage.LedgerFilter{Status: s("paid")}, "status"},
-		{"limit too big", usage.LedgerFilter{Limit: usage.MaxLedgerLimit + 1}, "limit"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.f.Validate()
-			if usage.ErrorField(err) != tt.field {
-				t.Errorf("Validate() = %v; want field %q", err, tt.field)
-			}
-		})
-	}
-}
-
 func TestProjectOverage(t *testing.T) {
 	p := usage.Plan{ID: "pro", IncludedCalls: 100_000, OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)} // 28 days
