@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/jackc/pgx/v5"
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/postgres"
@@ -37,7 +36,7 @@ func envInt(tb testing.TB, name string, def int) int {
 func benchUser(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012x", i) }
 
 // buildRollup fills a fresh database with users × days × benchEndpoints rows
-// of eco_usage_daily ending today, eco_usage_user_daily from it, 35 days of
+// of eco_usage_daily ending today, the per-user summaries from it, 35 days of
 // live counters per user, and subscriptions (10 % pro, 1 % enterprise).
 //
 // It is a fixture, so it takes shortcuts that change nothing for reads: the
@@ -102,14 +101,11 @@ func buildRollup(b *testing.B, db *postgres.DB, users, days int, today time.Time
 	exec(`CREATE INDEX eco_usage_daily_user_day_idx ON eco_usage_daily (user_id, day)`)
 	b.Logf("indexed in %s", time.Since(start).Round(time.Second))
 
-	// The per-user summary, a month at a time on two connections.
+	// The per-user summaries, a calendar month at a time (the month rows
+	// are rebuilt whole) on two connections.
 	months := make(chan [2]time.Time, 16)
-	for m := first; !m.After(today); m = m.AddDate(0, 1, 0) {
-		end := m.AddDate(0, 1, -1)
-		if end.After(today) {
-			end = today
-		}
-		months <- [2]time.Time{m, end}
+	for m := time.Date(first.Year(), first.Month(), 1, 0, 0, 0, 0, time.UTC); !m.After(today); m = m.AddDate(0, 1, 0) {
+		months <- [2]time.Time{m, m.AddDate(0, 1, -1)}
 	}
 	close(months)
 	for w := 0; w < 2; w++ {
@@ -136,6 +132,7 @@ func buildRollup(b *testing.B, db *postgres.DB, users, days int, today time.Time
 			date_trunc('day', $1::timestamptz - (i % 28) * interval '1 day')
 		FROM bench_users WHERE i % 10 = 0`, today)
 	exec(`VACUUM ANALYZE eco_usage_user_daily`)
+	exec(`VACUUM ANALYZE eco_usage_user_monthly`)
 	exec(`VACUUM ANALYZE eco_usage_counters`)
 	exec(`ANALYZE eco_usage_daily`)
 	exec(`ANALYZE eco_subscriptions`)
@@ -271,7 +268,6 @@ func BenchmarkAnalytics(b *testing.B) {
 			}
 		})
 	}
-	_ = events.APIGatewayV2HTTPRequest{}
 }
 
 func percentiles(d []time.Duration) (p50, p99 time.Duration) {

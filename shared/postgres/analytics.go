@@ -12,8 +12,8 @@ import (
 
 // AnalyticsStore answers the analytics API's queries: one SQL statement per
 // route, over the live counters (today and days waiting to be aggregated),
-// the daily rollup (closed days) and its per-user summary
-// eco_usage_user_daily (admin reports).
+// the daily rollup (closed days) and its per-user, per-month running totals
+// eco_usage_user_monthly (admin reports).
 type AnalyticsStore struct{ db *DB }
 
 // NewAnalyticsStore returns a store over db.
@@ -222,14 +222,30 @@ const liveDays = `live AS (
 	WHERE d::date >= $3::date OR d::date IN (SELECT day FROM eco_usage_dirty_days WHERE day BETWEEN $1 AND $2)
 )`
 
-// perUserQuery is the per-user totals over [$1, $2]: the per-user summary
-// of the rollup for closed days and the live counters for today ($3 and
-// later) and dirty days.
-const perUserQuery = liveDays + `, per_user AS (
-	SELECT user_id, sum(calls)::bigint AS calls, sum(errors_4xx)::bigint AS e4, sum(errors_5xx)::bigint AS e5
+// perUserQuery is the per-user totals over [$1, $2]: the month-to-date
+// running totals (eco_usage_user_monthly) for closed days, and the live
+// counters for today ($3 and later) and dirty days. The closed days are cut
+// into runs within one month (seg: days lo+1..hi of month), each read from a
+// user's month row as the difference of two running totals, so a user
+// costs one row per month of the range, not one per day.
+const perUserQuery = liveDays + `, seg AS (
+	SELECT date_trunc('month', day)::date AS month,
+		extract(day FROM min(day))::int - 1 AS lo, extract(day FROM max(day))::int AS hi
 	FROM (
-		SELECT user_id, calls, errors_4xx, errors_5xx FROM eco_usage_user_daily
-		WHERE day BETWEEN $1 AND $2 AND day NOT IN (SELECT day FROM live)
+		SELECT d::date AS day, d::date - (row_number() OVER (ORDER BY d))::int AS run
+		FROM generate_series($1::date, $2::date, interval '1 day') d
+		WHERE d::date NOT IN (SELECT day FROM live)
+	) c
+	GROUP BY run, 1
+), per_user AS (
+	SELECT user_id, sum(calls)::bigint AS calls, sum(e4)::bigint AS e4, sum(e5)::bigint AS e5
+	FROM (
+		SELECT m.user_id,
+			m.calls[s.hi] - coalesce(m.calls[s.lo], 0) AS calls,
+			m.errors_4xx[s.hi] - coalesce(m.errors_4xx[s.lo], 0) AS e4,
+			m.errors_5xx[s.hi] - coalesce(m.errors_5xx[s.lo], 0) AS e5
+		FROM seg s JOIN eco_usage_user_monthly m ON m.month = s.month
+		WHERE m.month BETWEEN date_trunc('month', $1::date)::date AND $2
 		UNION ALL
 		SELECT user_id, calls, errors_4xx, errors_5xx FROM eco_usage_counters
 		-- An array, not a join: the planner then reads the few live days

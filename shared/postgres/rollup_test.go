@@ -211,6 +211,7 @@ func checkRollup(t *testing.T, db *postgres.DB, all []usage.Event) {
 	if diff := cmp.Diff(want, dailyUsage(t, db)); diff != "" {
 		t.Fatalf("rollup differs from the brute force (-want +got):\n%s", diff)
 	}
+	checkSummaries(t, db)
 }
 
 func day(s string) time.Time {
