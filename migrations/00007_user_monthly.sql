@@ -32,8 +32,14 @@ CREATE TABLE eco_usage_user_month_locks (
 );
 
 -- The month refresh reads a user's days of one month; the admin reports no
--- longer scan eco_usage_user_daily by day.
+-- longer scan eco_usage_user_daily by day. GET /v1/usage/daily reads a
+-- user's closed days from it too (one row per day instead of one per
+-- endpoint and key), so it carries the day's highest per-endpoint p95.
 DROP INDEX eco_usage_user_daily_cover_idx;
+ALTER TABLE eco_usage_user_daily ADD COLUMN latency_p95_ms integer;
+UPDATE eco_usage_user_daily s SET latency_p95_ms = d.p95
+FROM (SELECT day, user_id, max(latency_p95_ms) AS p95 FROM eco_usage_daily GROUP BY 1, 2) d
+WHERE d.day = s.day AND d.user_id = s.user_id;
 CREATE INDEX eco_usage_user_daily_user_idx ON eco_usage_user_daily (user_id, day)
     INCLUDE (calls, errors_4xx, errors_5xx);
 
@@ -163,14 +169,16 @@ LANGUAGE sql AS $$
         WHERE s.day = p.day AND s.user_id = p.user_id
           AND NOT EXISTS (SELECT 1 FROM eco_usage_daily d WHERE d.user_id = p.user_id AND d.day = p.day)
     ), new AS (
-        INSERT INTO eco_usage_user_daily AS s (day, user_id, calls, errors_4xx, errors_5xx, request_bytes, response_bytes)
-        SELECT d.day, d.user_id, sum(d.calls), sum(d.errors_4xx), sum(d.errors_5xx), sum(d.request_bytes), sum(d.response_bytes)
+        INSERT INTO eco_usage_user_daily AS s (day, user_id, calls, errors_4xx, errors_5xx, request_bytes, response_bytes, latency_p95_ms)
+        SELECT d.day, d.user_id, sum(d.calls), sum(d.errors_4xx), sum(d.errors_5xx), sum(d.request_bytes), sum(d.response_bytes),
+            max(d.latency_p95_ms)
         FROM pairs p JOIN eco_usage_daily d ON d.user_id = p.user_id AND d.day = p.day
         GROUP BY d.day, d.user_id
         ORDER BY d.day, d.user_id
         ON CONFLICT (day, user_id) DO UPDATE SET
             calls = excluded.calls, errors_4xx = excluded.errors_4xx, errors_5xx = excluded.errors_5xx,
-            request_bytes = excluded.request_bytes, response_bytes = excluded.response_bytes
+            request_bytes = excluded.request_bytes, response_bytes = excluded.response_bytes,
+            latency_p95_ms = excluded.latency_p95_ms
         RETURNING s.day, s.user_id, s.calls, s.errors_4xx, s.errors_5xx
     ), delta AS (
         SELECT day, user_id, coalesce(n.calls, 0) - coalesce(o.calls, 0) AS calls,
@@ -192,8 +200,9 @@ DECLARE
     n bigint;
 BEGIN
     DELETE FROM eco_usage_user_daily WHERE day BETWEEN p_from AND p_to;
-    INSERT INTO eco_usage_user_daily (day, user_id, calls, errors_4xx, errors_5xx, request_bytes, response_bytes)
-    SELECT day, user_id, sum(calls), sum(errors_4xx), sum(errors_5xx), sum(request_bytes), sum(response_bytes)
+    INSERT INTO eco_usage_user_daily (day, user_id, calls, errors_4xx, errors_5xx, request_bytes, response_bytes, latency_p95_ms)
+    SELECT day, user_id, sum(calls), sum(errors_4xx), sum(errors_5xx), sum(request_bytes), sum(response_bytes),
+        max(latency_p95_ms)
     FROM eco_usage_daily WHERE day BETWEEN p_from AND p_to
     GROUP BY day, user_id;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -252,6 +261,7 @@ DROP FUNCTION add_usage_user_months(date[], uuid[], bigint[], bigint[], bigint[]
 DROP FUNCTION usage_array_add(bigint[], bigint[]);
 DROP FUNCTION usage_month_steps(int, int[], bigint[]);
 DROP INDEX eco_usage_user_daily_user_idx;
+ALTER TABLE eco_usage_user_daily DROP COLUMN latency_p95_ms;
 CREATE INDEX eco_usage_user_daily_cover_idx ON eco_usage_user_daily (day)
     INCLUDE (user_id, calls, errors_4xx, errors_5xx);
 DROP TABLE eco_usage_user_month_locks;

@@ -149,7 +149,7 @@ func checkSummaries(t *testing.T, db *postgres.DB) {
 		day  time.Time
 		user string
 	}
-	type totals struct{ Calls, E4, E5, Req, Resp int64 }
+	type totals struct{ Calls, E4, E5, Req, Resp, P95 int64 }
 	collect := func(sql string) map[key]totals {
 		t.Helper()
 		rows, err := db.Pool.Query(ctx, sql)
@@ -159,7 +159,7 @@ func checkSummaries(t *testing.T, db *postgres.DB) {
 		out := map[key]totals{}
 		var k key
 		var v totals
-		if _, err := pgx.ForEachRow(rows, []any{&k.day, &k.user, &v.Calls, &v.E4, &v.E5, &v.Req, &v.Resp}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&k.day, &k.user, &v.Calls, &v.E4, &v.E5, &v.Req, &v.Resp, &v.P95}, func() error {
 			k.day = k.day.UTC()
 			out[k] = v
 			return nil
@@ -169,8 +169,9 @@ func checkSummaries(t *testing.T, db *postgres.DB) {
 		return out
 	}
 	want := collect(`SELECT day, user_id::text, sum(calls)::bigint, sum(errors_4xx)::bigint, sum(errors_5xx)::bigint,
-		sum(request_bytes)::bigint, sum(response_bytes)::bigint FROM eco_usage_daily GROUP BY 1, 2`)
-	got := collect(`SELECT day, user_id::text, calls, errors_4xx, errors_5xx, request_bytes, response_bytes FROM eco_usage_user_daily`)
+		sum(request_bytes)::bigint, sum(response_bytes)::bigint, max(latency_p95_ms)::bigint FROM eco_usage_daily GROUP BY 1, 2`)
+	got := collect(`SELECT day, user_id::text, calls, errors_4xx, errors_5xx, request_bytes, response_bytes, latency_p95_ms::bigint
+		FROM eco_usage_user_daily`)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("eco_usage_user_daily differs from the rollup (-want +got):\n%s", diff)
 	}
