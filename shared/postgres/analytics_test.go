@@ -214,3 +214,56 @@ func checkSummaries(t *testing.T, db *postgres.DB) {
 		t.Fatalf("eco_usage_user_monthly differs from the rollup (-want +got):\n%s", diff)
 	}
 }
+
+// TestUserMonthlyConcurrentDays writes eight days of one month for the same
+// users from eight concurrent transactions, each in two statements as a
+// day's aggregation does (its rows are inserted, then updated, and each
+// statement's trigger adds to the month rows): half of the users first, on
+// even days the other half first. Every change must land in the month
+// rows, and no two days may deadlock on them.
+func TestUserMonthlyConcurrentDays(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	const users = 300
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	insert := `INSERT INTO eco_usage_daily (day, user_id, endpoint, api_key_id, calls, errors_4xx, errors_5xx,
+			request_bytes, response_bytes, latency_sum_ms, latency_p50_ms, latency_p95_ms, latency_max_ms, events)
+		SELECT make_date(2026, 5, $1), ('aaaaaaaa-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'GET /a', NULL,
+			i + $1, $1, 1, 1, 1, 1, 1, 1, 1, 1
+		FROM generate_series($2::int, $3::int) i`
+	for day := 1; day <= 8; day++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			halves := [][2]int{{1, users / 2}, {users/2 + 1, users}}
+			if day%2 == 0 {
+				halves[0], halves[1] = halves[1], halves[0]
+			}
+			errs <- pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+				for _, h := range halves {
+					if _, err := tx.Exec(ctx, insert, day, h[0], h[1]); err != nil {
+						return err
+					}
+					if _, err := tx.Exec(ctx, `SELECT pg_sleep(0.05)`); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkSummaries(t, db)
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM eco_usage_user_monthly WHERE month = '2026-05-01' AND calls[31] > 0`).Scan(&n); err != nil || n != users {
+		t.Fatalf("%d month rows, %v; want %d", n, err, users)
+	}
+}
