@@ -91,8 +91,8 @@ func summarize(userID string, plan usage.Plan, p usage.Period, days []time.Time,
 }
 
 // dailyQuery returns one row per day of [$2, $3]: the rollup of closed days
-// (its per-user, per-day summary: one row a day), the live counters of today ($4 and later), dirty days and days with no
-// rollup.
+// (from its per-user, per-day summary, one row a day), and the live
+// counters of today ($4 and later), dirty days and days with no rollup.
 const dailyQuery = `WITH r AS (
 	SELECT day, calls, errors_4xx AS e4, errors_5xx AS e5, request_bytes AS rq, response_bytes AS rs, latency_p95_ms AS p95
 	FROM eco_usage_user_daily WHERE user_id = $1 AND day BETWEEN $2 AND $3
