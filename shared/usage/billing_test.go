@@ -1,6 +1,7 @@
 package usage_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,23 @@ func TestRetryable(t *testing.T) {
 		if got := usage.Retryable(usage.Errorf(code, "x")); got != want {
 			t.Errorf("Retryable(%s) = %v; want %v", code, got, want)
 		}
+	}
+}
+
+func TestRunReportJSON(t *testing.T) {
+	r := usage.RunReport{RunID: "r1", Billed: 3, StripeCalls: 3, PlanTime: 1500 * time.Millisecond, BillTime: 250*time.Millisecond + 900*time.Microsecond}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["plan_ms"] != 1500.0 || got["bill_ms"] != 250.0 || got["run_id"] != "r1" || got["billed"] != 3.0 {
+		t.Errorf("report JSON = %s", b)
+	}
+	if _, ok := got["PlanTime"]; ok {
+		t.Errorf("report JSON has the raw duration: %s", b)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -134,8 +135,19 @@ type RunReport struct {
 	Retry         int           `json:"retry"`
 	Failed        int           `json:"failed"`
 	StripeCalls   int           `json:"stripe_calls"`
-	PlanTime      time.Duration `json:"plan_time"`
-	BillTime      time.Duration `json:"bill_time"`
+	PlanTime      time.Duration `json:"-"`
+	BillTime      time.Duration `json:"-"`
+}
+
+// MarshalJSON writes the report with its durations in milliseconds
+// (plan_ms, bill_ms), as the aggregate run reports duration_ms.
+func (r RunReport) MarshalJSON() ([]byte, error) {
+	type fields RunReport
+	return json.Marshal(struct {
+		fields
+		PlanMS int64 `json:"plan_ms"`
+		BillMS int64 `json:"bill_ms"`
+	}{fields(r), r.PlanTime.Milliseconds(), r.BillTime.Milliseconds()})
 }
 
 func (b *Billing) withDefaults() Billing {
