@@ -69,6 +69,21 @@ $$;
 -- +goose StatementEnd
 
 -- +goose StatementBegin
+-- usage_month_add adds values p_values on days p_days to the month-to-date
+-- array a. The aggregation's common change is one day whose later days in
+-- the month are still empty: the array keeps its prefix and the rest becomes
+-- one value (array_fill, no per-element work).
+CREATE FUNCTION usage_month_add(a bigint[], p_days int[], p_values bigint[])
+RETURNS bigint[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN cardinality(p_days) = 1 AND a[cardinality(a)] = a[p_days[1]]
+        THEN a[1:p_days[1] - 1] || array_fill(a[p_days[1]] + p_values[1], ARRAY[cardinality(a) - p_days[1] + 1])
+        ELSE usage_array_add(a, usage_month_steps(cardinality(a), p_days, p_values))
+    END;
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
 -- add_usage_user_months adds the changes of eco_usage_user_daily rows
 -- (new minus old, per day and user) to the month rows.
 --
@@ -79,10 +94,6 @@ $$;
 -- a later statement that sees what the previous writer committed, adds its
 -- changes. Locking the month, not the rows, keeps two days from locking
 -- their users' rows in different orders and deadlocking.
---
--- The aggregation's common change is one day whose later days in the month
--- are still empty: the month keeps its prefix and the rest becomes one
--- value (array_fill, no per-element work).
 CREATE FUNCTION add_usage_user_months(p_days date[], p_users uuid[], p_calls bigint[], p_e4 bigint[], p_e5 bigint[])
 RETURNS void
 LANGUAGE sql AS $$
@@ -92,24 +103,17 @@ LANGUAGE sql AS $$
     ON CONFLICT (month) DO UPDATE SET month = l.month;
 
     WITH d AS (
-        SELECT date_trunc('month', t.day)::date AS month, t.user_id, count(*) AS n,
+        SELECT date_trunc('month', t.day)::date AS month, t.user_id,
             (date_trunc('month', t.day) + interval '1 month')::date - date_trunc('month', t.day)::date AS len,
-            min(extract(day FROM t.day))::int AS k,
             array_agg(extract(day FROM t.day)::int) AS days,
             array_agg(t.calls) AS calls, array_agg(t.e4) AS e4, array_agg(t.e5) AS e5
         FROM unnest(p_days, p_users, p_calls, p_e4, p_e5) AS t(day, user_id, calls, e4, e5)
-        GROUP BY 1, 2, 4
+        GROUP BY 1, 2, 3
     ), upd AS (
         UPDATE eco_usage_user_monthly m SET
-            calls = CASE WHEN d.n = 1 AND m.calls[d.len] = m.calls[d.k]
-                THEN m.calls[1:d.k - 1] || array_fill(m.calls[d.k] + d.calls[1], ARRAY[d.len - d.k + 1])
-                ELSE usage_array_add(m.calls, usage_month_steps(d.len, d.days, d.calls)) END,
-            errors_4xx = CASE WHEN d.n = 1 AND m.errors_4xx[d.len] = m.errors_4xx[d.k]
-                THEN m.errors_4xx[1:d.k - 1] || array_fill(m.errors_4xx[d.k] + d.e4[1], ARRAY[d.len - d.k + 1])
-                ELSE usage_array_add(m.errors_4xx, usage_month_steps(d.len, d.days, d.e4)) END,
-            errors_5xx = CASE WHEN d.n = 1 AND m.errors_5xx[d.len] = m.errors_5xx[d.k]
-                THEN m.errors_5xx[1:d.k - 1] || array_fill(m.errors_5xx[d.k] + d.e5[1], ARRAY[d.len - d.k + 1])
-                ELSE usage_array_add(m.errors_5xx, usage_month_steps(d.len, d.days, d.e5)) END
+            calls = usage_month_add(m.calls, d.days, d.calls),
+            errors_4xx = usage_month_add(m.errors_4xx, d.days, d.e4),
+            errors_5xx = usage_month_add(m.errors_5xx, d.days, d.e5)
         FROM d
         WHERE m.month = d.month AND m.user_id = d.user_id
         RETURNING m.month, m.user_id
@@ -258,6 +262,7 @@ $$;
 
 DROP FUNCTION rebuild_usage_user_months(date, date);
 DROP FUNCTION add_usage_user_months(date[], uuid[], bigint[], bigint[], bigint[]);
+DROP FUNCTION usage_month_add(bigint[], int[], bigint[]);
 DROP FUNCTION usage_array_add(bigint[], bigint[]);
 DROP FUNCTION usage_month_steps(int, int[], bigint[]);
 DROP INDEX eco_usage_user_daily_user_idx;

@@ -12,20 +12,28 @@ import (
 	"github.com/pressly/goose/v3"
 )
 
-// TestMigrateDownAndUp rolls every migration back on a migrated database
-// (each Down section must run) and applies them all again.
-func TestMigrateDownAndUp(t *testing.T) {
+// migrationProvider returns a migrated test database and a goose provider
+// over it, to step the migrations down and up.
+func migrationProvider(t *testing.T) (string, *sql.DB, *goose.Provider) {
+	t.Helper()
 	url := pgtest.NewURL(t)
-	ctx := context.Background()
 	db, err := sql.Open("pgx", url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS, goose.WithTableName("eco_schema_migrations"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return url, db, p
+}
+
+// TestMigrateDownAndUp rolls every migration back on a migrated database
+// (each Down section must run) and applies them all again.
+func TestMigrateDownAndUp(t *testing.T) {
+	ctx := context.Background()
+	url, db, p := migrationProvider(t)
 	if _, err := p.DownTo(ctx, 0); err != nil {
 		t.Fatalf("down to 0: %v", err)
 	}
@@ -45,17 +53,8 @@ func TestMigrateDownAndUp(t *testing.T) {
 // TestMigrateUserMonthlyBackfill upgrades a database holding rollup rows to
 // the month rows (00007): the summaries must equal the rollup afterwards.
 func TestMigrateUserMonthlyBackfill(t *testing.T) {
-	url := pgtest.NewURL(t)
 	ctx := context.Background()
-	sqldb, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sqldb.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, sqldb, migrations.FS, goose.WithTableName("eco_schema_migrations"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	url, sqldb, p := migrationProvider(t)
 	if _, err := p.DownTo(ctx, 6); err != nil {
 		t.Fatalf("down to 6: %v", err)
 	}
