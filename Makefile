@@ -8,10 +8,20 @@ BIN := $(CURDIR)/bin
 FUNCTIONS := record aggregate analytics overage
 ARCHES := arm64 amd64
 GOBUILD := CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -buildvcs=false
-TOOLS := $(BIN)/staticcheck $(BIN)/stripe-mock $(BIN)/aws-lambda-rie
+# HOSTBUILD builds for this machine with the one flag set every host build
+# uses (the devstack's own fallback build too: cmd/devstack HostBuildFlags),
+# so the functions, the devstack and the migrator share the build cache.
+HOSTBUILD := CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath
+# The services' tools (stripe-mock, the Lambda emulator) and the linter are
+# pinned in tools/go.mod and built only by the targets that run them.
+SERVICE_TOOLS := $(BIN)/stripe-mock $(BIN)/aws-lambda-rie
 TEST_TIMEOUT ?= 9m
+# make dev's ready time counts from here, builds included.
+ifneq ($(filter dev,$(MAKECMDGOALS)),)
+NEXUS_DEV_START := $(shell date +%s.%N)
+endif
 
-.PHONY: all build tools test test-go lint cover dev demo migrate bench deploy clean \
+.PHONY: all build host tools test test-go lint cover dev demo migrate bench deploy clean \
 	build-RecordFunction build-AggregateFunction build-AnalyticsFunction build-OverageFunction
 
 all: build
@@ -34,22 +44,36 @@ build-AnalyticsFunction:
 build-OverageFunction:
 	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/overage
 
-## tools: build the pinned tools (tools/go.mod) into ./bin
-tools: $(TOOLS)
-$(TOOLS): tools/go.mod tools/go.sum
-	cd tools && $(GO) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck github.com/stripe/stripe-mock github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
-	@touch $(TOOLS)
+## host: the four functions, the devstack and the migrator for this machine
+## into ./bin, in one go build (it schedules their packages across the cores)
+host:
+	$(HOSTBUILD) -o $(BIN)/ ./cmd/devstack ./cmd/migrate $(addprefix ./functions/,$(FUNCTIONS))
 
-## test: start throwaway PostgreSQL, moto_server and stripe-mock, run every test with -race, stop them
-test: tools
-	scripts/with-services.sh $(MAKE) --no-print-directory test-go
+## tools: build the pinned tools (tools/go.mod) into ./bin
+tools: $(SERVICE_TOOLS) $(BIN)/staticcheck
+$(SERVICE_TOOLS) &: tools/go.mod tools/go.sum
+	cd tools && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ github.com/stripe/stripe-mock github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
+	@touch $(SERVICE_TOOLS)
+$(BIN)/staticcheck: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck
+	@touch $@
+
+# What the tests and the local stack are given: the functions built above
+# (the emulator tests and the devstack run them instead of building), the
+# migrator, the emulator.
+SERVICES_ENV := NEXUS_LAMBDA_DIR=$(BIN) NEXUS_MIGRATE=$(BIN)/migrate NEXUS_RIE=$(BIN)/aws-lambda-rie
+
+## test: build what the tests run, start throwaway PostgreSQL, moto_server and
+## stripe-mock, run every test with -race, stop them
+test: host $(SERVICE_TOOLS)
+	$(SERVICES_ENV) scripts/with-services.sh $(MAKE) --no-print-directory test-go
 
 test-go:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## cover: statement coverage per package and in total (with the services of make test)
-cover: tools
-	scripts/with-services.sh bash -c '$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -coverpkg=./shared/...,./functions/... -coverprofile=cover.out ./... >/dev/null && $(GO) tool cover -func=cover.out | tail -1 && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -cover ./shared/... ./functions/... | grep -v "no test files"'
+cover: host $(SERVICE_TOOLS)
+	$(SERVICES_ENV) scripts/with-services.sh bash -c '$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -coverpkg=./shared/...,./functions/... -coverprofile=cover.out ./... >/dev/null && $(GO) tool cover -func=cover.out | tail -1 && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -cover ./shared/... ./functions/... | grep -v "no test files"'
 
 ## lint: gofmt, go vet, staticcheck, cfn-lint
 lint: $(BIN)/staticcheck
@@ -61,12 +85,12 @@ lint: $(BIN)/staticcheck
 ## migrate: apply the migrations to $DATABASE_URL (a no-op when up to date)
 migrate:
 	@test -n "$$DATABASE_URL" || { echo "make migrate: set DATABASE_URL" >&2; exit 2; }
-	$(GO) run ./cmd/migrate
+	$(HOSTBUILD) -o $(BIN)/ ./cmd/migrate && $(BIN)/migrate
 
 ## bench: the benchmarks, one package at a time (they would skew each other), against a
 ## throwaway PostgreSQL with fsync on; the figures also go to bench.txt
-bench: tools
-	set -o pipefail; PG_FSYNC=on scripts/with-services.sh $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee bench.txt
+bench: host $(SERVICE_TOOLS)
+	set -o pipefail; PG_FSYNC=on $(SERVICES_ENV) scripts/with-services.sh $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee bench.txt
 
 ## deploy: build and deploy with the SAM CLI (needs Docker-less sam and AWS credentials)
 deploy:
@@ -83,11 +107,11 @@ clean:
 DEV_ADMIN ?= http://127.0.0.1:8081
 .PHONY: run-aggregate run-overage smoke
 
-dev: tools
-	NEXUS_DEV_START=$$(date +%s.%N) NEXUS_RIE=$(BIN)/aws-lambda-rie scripts/with-services.sh $(GO) run ./cmd/devstack $(DEV_FLAGS)
+dev: host $(SERVICE_TOOLS)
+	NEXUS_DEV_START=$(NEXUS_DEV_START) $(SERVICES_ENV) scripts/with-services.sh $(BIN)/devstack $(DEV_FLAGS)
 
-demo:
-	$(GO) run ./cmd/devstack demo -admin $(DEV_ADMIN)
+demo: host
+	$(BIN)/devstack demo -admin $(DEV_ADMIN)
 
 run-aggregate:
 	@curl -sS --fail-with-body -X POST $(DEV_ADMIN)/run/aggregate

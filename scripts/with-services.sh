@@ -17,6 +17,9 @@
 #   NEXUS_TEST_STRIPE_URL     stripe-mock's URL
 #   NEXUS_RIE                 $BIN/aws-lambda-rie, when built (unless set)
 #
+# It reads NEXUS_MIGRATE, the migrator binary (make builds it; without it
+# the migrations run through go run).
+#
 # Options (environment): PG_FSYNC=on keeps durability (benchmarks);
 # SERVICES="pg moto stripe" picks what to start. Under CI=true a service that
 # cannot be started is an error; elsewhere it is a warning and the tests that
@@ -119,7 +122,14 @@ start_pg() {
 make_template() {
 	psql -q -v ON_ERROR_STOP=1 "$NEXUS_TEST_DATABASE_URL" -c "CREATE DATABASE \"$NEXUS_TEST_TEMPLATE\"" >/dev/null
 	local url=${NEXUS_TEST_DATABASE_URL/\/postgres\?/\/$NEXUS_TEST_TEMPLATE?}
-	(cd "$ROOT" && go run ./cmd/migrate -database-url "$url") || die "migrations failed"
+	if [[ -n "${NEXUS_MIGRATE:-}" ]]; then
+		"$NEXUS_MIGRATE" -database-url "$url" || die "migrations failed"
+	else
+		(cd "$ROOT" && CGO_ENABLED=0 go run -tags lambda.norpc -trimpath ./cmd/migrate -database-url "$url") || die "migrations failed"
+	fi
+	# Nobody connects to the template (autovacuum included), so that the
+	# tests' CREATE DATABASE ... TEMPLATE never finds it in use.
+	psql -q -v ON_ERROR_STOP=1 "$NEXUS_TEST_DATABASE_URL" -c "ALTER DATABASE \"$NEXUS_TEST_TEMPLATE\" WITH ALLOW_CONNECTIONS false" >/dev/null
 }
 
 start_moto() {

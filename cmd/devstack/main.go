@@ -70,6 +70,7 @@ func stackMain(ctx context.Context, args []string, logger *slog.Logger) error {
 	}
 	cfg.Root = root
 	cfg.Env = os.Getenv
+	cfg.Bootstraps = os.Getenv("NEXUS_LAMBDA_DIR")
 	if !cfg.Quiet {
 		cfg.FunctionLog = os.Stderr
 	}

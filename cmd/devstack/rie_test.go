@@ -85,6 +85,8 @@ func TestLambdasUnderRIE(t *testing.T) {
 	root := testRoot(t)
 	rie := requireRIE(t, root)
 	db := pgtest.NewDB(t)
+	// Built before the deadline starts: it bounds the invocations only.
+	bins := testBootstraps(t, root)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	now := time.Now().UTC()
@@ -115,10 +117,6 @@ func TestLambdasUnderRIE(t *testing.T) {
 			seen[c.fn] = true
 			names = append(names, c.fn)
 		}
-	}
-	bins, errs := buildAll(ctx, root, names, t.TempDir())
-	for n, err := range errs {
-		t.Fatalf("build %s: %v", n, err)
 	}
 	lambdas := map[string]*Lambda{}
 	var mu sync.Mutex
@@ -286,6 +284,59 @@ func wantStatus(want int) func(*testing.T, *fixture, []byte) {
 			t.Errorf("statusCode = %d; want %d (body %s)", resp.StatusCode, want, resp.Body)
 		}
 	}
+}
+
+var (
+	bootstrapOnce sync.Once
+	bootstrapDir  string // the build's directory, removed by TestMain
+	bootstrapBins map[string]string
+	bootstrapErrs map[string]error
+)
+
+// testBootstraps returns every function's binary: those make test built
+// into $NEXUS_LAMBDA_DIR before go test started, or else one build, made
+// once for the whole package with no deadline, whatever the machine's load
+// and the state of the build cache.
+func testBootstraps(t *testing.T, root string) map[string]string {
+	t.Helper()
+	bootstrapOnce.Do(func() {
+		names := functionDirs(root)
+		if bins, ok := PrebuiltBootstraps(os.Getenv("NEXUS_LAMBDA_DIR"), names); ok {
+			bootstrapBins = bins
+			return
+		}
+		dir, err := os.MkdirTemp("", "nexus-bootstraps-")
+		if err != nil {
+			bootstrapErrs = map[string]error{"all": err}
+			return
+		}
+		bootstrapDir = dir
+		t.Logf("building the functions (NEXUS_LAMBDA_DIR holds none; make test builds them first)")
+		bootstrapBins, bootstrapErrs = BuildBootstraps(context.Background(), root, names, dir)
+	})
+	for n, err := range bootstrapErrs {
+		t.Fatalf("build %s: %v", n, err)
+	}
+	return bootstrapBins
+}
+
+// testBootstrapDir is the directory of testBootstraps' binaries, for
+// Config.Bootstraps.
+func testBootstrapDir(t *testing.T, root string) string {
+	t.Helper()
+	testBootstraps(t, root)
+	if bootstrapDir != "" {
+		return bootstrapDir
+	}
+	return os.Getenv("NEXUS_LAMBDA_DIR")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bootstrapDir != "" {
+		os.RemoveAll(bootstrapDir)
+	}
+	os.Exit(code)
 }
 
 // testLog sends the functions' output to the test log.

@@ -31,6 +31,8 @@ func TestSmoke(t *testing.T) {
 			t.Skipf("%s is not installed (scripts/smoke.sh needs it)", tool)
 		}
 	}
+	// Built before the deadline starts: it bounds the stack and the script.
+	bins := testBootstrapDir(t, root)
 	name := fmt.Sprintf("devstack_smoke_%d", os.Getpid())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -44,7 +46,7 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := Start(ctx, Config{Root: root, Template: "template.yaml", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		DatabaseName: name, Stage: fmt.Sprintf("smoke%d", os.Getpid()), BatchWindow: time.Second,
+		DatabaseName: name, Bootstraps: bins, Stage: fmt.Sprintf("smoke%d", os.Getpid()), BatchWindow: time.Second,
 		FunctionLog: quietLog(testLog{t})}, logger)
 	if err != nil {
 		t.Fatal(err)

@@ -48,6 +48,10 @@ type Config struct {
 	Env func(string) string
 	// Start is when the user started the stack, for the ready time.
 	Start time.Time
+	// Bootstraps is a directory holding the functions' binaries, built
+	// before the stack starts (make dev and make test: $NEXUS_LAMBDA_DIR);
+	// empty, or a binary missing there, means the stack builds them.
+	Bootstraps string
 }
 
 // State is what a running stack tells its users (GET /state on the admin
@@ -136,8 +140,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 		return nil, err
 	}
 
-	// The builds take longest: run them while the database and queues are
-	// prepared.
+	// A build (when nothing was built beforehand) takes longest: run it
+	// while the database and queues are prepared.
 	type built struct {
 		bins map[string]string
 		errs map[string]error
@@ -145,7 +149,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 	buildDone := make(chan built, 1)
 	names := functionDirs(cfg.Root)
 	go func() {
-		bins, errs := buildAll(ctx, cfg.Root, names, d.workDir)
+		bins, errs := bootstraps(ctx, cfg.Root, cfg.Bootstraps, names, d.workDir)
 		buildDone <- built{bins, errs}
 	}()
 
@@ -294,31 +298,16 @@ func functionDirs(root string) []string {
 	return build
 }
 
-// buildAll builds the functions in one go build (sharing its work), and
-// one by one when that fails, to find which do not build.
-func buildAll(ctx context.Context, root string, names []string, out string) (map[string]string, map[string]error) {
-	bins, errs := map[string]string{}, map[string]error{}
-	if len(names) == 0 {
-		return bins, errs
+// bootstraps returns the functions' binaries: those of dir (make dev and
+// make test build them before anything starts), or, without dir or when one
+// is missing there, a build into out.
+func bootstraps(ctx context.Context, root, dir string, names []string, out string) (map[string]string, map[string]error) {
+	if dir != "" {
+		if bins, ok := PrebuiltBootstraps(dir, names); ok {
+			return bins, map[string]error{}
+		}
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for _, n := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			bin, err := BuildBootstrap(ctx, root, n, out)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs[n] = err
-				return
-			}
-			bins[n] = bin
-		}()
-	}
-	wg.Wait()
-	return bins, errs
+	return BuildBootstraps(ctx, root, names, out)
 }
 
 // openDatabase uses DATABASE_URL (migrated) or creates the dev database

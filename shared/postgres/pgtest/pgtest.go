@@ -10,6 +10,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nexus/usage/shared/postgres"
 )
 
@@ -61,14 +63,17 @@ func NewURL(tb testing.TB) string {
 		tb.Fatalf("connect to test server: %v", err)
 	}
 	defer conn.Close(ctx)
-	// CREATE DATABASE fails while another session is copying the template;
-	// retry briefly.
-	for attempt := 0; ; attempt++ {
+	// CREATE DATABASE fails with object_in_use while another session
+	// (autovacuum, a concurrent migration) is connected to the template:
+	// wait for it to leave, however long a loaded machine takes, up to the
+	// context's bound.
+	for {
 		_, err = conn.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %q TEMPLATE %q`, name, tmpl))
-		if err == nil || attempt == 50 {
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55006" || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	if err != nil {
 		tb.Fatalf("create test database: %v", err)
