@@ -21,7 +21,7 @@ ifneq ($(filter dev,$(MAKECMDGOALS)),)
 NEXUS_DEV_START := $(shell date +%s.%N)
 endif
 
-.PHONY: all build host tools test test-go lint cover dev demo migrate bench deploy clean \
+.PHONY: all build host prepare tools test test-go lint cover dev demo migrate bench deploy clean \
 	build-RecordFunction build-AggregateFunction build-AnalyticsFunction build-OverageFunction
 
 all: build
@@ -58,6 +58,12 @@ $(BIN)/staticcheck: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck
 	@touch $@
 
+# prepare builds what make dev and make test run: the host binaries and the
+# services' tools, the two go builds side by side (their module downloads
+# and link steps overlap; each schedules its packages across the cores).
+prepare:
+	@$(MAKE) --no-print-directory -j2 host $(SERVICE_TOOLS)
+
 # What the tests and the local stack are given: the functions built above
 # (the emulator tests and the devstack run them instead of building), the
 # migrator, the emulator.
@@ -65,14 +71,14 @@ SERVICES_ENV := NEXUS_LAMBDA_DIR=$(BIN) NEXUS_MIGRATE=$(BIN)/migrate NEXUS_RIE=$
 
 ## test: build what the tests run, start throwaway PostgreSQL, moto_server and
 ## stripe-mock, run every test with -race, stop them
-test: host $(SERVICE_TOOLS)
+test: prepare
 	$(SERVICES_ENV) scripts/with-services.sh $(MAKE) --no-print-directory test-go
 
 test-go:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## cover: statement coverage per package and in total (with the services of make test)
-cover: host $(SERVICE_TOOLS)
+cover: prepare
 	$(SERVICES_ENV) scripts/with-services.sh bash -c '$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -coverpkg=./shared/...,./functions/... -coverprofile=cover.out ./... >/dev/null && $(GO) tool cover -func=cover.out | tail -1 && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -cover ./shared/... ./functions/... | grep -v "no test files"'
 
 ## lint: gofmt, go vet, staticcheck, cfn-lint
@@ -89,7 +95,7 @@ migrate:
 
 ## bench: the benchmarks, one package at a time (they would skew each other), against a
 ## throwaway PostgreSQL with fsync on; the figures also go to bench.txt
-bench: host $(SERVICE_TOOLS)
+bench: prepare
 	set -o pipefail; PG_FSYNC=on $(SERVICES_ENV) scripts/with-services.sh $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee bench.txt
 
 ## deploy: build and deploy with the SAM CLI (needs Docker-less sam and AWS credentials)
@@ -107,7 +113,7 @@ clean:
 DEV_ADMIN ?= http://127.0.0.1:8081
 .PHONY: run-aggregate run-overage smoke
 
-dev: host $(SERVICE_TOOLS)
+dev: prepare
 	NEXUS_DEV_START=$(NEXUS_DEV_START) $(SERVICES_ENV) scripts/with-services.sh $(BIN)/devstack $(DEV_FLAGS)
 
 demo: host

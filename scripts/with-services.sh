@@ -132,7 +132,12 @@ make_template() {
 	psql -q -v ON_ERROR_STOP=1 "$NEXUS_TEST_DATABASE_URL" -c "ALTER DATABASE \"$NEXUS_TEST_TEMPLATE\" WITH ALLOW_CONNECTIONS false" >/dev/null
 }
 
-start_moto() {
+# moto_server and stripe-mock are launched first and waited for after
+# PostgreSQL is up, so that their start-ups overlap.
+MOTO_URL=""
+STRIPE_URL=""
+
+launch_moto() {
 	if ! command -v moto_server >/dev/null; then
 		missing "moto_server not found (pip install 'moto[server]')"
 		return
@@ -141,12 +146,17 @@ start_moto() {
 	port=$(free_port)
 	moto_server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
 	PIDS+=($!)
-	wait_http "http://127.0.0.1:$port/moto-api/" 30 || { cat "$WORK/moto.log" >&2; die "moto_server did not start"; }
-	export NEXUS_TEST_SQS_ENDPOINT="http://127.0.0.1:$port"
-	log "moto_server on 127.0.0.1:$port"
+	MOTO_URL="http://127.0.0.1:$port"
 }
 
-start_stripe() {
+wait_moto() {
+	[[ -n "$MOTO_URL" ]] || return 0
+	wait_http "$MOTO_URL/moto-api/" 30 || { cat "$WORK/moto.log" >&2; die "moto_server did not start"; }
+	export NEXUS_TEST_SQS_ENDPOINT=$MOTO_URL
+	log "moto_server on ${MOTO_URL#http://}"
+}
+
+launch_stripe() {
 	if [[ ! -x "$BIN/stripe-mock" ]]; then
 		missing "stripe-mock not built ($BIN/stripe-mock; make tools builds it)"
 		return
@@ -157,17 +167,24 @@ start_stripe() {
 	# stripe-mock serves HTTPS too; give it a free port rather than its fixed default.
 	"$BIN/stripe-mock" -http-addr "127.0.0.1:$port" -https-addr "127.0.0.1:$tls_port" >"$WORK/stripe-mock.log" 2>&1 &
 	PIDS+=($!)
-	wait_http "http://127.0.0.1:$port/v1/customers" 30 || { cat "$WORK/stripe-mock.log" >&2; die "stripe-mock did not start"; }
-	export NEXUS_TEST_STRIPE_URL="http://127.0.0.1:$port"
-	log "stripe-mock on 127.0.0.1:$port"
+	STRIPE_URL="http://127.0.0.1:$port"
 }
 
+wait_stripe() {
+	[[ -n "$STRIPE_URL" ]] || return 0
+	wait_http "$STRIPE_URL/v1/customers" 30 || { cat "$WORK/stripe-mock.log" >&2; die "stripe-mock did not start"; }
+	export NEXUS_TEST_STRIPE_URL=$STRIPE_URL
+	log "stripe-mock on ${STRIPE_URL#http://}"
+}
+
+if want moto; then launch_moto; fi
+if want stripe; then launch_stripe; fi
 if want pg; then
 	start_pg
 	make_template
 fi
-if want moto; then start_moto; fi
-if want stripe; then start_stripe; fi
+wait_moto
+wait_stripe
 export NEXUS_TEST_WORKDIR=$WORK
 # The Lambda emulator for the emulator tests and the local stack.
 if [[ -z "${NEXUS_RIE:-}" && -x "$BIN/aws-lambda-rie" ]]; then export NEXUS_RIE=$BIN/aws-lambda-rie; fi
