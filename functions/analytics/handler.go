@@ -213,8 +213,8 @@ type dayRow struct {
 	usage.DailyUsage
 }
 
-func (h *Handler) daily(ctx context.Context, r *httpapi.Request, id usage.Identity) (usage.DateRange, []dayRow, error) {
-	rg, err := r.DateRange(h.now(), DefaultDays)
+func (h *Handler) daily(ctx context.Context, r *httpapi.Request, id usage.Identity) (usage.DayRange, []dayRow, error) {
+	rg, err := r.DayRange(h.now(), DefaultDays)
 	if err != nil {
 		return rg, nil, err
 	}
@@ -290,7 +290,7 @@ type page struct {
 }
 
 func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, id usage.Identity, keys bool) httpapi.Response {
-	rg, err := r.DateRange(h.now(), DefaultDays)
+	rg, err := r.DayRange(h.now(), DefaultDays)
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -544,7 +544,7 @@ func nilIfEmpty(s string) *string {
 // --- admin routes ---
 
 func (h *Handler) getAdminSummary(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
-	rg, err := r.DateRange(h.now(), DefaultDays)
+	rg, err := r.DayRange(h.now(), DefaultDays)
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -560,7 +560,7 @@ func (h *Handler) getAdminSummary(ctx context.Context, r *httpapi.Request, _ usa
 }
 
 func (h *Handler) getTopUsers(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
-	rg, err := r.DateRange(h.now(), DefaultDays)
+	rg, err := r.DayRange(h.now(), DefaultDays)
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -625,7 +625,7 @@ func (h *Handler) postAggregate(ctx context.Context, r *httpapi.Request, admin u
 	if err := decodeJSON(r, maxBodyBytes, &in); err != nil {
 		return h.fail(ctx, err)
 	}
-	var rg usage.DateRange
+	var rg usage.DayRange
 	var err error
 	if rg.From, err = httpapi.ParseDate("from", in.From); err != nil {
 		return h.fail(ctx, err)
