@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -38,17 +37,11 @@ const (
 	maxBodyBytes = 16 << 10
 )
 
-// Authenticator resolves a request's credentials to the caller
-// (*auth.Authenticator).
-type Authenticator interface {
-	Authenticate(ctx context.Context, h auth.Header) (usage.Identity, error)
-}
-
 // Handler serves the analytics HTTP API behind API Gateway (payload v2).
 // Publisher and Limits may be nil: their routes then answer 503.
 type Handler struct {
 	Store     usage.AnalyticsStore
-	Auth      Authenticator
+	Auth      usage.Authenticator
 	Publisher usage.Publisher
 	Limits    usage.LimitChecker
 	Logger    *slog.Logger

@@ -2,7 +2,8 @@
 // metering system, for net/http handlers and for aws-lambda-go API Gateway
 // HTTP API (v2) handlers alike. For every request it
 //
-//  1. authenticates the caller (API key header or JWT bearer, shared/auth);
+//  1. authenticates the caller through a usage.Authenticator (an API key
+//     header or a JWT bearer with shared/auth);
 //     bad credentials get 401 problem+json;
 //  2. asks the usage.LimitChecker for a decision (rate limit + quota); a
 //     refusal is 429 problem+json with Retry-After, whose type is

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -23,11 +22,6 @@ const (
 	ProblemUnavailable   = "https://nexus.dev/problems/unavailable"
 	ProblemInternal      = "https://nexus.dev/problems/internal"
 )
-
-// Authenticator resolves request credentials; *auth.Authenticator is one.
-type Authenticator interface {
-	Authenticate(ctx context.Context, h auth.Header) (usage.Identity, error)
-}
 
 // Options configure the middleware.
 type Options struct {
@@ -44,7 +38,7 @@ type Options struct {
 
 // Middleware meters requests. It is safe for concurrent use.
 type Middleware struct {
-	auth   Authenticator
+	auth   usage.Authenticator
 	limits usage.LimitChecker
 	pub    usage.Publisher
 	logger *slog.Logger
@@ -53,7 +47,7 @@ type Middleware struct {
 }
 
 // New returns the middleware.
-func New(a Authenticator, l usage.LimitChecker, p usage.Publisher, opts Options) *Middleware {
+func New(a usage.Authenticator, l usage.LimitChecker, p usage.Publisher, opts Options) *Middleware {
 	m := &Middleware{auth: a, limits: l, pub: p, logger: opts.Logger, now: opts.Now, flush: opts.FlushEachRequest}
 	if m.logger == nil {
 		m.logger = slog.Default()
@@ -98,7 +92,7 @@ func (r *refusal) body() []byte {
 
 // decide authenticates and checks the limits. A nil refusal means the
 // request may go on; the headers are to be added to the response.
-func (m *Middleware) decide(ctx context.Context, h auth.Header, now time.Time) (usage.Identity, [][2]string, *refusal) {
+func (m *Middleware) decide(ctx context.Context, h func(string) string, now time.Time) (usage.Identity, [][2]string, *refusal) {
 	id, err := m.auth.Authenticate(ctx, h)
 	if err != nil {
 		return id, nil, m.errorRefusal(ctx, err)
