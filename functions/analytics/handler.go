@@ -141,11 +141,7 @@ func (h *Handler) admin(f routeFunc) httpapi.HandlerFunc {
 }
 
 func (h *Handler) fail(ctx context.Context, err error) httpapi.Response {
-	resp := httpapi.Error(ctx, h.Logger, err)
-	if resp.StatusCode == http.StatusUnauthorized {
-		resp.Headers["WWW-Authenticate"] = `Bearer, ApiKey`
-	}
-	return resp
+	return httpapi.Error(ctx, h.Logger, err)
 }
 
 func (h *Handler) now() time.Time { return h.Now().UTC() }
@@ -498,8 +494,8 @@ func (h *Handler) postLimitsCheck(ctx context.Context, r *httpapi.Request, id us
 		"reason":              nilIfEmpty(d.Reason),
 		"limit":               d.Limit,
 		"remaining":           d.Remaining,
-		"reset_seconds":       seconds(d.Reset),
-		"retry_after_seconds": seconds(d.RetryAfter),
+		"reset_seconds":       httpapi.Seconds(d.Reset),
+		"retry_after_seconds": httpapi.Seconds(d.RetryAfter),
 		"rate_per_second":     d.RatePerSecond,
 		"quota": map[string]any{
 			"period":    period(d.Quota.Period),
@@ -510,21 +506,10 @@ func (h *Handler) postLimitsCheck(ctx context.Context, r *httpapi.Request, id us
 		},
 	}
 	resp := httpapi.JSON(http.StatusOK, body)
-	resp.Headers["RateLimit-Limit"] = i64(d.Limit)
-	resp.Headers["RateLimit-Remaining"] = i64(d.Remaining)
-	resp.Headers["RateLimit-Reset"] = i64(seconds(d.Reset))
-	if !d.Allowed {
-		resp.Headers["Retry-After"] = i64(seconds(d.RetryAfter))
+	for k, v := range httpapi.RateLimitHeaders(d, h.now()) {
+		resp.Headers[k] = v
 	}
 	return resp
-}
-
-// seconds rounds a duration up to whole seconds.
-func seconds(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64((d + time.Second - 1) / time.Second)
 }
 
 func nilIfEmpty(s string) *string {

@@ -456,7 +456,7 @@ func TestLimitsCheck(t *testing.T) {
 	if f.limits.cost != 3 || f.limits.got[0].UserID != alice || f.limits.got[0].APIKeyID != f.keyID {
 		t.Errorf("checked %+v cost %d", f.limits.got, f.limits.cost)
 	}
-	if resp.Headers["Retry-After"] != "1" || resp.Headers["RateLimit-Reset"] != "2" {
+	if resp.Headers["Retry-After"] != "1" || resp.Headers["X-RateLimit-Reset"] != "2" || resp.Headers["RateLimit"] != `"burst";r=0;t=2, "quota";r=0;t=2160000` {
 		t.Errorf("headers = %v", resp.Headers)
 	}
 	got := decode[map[string]any](t, resp)
