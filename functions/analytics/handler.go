@@ -40,7 +40,9 @@ const (
 // Handler serves the analytics HTTP API behind API Gateway (payload v2).
 // Publisher and Limits may be nil: their routes then answer 503.
 type Handler struct {
-	Store     usage.AnalyticsStore
+	// Usage answers the user routes, Admin the admin routes.
+	Usage     usage.UsageReader
+	Admin     usage.AdminStore
 	Auth      usage.Authenticator
 	Publisher usage.Publisher
 	Limits    usage.LimitChecker
@@ -153,7 +155,7 @@ func (h *Handler) getUsage(ctx context.Context, r *httpapi.Request, id usage.Ide
 }
 
 func (h *Handler) usageOf(ctx context.Context, userID string) httpapi.Response {
-	s, err := h.Store.UsageSummary(ctx, userID, h.now())
+	s, err := h.Usage.UsageSummary(ctx, userID, h.now())
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -207,7 +209,7 @@ func (h *Handler) daily(ctx context.Context, r *httpapi.Request, id usage.Identi
 	if err != nil {
 		return rg, nil, err
 	}
-	days, err := h.Store.DailyUsage(ctx, id.UserID, rg, h.now())
+	days, err := h.Usage.DailyUsage(ctx, id.UserID, rg, h.now())
 	if err != nil {
 		return rg, nil, err
 	}
@@ -296,9 +298,9 @@ func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, id usage.Id
 	}
 	var rows []usage.Breakdown
 	if keys {
-		rows, err = h.Store.KeyBreakdown(ctx, f)
+		rows, err = h.Usage.KeyBreakdown(ctx, f)
 	} else {
-		rows, err = h.Store.EndpointBreakdown(ctx, f)
+		rows, err = h.Usage.EndpointBreakdown(ctx, f)
 	}
 	if err != nil {
 		return h.fail(ctx, err)
@@ -526,7 +528,7 @@ func (h *Handler) getAdminSummary(ctx context.Context, r *httpapi.Request, _ usa
 	if err != nil {
 		return h.fail(ctx, err)
 	}
-	s, err := h.Store.AdminSummary(ctx, rg, h.now())
+	s, err := h.Admin.AdminSummary(ctx, rg, h.now())
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -554,7 +556,7 @@ func (h *Handler) getTopUsers(ctx context.Context, r *httpapi.Request, _ usage.I
 	default:
 		return h.fail(ctx, usage.FieldErrorf("by", "must be calls, errors or overage"))
 	}
-	users, err := h.Store.TopUsers(ctx, usage.TopUsersFilter{Range: rg, By: by, Limit: limit}, h.now())
+	users, err := h.Admin.TopUsers(ctx, usage.TopUsersFilter{Range: rg, By: by, Limit: limit}, h.now())
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -587,7 +589,7 @@ func (h *Handler) putPlan(ctx context.Context, r *httpapi.Request, admin usage.I
 		return h.fail(ctx, err)
 	}
 	c.UserID, c.Who = id, admin.UserID
-	sub, err := h.Store.PutPlan(ctx, c)
+	sub, err := h.Admin.PutPlan(ctx, c)
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -617,7 +619,7 @@ func (h *Handler) postAggregate(ctx context.Context, r *httpapi.Request, admin u
 	if err := rg.Validate(); err != nil {
 		return h.fail(ctx, err)
 	}
-	n, err := h.Store.QueueAggregation(ctx, rg)
+	n, err := h.Admin.QueueAggregation(ctx, rg)
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -638,7 +640,7 @@ func (h *Handler) getRejected(ctx context.Context, r *httpapi.Request, _ usage.I
 	} else if ok && c.Before <= 0 {
 		return h.fail(ctx, usage.FieldErrorf("cursor", "is not a cursor of this list"))
 	}
-	rows, err := h.Store.RejectedEvents(ctx, c.Before, limit+1)
+	rows, err := h.Admin.RejectedEvents(ctx, c.Before, limit+1)
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -675,7 +677,7 @@ func (h *Handler) getOverage(ctx context.Context, r *httpapi.Request, _ usage.Id
 		}
 		f.After = &c
 	}
-	rows, err := h.Store.ListLedgerPage(ctx, f)
+	rows, err := h.Admin.ListLedgerPage(ctx, f)
 	if err != nil {
 		return h.fail(ctx, err)
 	}

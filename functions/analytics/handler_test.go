@@ -102,7 +102,8 @@ func newFixture(t *testing.T) *fixture {
 	seed(t, db, k.ID)
 	f := &fixture{db: db, aliceKey: secret, keyID: k.ID, bobKey: bobSecret, pub: &fakePublisher{}, limits: &fakeLimits{}}
 	f.h = &Handler{
-		Store:     postgres.NewAnalyticsStore(db),
+		Usage:     postgres.NewAnalyticsStore(db),
+		Admin:     postgres.NewAnalyticsStore(db),
 		Auth:      &auth.Authenticator{Keys: keys, JWT: verifier},
 		Publisher: f.pub,
 		Limits:    f.limits,
@@ -440,7 +441,7 @@ func TestPostEvents(t *testing.T) {
 		})
 	}
 
-	f.h = &Handler{Store: f.h.Store, Auth: f.h.Auth, Now: f.h.Now}
+	f.h = &Handler{Usage: f.h.Usage, Admin: f.h.Admin, Auth: f.h.Auth, Now: f.h.Now}
 	resp = f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, body))
 	wantStatus(t, resp, 503)
 }
@@ -473,7 +474,7 @@ func TestLimitsCheck(t *testing.T) {
 	if p := decode[problem](t, resp); p.Param != "cost" {
 		t.Errorf("param = %q; want cost", p.Param)
 	}
-	f.h = &Handler{Store: f.h.Store, Auth: f.h.Auth, Now: f.h.Now}
+	f.h = &Handler{Usage: f.h.Usage, Admin: f.h.Admin, Auth: f.h.Auth, Now: f.h.Now}
 	wantStatus(t, f.do(t, request("POST", "/v1/limits/check", map[string]string{"X-Api-Key": f.aliceKey}, "")), 503)
 }
 

@@ -69,7 +69,7 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	if h.Publisher != nil || h.Limits == nil || h.Store == nil || h.Auth == nil {
+	if h.Publisher != nil || h.Limits == nil || h.Usage == nil || h.Admin == nil || h.Auth == nil {
 		t.Errorf("without QUEUE_URL: publisher %v, limits %v", h.Publisher, h.Limits)
 	}
 	h, err = build(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_PUBLIC_KEY": pemKey(t, &rsaKey.PublicKey),

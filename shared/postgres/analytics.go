@@ -10,16 +10,21 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// AnalyticsStore answers the analytics API's queries: one SQL statement per
-// route, over the live counters (today and days waiting to be aggregated),
-// the daily rollup (closed days) and its per-user, per-month running totals
-// eco_usage_user_monthly (admin reports).
+// AnalyticsStore answers the analytics API's queries, those of the user
+// routes (usage.UsageReader) and of the admin routes (usage.AdminStore):
+// one SQL statement per route, over the live counters (today and days
+// waiting to be aggregated), the daily rollup (closed days) and its
+// per-user, per-month running totals eco_usage_user_monthly (admin
+// reports).
 type AnalyticsStore struct{ db *DB }
 
 // NewAnalyticsStore returns a store over db.
 func NewAnalyticsStore(db *DB) *AnalyticsStore { return &AnalyticsStore{db: db} }
 
-var _ usage.AnalyticsStore = (*AnalyticsStore)(nil)
+var (
+	_ usage.UsageReader = (*AnalyticsStore)(nil)
+	_ usage.AdminStore  = (*AnalyticsStore)(nil)
+)
 
 func checkUser(id string) error {
 	if !usage.IsUUID(id) {
