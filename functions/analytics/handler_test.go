@@ -402,7 +402,7 @@ func TestPostEvents(t *testing.T) {
 	wantResults := []eventResult{
 		{Index: 0, EventID: good, Status: "accepted"},
 		{Index: 1, EventID: "30000000-0000-4000-8000-000000000002", Status: "rejected", Param: "status_code", Detail: "status_code: must be between 100 and 599"},
-		{Index: 2, Status: "rejected", Param: "status_code", Detail: "status_code: must be a JSON integer"},
+		{Index: 2, Status: "rejected", Param: "status_code", Detail: "status_code: must be an integer"},
 	}
 	if got.Accepted != 1 || got.Rejected != 2 {
 		t.Errorf("accepted, rejected = %d, %d; want 1, 2", got.Accepted, got.Rejected)
@@ -596,7 +596,7 @@ func TestPutPlan(t *testing.T) {
 		{"unknown plan", `{"plan_id":"gold"}`, "plan_id"},
 		{"no plan", `{}`, "plan_id"},
 		{"bad override", `{"plan_id":"pro","overrides":{"burst":0}}`, "burst"},
-		{"unknown field", `{"plan_id":"pro","colour":"red"}`, "body"},
+		{"unknown field", `{"plan_id":"pro","colour":"red"}`, "colour"},
 		{"wrong type", `{"plan_id":7}`, "plan_id"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
