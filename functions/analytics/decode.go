@@ -41,8 +41,8 @@ func decodeJSON(b []byte, v any, strict bool) error {
 	if err := d.Decode(v); err != nil {
 		return jsonError(err, len(b))
 	}
+	off := d.InputOffset()
 	if _, err := d.Token(); err != io.EOF {
-		off := d.InputOffset()
 		off += int64(len(b[off:]) - len(bytes.TrimLeft(b[off:], " \t\r\n")))
 		return usage.FieldErrorf("body", "must hold one JSON value; more follows at byte %d", off+1)
 	}
