@@ -166,3 +166,5 @@ type pageOf[T any] struct {
 	Items      []T    `json:"items"`
 	NextCursor string `json:"next_cursor"`
 }
+
+func decodeInto(body string, v any) error { return json.Unmarshal([]byte(body), v) }
