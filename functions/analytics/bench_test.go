@@ -159,7 +159,8 @@ func BenchmarkAnalytics(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := &Handler{Store: postgres.NewAnalyticsStore(db), Auth: &auth.Authenticator{JWT: verifier},
+	store := postgres.NewAnalyticsStore(db)
+	h := &Handler{Usage: store, Admin: store, Auth: &auth.Authenticator{JWT: verifier},
 		Now: func() time.Time { return now }}
 	sign := func(user string, admin bool) string {
 		s, err := auth.Sign(testSecret, testIssuer, testAudience, user, admin, now.Add(-time.Minute), time.Hour)

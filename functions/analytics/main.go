@@ -79,8 +79,10 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
+	store := postgres.NewAnalyticsStore(db)
 	h := &Handler{
-		Store:  postgres.NewAnalyticsStore(db),
+		Usage:  store,
+		Admin:  store,
 		Auth:   &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: verifier},
 		Logger: logger,
 		Now:    time.Now,

@@ -25,7 +25,9 @@ func pemKey(t *testing.T, pub any) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
-func TestBuild(t *testing.T) {
+// TestBuildRefusesBadConfig needs no database: every bad setting is
+// refused before anything connects.
+func TestBuildRefusesBadConfig(t *testing.T) {
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	vars := func(m map[string]string) *env.Env {
@@ -63,13 +65,31 @@ func TestBuild(t *testing.T) {
 			t.Errorf("parsePublicKey(%T): %v", pub, err)
 		}
 	}
+}
 
+// TestBuild wires the handler to a real database, with and without a
+// queue.
+func TestBuild(t *testing.T) {
 	url := pgtest.NewURL(t)
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	vars := func(m map[string]string) *env.Env {
+		return env.New(ctx, func(k string) string { return m[k] })
+	}
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	const secret = "0123456789abcdef0123456789abcdef"
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{"JWT_ISSUER": "https://auth.test/", "JWT_AUDIENCE": "nexus-usage"}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
 	h, err := build(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_HMAC_SECRET": secret})), logger)
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	if h.Publisher != nil || h.Limits == nil || h.Store == nil || h.Auth == nil {
+	if h.Publisher != nil || h.Limits == nil || h.Usage == nil || h.Admin == nil || h.Auth == nil {
 		t.Errorf("without QUEUE_URL: publisher %v, limits %v", h.Publisher, h.Limits)
 	}
 	h, err = build(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_PUBLIC_KEY": pemKey(t, &rsaKey.PublicKey),

@@ -9,6 +9,7 @@ import (
 	"github.com/nexus/usage/shared/postgres/pgtest"
 )
 
+// TestSetup refuses bad configuration before anything connects.
 func TestSetup(t *testing.T) {
 	ctx := context.Background()
 	vars := func(m map[string]string) *env.Env {
@@ -25,7 +26,16 @@ func TestSetup(t *testing.T) {
 			t.Errorf("setup(%v): no error", bad)
 		}
 	}
+}
+
+// TestSetupWithDatabase wires the handler to a real database, with and
+// without a Stripe key.
+func TestSetupWithDatabase(t *testing.T) {
 	url := pgtest.NewURL(t)
+	ctx := context.Background()
+	vars := func(m map[string]string) *env.Env {
+		return env.New(ctx, func(k string) string { return m[k] })
+	}
 	dry, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "GRACE_PERIOD": "48h"}), testLogger(t))
 	if err != nil {
 		t.Fatalf("setup: %v", err)

@@ -3,22 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/uuid"
-	"github.com/nexus/usage/shared/postgres"
-	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/mock"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -40,59 +33,41 @@ func loadEvent(t *testing.T, name string) events.SQSEvent {
 	return ev
 }
 
-// eventStoreFunc is a usage.EventStore made of a function.
-type eventStoreFunc func(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error)
-
-func (f eventStoreFunc) RecordBatch(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
-	return f(ctx, events, rejected)
-}
-
+// TestHandleMixedBatch: one call to the store per batch, with the valid
+// events of every message and the quarantine of the invalid ones, each
+// rejection naming its message and field; every message is acknowledged.
 func TestHandleMixedBatch(t *testing.T) {
-	db := pgtest.NewDB(t)
-	h := &Handler{Events: postgres.NewEventStore(db), Logger: quiet, Now: func() time.Time { return fixtureNow }}
-	ev := loadEvent(t, "mixed_batch.json")
-	resp, err := h.Handle(context.Background(), ev)
-	if err != nil || len(resp.BatchItemFailures) != 0 {
-		t.Fatalf("Handle() = %+v, %v; want every message acknowledged", resp, err)
+	var calls int
+	var got struct {
+		ids      []string
+		rejected []usage.Rejection
 	}
-	// A redelivery of the whole batch changes nothing but the quarantine.
-	if resp, err := h.Handle(context.Background(), ev); err != nil || len(resp.BatchItemFailures) != 0 {
-		t.Fatalf("Handle() again = %+v, %v", resp, err)
+	h := &Handler{
+		Events: &mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+			calls++
+			for _, e := range events {
+				got.ids = append(got.ids, e.EventID)
+			}
+			got.rejected = rejected
+			return int64(len(events)), nil
+		}},
+		Logger: quiet, Now: func() time.Time { return fixtureNow },
 	}
-	ctx := context.Background()
-	var ids []string
-	rows, err := db.Pool.Query(ctx, `SELECT event_id::text FROM eco_api_usage ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
+	resp, err := h.Handle(context.Background(), loadEvent(t, "mixed_batch.json"))
+	if err != nil || len(resp.BatchItemFailures) != 0 || calls != 1 {
+		t.Fatalf("Handle() = %+v, %v after %d store calls; want every message acknowledged after one", resp, err, calls)
 	}
 	wantIDs := []string{"0195f3a0-0000-7000-8000-000000000001", "0195f3a0-0000-7000-8000-000000000003", "0195f3a0-0000-7000-8000-000000000004"}
-	if diff := cmp.Diff(wantIDs, ids); diff != "" {
-		t.Errorf("stored events (-want +got):\n%s", diff)
+	if diff := cmp.Diff(wantIDs, got.ids); diff != "" {
+		t.Errorf("events recorded (-want +got):\n%s", diff)
 	}
-
 	type quarantined struct{ MessageID, EventID, Field string }
-	var got []quarantined
-	rows, err = db.Pool.Query(ctx, `SELECT message_id, event_id, field, reason FROM eco_rejected_events ORDER BY rejected_id LIMIT 4`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var q quarantined
-		var reason string
-		if err := rows.Scan(&q.MessageID, &q.EventID, &q.Field, &reason); err != nil {
-			t.Fatal(err)
+	var q []quarantined
+	for _, r := range got.rejected {
+		q = append(q, quarantined{r.MessageID, r.EventID, r.Field})
+		if r.Source != usage.RejectionSourceRecord || r.Reason == "" || r.Body == "" {
+			t.Errorf("rejection %+v lacks its source, reason or body", r)
 		}
-		if q.Field != "" && !strings.Contains(reason, q.Field) {
-			t.Errorf("reason %q does not name the field %q", reason, q.Field)
-		}
-		got = append(got, q)
 	}
 	want := []quarantined{
 		{"m-valid-array", "0195f3a0-0000-7000-8000-000000000002", "method"},
@@ -100,29 +75,27 @@ func TestHandleMixedBatch(t *testing.T) {
 		{"m-unknown-field", "0195f3a0-0000-7000-8000-000000000005", "colour"},
 		{"m-too-old", "0195f3a0-0000-7000-8000-000000000006", "occurred_at"},
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, q); diff != "" {
 		t.Errorf("quarantine (-want +got):\n%s", diff)
 	}
+}
 
-	var counters []string
-	rows, err = db.Pool.Query(ctx, `SELECT format('%s %s %s %s %s', user_id, day, calls, errors_4xx, errors_5xx) FROM eco_usage_counters ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
+// TestHandleBackfillWindow: events are judged at the handler's clock
+// against its backfill window, 35 days unless set.
+func TestHandleBackfillWindow(t *testing.T) {
+	ev := loadEvent(t, "mixed_batch.json")
+	for _, tt := range []struct {
+		backfill time.Duration
+		accepted int
+	}{{0, 3}, {24 * time.Hour, 2}, {500 * 24 * time.Hour, 4}} {
+		var n int
+		h := &Handler{Events: &mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, _ []usage.Rejection) (int64, error) {
+			n = len(events)
+			return int64(n), nil
+		}}, Logger: quiet, Now: func() time.Time { return fixtureNow }, Backfill: tt.backfill}
+		if _, err := h.Handle(context.Background(), ev); err != nil || n != tt.accepted {
+			t.Errorf("backfill %v: %d events accepted, %v; want %d", tt.backfill, n, err, tt.accepted)
 		}
-		counters = append(counters, s)
-	}
-	wantCounters := []string{
-		"0195f3a0-0000-7000-8000-0000000000bb 2026-03-10 1 1 0",
-		"6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5 2026-03-09 2 0 2", // one 503 event of quantity 2
-		"6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5 2026-03-10 1 0 0",
-	}
-	if diff := cmp.Diff(wantCounters, counters); diff != "" {
-		t.Errorf("counters (-want +got):\n%s", diff)
 	}
 }
 
@@ -130,13 +103,13 @@ func TestHandleStoreFailureFailsEveryMessage(t *testing.T) {
 	ev := loadEvent(t, "mixed_batch.json")
 	var calls int
 	h := &Handler{
-		Events: eventStoreFunc(func(_ context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+		Events: &mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
 			calls++
 			if len(events) != 3 || len(rejected) != 4 {
 				t.Errorf("RecordBatch got %d events, %d rejections; want 3, 4", len(events), len(rejected))
 			}
 			return 0, usage.Errorf(usage.CodeUnavailable, "database unavailable")
-		}),
+		}},
 		Logger: quiet, Now: func() time.Time { return fixtureNow },
 	}
 	resp, err := h.Handle(context.Background(), ev)
@@ -154,179 +127,5 @@ func TestHandleStoreFailureFailsEveryMessage(t *testing.T) {
 	}
 	if calls != 1 {
 		t.Errorf("RecordBatch called %d times; want one call per batch", calls)
-	}
-}
-
-type failInside struct{}
-
-var errInjected = errors.New("injected database failure")
-
-// TestHandleRedeliveryUnderFailures delivers 10,000 events, 30 % of them
-// duplicates, shuffled into more than 200 batches; about 15 % of the
-// batch deliveries fail (before the write, inside the transaction after the
-// write, or after the commit with the acknowledgement lost) and are
-// redelivered until they succeed. The stored rows and the counters must
-// equal exactly the unique events.
-func TestHandleRedeliveryUnderFailures(t *testing.T) {
-	db := pgtest.NewDB(t)
-	store := postgres.NewEventStore(db)
-	store.AfterWrite = func(ctx context.Context) error {
-		if ctx.Value(failInside{}) != nil {
-			return errInjected
-		}
-		return nil
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	var failures [3]int
-	wrapped := eventStoreFunc(func(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
-		switch r := rng.IntN(100); {
-		case r < 5:
-			failures[0]++
-			return 0, errInjected
-		case r < 10:
-			failures[1]++
-			return store.RecordBatch(context.WithValue(ctx, failInside{}, true), events, rejected)
-		case r < 15:
-			failures[2]++
-			if _, err := store.RecordBatch(ctx, events, rejected); err != nil {
-				return 0, err
-			}
-			return 0, errInjected // committed, but the acknowledgement is lost
-		}
-		return store.RecordBatch(ctx, events, rejected)
-	})
-	now := time.Now().UTC()
-	h := &Handler{Events: wrapped, Logger: quiet, Now: func() time.Time { return now }}
-
-	users := make([]string, 25)
-	for i := range users {
-		users[i] = uuid.NewString()
-	}
-	const total, unique = 10_000, 7_000
-	uniq := make([]usage.Event, unique)
-	for i := range uniq {
-		id, _ := uuid.NewV7()
-		uniq[i] = usage.Event{Version: 1, EventID: id.String(), UserID: users[rng.IntN(len(users))],
-			Endpoint: "GET /v1/games/{id}", Method: "GET", StatusCode: []int{200, 201, 404, 429, 500}[rng.IntN(5)],
-			LatencyMS: int64(rng.IntN(500)), RequestBytes: int64(rng.IntN(1000)), ResponseBytes: int64(rng.IntN(5000)),
-			Quantity: int64(1 + rng.IntN(3)), OccurredAt: now.Add(-time.Duration(rng.Int64N(int64(72 * time.Hour))))}
-	}
-	all := append([]usage.Event(nil), uniq...)
-	for range total - unique {
-		all = append(all, uniq[rng.IntN(unique)])
-	}
-	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-
-	// Messages of 1 to 9 events, batches of 1 to 9 messages.
-	var queue []events.SQSMessage
-	for i := 0; i < len(all); {
-		n := min(1+rng.IntN(9), len(all)-i)
-		body, _ := json.Marshal(all[i : i+n])
-		queue = append(queue, events.SQSMessage{MessageId: fmt.Sprintf("m%d", len(queue)), Body: string(body)})
-		i += n
-	}
-	batches, failedBatches := 0, 0
-	for len(queue) > 0 {
-		n := min(1+rng.IntN(9), len(queue))
-		batch := queue[:n]
-		queue = queue[n:]
-		batches++
-		resp, err := h.Handle(context.Background(), events.SQSEvent{Records: batch})
-		if err != nil {
-			t.Fatal(err)
-		}
-		failed := map[string]bool{}
-		for _, f := range resp.BatchItemFailures {
-			failed[f.ItemIdentifier] = true
-		}
-		if len(failed) > 0 {
-			failedBatches++
-		}
-		for _, m := range batch {
-			if failed[m.MessageId] {
-				// Redelivered later, somewhere in the queue.
-				at := rng.IntN(len(queue) + 1)
-				queue = append(queue[:at], append([]events.SQSMessage{m}, queue[at:]...)...)
-			}
-		}
-	}
-	t.Logf("%d batch deliveries, %d failed (before write %d, inside the transaction %d, after commit %d)",
-		batches, failedBatches, failures[0], failures[1], failures[2])
-	if batches < 200 || failedBatches*10 < batches {
-		t.Fatalf("%d batches with %d failed; want ≥ 200 with ≥ 10 %% failed", batches, failedBatches)
-	}
-	for i, n := range failures {
-		if n == 0 {
-			t.Fatalf("failure mode %d never injected", i)
-		}
-	}
-
-	// The expectation, computed from the unique events.
-	type key struct{ user, day string }
-	type sums struct{ Calls, E4, E5, Req, Resp int64 }
-	want := map[key]sums{}
-	for _, e := range uniq {
-		k := key{e.UserID, e.OccurredAt.UTC().Format(time.DateOnly)}
-		s := want[k]
-		s.Calls += e.Quantity
-		if e.StatusCode >= 400 && e.StatusCode < 500 {
-			s.E4 += e.Quantity
-		}
-		if e.StatusCode >= 500 {
-			s.E5 += e.Quantity
-		}
-		s.Req += e.RequestBytes
-		s.Resp += e.ResponseBytes
-		want[k] = s
-	}
-	ctx := context.Background()
-	got := map[key]sums{}
-	rows, err := db.Pool.Query(ctx, `SELECT user_id::text, day::text, calls, errors_4xx, errors_5xx, request_bytes, response_bytes FROM eco_usage_counters`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var k key
-		var s sums
-		if err := rows.Scan(&k.user, &k.day, &s.Calls, &s.E4, &s.E5, &s.Req, &s.Resp); err != nil {
-			t.Fatal(err)
-		}
-		got[k] = s
-	}
-	if diff := cmp.Diff(want, got, cmp.AllowUnexported(key{})); diff != "" {
-		t.Errorf("counters (-want +got):\n%s", diff)
-	}
-	// The raw rows: exactly the unique events, per user and day.
-	rawWant := map[key]int64{}
-	for _, e := range uniq {
-		rawWant[key{e.UserID, e.OccurredAt.UTC().Format(time.DateOnly)}]++
-	}
-	rawGot := map[key]int64{}
-	rows, err = db.Pool.Query(ctx, `SELECT user_id::text, (occurred_at AT TIME ZONE 'UTC')::date::text, count(*) FROM eco_api_usage GROUP BY 1, 2`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var k key
-		var n int64
-		if err := rows.Scan(&k.user, &k.day, &n); err != nil {
-			t.Fatal(err)
-		}
-		rawGot[k] = n
-	}
-	if diff := cmp.Diff(rawWant, rawGot, cmp.AllowUnexported(key{})); diff != "" {
-		t.Errorf("raw rows per user and day (-want +got):\n%s", diff)
-	}
-	var days []string
-	for k := range want {
-		days = append(days, k.day)
-	}
-	sort.Strings(days)
-	var dirty int
-	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM eco_usage_dirty_days WHERE day::text = ANY($1)`, days).Scan(&dirty); err != nil {
-		t.Fatal(err)
-	}
-	if dirty == 0 {
-		t.Error("no dirty days marked")
 	}
 }

@@ -15,6 +15,7 @@ func testEnv(vars map[string]string) *env.Env {
 	return env.New(context.Background(), func(k string) string { return vars[k] })
 }
 
+// TestSetup refuses bad configuration before anything connects.
 func TestSetup(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
@@ -27,7 +28,13 @@ func TestSetup(t *testing.T) {
 			t.Errorf("setup(%v): no error", bad)
 		}
 	}
-	h, err := setup(ctx, testEnv(map[string]string{"DATABASE_URL": pgtest.NewURL(t), "BACKFILL_WINDOW": "7d", "DATABASE_PROXY": "true"}), logger)
+}
+
+// TestSetupWithDatabase wires the handler to a real database.
+func TestSetupWithDatabase(t *testing.T) {
+	url := pgtest.NewURL(t)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := setup(context.Background(), testEnv(map[string]string{"DATABASE_URL": url, "BACKFILL_WINDOW": "7d", "DATABASE_PROXY": "true"}), logger)
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}

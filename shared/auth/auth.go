@@ -18,12 +18,12 @@ type Authenticator struct {
 	JWT  *JWTVerifier
 }
 
-// Header returns a header's value by case-insensitive name.
-type Header func(name string) string
+var _ usage.Authenticator = (*Authenticator)(nil)
 
-// Authenticate returns the caller. No credentials, or credentials that do
-// not verify, return CodeUnauthorized; a store failure keeps its code.
-func (a *Authenticator) Authenticate(ctx context.Context, h Header) (usage.Identity, error) {
+// Authenticate returns the caller of a request whose headers h returns by
+// case-insensitive name. No credentials, or credentials that do not
+// verify, return CodeUnauthorized; a store failure keeps its code.
+func (a *Authenticator) Authenticate(ctx context.Context, h func(name string) string) (usage.Identity, error) {
 	if key := strings.TrimSpace(h(APIKeyHeader)); key != "" {
 		return a.apiKey(ctx, key)
 	}

@@ -94,12 +94,12 @@ func TestParams(t *testing.T) {
 			ev := raw("GET", "/")
 			ev.RawQueryString = tt.query
 			req := &httpapi.Request{Event: &ev}
-			rg, err := req.DateRange(now, 30)
+			rg, err := req.DayRange(now, 30)
 			if f := usage.ErrorField(err); f != tt.param {
-				t.Fatalf("DateRange error %v; want one naming %q", err, tt.param)
+				t.Fatalf("DayRange error %v; want one naming %q", err, tt.param)
 			}
 			if err == nil && (rg.From.Format(time.DateOnly) != tt.from || rg.To.Format(time.DateOnly) != tt.to) {
-				t.Errorf("DateRange = %v..%v; want %s..%s", rg.From, rg.To, tt.from, tt.to)
+				t.Errorf("DayRange = %v..%v; want %s..%s", rg.From, rg.To, tt.from, tt.to)
 			}
 		})
 	}

@@ -21,13 +21,14 @@ func ParseDate(param, s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-// DateRange reads the from and to query parameters. Both are optional: to
-// defaults to today and from to defaultDays−1 days before to. The range
-// must not be reversed nor longer than usage.MaxRangeDays; to may not lie
-// more than a day past today.
-func (r *Request) DateRange(now time.Time, defaultDays int) (usage.DateRange, error) {
+// DayRange reads the from and to query parameters. Both are optional: to
+// defaults to today and from to defaultDays−1 days before to. To may not
+// lie more than a day past today. A range that is reversed or longer than
+// usage.MaxRangeDays names "from", the end that moves when only to is
+// given.
+func (r *Request) DayRange(now time.Time, defaultDays int) (usage.DayRange, error) {
 	today := usage.Day(now)
-	var rg usage.DateRange
+	var rg usage.DayRange
 	var err error
 	if s := r.Query("to"); s != "" {
 		if rg.To, err = ParseDate("to", s); err != nil {
@@ -49,7 +50,7 @@ func (r *Request) DateRange(now time.Time, defaultDays int) (usage.DateRange, er
 	if rg.From.After(rg.To) {
 		return rg, usage.FieldErrorf("from", "must not be after to")
 	}
-	if rg.Days() > usage.MaxRangeDays {
+	if rg.Len() > usage.MaxRangeDays {
 		return rg, usage.FieldErrorf("from", "range longer than %d days", usage.MaxRangeDays)
 	}
 	return rg, nil

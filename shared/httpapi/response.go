@@ -86,10 +86,23 @@ func CSV(status int, body, filename string) Response {
 	return Response{StatusCode: status, Headers: h, Body: body}
 }
 
-// ProblemResponse returns p as an application/problem+json response.
+// Challenge is the WWW-Authenticate header of every 401: a bearer token
+// (JWT) or an API key.
+const Challenge = "Bearer, ApiKey"
+
+// ProblemResponse returns p as an application/problem+json response. A 401
+// carries the WWW-Authenticate challenge and a 503 "Retry-After: 1": every
+// problem of a status has the same headers, whoever answers.
 func ProblemResponse(p Problem) Response {
 	b, _ := json.Marshal(p)
-	return Response{StatusCode: p.Status, Headers: map[string]string{"Content-Type": ContentProblem}, Body: string(b)}
+	h := map[string]string{"Content-Type": ContentProblem}
+	switch p.Status {
+	case http.StatusUnauthorized:
+		h["WWW-Authenticate"] = Challenge
+	case http.StatusServiceUnavailable:
+		h["Retry-After"] = "1"
+	}
+	return Response{StatusCode: p.Status, Headers: h, Body: string(b)}
 }
 
 // NewProblem builds the problem of a status that is not an application

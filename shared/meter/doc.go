@@ -2,11 +2,14 @@
 // metering system, for net/http handlers and for aws-lambda-go API Gateway
 // HTTP API (v2) handlers alike. For every request it
 //
-//  1. authenticates the caller (API key header or JWT bearer, shared/auth);
-//     bad credentials get 401 problem+json;
+//  1. authenticates the caller through a usage.Authenticator (an API key
+//     header or a JWT bearer with shared/auth); bad credentials get 401
+//     problem+json;
 //  2. asks the usage.LimitChecker for a decision (rate limit + quota); a
-//     refusal is 429 problem+json with Retry-After, whose type is
-//     ProblemRateLimited or ProblemQuotaExceeded;
+//     refusal is httpapi.Refusal, a 429 problem+json of type
+//     urn:nexus:problem:rate_limited or urn:nexus:problem:quota_exceeded
+//     with Retry-After; a limiter that cannot be reached is a 503 (fail
+//     closed);
 //  3. calls the wrapped handler with the identity in the context
 //     (IdentityFrom);
 //  4. publishes one usage.Event through the usage.Publisher: a UUIDv7 event
@@ -17,11 +20,11 @@
 //
 // Refused and unauthenticated requests are not metered: they were not
 // served. Every response that got a decision carries the rate limit
-// headers (see SetHeaders), in the syntax of
-// draft-ietf-httpapi-ratelimit-headers-10 (RateLimit-Policy and RateLimit
-// as Structured Field lists with a quoted policy name, q and w; r and t;
-// unchanged since -08), plus the widespread X-RateLimit-Limit,
-// X-RateLimit-Remaining and X-RateLimit-Reset (delta seconds).
+// headers of httpapi.RateLimitHeaders (RateLimit-Policy and RateLimit of
+// draft-ietf-httpapi-ratelimit-headers, X-RateLimit-Limit, -Remaining and
+// -Reset), and every error is the problem of httpapi.Error: the same
+// headers and bodies as the analytics API's POST /v1/limits/check and its
+// errors.
 //
 //	m := meter.New(&auth.Authenticator{Keys: auth.NewKeyCache(keys, 0, nil), JWT: jwt}, checker, publisher, meter.Options{Logger: logger})
 //	http.ListenAndServe(addr, m.HTTP(mux))   // net/http

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/nexus/usage/shared/httpapi"
 )
 
 // HTTP wraps a net/http handler. Wrap either a whole ServeMux (the
@@ -13,18 +15,13 @@ func (m *Middleware) HTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := m.now()
 		ctx := r.Context()
-		id, hdr, ref := m.decide(ctx, r.Header.Get, start)
-		if ref != nil {
-			for _, kv := range ref.headers {
-				w.Header().Set(kv[0], kv[1])
-			}
-			w.Header().Set("Content-Type", "application/problem+json")
-			w.WriteHeader(ref.problem.Status)
-			_, _ = w.Write(ref.body())
+		id, hdr, refusal := m.decide(ctx, r.Header.Get, start)
+		if refusal != nil {
+			write(w, refusal)
 			return
 		}
-		for _, kv := range hdr {
-			w.Header().Set(kv[0], kv[1])
+		for k, v := range hdr {
+			w.Header().Set(k, v)
 		}
 		body := &countingReader{ReadCloser: r.Body}
 		r2 := r.WithContext(WithIdentity(ctx, id))
@@ -48,6 +45,15 @@ func (m *Middleware) HTTP(next http.Handler) http.Handler {
 		m.publish(ctx, eventOf(id, endpoint, r.Method, status, start, m.now(),
 			max(body.n, r.ContentLength), rw.n), m.flush)
 	})
+}
+
+// write sends an API Gateway response through a net/http writer.
+func write(w http.ResponseWriter, resp *httpapi.Response) {
+	for k, v := range resp.Headers {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.WriteString(w, resp.Body)
 }
 
 // responseWriter records the status and the bytes written.

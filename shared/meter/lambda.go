@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -19,22 +20,17 @@ type LambdaHandler func(ctx context.Context, req events.APIGatewayV2HTTPRequest)
 func (m *Middleware) Lambda(next LambdaHandler) LambdaHandler {
 	return func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 		start := m.now()
-		id, hdr, ref := m.decide(ctx, headerFunc(req.Headers), start)
-		if ref != nil {
-			resp := events.APIGatewayV2HTTPResponse{StatusCode: ref.problem.Status,
-				Headers: map[string]string{"Content-Type": "application/problem+json"}, Body: string(ref.body())}
-			for _, kv := range ref.headers {
-				resp.Headers[kv[0]] = kv[1]
-			}
-			return resp, nil
+		id, hdr, refusal := m.decide(ctx, (&httpapi.Request{Event: &req}).Header, start)
+		if refusal != nil {
+			return *refusal, nil
 		}
 		method := req.RequestContext.HTTP.Method
 		resp, err := next(WithIdentity(ctx, id), req)
 		if resp.Headers == nil {
 			resp.Headers = map[string]string{}
 		}
-		for _, kv := range hdr {
-			resp.Headers[kv[0]] = kv[1]
+		for k, v := range hdr {
+			resp.Headers[k] = v
 		}
 		status := resp.StatusCode
 		if err != nil {
@@ -49,22 +45,6 @@ func (m *Middleware) Lambda(next LambdaHandler) LambdaHandler {
 		m.publish(ctx, eventOf(id, endpoint, method, status, start, m.now(),
 			bodyBytes(req.Body, req.IsBase64Encoded), bodyBytes(resp.Body, resp.IsBase64Encoded)), true)
 		return resp, err
-	}
-}
-
-// headerFunc looks headers up case-insensitively (API Gateway v2 sends
-// them lower-cased).
-func headerFunc(h map[string]string) func(string) string {
-	return func(name string) string {
-		if v, ok := h[strings.ToLower(name)]; ok {
-			return v
-		}
-		for k, v := range h {
-			if strings.EqualFold(k, name) {
-				return v
-			}
-		}
-		return ""
 	}
 }
 

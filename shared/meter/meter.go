@@ -2,32 +2,13 @@ package meter
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
-	"math"
-	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/usage"
 )
-
-// Problem types of the responses the middleware writes itself.
-const (
-	ProblemRateLimited   = "https://nexus.dev/problems/rate-limited"
-	ProblemQuotaExceeded = "https://nexus.dev/problems/quota-exceeded"
-	ProblemUnauthorized  = "https://nexus.dev/problems/unauthorized"
-	ProblemUnavailable   = "https://nexus.dev/problems/unavailable"
-	ProblemInternal      = "https://nexus.dev/problems/internal"
-)
-
-// Authenticator resolves request credentials; *auth.Authenticator is one.
-type Authenticator interface {
-	Authenticate(ctx context.Context, h auth.Header) (usage.Identity, error)
-}
 
 // Options configure the middleware.
 type Options struct {
@@ -44,7 +25,7 @@ type Options struct {
 
 // Middleware meters requests. It is safe for concurrent use.
 type Middleware struct {
-	auth   Authenticator
+	auth   usage.Authenticator
 	limits usage.LimitChecker
 	pub    usage.Publisher
 	logger *slog.Logger
@@ -53,7 +34,7 @@ type Middleware struct {
 }
 
 // New returns the middleware.
-func New(a Authenticator, l usage.LimitChecker, p usage.Publisher, opts Options) *Middleware {
+func New(a usage.Authenticator, l usage.LimitChecker, p usage.Publisher, opts Options) *Middleware {
 	m := &Middleware{auth: a, limits: l, pub: p, logger: opts.Logger, now: opts.Now, flush: opts.FlushEachRequest}
 	if m.logger == nil {
 		m.logger = slog.Default()
@@ -77,104 +58,26 @@ func IdentityFrom(ctx context.Context) (usage.Identity, bool) {
 	return id, ok
 }
 
-// Problem is an RFC 9457 problem details body.
-type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-}
-
-// refusal is a response the middleware writes instead of the handler's.
-type refusal struct {
-	problem Problem
-	headers [][2]string
-}
-
-func (r *refusal) body() []byte {
-	b, _ := json.Marshal(r.problem)
-	return b
-}
-
 // decide authenticates and checks the limits. A nil refusal means the
-// request may go on; the headers are to be added to the response.
-func (m *Middleware) decide(ctx context.Context, h auth.Header, now time.Time) (usage.Identity, [][2]string, *refusal) {
-	id, err := m.auth.Authenticate(ctx, h)
+// request may go on, and the headers are to be added to its response;
+// otherwise the refusal is the response: the problem of an authentication
+// or limiter error, or the 429 of a refused decision.
+func (m *Middleware) decide(ctx context.Context, header func(string) string, now time.Time) (usage.Identity, map[string]string, *httpapi.Response) {
+	id, err := m.auth.Authenticate(ctx, header)
 	if err != nil {
-		return id, nil, m.errorRefusal(ctx, err)
+		resp := httpapi.Error(ctx, m.logger, err)
+		return id, nil, &resp
 	}
 	d, err := m.limits.Check(ctx, id, 1)
 	if err != nil {
-		return id, nil, m.errorRefusal(ctx, err)
-	}
-	hdr := Headers(d, now)
-	if d.Allowed {
-		return id, hdr, nil
-	}
-	p := Problem{Type: ProblemRateLimited, Title: "Too Many Requests", Status: http.StatusTooManyRequests,
-		Detail: fmt.Sprintf("rate limit of %d calls at %s/s exceeded; retry in %d s",
-			d.Limit, strconv.FormatFloat(d.RatePerSecond, 'f', -1, 64), seconds(d.RetryAfter))}
-	if d.Reason == usage.CodeQuotaExceeded {
-		p.Type, p.Title = ProblemQuotaExceeded, "Quota Exceeded"
-		p.Detail = fmt.Sprintf("the %d calls included in the billing period are used; the next period starts at %s",
-			d.Quota.Included, d.Quota.Period.End.UTC().Format(time.RFC3339))
-	}
-	return id, nil, &refusal{problem: p, headers: hdr}
-}
-
-// errorRefusal maps an authentication or limiter error to a problem.
-func (m *Middleware) errorRefusal(ctx context.Context, err error) *refusal {
-	switch usage.ErrorCode(err) {
-	case usage.CodeUnauthorized:
-		return &refusal{problem: Problem{Type: ProblemUnauthorized, Title: "Unauthorized", Status: http.StatusUnauthorized,
-			Detail: usage.ErrorMessage(err)}, headers: [][2]string{{"WWW-Authenticate", `Bearer, ApiKey`}}}
-	case usage.CodeUnavailable:
-		m.logger.ErrorContext(ctx, "metering unavailable", "error", err)
-		return &refusal{problem: Problem{Type: ProblemUnavailable, Title: "Service Unavailable", Status: http.StatusServiceUnavailable,
-			Detail: "the service is temporarily unavailable, retry"}, headers: [][2]string{{"Retry-After", "1"}}}
-	}
-	m.logger.ErrorContext(ctx, "metering failed", "error", err)
-	return &refusal{problem: Problem{Type: ProblemInternal, Title: "Internal Server Error", Status: http.StatusInternalServerError,
-		Detail: "internal error"}}
-}
-
-// Headers returns the response headers for a decision at now:
-//
-//	RateLimit-Policy: "burst";q=<burst>;w=<burst/rate, s>, "quota";q=<included>;w=<period, s>
-//	RateLimit: "burst";r=<remaining>;t=<reset, s>, "quota";r=<quota remaining>;t=<period end, s>
-//	X-RateLimit-Limit: <burst>
-//	X-RateLimit-Remaining: <remaining>
-//	X-RateLimit-Reset: <reset, s>
-//	Retry-After: <retry after, s>            (refusals only)
-//
-// Durations are whole seconds rounded up; Retry-After is at least 1.
-func Headers(d usage.Decision, now time.Time) [][2]string {
-	window := int64(1)
-	if d.RatePerSecond > 0 {
-		window = max(1, int64(math.Ceil(float64(d.Limit)/d.RatePerSecond)))
-	}
-	period := d.Quota.Period
-	h := [][2]string{
-		{"RateLimit-Policy", fmt.Sprintf(`"burst";q=%d;w=%d, "quota";q=%d;w=%d`,
-			d.Limit, window, d.Quota.Included, seconds(period.End.Sub(period.Start)))},
-		{"RateLimit", fmt.Sprintf(`"burst";r=%d;t=%d, "quota";r=%d;t=%d`,
-			d.Remaining, seconds(d.Reset), d.Quota.Remaining, seconds(period.End.Sub(now)))},
-		{"X-RateLimit-Limit", strconv.FormatInt(d.Limit, 10)},
-		{"X-RateLimit-Remaining", strconv.FormatInt(d.Remaining, 10)},
-		{"X-RateLimit-Reset", strconv.FormatInt(seconds(d.Reset), 10)},
+		resp := httpapi.Error(ctx, m.logger, err)
+		return id, nil, &resp
 	}
 	if !d.Allowed {
-		h = append(h, [2]string{"Retry-After", strconv.FormatInt(max(1, seconds(d.RetryAfter)), 10)})
+		resp := httpapi.Refusal(d, now)
+		return id, nil, &resp
 	}
-	return h
-}
-
-// seconds rounds d up to whole seconds (0 for d ≤ 0).
-func seconds(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64((d + time.Second - 1) / time.Second)
+	return id, httpapi.RateLimitHeaders(d, now), nil
 }
 
 // publish sends the usage event of a served request.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/meter"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -115,37 +118,13 @@ var rateLimited = usage.Decision{Reason: usage.CodeRateLimited, Limit: 10, Reset
 var quotaExceeded = usage.Decision{Reason: usage.CodeQuotaExceeded, Limit: 10, RetryAfter: period.End.Sub(t0),
 	RatePerSecond: 2, Quota: usage.QuotaStatus{Period: period, Included: 1000, Used: 1000, Hard: true}}
 
-func TestHeaders(t *testing.T) {
-	tests := []struct {
-		name string
-		d    usage.Decision
-		want [][2]string
-	}{
-		{"allowed", allowed, [][2]string{
-			{"RateLimit-Policy", `"burst";q=100;w=2, "quota";q=100000;w=2678400`},
-			{"RateLimit", `"burst";r=57;t=1, "quota";r=99600;t=1857600`},
-			{"X-RateLimit-Limit", "100"}, {"X-RateLimit-Remaining", "57"}, {"X-RateLimit-Reset", "1"},
-		}},
-		{"rate limited", rateLimited, [][2]string{
-			{"RateLimit-Policy", `"burst";q=10;w=5, "quota";q=1000;w=2678400`},
-			{"RateLimit", `"burst";r=0;t=5, "quota";r=990;t=1857600`},
-			{"X-RateLimit-Limit", "10"}, {"X-RateLimit-Remaining", "0"}, {"X-RateLimit-Reset", "5"},
-			{"Retry-After", "1"},
-		}},
-		{"quota exceeded", quotaExceeded, [][2]string{
-			{"RateLimit-Policy", `"burst";q=10;w=5, "quota";q=1000;w=2678400`},
-			{"RateLimit", `"burst";r=0;t=0, "quota";r=0;t=1857600`},
-			{"X-RateLimit-Limit", "10"}, {"X-RateLimit-Remaining", "0"}, {"X-RateLimit-Reset", "0"},
-			{"Retry-After", "1857600"},
-		}},
+// rateLimitHeaders are the headers of d at t0.
+func rateLimitHeaders(d usage.Decision) http.Header {
+	h := http.Header{}
+	for k, v := range httpapi.RateLimitHeaders(d, t0) {
+		h.Set(k, v)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, meter.Headers(tt.d, t0)); diff != "" {
-				t.Errorf("Headers (-want +got):\n%s", diff)
-			}
-		})
-	}
+	return h
 }
 
 // request is one call through either flavour, normalised for assertions.
@@ -225,9 +204,9 @@ func TestAllowed(t *testing.T) {
 				if resp.status != http.StatusCreated || resp.body != "created hello" {
 					t.Fatalf("response %d %q", resp.status, resp.body)
 				}
-				for _, kv := range meter.Headers(allowed, t0) {
-					if got := resp.headers.Get(kv[0]); got != kv[1] {
-						t.Errorf("%s: %q; want %q", kv[0], got, kv[1])
+				for k, v := range rateLimitHeaders(allowed) {
+					if got := resp.headers.Get(k); got != v[0] {
+						t.Errorf("%s: %q; want %q", k, got, v[0])
 					}
 				}
 				if len(pub.events) != 1 {
@@ -269,12 +248,14 @@ func TestRefused(t *testing.T) {
 		typ        string
 		retryAfter string
 	}{
-		{"rate limited", rateLimited, nil, nil, 429, meter.ProblemRateLimited, "1"},
-		{"quota exceeded", quotaExceeded, nil, nil, 429, meter.ProblemQuotaExceeded, "1857600"},
-		{"no credentials", allowed, nil, map[string]string{}, 401, meter.ProblemUnauthorized, ""},
-		{"bad api key", allowed, nil, map[string]string{"X-Api-Key": "nx_wrongwrongwrong"}, 401, meter.ProblemUnauthorized, ""},
-		{"bad token", allowed, nil, map[string]string{"Authorization": "Bearer abc.def.ghi"}, 401, meter.ProblemUnauthorized, ""},
-		{"limiter down", usage.Decision{}, usage.Errorf(usage.CodeUnavailable, "database unavailable"), nil, 503, meter.ProblemUnavailable, "1"},
+		{"rate limited", rateLimited, nil, nil, 429, "urn:nexus:problem:rate_limited", "1"},
+		{"quota exceeded", quotaExceeded, nil, nil, 429, "urn:nexus:problem:quota_exceeded", "1857600"},
+		{"no credentials", allowed, nil, map[string]string{}, 401, "urn:nexus:problem:unauthorized", ""},
+		{"bad api key", allowed, nil, map[string]string{"X-Api-Key": "nx_wrongwrongwrong"}, 401, "urn:nexus:problem:unauthorized", ""},
+		{"bad token", allowed, nil, map[string]string{"Authorization": "Bearer abc.def.ghi"}, 401, "urn:nexus:problem:unauthorized", ""},
+		{"limiter down", usage.Decision{}, fmt.Errorf("%w: %w", usage.Errorf(usage.CodeUnavailable, "limits unavailable"),
+			errors.New("dial tcp 10.0.0.7:5432: connection refused")), nil, 503, "urn:nexus:problem:unavailable", "1"},
+		{"limiter broken", usage.Decision{}, errors.New("scan: password=secret"), nil, 500, "urn:nexus:problem:internal", ""},
 	}
 	for _, f := range flavours {
 		for _, tt := range tests {
@@ -291,7 +272,7 @@ func TestRefused(t *testing.T) {
 				if resp.status != tt.status || resp.headers.Get("Content-Type") != "application/problem+json" {
 					t.Fatalf("status %d, content type %q; want %d problem+json", resp.status, resp.headers.Get("Content-Type"), tt.status)
 				}
-				var p meter.Problem
+				var p httpapi.Problem
 				if err := json.Unmarshal([]byte(resp.body), &p); err != nil {
 					t.Fatal(err)
 				}
@@ -302,13 +283,13 @@ func TestRefused(t *testing.T) {
 					t.Errorf("Retry-After %q; want %q", got, tt.retryAfter)
 				}
 				if tt.status == 429 {
-					for _, kv := range meter.Headers(tt.d, t0) {
-						if got := resp.headers.Get(kv[0]); got != kv[1] {
-							t.Errorf("%s: %q; want %q", kv[0], got, kv[1])
+					for k, v := range rateLimitHeaders(tt.d) {
+						if got := resp.headers.Get(k); got != v[0] {
+							t.Errorf("%s: %q; want %q", k, got, v[0])
 						}
 					}
 				}
-				if strings.Contains(resp.body, "database") {
+				if strings.Contains(resp.body, "dial tcp") || strings.Contains(resp.body, "password") {
 					t.Errorf("internal detail leaked: %s", resp.body)
 				}
 				if len(pub.events) != 0 {

@@ -10,16 +10,21 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// AnalyticsStore answers the analytics API's queries: one SQL statement per
-// route, over the live counters (today and days waiting to be aggregated),
-// the daily rollup (closed days) and its per-user, per-month running totals
-// eco_usage_user_monthly (admin reports).
+// AnalyticsStore answers the analytics API's queries, those of the user
+// routes (usage.UsageReader) and of the admin routes (usage.AdminStore):
+// one SQL statement per route, over the live counters (today and days
+// waiting to be aggregated), the daily rollup (closed days) and its
+// per-user, per-month running totals eco_usage_user_monthly (admin
+// reports).
 type AnalyticsStore struct{ db *DB }
 
 // NewAnalyticsStore returns a store over db.
 func NewAnalyticsStore(db *DB) *AnalyticsStore { return &AnalyticsStore{db: db} }
 
-var _ usage.AnalyticsStore = (*AnalyticsStore)(nil)
+var (
+	_ usage.UsageReader = (*AnalyticsStore)(nil)
+	_ usage.AdminStore  = (*AnalyticsStore)(nil)
+)
 
 func checkUser(id string) error {
 	if !usage.IsUUID(id) {
@@ -116,7 +121,7 @@ CROSS JOIN LATERAL (SELECT g.day >= $4::date OR r.day IS NULL OR g.day IN (SELEC
 ORDER BY g.day`
 
 // DailyUsage returns one row per day of the range.
-func (s *AnalyticsStore) DailyUsage(ctx context.Context, userID string, r usage.DateRange, now time.Time) ([]usage.DailyUsage, error) {
+func (s *AnalyticsStore) DailyUsage(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]usage.DailyUsage, error) {
 	if err := checkUser(userID); err != nil {
 		return nil, err
 	}
@@ -127,7 +132,7 @@ func (s *AnalyticsStore) DailyUsage(ctx context.Context, userID string, r usage.
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("daily usage of %s: %w", userID, err))
 	}
-	out := make([]usage.DailyUsage, 0, r.Days())
+	out := make([]usage.DailyUsage, 0, r.Len())
 	var d usage.DailyUsage
 	_, err = pgx.ForEachRow(rows, []any{&d.Day, &d.Live, &d.Calls, &d.Errors4xx, &d.Errors5xx, &d.RequestBytes, &d.ResponseBytes, &d.P95LatencyMS}, func() error {
 		d.Day = d.Day.UTC()
@@ -272,7 +277,7 @@ SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(e4), 0)::bigint, coalesce(s
 FROM per_user`
 
 // AdminSummary returns system-wide usage over the range.
-func (s *AnalyticsStore) AdminSummary(ctx context.Context, r usage.DateRange, now time.Time) (*usage.AdminSummary, error) {
+func (s *AnalyticsStore) AdminSummary(ctx context.Context, r usage.DayRange, now time.Time) (*usage.AdminSummary, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -424,7 +429,7 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usag
 }
 
 // QueueAggregation marks the range's days dirty for the aggregate job.
-func (s *AnalyticsStore) QueueAggregation(ctx context.Context, r usage.DateRange) (int, error) {
+func (s *AnalyticsStore) QueueAggregation(ctx context.Context, r usage.DayRange) (int, error) {
 	if err := r.Validate(); err != nil {
 		return 0, err
 	}

@@ -311,7 +311,7 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 
 	// Recomputing every day again (twice) changes nothing.
 	for i := 0; i < 2; i++ {
-		mustRun(t, s, usage.RollupOptions{Backfill: &usage.DayRange{From: start, To: rollupNow}})
+		mustRun(t, s, usage.RollupOptions{Backfill: &usage.DayRange{From: usage.Day(start), To: usage.Day(rollupNow)}})
 		checkRollup(t, db, all)
 	}
 }

@@ -5,38 +5,6 @@ import (
 	"time"
 )
 
-// MaxRangeDays is the longest date range an analytics query may span.
-const MaxRangeDays = 366
-
-// DateRange is an inclusive range of UTC calendar days [From, To].
-type DateRange struct {
-	From time.Time
-	To   time.Time
-}
-
-// Days returns how many days the range holds.
-func (r DateRange) Days() int { return int(r.To.Sub(r.From).Hours()/24) + 1 }
-
-// Validate checks that both ends are days, From is not after To and the
-// range is at most MaxRangeDays long; errors name "from" or "to".
-func (r DateRange) Validate() error {
-	switch {
-	case r.From.IsZero():
-		return FieldErrorf("from", "is required")
-	case r.To.IsZero():
-		return FieldErrorf("to", "is required")
-	case !r.From.Equal(Day(r.From)):
-		return FieldErrorf("from", "must be a day (midnight UTC)")
-	case !r.To.Equal(Day(r.To)):
-		return FieldErrorf("to", "must be a day (midnight UTC)")
-	case r.To.Before(r.From):
-		return FieldErrorf("to", "must not be before from")
-	case r.Days() > MaxRangeDays:
-		return FieldErrorf("to", "range longer than %d days", MaxRangeDays)
-	}
-	return nil
-}
-
 // UsageSummary is what a user sees about the current billing period.
 type UsageSummary struct {
 	UserID    string  `json:"user_id"`
@@ -93,7 +61,7 @@ type BreakdownCursor struct {
 // BreakdownFilter selects a page of a breakdown.
 type BreakdownFilter struct {
 	UserID string
-	Range  DateRange
+	Range  DayRange
 	Limit  int
 	After  *BreakdownCursor
 }
@@ -139,7 +107,7 @@ type TopUser struct {
 
 // TopUsersFilter selects the top users.
 type TopUsersFilter struct {
-	Range DateRange
+	Range DayRange
 	By    string
 	Limit int
 }
@@ -203,14 +171,18 @@ type LedgerPage struct {
 
 // LedgerLister lists the overage ledger.
 type LedgerLister interface {
-	// ListLedgerPage returns a page of ledger rows in cursor order.
+	// ListLedgerPage returns a page of ledger rows in cursor order. A
+	// Limit below 1 is CodeInvalid naming "limit", a cursor whose user is
+	// not a UUID CodeInvalid naming "cursor".
 	ListLedgerPage(ctx context.Context, f LedgerPage) ([]LedgerRow, error)
 }
 
-// AnalyticsStore answers the analytics API's queries. Every method runs one
-// query unless it says otherwise; user ids that are not UUIDs are
-// CodeInvalid naming "id", and database outages are CodeUnavailable.
-type AnalyticsStore interface {
+// UsageReader answers what a user asks about their own usage (the user
+// routes of the analytics API). Every method runs one query; user ids that
+// are not UUIDs are CodeInvalid naming "id", invalid ranges CodeInvalid
+// naming "from" or "to" (DayRange.Validate), and database outages
+// CodeUnavailable.
+type UsageReader interface {
 	// UsageSummary returns the user's current billing period at now: plan,
 	// included, used (the live counters of the period's days), remaining
 	// and projected overage. Users without a subscription are on free.
@@ -218,22 +190,38 @@ type AnalyticsStore interface {
 	// DailyUsage returns one row per day of the range, zeros included:
 	// closed, aggregated days from the rollup, and today and days waiting
 	// to be aggregated (dirty, or with no rollup) from the live counters.
-	DailyUsage(ctx context.Context, userID string, r DateRange, now time.Time) ([]DailyUsage, error)
-	// EndpointBreakdown and KeyBreakdown return a page of the user's usage
-	// per endpoint or per API key from the rollup.
+	DailyUsage(ctx context.Context, userID string, r DayRange, now time.Time) ([]DailyUsage, error)
+	// EndpointBreakdown returns a page of the user's usage per endpoint
+	// from the rollup, in cursor order. A Limit below 1 is CodeInvalid
+	// naming "limit".
 	EndpointBreakdown(ctx context.Context, f BreakdownFilter) ([]Breakdown, error)
+	// KeyBreakdown returns a page of the user's usage per API key from the
+	// rollup, in cursor order; Key "" stands for calls made without a key.
+	// A Limit below 1 is CodeInvalid naming "limit".
 	KeyBreakdown(ctx context.Context, f BreakdownFilter) ([]Breakdown, error)
+}
+
+// AdminStore answers and records what operators do through the admin
+// routes of the analytics API: system-wide reports, plan changes, backfills
+// queued for the aggregate job, the quarantine and the overage ledger.
+// Every method runs one query or one transaction; user ids that are not
+// UUIDs are CodeInvalid naming "id", invalid ranges CodeInvalid naming
+// "from" or "to", limits below 1 CodeInvalid naming "limit", and database
+// outages CodeUnavailable.
+type AdminStore interface {
 	// AdminSummary returns system-wide usage over the range.
-	AdminSummary(ctx context.Context, r DateRange, now time.Time) (*AdminSummary, error)
+	AdminSummary(ctx context.Context, r DayRange, now time.Time) (*AdminSummary, error)
 	// TopUsers returns the users with the most calls, errors or overage.
+	// An unknown ranking is CodeInvalid naming "by".
 	TopUsers(ctx context.Context, f TopUsersFilter, now time.Time) ([]TopUser, error)
 	// PutPlan changes the user's plan and overrides and writes the audit
 	// row in one transaction; it returns the subscription after the change.
-	// Returns CodeInvalid naming "plan_id" if the plan does not exist.
+	// Returns CodeInvalid naming "plan_id" if the plan is missing or does
+	// not exist, or naming the override that is invalid.
 	PutPlan(ctx context.Context, c PlanChange) (*Subscription, error)
 	// QueueAggregation marks the range's days dirty so that the next
 	// aggregate run recomputes them, and returns how many days it marked.
-	QueueAggregation(ctx context.Context, r DateRange) (int, error)
+	QueueAggregation(ctx context.Context, r DayRange) (int, error)
 	// RejectedEvents returns up to limit quarantined events with ids below
 	// before (0: from the newest), newest first.
 	RejectedEvents(ctx context.Context, before int64, limit int) ([]RejectedEvent, error)

@@ -14,6 +14,16 @@ type Identity struct {
 	Admin bool
 }
 
+// Authenticator resolves the credentials of a request to its caller.
+type Authenticator interface {
+	// Authenticate returns the caller of a request whose headers header
+	// returns by case-insensitive name ("" when absent). Missing
+	// credentials, and credentials that do not verify, are
+	// CodeUnauthorized; a failure to reach the key store keeps its code
+	// (CodeUnavailable).
+	Authenticate(ctx context.Context, header func(name string) string) (Identity, error)
+}
+
 // APIKey is a stored API key. Only the SHA-256 hash of the secret is kept;
 // Prefix is the visible part shown in lists ("nx_live_AbCdEf12").
 type APIKey struct {

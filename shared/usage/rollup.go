@@ -11,10 +11,6 @@ import (
 // DefaultRetentionDays is how long raw usage events are kept by default.
 const DefaultRetentionDays = 90
 
-// MaxBackfillDays bounds a backfill range, so that a typo cannot start a
-// recompute of years.
-const MaxBackfillDays = 400
-
 // DailyRollup is one row of the daily rollup: a user's calls to one endpoint
 // with one API key (empty: none) on one UTC day. Calls and the error counts
 // are sums of the events' quantities; bytes and latency are sums over the
@@ -121,37 +117,6 @@ func SortDailyUsage(rows []DailyRollup) {
 		}
 		return strings.Compare(a.APIKeyID, b.APIKeyID)
 	})
-}
-
-// DayRange is an inclusive range of UTC days, From..To.
-type DayRange struct {
-	From time.Time `json:"from"`
-	To   time.Time `json:"to"`
-}
-
-// Validate reports a range that is reversed or longer than MaxBackfillDays.
-func (r DayRange) Validate() error {
-	from, to := Day(r.From), Day(r.To)
-	switch {
-	case r.From.IsZero():
-		return FieldErrorf("from", "is required")
-	case r.To.IsZero():
-		return FieldErrorf("to", "is required")
-	case to.Before(from):
-		return FieldErrorf("to", "is before from")
-	case to.Sub(from) >= MaxBackfillDays*24*time.Hour:
-		return FieldErrorf("to", "range longer than %d days", MaxBackfillDays)
-	}
-	return nil
-}
-
-// Days returns every day of the range, in order.
-func (r DayRange) Days() []time.Time {
-	var days []time.Time
-	for d := Day(r.From); !d.After(Day(r.To)); d = d.AddDate(0, 0, 1) {
-		days = append(days, d)
-	}
-	return days
 }
 
 // RollupOptions tune one run of the aggregation job. Zero values take the

@@ -66,21 +66,3 @@ func TestRollupEvents(t *testing.T) {
 		t.Errorf("RollupEvents (-want +got):\n%s", diff)
 	}
 }
-
-func TestDayRange(t *testing.T) {
-	d := func(s string) time.Time { t, _ := time.Parse(time.DateOnly, s); return t }
-	r := usage.DayRange{From: d("2031-02-27"), To: d("2031-03-02")}
-	if err := r.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	want := []time.Time{d("2031-02-27"), d("2031-02-28"), d("2031-03-01"), d("2031-03-02")}
-	if diff := cmp.Diff(want, r.Days()); diff != "" {
-		t.Errorf("Days (-want +got):\n%s", diff)
-	}
-	for _, bad := range []usage.DayRange{{To: d("2031-01-01")}, {From: d("2031-01-01")}, {From: d("2031-01-02"), To: d("2031-01-01")},
-		{From: d("2030-01-01"), To: d("2031-02-05")}} {
-		if usage.ErrorCode(bad.Validate()) != usage.CodeInvalid {
-			t.Errorf("Validate(%v) accepted", bad)
-		}
-	}
-}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// The admin routes: system-wide reports, one user's usage and plan,
+// backfills, the quarantine and the overage ledger.
+
+func (h *Handler) getAdminSummary(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
+	rg, err := r.DayRange(h.now(), DefaultDays)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	s, err := h.Admin.AdminSummary(ctx, rg, h.now())
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	return httpapi.JSON(http.StatusOK, struct {
+		From string `json:"from"`
+		To   string `json:"to"`
+		*usage.AdminSummary
+	}{day(rg.From), day(rg.To), s})
+}
+
+func (h *Handler) getTopUsers(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
+	rg, err := r.DayRange(h.now(), DefaultDays)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	limit, err := r.Limit(10, MaxTopUsers)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	by := r.Query("by")
+	switch by {
+	case "":
+		by = usage.RankByCalls
+	case usage.RankByCalls, usage.RankByErrors, usage.RankByOverage:
+	default:
+		return h.fail(ctx, usage.FieldErrorf("by", "must be calls, errors or overage"))
+	}
+	users, err := h.Admin.TopUsers(ctx, usage.TopUsersFilter{Range: rg, By: by, Limit: limit}, h.now())
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	return httpapi.JSON(http.StatusOK, map[string]any{"from": day(rg.From), "to": day(rg.To), "by": by, "items": users})
+}
+
+// pathUser is the user id of the route's path.
+func pathUser(r *httpapi.Request) (string, error) {
+	id := r.Param("id")
+	if !usage.IsUUID(id) {
+		return "", usage.FieldErrorf("id", "must be a UUID")
+	}
+	return id, nil
+}
+
+// getUserUsage shows an admin what the user sees on GET /v1/usage.
+func (h *Handler) getUserUsage(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
+	id, err := pathUser(r)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	return h.usageOf(ctx, id)
+}
+
+func (h *Handler) putPlan(ctx context.Context, r *httpapi.Request, admin usage.Identity) httpapi.Response {
+	id, err := pathUser(r)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	var c usage.PlanChange
+	b, err := readBody(r, maxBodyBytes)
+	if err == nil {
+		err = decodeJSON(b, &c, true)
+	}
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	c.UserID, c.Who = id, admin.UserID
+	sub, err := h.Admin.PutPlan(ctx, c)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	h.Logger.InfoContext(ctx, "plan changed", "user_id", id, "plan_id", sub.PlanID, "by", admin.UserID)
+	return httpapi.JSON(http.StatusOK, sub)
+}
+
+// postAggregate queues a range of days, not after today, for the next
+// aggregate run.
+func (h *Handler) postAggregate(ctx context.Context, r *httpapi.Request, admin usage.Identity) httpapi.Response {
+	var in struct {
+		From string `json:"from"`
+		To   string `json:"to"`
+	}
+	b, err := readBody(r, maxBodyBytes)
+	if err == nil {
+		err = decodeJSON(b, &in, true)
+	}
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	var rg usage.DayRange
+	if rg.From, err = httpapi.ParseDate("from", in.From); err != nil {
+		return h.fail(ctx, err)
+	}
+	if rg.To, err = httpapi.ParseDate("to", in.To); err != nil {
+		return h.fail(ctx, err)
+	}
+	if rg.To.After(usage.Day(h.now())) {
+		return h.fail(ctx, usage.FieldErrorf("to", "must not be in the future"))
+	}
+	if err := rg.Validate(); err != nil {
+		return h.fail(ctx, err)
+	}
+	n, err := h.Admin.QueueAggregation(ctx, rg)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	h.Logger.InfoContext(ctx, "aggregation queued", "from", in.From, "to", in.To, "days", n, "by", admin.UserID)
+	return httpapi.JSON(http.StatusAccepted, map[string]any{"from": in.From, "to": in.To, "days_queued": n})
+}
+
+func (h *Handler) getRejected(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
+	limit, err := r.Limit(DefaultLimit, MaxLimit)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	var c struct {
+		Before int64 `json:"b"`
+	}
+	if ok, err := r.DecodeCursor(&c); err != nil {
+		return h.fail(ctx, err)
+	} else if ok && c.Before <= 0 {
+		return h.fail(ctx, usage.FieldErrorf("cursor", "is not a cursor of this list"))
+	}
+	rows, err := h.Admin.RejectedEvents(ctx, c.Before, limit+1)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	var p page
+	if len(rows) > limit {
+		rows = rows[:limit]
+		c.Before = rows[limit-1].ID
+		p.NextCursor = httpapi.EncodeCursor(c)
+	}
+	p.Items = rows
+	return httpapi.JSON(http.StatusOK, p)
+}
+
+// getOverage lists the ledger rows of periods starting in a month (the
+// current one by default).
+func (h *Handler) getOverage(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
+	s := r.Query("period")
+	if s == "" {
+		s = h.now().Format("2006-01")
+	}
+	m, err := time.Parse("2006-01", s)
+	if err != nil || len(s) != 7 {
+		return h.fail(ctx, usage.FieldErrorf("period", "must be a month YYYY-MM"))
+	}
+	limit, err := r.Limit(DefaultLimit, MaxLimit)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	f := usage.LedgerPage{From: m, To: m.AddDate(0, 1, 0), Limit: limit + 1}
+	var c usage.LedgerCursor
+	if ok, err := r.DecodeCursor(&c); err != nil {
+		return h.fail(ctx, err)
+	} else if ok {
+		if !usage.IsUUID(c.UserID) {
+			return h.fail(ctx, usage.FieldErrorf("cursor", "is not a cursor of this list"))
+		}
+		f.After = &c
+	}
+	rows, err := h.Admin.ListLedgerPage(ctx, f)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	var p page
+	if len(rows) > limit {
+		rows = rows[:limit]
+		last := rows[limit-1]
+		p.NextCursor = httpapi.EncodeCursor(usage.LedgerCursor{PeriodStart: last.Period.Start, UserID: last.UserID, Seq: last.Seq})
+	}
+	p.Items = rows
+	return httpapi.JSON(http.StatusOK, struct {
+		Period string `json:"period"`
+		page
+	}{s, p})
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/usage"
+)
+
+func TestTopUsersQuery(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var got []usage.TopUsersFilter
+	top := f.admin.TopUsersFn
+	f.admin.TopUsersFn = func(ctx context.Context, tf usage.TopUsersFilter, now time.Time) ([]usage.TopUser, error) {
+		got = append(got, tf)
+		return top(ctx, tf, now)
+	}
+	admin := token(t, operator, true)
+	last30 := usage.DayRange{From: time.Date(2026, 2, 14, 0, 0, 0, 0, time.UTC), To: usage.Day(testNow)}
+	for _, q := range []string{"", "?by=errors&limit=1", "?by=overage&from=2026-03-01"} {
+		wantStatus(t, f.get(t, "/v1/admin/top-users"+q, admin), 200)
+	}
+	want := []usage.TopUsersFilter{
+		{Range: last30, By: usage.RankByCalls, Limit: 10},
+		{Range: last30, By: usage.RankByErrors, Limit: 1},
+		{Range: usage.DayRange{From: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), To: usage.Day(testNow)}, By: usage.RankByOverage, Limit: 10},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("filters (-want +got):\n%s", d)
+	}
+}
+
+// TestPutPlanChange: the path names the user and the token the admin, for
+// the audit trail; the body cannot say otherwise.
+func TestPutPlanChange(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var got usage.PlanChange
+	put := f.admin.PutPlanFn
+	f.admin.PutPlanFn = func(ctx context.Context, c usage.PlanChange) (*usage.Subscription, error) {
+		got = c
+		return put(ctx, c)
+	}
+	resp := f.do(t, request("PUT", "/v1/admin/users/"+bob+"/plan", map[string]string{"Authorization": token(t, operator, true)},
+		`{"plan_id":"enterprise","overrides":{"burst":5}}`))
+	wantStatus(t, resp, 200)
+	five := 5
+	if d := cmp.Diff(usage.PlanChange{UserID: bob, PlanID: "enterprise", Overrides: usage.Overrides{Burst: &five}, Who: operator}, got); d != "" {
+		t.Errorf("change (-want +got):\n%s", d)
+	}
+	if sub := decode[usage.Subscription](t, resp); sub.UserID != bob || sub.Effective.Burst != 5 {
+		t.Errorf("subscription = %+v", sub)
+	}
+	// The store's refusal keeps its field.
+	f.admin.PutPlanFn = func(context.Context, usage.PlanChange) (*usage.Subscription, error) {
+		return nil, usage.FieldErrorf("plan_id", "unknown plan %q", "gold")
+	}
+	resp = f.do(t, request("PUT", "/v1/admin/users/"+bob+"/plan", map[string]string{"Authorization": token(t, operator, true)}, `{"plan_id":"gold"}`))
+	if p := decode[problem](t, resp); resp.StatusCode != 400 || p.Param != "plan_id" || p.Detail != `plan_id: unknown plan "gold"` {
+		t.Errorf("unknown plan = %d %+v", resp.StatusCode, p)
+	}
+}
+
+func TestQueueAggregationRange(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var got usage.DayRange
+	f.admin.QueueAggregationFn = func(_ context.Context, r usage.DayRange) (int, error) { got = r; return r.Len(), nil }
+	resp := f.do(t, request("POST", "/v1/admin/aggregate", map[string]string{"Authorization": token(t, operator, true)}, `{"from":"2026-03-10","to":"2026-03-15"}`))
+	wantStatus(t, resp, 202)
+	if want := (usage.DayRange{From: time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC), To: usage.Day(testNow)}); got != want {
+		t.Errorf("range = %v; want %v (today included)", got, want)
+	}
+	if body := decode[map[string]any](t, resp); body["days_queued"] != 6.0 || body["from"] != "2026-03-10" {
+		t.Errorf("body = %v", body)
+	}
+}
+
+func TestListCursors(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	admin := token(t, operator, true)
+	var befores []int64
+	rejected := f.admin.RejectedEventsFn
+	f.admin.RejectedEventsFn = func(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error) {
+		befores = append(befores, before)
+		return rejected(ctx, before, limit)
+	}
+	p1 := decode[pageOf[usage.RejectedEvent]](t, f.get(t, "/v1/admin/rejected?limit=1", admin))
+	p2 := decode[pageOf[usage.RejectedEvent]](t, f.get(t, "/v1/admin/rejected?limit=1&cursor="+p1.NextCursor, admin))
+	if len(p1.Items) != 1 || p1.Items[0].ID != 3 || len(p2.Items) != 1 || p2.Items[0].ID != 2 || cmp.Diff([]int64{0, 3}, befores) != "" {
+		t.Errorf("pages %+v, %+v after %v", p1, p2, befores)
+	}
+
+	var pages []usage.LedgerPage
+	ledger := f.admin.ListLedgerPageFn
+	f.admin.ListLedgerPageFn = func(ctx context.Context, lp usage.LedgerPage) ([]usage.LedgerRow, error) {
+		pages = append(pages, lp)
+		return ledger(ctx, lp)
+	}
+	march, april := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	o1 := decode[struct {
+		Period     string
+		NextCursor string `json:"next_cursor"`
+	}](t, f.get(t, "/v1/admin/overage?limit=1", admin))
+	wantStatus(t, f.get(t, "/v1/admin/overage?period=2026-02&cursor="+o1.NextCursor, admin), 200)
+	want := []usage.LedgerPage{
+		{From: march, To: april, Limit: 2},
+		{From: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), To: march, Limit: 51,
+			After: &usage.LedgerCursor{PeriodStart: march, UserID: charlie}},
+	}
+	if d := cmp.Diff(want, pages); o1.Period != "2026-03" || d != "" {
+		t.Errorf("period %q; pages (-want +got):\n%s", o1.Period, d)
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// event is the JSON of an event of POST /v1/events with extra fields.
+func event(id string, status int, extra string) string {
+	return fmt.Sprintf(`{"event_id":%q,"user_id":%q,"endpoint":"GET /v1/x","method":"GET","status_code":%d,"latency_ms":5,"occurred_at":"2026-03-15T11:59:00Z"%s}`,
+		id, bob, status, extra)
+}
+
+func TestPostEvents(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	good := "30000000-0000-4000-8000-000000000001"
+	id := func(n int) string { return fmt.Sprintf("30000000-0000-4000-8000-%012d", n) }
+	body := `{"events":[` + strings.Join([]string{
+		event(good, 200, ""),
+		event(id(2), 700, ""),
+		`{"event_id":"x","status_code":"nope"}`,
+		event(id(4), 200, `,"latency_ms":1.5`),
+		strings.Replace(event(id(5), 200, ""), `"2026-03-15T11:59:00Z"`, `"yesterday"`, 1),
+		strings.Replace(event(id(6), 200, ""), `"2026-03-15T11:59:00Z"`, `1773575940`, 1),
+		`42`,
+		event(id(8), 200, `,"colour":"red"`),
+	}, ",") + `]}`
+	resp := f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, body))
+	wantStatus(t, resp, 202)
+	got := decode[struct {
+		Accepted, Rejected int
+		Results            []eventResult
+	}](t, resp)
+	want := []eventResult{
+		{Index: 0, EventID: good, Status: "accepted"},
+		{Index: 1, EventID: id(2), Status: "rejected", Param: "status_code", Detail: "status_code: must be between 100 and 599"},
+		{Index: 2, Status: "rejected", Param: "status_code", Detail: "status_code: must be an integer"},
+		{Index: 3, Status: "rejected", Param: "latency_ms", Detail: "latency_ms: must be an integer in range"},
+		{Index: 4, Status: "rejected", Param: "occurred_at", Detail: "occurred_at: must be a date-time (RFC 3339)"},
+		{Index: 5, Status: "rejected", Param: "occurred_at", Detail: "occurred_at: must be a date-time (RFC 3339)"},
+		{Index: 6, Status: "rejected", Detail: "an event must be a JSON object"},
+		// Fields the document does not name are ignored.
+		{Index: 7, EventID: id(8), Status: "accepted"},
+	}
+	if got.Accepted != 2 || got.Rejected != 6 {
+		t.Errorf("accepted, rejected = %d, %d; want 2, 6", got.Accepted, got.Rejected)
+	}
+	if d := cmp.Diff(want, got.Results); d != "" {
+		t.Errorf("results (-want +got):\n%s", d)
+	}
+	for _, r := range got.Results {
+		if strings.Contains(r.Detail, "json:") || strings.Contains(r.Detail, "Go ") || strings.Contains(r.Detail, "parsing time") {
+			t.Errorf("result %d: detail %q is not in our words", r.Index, r.Detail)
+		}
+	}
+	// The caller's identity replaces the body's user; one flush after all.
+	if len(f.published) != 2 || f.published[0].UserID != alice || f.published[0].APIKeyID != f.keyID || f.flushes != 1 {
+		t.Errorf("published %+v (flushes %d); want two events of alice through her key", f.published, f.flushes)
+	}
+
+	// Nothing valid: 202 with the results, nothing flushed.
+	f.flushes = 0
+	resp = f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, `{"events":[`+event(id(9), 99, "")+`]}`))
+	if resp.StatusCode != 202 || f.flushes != 0 {
+		t.Errorf("all rejected: %d, %d flushes; want 202 and none", resp.StatusCode, f.flushes)
+	}
+
+	many := make([]string, MaxEvents+1)
+	for i := range many {
+		many[i] = event(id(i), 200, "")
+	}
+	for _, tt := range []struct {
+		name, body string
+		status     int
+		param      string
+	}{
+		{"too many", `{"events":[` + strings.Join(many, ",") + `]}`, 400, "events"},
+		{"too large", `{"events":[` + event(good, 200, `,"pad":"`+strings.Repeat("x", MaxEventsBytes)+`"`) + `]}`, 413, ""},
+	} {
+		resp := f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, tt.body))
+		wantStatus(t, resp, tt.status)
+		if p := decode[problem](t, resp); p.Param != tt.param {
+			t.Errorf("%s: param = %q; want %q", tt.name, p.Param, tt.param)
+		}
+	}
+}
+
+// TestPostEventsQueueFailures: a queue that refuses or cannot flush is a
+// 503 (retry: the event ids make it safe); no publisher at all is too.
+func TestPostEventsQueueFailures(t *testing.T) {
+	t.Parallel()
+	unavailable := fmt.Errorf("%w: %w", usage.Errorf(usage.CodeUnavailable, "usage events not sent"), errors.New("sqs: throttled"))
+	body := `{"events":[` + event("30000000-0000-4000-8000-000000000001", 200, "") + `]}`
+	for _, tt := range []struct {
+		name  string
+		setup func(f *fixture)
+	}{
+		{"publish", func(f *fixture) { f.pub.PublishFn = func(context.Context, usage.Event) error { return unavailable } }},
+		{"flush", func(f *fixture) { f.pub.FlushFn = func(context.Context) error { return unavailable } }},
+		{"no publisher", func(f *fixture) { f.h.Publisher = nil }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			tt.setup(f)
+			resp := f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, body))
+			wantStatus(t, resp, 503)
+			if p := decode[problem](t, resp); p.Type != "urn:nexus:problem:unavailable" || strings.Contains(p.Detail, "sqs") || resp.Headers["Retry-After"] != "1" {
+				t.Errorf("problem = %+v, headers %v", p, resp.Headers)
+			}
+		})
+	}
+}

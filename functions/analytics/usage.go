@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// The user routes: the caller's billing period, days and breakdowns.
+
+func (h *Handler) getUsage(ctx context.Context, r *httpapi.Request, id usage.Identity) httpapi.Response {
+	return h.usageOf(ctx, id.UserID)
+}
+
+// usageOf is the usage summary of a user, as GET /v1/usage shows it.
+func (h *Handler) usageOf(ctx context.Context, userID string) httpapi.Response {
+	s, err := h.Usage.UsageSummary(ctx, userID, h.now())
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	return httpapi.JSON(http.StatusOK, newUsageBody(s))
+}
+
+type usageBody struct {
+	UserID    string `json:"user_id"`
+	PlanID    string `json:"plan_id"`
+	Plan      string `json:"plan_name"`
+	Period    period `json:"period"`
+	Included  int64  `json:"included"`
+	Used      int64  `json:"used"`
+	Remaining int64  `json:"remaining"`
+	HardLimit bool   `json:"hard_limit"`
+	Projected struct {
+		Units     int64  `json:"units"`
+		UnitSize  int64  `json:"unit_size"`
+		UnitPrice int64  `json:"unit_price"`
+		Amount    int64  `json:"amount"`
+		Currency  string `json:"currency"`
+	} `json:"projected_overage"`
+	RateLimit struct {
+		RatePerSecond float64 `json:"rate_per_second"`
+		Burst         int     `json:"burst"`
+	} `json:"rate_limit"`
+	LastUpdated *time.Time `json:"last_updated"`
+}
+
+func newUsageBody(s *usage.UsageSummary) usageBody {
+	b := usageBody{UserID: s.UserID, PlanID: s.Plan.ID, Plan: s.Plan.Name, Period: period(s.Period),
+		Included: s.Included, Used: s.Used, Remaining: s.Remaining, HardLimit: s.Plan.HardLimit, LastUpdated: s.LastUpdated}
+	b.Projected.Units, b.Projected.UnitSize, b.Projected.UnitPrice = s.Overage.Units, s.Overage.UnitSize, s.Overage.UnitPrice
+	b.Projected.Amount, b.Projected.Currency = s.Overage.Amount, s.Overage.Currency
+	b.RateLimit.RatePerSecond, b.RateLimit.Burst = s.Plan.RatePerSecond, s.Plan.Burst
+	return b
+}
+
+type dayRow struct {
+	Day string `json:"day"`
+	usage.DailyUsage
+}
+
+// daily reads the caller's days of the range the query asks for.
+func (h *Handler) daily(ctx context.Context, r *httpapi.Request, id usage.Identity) (usage.DayRange, []dayRow, error) {
+	rg, err := r.DayRange(h.now(), DefaultDays)
+	if err != nil {
+		return rg, nil, err
+	}
+	days, err := h.Usage.DailyUsage(ctx, id.UserID, rg, h.now())
+	if err != nil {
+		return rg, nil, err
+	}
+	rows := make([]dayRow, len(days))
+	for i, d := range days {
+		rows[i] = dayRow{Day: day(d.Day), DailyUsage: d}
+	}
+	return rg, rows, nil
+}
+
+func (h *Handler) getDaily(ctx context.Context, r *httpapi.Request, id usage.Identity) httpapi.Response {
+	rg, rows, err := h.daily(ctx, r, id)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	return httpapi.JSON(http.StatusOK, map[string]any{"from": day(rg.From), "to": day(rg.To), "days": rows})
+}
+
+type breakdownRow struct {
+	Endpoint *string `json:"endpoint,omitempty"`
+	// APIKeyID is null for calls made without a key (keys breakdown).
+	APIKeyID  *string `json:"api_key_id,omitempty"`
+	KeyPrefix *string `json:"key_prefix,omitempty"`
+	KeyName   *string `json:"key_name,omitempty"`
+	usage.Breakdown
+}
+
+func (h *Handler) getEndpoints(ctx context.Context, r *httpapi.Request, id usage.Identity) httpapi.Response {
+	return h.breakdown(ctx, r, id, false)
+}
+
+func (h *Handler) getKeys(ctx context.Context, r *httpapi.Request, id usage.Identity) httpapi.Response {
+	return h.breakdown(ctx, r, id, true)
+}
+
+// breakdown serves a page of the caller's usage per endpoint, or per API
+// key: one row more than the limit is read to know whether a next page
+// exists.
+func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, id usage.Identity, keys bool) httpapi.Response {
+	rg, err := r.DayRange(h.now(), DefaultDays)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	limit, err := r.Limit(DefaultLimit, MaxLimit)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	f := usage.BreakdownFilter{UserID: id.UserID, Range: rg, Limit: limit + 1}
+	var c usage.BreakdownCursor
+	if ok, err := r.DecodeCursor(&c); err != nil {
+		return h.fail(ctx, err)
+	} else if ok {
+		f.After = &c
+	}
+	var rows []usage.Breakdown
+	if keys {
+		rows, err = h.Usage.KeyBreakdown(ctx, f)
+	} else {
+		rows, err = h.Usage.EndpointBreakdown(ctx, f)
+	}
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	p := page{From: day(rg.From), To: day(rg.To)}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		last := rows[limit-1]
+		p.NextCursor = httpapi.EncodeCursor(usage.BreakdownCursor{Calls: last.Calls, Key: last.Key})
+	}
+	items := make([]breakdownRow, len(rows))
+	for i, b := range rows {
+		items[i].Breakdown = b
+		if !keys {
+			items[i].Endpoint = &rows[i].Key
+			continue
+		}
+		if b.Key != "" {
+			items[i].APIKeyID, items[i].KeyPrefix, items[i].KeyName = &rows[i].Key, &rows[i].KeyPrefix, &rows[i].KeyName
+		}
+	}
+	p.Items = items
+	return httpapi.JSON(http.StatusOK, p)
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nexus/usage/shared/stripebill/stripetest"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// The tests of this file bill over PostgreSQL against the stripetest fake:
+// crashes between the charge and the ledger, runs at once, and rows whose
+// key Stripe may have forgotten are charged once.
+
+func postsWithKey(f *stripetest.Server, key string) (n, replayed int) {
+	for _, r := range f.Requests() {
+		if r.Method == http.MethodPost && r.Key == key {
+			n++
+			if r.Replayed {
+				replayed++
+			}
+		}
+	}
+	return n, replayed
+}
+
+// TestHandleCrashAfterStripeCall: the process dies after Stripe created the
+// item and before the row is marked billed. The rerun (after the claim's
+// lease) sends the same key and Stripe's answer is the same item.
+func TestHandleCrashAfterStripeCall(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.h.Billing.AfterCreate = onceHook()
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
+	if _, err := e.run(runAt); err == nil {
+		t.Fatal("Handle after an injected crash = nil error; want one so that the scheduler retries")
+	}
+	key := usage.IdempotencyKey(userID(1), february.Start, 0)
+	if r := e.rows()[userID(1)+"/0"]; r.Status != usage.LedgerPending {
+		t.Fatalf("after the crash the row is %s; want pending", r.Status)
+	}
+	if _, err := e.run(runAt.Add(usage.DefaultLease + time.Minute)); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	n, replayed := postsWithKey(fake, key)
+	if n != 2 || replayed != 1 {
+		t.Errorf("POSTs with key %s = %d (%d replayed); want 2 (1 replayed)", key, n, replayed)
+	}
+	items := fake.Items()
+	r := e.rows()[userID(1)+"/0"]
+	if len(items) != 1 || r.Status != usage.LedgerBilled || r.StripeObjectID != items[0].ID || r.Attempts != 2 {
+		t.Errorf("items = %d, row = %+v; want 1 item, billed with its id after 2 attempts", len(items), r)
+	}
+}
+
+// TestHandleConcurrentRuns: three runs at once charge each period once.
+func TestHandleConcurrentRuns(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	const users = 30
+	for i := 1; i <= users; i++ {
+		e.seed(sub{user: userID(i), plan: usage.PlanPro, customer: "cus_" + strconv.Itoa(i), used: 100_000 + int64(i)*1000})
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = e.run(runAt) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("run %d: %v", i, err)
+		}
+	}
+	items := fake.Items()
+	if len(items) != users {
+		t.Errorf("%d invoice items; want %d (one per period)", len(items), users)
+	}
+	perKey := map[string]int{}
+	for _, r := range fake.Requests() {
+		perKey[r.Key]++
+	}
+	for k, n := range perKey {
+		if n != 1 {
+			t.Errorf("key %s sent %d times; want 1", k, n)
+		}
+	}
+	for k, r := range e.rows() {
+		if r.Status != usage.LedgerBilled {
+			t.Errorf("%s: status %s; want billed", k, r.Status)
+		}
+	}
+}
+
+// TestHandleOldPendingFound: a pending row older than the key window, whose
+// item Stripe did create before the crash, is found by metadata and not
+// charged again, even though Stripe forgot the key.
+func TestHandleOldPendingFound(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.h.Billing.AfterCreate = onceHook()
+	e.h.Billing.Workers = 1
+	// Two rows of the same customer: the lookup must pick the right item.
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
+		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_1", used: 160_000})
+	if _, err := e.run(runAt); err == nil {
+		t.Fatal("want an error from the injected crash")
+	}
+	if len(fake.Items()) != 1 {
+		t.Fatalf("%d items after the crash; want 1", len(fake.Items()))
+	}
+	crashed := fake.Items()[0]
+	fake.ForgetKeys()
+	if _, err := e.run(runAt.Add(25 * time.Hour)); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	user := crashed.Metadata["user_id"]
+	key := usage.IdempotencyKey(user, february.Start, 0)
+	if n, _ := postsWithKey(fake, key); n != 1 {
+		t.Errorf("POSTs with key = %d; want 1 (the rerun must look the item up, not create it)", n)
+	}
+	var lists int
+	for _, r := range fake.Requests() {
+		if r.Method == http.MethodGet && r.Form.Get("customer") == "cus_1" {
+			lists++
+		}
+	}
+	rows := e.rows()
+	r := rows[user+"/0"]
+	if lists < 1 || len(fake.Items()) != 2 || r.Status != usage.LedgerBilled || r.StripeObjectID != crashed.ID {
+		t.Errorf("lists = %d, items = %d, row = %+v; want a lookup, 2 items, billed with %s", lists, len(fake.Items()), r, crashed.ID)
+	}
+	for k, r := range rows {
+		if r.Status != usage.LedgerBilled {
+			t.Errorf("%s: %s; want billed", k, r.Status)
+		}
+	}
+}
+
+// TestHandleOldPendingNotFound: a pending row older than the key window
+// whose earlier attempt never reached Stripe is looked up, not found, and
+// then created once.
+func TestHandleOldPendingNotFound(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
+	fake.FailNext(http.StatusServiceUnavailable)
+	if _, err := e.run(runAt); err == nil {
+		t.Fatal("want an error after a 503")
+	}
+	if _, err := e.run(runAt.Add(25 * time.Hour)); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	reqs := fake.Requests()
+	if len(reqs) != 3 || reqs[1].Method != http.MethodGet || reqs[2].Method != http.MethodPost || len(fake.Items()) != 1 {
+		t.Errorf("requests = %+v, items = %d; want POST (503), GET lookup, POST; 1 item", reqs, len(fake.Items()))
+	}
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexus/usage/shared/stripebill/stripetest"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// The tests of this file bill over PostgreSQL against the stripetest fake:
+// what each kind of provider error does to the rows and the run, and usage
+// that arrives after a period was billed.
+
+// TestHandleServerError: a 500 leaves the row pending and the run asks to be
+// retried; the next run bills it. Others bill in the first run.
+func TestHandleServerError(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.h.Billing.Workers = 1
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
+		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_2", used: 150_000})
+	fake.FailNext(http.StatusInternalServerError)
+	rep, err := e.run(runAt)
+	if usage.ErrorCode(err) != usage.CodeUnavailable || rep.Retry != 1 || rep.Billed != 1 {
+		t.Fatalf("Handle = %+v, %v; want 1 billed, 1 retry and CodeUnavailable", rep, err)
+	}
+	var pending *usage.LedgerEntry
+	for _, r := range e.rows() {
+		if r.Status == usage.LedgerPending {
+			pending = r
+		}
+	}
+	if pending == nil || !strings.Contains(pending.LastError, "stripe 500") {
+		t.Fatalf("no pending row with the 500 as last error: %+v", e.rows())
+	}
+	if _, err := e.run(runAt.Add(time.Hour)); err != nil {
+		t.Fatalf("next run: %v", err)
+	}
+	for k, r := range e.rows() {
+		if r.Status != usage.LedgerBilled {
+			t.Errorf("%s: status %s; want billed", k, r.Status)
+		}
+	}
+	if n := len(fake.Items()); n != 2 {
+		t.Errorf("%d invoice items; want 2", n)
+	}
+}
+
+// TestHandlePermanentErrors: 402 and 404 fail their rows with the reason;
+// the others bill and the run succeeds.
+func TestHandlePermanentErrors(t *testing.T) {
+	fake := stripetest.New(t)
+	fake.FailCustomer("cus_declined", http.StatusPaymentRequired)
+	fake.FailCustomer("cus_gone", http.StatusNotFound)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_declined", used: 150_000},
+		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_gone", used: 150_000},
+		sub{user: userID(3), plan: usage.PlanPro, customer: "cus_ok", used: 150_000},
+		sub{user: userID(4), plan: usage.PlanPro, customer: "", used: 150_000})
+	rep, err := e.run(runAt)
+	if err != nil || rep.Failed != 3 || rep.Billed != 1 {
+		t.Fatalf("Handle = %+v, %v; want 3 failed, 1 billed, no error", rep, err)
+	}
+	rows := e.rows()
+	for user, reason := range map[int]string{1: "card_declined", 2: "resource_missing", 4: "no Stripe customer"} {
+		r := rows[userID(user)+"/0"]
+		if r.Status != usage.LedgerFailed || !strings.Contains(r.LastError, reason) {
+			t.Errorf("user %d: %s %q; want failed with %q", user, r.Status, r.LastError, reason)
+		}
+	}
+	if r := rows[userID(3)+"/0"]; r.Status != usage.LedgerBilled {
+		t.Errorf("user 3: %s; want billed", r.Status)
+	}
+	// Failed rows are final: the next run neither retries nor adjusts them.
+	before := len(fake.Requests())
+	if _, err := e.run(runAt.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(fake.Requests()); n != before {
+		t.Errorf("rerun sent %d requests; want none", n-before)
+	}
+}
+
+// TestHandleMaxAttempts: a row that keeps failing with retryable errors is
+// failed after MaxAttempts.
+func TestHandleMaxAttempts(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.h.Billing.MaxAttempts = 2
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
+	fake.FailNext(500, 500, 500)
+	for i := range 3 {
+		_, _ = e.run(runAt.Add(time.Duration(i) * time.Hour))
+	}
+	r := e.rows()[userID(1)+"/0"]
+	if r.Status != usage.LedgerFailed || !strings.Contains(r.LastError, "gave up after 2 attempts") || len(fake.Requests()) != 2 {
+		t.Errorf("row = %+v after %d requests; want failed after 2 attempts", r, len(fake.Requests()))
+	}
+}
+
+// TestHandleBadCredentials: a 401 stops the run with an error and leaves the
+// rows pending.
+func TestHandleBadCredentials(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.h.Billing.Workers = 1
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
+		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_2", used: 150_000})
+	fake.FailNext(http.StatusUnauthorized)
+	if _, err := e.run(runAt); usage.ErrorCode(err) != usage.CodeUnauthorized {
+		t.Fatalf("Handle = %v; want CodeUnauthorized", err)
+	}
+	for k, r := range e.rows() {
+		if r.Status != usage.LedgerPending {
+			t.Errorf("%s: %s; want pending", k, r.Status)
+		}
+	}
+}
+
+// TestHandleLateUsage: usage arriving after a period was billed is billed
+// once as an adjustment; usage that goes down is recorded as a credit for an
+// admin, once.
+func TestHandleLateUsage(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
+	if _, err := e.run(runAt); err != nil {
+		t.Fatal(err)
+	}
+	// 5,500 late calls on 28 February: 156 units instead of 50.
+	e.addCalls(userID(1), time.Date(2026, 2, 28, 0, 0, 0, 0, time.UTC), 5_500)
+	for i := 1; i <= 2; i++ {
+		if _, err := e.run(runAt.Add(time.Duration(i) * 24 * time.Hour)); err != nil {
+			t.Fatalf("run %d after late usage: %v", i, err)
+		}
+	}
+	items := fake.Items()
+	if len(items) != 2 {
+		t.Fatalf("%d invoice items; want 2 (charge and one adjustment)", len(items))
+	}
+	adj := e.rows()[userID(1)+"/1"]
+	if items[1].Amount != 300 || items[1].Metadata["seq"] != "1" || adj == nil || adj.Status != usage.LedgerBilled ||
+		adj.Units != 6 || adj.Amount != 300 || adj.Used != 155_500 || adj.IdempotencyKey != usage.IdempotencyKey(userID(1), february.Start, 1) {
+		t.Errorf("adjustment item %+v, row %+v; want 6 units, 300 cents, seq 1, billed", items[1], adj)
+	}
+	if !strings.HasPrefix(items[1].Description, "API overage adjustment 1: 55500 calls above 100000 included") {
+		t.Errorf("adjustment description = %q", items[1].Description)
+	}
+	// Usage goes down by 20,000 calls: a credit of 20 units is recorded once.
+	e.addCalls(userID(1), time.Date(2026, 2, 28, 0, 0, 0, 0, time.UTC), -20_000)
+	for i := 3; i <= 4; i++ {
+		if _, err := e.run(runAt.Add(time.Duration(i) * 24 * time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := e.rows()
+	credit := rows[userID(1)+"/2"]
+	if len(rows) != 3 || credit.Status != usage.LedgerSkipped || credit.Amount != -20*50 || credit.Units != -20 ||
+		!strings.Contains(credit.Note, "credit of 1000 usd") {
+		t.Errorf("rows = %d, credit = %+v; want 3 rows, a skipped credit of -1000", len(rows), credit)
+	}
+	if len(fake.Items()) != 2 {
+		t.Errorf("a credit was sent to Stripe")
+	}
+}

@@ -1,0 +1,80 @@
+package mock
+
+import (
+	"context"
+	"time"
+
+	"github.com/nexus/usage/shared/usage"
+)
+
+var _ usage.LedgerStore = (*LedgerStore)(nil)
+
+// LedgerStore is a usage.LedgerStore.
+type LedgerStore struct {
+	BillableSubscriptionsFn func(ctx context.Context) ([]*usage.Subscription, error)
+	PeriodStatesFn          func(ctx context.Context, periods []usage.UserPeriod) ([]usage.PeriodState, error)
+	InsertLedgerEntriesFn   func(ctx context.Context, entries []*usage.LedgerEntry, now time.Time) (int, error)
+	ClaimPendingFn          func(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error)
+	MarkBilledFn            func(ctx context.Context, items []usage.Billed, now time.Time) error
+	MarkRetryFn             func(ctx context.Context, ledgerID, reason string, now time.Time) error
+	MarkFailedFn            func(ctx context.Context, ledgerID, reason string, now time.Time) error
+	OpenPeriodOverageFn     func(ctx context.Context, userID string, now time.Time) (*usage.OverageProjection, error)
+}
+
+// BillableSubscriptions calls BillableSubscriptionsFn.
+func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.Subscription, error) {
+	return s.BillableSubscriptionsFn(ctx)
+}
+
+// PeriodStates calls PeriodStatesFn.
+func (s *LedgerStore) PeriodStates(ctx context.Context, periods []usage.UserPeriod) ([]usage.PeriodState, error) {
+	return s.PeriodStatesFn(ctx, periods)
+}
+
+// InsertLedgerEntries calls InsertLedgerEntriesFn.
+func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.LedgerEntry, now time.Time) (int, error) {
+	return s.InsertLedgerEntriesFn(ctx, entries, now)
+}
+
+// ClaimPending calls ClaimPendingFn.
+func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
+	return s.ClaimPendingFn(ctx, r)
+}
+
+// MarkBilled calls MarkBilledFn.
+func (s *LedgerStore) MarkBilled(ctx context.Context, items []usage.Billed, now time.Time) error {
+	return s.MarkBilledFn(ctx, items, now)
+}
+
+// MarkRetry calls MarkRetryFn.
+func (s *LedgerStore) MarkRetry(ctx context.Context, ledgerID, reason string, now time.Time) error {
+	return s.MarkRetryFn(ctx, ledgerID, reason, now)
+}
+
+// MarkFailed calls MarkFailedFn.
+func (s *LedgerStore) MarkFailed(ctx context.Context, ledgerID, reason string, now time.Time) error {
+	return s.MarkFailedFn(ctx, ledgerID, reason, now)
+}
+
+// OpenPeriodOverage calls OpenPeriodOverageFn.
+func (s *LedgerStore) OpenPeriodOverage(ctx context.Context, userID string, now time.Time) (*usage.OverageProjection, error) {
+	return s.OpenPeriodOverageFn(ctx, userID, now)
+}
+
+var _ usage.Biller = (*Biller)(nil)
+
+// Biller is a usage.Biller.
+type Biller struct {
+	CreateInvoiceItemFn func(ctx context.Context, item *usage.InvoiceItem, idempotencyKey string) (string, error)
+	FindInvoiceItemFn   func(ctx context.Context, customerID, ledgerID string) (string, bool, error)
+}
+
+// CreateInvoiceItem calls CreateInvoiceItemFn.
+func (b *Biller) CreateInvoiceItem(ctx context.Context, item *usage.InvoiceItem, idempotencyKey string) (string, error) {
+	return b.CreateInvoiceItemFn(ctx, item, idempotencyKey)
+}
+
+// FindInvoiceItem calls FindInvoiceItemFn.
+func (b *Biller) FindInvoiceItem(ctx context.Context, customerID, ledgerID string) (string, bool, error) {
+	return b.FindInvoiceItemFn(ctx, customerID, ledgerID)
+}

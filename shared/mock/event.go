@@ -1,0 +1,33 @@
+package mock
+
+import (
+	"context"
+
+	"github.com/nexus/usage/shared/usage"
+)
+
+var _ usage.EventStore = (*EventStore)(nil)
+
+// EventStore is a usage.EventStore.
+type EventStore struct {
+	RecordBatchFn func(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error)
+}
+
+// RecordBatch calls RecordBatchFn.
+func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+	return s.RecordBatchFn(ctx, events, rejected)
+}
+
+var _ usage.Publisher = (*Publisher)(nil)
+
+// Publisher is a usage.Publisher.
+type Publisher struct {
+	PublishFn func(ctx context.Context, e usage.Event) error
+	FlushFn   func(ctx context.Context) error
+}
+
+// Publish calls PublishFn.
+func (p *Publisher) Publish(ctx context.Context, e usage.Event) error { return p.PublishFn(ctx, e) }
+
+// Flush calls FlushFn.
+func (p *Publisher) Flush(ctx context.Context) error { return p.FlushFn(ctx) }
