@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/shared/auth"
 )
 
@@ -42,7 +43,7 @@ const maxPayload = 6 << 20
 // Authorizer: NONE gets no authorizer context, as in AWS. Under "$default"
 // a valid bearer token's claims are passed, and nothing is enforced.
 type Gateway struct {
-	Routes []RouteSpec
+	Routes []samtemplate.Route
 	// Function is the integration; nil answers 503 (the function is not
 	// running, e.g. its build failed).
 	Function Invoker
@@ -118,12 +119,12 @@ func (g *Gateway) logger() *slog.Logger {
 // match picks the route as API Gateway does: the most specific path
 // (literal segments before parameters before a greedy {proxy+}), and a
 // method over ANY.
-func (g *Gateway) match(method, path string) (RouteSpec, map[string]string, bool) {
+func (g *Gateway) match(method, path string) (samtemplate.Route, map[string]string, bool) {
 	if len(g.Routes) == 0 {
-		return RouteSpec{}, nil, true
+		return samtemplate.Route{}, nil, true
 	}
 	type cand struct {
-		r      RouteSpec
+		r      samtemplate.Route
 		params map[string]string
 		score  int
 	}
@@ -145,7 +146,7 @@ func (g *Gateway) match(method, path string) (RouteSpec, map[string]string, bool
 		}
 	}
 	if best == nil {
-		return RouteSpec{}, nil, false
+		return samtemplate.Route{}, nil, false
 	}
 	return best.r, best.params, true
 }

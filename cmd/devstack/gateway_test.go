@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/shared/auth"
 )
 
@@ -33,7 +34,7 @@ func testGateway(t *testing.T, fn Invoker) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Gateway{Function: fn, Verifier: v, Routes: []RouteSpec{
+	return &Gateway{Function: fn, Verifier: v, Routes: []samtemplate.Route{
 		{Method: "GET", Path: "/v1/usage"},
 		{Method: "GET", Path: "/v1/admin/users/{id}/usage", JWT: true},
 		{Method: "GET", Path: "/v1/admin/users/me/usage", JWT: true},

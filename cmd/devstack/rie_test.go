@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
@@ -105,7 +106,7 @@ func TestLambdasUnderRIE(t *testing.T) {
 		st.QueueURL = aws.ToString(q.QueueUrl)
 	}
 	env := functionEnv("test", "us-east-1", st)
-	tmpl, err := LoadTemplate(filepath.Join(root, "template.yaml"))
+	tmpl, err := samtemplate.Load(filepath.Join(root, "template.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/cmd/internal/samtemplate"
+	"github.com/nexus/usage/cmd/internal/scheduler"
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/sqspoll"
@@ -83,7 +85,7 @@ type Devstack struct {
 	db      *postgres.DB
 	lambdas map[string]*Lambda
 	state   State
-	jobs    []Job
+	jobs    []scheduler.Job
 	servers []*http.Server
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -125,11 +127,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 	d.state = State{Region: cfg.Region, JWTIssuer: DevJWTIssuer, JWTAudience: DevJWTAudience, Functions: map[string]string{},
 		StripeURL: cfg.Env("NEXUS_TEST_STRIPE_URL")}
 
-	tmpl, err := LoadTemplate(filepath.Join(cfg.Root, cfg.Template))
+	tmpl, err := samtemplate.Load(filepath.Join(cfg.Root, cfg.Template))
 	if err != nil {
 		return nil, err
 	}
-	if d.jobs, err = Jobs(tmpl); err != nil {
+	if d.jobs, err = scheduler.Jobs(tmpl); err != nil {
 		logger.Warn("schedules left out", "error", err)
 	}
 	rie, err := findRIE(cfg.Root)
@@ -208,7 +210,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 		return nil, err
 	}
 	apiFn := "analytics"
-	var routes []RouteSpec
+	var routes []samtemplate.Route
 	for _, fn := range tmpl.Functions {
 		if len(fn.Routes) > 0 {
 			apiFn, routes = fn.Name, append(routes, fn.Routes...)
@@ -241,7 +243,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 		}()
 	}
 	// The schedules.
-	var jobs []Job
+	var jobs []scheduler.Job
 	for _, j := range d.jobs {
 		if d.lambdas[j.Function] == nil {
 			logger.Warn("schedule not run: its function is not running", "function", j.Function, "schedule", j.Spec.Expression)
@@ -249,11 +251,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 		}
 		jobs = append(jobs, j)
 	}
-	sched := &Scheduler{Jobs: jobs, Invoke: d.invoke, Logger: logger}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		sched.Run(runCtx)
+		scheduler.Run(runCtx, jobs, d.invoke, logger)
 	}()
 	d.ready = time.Since(cfg.Start)
 	logger.Info(fmt.Sprintf("ready in %.1fs", d.ready.Seconds()), "gateway", gwURL, "admin", adminURL)
@@ -618,4 +619,11 @@ func (d *Devstack) PrintBanner(w io.Writer) {
 	p("  make demo     sends a minute's worth of realistic traffic; make smoke drives the whole flow.")
 	p("  Ctrl-C stops everything.")
 	p("")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

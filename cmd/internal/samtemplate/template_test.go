@@ -1,12 +1,11 @@
-package main
+package samtemplate_test
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/cmd/internal/samtemplate"
 )
 
 const testTemplate = `
@@ -64,73 +63,54 @@ Resources:
     Type: AWS::SQS::Queue
 `
 
-func TestParseTemplate(t *testing.T) {
-	tmpl, err := ParseTemplate([]byte(testTemplate))
+func TestParse(t *testing.T) {
+	tmpl, err := samtemplate.Parse([]byte(testTemplate))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Template{Functions: []FunctionSpec{
-		{LogicalID: "AggregateFunction", Name: "aggregate", Timeout: 30, Schedules: []ScheduleSpec{
+	want := &samtemplate.Template{Functions: []samtemplate.Function{
+		{LogicalID: "AggregateFunction", Name: "aggregate", Timeout: 30, Schedules: []samtemplate.Schedule{
 			{Event: "Nightly", Expression: "cron(15 0 * * ? *)", Timezone: "UTC", Input: `{"from":"2026-01-01"}`},
 			{Event: "Off", Expression: "rate(1 hour)", Disabled: true},
 		}},
-		{LogicalID: "AnalyticsFunction", Name: "analytics", Timeout: 10, Routes: []RouteSpec{
+		{LogicalID: "AnalyticsFunction", Name: "analytics", Timeout: 10, Routes: []samtemplate.Route{
 			{Method: "GET", Path: "/v1/usage"},
 			{Method: "GET", Path: "/v1/admin/users/{id}/usage", JWT: true},
 		}},
 		// An expression behind an intrinsic function is not read.
-		{LogicalID: "OverageFunction", Name: "overage", Timeout: 900, Schedules: []ScheduleSpec{{Event: "Daily"}}},
+		{LogicalID: "OverageFunction", Name: "overage", Timeout: 900, Schedules: []samtemplate.Schedule{{Event: "Daily"}}},
 	}}
 	if diff := cmp.Diff(want, tmpl); diff != "" {
-		t.Errorf("ParseTemplate (-want +got):\n%s", diff)
+		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
-	if _, err := Jobs(tmpl); err == nil {
-		t.Error("Jobs accepted an empty schedule expression")
+	if fn := tmpl.Function("analytics"); fn == nil || fn.LogicalID != "AnalyticsFunction" || fn.Routes[1].Key() != "GET /v1/admin/users/{id}/usage" {
+		t.Errorf("Function(analytics) = %+v", fn)
 	}
-	tmpl.Functions[2].Schedules = nil
-	jobs, err := Jobs(tmpl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(jobs) != 1 || jobs[0].Function != "aggregate" || string(jobs[0].Input()) != `{"from":"2026-01-01"}` {
-		t.Fatalf("jobs = %+v", jobs)
-	}
-	from := time.Date(2026, 3, 10, 0, 20, 0, 0, time.UTC)
-	if got := jobs[0].Schedule.Next(from); !got.Equal(time.Date(2026, 3, 11, 0, 15, 0, 0, time.UTC)) {
-		t.Errorf("next run after %s = %s", from, got)
+	if fn := tmpl.Function("nothing"); fn != nil {
+		t.Errorf("Function(nothing) = %+v; want nil", fn)
 	}
 }
 
-// TestRepositoryTemplate reads the real template.yaml: every schedule in it
-// must parse.
+func TestParseErrors(t *testing.T) {
+	for _, doc := range []string{"", "Resources: [1, 2]", "Transform: x", ":"} {
+		if _, err := samtemplate.Parse([]byte(doc)); err == nil {
+			t.Errorf("Parse(%q) = nil error; want an error", doc)
+		}
+	}
+}
+
+// TestRepositoryTemplate reads the real template.yaml.
 func TestRepositoryTemplate(t *testing.T) {
-	tmpl, err := LoadTemplate(filepath.Join(testRoot(t), "template.yaml"))
+	tmpl, err := samtemplate.Load(filepath.Join("..", "..", "..", "template.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tmpl.Function("record") == nil {
-		t.Error("template.yaml has no RecordFunction")
-	}
-	jobs, err := Jobs(tmpl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, j := range jobs {
-		t.Logf("schedule: %s %s (next %s)", j.Function, j.Spec.Expression, j.Schedule.Next(time.Now().In(j.Location)).Format(time.RFC3339))
-	}
-}
-
-func TestFunctionDirs(t *testing.T) {
-	dir := t.TempDir()
-	for name, src := range map[string]string{"b": `lambda.Start(h.Handle)`, "a": `lambda.Start(h.Handle)`} {
-		if err := os.MkdirAll(filepath.Join(dir, "functions", name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "functions", name, "main.go"), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
+	for _, name := range []string{"record", "aggregate", "analytics", "overage"} {
+		if tmpl.Function(name) == nil {
+			t.Errorf("template.yaml has no function for functions/%s", name)
 		}
 	}
-	if build := functionDirs(dir); !cmp.Equal(build, []string{"a", "b"}) {
-		t.Errorf("functionDirs = %v; want [a b]", build)
+	if fn := tmpl.Function("analytics"); fn == nil || len(fn.Routes) == 0 {
+		t.Error("template.yaml gives the analytics function no HTTP API routes")
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package scheduler
 
 import (
 	"context"
@@ -7,13 +7,14 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nexus/usage/shared/awscron"
+	"github.com/nexus/usage/cmd/internal/awscron"
+	"github.com/nexus/usage/cmd/internal/samtemplate"
 )
 
 // Job is one schedule of one function.
 type Job struct {
-	Function string
-	Spec     ScheduleSpec
+	Function string // functions/<Function>
+	Spec     samtemplate.Schedule
 	Schedule awscron.Schedule
 	Location *time.Location
 }
@@ -28,7 +29,7 @@ func (j Job) Input() []byte {
 
 // Jobs returns the enabled schedules of the template's functions, and an
 // error naming those it cannot read (they are left out).
-func Jobs(t *Template) ([]Job, error) {
+func Jobs(t *samtemplate.Template) ([]Job, error) {
 	var jobs []Job
 	var errs []error
 	for _, fn := range t.Functions {
@@ -54,28 +55,26 @@ func Jobs(t *Template) ([]Job, error) {
 	return jobs, errors.Join(errs...)
 }
 
-// Scheduler runs jobs at their times, like EventBridge Scheduler.
-type Scheduler struct {
-	Jobs   []Job
-	Invoke func(ctx context.Context, function string, input []byte) ([]byte, error)
-	Logger *slog.Logger
-}
+// InvokeFunc invokes the function named function with input and returns
+// its answer.
+type InvokeFunc func(ctx context.Context, function string, input []byte) ([]byte, error)
 
-// Run runs the jobs until ctx is done.
-func (s *Scheduler) Run(ctx context.Context) {
+// Run runs the jobs at their times with invoke until ctx is done, logging
+// each run and its result.
+func Run(ctx context.Context, jobs []Job, invoke InvokeFunc, logger *slog.Logger) {
 	done := make(chan struct{})
-	for _, j := range s.Jobs {
+	for _, j := range jobs {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			s.run(ctx, j)
+			run(ctx, j, invoke, logger)
 		}()
 	}
-	for range s.Jobs {
+	for range jobs {
 		<-done
 	}
 }
 
-func (s *Scheduler) run(ctx context.Context, j Job) {
+func run(ctx context.Context, j Job, invoke InvokeFunc, logger *slog.Logger) {
 	for {
 		next := j.Schedule.Next(time.Now().In(j.Location))
 		if next.IsZero() {
@@ -89,12 +88,12 @@ func (s *Scheduler) run(ctx context.Context, j Job) {
 		case <-t.C:
 		}
 		start := time.Now()
-		out, err := s.Invoke(ctx, j.Function, j.Input())
+		out, err := invoke(ctx, j.Function, j.Input())
 		if err != nil {
-			s.Logger.ErrorContext(ctx, "scheduled run failed", "function", j.Function, "schedule", j.Spec.Expression, "error", err)
+			logger.ErrorContext(ctx, "scheduled run failed", "function", j.Function, "schedule", j.Spec.Expression, "error", err)
 			continue
 		}
-		s.Logger.InfoContext(ctx, "scheduled run", "function", j.Function, "schedule", j.Spec.Expression,
+		logger.InfoContext(ctx, "scheduled run", "function", j.Function, "schedule", j.Spec.Expression,
 			"ms", time.Since(start).Milliseconds(), "result", truncate(string(out), 300))
 	}
 }

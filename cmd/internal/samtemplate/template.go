@@ -1,4 +1,4 @@
-package main
+package samtemplate
 
 import (
 	"fmt"
@@ -13,21 +13,21 @@ import (
 // Template is what the local stack reads from template.yaml: the functions,
 // their timeouts, schedules and HTTP API routes.
 type Template struct {
-	Functions []FunctionSpec
+	Functions []Function
 }
 
-// FunctionSpec is one AWS::Serverless::Function.
-type FunctionSpec struct {
+// Function is one AWS::Serverless::Function.
+type Function struct {
 	LogicalID string // RecordFunction
 	Name      string // record: the directory under functions/
 	// Timeout in seconds (the function's, else Globals', else 3).
 	Timeout   int
-	Schedules []ScheduleSpec
-	Routes    []RouteSpec
+	Schedules []Schedule
+	Routes    []Route
 }
 
-// ScheduleSpec is a ScheduleV2 (or Schedule) event.
-type ScheduleSpec struct {
+// Schedule is a ScheduleV2 (or Schedule) event.
+type Schedule struct {
 	Event      string // the event's name in the template
 	Expression string // cron(...) or rate(...)
 	Timezone   string // IANA name; "" is UTC
@@ -35,8 +35,8 @@ type ScheduleSpec struct {
 	Disabled   bool
 }
 
-// RouteSpec is an HttpApi event.
-type RouteSpec struct {
+// Route is an HttpApi event.
+type Route struct {
 	Method string // GET, or ANY
 	Path   string // /v1/admin/users/{id}/usage
 	// JWT says the route is behind the API's JWT authorizer.
@@ -44,35 +44,35 @@ type RouteSpec struct {
 }
 
 // Key is the API Gateway route key, "GET /v1/usage".
-func (r RouteSpec) Key() string { return r.Method + " " + r.Path }
+func (r Route) Key() string { return r.Method + " " + r.Path }
 
 // Function returns the function whose directory is name, or nil.
-func (s *Template) Function(name string) *FunctionSpec {
-	for i := range s.Functions {
-		if s.Functions[i].Name == name {
-			return &s.Functions[i]
+func (t *Template) Function(name string) *Function {
+	for i := range t.Functions {
+		if t.Functions[i].Name == name {
+			return &t.Functions[i]
 		}
 	}
 	return nil
 }
 
-// LoadTemplate reads a SAM template.
-func LoadTemplate(path string) (*Template, error) {
+// Load reads the SAM template at path.
+func Load(path string) (*Template, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	s, err := ParseTemplate(b)
+	s, err := Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
 }
 
-// ParseTemplate reads a SAM template. CloudFormation's short tags (!Ref,
+// Parse reads a SAM template. CloudFormation's short tags (!Ref,
 // !GetAtt, !Sub …) are kept as the nodes' tags; where the local stack needs
 // a plain value and finds one of them, it uses its default.
-func ParseTemplate(b []byte) (*Template, error) {
+func Parse(b []byte) (*Template, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("parse template: %w", err)
@@ -101,7 +101,7 @@ func ParseTemplate(b []byte) (*Template, error) {
 			continue
 		}
 		props := get(r, "Properties")
-		fn := FunctionSpec{
+		fn := Function{
 			LogicalID: id,
 			Name:      strings.ToLower(strings.TrimSuffix(id, "Function")),
 			Timeout:   intValue(get(props, "Timeout"), globalTimeout),
@@ -115,7 +115,7 @@ func ParseTemplate(b []byte) (*Template, error) {
 				case "ScheduleV2", "Schedule":
 					state := scalar(get(ep, "State"))
 					enabled := get(ep, "Enabled")
-					fn.Schedules = append(fn.Schedules, ScheduleSpec{
+					fn.Schedules = append(fn.Schedules, Schedule{
 						Event:      name,
 						Expression: scalar(get(ep, "ScheduleExpression")),
 						Timezone:   scalar(get(ep, "ScheduleExpressionTimezone")),
@@ -137,7 +137,7 @@ func ParseTemplate(b []byte) (*Template, error) {
 					if authorizer == "" {
 						jwt = defaultAuth[api]
 					}
-					fn.Routes = append(fn.Routes, RouteSpec{Method: method, Path: path, JWT: jwt})
+					fn.Routes = append(fn.Routes, Route{Method: method, Path: path, JWT: jwt})
 				}
 			}
 		}

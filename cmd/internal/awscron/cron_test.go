@@ -5,7 +5,7 @@ import (
 	"time"
 	_ "time/tzdata"
 
-	"github.com/nexus/usage/shared/awscron"
+	"github.com/nexus/usage/cmd/internal/awscron"
 )
 
 func at(s string) time.Time {
