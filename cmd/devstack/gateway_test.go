@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/shared/auth"
 )
@@ -173,23 +174,5 @@ func TestGatewayFunctionError(t *testing.T) {
 type failing struct{}
 
 func (failing) Invoke(context.Context, []byte) ([]byte, error) {
-	return []byte(`{"errorMessage":"boom","errorType":"errorString"}`), &FunctionError{Type: "errorString", Message: "boom"}
-}
-
-func TestFunctionError(t *testing.T) {
-	tests := []struct {
-		body string
-		want bool
-	}{
-		{`{"errorMessage":"x","errorType":"errorString"}`, true},
-		{`{"errorMessage":"x","errorType":"T","stackTrace":[]}`, true},
-		{`{"errorType":"T","errorMessage":"x","statusCode":200}`, false},
-		{`{"batchItemFailures":[]}`, false},
-		{`null`, false},
-	}
-	for _, tt := range tests {
-		if got := functionError([]byte(tt.body)) != nil; got != tt.want {
-			t.Errorf("functionError(%s) = %v; want %v", tt.body, got, tt.want)
-		}
-	}
+	return []byte(`{"errorMessage":"boom","errorType":"errorString"}`), &rie.FunctionError{Type: "errorString", Message: "boom"}
 }

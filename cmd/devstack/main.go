@@ -27,7 +27,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -135,4 +137,31 @@ func fetchState(ctx context.Context, admin string) (*State, error) {
 		return nil, fmt.Errorf("read the stack's state: %w", err)
 	}
 	return &st, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// moduleRoot finds the directory holding go.mod from the working directory
+// up.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if fileExists(filepath.Join(dir, "go.mod")) {
+			b, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
+			if strings.Contains(string(b), "module github.com/nexus/usage") {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the nexus usage module (no go.mod found)")
+		}
+		dir = parent
+	}
 }

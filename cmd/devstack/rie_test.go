@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/postgres"
@@ -84,7 +85,7 @@ func adapt(sample []byte, f *fixture, now time.Time) []byte {
 // init outside the handler.
 func TestLambdasUnderRIE(t *testing.T) {
 	root := testRoot(t)
-	rie := requireRIE(t, root)
+	emulator := requireRIE(t, root)
 	db := pgtest.NewDB(t)
 	// Built before the deadline starts: it bounds the invocations only.
 	bins := testBootstraps(t, root)
@@ -119,7 +120,7 @@ func TestLambdasUnderRIE(t *testing.T) {
 			names = append(names, c.fn)
 		}
 	}
-	lambdas := map[string]*Lambda{}
+	lambdas := map[string]*rie.Lambda{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, n := range names {
@@ -130,7 +131,7 @@ func TestLambdasUnderRIE(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l, err := StartLambda(ctx, LambdaConfig{Name: n, RIE: rie, Bootstrap: bins[n], Env: env, Timeout: timeout, Log: quietLog(testLog{t})})
+			l, err := rie.Start(ctx, rie.Config{Name: n, RIE: emulator, Bootstrap: bins[n], Env: env, Timeout: timeout, Log: rie.QuietLog(testLog{t})})
 			if err != nil {
 				t.Errorf("start %s: %v", n, err)
 				return
@@ -301,8 +302,8 @@ var (
 func testBootstraps(t *testing.T, root string) map[string]string {
 	t.Helper()
 	bootstrapOnce.Do(func() {
-		names := functionDirs(root)
-		if bins, ok := PrebuiltBootstraps(os.Getenv("NEXUS_LAMBDA_DIR"), names); ok {
+		names := rie.FunctionDirs(root)
+		if bins, ok := rie.PrebuiltBootstraps(os.Getenv("NEXUS_LAMBDA_DIR"), names); ok {
 			bootstrapBins = bins
 			return
 		}
@@ -313,7 +314,7 @@ func testBootstraps(t *testing.T, root string) map[string]string {
 		}
 		bootstrapDir = dir
 		t.Logf("building the functions (NEXUS_LAMBDA_DIR holds none; make test builds them first)")
-		bootstrapBins, bootstrapErrs = BuildBootstraps(context.Background(), root, names, dir)
+		bootstrapBins, bootstrapErrs = rie.BuildBootstraps(context.Background(), root, names, dir)
 	})
 	for n, err := range bootstrapErrs {
 		t.Fatalf("build %s: %v", n, err)
@@ -361,7 +362,7 @@ func testRoot(t *testing.T) string {
 // Without it the test skips, or fails under CI=true.
 func requireRIE(t *testing.T, root string) string {
 	t.Helper()
-	p, err := findRIE(root)
+	p, err := rie.Find(root, os.Getenv)
 	if err == nil {
 		return p
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 )
 
@@ -47,7 +48,7 @@ func TestSmoke(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := Start(ctx, Config{Root: root, Template: "template.yaml", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		DatabaseName: name, Bootstraps: bins, Stage: fmt.Sprintf("smoke%d", os.Getpid()), BatchWindow: time.Second,
-		FunctionLog: quietLog(testLog{t})}, logger)
+		FunctionLog: rie.QuietLog(testLog{t})}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/cmd/internal/scheduler"
 	"github.com/nexus/usage/shared/auth"
@@ -83,7 +84,7 @@ type Devstack struct {
 	cfg     Config
 	logger  *slog.Logger
 	db      *postgres.DB
-	lambdas map[string]*Lambda
+	lambdas map[string]*rie.Lambda
 	state   State
 	jobs    []scheduler.Job
 	servers []*http.Server
@@ -116,7 +117,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 	if cfg.Env == nil {
 		cfg.Env = os.Getenv
 	}
-	d := &Devstack{cfg: cfg, logger: logger, lambdas: map[string]*Lambda{}}
+	d := &Devstack{cfg: cfg, logger: logger, lambdas: map[string]*rie.Lambda{}}
 	defer func() {
 		if err != nil {
 			d.Stop()
@@ -134,7 +135,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 	if d.jobs, err = scheduler.Jobs(tmpl); err != nil {
 		logger.Warn("schedules left out", "error", err)
 	}
-	rie, err := findRIE(cfg.Root)
+	emulator, err := rie.Find(cfg.Root, cfg.Env)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +150,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 		errs map[string]error
 	}
 	buildDone := make(chan built, 1)
-	names := functionDirs(cfg.Root)
+	names := rie.FunctionDirs(cfg.Root)
 	go func() {
 		bins, errs := bootstraps(ctx, cfg.Root, cfg.Bootstraps, names, d.workDir)
 		buildDone <- built{bins, errs}
@@ -189,7 +190,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l, err := StartLambda(ctx, LambdaConfig{Name: n, RIE: rie, Bootstrap: b.bins[n], Env: env, Timeout: timeout, Log: quietLog(cfg.FunctionLog)})
+			l, err := rie.Start(ctx, rie.Config{Name: n, RIE: emulator, Bootstrap: b.bins[n], Env: env, Timeout: timeout, Log: rie.QuietLog(cfg.FunctionLog)})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -261,54 +262,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 	return d, nil
 }
 
-// quietLog drops the emulator's per-invocation chatter but keeps the
-// functions' own output, init reports and errors.
-func quietLog(w io.Writer) io.Writer {
-	if w == nil {
-		return nil
-	}
-	return &filterWriter{w: w}
-}
-
-type filterWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (f *filterWriter) Write(p []byte) (int, error) {
-	line := string(p)
-	noise := (strings.Contains(line, "[INFO] (rapid)") && !strings.Contains(line, "INIT REPORT")) ||
-		strings.Contains(line, "| START RequestId") || strings.Contains(line, "| END RequestId") ||
-		(strings.Contains(line, "| REPORT RequestId") && !strings.Contains(line, "Init Duration"))
-	if noise {
-		return len(p), nil
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.w.Write(p)
-}
-
-// functionDirs lists the functions to build: functions/*/main.go.
-func functionDirs(root string) []string {
-	mains, _ := filepath.Glob(filepath.Join(root, "functions", "*", "main.go"))
-	build := make([]string, 0, len(mains))
-	for _, m := range mains {
-		build = append(build, filepath.Base(filepath.Dir(m)))
-	}
-	sort.Strings(build)
-	return build
-}
-
 // bootstraps returns the functions' binaries: those of dir (make dev and
 // make test build them before anything starts), or, without dir or when one
 // is missing there, a build into out.
 func bootstraps(ctx context.Context, root, dir string, names []string, out string) (map[string]string, map[string]error) {
-	if dir != "" {
-		if bins, ok := PrebuiltBootstraps(dir, names); ok {
-			return bins, map[string]error{}
-		}
+	if bins, ok := rie.PrebuiltBootstraps(dir, names); ok {
+		return bins, map[string]error{}
 	}
-	return BuildBootstraps(ctx, root, names, out)
+	return rie.BuildBootstraps(ctx, root, names, out)
 }
 
 // openDatabase uses DATABASE_URL (migrated) or creates the dev database
@@ -402,7 +363,7 @@ func (d *Devstack) createQueues(ctx context.Context) error {
 // functionEnv is every function's environment: the same variables the
 // template sets, with local values.
 func functionEnv(stage, region string, st *State) []string {
-	env := append(baseEnv(),
+	env := append(rie.BaseEnv(),
 		"STAGE="+stage,
 		"DATABASE_URL="+st.DatabaseURL,
 		"DATABASE_PROXY=false",
@@ -429,7 +390,7 @@ func functionEnv(stage, region string, st *State) []string {
 
 // sqsHandler invokes the record function with an SQS event, as the event
 // source mapping does.
-func sqsHandler(l *Lambda) sqspoll.Handler {
+func sqsHandler(l *rie.Lambda) sqspoll.Handler {
 	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		var resp events.SQSEventResponse
 		payload, err := json.Marshal(ev)
@@ -486,7 +447,7 @@ func (d *Devstack) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /run/{function}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("function")
-		input, _ := io.ReadAll(io.LimitReader(r.Body, maxPayload))
+		input, _ := io.ReadAll(io.LimitReader(r.Body, rie.MaxPayload))
 		if len(strings.TrimSpace(string(input))) == 0 {
 			input = []byte("{}")
 			for _, j := range d.jobs {
@@ -506,7 +467,7 @@ func (d *Devstack) adminHandler() http.Handler {
 		}
 		start := time.Now()
 		out, err := d.invoke(r.Context(), name, input)
-		var fe *FunctionError
+		var fe *rie.FunctionError
 		switch {
 		case errors.As(err, &fe):
 			d.logger.Error("run now failed", "function", name, "error", err)
@@ -536,7 +497,7 @@ func (d *Devstack) State() *State {
 func (d *Devstack) Ready() time.Duration { return d.ready }
 
 // Lambda returns a running function, or nil.
-func (d *Devstack) Lambda(name string) *Lambda { return d.lambdas[name] }
+func (d *Devstack) Lambda(name string) *rie.Lambda { return d.lambdas[name] }
 
 // Stop stops everything the stack started.
 func (d *Devstack) Stop() {

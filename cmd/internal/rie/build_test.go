@@ -1,4 +1,4 @@
-package main
+package rie
 
 import (
 	"os"
@@ -18,7 +18,7 @@ func TestFunctionDirs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if build := functionDirs(dir); !cmp.Equal(build, []string{"a", "b"}) {
-		t.Errorf("functionDirs = %v; want [a b]", build)
+	if build := FunctionDirs(dir); !cmp.Equal(build, []string{"a", "b"}) {
+		t.Errorf("FunctionDirs = %v; want [a b]", build)
 	}
 }

@@ -1,11 +1,9 @@
-package main
+package rie
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,81 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
 
-// HostBuildFlags are the flags of every host build of this module: the
-// Makefile's (make dev, make test) and the devstack's own fallback build
-// use the same ones, so that the bootstraps, the devstack and the migrator
-// share one build cache entry per package instead of compiling each package
-// once per flag set. CGO is off as in SAM's build of a provided.al2023
-// function; lambda.norpc drops aws-lambda-go's unused RPC mode.
-var HostBuildFlags = []string{"-tags", "lambda.norpc", "-trimpath"}
-
-// BuildBootstraps compiles the functions (functions/<name>) of the module
-// at root for this machine in one go build, which schedules their packages
-// across the cores itself, into out/<name>. When the joint build fails, each
-// function is built alone to tell which ones do not build. It returns the
-// binaries by name and the build error of each function that failed.
-func BuildBootstraps(ctx context.Context, root string, names []string, out string) (map[string]string, map[string]error) {
-	bins, errs := map[string]string{}, map[string]error{}
-	if len(names) == 0 {
-		return bins, errs
-	}
-	pkgs := make([]string, len(names))
-	for i, n := range names {
-		pkgs[i] = "./functions/" + n
-	}
-	if err := goBuild(ctx, root, out+string(filepath.Separator), pkgs...); err == nil {
-		for _, n := range names {
-			bins[n] = filepath.Join(out, n)
-		}
-		return bins, errs
-	}
-	for _, n := range names {
-		bin := filepath.Join(out, n)
-		if err := goBuild(ctx, root, bin, "./functions/"+n); err != nil {
-			errs[n] = err
-			continue
-		}
-		bins[n] = bin
-	}
-	return bins, errs
-}
-
-// goBuild runs go build -o out with HostBuildFlags in root.
-func goBuild(ctx context.Context, root, out string, pkgs ...string) error {
-	args := append(append([]string{"build"}, HostBuildFlags...), append([]string{"-o", out}, pkgs...)...)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", strings.Join(pkgs, " "), err, bytes.TrimSpace(msg))
-	}
-	return nil
-}
-
-// PrebuiltBootstraps returns the binaries of the functions in dir (as make
-// dev and make test build them, dir/<name>), or ok false when one is
-// missing.
-func PrebuiltBootstraps(dir string, names []string) (bins map[string]string, ok bool) {
-	bins = map[string]string{}
-	for _, n := range names {
-		p := filepath.Join(dir, n)
-		if !fileExists(p) {
-			return nil, false
-		}
-		bins[n] = p
-	}
-	return bins, true
-}
-
-// LambdaConfig says how to run one function under the emulator.
-type LambdaConfig struct {
+// Config says how to run one function under the emulator.
+type Config struct {
 	Name      string // the function's name (functions/<Name>)
 	RIE       string // path of aws-lambda-rie
 	Bootstrap string // path of the function's bootstrap
@@ -120,6 +50,10 @@ type Lambda struct {
 	logDone       chan struct{}
 }
 
+// MaxPayload is Lambda's limit on a synchronous invocation's payload and
+// response.
+const MaxPayload = 6 << 20
+
 // FunctionError is an error the function's handler returned (Lambda's
 // errorType and errorMessage).
 type FunctionError struct {
@@ -129,10 +63,10 @@ type FunctionError struct {
 
 func (e *FunctionError) Error() string { return e.Type + ": " + e.Message }
 
-// StartLambda starts the emulator with the function's bootstrap and waits
-// until it accepts invocations. The function's init runs on the first
+// Start starts the emulator with the function's bootstrap and waits until
+// it accepts invocations. The function's init runs on the first
 // invocation, as a cold start does.
-func StartLambda(ctx context.Context, c LambdaConfig) (*Lambda, error) {
+func Start(ctx context.Context, c Config) (*Lambda, error) {
 	if c.Timeout <= 0 {
 		c.Timeout = 30 * time.Second
 	}
@@ -188,44 +122,6 @@ func StartLambda(ctx context.Context, c LambdaConfig) (*Lambda, error) {
 	}
 }
 
-var (
-	initReportRE   = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
-	initDurationRE = regexp.MustCompile(`Init Duration: ([0-9.]+) ms`)
-)
-
-func (l *Lambda) readLog(r io.Reader, w io.Writer) {
-	defer close(l.logDone)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if m := initReportRE.FindStringSubmatch(line); m != nil {
-			l.setInit(m[1])
-		} else if m := initDurationRE.FindStringSubmatch(line); m != nil {
-			l.stateMu.Lock()
-			unset := l.initReport == 0
-			l.stateMu.Unlock()
-			if unset {
-				l.setInit(m[1])
-			}
-		}
-		if w != nil {
-			fmt.Fprintf(w, "%-9s | %s\n", l.Name, line)
-		}
-	}
-	_, _ = io.Copy(io.Discard, r)
-}
-
-func (l *Lambda) setInit(ms string) {
-	v, err := strconv.ParseFloat(ms, 64)
-	if err != nil {
-		return
-	}
-	l.stateMu.Lock()
-	l.initReport = time.Duration(v * float64(time.Millisecond))
-	l.stateMu.Unlock()
-}
-
 // InitTimes returns the emulator's init duration of the function (its
 // "INIT REPORT": from starting the bootstrap to its first request for
 // work) and the time from starting the emulator to the first answer; zero
@@ -236,8 +132,8 @@ func (l *Lambda) InitTimes() (initReport, firstResponse time.Duration) {
 	return l.initReport, l.firstResponse
 }
 
-// Invoke invokes the function with payload and returns its response. A
-// handler error is a *FunctionError.
+// Invoke invokes the function with payload (at most MaxPayload bytes) and
+// returns its response. A handler error is a *FunctionError.
 func (l *Lambda) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -336,8 +232,10 @@ func freeAddrs(n int) ([]string, error) {
 	return out, nil
 }
 
-// baseEnv is the part of this process's environment a function keeps.
-func baseEnv() []string {
+// BaseEnv is the part of this process's environment a function keeps
+// (PATH, HOME, TMPDIR, LANG), and TZ=UTC as in Lambda. Config.Env starts
+// with it.
+func BaseEnv() []string {
 	var env []string
 	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG"} {
 		if v, ok := os.LookupEnv(k); ok {
@@ -345,51 +243,4 @@ func baseEnv() []string {
 		}
 	}
 	return append(env, "TZ=UTC")
-}
-
-var errNoRIE = errors.New("aws-lambda-rie not found")
-
-// findRIE returns the emulator's path: $NEXUS_RIE, else bin/aws-lambda-rie
-// under root, else aws-lambda-rie on PATH.
-func findRIE(root string) (string, error) {
-	if p := os.Getenv("NEXUS_RIE"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("NEXUS_RIE=%s: %w", p, err)
-		}
-		return p, nil
-	}
-	if p := filepath.Join(root, "bin", "aws-lambda-rie"); fileExists(p) {
-		return p, nil
-	}
-	if p, err := exec.LookPath("aws-lambda-rie"); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("%w: run make tools, or set NEXUS_RIE", errNoRIE)
-}
-
-func fileExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir()
-}
-
-// moduleRoot finds the directory holding go.mod from the working directory
-// up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if fileExists(filepath.Join(dir, "go.mod")) {
-			b, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
-			if strings.Contains(string(b), "module github.com/nexus/usage") {
-				return dir, nil
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the nexus usage module (no go.mod found)")
-		}
-		dir = parent
-	}
 }

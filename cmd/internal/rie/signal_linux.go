@@ -1,4 +1,4 @@
-package main
+package rie
 
 import (
 	"os/exec"
