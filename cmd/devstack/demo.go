@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
+	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/sqspub"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -41,9 +42,9 @@ func SendDemo(ctx context.Context, st *State, now time.Time, logger *slog.Logger
 	var stats DemoStats
 	rng := rand.New(rand.NewPCG(uint64(now.UnixNano()), 7))
 	plan := map[string]struct{ today, late int }{
-		FreeUserID:       {1100, 0},
-		ProUserID:        {200, 700},
-		EnterpriseUserID: {300, 1300},
+		seed.FreeUserID:       {1100, 0},
+		seed.ProUserID:        {200, 700},
+		seed.EnterpriseUserID: {300, 1300},
 	}
 	for _, u := range st.Users {
 		p := plan[u.UserID]

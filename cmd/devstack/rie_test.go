@@ -19,7 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/samtemplate"
-	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 )
@@ -27,7 +27,7 @@ import (
 // fixture is what a sample's check can look at.
 type fixture struct {
 	db    *postgres.DB
-	users []DemoUser
+	users []seed.User
 }
 
 // A lambdaCase invokes one function with one sample of events/ and checks
@@ -59,9 +59,6 @@ var lambdaCases = []lambdaCase{
 	{"analytics", "analytics/get-admin-overage.json", wantStatus(200)},
 }
 
-// sampleAPIKey stands for a real key in the events/ samples.
-const sampleAPIKey = "nx_SAMPLE_replace_with_a_key_printed_by_make_dev_0000"
-
 var occurredAtRE = regexp.MustCompile(`(\\?"occurred_at\\?":\s*\\?")[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z`)
 
 // adapt fits a sample to the seeded database: events happen now (the
@@ -70,8 +67,8 @@ var occurredAtRE = regexp.MustCompile(`(\\?"occurred_at\\?":\s*\\?")[0-9]{4}-[0-
 func adapt(sample []byte, f *fixture, now time.Time) []byte {
 	s := occurredAtRE.ReplaceAllString(string(sample), "${1}"+now.UTC().Add(-time.Minute).Format(time.RFC3339))
 	for _, u := range f.users {
-		if u.UserID == ProUserID {
-			s = strings.ReplaceAll(s, sampleAPIKey, u.APIKey)
+		if u.UserID == seed.ProUserID {
+			s = strings.ReplaceAll(s, seed.SampleAPIKey, u.APIKey)
 		}
 	}
 	return []byte(s)
@@ -92,7 +89,7 @@ func TestLambdasUnderRIE(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	now := time.Now().UTC()
-	users, _, err := Seed(ctx, db, now)
+	users, _, err := seed.Users(ctx, db, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,50 +199,6 @@ func TestSamplesCovered(t *testing.T) {
 	}
 	if len(files) < len(lambdaCases) {
 		t.Errorf("lambdaCases names %d samples; events/ holds %d", len(lambdaCases), len(files))
-	}
-}
-
-// TestSampleTokens checks that the samples' bearer tokens and claims are
-// what the local stack's JWT authorizer accepts and passes.
-func TestSampleTokens(t *testing.T) {
-	root := testRoot(t)
-	v, err := auth.NewJWTVerifier(auth.JWTConfig{Issuer: DevJWTIssuer, Audience: DevJWTAudience,
-		Algorithms: []string{"HS256"}, HMACSecret: []byte(DevJWTSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &Gateway{Verifier: v}
-	files, _ := filepath.Glob(filepath.Join(root, "events", "analytics", "*.json"))
-	for _, f := range files {
-		var ev events.APIGatewayV2HTTPRequest
-		b, _ := os.ReadFile(f)
-		if err := json.Unmarshal(b, &ev); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if ev.Version != "2.0" || ev.RouteKey == "" || ev.RequestContext.HTTP.Method == "" {
-			t.Errorf("%s: not a payload-format-2.0 event with a route key", f)
-		}
-		authz := ev.Headers["authorization"]
-		if authz == "" {
-			if ev.Headers["x-api-key"] != sampleAPIKey {
-				t.Errorf("%s: neither a bearer token nor the sample API key", f)
-			}
-			continue
-		}
-		claims, _, err := g.authorize(authz)
-		if err != nil {
-			t.Errorf("%s: token does not verify: %v", f, err)
-			continue
-		}
-		if ev.RequestContext.Authorizer == nil || ev.RequestContext.Authorizer.JWT == nil {
-			t.Errorf("%s: no requestContext.authorizer.jwt", f)
-			continue
-		}
-		for k, want := range claims {
-			if got := ev.RequestContext.Authorizer.JWT.Claims[k]; got != want {
-				t.Errorf("%s: claim %s = %q; the authorizer passes %q", f, k, got, want)
-			}
-		}
 	}
 }
 

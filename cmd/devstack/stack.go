@@ -24,9 +24,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/cmd/internal/gateway"
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/cmd/internal/scheduler"
+	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/sqspoll"
@@ -72,8 +74,8 @@ type State struct {
 	JWTIssuer   string            `json:"jwt_issuer"`
 	JWTAudience string            `json:"jwt_audience"`
 	Functions   map[string]string `json:"functions"` // name → running, build failed: …
-	Users       []DemoUser        `json:"users"`
-	Admin       DemoUser          `json:"admin"`
+	Users       []seed.User       `json:"users"`
+	Admin       seed.User         `json:"admin"`
 	// ClosedPeriod is the month (YYYY-MM) in which the demo users' last
 	// closed billing period starts: the period overage bills.
 	ClosedPeriod string `json:"closed_period"`
@@ -125,7 +127,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 	}()
 	runCtx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	d.state = State{Region: cfg.Region, JWTIssuer: DevJWTIssuer, JWTAudience: DevJWTAudience, Functions: map[string]string{},
+	d.state = State{Region: cfg.Region, JWTIssuer: seed.JWTIssuer, JWTAudience: seed.JWTAudience, Functions: map[string]string{},
 		StripeURL: cfg.Env("NEXUS_TEST_STRIPE_URL")}
 
 	tmpl, err := samtemplate.Load(filepath.Join(cfg.Root, cfg.Template))
@@ -165,7 +167,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 		return nil, err
 	}
 	now := time.Now().UTC()
-	if d.state.Users, d.state.Admin, err = Seed(ctx, d.db, now); err != nil {
+	if d.state.Users, d.state.Admin, err = seed.Users(ctx, d.db, now); err != nil {
 		<-buildDone
 		return nil, err
 	}
@@ -205,8 +207,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 	wg.Wait()
 
 	// The local API Gateway in front of the function with HTTP routes.
-	verifier, err := auth.NewJWTVerifier(auth.JWTConfig{Issuer: DevJWTIssuer, Audience: DevJWTAudience,
-		Algorithms: []string{"HS256"}, HMACSecret: []byte(DevJWTSecret)})
+	verifier, err := auth.NewJWTVerifier(seed.JWTConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +218,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Devstack, e
 			apiFn, routes = fn.Name, append(routes, fn.Routes...)
 		}
 	}
-	gw := &Gateway{Routes: routes, Verifier: verifier, Logger: logger}
+	gw := &gateway.Gateway{Routes: routes, Verifier: verifier, Logger: logger}
 	if l := d.lambdas[apiFn]; l != nil {
 		gw.Function = l
 	}
@@ -375,9 +376,9 @@ func functionEnv(stage, region string, st *State) []string {
 		"AWS_ENDPOINT_URL_SQS="+st.SQSEndpoint,
 		"QUEUE_URL="+st.QueueURL,
 		"USAGE_QUEUE_URL="+st.QueueURL,
-		"JWT_ISSUER="+DevJWTIssuer,
-		"JWT_AUDIENCE="+DevJWTAudience,
-		"JWT_HMAC_SECRET="+DevJWTSecret,
+		"JWT_ISSUER="+seed.JWTIssuer,
+		"JWT_AUDIENCE="+seed.JWTAudience,
+		"JWT_HMAC_SECRET="+seed.JWTSecret,
 	)
 	if st.AlertBus != "" {
 		env = append(env, "ALERT_BUS_NAME="+st.AlertBus)
@@ -524,12 +525,12 @@ func (d *Devstack) Stop() {
 // PrintBanner prints credentials and ready-to-paste commands.
 func (d *Devstack) PrintBanner(w io.Writer) {
 	st := d.State()
-	var free, pro DemoUser
+	var free, pro seed.User
 	for _, u := range st.Users {
 		switch u.UserID {
-		case FreeUserID:
+		case seed.FreeUserID:
 			free = u
-		case ProUserID:
+		case seed.ProUserID:
 			pro = u
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package seed
 
 import (
 	"context"
@@ -11,12 +11,17 @@ import (
 )
 
 // The local stack's JWT settings. The secret is public: it only ever signs
-// tokens for this machine's stack.
+// tokens for this machine's stack (and the samples in events/).
 const (
-	DevJWTIssuer   = "https://auth.nexus.local/"
-	DevJWTAudience = "nexus-usage"
-	DevJWTSecret   = "nexus-dev-only-hmac-secret-0123456789abcdef"
+	JWTIssuer   = "https://auth.nexus.local/"
+	JWTAudience = "nexus-usage"
+	JWTSecret   = "nexus-dev-only-hmac-secret-0123456789abcdef"
 )
+
+// JWTConfig is the local stack's JWT authorizer: HS256 with JWTSecret.
+func JWTConfig() auth.JWTConfig {
+	return auth.JWTConfig{Issuer: JWTIssuer, Audience: JWTAudience, Algorithms: []string{"HS256"}, HMACSecret: []byte(JWTSecret)}
+}
 
 // Demo users have fixed ids, so that events/ and scripts can name them.
 const (
@@ -26,8 +31,12 @@ const (
 	AdminUserID      = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 )
 
-// DemoUser is a seeded user with its credentials.
-type DemoUser struct {
+// SampleAPIKey stands for a real API key in the samples of events/: the
+// emulator tests replace it with the pro user's key.
+const SampleAPIKey = "nx_SAMPLE_replace_with_a_key_printed_by_make_dev_0000"
+
+// User is a seeded user with its credentials.
+type User struct {
 	UserID           string `json:"user_id"`
 	Plan             string `json:"plan"`
 	IncludedCalls    int64  `json:"included_calls"`
@@ -40,14 +49,14 @@ type DemoUser struct {
 	PeriodStart time.Time `json:"period_start"`
 }
 
-// Seed creates the demo users: one each on free, pro and enterprise with
+// Users creates the demo users: one each on free, pro and enterprise with
 // an API key, a Stripe customer id and a subscription that started a month
 // and two days ago: its first billing period ended two days ago, more than
 // the overage job's 24-hour grace period, so the next run bills it; and an
-// admin.
+// admin. It returns the three users and the admin.
 // Pro and enterprise include fewer calls than their plans, so that demo
 // traffic goes over quota within a minute. It is safe to run again.
-func Seed(ctx context.Context, db *postgres.DB, now time.Time) ([]DemoUser, DemoUser, error) {
+func Users(ctx context.Context, db *postgres.DB, now time.Time) ([]User, User, error) {
 	subs := postgres.NewSubscriptionStore(db)
 	keys := postgres.NewAPIKeyStore(db)
 	today := usage.Day(now)
@@ -60,35 +69,35 @@ func Seed(ctx context.Context, db *postgres.DB, now time.Time) ([]DemoUser, Demo
 		{ProUserID, "pro", "cus_demo_pro", n(500)},
 		{EnterpriseUserID, "enterprise", "cus_demo_enterprise", n(1000)},
 	}
-	var users []DemoUser
+	var users []User
 	for _, s := range specs {
 		sub := &usage.Subscription{UserID: s.id, PlanID: s.plan, StripeCustomerID: s.customer,
 			Overrides: usage.Overrides{IncludedCalls: s.included}, PeriodAnchor: today.AddDate(0, -1, -2)}
 		if err := subs.PutSubscription(ctx, sub); err != nil {
-			return nil, DemoUser{}, fmt.Errorf("seed %s user: %w", s.plan, err)
+			return nil, User{}, fmt.Errorf("seed %s user: %w", s.plan, err)
 		}
 		got, err := subs.Subscription(ctx, s.id)
 		if err != nil {
-			return nil, DemoUser{}, fmt.Errorf("seed %s user: %w", s.plan, err)
+			return nil, User{}, fmt.Errorf("seed %s user: %w", s.plan, err)
 		}
 		secret, k, err := auth.NewAPIKey(s.id, "demo")
 		if err != nil {
-			return nil, DemoUser{}, err
+			return nil, User{}, err
 		}
 		if err := keys.CreateAPIKey(ctx, k); err != nil {
-			return nil, DemoUser{}, fmt.Errorf("seed %s user's api key: %w", s.plan, err)
+			return nil, User{}, fmt.Errorf("seed %s user's api key: %w", s.plan, err)
 		}
-		token, err := auth.Sign([]byte(DevJWTSecret), DevJWTIssuer, DevJWTAudience, s.id, false, now, 7*24*time.Hour)
+		token, err := auth.Sign([]byte(JWTSecret), JWTIssuer, JWTAudience, s.id, false, now, 7*24*time.Hour)
 		if err != nil {
-			return nil, DemoUser{}, err
+			return nil, User{}, err
 		}
-		users = append(users, DemoUser{UserID: s.id, Plan: s.plan, IncludedCalls: got.Effective.IncludedCalls,
+		users = append(users, User{UserID: s.id, Plan: s.plan, IncludedCalls: got.Effective.IncludedCalls,
 			StripeCustomerID: s.customer, APIKey: secret, APIKeyID: k.ID, Token: token,
 			PeriodStart: usage.PeriodAt(got.PeriodAnchor, now).Start})
 	}
-	token, err := auth.Sign([]byte(DevJWTSecret), DevJWTIssuer, DevJWTAudience, AdminUserID, true, now, 7*24*time.Hour)
+	token, err := auth.Sign([]byte(JWTSecret), JWTIssuer, JWTAudience, AdminUserID, true, now, 7*24*time.Hour)
 	if err != nil {
-		return nil, DemoUser{}, err
+		return nil, User{}, err
 	}
-	return users, DemoUser{UserID: AdminUserID, Plan: "admin", Token: token}, nil
+	return users, User{UserID: AdminUserID, Plan: "admin", Token: token}, nil
 }

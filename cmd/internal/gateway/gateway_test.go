@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/samtemplate"
+	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/auth"
 )
 
@@ -30,8 +31,7 @@ func (r *recorder) Invoke(_ context.Context, payload []byte) ([]byte, error) {
 
 func testGateway(t *testing.T, fn Invoker) *Gateway {
 	t.Helper()
-	v, err := auth.NewJWTVerifier(auth.JWTConfig{Issuer: DevJWTIssuer, Audience: DevJWTAudience,
-		Algorithms: []string{"HS256"}, HMACSecret: []byte(DevJWTSecret)})
+	v, err := auth.NewJWTVerifier(seed.JWTConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func testGateway(t *testing.T, fn Invoker) *Gateway {
 func TestGatewayEvent(t *testing.T) {
 	fn := &recorder{resp: `{"statusCode":201,"headers":{"X-One":"1"},"multiValueHeaders":{"X-Many":["a","b"]},"cookies":["s=1; Path=/"],"body":"aGk=","isBase64Encoded":true}`}
 	g := testGateway(t, fn)
-	token, _ := auth.Sign([]byte(DevJWTSecret), DevJWTIssuer, DevJWTAudience, AdminUserID, true, time.Now(), time.Hour)
+	token, _ := auth.Sign([]byte(seed.JWTSecret), seed.JWTIssuer, seed.JWTAudience, seed.AdminUserID, true, time.Now(), time.Hour)
 	req := httptest.NewRequest("GET", "http://localhost:8080/v1/admin/users/22222222-2222-4222-8222-222222222222/usage?from=2026-11-01&to=2026-11-02&x=1&x=2", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Add("Cookie", "a=1; b=2")
@@ -74,7 +74,7 @@ func TestGatewayEvent(t *testing.T) {
 		t.Errorf("requestContext.http = %+v, requestId %q", ev.RequestContext.HTTP, ev.RequestContext.RequestID)
 	}
 	a := ev.RequestContext.Authorizer
-	if a == nil || a.JWT == nil || a.JWT.Claims["sub"] != AdminUserID || a.JWT.Claims["role"] != "admin" || a.JWT.Claims["aud"] != "["+DevJWTAudience+"]" {
+	if a == nil || a.JWT == nil || a.JWT.Claims["sub"] != seed.AdminUserID || a.JWT.Claims["role"] != "admin" || a.JWT.Claims["aud"] != "["+seed.JWTAudience+"]" {
 		t.Errorf("authorizer = %+v", a)
 	}
 	res := w.Result()
@@ -101,7 +101,7 @@ func TestGatewayRouting(t *testing.T) {
 		{"DELETE", "/files/a/b/c", "", 200, "ANY /files/{proxy+}"},
 		{"GET", "/files", "", 404, ""},
 	}
-	token, _ := auth.Sign([]byte(DevJWTSecret), DevJWTIssuer, DevJWTAudience, ProUserID, false, time.Now(), time.Hour)
+	token, _ := auth.Sign([]byte(seed.JWTSecret), seed.JWTIssuer, seed.JWTAudience, seed.ProUserID, false, time.Now(), time.Hour)
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			fn := &recorder{resp: `{"ok":true}`}
