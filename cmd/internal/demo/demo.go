@@ -1,27 +1,29 @@
-package main
+package demo
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
+	"github.com/nexus/usage/cmd/internal/devstack"
+	"github.com/nexus/usage/cmd/internal/moto"
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/sqspub"
 	"github.com/nexus/usage/shared/usage"
 )
 
-// DemoStats counts what SendDemo sent.
-type DemoStats struct {
+// Stats counts what Send sent.
+type Stats struct {
 	Events, Duplicates, Late, Errors, Invalid int
 }
 
-var demoEndpoints = []struct{ method, route string }{
+var endpoints = []struct{ method, route string }{
 	{"GET", "GET /v1/games/{id}"},
 	{"GET", "GET /v1/games"},
 	{"POST", "POST /v1/games"},
@@ -30,16 +32,17 @@ var demoEndpoints = []struct{ method, route string }{
 	{"DELETE", "DELETE /v1/games/{id}"},
 }
 
-// SendDemo sends realistic traffic for the demo users through the usage
+// Send sends realistic traffic for the demo users through the usage
 // queue with the SQS publisher: the free user over its hard quota today;
 // pro and enterprise over their included calls in the billing period that
-// closed two days ago (late events, 1-6 days old, most of them in it) and busy today; about 5 % client
-// and 1 % server errors; every 25th event sent twice; and two invalid
-// messages, which end up in the rejected events.
-func SendDemo(ctx context.Context, st *State, now time.Time, logger *slog.Logger) (DemoStats, error) {
-	client := newSQSClient(st.SQSEndpoint, st.Region)
+// closed two days ago (late events, 1-6 days old, most of them in it) and
+// busy today; about 5 % client and 1 % server errors; every 25th event
+// sent twice; and two invalid messages, which end up in the rejected
+// events.
+func Send(ctx context.Context, st *devstack.State, now time.Time, logger *slog.Logger) (Stats, error) {
+	client := moto.SQS(st.SQSEndpoint, st.Region)
 	pub := sqspub.New(client, st.QueueURL, sqspub.Options{BatchSize: 100, MaxAge: 200 * time.Millisecond, Logger: logger, BufferSize: 5000})
-	var stats DemoStats
+	var stats Stats
 	rng := rand.New(rand.NewPCG(uint64(now.UnixNano()), 7))
 	plan := map[string]struct{ today, late int }{
 		seed.FreeUserID:       {1100, 0},
@@ -49,7 +52,7 @@ func SendDemo(ctx context.Context, st *State, now time.Time, logger *slog.Logger
 	for _, u := range st.Users {
 		p := plan[u.UserID]
 		for i := range p.today + p.late {
-			ep := demoEndpoints[rng.IntN(len(demoEndpoints))]
+			ep := endpoints[rng.IntN(len(endpoints))]
 			id, err := uuid.NewV7()
 			if err != nil {
 				return stats, err
@@ -106,10 +109,10 @@ func SendDemo(ctx context.Context, st *State, now time.Time, logger *slog.Logger
 	return stats, nil
 }
 
-func newSQSClient(endpoint, region string) *sqs.Client {
-	return sqs.New(sqs.Options{
-		Region:       region,
-		BaseEndpoint: aws.String(endpoint),
-		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-	})
+// Report prints what Send sent to st and where to look next.
+func (s Stats) Report(w io.Writer, st *devstack.State, now time.Time) {
+	fmt.Fprintf(w, "sent %d events (%d duplicated, %d late, %d with error statuses) and %d invalid messages to %s\n",
+		s.Events, s.Duplicates, s.Late, s.Errors, s.Invalid, st.QueueURL)
+	fmt.Fprintf(w, "the record function sees them within 5 s; then run make run-aggregate run-overage and read:\n")
+	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/admin/overage?period=%s\n", st.Admin.Token, st.GatewayURL, now.AddDate(0, -1, 0).Format("2006-01"))
 }

@@ -1,4 +1,4 @@
-package main
+package devstack
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 )
 
@@ -48,7 +47,7 @@ func TestSmoke(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := Start(ctx, Config{Root: root, Template: "template.yaml", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		DatabaseName: name, Bootstraps: bins, Stage: fmt.Sprintf("smoke%d", os.Getpid()), BatchWindow: time.Second,
-		FunctionLog: rie.QuietLog(testLog{t})}, logger)
+		FunctionLog: testLog{t}}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package devstack
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/nexus/usage/cmd/internal/moto"
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/cmd/internal/seed"
@@ -97,7 +98,7 @@ func TestLambdasUnderRIE(t *testing.T) {
 	st := &State{DatabaseURL: dbURL(t, db), StripeURL: os.Getenv("NEXUS_TEST_STRIPE_URL")}
 	if ep := os.Getenv("NEXUS_TEST_SQS_ENDPOINT"); ep != "" {
 		st.SQSEndpoint = ep
-		q, err := newSQSClient(ep, "us-east-1").CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("rie-%x", rand.Uint64()))})
+		q, err := moto.SQS(ep, "us-east-1").CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("rie-%x", rand.Uint64()))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,14 +122,10 @@ func TestLambdasUnderRIE(t *testing.T) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, n := range names {
-		timeout := 30 * time.Second
-		if fn := tmpl.Function(n); fn != nil {
-			timeout = time.Duration(fn.Timeout) * time.Second
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l, err := rie.Start(ctx, rie.Config{Name: n, RIE: emulator, Bootstrap: bins[n], Env: env, Timeout: timeout, Log: rie.QuietLog(testLog{t})})
+			l, err := rie.Start(ctx, rie.Config{Name: n, RIE: emulator, Bootstrap: bins[n], Env: env, Timeout: functionTimeout(tmpl, n), Log: rie.QuietLog(testLog{t})})
 			if err != nil {
 				t.Errorf("start %s: %v", n, err)
 				return
@@ -239,94 +236,4 @@ func wantStatus(want int) func(*testing.T, *fixture, []byte) {
 			t.Errorf("statusCode = %d; want %d (body %s)", resp.StatusCode, want, resp.Body)
 		}
 	}
-}
-
-var (
-	bootstrapOnce sync.Once
-	bootstrapDir  string // the build's directory, removed by TestMain
-	bootstrapBins map[string]string
-	bootstrapErrs map[string]error
-)
-
-// testBootstraps returns every function's binary: those make test built
-// into $NEXUS_LAMBDA_DIR before go test started, or else one build, made
-// once for the whole package with no deadline, whatever the machine's load
-// and the state of the build cache.
-func testBootstraps(t *testing.T, root string) map[string]string {
-	t.Helper()
-	bootstrapOnce.Do(func() {
-		names := rie.FunctionDirs(root)
-		if bins, ok := rie.PrebuiltBootstraps(os.Getenv("NEXUS_LAMBDA_DIR"), names); ok {
-			bootstrapBins = bins
-			return
-		}
-		dir, err := os.MkdirTemp("", "nexus-bootstraps-")
-		if err != nil {
-			bootstrapErrs = map[string]error{"all": err}
-			return
-		}
-		bootstrapDir = dir
-		t.Logf("building the functions (NEXUS_LAMBDA_DIR holds none; make test builds them first)")
-		bootstrapBins, bootstrapErrs = rie.BuildBootstraps(context.Background(), root, names, dir)
-	})
-	for n, err := range bootstrapErrs {
-		t.Fatalf("build %s: %v", n, err)
-	}
-	return bootstrapBins
-}
-
-// testBootstrapDir is the directory of testBootstraps' binaries, for
-// Config.Bootstraps.
-func testBootstrapDir(t *testing.T, root string) string {
-	t.Helper()
-	testBootstraps(t, root)
-	if bootstrapDir != "" {
-		return bootstrapDir
-	}
-	return os.Getenv("NEXUS_LAMBDA_DIR")
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if bootstrapDir != "" {
-		os.RemoveAll(bootstrapDir)
-	}
-	os.Exit(code)
-}
-
-// testLog sends the functions' output to the test log.
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-// requireRIE returns the emulator's path: $NEXUS_RIE or bin/aws-lambda-rie.
-// Without it the test skips, or fails under CI=true.
-func requireRIE(t *testing.T, root string) string {
-	t.Helper()
-	p, err := rie.Find(root, os.Getenv)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("the Lambda emulator is not available: %v", err)
-	}
-	t.Skipf("the Lambda emulator is not available: %v", err)
-	return ""
-}
-
-func dbURL(t *testing.T, db *postgres.DB) string {
-	t.Helper()
-	return db.Pool.Config().ConnConfig.ConnString()
 }
