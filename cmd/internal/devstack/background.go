@@ -2,15 +2,11 @@ package devstack
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/nexus/usage/cmd/internal/moto"
-	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/scheduler"
-	"github.com/nexus/usage/shared/sqspoll"
+	"github.com/nexus/usage/cmd/internal/sqspoll"
 )
 
 // startPoller runs the usage queue's event source mapping into the record
@@ -22,7 +18,7 @@ func (s *Stack) startPoller(context.Context) error {
 		return nil
 	}
 	p := &sqspoll.Poller{Client: moto.SQS(s.state.SQSEndpoint, s.cfg.Region), QueueURL: s.state.QueueURL,
-		Handler: sqsHandler(rec), BatchSize: 100, Window: s.cfg.BatchWindow, VisibilityTimeout: 60 * time.Second,
+		Handler: sqspoll.LambdaHandler(rec), BatchSize: 100, Window: s.cfg.BatchWindow, VisibilityTimeout: 60 * time.Second,
 		WaitTime: time.Second, Region: s.cfg.Region, Logger: s.logger}
 	s.background(func(ctx context.Context) { _ = p.Run(ctx) })
 	return nil
@@ -40,24 +36,4 @@ func (s *Stack) startScheduler(context.Context) error {
 	}
 	s.background(func(ctx context.Context) { scheduler.Run(ctx, jobs, s.Invoke, s.logger) })
 	return nil
-}
-
-// sqsHandler invokes the record function with an SQS event, as the event
-// source mapping does.
-func sqsHandler(l *rie.Lambda) sqspoll.Handler {
-	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-		var resp events.SQSEventResponse
-		payload, err := json.Marshal(ev)
-		if err != nil {
-			return resp, err
-		}
-		out, err := l.Invoke(ctx, payload)
-		if err != nil {
-			return resp, err
-		}
-		if err := json.Unmarshal(out, &resp); err != nil {
-			return resp, fmt.Errorf("record's response: %w", err)
-		}
-		return resp, nil
-	}
 }

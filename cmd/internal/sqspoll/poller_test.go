@@ -2,6 +2,7 @@ package sqspoll
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -84,5 +85,34 @@ func TestPollOnceHandlerErrorDeletesNothing(t *testing.T) {
 	}
 	if len(f.deleted) != 0 {
 		t.Errorf("deleted %v after a handler error; want nothing", f.deleted)
+	}
+}
+
+// invoker answers out, err and keeps the payload.
+type invoker struct {
+	payload []byte
+	out     string
+	err     error
+}
+
+func (i *invoker) Invoke(_ context.Context, payload []byte) ([]byte, error) {
+	i.payload = payload
+	return []byte(i.out), i.err
+}
+
+func TestLambdaHandler(t *testing.T) {
+	fn := &invoker{out: `{"batchItemFailures":[{"itemIdentifier":"m1"}]}`}
+	resp, err := LambdaHandler(fn)(context.Background(), events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m0"}, {MessageId: "m1"}}})
+	if err != nil || len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "m1" {
+		t.Errorf("LambdaHandler = %+v, %v; want m1 failed", resp, err)
+	}
+	var ev events.SQSEvent
+	if err := json.Unmarshal(fn.payload, &ev); err != nil || len(ev.Records) != 2 || ev.Records[1].MessageId != "m1" {
+		t.Errorf("payload %s: %v", fn.payload, err)
+	}
+	for _, fn := range []*invoker{{out: `not json`}, {err: errors.New("emulator gone")}} {
+		if _, err := LambdaHandler(fn)(context.Background(), events.SQSEvent{}); err == nil {
+			t.Errorf("LambdaHandler with %+v: nil error; want the batch failed", fn)
+		}
 	}
 }

@@ -6,8 +6,10 @@
 // Messages reported in BatchItemFailures (or all of them when the handler
 // returns an error) are left on the queue; they reappear after the
 // visibility timeout, and the queue's redrive policy moves them to the DLQ
-// after maxReceiveCount receives. Locally this runs against moto_server.
+// after maxReceiveCount receives. Locally this runs against moto_server,
+// and LambdaHandler hands the batches to a function under the emulator.
 //
-//	p := &sqspoll.Poller{Client: sqs.NewFromConfig(cfg), QueueURL: url, Handler: h.Handle, Logger: logger}
+//	p := &sqspoll.Poller{Client: moto.SQS(endpoint, region), QueueURL: url,
+//		Handler: sqspoll.LambdaHandler(record), Logger: logger}
 //	err := p.Run(ctx) // until ctx is done
 package sqspoll
