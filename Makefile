@@ -9,7 +9,7 @@ FUNCTIONS := record aggregate analytics overage
 ARCHES := arm64 amd64
 GOBUILD := CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -buildvcs=false
 # HOSTBUILD builds for this machine with the one flag set every host build
-# uses (the devstack's own fallback build too: cmd/devstack HostBuildFlags),
+# uses (the devstack's own fallback build too: HostBuildFlags in cmd/internal/rie),
 # so the functions, the devstack and the migrator share the build cache.
 HOSTBUILD := CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath
 # The services' tools (stripe-mock, the Lambda emulator) and the linter are

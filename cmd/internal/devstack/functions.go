@@ -1,0 +1,150 @@
+package devstack
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nexus/usage/cmd/internal/rie"
+	"github.com/nexus/usage/cmd/internal/samtemplate"
+	"github.com/nexus/usage/cmd/internal/scheduler"
+	"github.com/nexus/usage/cmd/internal/seed"
+)
+
+// bootstraps are the functions' binaries by name, and the build error of
+// each function that did not build.
+type bootstraps struct {
+	names []string // functions/*/main.go
+	bins  map[string]string
+	errs  map[string]error
+}
+
+// readTemplate reads the functions' timeouts, routes and schedules from
+// the SAM template; schedules it cannot read are left out with a warning.
+func (s *Stack) readTemplate(context.Context) error {
+	tmpl, err := samtemplate.Load(filepath.Join(s.cfg.Root, s.cfg.Template))
+	if err != nil {
+		return err
+	}
+	s.tmpl = tmpl
+	if s.jobs, err = scheduler.Jobs(tmpl); err != nil {
+		s.logger.Warn("schedules left out", "error", err)
+	}
+	return nil
+}
+
+// findEmulator finds aws-lambda-rie ($NEXUS_RIE, bin/, PATH).
+func (s *Stack) findEmulator(context.Context) (err error) {
+	s.emulator, err = rie.Find(s.cfg.Root, s.cfg.Env)
+	return err
+}
+
+// startBuild gets the bootstraps ready for startFunctions: those of
+// Config.Bootstraps (make dev and make test build them before anything
+// starts), or else a build into a work directory, which takes longest and
+// so runs while the next steps prepare the database and the queues. The
+// build has no deadline of its own; ctx and Stop end it.
+func (s *Stack) startBuild(ctx context.Context) error {
+	names := rie.FunctionDirs(s.cfg.Root)
+	s.built = make(chan bootstraps, 1)
+	if bins, ok := rie.PrebuiltBootstraps(s.cfg.Bootstraps, names); ok {
+		s.built <- bootstraps{names: names, bins: bins}
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "nexus-devstack-")
+	if err != nil {
+		return err
+	}
+	s.workDir = dir
+	buildCtx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.run, cancel)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer stop()
+		defer cancel()
+		bins, errs := rie.BuildBootstraps(buildCtx, s.cfg.Root, names, dir)
+		s.built <- bootstraps{names: names, bins: bins, errs: errs}
+	}()
+	return nil
+}
+
+// startFunctions waits for the bootstraps and starts each function under
+// the emulator, all at once, with the environment the template gives it.
+// A function that did not build or does not start is left out; State says
+// which.
+func (s *Stack) startFunctions(ctx context.Context) error {
+	var b bootstraps
+	select {
+	case b = <-s.built:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	env := functionEnv(s.cfg.Stage, s.cfg.Region, &s.state)
+	var mu sync.Mutex // s.lambdas, s.state.Functions
+	var wg sync.WaitGroup
+	for _, n := range b.names {
+		if err := b.errs[n]; err != nil {
+			mu.Lock()
+			s.state.Functions[n] = "build failed"
+			mu.Unlock()
+			s.logger.Error("function does not build; not starting it", "function", n, "error", err)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := rie.Start(ctx, rie.Config{Name: n, RIE: s.emulator, Bootstrap: b.bins[n], Env: env,
+				Timeout: functionTimeout(s.tmpl, n), Log: rie.QuietLog(s.cfg.FunctionLog)})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				s.state.Functions[n] = "failed to start"
+				s.logger.Error("start function", "function", n, "error", err)
+				return
+			}
+			s.lambdas[n] = l
+			s.state.Functions[n] = "running"
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// functionTimeout is the function's timeout in the template, else 30s.
+func functionTimeout(t *samtemplate.Template, name string) time.Duration {
+	if fn := t.Function(name); fn != nil {
+		return time.Duration(fn.Timeout) * time.Second
+	}
+	return 30 * time.Second
+}
+
+// functionEnv is every function's environment: the same variables the
+// template sets, with local values.
+func functionEnv(stage, region string, st *State) []string {
+	env := append(rie.BaseEnv(),
+		"STAGE="+stage,
+		"DATABASE_URL="+st.DatabaseURL,
+		"DATABASE_PROXY=false",
+		"AWS_REGION="+region,
+		"AWS_DEFAULT_REGION="+region,
+		"AWS_ACCESS_KEY_ID=test",
+		"AWS_SECRET_ACCESS_KEY=test",
+		"AWS_ENDPOINT_URL="+st.SQSEndpoint,
+		"AWS_ENDPOINT_URL_SQS="+st.SQSEndpoint,
+		"QUEUE_URL="+st.QueueURL,
+		"USAGE_QUEUE_URL="+st.QueueURL,
+		"JWT_ISSUER="+seed.JWTIssuer,
+		"JWT_AUDIENCE="+seed.JWTAudience,
+		"JWT_HMAC_SECRET="+seed.JWTSecret,
+	)
+	if st.AlertBus != "" {
+		env = append(env, "ALERT_BUS_NAME="+st.AlertBus)
+	}
+	if st.StripeURL != "" {
+		env = append(env, "STRIPE_API_KEY=sk_test_123", "STRIPE_API_URL="+st.StripeURL)
+	}
+	return env
+}

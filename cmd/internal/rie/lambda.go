@@ -1,0 +1,246 @@
+package rie
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Config says how to run one function under the emulator.
+type Config struct {
+	Name      string // the function's name (functions/<Name>)
+	RIE       string // path of aws-lambda-rie
+	Bootstrap string // path of the function's bootstrap
+	// Env is the function's whole environment: the emulator passes its own
+	// environment on to the bootstrap.
+	Env []string
+	// Timeout is the function's timeout (default 30s).
+	Timeout time.Duration
+	// Log receives the emulator's and the function's output, one line at a
+	// time, prefixed with the function's name; nil discards it.
+	Log io.Writer
+}
+
+// Lambda is one function running under the AWS Lambda Runtime Interface
+// Emulator. The emulator serves one invocation at a time, like one Lambda
+// execution environment; Invoke queues callers.
+type Lambda struct {
+	Name string
+	// URL is the emulator's invoke endpoint.
+	URL string
+
+	cmd     *exec.Cmd
+	started time.Time
+	exited  chan struct{}
+	mu      sync.Mutex // one invocation at a time
+
+	stateMu       sync.Mutex
+	initReport    time.Duration // from the emulator's "INIT REPORT"
+	firstResponse time.Duration // from process start to the first answer
+	logDone       chan struct{}
+}
+
+// MaxPayload is Lambda's limit on a synchronous invocation's payload and
+// response.
+const MaxPayload = 6 << 20
+
+// FunctionError is an error the function's handler returned (Lambda's
+// errorType and errorMessage).
+type FunctionError struct {
+	Type    string `json:"errorType"`
+	Message string `json:"errorMessage"`
+}
+
+func (e *FunctionError) Error() string { return e.Type + ": " + e.Message }
+
+// Start starts the emulator with the function's bootstrap and waits until
+// it accepts invocations. The function's init runs on the first
+// invocation, as a cold start does.
+func Start(ctx context.Context, c Config) (*Lambda, error) {
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Second
+	}
+	addrs, err := freeAddrs(2)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(c.RIE,
+		"--runtime-interface-emulator-address", addrs[0],
+		"--runtime-api-address", addrs[1],
+		c.Bootstrap)
+	cmd.Dir = filepath.Dir(c.Bootstrap)
+	cmd.Env = append(append([]string{}, c.Env...),
+		"AWS_LAMBDA_FUNCTION_NAME="+c.Name,
+		"AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int((c.Timeout+time.Second-1)/time.Second)),
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256",
+	)
+	setParentDeathSignal(cmd)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	l := &Lambda{Name: c.Name, URL: "http://" + addrs[0] + "/2015-03-31/functions/function/invocations",
+		cmd: cmd, exited: make(chan struct{}), logDone: make(chan struct{})}
+	l.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s under %s: %w", c.Name, c.RIE, err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		pw.Close()
+		close(l.exited)
+	}()
+	go l.readLog(pr, c.Log)
+	// Wait for the emulator's HTTP port.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addrs[0], 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			return l, nil
+		}
+		select {
+		case <-l.exited:
+			return nil, fmt.Errorf("%s: the emulator exited at start (%v)", c.Name, cmd.ProcessState)
+		case <-ctx.Done():
+			l.Stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			l.Stop()
+			return nil, fmt.Errorf("%s: the emulator did not listen on %s", c.Name, addrs[0])
+		}
+	}
+}
+
+// InitTimes returns the emulator's init duration of the function (its
+// "INIT REPORT": from starting the bootstrap to its first request for
+// work) and the time from starting the emulator to the first answer; zero
+// until the first invocation has finished.
+func (l *Lambda) InitTimes() (initReport, firstResponse time.Duration) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	return l.initReport, l.firstResponse
+}
+
+// Invoke invokes the function with payload (at most MaxPayload bytes) and
+// returns its response. A handler error is a *FunctionError.
+func (l *Lambda) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.exited:
+		return nil, fmt.Errorf("invoke %s: the emulator is not running", l.Name)
+	default:
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.URL, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("invoke %s: %w", l.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("invoke %s: read response: %w", l.Name, err)
+	}
+	l.stateMu.Lock()
+	if l.firstResponse == 0 {
+		l.firstResponse = time.Since(l.started)
+	}
+	l.stateMu.Unlock()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("invoke %s: emulator answered %s: %s", l.Name, resp.Status, bytes.TrimSpace(body))
+	}
+	if fe := functionError(body); fe != nil {
+		return body, fe
+	}
+	return body, nil
+}
+
+// functionError recognises Lambda's error payload: an object holding
+// exactly errorMessage and errorType (and perhaps stackTrace).
+func functionError(body []byte) *FunctionError {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' || !bytes.Contains(body, []byte(`"errorType"`)) {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return nil
+	}
+	for k := range m {
+		if k != "errorType" && k != "errorMessage" && k != "stackTrace" {
+			return nil
+		}
+	}
+	var fe FunctionError
+	if json.Unmarshal(body, &fe) != nil || fe.Type == "" {
+		return nil
+	}
+	return &fe
+}
+
+// Stop stops the emulator, which stops the function, and waits for both.
+func (l *Lambda) Stop() {
+	if l.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-l.exited:
+	default:
+		_ = l.cmd.Process.Signal(terminate)
+		select {
+		case <-l.exited:
+		case <-time.After(5 * time.Second):
+			_ = l.cmd.Process.Kill()
+			<-l.exited
+		}
+	}
+	<-l.logDone
+}
+
+// freeAddrs returns n loopback addresses with free ports.
+func freeAddrs(n int) ([]string, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
+}
+
+// BaseEnv is the part of this process's environment a function keeps
+// (PATH, HOME, TMPDIR, LANG), and TZ=UTC as in Lambda. Config.Env starts
+// with it.
+func BaseEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return append(env, "TZ=UTC")
+}

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package rie
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+var terminate = syscall.SIGTERM
+
+func setParentDeathSignal(*exec.Cmd) {}

@@ -1,0 +1,203 @@
+package samtemplate
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Template is what the local stack reads from template.yaml: the functions,
+// their timeouts, schedules and HTTP API routes.
+type Template struct {
+	Functions []Function
+}
+
+// Function is one AWS::Serverless::Function.
+type Function struct {
+	LogicalID string // RecordFunction
+	Name      string // record: the directory under functions/
+	// Timeout in seconds (the function's, else Globals', else 3).
+	Timeout   int
+	Schedules []Schedule
+	Routes    []Route
+}
+
+// Schedule is a ScheduleV2 (or Schedule) event.
+type Schedule struct {
+	Event      string // the event's name in the template
+	Expression string // cron(...) or rate(...)
+	Timezone   string // IANA name; "" is UTC
+	Input      string // the JSON payload; "" is {}
+	Disabled   bool
+}
+
+// Route is an HttpApi event.
+type Route struct {
+	Method string // GET, or ANY
+	Path   string // /v1/admin/users/{id}/usage
+	// JWT says the route is behind the API's JWT authorizer.
+	JWT bool
+}
+
+// Key is the API Gateway route key, "GET /v1/usage".
+func (r Route) Key() string { return r.Method + " " + r.Path }
+
+// Function returns the function whose directory is name, or nil.
+func (t *Template) Function(name string) *Function {
+	for i := range t.Functions {
+		if t.Functions[i].Name == name {
+			return &t.Functions[i]
+		}
+	}
+	return nil
+}
+
+// Load reads the SAM template at path.
+func Load(path string) (*Template, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Parse reads a SAM template. CloudFormation's short tags (!Ref,
+// !GetAtt, !Sub …) are kept as the nodes' tags; where the local stack needs
+// a plain value and finds one of them, it uses its default.
+func Parse(b []byte) (*Template, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("parse template: %w", err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, fmt.Errorf("parse template: empty document")
+	}
+	root := doc.Content[0]
+	globalTimeout := intValue(get(root, "Globals", "Function", "Timeout"), 3)
+	resources := get(root, "Resources")
+	if resources == nil || resources.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("parse template: no Resources")
+	}
+	// APIs whose routes sit behind an authorizer unless they opt out.
+	defaultAuth := map[string]bool{}
+	for i := 0; i+1 < len(resources.Content); i += 2 {
+		id, r := resources.Content[i].Value, resources.Content[i+1]
+		if scalar(get(r, "Type")) == "AWS::Serverless::HttpApi" {
+			defaultAuth[id] = scalar(get(r, "Properties", "Auth", "DefaultAuthorizer")) != ""
+		}
+	}
+	s := &Template{}
+	for i := 0; i+1 < len(resources.Content); i += 2 {
+		id, r := resources.Content[i].Value, resources.Content[i+1]
+		if scalar(get(r, "Type")) != "AWS::Serverless::Function" {
+			continue
+		}
+		props := get(r, "Properties")
+		fn := Function{
+			LogicalID: id,
+			Name:      strings.ToLower(strings.TrimSuffix(id, "Function")),
+			Timeout:   intValue(get(props, "Timeout"), globalTimeout),
+		}
+		evs := get(props, "Events")
+		if evs != nil && evs.Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(evs.Content); j += 2 {
+				name, ev := evs.Content[j].Value, evs.Content[j+1]
+				ep := get(ev, "Properties")
+				switch scalar(get(ev, "Type")) {
+				case "ScheduleV2", "Schedule":
+					state := scalar(get(ep, "State"))
+					enabled := get(ep, "Enabled")
+					fn.Schedules = append(fn.Schedules, Schedule{
+						Event:      name,
+						Expression: scalar(get(ep, "ScheduleExpression")),
+						Timezone:   scalar(get(ep, "ScheduleExpressionTimezone")),
+						Input:      scalar(get(ep, "Input")),
+						Disabled:   state == "DISABLED" || (enabled != nil && enabled.Tag == "!!bool" && enabled.Value == "false"),
+					})
+				case "HttpApi":
+					method := strings.ToUpper(scalar(get(ep, "Method")))
+					path := scalar(get(ep, "Path"))
+					if method == "" || method == "X-AMAZON-APIGATEWAY-ANY-METHOD" {
+						method = "ANY"
+					}
+					if path == "" {
+						path = "/{proxy+}"
+					}
+					api := refName(get(ep, "ApiId"))
+					authorizer := scalar(get(ep, "Auth", "Authorizer"))
+					jwt := authorizer != "" && authorizer != "NONE"
+					if authorizer == "" {
+						jwt = defaultAuth[api]
+					}
+					fn.Routes = append(fn.Routes, Route{Method: method, Path: path, JWT: jwt})
+				}
+			}
+		}
+		s.Functions = append(s.Functions, fn)
+	}
+	sort.Slice(s.Functions, func(i, j int) bool { return s.Functions[i].Name < s.Functions[j].Name })
+	return s, nil
+}
+
+// get follows mapping keys from n; nil when one is missing.
+func get(n *yaml.Node, keys ...string) *yaml.Node {
+	for _, k := range keys {
+		if n == nil {
+			return nil
+		}
+		if n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+		if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+			n = n.Content[0]
+		}
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+				break
+			}
+		}
+		n = next
+	}
+	return n
+}
+
+// scalar returns a plain scalar's value; "" for anything else, including
+// intrinsic functions (!Ref X, {Ref: X}).
+func scalar(n *yaml.Node) string {
+	if n == nil || n.Kind != yaml.ScalarNode || (n.Tag != "" && strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!")) {
+		return ""
+	}
+	return n.Value
+}
+
+// refName returns X of !Ref X or {Ref: X}.
+func refName(n *yaml.Node) string {
+	if n == nil {
+		return ""
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!Ref" {
+		return n.Value
+	}
+	return scalar(get(n, "Ref"))
+}
+
+func intValue(n *yaml.Node, def int) int {
+	v, err := strconv.Atoi(scalar(n))
+	if err != nil || v <= 0 {
+		return def
+	}
+	return v
+}
