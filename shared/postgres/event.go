@@ -71,7 +71,7 @@ func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, reje
 	n, err := s.write(ctx, args)
 	if isNoPartition(err) {
 		from, months := monthSpan(events)
-		if _, perr := s.db.EnsurePartitions(ctx, from, months); perr != nil {
+		if _, perr := s.db.ensurePartitions(ctx, from, months); perr != nil {
 			return 0, perr
 		}
 		n, err = s.write(ctx, args)

@@ -115,11 +115,12 @@ func TestEnsurePartitions(t *testing.T) {
 	db := MustOpenDB(t)
 	ctx := context.Background()
 	from := time.Now().UTC().AddDate(0, 6, 0)
-	n, err := db.EnsurePartitions(ctx, from, 2)
+	s := postgres.NewRollupStore(db)
+	n, err := s.EnsurePartitions(ctx, from, 2)
 	if err != nil || n != 2 {
 		t.Fatalf("EnsurePartitions = %d, %v; want 2 created", n, err)
 	}
-	n, err = db.EnsurePartitions(ctx, from, 2)
+	n, err = s.EnsurePartitions(ctx, from, 2)
 	if err != nil || n != 0 {
 		t.Fatalf("EnsurePartitions again = %d, %v; want 0 created", n, err)
 	}
