@@ -65,7 +65,7 @@ func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now ti
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("usage summary of %s: %w", userID, err))
 	}
-	a := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := usage.DefaultPeriodAnchor
 	if found {
 		plan = plan.Apply(o)
 		a = anchor.UTC()
