@@ -236,9 +236,6 @@ func TestSubscriptionRoundTrip(t *testing.T) {
 	if err := s.PutSubscription(ctx, sub); usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("unknown plan: %v; want %s", err, usage.CodeInvalid)
 	}
-	if _, err := s.Plan(ctx, "platinum"); usage.ErrorCode(err) != usage.CodeNotFound {
-		t.Errorf("Plan(platinum): %v; want %s", err, usage.CodeNotFound)
-	}
 	if _, err := s.Subscription(ctx, "not-a-uuid"); usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("Subscription(not-a-uuid): %v; want %s", err, usage.CodeInvalid)
 	}

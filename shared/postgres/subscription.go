@@ -59,16 +59,6 @@ func scanSubscription(row pgx.Row, sub *usage.Subscription, extra ...any) error 
 	return nil
 }
 
-// Plan returns a plan by ID.
-func (s *SubscriptionStore) Plan(ctx context.Context, id string) (*usage.Plan, error) {
-	var p usage.Plan
-	err := scanPlan(s.db.Pool.QueryRow(ctx, `SELECT `+planColumns+` FROM eco_plans p WHERE p.plan_id = $1`, id), &p)
-	if err != nil {
-		return nil, FormatError(fmt.Errorf("get plan %s: %w", id, err))
-	}
-	return &p, nil
-}
-
 // Subscription returns the user's subscription, defaulting to free at
 // usage.DefaultPeriodAnchor, with its Version.
 func (s *SubscriptionStore) Subscription(ctx context.Context, userID string) (*usage.Subscription, error) {

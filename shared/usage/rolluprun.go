@@ -42,11 +42,6 @@ type Partition struct {
 	End   time.Time
 }
 
-// Holds reports whether day falls in the partition.
-func (p Partition) Holds(day time.Time) bool {
-	return !day.Before(p.Start) && day.Before(p.End)
-}
-
 // ErrDeferred is returned by a RollupStore step that needs the raw table's
 // lock and gave up waiting for it (the record path holds it), so as not to
 // hold every later insert up behind itself. Its code is CodeUnavailable;
@@ -227,8 +222,9 @@ func (j *RollupJob) run(ctx context.Context, now time.Time, opts RollupOptions, 
 	return j.retention(ctx, now, opts.RetentionDays, run)
 }
 
+// holds reports whether one of the partitions kept holds day.
 func holds(kept []Partition, day time.Time) bool {
-	return slices.ContainsFunc(kept, func(p Partition) bool { return p.Holds(day) })
+	return slices.ContainsFunc(kept, func(p Partition) bool { return !day.Before(p.Start) && day.Before(p.End) })
 }
 
 // markBackfill marks every day of r dirty. Days whose raw partition is gone
