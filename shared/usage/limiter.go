@@ -280,55 +280,61 @@ func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision,
 	// Refresh: one round trip that also takes the GCRA step (two for a
 	// user not seen before, or whose plan changed). Holding e.mu serialises
 	// it with this user's reservations on this instance.
-	defer e.mu.Unlock()
-	var (
-		lc     *LimitCheck
-		period Period
-	)
+	plan, period, lc, used, err := l.refresh(ctx, e, id.UserID, key, now, cost)
+	e.mu.Unlock()
+	if err != nil {
+		return Decision{}, err
+	}
+	l.emit(ctx, id.UserID, plan, period, lc, now)
+	if !lc.Took {
+		return quotaRefusal(plan, period, used, now), nil
+	}
+	return decision(plan, period, used, lc.Rate), nil
+}
+
+// refresh runs RateStore.Check for a call of cost at now under the user's
+// terms, reading them first when e has none or the store reports them
+// changed, and updates e. It returns the terms, the check and the used
+// count after it. The caller holds e.mu.
+func (l *Limiter) refresh(ctx context.Context, e *limitEntry, userID, key string, now time.Time, cost int64) (Plan, Period, *LimitCheck, int64, error) {
 	for reads := 0; ; {
 		if e.sub == nil {
 			if reads == maxTermsReads {
-				return Decision{}, Errorf(CodeUnavailable, "the subscription of %s keeps changing; retry", id.UserID)
+				return Plan{}, Period{}, nil, 0, Errorf(CodeUnavailable, "the subscription of %s keeps changing; retry", userID)
 			}
-			sub, err := l.store.Subscription(ctx, id.UserID)
+			sub, err := l.store.Subscription(ctx, userID)
 			if err != nil {
-				return Decision{}, err
+				return Plan{}, Period{}, nil, 0, err
 			}
 			reads++
 			e.sub, e.g = sub, NewGCRA(sub.Effective.RatePerSecond, sub.Effective.Burst)
 		}
 		plan := e.sub.Effective
 		if cost > e.g.Burst {
-			return Decision{}, FieldErrorf("cost", "exceeds the burst of %d", e.g.Burst)
+			return Plan{}, Period{}, nil, 0, FieldErrorf("cost", "exceeds the burst of %d", e.g.Burst)
 		}
-		period = PeriodAt(e.sub.PeriodAnchor, now)
+		period := PeriodAt(e.sub.PeriodAnchor, now)
 		var known int64
 		if e.valid && e.period == period {
 			known = e.used
 		}
-		var err error
-		lc, err = l.store.Check(ctx, LimitRequest{UserID: id.UserID, Key: key, Now: now, Cost: cost, KnownUsed: known,
+		lc, err := l.store.Check(ctx, LimitRequest{UserID: userID, Key: key, Now: now, Cost: cost, KnownUsed: known,
 			Thresholds: l.thresholds, Period: period, Included: plan.IncludedCalls, Hard: plan.HardLimit,
 			GCRA: e.g, Version: e.sub.Version})
 		if err != nil {
-			return Decision{}, err
+			return Plan{}, Period{}, nil, 0, err
 		}
-		if lc.Version == e.sub.Version {
-			break
+		if lc.Version != e.sub.Version {
+			e.sub = nil // changed: read it again and decide under the new terms
+			continue
 		}
-		e.sub = nil // changed: read it again and decide under the new terms
+		e.valid, e.fetched, e.gen = true, now, e.gen+1
+		e.period, e.used = period, lc.Used
+		if lc.Took && lc.Rate.Allowed {
+			e.used += cost
+		}
+		return plan, period, lc, e.used, nil
 	}
-	plan := e.sub.Effective
-	e.valid, e.fetched, e.gen = true, now, e.gen+1
-	e.period, e.used = period, lc.Used
-	if lc.Took && lc.Rate.Allowed {
-		e.used += cost
-	}
-	l.emit(ctx, id.UserID, plan, period, lc, now)
-	if !lc.Took {
-		return quotaRefusal(plan, period, e.used, now), nil
-	}
-	return decision(plan, period, e.used, lc.Rate), nil
 }
 
 // entry returns the user's cache entry, creating it.

@@ -390,3 +390,42 @@ func TestLimiter_StoreErrors(t *testing.T) {
 		t.Errorf("check failing: %v; want the store's error", err)
 	}
 }
+
+// TestLimiter_AlertOutsideLock: an alert is delivered after the user's
+// entry is released, so a slow alert destination holds none of the user's
+// other calls up.
+func TestLimiter_AlertOutsideLock(t *testing.T) {
+	f := newFakeRates(freeSub("v1"))
+	check := f.CheckFn
+	first := true
+	f.CheckFn = func(r usage.LimitRequest) (*usage.LimitCheck, error) {
+		c, err := check(r)
+		if first {
+			c.Alerts, first = []int{80}, false
+		}
+		return c, err
+	}
+	var l *usage.Limiter
+	var blocked bool
+	alerter := alertFunc(func(usage.Alert) error {
+		done := make(chan error)
+		go func() {
+			_, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(5 * time.Second):
+			blocked = true
+			return nil
+		}
+	})
+	l = usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }, Alerter: alerter})
+	if _, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if blocked {
+		t.Error("a call of the same user waited for the alert's delivery")
+	}
+}
