@@ -116,8 +116,8 @@ type RollupStore interface {
 // out, so the next run finishes the work.
 type RollupJob struct {
 	Store RollupStore
-	// Now is the clock of the run's times: the lock's lease, the run's
-	// record and the retention cutoff.
+	// Now is the clock (required) of the run's times: the lock's lease,
+	// the run's record and the retention cutoff.
 	Now func() time.Time
 	// Logger receives what the run cannot report otherwise (a lock left to
 	// its lease); nil discards it.
