@@ -54,7 +54,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		return nil, err
 	}
 	return &Handler{
-		Rollup:        postgres.NewRollupStore(db),
+		Rollup:        &usage.RollupJob{Store: postgres.NewRollupStore(db), Now: time.Now, Logger: logger},
 		Logger:        logger,
 		Now:           time.Now,
 		RetentionDays: retention,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/usage"
 )
 
 // TestHandle_Postgres runs the handler over the real store: a normal run,
@@ -16,7 +17,8 @@ func TestHandle_Postgres(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
 	db.Now = func() time.Time { return testNow }
-	if _, err := db.EnsurePartitions(ctx, testNow.AddDate(0, -2, 0), 5); err != nil {
+	store := postgres.NewRollupStore(db)
+	if _, err := store.EnsurePartitions(ctx, testNow.AddDate(0, -2, 0), 5); err != nil {
 		t.Fatal(err)
 	}
 	// Two raw events on the 18th, one dirty, as left by the record path.
@@ -27,7 +29,7 @@ func TestHandle_Postgres(t *testing.T) {
 		INSERT INTO eco_usage_dirty_days (day) VALUES ('2031-03-18')`); err != nil {
 		t.Fatal(err)
 	}
-	h := newHandler(postgres.NewRollupStore(db))
+	h := newHandler(&usage.RollupJob{Store: store, Now: func() time.Time { return testNow }})
 	out, err := h.Handle(ctx, json.RawMessage(`{}`))
 	if err != nil {
 		t.Fatal(err)

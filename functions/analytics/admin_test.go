@@ -97,7 +97,7 @@ func TestListCursors(t *testing.T) {
 
 	var pages []usage.LedgerPage
 	ledger := f.admin.ListLedgerPageFn
-	f.admin.ListLedgerPageFn = func(ctx context.Context, lp usage.LedgerPage) ([]usage.LedgerRow, error) {
+	f.admin.ListLedgerPageFn = func(ctx context.Context, lp usage.LedgerPage) ([]usage.LedgerEntry, error) {
 		pages = append(pages, lp)
 		return ledger(ctx, lp)
 	}

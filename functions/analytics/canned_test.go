@@ -99,15 +99,17 @@ func cannedAdmin() *mock.AdminStore {
 			}
 			return out, nil
 		},
-		ListLedgerPageFn: func(_ context.Context, f usage.LedgerPage) ([]usage.LedgerRow, error) {
-			rows := []usage.LedgerRow{{ID: "10000000-0000-4000-8000-000000000002", UserID: charlie,
-				Period:        usage.Period{Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)},
-				IncludedCalls: 100, UsedCalls: 700, Units: 6, UnitSize: 100, UnitPrice: 50, Amount: 300, Currency: "usd",
-				Status: usage.LedgerPending, Attempts: 1, LastError: "stripe 500", UpdatedAt: time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC)},
+		ListLedgerPageFn: func(_ context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error) {
+			rows := []usage.LedgerEntry{{ID: "10000000-0000-4000-8000-000000000002", UserID: charlie,
+				Period:   usage.Period{Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)},
+				Included: 100, Used: 700, Units: 6, UnitSize: 100, UnitPrice: 50, Amount: 300, Currency: "usd",
+				Status: usage.LedgerPending, Attempts: 1, LastError: "stripe 500", IdempotencyKey: usage.IdempotencyKey(charlie, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), 0),
+				CreatedAt: time.Date(2026, 4, 2, 0, 30, 0, 0, time.UTC), UpdatedAt: time.Date(2026, 4, 2, 0, 30, 0, 0, time.UTC)},
 				{ID: "10000000-0000-4000-8000-000000000003", UserID: dave,
-					Period:        usage.Period{Start: time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 4, 5, 0, 0, 0, 0, time.UTC)},
-					IncludedCalls: 100, UsedCalls: 300, Units: 2, UnitSize: 100, UnitPrice: 50, Amount: 100, Currency: "usd",
-					Status: usage.LedgerBilled, StripeObjectID: "ii_123", Attempts: 1, UpdatedAt: time.Date(2026, 3, 6, 0, 30, 0, 0, time.UTC)}}
+					Period:   usage.Period{Start: time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 4, 5, 0, 0, 0, 0, time.UTC)},
+					Included: 100, Used: 300, Units: 2, UnitSize: 100, UnitPrice: 50, Amount: 100, Currency: "usd",
+					Status: usage.LedgerBilled, StripeObjectID: "ii_123", Attempts: 1, IdempotencyKey: usage.IdempotencyKey(dave, time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC), 0),
+					CreatedAt: time.Date(2026, 4, 6, 0, 30, 0, 0, time.UTC), UpdatedAt: time.Date(2026, 4, 6, 0, 30, 0, 0, time.UTC)}}
 			return rows[:min(f.Limit, len(rows))], nil
 		},
 	}
@@ -157,7 +159,7 @@ func (f *fixture) noStore(t *testing.T) {
 			called("RejectedEvents")
 			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 		},
-		ListLedgerPageFn: func(context.Context, usage.LedgerPage) ([]usage.LedgerRow, error) {
+		ListLedgerPageFn: func(context.Context, usage.LedgerPage) ([]usage.LedgerEntry, error) {
 			called("ListLedgerPage")
 			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 		},

@@ -73,7 +73,7 @@ func routeCalls() []routeCall {
 			f.admin.RejectedEventsFn = func(context.Context, int64, int) ([]usage.RejectedEvent, error) { return nil, err }
 		}},
 		{"overage", admin("GET", "/v1/admin/overage", ""), func(f *fixture, err error) {
-			f.admin.ListLedgerPageFn = func(context.Context, usage.LedgerPage) ([]usage.LedgerRow, error) { return nil, err }
+			f.admin.ListLedgerPageFn = func(context.Context, usage.LedgerPage) ([]usage.LedgerEntry, error) { return nil, err }
 		}},
 	}
 }

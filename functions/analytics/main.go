@@ -31,7 +31,6 @@ import (
 	"github.com/nexus/usage/shared/alerts"
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/env"
-	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/sqspub"
 	"github.com/nexus/usage/shared/usage"
@@ -104,7 +103,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	} else {
 		logger.Warn("QUEUE_URL is not set: POST /v1/events answers 503")
 	}
-	h.Limits = limits.New(db, limits.Options{Alerter: alerter, Logger: logger})
+	h.Limits = usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Alerter: alerter, Logger: logger, Now: time.Now})
 	return h, nil
 }
 

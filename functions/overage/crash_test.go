@@ -33,9 +33,8 @@ func postsWithKey(f *stripetest.Server, key string) (n, replayed int) {
 func TestHandleCrashAfterStripeCall(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	e.h.Billing.AfterCreate = onceHook()
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
-	if _, err := e.run(runAt); err == nil {
+	if _, err := e.runCrashing(runAt); err == nil {
 		t.Fatal("Handle after an injected crash = nil error; want one so that the scheduler retries")
 	}
 	key := usage.IdempotencyKey(userID(1), february.Start, 0)
@@ -101,12 +100,11 @@ func TestHandleConcurrentRuns(t *testing.T) {
 func TestHandleOldPendingFound(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	e.h.Billing.AfterCreate = onceHook()
 	e.h.Billing.Workers = 1
 	// Two rows of the same customer: the lookup must pick the right item.
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
 		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_1", used: 160_000})
-	if _, err := e.run(runAt); err == nil {
+	if _, err := e.runCrashing(runAt); err == nil {
 		t.Fatal("want an error from the injected crash")
 	}
 	if len(fake.Items()) != 1 {

@@ -131,13 +131,35 @@ func fakeBiller(url string) *stripebill.Client {
 	return stripebill.New(stripebill.Config{Key: "sk_test_123", URL: url})
 }
 
-// onceHook fails the first call after the Stripe call: a crash between the
-// charge and marking the row billed.
-func onceHook() func(*usage.LedgerEntry, string) error {
-	var once sync.Once
-	return func(e *usage.LedgerEntry, id string) error {
-		err := error(nil)
-		once.Do(func() { err = fmt.Errorf("injected crash after creating %s", id) })
-		return err
+// crashAfterCreate is a Biller that lets its first invoice item be created
+// and then stops the run as a crash between the Stripe call and marking the
+// row billed would: the run's context is cancelled and the answer is lost.
+type crashAfterCreate struct {
+	usage.Biller
+	once   sync.Once
+	cancel context.CancelFunc
+}
+
+func (c *crashAfterCreate) CreateInvoiceItem(ctx context.Context, item *usage.InvoiceItem, key string) (string, error) {
+	id, err := c.Biller.CreateInvoiceItem(ctx, item, key)
+	if err != nil {
+		return id, err
 	}
+	crashed := false
+	c.once.Do(func() { c.cancel(); crashed = true })
+	if crashed {
+		return "", fmt.Errorf("crashed after creating %s: %w", id, context.Canceled)
+	}
+	return id, nil
+}
+
+// runCrashing runs the handler at at with its Biller wrapped in
+// crashAfterCreate.
+func (e *testEnv) runCrashing(at time.Time) (usage.RunReport, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	biller := e.h.Biller
+	e.h.Biller = &crashAfterCreate{Biller: biller, cancel: cancel}
+	defer func() { e.h.Biller = biller }()
+	return e.h.Handle(ctx, Input{Now: &at})
 }

@@ -102,25 +102,18 @@ func TestHandleMixedBatch_Postgres(t *testing.T) {
 	}
 }
 
-type failInside struct{}
-
 var errInjected = errors.New("injected database failure")
 
 // TestHandleRedeliveryUnderFailures delivers 10,000 events, 30 % of them
 // duplicates, shuffled into more than 200 batches; about 15 % of the
-// batch deliveries fail (before the write, inside the transaction after the
-// write, or after the commit with the acknowledgement lost) and are
+// batch deliveries fail (before the write, at the commit after the write,
+// or after the commit with the acknowledgement lost) and are
 // redelivered until they succeed. The stored rows and the counters must
 // equal exactly the unique events.
 func TestHandleRedeliveryUnderFailures(t *testing.T) {
 	db := pgtest.NewDB(t)
 	store := postgres.NewEventStore(db)
-	store.AfterWrite = func(ctx context.Context) error {
-		if ctx.Value(failInside{}) != nil {
-			return errInjected
-		}
-		return nil
-	}
+	fault := pgtest.NewCommitFault(t, db)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var failures [3]int
 	wrapped := &mock.EventStore{RecordBatchFn: func(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
@@ -129,8 +122,15 @@ func TestHandleRedeliveryUnderFailures(t *testing.T) {
 			failures[0]++
 			return 0, errInjected
 		case r < 10:
-			failures[1]++
-			return store.RecordBatch(context.WithValue(ctx, failInside{}, true), events, rejected)
+			// Counted only when it bites: a batch of duplicates alone
+			// writes nothing and commits.
+			fault.Arm(t, true)
+			n, err := store.RecordBatch(ctx, events, rejected)
+			fault.Arm(t, false)
+			if err != nil {
+				failures[1]++
+			}
+			return n, err
 		case r < 15:
 			failures[2]++
 			if _, err := store.RecordBatch(ctx, events, rejected); err != nil {
@@ -195,7 +195,7 @@ func TestHandleRedeliveryUnderFailures(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d batch deliveries, %d failed (before write %d, inside the transaction %d, after commit %d)",
+	t.Logf("%d batch deliveries, %d failed (before write %d, at commit %d, after commit %d)",
 		batches, failedBatches, failures[0], failures[1], failures[2])
 	if batches < 200 || failedBatches*10 < batches {
 		t.Fatalf("%d batches with %d failed; want ≥ 200 with ≥ 10 %% failed", batches, failedBatches)

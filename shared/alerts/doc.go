@@ -3,7 +3,7 @@
 //
 //	cfg, _ := config.LoadDefaultConfig(ctx)
 //	a := alerts.NewEventBridge(eventbridge.NewFromConfig(cfg), os.Getenv("ALERT_BUS_NAME"))
-//	checker := limits.New(db, limits.Options{Alerter: a})
+//	limiter := usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Alerter: a})
 //
 // An event has source "nexus.usage", detail-type "Usage threshold crossed"
 // and the usage.Alert as its JSON detail, so a rule can match e.g.

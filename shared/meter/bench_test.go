@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/auth"
-	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/meter"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
@@ -28,7 +27,7 @@ func (nopPublisher) Flush(context.Context) error                { return nil }
 // net/http handler (httptest, no network): the bare handler, then the
 // handler behind the middleware with a JWT (one round trip: the decision)
 // and with an API key (two: the key lookup and the decision), against
-// local PostgreSQL with a warm limits.Checker. 10,000 requests each per
+// local PostgreSQL with a warm usage.Limiter. 10,000 requests each per
 // b.N; reports p50/p99 per request and the added p50/p99.
 func BenchmarkMiddleware(b *testing.B) {
 	db := pgtest.NewDB(b)
@@ -53,7 +52,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"ok":true}`)) })
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/games/{id}", handler)
-	m := meter.New(&auth.Authenticator{Keys: auth.NewKeyCache(ks, 0, nil), JWT: v}, limits.New(db, limits.Options{Now: time.Now}), nopPublisher{}, meter.Options{})
+	m := meter.New(&auth.Authenticator{Keys: auth.NewKeyCache(ks, 0, nil), JWT: v}, usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Now: time.Now}), nopPublisher{}, meter.Options{})
 
 	const requests = 10_000
 	run := func(h http.Handler, hdr [2]string) (p50, p99 time.Duration) {

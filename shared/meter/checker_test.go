@@ -7,13 +7,13 @@ import (
 	"testing"
 
 	"github.com/nexus/usage/shared/auth"
-	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/meter"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/usage"
 )
 
-// TestWithChecker runs both flavours over the real limits.Checker and API
+// TestWithChecker runs both flavours over the real usage.Limiter and API
 // key store: a free key's burst of 10, then 429.
 func TestWithChecker(t *testing.T) {
 	db := pgtest.NewDB(t)
@@ -29,7 +29,7 @@ func TestWithChecker(t *testing.T) {
 				t.Fatal(err)
 			}
 			pub := &publisher{}
-			m := meter.New(&auth.Authenticator{Keys: ks}, limits.New(db, limits.Options{Now: clk.Now}), pub, meter.Options{Now: clk.Now})
+			m := meter.New(&auth.Authenticator{Keys: ks}, usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Now: clk.Now}), pub, meter.Options{Now: clk.Now})
 			for i := 0; i < 11; i++ {
 				resp := f.do(t, m, clk, map[string]string{"X-Api-Key": key}, "x")
 				if i < 10 {

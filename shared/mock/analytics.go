@@ -46,7 +46,7 @@ type AdminStore struct {
 	PutPlanFn          func(ctx context.Context, c usage.PlanChange) (*usage.Subscription, error)
 	QueueAggregationFn func(ctx context.Context, r usage.DayRange) (int, error)
 	RejectedEventsFn   func(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error)
-	ListLedgerPageFn   func(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerRow, error)
+	ListLedgerPageFn   func(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error)
 }
 
 // AdminSummary calls AdminSummaryFn.
@@ -75,6 +75,6 @@ func (s *AdminStore) RejectedEvents(ctx context.Context, before int64, limit int
 }
 
 // ListLedgerPage calls ListLedgerPageFn.
-func (s *AdminStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerRow, error) {
+func (s *AdminStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error) {
 	return s.ListLedgerPageFn(ctx, f)
 }

@@ -70,7 +70,7 @@ func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now ti
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("usage summary of %s: %w", userID, err))
 	}
-	a := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := usage.DefaultPeriodAnchor
 	if found {
 		plan = plan.Apply(o)
 		a = anchor.UTC()
@@ -467,7 +467,7 @@ func (s *AnalyticsStore) RejectedEvents(ctx context.Context, before int64, limit
 }
 
 // ListLedgerPage returns a page of the overage ledger.
-func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerRow, error) {
+func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error) {
 	if f.Limit < 1 {
 		return nil, usage.FieldErrorf("limit", "must be positive")
 	}
@@ -482,26 +482,24 @@ func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage)
 			return nil, usage.FieldErrorf("cursor", "is not a cursor of this list")
 		}
 	}
-	rows, err := s.db.Pool.Query(ctx, `SELECT ledger_id, user_id, period_start, period_end, seq, included_calls, used_calls,
-			units, unit_size, unit_price, amount, currency, status, coalesce(stripe_object_id, ''), attempts,
-			coalesce(last_error, ''), updated_at
-		FROM eco_overage_ledger
-		WHERE period_start >= $1 AND period_start < $2
-			AND ($3::timestamptz IS NULL OR (period_start, user_id, seq) > ($3, $4::uuid, $5))
-		ORDER BY period_start, user_id, seq LIMIT $6`, f.From, f.To, afterP, afterU, afterS, f.Limit)
+	rows, err := s.db.Pool.Query(ctx, `SELECT `+ledgerColumns+`
+		FROM eco_overage_ledger l
+		WHERE l.period_start >= $1 AND l.period_start < $2
+			AND ($3::timestamptz IS NULL OR (l.period_start, l.user_id, l.seq) > ($3, $4::uuid, $5))
+		ORDER BY l.period_start, l.user_id, l.seq LIMIT $6`, f.From, f.To, afterP, afterU, afterS, f.Limit)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list overage ledger: %w", err))
 	}
-	out := []usage.LedgerRow{}
-	var e usage.LedgerRow
-	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.UserID, &e.Period.Start, &e.Period.End, &e.Seq, &e.IncludedCalls, &e.UsedCalls,
-		&e.Units, &e.UnitSize, &e.UnitPrice, &e.Amount, &e.Currency, &e.Status, &e.StripeObjectID, &e.Attempts,
-		&e.LastError, &e.UpdatedAt}, func() error {
-		e.Period.Start, e.Period.End, e.UpdatedAt = e.Period.Start.UTC(), e.Period.End.UTC(), e.UpdatedAt.UTC()
+	defer rows.Close()
+	out := []usage.LedgerEntry{}
+	for rows.Next() {
+		var e usage.LedgerEntry
+		if err := scanLedger(rows, &e); err != nil {
+			return nil, FormatError(fmt.Errorf("list overage ledger: %w", err))
+		}
 		out = append(out, e)
-		return nil
-	})
-	if err != nil {
+	}
+	if err := rows.Err(); err != nil {
 		return nil, FormatError(fmt.Errorf("list overage ledger: %w", err))
 	}
 	return out, nil

@@ -67,10 +67,12 @@ func (db *DB) Close() { db.Pool.Close() }
 // now returns the clock's time in UTC.
 func (db *DB) now() time.Time { return db.Now().UTC() }
 
-// EnsurePartitions creates the monthly partitions of the raw usage table for
-// months months starting with the one holding from. It returns how many it
-// created; existing partitions are left alone.
-func (db *DB) EnsurePartitions(ctx context.Context, from time.Time, months int) (int, error) {
+// ensurePartitions creates the monthly partitions of the raw usage table
+// for months months starting with the one holding from, waiting for the
+// table's lock as long as it takes (the record path, which needs the
+// partition for the batch it holds). It returns how many it created;
+// existing partitions are left alone.
+func (db *DB) ensurePartitions(ctx context.Context, from time.Time, months int) (int, error) {
 	var n int
 	if err := db.Pool.QueryRow(ctx, `SELECT ensure_usage_partitions($1, $2)`, from, months).Scan(&n); err != nil {
 		return 0, FormatError(fmt.Errorf("ensure usage partitions: %w", err))

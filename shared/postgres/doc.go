@@ -4,6 +4,12 @@
 // migrations and FormatError, the one place where driver errors become
 // application error codes.
 //
+// It holds statements, one file per concern (events, rollup and jobs, rate
+// limits, subscriptions, ledger, API keys, analytics), and no workflow: the
+// services of package usage (RollupJob, Limiter, Billing) order them
+// through their store interfaces (usage.RollupStore, usage.RateStore,
+// usage.LedgerStore), which the stores here implement.
+//
 //	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 2})
 //	if err != nil { ... }
 //	subs := postgres.NewSubscriptionStore(db)

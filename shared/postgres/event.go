@@ -14,14 +14,7 @@ import (
 
 // EventStore records usage events: the raw log, the live counters, the
 // dirty days and the quarantine.
-type EventStore struct {
-	db *DB
-
-	// AfterWrite, when set, runs inside the batch's transaction after the
-	// write and before the commit; an error it returns rolls the whole batch
-	// back. Tests use it to fail a batch between write and commit.
-	AfterWrite func(ctx context.Context) error
-}
+type EventStore struct{ db *DB }
 
 // NewEventStore returns a store over db.
 func NewEventStore(db *DB) *EventStore { return &EventStore{db: db} }
@@ -71,7 +64,7 @@ func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, reje
 	n, err := s.write(ctx, args)
 	if isNoPartition(err) {
 		from, months := monthSpan(events)
-		if _, perr := s.db.EnsurePartitions(ctx, from, months); perr != nil {
+		if _, perr := s.db.ensurePartitions(ctx, from, months); perr != nil {
 			return 0, perr
 		}
 		n, err = s.write(ctx, args)
@@ -82,31 +75,11 @@ func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, reje
 	return n, nil
 }
 
-// write runs the statement. A single statement is one transaction by
-// itself, so without an AfterWrite hook it is sent alone (one round trip
-// instead of three); with one, it runs in an explicit transaction.
+// write runs the statement: one statement is one transaction by itself,
+// so the batch is one round trip.
 func (s *EventStore) write(ctx context.Context, args []any) (int64, error) {
 	var n, calls int64
-	if s.AfterWrite == nil {
-		if err := s.db.Pool.QueryRow(ctx, recordBatchSQL, args...).Scan(&n, &calls); err != nil {
-			return 0, err
-		}
-		return n, nil
-	}
-	tx, err := s.db.Pool.Begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = tx.Rollback(ctx) }() // a no-op after Commit
-	if err := tx.QueryRow(ctx, recordBatchSQL, args...).Scan(&n, &calls); err != nil {
-		return 0, err
-	}
-	if s.AfterWrite != nil {
-		if err := s.AfterWrite(ctx); err != nil {
-			return 0, err
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := s.db.Pool.QueryRow(ctx, recordBatchSQL, args...).Scan(&n, &calls); err != nil {
 		return 0, err
 	}
 	return n, nil

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -138,12 +137,12 @@ func TestEventStoreFailureBeforeCommitWritesNothing(t *testing.T) {
 	db := pgtest.NewDB(t)
 	s := postgres.NewEventStore(db)
 	ctx := context.Background()
-	boom := errors.New("injected")
-	s.AfterWrite = func(context.Context) error { return boom }
+	fault := pgtest.NewCommitFault(t, db)
+	fault.Arm(t, true)
 	events := []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200), testEvent(uuid.NewString(), time.Now().UTC(), 500)}
 	rej := []usage.Rejection{{MessageID: "m", Reason: "r", Body: "b"}}
-	if _, err := s.RecordBatch(ctx, events, rej); !errors.Is(err, boom) {
-		t.Fatalf("RecordBatch error = %v; want the injected one", err)
+	if _, err := s.RecordBatch(ctx, events, rej); err == nil || usage.ErrorCode(err) == usage.CodeInvalid {
+		t.Fatalf("RecordBatch error = %v; want a failure that is not the data's", err)
 	}
 	for _, q := range []string{`SELECT count(*) FROM eco_api_usage`, `SELECT count(*) FROM eco_usage_counters`,
 		`SELECT count(*) FROM eco_usage_dirty_days`, `SELECT count(*) FROM eco_rejected_events`} {
@@ -151,7 +150,7 @@ func TestEventStoreFailureBeforeCommitWritesNothing(t *testing.T) {
 			t.Errorf("%s = %d after a rolled-back batch; want 0", q, got)
 		}
 	}
-	s.AfterWrite = nil
+	fault.Arm(t, false)
 	n, err := s.RecordBatch(ctx, events, rej)
 	if err != nil || n != 2 {
 		t.Fatalf("retry = %d, %v; want 2 events", n, err)

@@ -21,33 +21,27 @@ var _ usage.LedgerStore = (*LedgerStore)(nil)
 const periodStateChunk = 5000
 
 // BillableSubscriptions returns the subscriptions whose effective plan bills
-// overage: not free, and a positive unit price after overrides.
+// overage (usage.Plan.Bills after Plan.Apply: not free, and a positive unit
+// price after overrides). The statement leaves out the free plan's rows
+// only; the overrides are merged and judged in Go.
 func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.Subscription, error) {
-	rows, err := s.db.Pool.Query(ctx, `SELECT s.user_id::text, p.plan_id, p.name,
-			coalesce(s.included_calls, p.included_calls), coalesce(s.hard_limit, p.hard_limit),
-			coalesce(s.rate_per_second, p.rate_per_second), coalesce(s.burst, p.burst),
-			coalesce(s.overage_unit_size, p.overage_unit_size), coalesce(s.overage_unit_price, p.overage_unit_price),
-			coalesce(s.currency, p.currency),
-			coalesce(s.stripe_customer_id, ''), coalesce(s.stripe_subscription_id, ''), s.period_anchor
+	rows, err := s.db.Pool.Query(ctx, `SELECT `+subscriptionColumns+`, s.user_id::text
 		FROM eco_subscriptions s JOIN eco_plans p ON p.plan_id = s.plan_id
-		WHERE s.plan_id <> 'free' AND coalesce(s.overage_unit_price, p.overage_unit_price) > 0
+		WHERE s.plan_id <> 'free'
 		ORDER BY s.user_id`)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list billable subscriptions: %w", err))
 	}
+	defer rows.Close()
 	var out []*usage.Subscription
 	for rows.Next() {
 		var sub usage.Subscription
-		p := &sub.Effective
-		if err := rows.Scan(&sub.UserID, &p.ID, &p.Name, &p.IncludedCalls, &p.HardLimit, &p.RatePerSecond, &p.Burst,
-			&p.OverageUnitSize, &p.OverageUnitPrice, &p.Currency,
-			&sub.StripeCustomerID, &sub.StripeSubscriptionID, &sub.PeriodAnchor); err != nil {
-			rows.Close()
+		if err := scanSubscription(rows, &sub, &sub.UserID); err != nil {
 			return nil, FormatError(fmt.Errorf("scan billable subscription: %w", err))
 		}
-		sub.PlanID = p.ID
-		sub.PeriodAnchor = sub.PeriodAnchor.UTC()
-		out = append(out, &sub)
+		if sub.Effective.Bills() {
+			out = append(out, &sub)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, FormatError(fmt.Errorf("list billable subscriptions: %w", err))

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -134,5 +135,46 @@ func TestOpenPeriodOverage(t *testing.T) {
 	pr, err = postgres.NewLedgerStore(db).OpenPeriodOverage(ctx, "00000000-0000-4000-8000-000000000009", time.Date(2026, 2, 15, 0, 0, 0, 0, time.UTC))
 	if err != nil || pr.ToDate.Amount != 0 {
 		t.Errorf("OpenPeriodOverage(free) = %+v, %v", pr, err)
+	}
+}
+
+// TestBillableSubscriptions: the overrides are applied (by Plan.Apply)
+// before a subscription is judged billable, and the free plan never is.
+func TestBillableSubscriptions(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	subs := postgres.NewSubscriptionStore(db)
+	zero, fifty, included := int64(0), int64(50), int64(5)
+	anchor := time.Date(2026, 1, 15, 0, 0, 0, 0, time.UTC)
+	for i, s := range []struct {
+		plan string
+		o    usage.Overrides
+	}{
+		{usage.PlanPro, usage.Overrides{}},
+		{usage.PlanPro, usage.Overrides{OverageUnitPrice: &zero}},
+		{usage.PlanFree, usage.Overrides{OverageUnitPrice: &fifty}},
+		{usage.PlanEnterprise, usage.Overrides{IncludedCalls: &included}},
+	} {
+		user := fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1)
+		if err := subs.PutSubscription(ctx, &usage.Subscription{UserID: user, PlanID: s.plan, Overrides: s.o,
+			StripeCustomerID: "cus_" + user[len(user)-1:], PeriodAnchor: anchor}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := postgres.NewLedgerStore(db).BillableSubscriptions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d billable subscriptions: %+v; want 2", len(got), got)
+	}
+	pro, ent := got[0], got[1]
+	if pro.UserID != "00000000-0000-4000-8000-000000000001" || pro.Effective.OverageUnitPrice != 50 || pro.StripeCustomerID != "cus_1" ||
+		!pro.PeriodAnchor.Equal(anchor) {
+		t.Errorf("pro = %+v", pro)
+	}
+	if ent.UserID != "00000000-0000-4000-8000-000000000004" || ent.Effective.IncludedCalls != 5 || ent.Effective.OverageUnitPrice != 20 ||
+		ent.Overrides.IncludedCalls == nil || ent.PlanID != usage.PlanEnterprise {
+		t.Errorf("enterprise = %+v", ent)
 	}
 }

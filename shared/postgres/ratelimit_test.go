@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -125,47 +126,156 @@ func TestRateLimitConcurrent(t *testing.T) {
 	}
 }
 
-// TestLimitCheckPeriod checks that limit_check computes the billing period
-// as usage.PeriodAt does, month-end anchors included, and the effective plan
-// with overrides.
-func TestLimitCheckPeriod(t *testing.T) {
+// TestLimitCheck runs limit_check on terms computed in Go: the counters of
+// the period's days only, the alert claims, the hard quota before the GCRA
+// step, the step itself as the Go reference takes it, and nothing at all
+// when the terms' version is stale.
+func TestLimitCheck(t *testing.T) {
 	db := pgtest.NewDB(t)
-	subs := postgres.NewSubscriptionStore(db)
 	l := postgres.NewRateLimiter(db)
 	ctx := context.Background()
 	user := uuid.NewString()
-	burst, rate := 7, 1.5
-	anchor := time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC)
-	if err := subs.PutSubscription(ctx, &usage.Subscription{UserID: user, PlanID: usage.PlanPro, PeriodAnchor: anchor,
-		Overrides: usage.Overrides{Burst: &burst, RatePerSecond: &rate}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, now := range []time.Time{
-		time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC),
-		time.Date(2026, 2, 27, 23, 59, 59, 0, time.UTC),
-		time.Date(2026, 2, 28, 0, 0, 0, 0, time.UTC),
-		time.Date(2026, 3, 30, 12, 0, 0, 0, time.UTC),
-		time.Date(2026, 3, 31, 0, 0, 0, 1000, time.UTC),
-		time.Date(2026, 4, 30, 1, 0, 0, 0, time.UTC),
-		time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC),
-	} {
-		c, err := l.Check(ctx, user, "u:"+user, now, 1, 0, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := usage.PeriodAt(anchor, now); c.Period != want {
-			t.Errorf("period at %s = %v; want %v", now, c.Period, want)
-		}
-		if c.Plan.Burst != burst || c.Plan.RatePerSecond != rate || c.GCRA != usage.NewGCRA(rate, burst) || c.Plan.HardLimit {
-			t.Errorf("plan %+v, gcra %+v; want burst %d rate %v", c.Plan, c.GCRA, burst, rate)
-		}
-	}
-	// No subscription: free, calendar months.
-	c, err := l.Check(ctx, uuid.NewString(), "u:x", time.Date(2026, 5, 20, 0, 0, 0, 0, time.UTC), 1, 0, nil)
+	sub, err := l.Subscription(ctx, user)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Plan.ID != usage.PlanFree || !c.Plan.HardLimit || c.Period.Start != time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC) {
-		t.Errorf("no subscription: %+v %v", c.Plan, c.Period)
+	// A period of 10 days; calls the day before, on its first and last
+	// days, and on the day it ends (the next period's first).
+	p := usage.Period{Start: time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 20, 0, 0, 0, 0, time.UTC)}
+	for day, calls := range map[time.Time]int64{p.Start.AddDate(0, 0, -1): 1000, p.Start: 30, p.End.AddDate(0, 0, -1): 40, p.End: 2000} {
+		if _, err := db.Pool.Exec(ctx, `SELECT increment_api_calls($1, $2, $3, $4, $4, $4, $4)`,
+			[]string{user}, []time.Time{day}, []int64{calls}, []int64{0}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	g := usage.NewGCRA(1, 3)
+	now := time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
+	req := usage.LimitRequest{UserID: user, Key: "u:" + user, Now: now, Cost: 1, Thresholds: []int{50, 70, 100},
+		Period: p, Included: 100, Hard: true, GCRA: g, Version: sub.Version}
+	alertRows := func() int {
+		var n int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM eco_usage_alerts WHERE user_id = $1`, user).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// A stale version: nothing happens, the current version comes back.
+	stale := req
+	stale.Version = "0.0"
+	c, err := l.Check(ctx, stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Version != sub.Version || c.Took || c.Used != 0 || c.Alerts != nil || alertRows() != 0 {
+		t.Fatalf("stale check = %+v, %d alert rows; want only the version %s", c, alertRows(), sub.Version)
+	}
+	var keys int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM eco_rate_limits`).Scan(&keys); err != nil || keys != 0 {
+		t.Fatalf("%d rate limit rows after a stale check (%v); want none", keys, err)
+	}
+
+	// Current: 70 calls in the period, two thresholds crossed, the step
+	// taken as the reference takes it.
+	var tat int64
+	for i := range 4 {
+		c, err := l.Check(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want usage.RateResult
+		tat, want = g.Take(tat, now.UnixMicro(), 1)
+		if c.Version != sub.Version || c.Used != 70 || !c.Took || c.Rate != want {
+			t.Fatalf("check %d = %+v; want used 70, the step %+v", i, c, want)
+		}
+		if wantAlerts := []int{50, 70}; i == 0 && !slices.Equal(c.Alerts, wantAlerts) || i > 0 && c.Alerts != nil {
+			t.Errorf("check %d claimed %v; want %v the first time only", i, c.Alerts, wantAlerts)
+		}
+	}
+	// What the caller knows beats the counters; the hard quota refuses
+	// before the step.
+	req.KnownUsed = 100
+	c, err = l.Check(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Used != 100 || c.Took || !slices.Equal(c.Alerts, []int{100}) {
+		t.Errorf("at the quota: %+v; want used 100, refused before the step, the 100 %% alert", c)
+	}
+	// A soft quota takes the step.
+	req.Hard = false
+	if c, err = l.Check(ctx, req); err != nil || !c.Took {
+		t.Errorf("soft quota: %+v, %v; want the step taken", c, err)
+	}
+	var a struct {
+		start, end     time.Time
+		included, used int64
+	}
+	if err := db.Pool.QueryRow(ctx, `SELECT period_start, period_end, included_calls, used_calls FROM eco_usage_alerts
+		WHERE user_id = $1 AND threshold = 100`, user).Scan(&a.start, &a.end, &a.included, &a.used); err != nil {
+		t.Fatal(err)
+	}
+	if !a.start.Equal(p.Start) || !a.end.Equal(p.End) || a.included != 100 || a.used != 100 {
+		t.Errorf("alert row %+v; want the request's period and terms", a)
+	}
+	if _, err := l.Check(ctx, usage.LimitRequest{UserID: "not-a-uuid"}); usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Errorf("malformed user: %v; want %s", err, usage.CodeInvalid)
+	}
+}
+
+// TestTermsVersion: every write of a user's subscription or of its plan
+// gives the user's terms a version never seen before, whoever writes.
+func TestTermsVersion(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	l := postgres.NewRateLimiter(db)
+	subs := postgres.NewSubscriptionStore(db)
+	analytics := postgres.NewAnalyticsStore(db)
+	user := uuid.NewString()
+	db.Now = func() time.Time { return time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC) } // one instant for every write
+	seen := map[string]string{}
+	var last string
+	version := func(what string, write func() error) string {
+		t.Helper()
+		if err := write(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		sub, err := l.Subscription(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sub.Version == "" {
+			t.Fatalf("%s: no version", what)
+		}
+		return sub.Version
+	}
+	step := func(what string, write func() error) {
+		t.Helper()
+		v := version(what, write)
+		if before, ok := seen[v]; ok {
+			t.Errorf("%s: version %s already seen after %s", what, v, before)
+		}
+		seen[v], last = what, v
+	}
+	exec := func(q string, args ...any) func() error {
+		return func() error { _, err := db.Pool.Exec(ctx, q, args...); return err }
+	}
+	step("no subscription", func() error { return nil })
+	step("subscribed", func() error {
+		return subs.PutSubscription(ctx, &usage.Subscription{UserID: user, PlanID: usage.PlanFree})
+	})
+	step("the same again", func() error {
+		return subs.PutSubscription(ctx, &usage.Subscription{UserID: user, PlanID: usage.PlanFree})
+	})
+	step("plan changed by an admin", func() error {
+		_, err := analytics.PutPlan(ctx, usage.PlanChange{UserID: user, PlanID: usage.PlanPro, Who: "ops"})
+		return err
+	})
+	step("the plan's row edited", exec(`UPDATE eco_plans SET included_calls = included_calls + 1 WHERE plan_id = 'pro'`))
+	if v := version("another plan's row edited", exec(`UPDATE eco_plans SET burst = burst + 1 WHERE plan_id = 'enterprise'`)); v != last {
+		t.Errorf("editing another plan changed the version from %s to %s", last, v)
+	}
+	step("back to free", exec(`UPDATE eco_subscriptions SET plan_id = 'free' WHERE user_id = $1`, user))
+	step("free's row edited", exec(`UPDATE eco_plans SET burst = burst + 1 WHERE plan_id = 'free'`))
+	step("unsubscribed", exec(`DELETE FROM eco_subscriptions WHERE user_id = $1`, user))
 }

@@ -43,10 +43,11 @@ func BenchmarkRollup(b *testing.B) {
 	now := time.Now().UTC()
 	db.Now = func() time.Time { return now }
 	from := usage.Day(now).AddDate(0, 0, -30)
-	if _, err := db.EnsurePartitions(ctx, from, 4); err != nil {
+	s := postgres.NewRollupStore(db)
+	if _, err := s.EnsurePartitions(ctx, from, 4); err != nil {
 		b.Fatal(err)
 	}
-	s := postgres.NewRollupStore(db)
+	job := &usage.RollupJob{Store: s, Now: func() time.Time { return now }}
 
 	exec := func(q string, args ...any) {
 		b.Helper()
@@ -119,7 +120,7 @@ func BenchmarkRollup(b *testing.B) {
 		}
 		runTimed := func(workers int) (time.Duration, *usage.RollupRun) {
 			t0 := time.Now()
-			run, err := s.RunRollup(ctx, usage.RollupOptions{Workers: workers})
+			run, err := job.RunRollup(ctx, usage.RollupOptions{Workers: workers})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -26,10 +26,38 @@ func newRollupDB(t *testing.T, now time.Time) *postgres.DB {
 	t.Helper()
 	db := pgtest.NewDB(t)
 	db.Now = func() time.Time { return now }
-	if _, err := db.EnsurePartitions(context.Background(), now.AddDate(0, -3, 0), 7); err != nil {
+	if _, err := postgres.NewRollupStore(db).EnsurePartitions(context.Background(), now.AddDate(0, -3, 0), 7); err != nil {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// newJob returns the aggregation job over the store on the fixed clock now.
+func newJob(s *postgres.RollupStore, now time.Time) *usage.RollupJob {
+	return &usage.RollupJob{Store: s, Now: func() time.Time { return now }}
+}
+
+// partition returns the raw partition named name.
+func partition(t *testing.T, s *postgres.RollupStore, name string) usage.Partition {
+	t.Helper()
+	ps, err := s.Partitions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("no partition %s in %v", name, ps)
+	return usage.Partition{}
+}
+
+// recompute rebuilds the whole rollup of day, leaving its dirty mark alone.
+func recompute(t *testing.T, s *postgres.RollupStore, day time.Time) (int64, error) {
+	t.Helper()
+	n, _, err := s.RecomputeDay(context.Background(), usage.DirtyDay{Day: day}, 0, 1, false)
+	return n, err
 }
 
 // record writes events the way the record path does: one statement that
@@ -196,9 +224,9 @@ func dailyUsage(t *testing.T, db *postgres.DB) []usage.DailyRollup {
 	return out
 }
 
-func mustRun(t *testing.T, s *postgres.RollupStore, opts usage.RollupOptions) *usage.RollupRun {
+func mustRun(t *testing.T, job *usage.RollupJob, opts usage.RollupOptions) *usage.RollupRun {
 	t.Helper()
-	run, err := s.RunRollup(context.Background(), opts)
+	run, err := job.RunRollup(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("RunRollup: %v", err)
 	}
@@ -265,6 +293,7 @@ func dirtyDays(t *testing.T, db *postgres.DB) []time.Time {
 func TestRollup_MatchesBruteForce(t *testing.T) {
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
+	job := newJob(s, rollupNow)
 	g := newEventGen(1, 40)
 	start := rollupNow.AddDate(0, 0, -40)
 
@@ -277,7 +306,7 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 		all = append(all, all[g.r.IntN(len(all))])
 	}
 	record(t, db, all)
-	run := mustRun(t, s, usage.RollupOptions{})
+	run := mustRun(t, job, usage.RollupOptions{})
 	if len(run.Days) < 40 {
 		t.Fatalf("run 1 recomputed %d days, want every day with events", len(run.Days))
 	}
@@ -297,13 +326,13 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 	}
 	record(t, db, late)
 	all = append(all, late...)
-	mustRun(t, s, usage.RollupOptions{})
+	mustRun(t, job, usage.RollupOptions{})
 	checkRollup(t, db, all)
 
 	// Redeliveries only: nothing new is dirty, nothing is recomputed, the
 	// rollup stays the same.
 	record(t, db, all[:500])
-	run = mustRun(t, s, usage.RollupOptions{})
+	run = mustRun(t, job, usage.RollupOptions{})
 	if len(run.Days) != 0 {
 		t.Errorf("a run after redeliveries only recomputed %v", run.Days)
 	}
@@ -311,7 +340,7 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 
 	// Recomputing every day again (twice) changes nothing.
 	for i := 0; i < 2; i++ {
-		mustRun(t, s, usage.RollupOptions{Backfill: &usage.DayRange{From: usage.Day(start), To: usage.Day(rollupNow)}})
+		mustRun(t, job, usage.RollupOptions{Backfill: &usage.DayRange{From: usage.Day(start), To: usage.Day(rollupNow)}})
 		checkRollup(t, db, all)
 	}
 }
@@ -319,6 +348,7 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 func TestRollup_LateEventForClosedDay(t *testing.T) {
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
+	job := newJob(s, rollupNow)
 	g := newEventGen(2, 10)
 	start := rollupNow.AddDate(0, 0, -20)
 	var all []usage.Event
@@ -326,7 +356,7 @@ func TestRollup_LateEventForClosedDay(t *testing.T) {
 		all = append(all, g.event(start, 20*24*time.Hour))
 	}
 	record(t, db, all)
-	mustRun(t, s, usage.RollupOptions{})
+	mustRun(t, job, usage.RollupOptions{})
 	checkRollup(t, db, all)
 	before := aggregatedAt(t, db)
 
@@ -337,7 +367,7 @@ func TestRollup_LateEventForClosedDay(t *testing.T) {
 	record(t, db, []usage.Event{e})
 	all = append(all, e)
 
-	run := mustRun(t, s, usage.RollupOptions{})
+	run := mustRun(t, job, usage.RollupOptions{})
 	if diff := cmp.Diff([]time.Time{lateDay}, run.Days); diff != "" {
 		t.Errorf("recomputed days (-want +got):\n%s", diff)
 	}
@@ -387,6 +417,7 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
+	job := newJob(s, rollupNow)
 	g := newEventGen(3, 5)
 	d := usage.Day(rollupNow).AddDate(0, 0, -3)
 	first := []usage.Event{g.event(d, 24*time.Hour), g.event(d, 24*time.Hour)}
@@ -404,7 +435,7 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 
 	done := make(chan *usage.RollupRun)
 	go func() {
-		run, err := s.RunRollup(ctx, usage.RollupOptions{Holder: "run-a"})
+		run, err := job.RunRollup(ctx, usage.RollupOptions{Holder: "run-a"})
 		if err != nil {
 			t.Errorf("RunRollup: %v", err)
 		}
@@ -428,7 +459,7 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 		t.Errorf("dirty days after the run (-want +got):\n%s", diff)
 	}
 	// The run's snapshot could not see the in-flight event; the next does.
-	mustRun(t, s, usage.RollupOptions{})
+	mustRun(t, job, usage.RollupOptions{})
 	checkRollup(t, db, append(first, inFlight))
 	if got := dirtyDays(t, db); len(got) != 0 {
 		t.Errorf("dirty days after the second run: %v", got)
@@ -439,6 +470,7 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
+	job := newJob(s, rollupNow)
 	g := newEventGen(4, 20)
 	var all []usage.Event
 	for i := 0; i < 3000; i++ {
@@ -457,7 +489,7 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 	}
 	done := make(chan *usage.RollupRun)
 	go func() {
-		run, err := s.RunRollup(ctx, usage.RollupOptions{Holder: "run-a"})
+		run, err := job.RunRollup(ctx, usage.RollupOptions{Holder: "run-a"})
 		if err != nil {
 			t.Errorf("run a: %v", err)
 		}
@@ -468,7 +500,7 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 		_ = db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eco_job_locks WHERE holder = 'run-a')`).Scan(&held)
 		return held
 	})
-	b, err := s.RunRollup(ctx, usage.RollupOptions{Holder: "run-b"})
+	b, err := job.RunRollup(ctx, usage.RollupOptions{Holder: "run-b"})
 	if err != nil {
 		t.Fatalf("run b: %v", err)
 	}
@@ -510,13 +542,13 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.RunRollup(ctx, usage.RollupOptions{Holder: fmt.Sprintf("free-%d", i)}); err != nil {
+			if _, err := job.RunRollup(ctx, usage.RollupOptions{Holder: fmt.Sprintf("free-%d", i)}); err != nil {
 				t.Errorf("run %d: %v", i, err)
 			}
 		}()
 	}
 	wg.Wait()
-	mustRun(t, s, usage.RollupOptions{}) // whatever a skip left behind
+	mustRun(t, job, usage.RollupOptions{}) // whatever a skip left behind
 	checkRollup(t, db, all)
 }
 
@@ -524,18 +556,19 @@ func TestRollup_StaleLockIsTakenOver(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
+	job := newJob(s, rollupNow)
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_job_locks (job, holder, acquired_at, locked_until) VALUES ('aggregate', 'crashed', $1, $2)`,
 		rollupNow.Add(-time.Hour), rollupNow.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if run := mustRun(t, s, usage.RollupOptions{}); run.Skipped {
+	if run := mustRun(t, job, usage.RollupOptions{}); run.Skipped {
 		t.Fatal("a run behind an expired lease skipped")
 	}
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_job_locks (job, holder, acquired_at, locked_until) VALUES ('aggregate', 'alive', $1, $2)`,
 		rollupNow.Add(-time.Minute), rollupNow.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if run := mustRun(t, s, usage.RollupOptions{}); !run.Skipped {
+	if run := mustRun(t, job, usage.RollupOptions{}); !run.Skipped {
 		t.Fatal("a run behind a live lease did not skip")
 	}
 }
@@ -553,10 +586,11 @@ func TestRollup_Retention(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2031, 6, 15, 12, 0, 0, 0, time.UTC) // cutoff with 90 days: 2031-03-17
 	db := newRollupDB(t, now)
-	if _, err := db.EnsurePartitions(ctx, day("2031-01-01"), 3); err != nil {
+	s := postgres.NewRollupStore(db)
+	job := newJob(s, now)
+	if _, err := s.EnsurePartitions(ctx, day("2031-01-01"), 3); err != nil {
 		t.Fatal(err)
 	}
-	s := postgres.NewRollupStore(db)
 	g := newEventGen(5, 5)
 
 	// January: a recorded (dirty) day. February: raw rows loaded without
@@ -572,17 +606,17 @@ func TestRollup_Retention(t *testing.T) {
 	mar := []usage.Event{g.event(day("2031-03-02"), 24*time.Hour)}
 	record(t, db, mar)
 
-	// Retention alone: January holds a dirty day, February a day never
-	// aggregated (which it marks dirty for the next run).
-	dropped, blocked, err := s.ApplyRetention(ctx, 90)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if slices.Contains(dropped, "eco_api_usage_p203101") || slices.Contains(dropped, "eco_api_usage_p203102") {
-		t.Fatalf("dropped %v with dirty or unaggregated days", dropped)
-	}
-	if diff := cmp.Diff([]string{"eco_api_usage_p203101", "eco_api_usage_p203102"}, blocked); diff != "" {
-		t.Errorf("blocked (-want +got):\n%s", diff)
+	// The retention checks alone: January holds a dirty day, February a
+	// day never aggregated (which the check marks dirty for the next run);
+	// neither may be dropped.
+	for _, name := range []string{"eco_api_usage_p203101", "eco_api_usage_p203102"} {
+		p := partition(t, s, name)
+		if blocked, err := s.RetentionBlocked(ctx, p); err != nil || !blocked {
+			t.Errorf("RetentionBlocked(%s) = %v, %v; want blocked", name, blocked, err)
+		}
+		if dropped, err := s.DropPartition(ctx, p); err != nil || dropped {
+			t.Errorf("DropPartition(%s) = %v, %v; want kept: a day in it is dirty", name, dropped, err)
+		}
 	}
 	if !partitionExists(t, db, "eco_api_usage_p203101") || !partitionExists(t, db, "eco_api_usage_p203102") {
 		t.Fatal("a partition with unaggregated days is gone")
@@ -593,7 +627,7 @@ func TestRollup_Retention(t *testing.T) {
 
 	// A full run aggregates those days first, then drops January and
 	// February; the rollups stay.
-	run := mustRun(t, s, usage.RollupOptions{RetentionDays: 90})
+	run := mustRun(t, job, usage.RollupOptions{RetentionDays: 90})
 	if !slices.Contains(run.PartitionsDropped, "eco_api_usage_p203101") || !slices.Contains(run.PartitionsDropped, "eco_api_usage_p203102") {
 		t.Errorf("dropped %v; want January and February 2031", run.PartitionsDropped)
 	}
@@ -605,7 +639,7 @@ func TestRollup_Retention(t *testing.T) {
 
 	// A backfill cannot reach days whose raw rows are gone: their rollup
 	// would be emptied.
-	_, err = s.RunRollup(ctx, usage.RollupOptions{Backfill: &usage.DayRange{From: day("2031-01-05"), To: day("2031-01-12")}})
+	_, err := job.RunRollup(ctx, usage.RollupOptions{Backfill: &usage.DayRange{From: day("2031-01-05"), To: day("2031-01-12")}})
 	if usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("backfill over dropped days: %v; want %s", err, usage.CodeInvalid)
 	}
@@ -622,32 +656,37 @@ func TestRollup_RetentionWaitsForDirtyDay(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2031, 6, 15, 12, 0, 0, 0, time.UTC)
 	db := newRollupDB(t, now)
-	if _, err := db.EnsurePartitions(ctx, day("2031-01-01"), 1); err != nil {
+	s := postgres.NewRollupStore(db)
+	job := newJob(s, now)
+	if _, err := s.EnsurePartitions(ctx, day("2031-01-01"), 1); err != nil {
 		t.Fatal(err)
 	}
-	s := postgres.NewRollupStore(db)
 	g := newEventGen(6, 3)
 	ev := []usage.Event{g.event(day("2031-01-20"), 24*time.Hour)}
 	record(t, db, ev)
-	mustRun(t, s, usage.RollupOptions{}) // aggregated, and January dropped
+	mustRun(t, job, usage.RollupOptions{}) // aggregated, and January dropped
 	if partitionExists(t, db, "eco_api_usage_p203101") {
 		t.Fatal("January kept although aggregated and clean")
 	}
 
 	// Again with the day aggregated but dirtied afterwards.
-	if _, err := db.EnsurePartitions(ctx, day("2031-01-01"), 1); err != nil {
+	if _, err := s.EnsurePartitions(ctx, day("2031-01-01"), 1); err != nil {
 		t.Fatal(err)
 	}
 	record(t, db, ev)
-	if _, err := s.RecomputeDay(ctx, day("2031-01-20")); err != nil {
+	if _, err := recompute(t, s, day("2031-01-20")); err != nil {
 		t.Fatal(err)
 	}
 	late := []usage.Event{g.event(day("2031-01-20"), 24*time.Hour)}
 	record(t, db, late) // dirty again
-	if _, blocked, err := s.ApplyRetention(ctx, 90); err != nil || !slices.Equal(blocked, []string{"eco_api_usage_p203101"}) {
-		t.Fatalf("ApplyRetention = blocked %v, %v; want January blocked", blocked, err)
+	jan := partition(t, s, "eco_api_usage_p203101")
+	if blocked, err := s.RetentionBlocked(ctx, jan); err != nil || !blocked {
+		t.Fatalf("RetentionBlocked(January) = %v, %v; want blocked", blocked, err)
 	}
-	mustRun(t, s, usage.RollupOptions{})
+	if dropped, err := s.DropPartition(ctx, jan); err != nil || dropped {
+		t.Fatalf("DropPartition(January) = %v, %v; want kept", dropped, err)
+	}
+	mustRun(t, job, usage.RollupOptions{})
 	if partitionExists(t, db, "eco_api_usage_p203101") {
 		t.Fatal("January kept after its dirty day was aggregated")
 	}
@@ -658,6 +697,7 @@ func TestRollup_Backfill(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
+	job := newJob(s, rollupNow)
 	g := newEventGen(7, 10)
 	var all []usage.Event
 	for i := 0; i < 500; i++ {
@@ -668,18 +708,18 @@ func TestRollup_Backfill(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_days`); err != nil {
 		t.Fatal(err)
 	}
-	if run := mustRun(t, s, usage.RollupOptions{}); len(run.Days) != 0 {
+	if run := mustRun(t, job, usage.RollupOptions{}); len(run.Days) != 0 {
 		t.Fatalf("a run without dirty days recomputed %v", run.Days)
 	}
 	r := usage.DayRange{From: usage.Day(rollupNow).AddDate(0, 0, -7), To: usage.Day(rollupNow)}
-	run := mustRun(t, s, usage.RollupOptions{Backfill: &r})
+	run := mustRun(t, job, usage.RollupOptions{Backfill: &r})
 	if diff := cmp.Diff(r.Days(), run.Days); diff != "" {
 		t.Errorf("backfilled days (-want +got):\n%s", diff)
 	}
 	checkRollup(t, db, all)
 
 	bad := usage.DayRange{From: r.To, To: r.From}
-	if _, err := s.RunRollup(ctx, usage.RollupOptions{Backfill: &bad}); usage.ErrorCode(err) != usage.CodeInvalid {
+	if _, err := job.RunRollup(ctx, usage.RollupOptions{Backfill: &bad}); usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("reversed range: %v; want %s", err, usage.CodeInvalid)
 	}
 }
@@ -697,7 +737,7 @@ func TestAggregateDailyUsage_Idempotent(t *testing.T) {
 	record(t, db, all)
 	var first int64
 	for i := 0; i < 2; i++ {
-		n, err := s.RecomputeDay(ctx, d)
+		n, err := recompute(t, s, d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -719,12 +759,12 @@ func TestAggregateDailyUsage_Idempotent(t *testing.T) {
 			kept = append(kept, e)
 		}
 	}
-	if _, err := s.RecomputeDay(ctx, d); err != nil {
+	if _, err := recompute(t, s, d); err != nil {
 		t.Fatal(err)
 	}
 	checkRollup(t, db, kept)
 	// A day whose partition does not exist is refused.
-	if _, err := s.RecomputeDay(ctx, day("2001-01-01")); err == nil {
+	if _, err := recompute(t, s, day("2001-01-01")); err == nil {
 		t.Error("recompute of a day without a raw partition succeeded")
 	}
 }
@@ -738,10 +778,11 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
 	db.Now = func() time.Time { return rollupNow }
-	if _, err := db.EnsurePartitions(ctx, day("2031-03-01"), 1); err != nil { // April and May missing
+	s := postgres.NewRollupStore(db)
+	job := newJob(s, rollupNow)
+	if _, err := s.EnsurePartitions(ctx, day("2031-03-01"), 1); err != nil { // April and May missing
 		t.Fatal(err)
 	}
-	s := postgres.NewRollupStore(db)
 	g := newEventGen(9, 3)
 	ev := []usage.Event{g.event(day("2031-03-10"), 24*time.Hour)}
 	record(t, db, ev)
@@ -754,7 +795,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	busy := g.event(day("2031-03-11"), 24*time.Hour)
 	recordTx(t, tx, []usage.Event{busy})
 
-	run := mustRun(t, s, usage.RollupOptions{RetentionDays: 90})
+	run := mustRun(t, job, usage.RollupOptions{RetentionDays: 90})
 	if !slices.Contains(run.Deferred, "partitions: lock timeout") {
 		t.Errorf("deferred = %v; want the partition upkeep", run.Deferred)
 	}
@@ -764,7 +805,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	run = mustRun(t, s, usage.RollupOptions{RetentionDays: 90})
+	run = mustRun(t, job, usage.RollupOptions{RetentionDays: 90})
 	if len(run.Deferred) != 0 || run.PartitionsCreated != 2 {
 		t.Errorf("second run: deferred %v, created %d; want none deferred, 2 created", run.Deferred, run.PartitionsCreated)
 	}

@@ -15,8 +15,6 @@ type SubscriptionStore struct{ db *DB }
 // NewSubscriptionStore returns a store over db.
 func NewSubscriptionStore(db *DB) *SubscriptionStore { return &SubscriptionStore{db: db} }
 
-var _ usage.SubscriptionStore = (*SubscriptionStore)(nil)
-
 const planColumns = `p.plan_id, p.name, p.included_calls, p.hard_limit, p.rate_per_second, p.burst,
 	p.overage_unit_size, p.overage_unit_price, p.currency`
 
@@ -25,49 +23,56 @@ func scanPlan(row pgx.Row, p *usage.Plan, extra ...any) error {
 		&p.OverageUnitSize, &p.OverageUnitPrice, &p.Currency}, extra...)...)
 }
 
-// Plan returns a plan by ID.
-func (s *SubscriptionStore) Plan(ctx context.Context, id string) (*usage.Plan, error) {
-	var p usage.Plan
-	err := scanPlan(s.db.Pool.QueryRow(ctx, `SELECT `+planColumns+` FROM eco_plans p WHERE p.plan_id = $1`, id), &p)
+// subscriptionColumns reads a plan p and a subscription s of it, where s
+// may be the NULL side of a LEFT JOIN (no subscription): the plan, the raw
+// overrides, the Stripe ids, the anchor and the terms' version
+// (terms_version, migration 00008).
+const subscriptionColumns = planColumns + `,
+	s.user_id IS NOT NULL, s.included_calls, s.hard_limit, s.rate_per_second, s.burst,
+	s.overage_unit_size, s.overage_unit_price, s.currency,
+	coalesce(s.stripe_customer_id, ''), coalesce(s.stripe_subscription_id, ''), s.period_anchor,
+	terms_version(p.version, s.version)`
+
+// scanSubscription scans subscriptionColumns, then extra, into sub. The
+// overrides are merged into the plan by Plan.Apply only; without a
+// subscription the user is on the plan read (free) at
+// usage.DefaultPeriodAnchor.
+func scanSubscription(row pgx.Row, sub *usage.Subscription, extra ...any) error {
+	var (
+		plan   usage.Plan
+		found  bool
+		o      usage.Overrides
+		anchor *time.Time
+	)
+	err := scanPlan(row, &plan, append([]any{&found, &o.IncludedCalls, &o.HardLimit, &o.RatePerSecond, &o.Burst,
+		&o.OverageUnitSize, &o.OverageUnitPrice, &o.Currency,
+		&sub.StripeCustomerID, &sub.StripeSubscriptionID, &anchor, &sub.Version}, extra...)...)
 	if err != nil {
-		return nil, FormatError(fmt.Errorf("get plan %s: %w", id, err))
+		return err
 	}
-	return &p, nil
+	sub.PlanID, sub.Effective, sub.PeriodAnchor = plan.ID, plan, usage.DefaultPeriodAnchor
+	if found {
+		sub.Overrides = o
+		sub.Effective = plan.Apply(o)
+		sub.PeriodAnchor = anchor.UTC()
+	}
+	return nil
 }
 
-// Subscription returns the user's subscription, defaulting to free.
+// Subscription returns the user's subscription, defaulting to free at
+// usage.DefaultPeriodAnchor, with its Version.
 func (s *SubscriptionStore) Subscription(ctx context.Context, userID string) (*usage.Subscription, error) {
 	if !usage.IsUUID(userID) {
 		return nil, usage.FieldErrorf("user_id", "must be a UUID")
 	}
 	// One round trip: the free plan joined with the optional subscription.
-	const q = `SELECT ` + planColumns + `,
-		s.user_id IS NOT NULL, s.included_calls, s.hard_limit, s.rate_per_second, s.burst,
-		s.overage_unit_size, s.overage_unit_price, s.currency,
-		coalesce(s.stripe_customer_id, ''), coalesce(s.stripe_subscription_id, ''), s.period_anchor
+	const q = `SELECT ` + subscriptionColumns + `
 	FROM (SELECT $1::uuid AS user_id) u
 	LEFT JOIN eco_subscriptions s ON s.user_id = u.user_id
 	JOIN eco_plans p ON p.plan_id = coalesce(s.plan_id, 'free')`
-	var (
-		sub    = usage.Subscription{UserID: userID}
-		found  bool
-		o      usage.Overrides
-		anchor *time.Time
-	)
-	err := scanPlan(s.db.Pool.QueryRow(ctx, q, userID), &sub.Effective,
-		&found, &o.IncludedCalls, &o.HardLimit, &o.RatePerSecond, &o.Burst,
-		&o.OverageUnitSize, &o.OverageUnitPrice, &o.Currency,
-		&sub.StripeCustomerID, &sub.StripeSubscriptionID, &anchor)
-	if err != nil {
+	sub := usage.Subscription{UserID: userID}
+	if err := scanSubscription(s.db.Pool.QueryRow(ctx, q, userID), &sub); err != nil {
 		return nil, FormatError(fmt.Errorf("get subscription of %s: %w", userID, err))
-	}
-	sub.PlanID = sub.Effective.ID
-	if found {
-		sub.Overrides = o
-		sub.Effective = sub.Effective.Apply(o)
-		sub.PeriodAnchor = anchor.UTC()
-	} else {
-		sub.PeriodAnchor = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	return &sub, nil
 }

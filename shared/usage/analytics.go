@@ -133,26 +133,6 @@ type RejectedEvent struct {
 	RejectedAt time.Time `json:"rejected_at"`
 }
 
-// LedgerRow is one row of the overage ledger as the admin API lists it.
-type LedgerRow struct {
-	ID             string    `json:"id"`
-	UserID         string    `json:"user_id"`
-	Period         Period    `json:"period"`
-	Seq            int       `json:"seq"`
-	IncludedCalls  int64     `json:"included_calls"`
-	UsedCalls      int64     `json:"used_calls"`
-	Units          int64     `json:"units"`
-	UnitSize       int64     `json:"unit_size"`
-	UnitPrice      int64     `json:"unit_price"`
-	Amount         int64     `json:"amount"`
-	Currency       string    `json:"currency"`
-	Status         string    `json:"status"`
-	StripeObjectID string    `json:"stripe_object_id,omitempty"`
-	Attempts       int       `json:"attempts"`
-	LastError      string    `json:"last_error,omitempty"`
-	UpdatedAt      time.Time `json:"updated_at"`
-}
-
 // LedgerCursor is the position after the last row of a ledger page: rows
 // are ordered by period start, user and sequence.
 type LedgerCursor struct {
@@ -174,7 +154,7 @@ type LedgerLister interface {
 	// ListLedgerPage returns a page of ledger rows in cursor order. A
 	// Limit below 1 is CodeInvalid naming "limit", a cursor whose user is
 	// not a UUID CodeInvalid naming "cursor".
-	ListLedgerPage(ctx context.Context, f LedgerPage) ([]LedgerRow, error)
+	ListLedgerPage(ctx context.Context, f LedgerPage) ([]LedgerEntry, error)
 }
 
 // UsageReader answers what a user asks about their own usage (the user

@@ -21,7 +21,8 @@ const (
 // closed billing period (Seq 0) or a later adjustment (Seq 1, 2, …) for
 // usage that arrived after the period was billed. Amounts are in the
 // currency's minor unit. A negative Amount is a credit recorded for an
-// admin (status skipped): it is never sent to Stripe.
+// admin (status skipped): it is never sent to Stripe. Billing runs write
+// and claim entries; the admin API lists them as they are.
 type LedgerEntry struct {
 	ID     string `json:"id"`
 	UserID string `json:"user_id"`
@@ -30,8 +31,8 @@ type LedgerEntry struct {
 	// Included, Used, UnitSize and UnitPrice are the terms the row was
 	// priced with; Units and Amount are this row's share (for adjustments,
 	// the difference to the rows before it).
-	Included       int64  `json:"included"`
-	Used           int64  `json:"used"`
+	Included       int64  `json:"included_calls"`
+	Used           int64  `json:"used_calls"`
 	Units          int64  `json:"units"`
 	UnitSize       int64  `json:"unit_size"`
 	UnitPrice      int64  `json:"unit_price"`

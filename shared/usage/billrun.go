@@ -117,10 +117,6 @@ type Billing struct {
 	Lease       time.Duration
 	Workers     int
 	Batch       int
-
-	// AfterCreate, when set, runs between the Stripe call and marking the
-	// row billed; tests use it to inject crashes.
-	AfterCreate func(e *LedgerEntry, stripeID string) error
 }
 
 // RunReport says what a run did.
@@ -333,14 +329,6 @@ func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, re
 	if e.Attempts > c.MaxAttempts {
 		return "", fail(fmt.Sprintf("gave up after %d attempts: %s", e.Attempts-1, e.LastError))
 	}
-	billed := func(id string) (string, error) {
-		if c.AfterCreate != nil {
-			if err := c.AfterCreate(e, id); err != nil {
-				return "", err
-			}
-		}
-		return id, nil
-	}
 	providerErr := func(op string, err error) error {
 		switch {
 		case ctx.Err() != nil:
@@ -371,7 +359,7 @@ func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, re
 		if found {
 			rep.Found++
 			log.InfoContext(ctx, "overage item found by metadata", "stripe_id", id)
-			return billed(id)
+			return id, nil
 		}
 	}
 	rep.StripeCalls++
@@ -379,7 +367,7 @@ func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, re
 	if err != nil {
 		return "", providerErr("create", err)
 	}
-	return billed(id)
+	return id, nil
 }
 
 func newRunID() string {

@@ -1,7 +1,10 @@
 // Package usage is the domain of the metering system: usage events and their
 // validation, plans, subscriptions and billing periods, overage arithmetic,
-// the application error codes, and the small interfaces the functions use to
-// reach storage, queues and billing. It imports no AWS, database or Stripe
+// the application error codes, the small interfaces the functions use to
+// reach storage, queues and billing, and the services over them: the
+// aggregation run (RollupJob over a RollupStore), the limit decision
+// (Limiter over a RateStore) and the billing run (Billing over a
+// LedgerStore and a Biller). It imports no AWS, database or Stripe
 // package; the adapters in the sibling packages import it.
 //
 // Pricing a period, for example:

@@ -48,16 +48,3 @@ type APIKeyStore interface {
 	// has no such active key.
 	RevokeAPIKey(ctx context.Context, userID, keyID string) error
 }
-
-// SubscriptionStore reads and writes plans and subscriptions. Billing period
-// anchors are midnight UTC, so periods are whole days.
-type SubscriptionStore interface {
-	// Plan returns a plan by ID. Returns CodeNotFound if there is none.
-	Plan(ctx context.Context, id string) (*Plan, error)
-	// Subscription returns the user's subscription with the effective plan.
-	// A user without one is on the free plan with calendar-month periods.
-	Subscription(ctx context.Context, userID string) (*Subscription, error)
-	// PutSubscription creates or replaces the user's subscription. Returns
-	// CodeInvalid if the plan does not exist or an override is invalid.
-	PutSubscription(ctx context.Context, s *Subscription) error
-}

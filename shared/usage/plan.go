@@ -96,8 +96,12 @@ func (p Plan) Apply(o Overrides) Plan {
 // Bills reports whether usage above the included calls is charged.
 func (p Plan) Bills() bool { return p.ID != PlanFree && p.OverageUnitPrice > 0 }
 
+// DefaultPeriodAnchor anchors the billing periods of a user without a
+// subscription (the free plan): calendar months, UTC.
+var DefaultPeriodAnchor = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // Subscription ties a user to a plan. Effective is the plan with the user's
-// overrides applied.
+// overrides applied (Plan.Apply, the one place they are merged).
 type Subscription struct {
 	UserID               string    `json:"user_id"`
 	PlanID               string    `json:"plan_id"`
@@ -106,6 +110,10 @@ type Subscription struct {
 	StripeCustomerID     string    `json:"stripe_customer_id,omitempty"`
 	StripeSubscriptionID string    `json:"stripe_subscription_id,omitempty"`
 	PeriodAnchor         time.Time `json:"period_anchor"`
+	// Version identifies what the subscription and its plan held when they
+	// were read; the store changes it on every write of either, so a copy
+	// kept in memory is checked by comparing versions. Opaque.
+	Version string `json:"-"`
 }
 
 // Period is a half-open billing period [Start, End).

@@ -140,3 +140,45 @@ func withDatabase(tb testing.TB, admin, name string) string {
 	u.Path = "/" + name
 	return u.String()
 }
+
+// CommitFault makes the record path's transactions fail at commit, in a
+// test's own database, while it is armed: a failure between the write and
+// the commit, after every statement has run. Deferred constraint triggers
+// on the tables every batch writes (the live counters, moved whenever an
+// event is inserted, and the quarantine) raise at commit, so the whole
+// transaction rolls back. A batch that writes nothing (only duplicates)
+// commits, having nothing to roll back.
+type CommitFault struct{ db *postgres.DB }
+
+// NewCommitFault installs the triggers, disarmed, in db, which must be a
+// database of the test's own (NewDB).
+func NewCommitFault(tb testing.TB, db *postgres.DB) *CommitFault {
+	tb.Helper()
+	_, err := db.Pool.Exec(context.Background(), `
+		CREATE TABLE test_commit_fault (armed boolean NOT NULL);
+		INSERT INTO test_commit_fault VALUES (false);
+		CREATE FUNCTION test_commit_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF (SELECT armed FROM test_commit_fault) THEN
+				RAISE EXCEPTION 'injected failure at commit';
+			END IF;
+			RETURN NULL;
+		END;
+		$$;
+		CREATE CONSTRAINT TRIGGER test_commit_fault AFTER INSERT OR UPDATE ON eco_usage_counters
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_commit_fault();
+		CREATE CONSTRAINT TRIGGER test_commit_fault AFTER INSERT ON eco_rejected_events
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_commit_fault();`)
+	if err != nil {
+		tb.Fatalf("install the commit fault: %v", err)
+	}
+	return &CommitFault{db: db}
+}
+
+// Arm makes the commits that follow fail (on) or succeed (off).
+func (f *CommitFault) Arm(tb testing.TB, on bool) {
+	tb.Helper()
+	if _, err := f.db.Pool.Exec(context.Background(), `UPDATE test_commit_fault SET armed = $1`, on); err != nil {
+		tb.Fatalf("arm the commit fault: %v", err)
+	}
+}

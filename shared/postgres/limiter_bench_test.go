@@ -1,4 +1,4 @@
-package limits_test
+package postgres_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
@@ -18,15 +17,17 @@ import (
 // benchDecisions is how many decisions each sub-benchmark makes per b.N.
 const benchDecisions = 20_000
 
-// BenchmarkDecision measures one decision against local PostgreSQL:
-// latency p50/p99 and decisions/s, with 1 and 4 goroutines, for
+// BenchmarkLimiterDecision measures one usage.Limiter decision against
+// local PostgreSQL: latency p50/p99 and decisions/s, with 1 and 4
+// goroutines, for
 //
-//	warm:     the cache holds the plan and usage: one rate_limit_take
-//	cold:     no cache: one limit_check (plan + period + usage + alerts + GCRA)
+//	warm:     the cache holds the usage: one rate_limit_take
+//	cold:     no usage cache (the subscription is known): one limit_check
+//	          (version + usage + alerts + GCRA)
 //	separate: the same work as cold in three round trips (subscription,
 //	          usage sum, GCRA step), the baseline limit_check replaces
 //	select1:  SELECT 1, the round-trip floor of the same pool and machine
-func BenchmarkDecision(b *testing.B) {
+func BenchmarkLimiterDecision(b *testing.B) {
 	db := pgtest.NewDB(b)
 	ctx := context.Background()
 	const users = 200
@@ -59,7 +60,7 @@ func BenchmarkDecision(b *testing.B) {
 			WHERE user_id = $1 AND day >= $2 AND day < $3`, id.UserID, p.Start, p.End).Scan(&used); err != nil {
 			return err
 		}
-		_, err = rl.Take(ctx, limits.Key(id), now, usage.NewGCRA(sub.Effective.RatePerSecond, sub.Effective.Burst), 1)
+		_, err = rl.Take(ctx, "k:"+id.APIKeyID, now, usage.NewGCRA(sub.Effective.RatePerSecond, sub.Effective.Burst), 1)
 		return err
 	}
 	for _, mode := range []string{"select1", "warm", "cold", "separate"} {
@@ -69,7 +70,7 @@ func BenchmarkDecision(b *testing.B) {
 				if mode != "warm" {
 					ttl = -1
 				}
-				c := limits.New(db, limits.Options{CacheTTL: ttl, Now: time.Now})
+				c := newLimiter(db, usage.LimiterOptions{CacheTTL: ttl, Now: time.Now})
 				decide := func(id usage.Identity) error {
 					switch mode {
 					case "separate":

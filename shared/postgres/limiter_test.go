@@ -1,4 +1,4 @@
-package limits_test
+package postgres_test
 
 import (
 	"context"
@@ -7,11 +7,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
 )
+
+// The limiter's decisions over PostgreSQL: usage.Limiter on
+// postgres.RateLimiter. The decision logic alone is tested in package usage
+// on a fake store; these prove it together with the SQL.
 
 // clock is a fake clock tests move by hand.
 type clock struct {
@@ -26,22 +29,22 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-var t0 = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+var limitNow = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
-// alerts records delivered alerts.
-type alerts struct {
+// alertLog records delivered alerts.
+type alertLog struct {
 	mu  sync.Mutex
 	got []usage.Alert
 }
 
-func (a *alerts) Alert(_ context.Context, al usage.Alert) error {
+func (a *alertLog) Alert(_ context.Context, al usage.Alert) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.got = append(a.got, al)
 	return nil
 }
 
-func (a *alerts) count(threshold int) int {
+func (a *alertLog) count(threshold int) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n := 0
@@ -63,9 +66,9 @@ func subscribe(t *testing.T, db *postgres.DB, user, plan string, o usage.Overrid
 	}
 }
 
-// record adds calls to the user's live counters on day, as the record
+// addCalls adds calls to the user's live counters on day, as the record
 // function does.
-func record(t *testing.T, db *postgres.DB, user string, day time.Time, calls int64) {
+func addCalls(t *testing.T, db *postgres.DB, user string, day time.Time, calls int64) {
 	t.Helper()
 	_, err := db.Pool.Exec(context.Background(), `SELECT increment_api_calls($1, $2, $3, $4, $5, $6, $7)`,
 		[]string{user}, []time.Time{usage.Day(day)}, []int64{calls}, []int64{0}, []int64{0}, []int64{0}, []int64{0})
@@ -74,8 +77,13 @@ func record(t *testing.T, db *postgres.DB, user string, day time.Time, calls int
 	}
 }
 
+// newLimiter returns a Limiter over the database's rate limiter.
+func newLimiter(db *postgres.DB, opts usage.LimiterOptions) *usage.Limiter {
+	return usage.NewLimiter(postgres.NewRateLimiter(db), opts)
+}
+
 // hammer runs n concurrent checks and returns the decisions.
-func hammer(t *testing.T, cs []*limits.Checker, id usage.Identity, n int) []usage.Decision {
+func hammer(t *testing.T, cs []*usage.Limiter, id usage.Identity, n int) []usage.Decision {
 	t.Helper()
 	out := make([]usage.Decision, n)
 	var wg sync.WaitGroup
@@ -115,20 +123,20 @@ func bigBurst() usage.Overrides {
 // overshoot of one instance is 0), although the counters never move.
 func TestHardQuotaConcurrent(t *testing.T) {
 	db := pgtest.NewDB(t)
-	clk := &clock{t: t0}
+	clk := &clock{t: limitNow}
 	user := uuid.NewString()
 	subscribe(t, db, user, usage.PlanFree, bigBurst()) // free: 1000 included, hard
 	const left = 7
-	record(t, db, user, t0.AddDate(0, 0, -2), 1000-left)
+	addCalls(t, db, user, limitNow.AddDate(0, 0, -2), 1000-left)
 
-	c := limits.New(db, limits.Options{Now: clk.Now})
-	ds := hammer(t, []*limits.Checker{c}, usage.Identity{UserID: user, APIKeyID: uuid.NewString()}, 50)
+	c := newLimiter(db, usage.LimiterOptions{Now: clk.Now})
+	ds := hammer(t, []*usage.Limiter{c}, usage.Identity{UserID: user, APIKeyID: uuid.NewString()}, 50)
 	admitted, refused := count(ds, usage.CodeQuotaExceeded)
 	if admitted != left || refused != 50-left {
 		t.Fatalf("admitted %d, refused for quota %d; want %d and %d", admitted, refused, left, 50-left)
 	}
 	for _, d := range ds {
-		if !d.Allowed && d.RetryAfter != time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC).Sub(t0) {
+		if !d.Allowed && d.RetryAfter != time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC).Sub(limitNow) {
 			t.Errorf("quota refusal retry after %s; want until the period ends", d.RetryAfter)
 		}
 	}
@@ -144,12 +152,12 @@ func TestHardQuotaConcurrent(t *testing.T) {
 // overshoot stays within (P−1)·N.
 func TestHardQuotaTwoInstances(t *testing.T) {
 	db := pgtest.NewDB(t)
-	clk := &clock{t: t0}
+	clk := &clock{t: limitNow}
 	user := uuid.NewString()
 	subscribe(t, db, user, usage.PlanFree, bigBurst())
 	const left = 5
-	record(t, db, user, t0, 1000-left)
-	cs := []*limits.Checker{limits.New(db, limits.Options{Now: clk.Now}), limits.New(db, limits.Options{Now: clk.Now})}
+	addCalls(t, db, user, limitNow, 1000-left)
+	cs := []*usage.Limiter{newLimiter(db, usage.LimiterOptions{Now: clk.Now}), newLimiter(db, usage.LimiterOptions{Now: clk.Now})}
 	ds := hammer(t, cs, usage.Identity{UserID: user}, 50)
 	admitted, _ := count(ds, usage.CodeQuotaExceeded)
 	if admitted < left || admitted > 2*left {
@@ -161,23 +169,23 @@ func TestHardQuotaTwoInstances(t *testing.T) {
 // time, and once the events are recorded the excess is overage.
 func TestSoftQuotaOverage(t *testing.T) {
 	db := pgtest.NewDB(t)
-	clk := &clock{t: t0}
+	clk := &clock{t: limitNow}
 	user := uuid.NewString()
 	subscribe(t, db, user, usage.PlanPro, usage.Overrides{}) // 100,000 included, soft, burst 100
 	const left = 7
-	record(t, db, user, t0.AddDate(0, 0, -1), 100_000-left)
-	c := limits.New(db, limits.Options{Now: clk.Now})
-	ds := hammer(t, []*limits.Checker{c}, usage.Identity{UserID: user, APIKeyID: uuid.NewString()}, 50)
+	addCalls(t, db, user, limitNow.AddDate(0, 0, -1), 100_000-left)
+	c := newLimiter(db, usage.LimiterOptions{Now: clk.Now})
+	ds := hammer(t, []*usage.Limiter{c}, usage.Identity{UserID: user, APIKeyID: uuid.NewString()}, 50)
 	if admitted, _ := count(ds, ""); admitted != 50 {
 		t.Fatalf("admitted %d of 50; want all (soft quota)", admitted)
 	}
-	record(t, db, user, t0, 50) // the record function catches up
+	addCalls(t, db, user, limitNow, 50) // the record function catches up
 	sub, err := postgres.NewSubscriptionStore(db).Subscription(context.Background(), user)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var used int64
-	p := usage.PeriodAt(sub.PeriodAnchor, t0)
+	p := usage.PeriodAt(sub.PeriodAnchor, limitNow)
 	if err := db.Pool.QueryRow(context.Background(), `SELECT sum(calls) FROM eco_usage_counters
 		WHERE user_id = $1 AND day >= $2 AND day < $3`, user, p.Start, p.End).Scan(&used); err != nil {
 		t.Fatal(err)
@@ -187,13 +195,13 @@ func TestSoftQuotaOverage(t *testing.T) {
 	}
 }
 
-// TestRateDecisions checks the rate limit's numbers through the Checker:
+// TestRateDecisions checks the rate limit's numbers through the Limiter:
 // the free burst of 10 at 2/s, per API key, with the cache warm and cold.
 func TestRateDecisions(t *testing.T) {
 	for _, ttl := range []time.Duration{0, -1} {
 		db := pgtest.NewDB(t)
-		clk := &clock{t: t0}
-		c := limits.New(db, limits.Options{Now: clk.Now, CacheTTL: ttl})
+		clk := &clock{t: limitNow}
+		c := newLimiter(db, usage.LimiterOptions{Now: clk.Now, CacheTTL: ttl})
 		user := uuid.NewString()
 		key1 := usage.Identity{UserID: user, APIKeyID: uuid.NewString()}
 		key2 := usage.Identity{UserID: user, APIKeyID: uuid.NewString()}
@@ -204,7 +212,7 @@ func TestRateDecisions(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := usage.Decision{Allowed: true, Limit: 10, Remaining: 9 - i, Reset: time.Duration(i+1) * 500 * time.Millisecond,
-				RatePerSecond: 2, Quota: usage.QuotaStatus{Period: usage.PeriodAt(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), t0),
+				RatePerSecond: 2, Quota: usage.QuotaStatus{Period: usage.PeriodAt(usage.DefaultPeriodAnchor, limitNow),
 					Included: 1000, Used: i + 1, Remaining: 1000 - i - 1, Hard: true}}
 			if d != want {
 				t.Fatalf("ttl %s call %d: %+v; want %+v", ttl, i, d, want)
@@ -234,34 +242,34 @@ func TestRateDecisions(t *testing.T) {
 // instance also counts the calls it admitted itself).
 func TestAlertsOnce(t *testing.T) {
 	db := pgtest.NewDB(t)
-	clk := &clock{t: t0}
+	clk := &clock{t: limitNow}
 	user := uuid.NewString()
 	included := int64(100)
 	o := bigBurst()
 	o.IncludedCalls = &included
 	subscribe(t, db, user, usage.PlanPro, o)
-	rec := &alerts{}
+	rec := &alertLog{}
 	id := usage.Identity{UserID: user}
 	phase := func(n int) {
-		var cs []*limits.Checker
+		var cs []*usage.Limiter
 		for i := 0; i < 4; i++ {
-			cs = append(cs, limits.New(db, limits.Options{Now: clk.Now, CacheTTL: -1, Alerter: rec}))
+			cs = append(cs, newLimiter(db, usage.LimiterOptions{Now: clk.Now, CacheTTL: -1, Alerter: rec}))
 		}
 		hammer(t, cs, id, n)
 	}
-	record(t, db, user, t0, 60)
+	addCalls(t, db, user, limitNow, 60)
 	phase(40) // at most 60 + 10 per instance: below 80 %
 	if n := rec.count(80) + rec.count(100); n != 0 {
 		t.Fatalf("%d alerts below 80 %%", n)
 	}
-	record(t, db, user, t0, 20)
+	addCalls(t, db, user, limitNow, 20)
 	phase(40)
-	record(t, db, user, t0, 5)
+	addCalls(t, db, user, limitNow, 5)
 	phase(40)
 	if rec.count(80) != 1 || rec.count(100) != 0 {
 		t.Fatalf("at 80-85 %%: %d 80%% and %d 100%% alerts; want 1 and 0", rec.count(80), rec.count(100))
 	}
-	record(t, db, user, t0, 30)
+	addCalls(t, db, user, limitNow, 30)
 	phase(40)
 	phase(40)
 	if rec.count(80) != 1 || rec.count(100) != 1 {
@@ -274,7 +282,7 @@ func TestAlertsOnce(t *testing.T) {
 	}
 	// The next period alerts again; crossing both at once fires both.
 	clk.Add(30 * 24 * time.Hour)
-	record(t, db, user, clk.Now(), 100)
+	addCalls(t, db, user, clk.Now(), 100)
 	phase(40)
 	if rec.count(80) != 2 || rec.count(100) != 2 {
 		t.Fatalf("next period: %d and %d alerts; want 2 each", rec.count(80), rec.count(100))
@@ -289,14 +297,14 @@ func TestAlertsOnce(t *testing.T) {
 // itself count towards the thresholds before the counters show them.
 func TestAlertsWithCache(t *testing.T) {
 	db := pgtest.NewDB(t)
-	clk := &clock{t: t0}
+	clk := &clock{t: limitNow}
 	user := uuid.NewString()
 	included := int64(10)
 	o := bigBurst()
 	o.IncludedCalls = &included
 	subscribe(t, db, user, usage.PlanPro, o)
-	rec := &alerts{}
-	c := limits.New(db, limits.Options{Now: clk.Now, Alerter: rec})
+	rec := &alertLog{}
+	c := newLimiter(db, usage.LimiterOptions{Now: clk.Now, Alerter: rec})
 	for i := 0; i < 12; i++ {
 		if _, err := c.Check(context.Background(), usage.Identity{UserID: user}, 1); err != nil {
 			t.Fatal(err)
@@ -306,4 +314,42 @@ func TestAlertsWithCache(t *testing.T) {
 	if rec.count(80) != 1 || rec.count(100) != 1 {
 		t.Fatalf("%d and %d alerts; want 1 each", rec.count(80), rec.count(100))
 	}
+}
+
+// TestPlanChangeNoticed: a Limiter that keeps a user's subscription in
+// memory decides under the new plan at its next refresh after an admin
+// changes it, and under a plan row edited in place.
+func TestPlanChangeNoticed(t *testing.T) {
+	db := pgtest.NewDB(t)
+	clk := &clock{t: limitNow}
+	db.Now = clk.Now // PutPlan anchors a new subscription today
+	user := uuid.NewString()
+	id := usage.Identity{UserID: user}
+	ctx := context.Background()
+	l := newLimiter(db, usage.LimiterOptions{Now: clk.Now})
+	check := func(want usage.Decision) {
+		t.Helper()
+		d, err := l.Check(ctx, id, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Limit != want.Limit || d.Quota.Included != want.Quota.Included || d.Quota.Hard != want.Quota.Hard || d.Quota.Period != want.Quota.Period {
+			t.Fatalf("decision %+v; want limit %d, quota %+v", d, want.Limit, want.Quota)
+		}
+	}
+	free := usage.Decision{Limit: 10, Quota: usage.QuotaStatus{Included: 1000, Hard: true, Period: usage.PeriodAt(usage.DefaultPeriodAnchor, limitNow)}}
+	check(free)
+	if _, err := postgres.NewAnalyticsStore(db).PutPlan(ctx, usage.PlanChange{UserID: user, PlanID: usage.PlanPro, Who: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	check(free) // within the TTL: the cache holds
+	clk.Add(2 * usage.DefaultCacheTTL)
+	pro := usage.Decision{Limit: 100, Quota: usage.QuotaStatus{Included: 100_000, Period: usage.PeriodAt(usage.Day(limitNow), clk.Now())}}
+	check(pro)
+	if _, err := db.Pool.Exec(ctx, `UPDATE eco_plans SET burst = 42 WHERE plan_id = 'pro'`); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * usage.DefaultCacheTTL)
+	pro.Limit = 42
+	check(pro)
 }

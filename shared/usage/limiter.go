@@ -1,0 +1,409 @@
+package usage
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// DefaultCacheTTL is how long a Limiter reuses a user's period usage
+// before reading the counters again.
+const DefaultCacheTTL = time.Second
+
+// maxLimitEntries bounds a Limiter's cache; past it, expired entries are
+// swept.
+const maxLimitEntries = 50_000
+
+// maxTermsReads bounds how often one decision re-reads a subscription that
+// keeps changing under it.
+const maxTermsReads = 3
+
+// LimitRequest is one cold limit check: the call, what the caller already
+// knows of the period's usage, and the terms it decides under. The store
+// computes none of the terms: the period comes from PeriodAt, the limits
+// from Plan.Apply, the interval from IntervalMicros.
+type LimitRequest struct {
+	UserID string
+	// Key is the rate limiter key of the caller (per API key, or per
+	// user).
+	Key  string
+	Now  time.Time
+	Cost int64
+	// KnownUsed is a lower bound of the period's usage the caller already
+	// holds (0 when none).
+	KnownUsed int64
+	// Thresholds are the alert thresholds, in percent of Included.
+	Thresholds []int
+	Period     Period
+	Included   int64
+	Hard       bool
+	GCRA       GCRA
+	// Version is the Subscription.Version the terms were taken from.
+	Version string
+}
+
+// LimitCheck is the answer of a cold limit check.
+type LimitCheck struct {
+	// Version is the subscription's version now. When it is not the
+	// request's, the terms changed: nothing was done (no alert claimed, no
+	// GCRA step) and the other fields are zero.
+	Version string
+	// Used is the period's calls from the live counters, at least the
+	// request's KnownUsed.
+	Used int64
+	// Alerts are the thresholds (percent) this call claimed: the caller
+	// must emit them; no other caller will.
+	Alerts []int
+	// Took reports whether the GCRA step ran; it does not when a hard
+	// quota refuses the call first.
+	Took bool
+	Rate RateResult
+}
+
+// RateStore holds the limiter's state: the GCRA step per key and the
+// period's usage and alert claims per user, each one round trip. Times come
+// from the caller. Errors are CodeUnavailable when the store cannot be
+// reached.
+type RateStore interface {
+	// Subscription returns the user's subscription with its effective plan
+	// and Version; a user without one is on the free plan anchored at
+	// DefaultPeriodAnchor. Returns CodeInvalid when userID is not a UUID.
+	Subscription(ctx context.Context, userID string) (*Subscription, error)
+	// Take runs one GCRA step on key at now for a call of cost. Concurrent
+	// steps on one key are serialised: none is lost.
+	Take(ctx context.Context, key string, now time.Time, g GCRA, cost int64) (RateResult, error)
+	// Check reads the subscription's version and, when it is r.Version,
+	// sums the period's usage, claims the alert thresholds newly crossed,
+	// applies the hard quota and runs one GCRA step (unless the quota
+	// refused the call), in one round trip. Returns CodeInvalid when
+	// r.UserID is not a UUID.
+	Check(ctx context.Context, r LimitRequest) (*LimitCheck, error)
+}
+
+// LimiterOptions configure a Limiter.
+type LimiterOptions struct {
+	// CacheTTL is how long a user's period usage is reused before the
+	// counters are read again; 0 means DefaultCacheTTL and a negative value
+	// disables the cache (every call runs RateStore.Check).
+	CacheTTL time.Duration
+	// Alerter receives usage alerts; nil drops them (they are still
+	// claimed).
+	Alerter Alerter
+	// Thresholds are the alert thresholds in percent of the included
+	// calls; nil means DefaultAlertThresholds.
+	Thresholds []int
+	// Logger logs alert delivery failures; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Limiter decides, for every API call, "yes", "slow down" or "over quota":
+// a GCRA rate limit per API key (per user when there is no key) whose state
+// lives in the RateStore, and the billing period's quota of included calls
+// against the live usage counters. It implements LimitChecker. Build one
+// per process (Lambda instance) and share it: its cache is what keeps the
+// hot path at one round trip.
+//
+//	l := usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Alerter: alerts.NewLog(logger), Logger: logger})
+//	d, err := l.Check(ctx, id, 1)
+//	if err != nil { ... }          // CodeUnavailable: the limiter's state cannot be reached
+//	if !d.Allowed { ... }          // d.Reason: CodeRateLimited or CodeQuotaExceeded
+//
+// # Round trips
+//
+// A decision is one round trip. A Limiter keeps each user's subscription
+// (effective plan, anchor, version) for as long as the store reports the
+// same version; the first call of a user on an instance reads it first
+// (one extra round trip). The first call of a user, and the first after
+// CacheTTL, runs RateStore.Check with the terms computed here (period,
+// included calls, hard flag, GCRA interval and burst): the period's used
+// calls, the alert thresholds newly crossed, and the GCRA step, in one
+// statement that also returns the subscription's current version. When
+// that version changed, the statement did nothing; the subscription is read
+// again and the call decided again under the new terms. Calls within the
+// TTL reuse the used count from memory and run only the GCRA step
+// (RateStore.Take). A hard-quota refusal within the TTL costs no round
+// trip at all, and neither does a cost above the burst.
+//
+// # Worst-case overshoot of a hard quota
+//
+// A Limiter keeps, per user, a lower bound of the period's usage: the
+// counters read at the last refresh (never less than what it knew before
+// in the same period) plus every call it admitted since. It reserves each
+// call against that bound under a per-user lock, so one Limiter alone never
+// admits more than the N calls that were left: overshoot 0, whatever the
+// concurrency and the TTL, even though the counters lag the admissions.
+//
+// What a Limiter cannot see are calls admitted elsewhere (the other P−1
+// instances serving the same user) that have not reached its estimate:
+// calls admitted within the last TTL + L, where L is the recording lag
+// (publisher flush, SQS batching window, the record function). Hence, with
+// N calls left:
+//
+//	overshoot ≤ min((P−1)·N, K·(b + r·(TTL + L)))
+//
+// where each instance admits at most N, and the rate limit admits at most
+// b + r·S calls per key in any window S (K keys of the user; JWT callers
+// share one per-user key). For the free plan (r = 2/s, b = 10), TTL = 1 s
+// and L ≈ 6 s: at most 24 calls per key. A plan change reaches an instance
+// within TTL, at its next refresh.
+//
+// # Usage alerts
+//
+// Alerts are checked on the refresh path, inside RateStore.Check, against
+// the period's usage (counters, or the instance's higher lower bound): when
+// it reaches a threshold (80 % and 100 % of the included calls by
+// default), the store claims (user, period start, threshold) once; the one
+// caller that gets the claim emits the alert through the Alerter, so each
+// threshold fires once per period however many instances race. An alert
+// follows the crossing by at most TTL + L while the user keeps calling. A
+// failed emission is logged and not retried (the claim stays, so it is at
+// most once per threshold and period).
+type Limiter struct {
+	store      RateStore
+	ttl        time.Duration
+	alerter    Alerter
+	thresholds []int
+	logger     *slog.Logger
+	now        func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*limitEntry
+}
+
+var _ LimitChecker = (*Limiter)(nil)
+
+// NewLimiter returns a Limiter over store.
+func NewLimiter(store RateStore, opts LimiterOptions) *Limiter {
+	l := &Limiter{
+		store:      store,
+		ttl:        opts.CacheTTL,
+		alerter:    opts.Alerter,
+		thresholds: opts.Thresholds,
+		logger:     opts.Logger,
+		now:        opts.Now,
+		entries:    map[string]*limitEntry{},
+	}
+	if l.ttl == 0 {
+		l.ttl = DefaultCacheTTL
+	}
+	if l.thresholds == nil {
+		l.thresholds = DefaultAlertThresholds
+	}
+	if l.logger == nil {
+		l.logger = slog.Default()
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	return l
+}
+
+// limitEntry is what an instance knows about one user.
+type limitEntry struct {
+	mu sync.Mutex
+	// sub holds the terms (nil until read, and after the store reported a
+	// newer version); g is its plan's GCRA.
+	sub *Subscription
+	g   GCRA
+	// valid, fetched, period and used are the last refresh: used is a
+	// lower bound of the period's usage, the counters then (at least what
+	// was known before) plus the calls admitted (reserved) here since.
+	valid   bool
+	gen     uint64
+	fetched time.Time
+	period  Period
+	used    int64
+}
+
+func (e *limitEntry) fresh(now time.Time, ttl time.Duration) bool {
+	return e.valid && ttl > 0 && !now.Before(e.fetched) && now.Sub(e.fetched) < ttl && e.period.Contains(now)
+}
+
+// rateKey is the rate limiter key of a caller: its API key, or the user
+// when it authenticated without one.
+func rateKey(id Identity) string {
+	if id.APIKeyID != "" {
+		return "k:" + id.APIKeyID
+	}
+	return "u:" + id.UserID
+}
+
+// Check implements LimitChecker: it decides a call of cost by id, the
+// hard quota first (no round trip while the cache is fresh), then one GCRA
+// step. Errors: CodeInvalid for a cost below 1 or above the burst, or a
+// malformed user; CodeUnavailable when the store cannot be reached.
+func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision, error) {
+	if cost < 1 {
+		return Decision{}, FieldErrorf("cost", "must be at least 1")
+	}
+	if !IsUUID(id.UserID) {
+		return Decision{}, FieldErrorf("user_id", "must be a UUID")
+	}
+	now := l.now().UTC()
+	key := rateKey(id)
+	e := l.entry(id.UserID, now)
+
+	e.mu.Lock()
+	if e.fresh(now, l.ttl) {
+		plan := e.sub.Effective
+		if cost > e.g.Burst {
+			e.mu.Unlock()
+			return Decision{}, FieldErrorf("cost", "exceeds the burst of %d", e.g.Burst)
+		}
+		if plan.HardLimit && e.used+cost > plan.IncludedCalls {
+			d := quotaRefusal(plan, e.period, e.used, now)
+			e.mu.Unlock()
+			return d, nil
+		}
+		e.used += cost // reserve
+		g, period, used, gen := e.g, e.period, e.used, e.gen
+		e.mu.Unlock()
+
+		r, err := l.store.Take(ctx, key, now, g, cost)
+		if err != nil || !r.Allowed {
+			e.mu.Lock()
+			if e.gen == gen {
+				e.used -= cost
+			}
+			used = e.used
+			e.mu.Unlock()
+		}
+		if err != nil {
+			return Decision{}, err
+		}
+		return decision(plan, period, used, r), nil
+	}
+
+	// Refresh: one round trip that also takes the GCRA step (two for a
+	// user not seen before, or whose plan changed). Holding e.mu serialises
+	// it with this user's reservations on this instance.
+	plan, period, lc, used, err := l.refresh(ctx, e, id.UserID, key, now, cost)
+	e.mu.Unlock()
+	if err != nil {
+		return Decision{}, err
+	}
+	l.emit(ctx, id.UserID, plan, period, lc, now)
+	if !lc.Took {
+		return quotaRefusal(plan, period, used, now), nil
+	}
+	return decision(plan, period, used, lc.Rate), nil
+}
+
+// refresh runs RateStore.Check for a call of cost at now under the user's
+// terms, reading them first when e has none or the store reports them
+// changed, and updates e. It returns the terms, the check and the used
+// count after it. The caller holds e.mu.
+func (l *Limiter) refresh(ctx context.Context, e *limitEntry, userID, key string, now time.Time, cost int64) (Plan, Period, *LimitCheck, int64, error) {
+	for reads := 0; ; {
+		if e.sub == nil {
+			if reads == maxTermsReads {
+				return Plan{}, Period{}, nil, 0, Errorf(CodeUnavailable, "the subscription of %s keeps changing; retry", userID)
+			}
+			sub, err := l.store.Subscription(ctx, userID)
+			if err != nil {
+				return Plan{}, Period{}, nil, 0, err
+			}
+			reads++
+			e.sub, e.g = sub, NewGCRA(sub.Effective.RatePerSecond, sub.Effective.Burst)
+		}
+		plan := e.sub.Effective
+		if cost > e.g.Burst {
+			return Plan{}, Period{}, nil, 0, FieldErrorf("cost", "exceeds the burst of %d", e.g.Burst)
+		}
+		period := PeriodAt(e.sub.PeriodAnchor, now)
+		var known int64
+		if e.valid && e.period == period {
+			known = e.used
+		}
+		lc, err := l.store.Check(ctx, LimitRequest{UserID: userID, Key: key, Now: now, Cost: cost, KnownUsed: known,
+			Thresholds: l.thresholds, Period: period, Included: plan.IncludedCalls, Hard: plan.HardLimit,
+			GCRA: e.g, Version: e.sub.Version})
+		if err != nil {
+			return Plan{}, Period{}, nil, 0, err
+		}
+		if lc.Version != e.sub.Version {
+			e.sub = nil // changed: read it again and decide under the new terms
+			continue
+		}
+		e.valid, e.fetched, e.gen = true, now, e.gen+1
+		e.period, e.used = period, lc.Used
+		if lc.Took && lc.Rate.Allowed {
+			e.used += cost
+		}
+		return plan, period, lc, e.used, nil
+	}
+}
+
+// entry returns the user's cache entry, creating it.
+func (l *Limiter) entry(userID string, now time.Time) *limitEntry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.entries[userID]
+	if ok {
+		return e
+	}
+	if len(l.entries) >= maxLimitEntries {
+		for k, old := range l.entries {
+			if old.mu.TryLock() {
+				if !old.fresh(now, l.ttl) {
+					delete(l.entries, k)
+				}
+				old.mu.Unlock()
+			}
+		}
+	}
+	e = &limitEntry{}
+	l.entries[userID] = e
+	return e
+}
+
+// emit delivers the alerts this call claimed.
+func (l *Limiter) emit(ctx context.Context, userID string, plan Plan, period Period, lc *LimitCheck, now time.Time) {
+	if l.alerter == nil {
+		return
+	}
+	for _, t := range lc.Alerts {
+		a := Alert{UserID: userID, PlanID: plan.ID, Threshold: t, Period: period,
+			Included: plan.IncludedCalls, Used: lc.Used, At: now}
+		if err := l.alerter.Alert(ctx, a); err != nil {
+			l.logger.ErrorContext(ctx, "usage alert not delivered", "user_id", userID,
+				"threshold", t, "period_start", period.Start, "error", err)
+		}
+	}
+}
+
+func quota(p Plan, period Period, used int64) QuotaStatus {
+	return QuotaStatus{Period: period, Included: p.IncludedCalls, Used: used,
+		Remaining: max(0, p.IncludedCalls-used), Hard: p.HardLimit}
+}
+
+// quotaRefusal is the decision for a call over a hard quota: retry when the
+// next period starts.
+func quotaRefusal(p Plan, period Period, used int64, now time.Time) Decision {
+	return Decision{
+		Reason:        CodeQuotaExceeded,
+		Limit:         int64(p.Burst),
+		RetryAfter:    period.End.Sub(now),
+		RatePerSecond: p.RatePerSecond,
+		Quota:         quota(p, period, used),
+	}
+}
+
+func decision(p Plan, period Period, used int64, r RateResult) Decision {
+	d := Decision{
+		Allowed:       r.Allowed,
+		Limit:         int64(p.Burst),
+		Remaining:     r.Remaining,
+		Reset:         r.Reset,
+		RetryAfter:    r.RetryAfter,
+		RatePerSecond: p.RatePerSecond,
+		Quota:         quota(p, period, used),
+	}
+	if !r.Allowed {
+		d.Reason = CodeRateLimited
+	}
+	return d
+}

@@ -1,0 +1,431 @@
+package usage_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// rateStore is a usage.RateStore made of functions; every call is logged
+// by method name.
+type rateStore struct {
+	SubscriptionFn func(userID string) (*usage.Subscription, error)
+	TakeFn         func(key string, now time.Time, g usage.GCRA, cost int64) (usage.RateResult, error)
+	CheckFn        func(r usage.LimitRequest) (*usage.LimitCheck, error)
+
+	mu    sync.Mutex
+	calls []string
+}
+
+var _ usage.RateStore = (*rateStore)(nil)
+
+func (s *rateStore) log(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, name)
+}
+
+// took returns the calls logged since the last took.
+func (s *rateStore) took() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.calls
+	s.calls = nil
+	return c
+}
+
+func (s *rateStore) Subscription(_ context.Context, userID string) (*usage.Subscription, error) {
+	s.log("Subscription")
+	return s.SubscriptionFn(userID)
+}
+
+func (s *rateStore) Take(_ context.Context, key string, now time.Time, g usage.GCRA, cost int64) (usage.RateResult, error) {
+	s.log("Take")
+	return s.TakeFn(key, now, g, cost)
+}
+
+func (s *rateStore) Check(_ context.Context, r usage.LimitRequest) (*usage.LimitCheck, error) {
+	s.log("Check")
+	return s.CheckFn(r)
+}
+
+const limitUser = "3f1d2c4b-5a6e-4f70-8a91-b2c3d4e5f607"
+
+var limitT0 = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+
+// freeSub is the free plan (1,000 included, hard, 2/s burst 10) anchored
+// on the 1st.
+func freeSub(version string) *usage.Subscription {
+	return &usage.Subscription{UserID: limitUser, PlanID: usage.PlanFree, Version: version,
+		PeriodAnchor: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		Effective:    usage.Plan{ID: usage.PlanFree, IncludedCalls: 1000, HardLimit: true, RatePerSecond: 2, Burst: 10}}
+}
+
+// fakeRates is a store that runs the GCRA reference and sums nothing: the
+// period's usage is counters (what the record path has counted) or the
+// request's known usage, whichever is higher.
+type fakeRates struct {
+	*rateStore
+	mu       sync.Mutex
+	sub      *usage.Subscription
+	counters int64
+	tat      map[string]int64
+	requests []usage.LimitRequest
+}
+
+func newFakeRates(sub *usage.Subscription) *fakeRates {
+	f := &fakeRates{rateStore: &rateStore{}, sub: sub, tat: map[string]int64{}}
+	f.SubscriptionFn = func(string) (*usage.Subscription, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		c := *f.sub
+		return &c, nil
+	}
+	f.TakeFn = func(key string, now time.Time, g usage.GCRA, cost int64) (usage.RateResult, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var r usage.RateResult
+		f.tat[key], r = g.Take(f.tat[key], now.UnixMicro(), cost)
+		return r, nil
+	}
+	f.CheckFn = func(r usage.LimitRequest) (*usage.LimitCheck, error) {
+		f.mu.Lock()
+		f.requests = append(f.requests, r)
+		if r.Version != f.sub.Version {
+			defer f.mu.Unlock()
+			return &usage.LimitCheck{Version: f.sub.Version}, nil
+		}
+		c := &usage.LimitCheck{Version: r.Version, Used: max(f.counters, r.KnownUsed)}
+		f.mu.Unlock()
+		if r.Hard && c.Used+r.Cost > r.Included {
+			return c, nil
+		}
+		c.Took = true
+		c.Rate, _ = f.TakeFn(r.Key, r.Now, r.GCRA, r.Cost)
+		return c, nil
+	}
+	return f
+}
+
+type limitClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *limitClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *limitClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func TestLimiter_RoundTrips(t *testing.T) {
+	f := newFakeRates(freeSub("v1"))
+	clk := &limitClock{t: limitT0}
+	l := usage.NewLimiter(f, usage.LimiterOptions{Now: clk.Now})
+	ctx := context.Background()
+	id := usage.Identity{UserID: limitUser, APIKeyID: "0b2f8c7e-1d3a-4e5f-9a6b-7c8d9e0f1a2b"}
+	steps := []struct {
+		name    string
+		advance time.Duration
+		want    []string
+	}{
+		{"a user never seen: the subscription, then the check", 0, []string{"Subscription", "Check"}},
+		{"within the TTL: the GCRA step only", 100 * time.Millisecond, []string{"Take"}},
+		{"again", 100 * time.Millisecond, []string{"Take"}},
+		{"past the TTL: the check, the subscription still known", usage.DefaultCacheTTL, []string{"Check"}},
+	}
+	for _, st := range steps {
+		clk.Add(st.advance)
+		d, err := l.Check(ctx, id, 1)
+		if err != nil || !d.Allowed {
+			t.Fatalf("%s: %+v, %v", st.name, d, err)
+		}
+		if diff := cmp.Diff(st.want, f.took()); diff != "" {
+			t.Errorf("%s: calls (-want +got):\n%s", st.name, diff)
+		}
+	}
+	// The terms the check was sent: computed here, from the subscription.
+	r := f.requests[len(f.requests)-1]
+	want := usage.LimitRequest{UserID: limitUser, Key: "k:" + id.APIKeyID, Now: clk.Now(), Cost: 1, KnownUsed: 3,
+		Thresholds: usage.DefaultAlertThresholds, Period: usage.PeriodAt(f.sub.PeriodAnchor, clk.Now()),
+		Included: 1000, Hard: true, GCRA: usage.NewGCRA(2, 10), Version: "v1"}
+	if diff := cmp.Diff(want, r); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+	if d, _ := l.Check(ctx, usage.Identity{UserID: limitUser}, 1); d.Remaining != 9 {
+		t.Errorf("a JWT caller shares no key with the API key: remaining %d; want 9", d.Remaining)
+	}
+}
+
+func TestLimiter_NoRoundTrip(t *testing.T) {
+	f := newFakeRates(freeSub("v1"))
+	f.counters = 999
+	l := usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }})
+	ctx := context.Background()
+	id := usage.Identity{UserID: limitUser}
+	if d, err := l.Check(ctx, id, 1); err != nil || !d.Allowed || d.Quota.Used != 1000 || d.Quota.Remaining != 0 {
+		t.Fatalf("last call of the quota: %+v, %v", d, err)
+	}
+	f.took()
+	d, err := l.Check(ctx, id, 1)
+	if err != nil || d.Allowed || d.Reason != usage.CodeQuotaExceeded || d.RetryAfter != time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC).Sub(limitT0) {
+		t.Errorf("over the hard quota: %+v, %v; want refused until the period ends", d, err)
+	}
+	if _, err := l.Check(ctx, id, 11); usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Errorf("cost above the burst: %v; want %s", err, usage.CodeInvalid)
+	}
+	if calls := f.took(); len(calls) != 0 {
+		t.Errorf("calls %v; want none: the cache decides", calls)
+	}
+	// Cold, a cost above the burst is refused before the round trip too.
+	cold := usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }, CacheTTL: -1})
+	if _, err := cold.Check(ctx, id, 11); usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Errorf("cold, cost above the burst: %v; want %s", err, usage.CodeInvalid)
+	}
+	if calls := f.took(); !slices.Equal(calls, []string{"Subscription"}) {
+		t.Errorf("cold calls %v; want the subscription read only", calls)
+	}
+}
+
+func TestLimiter_Invalid(t *testing.T) {
+	l := usage.NewLimiter(&rateStore{}, usage.LimiterOptions{})
+	for _, tt := range []struct {
+		id    usage.Identity
+		cost  int64
+		field string
+	}{
+		{usage.Identity{UserID: limitUser}, 0, "cost"},
+		{usage.Identity{UserID: "alice"}, 1, "user_id"},
+	} {
+		if _, err := l.Check(context.Background(), tt.id, tt.cost); usage.ErrorField(err) != tt.field {
+			t.Errorf("Check(%+v, %d) = %v; want invalid %s", tt.id, tt.cost, err, tt.field)
+		}
+	}
+}
+
+// TestLimiter_ReservesAdmissions: with N calls left and the counters never
+// moving, one Limiter admits exactly N of many concurrent calls, and keeps
+// them counted across refreshes.
+func TestLimiter_ReservesAdmissions(t *testing.T) {
+	sub := freeSub("v1")
+	sub.Effective.Burst, sub.Effective.RatePerSecond = 1000, 1000
+	f := newFakeRates(sub)
+	f.counters = 993
+	clk := &limitClock{t: limitT0}
+	l := usage.NewLimiter(f, usage.LimiterOptions{Now: clk.Now})
+	var admitted, refused int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			d, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if d.Allowed {
+				admitted++
+			} else if d.Reason == usage.CodeQuotaExceeded {
+				refused++
+			}
+		})
+	}
+	wg.Wait()
+	if admitted != 7 || refused != 43 {
+		t.Fatalf("admitted %d, refused %d; want 7 and 43", admitted, refused)
+	}
+	clk.Add(5 * time.Second)
+	d, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1)
+	if err != nil || d.Allowed || f.requests[len(f.requests)-1].KnownUsed != 1000 {
+		t.Errorf("after a refresh: %+v, %v, known %d; want refused, 1000 known", d, err, f.requests[len(f.requests)-1].KnownUsed)
+	}
+	// A new period starts from the counters alone.
+	clk.Add(30 * 24 * time.Hour)
+	if _, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); err != nil || f.requests[len(f.requests)-1].KnownUsed != 0 {
+		t.Errorf("next period: known %d, %v; want 0", f.requests[len(f.requests)-1].KnownUsed, err)
+	}
+}
+
+// TestLimiter_ReleasesReservation: a call the rate limit refuses, or whose
+// step fails, is not counted.
+func TestLimiter_ReleasesReservation(t *testing.T) {
+	f := newFakeRates(freeSub("v1"))
+	l := usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }})
+	ctx := context.Background()
+	id := usage.Identity{UserID: limitUser}
+	for i := range 10 {
+		if d, err := l.Check(ctx, id, 1); err != nil || !d.Allowed {
+			t.Fatalf("call %d: %+v, %v", i, d, err)
+		}
+	}
+	d, err := l.Check(ctx, id, 1)
+	if err != nil || d.Allowed || d.Reason != usage.CodeRateLimited || d.Quota.Used != 10 || d.RetryAfter != 500*time.Millisecond {
+		t.Fatalf("past the burst: %+v, %v; want rate limited, used 10", d, err)
+	}
+	boom := usage.Errorf(usage.CodeUnavailable, "database unavailable")
+	f.TakeFn = func(string, time.Time, usage.GCRA, int64) (usage.RateResult, error) { return usage.RateResult{}, boom }
+	if _, err := l.Check(ctx, id, 1); !errors.Is(err, boom) {
+		t.Fatalf("failed step: %v; want the store's error", err)
+	}
+	f.TakeFn = func(string, time.Time, usage.GCRA, int64) (usage.RateResult, error) {
+		return usage.RateResult{Allowed: true}, nil
+	}
+	if d, err := l.Check(ctx, id, 1); err != nil || d.Quota.Used != 11 {
+		t.Errorf("next admitted call: used %d, %v; want 11 (refusals and failures not counted)", d.Quota.Used, err)
+	}
+}
+
+// TestLimiter_PlanChange: the store's version says the terms changed; the
+// Limiter reads the subscription again and decides under the new plan in
+// the same call.
+func TestLimiter_PlanChange(t *testing.T) {
+	f := newFakeRates(freeSub("v1"))
+	clk := &limitClock{t: limitT0}
+	l := usage.NewLimiter(f, usage.LimiterOptions{Now: clk.Now})
+	ctx := context.Background()
+	id := usage.Identity{UserID: limitUser}
+	if d, err := l.Check(ctx, id, 1); err != nil || d.Limit != 10 {
+		t.Fatalf("free: %+v, %v", d, err)
+	}
+	f.mu.Lock()
+	f.sub = &usage.Subscription{UserID: limitUser, PlanID: usage.PlanPro, Version: "v2", PeriodAnchor: time.Date(2026, 2, 15, 0, 0, 0, 0, time.UTC),
+		Effective: usage.Plan{ID: usage.PlanPro, IncludedCalls: 100_000, RatePerSecond: 50, Burst: 100}}
+	f.mu.Unlock()
+	f.took()
+	if d, err := l.Check(ctx, id, 1); err != nil || d.Limit != 10 {
+		t.Fatalf("within the TTL: %+v, %v; want the cached free terms", d, err)
+	}
+	clk.Add(usage.DefaultCacheTTL)
+	d, err := l.Check(ctx, id, 1)
+	if err != nil || !d.Allowed || d.Limit != 100 || d.Quota.Hard || d.Quota.Included != 100_000 ||
+		d.Quota.Period != usage.PeriodAt(time.Date(2026, 2, 15, 0, 0, 0, 0, time.UTC), clk.Now()) {
+		t.Fatalf("after the change: %+v, %v; want the pro terms and period", d, err)
+	}
+	if diff := cmp.Diff([]string{"Take", "Check", "Subscription", "Check"}, f.took()); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+	if r := f.requests[len(f.requests)-1]; r.Version != "v2" || r.GCRA != usage.NewGCRA(50, 100) || r.Hard {
+		t.Errorf("re-decided with %+v; want the pro terms", r)
+	}
+
+	// Terms that never settle: give up after a few reads.
+	f.mu.Lock()
+	f.sub = freeSub("moving")
+	f.mu.Unlock()
+	n := 0
+	f.SubscriptionFn = func(string) (*usage.Subscription, error) {
+		n++
+		s := freeSub("never")
+		return s, nil
+	}
+	clk.Add(usage.DefaultCacheTTL)
+	if _, err := l.Check(ctx, id, 1); usage.ErrorCode(err) != usage.CodeUnavailable || n != 3 {
+		t.Errorf("changing terms: %v after %d reads; want %s after 3", err, n, usage.CodeUnavailable)
+	}
+}
+
+type alertFunc func(usage.Alert) error
+
+func (f alertFunc) Alert(_ context.Context, a usage.Alert) error { return f(a) }
+
+func TestLimiter_Alerts(t *testing.T) {
+	f := newFakeRates(freeSub("v1"))
+	check := f.CheckFn
+	claims := [][]int{{80}, nil, {100}}
+	f.CheckFn = func(r usage.LimitRequest) (*usage.LimitCheck, error) {
+		c, err := check(r)
+		c.Used, c.Alerts, claims = 900, claims[0], claims[1:]
+		return c, err
+	}
+	var got []usage.Alert
+	alerter := alertFunc(func(a usage.Alert) error {
+		got = append(got, a)
+		if a.Threshold == 100 {
+			return usage.Errorf(usage.CodeUnavailable, "bus unreachable")
+		}
+		return nil
+	})
+	l := usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }, CacheTTL: -1, Alerter: alerter,
+		Thresholds: []int{80, 100}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	for i := range 3 {
+		if d, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); err != nil || !d.Allowed {
+			t.Fatalf("call %d: %+v, %v; a failed alert must not fail the call", i, d, err)
+		}
+	}
+	p := usage.PeriodAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), limitT0)
+	want := []usage.Alert{
+		{UserID: limitUser, PlanID: usage.PlanFree, Threshold: 80, Period: p, Included: 1000, Used: 900, At: limitT0},
+		{UserID: limitUser, PlanID: usage.PlanFree, Threshold: 100, Period: p, Included: 1000, Used: 900, At: limitT0},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("alerts (-want +got):\n%s", diff)
+	}
+	if r := f.requests[0]; !slices.Equal(r.Thresholds, []int{80, 100}) {
+		t.Errorf("thresholds sent %v", r.Thresholds)
+	}
+}
+
+func TestLimiter_StoreErrors(t *testing.T) {
+	boom := usage.Errorf(usage.CodeUnavailable, "database unavailable")
+	f := newFakeRates(freeSub("v1"))
+	f.SubscriptionFn = func(string) (*usage.Subscription, error) { return nil, boom }
+	l := usage.NewLimiter(f, usage.LimiterOptions{})
+	if _, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); !errors.Is(err, boom) {
+		t.Errorf("subscription read failing: %v; want the store's error", err)
+	}
+	f = newFakeRates(freeSub("v1"))
+	f.CheckFn = func(usage.LimitRequest) (*usage.LimitCheck, error) { return nil, boom }
+	l = usage.NewLimiter(f, usage.LimiterOptions{})
+	if _, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); !errors.Is(err, boom) {
+		t.Errorf("check failing: %v; want the store's error", err)
+	}
+}
+
+// TestLimiter_AlertOutsideLock: an alert is delivered after the user's
+// entry is released, so a slow alert destination holds none of the user's
+// other calls up.
+func TestLimiter_AlertOutsideLock(t *testing.T) {
+	f := newFakeRates(freeSub("v1"))
+	check := f.CheckFn
+	first := true
+	f.CheckFn = func(r usage.LimitRequest) (*usage.LimitCheck, error) {
+		c, err := check(r)
+		if first {
+			c.Alerts, first = []int{80}, false
+		}
+		return c, err
+	}
+	var l *usage.Limiter
+	var blocked bool
+	alerter := alertFunc(func(usage.Alert) error {
+		done := make(chan error)
+		go func() {
+			_, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(5 * time.Second):
+			blocked = true
+			return nil
+		}
+	})
+	l = usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }, Alerter: alerter})
+	if _, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if blocked {
+		t.Error("a call of the same user waited for the alert's delivery")
+	}
+}

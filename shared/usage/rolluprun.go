@@ -1,0 +1,382 @@
+package usage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Rollup run defaults.
+const (
+	// DefaultPartitionsAhead is how many months of raw partitions are kept
+	// ready after the current one.
+	DefaultPartitionsAhead = 2
+	// DefaultRollupWorkers is how many recompute transactions run at once.
+	DefaultRollupWorkers = 2
+	// DefaultRollupLease is how long the job lock is held before another
+	// run may take it over: longer than a Lambda can run.
+	DefaultRollupLease = 20 * time.Minute
+)
+
+// DirtyDay is a day whose raw events changed since it was last
+// aggregated, as read at the start of a run. MarkedAt is the mark's time:
+// a run clears the mark only if it is still the one it read, so an event
+// recorded meanwhile keeps the day dirty.
+type DirtyDay struct {
+	Day      time.Time
+	MarkedAt time.Time
+}
+
+// Partition is one raw partition of the usage log: the raw events that
+// occurred in [Start, End). Name is the store's name for it, as run
+// reports show it.
+type Partition struct {
+	Name  string
+	Start time.Time
+	End   time.Time
+}
+
+// ErrDeferred is returned by a RollupStore step that needs the raw table's
+// lock and gave up waiting for it (the record path holds it), so as not to
+// hold every later insert up behind itself. Its code is CodeUnavailable;
+// the job leaves the step to its next run.
+var ErrDeferred = &Error{Code: CodeUnavailable, Message: "raw table busy; deferred to the next run"}
+
+// RollupStore holds the statements of the aggregation job, each one round
+// trip (one transaction where a method says so). Unless a method says
+// otherwise, errors are CodeUnavailable when the database cannot be
+// reached or is busy, and CodeInternal for anything else; they name the
+// operation (and the day or partition), so the job returns them as they are.
+type RollupStore interface {
+	// AcquireJobLock takes the job lock for holder until now+lease unless
+	// another holder's lease still runs at now; then acquired is false and
+	// heldBy names that holder. The lock is a row, not session state. A
+	// holder may take its own lock again.
+	AcquireJobLock(ctx context.Context, holder string, now time.Time, lease time.Duration) (acquired bool, heldBy string, err error)
+	// ReleaseJobLock gives the lock up if holder still has it.
+	ReleaseJobLock(ctx context.Context, holder string) error
+	// SkippedRun records a run of holder that did nothing because heldBy
+	// held the lock, and returns its run id.
+	SkippedRun(ctx context.Context, holder, heldBy string, at time.Time) (int64, error)
+	// OpenRun records the start of holder's run and returns its run id.
+	OpenRun(ctx context.Context, holder string, at time.Time) (int64, error)
+	// CloseRun records what the run did, finished at at, and runErr when
+	// it failed.
+	CloseRun(ctx context.Context, run *RollupRun, at time.Time, runErr error) error
+	// EnsurePartitions creates the raw partitions of the months months
+	// starting with the one holding from, and returns how many it created;
+	// existing ones are left alone. Creating a partition locks the raw
+	// table: it waits a bounded time for the lock and returns ErrDeferred
+	// past it.
+	EnsurePartitions(ctx context.Context, from time.Time, months int) (int, error)
+	// Partitions returns the raw partitions that exist, oldest first.
+	Partitions(ctx context.Context) ([]Partition, error)
+	// MarkDirty marks the days dirty, moving the mark of those dirty
+	// already.
+	MarkDirty(ctx context.Context, days []time.Time) error
+	// DirtyDays returns every dirty day, oldest first.
+	DirtyDays(ctx context.Context) ([]DirtyDay, error)
+	// RecomputeDay rebuilds part of parts of d's rollup (the users that
+	// fall in that part; 0 of 1 is the whole day) in one transaction and,
+	// with clear, clears d's dirty mark in the same transaction if it is
+	// still d.MarkedAt. It returns the rollup rows written and whether the
+	// mark was cleared. Recomputing is idempotent. A day whose raw
+	// partition is gone is refused (CodeInternal): its rollup would be
+	// emptied.
+	RecomputeDay(ctx context.Context, d DirtyDay, part, parts int, clear bool) (written int64, cleared bool, err error)
+	// ClearDirty clears d's dirty mark if it is still d.MarkedAt and
+	// reports whether it did.
+	ClearDirty(ctx context.Context, d DirtyDay) (bool, error)
+	// RetentionBlocked reports whether p holds a dirty day or a day with
+	// raw events that was never aggregated, and marks the latter dirty so
+	// that the next run aggregates them.
+	RetentionBlocked(ctx context.Context, p Partition) (bool, error)
+	// DropPartition drops p in one transaction that first locks the raw
+	// table and then checks that no day of p is dirty (a record
+	// transaction that wrote into p after RetentionBlocked has committed by
+	// then, and its mark is seen); it reports whether it dropped p.
+	// Returns ErrDeferred when the lock was not available in time.
+	DropPartition(ctx context.Context, p Partition) (bool, error)
+}
+
+// RollupJob is the daily aggregation job: it implements Rollup over a
+// RollupStore. One run, in order: take the job lock (a row with a lease;
+// a held lock records a skipped run), open the run's record, ensure raw
+// partitions ahead, mark the backfill range dirty (refusing days whose raw
+// partition is gone), recompute the dirty days (Workers at a time, each in
+// a transaction that also clears the day's mark only if it is unchanged),
+// apply retention, close the run's record and release the lock. A crash
+// anywhere leaves the marks of the days not yet done and the lease runs
+// out, so the next run finishes the work.
+type RollupJob struct {
+	Store RollupStore
+	// Now is the clock (required) of the run's times: the lock's lease,
+	// the run's record and the retention cutoff.
+	Now func() time.Time
+	// Logger receives what the run cannot report otherwise (a lock left to
+	// its lease); nil discards it.
+	Logger *slog.Logger
+}
+
+var _ Rollup = (*RollupJob)(nil)
+
+// RunRollup implements Rollup.
+func (j *RollupJob) RunRollup(ctx context.Context, opts RollupOptions) (*RollupRun, error) {
+	opts = rollupDefaults(opts)
+	if opts.Backfill != nil {
+		if err := opts.Backfill.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now() // monotonic, for the duration only
+	now := j.Now().UTC()
+
+	ok, heldBy, err := j.Store.AcquireJobLock(ctx, opts.Holder, now, opts.Lease)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		id, err := j.Store.SkippedRun(ctx, opts.Holder, heldBy, now)
+		if err != nil {
+			return nil, err
+		}
+		return &RollupRun{RunID: id, Skipped: true}, nil
+	}
+	defer j.release(context.WithoutCancel(ctx), opts.Holder)
+
+	run := &RollupRun{}
+	if run.RunID, err = j.Store.OpenRun(ctx, opts.Holder, now); err != nil {
+		return nil, err
+	}
+	runErr := j.run(ctx, now, opts, run)
+	run.Duration = time.Since(start)
+	if err := j.Store.CloseRun(context.WithoutCancel(ctx), run, j.Now().UTC(), runErr); err != nil && runErr == nil {
+		runErr = err
+	}
+	return run, runErr
+}
+
+// release gives the job lock up; a failure is left to the lease.
+func (j *RollupJob) release(ctx context.Context, holder string) {
+	if err := j.Store.ReleaseJobLock(ctx, holder); err != nil && j.Logger != nil {
+		j.Logger.WarnContext(ctx, "aggregate: job lock left to its lease", "holder", holder, "error", err.Error())
+	}
+}
+
+func rollupDefaults(o RollupOptions) RollupOptions {
+	if o.RetentionDays <= 0 {
+		o.RetentionDays = DefaultRetentionDays
+	}
+	if o.PartitionsAhead <= 0 {
+		o.PartitionsAhead = DefaultPartitionsAhead
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultRollupWorkers
+	}
+	if o.Lease <= 0 {
+		o.Lease = DefaultRollupLease
+	}
+	if o.Holder == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		o.Holder = "run-" + hex.EncodeToString(b[:])
+	}
+	return o
+}
+
+func (j *RollupJob) run(ctx context.Context, now time.Time, opts RollupOptions, run *RollupRun) error {
+	n, err := j.Store.EnsurePartitions(ctx, now, opts.PartitionsAhead+1)
+	switch {
+	case errors.Is(err, ErrDeferred):
+		// Harmless while partitions exist months ahead: the next hourly
+		// run creates them.
+		run.Deferred = append(run.Deferred, "partitions: lock timeout")
+	case err != nil:
+		return err
+	}
+	run.PartitionsCreated = n
+
+	kept, err := j.Store.Partitions(ctx)
+	if err != nil {
+		return err
+	}
+	if opts.Backfill != nil {
+		if err := j.markBackfill(ctx, *opts.Backfill, kept); err != nil {
+			return err
+		}
+	}
+	if err := j.recomputeDirty(ctx, opts.Workers, kept, run); err != nil {
+		return err
+	}
+	if len(run.Deferred) > 0 {
+		// The raw table was too busy for the partition DDL just now.
+		run.Deferred = append(run.Deferred, "retention: raw table busy")
+		return nil
+	}
+	return j.retention(ctx, now, opts.RetentionDays, run)
+}
+
+// holds reports whether one of the partitions kept holds day.
+func holds(kept []Partition, day time.Time) bool {
+	return slices.ContainsFunc(kept, func(p Partition) bool { return !day.Before(p.Start) && day.Before(p.End) })
+}
+
+// markBackfill marks every day of r dirty. Days whose raw partition is gone
+// are refused (CodeInvalid): recomputing them would empty their rollup.
+func (j *RollupJob) markBackfill(ctx context.Context, r DayRange, kept []Partition) error {
+	days := r.Days()
+	for _, d := range days {
+		if !holds(kept, d) {
+			return FieldErrorf("from", "raw usage for %s is no longer kept (retention); its rollup cannot be recomputed", d.Format(time.DateOnly))
+		}
+	}
+	return j.Store.MarkDirty(ctx, days)
+}
+
+// recomputeDirty recomputes every day dirty at the start of the run,
+// workers transactions at a time. When fewer than 2×workers days are dirty,
+// each day is split into workers parts by user so that a small run still
+// uses every worker. Every day is attempted; the first error is returned.
+func (j *RollupJob) recomputeDirty(ctx context.Context, workers int, kept []Partition, run *RollupRun) error {
+	dirty, err := j.Store.DirtyDays(ctx)
+	if err != nil {
+		return err
+	}
+	parts := 1
+	if len(dirty) < 2*workers {
+		parts = workers
+	}
+
+	type unit struct {
+		day  int // index into dirty
+		part int
+	}
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		work     = make(chan unit)
+		left     = make([]int, len(dirty)) // parts not yet done, per day
+		failed   = make([]bool, len(dirty))
+		written  = make([]int64, len(dirty))
+	)
+	for i := range left {
+		left[i] = parts
+	}
+	for range min(workers, max(len(dirty)*parts, 1)) {
+		wg.Go(func() {
+			for u := range work {
+				d := dirty[u.day]
+				// A day done in one part clears its mark in the same
+				// transaction; a split day clears it once every part is in.
+				n, cleared, err := j.recomputePart(ctx, d, holds(kept, d.Day), u.part, parts)
+				mu.Lock()
+				left[u.day]--
+				written[u.day] += n
+				if err != nil {
+					failed[u.day] = true
+					if firstErr == nil {
+						firstErr = err
+					}
+				}
+				last := left[u.day] == 0 && !failed[u.day]
+				mu.Unlock()
+				if last && parts > 1 {
+					cleared, err = j.Store.ClearDirty(ctx, d)
+				}
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if last && err == nil {
+					run.Days = append(run.Days, d.Day)
+					run.RowsWritten += written[u.day]
+					if !cleared {
+						run.StillDirty = append(run.StillDirty, d.Day)
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+feed:
+	for i := range dirty {
+		for p := 0; p < parts; p++ {
+			if ctx.Err() != nil {
+				break feed
+			}
+			work <- unit{i, p}
+		}
+	}
+	close(work)
+	wg.Wait()
+	slices.SortFunc(run.Days, time.Time.Compare)
+	slices.SortFunc(run.StillDirty, time.Time.Compare)
+	if firstErr == nil && ctx.Err() != nil {
+		firstErr = fmt.Errorf("%w: %w", Errorf(CodeUnavailable, "the run was interrupted"), ctx.Err())
+	}
+	return firstErr
+}
+
+// recomputePart recomputes part of parts of d; with a single part it also
+// clears d's mark. A day without a raw partition has no raw events to
+// aggregate: only its mark is cleared.
+func (j *RollupJob) recomputePart(ctx context.Context, d DirtyDay, kept bool, part, parts int) (int64, bool, error) {
+	clear := parts == 1
+	if !kept {
+		if !clear {
+			return 0, false, nil
+		}
+		cleared, err := j.Store.ClearDirty(ctx, d)
+		return 0, cleared, err
+	}
+	return j.Store.RecomputeDay(ctx, d, part, parts, clear)
+}
+
+// retention drops the raw partitions that end on or before the retention
+// cutoff (the start of today minus retentionDays), each only when none of
+// its days is dirty and every day in it holding raw events has been
+// aggregated. Unaggregated days found there are marked dirty (by the
+// store), so the next run aggregates them and the partition can go after
+// it. The last check is DropPartition's own, under the raw table's lock.
+func (j *RollupJob) retention(ctx context.Context, now time.Time, retentionDays int, run *RollupRun) error {
+	cutoff := Day(now).AddDate(0, 0, -retentionDays)
+	parts, err := j.Store.Partitions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if p.End.After(cutoff) {
+			continue
+		}
+		blocked, err := j.Store.RetentionBlocked(ctx, p)
+		if err != nil {
+			return err
+		}
+		if blocked {
+			run.RetentionBlocked = append(run.RetentionBlocked, p.Name)
+			continue
+		}
+		dropped, err := j.Store.DropPartition(ctx, p)
+		if errors.Is(err, ErrDeferred) {
+			// Don't stall the record path again for the next partition.
+			run.Deferred = append(run.Deferred, "retention: lock timeout")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if dropped {
+			run.PartitionsDropped = append(run.PartitionsDropped, p.Name)
+		} else {
+			run.RetentionBlocked = append(run.RetentionBlocked, p.Name)
+		}
+	}
+	return nil
+}
