@@ -54,9 +54,11 @@ func (h *Handler) Routes() []string {
 
 // init builds the route table: each route behind the gate of who may call
 // it (user: a JWT or an API key; apiKey: an API key only; admin: a JWT with
-// role admin).
+// role admin). The dashboard's files have no gate (dashboard.go).
 func (h *Handler) init() {
 	r := httpapi.NewRouter()
+	r.Handle("GET /dashboard", h.getDashboard)
+	r.Handle("GET /dashboard/{asset}", h.getDashboardAsset)
 	r.Handle("GET /v1/usage", h.user(h.getUsage))
 	r.Handle("GET /v1/usage/daily", h.user(h.getDaily))
 	r.Handle("GET /v1/usage/endpoints", h.user(h.getEndpoints))
