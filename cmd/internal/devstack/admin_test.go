@@ -87,6 +87,8 @@ func TestBanner(t *testing.T) {
 		"  function overage    build failed\n",
 		"  function record     running\n",
 		"  API        http://127.0.0.1:8080\n",
+		"    pro      http://127.0.0.1:8080/dashboard#token=pro-token\n",
+		"    admin    http://127.0.0.1:8080/dashboard#token=admin-token\n",
 		"  admin      http://127.0.0.1:8081   (GET /state, POST /run/{function})\n",
 		"  export TOKEN=pro-token\n",
 		"  export ADMIN_TOKEN=admin-token\n",

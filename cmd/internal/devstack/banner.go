@@ -3,11 +3,20 @@ package devstack
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"sort"
 	"time"
 
 	"github.com/nexus/usage/cmd/internal/seed"
 )
+
+// DashboardLink is the link that opens the dashboard signed in with token:
+// the token travels in the URL's fragment, which browsers never send, so no
+// server or proxy logs it; the page moves it into the tab's storage and
+// drops it from the address bar.
+func (st *State) DashboardLink(token string) string {
+	return st.GatewayURL + "/dashboard#token=" + url.QueryEscape(token)
+}
 
 // PrintBanner prints credentials and ready-to-paste commands.
 func (s *Stack) PrintBanner(w io.Writer) {
@@ -40,6 +49,9 @@ func (s *Stack) PrintBanner(w io.Writer) {
 		p("  schedule %-10s %s %s", j.Function, j.Spec.Expression, j.Location)
 	}
 	p("  API        %s", gw)
+	p("  dashboard  open a link in a browser (the token after # stays in the browser, out of every log):")
+	p("    %-8s %s", pro.Plan, st.DashboardLink(pro.Token))
+	p("    %-8s %s", "admin", st.DashboardLink(st.Admin.Token))
 	p("  admin      %s   (GET /state, POST /run/{function})", adm)
 	p("  database   %s", st.DatabaseURL)
 	p("  SQS        %s   queue %s", st.SQSEndpoint, st.QueueURL)
