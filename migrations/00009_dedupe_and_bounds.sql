@@ -103,6 +103,13 @@ CREATE TABLE eco_usage_dropped_months (
     dropped_at               timestamptz NOT NULL
 );
 
+-- The months dropped before this migration: aggregated days whose
+-- partition is gone.
+INSERT INTO eco_usage_dropped_months (month, dropped_at)
+SELECT DISTINCT date_trunc('month', a.day)::date, now()
+FROM eco_usage_aggregated_days a
+WHERE to_regclass('eco_api_usage_p' || to_char(a.day, 'YYYYMM')) IS NULL;
+
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION ensure_usage_partitions(from_ts timestamptz, months integer)
 RETURNS integer

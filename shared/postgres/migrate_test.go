@@ -84,7 +84,8 @@ func TestMigrateUserMonthlyBackfill(t *testing.T) {
 // quarantine rows to the event key store (00009): the ids of the events
 // already recorded are remembered, so that a redelivery after the upgrade,
 // even re-stamped, is a duplicate; quarantine rows duplicated by earlier
-// redeliveries stay (they have no key) and do not stop the upgrade.
+// redeliveries stay (they have no key) and do not stop the upgrade; a
+// month retention dropped before it stays dropped.
 func TestMigrateEventKeysBackfill(t *testing.T) {
 	ctx := context.Background()
 	url, sqldb, p := migrationProvider(t)
@@ -109,6 +110,11 @@ func TestMigrateEventKeysBackfill(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A month aggregated, then dropped by retention before the upgrade.
+	gone := time.Date(2020, 5, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := sqldb.ExecContext(ctx, `INSERT INTO eco_usage_aggregated_days (day, aggregated_at) VALUES ($1, now())`, gone.AddDate(0, 0, 9)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := p.UpTo(ctx, 9); err != nil {
 		t.Fatalf("up to 9: %v", err)
 	}
@@ -123,5 +129,10 @@ func TestMigrateEventKeysBackfill(t *testing.T) {
 	n, err := postgres.NewEventStore(db).RecordBatch(ctx, events, nil)
 	if err != nil || n != 0 {
 		t.Errorf("redelivery after the upgrade = %d, %v; want every event a duplicate", n, err)
+	}
+	late := events[0]
+	late.EventID, late.OccurredAt = uuid.NewString(), gone.AddDate(0, 0, 20)
+	if _, err := postgres.NewEventStore(db).RecordBatch(ctx, []usage.Event{late}, nil); usage.ErrorField(err) != "occurred_at" {
+		t.Errorf("an event of the month dropped before the upgrade: %v; want refused naming occurred_at", err)
 	}
 }
