@@ -35,6 +35,8 @@
 --    failing with "bigint out of range" (one event of 9223372036854775807
 --    bytes stopped every later batch of its user and day). Calls and errors
 --    are bounded by usage.MaxQuantity and stay exact (see usage's bounds).
+--    least(sum(x), max) is used over NOT NULL columns only: least ignores
+--    a NULL.
 
 -- +goose Up
 
@@ -164,8 +166,10 @@ BEGIN
     ON CONFLICT (day) DO UPDATE SET marked_at = now();
 
     INSERT INTO eco_usage_counters AS k (user_id, day, calls, errors_4xx, errors_5xx, request_bytes, response_bytes)
+    -- CASE, not least(): least ignores a NULL, which must still fail here.
     SELECT u, dy, sum(c), sum(e4), sum(e5),
-        least(sum(rq), 9223372036854775807)::bigint, least(sum(rs), 9223372036854775807)::bigint
+        CASE WHEN sum(rq) > 9223372036854775807 THEN 9223372036854775807 ELSE sum(rq) END,
+        CASE WHEN sum(rs) > 9223372036854775807 THEN 9223372036854775807 ELSE sum(rs) END
     FROM unnest(p_user_ids, p_days, p_calls, p_errors_4xx, p_errors_5xx, p_request_bytes, p_response_bytes)
          AS t(u, dy, c, e4, e5, rq, rs)
     GROUP BY u, dy
