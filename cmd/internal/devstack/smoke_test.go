@@ -17,7 +17,9 @@ import (
 // TestSmoke starts the local stack as make dev does (on free ports, with a
 // database of its own) and drives it with scripts/smoke.sh: the AWS CLI →
 // moto_server → poller → record under the emulator → PostgreSQL, then
-// analytics, aggregate, overage and the ledger.
+// analytics, aggregate, overage and the ledger, and the sample platform
+// API behind the metering. Then it runs every command the banner prints,
+// as printed.
 func TestSmoke(t *testing.T) {
 	root := testRoot(t)
 	requireRIE(t, root)
@@ -66,4 +68,5 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("scripts/smoke.sh: %v", err)
 	}
+	t.Run("banner commands", func(t *testing.T) { runBannerCommands(ctx, t, st) })
 }
