@@ -75,7 +75,9 @@ func (s *Stack) PrintBanner(w io.Writer) {
 	p("  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test aws --region %s --endpoint-url %s sqs send-message \\", st.Region, st.SQSEndpoint)
 	p("    --queue-url %s --message-body \"{\\\"v\\\":1,\\\"event_id\\\":\\\"$(cat /proc/sys/kernel/random/uuid)\\\",\\\"user_id\\\":\\\"%s\\\",\\\"endpoint\\\":\\\"GET /v1/games\\\",\\\"method\\\":\\\"GET\\\",\\\"status_code\\\":200,\\\"occurred_at\\\":\\\"$(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ)\\\"}\"", st.QueueURL, free.UserID)
 	p("")
-	p("  make demo     sends a minute's worth of realistic traffic; make smoke drives the whole flow.")
+	p("  make demo     sends a minute's worth of traffic through the sample API (and late, duplicate and invalid events")
+	p("                through the queue) and prints what it saw; make lag measures the lag to GET /v1/usage;")
+	p("                make smoke drives the whole flow.")
 	p("  Ctrl-C stops everything.")
 	p("")
 }
