@@ -37,7 +37,7 @@ type LagResult struct {
 	User     seed.User
 	Lags     []time.Duration // sorted
 	Goal     time.Duration   // batching window + publisher flush + 1 s
-	Sending  time.Duration   // from the first request to the last one counted
+	Sending  time.Duration   // from the first request until the last was counted
 	SendCall int64           // SendMessageBatch calls during Sending
 	IdleCall int64           // and during Options.Idle after it
 }
@@ -201,8 +201,9 @@ func (r *LagResult) Print(w io.Writer) {
 	}
 	p("  goal: batching window %s + publisher flush %s + 1 s = %s: %s",
 		seconds(r.State.BatchWindowSeconds), seconds(r.State.PlatformFlushSeconds), r.Goal, verdict)
-	p("The sample API's publisher: %d SendMessageBatch calls in the %.1f s of %.0f requests/s (%.2f/s), %d in the %s idle after.",
-		r.SendCall, r.Sending.Seconds(), float64(time.Second)/float64(o.Every), float64(r.SendCall)/r.Sending.Seconds(), r.IdleCall, o.Idle)
+	span := time.Duration(len(r.Lags)) * o.Every
+	p("The sample API's publisher: %d SendMessageBatch calls for the %d requests (%.1f s at %.0f/s: %.2f calls/s), %d in the %s idle after.",
+		r.SendCall, len(r.Lags), span.Seconds(), float64(time.Second)/float64(o.Every), float64(r.SendCall)/span.Seconds(), r.IdleCall, o.Idle)
 }
 
 func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + " s" }
