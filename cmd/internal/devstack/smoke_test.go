@@ -44,7 +44,7 @@ func TestSmoke(t *testing.T) {
 			conn.Close(ctx)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := Start(ctx, Config{Root: root, Template: "template.yaml", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0",
