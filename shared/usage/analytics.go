@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -121,6 +122,17 @@ type PlanChange struct {
 	Who string `json:"-"`
 }
 
+// PlanAuditEntry is one audited change of a user's plan: the admin who made
+// it, when, and the user's subscription before (null when the user had
+// none) and after, as JSON objects of the subscription's stored fields.
+type PlanAuditEntry struct {
+	ID  int64           `json:"id"`
+	Who string          `json:"who"`
+	At  time.Time       `json:"at"`
+	Old json.RawMessage `json:"old"`
+	New json.RawMessage `json:"new"`
+}
+
 // RejectedEvent is a message that could not be recorded.
 type RejectedEvent struct {
 	ID         int64     `json:"id"`
@@ -199,6 +211,9 @@ type AdminStore interface {
 	// Returns CodeInvalid naming "plan_id" if the plan is missing or does
 	// not exist, or naming the override that is invalid.
 	PutPlan(ctx context.Context, c PlanChange) (*Subscription, error)
+	// PlanAudit returns up to limit audited plan changes of the user with
+	// ids below before (0: from the newest), newest first.
+	PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]PlanAuditEntry, error)
 	// QueueAggregation marks the range's days dirty so that the next
 	// aggregate run recomputes them, and returns how many days it marked.
 	QueueAggregation(ctx context.Context, r DayRange) (int, error)

@@ -95,7 +95,7 @@ func OvershootBound(burst int, rate float64, ttl, lag time.Duration) Bound {
 type Result struct {
 	State    *devstack.State `json:"-"`
 	Rows     []Row           `json:"rows"`
-	Fleet    FleetStats      `json:"fleet"`
+	Fleet    Stats           `json:"fleet"`
 	FillWait time.Duration   `json:"fill_wait"`
 	Traffic  time.Duration   `json:"traffic"`
 	Before   []Usage         `json:"before"` // by State.Users

@@ -17,10 +17,21 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// FleetStats count what the demo sent through the queue, as the rest of
-// a producer fleet does.
-type FleetStats struct {
+// Stats count what the demo sent through the queue, as the rest of a
+// producer fleet does.
+type Stats struct {
 	Events, Duplicates, Late, Errors, Invalid int
+}
+
+// Send sends the queue's part of the demo alone, for a stack that needs
+// recorded usage quickly and no callers (the dashboard's browser tests):
+// the demo users' calls of the last hour (the free user's 1,100, over its
+// hard quota, as a producer that bypasses the limits would send them; pro
+// 200, enterprise 300), the late events of pro and enterprise, every 25th
+// event twice and two invalid messages. Stats.Events events are stored,
+// and Stats.Invalid messages quarantined.
+func Send(ctx context.Context, st *devstack.State, now time.Time, logger *slog.Logger) (Stats, error) {
+	return sendFleet(ctx, st, map[string]int{seed.FreeUserID: 1100, seed.ProUserID: 200, seed.EnterpriseUserID: 300}, now, logger)
 }
 
 // lateEvents are the late events per user: calls made 1 to 6 days ago,
@@ -43,10 +54,10 @@ var fleetEndpoints = []struct{ method, route string }{
 // and 1 % server errors among them; every 25th event twice (a redelivery,
 // counted once); and two invalid messages, which end up in the rejected
 // events.
-func sendFleet(ctx context.Context, st *devstack.State, earlier map[string]int, now time.Time, logger *slog.Logger) (FleetStats, error) {
+func sendFleet(ctx context.Context, st *devstack.State, earlier map[string]int, now time.Time, logger *slog.Logger) (Stats, error) {
 	client := moto.SQS(st.SQSEndpoint, st.Region)
 	pub := sqspub.New(client, st.QueueURL, sqspub.Options{BatchSize: 100, MaxAge: 200 * time.Millisecond, Logger: logger, BufferSize: 5000})
-	var stats FleetStats
+	var stats Stats
 	rng := rand.New(rand.NewPCG(uint64(now.UnixNano()), 7))
 	for _, u := range st.Users {
 		today, late := earlier[u.UserID], lateEvents[u.UserID]

@@ -88,6 +88,8 @@ func TestBanner(t *testing.T) {
 		"  function overage    build failed\n",
 		"  function record     running\n",
 		"  API        http://127.0.0.1:8080\n",
+		"    pro      http://127.0.0.1:8080/dashboard#token=pro-token\n",
+		"    admin    http://127.0.0.1:8080/dashboard#token=admin-token\n",
 		"  admin      http://127.0.0.1:8081   (GET /state, POST /run/{function})\n",
 		"  platform   http://127.0.0.1:8090   (sample API behind shared/meter: GET /v1/games, GET /v1/games/{id}, POST /v1/scores, GET /v1/flaky; GET /metrics unmetered)\n",
 		"  export FREE_API_KEY=nx_free\n",

@@ -3,12 +3,21 @@ package devstack
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"sort"
 	"time"
 
 	"github.com/nexus/usage/cmd/internal/platform"
 	"github.com/nexus/usage/cmd/internal/seed"
 )
+
+// DashboardLink is the link that opens the dashboard signed in with token:
+// the token travels in the URL's fragment, which browsers never send, so no
+// server or proxy logs it; the page moves it into the tab's storage and
+// drops it from the address bar.
+func (st *State) DashboardLink(token string) string {
+	return st.GatewayURL + "/dashboard#token=" + url.QueryEscape(token)
+}
 
 // PrintBanner prints credentials and ready-to-paste commands.
 func (s *Stack) PrintBanner(w io.Writer) {
@@ -42,6 +51,9 @@ func (s *Stack) PrintBanner(w io.Writer) {
 	}
 	p("  API        %s", gw)
 	p("  platform   %s   (sample API behind shared/meter: GET /v1/games, GET /v1/games/{id}, POST /v1/scores, GET /v1/flaky; GET /metrics unmetered)", api)
+	p("  dashboard  open a link in a browser (the token after # stays in the browser, out of every log):")
+	p("    %-8s %s", pro.Plan, st.DashboardLink(pro.Token))
+	p("    %-8s %s", "admin", st.DashboardLink(st.Admin.Token))
 	p("  admin      %s   (GET /state, POST /run/{function})", adm)
 	p("  database   %s", st.DatabaseURL)
 	p("  SQS        %s   queue %s", st.SQSEndpoint, st.QueueURL)
