@@ -115,15 +115,19 @@ clean:
 # dev: the whole system on this machine until Ctrl-C (cmd/devstack under
 # with-services: PostgreSQL, moto_server, stripe-mock). DATABASE_URL, when
 # set, is migrated and used instead of a throwaway database.
-# demo, run-aggregate, run-overage, smoke: talk to a running make dev.
+# demo, lag, run-aggregate, run-overage, smoke: talk to a running make dev.
 DEV_ADMIN ?= http://127.0.0.1:8081
-.PHONY: run-aggregate run-overage smoke
+.PHONY: lag run-aggregate run-overage smoke
 
 dev: prepare
 	NEXUS_DEV_START=$(NEXUS_DEV_START) $(SERVICES_ENV) scripts/with-services.sh $(BIN)/devstack $(DEV_FLAGS)
 
 demo: host
 	$(BIN)/devstack demo -admin $(DEV_ADMIN)
+
+# lag: the time from a metered request to GET /v1/usage (median, max of 100)
+lag: host
+	$(BIN)/devstack lag -admin $(DEV_ADMIN)
 
 ## dashtime: the dashboard's size as served and its navigation-to-numbers
 ## time (median of 10 loads in headless Chromium) against a running make dev

@@ -22,6 +22,9 @@ const (
 	// DefaultLimit and MaxLimit bound the pages of every list.
 	DefaultLimit = 50
 	MaxLimit     = 1000
+	// DefaultMaxEventQuantity is the largest quantity one event of POST
+	// /v1/events may carry unless MaxEventQuantity says otherwise.
+	DefaultMaxEventQuantity = 10_000
 	// MaxTopUsers bounds the top users report.
 	MaxTopUsers = 100
 	// maxBodyBytes bounds the JSON bodies of the other routes.
@@ -38,8 +41,11 @@ type Handler struct {
 	Auth      usage.Authenticator
 	Publisher usage.Publisher
 	Limits    usage.LimitChecker
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// MaxEventQuantity caps the quantity of one event of POST /v1/events
+	// (DefaultMaxEventQuantity when zero; at most usage.MaxQuantity).
+	MaxEventQuantity int64
+	Logger           *slog.Logger
+	Now              func() time.Time
 
 	once   sync.Once
 	router *httpapi.Router

@@ -10,6 +10,7 @@
 //	JWT_HMAC_SECRET or JWT_PUBLIC_KEY    HS256 secret, or an RSA/ECDSA public key (PEM)
 //	QUEUE_URL                            the usage queue of POST /v1/events
 //	ALERT_BUS_NAME                       EventBridge bus for usage alerts (unset: log lines)
+//	MAX_EVENT_QUANTITY                   largest quantity of one event of POST /v1/events (default 10,000)
 package main
 
 import (
@@ -53,10 +54,14 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	}
 	queueURL := e.String("QUEUE_URL", "")
 	alertBus := e.String("ALERT_BUS_NAME", "")
+	maxQuantity := e.Int("MAX_EVENT_QUANTITY", DefaultMaxEventQuantity)
 	jwtCfg := auth.JWTConfig{Issuer: e.String("JWT_ISSUER", ""), Audience: e.String("JWT_AUDIENCE", "")}
 	publicKey, hmacSecret := e.String("JWT_PUBLIC_KEY", ""), e.String("JWT_HMAC_SECRET", "")
 	if err := e.Err(); err != nil {
 		return nil, err
+	}
+	if maxQuantity < 1 || maxQuantity > usage.MaxQuantity {
+		return nil, fmt.Errorf("MAX_EVENT_QUANTITY: want 1 to %d, got %d", usage.MaxQuantity, maxQuantity)
 	}
 	switch {
 	case publicKey != "":
@@ -85,6 +90,8 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		Auth:   &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: verifier},
 		Logger: logger,
 		Now:    time.Now,
+
+		MaxEventQuantity: int64(maxQuantity),
 	}
 	var alerter usage.Alerter = alerts.NewLog(logger)
 	if queueURL != "" || alertBus != "" {
