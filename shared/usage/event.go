@@ -146,8 +146,8 @@ func (e *Event) Validate(now time.Time, backfill time.Duration) error {
 // U+202A–U+202E and U+2066–U+2069, zero-width characters U+200B–U+200F,
 // U+2060–U+2064 and U+FEFF, the soft hyphen, tags …), the line and
 // paragraph separators U+2028 and U+2029, and the noncharacters (U+FDD0–
-// U+FDEF and every U+xFFFE and U+xFFFF). What the record path refuses a
-// producer should escape, as shared/meter does.
+// U+FDEF and every U+xFFFE and U+xFFFF). NormalizeEndpoint escapes
+// exactly these.
 func PrintableRune(r rune) bool {
 	switch {
 	case r == utf8.RuneError, r < 0x20, r >= 0x7f && r <= 0x9f:
