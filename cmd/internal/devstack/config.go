@@ -22,6 +22,11 @@ type Config struct {
 	Region       string // default us-east-1
 	// BatchWindow is the SQS batching window (default 5s, as deployed).
 	BatchWindow time.Duration
+	// VisibilityTimeout is the usage queue's (default 60s): how long a
+	// batch that failed (its function killed, the database down) stays
+	// invisible before SQS delivers it again. Keep it above BatchWindow
+	// and above the function's longest batch.
+	VisibilityTimeout time.Duration
 	// FunctionLog receives the functions' output, without the emulator's
 	// per-invocation chatter; nil discards it.
 	FunctionLog io.Writer
@@ -50,6 +55,9 @@ func (c Config) withDefaults() Config {
 	set(&c.Region, "us-east-1")
 	if c.BatchWindow <= 0 {
 		c.BatchWindow = 5 * time.Second
+	}
+	if c.VisibilityTimeout <= 0 {
+		c.VisibilityTimeout = 60 * time.Second
 	}
 	if c.Start.IsZero() {
 		c.Start = time.Now()
