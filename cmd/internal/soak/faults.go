@@ -12,7 +12,8 @@ import (
 // stop: it sleeps a random 0.5-3 s, waits for a batch in flight, lets it
 // run a random few milliseconds and kills the execution environment (the
 // stack starts a fresh one; the batch goes back to the queue after the
-// visibility timeout).
+// visibility timeout). The kills are spread over the run: the k-th of K
+// waits until k/(K+1) of the events are sent.
 func (r *runner) killer(ctx context.Context, stop <-chan struct{}) {
 	rec := r.st.Lambda("record")
 	rng := rand.New(rand.NewPCG(r.cfg.Seed, 0x6b11))
@@ -28,6 +29,9 @@ func (r *runner) killer(ctx context.Context, stop <-chan struct{}) {
 	for int(r.kills.Load()) < r.cfg.Kills {
 		if !wait(500*time.Millisecond + time.Duration(rng.Int64N(int64(2500*time.Millisecond)))) {
 			return
+		}
+		if k := r.kills.Load() + 1; r.sent.Load() < k*int64(r.cfg.Events)/int64(r.cfg.Kills+1) {
+			continue
 		}
 		for deadline := time.Now().Add(3 * time.Second); !rec.InFlight() && time.Now().Before(deadline); {
 			if !wait(5 * time.Millisecond) {

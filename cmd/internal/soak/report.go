@@ -106,8 +106,12 @@ func (r *Report) Print(w io.Writer) {
 	}
 	pr("faults", "%d kills of record in mid-batch (%d fresh environments), PostgreSQL restarted %d (%.1fs), moto_server restarted %d (%.1fs, queues restored)",
 		r.Kills, r.FunctionRestarts, r.PostgresRestarts, r.PostgresDown.Seconds(), r.MotoRestarts, r.MotoDown.Seconds())
-	pr("record rate", "%.0f events/s (%d rows over %.1fs of the run, faults and waits for redelivery included); busiest second %d",
-		r.RecordRate, r.Recorded, r.RecordSpan.Seconds(), r.RecordPeak)
+	if r.RecordSpan > 0 {
+		pr("record rate", "%.0f events/s (%d rows over %.1fs of the run, faults and waits for redelivery included); busiest second %d",
+			r.RecordRate, r.Recorded, r.RecordSpan.Seconds(), r.RecordPeak)
+	} else {
+		pr("record rate", "not measured: %d rows, all in one batch", r.Recorded)
+	}
 	pr("DLQ", "%d messages", r.DLQ)
 	for _, l := range r.DLQWhy {
 		fmt.Fprintf(w, "    %s\n", l)

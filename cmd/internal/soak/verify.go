@@ -213,7 +213,7 @@ func (r *runner) verify(ctx context.Context) error {
 	if err := r.recordRate(ctx); err != nil {
 		return err
 	}
-	r.explainDLQ(dead, byID, rejByID)
+	r.explainDLQ(dead, byID, rejByID, rejByBody)
 	return nil
 }
 
@@ -370,7 +370,7 @@ func (t dayTotals) String() string {
 // explainDLQ explains every dead-lettered message: what it carries and
 // why it could not be recorded. A message of valid events lost for no
 // reason the run can name is a difference.
-func (r *runner) explainDLQ(msgs []deadLetter, byID map[string][]row, rejByID map[string][]rejection) {
+func (r *runner) explainDLQ(msgs []deadLetter, byID map[string][]row, rejByID, rejByBody map[string][]rejection) {
 	rep := r.report
 	rep.DLQ = len(msgs)
 	items := map[string]*item{}
@@ -397,11 +397,19 @@ func (r *runner) explainDLQ(msgs []deadLetter, byID map[string][]row, rejByID ma
 				missing++
 			}
 		}
+		for _, j := range rejected {
+			if it := items[j.EventID]; it != nil && it.class == classHostile && !slices.Contains(kinds, it.kind) {
+				kinds = append(kinds, it.kind)
+			}
+			if (j.EventID != "" && len(rejByID[j.EventID]) == 0) || (j.EventID == "" && len(rejByBody[j.Body]) == 0) {
+				missing++
+			}
+		}
 		what := fmt.Sprintf("message %s (received %d times): %d events, %d invalid; %d neither recorded nor quarantined: ",
 			m.id, m.receives, len(events), len(rejected), missing)
 		switch {
 		case missing == 0:
-			what += "everything in it was recorded: its batches were cut by faults after the commit five times; nothing lost"
+			what += "everything in it is recorded or quarantined (by this message before a fault cut its batch, or by another copy): nothing lost"
 		case len(kinds) > 0:
 			what += fmt.Sprintf("it carries hostile %s, which failed every batch it was in", strings.Join(kinds, ", "))
 		case dataErrors > 0:
