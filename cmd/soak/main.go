@@ -77,7 +77,7 @@ func run() int {
 		return 2
 	}
 	defer stopStack()
-	cfg.Restart, cfg.Tally, cfg.Logger = soak.RestartCommand(os.Getenv("NEXUS_TEST_RESTART")), opts.Tally, logger
+	cfg.Restart, cfg.Tally, cfg.Logger = soak.RestartCommand(os.Getenv), opts.Tally, logger
 	rep, err := soak.Run(ctx, st, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)

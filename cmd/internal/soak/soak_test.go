@@ -15,12 +15,12 @@ import (
 )
 
 var (
-	soakEvents = flag.Int("soak.events", 4000, "events TestSoak sends")
+	soakEvents = flag.Int("soak.events", 3000, "events TestSoak sends")
 	soakSeed   = flag.Uint64("soak.seed", 1, "TestSoak's seed")
 )
 
 // TestSoak is a short fault soak (see the package doc) inside make test:
-// a few thousand events through the queue and POST /v1/events, three kills
+// 3,000 events through the queue and POST /v1/events, three kills
 // of the record function in mid-batch, one restart each of PostgreSQL and
 // moto_server. It fails on any difference, listing the first ones.
 func TestSoak(t *testing.T) {
@@ -34,9 +34,10 @@ func TestSoak(t *testing.T) {
 		}
 		t.Skip(err)
 	}
+	// The soak restarts PostgreSQL and moto_server: it gets its own, so
+	// that the other packages' tests, running meanwhile, keep theirs.
 	pgtest.Require(t, "NEXUS_TEST_DATABASE_URL", "PostgreSQL")
 	pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
-	restart := pgtest.Require(t, "NEXUS_TEST_RESTART", "scripts/restart-service.sh")
 	dir, names := os.Getenv("NEXUS_LAMBDA_DIR"), rie.FunctionDirs(root)
 	if _, ok := rie.PrebuiltBootstraps(dir, names); !ok {
 		dir = t.TempDir()
@@ -48,15 +49,21 @@ func TestSoak(t *testing.T) {
 	// One generous bound for the whole run: nothing inside is timed.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	svc, err := StartServices(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
 	tally := NewTally()
 	logw := testWriter{t}
-	st, stop, err := StartStack(ctx, StackOptions{Root: root, Bootstraps: dir, Log: logw, Level: slog.LevelError, Tally: tally})
+	st, stop, err := StartStack(ctx, StackOptions{Root: root, Bootstraps: dir, Log: logw, Level: slog.LevelError, Tally: tally,
+		Getenv: svc.Getenv})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stop()
 	rep, err := Run(ctx, st, Config{Events: *soakEvents, Seed: *soakSeed, Kills: 3, Rate: 400,
-		RestartPostgres: true, RestartMoto: true, Restart: RestartCommand(restart), Tally: tally,
+		RestartPostgres: true, RestartMoto: true, Restart: RestartCommand(svc.Getenv), Tally: tally,
 		Logger: slog.New(slog.NewTextHandler(logw, nil))})
 	if err != nil {
 		t.Fatal(err)

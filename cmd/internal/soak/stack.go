@@ -32,6 +32,9 @@ type StackOptions struct {
 	Level       slog.Level
 	FunctionLog io.Writer
 	Tally       *Tally
+	// Getenv reads the services' variables (default os.Getenv;
+	// Services.Getenv for services of the soak's own).
+	Getenv func(string) string
 }
 
 // StartStack starts the local stack for a soak on free ports, with a
@@ -48,9 +51,12 @@ func StartStack(ctx context.Context, o StackOptions) (st *devstack.Stack, stop f
 	if o.Tally == nil {
 		o.Tally = NewTally()
 	}
-	admin := os.Getenv("NEXUS_TEST_DATABASE_URL")
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	admin := o.Getenv("NEXUS_TEST_DATABASE_URL")
 	if admin == "" {
-		return nil, nil, errors.New("soak: no PostgreSQL (NEXUS_TEST_DATABASE_URL): run under scripts/with-services.sh")
+		return nil, nil, errNoServices
 	}
 	name := fmt.Sprintf("soak_%d_%x", os.Getpid(), rand.Uint32())
 	drop := func() {
@@ -69,7 +75,7 @@ func StartStack(ctx context.Context, o StackOptions) (st *devstack.Stack, stop f
 		if k == "DATABASE_URL" {
 			return ""
 		}
-		return os.Getenv(k)
+		return o.Getenv(k)
 	}
 	st, err = devstack.Start(ctx, devstack.Config{Root: o.Root, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		DatabaseName: name, Bootstraps: o.Bootstraps, Stage: fmt.Sprintf("soak%d", os.Getpid()),
@@ -90,14 +96,17 @@ func StartStack(ctx context.Context, o StackOptions) (st *devstack.Stack, stop f
 }
 
 // RestartCommand is a Config.Restart that runs command (scripts/
-// restart-service.sh, $NEXUS_TEST_RESTART) with the service's name; its
-// exit status 3, or no command, is ErrNotRestartable.
-func RestartCommand(command string) func(ctx context.Context, service string) error {
+// restart-service.sh: getenv("NEXUS_TEST_RESTART")) with the service's
+// name and the services' work directory; its exit status 3, or no
+// command, is ErrNotRestartable.
+func RestartCommand(getenv func(string) string) func(ctx context.Context, service string) error {
+	command := getenv("NEXUS_TEST_RESTART")
 	return func(ctx context.Context, service string) error {
 		if command == "" {
 			return fmt.Errorf("%w: NEXUS_TEST_RESTART is not set (run under scripts/with-services.sh)", ErrNotRestartable)
 		}
 		cmd := exec.CommandContext(ctx, command, service)
+		cmd.Env = append(os.Environ(), "NEXUS_TEST_WORKDIR="+getenv("NEXUS_TEST_WORKDIR"))
 		out, err := cmd.CombinedOutput()
 		var exit *exec.ExitError
 		if errors.As(err, &exit) && exit.ExitCode() == 3 {
