@@ -267,8 +267,14 @@ func (r *runner) hostileOutcome(name string, it *item, got []row, quar []rejecti
 	case len(got) == 0:
 		r.bad(it, name, "neither recorded nor quarantined")
 		return "lost"
+	case len(quar) == 0 && distinctStamps(it.stamps) > 1:
+		r.bad(it, name, "stored %d times, want once: a copy re-stamped with another occurred_at counted again", len(got))
+		return "recorded more than once"
+	case len(quar) == 0:
+		r.bad(it, name, "stored %d times, want once", len(got))
+		return "recorded more than once"
 	default:
-		r.bad(it, name, "stored %d times and quarantined %d times", len(got), len(quar))
+		r.bad(it, name, "stored %d times and quarantined %d times (message %s: %s)", len(got), len(quar), quar[0].messageID, quar[0].reason)
 		return "recorded and quarantined"
 	}
 }
