@@ -159,6 +159,15 @@ func Run(ctx context.Context, st *devstack.Stack, cfg Config) (*Report, error) {
 		BatchSize: 1000, MaxAge: 200 * time.Millisecond, BufferSize: 20_000, BlockTimeout: 5 * time.Second,
 		MaxAttempts: 8, Logger: cfg.Logger})
 	start := time.Now()
+	// The kills go on while the queue drains: redelivered batches are
+	// batches too.
+	killsDone, stopKills := make(chan struct{}), make(chan struct{})
+	go func() { defer close(killsDone); r.killer(ctx, stopKills) }()
+	stop := sync.OnceFunc(func() {
+		close(stopKills)
+		<-killsDone
+	})
+	defer stop()
 	if err := r.produce(ctx); err != nil {
 		return nil, err
 	}
@@ -167,6 +176,7 @@ func Run(ctx context.Context, st *devstack.Stack, cfg Config) (*Report, error) {
 	if err := r.drain(ctx); err != nil {
 		return nil, err
 	}
+	stop()
 	r.report.Duration = time.Since(start)
 	r.report.Kills = int(r.kills.Load())
 	r.report.FunctionRestarts = st.Lambda("record").Restarts()
@@ -188,13 +198,6 @@ func (r *runner) produce(ctx context.Context) error {
 	workers.Add(2)
 	go func() { defer workers.Done(); r.sendRaw(ctx, rawCh, cancel) }()
 	go func() { defer workers.Done(); r.sendHTTP(ctx, httpCh, cancel) }()
-	killsDone := make(chan struct{})
-	stopKills := make(chan struct{})
-	go func() { defer close(killsDone); r.killer(ctx, stopKills) }()
-	defer func() {
-		close(stopKills)
-		<-killsDone
-	}()
 
 	rng := rand.New(rand.NewPCG(r.cfg.Seed, 0x7a11))
 	pgAt, motoAt := r.cfg.Events*4/10, r.cfg.Events*7/10
