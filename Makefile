@@ -21,7 +21,7 @@ ifneq ($(filter dev,$(MAKECMDGOALS)),)
 NEXUS_DEV_START := $(shell date +%s.%N)
 endif
 
-.PHONY: all build host prepare tools chromium test test-go lint cover dev demo dashtime migrate bench deploy clean \
+.PHONY: all build host prepare tools chromium test test-go lint cover dev demo dashtime migrate bench soak deploy clean \
 	build-RecordFunction build-AggregateFunction build-AnalyticsFunction build-OverageFunction
 
 all: build
@@ -103,6 +103,16 @@ migrate:
 ## throwaway PostgreSQL with fsync on; the figures also go to bench.txt
 bench: prepare
 	set -o pipefail; PG_FSYNC=on $(SERVICES_ENV) scripts/with-services.sh $(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee bench.txt
+
+## soak: the long fault soak (cmd/soak): 200,000 events through the queue and
+## POST /v1/events with duplicates, late, invalid and hostile ones, while the
+## record function is killed in mid-batch and PostgreSQL and moto_server are
+## restarted once each; then every event and every user's day is checked.
+## SOAK_FLAGS='-events 20000' shortens it; cmd/soak lists the flags.
+SOAK_FLAGS ?=
+soak: prepare
+	$(HOSTBUILD) -o $(BIN)/ ./cmd/soak
+	$(SERVICES_ENV) scripts/with-services.sh $(BIN)/soak $(SOAK_FLAGS)
 
 ## deploy: build and deploy with the SAM CLI (needs Docker-less sam and AWS credentials)
 deploy:

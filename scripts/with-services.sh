@@ -16,6 +16,12 @@
 #   NEXUS_TEST_SQS_ENDPOINT   moto_server's URL
 #   NEXUS_TEST_STRIPE_URL     stripe-mock's URL
 #   NEXUS_RIE                 $BIN/aws-lambda-rie, when built (unless set)
+#   NEXUS_TEST_WORKDIR        the services' files (logs, data, pid files)
+#   NEXUS_TEST_PGDATA         the throwaway cluster's data directory
+#   NEXUS_TEST_RESTART        scripts/restart-service.sh: `$NEXUS_TEST_RESTART pg`
+#                             restarts PostgreSQL (pg_ctl restart, as the
+#                             postgres user when root), `... moto` restarts
+#                             moto_server on the same port (fault tests)
 #
 # It reads NEXUS_MIGRATE, the migrator binary (make builds it; without it
 # the migrations run through go run).
@@ -63,11 +69,19 @@ as_pg=()
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	for pid in "${PIDS[@]}"; do
+	# moto_server's pid is in its pid file: restart-service.sh replaces the
+	# process (the new one is not this shell's child, so it is polled).
+	local moto_pid=""
+	if [[ -f "$WORK/moto.pid" ]]; then moto_pid=$(cat "$WORK/moto.pid"); fi
+	for pid in "${PIDS[@]}" $moto_pid; do
 		pkill -TERM -P "$pid" 2>/dev/null || true
 		kill -TERM "$pid" 2>/dev/null || true
 	done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+	if [[ -n "$moto_pid" ]]; then
+		wait "$moto_pid" 2>/dev/null || true
+		for ((i = 0; i < 50; i++)); do kill -0 "$moto_pid" 2>/dev/null || break; sleep 0.1; done
+	fi
 	if [[ -n "$PGDATA" && -f "$PGDATA/postmaster.pid" ]]; then
 		"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
 	fi
@@ -135,6 +149,7 @@ make_template() {
 # moto_server and stripe-mock are launched first and waited for after
 # PostgreSQL is up, so that their start-ups overlap.
 MOTO_URL=""
+MOTO_PORT=""
 STRIPE_URL=""
 
 launch_moto() {
@@ -145,7 +160,8 @@ launch_moto() {
 	local port
 	port=$(free_port)
 	moto_server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
-	PIDS+=($!)
+	echo $! >"$WORK/moto.pid"
+	MOTO_PORT=$port
 	MOTO_URL="http://127.0.0.1:$port"
 }
 
@@ -186,6 +202,12 @@ fi
 wait_moto
 wait_stripe
 export NEXUS_TEST_WORKDIR=$WORK
+# What scripts/restart-service.sh needs to restart a service in place.
+{
+	printf 'PGBIN=%q\nPGDATA=%q\nAS_PG=%q\nMOTO_PORT=%q\n' "$PGBIN" "$PGDATA" "${as_pg[*]}" "$MOTO_PORT"
+} >"$WORK/services.env"
+export NEXUS_TEST_RESTART=$ROOT/scripts/restart-service.sh
+if [[ -n "$PGDATA" ]]; then export NEXUS_TEST_PGDATA=$PGDATA; fi
 # The Lambda emulator for the emulator tests and the local stack.
 if [[ -z "${NEXUS_RIE:-}" && -x "$BIN/aws-lambda-rie" ]]; then export NEXUS_RIE=$BIN/aws-lambda-rie; fi
 

@@ -28,6 +28,13 @@ func hostileEvent(user string, now time.Time, ago time.Duration) usage.Event {
 		StatusCode: 200, LatencyMS: 10, RequestBytes: 100, ResponseBytes: 1000, Quantity: 1, OccurredAt: now.Add(-ago)}
 }
 
+// midday is noon (UTC) of today: the tests' clock, so that their events,
+// a minute or an hour before it, fall on the day they read back whenever
+// the tests run (at 00:00:30 an event a minute ago is yesterday's).
+func midday() time.Time {
+	return time.Now().UTC().Truncate(24 * time.Hour).Add(12 * time.Hour)
+}
+
 // sqsBatch makes one message per element of msgs, each the JSON of its
 // events (an object for one event, an array for more), ids m0, m1, …
 // after prefix.
@@ -85,7 +92,7 @@ func count(t *testing.T, db *postgres.DB, q string, args ...any) int64 {
 func TestHandleHugeBytesThenNormalBatch(t *testing.T) {
 	db := pgtest.NewDB(t)
 	store := postgres.NewEventStore(db)
-	now := time.Now().UTC()
+	now := midday()
 	user := uuid.NewString()
 	huge := hostileEvent(user, now, time.Minute)
 	huge.RequestBytes, huge.ResponseBytes = maxBigint, maxBigint
@@ -132,7 +139,7 @@ func TestHandleHugeBytesThenNormalBatch(t *testing.T) {
 // recording: calls stay exact, bytes saturate.
 func TestHandleFloodOfMaxValuedEvents(t *testing.T) {
 	db := pgtest.NewDB(t)
-	now := time.Now().UTC()
+	now := midday()
 	user := uuid.NewString()
 	ctx := context.Background()
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_usage_counters (user_id, day, calls, request_bytes, response_bytes)
@@ -169,7 +176,7 @@ func TestHandleFloodOfMaxValuedEvents(t *testing.T) {
 // recorded.
 func TestHandleOutOfRangeQuarantined(t *testing.T) {
 	db := pgtest.NewDB(t)
-	now := time.Now().UTC()
+	now := midday()
 	user := uuid.NewString()
 	h := newHandler(postgres.NewEventStore(db), now, 0)
 	edits := map[string]func(*usage.Event){
@@ -205,7 +212,7 @@ func TestHandleOutOfRangeQuarantined(t *testing.T) {
 // the endpoint and the character.
 func TestHandleInvisibleEndpointsRefused(t *testing.T) {
 	db := pgtest.NewDB(t)
-	now := time.Now().UTC()
+	now := midday()
 	h := newHandler(postgres.NewEventStore(db), now, 0)
 	runes := []string{"\u202e", "\u2066", "\u200b", "\u200d", "\ufeff", "\u2060"}
 	var msgs [][]usage.Event
@@ -236,7 +243,7 @@ func TestHandleInvisibleEndpointsRefused(t *testing.T) {
 // and the batch reports it as a duplicate.
 func TestHandleSameEventIDAnotherTime(t *testing.T) {
 	db := pgtest.NewDB(t)
-	now := time.Now().UTC()
+	now := midday()
 	user := uuid.NewString()
 	h := newHandler(postgres.NewEventStore(db), now, 0)
 	first := hostileEvent(user, now, 3*24*time.Hour)
@@ -310,7 +317,7 @@ func TestHandlePoisonRowSplitOut(t *testing.T) {
 		CREATE TRIGGER test_refuse_bytes BEFORE INSERT ON eco_api_usage FOR EACH ROW EXECUTE FUNCTION test_refuse_bytes();`); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now().UTC()
+	now := midday()
 	users := []string{uuid.NewString(), uuid.NewString()}
 	var msgs [][]usage.Event
 	var poisonLatency, poisonBytes usage.Event

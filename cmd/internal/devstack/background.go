@@ -18,7 +18,7 @@ func (s *Stack) startPoller(context.Context) error {
 		return nil
 	}
 	p := &sqspoll.Poller{Client: moto.SQS(s.state.SQSEndpoint, s.cfg.Region), QueueURL: s.state.QueueURL,
-		Handler: sqspoll.LambdaHandler(rec), BatchSize: 100, Window: s.cfg.BatchWindow, VisibilityTimeout: 60 * time.Second,
+		Handler: sqspoll.LambdaHandler(rec), BatchSize: 100, Window: s.cfg.BatchWindow, VisibilityTimeout: s.cfg.VisibilityTimeout,
 		WaitTime: time.Second, Region: s.cfg.Region, Logger: s.logger}
 	s.background(func(ctx context.Context) { _ = p.Run(ctx) })
 	return nil

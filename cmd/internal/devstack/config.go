@@ -27,6 +27,11 @@ type Config struct {
 	// PlatformFlush is the sample platform API's publisher flush interval
 	// (default platform.DefaultFlushInterval).
 	PlatformFlush time.Duration
+	// VisibilityTimeout is the usage queue's (default 60s): how long a
+	// batch that failed (its function killed, the database down) stays
+	// invisible before SQS delivers it again. Keep it above BatchWindow
+	// and above the function's longest batch.
+	VisibilityTimeout time.Duration
 	// FunctionLog receives the functions' output, without the emulator's
 	// per-invocation chatter; nil discards it.
 	FunctionLog io.Writer
@@ -59,6 +64,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PlatformFlush <= 0 {
 		c.PlatformFlush = platform.DefaultFlushInterval
+	}
+	if c.VisibilityTimeout <= 0 {
+		c.VisibilityTimeout = 60 * time.Second
 	}
 	if c.Start.IsZero() {
 		c.Start = time.Now()

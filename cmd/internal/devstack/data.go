@@ -70,16 +70,43 @@ func (s *Stack) createQueues(ctx context.Context) error {
 		return errors.New("no SQS: moto_server is not running (pip install 'moto[server]'; make dev starts it)")
 	}
 	s.state.SQSEndpoint = endpoint
-	q, err := moto.CreateQueues(ctx, moto.SQS(endpoint, s.cfg.Region),
-		moto.QueueOptions{Name: queueName(s.cfg.Stage), DLQName: dlqName(s.cfg.Stage)})
+	q, bus, err := s.makeQueues(ctx)
 	if err != nil {
 		return err
 	}
-	s.state.QueueURL, s.state.DLQURL = q.URL, q.DLQURL
-	if err := moto.CreateBus(ctx, moto.EventBridge(endpoint, s.cfg.Region), busName(s.cfg.Stage)); err != nil {
+	s.state.QueueURL, s.state.DLQURL, s.state.AlertBus = q.URL, q.DLQURL, bus
+	return nil
+}
+
+// makeQueues creates the queues and the bus in moto_server at the state's
+// endpoint; the bus is "" when it could not be made.
+func (s *Stack) makeQueues(ctx context.Context) (moto.Queues, string, error) {
+	q, err := moto.CreateQueues(ctx, moto.SQS(s.state.SQSEndpoint, s.cfg.Region),
+		moto.QueueOptions{Name: queueName(s.cfg.Stage), DLQName: dlqName(s.cfg.Stage), VisibilityTimeout: s.cfg.VisibilityTimeout})
+	if err != nil {
+		return q, "", err
+	}
+	if err := moto.CreateBus(ctx, moto.EventBridge(s.state.SQSEndpoint, s.cfg.Region), busName(s.cfg.Stage)); err != nil {
 		s.logger.Warn("alert bus not created", "error", err)
-	} else {
-		s.state.AlertBus = busName(s.cfg.Stage)
+		return q, "", nil
+	}
+	return q, busName(s.cfg.Stage), nil
+}
+
+// RestoreQueues creates the queues and the alert bus again after
+// moto_server restarted at the same endpoint: it keeps them in memory, so
+// a restart loses them with every message not yet consumed (real SQS does
+// not; a producer that must lose nothing replays what is not recorded).
+// Their URLs are the same as before, so the functions, the poller and the
+// state need no change; until this runs they fail on a missing queue and
+// retry.
+func (s *Stack) RestoreQueues(ctx context.Context) error {
+	q, _, err := s.makeQueues(ctx)
+	if err != nil {
+		return fmt.Errorf("restore the queues: %w", err)
+	}
+	if q.URL != s.state.QueueURL || q.DLQURL != s.state.DLQURL {
+		return fmt.Errorf("restore the queues: moto_server named them %s and %s, not %s and %s", q.URL, q.DLQURL, s.state.QueueURL, s.state.DLQURL)
 	}
 	return nil
 }

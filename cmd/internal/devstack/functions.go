@@ -113,6 +113,39 @@ func (s *Stack) startFunctions(ctx context.Context) error {
 	return nil
 }
 
+// superviseFunctions watches every running function and, when its
+// execution environment dies (a crash, or rie.Lambda.Kill), starts a
+// fresh one, as Lambda does for the next invocation; until then
+// invocations fail and the poller's batch goes back to the queue.
+func (s *Stack) superviseFunctions(context.Context) error {
+	for name, l := range s.lambdas {
+		s.background(func(ctx context.Context) {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-l.Exited():
+				}
+				for pause := 100 * time.Millisecond; ctx.Err() == nil; pause = min(2*pause, 5*time.Second) {
+					err := l.Restart(ctx)
+					if err == nil {
+						s.logger.Warn("function's execution environment died; started a new one", "function", name, "restarts", l.Restarts())
+						break
+					}
+					if ctx.Err() == nil {
+						s.logger.Error("restart function", "function", name, "error", err)
+					}
+					select {
+					case <-ctx.Done():
+					case <-time.After(pause):
+					}
+				}
+			}
+		})
+	}
+	return nil
+}
+
 // functionTimeout is the function's timeout in the template, else 30s.
 func functionTimeout(t *samtemplate.Template, name string) time.Duration {
 	if fn := t.Function(name); fn != nil {

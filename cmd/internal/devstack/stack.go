@@ -55,18 +55,19 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Stack, err 
 		}
 	}()
 	for _, step := range []func(context.Context) error{
-		s.readTemplate,   // functions, timeouts, routes and schedules
-		s.findEmulator,   // aws-lambda-rie
-		s.startBuild,     // the bootstraps: prebuilt, or built in the background
-		s.openDatabase,   // DATABASE_URL, migrated, or a copy of the migrated template
-		s.createQueues,   // the usage queue, its DLQ and the alert bus in moto_server
-		s.seedUsers,      // the demo users and their credentials
-		s.startFunctions, // each bootstrap under the emulator
-		s.serveGateway,   // the local API Gateway in front of the HTTP function
-		s.servePlatform,  // the sample platform API behind shared/meter
-		s.serveAdmin,     // GET /state, POST /run/{function}
-		s.startPoller,    // the usage queue's event source mapping into record
-		s.startScheduler, // the schedules of the running functions
+		s.readTemplate,       // functions, timeouts, routes and schedules
+		s.findEmulator,       // aws-lambda-rie
+		s.startBuild,         // the bootstraps: prebuilt, or built in the background
+		s.openDatabase,       // DATABASE_URL, migrated, or a copy of the migrated template
+		s.createQueues,       // the usage queue, its DLQ and the alert bus in moto_server
+		s.seedUsers,          // the demo users and their credentials
+		s.startFunctions,     // each bootstrap under the emulator
+		s.superviseFunctions, // a fresh execution environment for one that died
+		s.serveGateway,       // the local API Gateway in front of the HTTP function
+		s.servePlatform,      // the sample platform API behind shared/meter
+		s.serveAdmin,         // GET /state, POST /run/{function}
+		s.startPoller,        // the usage queue's event source mapping into record
+		s.startScheduler,     // the schedules of the running functions
 	} {
 		if err := step(ctx); err != nil {
 			return nil, err

@@ -3,7 +3,11 @@
 // per function, as one Lambda execution environment each: Start launches
 // it and waits for its invoke endpoint, Invoke posts a payload and returns
 // the answer (a handler's error as *FunctionError), InitTimes reports the
-// cold start, Stop ends the emulator and the bootstrap.
+// cold start, Stop ends the emulator and the bootstrap. Kill ends an
+// execution environment as a crash would (SIGKILL, in mid-invocation if one
+// is in flight: InFlight says so), and Restart gives the Lambda a fresh one
+// on the same URL, as Lambda starts a new execution environment after a
+// failed one.
 //
 // It also makes the bootstraps: PrebuiltBootstraps finds those make dev and
 // make test built beforehand (into $NEXUS_LAMBDA_DIR), and BuildBootstraps

@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,25 +38,45 @@ type Config struct {
 // Lambda is one function running under the AWS Lambda Runtime Interface
 // Emulator. The emulator serves one invocation at a time, like one Lambda
 // execution environment; Invoke queues callers.
+//
+// An execution environment can die (Kill, or a crash of the emulator);
+// Restart replaces it with a fresh one on the same addresses, as Lambda
+// starts a new execution environment for the next invocation, so that
+// holders of the Lambda (the poller, the gateway) keep using it.
 type Lambda struct {
 	Name string
-	// URL is the emulator's invoke endpoint.
+	// URL is the emulator's invoke endpoint; Restart keeps it.
 	URL string
 
+	cfg   Config
+	addrs []string // the invoke endpoint's and the runtime API's
+	mu    sync.Mutex
+
+	inflight    atomic.Int64 // invocations running (0 or 1: mu serialises them)
+	invocations atomic.Int64 // invocations finished, failed ones included
+
+	stateMu       sync.Mutex
+	proc          *proc // the current execution environment
+	restarts      int
+	initReport    time.Duration // from the emulator's "INIT REPORT"
+	firstResponse time.Duration // from process start to the first answer
+}
+
+// proc is one emulator process: one execution environment.
+type proc struct {
 	cmd     *exec.Cmd
 	started time.Time
 	exited  chan struct{}
-	mu      sync.Mutex // one invocation at a time
-
-	stateMu       sync.Mutex
-	initReport    time.Duration // from the emulator's "INIT REPORT"
-	firstResponse time.Duration // from process start to the first answer
-	logDone       chan struct{}
+	logDone chan struct{}
 }
 
 // MaxPayload is Lambda's limit on a synchronous invocation's payload and
 // response.
 const MaxPayload = 6 << 20
+
+// ErrNotRunning is the error of Invoke and Kill when the function's
+// execution environment has exited (until Restart).
+var ErrNotRunning = errors.New("the emulator is not running")
 
 // FunctionError is an error the function's handler returned (Lambda's
 // errorType and errorMessage).
@@ -70,13 +94,39 @@ func Start(ctx context.Context, c Config) (*Lambda, error) {
 	if c.Timeout <= 0 {
 		c.Timeout = 30 * time.Second
 	}
-	addrs, err := freeAddrs(2)
-	if err != nil {
-		return nil, err
+	// An emulator that exits at start most likely lost one of its ports to
+	// another process between freeAddrs and its bind: try other ports.
+	var err error
+	for range 3 {
+		var addrs []string
+		if addrs, err = freeAddrs(2); err != nil {
+			return nil, err
+		}
+		l := &Lambda{Name: c.Name, URL: "http://" + addrs[0] + "/2015-03-31/functions/function/invocations", cfg: c, addrs: addrs}
+		var p *proc
+		if p, err = l.launch(ctx); err == nil {
+			l.proc = p
+			return l, nil
+		}
+		if !errors.Is(err, errExitedAtStart) {
+			return nil, err
+		}
 	}
+	return nil, err
+}
+
+// errExitedAtStart is launch's error when the emulator exits before it
+// listens on both its addresses.
+var errExitedAtStart = errors.New("the emulator exited at start")
+
+// launch starts an emulator process on l's addresses and waits until it
+// listens on both: its invoke endpoint and the runtime API it gives the
+// bootstrap (an emulator that cannot bind the latter exits).
+func (l *Lambda) launch(ctx context.Context) (*proc, error) {
+	c := l.cfg
 	cmd := exec.Command(c.RIE,
-		"--runtime-interface-emulator-address", addrs[0],
-		"--runtime-api-address", addrs[1],
+		"--runtime-interface-emulator-address", l.addrs[0],
+		"--runtime-api-address", l.addrs[1],
 		c.Bootstrap)
 	cmd.Dir = filepath.Dir(c.Bootstrap)
 	cmd.Env = append(append([]string{}, c.Env...),
@@ -87,49 +137,73 @@ func Start(ctx context.Context, c Config) (*Lambda, error) {
 	setParentDeathSignal(cmd)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
-	l := &Lambda{Name: c.Name, URL: "http://" + addrs[0] + "/2015-03-31/functions/function/invocations",
-		cmd: cmd, exited: make(chan struct{}), logDone: make(chan struct{})}
-	l.started = time.Now()
+	p := &proc{cmd: cmd, exited: make(chan struct{}), logDone: make(chan struct{}), started: time.Now()}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s under %s: %w", c.Name, c.RIE, err)
 	}
 	go func() {
 		_ = cmd.Wait()
 		pw.Close()
-		close(l.exited)
+		close(p.exited)
 	}()
-	go l.readLog(pr, c.Log)
-	// Wait for the emulator's HTTP port.
+	go l.readLog(pr, c.Log, p.logDone)
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", addrs[0], 200*time.Millisecond)
-		if err == nil {
-			conn.Close()
-			return l, nil
-		}
-		select {
-		case <-l.exited:
-			return nil, fmt.Errorf("%s: the emulator exited at start (%v)", c.Name, cmd.ProcessState)
-		case <-ctx.Done():
-			l.Stop()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			l.Stop()
-			return nil, fmt.Errorf("%s: the emulator did not listen on %s", c.Name, addrs[0])
+	for _, addr := range l.addrs {
+		for {
+			conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+			if err == nil {
+				conn.Close()
+				break
+			}
+			select {
+			case <-p.exited:
+				<-p.logDone
+				return nil, fmt.Errorf("%s: %w (%v)", c.Name, errExitedAtStart, cmd.ProcessState)
+			case <-ctx.Done():
+				p.stop()
+				return nil, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				p.stop()
+				return nil, fmt.Errorf("%s: the emulator did not listen on %s", c.Name, addr)
+			}
 		}
 	}
+	return p, nil
+}
+
+// current is the current execution environment.
+func (l *Lambda) current() *proc {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	return l.proc
 }
 
 // InitTimes returns the emulator's init duration of the function (its
 // "INIT REPORT": from starting the bootstrap to its first request for
 // work) and the time from starting the emulator to the first answer; zero
-// until the first invocation has finished.
+// until the first invocation has finished. Restart resets them: they are
+// the current execution environment's.
 func (l *Lambda) InitTimes() (initReport, firstResponse time.Duration) {
 	l.stateMu.Lock()
 	defer l.stateMu.Unlock()
 	return l.initReport, l.firstResponse
+}
+
+// InFlight reports whether an invocation is running (not merely queued
+// behind another).
+func (l *Lambda) InFlight() bool { return l.inflight.Load() > 0 }
+
+// Invocations is how many invocations have finished, failed ones
+// included.
+func (l *Lambda) Invocations() int64 { return l.invocations.Load() }
+
+// Restarts is how many times Restart replaced the execution environment.
+func (l *Lambda) Restarts() int {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	return l.restarts
 }
 
 // Invoke invokes the function with payload (at most MaxPayload bytes) and
@@ -137,9 +211,15 @@ func (l *Lambda) InitTimes() (initReport, firstResponse time.Duration) {
 func (l *Lambda) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.inflight.Add(1)
+	defer func() {
+		l.inflight.Add(-1)
+		l.invocations.Add(1)
+	}()
+	p := l.current()
 	select {
-	case <-l.exited:
-		return nil, fmt.Errorf("invoke %s: the emulator is not running", l.Name)
+	case <-p.exited:
+		return nil, fmt.Errorf("invoke %s: %w", l.Name, ErrNotRunning)
 	default:
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.URL, bytes.NewReader(payload))
@@ -157,8 +237,8 @@ func (l *Lambda) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 		return nil, fmt.Errorf("invoke %s: read response: %w", l.Name, err)
 	}
 	l.stateMu.Lock()
-	if l.firstResponse == 0 {
-		l.firstResponse = time.Since(l.started)
+	if l.firstResponse == 0 && l.proc == p {
+		l.firstResponse = time.Since(p.started)
 	}
 	l.stateMu.Unlock()
 	if resp.StatusCode != http.StatusOK {
@@ -193,26 +273,72 @@ func functionError(body []byte) *FunctionError {
 	return &fe
 }
 
+// Exited returns a channel closed when the current execution environment
+// has exited (Kill, Stop, or a crash).
+func (l *Lambda) Exited() <-chan struct{} { return l.current().exited }
+
+// Kill ends the execution environment at once, as a crash of the function
+// would: SIGKILL to the bootstrap (and whatever it started) and to the
+// emulator, with no chance to finish the invocation in flight, which
+// fails. It returns once the emulator has exited, or ErrNotRunning if it
+// had already. Restart starts a fresh one.
+func (l *Lambda) Kill() error {
+	p := l.current()
+	select {
+	case <-p.exited:
+		return fmt.Errorf("kill %s: %w", l.Name, ErrNotRunning)
+	default:
+	}
+	killTree(p.cmd.Process)
+	<-p.exited
+	<-p.logDone
+	return nil
+}
+
+// Restart replaces the execution environment with a fresh emulator and
+// bootstrap on the same addresses (a cold start at the next invocation),
+// stopping the current one first if it still runs. Invocations queued
+// meanwhile go to the new one.
+func (l *Lambda) Restart(ctx context.Context) error {
+	l.current().stop()
+	p, err := l.launch(ctx)
+	if err != nil {
+		return fmt.Errorf("restart %s: %w", l.Name, err)
+	}
+	l.stateMu.Lock()
+	l.proc, l.restarts = p, l.restarts+1
+	l.initReport, l.firstResponse = 0, 0
+	l.stateMu.Unlock()
+	return nil
+}
+
 // Stop stops the emulator, which stops the function, and waits for both.
-func (l *Lambda) Stop() {
-	if l.cmd.Process == nil {
+func (l *Lambda) Stop() { l.current().stop() }
+
+func (p *proc) stop() {
+	if p.cmd.Process == nil {
 		return
 	}
 	select {
-	case <-l.exited:
+	case <-p.exited:
 	default:
-		_ = l.cmd.Process.Signal(terminate)
+		_ = p.cmd.Process.Signal(terminate)
 		select {
-		case <-l.exited:
+		case <-p.exited:
 		case <-time.After(5 * time.Second):
-			_ = l.cmd.Process.Kill()
-			<-l.exited
+			killTree(p.cmd.Process)
+			<-p.exited
 		}
 	}
-	<-l.logDone
+	<-p.logDone
 }
 
-// freeAddrs returns n loopback addresses with free ports.
+// freeAddrs returns n loopback addresses with free ports. The ports lie
+// below the kernel's ephemeral range where it has room for them: a port
+// that the kernel hands out for outgoing connections and listeners on
+// port 0 (every test's PostgreSQL and HTTP connections) can be taken in
+// the moment between this check and the emulator's bind, and a Restart
+// binds the same ports again.
 func freeAddrs(n int) ([]string, error) {
 	var ls []net.Listener
 	defer func() {
@@ -220,16 +346,43 @@ func freeAddrs(n int) ([]string, error) {
 			l.Close()
 		}
 	}()
+	lo, hi := portsOutsideEphemeral()
 	var out []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		port := 0
+		if hi > lo && tries < 100 {
+			port = lo + rand.IntN(hi-lo)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
+			if port != 0 {
+				continue // taken: try another
+			}
 			return nil, fmt.Errorf("find a free port: %w", err)
 		}
 		ls = append(ls, l)
 		out = append(out, l.Addr().String())
 	}
 	return out, nil
+}
+
+// portsOutsideEphemeral is a range of ports [lo, hi) below the ephemeral
+// range of Linux (/proc/sys/net/ipv4/ip_local_port_range), or an empty one
+// where it is unknown or leaves no room.
+func portsOutsideEphemeral() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0
+	}
+	first, err := strconv.Atoi(f[0])
+	if err != nil || first < 12000 {
+		return 0, 0
+	}
+	return 10000, first
 }
 
 // BaseEnv is the part of this process's environment a function keeps

@@ -1,6 +1,8 @@
 package rie
 
 import (
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -53,5 +55,36 @@ func TestFunctionError(t *testing.T) {
 func TestPrebuiltBootstraps(t *testing.T) {
 	if _, ok := PrebuiltBootstraps(t.TempDir(), []string{"record"}); ok {
 		t.Error("PrebuiltBootstraps found a binary in an empty directory")
+	}
+}
+
+// TestFreeAddrsOutsideEphemeral: the emulator's ports are free and, where
+// the kernel says its ephemeral range, below it, so that no outgoing
+// connection or listener on port 0 takes one before the emulator binds it.
+func TestFreeAddrsOutsideEphemeral(t *testing.T) {
+	lo, hi := portsOutsideEphemeral()
+	for range 50 {
+		addrs, err := freeAddrs(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(addrs) != 2 || addrs[0] == addrs[1] {
+			t.Fatalf("freeAddrs(2) = %v", addrs)
+		}
+		for _, a := range addrs {
+			_, p, err := net.SplitHostPort(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			port, _ := strconv.Atoi(p)
+			if hi > lo && (port < lo || port >= hi) {
+				t.Fatalf("port %d is outside [%d, %d), in the ephemeral range", port, lo, hi)
+			}
+			l, err := net.Listen("tcp", a)
+			if err != nil {
+				t.Fatalf("%s is not free: %v", a, err)
+			}
+			l.Close()
+		}
 	}
 }

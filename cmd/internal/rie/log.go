@@ -16,8 +16,10 @@ var (
 	initDurationRE = regexp.MustCompile(`Init Duration: ([0-9.]+) ms`)
 )
 
-func (l *Lambda) readLog(r io.Reader, w io.Writer) {
-	defer close(l.logDone)
+// readLog reads one emulator process's output until it ends, then closes
+// done.
+func (l *Lambda) readLog(r io.Reader, w io.Writer, done chan struct{}) {
+	defer close(done)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {

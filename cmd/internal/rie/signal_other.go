@@ -3,6 +3,7 @@
 package rie
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -10,3 +11,7 @@ import (
 var terminate = syscall.SIGTERM
 
 func setParentDeathSignal(*exec.Cmd) {}
+
+// killTree kills the emulator; without /proc its bootstrap is not found
+// and may outlive it.
+func killTree(p *os.Process) { _ = p.Kill() }
