@@ -1,0 +1,167 @@
+package main
+
+// The record path under duplicates, re-stamped ids, poison rows and
+// redelivery: every event once, every bad one quarantined once.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// TestHandleSameEventIDAnotherTime: a producer that retries with a
+// re-stamped occurred_at sends the same event id with another time, in a
+// later batch or in the same one: it is counted once, the first one wins,
+// and the batch reports it as a duplicate.
+func TestHandleSameEventIDAnotherTime(t *testing.T) {
+	db := pgtest.NewDB(t)
+	now := midday()
+	user := uuid.NewString()
+	h := newHandler(postgres.NewEventStore(db), now, 0)
+	first := hostileEvent(user, now, 3*24*time.Hour)
+	handleOK(t, h, sqsBatch("a", []usage.Event{first}))
+
+	again := first
+	again.OccurredAt = now.Add(-time.Minute) // another day
+	again.StatusCode = 500
+	twin := hostileEvent(user, now, time.Hour)
+	twinLater := twin
+	twinLater.OccurredAt = now.Add(-2 * time.Hour)
+	res, err := h.Recorder.Record(context.Background(), []usage.Message{
+		{ID: "b0", Body: mustJSON(t, again)},
+		{ID: "b1", Body: mustJSON(t, []usage.Event{twin, twinLater})},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != 3 || res.Inserted != 1 || res.Duplicates != 2 || len(res.Rejected) != 0 {
+		t.Errorf("Record = %+v; want 3 events, 1 inserted, 2 duplicates", res)
+	}
+	var firstAt, twinAt time.Time
+	if err := db.Pool.QueryRow(context.Background(), `SELECT
+		(SELECT occurred_at FROM eco_api_usage WHERE event_id = $1), (SELECT occurred_at FROM eco_api_usage WHERE event_id = $2)`,
+		first.EventID, twin.EventID).Scan(&firstAt, &twinAt); err != nil {
+		t.Fatal(err)
+	}
+	if !firstAt.Equal(first.OccurredAt.Truncate(time.Microsecond)) || !twinAt.Equal(twin.OccurredAt.Truncate(time.Microsecond)) {
+		t.Errorf("stored times %s, %s; want the first ones %s, %s", firstAt, twinAt, first.OccurredAt, twin.OccurredAt)
+	}
+	if got := count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 2 {
+		t.Errorf("%d raw rows; want 2", got)
+	}
+	if got := count(t, db, `SELECT coalesce(sum(calls), 0) FROM eco_usage_counters WHERE user_id = $1`, user); got != 2 {
+		t.Errorf("%d calls counted; want 2", got)
+	}
+	if got := count(t, db, `SELECT count(*) FROM eco_usage_counters WHERE user_id = $1 AND day = $2`, user, usage.Day(again.OccurredAt)); usage.Day(again.OccurredAt) != usage.Day(twin.OccurredAt) && got != 0 {
+		t.Errorf("the re-stamped duplicate's day was counted")
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestHandlePoisonRowSplitOut: the database refuses one event of a batch
+// that validation let through (a CHECK constraint of this test's database
+// stands in for a future data error, and a trigger raising 22003 for a
+// value out of a column's range). The batch is split until that event
+// stands alone; it is quarantined with the database's reason, in our
+// words, naming the field; every other event is recorded. Redelivering the
+// batch changes nothing: no event counted twice, no rejection duplicated.
+func TestHandlePoisonRowSplitOut(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `
+		ALTER TABLE eco_api_usage ADD CONSTRAINT eco_api_usage_latency_ms_check CHECK (latency_ms <> 4242);
+		CREATE FUNCTION test_refuse_bytes() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.request_bytes = 777 THEN
+				RAISE EXCEPTION 'out of range' USING ERRCODE = 'numeric_value_out_of_range', COLUMN = 'request_bytes';
+			END IF;
+			RETURN NEW;
+		END;
+		$$;
+		CREATE TRIGGER test_refuse_bytes BEFORE INSERT ON eco_api_usage FOR EACH ROW EXECUTE FUNCTION test_refuse_bytes();`); err != nil {
+		t.Fatal(err)
+	}
+	now := midday()
+	users := []string{uuid.NewString(), uuid.NewString()}
+	var msgs [][]usage.Event
+	var poisonLatency, poisonBytes usage.Event
+	for m := range 50 {
+		var evs []usage.Event
+		for i := range 10 {
+			e := hostileEvent(users[(m+i)%2], now, time.Minute)
+			switch {
+			case m == 17 && i == 3:
+				e.LatencyMS = 4242
+				poisonLatency = e
+			case m == 42 && i == 9:
+				e.RequestBytes = 777
+				poisonBytes = e
+			}
+			evs = append(evs, e)
+		}
+		msgs = append(msgs, evs)
+	}
+	ev := sqsBatch("", msgs...)
+	h := newHandler(postgres.NewEventStore(db), now, 0)
+	for delivery := range 3 {
+		handleOK(t, h, ev)
+		if got := count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 498 {
+			t.Errorf("delivery %d: %d raw rows; want 498", delivery, got)
+		}
+		if got := count(t, db, `SELECT sum(calls) FROM eco_usage_counters`); got != 498 {
+			t.Errorf("delivery %d: %d calls counted; want 498", delivery, got)
+		}
+		if got := count(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 2 {
+			t.Errorf("delivery %d: %d rejections; want 2", delivery, got)
+		}
+	}
+	for _, tt := range []struct {
+		e                 usage.Event
+		message, position int
+		field, reason     string
+	}{
+		{poisonLatency, 17, 3, "latency_ms", "latency_ms: breaks the database's rule eco_api_usage_latency_ms_check"},
+		{poisonBytes, 42, 9, "request_bytes", "request_bytes: is out of the range the database stores"},
+	} {
+		var field, reason, body string
+		err := db.Pool.QueryRow(ctx, `SELECT field, reason, body FROM eco_rejected_events
+			WHERE message_id = $1 AND position = $2 AND event_id = $3`, fmt.Sprintf("m%d", tt.message), tt.position, tt.e.EventID).
+			Scan(&field, &reason, &body)
+		if err != nil || field != tt.field || reason != tt.reason || !strings.Contains(body, tt.e.EventID) {
+			t.Errorf("quarantine of m%d/%d: %q, %q, %v; want %q, %q and the event's JSON", tt.message, tt.position, field, reason, err, tt.field, tt.reason)
+		}
+	}
+}
+
+// TestHandleRedeliveryKeepsOneRejection: a batch redelivered (the
+// acknowledgement lost) quarantines its invalid messages once.
+func TestHandleRedeliveryKeepsOneRejection(t *testing.T) {
+	db := pgtest.NewDB(t)
+	h := newHandler(postgres.NewEventStore(db), fixtureNow, 0)
+	ev := loadEvent(t, "mixed_batch.json")
+	for range 3 {
+		handleOK(t, h, ev)
+	}
+	if got := count(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 4 {
+		t.Errorf("%d rejections after 3 deliveries; want the batch's 4", got)
+	}
+	if got := count(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = 'm-valid-array' AND position = 1`); got != 1 {
+		t.Errorf("the array's second event quarantined %d times; want once, at position 1", got)
+	}
+}
