@@ -54,13 +54,16 @@ type Handler struct {
 	Now    func() time.Time
 	// RetentionDays is how long raw events are kept (0: the default).
 	RetentionDays int
+	// MaxEndpointsPerDay is how many endpoints of one user and day the
+	// rollup keeps by name (0: the default).
+	MaxEndpointsPerDay int
 	// Workers is how many days are recomputed at once (0: the default).
 	Workers int
 }
 
 // Handle runs the aggregation once.
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Output, error) {
-	opts := usage.RollupOptions{RetentionDays: h.RetentionDays, Workers: h.Workers}
+	opts := usage.RollupOptions{RetentionDays: h.RetentionDays, MaxEndpointsPerDay: h.MaxEndpointsPerDay, Workers: h.Workers}
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		opts.Holder = lc.AwsRequestID
 	}

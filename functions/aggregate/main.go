@@ -6,9 +6,11 @@
 // Environment: DATABASE_URL, or DATABASE_SECRET_ARN (a Secrets Manager
 // secret holding the URL or {"url": ...}); DATABASE_PROXY=true when the URL
 // points at RDS Proxy; RETENTION_DAYS (default 90); BACKFILL_WINDOW, the
-// record function's (default 35d). Retention shorter than the backfill
-// window plus usage.BackfillMargin is refused: a late event would land in
-// a month already dropped.
+// record function's (default 35d); MAX_ENDPOINTS_PER_DAY, the endpoints
+// of one user and day the rollup keeps by name, the rest under "(other)"
+// (default 1,000, usage.DefaultMaxEndpointsPerDay; 1 to 100,000). Retention
+// shorter than the backfill window plus usage.BackfillMargin is refused: a
+// late event would land in a month already dropped.
 package main
 
 import (
@@ -40,6 +42,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	url, proxy, err := e.Database()
 	retention := e.Int("RETENTION_DAYS", usage.DefaultRetentionDays)
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
+	maxEndpoints := e.Int("MAX_ENDPOINTS_PER_DAY", usage.DefaultMaxEndpointsPerDay)
 	if err == nil {
 		err = e.Err()
 	}
@@ -48,6 +51,8 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 			err = fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(werr))
 		} else if rerr := usage.CheckRetention(retention, backfill); rerr != nil {
 			err = fmt.Errorf("RETENTION_DAYS: %s", usage.ErrorMessage(rerr))
+		} else if cerr := usage.CheckMaxEndpointsPerDay(maxEndpoints); cerr != nil {
+			err = fmt.Errorf("MAX_ENDPOINTS_PER_DAY: %s", usage.ErrorMessage(cerr))
 		}
 	}
 	if err != nil {
@@ -62,10 +67,11 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		return nil, err
 	}
 	return &Handler{
-		Rollup:        &usage.RollupJob{Store: postgres.NewRollupStore(db), Now: time.Now, Logger: logger},
-		Logger:        logger,
-		Now:           time.Now,
-		RetentionDays: retention,
-		Workers:       2,
+		Rollup:             &usage.RollupJob{Store: postgres.NewRollupStore(db), Now: time.Now, Logger: logger},
+		Logger:             logger,
+		Now:                time.Now,
+		RetentionDays:      retention,
+		MaxEndpointsPerDay: maxEndpoints,
+		Workers:            2,
 	}, nil
 }

@@ -65,6 +65,32 @@ func TestSetupRefusesRetentionShorterThanBackfill(t *testing.T) {
 	}
 }
 
+// TestSetupRefusesEndpointCap: MAX_ENDPOINTS_PER_DAY must be a whole number
+// from 1 to usage.MaxEndpointsPerDayLimit; anything else stops the function
+// at start with an error naming the variable and what it must be.
+func TestSetupRefusesEndpointCap(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
+	for _, tt := range []struct{ value, want string }{
+		{"0", "between 1 and 100000, not 0"},
+		{"100001", "between 1 and 100000, not 100001"},
+		{"-5", "a non-negative integer"},
+		{"lots", "a non-negative integer"},
+		{"1e3", "a non-negative integer"},
+	} {
+		vars := map[string]string{"DATABASE_URL": "postgres://x", "MAX_ENDPOINTS_PER_DAY": tt.value}
+		_, err := setup(ctx, testEnv(vars), logger)
+		if err == nil || !strings.HasPrefix(err.Error(), "MAX_ENDPOINTS_PER_DAY: ") || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("setup(MAX_ENDPOINTS_PER_DAY=%s) = %v; want refused naming the variable, %q", tt.value, err, tt.want)
+		}
+	}
+	for _, ok := range []string{"1", "1000", "100000"} {
+		if _, err := setup(ctx, testEnv(map[string]string{"DATABASE_URL": "postgres://x", "MAX_ENDPOINTS_PER_DAY": ok}), logger); err != nil {
+			t.Errorf("setup(MAX_ENDPOINTS_PER_DAY=%s) = %v; want accepted", ok, err)
+		}
+	}
+}
+
 // TestSetupWithDatabase wires the handler to a real database.
 func TestSetupWithDatabase(t *testing.T) {
 	url := pgtest.NewURL(t)
@@ -74,8 +100,12 @@ func TestSetupWithDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if h.RetentionDays != usage.DefaultRetentionDays || h.Rollup == nil || h.Workers != 2 {
+	if h.RetentionDays != usage.DefaultRetentionDays || h.MaxEndpointsPerDay != usage.DefaultMaxEndpointsPerDay || h.Rollup == nil || h.Workers != 2 {
 		t.Errorf("handler = %+v", h)
+	}
+	h, err = setup(ctx, testEnv(map[string]string{"DATABASE_URL": url, "MAX_ENDPOINTS_PER_DAY": "250"}), logger)
+	if err != nil || h.MaxEndpointsPerDay != 250 {
+		t.Errorf("setup with MAX_ENDPOINTS_PER_DAY=250: %+v, %v", h, err)
 	}
 	h, err = setup(ctx, testEnv(map[string]string{"DATABASE_URL": url, "RETENTION_DAYS": "30", "BACKFILL_WINDOW": "7d"}), logger)
 	if err != nil || h.RetentionDays != 30 {

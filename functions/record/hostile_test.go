@@ -120,7 +120,7 @@ func TestHandleHugeBytesThenNormalBatch(t *testing.T) {
 	}
 
 	rollup := postgres.NewRollupStore(db)
-	if _, _, err := rollup.RecomputeDay(context.Background(), usage.DirtyDay{Day: usage.Day(now)}, 0, 1, false); err != nil {
+	if _, _, err := rollup.RecomputeDay(context.Background(), usage.DirtyDay{Day: usage.Day(now)}, 0, 1, usage.DefaultMaxEndpointsPerDay, false); err != nil {
 		t.Fatalf("recompute the day: %v", err)
 	}
 	var calls, rq, rs int64

@@ -3,9 +3,12 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/nexus/usage/migrations"
@@ -135,4 +138,107 @@ func TestMigrateEventKeysBackfill(t *testing.T) {
 	if _, err := postgres.NewEventStore(db).RecordBatch(ctx, []usage.Event{late}, nil); usage.ErrorField(err) != "occurred_at" {
 		t.Errorf("an event of the month dropped before the upgrade: %v; want refused naming occurred_at", err)
 	}
+}
+
+// TestMigrateEndpointCapDown steps 00010 (the endpoint cap) down and up over
+// a rollup it folded: its aggregate_daily_usage defaults the cap to
+// usage.DefaultMaxEndpointsPerDay, its Down restores 00009's function
+// exactly (as a database stepped up to 9 defines it), whose next recompute
+// unfolds the day, and its Up applies again and folds it again.
+func TestMigrateEndpointCapDown(t *testing.T) {
+	ctx := context.Background()
+	url, sqldb, p := migrationProvider(t)
+	defs := func() []string {
+		t.Helper()
+		rows, err := sqldb.QueryContext(ctx, `SELECT pg_get_functiondef(oid) FROM pg_proc WHERE proname = 'aggregate_daily_usage' ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var d string
+			if err := rows.Scan(&d); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, d)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	open := func() *postgres.DB {
+		t.Helper()
+		db, err := postgres.Open(ctx, postgres.Config{URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(db.Close)
+		return db
+	}
+	if got := defs(); len(got) != 1 || !strings.Contains(got[0], fmt.Sprintf("p_max_endpoints integer DEFAULT %d", usage.DefaultMaxEndpointsPerDay)) {
+		t.Fatalf("at 10, aggregate_daily_usage = %q; want one function whose cap defaults to %d", got, usage.DefaultMaxEndpointsPerDay)
+	}
+
+	// A user's day of three endpoints, folded under a cap of 1.
+	db := open()
+	now := time.Now().UTC()
+	d := usage.Day(now).AddDate(0, 0, -1)
+	if _, err := postgres.NewRollupStore(db).EnsurePartitions(ctx, d, 1); err != nil {
+		t.Fatal(err)
+	}
+	user := uuid.NewString()
+	var events []usage.Event
+	for i, endpoint := range []string{"GET /a", "GET /a", "GET /b", "GET /c"} {
+		events = append(events, usage.Event{Version: 1, EventID: uuid.NewString(), UserID: user, Endpoint: endpoint, Method: "GET",
+			StatusCode: 200, LatencyMS: int64(10 * i), RequestBytes: 1, ResponseBytes: 2, Quantity: 1, OccurredAt: d.Add(time.Duration(i+1) * time.Hour)})
+	}
+	record(t, db, events)
+	if _, _, err := postgres.NewRollupStore(db).RecomputeDay(ctx, usage.DirtyDay{Day: d}, 0, 1, 1, false); err != nil {
+		t.Fatalf("recompute under a cap of 1: %v", err)
+	}
+	if diff := cmp.Diff(usage.RollupEvents(events, 1), dailyUsage(t, db)); diff != "" {
+		t.Fatalf("folded rollup (-want +got):\n%s", diff)
+	}
+	db.Close()
+
+	if _, err := p.DownTo(ctx, 9); err != nil {
+		t.Fatalf("down to 9: %v", err)
+	}
+	down := defs()
+	if len(down) != 1 {
+		t.Fatalf("after down to 9: %d functions aggregate_daily_usage; want 1", len(down))
+	}
+	db = open()
+	if _, err := db.Pool.Exec(ctx, `SELECT aggregate_daily_usage($1)`, d); err != nil {
+		t.Fatalf("00009's aggregate_daily_usage(day): %v", err)
+	}
+	if diff := cmp.Diff(usage.RollupEvents(events, 0), dailyUsage(t, db)); diff != "" {
+		t.Errorf("after down to 9, the recompute does not unfold the day (-want +got):\n%s", diff)
+	}
+	checkSummaries(t, db)
+	db.Close()
+
+	if _, err := p.DownTo(ctx, 8); err != nil {
+		t.Fatalf("down to 8: %v", err)
+	}
+	if _, err := p.UpTo(ctx, 9); err != nil {
+		t.Fatalf("up to 9: %v", err)
+	}
+	if diff := cmp.Diff(defs(), down); diff != "" {
+		t.Errorf("00010's Down does not restore 00009's aggregate_daily_usage (-00009 +00010 down):\n%s", diff)
+	}
+
+	if _, err := p.UpTo(ctx, 10); err != nil {
+		t.Fatalf("up to 10 again: %v", err)
+	}
+	db = open()
+	if _, _, err := postgres.NewRollupStore(db).RecomputeDay(ctx, usage.DirtyDay{Day: d}, 0, 1, 1, false); err != nil {
+		t.Fatalf("recompute under a cap of 1 after up again: %v", err)
+	}
+	if diff := cmp.Diff(usage.RollupEvents(events, 1), dailyUsage(t, db)); diff != "" {
+		t.Errorf("folded rollup after up again (-want +got):\n%s", diff)
+	}
+	checkSummaries(t, db)
 }

@@ -183,11 +183,11 @@ const clearDirtySQL = `DELETE FROM eco_usage_dirty_days WHERE day = $1 AND marke
 
 // RecomputeDay implements usage.RollupStore: aggregate_daily_usage of the
 // part and, with clear, clearDirtySQL, in one transaction.
-func (s *RollupStore) RecomputeDay(ctx context.Context, d usage.DirtyDay, part, parts int, clear bool) (int64, bool, error) {
+func (s *RollupStore) RecomputeDay(ctx context.Context, d usage.DirtyDay, part, parts, maxEndpoints int, clear bool) (int64, bool, error) {
 	var n int64
 	var cleared bool
 	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT aggregate_daily_usage($1, $2, $3)`, d.Day, part, parts).Scan(&n); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT aggregate_daily_usage($1, $2, $3, $4)`, d.Day, part, parts, maxEndpoints).Scan(&n); err != nil {
 			return err
 		}
 		if !clear {

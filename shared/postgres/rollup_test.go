@@ -56,7 +56,7 @@ func partition(t *testing.T, s *postgres.RollupStore, name string) usage.Partiti
 // recompute rebuilds the whole rollup of day, leaving its dirty mark alone.
 func recompute(t *testing.T, s *postgres.RollupStore, day time.Time) (int64, error) {
 	t.Helper()
-	n, _, err := s.RecomputeDay(context.Background(), usage.DirtyDay{Day: day}, 0, 1, false)
+	n, _, err := s.RecomputeDay(context.Background(), usage.DirtyDay{Day: day}, 0, 1, usage.DefaultMaxEndpointsPerDay, false)
 	return n, err
 }
 
@@ -248,7 +248,7 @@ func mustRun(t *testing.T, job *usage.RollupJob, opts usage.RollupOptions) *usag
 
 func checkRollup(t *testing.T, db *postgres.DB, all []usage.Event) {
 	t.Helper()
-	want := usage.RollupEvents(dedupe(all))
+	want := usage.RollupEvents(dedupe(all), usage.DefaultMaxEndpointsPerDay)
 	if diff := cmp.Diff(want, dailyUsage(t, db)); diff != "" {
 		t.Fatalf("rollup differs from the brute force (-want +got):\n%s", diff)
 	}

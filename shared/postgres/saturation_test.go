@@ -30,7 +30,7 @@ func TestSumsSaturate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, _, err := s.RecomputeDay(ctx, usage.DirtyDay{Day: d}, 0, 1, false); err != nil {
+		if _, _, err := s.RecomputeDay(ctx, usage.DirtyDay{Day: d}, 0, 1, usage.DefaultMaxEndpointsPerDay, false); err != nil {
 			t.Fatalf("recompute %s: %v", d.Format(time.DateOnly), err)
 		}
 	}

@@ -81,8 +81,8 @@ func Decode(body []byte, now time.Time, backfill time.Duration) ([]Event, []Reje
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		var raws []json.RawMessage
-		if err := decodeStrict(body, &raws); err != nil {
-			return nil, []Rejection{reject(body, "", "", jsonReason(err))}
+		if err := decodeStrict(body, &raws, "message"); err != nil {
+			return nil, []Rejection{reject(body, "", "", ErrorMessage(err))}
 		}
 		switch {
 		case len(raws) == 0:
@@ -93,7 +93,7 @@ func Decode(body []byte, now time.Time, backfill time.Duration) ([]Event, []Reje
 		events := make([]Event, 0, len(raws))
 		var rejected []Rejection
 		for i, raw := range raws {
-			e, rej := decodeEvent(raw, now, backfill)
+			e, rej := decodeEvent(raw, "event", now, backfill)
 			if rej != nil {
 				rej.Position = i
 				rejected = append(rejected, *rej)
@@ -103,32 +103,19 @@ func Decode(body []byte, now time.Time, backfill time.Duration) ([]Event, []Reje
 		}
 		return events, rejected
 	}
-	e, rej := decodeEvent(body, now, backfill)
+	e, rej := decodeEvent(body, "message", now, backfill)
 	if rej != nil {
 		return nil, []Rejection{*rej}
 	}
 	return []Event{e}, nil
 }
 
-// decodeEvent decodes and validates one event object.
-func decodeEvent(raw []byte, now time.Time, backfill time.Duration) (Event, *Rejection) {
+// decodeEvent decodes and validates one event object: a whole message
+// (what is "message") or an element of its array ("event").
+func decodeEvent(raw []byte, what string, now time.Time, backfill time.Duration) (Event, *Rejection) {
 	var e Event
-	if err := decodeStrict(raw, &e); err != nil {
-		field := ""
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			field = te.Field
-		} else if f, ok := unknownField(err); ok {
-			field = f
-		} else if strings.Contains(err.Error(), "parsing time") {
-			// time.Time's own UnmarshalJSON errors carry no field.
-			field = "occurred_at"
-		}
-		reason := jsonReason(err)
-		if field != "" && !strings.HasPrefix(reason, field+": ") {
-			reason = field + ": " + reason
-		}
-		r := reject(raw, eventIDOf(raw), field, reason)
+	if err := decodeStrict(raw, &e, what); err != nil {
+		r := reject(raw, eventIDOf(raw), ErrorField(err), ErrorMessage(err))
 		return Event{}, &r
 	}
 	if err := e.Validate(now, backfill); err != nil {
@@ -139,61 +126,58 @@ func decodeEvent(raw []byte, now time.Time, backfill time.Duration) (Event, *Rej
 	return e, nil
 }
 
-// decodeStrict decodes exactly one JSON value into v, refusing unknown
-// fields and trailing data.
-func decodeStrict(data []byte, v any) error {
+// decodeStrict decodes exactly one JSON value of data into v, refusing
+// unknown fields and trailing data. Its error is the rejection's reason in
+// our words, a CodeInvalid *Error naming the field at fault, or no field
+// when the input as a whole (what: "message", "event") is at fault:
+//
+//	invalid JSON at byte 12
+//	invalid JSON at byte 40: it ends too early
+//	the event must hold one JSON value; more follows at byte 310
+//	status_code: must be an integer
+//	colour: is not a field of this event
+//	occurred_at: must be a date-time (RFC 3339)
+func decodeStrict(data []byte, v any, what string) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return errors.New("the message is empty")
-		}
-		return err
+		return decodeReason(err, len(data), what)
 	}
+	off := dec.InputOffset()
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("data after the JSON value")
+		off += int64(len(data[off:]) - len(bytes.TrimLeft(data[off:], " \t\r\n")))
+		return Errorf(CodeInvalid, "the %s must hold one JSON value; more follows at byte %d", what, off+1)
 	}
 	return nil
 }
 
-// unknownField returns the field named by encoding/json's unknown field
-// error.
-func unknownField(err error) (string, bool) {
-	const prefix = `json: unknown field "`
-	msg := err.Error()
-	if !strings.HasPrefix(msg, prefix) {
-		return "", false
-	}
-	name := strings.TrimSuffix(strings.TrimPrefix(msg, prefix), `"`)
-	return name, true
-}
-
-// jsonReason turns a decoding error into a reason without the "json: "
-// prefix of encoding/json.
-func jsonReason(err error) string {
+// decodeReason words a decoding error of an input of size bytes (what:
+// "message", "event") as decodeStrict documents.
+func decodeReason(err error, size int, what string) error {
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		if te.Field != "" {
-			return fmt.Sprintf("%s: must be a JSON %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
-		}
-		return fmt.Sprintf("must be a JSON object or array of events, not %s", te.Value)
-	}
-	if f, ok := unknownField(err); ok {
-		return fmt.Sprintf("%s: unknown field", f)
-	}
-	return "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")
-}
-
-func jsonKind(k string) string {
 	switch {
-	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"), strings.HasPrefix(k, "float"):
-		return "number"
-	case k == "struct":
-		return "object"
-	case k == "slice":
-		return "array"
+	case errors.Is(err, io.EOF):
+		return Errorf(CodeInvalid, "the %s is empty", what)
+	case IsTimeError(err):
+		// time.Time decodes itself, and its errors name no field;
+		// occurred_at is an event's one time.
+		return FieldErrorf("occurred_at", "must be a date-time (RFC 3339)")
+	case errors.As(err, &te) && te.Field == "":
+		if what == "message" {
+			return Errorf(CodeInvalid, "the message must hold an event object or an array of events")
+		}
+		return Errorf(CodeInvalid, "an event must be a JSON object")
 	}
-	return k
+	// JSONError words the rest; "event" is what an unknown field is not a
+	// field of ("colour: is not a field of this event"). Invalid JSON is
+	// the input's as a whole, whatever a field might be called: the
+	// rejection names no field.
+	e := JSONError(err, size, "event")
+	var se *json.SyntaxError
+	if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return Errorf(CodeInvalid, "%s", strings.TrimPrefix(ErrorMessage(e), "event: "))
+	}
+	return e
 }
 
 // eventIDOf reads the event_id of a malformed event, best effort.

@@ -49,10 +49,10 @@ func TestDecode(t *testing.T) {
 		{name: "array", body: "[" + validEvent + "," + strings.Replace(validEvent, "0001", "0002", 1) + "]", events: 2},
 		{name: "whitespace around", body: " \n[" + validEvent + "]\n ", events: 1},
 		{name: "version 0 defaults", body: strings.Replace(validEvent, `"v":1,`, ``, 1), events: 1},
-		{name: "unknown field", body: withField("colour", `"red"`), fields: []string{"colour"}, reasonHave: "unknown field"},
+		{name: "unknown field", body: withField("colour", `"red"`), fields: []string{"colour"}, reasonHave: "is not a field of this event"},
 		{name: "wrong type", body: withField("status_code", `"200"`), fields: []string{"status_code"}, reasonHave: "status_code"},
 		{name: "bad time", body: withField("occurred_at", `"yesterday"`), fields: []string{"occurred_at"}},
-		{name: "trailing data", body: validEvent + `{}`, fields: []string{""}, reasonHave: "after"},
+		{name: "trailing data", body: validEvent + `{}`, fields: []string{""}, reasonHave: "more follows at byte"},
 		{name: "trailing data after array", body: "[" + validEvent + "] x", fields: []string{""}},
 		{name: "not json", body: `hello`, fields: []string{""}, reasonHave: "invalid JSON"},
 		{name: "empty", body: ``, fields: []string{""}},
@@ -170,7 +170,10 @@ func TestDecodeSafeText(t *testing.T) {
 
 // FuzzDecode checks that every input either decodes into valid events or
 // yields rejections with a reason, that nothing is lost (a body yields at
-// least one of either), and that rejections are storable text.
+// least one of either), that rejections are storable text, and that a
+// reason is in our words: it starts with the field it names, and past that
+// name (which an unknown field takes from the input) it carries none of
+// encoding/json's or Go's text.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(validEvent))
 	f.Add([]byte("[" + validEvent + "," + withField("method", `"X"`) + "]"))
@@ -178,6 +181,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte("\xff\x00"))
+	f.Add([]byte(withField("status_code", `"200"`)))
+	f.Add([]byte(withField("json: x", `1`)))
+	f.Add([]byte(`{"v":1,`))
+	f.Add([]byte(validEvent + ` {}`))
+	f.Add([]byte(`[7]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		events, rejected := usage.Decode(body, decodeNow, usage.DefaultBackfillWindow)
 		if len(events)+len(rejected) == 0 {
@@ -194,6 +202,16 @@ func FuzzDecode(f *testing.F) {
 		for _, r := range rejected {
 			if r.Reason == "" {
 				t.Fatalf("Decode(%q) rejected without a reason: %+v", body, r)
+			}
+			words := r.Reason
+			if r.Field != "" {
+				var ok bool
+				if words, ok = strings.CutPrefix(r.Reason, r.Field+": "); !ok {
+					t.Fatalf("Decode(%q) reason %q does not start with its field %q", body, r.Reason, r.Field)
+				}
+			}
+			if goWords.MatchString(words) {
+				t.Fatalf("Decode(%q) reason %q carries Go's wording", body, r.Reason)
 			}
 			for _, s := range []string{r.Body, r.Reason, r.Field, r.EventID} {
 				if !utf8.ValidString(s) || strings.Contains(s, "\x00") {

@@ -1,7 +1,9 @@
 package usage
 
 import (
+	"cmp"
 	"context"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -52,11 +54,44 @@ func Percentile(sorted []int64, p float64) int64 {
 	return sorted[i-1]
 }
 
+// DefaultMaxEndpointsPerDay is how many endpoints of one user and day the
+// daily rollup keeps by name unless RollupOptions.MaxEndpointsPerDay says
+// otherwise.
+const DefaultMaxEndpointsPerDay = 1000
+
+// MaxEndpointsPerDayLimit is the largest cap RollupOptions.MaxEndpointsPerDay
+// may set: a hundred times the default. A cap much larger would bound
+// nothing a caller could not reach.
+const MaxEndpointsPerDayLimit = 100_000
+
+// CheckMaxEndpointsPerDay returns a CodeInvalid error unless n is a cap the
+// daily rollup takes: 1 to MaxEndpointsPerDayLimit.
+func CheckMaxEndpointsPerDay(n int) error {
+	if n < 1 || n > MaxEndpointsPerDayLimit {
+		return Errorf(CodeInvalid, "the endpoints kept per user and day must be between 1 and %d, not %d", MaxEndpointsPerDayLimit, n)
+	}
+	return nil
+}
+
+// OtherEndpoint is the endpoint under which the daily rollup keeps the
+// calls of a user's day beyond its most called endpoints.
+const OtherEndpoint = "(other)"
+
 // RollupEvents computes the daily rollup of events: the reference
 // definition the database's aggregate_daily_usage implements. Events must
 // already be deduplicated (the raw table keeps one row per event). The
 // result is ordered by day, user, endpoint and API key.
-func RollupEvents(events []Event) []DailyRollup {
+//
+// A user's day keeps at most maxEndpoints endpoints by name, its most
+// called ones (every endpoint when maxEndpoints < 1); the events of the
+// others are rolled up under OtherEndpoint, one row per API key.
+// Endpoints rank by their calls summed over API keys, most first, ties in
+// byte order, and an endpoint named OtherEndpoint last (so that it joins
+// the row it names whenever anything is folded). Calls, errors, bytes and
+// events keep their totals; the percentiles and the maximum of an
+// OtherEndpoint row are those of its events.
+func RollupEvents(events []Event, maxEndpoints int) []DailyRollup {
+	folded := foldedEndpoints(events, maxEndpoints)
 	type key struct {
 		day                      time.Time
 		user, endpoint, apiKeyID string
@@ -68,15 +103,15 @@ func RollupEvents(events []Event) []DailyRollup {
 	groups := map[key]*acc{}
 	for _, e := range events {
 		k := key{Day(e.OccurredAt), e.UserID, e.Endpoint, e.APIKeyID}
+		if folded[userDayEndpoint{k.day, k.user, k.endpoint}] {
+			k.endpoint = OtherEndpoint
+		}
 		a := groups[k]
 		if a == nil {
 			a = &acc{row: DailyRollup{Day: k.day, UserID: k.user, Endpoint: k.endpoint, APIKeyID: k.apiKeyID}}
 			groups[k] = a
 		}
-		q := e.Quantity
-		if q == 0 {
-			q = 1
-		}
+		q := quantity(e)
 		r := &a.row
 		r.Calls += q
 		switch {
@@ -103,6 +138,63 @@ func RollupEvents(events []Event) []DailyRollup {
 	return out
 }
 
+// userDayEndpoint is one endpoint of one user's UTC day.
+type userDayEndpoint struct {
+	day            time.Time
+	user, endpoint string
+}
+
+// foldedEndpoints returns the endpoints of events that RollupEvents keeps
+// under OtherEndpoint.
+func foldedEndpoints(events []Event, maxEndpoints int) map[userDayEndpoint]bool {
+	if maxEndpoints < 1 {
+		return nil
+	}
+	type userDay struct {
+		day  time.Time
+		user string
+	}
+	calls := map[userDay]map[string]int64{}
+	for _, e := range events {
+		k := userDay{Day(e.OccurredAt), e.UserID}
+		if calls[k] == nil {
+			calls[k] = map[string]int64{}
+		}
+		calls[k][e.Endpoint] += quantity(e)
+	}
+	folded := map[userDayEndpoint]bool{}
+	for k, byEndpoint := range calls {
+		if len(byEndpoint) <= maxEndpoints {
+			continue
+		}
+		endpoints := slices.Collect(maps.Keys(byEndpoint))
+		slices.SortFunc(endpoints, func(a, b string) int {
+			if ao, bo := a == OtherEndpoint, b == OtherEndpoint; ao != bo {
+				if ao {
+					return 1
+				}
+				return -1
+			}
+			if c := cmp.Compare(byEndpoint[b], byEndpoint[a]); c != 0 {
+				return c
+			}
+			return strings.Compare(a, b)
+		})
+		for _, ep := range endpoints[maxEndpoints:] {
+			folded[userDayEndpoint{k.day, k.user, ep}] = true
+		}
+	}
+	return folded
+}
+
+// quantity is an event's quantity, a zero read as 1.
+func quantity(e Event) int64 {
+	if e.Quantity == 0 {
+		return 1
+	}
+	return e.Quantity
+}
+
 // SortDailyUsage orders rows by day, user, endpoint and API key.
 func SortDailyUsage(rows []DailyRollup) {
 	slices.SortFunc(rows, func(a, b DailyRollup) int {
@@ -127,6 +219,12 @@ type RollupOptions struct {
 	Backfill *DayRange
 	// RetentionDays is how long raw events are kept (DefaultRetentionDays).
 	RetentionDays int
+	// MaxEndpointsPerDay is how many endpoints of one user and day the
+	// rollup keeps by name (DefaultMaxEndpointsPerDay, at most
+	// MaxEndpointsPerDayLimit); the calls of the others are kept under
+	// OtherEndpoint (see RollupEvents), so that no caller can grow the
+	// rollup without bound.
+	MaxEndpointsPerDay int
 	// PartitionsAhead is how many months of raw partitions must exist after
 	// the current one (2).
 	PartitionsAhead int
@@ -174,7 +272,8 @@ type Rollup interface {
 	// window, and records the run. When another run holds the job lock
 	// it records a skipped run and returns it with Skipped set and a nil
 	// error. Returns CodeInvalid for a bad backfill range (reversed, too
-	// long, or reaching days whose raw events are no longer kept) and
-	// CodeUnavailable when the database is unreachable or busy.
+	// long, or reaching days whose raw events are no longer kept) or a
+	// MaxEndpointsPerDay past MaxEndpointsPerDayLimit, and CodeUnavailable
+	// when the database is unreachable or busy.
 	RunRollup(ctx context.Context, opts RollupOptions) (*RollupRun, error)
 }

@@ -62,7 +62,7 @@ func TestRollupEvents(t *testing.T) {
 		{Day: d2, UserID: u2, Endpoint: "GET /a", Calls: 1, RequestBytes: 10, ResponseBytes: 100,
 			LatencySumMS: 5, LatencyP50MS: 5, LatencyP95MS: 5, LatencyMaxMS: 5, Events: 1},
 	}
-	if diff := cmp.Diff(want, usage.RollupEvents(events)); diff != "" {
+	if diff := cmp.Diff(want, usage.RollupEvents(events, usage.DefaultMaxEndpointsPerDay)); diff != "" {
 		t.Errorf("RollupEvents (-want +got):\n%s", diff)
 	}
 }

@@ -95,11 +95,12 @@ type RollupStore interface {
 	// RecomputeDay rebuilds part of parts of d's rollup (the users that
 	// fall in that part; 0 of 1 is the whole day) in one transaction and,
 	// with clear, clears d's dirty mark in the same transaction if it is
-	// still d.MarkedAt. It returns the rollup rows written and whether the
-	// mark was cleared. Recomputing is idempotent. A day whose raw
-	// partition is gone is refused (CodeInternal): its rollup would be
-	// emptied.
-	RecomputeDay(ctx context.Context, d DirtyDay, part, parts int, clear bool) (written int64, cleared bool, err error)
+	// still d.MarkedAt. A user's day keeps maxEndpoints (at least 1)
+	// endpoints by name and the rest under OtherEndpoint, as RollupEvents
+	// defines. It returns the rollup rows written and whether the mark was
+	// cleared. Recomputing is idempotent. A day whose raw partition is gone
+	// is refused (CodeInternal): its rollup would be emptied.
+	RecomputeDay(ctx context.Context, d DirtyDay, part, parts, maxEndpoints int, clear bool) (written int64, cleared bool, err error)
 	// ClearDirty clears d's dirty mark if it is still d.MarkedAt and
 	// reports whether it did.
 	ClearDirty(ctx context.Context, d DirtyDay) (bool, error)
@@ -142,6 +143,9 @@ var _ Rollup = (*RollupJob)(nil)
 // RunRollup implements Rollup.
 func (j *RollupJob) RunRollup(ctx context.Context, opts RollupOptions) (*RollupRun, error) {
 	opts = rollupDefaults(opts)
+	if err := CheckMaxEndpointsPerDay(opts.MaxEndpointsPerDay); err != nil {
+		return nil, err
+	}
 	if opts.Backfill != nil {
 		if err := opts.Backfill.Validate(); err != nil {
 			return nil, err
@@ -185,6 +189,9 @@ func (j *RollupJob) release(ctx context.Context, holder string) {
 func rollupDefaults(o RollupOptions) RollupOptions {
 	if o.RetentionDays <= 0 {
 		o.RetentionDays = DefaultRetentionDays
+	}
+	if o.MaxEndpointsPerDay <= 0 {
+		o.MaxEndpointsPerDay = DefaultMaxEndpointsPerDay
 	}
 	if o.PartitionsAhead <= 0 {
 		o.PartitionsAhead = DefaultPartitionsAhead
@@ -235,7 +242,7 @@ func (j *RollupJob) run(ctx context.Context, now time.Time, opts RollupOptions, 
 			return err
 		}
 	}
-	if err := j.recomputeDirty(ctx, opts.Workers, kept, run); err != nil {
+	if err := j.recomputeDirty(ctx, opts.Workers, opts.MaxEndpointsPerDay, kept, run); err != nil {
 		return err
 	}
 	if len(run.Deferred) > 0 {
@@ -274,8 +281,9 @@ func (j *RollupJob) markBackfill(ctx context.Context, r DayRange, kept []Partiti
 // recomputeDirty recomputes every day dirty at the start of the run,
 // workers transactions at a time. When fewer than 2×workers days are dirty,
 // each day is split into workers parts by user so that a small run still
-// uses every worker. Every day is attempted; the first error is returned.
-func (j *RollupJob) recomputeDirty(ctx context.Context, workers int, kept []Partition, run *RollupRun) error {
+// uses every worker. A user's day keeps maxEndpoints endpoints by name.
+// Every day is attempted; the first error is returned.
+func (j *RollupJob) recomputeDirty(ctx context.Context, workers, maxEndpoints int, kept []Partition, run *RollupRun) error {
 	dirty, err := j.Store.DirtyDays(ctx)
 	if err != nil {
 		return err
@@ -307,7 +315,7 @@ func (j *RollupJob) recomputeDirty(ctx context.Context, workers int, kept []Part
 				d := dirty[u.day]
 				// A day done in one part clears its mark in the same
 				// transaction; a split day clears it once every part is in.
-				n, cleared, err := j.recomputePart(ctx, d, holds(kept, d.Day), u.part, parts)
+				n, cleared, err := j.recomputePart(ctx, d, holds(kept, d.Day), u.part, parts, maxEndpoints)
 				mu.Lock()
 				left[u.day]--
 				written[u.day] += n
@@ -359,7 +367,7 @@ feed:
 // recomputePart recomputes part of parts of d; with a single part it also
 // clears d's mark. A day without a raw partition has no raw events to
 // aggregate: only its mark is cleared.
-func (j *RollupJob) recomputePart(ctx context.Context, d DirtyDay, kept bool, part, parts int) (int64, bool, error) {
+func (j *RollupJob) recomputePart(ctx context.Context, d DirtyDay, kept bool, part, parts, maxEndpoints int) (int64, bool, error) {
 	clear := parts == 1
 	if !kept {
 		if !clear {
@@ -368,7 +376,7 @@ func (j *RollupJob) recomputePart(ctx context.Context, d DirtyDay, kept bool, pa
 		cleared, err := j.Store.ClearDirty(ctx, d)
 		return 0, cleared, err
 	}
-	return j.Store.RecomputeDay(ctx, d, part, parts, clear)
+	return j.Store.RecomputeDay(ctx, d, part, parts, maxEndpoints, clear)
 }
 
 // retention drops the raw partitions that end on or before the retention

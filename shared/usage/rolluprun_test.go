@@ -36,6 +36,8 @@ type rollupStore struct {
 
 	mu    sync.Mutex
 	calls []string
+	// maxEndpoints are the caps RecomputeDay was given, in call order.
+	maxEndpoints []int
 }
 
 var _ usage.RollupStore = (*rollupStore)(nil)
@@ -140,8 +142,11 @@ func (s *rollupStore) DirtyDays(context.Context) ([]usage.DirtyDay, error) {
 	return s.DirtyDaysFn()
 }
 
-func (s *rollupStore) RecomputeDay(_ context.Context, d usage.DirtyDay, part, parts int, clear bool) (int64, bool, error) {
+func (s *rollupStore) RecomputeDay(_ context.Context, d usage.DirtyDay, part, parts, maxEndpoints int, clear bool) (int64, bool, error) {
 	s.log("RecomputeDay %s %d/%d clear=%v", d.Day.Format(time.DateOnly), part, parts, clear)
+	s.mu.Lock()
+	s.maxEndpoints = append(s.maxEndpoints, maxEndpoints)
+	s.mu.Unlock()
 	if s.RecomputeDayFn == nil {
 		return 1, clear, nil
 	}
