@@ -70,6 +70,9 @@ func (h *Handler) getUserUsage(ctx context.Context, r *httpapi.Request, _ usage.
 	return h.usageOf(ctx, id)
 }
 
+// putPlan changes the user's plan: an upgrade at once, a downgrade at the
+// end of the running period (usage.DecideChange); the answer says which
+// and when.
 func (h *Handler) putPlan(ctx context.Context, r *httpapi.Request, admin usage.Identity) httpapi.Response {
 	id, err := pathUser(r)
 	if err != nil {
@@ -88,7 +91,8 @@ func (h *Handler) putPlan(ctx context.Context, r *httpapi.Request, admin usage.I
 	if err != nil {
 		return h.fail(ctx, err)
 	}
-	h.Logger.InfoContext(ctx, "plan changed", "user_id", id, "plan_id", sub.PlanID, "by", admin.UserID)
+	h.Logger.InfoContext(ctx, "plan changed", "user_id", id, "plan_id", c.PlanID, "change", sub.Change,
+		"effective_at", sub.EffectiveAt, "by", admin.UserID)
 	return httpapi.JSON(http.StatusOK, sub)
 }
 

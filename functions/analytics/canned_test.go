@@ -15,7 +15,7 @@ import (
 
 var (
 	marchPeriod = usage.Period{Start: time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 4, 10, 0, 0, 0, 0, time.UTC)}
-	proPlan     = usage.Plan{ID: "pro", Name: "Pro", IncludedCalls: 50, RatePerSecond: 50, Burst: 100,
+	proPlan     = usage.Plan{ID: "pro", Name: "Pro", IncludedCalls: 50, RatePerSecond: 50, Burst: 100, PriceModel: usage.PricePackage,
 		OverageUnitSize: 10, OverageUnitPrice: 50, Currency: "usd"}
 	lastUpdated = time.Date(2026, 3, 15, 11, 0, 0, 0, time.UTC)
 
@@ -79,11 +79,11 @@ func cannedAdmin() *mock.AdminStore {
 				{UserID: bob, PlanID: "free", Calls: 3}}
 			return users[:min(f.Limit, len(users))], nil
 		},
-		PutPlanFn: func(_ context.Context, c usage.PlanChange) (*usage.Subscription, error) {
+		PutPlanFn: func(_ context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
 			eff := proPlan
 			eff.ID, eff.Name = c.PlanID, "Enterprise"
-			return &usage.Subscription{UserID: c.UserID, PlanID: c.PlanID, Overrides: c.Overrides,
-				Effective: eff.Apply(c.Overrides), PeriodAnchor: usage.Day(testNow)}, nil
+			return &usage.PlanChanged{Subscription: &usage.Subscription{UserID: c.UserID, PlanID: c.PlanID, Overrides: c.Overrides,
+				Effective: eff.Apply(c.Overrides), PeriodAnchor: marchPeriod.Start}, Change: usage.ChangeUpgrade, EffectiveAt: testNow}, nil
 		},
 		QueueAggregationFn: func(_ context.Context, r usage.DayRange) (int, error) { return r.Len(), nil },
 		RejectedEventsFn: func(_ context.Context, before int64, limit int) ([]usage.RejectedEvent, error) {
@@ -147,7 +147,7 @@ func (f *fixture) noStore(t *testing.T) {
 			called("TopUsers")
 			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 		},
-		PutPlanFn: func(context.Context, usage.PlanChange) (*usage.Subscription, error) {
+		PutPlanFn: func(context.Context, usage.PlanChange) (*usage.PlanChanged, error) {
 			called("PutPlan")
 			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 		},

@@ -43,7 +43,7 @@ var _ usage.AdminStore = (*AdminStore)(nil)
 type AdminStore struct {
 	AdminSummaryFn     func(ctx context.Context, r usage.DayRange, now time.Time) (*usage.AdminSummary, error)
 	TopUsersFn         func(ctx context.Context, f usage.TopUsersFilter, now time.Time) ([]usage.TopUser, error)
-	PutPlanFn          func(ctx context.Context, c usage.PlanChange) (*usage.Subscription, error)
+	PutPlanFn          func(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error)
 	QueueAggregationFn func(ctx context.Context, r usage.DayRange) (int, error)
 	RejectedEventsFn   func(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error)
 	ListLedgerPageFn   func(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error)
@@ -60,7 +60,7 @@ func (s *AdminStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, now t
 }
 
 // PutPlan calls PutPlanFn.
-func (s *AdminStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.Subscription, error) {
+func (s *AdminStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
 	return s.PutPlanFn(ctx, c)
 }
 

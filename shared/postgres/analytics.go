@@ -36,8 +36,7 @@ func checkUser(id string) error {
 // summaryQuery reads the effective plan, the anchor and the live counters
 // of the 33 days around today, enough for any monthly period holding today.
 const summaryQuery = `SELECT ` + planColumns + `,
-	s.user_id IS NOT NULL, s.included_calls, s.hard_limit, s.rate_per_second, s.burst,
-	s.overage_unit_size, s.overage_unit_price, s.currency, s.period_anchor,
+	s.user_id IS NOT NULL, ` + overrideColumns + `, s.period_anchor,
 	c.days, c.calls, c.updated
 FROM (SELECT $1::uuid AS user_id) u
 LEFT JOIN eco_subscriptions s ON s.user_id = u.user_id
@@ -64,9 +63,9 @@ func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now ti
 		calls   []int64
 		updated []time.Time
 	)
+	dest := append([]any{&found}, overrideDest(&o)...)
 	err := scanPlan(s.db.Pool.QueryRow(ctx, summaryQuery, userID, usage.Day(now)), &plan,
-		&found, &o.IncludedCalls, &o.HardLimit, &o.RatePerSecond, &o.Burst,
-		&o.OverageUnitSize, &o.OverageUnitPrice, &o.Currency, &anchor, &days, &calls, &updated)
+		append(dest, &anchor, &days, &calls, &updated)...)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("usage summary of %s: %w", userID, err))
 	}
@@ -368,8 +367,16 @@ func (s *AnalyticsStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, n
 // PutPlan changes the user's plan and writes the audit row, in one
 // transaction. A transaction-scoped advisory lock on the user serialises
 // concurrent changes, so that each audit row's old value is the previous
-// change's new value.
-func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.Subscription, error) {
+// change's new value. usage.DecideChange says what the change is; then:
+//
+//   - start: the subscription is created, anchored today, with its first
+//     history entry;
+//   - upgrade: the subscription's terms are replaced now, a history entry
+//     starts now, and a pending downgrade is dropped;
+//   - downgrade: the terms wait in next_* and in a history entry from the
+//     end of the running period, replacing a pending one;
+//   - same: a pending downgrade is dropped; nothing else changes.
+func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
 	if err := checkUser(c.UserID); err != nil {
 		return nil, err
 	}
@@ -380,9 +387,10 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usag
 		return nil, err
 	}
 	now := s.db.now()
-	var sub *usage.Subscription
+	var out *usage.PlanChanged
 	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eco_plan:' || $1::text, 0))`, c.UserID); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eco_plan:' || $1::text, 0)),
+				promote_due_terms($2::timestamptz, $1::uuid)`, c.UserID, now); err != nil {
 			return err
 		}
 		var plan usage.Plan
@@ -392,40 +400,90 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usag
 			}
 			return err
 		}
-		o := c.Overrides
-		var anchor time.Time
-		var stripeCustomer, stripeSub string
-		err := tx.QueryRow(ctx, `WITH old AS (
-				SELECT to_jsonb(s) AS j FROM eco_subscriptions s WHERE s.user_id = $1
-			), up AS (
-				INSERT INTO eco_subscriptions AS s (user_id, plan_id, included_calls, hard_limit, rate_per_second, burst,
-					overage_unit_size, overage_unit_price, currency, period_anchor, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
-				ON CONFLICT (user_id) DO UPDATE SET plan_id = excluded.plan_id,
-					included_calls = excluded.included_calls, hard_limit = excluded.hard_limit,
-					rate_per_second = excluded.rate_per_second, burst = excluded.burst,
-					overage_unit_size = excluded.overage_unit_size, overage_unit_price = excluded.overage_unit_price,
-					currency = excluded.currency, updated_at = excluded.updated_at
-				RETURNING s.*
-			), audit AS (
-				INSERT INTO eco_plan_audit (who, at, user_id, old, new)
-				SELECT $12, $11, $1, (SELECT j FROM old), to_jsonb(up) FROM up
-			)
-			SELECT period_anchor, coalesce(stripe_customer_id, ''), coalesce(stripe_subscription_id, '') FROM up`,
-			c.UserID, c.PlanID, o.IncludedCalls, o.HardLimit, o.RatePerSecond, o.Burst,
-			o.OverageUnitSize, o.OverageUnitPrice, o.Currency, usage.Day(now), now, c.Who).
-			Scan(&anchor, &stripeCustomer, &stripeSub)
+		next := plan.Apply(c.Overrides)
+		if err := next.Validate(); err != nil {
+			return err
+		}
+		var old []byte
+		if err := tx.QueryRow(ctx, `SELECT to_jsonb(s) FROM eco_subscriptions s WHERE s.user_id = $1`, c.UserID).Scan(&old); err != nil && err != pgx.ErrNoRows {
+			return err
+		}
+		var cur *usage.Subscription
+		if old != nil {
+			cur = &usage.Subscription{UserID: c.UserID}
+			if err := scanSubscription(tx.QueryRow(ctx, subscriptionQuery, c.UserID), cur); err != nil {
+				return err
+			}
+		}
+		change, at, err := usage.DecideChange(cur, c.PlanID, c.Overrides, next, now)
 		if err != nil {
 			return err
 		}
-		sub = &usage.Subscription{UserID: c.UserID, PlanID: c.PlanID, Overrides: o, Effective: plan.Apply(o),
-			StripeCustomerID: stripeCustomer, StripeSubscriptionID: stripeSub, PeriodAnchor: anchor.UTC()}
+		if err := writeChange(ctx, tx, c, change, at, now); err != nil {
+			return err
+		}
+		sub := &usage.Subscription{UserID: c.UserID}
+		if err := scanSubscription(tx.QueryRow(ctx, subscriptionQuery, c.UserID), sub); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO eco_plan_audit (who, at, user_id, old, new, change, effective_at)
+			SELECT $1, $2, $3, $4, to_jsonb(s), $5, $6 FROM eco_subscriptions s WHERE s.user_id = $3`,
+			c.Who, now, c.UserID, old, change, at); err != nil {
+			return err
+		}
+		out = &usage.PlanChanged{Subscription: sub, Change: change, EffectiveAt: at}
 		return nil
 	})
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("put plan of %s: %w", c.UserID, err))
 	}
-	return sub, nil
+	return out, nil
+}
+
+// writeChange writes a plan change the way DecideChange decided it, in tx.
+func writeChange(ctx context.Context, tx pgx.Tx, c usage.PlanChange, change string, at, now time.Time) error {
+	o := c.Overrides
+	oj, err := overridesJSON(o)
+	if err != nil {
+		return err
+	}
+	// A pending downgrade (entries after now) goes, whatever the change.
+	if _, err := tx.Exec(ctx, `DELETE FROM eco_subscription_terms WHERE user_id = $1 AND effective_from > $2`, c.UserID, now); err != nil {
+		return err
+	}
+	switch change {
+	case usage.ChangeSame:
+		_, err = tx.Exec(ctx, `UPDATE eco_subscriptions SET next_plan_id = NULL, next_overrides = NULL, next_from = NULL,
+			updated_at = $2 WHERE user_id = $1 AND next_plan_id IS NOT NULL`, c.UserID, now)
+		return err
+	case usage.ChangeDowngrade:
+		if _, err = tx.Exec(ctx, `UPDATE eco_subscriptions SET next_plan_id = $2, next_overrides = $3, next_from = $4,
+			updated_at = $5 WHERE user_id = $1`, c.UserID, c.PlanID, oj, at, now); err != nil {
+			return err
+		}
+	default: // start, upgrade
+		if _, err = tx.Exec(ctx, `INSERT INTO eco_subscriptions AS s (user_id, plan_id, included_calls, hard_limit, rate_per_second,
+				burst, overage_unit_size, overage_unit_price, currency, price_model, price_tiers, period_anchor, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+			ON CONFLICT (user_id) DO UPDATE SET plan_id = excluded.plan_id,
+				included_calls = excluded.included_calls, hard_limit = excluded.hard_limit,
+				rate_per_second = excluded.rate_per_second, burst = excluded.burst,
+				overage_unit_size = excluded.overage_unit_size, overage_unit_price = excluded.overage_unit_price,
+				currency = excluded.currency, price_model = excluded.price_model, price_tiers = excluded.price_tiers,
+				next_plan_id = NULL, next_overrides = NULL, next_from = NULL, updated_at = excluded.updated_at`,
+			c.UserID, c.PlanID, o.IncludedCalls, o.HardLimit, o.RatePerSecond, o.Burst, o.OverageUnitSize, o.OverageUnitPrice,
+			o.Currency, o.PriceModel, tiersParam(o.Tiers), usage.Day(now), now); err != nil {
+			return err
+		}
+	}
+	// The entry of the new terms; a second change at the same instant
+	// replaces the first.
+	_, err = tx.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at, requested_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (user_id, effective_from) DO UPDATE SET plan_id = excluded.plan_id, overrides = excluded.overrides,
+			change = excluded.change, requested_at = excluded.requested_at, requested_by = excluded.requested_by`,
+		c.UserID, at, c.PlanID, oj, change, now, c.Who)
+	return err
 }
 
 // QueueAggregation marks the range's days dirty for the aggregate job.

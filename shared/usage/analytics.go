@@ -121,6 +121,18 @@ type PlanChange struct {
 	Who string `json:"-"`
 }
 
+// PlanChanged is what a plan change did: the subscription after it, which
+// kind of change it was (ChangeStart, ChangeUpgrade, ChangeDowngrade or
+// ChangeSame, see DecideChange) and when the terms asked for are in force:
+// the start of the day for a new subscription, now for an upgrade or the
+// same terms, the end of the running period for a downgrade (until then
+// the subscription's Next).
+type PlanChanged struct {
+	*Subscription
+	Change      string    `json:"change"`
+	EffectiveAt time.Time `json:"effective_at"`
+}
+
 // RejectedEvent is a message that could not be recorded.
 type RejectedEvent struct {
 	ID         int64     `json:"id"`
@@ -194,11 +206,15 @@ type AdminStore interface {
 	// TopUsers returns the users with the most calls, errors or overage.
 	// An unknown ranking is CodeInvalid naming "by".
 	TopUsers(ctx context.Context, f TopUsersFilter, now time.Time) ([]TopUser, error)
-	// PutPlan changes the user's plan and overrides and writes the audit
-	// row in one transaction; it returns the subscription after the change.
-	// Returns CodeInvalid naming "plan_id" if the plan is missing or does
-	// not exist, or naming the override that is invalid.
-	PutPlan(ctx context.Context, c PlanChange) (*Subscription, error)
+	// PutPlan changes the user's plan and overrides under the convention
+	// of DecideChange, keeps the terms history and writes the audit row
+	// (who, when, the subscription before and after, the kind of change and
+	// when it takes effect) in one transaction; it returns the subscription
+	// after the change and what the change was. Returns CodeInvalid naming
+	// "plan_id" if the plan is missing or does not exist, naming the
+	// override that is invalid, or naming "currency" for a change of
+	// currency while both terms bill.
+	PutPlan(ctx context.Context, c PlanChange) (*PlanChanged, error)
 	// QueueAggregation marks the range's days dirty so that the next
 	// aggregate run recomputes them, and returns how many days it marked.
 	QueueAggregation(ctx context.Context, r DayRange) (int, error)

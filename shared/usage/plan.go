@@ -156,7 +156,8 @@ func (p Plan) Bills() bool { return p.ID != PlanFree && p.Price().Charges() }
 var DefaultPeriodAnchor = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Subscription ties a user to a plan. Effective is the plan with the user's
-// overrides applied (Plan.Apply, the one place they are merged).
+// overrides applied (Plan.Apply, the one place they are merged): the terms
+// in force since the last change, unless Next has taken over.
 type Subscription struct {
 	UserID               string    `json:"user_id"`
 	PlanID               string    `json:"plan_id"`
@@ -165,6 +166,9 @@ type Subscription struct {
 	StripeCustomerID     string    `json:"stripe_customer_id,omitempty"`
 	StripeSubscriptionID string    `json:"stripe_subscription_id,omitempty"`
 	PeriodAnchor         time.Time `json:"period_anchor"`
+	// Next is a downgrade waiting for the end of the running period (its
+	// From); nil when none. Subscription.At tells which terms are in force.
+	Next *Terms `json:"next,omitempty"`
 	// Version identifies what the subscription and its plan held when they
 	// were read; the store changes it on every write of either, so a copy
 	// kept in memory is checked by comparing versions. Opaque.

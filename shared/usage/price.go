@@ -249,6 +249,14 @@ func mulDivRound(a, b, c int64) (int64, bool) {
 	return r.Int64(), r.IsInt64()
 }
 
+// mulDivFloor returns a × b / c rounded down, exactly (a, b ≥ 0, c > 0),
+// and false when the result does not fit in int64.
+func mulDivFloor(a, b, c int64) (int64, bool) {
+	r := new(big.Int).Mul(big.NewInt(a), big.NewInt(b))
+	r.Quo(r, big.NewInt(c))
+	return r.Int64(), r.IsInt64()
+}
+
 // The minor units of currencies whose minor unit is not a hundredth, as
 // Stripe counts them.
 var currencyDecimals = map[string]int{
