@@ -15,6 +15,15 @@
 -- overage job prices each part of a period under the entry in force then.
 -- Existing subscriptions get one entry, their terms of today from their
 -- anchor: what they were billed with so far.
+--
+-- The ledger: each row keeps the lines it was priced with (one per part of
+-- the period under one set of terms, usage.Line as JSON), the invoice
+-- item's description as sent (Stripe refuses a reused idempotency key with
+-- other parameters, so a retry must send the same text), the Stripe
+-- customers it was sent to, and how often an admin retried it. Dry runs
+-- write no rows any more (see below); eco_overage_progress says up to where
+-- every closed period of a subscription has its rows, so that a run after
+-- dry runs bills every period not billed yet, however old.
 
 -- +goose Up
 
@@ -124,7 +133,70 @@ ALTER TABLE eco_plan_audit
     ADD COLUMN change text CHECK (change IN ('start', 'upgrade', 'downgrade', 'same')),
     ADD COLUMN effective_at timestamptz;
 
+-- Dry runs wrote rows with status dry_run, the real idempotency key and
+-- seq 0, and PeriodStates counted their amounts as charged: the next real
+-- run found nothing left to bill, for that period, forever. A dry run now
+-- reports what a real run would write and writes nothing; the old rows go,
+-- and the status with them. Their periods have no base row any more, and
+-- eco_overage_progress starts empty, so the next real run bills them.
+DELETE FROM eco_overage_ledger WHERE status = 'dry_run';
+ALTER TABLE eco_overage_ledger
+    DROP CONSTRAINT eco_overage_ledger_status_check,
+    ADD CONSTRAINT eco_overage_ledger_status_check CHECK (status IN ('pending', 'billed', 'failed', 'skipped')),
+    ADD COLUMN lines jsonb CHECK (jsonb_typeof(lines) = 'array'),
+    ADD COLUMN description text NOT NULL DEFAULT '',
+    ADD COLUMN sent_to text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN retries integer NOT NULL DEFAULT 0 CHECK (retries >= 0);
+
+COMMENT ON COLUMN eco_overage_ledger.lines IS
+    'the period''s pricing as of this row: each part under one set of terms with its plan, price, included share, calls and amount (usage.Line); NULL on rows from before migration 00011, which priced the whole period as a package';
+COMMENT ON COLUMN eco_overage_ledger.sent_to IS
+    'the Stripe customers the row was claimed for, first first: it is looked up under them before it is sent again';
+
+-- The rows written before keep the description they were (or will be)
+-- sent with: the text the code of that time built.
+UPDATE eco_overage_ledger SET description = format('API overage%s: %s calls above %s included, period %s – %s',
+        CASE WHEN seq > 0 THEN ' adjustment ' || seq END,
+        greatest(0, used_calls - included_calls), included_calls,
+        to_char(period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD'),
+        to_char((period_end - interval '1 microsecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD'));
+
+-- Rows tried before were sent to the customer the subscription has now
+-- (the best knowledge there is).
+UPDATE eco_overage_ledger l SET sent_to = ARRAY[s.stripe_customer_id]
+  FROM eco_subscriptions s
+ WHERE s.user_id = l.user_id AND l.attempts > 0 AND s.stripe_customer_id IS NOT NULL;
+
+-- How far each subscription's closed periods have their ledger rows: every
+-- period ending at or before closed_through is planned. A subscription
+-- without a row starts from its anchor.
+CREATE TABLE eco_overage_progress (
+    user_id                  uuid PRIMARY KEY,
+    closed_through           timestamptz NOT NULL,
+    updated_at               timestamptz NOT NULL
+);
+
+-- What admins did to ledger rows (a retry of a failed row): who, when, the
+-- row before and after.
+CREATE TABLE eco_overage_audit (
+    audit_id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    who                      text NOT NULL,
+    at                       timestamptz NOT NULL,
+    ledger_id                uuid NOT NULL,
+    action                   text NOT NULL CHECK (action IN ('retry')),
+    old                      jsonb NOT NULL,
+    new                      jsonb NOT NULL
+);
+
+CREATE INDEX eco_overage_audit_ledger_idx ON eco_overage_audit (ledger_id, at);
+
 -- +goose Down
+DROP TABLE eco_overage_audit;
+DROP TABLE eco_overage_progress;
+ALTER TABLE eco_overage_ledger
+    DROP COLUMN retries, DROP COLUMN sent_to, DROP COLUMN description, DROP COLUMN lines,
+    DROP CONSTRAINT eco_overage_ledger_status_check,
+    ADD CONSTRAINT eco_overage_ledger_status_check CHECK (status IN ('pending', 'billed', 'failed', 'skipped', 'dry_run'));
 ALTER TABLE eco_plan_audit DROP COLUMN effective_at, DROP COLUMN change;
 DROP FUNCTION promote_due_terms(timestamptz, uuid);
 DROP TABLE eco_subscription_terms;

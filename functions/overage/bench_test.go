@@ -19,7 +19,7 @@ type timedLedger struct {
 
 func (l *timedLedger) since(t time.Time) { l.ns.Add(int64(time.Since(t))) }
 
-func (l *timedLedger) BillableSubscriptions(ctx context.Context) ([]*usage.Subscription, error) {
+func (l *timedLedger) BillableSubscriptions(ctx context.Context) ([]*usage.BillableSubscription, error) {
 	defer l.since(time.Now())
 	return l.LedgerStore.BillableSubscriptions(ctx)
 }
@@ -27,9 +27,21 @@ func (l *timedLedger) PeriodStates(ctx context.Context, p []usage.UserPeriod) ([
 	defer l.since(time.Now())
 	return l.LedgerStore.PeriodStates(ctx, p)
 }
-func (l *timedLedger) InsertLedgerEntries(ctx context.Context, e []*usage.LedgerEntry, now time.Time) (int, error) {
+func (l *timedLedger) InsertLedgerEntries(ctx context.Context, e []*usage.LedgerEntry, p []usage.Progress, now time.Time) (int, error) {
 	defer l.since(time.Now())
-	return l.LedgerStore.InsertLedgerEntries(ctx, e, now)
+	return l.LedgerStore.InsertLedgerEntries(ctx, e, p, now)
+}
+func (l *timedLedger) PromoteDueTerms(ctx context.Context, now time.Time) (int, error) {
+	defer l.since(time.Now())
+	return l.LedgerStore.PromoteDueTerms(ctx, now)
+}
+func (l *timedLedger) OpenRun(ctx context.Context, rep *usage.RunReport, now, started time.Time) (int64, error) {
+	defer l.since(time.Now())
+	return l.LedgerStore.OpenRun(ctx, rep, now, started)
+}
+func (l *timedLedger) CloseRun(ctx context.Context, id int64, rep *usage.RunReport, at time.Time, err error) error {
+	defer l.since(time.Now())
+	return l.LedgerStore.CloseRun(ctx, id, rep, at, err)
 }
 func (l *timedLedger) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
 	defer l.since(time.Now())
@@ -57,6 +69,11 @@ func seedBench(b *testing.B, e *testEnv, n int) {
 	_, err := e.db.Pool.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, stripe_customer_id, stripe_subscription_id, period_anchor)
 		SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'pro', 'cus_b' || i, 'sub_b' || i, $2
 		FROM generate_series(1, $1) i`, n, anchor)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = e.db.Pool.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, change, requested_at)
+		SELECT user_id, period_anchor, plan_id, 'start', period_anchor FROM eco_subscriptions`)
 	if err != nil {
 		b.Fatal(err)
 	}

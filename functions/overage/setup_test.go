@@ -50,6 +50,8 @@ func newEnv(t testing.TB, biller usage.Biller) *testEnv {
 		Biller:  biller,
 		Logger:  testLogger(t),
 		Now:     func() time.Time { return runAt },
+
+		AllowClockOverride: true,
 	}
 	return e
 }

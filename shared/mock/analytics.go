@@ -47,6 +47,7 @@ type AdminStore struct {
 	QueueAggregationFn func(ctx context.Context, r usage.DayRange) (int, error)
 	RejectedEventsFn   func(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error)
 	ListLedgerPageFn   func(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error)
+	RetryLedgerEntryFn func(ctx context.Context, ledgerID, who string) (*usage.LedgerEntry, error)
 }
 
 // AdminSummary calls AdminSummaryFn.
@@ -77,4 +78,9 @@ func (s *AdminStore) RejectedEvents(ctx context.Context, before int64, limit int
 // ListLedgerPage calls ListLedgerPageFn.
 func (s *AdminStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error) {
 	return s.ListLedgerPageFn(ctx, f)
+}
+
+// RetryLedgerEntry calls RetryLedgerEntryFn.
+func (s *AdminStore) RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*usage.LedgerEntry, error) {
+	return s.RetryLedgerEntryFn(ctx, ledgerID, who)
 }

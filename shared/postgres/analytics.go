@@ -563,6 +563,46 @@ func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage)
 	return out, nil
 }
 
+// RetryLedgerEntry makes a failed ledger row pending again, its attempts
+// from zero and its retries counted, and writes the audit row (who, when,
+// the row before and after), in one transaction. The next billing run
+// looks the row up in Stripe before it sends it again (Retries > 0).
+func (s *AnalyticsStore) RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*usage.LedgerEntry, error) {
+	if !usage.IsUUID(ledgerID) {
+		return nil, usage.FieldErrorf("id", "must be a UUID")
+	}
+	now := s.db.now()
+	var e usage.LedgerEntry
+	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+		var (
+			old    []byte
+			status string
+		)
+		err := tx.QueryRow(ctx, `SELECT to_jsonb(l), l.status FROM eco_overage_ledger l WHERE l.ledger_id = $1 FOR UPDATE`, ledgerID).Scan(&old, &status)
+		if err == pgx.ErrNoRows {
+			return usage.Errorf(usage.CodeNotFound, "no ledger row %s", ledgerID)
+		}
+		if err != nil {
+			return err
+		}
+		if status != usage.LedgerFailed {
+			return usage.Errorf(usage.CodeConflict, "ledger row %s is %s; only failed rows can be retried", ledgerID, status)
+		}
+		if err := scanLedger(tx.QueryRow(ctx, `UPDATE eco_overage_ledger l SET status = 'pending', attempts = 0,
+				retries = l.retries + 1, lease_owner = NULL, lease_until = NULL, updated_at = $2
+			WHERE l.ledger_id = $1 RETURNING `+ledgerColumns, ledgerID, now), &e); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO eco_overage_audit (who, at, ledger_id, action, old, new)
+			SELECT $1, $2, $3, 'retry', $4, to_jsonb(l) FROM eco_overage_ledger l WHERE l.ledger_id = $3`, who, now, ledgerID, old)
+		return err
+	})
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("retry ledger row %s: %w", ledgerID, err))
+	}
+	return &e, nil
+}
+
 // AnalyticsSQL holds the statements behind the hot analytics routes, so that
 // benchmarks can time the bare query beside the handler. Parameters:
 // Summary ($1 user, $2 today); Daily ($1 user, $2 from, $3 to, $4 today);

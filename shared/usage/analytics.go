@@ -222,4 +222,11 @@ type AdminStore interface {
 	// before (0: from the newest), newest first.
 	RejectedEvents(ctx context.Context, before int64, limit int) ([]RejectedEvent, error)
 	LedgerLister
+	// RetryLedgerEntry makes a failed ledger row pending again for the next
+	// billing run, which looks it up by metadata before sending it again,
+	// and audits who did it, when, and the row before and after. It returns
+	// the row after. Returns CodeInvalid naming "id" for an id that is not
+	// a UUID, CodeNotFound for no such row, CodeConflict for a row that is
+	// not failed.
+	RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*LedgerEntry, error)
 }
