@@ -32,9 +32,17 @@ func p95(n int32) *int32 { return &n }
 func cannedUsage() *mock.UsageReader {
 	return &mock.UsageReader{
 		UsageSummaryFn: func(_ context.Context, userID string, now time.Time) (*usage.UsageSummary, error) {
-			return &usage.UsageSummary{UserID: userID, Plan: proPlan, Period: marchPeriod, Included: 50, Used: 87,
-				Overage:     usage.Overage{Included: 50, Used: 87, Units: 4, UnitSize: 10, UnitPrice: 50, Amount: 200, Currency: "usd"},
-				LastUpdated: &lastUpdated}, nil
+			history := []usage.Terms{{From: marchPeriod.Start, PlanID: "pro", Effective: proPlan}}
+			days := []usage.DayCalls{{Day: time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC), Calls: 60}, {Day: time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC), Calls: 20},
+				{Day: usage.Day(now), Calls: 7}}
+			febPeriod := usage.Period{Start: time.Date(2026, 2, 10, 0, 0, 0, 0, time.UTC), End: marchPeriod.Start}
+			sub := &usage.Subscription{UserID: userID, PlanID: "pro", Effective: proPlan, PeriodAnchor: marchPeriod.Start}
+			s, err := usage.Summarize(sub, history, days, []usage.LedgerSums{{Period: febPeriod, Currency: "usd", Billed: 500, BilledRows: 1}}, now)
+			if err != nil {
+				return nil, err
+			}
+			s.LastUpdated = &lastUpdated
+			return s, nil
 		},
 		DailyUsageFn: func(_ context.Context, userID string, r usage.DayRange, now time.Time) ([]usage.DailyUsage, error) {
 			var out []usage.DailyUsage
@@ -112,6 +120,14 @@ func cannedAdmin() *mock.AdminStore {
 					CreatedAt: time.Date(2026, 4, 6, 0, 30, 0, 0, time.UTC), UpdatedAt: time.Date(2026, 4, 6, 0, 30, 0, 0, time.UTC)}}
 			return rows[:min(f.Limit, len(rows))], nil
 		},
+		RetryLedgerEntryFn: func(_ context.Context, id, _ string) (*usage.LedgerEntry, error) {
+			if id != failedRow.ID {
+				return nil, usage.Errorf(usage.CodeNotFound, "no ledger row %s", id)
+			}
+			e := failedRow
+			e.Status, e.Attempts, e.Retries = usage.LedgerPending, 0, 1
+			return &e, nil
+		},
 	}
 }
 
@@ -163,6 +179,14 @@ func (f *fixture) noStore(t *testing.T) {
 			called("ListLedgerPage")
 			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 		},
+		RetryLedgerEntryFn: func(context.Context, string, string) (*usage.LedgerEntry, error) {
+			called("RetryLedgerEntry")
+			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
+		},
+	}
+	f.overage.PreviewFn = func(context.Context, time.Time, time.Time) (*usage.Preview, error) {
+		called("Preview")
+		return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 	}
 	f.pub.PublishFn = func(context.Context, usage.Event) error { called("Publish"); return nil }
 	f.limits.CheckFn = func(context.Context, usage.Identity, int64) (usage.Decision, error) {

@@ -33,11 +33,12 @@ func checkUser(id string) error {
 	return nil
 }
 
-// summaryQuery reads the effective plan, the anchor and the live counters
-// of the 33 days around today, enough for any monthly period holding today.
-const summaryQuery = `SELECT ` + planColumns + `,
-	s.user_id IS NOT NULL, ` + overrideColumns + `, s.period_anchor,
-	c.days, c.calls, c.updated
+// summaryQuery reads the user's subscription (subscriptionColumns, free
+// without one), its terms history, the live counters of the 33 days
+// around today ($2), enough for any monthly period holding today, and the
+// ledger of the user's latest periods summed by status (ledgerSums).
+const summaryQuery = `SELECT ` + subscriptionColumns + `, ` + termsHistory + `,
+	c.days, c.calls, c.updated, b.sums
 FROM (SELECT $1::uuid AS user_id) u
 LEFT JOIN eco_subscriptions s ON s.user_id = u.user_id
 JOIN eco_plans p ON p.plan_id = coalesce(s.plan_id, 'free')
@@ -46,52 +47,80 @@ CROSS JOIN LATERAL (
 		coalesce(array_agg(k.updated_at), '{}') AS updated
 	FROM eco_usage_counters k
 	WHERE k.user_id = u.user_id AND k.day BETWEEN $2::date - 32 AND $2::date + 1
-) c`
+) c
+CROSS JOIN LATERAL (
+	SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.period_start DESC), '[]') AS sums FROM (
+		SELECT l.period_start, l.period_end, min(l.currency) AS currency,
+			coalesce(sum(l.amount) FILTER (WHERE l.status = 'billed'), 0) AS billed,
+			coalesce(sum(l.amount) FILTER (WHERE l.status = 'pending'), 0) AS pending,
+			coalesce(sum(l.amount) FILTER (WHERE l.status = 'failed'), 0) AS failed,
+			count(*) FILTER (WHERE l.status = 'billed') AS billed_rows,
+			count(*) FILTER (WHERE l.status = 'pending') AS pending_rows,
+			count(*) FILTER (WHERE l.status = 'failed') AS failed_rows
+		FROM eco_overage_ledger l WHERE l.user_id = u.user_id
+		GROUP BY l.period_start, l.period_end
+		ORDER BY l.period_start DESC LIMIT 13) x -- usage.MaxBilledPeriods, and the current period
+) b`
 
-// UsageSummary returns the user's current billing period at now.
+// ledgerSumsJSON is one element of summaryQuery's sums.
+type ledgerSumsJSON struct {
+	Start       time.Time `json:"period_start"`
+	End         time.Time `json:"period_end"`
+	Currency    string    `json:"currency"`
+	Billed      int64     `json:"billed"`
+	Pending     int64     `json:"pending"`
+	Failed      int64     `json:"failed"`
+	BilledRows  int       `json:"billed_rows"`
+	PendingRows int       `json:"pending_rows"`
+	FailedRows  int       `json:"failed_rows"`
+}
+
+// UsageSummary returns the user's current billing period at now, as
+// usage.Summarize builds it from one statement's rows.
 func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now time.Time) (*usage.UsageSummary, error) {
 	if err := checkUser(userID); err != nil {
 		return nil, err
 	}
 	now = now.UTC()
 	var (
-		plan    usage.Plan
-		found   bool
-		o       usage.Overrides
-		anchor  *time.Time
-		days    []time.Time
-		calls   []int64
-		updated []time.Time
+		sub           = usage.Subscription{UserID: userID}
+		history, sums []byte
+		days          []time.Time
+		calls         []int64
+		updated       []time.Time
 	)
-	dest := append([]any{&found}, overrideDest(&o)...)
-	err := scanPlan(s.db.Pool.QueryRow(ctx, summaryQuery, userID, usage.Day(now)), &plan,
-		append(dest, &anchor, &days, &calls, &updated)...)
+	err := scanSubscription(s.db.Pool.QueryRow(ctx, summaryQuery, userID, usage.Day(now)), &sub,
+		&history, &days, &calls, &updated, &sums)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("usage summary of %s: %w", userID, err))
 	}
-	a := usage.DefaultPeriodAnchor
-	if found {
-		plan = plan.Apply(o)
-		a = anchor.UTC()
+	terms, err := decodeHistory(history)
+	if err != nil {
+		return nil, err
 	}
-	return summarize(userID, plan, usage.PeriodAt(a, now), days, calls, updated), nil
-}
-
-// summarize sums the counters of the period's days.
-func summarize(userID string, plan usage.Plan, p usage.Period, days []time.Time, calls []int64, updated []time.Time) *usage.UsageSummary {
-	sum := &usage.UsageSummary{UserID: userID, Plan: plan, Period: p, Included: plan.IncludedCalls}
+	var rows []ledgerSumsJSON
+	if err := json.Unmarshal(sums, &rows); err != nil {
+		return nil, fmt.Errorf("usage summary of %s: decode ledger: %w", userID, err)
+	}
+	ledger := make([]usage.LedgerSums, len(rows))
+	for i, r := range rows {
+		ledger[i] = usage.LedgerSums{Period: usage.Period{Start: r.Start.UTC(), End: r.End.UTC()}, Currency: r.Currency,
+			Billed: r.Billed, Pending: r.Pending, Failed: r.Failed, BilledRows: r.BilledRows, PendingRows: r.PendingRows, FailedRows: r.FailedRows}
+	}
+	dc := make([]usage.DayCalls, len(days))
 	for i, d := range days {
-		if !p.Contains(d) {
-			continue
-		}
-		sum.Used += calls[i]
-		if u := updated[i].UTC(); sum.LastUpdated == nil || u.After(*sum.LastUpdated) {
+		dc[i] = usage.DayCalls{Day: d.UTC(), Calls: calls[i]}
+	}
+	sum, err := usage.Summarize(&sub, terms, dc, ledger, now)
+	if err != nil {
+		return nil, fmt.Errorf("usage summary of %s: %w", userID, err)
+	}
+	for i, d := range days {
+		if u := updated[i].UTC(); sum.Period.Contains(d.UTC()) && (sum.LastUpdated == nil || u.After(*sum.LastUpdated)) {
 			sum.LastUpdated = &u
 		}
 	}
-	sum.Remaining = max(0, sum.Included-sum.Used)
-	sum.Overage = usage.ComputeOverage(plan, sum.Used)
-	return sum
+	return sum, nil
 }
 
 // dailyQuery returns one row per day of [$2, $3]: the rollup of closed days

@@ -7,16 +7,113 @@ import (
 
 // UsageSummary is what a user sees about the current billing period.
 type UsageSummary struct {
-	UserID    string  `json:"user_id"`
-	Plan      Plan    `json:"plan"`
-	Period    Period  `json:"period"`
-	Included  int64   `json:"included"`
-	Used      int64   `json:"used"`
-	Remaining int64   `json:"remaining"`
-	Overage   Overage `json:"projected_overage"`
+	UserID string `json:"user_id"`
+	// Plan is the plan in force now; Included its included calls, the
+	// quota the limiter applies.
+	Plan      Plan   `json:"plan"`
+	Period    Period `json:"period"`
+	Included  int64  `json:"included"`
+	Used      int64  `json:"used"`
+	Remaining int64  `json:"remaining"`
+	// OverageToDate prices the period's usage so far, segment by segment
+	// of the terms history, as the overage job will.
+	OverageToDate PeriodCharge `json:"overage_to_date"`
+	// Projected is the overage at the period's end if the period's rate so
+	// far goes on (Project).
+	Projected PeriodCharge `json:"projected"`
+	// Billed is what the ledger holds for the earlier periods, newest
+	// first, at most MaxBilledPeriods.
+	Billed []BilledPeriod `json:"billed"`
 	// LastUpdated is when the live counters of the period last moved; nil
 	// when nothing was counted in the period.
 	LastUpdated *time.Time `json:"last_updated"`
+}
+
+// MaxBilledPeriods bounds the earlier periods a usage summary lists.
+const MaxBilledPeriods = 12
+
+// BilledPeriod is the ledger's view of one earlier period of a user.
+type BilledPeriod struct {
+	Period Period `json:"period"`
+	// Amount is the overage charged or owed for the period: its billed,
+	// pending and failed rows (credits for review are not included).
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+	// Status is failed when a row failed (an admin must retry it), else
+	// pending while a row waits for Stripe, else billed, or skipped when
+	// nothing was due.
+	Status string `json:"status"`
+}
+
+// LedgerSums are a period's ledger rows summed by status.
+type LedgerSums struct {
+	Period   Period
+	Currency string
+	Billed   int64
+	Pending  int64
+	Failed   int64
+	// FailedRows and PendingRows count rows, whatever their amounts.
+	FailedRows  int
+	PendingRows int
+	BilledRows  int
+}
+
+// NewBilledPeriod judges a period's ledger rows.
+func NewBilledPeriod(s LedgerSums) BilledPeriod {
+	b := BilledPeriod{Period: s.Period, Currency: s.Currency, Amount: s.Billed + s.Pending + s.Failed, Status: LedgerSkipped}
+	switch {
+	case s.FailedRows > 0:
+		b.Status = LedgerFailed
+	case s.PendingRows > 0:
+		b.Status = LedgerPending
+	case s.BilledRows > 0:
+		b.Status = LedgerBilled
+	}
+	return b
+}
+
+// Summarize builds a user's usage summary at now: the terms in force, the
+// period holding now, the calls of its days, the overage so far under the
+// terms history (a subscription without one, or a user on free, is priced
+// under its current terms since its anchor) and projected to the period's
+// end, and the ledger of the earlier periods (ledger, newest first; the
+// current period's rows are left out).
+func Summarize(sub *Subscription, history []Terms, days []DayCalls, ledger []LedgerSums, now time.Time) (*UsageSummary, error) {
+	now = now.UTC()
+	plan := sub.At(now)
+	p := PeriodAt(sub.PeriodAnchor, now)
+	s := &UsageSummary{UserID: sub.UserID, Plan: plan, Period: p, Included: plan.IncludedCalls, Billed: []BilledPeriod{}}
+	var in []DayCalls
+	for _, d := range days {
+		if p.Contains(d.Day) {
+			s.Used += d.Calls
+			in = append(in, d)
+		}
+	}
+	s.Remaining = max(0, s.Included-s.Used)
+	if len(history) == 0 {
+		history = []Terms{{From: sub.PeriodAnchor, PlanID: sub.PlanID, Overrides: sub.Overrides, Effective: sub.Effective}}
+	}
+	lines, err := PriceLines(p, Segments(p, history), in, nil, p.End)
+	if err != nil {
+		return nil, err
+	}
+	if s.OverageToDate, err = NewPeriodCharge(lines); err != nil {
+		return nil, err
+	}
+	projected, err := Project(p, lines, now)
+	if err != nil {
+		return nil, err
+	}
+	if s.Projected, err = NewPeriodCharge(projected); err != nil {
+		return nil, err
+	}
+	for _, l := range ledger {
+		if l.Period.Start.Before(p.Start) && len(s.Billed) < MaxBilledPeriods {
+			s.Billed = append(s.Billed, NewBilledPeriod(l))
+		}
+	}
+	return s, nil
 }
 
 // DailyUsage is one user's usage on one day, summed over endpoints and keys.
@@ -175,9 +272,10 @@ type LedgerLister interface {
 // naming "from" or "to" (DayRange.Validate), and database outages
 // CodeUnavailable.
 type UsageReader interface {
-	// UsageSummary returns the user's current billing period at now: plan,
-	// included, used (the live counters of the period's days), remaining
-	// and projected overage. Users without a subscription are on free.
+	// UsageSummary returns the user's current billing period at now
+	// (Summarize): plan, included, used (the live counters of the
+	// period's days), remaining, overage to date and projected, and the
+	// ledger of earlier periods. Users without a subscription are on free.
 	UsageSummary(ctx context.Context, userID string, now time.Time) (*UsageSummary, error)
 	// DailyUsage returns one row per day of the range, zeros included:
 	// closed, aggregated days from the rollup, and today and days waiting

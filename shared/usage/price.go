@@ -77,7 +77,8 @@ type TierCharge struct {
 
 // PriceCharge is the charge of a number of billable calls.
 type PriceCharge struct {
-	Calls int64 `json:"calls"`
+	// Calls are the billable calls priced.
+	Calls int64 `json:"billable_calls"`
 	// Units are the packages charged (package model only).
 	Units int64 `json:"units,omitempty"`
 	// Tiers are the tiers charged (graduated: each tier with calls;
