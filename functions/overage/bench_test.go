@@ -63,17 +63,30 @@ func (l *timedLedger) MarkFailed(ctx context.Context, id, reason string, now tim
 const benchSubscriptions = 10_000
 
 // seedBench creates n pro subscriptions anchored on 1 February, each over
-// its quota in February.
+// its quota in February, under the four price models in turn (per unit,
+// package, graduated and volume tiers, by override), and every tenth
+// upgraded to enterprise on 15 February (two segments).
 func seedBench(b *testing.B, e *testEnv, n int) {
 	ctx := context.Background()
-	_, err := e.db.Pool.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, stripe_customer_id, stripe_subscription_id, period_anchor)
-		SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid, 'pro', 'cus_b' || i, 'sub_b' || i, $2
-		FROM generate_series(1, $1) i`, n, anchor)
+	const tiers = `[{"up_to": 10000, "unit_price": 50}, {"up_to": null, "unit_price": 20, "flat_price": 100}]`
+	_, err := e.db.Pool.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, price_model, price_tiers,
+			stripe_customer_id, stripe_subscription_id, period_anchor)
+		SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid,
+			CASE WHEN i % 10 = 0 THEN 'enterprise' ELSE 'pro' END,
+			(ARRAY['per_unit', 'package', 'graduated', 'volume'])[i % 4 + 1],
+			CASE WHEN i % 4 >= 2 THEN $3::jsonb END,
+			'cus_b' || i, 'sub_b' || i, $2
+		FROM generate_series(1, $1) i`, n, anchor, tiers)
 	if err != nil {
 		b.Fatal(err)
 	}
-	_, err = e.db.Pool.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, change, requested_at)
-		SELECT user_id, period_anchor, plan_id, 'start', period_anchor FROM eco_subscriptions`)
+	_, err = e.db.Pool.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at)
+		SELECT s.user_id, t.effective_from, t.plan_id,
+			jsonb_strip_nulls(jsonb_build_object('price_model', s.price_model, 'tiers', s.price_tiers)), t.change, t.effective_from
+		FROM eco_subscriptions s
+		CROSS JOIN LATERAL (VALUES (s.period_anchor, 'pro', 'start'),
+			(CASE WHEN s.plan_id = 'enterprise' THEN s.period_anchor + interval '14 days' END, 'enterprise', 'upgrade')) t(effective_from, plan_id, change)
+		WHERE t.effective_from IS NOT NULL`)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,12 +99,12 @@ func seedBench(b *testing.B, e *testEnv, n int) {
 }
 
 // BenchmarkOverageRun closes 10,000 subscriptions (one February period each,
-// all over quota): a dry run (database only), then against stripe-mock
+// all over quota, mixed price models, a tenth upgraded mid-period): a dry
+// run (database only; it needs no stripe-mock), then against stripe-mock
 // without a client-side limit and at a limit of 250 requests/s. It reports
 // the run time, Stripe calls per second and the database time per
 // subscription (time inside the ledger store, summed over workers).
 func BenchmarkOverageRun(b *testing.B) {
-	mock := pgtest.Require(b, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
 	cases := []struct {
 		name   string
 		dryRun bool
@@ -109,6 +122,7 @@ func BenchmarkOverageRun(b *testing.B) {
 				b.StopTimer()
 				var biller usage.Biller
 				if !c.dryRun {
+					mock := pgtest.Require(b, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
 					biller = stripebill.New(stripebill.Config{Key: "sk_test_123", URL: mock, MaxNetworkRetries: 2, RequestsPerSecond: c.rps})
 				}
 				e := newEnv(b, biller)
@@ -127,8 +141,8 @@ func BenchmarkOverageRun(b *testing.B) {
 				if !c.dryRun {
 					want = benchSubscriptions
 				}
-				if rep.Periods != benchSubscriptions || rep.Billed != want {
-					b.Fatalf("report %+v; want %d periods, %d billed", rep, benchSubscriptions, want)
+				if rep.Periods != benchSubscriptions || rep.Billed != want || rep.PlannedRows != benchSubscriptions || rep.PlanErrors != 0 {
+					b.Fatalf("report %+v; want %d periods and rows, %d billed", rep, benchSubscriptions, want)
 				}
 				calls += rep.StripeCalls
 				dbTime += time.Duration(tl.ns.Load())

@@ -23,16 +23,25 @@ type planEnv struct {
 }
 
 func newPlanEnv(t *testing.T, fake *stripetest.Server) *planEnv {
-	e := &planEnv{testEnv: newEnv(t, fakeBiller(fake.URL))}
+	return newPlanEnvAt(t, fake.URL)
+}
+
+// newPlanEnvAt is newPlanEnv billing through the Stripe API at url.
+func newPlanEnvAt(t *testing.T, url string) *planEnv {
+	e := &planEnv{testEnv: newEnv(t, fakeBiller(url))}
 	e.db.Now = func() time.Time { return e.clock }
 	return e
 }
 
-// put changes user's plan at the instant at.
-func (e *planEnv) put(user, plan string, at time.Time) *usage.PlanChanged {
+// put changes user's plan (with overrides, when given) at the instant at.
+func (e *planEnv) put(user, plan string, at time.Time, o ...usage.Overrides) *usage.PlanChanged {
 	e.t.Helper()
 	e.clock = at
-	c, err := postgres.NewAnalyticsStore(e.db).PutPlan(context.Background(), usage.PlanChange{UserID: user, PlanID: plan, Who: "ops"})
+	var ov usage.Overrides
+	if len(o) > 0 {
+		ov = o[0]
+	}
+	c, err := postgres.NewAnalyticsStore(e.db).PutPlan(context.Background(), usage.PlanChange{UserID: user, PlanID: plan, Overrides: ov, Who: "ops"})
 	if err != nil {
 		e.t.Fatalf("PutPlan(%s): %v", plan, err)
 	}

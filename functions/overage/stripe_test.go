@@ -1,16 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,41 +19,11 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-// recordingProxy forwards to target and records the form of every POST.
-type recordingProxy struct {
-	*httptest.Server
-	mu    sync.Mutex
-	forms []url.Values
-}
-
-func newRecordingProxy(t *testing.T, target string) *recordingProxy {
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &recordingProxy{}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			body, _ := io.ReadAll(r.Body)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			f, _ := url.ParseQuery(string(body))
-			f.Set("idempotency_key", r.Header.Get("Idempotency-Key"))
-			p.mu.Lock()
-			p.forms = append(p.forms, f)
-			p.mu.Unlock()
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(p.Close)
-	return p
-}
-
 // TestHandleStripeMock bills a mix of plans and usages against stripe-mock
 // and checks every invoice item sent.
 func TestHandleStripeMock(t *testing.T) {
 	mock := pgtest.Require(t, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
-	proxy := newRecordingProxy(t, mock)
+	proxy := stripetest.NewRecorder(t, mock)
 	e := newEnv(t, fakeBiller(proxy.URL))
 	e.seed(
 		sub{user: userID(1), plan: usage.PlanFree, customer: "cus_free", used: 5000},
@@ -93,20 +56,22 @@ func TestHandleStripeMock(t *testing.T) {
 		"cus_override": {200, "eur", head + "Pro, 201,000 calls, 200,000 included: 2 × 500 calls at 1.00 EUR = 2.00 EUR"},
 	}
 	rows := e.rows()
-	got := map[string]url.Values{}
-	for _, f := range proxy.forms {
-		got[f.Get("customer")] = f
+	got := map[string]stripetest.Request{}
+	for _, r := range proxy.Requests() {
+		got[r.Form.Get("customer")] = r
 	}
-	if len(proxy.forms) != len(wants) {
-		t.Errorf("sent %d invoice items; want %d", len(proxy.forms), len(wants))
+	if n := len(proxy.Requests()); n != len(wants) {
+		t.Errorf("sent %d requests; want %d invoice items", n, len(wants))
 	}
 	users := map[string]string{"cus_above1": userID(4), "cus_above2": userID(5), "cus_ent": userID(6), "cus_override": userID(7)}
 	for cus, w := range wants {
-		f := got[cus]
-		if f == nil {
+		r, ok := got[cus]
+		if !ok {
 			t.Errorf("no invoice item for %s", cus)
 			continue
 		}
+		f := r.Form
+		f.Set("idempotency_key", r.Key)
 		row := rows[users[cus]+"/0"]
 		checks := map[string]string{
 			"amount": strconv.FormatInt(w.amount, 10), "currency": w.currency, "description": w.desc,
@@ -138,8 +103,8 @@ func TestHandleStripeMock(t *testing.T) {
 	if _, err := e.run(runAt.Add(time.Hour)); err != nil {
 		t.Fatalf("second Handle: %v", err)
 	}
-	if len(proxy.forms) != len(wants) {
-		t.Errorf("after a rerun %d invoice items were sent; want %d", len(proxy.forms), len(wants))
+	if n := len(proxy.Requests()); n != len(wants) {
+		t.Errorf("after a rerun %d requests were sent; want %d", n, len(wants))
 	}
 }
 

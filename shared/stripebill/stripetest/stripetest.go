@@ -3,7 +3,8 @@
 // key returns the first response, errors included, except 5xx and 429; the
 // same key with other parameters is refused with an idempotency error),
 // records every request, and fails on demand (the next n requests, or every
-// request for a customer).
+// request for a customer). Recorder is a recording proxy in front of a real
+// Stripe API (stripe-mock), for tests that need the API's own validation.
 package stripetest
 
 import (
