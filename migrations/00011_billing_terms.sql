@@ -148,6 +148,15 @@ ALTER TABLE eco_overage_ledger
     ADD COLUMN sent_to text[] NOT NULL DEFAULT '{}',
     ADD COLUMN retries integer NOT NULL DEFAULT 0 CHECK (retries >= 0);
 
+-- A row is updated two or three times after its insert (claimed, maybe
+-- released, marked) and now carries its lines, written once and read for
+-- late usage only: the lines are kept out of line (TOAST, which an update
+-- of the other columns does not rewrite), the description in line (every
+-- claim reads it), and free room in each page lets the updates stay on the
+-- page (HOT) instead of touching the table's five indexes.
+ALTER TABLE eco_overage_ledger SET (fillfactor = 50, toast_tuple_target = 128);
+ALTER TABLE eco_overage_ledger ALTER COLUMN lines SET STORAGE EXTERNAL, ALTER COLUMN description SET STORAGE MAIN;
+
 COMMENT ON COLUMN eco_overage_ledger.lines IS
     'the period''s pricing as of this row: each part under one set of terms with its plan, price, included share, calls and amount (usage.Line); NULL on rows from before migration 00011, which priced the whole period as a package';
 COMMENT ON COLUMN eco_overage_ledger.sent_to IS
@@ -193,6 +202,7 @@ CREATE INDEX eco_overage_audit_ledger_idx ON eco_overage_audit (ledger_id, at);
 -- +goose Down
 DROP TABLE eco_overage_audit;
 DROP TABLE eco_overage_progress;
+ALTER TABLE eco_overage_ledger RESET (fillfactor, toast_tuple_target);
 ALTER TABLE eco_overage_ledger
     DROP COLUMN retries, DROP COLUMN sent_to, DROP COLUMN description, DROP COLUMN lines,
     DROP CONSTRAINT eco_overage_ledger_status_check,

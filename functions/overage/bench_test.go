@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,52 +12,65 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// timedLedger adds up the time spent in the ledger store (across workers).
+// timedLedger adds up the time spent in the ledger store (across
+// workers), in all and per method.
 type timedLedger struct {
 	usage.LedgerStore
-	ns atomic.Int64
+	ns   atomic.Int64
+	mu   sync.Mutex
+	each map[string]time.Duration
 }
 
-func (l *timedLedger) since(t time.Time) { l.ns.Add(int64(time.Since(t))) }
+// took adds the time since t to method's.
+func (l *timedLedger) took(method string, t time.Time) {
+	d := time.Since(t)
+	l.ns.Add(int64(d))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.each == nil {
+		l.each = map[string]time.Duration{}
+	}
+	l.each[method] += d
+}
 
 func (l *timedLedger) BillableSubscriptions(ctx context.Context) ([]*usage.BillableSubscription, error) {
-	defer l.since(time.Now())
+	defer l.took("BillableSubscriptions", time.Now())
 	return l.LedgerStore.BillableSubscriptions(ctx)
 }
 func (l *timedLedger) PeriodStates(ctx context.Context, p []usage.UserPeriod) ([]usage.PeriodState, error) {
-	defer l.since(time.Now())
+	defer l.took("PeriodStates", time.Now())
 	return l.LedgerStore.PeriodStates(ctx, p)
 }
 func (l *timedLedger) InsertLedgerEntries(ctx context.Context, e []*usage.LedgerEntry, p []usage.Progress, now time.Time) (int, error) {
-	defer l.since(time.Now())
+	defer l.took("InsertLedgerEntries", time.Now())
 	return l.LedgerStore.InsertLedgerEntries(ctx, e, p, now)
 }
 func (l *timedLedger) PromoteDueTerms(ctx context.Context, now time.Time) (int, error) {
-	defer l.since(time.Now())
+	defer l.took("PromoteDueTerms", time.Now())
 	return l.LedgerStore.PromoteDueTerms(ctx, now)
 }
 func (l *timedLedger) OpenRun(ctx context.Context, rep *usage.RunReport, now, started time.Time) (int64, error) {
-	defer l.since(time.Now())
+	defer l.took("OpenRun", time.Now())
 	return l.LedgerStore.OpenRun(ctx, rep, now, started)
 }
 func (l *timedLedger) CloseRun(ctx context.Context, id int64, rep *usage.RunReport, at time.Time, err error) error {
-	defer l.since(time.Now())
+	defer l.took("CloseRun", time.Now())
 	return l.LedgerStore.CloseRun(ctx, id, rep, at, err)
 }
 func (l *timedLedger) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
-	defer l.since(time.Now())
+	defer l.took("ClaimPending", time.Now())
 	return l.LedgerStore.ClaimPending(ctx, r)
 }
 func (l *timedLedger) MarkBilled(ctx context.Context, items []usage.Billed, now time.Time) error {
-	defer l.since(time.Now())
+	defer l.took("MarkBilled", time.Now())
 	return l.LedgerStore.MarkBilled(ctx, items, now)
 }
 func (l *timedLedger) MarkRetry(ctx context.Context, id, reason string, now time.Time) error {
-	defer l.since(time.Now())
+	defer l.took("MarkRetry", time.Now())
 	return l.LedgerStore.MarkRetry(ctx, id, reason, now)
 }
 func (l *timedLedger) MarkFailed(ctx context.Context, id, reason string, now time.Time) error {
-	defer l.since(time.Now())
+	defer l.took("MarkFailed", time.Now())
 	return l.LedgerStore.MarkFailed(ctx, id, reason, now)
 }
 
@@ -118,6 +132,7 @@ func BenchmarkOverageRun(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			var runTime, dbTime time.Duration
 			var calls int
+			each := map[string]time.Duration{}
 			for range b.N {
 				b.StopTimer()
 				var biller usage.Biller
@@ -146,6 +161,9 @@ func BenchmarkOverageRun(b *testing.B) {
 				}
 				calls += rep.StripeCalls
 				dbTime += time.Duration(tl.ns.Load())
+				for k, v := range tl.each {
+					each[k] += v
+				}
 			}
 			n := float64(b.N)
 			b.ReportMetric(runTime.Seconds()/n, "run_s")
@@ -154,6 +172,11 @@ func BenchmarkOverageRun(b *testing.B) {
 				b.ReportMetric(float64(calls)/runTime.Seconds(), "stripe_calls/s")
 			}
 			b.ReportMetric(float64(dbTime.Microseconds())/(n*benchSubscriptions), "db_µs/sub")
+			for _, m := range []string{"BillableSubscriptions", "PeriodStates", "InsertLedgerEntries", "ClaimPending", "MarkBilled"} {
+				if each[m] > 0 {
+					b.ReportMetric(float64(each[m].Microseconds())/(n*benchSubscriptions), m+"_µs/sub")
+				}
+			}
 		})
 	}
 }

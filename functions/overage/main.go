@@ -60,7 +60,7 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 	if err := e.Err(); err != nil {
 		return nil, err
 	}
-	db, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(workers) + 1, ExecMode: proxy})
+	db, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(workers) + 1, ExecMode: proxy, NoJIT: true})
 	if err != nil {
 		return nil, err
 	}

@@ -569,7 +569,7 @@ func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage)
 			return nil, usage.FieldErrorf("cursor", "is not a cursor of this list")
 		}
 	}
-	rows, err := s.db.Pool.Query(ctx, `SELECT `+ledgerColumns+`
+	rows, err := s.db.Pool.Query(ctx, `SELECT `+ledgerColumns+ledgerLines+`
 		FROM eco_overage_ledger l
 		WHERE l.period_start >= $1 AND l.period_start < $2
 			AND ($3::timestamptz IS NULL OR (l.period_start, l.user_id, l.seq) > ($3, $4::uuid, $5))
@@ -581,7 +581,7 @@ func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage)
 	out := []usage.LedgerEntry{}
 	for rows.Next() {
 		var e usage.LedgerEntry
-		if err := scanLedger(rows, &e); err != nil {
+		if err := scanLedger(rows, &e, true); err != nil {
 			return nil, FormatError(fmt.Errorf("list overage ledger: %w", err))
 		}
 		out = append(out, e)
@@ -619,7 +619,7 @@ func (s *AnalyticsStore) RetryLedgerEntry(ctx context.Context, ledgerID, who str
 		}
 		if err := scanLedger(tx.QueryRow(ctx, `UPDATE eco_overage_ledger l SET status = 'pending', attempts = 0,
 				retries = l.retries + 1, lease_owner = NULL, lease_until = NULL, updated_at = $2
-			WHERE l.ledger_id = $1 RETURNING `+ledgerColumns, ledgerID, now), &e); err != nil {
+			WHERE l.ledger_id = $1 RETURNING `+ledgerColumns+ledgerLines, ledgerID, now), &e, true); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO eco_overage_audit (who, at, ledger_id, action, old, new)

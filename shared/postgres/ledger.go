@@ -27,30 +27,71 @@ const overageJob = "overage"
 // BillableSubscriptions returns the subscriptions whose terms history
 // holds terms that bill (usage.BillableSubscription.Bills, judged in Go
 // after Plan.Apply): the statement leaves out the subscriptions that were
-// only ever on the free plan. Each comes with its history (termsHistory)
-// and its progress (eco_overage_progress).
+// only ever on the free plan. Each comes with its history and its progress
+// (eco_overage_progress). The plans are read once, and the history as
+// arrays of plan ids and overrides, so that 10,000 subscriptions cost one
+// row each and no plan is decoded twice.
 func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.BillableSubscription, error) {
-	rows, err := s.db.Pool.Query(ctx, `SELECT `+subscriptionColumns+`, s.user_id::text, `+termsHistory+`, pr.closed_through
-		FROM eco_subscriptions s JOIN eco_plans p ON p.plan_id = s.plan_id
-		LEFT JOIN eco_overage_progress pr ON pr.user_id = s.user_id
-		WHERE EXISTS (SELECT 1 FROM eco_subscription_terms t WHERE t.user_id = s.user_id AND t.plan_id <> 'free')
-		ORDER BY s.user_id`)
+	plans := map[string]usage.Plan{}
+	rows, err := s.db.Pool.Query(ctx, `SELECT `+planColumns+` FROM eco_plans p`)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("list plans: %w", err))
+	}
+	var plan usage.Plan
+	if _, err := pgx.ForEachRow(rows, []any{&plan.ID, &plan.Name, &plan.IncludedCalls, &plan.HardLimit, &plan.RatePerSecond, &plan.Burst,
+		&plan.PriceModel, &plan.OverageUnitSize, &plan.OverageUnitPrice, &plan.Tiers, &plan.Currency}, func() error {
+		plans[plan.ID] = plan
+		plan = usage.Plan{}
+		return nil
+	}); err != nil {
+		return nil, FormatError(fmt.Errorf("list plans: %w", err))
+	}
+	rows, err = s.db.Pool.Query(ctx, billableQuery)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list billable subscriptions: %w", err))
 	}
+	return scanBillable(rows, plans)
+}
+
+// billableQuery reads every subscription whose terms history holds a plan
+// other than free, with that history as arrays, and its progress.
+const billableQuery = `SELECT ` + subscriptionColumns + `, s.user_id::text,
+			h.froms, h.plans, h.overrides, h.changes, pr.closed_through
+		FROM eco_subscriptions s JOIN eco_plans p ON p.plan_id = s.plan_id
+		JOIN LATERAL (SELECT array_agg(t.effective_from ORDER BY t.effective_from) AS froms,
+				array_agg(t.plan_id ORDER BY t.effective_from) AS plans,
+				array_agg(t.overrides::text ORDER BY t.effective_from) AS overrides,
+				array_agg(t.change ORDER BY t.effective_from) AS changes,
+				bool_or(t.plan_id <> 'free') AS bills
+			FROM eco_subscription_terms t WHERE t.user_id = s.user_id) h ON h.bills
+		LEFT JOIN eco_overage_progress pr ON pr.user_id = s.user_id
+		ORDER BY s.user_id`
+
+// scanBillable scans billableQuery's rows, merging each history entry's
+// overrides into its plan.
+func scanBillable(rows pgx.Rows, plans map[string]usage.Plan) ([]*usage.BillableSubscription, error) {
 	defer rows.Close()
 	var out []*usage.BillableSubscription
 	for rows.Next() {
 		var (
-			sub     usage.BillableSubscription
-			history []byte
-			through *time.Time
+			sub                         usage.BillableSubscription
+			froms                       []time.Time
+			planIDs, overrides, changes []string
+			through                     *time.Time
 		)
-		if err := scanSubscription(rows, &sub.Subscription, &sub.UserID, &history, &through); err != nil {
+		if err := scanSubscription(rows, &sub.Subscription, &sub.UserID, &froms, &planIDs, &overrides, &changes, &through); err != nil {
 			return nil, FormatError(fmt.Errorf("scan billable subscription: %w", err))
 		}
-		if sub.History, err = decodeHistory(history); err != nil {
-			return nil, err
+		sub.History = make([]usage.Terms, len(froms))
+		for i := range froms {
+			t := usage.Terms{From: froms[i].UTC(), PlanID: planIDs[i], Change: changes[i]}
+			if overrides[i] != "{}" {
+				if err := json.Unmarshal([]byte(overrides[i]), &t.Overrides); err != nil {
+					return nil, fmt.Errorf("decode the overrides of %s: %w", sub.UserID, err)
+				}
+			}
+			t.Effective = plans[t.PlanID].Apply(t.Overrides)
+			sub.History[i] = t
 		}
 		if through != nil {
 			sub.ClosedThrough = through.UTC()
@@ -66,8 +107,9 @@ func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.Billa
 }
 
 // PeriodStates returns, per period and in the order given, the calls of
-// the period's days so far (the live counters: periods are whole UTC days)
-// and the summary of the period's ledger rows.
+// the period's days so far (the live counters: periods are whole UTC days;
+// per day only when the period asks ByDay) and the summary of the
+// period's ledger rows.
 func (s *LedgerStore) PeriodStates(ctx context.Context, periods []usage.UserPeriod) ([]usage.PeriodState, error) {
 	out := make([]usage.PeriodState, 0, len(periods))
 	for len(periods) > 0 {
@@ -83,36 +125,41 @@ func (s *LedgerStore) PeriodStates(ctx context.Context, periods []usage.UserPeri
 }
 
 // periodStatesQuery reads, per (user, period start, period end) of the
-// arrays $1..$3: the days with calls, the ledger's row count, highest seq,
-// sum of amounts (every row) and of billed amounts, the lines of the
-// latest row, and the seq 0 row's pricing (rows from before lines were
-// kept).
-const periodStatesQuery = `SELECT p.i, c.days, c.calls,
+// arrays $1..$4: the days with calls (in no order) when $4 asks for them
+// by day, and their sum, and in one pass over
+// the period's ledger rows their count, highest seq, sum of amounts (every
+// row) and of billed amounts, the lines of the latest row, and the first
+// row's pricing (rows from before lines were kept).
+const periodStatesQuery = `SELECT p.i, CASE WHEN p.by_day THEN c.days END, CASE WHEN p.by_day THEN c.calls END, c.total,
 	coalesce(l.n, 0), coalesce(l.max_seq, 0), coalesce(l.amount, 0), coalesce(l.billed, 0),
-	last.lines, b.ledger_id IS NOT NULL, coalesce(b.included_calls, 0), coalesce(b.unit_size, 0),
-	coalesce(b.unit_price, 0), coalesce(b.currency, '')
-FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS p(user_id, period_start, period_end, i)
-CROSS JOIN LATERAL (SELECT array_agg(k.day ORDER BY k.day) AS days, array_agg(k.calls ORDER BY k.day) AS calls
+	l.lines, l.n > 0, coalesce(l.included_calls, 0), coalesce(l.unit_size, 0),
+	coalesce(l.unit_price, 0), coalesce(l.currency, '')
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::boolean[]) WITH ORDINALITY AS p(user_id, period_start, period_end, by_day, i)
+CROSS JOIN LATERAL (SELECT CASE WHEN p.by_day THEN array_agg(k.day) END AS days, CASE WHEN p.by_day THEN array_agg(k.calls) END AS calls,
+		coalesce(sum(k.calls), 0)::bigint AS total
 	FROM eco_usage_counters k
 	WHERE k.user_id = p.user_id
 	  AND k.day >= (p.period_start AT TIME ZONE 'UTC')::date
 	  AND k.day < (p.period_end AT TIME ZONE 'UTC')::date AND k.calls <> 0) c
-LEFT JOIN LATERAL (SELECT count(*)::int AS n, max(seq) AS max_seq, sum(amount)::bigint AS amount,
-		sum(amount) FILTER (WHERE status = 'billed')::bigint AS billed
-	FROM eco_overage_ledger l WHERE l.user_id = p.user_id AND l.period_start = p.period_start) l ON true
-LEFT JOIN LATERAL (SELECT l.lines FROM eco_overage_ledger l
-	WHERE l.user_id = p.user_id AND l.period_start = p.period_start ORDER BY l.seq DESC LIMIT 1) last ON l.n > 0
-LEFT JOIN eco_overage_ledger b ON b.user_id = p.user_id AND b.period_start = p.period_start AND b.seq = 0
+CROSS JOIN LATERAL (SELECT count(*)::int AS n, max(l.seq) AS max_seq, sum(l.amount)::bigint AS amount,
+		sum(l.amount) FILTER (WHERE l.status = 'billed')::bigint AS billed,
+		(array_agg(l.lines ORDER BY l.seq DESC))[1] AS lines,
+		(array_agg(l.included_calls ORDER BY l.seq))[1] AS included_calls,
+		(array_agg(l.unit_size ORDER BY l.seq))[1] AS unit_size,
+		(array_agg(l.unit_price ORDER BY l.seq))[1] AS unit_price,
+		(array_agg(l.currency ORDER BY l.seq))[1] AS currency
+	FROM eco_overage_ledger l WHERE l.user_id = p.user_id AND l.period_start = p.period_start) l
 ORDER BY p.i`
 
 func (s *LedgerStore) periodStates(ctx context.Context, periods []usage.UserPeriod) ([]usage.PeriodState, error) {
 	users := make([]string, len(periods))
 	starts := make([]time.Time, len(periods))
 	ends := make([]time.Time, len(periods))
+	byDay := make([]bool, len(periods))
 	for i, p := range periods {
-		users[i], starts[i], ends[i] = p.UserID, p.Period.Start, p.Period.End
+		users[i], starts[i], ends[i], byDay[i] = p.UserID, p.Period.Start, p.Period.End, p.ByDay
 	}
-	rows, err := s.db.Pool.Query(ctx, periodStatesQuery, users, starts, ends)
+	rows, err := s.db.Pool.Query(ctx, periodStatesQuery, users, starts, ends, byDay)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("read period states: %w", err))
 	}
@@ -124,17 +171,21 @@ func (s *LedgerStore) periodStates(ctx context.Context, periods []usage.UserPeri
 			st      usage.PeriodState
 			days    []time.Time
 			calls   []int64
+			total   int64
 			lines   []byte
 			hasBase bool
 			base    usage.Line
 		)
-		if err := rows.Scan(&i, &days, &calls, &st.Rows, &st.MaxSeq, &st.Recorded, &st.Billed, &lines,
+		if err := rows.Scan(&i, &days, &calls, &total, &st.Rows, &st.MaxSeq, &st.Recorded, &st.Billed, &lines,
 			&hasBase, &base.Included, &base.Price.UnitSize, &base.Price.UnitPrice, &base.Price.Currency); err != nil {
 			return nil, FormatError(fmt.Errorf("scan period state: %w", err))
 		}
 		st.UserPeriod = periods[i-1]
 		for j, d := range days {
 			st.Days = append(st.Days, usage.DayCalls{Day: d.UTC(), Calls: calls[j]})
+		}
+		if !st.ByDay && total != 0 {
+			st.Days = []usage.DayCalls{{Day: st.Period.Start, Calls: total}}
 		}
 		switch {
 		case lines != nil:
@@ -215,17 +266,29 @@ func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.
 	return inserted, nil
 }
 
+// ledgerColumns are a ledger row's columns but its lines, which
+// scanLedger reads when the query appends them (ledgerColumns + ", l.lines")
+// and claims, which need no lines to bill, leave out.
 const ledgerColumns = `l.ledger_id::text, l.user_id::text, l.period_start, l.period_end, l.seq,
 	l.included_calls, l.used_calls, l.units, l.unit_size, l.unit_price, l.amount, l.currency,
 	l.idempotency_key, l.status, coalesce(l.stripe_object_id, ''), l.attempts, coalesce(l.last_error, ''),
-	coalesce(l.note, ''), l.lines, l.description, l.sent_to, l.retries, l.created_at, l.updated_at`
+	coalesce(l.note, ''), l.description, l.sent_to, l.retries, l.created_at, l.updated_at`
 
-func scanLedger(row pgx.Row, e *usage.LedgerEntry, extra ...any) error {
+// ledgerLines follows ledgerColumns in the queries that show the lines.
+const ledgerLines = `, l.lines`
+
+// scanLedger scans ledgerColumns, then ledgerLines when lines is true, then
+// extra.
+func scanLedger(row pgx.Row, e *usage.LedgerEntry, withLines bool, extra ...any) error {
 	var lines []byte
-	err := row.Scan(append([]any{&e.ID, &e.UserID, &e.Period.Start, &e.Period.End, &e.Seq,
+	dest := []any{&e.ID, &e.UserID, &e.Period.Start, &e.Period.End, &e.Seq,
 		&e.Included, &e.Used, &e.Units, &e.UnitSize, &e.UnitPrice, &e.Amount, &e.Currency,
 		&e.IdempotencyKey, &e.Status, &e.StripeObjectID, &e.Attempts, &e.LastError,
-		&e.Note, &lines, &e.Description, &e.SentTo, &e.Retries, &e.CreatedAt, &e.UpdatedAt}, extra...)...)
+		&e.Note, &e.Description, &e.SentTo, &e.Retries, &e.CreatedAt, &e.UpdatedAt}
+	if withLines {
+		dest = append(dest, &lines)
+	}
+	err := row.Scan(append(dest, extra...)...)
 	if err != nil {
 		return err
 	}
@@ -248,20 +311,24 @@ func scanLedger(row pgx.Row, e *usage.LedgerEntry, extra ...any) error {
 // comes back only when its lease ends (the run that held it crashed) or
 // when it is released by MarkRetry, and never to the same owner twice.
 func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
+	// The rows are chosen and locked first, and only they are joined with
+	// their subscriptions.
 	rows, err := s.db.Pool.Query(ctx, `WITH c AS (
-			SELECT l.ledger_id, l.sent_to AS before, coalesce(s.stripe_customer_id, '') AS customer,
-				coalesce(s.stripe_subscription_id, '') AS subscription
-			FROM eco_overage_ledger l LEFT JOIN eco_subscriptions s ON s.user_id = l.user_id
-			WHERE l.status = 'pending' AND (l.lease_until IS NULL OR l.lease_until <= $2)
-			  AND l.lease_owner IS DISTINCT FROM $1
-			ORDER BY l.created_at, l.ledger_id
+			SELECT ledger_id, user_id, sent_to FROM eco_overage_ledger
+			WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= $2)
+			  AND lease_owner IS DISTINCT FROM $1
+			ORDER BY created_at, ledger_id
 			LIMIT $4
-			FOR UPDATE OF l SKIP LOCKED)
+			FOR UPDATE SKIP LOCKED
+		), x AS (
+			SELECT c.ledger_id, c.sent_to AS before, coalesce(s.stripe_customer_id, '') AS customer,
+				coalesce(s.stripe_subscription_id, '') AS subscription
+			FROM c LEFT JOIN eco_subscriptions s ON s.user_id = c.user_id)
 		UPDATE eco_overage_ledger l
 		SET lease_owner = $1, lease_until = $3, attempts = l.attempts + 1, updated_at = $2,
-			sent_to = CASE WHEN c.customer = '' OR c.customer = ANY (l.sent_to) THEN l.sent_to ELSE l.sent_to || c.customer END
-		FROM c WHERE l.ledger_id = c.ledger_id
-		RETURNING `+ledgerColumns+`, c.customer, c.subscription, c.before`,
+			sent_to = CASE WHEN x.customer = '' OR x.customer = ANY (l.sent_to) THEN l.sent_to ELSE l.sent_to || x.customer END
+		FROM x WHERE l.ledger_id = x.ledger_id
+		RETURNING `+ledgerColumns+`, x.customer, x.subscription, x.before`,
 		r.Owner, r.Now, r.Now.Add(r.Lease), r.Limit)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("claim pending ledger rows: %w", err))
@@ -273,7 +340,7 @@ func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([
 			e      usage.LedgerEntry
 			before []string
 		)
-		if err := scanLedger(rows, &e, &e.CustomerID, &e.SubscriptionID, &before); err != nil {
+		if err := scanLedger(rows, &e, false, &e.CustomerID, &e.SubscriptionID, &before); err != nil {
 			return nil, FormatError(fmt.Errorf("scan claimed ledger row: %w", err))
 		}
 		e.SentTo = nil

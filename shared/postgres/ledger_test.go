@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -31,12 +32,14 @@ func TestLedgerStore(t *testing.T) {
 	feb := usage.Period{Start: jan.End, End: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
 
 	// Period usage sums exactly the period's days.
-	states, err := s.PeriodStates(ctx, []usage.UserPeriod{{UserID: u1, Period: feb}, {UserID: u1, Period: jan}, {UserID: u2, Period: feb}})
+	states, err := s.PeriodStates(ctx, []usage.UserPeriod{{UserID: u1, Period: feb, ByDay: true}, {UserID: u1, Period: jan}, {UserID: u2, Period: feb},
+		{UserID: u1, Period: feb}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if states[0].Used() != 11 || states[1].Used() != 100 || states[2].Used() != 0 || states[0].Rows != 0 || states[0].Lines != nil ||
-		len(states[0].Days) != 2 || !states[0].Days[1].Day.Equal(time.Date(2026, 2, 27, 0, 0, 0, 0, time.UTC)) {
+		len(states[0].Days) != 2 || !slices.ContainsFunc(states[0].Days, func(d usage.DayCalls) bool { return d.Day.Equal(time.Date(2026, 2, 27, 0, 0, 0, 0, time.UTC)) }) ||
+		len(states[3].Days) != 1 || states[3].Days[0] != (usage.DayCalls{Day: feb.Start, Calls: 11}) || states[2].Days != nil {
 		t.Errorf("PeriodStates = %+v", states)
 	}
 

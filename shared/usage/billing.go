@@ -138,13 +138,25 @@ func Retryable(err error) bool {
 type UserPeriod struct {
 	UserID string
 	Period Period
+	// ByDay asks for the period's calls per day; without it the store may
+	// answer their sum as one DayCalls on the period's first day, enough
+	// for a period under one set of terms throughout (NeedsDays).
+	ByDay bool
+}
+
+// NeedsDays reports whether pricing period p under history needs its
+// calls per day: unless one segment covers the whole period.
+func NeedsDays(p Period, history []Terms) bool {
+	segs := Segments(p, history)
+	return len(segs) != 1 || !segs[0].From.Equal(p.Start) || !segs[0].To.Equal(p.End)
 }
 
 // PeriodState is what the ledger store knows about a period: the calls of
 // its days so far and a summary of its ledger rows.
 type PeriodState struct {
 	UserPeriod
-	// Days are the period's days with calls, from the live counters.
+	// Days are the period's days with calls, from the live counters (or
+	// their sum on the first day, unless the period asked ByDay).
 	Days []DayCalls
 	// Rows is the number of ledger rows; MaxSeq the highest seq among them.
 	Rows   int

@@ -284,7 +284,7 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 	)
 	for _, s := range subs {
 		for _, p := range DuePeriods(s, now, c.Grace, c.Lookback) {
-			periods = append(periods, UserPeriod{UserID: s.UserID, Period: p})
+			periods = append(periods, UserPeriod{UserID: s.UserID, Period: p, ByDay: NeedsDays(p, s.History)})
 			owners = append(owners, s)
 		}
 	}

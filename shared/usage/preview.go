@@ -90,7 +90,7 @@ func (b *Billing) Preview(ctx context.Context, month, now time.Time) (*Preview, 
 	)
 	for _, s := range subs {
 		for _, p := range periodsStarting(s, from, to, now) {
-			periods = append(periods, UserPeriod{UserID: s.UserID, Period: p})
+			periods = append(periods, UserPeriod{UserID: s.UserID, Period: p, ByDay: NeedsDays(p, s.History)})
 			owners = append(owners, s)
 		}
 	}

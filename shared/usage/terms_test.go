@@ -98,6 +98,25 @@ func TestSegments(t *testing.T) {
 	}
 }
 
+func TestNeedsDays(t *testing.T) {
+	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
+	pro := usage.Terms{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms}
+	for _, tt := range []struct {
+		name    string
+		history []usage.Terms
+		want    bool
+	}{
+		{"one set of terms all period", []usage.Terms{pro}, false},
+		{"a downgrade at the period's end", []usage.Terms{pro, {From: feb.End, PlanID: "free", Effective: freePlan}}, false},
+		{"an upgrade inside", []usage.Terms{pro, {From: day(2026, 2, 10), PlanID: "enterprise", Effective: entTerms}}, true},
+		{"started inside", []usage.Terms{{From: day(2026, 2, 10), PlanID: "pro", Effective: proTerms}}, true},
+	} {
+		if got := usage.NeedsDays(feb, tt.history); got != tt.want {
+			t.Errorf("%s: NeedsDays = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestIncludedShare(t *testing.T) {
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)} // 28 days
 	// 100,000 × 9/28 = 32,142.86 → 32,143; the rest 67,857: exactly 100,000.
