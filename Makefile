@@ -21,7 +21,7 @@ ifneq ($(filter dev,$(MAKECMDGOALS)),)
 NEXUS_DEV_START := $(shell date +%s.%N)
 endif
 
-.PHONY: all build host prepare tools test test-go lint cover dev demo migrate bench deploy clean \
+.PHONY: all build host prepare tools chromium test test-go lint cover dev demo dashtime migrate bench deploy clean \
 	build-RecordFunction build-AggregateFunction build-AnalyticsFunction build-OverageFunction
 
 all: build
@@ -69,16 +69,22 @@ prepare:
 # migrator, the emulator.
 SERVICES_ENV := NEXUS_LAMBDA_DIR=$(BIN) NEXUS_MIGRATE=$(BIN)/migrate NEXUS_RIE=$(BIN)/aws-lambda-rie
 
+## chromium: headless Chromium for the dashboard's browser tests: Debian's
+## chromium package, installed when missing and run as root (else a message;
+## under CI=true an error)
+chromium:
+	@scripts/need-chromium.sh
+
 ## test: build what the tests run, start throwaway PostgreSQL, moto_server and
 ## stripe-mock, run every test with -race, stop them
-test: prepare
+test: prepare chromium
 	$(SERVICES_ENV) scripts/with-services.sh $(MAKE) --no-print-directory test-go
 
 test-go:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## cover: statement coverage per package and in total (with the services of make test)
-cover: prepare
+cover: prepare chromium
 	$(SERVICES_ENV) scripts/with-services.sh bash -c '$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -coverpkg=./shared/...,./functions/... -coverprofile=cover.out ./... >/dev/null && $(GO) tool cover -func=cover.out | tail -1 && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -cover ./shared/... ./functions/... | grep -v "no test files"'
 
 ## lint: gofmt, go vet, staticcheck, cfn-lint
@@ -109,15 +115,24 @@ clean:
 # dev: the whole system on this machine until Ctrl-C (cmd/devstack under
 # with-services: PostgreSQL, moto_server, stripe-mock). DATABASE_URL, when
 # set, is migrated and used instead of a throwaway database.
-# demo, run-aggregate, run-overage, smoke: talk to a running make dev.
+# demo, lag, run-aggregate, run-overage, smoke: talk to a running make dev.
 DEV_ADMIN ?= http://127.0.0.1:8081
-.PHONY: run-aggregate run-overage smoke
+.PHONY: lag run-aggregate run-overage smoke
 
 dev: prepare
 	NEXUS_DEV_START=$(NEXUS_DEV_START) $(SERVICES_ENV) scripts/with-services.sh $(BIN)/devstack $(DEV_FLAGS)
 
 demo: host
 	$(BIN)/devstack demo -admin $(DEV_ADMIN)
+
+# lag: the time from a metered request to GET /v1/usage (median, max of 100)
+lag: host
+	$(BIN)/devstack lag -admin $(DEV_ADMIN)
+
+## dashtime: the dashboard's size as served and its navigation-to-numbers
+## time (median of 10 loads in headless Chromium) against a running make dev
+dashtime: chromium
+	$(HOSTBUILD) -o $(BIN)/ ./cmd/dashtime && $(BIN)/dashtime -admin $(DEV_ADMIN)
 
 run-aggregate:
 	@curl -sS --fail-with-body -X POST $(DEV_ADMIN)/run/aggregate

@@ -1,14 +1,15 @@
 // Command devstack runs the whole system on this machine (package
 // devstack: the four functions under the Lambda emulator, the local API
-// Gateway, the SQS poller, the scheduler, demo users) until Ctrl-C, then
-// stops everything it started.
+// Gateway, the sample platform API, the SQS poller, the scheduler, demo
+// users) until Ctrl-C, then stops everything it started.
 //
 // make dev runs it under scripts/with-services.sh, which provides
 // PostgreSQL (NEXUS_TEST_DATABASE_URL, NEXUS_TEST_TEMPLATE), moto_server
 // (NEXUS_TEST_SQS_ENDPOINT) and stripe-mock (NEXUS_TEST_STRIPE_URL).
 //
-//	devstack [flags]          run the stack
-//	devstack demo [-admin URL] send demo traffic to a running stack
+//	devstack [flags]           run the stack
+//	devstack demo [-admin URL]  send demo traffic to a running stack, print what it saw
+//	devstack lag [-admin URL]   measure the lag from a metered request to GET /v1/usage
 //
 // With DATABASE_URL set, the stack migrates and uses that database instead
 // of creating nexus_dev on the throwaway server.
@@ -28,6 +29,7 @@ import (
 
 	"github.com/nexus/usage/cmd/internal/demo"
 	"github.com/nexus/usage/cmd/internal/devstack"
+	"github.com/nexus/usage/cmd/internal/platform"
 )
 
 func main() {
@@ -35,9 +37,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "demo" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "demo":
 		err = runDemo(ctx, os.Args[2:], logger)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "lag":
+		err = runLag(ctx, os.Args[2:])
+	default:
 		err = runStack(ctx, os.Args[1:], logger)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -52,6 +57,8 @@ func runStack(ctx context.Context, args []string, logger *slog.Logger) error {
 	cfg := devstack.Config{Start: startTime(), Bootstraps: os.Getenv("NEXUS_LAMBDA_DIR")}
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address of the local API Gateway")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:8081", "address of the admin endpoint (state, run now)")
+	fs.StringVar(&cfg.PlatformAddr, "platform-addr", "127.0.0.1:8090", "address of the sample platform API")
+	fs.DurationVar(&cfg.PlatformFlush, "platform-flush", platform.DefaultFlushInterval, "the sample platform API's usage publisher flush interval")
 	fs.StringVar(&cfg.Template, "template", "template.yaml", "the SAM template to read schedules, routes and timeouts from")
 	fs.StringVar(&cfg.DatabaseName, "db", "nexus_dev", "database to create from the template on the throwaway server")
 	sendDemo := fs.Bool("demo", false, "send demo traffic once the stack is up")
@@ -74,13 +81,12 @@ func runStack(ctx context.Context, args []string, logger *slog.Logger) error {
 	st.PrintBanner(os.Stdout)
 	if *sendDemo {
 		go func() {
-			stats, err := demo.Send(ctx, st.State(), time.Now().UTC(), logger)
+			res, err := demo.Run(ctx, st.State(), logger)
 			if err != nil {
 				logger.Error("demo traffic", "error", err)
 				return
 			}
-			logger.Info("demo traffic sent", "events", stats.Events, "duplicates", stats.Duplicates, "late", stats.Late,
-				"errors", stats.Errors, "invalid_messages", stats.Invalid)
+			res.Print(os.Stdout)
 		}()
 	}
 	<-ctx.Done()
@@ -107,10 +113,34 @@ func runDemo(ctx context.Context, args []string, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("%w (is make dev running?)", err)
 	}
-	stats, err := demo.Send(ctx, st, time.Now().UTC(), logger)
+	res, err := demo.Run(ctx, st, logger)
 	if err != nil {
 		return err
 	}
-	stats.Report(os.Stdout, st, time.Now().UTC())
+	res.Print(os.Stdout)
+	return nil
+}
+
+// runLag measures the lag from a metered request to GET /v1/usage on the
+// stack whose admin endpoint the flags name.
+func runLag(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("devstack lag", flag.ExitOnError)
+	admin := fs.String("admin", "http://127.0.0.1:8081", "the running stack's admin endpoint")
+	var o demo.LagOptions
+	fs.IntVar(&o.Requests, "n", 100, "metered requests to time")
+	fs.DurationVar(&o.Every, "every", 200*time.Millisecond, "pace of the requests")
+	_ = fs.Parse(args)
+	st, err := devstack.FetchState(ctx, *admin)
+	if err != nil {
+		return fmt.Errorf("%w (is make dev running?)", err)
+	}
+	res, err := demo.MeasureLag(ctx, st, o)
+	if err != nil {
+		return err
+	}
+	res.Print(os.Stdout)
+	if res.Max() > res.Goal {
+		return fmt.Errorf("the longest lag, %s, is over the goal of %s", res.Max(), res.Goal)
+	}
 	return nil
 }

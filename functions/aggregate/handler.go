@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -117,10 +118,12 @@ func ParseInput(payload json.RawMessage, now time.Time) (*usage.DayRange, error)
 	dec := json.NewDecoder(bytes.NewReader(p))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		return nil, usage.Errorf(usage.CodeInvalid, `input must be {} or {"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}: %v`, err)
+		e := usage.JSONError(err, len(p), "input")
+		return nil, usage.FieldErrorf(usage.ErrorField(e), "%s; the input is {} or {\"from\":\"YYYY-MM-DD\",\"to\":\"YYYY-MM-DD\"}",
+			strings.TrimPrefix(usage.ErrorMessage(e), usage.ErrorField(e)+": "))
 	}
 	if dec.More() {
-		return nil, usage.Errorf(usage.CodeInvalid, "input must be a single JSON object")
+		return nil, usage.FieldErrorf("input", "must be a single JSON object")
 	}
 	if in.From == "" && in.To == "" {
 		return nil, nil

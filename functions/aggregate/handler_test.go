@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ func TestParseInput(t *testing.T) {
 		want      *usage.DayRange
 		wantField string // "" and wantErr: a non-field CodeInvalid
 		wantErr   bool
+		wantMsg   string // when set, the error's whole message
 	}{
 		{name: "empty", in: ``},
 		{name: "null", in: `null`},
@@ -45,11 +47,16 @@ func TestParseInput(t *testing.T) {
 		{name: "reversed", in: `{"from":"2031-03-02","to":"2031-03-01"}`, wantErr: true, wantField: "to"},
 		{name: "too long", in: `{"from":"2029-01-01","to":"2031-03-01"}`, wantErr: true, wantField: "to"},
 		{name: "future", in: `{"from":"2031-03-01","to":"2031-03-21"}`, wantErr: true, wantField: "to"},
-		{name: "unknown field", in: `{"form":"2031-03-01","to":"2031-03-02"}`, wantErr: true},
-		{name: "not an object", in: `"2031-03-01"`, wantErr: true},
-		{name: "number", in: `{"from":20310301,"to":"2031-03-02"}`, wantErr: true},
-		{name: "trailing data", in: `{} {}`, wantErr: true},
-		{name: "garbage", in: `{`, wantErr: true},
+		{name: "unknown field", in: `{"form":"2031-03-01","to":"2031-03-02"}`, wantErr: true, wantField: "form",
+			wantMsg: `form: is not a field of this input; the input is {} or {"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}`},
+		{name: "not an object", in: `"2031-03-01"`, wantErr: true, wantField: "input"},
+		{name: "number", in: `{"from":20310301,"to":"2031-03-02"}`, wantErr: true, wantField: "from",
+			wantMsg: `from: must be a string; the input is {} or {"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}`},
+		{name: "trailing data", in: `{} {}`, wantErr: true, wantField: "input"},
+		{name: "garbage", in: `{`, wantErr: true, wantField: "input",
+			wantMsg: `input: invalid JSON at byte 1: it ends too early; the input is {} or {"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}`},
+		{name: "syntax", in: `{"from":x}`, wantErr: true, wantField: "input",
+			wantMsg: `input: invalid JSON at byte 9; the input is {} or {"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,6 +64,9 @@ func TestParseInput(t *testing.T) {
 			if tt.wantErr {
 				if usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != tt.wantField {
 					t.Fatalf("ParseInput(%s) error = %v (field %q); want %s on field %q", tt.in, err, usage.ErrorField(err), usage.CodeInvalid, tt.wantField)
+				}
+				if msg := usage.ErrorMessage(err); (tt.wantMsg != "" && msg != tt.wantMsg) || strings.Contains(msg, "json:") || strings.Contains(msg, "Go ") {
+					t.Errorf("ParseInput(%s) message %q; want %q, in our words", tt.in, msg, tt.wantMsg)
 				}
 				return
 			}

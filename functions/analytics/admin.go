@@ -9,8 +9,9 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// The admin routes: system-wide reports, one user's usage and plan,
-// backfills, the quarantine and the overage ledger.
+// The admin routes: system-wide reports, plan changes, backfills, the
+// quarantine and the overage ledger (one user's view for support is in
+// support.go).
 
 func (h *Handler) getAdminSummary(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
 	rg, err := r.DayRange(h.now(), DefaultDays)
@@ -50,24 +51,6 @@ func (h *Handler) getTopUsers(ctx context.Context, r *httpapi.Request, _ usage.I
 		return h.fail(ctx, err)
 	}
 	return httpapi.JSON(http.StatusOK, map[string]any{"from": day(rg.From), "to": day(rg.To), "by": by, "items": users})
-}
-
-// pathUser is the user id of the route's path.
-func pathUser(r *httpapi.Request) (string, error) {
-	id := r.Param("id")
-	if !usage.IsUUID(id) {
-		return "", usage.FieldErrorf("id", "must be a UUID")
-	}
-	return id, nil
-}
-
-// getUserUsage shows an admin what the user sees on GET /v1/usage.
-func (h *Handler) getUserUsage(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
-	id, err := pathUser(r)
-	if err != nil {
-		return h.fail(ctx, err)
-	}
-	return h.usageOf(ctx, id)
 }
 
 // putPlan changes the user's plan: an upgrade at once, a downgrade at the

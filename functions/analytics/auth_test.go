@@ -105,6 +105,10 @@ func TestAuthGates(t *testing.T) {
 		{"GET", "/v1/admin/overage", user, 403, "urn:nexus:problem:forbidden"},
 		{"PUT", "/v1/admin/users/" + bob + "/plan", map[string]string{"X-Api-Key": f.aliceKey}, 403, "urn:nexus:problem:forbidden"},
 		{"POST", "/v1/admin/aggregate", user, 403, "urn:nexus:problem:forbidden"},
+		{"GET", "/v1/admin/users/" + alice + "/daily", user, 403, "urn:nexus:problem:forbidden"},
+		{"GET", "/v1/admin/users/" + alice + "/endpoints", map[string]string{"X-Api-Key": f.aliceKey}, 403, "urn:nexus:problem:forbidden"},
+		{"GET", "/v1/admin/users/" + alice + "/keys", nil, 401, "urn:nexus:problem:unauthorized"},
+		{"GET", "/v1/admin/users/" + bob + "/audit", user, 403, "urn:nexus:problem:forbidden"},
 	} {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
 			body := ""

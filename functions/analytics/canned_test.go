@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -93,6 +94,23 @@ func cannedAdmin() *mock.AdminStore {
 			return &usage.PlanChanged{Subscription: &usage.Subscription{UserID: c.UserID, PlanID: c.PlanID, Overrides: c.Overrides,
 				Effective: eff.Apply(c.Overrides), PeriodAnchor: marchPeriod.Start}, Change: usage.ChangeUpgrade, EffectiveAt: testNow}, nil
 		},
+		PlanAuditFn: func(_ context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error) {
+			if userID != bob {
+				return []usage.PlanAuditEntry{}, nil
+			}
+			rows := []usage.PlanAuditEntry{
+				{ID: 8, Who: operator, At: time.Date(2026, 3, 15, 9, 30, 0, 0, time.UTC),
+					Old: json.RawMessage(`{"plan_id":"free","burst":null}`), New: json.RawMessage(`{"plan_id":"pro","burst":5}`)},
+				{ID: 5, Who: operator, At: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC), New: json.RawMessage(`{"plan_id":"free","burst":null}`)},
+			}
+			var out []usage.PlanAuditEntry
+			for _, r := range rows {
+				if (before == 0 || r.ID < before) && len(out) < limit {
+					out = append(out, r)
+				}
+			}
+			return out, nil
+		},
 		QueueAggregationFn: func(_ context.Context, r usage.DayRange) (int, error) { return r.Len(), nil },
 		RejectedEventsFn: func(_ context.Context, before int64, limit int) ([]usage.RejectedEvent, error) {
 			rows := []usage.RejectedEvent{
@@ -165,6 +183,10 @@ func (f *fixture) noStore(t *testing.T) {
 		},
 		PutPlanFn: func(context.Context, usage.PlanChange) (*usage.PlanChanged, error) {
 			called("PutPlan")
+			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
+		},
+		PlanAuditFn: func(context.Context, string, int64, int) ([]usage.PlanAuditEntry, error) {
+			called("PlanAudit")
 			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 		},
 		QueueAggregationFn: func(context.Context, usage.DayRange) (int, error) {

@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
+
 	"net/http"
+	"strings"
 
 	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/usage"
@@ -21,17 +22,17 @@ type eventResult struct {
 }
 
 // postEvents validates each event on its own and queues the valid ones
-// under the caller's identity.
+// under the caller's identity. Ingestion is metered like any other call:
+// the request costs the caller's rate limit one call per event it holds
+// (valid or not), a refusal is the middleware's 429 and queues nothing, and
+// each event's quantity is capped by MaxEventQuantity.
 func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.Identity) httpapi.Response {
-	if h.Publisher == nil {
+	if h.Publisher == nil || h.Limits == nil {
 		return h.fail(ctx, usage.Errorf(usage.CodeUnavailable, "event ingestion is not configured"))
 	}
-	body, err := r.Body()
+	body, err := readBody(r, MaxEventsBytes)
 	if err != nil {
-		return h.fail(ctx, usage.FieldErrorf("body", "is not valid base64"))
-	}
-	if len(body) > MaxEventsBytes {
-		return httpapi.NewProblem(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than %d bytes", MaxEventsBytes))
+		return h.fail(ctx, err)
 	}
 	var in struct {
 		Events []json.RawMessage `json:"events"`
@@ -48,6 +49,19 @@ func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.I
 		return h.fail(ctx, usage.FieldErrorf("events", "more than %d events", MaxEvents))
 	}
 	now := h.now()
+	d, err := h.Limits.Check(ctx, id, int64(len(in.Events)))
+	if usage.ErrorField(err) == "cost" {
+		// More events than the caller's burst: no wait makes them fit.
+		return h.fail(ctx, usage.FieldErrorf("events", "%d events at once %s of your rate limit; send fewer per request",
+			len(in.Events), strings.TrimPrefix(usage.ErrorMessage(err), "cost: ")))
+	}
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	if !d.Allowed {
+		return httpapi.Refusal(d, now)
+	}
+	maxQuantity := h.maxEventQuantity()
 	results := make([]eventResult, len(in.Events))
 	accepted := 0
 	for i, raw := range in.Events {
@@ -59,6 +73,9 @@ func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.I
 			e.UserID, e.APIKeyID = id.UserID, id.APIKeyID
 			res.EventID = e.EventID
 			err = e.Validate(now, usage.DefaultBackfillWindow)
+		}
+		if err == nil && e.Quantity > maxQuantity {
+			err = usage.FieldErrorf("quantity", "must be between 1 and %d", maxQuantity)
 		}
 		if err != nil {
 			res.Status, res.Param, res.Detail = "rejected", usage.ErrorField(err), usage.ErrorMessage(err)
@@ -79,7 +96,19 @@ func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.I
 	}
 	// 202 even when every event was rejected: the per-event results are
 	// the answer, and nothing in the request as a whole was wrong.
-	return httpapi.JSON(http.StatusAccepted, map[string]any{"accepted": accepted, "rejected": len(results) - accepted, "results": results})
+	resp := httpapi.JSON(http.StatusAccepted, map[string]any{"accepted": accepted, "rejected": len(results) - accepted, "results": results})
+	for k, v := range httpapi.RateLimitHeaders(d, now) {
+		resp.Headers[k] = v
+	}
+	return resp
+}
+
+// maxEventQuantity is the quantity cap of one event.
+func (h *Handler) maxEventQuantity() int64 {
+	if h.MaxEventQuantity <= 0 {
+		return DefaultMaxEventQuantity
+	}
+	return min(h.MaxEventQuantity, usage.MaxQuantity)
 }
 
 // decodeEvent reads one event of the body; fields it does not know are
@@ -91,12 +120,12 @@ func decodeEvent(raw json.RawMessage) (usage.Event, error) {
 	switch {
 	case err == nil:
 		return e, nil
-	case isTimeError(err):
+	case usage.IsTimeError(err):
 		// occurred_at is an event's one time.Time, which decodes itself
 		// and names no field in its errors.
 		return e, usage.FieldErrorf("occurred_at", "must be a date-time (RFC 3339)")
 	case errors.As(err, &te) && te.Field == "":
 		return e, usage.Errorf(usage.CodeInvalid, "an event must be a JSON object")
 	}
-	return e, jsonError(err, len(raw))
+	return e, usage.JSONError(err, len(raw), "body")
 }

@@ -82,7 +82,7 @@ func TestPostEvents(t *testing.T) {
 		param      string
 	}{
 		{"too many", `{"events":[` + strings.Join(many, ",") + `]}`, 400, "events"},
-		{"too large", `{"events":[` + event(good, 200, `,"pad":"`+strings.Repeat("x", MaxEventsBytes)+`"`) + `]}`, 413, ""},
+		{"too large", `{"events":[` + event(good, 200, `,"pad":"`+strings.Repeat("x", MaxEventsBytes)+`"`) + `]}`, 413, "body"},
 	} {
 		resp := f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, tt.body))
 		wantStatus(t, resp, tt.status)

@@ -25,7 +25,7 @@ func (h *Handler) getExport(ctx context.Context, r *httpapi.Request, id usage.Id
 	default:
 		return h.fail(ctx, usage.FieldErrorf("format", "must be csv or json"))
 	}
-	rg, rows, err := h.daily(ctx, r, id)
+	rg, rows, err := h.daily(ctx, r, id.UserID)
 	if err != nil {
 		return h.fail(ctx, err)
 	}

@@ -22,6 +22,9 @@ const (
 	// DefaultLimit and MaxLimit bound the pages of every list.
 	DefaultLimit = 50
 	MaxLimit     = 1000
+	// DefaultMaxEventQuantity is the largest quantity one event of POST
+	// /v1/events may carry unless MaxEventQuantity says otherwise.
+	DefaultMaxEventQuantity = 10_000
 	// MaxTopUsers bounds the top users report.
 	MaxTopUsers = 100
 	// maxBodyBytes bounds the JSON bodies of the other routes.
@@ -41,8 +44,11 @@ type Handler struct {
 	Auth      usage.Authenticator
 	Publisher usage.Publisher
 	Limits    usage.LimitChecker
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// MaxEventQuantity caps the quantity of one event of POST /v1/events
+	// (DefaultMaxEventQuantity when zero; at most usage.MaxQuantity).
+	MaxEventQuantity int64
+	Logger           *slog.Logger
+	Now              func() time.Time
 
 	once   sync.Once
 	router *httpapi.Router
@@ -57,9 +63,11 @@ func (h *Handler) Routes() []string {
 
 // init builds the route table: each route behind the gate of who may call
 // it (user: a JWT or an API key; apiKey: an API key only; admin: a JWT with
-// role admin).
+// role admin). The dashboard's files have no gate (dashboard.go).
 func (h *Handler) init() {
 	r := httpapi.NewRouter()
+	r.Handle("GET /dashboard", h.getDashboard)
+	r.Handle("GET /dashboard/{asset}", h.getDashboardAsset)
 	r.Handle("GET /v1/usage", h.user(h.getUsage))
 	r.Handle("GET /v1/usage/daily", h.user(h.getDaily))
 	r.Handle("GET /v1/usage/endpoints", h.user(h.getEndpoints))
@@ -69,7 +77,11 @@ func (h *Handler) init() {
 	r.Handle("POST /v1/limits/check", h.user(h.postLimitsCheck))
 	r.Handle("GET /v1/admin/summary", h.admin(h.getAdminSummary))
 	r.Handle("GET /v1/admin/top-users", h.admin(h.getTopUsers))
-	r.Handle("GET /v1/admin/users/{id}/usage", h.admin(h.getUserUsage))
+	r.Handle("GET /v1/admin/users/{id}/usage", h.admin(h.userRoute(h.getUserUsage)))
+	r.Handle("GET /v1/admin/users/{id}/daily", h.admin(h.userRoute(h.getUserDaily)))
+	r.Handle("GET /v1/admin/users/{id}/endpoints", h.admin(h.userRoute(h.getUserEndpoints)))
+	r.Handle("GET /v1/admin/users/{id}/keys", h.admin(h.userRoute(h.getUserKeys)))
+	r.Handle("GET /v1/admin/users/{id}/audit", h.admin(h.userRoute(h.getUserAudit)))
 	r.Handle("PUT /v1/admin/users/{id}/plan", h.admin(h.putPlan))
 	r.Handle("POST /v1/admin/aggregate", h.admin(h.postAggregate))
 	r.Handle("GET /v1/admin/rejected", h.admin(h.getRejected))

@@ -54,7 +54,7 @@ type fixture struct {
 
 // newFixture returns a handler whose stores answer the canned data of
 // canned_test.go; tests replace the functions they need otherwise.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	secret, k, err := auth.NewAPIKey(alice, "ci")
 	if err != nil {

@@ -11,6 +11,7 @@
 //	QUEUE_URL                            the usage queue of POST /v1/events
 //	ALERT_BUS_NAME                       EventBridge bus for usage alerts (unset: log lines)
 //	GRACE_PERIOD (default 24h)           the overage job's, for the overage preview
+//	MAX_EVENT_QUANTITY                   largest quantity of one event of POST /v1/events (default 10,000)
 package main
 
 import (
@@ -55,10 +56,14 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	queueURL := e.String("QUEUE_URL", "")
 	alertBus := e.String("ALERT_BUS_NAME", "")
 	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
+	maxQuantity := e.Int("MAX_EVENT_QUANTITY", DefaultMaxEventQuantity)
 	jwtCfg := auth.JWTConfig{Issuer: e.String("JWT_ISSUER", ""), Audience: e.String("JWT_AUDIENCE", "")}
 	publicKey, hmacSecret := e.String("JWT_PUBLIC_KEY", ""), e.String("JWT_HMAC_SECRET", "")
 	if err := e.Err(); err != nil {
 		return nil, err
+	}
+	if maxQuantity < 1 || maxQuantity > usage.MaxQuantity {
+		return nil, fmt.Errorf("MAX_EVENT_QUANTITY: want 1 to %d, got %d", usage.MaxQuantity, maxQuantity)
 	}
 	switch {
 	case publicKey != "":
@@ -88,6 +93,8 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		Auth:    &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: verifier},
 		Logger:  logger,
 		Now:     time.Now,
+
+		MaxEventQuantity: int64(maxQuantity),
 	}
 	var alerter usage.Alerter = alerts.NewLog(logger)
 	if queueURL != "" || alertBus != "" {

@@ -66,13 +66,13 @@ type dayRow struct {
 	usage.DailyUsage
 }
 
-// daily reads the caller's days of the range the query asks for.
-func (h *Handler) daily(ctx context.Context, r *httpapi.Request, id usage.Identity) (usage.DayRange, []dayRow, error) {
+// daily reads the user's days of the range the query asks for.
+func (h *Handler) daily(ctx context.Context, r *httpapi.Request, userID string) (usage.DayRange, []dayRow, error) {
 	rg, err := r.DayRange(h.now(), DefaultDays)
 	if err != nil {
 		return rg, nil, err
 	}
-	days, err := h.Usage.DailyUsage(ctx, id.UserID, rg, h.now())
+	days, err := h.Usage.DailyUsage(ctx, userID, rg, h.now())
 	if err != nil {
 		return rg, nil, err
 	}
@@ -84,7 +84,12 @@ func (h *Handler) daily(ctx context.Context, r *httpapi.Request, id usage.Identi
 }
 
 func (h *Handler) getDaily(ctx context.Context, r *httpapi.Request, id usage.Identity) httpapi.Response {
-	rg, rows, err := h.daily(ctx, r, id)
+	return h.dailyOf(ctx, r, id.UserID)
+}
+
+// dailyOf is the user's days, as GET /v1/usage/daily shows them.
+func (h *Handler) dailyOf(ctx context.Context, r *httpapi.Request, userID string) httpapi.Response {
+	rg, rows, err := h.daily(ctx, r, userID)
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -101,17 +106,17 @@ type breakdownRow struct {
 }
 
 func (h *Handler) getEndpoints(ctx context.Context, r *httpapi.Request, id usage.Identity) httpapi.Response {
-	return h.breakdown(ctx, r, id, false)
+	return h.breakdown(ctx, r, id.UserID, false)
 }
 
 func (h *Handler) getKeys(ctx context.Context, r *httpapi.Request, id usage.Identity) httpapi.Response {
-	return h.breakdown(ctx, r, id, true)
+	return h.breakdown(ctx, r, id.UserID, true)
 }
 
-// breakdown serves a page of the caller's usage per endpoint, or per API
+// breakdown serves a page of the user's usage per endpoint, or per API
 // key: one row more than the limit is read to know whether a next page
 // exists.
-func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, id usage.Identity, keys bool) httpapi.Response {
+func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, userID string, keys bool) httpapi.Response {
 	rg, err := r.DayRange(h.now(), DefaultDays)
 	if err != nil {
 		return h.fail(ctx, err)
@@ -120,7 +125,7 @@ func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, id usage.Id
 	if err != nil {
 		return h.fail(ctx, err)
 	}
-	f := usage.BreakdownFilter{UserID: id.UserID, Range: rg, Limit: limit + 1}
+	f := usage.BreakdownFilter{UserID: userID, Range: rg, Limit: limit + 1}
 	var c usage.BreakdownCursor
 	if ok, err := r.DecodeCursor(&c); err != nil {
 		return h.fail(ctx, err)

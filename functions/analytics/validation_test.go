@@ -29,6 +29,11 @@ func TestParameterValidation(t *testing.T) {
 		{"/v1/admin/top-users?by=latency", admin, "by"},
 		{"/v1/admin/top-users?limit=101", admin, "limit"},
 		{"/v1/admin/users/not-a-uuid/usage", admin, "id"},
+		{"/v1/admin/users/not-a-uuid/audit", admin, "id"},
+		{"/v1/admin/users/" + bob + "/audit?cursor=eyJiIjotMX0", admin, "cursor"},
+		{"/v1/admin/users/" + bob + "/audit?limit=0", admin, "limit"},
+		{"/v1/admin/users/" + bob + "/daily?from=x", admin, "from"},
+		{"/v1/admin/users/" + bob + "/keys?limit=1001", admin, "limit"},
 		{"/v1/admin/rejected?cursor=eyJiIjotMX0", admin, "cursor"},
 		{"/v1/admin/overage?period=2026-3", admin, "period"},
 		{"/v1/admin/overage?cursor=eyJ1IjoieCJ9", admin, "cursor"},
@@ -75,7 +80,6 @@ func TestBodyValidation(t *testing.T) {
 		{"PUT", plan, admin, `{"plan_id":"pro","colour":"red"}`, "colour", "colour: is not a field of this request"},
 		{"PUT", plan, admin, `{"plan_id":"pro"} {}`, "body", "body: must hold one JSON value; more follows at byte 19"},
 		{"PUT", plan, admin, `["pro"]`, "body", "body: must be an object"},
-		{"PUT", plan, admin, `{"plan_id":"` + strings.Repeat("x", maxBodyBytes) + `"}`, "body", "body: larger than 16384 bytes"},
 		{"POST", "/v1/admin/aggregate", admin, `{"from":"2026-03-10","to":"2026-03-16"}`, "to", "to: must not be in the future"},
 		{"POST", "/v1/admin/aggregate", admin, `{"from":"2026-03-10","to":"2026-03-01"}`, "to", "to: must not be before from"},
 		{"POST", "/v1/admin/aggregate", admin, `{"from":"2025-01-01","to":"2026-03-01"}`, "to", "to: range longer than 366 days"},
@@ -93,6 +97,19 @@ func TestBodyValidation(t *testing.T) {
 		{"POST", "/v1/events", key, `{"events":[]}`, "events", "events: must hold at least one event"},
 		{"POST", "/v1/events", key, `{}`, "events", "events: is required"},
 		{"POST", "/v1/events", key, `"events"`, "body", "body: must be an object"},
+	}
+	// A body over its bound is a 413 on every route, naming the body.
+	for _, tt := range []struct{ method, target, headers, body string }{
+		{"PUT", plan, "admin", `{"plan_id":"` + strings.Repeat("x", maxBodyBytes) + `"}`},
+		{"POST", "/v1/limits/check", "key", `{"cost":` + strings.Repeat(" ", maxBodyBytes) + `1}`},
+		{"POST", "/v1/events", "key", `{"events":[` + strings.Repeat(" ", MaxEventsBytes) + `]}`},
+	} {
+		hdr := map[string]map[string]string{"admin": admin, "key": key}[tt.headers]
+		resp := f.do(t, request(tt.method, tt.target, hdr, tt.body))
+		wantStatus(t, resp, 413)
+		if p := decode[problem](t, resp); p.Param != "body" || p.Type != "urn:nexus:problem:too_large" || !strings.HasPrefix(p.Detail, "body: larger than") {
+			t.Errorf("%s %s: problem %+v; want too_large naming body", tt.method, tt.target, p)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.target+" "+tt.body[:min(len(tt.body), 40)], func(t *testing.T) {

@@ -32,6 +32,7 @@ var codes = map[string]int{
 	usage.CodeRateLimited:   http.StatusTooManyRequests,
 	usage.CodeQuotaExceeded: http.StatusTooManyRequests,
 	usage.CodeUnavailable:   http.StatusServiceUnavailable,
+	usage.CodeTooLarge:      http.StatusRequestEntityTooLarge,
 	usage.CodeInternal:      http.StatusInternalServerError,
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/usage"
 )
 
 // HTTP wraps a net/http handler. Wrap either a whole ServeMux (the
@@ -34,9 +35,9 @@ func (m *Middleware) HTTP(next http.Handler) http.Handler {
 		endpoint := r2.Pattern
 		switch {
 		case endpoint == "":
-			endpoint = r.Method + " " + r.URL.Path
+			endpoint = usage.NormalizeMethod(r.Method) + " " + r.URL.Path
 		case !strings.Contains(endpoint, " "):
-			endpoint = r.Method + " " + endpoint
+			endpoint = usage.NormalizeMethod(r.Method) + " " + endpoint
 		}
 		status := rw.status
 		if status == 0 {

@@ -40,7 +40,7 @@ func (m *Middleware) Lambda(next LambdaHandler) LambdaHandler {
 		}
 		endpoint := req.RouteKey
 		if endpoint == "" || endpoint == "$default" {
-			endpoint = method + " " + req.RawPath
+			endpoint = usage.NormalizeMethod(method) + " " + req.RawPath
 		}
 		m.publish(ctx, eventOf(id, endpoint, method, status, start, m.now(),
 			bodyBytes(req.Body, req.IsBase64Encoded), bodyBytes(resp.Body, resp.IsBase64Encoded)), true)

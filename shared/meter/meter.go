@@ -80,7 +80,13 @@ func (m *Middleware) decide(ctx context.Context, header func(string) string, now
 	return id, httpapi.RateLimitHeaders(d, now), nil
 }
 
-// publish sends the usage event of a served request.
+// publish sends the usage event of a served request. What the request
+// carried that an event cannot describe exactly is normalised, never a
+// reason to drop the event: an unknown method is recorded as
+// usage.MethodOther, an endpoint is escaped and cut by
+// usage.NormalizeEndpoint, a status outside 100–599 is clamped into it. An
+// event the publisher refuses is logged with all its fields, so that it can
+// be replayed from the log; the publisher counts it as dropped.
 func (m *Middleware) publish(ctx context.Context, e usage.Event, flush bool) {
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -88,16 +94,17 @@ func (m *Middleware) publish(ctx context.Context, e usage.Event, flush bool) {
 		return
 	}
 	e.Version, e.EventID, e.Quantity = usage.EventVersion, id.String(), 1
-	if len(e.Endpoint) > usage.MaxEndpointBytes {
-		e.Endpoint = e.Endpoint[:usage.MaxEndpointBytes]
-	}
+	e.Method = usage.NormalizeMethod(e.Method)
+	e.Endpoint = usage.NormalizeEndpoint(e.Endpoint)
+	e.StatusCode = min(max(e.StatusCode, 100), 599)
 	if err := m.pub.Publish(ctx, e); err != nil {
-		m.logger.ErrorContext(ctx, "usage event not published", "event_id", e.EventID, "user_id", e.UserID, "error", err)
+		m.logger.ErrorContext(ctx, "usage event not published: the request was served but is not counted; replay this event",
+			"event", e, "code", usage.ErrorCode(err), "reason", usage.ErrorMessage(err))
 		return
 	}
 	if flush {
 		if err := m.pub.Flush(ctx); err != nil {
-			m.logger.ErrorContext(ctx, "usage events not flushed", "user_id", e.UserID, "error", err)
+			m.logger.ErrorContext(ctx, "usage events not flushed", "user_id", e.UserID, "code", usage.ErrorCode(err), "reason", usage.ErrorMessage(err))
 		}
 	}
 }

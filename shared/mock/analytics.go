@@ -44,6 +44,7 @@ type AdminStore struct {
 	AdminSummaryFn     func(ctx context.Context, r usage.DayRange, now time.Time) (*usage.AdminSummary, error)
 	TopUsersFn         func(ctx context.Context, f usage.TopUsersFilter, now time.Time) ([]usage.TopUser, error)
 	PutPlanFn          func(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error)
+	PlanAuditFn        func(ctx context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error)
 	QueueAggregationFn func(ctx context.Context, r usage.DayRange) (int, error)
 	RejectedEventsFn   func(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error)
 	ListLedgerPageFn   func(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error)
@@ -63,6 +64,11 @@ func (s *AdminStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, now t
 // PutPlan calls PutPlanFn.
 func (s *AdminStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
 	return s.PutPlanFn(ctx, c)
+}
+
+// PlanAudit calls PlanAuditFn.
+func (s *AdminStore) PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error) {
+	return s.PlanAuditFn(ctx, userID, before, limit)
 }
 
 // QueueAggregation calls QueueAggregationFn.

@@ -515,6 +515,40 @@ func writeChange(ctx context.Context, tx pgx.Tx, c usage.PlanChange, change stri
 	return err
 }
 
+// PlanAudit returns the user's audited plan changes, newest first. The
+// audit ids grow with every change, and PutPlan serialises a user's
+// changes, so id order is the order in which they were made.
+func (s *AnalyticsStore) PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error) {
+	if err := checkUser(userID); err != nil {
+		return nil, err
+	}
+	if limit < 1 {
+		return nil, usage.FieldErrorf("limit", "must be positive")
+	}
+	rows, err := s.db.Pool.Query(ctx, `SELECT audit_id, who, at, old, new, coalesce(change, ''), effective_at FROM eco_plan_audit
+		WHERE user_id = $1 AND ($2::bigint = 0 OR audit_id < $2)
+		ORDER BY audit_id DESC LIMIT $3`, userID, before, limit)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("plan audit of %s: %w", userID, err))
+	}
+	out := []usage.PlanAuditEntry{}
+	var e usage.PlanAuditEntry
+	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.Who, &e.At, &e.Old, &e.New, &e.Change, &e.EffectiveAt}, func() error {
+		e.At = e.At.UTC()
+		if e.EffectiveAt != nil {
+			t := e.EffectiveAt.UTC()
+			e.EffectiveAt = &t
+		}
+		out = append(out, e)
+		e.Old, e.New, e.EffectiveAt = nil, nil, nil // the next row's scan must not reuse these
+		return nil
+	})
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("plan audit of %s: %w", userID, err))
+	}
+	return out, nil
+}
+
 // QueueAggregation marks the range's days dirty for the aggregate job.
 func (s *AnalyticsStore) QueueAggregation(ctx context.Context, r usage.DayRange) (int, error) {
 	if err := r.Validate(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,10 @@ type Publisher struct {
 	loopDone chan struct{}
 
 	published, dropped atomic.Int64
+
+	metricsMu                 sync.Mutex
+	reportedPub, reportedDrop int64
+	reportedAt                time.Time
 }
 
 var _ usage.Publisher = (*Publisher)(nil)
@@ -156,6 +161,9 @@ func (p *Publisher) Publish(ctx context.Context, e usage.Event) error {
 		e.EventID = id.String()
 	}
 	if err := e.Validate(p.opts.Now(), usage.DefaultBackfillWindow); err != nil {
+		n := p.dropped.Add(1)
+		p.log.WarnContext(ctx, "usage event dropped", "reason", usage.ErrorMessage(err), "event_id", e.EventID, "user_id", e.UserID, "dropped_total", n)
+		p.reportMetrics(ctx, false)
 		return err
 	}
 	e.OccurredAt = e.OccurredAt.UTC()
@@ -215,7 +223,52 @@ func (p *Publisher) acquire(ctx context.Context, e usage.Event) error {
 func (p *Publisher) refuse(ctx context.Context, e usage.Event, why string) error {
 	n := p.dropped.Add(1)
 	p.log.WarnContext(ctx, "usage event dropped", "reason", why, "event_id", e.EventID, "user_id", e.UserID, "dropped_total", n)
+	p.reportMetrics(ctx, false)
 	return usage.Errorf(usage.CodeUnavailable, "usage event not queued: %s", why)
+}
+
+// MetricsNamespace is the CloudWatch namespace of the publisher's metrics.
+const MetricsNamespace = "NexusUsage"
+
+// metricsInterval is how often published counts alone are reported.
+const metricsInterval = time.Minute
+
+// reportMetrics writes the events published and dropped since the last
+// report as one CloudWatch Embedded Metric Format line (metrics
+// UsageEventsPublished and UsageEventsDropped in MetricsNamespace, by
+// Queue): at once when events were dropped, at most once a minute for
+// published ones alone, and always when final. In Lambda the line becomes
+// the metrics with no API call; an alarm on UsageEventsDropped > 0 says
+// that usage went uncounted.
+func (p *Publisher) reportMetrics(ctx context.Context, final bool) {
+	p.metricsMu.Lock()
+	defer p.metricsMu.Unlock()
+	pub, drop := p.published.Load(), p.dropped.Load()
+	dPub, dDrop := pub-p.reportedPub, drop-p.reportedDrop
+	now := p.opts.Now()
+	due := dDrop > 0 || (dPub > 0 && (final || now.Sub(p.reportedAt) >= metricsInterval))
+	if !due {
+		return
+	}
+	p.reportedPub, p.reportedDrop, p.reportedAt = pub, drop, now
+	queue := p.queueURL[strings.LastIndexByte(p.queueURL, '/')+1:]
+	level := slog.LevelInfo
+	if dDrop > 0 {
+		level = slog.LevelError
+	}
+	p.log.Log(ctx, level, "usage publisher metrics",
+		"_aws", map[string]any{
+			"Timestamp": now.UnixMilli(),
+			"CloudWatchMetrics": []map[string]any{{
+				"Namespace":  MetricsNamespace,
+				"Dimensions": [][]string{{"Queue"}},
+				"Metrics": []map[string]string{
+					{"Name": "UsageEventsPublished", "Unit": "Count"},
+					{"Name": "UsageEventsDropped", "Unit": "Count"},
+				},
+			}},
+		},
+		"Queue", queue, "UsageEventsPublished", dPub, "UsageEventsDropped", dDrop)
 }
 
 // Flush sends every buffered event and returns the first error. Events
@@ -237,6 +290,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 	close(p.done)
 	<-p.loopDone
 	err := p.send(ctx)
+	defer p.reportMetrics(ctx, true)
 	p.mu.Lock()
 	lost := p.buf
 	p.buf = nil
@@ -307,6 +361,7 @@ func (p *Publisher) send(ctx context.Context) error {
 	if len(events) == 0 {
 		return nil
 	}
+	defer p.reportMetrics(ctx, false)
 	batches, tooBig := pack(events, p.maxBytes)
 	for _, e := range tooBig {
 		<-p.slots

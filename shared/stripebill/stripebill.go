@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nexus/usage/shared/usage"
@@ -158,10 +163,7 @@ func convertError(op string, err error) error {
 	}
 	var se *stripe.Error
 	if !errors.As(err, &se) {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return &usage.Error{Code: usage.CodeUnavailable, Message: op + ": " + err.Error()}
-		}
-		return &usage.Error{Code: usage.CodeUnavailable, Message: fmt.Sprintf("%s: network error: %v", op, err)}
+		return &usage.Error{Code: usage.CodeUnavailable, Message: fmt.Sprintf("%s: could not reach Stripe: %s", op, networkReason(err))}
 	}
 	msg := fmt.Sprintf("%s: stripe %d", op, se.HTTPStatusCode)
 	if se.Code != "" {
@@ -188,4 +190,29 @@ func convertError(op string, err error) error {
 		code = usage.CodeNotFound
 	}
 	return &usage.Error{Code: code, Message: msg}
+}
+
+// networkReason says in our words why a request did not reach Stripe or
+// its answer did not come back; the ledger row and the admin API show it,
+// so it never carries Go's error text (addresses, types, wrapping).
+func networkReason(err error) string {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), os.IsTimeout(err):
+		return "the request timed out"
+	case errors.Is(err, context.Canceled):
+		return "the run stopped before Stripe answered"
+	case errors.As(err, &dnsErr):
+		return "its host name did not resolve"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "the connection was refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the connection was closed before the answer"
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return "no connection could be made"
+	case strings.Contains(err.Error(), "tls:") || strings.Contains(err.Error(), "x509:"):
+		return "the TLS handshake failed"
+	}
+	return "a network failure"
 }

@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -230,6 +231,21 @@ type PlanChanged struct {
 	EffectiveAt time.Time `json:"effective_at"`
 }
 
+// PlanAuditEntry is one audited change of a user's plan: the admin who made
+// it, when, and the user's subscription before (null when the user had
+// none) and after, as JSON objects of the subscription's stored fields,
+// what the change was and when its terms took effect (PlanChanged; empty
+// on changes audited before they were recorded).
+type PlanAuditEntry struct {
+	ID          int64           `json:"id"`
+	Who         string          `json:"who"`
+	At          time.Time       `json:"at"`
+	Old         json.RawMessage `json:"old"`
+	New         json.RawMessage `json:"new"`
+	Change      string          `json:"change,omitempty"`
+	EffectiveAt *time.Time      `json:"effective_at,omitempty"`
+}
+
 // RejectedEvent is a message that could not be recorded.
 type RejectedEvent struct {
 	ID         int64     `json:"id"`
@@ -313,6 +329,9 @@ type AdminStore interface {
 	// override that is invalid, or naming "currency" for a change of
 	// currency while both terms bill.
 	PutPlan(ctx context.Context, c PlanChange) (*PlanChanged, error)
+	// PlanAudit returns up to limit audited plan changes of the user with
+	// ids below before (0: from the newest), newest first.
+	PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]PlanAuditEntry, error)
 	// QueueAggregation marks the range's days dirty so that the next
 	// aggregate run recomputes them, and returns how many days it marked.
 	QueueAggregation(ctx context.Context, r DayRange) (int, error)

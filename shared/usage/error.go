@@ -18,6 +18,8 @@ const (
 	CodeRateLimited   = "rate_limited"
 	CodeQuotaExceeded = "quota_exceeded"
 	CodeUnavailable   = "unavailable"
+	// CodeTooLarge is an input larger than its bound (a request body).
+	CodeTooLarge = "too_large"
 )
 
 // Error is an application error: a code for machines and a message for

@@ -39,9 +39,12 @@ type Event struct {
 	OccurredAt    time.Time `json:"occurred_at"`
 }
 
+// httpMethods are the methods an event may carry: the standard ones and
+// MethodOther, which stands for any other.
 var httpMethods = map[string]bool{
 	"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true,
 	"DELETE": true, "OPTIONS": true, "CONNECT": true, "TRACE": true,
+	MethodOther: true,
 }
 
 // IsUUID reports whether s is a UUID in its canonical textual form.

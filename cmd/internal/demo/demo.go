@@ -2,117 +2,381 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/google/uuid"
 	"github.com/nexus/usage/cmd/internal/devstack"
-	"github.com/nexus/usage/cmd/internal/moto"
+	"github.com/nexus/usage/cmd/internal/platform"
 	"github.com/nexus/usage/cmd/internal/seed"
-	"github.com/nexus/usage/shared/sqspub"
 	"github.com/nexus/usage/shared/usage"
 )
 
-// Stats counts what Send sent.
-type Stats struct {
-	Events, Duplicates, Late, Errors, Invalid int
+// How the demo's callers behave.
+const (
+	// trafficTime is how long the callers call; the free user's callers
+	// keep calling after its quota is used, to show that it holds.
+	trafficTime = 60 * time.Second
+	// burstTime is how long the pro and enterprise callers call.
+	burstTime = 25 * time.Second
+	// fillShare is the share of its quota the free user has used, through
+	// the queue, before the demo's callers start.
+	fillShare = 0.9
+	// quotaRetry is how often a free caller tries again after
+	// quota_exceeded, not waiting the days Retry-After says.
+	quotaRetry = 2 * time.Second
+)
+
+// Row is one line of the demo's table: a user's callers of one kind.
+type Row struct {
+	User    seed.User `json:"user"`
+	Via     string    `json:"via"`
+	Callers int       `json:"callers"`
+	Rate    float64   `json:"rate_per_caller"`
+	Counts  Counts    `json:"counts"`
 }
 
-var endpoints = []struct{ method, route string }{
-	{"GET", "GET /v1/games/{id}"},
-	{"GET", "GET /v1/games"},
-	{"POST", "POST /v1/games"},
-	{"GET", "GET /v1/teams/{id}"},
-	{"GET", "GET /v1/players"},
-	{"DELETE", "DELETE /v1/games/{id}"},
+// Usage is what GET /v1/usage says of a user.
+type Usage struct {
+	PlanID    string `json:"plan_id"`
+	Included  int64  `json:"included"`
+	Used      int64  `json:"used"`
+	Remaining int64  `json:"remaining"`
+	HardLimit bool   `json:"hard_limit"`
+	Projected struct {
+		Units     int64  `json:"units"`
+		UnitSize  int64  `json:"unit_size"`
+		UnitPrice int64  `json:"unit_price"`
+		Amount    int64  `json:"amount"`
+		Currency  string `json:"currency"`
+	} `json:"projected_overage"`
+	RateLimit struct {
+		RatePerSecond float64 `json:"rate_per_second"`
+		Burst         int     `json:"burst"`
+	} `json:"rate_limit"`
 }
 
-// Send sends realistic traffic for the demo users through the usage
-// queue with the SQS publisher: the free user over its hard quota today;
-// pro and enterprise over their included calls in the billing period that
-// closed two days ago (late events, 1-6 days old, most of them in it) and
-// busy today; about 5 % client and 1 % server errors; every 25th event
-// sent twice; and two invalid messages, which end up in the rejected
-// events.
-func Send(ctx context.Context, st *devstack.State, now time.Time, logger *slog.Logger) (Stats, error) {
-	client := moto.SQS(st.SQSEndpoint, st.Region)
-	pub := sqspub.New(client, st.QueueURL, sqspub.Options{BatchSize: 100, MaxAge: 200 * time.Millisecond, Logger: logger, BufferSize: 5000})
-	var stats Stats
-	rng := rand.New(rand.NewPCG(uint64(now.UnixNano()), 7))
-	plan := map[string]struct{ today, late int }{
-		seed.FreeUserID:       {1100, 0},
-		seed.ProUserID:        {200, 700},
-		seed.EnterpriseUserID: {300, 1300},
+// Bound is the most calls a user's hard quota can be overshot by, and
+// what it is made of.
+type Bound struct {
+	Burst int           `json:"burst"`
+	Rate  float64       `json:"rate_per_second"`
+	TTL   time.Duration `json:"ttl"`
+	Lag   time.Duration `json:"lag"`
+	Calls int64         `json:"calls"`
+}
+
+// OvershootBound is the most calls a hard quota can be overshot by, per
+// rate limiter key of the user, when the user is served by more than one
+// usage.Limiter (the sample API's, the analytics function's behind POST
+// /v1/limits/check, other instances): each Limiter reserves every call it
+// admits against its own estimate of the period's usage, so what it
+// cannot see are only the calls the others admitted that have not reached
+// the counters it last read: those admitted within its cache TTL plus the
+// lag from a served call to its count (publisher flush + queue batching
+// window + record). All Limiters share the key's rate limit (GCRA state in
+// PostgreSQL), which admits at most burst + rate × window calls in any
+// window: hence burst + ⌈rate × (TTL + lag)⌉. One Limiter alone cannot
+// overshoot at all.
+func OvershootBound(burst int, rate float64, ttl, lag time.Duration) Bound {
+	return Bound{Burst: burst, Rate: rate, TTL: ttl, Lag: lag,
+		Calls: int64(burst) + int64(math.Ceil(rate*(ttl+lag).Seconds()))}
+}
+
+// Result is what Run saw.
+type Result struct {
+	State    *devstack.State `json:"-"`
+	Rows     []Row           `json:"rows"`
+	Fleet    Stats           `json:"fleet"`
+	FillWait time.Duration   `json:"fill_wait"`
+	Traffic  time.Duration   `json:"traffic"`
+	Before   []Usage         `json:"before"` // by State.Users
+	After    []Usage         `json:"after"`
+	// Bound is the free user's overshoot bound.
+	Bound Bound `json:"bound"`
+	// Metrics are the sample API's over the traffic; SendCalls its
+	// publisher's SendMessageBatch calls during the traffic.
+	Metrics   platform.Metrics `json:"metrics"`
+	SendCalls int64            `json:"send_message_batch_calls"`
+}
+
+// Run sends the demo's traffic to the stack st describes and returns what
+// it saw:
+//
+//  1. through the usage queue, as the rest of a producer fleet: the free
+//     user's earlier calls today, up to 90 % of its quota, late events for
+//     pro and enterprise (most in the billing period that closed two days
+//     ago), duplicates and two invalid messages; then it waits until GET
+//     /v1/usage shows the free user's;
+//  2. through the sample platform API, 14 concurrent callers for a minute:
+//     the free user's (its API key, 11 calls/s against its 2/s) until well
+//     past its hard quota, one of them a service in another language that
+//     meters through POST /v1/limits/check and POST /v1/events; the pro
+//     user's above its 50/s (bursts of 429 with Retry-After) and past its
+//     included calls into overage; the enterprise user's past its included
+//     calls. Callers honour Retry-After after rate_limited; the free
+//     user's retry every 2 s after quota_exceeded;
+//  3. it waits until the counters stop moving and reads GET /v1/usage of
+//     each user and the sample API's metrics.
+func Run(ctx context.Context, st *devstack.State, logger *slog.Logger) (*Result, error) {
+	if st.PlatformURL == "" {
+		return nil, errors.New("the stack serves no sample platform API")
 	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer hc.CloseIdleConnections()
+	free, pro, ent, err := demoUsers(st)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{State: st}
 	for _, u := range st.Users {
-		p := plan[u.UserID]
-		for i := range p.today + p.late {
-			ep := endpoints[rng.IntN(len(endpoints))]
-			id, err := uuid.NewV7()
-			if err != nil {
-				return stats, err
-			}
-			at := now.Add(-time.Duration(rng.IntN(3600)) * time.Second)
-			if i >= p.today {
-				at = now.Add(-time.Duration(24+rng.IntN(5*24)) * time.Hour).Add(-time.Duration(rng.IntN(3600)) * time.Second)
-				stats.Late++
-			}
-			status := 200
-			switch r := rng.IntN(100); {
-			case r < 1:
-				status = 500
-			case r < 3:
-				status = 404
-			case r < 5:
-				status = 429
-			case ep.method == "POST" && r < 50:
-				status = 201
-			}
-			if status >= 400 {
-				stats.Errors++
-			}
-			e := usage.Event{EventID: id.String(), UserID: u.UserID, APIKeyID: u.APIKeyID, Endpoint: ep.route, Method: ep.method,
-				StatusCode: status, LatencyMS: int64(5 + rng.ExpFloat64()*40), RequestBytes: int64(100 + rng.IntN(900)),
-				ResponseBytes: int64(200 + rng.IntN(20000)), OccurredAt: at}
-			copies := 1
-			if i%25 == 24 {
-				copies = 2
-				stats.Duplicates++
-			}
-			for range copies {
-				if err := pub.Publish(ctx, e); err != nil {
-					_ = pub.Close(ctx)
-					return stats, fmt.Errorf("publish demo event: %w", err)
-				}
-			}
-			stats.Events++
+		us, err := usageOf(ctx, hc, st.GatewayURL, u)
+		if err != nil {
+			return nil, err
+		}
+		res.Before = append(res.Before, us)
+	}
+	fb := res.Before[index(st, free)]
+	window := seconds(st.BatchWindowSeconds) + seconds(st.PlatformFlushSeconds)
+	res.Bound = OvershootBound(fb.RateLimit.Burst, fb.RateLimit.RatePerSecond, usage.DefaultCacheTTL, window+time.Second)
+
+	// 1. The fleet's events through the queue.
+	start := time.Now()
+	fill := max(0, int64(math.Round(float64(fb.Included)*fillShare))-fb.Used)
+	if res.Fleet, err = sendFleet(ctx, st, map[string]int{free.UserID: int(fill)}, start.UTC(), logger); err != nil {
+		return nil, err
+	}
+	if err := waitUsage(ctx, hc, st.GatewayURL, free, fb.Used+fill, window+30*time.Second); err != nil {
+		return nil, err
+	}
+	res.FillWait = time.Since(start)
+
+	// 2. The callers.
+	before, err := metrics(ctx, hc, st.PlatformURL, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	sample, other := platformCall(st.PlatformURL), otherServiceCall(st.GatewayURL)
+	key := func(u seed.User) [2]string { return [2]string{"X-Api-Key", u.APIKey} }
+	type group struct {
+		row     Row
+		call    func(context.Context, *http.Client, [2]string, *rand.Rand) outcome
+		hdr     [2]string
+		d       time.Duration
+		onQuota time.Duration
+	}
+	groups := []group{
+		{Row{User: free, Via: "sample API, API key", Callers: 3, Rate: 3}, sample, key(free), trafficTime, quotaRetry},
+		{Row{User: free, Via: "limits/check + events", Callers: 1, Rate: 2}, other, key(free), trafficTime, quotaRetry},
+		{Row{User: pro, Via: "sample API, API key", Callers: 5, Rate: 12}, sample, key(pro), burstTime, 0},
+		{Row{User: pro, Via: "sample API, JWT", Callers: 1, Rate: 12}, sample, [2]string{"Authorization", "Bearer " + pro.Token}, burstTime, 0},
+		{Row{User: ent, Via: "sample API, API key", Callers: 4, Rate: 15}, sample, key(ent), burstTime, 0},
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	trafficStart := time.Now()
+	for gi := range groups {
+		g := &groups[gi]
+		for ci := range g.row.Callers {
+			c := caller{header: g.hdr, rate: g.row.Rate, call: g.call, quotaRetry: g.onQuota}
+			cctx, cancel := context.WithTimeout(ctx, g.d)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer cancel()
+				c.run(cctx, hc, uint64(gi*100+ci), func(o outcome) {
+					mu.Lock()
+					g.row.Counts.count(o)
+					mu.Unlock()
+				})
+			}()
 		}
 	}
-	if err := pub.Close(ctx); err != nil {
-		return stats, err
+	wg.Wait()
+	res.Traffic = time.Since(trafficStart)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
-	for _, body := range []string{
-		`this is not JSON`,
-		fmt.Sprintf(`{"v":1,"event_id":%q,"user_id":"not-a-user","endpoint":"GET /v1/games","method":"GET","status_code":200,"occurred_at":%q}`,
-			uuid.NewString(), now.Format(time.RFC3339)),
-	} {
-		if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(st.QueueURL), MessageBody: aws.String(body)}); err != nil {
-			return stats, fmt.Errorf("send invalid demo message: %w", err)
+	for _, g := range groups {
+		res.Rows = append(res.Rows, g.row)
+	}
+	afterTraffic, err := metrics(ctx, hc, st.PlatformURL, trafficStart)
+	if err != nil {
+		return nil, err
+	}
+	res.Metrics = afterTraffic
+	res.SendCalls = afterTraffic.Usage.SendMessageBatchCalls - before.Usage.SendMessageBatchCalls
+
+	// 3. Settle: every served call published, then the counters still.
+	served := int64(0)
+	for _, r := range res.Rows {
+		if r.Via != "limits/check + events" {
+			served += int64(r.Counts.Served())
 		}
-		stats.Invalid++
 	}
-	return stats, nil
+	if err := waitPublished(ctx, hc, st.PlatformURL, before.Usage.Published+served, 10*time.Second); err != nil {
+		return nil, err
+	}
+	if res.After, err = settle(ctx, hc, st, window+time.Second, window+30*time.Second); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
-// Report prints what Send sent to st and where to look next.
-func (s Stats) Report(w io.Writer, st *devstack.State, now time.Time) {
-	fmt.Fprintf(w, "sent %d events (%d duplicated, %d late, %d with error statuses) and %d invalid messages to %s\n",
-		s.Events, s.Duplicates, s.Late, s.Errors, s.Invalid, st.QueueURL)
-	fmt.Fprintf(w, "the record function sees them within 5 s; then run make run-aggregate run-overage and read:\n")
-	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/admin/overage?period=%s\n", st.Admin.Token, st.GatewayURL, now.AddDate(0, -1, 0).Format("2006-01"))
+// demoUsers returns the seeded free, pro and enterprise users.
+func demoUsers(st *devstack.State) (free, pro, ent seed.User, err error) {
+	for _, u := range st.Users {
+		switch u.UserID {
+		case seed.FreeUserID:
+			free = u
+		case seed.ProUserID:
+			pro = u
+		case seed.EnterpriseUserID:
+			ent = u
+		}
+	}
+	if free.APIKey == "" || pro.APIKey == "" || ent.APIKey == "" {
+		return free, pro, ent, errors.New("the stack has not the demo users (free, pro, enterprise) with API keys")
+	}
+	return free, pro, ent, nil
+}
+
+func index(st *devstack.State, u seed.User) int {
+	for i, v := range st.Users {
+		if v.UserID == u.UserID {
+			return i
+		}
+	}
+	return -1
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// usageOf reads GET /v1/usage with the user's API key.
+func usageOf(ctx context.Context, hc *http.Client, gateway string, u seed.User) (Usage, error) {
+	var us Usage
+	err := getJSON(ctx, hc, gateway+"/v1/usage", [2]string{"X-Api-Key", u.APIKey}, &us)
+	if err != nil {
+		return us, fmt.Errorf("GET /v1/usage of the %s user: %w", u.Plan, err)
+	}
+	return us, nil
+}
+
+// metrics reads the sample API's GET /metrics since a time.
+func metrics(ctx context.Context, hc *http.Client, base string, since time.Time) (platform.Metrics, error) {
+	var m platform.Metrics
+	err := getJSON(ctx, hc, base+"/metrics?since="+url.QueryEscape(since.UTC().Format(time.RFC3339Nano)), [2]string{}, &m)
+	if err != nil {
+		return m, fmt.Errorf("GET /metrics of the sample API: %w", err)
+	}
+	return m, nil
+}
+
+func getJSON(ctx context.Context, hc *http.Client, u string, hdr [2]string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	if hdr[0] != "" {
+		req.Header.Set(hdr[0], hdr[1])
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return json.Unmarshal(b, v)
+}
+
+// waitUsage polls GET /v1/usage until the user's used calls reach want.
+func waitUsage(ctx context.Context, hc *http.Client, gateway string, u seed.User, want int64, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		us, err := usageOf(ctx, hc, gateway, u)
+		if err != nil {
+			return err
+		}
+		if us.Used >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the %s user's usage is %d after %s; want %d (is the record function running?)", u.Plan, us.Used, limit, want)
+		}
+		if !sleep(ctx, 250*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+// waitPublished waits until the sample API's publisher has sent want
+// events since it started.
+func waitPublished(ctx context.Context, hc *http.Client, base string, want int64, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		m, err := metrics(ctx, hc, base, time.Now())
+		if err != nil {
+			return err
+		}
+		if m.Usage.Published >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the sample API published %d usage events after %s; want %d", m.Usage.Published, limit, want)
+		}
+		if !sleep(ctx, 200*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+// settle reads every user's usage until none moved for still, and returns
+// the last reading.
+func settle(ctx context.Context, hc *http.Client, st *devstack.State, still, limit time.Duration) ([]Usage, error) {
+	deadline := time.Now().Add(limit)
+	var last []Usage
+	changed := time.Now()
+	for {
+		var now []Usage
+		for _, u := range st.Users {
+			us, err := usageOf(ctx, hc, st.GatewayURL, u)
+			if err != nil {
+				return nil, err
+			}
+			now = append(now, us)
+		}
+		if last == nil || !sameUsed(last, now) {
+			changed = time.Now()
+		}
+		last = now
+		if time.Since(changed) >= still || time.Now().After(deadline) {
+			return last, nil
+		}
+		if !sleep(ctx, 500*time.Millisecond) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func sameUsed(a, b []Usage) bool {
+	for i := range a {
+		if a[i].Used != b[i].Used {
+			return false
+		}
+	}
+	return true
 }

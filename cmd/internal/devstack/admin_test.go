@@ -18,7 +18,7 @@ func testStack(t *testing.T) *Stack {
 	t.Helper()
 	s := newStack(Config{}.withDefaults(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(s.Stop)
-	s.state.GatewayURL, s.state.AdminURL = "http://127.0.0.1:8080", "http://127.0.0.1:8081"
+	s.state.GatewayURL, s.state.AdminURL, s.state.PlatformURL = "http://127.0.0.1:8080", "http://127.0.0.1:8081", "http://127.0.0.1:8090"
 	s.state.Functions["record"] = "running"
 	s.state.Functions["overage"] = "build failed"
 	s.state.Users = []seed.User{{UserID: seed.FreeUserID, Plan: "free", APIKey: "nx_free"}, {UserID: seed.ProUserID, Plan: "pro", APIKey: "nx_pro", Token: "pro-token"}}
@@ -72,7 +72,8 @@ func TestStateJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"gateway_url", "admin_url", "database_url", "sqs_endpoint", "region", "queue_url", "dlq_url",
-		"jwt_issuer", "jwt_audience", "functions", "users", "admin", "closed_period", "api_key", "token", "period_start"} {
+		"jwt_issuer", "jwt_audience", "functions", "users", "admin", "closed_period", "api_key", "token", "period_start",
+		"platform_url", "batch_window_seconds", "platform_flush_seconds"} {
 		if !bytes.Contains(b, []byte(`"`+k+`"`)) {
 			t.Errorf("State's JSON has no %q: %s", k, b)
 		}
@@ -87,7 +88,12 @@ func TestBanner(t *testing.T) {
 		"  function overage    build failed\n",
 		"  function record     running\n",
 		"  API        http://127.0.0.1:8080\n",
+		"    pro      http://127.0.0.1:8080/dashboard#token=pro-token\n",
+		"    admin    http://127.0.0.1:8080/dashboard#token=admin-token\n",
 		"  admin      http://127.0.0.1:8081   (GET /state, POST /run/{function})\n",
+		"  platform   http://127.0.0.1:8090   (sample API behind shared/meter: GET /v1/games, GET /v1/games/{id}, POST /v1/scores, GET /v1/flaky; GET /metrics unmetered)\n",
+		"  export FREE_API_KEY=nx_free\n",
+		"  curl -si -H \"X-Api-Key: $API_KEY\" http://127.0.0.1:8090/v1/games\n",
 		"  export TOKEN=pro-token\n",
 		"  export ADMIN_TOKEN=admin-token\n",
 		"  export API_KEY=nx_pro\n",

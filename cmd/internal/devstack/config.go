@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nexus/usage/cmd/internal/platform"
 	"github.com/nexus/usage/cmd/internal/seed"
 )
 
@@ -17,11 +18,15 @@ type Config struct {
 	Template     string // template.yaml, relative to Root (the default)
 	Addr         string // local API Gateway (default 127.0.0.1:8080)
 	AdminAddr    string // state and run-now endpoint (default 127.0.0.1:8081)
+	PlatformAddr string // the sample platform API (default 127.0.0.1:8090)
 	DatabaseName string // created on the throwaway server (default nexus_dev)
 	Stage        string // default dev
 	Region       string // default us-east-1
 	// BatchWindow is the SQS batching window (default 5s, as deployed).
 	BatchWindow time.Duration
+	// PlatformFlush is the sample platform API's publisher flush interval
+	// (default platform.DefaultFlushInterval).
+	PlatformFlush time.Duration
 	// FunctionLog receives the functions' output, without the emulator's
 	// per-invocation chatter; nil discards it.
 	FunctionLog io.Writer
@@ -45,11 +50,15 @@ func (c Config) withDefaults() Config {
 	set(&c.Template, "template.yaml")
 	set(&c.Addr, "127.0.0.1:8080")
 	set(&c.AdminAddr, "127.0.0.1:8081")
+	set(&c.PlatformAddr, "127.0.0.1:8090")
 	set(&c.DatabaseName, "nexus_dev")
 	set(&c.Stage, "dev")
 	set(&c.Region, "us-east-1")
 	if c.BatchWindow <= 0 {
 		c.BatchWindow = 5 * time.Second
+	}
+	if c.PlatformFlush <= 0 {
+		c.PlatformFlush = platform.DefaultFlushInterval
 	}
 	if c.Start.IsZero() {
 		c.Start = time.Now()
@@ -65,6 +74,7 @@ func (c Config) withDefaults() Config {
 type State struct {
 	GatewayURL  string            `json:"gateway_url"`
 	AdminURL    string            `json:"admin_url"`
+	PlatformURL string            `json:"platform_url"` // the sample platform API
 	DatabaseURL string            `json:"database_url"`
 	SQSEndpoint string            `json:"sqs_endpoint"`
 	Region      string            `json:"region"`
@@ -80,6 +90,11 @@ type State struct {
 	// ClosedPeriod is the month (YYYY-MM) in which the demo users' last
 	// closed billing period starts: the period overage bills.
 	ClosedPeriod string `json:"closed_period"`
+	// BatchWindowSeconds is the usage queue's batching window and
+	// PlatformFlushSeconds the sample API publisher's flush interval: the
+	// two waits of the lag from a metered request to its count.
+	BatchWindowSeconds   float64 `json:"batch_window_seconds"`
+	PlatformFlushSeconds float64 `json:"platform_flush_seconds"`
 }
 
 // The names of the local queues and bus, as the template names them for

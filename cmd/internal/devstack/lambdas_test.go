@@ -54,6 +54,12 @@ var lambdaCases = []lambdaCase{
 	{"analytics", "analytics/get-admin-summary.json", wantStatus(200)},
 	{"analytics", "analytics/get-admin-top-users.json", wantStatus(200)},
 	{"analytics", "analytics/get-admin-user-usage.json", wantStatus(200)},
+	{"analytics", "analytics/get-admin-user-daily.json", wantStatus(200)},
+	{"analytics", "analytics/get-admin-user-endpoints.json", wantStatus(200)},
+	{"analytics", "analytics/get-admin-user-keys.json", wantStatus(200)},
+	{"analytics", "analytics/get-admin-user-audit.json", wantStatus(200)},
+	{"analytics", "analytics/get-dashboard.json", checkDashboard("text/html; charset=utf-8")},
+	{"analytics", "analytics/get-dashboard-asset.json", checkDashboard("text/javascript; charset=utf-8")},
 	{"analytics", "analytics/put-admin-user-plan.json", wantStatus(200)},
 	{"analytics", "analytics/post-admin-aggregate.json", wantStatus(202)},
 	{"analytics", "analytics/get-admin-rejected.json", wantStatus(200)},
@@ -236,6 +242,22 @@ func wantStatus(want int) func(*testing.T, *fixture, []byte) {
 		}
 		if resp.StatusCode != want {
 			t.Errorf("statusCode = %d; want %d (body %s)", resp.StatusCode, want, resp.Body)
+		}
+	}
+}
+
+// checkDashboard checks a dashboard file's answer: 200 without credentials,
+// its content type, gzipped (the samples accept gzip) and base64-encoded.
+func checkDashboard(contentType string) func(*testing.T, *fixture, []byte) {
+	return func(t *testing.T, _ *fixture, out []byte) {
+		var resp events.APIGatewayV2HTTPResponse
+		if err := json.Unmarshal(out, &resp); err != nil {
+			t.Fatalf("answer %s: %v", out, err)
+		}
+		if resp.StatusCode != 200 || resp.Headers["Content-Type"] != contentType || resp.Headers["Content-Encoding"] != "gzip" ||
+			!resp.IsBase64Encoded || resp.Headers["Content-Security-Policy"] == "" {
+			t.Errorf("answer %d, headers %v, base64 %v; want 200 %s, gzipped, with the page's CSP",
+				resp.StatusCode, resp.Headers, resp.IsBase64Encoded, contentType)
 		}
 	}
 }

@@ -17,7 +17,9 @@ import (
 // TestSmoke starts the local stack as make dev does (on free ports, with a
 // database of its own) and drives it with scripts/smoke.sh: the AWS CLI →
 // moto_server → poller → record under the emulator → PostgreSQL, then
-// analytics, aggregate, overage and the ledger.
+// analytics, aggregate, overage and the ledger, and the sample platform
+// API behind the metering. Then it runs every command the banner prints,
+// as printed.
 func TestSmoke(t *testing.T) {
 	root := testRoot(t)
 	requireRIE(t, root)
@@ -42,10 +44,10 @@ func TestSmoke(t *testing.T) {
 			conn.Close(ctx)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := Start(ctx, Config{Root: root, Template: "template.yaml", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+	st, err := Start(ctx, Config{Root: root, Template: "template.yaml", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0",
 		DatabaseName: name, Bootstraps: bins, Stage: fmt.Sprintf("smoke%d", os.Getpid()), BatchWindow: time.Second,
 		FunctionLog: testLog{t}}, logger)
 	if err != nil {
@@ -66,4 +68,5 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("scripts/smoke.sh: %v", err)
 	}
+	t.Run("banner commands", func(t *testing.T) { runBannerCommands(ctx, t, st) })
 }

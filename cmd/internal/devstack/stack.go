@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nexus/usage/cmd/internal/platform"
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/cmd/internal/scheduler"
@@ -31,6 +32,7 @@ type Stack struct {
 	db       *postgres.DB
 	lambdas  map[string]*rie.Lambda // the running functions
 	servers  []*http.Server
+	platform *platform.API // the sample platform API
 	state    State
 	ready    time.Duration
 
@@ -61,6 +63,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Stack, err 
 		s.seedUsers,      // the demo users and their credentials
 		s.startFunctions, // each bootstrap under the emulator
 		s.serveGateway,   // the local API Gateway in front of the HTTP function
+		s.servePlatform,  // the sample platform API behind shared/meter
 		s.serveAdmin,     // GET /state, POST /run/{function}
 		s.startPoller,    // the usage queue's event source mapping into record
 		s.startScheduler, // the schedules of the running functions
@@ -70,7 +73,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Stack, err 
 		}
 	}
 	s.ready = time.Since(s.cfg.Start)
-	logger.Info(fmt.Sprintf("ready in %.1fs", s.ready.Seconds()), "gateway", s.state.GatewayURL, "admin", s.state.AdminURL)
+	logger.Info(fmt.Sprintf("ready in %.1fs", s.ready.Seconds()), "gateway", s.state.GatewayURL, "admin", s.state.AdminURL,
+		"platform", s.state.PlatformURL)
 	return s, nil
 }
 
@@ -78,7 +82,7 @@ func newStack(cfg Config, logger *slog.Logger) *Stack {
 	s := &Stack{cfg: cfg, logger: logger, lambdas: map[string]*rie.Lambda{}}
 	s.run, s.cancel = context.WithCancel(context.Background())
 	s.state = State{Region: cfg.Region, JWTIssuer: seed.JWTIssuer, JWTAudience: seed.JWTAudience,
-		Functions: map[string]string{}, StripeURL: cfg.Env("NEXUS_TEST_STRIPE_URL")}
+		Functions: map[string]string{}, StripeURL: cfg.Env("NEXUS_TEST_STRIPE_URL"), BatchWindowSeconds: cfg.BatchWindow.Seconds()}
 	return s
 }
 
@@ -138,6 +142,7 @@ func (s *Stack) Stop() {
 		cancel()
 	}
 	s.wg.Wait()
+	s.closePlatform()
 	for _, l := range s.lambdas {
 		l.Stop()
 	}
