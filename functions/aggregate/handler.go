@@ -33,7 +33,10 @@ type Output struct {
 	PartitionsCreated int      `json:"partitions_created"`
 	PartitionsDropped []string `json:"partitions_dropped,omitempty"`
 	RetentionBlocked  []string `json:"retention_blocked,omitempty"`
-	DurationMS        int64    `json:"duration_ms"`
+	// KeyGenerationsDropped are the event key store's generations dropped
+	// past the dedupe window.
+	KeyGenerationsDropped []string `json:"key_generations_dropped,omitempty"`
+	DurationMS            int64    `json:"duration_ms"`
 }
 
 // Handler is the EventBridge Scheduler target of the daily aggregation.
@@ -82,14 +85,15 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Output,
 		return nil, fmt.Errorf("aggregate: %w", err)
 	}
 	out := &Output{
-		RunID:             run.RunID,
-		Skipped:           run.Skipped,
-		DaysRecomputed:    len(run.Days),
-		RowsWritten:       run.RowsWritten,
-		PartitionsCreated: run.PartitionsCreated,
-		PartitionsDropped: run.PartitionsDropped,
-		RetentionBlocked:  run.RetentionBlocked,
-		DurationMS:        run.Duration.Milliseconds(),
+		RunID:                 run.RunID,
+		Skipped:               run.Skipped,
+		DaysRecomputed:        len(run.Days),
+		RowsWritten:           run.RowsWritten,
+		PartitionsCreated:     run.PartitionsCreated,
+		PartitionsDropped:     run.PartitionsDropped,
+		RetentionBlocked:      run.RetentionBlocked,
+		KeyGenerationsDropped: run.KeyGenerationsDropped,
+		DurationMS:            run.Duration.Milliseconds(),
 	}
 	for _, d := range run.StillDirty {
 		out.StillDirty = append(out.StillDirty, d.Format(time.DateOnly))
@@ -101,7 +105,8 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Output,
 	h.Logger.InfoContext(ctx, "aggregate: done", "request_id", opts.Holder, "run_id", run.RunID,
 		"days_recomputed", out.DaysRecomputed, "rows_written", out.RowsWritten, "still_dirty", out.StillDirty,
 		"partitions_created", out.PartitionsCreated, "partitions_dropped", out.PartitionsDropped,
-		"retention_blocked", out.RetentionBlocked, "duration_ms", out.DurationMS)
+		"retention_blocked", out.RetentionBlocked, "key_generations_dropped", out.KeyGenerationsDropped,
+		"duration_ms", out.DurationMS)
 	return out, nil
 }
 

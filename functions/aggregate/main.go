@@ -5,7 +5,10 @@
 //
 // Environment: DATABASE_URL, or DATABASE_SECRET_ARN (a Secrets Manager
 // secret holding the URL or {"url": ...}); DATABASE_PROXY=true when the URL
-// points at RDS Proxy; RETENTION_DAYS (default 90).
+// points at RDS Proxy; RETENTION_DAYS (default 90); BACKFILL_WINDOW, the
+// record function's (default 35d). Retention shorter than the backfill
+// window plus usage.BackfillMargin is refused: a late event would land in
+// a month already dropped.
 package main
 
 import (
@@ -36,11 +39,16 @@ func main() {
 func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
 	url, proxy, err := e.Database()
 	retention := e.Int("RETENTION_DAYS", usage.DefaultRetentionDays)
+	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
 	if err == nil {
 		err = e.Err()
 	}
-	if err == nil && retention < 1 {
-		err = fmt.Errorf("RETENTION_DAYS: want a positive number of days, got %d", retention)
+	if err == nil {
+		if werr := usage.CheckBackfillWindow(backfill); werr != nil {
+			err = fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(werr))
+		} else if rerr := usage.CheckRetention(retention, backfill); rerr != nil {
+			err = fmt.Errorf("RETENTION_DAYS: %s", usage.ErrorMessage(rerr))
+		}
 	}
 	if err != nil {
 		return nil, err

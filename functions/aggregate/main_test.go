@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/nexus/usage/shared/env"
@@ -23,10 +24,43 @@ func TestSetup(t *testing.T) {
 		{},
 		{"DATABASE_URL": "postgres://x", "RETENTION_DAYS": "0"},
 		{"DATABASE_URL": "postgres://x", "RETENTION_DAYS": "ninety"},
-		{"DATABASE_URL": "::not a url::"},
+		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "soon"},
+		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "46d", "RETENTION_DAYS": "400"},
 	} {
 		if _, err := setup(ctx, testEnv(bad), logger); err == nil {
 			t.Errorf("setup(%v): no error", bad)
+		}
+	}
+}
+
+// TestSetupRefusesRetentionShorterThanBackfill: raw events must outlast the
+// backfill window by usage.BackfillMargin (5 days), or a late event would
+// land in a month retention dropped. The refusal names RETENTION_DAYS and
+// the days needed.
+func TestSetupRefusesRetentionShorterThanBackfill(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
+	for _, tt := range []struct {
+		vars map[string]string
+		need string
+	}{
+		{map[string]string{"RETENTION_DAYS": "30"}, "40"},                           // default 35d + 5
+		{map[string]string{"RETENTION_DAYS": "39"}, "40"},                           // one day short
+		{map[string]string{"RETENTION_DAYS": "20", "BACKFILL_WINDOW": "16d"}, "21"}, // the function's own window
+		{map[string]string{"RETENTION_DAYS": "49", "BACKFILL_WINDOW": "1080h"}, "50"},
+	} {
+		tt.vars["DATABASE_URL"] = "postgres://x"
+		_, err := setup(ctx, testEnv(tt.vars), logger)
+		if err == nil || !strings.Contains(err.Error(), "RETENTION_DAYS") || !strings.Contains(err.Error(), "at least "+tt.need+" days") {
+			t.Errorf("setup(%v) = %v; want RETENTION_DAYS refused, at least %s days", tt.vars, err, tt.need)
+		}
+	}
+	for _, ok := range []map[string]string{
+		{"DATABASE_URL": "postgres://x", "RETENTION_DAYS": "40"},
+		{"DATABASE_URL": "postgres://x", "RETENTION_DAYS": "21", "BACKFILL_WINDOW": "16d"},
+	} {
+		if _, err := setup(ctx, testEnv(ok), logger); err != nil {
+			t.Errorf("setup(%v) = %v; want accepted", ok, err)
 		}
 	}
 }
@@ -43,8 +77,8 @@ func TestSetupWithDatabase(t *testing.T) {
 	if h.RetentionDays != usage.DefaultRetentionDays || h.Rollup == nil || h.Workers != 2 {
 		t.Errorf("handler = %+v", h)
 	}
-	h, err = setup(ctx, testEnv(map[string]string{"DATABASE_URL": url, "RETENTION_DAYS": "30"}), logger)
+	h, err = setup(ctx, testEnv(map[string]string{"DATABASE_URL": url, "RETENTION_DAYS": "30", "BACKFILL_WINDOW": "7d"}), logger)
 	if err != nil || h.RetentionDays != 30 {
-		t.Errorf("setup with RETENTION_DAYS=30: %+v, %v", h, err)
+		t.Errorf("setup with RETENTION_DAYS=30, BACKFILL_WINDOW=7d: %+v, %v", h, err)
 	}
 }

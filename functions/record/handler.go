@@ -3,57 +3,35 @@ package main
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/nexus/usage/shared/usage"
 )
 
-// Handler records the usage events of SQS batches.
+// Handler records the usage events of SQS batches with a usage.Recorder.
 type Handler struct {
-	Events usage.EventStore
-	Logger *slog.Logger
-	// Now is the clock events are validated against.
-	Now func() time.Time
-	// Backfill is how old an event may be (usage.DefaultBackfillWindow
-	// when zero).
-	Backfill time.Duration
+	Recorder *usage.Recorder
+	Logger   *slog.Logger
 }
 
-// Handle decodes and validates every message of the batch, quarantines the
-// invalid ones (they are acknowledged: redelivery cannot fix them) and
-// writes all valid events with the quarantine in one transaction. When that
-// write fails nothing was written, so every message of the batch is
-// reported as a batch item failure and SQS redelivers it; the event ids
-// make the redelivery harmless. The error result is always nil: failures
-// are reported per message.
+// Handle records the batch: valid events are stored once, invalid input and
+// events the database refuses are quarantined, and those messages are
+// acknowledged (redelivery cannot fix them). When recording fails for a
+// reason that is not the data's (the database is unreachable or busy),
+// every message of the batch is reported as a batch item failure and SQS
+// redelivers it; the event ids make the redelivery harmless. The error
+// result is always nil: failures are reported per message.
 func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-	now := h.Now()
-	backfill := h.Backfill
-	if backfill <= 0 {
-		backfill = usage.DefaultBackfillWindow
+	msgs := make([]usage.Message, len(ev.Records))
+	for i, m := range ev.Records {
+		msgs[i] = usage.Message{ID: m.MessageId, Body: []byte(m.Body)}
 	}
-	var (
-		all      []usage.Event
-		rejected []usage.Rejection
-	)
-	for _, m := range ev.Records {
-		events, rej := usage.Decode([]byte(m.Body), now, backfill)
-		for i := range rej {
-			rej[i].MessageID = m.MessageId
-		}
-		all = append(all, events...)
-		rejected = append(rejected, rej...)
-	}
-	log := h.Logger.With("messages", len(ev.Records), "events", len(all), "rejected", len(rejected))
+	log := h.Logger.With("messages", len(msgs))
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		log = log.With("request_id", lc.AwsRequestID)
 	}
-	for _, r := range rejected {
-		log.WarnContext(ctx, "usage event quarantined", "message_id", r.MessageID, "event_id", r.EventID, "field", r.Field, "reason", r.Reason)
-	}
-	inserted, err := h.Events.RecordBatch(ctx, all, rejected)
+	res, err := h.Recorder.Record(ctx, msgs)
 	if err != nil {
 		log.ErrorContext(ctx, "record usage batch failed; the batch will be redelivered", "code", usage.ErrorCode(err), "error", err)
 		resp := events.SQSEventResponse{BatchItemFailures: make([]events.SQSBatchItemFailure, len(ev.Records))}
@@ -62,6 +40,11 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 		}
 		return resp, nil
 	}
-	log.InfoContext(ctx, "usage batch recorded", "inserted", inserted, "duplicates", int64(len(all))-inserted)
+	for _, r := range res.Rejected {
+		log.WarnContext(ctx, "usage event quarantined", "message_id", r.MessageID, "position", r.Position,
+			"event_id", r.EventID, "field", r.Field, "reason", r.Reason)
+	}
+	log.InfoContext(ctx, "usage batch recorded", "events", res.Events, "inserted", res.Inserted,
+		"duplicates", res.Duplicates, "rejected", len(res.Rejected), "refused", res.Refused, "writes", res.Writes)
 	return events.SQSEventResponse{}, nil
 }

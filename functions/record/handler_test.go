@@ -20,6 +20,12 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // fixtureNow is the instant the testdata fixtures were written for.
 var fixtureNow = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
+// newHandler returns a handler recording through store at the fixtures'
+// time, with the given backfill window (0: the default).
+func newHandler(store usage.EventStore, now time.Time, backfill time.Duration) *Handler {
+	return &Handler{Recorder: &usage.Recorder{Store: store, Now: func() time.Time { return now }, Backfill: backfill}, Logger: quiet}
+}
+
 func loadEvent(t *testing.T, name string) events.SQSEvent {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + name)
@@ -42,17 +48,14 @@ func TestHandleMixedBatch(t *testing.T) {
 		ids      []string
 		rejected []usage.Rejection
 	}
-	h := &Handler{
-		Events: &mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
-			calls++
-			for _, e := range events {
-				got.ids = append(got.ids, e.EventID)
-			}
-			got.rejected = rejected
-			return int64(len(events)), nil
-		}},
-		Logger: quiet, Now: func() time.Time { return fixtureNow },
-	}
+	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+		calls++
+		for _, e := range events {
+			got.ids = append(got.ids, e.EventID)
+		}
+		got.rejected = rejected
+		return int64(len(events)), nil
+	}}, fixtureNow, 0)
 	resp, err := h.Handle(context.Background(), loadEvent(t, "mixed_batch.json"))
 	if err != nil || len(resp.BatchItemFailures) != 0 || calls != 1 {
 		t.Fatalf("Handle() = %+v, %v after %d store calls; want every message acknowledged after one", resp, err, calls)
@@ -61,19 +64,23 @@ func TestHandleMixedBatch(t *testing.T) {
 	if diff := cmp.Diff(wantIDs, got.ids); diff != "" {
 		t.Errorf("events recorded (-want +got):\n%s", diff)
 	}
-	type quarantined struct{ MessageID, EventID, Field string }
+	type quarantined struct {
+		MessageID      string
+		Position       int
+		EventID, Field string
+	}
 	var q []quarantined
 	for _, r := range got.rejected {
-		q = append(q, quarantined{r.MessageID, r.EventID, r.Field})
+		q = append(q, quarantined{r.MessageID, r.Position, r.EventID, r.Field})
 		if r.Source != usage.RejectionSourceRecord || r.Reason == "" || r.Body == "" {
 			t.Errorf("rejection %+v lacks its source, reason or body", r)
 		}
 	}
 	want := []quarantined{
-		{"m-valid-array", "0195f3a0-0000-7000-8000-000000000002", "method"},
-		{"m-not-json", "", ""},
-		{"m-unknown-field", "0195f3a0-0000-7000-8000-000000000005", "colour"},
-		{"m-too-old", "0195f3a0-0000-7000-8000-000000000006", "occurred_at"},
+		{"m-valid-array", 1, "0195f3a0-0000-7000-8000-000000000002", "method"},
+		{"m-not-json", 0, "", ""},
+		{"m-unknown-field", 0, "0195f3a0-0000-7000-8000-000000000005", "colour"},
+		{"m-too-old", 0, "0195f3a0-0000-7000-8000-000000000006", "occurred_at"},
 	}
 	if diff := cmp.Diff(want, q); diff != "" {
 		t.Errorf("quarantine (-want +got):\n%s", diff)
@@ -89,10 +96,10 @@ func TestHandleBackfillWindow(t *testing.T) {
 		accepted int
 	}{{0, 3}, {24 * time.Hour, 2}, {500 * 24 * time.Hour, 4}} {
 		var n int
-		h := &Handler{Events: &mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, _ []usage.Rejection) (int64, error) {
+		h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, _ []usage.Rejection) (int64, error) {
 			n = len(events)
 			return int64(n), nil
-		}}, Logger: quiet, Now: func() time.Time { return fixtureNow }, Backfill: tt.backfill}
+		}}, fixtureNow, tt.backfill)
 		if _, err := h.Handle(context.Background(), ev); err != nil || n != tt.accepted {
 			t.Errorf("backfill %v: %d events accepted, %v; want %d", tt.backfill, n, err, tt.accepted)
 		}
@@ -102,16 +109,13 @@ func TestHandleBackfillWindow(t *testing.T) {
 func TestHandleStoreFailureFailsEveryMessage(t *testing.T) {
 	ev := loadEvent(t, "mixed_batch.json")
 	var calls int
-	h := &Handler{
-		Events: &mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
-			calls++
-			if len(events) != 3 || len(rejected) != 4 {
-				t.Errorf("RecordBatch got %d events, %d rejections; want 3, 4", len(events), len(rejected))
-			}
-			return 0, usage.Errorf(usage.CodeUnavailable, "database unavailable")
-		}},
-		Logger: quiet, Now: func() time.Time { return fixtureNow },
-	}
+	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+		calls++
+		if len(events) != 3 || len(rejected) != 4 {
+			t.Errorf("RecordBatch got %d events, %d rejections; want 3, 4", len(events), len(rejected))
+		}
+		return 0, usage.Errorf(usage.CodeUnavailable, "database unavailable")
+	}}, fixtureNow, 0)
 	resp, err := h.Handle(context.Background(), ev)
 	if err != nil {
 		t.Fatal(err)

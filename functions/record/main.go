@@ -9,11 +9,14 @@
 //	DATABASE_PROXY       "true" when the URL points at RDS Proxy: pgx runs
 //	                     without statement caches (no session state)
 //	BACKFILL_WINDOW      how old an event may be: a Go duration ("840h") or
-//	                     days ("35d"); default 35 days
+//	                     days ("35d"); default 35 days, at most 45 days
+//	                     (usage.MaxBackfillWindow: the event key store
+//	                     remembers ids for no longer)
 package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -42,6 +45,11 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err == nil {
 		err = e.Err()
 	}
+	if err == nil {
+		if werr := usage.CheckBackfillWindow(backfill); werr != nil {
+			err = fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(werr))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -49,5 +57,6 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{Events: postgres.NewEventStore(db), Logger: logger, Now: time.Now, Backfill: backfill}, nil
+	rec := &usage.Recorder{Store: postgres.NewEventStore(db), Now: time.Now, Backfill: backfill}
+	return &Handler{Recorder: rec, Logger: logger}, nil
 }

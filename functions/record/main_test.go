@@ -22,6 +22,9 @@ func TestSetup(t *testing.T) {
 	for _, bad := range []map[string]string{
 		{},
 		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "soon"},
+		// Longer than the event key store remembers ids.
+		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "46d"},
+		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "0s"},
 		{"DATABASE_URL": "::not a url::"},
 	} {
 		if _, err := setup(ctx, testEnv(bad), logger); err == nil {
@@ -38,7 +41,7 @@ func TestSetupWithDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if h.Backfill != 7*24*time.Hour || h.Events == nil {
+	if h.Recorder.Backfill != 7*24*time.Hour || h.Recorder.Store == nil || h.Recorder.Now == nil {
 		t.Errorf("handler = %+v", h)
 	}
 }

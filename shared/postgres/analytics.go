@@ -15,7 +15,11 @@ import (
 // one SQL statement per route, over the live counters (today and days
 // waiting to be aggregated), the daily rollup (closed days) and its
 // per-user, per-month running totals eco_usage_user_monthly (admin
-// reports).
+// reports). Its sums saturate at the bigint maximum instead of failing,
+// since bytes can reach it (see usage's bounds) and calls summed over the
+// longest ranges could at the write path's ceiling; billing reads none of
+// them. The form is least(coalesce(sum(x), 0), max): least ignores a NULL,
+// so the sum of no rows must be 0 first or it would read as the maximum.
 type AnalyticsStore struct{ db *DB }
 
 // NewAnalyticsStore returns a store over db.
@@ -185,13 +189,13 @@ func checkBreakdown(f usage.BreakdownFilter) error {
 
 // breakdownQuery groups the user's rollup over the range by %s, in
 // (calls desc, key asc) order after the cursor ($4, $5).
-const breakdownQuery = `SELECT %[1]s AS key, sum(calls)::bigint AS calls, sum(errors_4xx)::bigint, sum(errors_5xx)::bigint,
-	sum(request_bytes)::bigint, sum(response_bytes)::bigint,
+const breakdownQuery = `SELECT %[1]s AS key, least(coalesce(sum(calls), 0), 9223372036854775807)::bigint AS calls, least(coalesce(sum(errors_4xx), 0), 9223372036854775807)::bigint, least(coalesce(sum(errors_5xx), 0), 9223372036854775807)::bigint,
+	least(coalesce(sum(request_bytes), 0), 9223372036854775807)::bigint, least(coalesce(sum(response_bytes), 0), 9223372036854775807)::bigint,
 	coalesce(sum(latency_sum_ms)::float8 / nullif(sum(events), 0), 0), max(latency_max_ms)
 FROM eco_usage_daily
 WHERE user_id = $1 AND day BETWEEN $2 AND $3
 GROUP BY 1
-HAVING $4::bigint IS NULL OR sum(calls) < $4 OR (sum(calls) = $4 AND %[1]s > $5::text)
+HAVING $4::bigint IS NULL OR least(coalesce(sum(calls), 0), 9223372036854775807) < $4 OR (least(coalesce(sum(calls), 0), 9223372036854775807) = $4 AND %[1]s > $5::text)
 ORDER BY 2 DESC, 1
 LIMIT $6`
 
@@ -269,7 +273,7 @@ const perUserQuery = liveDays + `, seg AS (
 	) c
 	GROUP BY run, 1
 ), per_user AS (
-	SELECT user_id, sum(calls)::bigint AS calls, sum(e4)::bigint AS e4, sum(e5)::bigint AS e5
+	SELECT user_id, least(coalesce(sum(calls), 0), 9223372036854775807)::bigint AS calls, least(coalesce(sum(e4), 0), 9223372036854775807)::bigint AS e4, least(coalesce(sum(e5), 0), 9223372036854775807)::bigint AS e5
 	FROM (
 		SELECT m.user_id,
 			m.calls[s.hi] - coalesce(m.calls[s.lo], 0) AS calls,
@@ -287,7 +291,7 @@ const perUserQuery = liveDays + `, seg AS (
 )`
 
 const adminSummaryQuery = `WITH ` + perUserQuery + `, plans AS (
-	SELECT coalesce(s.plan_id, 'free') AS plan_id, sum(p.calls)::bigint AS calls
+	SELECT coalesce(s.plan_id, 'free') AS plan_id, least(coalesce(sum(p.calls), 0), 9223372036854775807)::bigint AS calls
 	FROM per_user p LEFT JOIN eco_subscriptions s ON s.user_id = p.user_id
 	GROUP BY 1
 ), ov AS (
@@ -298,7 +302,7 @@ const adminSummaryQuery = `WITH ` + perUserQuery + `, plans AS (
 	WHERE period_start >= $1::date::timestamptz AND period_start < ($2::date + 1)::timestamptz
 	GROUP BY currency
 )
-SELECT coalesce(sum(calls), 0)::bigint, coalesce(sum(e4), 0)::bigint, coalesce(sum(e5), 0)::bigint,
+SELECT least(coalesce(sum(calls), 0), 9223372036854775807)::bigint, least(coalesce(sum(e4), 0), 9223372036854775807)::bigint, least(coalesce(sum(e5), 0), 9223372036854775807)::bigint,
 	count(*) FILTER (WHERE calls > 0),
 	(SELECT coalesce(jsonb_object_agg(plan_id, calls), '{}') FROM plans),
 	(SELECT coalesce(jsonb_agg(jsonb_build_object('currency', currency, 'billed', billed, 'pending', pending) ORDER BY currency), '[]') FROM ov)
@@ -323,7 +327,7 @@ func (s *AnalyticsStore) AdminSummary(ctx context.Context, r usage.DayRange, now
 		return nil, fmt.Errorf("admin summary: overage: %w", err)
 	}
 	if sum.Calls > 0 {
-		sum.ErrorRate = float64(sum.Errors4xx+sum.Errors5xx) / float64(sum.Calls)
+		sum.ErrorRate = (float64(sum.Errors4xx) + float64(sum.Errors5xx)) / float64(sum.Calls)
 	}
 	return &sum, nil
 }
@@ -348,7 +352,7 @@ SELECT o.user_id, coalesce(s.plan_id, 'free'), coalesce(u.calls, 0)::bigint, coa
 FROM o
 LEFT JOIN eco_subscriptions s ON s.user_id = o.user_id
 CROSS JOIN LATERAL (
-	SELECT sum(calls) AS calls, sum(errors_4xx) AS e4, sum(errors_5xx) AS e5 FROM (
+	SELECT least(coalesce(sum(calls), 0), 9223372036854775807) AS calls, least(coalesce(sum(errors_4xx), 0), 9223372036854775807) AS e4, least(coalesce(sum(errors_5xx), 0), 9223372036854775807) AS e5 FROM (
 		SELECT calls, errors_4xx, errors_5xx FROM eco_usage_daily
 		WHERE user_id = o.user_id AND day BETWEEN $1 AND $2 AND day NOT IN (SELECT day FROM live)
 		UNION ALL

@@ -125,11 +125,41 @@ func TestEventStoreQuarantine(t *testing.T) {
 		t.Errorf("quarantined m2 rows = %d; want 1", got)
 	}
 	// Rejections alone are written too.
-	if _, err := s.RecordBatch(ctx, nil, rej[:1]); err != nil {
+	if _, err := s.RecordBatch(ctx, nil, []usage.Rejection{{MessageID: "m3", Reason: "r", Body: "b"}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 3 {
 		t.Errorf("quarantined rows = %d; want 3", got)
+	}
+}
+
+// TestEventStoreRedeliveredRejectionsStoredOnce: a rejection is keyed by
+// its source, message and position in the message, so a redelivered batch
+// quarantines nothing twice, while two events of one message are two
+// rejections. Input without a message id has no key.
+func TestEventStoreRedeliveredRejectionsStoredOnce(t *testing.T) {
+	db := pgtest.NewDB(t)
+	s := postgres.NewEventStore(db)
+	ctx := context.Background()
+	rej := []usage.Rejection{
+		{MessageID: "m1", Position: 0, EventID: "a", Field: "method", Reason: "method: must be an HTTP method", Body: `{"method":"X"}`},
+		{MessageID: "m1", Position: 3, EventID: "b", Field: "quantity", Reason: "quantity: must be between 1 and 1000000", Body: `{}`},
+		{MessageID: "m2", Reason: "invalid JSON", Body: "hello"},
+		{Reason: "no message", Body: "x"},
+	}
+	for range 3 {
+		if _, err := s.RecordBatch(ctx, []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200)}, rej); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id <> ''`); got != 3 {
+		t.Errorf("quarantined rows of messages after 3 deliveries = %d; want 3", got)
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = 'm1' AND position = 3 AND field = 'quantity'`); got != 1 {
+		t.Errorf("m1's event at position 3 quarantined %d times; want once", got)
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = ''`); got != 3 {
+		t.Errorf("rejections without a message id = %d; want one per delivery, 3", got)
 	}
 }
 

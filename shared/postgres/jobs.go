@@ -83,13 +83,15 @@ func (s *RollupStore) CloseRun(ctx context.Context, run *usage.RollupRun, at tim
 		errText = &t
 	}
 	detail, err := json.Marshal(map[string]any{
-		"days":               dayStrings(run.Days),
-		"still_dirty":        dayStrings(run.StillDirty),
-		"partitions_created": run.PartitionsCreated,
-		"deferred":           run.Deferred,
-		"partitions_dropped": run.PartitionsDropped,
-		"retention_blocked":  run.RetentionBlocked,
-		"duration_ms":        run.Duration.Milliseconds(),
+		"days":                    dayStrings(run.Days),
+		"still_dirty":             dayStrings(run.StillDirty),
+		"partitions_created":      run.PartitionsCreated,
+		"deferred":                run.Deferred,
+		"partitions_dropped":      run.PartitionsDropped,
+		"key_generations_created": run.KeyGenerationsCreated,
+		"key_generations_dropped": run.KeyGenerationsDropped,
+		"retention_blocked":       run.RetentionBlocked,
+		"duration_ms":             run.Duration.Milliseconds(),
 	})
 	if err != nil {
 		return err

@@ -4,11 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/nexus/usage/migrations"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/usage"
 	"github.com/pressly/goose/v3"
 )
 
@@ -135,5 +138,62 @@ func TestMigrateBillingTerms(t *testing.T) {
 	if err := sqldb.QueryRowContext(ctx, `SELECT plan_id, overrides::text FROM eco_subscription_terms WHERE user_id = $1 AND effective_from = '2026-01-01'`, u).
 		Scan(&plan, &overrides); err != nil || plan != "pro" || overrides != `{"included_calls": 500}` {
 		t.Errorf("terms history = %s %s, %v", plan, overrides, err)
+	}
+}
+
+// TestMigrateEventKeysBackfill upgrades a database holding raw events and
+// quarantine rows to the event key store (00009): the ids of the events
+// already recorded are remembered, so that a redelivery after the upgrade,
+// even re-stamped, is a duplicate; quarantine rows duplicated by earlier
+// redeliveries stay (they have no key) and do not stop the upgrade; a
+// month retention dropped before it stays dropped.
+func TestMigrateEventKeysBackfill(t *testing.T) {
+	ctx := context.Background()
+	url, sqldb, p := migrationProvider(t)
+	if _, err := p.DownTo(ctx, 8); err != nil {
+		t.Fatalf("down to 8: %v", err)
+	}
+	user := uuid.NewString()
+	var events []usage.Event
+	now := time.Now().UTC()
+	for i := range 3 {
+		id, _ := uuid.NewV7()
+		events = append(events, usage.Event{Version: 1, EventID: id.String(), UserID: user, Endpoint: "GET /x", Method: "GET",
+			StatusCode: 200, Quantity: 1, OccurredAt: now.Add(-time.Duration(i) * time.Hour)})
+		if _, err := sqldb.ExecContext(ctx, `INSERT INTO eco_api_usage (event_id, user_id, endpoint, method, status_code, latency_ms,
+			request_bytes, response_bytes, quantity, occurred_at) VALUES ($1, $2, 'GET /x', 'GET', 200, 1, 1, 1, 1, $3)`,
+			id.String(), user, events[i].OccurredAt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if _, err := sqldb.ExecContext(ctx, `INSERT INTO eco_rejected_events (source, message_id, reason, body) VALUES ('record', 'm1', 'r', 'b')`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A month aggregated, then dropped by retention before the upgrade.
+	gone := time.Date(2020, 5, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := sqldb.ExecContext(ctx, `INSERT INTO eco_usage_aggregated_days (day, aggregated_at) VALUES ($1, now())`, gone.AddDate(0, 0, 9)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 9); err != nil {
+		t.Fatalf("up to 9: %v", err)
+	}
+	db, err := postgres.Open(ctx, postgres.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range events {
+		events[i].OccurredAt = events[i].OccurredAt.Add(-time.Minute)
+	}
+	n, err := postgres.NewEventStore(db).RecordBatch(ctx, events, nil)
+	if err != nil || n != 0 {
+		t.Errorf("redelivery after the upgrade = %d, %v; want every event a duplicate", n, err)
+	}
+	late := events[0]
+	late.EventID, late.OccurredAt = uuid.NewString(), gone.AddDate(0, 0, 20)
+	if _, err := postgres.NewEventStore(db).RecordBatch(ctx, []usage.Event{late}, nil); usage.ErrorField(err) != "occurred_at" {
+		t.Errorf("an event of the month dropped before the upgrade: %v; want refused naming occurred_at", err)
 	}
 }

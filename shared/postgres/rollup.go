@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,6 +53,70 @@ func (s *RollupStore) EnsurePartitions(ctx context.Context, from time.Time, mont
 		return 0, FormatError(fmt.Errorf("ensure usage partitions: %w", err))
 	}
 	return n, nil
+}
+
+// EnsureKeyGenerations implements usage.RollupStore:
+// ensure_event_key_generations in a transaction whose lock_timeout is
+// lockTimeout. A timeout is usage.ErrDeferred.
+func (s *RollupStore) EnsureKeyGenerations(ctx context.Context, gens []int) (int, error) {
+	var n int
+	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT ensure_event_key_generations($1)`, gens).Scan(&n)
+	})
+	if isLockTimeout(err) {
+		return 0, usage.ErrDeferred
+	}
+	if err != nil {
+		return 0, FormatError(fmt.Errorf("ensure event key generations: %w", err))
+	}
+	return n, nil
+}
+
+var keyGenerationName = regexp.MustCompile(`^eco_event_keys_g(-?\d+)$`)
+
+// DropKeyGenerations implements usage.RollupStore: the partitions of
+// eco_event_keys named eco_event_keys_g<gen> (as
+// ensure_event_key_generations names them) with gen before oldest, each
+// dropped in a transaction whose lock_timeout is lockTimeout. A timeout is
+// usage.ErrDeferred, returned with the names dropped before it.
+func (s *RollupStore) DropKeyGenerations(ctx context.Context, oldest int) ([]string, error) {
+	rows, err := s.db.Pool.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'eco_event_keys'::regclass ORDER BY 1`)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("list event key generations: %w", err))
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("list event key generations: %w", err))
+	}
+	var dropped []string
+	for _, name := range names {
+		m := keyGenerationName.FindStringSubmatch(name)
+		if m == nil {
+			continue
+		}
+		if g, err := strconv.Atoi(m[1]); err != nil || g >= oldest {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `DROP TABLE `+pgx.Identifier{name}.Sanitize())
+			return err
+		})
+		if isLockTimeout(err) {
+			return dropped, usage.ErrDeferred
+		}
+		if err != nil {
+			return dropped, FormatError(fmt.Errorf("drop event key generation %s: %w", name, err))
+		}
+		dropped = append(dropped, name)
+	}
+	return dropped, nil
 }
 
 var partitionName = regexp.MustCompile(`^eco_api_usage_p(\d{4})(\d{2})$`)
@@ -174,8 +239,10 @@ func (s *RollupStore) RetentionBlocked(ctx context.Context, p usage.Partition) (
 }
 
 // DropPartition implements usage.RollupStore: under lockTimeout, LOCK
-// TABLE eco_api_usage (DROP needs that lock anyway), the dirty check, and
-// the DROP, in one transaction. A timeout is usage.ErrDeferred.
+// TABLE eco_api_usage (DROP needs that lock anyway), the dirty check, the
+// DROP and the month's row in eco_usage_dropped_months (which keeps
+// ensure_usage_partitions from creating it again), in one transaction. A
+// timeout is usage.ErrDeferred.
 func (s *RollupStore) DropPartition(ctx context.Context, p usage.Partition) (bool, error) {
 	if !partitionName.MatchString(p.Name) {
 		return false, usage.FieldErrorf("partition", "%q is not a raw usage partition", p.Name)
@@ -197,6 +264,10 @@ func (s *RollupStore) DropPartition(ctx context.Context, p usage.Partition) (boo
 			return nil
 		}
 		if _, err := tx.Exec(ctx, `DROP TABLE `+pgx.Identifier{p.Name}.Sanitize()); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO eco_usage_dropped_months (month, dropped_at) VALUES ($1, now())
+			ON CONFLICT (month) DO UPDATE SET dropped_at = excluded.dropped_at`, p.Start); err != nil {
 			return err
 		}
 		dropped = true

@@ -61,23 +61,32 @@ func recompute(t *testing.T, s *postgres.RollupStore, day time.Time) (int64, err
 }
 
 // record writes events the way the record path does: one statement that
-// inserts the raw rows with ON CONFLICT DO NOTHING and moves the counters
-// and dirty marks by the rows actually inserted (increment_api_calls).
+// stores the ids in the event key store (its generation of now), inserts
+// the raw rows of the ids it returned and moves the counters and dirty
+// marks by the rows actually inserted (increment_api_calls).
 func record(t *testing.T, db *postgres.DB, events []usage.Event) {
 	t.Helper()
-	recordTx(t, db.Pool, events)
+	recordTx(t, db.Pool, usage.KeyGeneration(db.Now()), events)
 }
 
+// recordTx is record on q (a transaction, say), storing the keys in the
+// key store's generation gen (usage.KeyGeneration of the database's clock).
 func recordTx(t *testing.T, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, events []usage.Event) {
+}, gen int, events []usage.Event) {
 	t.Helper()
-	const stmt = `WITH ins AS (
+	const stmt = `WITH e AS (
+		SELECT DISTINCT ON (event_id) * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::smallint[], $7::int[],
+			$8::bigint[], $9::bigint[], $10::int[], $11::timestamptz[])
+			AS e(event_id, user_id, api_key_id, endpoint, method, status_code, latency_ms, request_bytes, response_bytes, quantity, occurred_at)
+	), k AS (
+		INSERT INTO eco_event_keys (gen, event_id) SELECT $12, event_id FROM e ORDER BY 2
+		ON CONFLICT DO NOTHING
+		RETURNING event_id
+	), ins AS (
 		INSERT INTO eco_api_usage (event_id, user_id, api_key_id, endpoint, method, status_code, latency_ms,
 			request_bytes, response_bytes, quantity, occurred_at)
-		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::smallint[], $7::int[],
-			$8::bigint[], $9::bigint[], $10::int[], $11::timestamptz[])
-		ON CONFLICT DO NOTHING
+		SELECT e.* FROM e JOIN k USING (event_id)
 		RETURNING user_id, occurred_at, quantity, status_code, request_bytes, response_bytes
 	), d AS (
 		SELECT user_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, sum(quantity)::bigint AS c,
@@ -88,6 +97,10 @@ func recordTx(t *testing.T, q interface {
 	)
 	SELECT coalesce(increment_api_calls(array_agg(user_id), array_agg(day), array_agg(c), array_agg(e4),
 		array_agg(e5), array_agg(rq), array_agg(rs)), 0) FROM d`
+	var created int
+	if err := q.QueryRow(context.Background(), `SELECT ensure_event_key_generations($1)`, []int{gen}).Scan(&created); err != nil {
+		t.Fatalf("ensure the key generation: %v", err)
+	}
 	for chunk := range slices.Chunk(events, 1000) {
 		var (
 			ids, users, keys   []*string
@@ -114,7 +127,7 @@ func recordTx(t *testing.T, q interface {
 		}
 		var n int64
 		if err := q.QueryRow(context.Background(), stmt, ids, users, keys, endpoints, methods, statuses, lat,
-			rq, rs, qty, at).Scan(&n); err != nil {
+			rq, rs, qty, at, gen).Scan(&n); err != nil {
 			t.Fatalf("record events: %v", err)
 		}
 	}
@@ -431,7 +444,7 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 	}
 	defer tx.Rollback(ctx)
 	inFlight := g.event(d, 24*time.Hour)
-	recordTx(t, tx, []usage.Event{inFlight})
+	recordTx(t, tx, usage.KeyGeneration(db.Now()), []usage.Event{inFlight})
 
 	done := make(chan *usage.RollupRun)
 	go func() {
@@ -669,28 +682,36 @@ func TestRollup_RetentionWaitsForDirtyDay(t *testing.T) {
 		t.Fatal("January kept although aggregated and clean")
 	}
 
-	// Again with the day aggregated but dirtied afterwards.
-	if _, err := s.EnsurePartitions(ctx, day("2031-01-01"), 1); err != nil {
+	// A dropped month stays dropped: recreating it would let a late event
+	// recompute its days from that event alone.
+	if n, err := s.EnsurePartitions(ctx, day("2031-01-01"), 1); err != nil || n != 0 || partitionExists(t, db, "eco_api_usage_p203101") {
+		t.Fatalf("EnsurePartitions(January) after its drop = %d, %v; want nothing created", n, err)
+	}
+
+	// Again, in February, with the day aggregated but dirtied afterwards.
+	if _, err := s.EnsurePartitions(ctx, day("2031-02-01"), 1); err != nil {
 		t.Fatal(err)
 	}
-	record(t, db, ev)
-	if _, err := recompute(t, s, day("2031-01-20")); err != nil {
+	ev2 := []usage.Event{g.event(day("2031-02-20"), 24*time.Hour)}
+	record(t, db, ev2)
+	if _, err := recompute(t, s, day("2031-02-20")); err != nil {
 		t.Fatal(err)
 	}
-	late := []usage.Event{g.event(day("2031-01-20"), 24*time.Hour)}
+	late := []usage.Event{g.event(day("2031-02-20"), 24*time.Hour)}
 	record(t, db, late) // dirty again
-	jan := partition(t, s, "eco_api_usage_p203101")
-	if blocked, err := s.RetentionBlocked(ctx, jan); err != nil || !blocked {
-		t.Fatalf("RetentionBlocked(January) = %v, %v; want blocked", blocked, err)
+	feb := partition(t, s, "eco_api_usage_p203102")
+	if blocked, err := s.RetentionBlocked(ctx, feb); err != nil || !blocked {
+		t.Fatalf("RetentionBlocked(February) = %v, %v; want blocked", blocked, err)
 	}
-	if dropped, err := s.DropPartition(ctx, jan); err != nil || dropped {
-		t.Fatalf("DropPartition(January) = %v, %v; want kept", dropped, err)
+	if dropped, err := s.DropPartition(ctx, feb); err != nil || dropped {
+		t.Fatalf("DropPartition(February) = %v, %v; want kept", dropped, err)
 	}
 	mustRun(t, job, usage.RollupOptions{})
-	if partitionExists(t, db, "eco_api_usage_p203101") {
-		t.Fatal("January kept after its dirty day was aggregated")
+	if partitionExists(t, db, "eco_api_usage_p203102") {
+		t.Fatal("February kept after its dirty day was aggregated")
 	}
-	checkRollup(t, db, append(ev, late...))
+	// The rollups outlive their raw months.
+	checkRollup(t, db, slices.Concat(ev, ev2, late))
 }
 
 func TestRollup_Backfill(t *testing.T) {
@@ -793,7 +814,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	}
 	defer tx.Rollback(ctx)
 	busy := g.event(day("2031-03-11"), 24*time.Hour)
-	recordTx(t, tx, []usage.Event{busy})
+	recordTx(t, tx, usage.KeyGeneration(db.Now()), []usage.Event{busy})
 
 	run := mustRun(t, job, usage.RollupOptions{RetentionDays: 90})
 	if !slices.Contains(run.Deferred, "partitions: lock timeout") {

@@ -28,6 +28,11 @@ type Rejection struct {
 	Source string
 	// MessageID is the queue message that carried the input.
 	MessageID string
+	// Position is the event's index in the message's array: 0 for a
+	// message holding one event object and for a message refused as a
+	// whole. With MessageID it is the rejection's key, so that a
+	// redelivered message is quarantined once.
+	Position int
 	// EventID is the event's id when one could be read, else "".
 	EventID string
 	// Field names the field at fault, "" when the message as a whole is
@@ -43,12 +48,21 @@ type Rejection struct {
 
 // EventStore records usage events.
 type EventStore interface {
-	// RecordBatch writes the valid events and the rejections of a batch in
-	// one transaction: events already stored (same event id and time) are
-	// skipped, and the live counters and dirty days move only by the events
-	// actually inserted. It returns how many events were inserted. On error
-	// nothing was written; CodeUnavailable means the database could not be
-	// reached or was busy and a retry may succeed.
+	// RecordBatch writes the events and the rejections of a batch in one
+	// transaction. An event whose event id was stored before, within
+	// DedupeWindow of its first receipt and whatever its occurred_at, is a
+	// duplicate and skipped, and so is an event id repeated inside the
+	// batch (the first one wins); the live counters and dirty days move
+	// only by the events actually inserted. A rejection already stored
+	// (same source, MessageID and Position) is not stored again. It
+	// returns how many events were inserted.
+	//
+	// On error nothing was written. CodeUnavailable means the database
+	// could not be reached or was busy and a retry may succeed; CodeInvalid
+	// means the database refused a value of the batch (the message, in our
+	// words, names the field when it can, and so does ErrorField), which a
+	// smaller batch without that event would not hit; any other code is a
+	// failure the store cannot attribute.
 	RecordBatch(ctx context.Context, events []Event, rejected []Rejection) (inserted int64, err error)
 }
 
@@ -58,10 +72,11 @@ type EventStore interface {
 // fields, wrongly typed values and data after the JSON value are refused.
 //
 // Each event is judged alone, so one invalid event of an array is returned
-// as a Rejection (with its own JSON as Body) while the others are returned
-// as events. A body that is not a JSON object or array at all yields a
-// single Rejection holding the whole body. Every input yields at least one
-// event or one rejection. The rejections' MessageID is left for the caller.
+// as a Rejection (with its own JSON as Body and its index in the array as
+// Position) while the others are returned as events, in their order in the
+// array. A body that is not a JSON object or array at all yields a single
+// Rejection holding the whole body. Every input yields at least one event
+// or one rejection. The rejections' MessageID is left for the caller.
 func Decode(body []byte, now time.Time, backfill time.Duration) ([]Event, []Rejection) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '[' {
@@ -77,9 +92,10 @@ func Decode(body []byte, now time.Time, backfill time.Duration) ([]Event, []Reje
 		}
 		events := make([]Event, 0, len(raws))
 		var rejected []Rejection
-		for _, raw := range raws {
+		for i, raw := range raws {
 			e, rej := decodeEvent(raw, now, backfill)
 			if rej != nil {
+				rej.Position = i
 				rejected = append(rejected, *rej)
 				continue
 			}

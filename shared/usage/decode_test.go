@@ -110,6 +110,42 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// TestDecodeOutOfRange: values outside the bounds on the queue are refused,
+// each naming its field, at their position in the message; the bounds
+// themselves are accepted.
+func TestDecodeOutOfRange(t *testing.T) {
+	tests := []struct{ field, value string }{
+		{"request_bytes", `9223372036854775807`},
+		{"response_bytes", `9223372036854775807`},
+		{"request_bytes", `1099511627777`},
+		{"latency_ms", `3600001`},
+		{"latency_ms", `2147483647`},
+		{"quantity", `1000001`},
+		{"status_code", `600`},
+		{"request_bytes", `9223372036854775808`}, // past int64: a type error, still named
+	}
+	for _, tt := range tests {
+		body := "[" + validEvent + "," + withField(tt.field, tt.value) + "]"
+		events, rejected := usage.Decode([]byte(body), decodeNow, usage.DefaultBackfillWindow)
+		if len(events) != 1 || len(rejected) != 1 {
+			t.Fatalf("%s = %s: %d events, rejections %+v; want the other event and one rejection", tt.field, tt.value, len(events), rejected)
+		}
+		r := rejected[0]
+		if r.Field != tt.field || !strings.HasPrefix(r.Reason, tt.field+": ") || r.Position != 1 {
+			t.Errorf("%s = %s: rejection %+v; want field %s named in the reason, position 1", tt.field, tt.value, r, tt.field)
+		}
+	}
+	most := `{"v":1,"event_id":"0195f3a0-0000-7000-8000-000000000001","user_id":"6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5","endpoint":"GET /v1/games/{id}","method":"GET","status_code":599,"latency_ms":3600000,"request_bytes":1099511627776,"response_bytes":1099511627776,"quantity":1000000,"occurred_at":"2026-03-10T11:59:00Z"}`
+	events, rejected := usage.Decode([]byte(most), decodeNow, usage.DefaultBackfillWindow)
+	if len(events) != 1 || len(rejected) != 0 {
+		t.Fatalf("Decode(%s) = %d events, %+v; want the event at every bound accepted", most, len(events), rejected)
+	}
+	if e := events[0]; e.Quantity != usage.MaxQuantity || e.LatencyMS != usage.MaxLatencyMS ||
+		e.RequestBytes != usage.MaxTransferBytes || e.ResponseBytes != usage.MaxTransferBytes {
+		t.Errorf("event = %+v; want every bound", e)
+	}
+}
+
 func TestDecodeRejectionKeepsEventID(t *testing.T) {
 	_, rejected := usage.Decode([]byte(withField("method", `"FETCH"`)), decodeNow, usage.DefaultBackfillWindow)
 	if len(rejected) != 1 || rejected[0].EventID != "0195f3a0-0000-7000-8000-000000000001" {

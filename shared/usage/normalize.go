@@ -3,7 +3,6 @@ package usage
 import (
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -40,7 +39,7 @@ func NormalizeEndpoint(s string) string {
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		piece := s[i : i+size]
-		if !endpointRune(r) || (r == utf8.RuneError && size == 1) {
+		if !PrintableRune(r) {
 			piece = percentEncode(piece)
 		}
 		if b.Len()+len(piece) > MaxEndpointBytes {
@@ -53,19 +52,6 @@ func NormalizeEndpoint(s string) string {
 		return NoEndpoint
 	}
 	return b.String()
-}
-
-// endpointRune reports whether r may stand in an endpoint as itself.
-func endpointRune(r rune) bool {
-	switch {
-	case r == utf8.RuneError, r < 0x20, r >= 0x7f && r <= 0x9f:
-		return false
-	case r >= 0xfdd0 && r <= 0xfdef, r&0xfffe == 0xfffe:
-		return false
-	case r == 0x2028, r == 0x2029, unicode.Is(unicode.Cf, r):
-		return false
-	}
-	return true
 }
 
 func percentEncode(s string) string {

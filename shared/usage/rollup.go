@@ -152,6 +152,10 @@ type RollupRun struct {
 	StillDirty        []time.Time `json:"still_dirty,omitempty"`
 	PartitionsCreated int         `json:"partitions_created"`
 	PartitionsDropped []string    `json:"partitions_dropped,omitempty"`
+	// KeyGenerationsCreated and KeyGenerationsDropped are the event key
+	// store's generations created ahead and dropped past the dedupe window.
+	KeyGenerationsCreated int      `json:"key_generations_created"`
+	KeyGenerationsDropped []string `json:"key_generations_dropped,omitempty"`
 	// RetentionBlocked are raw partitions past retention kept because a day
 	// in them is dirty or not yet aggregated.
 	RetentionBlocked []string `json:"retention_blocked,omitempty"`
@@ -165,8 +169,9 @@ type RollupRun struct {
 // Rollup runs the daily aggregation job.
 type Rollup interface {
 	// RunRollup recomputes every dirty day (and the backfill range, if
-	// any), creates raw partitions ahead, drops raw partitions past
-	// retention, and records the run. When another run holds the job lock
+	// any), creates raw partitions and key generations ahead, drops raw
+	// partitions past retention and key generations past the dedupe
+	// window, and records the run. When another run holds the job lock
 	// it records a skipped run and returns it with Skipped set and a nil
 	// error. Returns CodeInvalid for a bad backfill range (reversed, too
 	// long, or reaching days whose raw events are no longer kept) and

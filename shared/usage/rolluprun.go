@@ -77,6 +77,16 @@ type RollupStore interface {
 	EnsurePartitions(ctx context.Context, from time.Time, months int) (int, error)
 	// Partitions returns the raw partitions that exist, oldest first.
 	Partitions(ctx context.Context) ([]Partition, error)
+	// EnsureKeyGenerations creates the generations gens of the event key
+	// store (see KeyGeneration) and returns how many it created; existing
+	// ones are left alone. It locks the key store as EnsurePartitions locks
+	// the raw table, and returns ErrDeferred past the same bound.
+	EnsureKeyGenerations(ctx context.Context, gens []int) (int, error)
+	// DropKeyGenerations drops every generation of the event key store
+	// before oldest, each in a transaction of its own, and returns the
+	// names of those it dropped. It returns them with ErrDeferred when the
+	// key store's lock was not available in time.
+	DropKeyGenerations(ctx context.Context, oldest int) ([]string, error)
 	// MarkDirty marks the days dirty, moving the mark of those dirty
 	// already.
 	MarkDirty(ctx context.Context, days []time.Time) error
@@ -100,7 +110,8 @@ type RollupStore interface {
 	// DropPartition drops p in one transaction that first locks the raw
 	// table and then checks that no day of p is dirty (a record
 	// transaction that wrote into p after RetentionBlocked has committed by
-	// then, and its mark is seen); it reports whether it dropped p.
+	// then, and its mark is seen); it reports whether it dropped p. A
+	// dropped month is never created again: its late events are refused.
 	// Returns ErrDeferred when the lock was not available in time.
 	DropPartition(ctx context.Context, p Partition) (bool, error)
 }
@@ -108,10 +119,12 @@ type RollupStore interface {
 // RollupJob is the daily aggregation job: it implements Rollup over a
 // RollupStore. One run, in order: take the job lock (a row with a lease;
 // a held lock records a skipped run), open the run's record, ensure raw
-// partitions ahead, mark the backfill range dirty (refusing days whose raw
-// partition is gone), recompute the dirty days (Workers at a time, each in
-// a transaction that also clears the day's mark only if it is unchanged),
-// apply retention, close the run's record and release the lock. A crash
+// partitions and the event key store's generations ahead, mark the
+// backfill range dirty (refusing days whose raw partition is gone),
+// recompute the dirty days (Workers at a time, each in a transaction that
+// also clears the day's mark only if it is unchanged), apply retention
+// (raw partitions past it, key generations no batch reads any more), close
+// the run's record and release the lock. A crash
 // anywhere leaves the marks of the days not yet done and the lease runs
 // out, so the next run finishes the work.
 type RollupJob struct {
@@ -201,6 +214,17 @@ func (j *RollupJob) run(ctx context.Context, now time.Time, opts RollupOptions, 
 		return err
 	}
 	run.PartitionsCreated = n
+	// The current generation and the next: a generation lasts DedupeWindow.
+	gen := KeyGeneration(now)
+	n, err = j.Store.EnsureKeyGenerations(ctx, []int{gen, gen + 1})
+	switch {
+	case errors.Is(err, ErrDeferred):
+		// The record path creates a missing generation itself.
+		run.Deferred = append(run.Deferred, "key generations: lock timeout")
+	case err != nil:
+		return err
+	}
+	run.KeyGenerationsCreated = n
 
 	kept, err := j.Store.Partitions(ctx)
 	if err != nil {
@@ -218,6 +242,14 @@ func (j *RollupJob) run(ctx context.Context, now time.Time, opts RollupOptions, 
 		// The raw table was too busy for the partition DDL just now.
 		run.Deferred = append(run.Deferred, "retention: raw table busy")
 		return nil
+	}
+	dropped, err := j.Store.DropKeyGenerations(ctx, OldestKeyGeneration(now))
+	run.KeyGenerationsDropped = dropped
+	switch {
+	case errors.Is(err, ErrDeferred):
+		run.Deferred = append(run.Deferred, "key generations: lock timeout")
+	case err != nil:
+		return err
 	}
 	return j.retention(ctx, now, opts.RetentionDays, run)
 }

@@ -25,6 +25,8 @@ type rollupStore struct {
 	CloseRunFn         func(run *usage.RollupRun, at time.Time, runErr error) error
 	EnsurePartitionsFn func(from time.Time, months int) (int, error)
 	PartitionsFn       func() ([]usage.Partition, error)
+	EnsureKeyGensFn    func(gens []int) (int, error)
+	DropKeyGensFn      func(oldest int) ([]string, error)
 	MarkDirtyFn        func(days []time.Time) error
 	DirtyDaysFn        func() ([]usage.DirtyDay, error)
 	RecomputeDayFn     func(d usage.DirtyDay, part, parts int, clear bool) (int64, bool, error)
@@ -104,6 +106,22 @@ func (s *rollupStore) Partitions(context.Context) ([]usage.Partition, error) {
 		return nil, nil
 	}
 	return s.PartitionsFn()
+}
+
+func (s *rollupStore) EnsureKeyGenerations(_ context.Context, gens []int) (int, error) {
+	s.log("EnsureKeyGenerations %v", gens)
+	if s.EnsureKeyGensFn == nil {
+		return 0, nil
+	}
+	return s.EnsureKeyGensFn(gens)
+}
+
+func (s *rollupStore) DropKeyGenerations(_ context.Context, oldest int) ([]string, error) {
+	s.log("DropKeyGenerations %d", oldest)
+	if s.DropKeyGensFn == nil {
+		return nil, nil
+	}
+	return s.DropKeyGensFn(oldest)
 }
 
 func (s *rollupStore) MarkDirty(_ context.Context, days []time.Time) error {
@@ -214,9 +232,12 @@ func TestRollupJob_Order(t *testing.T) {
 		"AcquireJobLock h",
 		"OpenRun h",
 		"EnsurePartitions 2031-06-15 3",
+		// 2031-06-15 is in the generation 448 of 50 days from 1970-01-01.
+		"EnsureKeyGenerations [448 449]",
 		"Partitions",
 		"MarkDirty 2",
 		"DirtyDays",
+		"DropKeyGenerations 447",
 		// retention: January and February end before the cutoff; March
 		// reaches past it.
 		"Partitions",

@@ -146,8 +146,11 @@ func withDatabase(tb testing.TB, admin, name string) string {
 // the commit, after every statement has run. Deferred constraint triggers
 // on the tables every batch writes (the live counters, moved whenever an
 // event is inserted, and the quarantine) raise at commit, so the whole
-// transaction rolls back. A batch that writes nothing (only duplicates)
-// commits, having nothing to roll back.
+// transaction rolls back. They raise serialization_failure (SQLSTATE
+// 40001), what a real commit fails with, which is the infrastructure's: the
+// record path sends the batch back to the queue rather than looking for a
+// bad event in it. A batch that writes nothing (only duplicates) commits,
+// having nothing to roll back.
 type CommitFault struct{ db *postgres.DB }
 
 // NewCommitFault installs the triggers, disarmed, in db, which must be a
@@ -160,7 +163,7 @@ func NewCommitFault(tb testing.TB, db *postgres.DB) *CommitFault {
 		CREATE FUNCTION test_commit_fault() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
 			IF (SELECT armed FROM test_commit_fault) THEN
-				RAISE EXCEPTION 'injected failure at commit';
+				RAISE EXCEPTION 'injected failure at commit' USING ERRCODE = 'serialization_failure';
 			END IF;
 			RETURN NULL;
 		END;

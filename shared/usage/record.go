@@ -1,0 +1,202 @@
+package usage
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Message is one queue message as the record path receives it.
+type Message struct {
+	ID   string
+	Body []byte
+}
+
+// BatchResult is what Recorder.Record did with a batch of messages.
+type BatchResult struct {
+	// Events counts the valid events the messages held.
+	Events int
+	// Inserted counts the events stored and counted.
+	Inserted int64
+	// Duplicates counts the valid events skipped because their event id
+	// was stored before or came earlier in the batch.
+	Duplicates int64
+	// Rejected is the quarantine written with the batch: the input
+	// refused on decoding, then the events the store refused.
+	Rejected []Rejection
+	// Refused counts the rejections (the last ones of Rejected) of events
+	// that passed validation but whose values the store refused.
+	Refused int
+	// Writes counts the store calls: 1, more when the batch was split.
+	Writes int
+}
+
+// Recorder is the record path: it decodes and validates the messages of a
+// queue batch and writes them through an EventStore, so that one bad
+// event never stops the others.
+//
+// The batch is one store call: the valid events with the quarantine of the
+// invalid input. When the store refuses it for a reason that belongs to the
+// data (CodeInvalid: a value the database refuses that validation let
+// through), the batch is split in halves, recursively, until the refused
+// events stand alone; each is quarantined with the store's reason, and every
+// other part is written. An error the store cannot attribute (any other
+// code but CodeUnavailable) is split the same way, but when both halves of a
+// part fail with such errors the fault is not one event's and the batch
+// fails; so does a single event failing so, and any CodeUnavailable error:
+// the queue redelivers the batch. Everything is idempotent under
+// redelivery: parts already written are duplicates the second time, and
+// rejections are keyed by message and position.
+type Recorder struct {
+	Store EventStore
+	// Now is the clock (required) events are validated against.
+	Now func() time.Time
+	// Backfill is how old an event may be (DefaultBackfillWindow when
+	// zero).
+	Backfill time.Duration
+}
+
+// origin is where an event came from: the message and its position in it.
+type origin struct {
+	messageID string
+	position  int
+}
+
+// Record records the batch. On error the batch must be redelivered
+// whole: some of its parts may have been written, which a redelivery finds
+// as duplicates. The result is nil then.
+func (r *Recorder) Record(ctx context.Context, msgs []Message) (*BatchResult, error) {
+	now := r.Now()
+	backfill := r.Backfill
+	if backfill <= 0 {
+		backfill = DefaultBackfillWindow
+	}
+	var (
+		events   []Event
+		origins  []origin
+		rejected []Rejection
+	)
+	for _, m := range msgs {
+		evs, rej := Decode(m.Body, now, backfill)
+		for i := range rej {
+			rej[i].MessageID = m.ID
+		}
+		// Decode returns the events in their order in the message; their
+		// positions are those no rejection holds.
+		taken := make(map[int]bool, len(rej))
+		for _, x := range rej {
+			taken[x.Position] = true
+		}
+		pos := 0
+		for range evs {
+			for taken[pos] {
+				pos++
+			}
+			origins = append(origins, origin{m.ID, pos})
+			pos++
+		}
+		events = append(events, evs...)
+		rejected = append(rejected, rej...)
+	}
+
+	res := &BatchResult{Events: len(events)}
+	res.Writes++
+	n, err := r.Store.RecordBatch(ctx, events, rejected)
+	if err == nil {
+		res.Inserted = n
+		res.Duplicates = int64(len(events)) - n
+		res.Rejected = rejected
+		return res, nil
+	}
+	if !splittable(err) || len(events) == 0 {
+		return nil, err
+	}
+
+	// Split: the events alone first, then the whole quarantine at once.
+	s := &split{store: r.Store, events: events, origins: origins}
+	if err := s.write(ctx, 0, len(events), err); err != nil {
+		return nil, err
+	}
+	rejected = append(rejected, s.refused...)
+	res.Writes += s.writes + 1
+	if _, err := r.Store.RecordBatch(ctx, nil, rejected); err != nil {
+		return nil, err
+	}
+	res.Inserted = s.inserted
+	res.Duplicates = int64(len(events)-len(s.refused)) - s.inserted
+	res.Rejected = rejected
+	res.Refused = len(s.refused)
+	return res, nil
+}
+
+// splittable reports whether err may belong to some events of the batch:
+// every code but CodeUnavailable.
+func splittable(err error) bool { return ErrorCode(err) != CodeUnavailable }
+
+// attributed reports whether err belongs to the data by its code alone.
+func attributed(err error) bool { return ErrorCode(err) == CodeInvalid }
+
+// split finds the events a store refuses by bisection.
+type split struct {
+	store    EventStore
+	events   []Event
+	origins  []origin
+	inserted int64
+	refused  []Rejection
+	writes   int
+}
+
+// write handles events[lo:hi], whose write failed with err: a single event
+// is quarantined, a larger part is halved and each half written, and
+// halves that fail are handled in turn. It returns the error that must
+// send the batch back to the queue, if any.
+func (s *split) write(ctx context.Context, lo, hi int, err error) error {
+	if hi-lo == 1 {
+		if !attributed(err) && lo == 0 && hi == len(s.events) {
+			return err // one event, no evidence that it is the cause
+		}
+		s.refused = append(s.refused, s.rejection(lo, err))
+		return nil
+	}
+	mid := lo + (hi-lo)/2
+	halves := [2][2]int{{lo, mid}, {mid, hi}}
+	var errs [2]error
+	for i, h := range halves {
+		s.writes++
+		n, err := s.store.RecordBatch(ctx, s.events[h[0]:h[1]], nil)
+		if err != nil && !splittable(err) {
+			return err
+		}
+		s.inserted += n
+		errs[i] = err
+	}
+	if errs[0] != nil && errs[1] != nil && !attributed(errs[0]) && !attributed(errs[1]) {
+		return errs[0]
+	}
+	for i, h := range halves {
+		if errs[i] == nil {
+			continue
+		}
+		if err := s.write(ctx, h[0], h[1], errs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rejection quarantines events[i] with the store's reason.
+func (s *split) rejection(i int, err error) Rejection {
+	e := s.events[i]
+	body, _ := json.Marshal(e)
+	reason, field := ErrorMessage(err), ErrorField(err)
+	if !attributed(err) {
+		reason, field = "the database could not store this event, though the rest of its batch was stored", ""
+	}
+	return reject(body, e.EventID, field, reason).at(s.origins[i].messageID, s.origins[i].position)
+}
+
+// at returns r with its message id and position set.
+func (r Rejection) at(messageID string, position int) Rejection {
+	r.MessageID, r.Position = messageID, position
+	return r
+}
