@@ -27,12 +27,17 @@ const (
 	PriceVolume = "volume"
 )
 
-// Bounds of a price, chosen so that no amount can overflow: at most
-// MaxCallPrice minor units a call (UnitPrice ≤ MaxCallPrice × UnitSize), so
-// that 10^15 billable calls, more than a period can count, cost at most
+// Bounds of a price: at most MaxCallPrice minor units a call (UnitPrice ≤
+// MaxCallPrice × UnitSize), so that 10^15 billable calls cost at most
 // 10^18 minor units, and at most MaxTiers flat fees of MaxFlatPrice each;
-// int64 holds 9.2 × 10^18. Amounts are still computed exactly in big
-// integers and checked before they are returned.
+// int64 holds 9.2 × 10^18. That is not every count a period can hold: the
+// bounds of an event (see MaxQuantity) let a user's period count up to
+// 2.68 × 10^18 calls, which fit in int64 only below 3.4 minor units a call.
+// So amounts are computed exactly in big integers and checked, and so are
+// the sums of a period's lines (NewPeriodCharge): an amount beyond int64
+// is CodeInvalid, never a wrapped number, and the billing run reports that
+// period as not priced (RunReport.PlanErrors) and holds its subscription
+// back instead of writing a row.
 const (
 	MaxTiers     = 20
 	MaxUnitSize  = 1_000_000_000
@@ -176,7 +181,7 @@ func ValidateTiers(tiers []Tier, unitSize int64) error {
 // rounded half up (0.5 of a minor unit and more goes up) once per charge.
 // Zero calls cost nothing, flat prices included. It returns CodeInvalid
 // for a price that does not validate, negative calls, or an amount beyond
-// int64 (impossible within the bounds of Validate).
+// int64 (above 9.2 × 10^15 calls at the dearest price Validate allows).
 func (pr Price) Charge(calls int64) (PriceCharge, error) {
 	if err := pr.Validate(); err != nil {
 		return PriceCharge{}, err
@@ -248,6 +253,12 @@ func roundHalfUp(num, den *big.Int) *big.Int {
 func mulDivRound(a, b, c int64) (int64, bool) {
 	r := roundHalfUp(new(big.Int).Mul(big.NewInt(a), big.NewInt(b)), big.NewInt(c))
 	return r.Int64(), r.IsInt64()
+}
+
+// addInt64 returns a + b, and false when the sum does not fit in int64.
+func addInt64(a, b int64) (int64, bool) {
+	s := a + b
+	return s, (s > a) == (b > 0)
 }
 
 // mulDivFloor returns a × b / c rounded down, exactly (a, b ≥ 0, c > 0),

@@ -230,7 +230,8 @@ type PeriodCharge struct {
 
 // NewPeriodCharge sums the lines. The currency is that of the lines that
 // bill (else of the last line); lines that bill in different currencies
-// are CodeInvalid.
+// are CodeInvalid, and so are sums beyond int64 (each line's amount fits,
+// their sum need not: see the bounds of a price), never wrapped numbers.
 func NewPeriodCharge(lines []Line) (PeriodCharge, error) {
 	c := PeriodCharge{Lines: lines}
 	if c.Lines == nil {
@@ -238,10 +239,14 @@ func NewPeriodCharge(lines []Line) (PeriodCharge, error) {
 	}
 	billing := ""
 	for _, l := range lines {
-		c.Included += l.Included
-		c.Used += l.Used
-		c.Billable += l.PriceCharge.Calls
-		c.Amount += l.Amount
+		var ok [4]bool
+		c.Included, ok[0] = addInt64(c.Included, l.Included)
+		c.Used, ok[1] = addInt64(c.Used, l.Used)
+		c.Billable, ok[2] = addInt64(c.Billable, l.PriceCharge.Calls)
+		c.Amount, ok[3] = addInt64(c.Amount, l.Amount)
+		if ok != [4]bool{true, true, true, true} {
+			return PeriodCharge{}, Errorf(CodeInvalid, "the period's charge is beyond the largest amount a ledger row holds")
+		}
 		c.Currency = l.Price.Currency
 		if !l.Bills {
 			continue
@@ -283,7 +288,9 @@ func Project(p Period, lines []Line, now time.Time) ([]Line, error) {
 		return nil, Errorf(CodeInvalid, "the projection of %d calls is beyond the largest count", used)
 	}
 	last := &out[len(out)-1]
-	last.Used += extra
+	if last.Used, ok = addInt64(last.Used, extra); !ok {
+		return nil, Errorf(CodeInvalid, "the projection of %d calls is beyond the largest count", used)
+	}
 	if err := last.price(); err != nil {
 		return nil, err
 	}

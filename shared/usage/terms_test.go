@@ -178,6 +178,52 @@ func TestPriceLinesAndProject(t *testing.T) {
 	}
 }
 
+// TestPeriodChargeBounds: a period at the most calls the bounds of an
+// event let it count (31 days of 8.64 × 10^16) is priced exactly at 3
+// minor units a call; at the dearest price such a line is an error, and so
+// is the sum of two lines that each fit (an upgrade in the period) and a
+// projection past int64: never a wrapped number.
+func TestPeriodChargeBounds(t *testing.T) {
+	const dayMax = 86_400 * 1_000_000 * usage.MaxQuantity // the write path's ceiling for a day, all for one user
+	mar := usage.Period{Start: day(2026, 3, 1), End: day(2026, 4, 1)}
+	var days []usage.DayCalls
+	for d := mar.Start; d.Before(mar.End); d = d.AddDate(0, 0, 1) {
+		days = append(days, usage.DayCalls{Day: d, Calls: dayMax})
+	}
+	perCall := func(price int64) usage.Plan {
+		p := proTerms
+		p.IncludedCalls, p.PriceModel, p.OverageUnitSize, p.OverageUnitPrice = 0, usage.PricePerUnit, 1, price
+		return p
+	}
+	cheap := []usage.Terms{{From: mar.Start, PlanID: "pro", Effective: perCall(3)}}
+	lines, err := usage.PriceLines(mar, usage.Segments(mar, cheap), days, nil, mar.End)
+	if err != nil {
+		t.Fatalf("a full period at 3 a call: %v", err)
+	}
+	if c, err := usage.NewPeriodCharge(lines); err != nil || c.Used != 31*dayMax || c.Amount != 3*31*dayMax {
+		t.Errorf("a full period at 3 a call = %d calls, %d, %v; want %d, %d", c.Used, c.Amount, err, 31*dayMax, 3*31*dayMax)
+	}
+	dear := []usage.Terms{{From: mar.Start, PlanID: "pro", Effective: perCall(usage.MaxCallPrice)}}
+	if _, err := usage.PriceLines(mar, usage.Segments(mar, dear), days, nil, mar.End); usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Errorf("a full period at %d a call: %v; want CodeInvalid", usage.MaxCallPrice, err)
+	}
+	// 5 × 10^15 calls on either side of an upgrade, 5 × 10^18 each.
+	upgraded := append(dear, usage.Terms{From: day(2026, 3, 16), PlanID: "enterprise", Effective: perCall(usage.MaxCallPrice)})
+	split := []usage.DayCalls{{Day: day(2026, 3, 2), Calls: 5_000_000_000_000_000}, {Day: day(2026, 3, 20), Calls: 5_000_000_000_000_000}}
+	lines, err = usage.PriceLines(mar, usage.Segments(mar, upgraded), split, nil, mar.End)
+	if err != nil || len(lines) != 2 || lines[0].Amount != 5_000_000_000_000_000_000 || lines[1].Amount != lines[0].Amount {
+		t.Fatalf("two lines at 5 × 10^15 calls = %+v, %v", lines, err)
+	}
+	if c, err := usage.NewPeriodCharge(lines); usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Errorf("the sum of two lines of 5 × 10^18 = %d, %v; want CodeInvalid", c.Amount, err)
+	}
+	// Half the period gone: the projection doubles 5 × 10^18 calls.
+	half := mar.Start.Add(mar.End.Sub(mar.Start) / 2)
+	if p, err := usage.Project(mar, []usage.Line{{Used: 5_000_000_000_000_000_000}}, half); usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Errorf("projection of 5 × 10^18 calls at half the period = %+v, %v; want CodeInvalid", p, err)
+	}
+}
+
 // TestLimiter_DowngradeAtPeriodEnd: a downgrade waiting for the period's
 // end leaves the terms in force alone until then, and the first call of the
 // next period is decided under the new ones.
