@@ -53,6 +53,9 @@ func (h *Handler) getTopUsers(ctx context.Context, r *httpapi.Request, _ usage.I
 	return httpapi.JSON(http.StatusOK, map[string]any{"from": day(rg.From), "to": day(rg.To), "by": by, "items": users})
 }
 
+// putPlan changes the user's plan: an upgrade at once, a downgrade at the
+// end of the running period (usage.DecideChange); the answer says which
+// and when.
 func (h *Handler) putPlan(ctx context.Context, r *httpapi.Request, admin usage.Identity) httpapi.Response {
 	id, err := pathUser(r)
 	if err != nil {
@@ -71,7 +74,8 @@ func (h *Handler) putPlan(ctx context.Context, r *httpapi.Request, admin usage.I
 	if err != nil {
 		return h.fail(ctx, err)
 	}
-	h.Logger.InfoContext(ctx, "plan changed", "user_id", id, "plan_id", sub.PlanID, "by", admin.UserID)
+	h.Logger.InfoContext(ctx, "plan changed", "user_id", id, "plan_id", c.PlanID, "change", sub.Change,
+		"effective_at", sub.EffectiveAt, "by", admin.UserID)
 	return httpapi.JSON(http.StatusOK, sub)
 }
 
@@ -137,16 +141,26 @@ func (h *Handler) getRejected(ctx context.Context, r *httpapi.Request, _ usage.I
 	return httpapi.JSON(http.StatusOK, p)
 }
 
-// getOverage lists the ledger rows of periods starting in a month (the
-// current one by default).
-func (h *Handler) getOverage(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
+// month is the period parameter of the overage routes, a month YYYY-MM
+// (the current one by default), and its first instant.
+func (h *Handler) month(r *httpapi.Request) (string, time.Time, error) {
 	s := r.Query("period")
 	if s == "" {
 		s = h.now().Format("2006-01")
 	}
 	m, err := time.Parse("2006-01", s)
 	if err != nil || len(s) != 7 {
-		return h.fail(ctx, usage.FieldErrorf("period", "must be a month YYYY-MM"))
+		return "", time.Time{}, usage.FieldErrorf("period", "must be a month YYYY-MM")
+	}
+	return s, m, nil
+}
+
+// getOverage lists the ledger rows of periods starting in a month (the
+// current one by default).
+func (h *Handler) getOverage(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
+	s, m, err := h.month(r)
+	if err != nil {
+		return h.fail(ctx, err)
 	}
 	limit, err := r.Limit(DefaultLimit, MaxLimit)
 	if err != nil {
@@ -177,4 +191,78 @@ func (h *Handler) getOverage(ctx context.Context, r *httpapi.Request, _ usage.Id
 		Period string `json:"period"`
 		page
 	}{s, p})
+}
+
+// previewCursor is the position after the last item of a preview page:
+// items are ordered by user, then period.
+type previewCursor struct {
+	UserID      string    `json:"u"`
+	PeriodStart time.Time `json:"p"`
+}
+
+// getOveragePreview shows, for the periods starting in a month (closed or
+// open), what their usage so far costs, what the ledger holds for them and
+// the row a real run would write now: computed, never written. Totals
+// cover every item; the items come in pages.
+func (h *Handler) getOveragePreview(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
+	_, m, err := h.month(r)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	limit, err := r.Limit(DefaultLimit, MaxLimit)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	var c previewCursor
+	ok, err := r.DecodeCursor(&c)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	if ok && !usage.IsUUID(c.UserID) {
+		return h.fail(ctx, usage.FieldErrorf("cursor", "is not a cursor of this list"))
+	}
+	if h.Overage == nil {
+		return h.fail(ctx, usage.Errorf(usage.CodeUnavailable, "the overage preview is not configured"))
+	}
+	pv, err := h.Overage.Preview(ctx, m, h.now())
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	items := pv.Items
+	if ok {
+		i := 0
+		for i < len(items) && (items[i].UserID < c.UserID || (items[i].UserID == c.UserID && !items[i].Period.Start.After(c.PeriodStart))) {
+			i++
+		}
+		items = items[i:]
+	}
+	next := ""
+	if len(items) > limit {
+		items = items[:limit]
+		last := items[limit-1]
+		next = httpapi.EncodeCursor(previewCursor{UserID: last.UserID, PeriodStart: last.Period.Start})
+	}
+	return httpapi.JSON(http.StatusOK, struct {
+		Period     string               `json:"period"`
+		AsOf       time.Time            `json:"as_of"`
+		Totals     []usage.PreviewTotal `json:"totals"`
+		Items      []usage.PreviewItem  `json:"items"`
+		NextCursor string               `json:"next_cursor,omitempty"`
+	}{pv.Month, pv.AsOf, pv.Totals, items, next})
+}
+
+// postOverageRetry makes a failed ledger row pending again for the next
+// billing run, which looks it up in Stripe before it sends it again; the
+// store audits who did it.
+func (h *Handler) postOverageRetry(ctx context.Context, r *httpapi.Request, admin usage.Identity) httpapi.Response {
+	id := r.Param("id")
+	if !usage.IsUUID(id) {
+		return h.fail(ctx, usage.FieldErrorf("id", "must be a UUID"))
+	}
+	e, err := h.Admin.RetryLedgerEntry(ctx, id, admin.UserID)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	h.Logger.InfoContext(ctx, "overage row retried", "ledger_id", id, "user_id", e.UserID, "retries", e.Retries, "by", admin.UserID)
+	return httpapi.JSON(http.StatusOK, e)
 }

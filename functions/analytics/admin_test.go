@@ -40,7 +40,7 @@ func TestPutPlanChange(t *testing.T) {
 	f := newFixture(t)
 	var got usage.PlanChange
 	put := f.admin.PutPlanFn
-	f.admin.PutPlanFn = func(ctx context.Context, c usage.PlanChange) (*usage.Subscription, error) {
+	f.admin.PutPlanFn = func(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
 		got = c
 		return put(ctx, c)
 	}
@@ -51,11 +51,11 @@ func TestPutPlanChange(t *testing.T) {
 	if d := cmp.Diff(usage.PlanChange{UserID: bob, PlanID: "enterprise", Overrides: usage.Overrides{Burst: &five}, Who: operator}, got); d != "" {
 		t.Errorf("change (-want +got):\n%s", d)
 	}
-	if sub := decode[usage.Subscription](t, resp); sub.UserID != bob || sub.Effective.Burst != 5 {
+	if sub := decode[usage.PlanChanged](t, resp); sub.UserID != bob || sub.Effective.Burst != 5 || sub.Change != usage.ChangeUpgrade {
 		t.Errorf("subscription = %+v", sub)
 	}
 	// The store's refusal keeps its field.
-	f.admin.PutPlanFn = func(context.Context, usage.PlanChange) (*usage.Subscription, error) {
+	f.admin.PutPlanFn = func(context.Context, usage.PlanChange) (*usage.PlanChanged, error) {
 		return nil, usage.FieldErrorf("plan_id", "unknown plan %q", "gold")
 	}
 	resp = f.do(t, request("PUT", "/v1/admin/users/"+bob+"/plan", map[string]string{"Authorization": token(t, operator, true)}, `{"plan_id":"gold"}`))

@@ -16,7 +16,7 @@ import (
 
 var (
 	marchPeriod = usage.Period{Start: time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 4, 10, 0, 0, 0, 0, time.UTC)}
-	proPlan     = usage.Plan{ID: "pro", Name: "Pro", IncludedCalls: 50, RatePerSecond: 50, Burst: 100,
+	proPlan     = usage.Plan{ID: "pro", Name: "Pro", IncludedCalls: 50, RatePerSecond: 50, Burst: 100, PriceModel: usage.PricePackage,
 		OverageUnitSize: 10, OverageUnitPrice: 50, Currency: "usd"}
 	lastUpdated = time.Date(2026, 3, 15, 11, 0, 0, 0, time.UTC)
 
@@ -33,9 +33,17 @@ func p95(n int32) *int32 { return &n }
 func cannedUsage() *mock.UsageReader {
 	return &mock.UsageReader{
 		UsageSummaryFn: func(_ context.Context, userID string, now time.Time) (*usage.UsageSummary, error) {
-			return &usage.UsageSummary{UserID: userID, Plan: proPlan, Period: marchPeriod, Included: 50, Used: 87,
-				Overage:     usage.Overage{Included: 50, Used: 87, Units: 4, UnitSize: 10, UnitPrice: 50, Amount: 200, Currency: "usd"},
-				LastUpdated: &lastUpdated}, nil
+			history := []usage.Terms{{From: marchPeriod.Start, PlanID: "pro", Effective: proPlan}}
+			days := []usage.DayCalls{{Day: time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC), Calls: 60}, {Day: time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC), Calls: 20},
+				{Day: usage.Day(now), Calls: 7}}
+			febPeriod := usage.Period{Start: time.Date(2026, 2, 10, 0, 0, 0, 0, time.UTC), End: marchPeriod.Start}
+			sub := &usage.Subscription{UserID: userID, PlanID: "pro", Effective: proPlan, PeriodAnchor: marchPeriod.Start}
+			s, err := usage.Summarize(sub, history, days, []usage.LedgerSums{{Period: febPeriod, Currency: "usd", Billed: 500, BilledRows: 1}}, now)
+			if err != nil {
+				return nil, err
+			}
+			s.LastUpdated = &lastUpdated
+			return s, nil
 		},
 		DailyUsageFn: func(_ context.Context, userID string, r usage.DayRange, now time.Time) ([]usage.DailyUsage, error) {
 			var out []usage.DailyUsage
@@ -80,11 +88,11 @@ func cannedAdmin() *mock.AdminStore {
 				{UserID: bob, PlanID: "free", Calls: 3}}
 			return users[:min(f.Limit, len(users))], nil
 		},
-		PutPlanFn: func(_ context.Context, c usage.PlanChange) (*usage.Subscription, error) {
+		PutPlanFn: func(_ context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
 			eff := proPlan
 			eff.ID, eff.Name = c.PlanID, "Enterprise"
-			return &usage.Subscription{UserID: c.UserID, PlanID: c.PlanID, Overrides: c.Overrides,
-				Effective: eff.Apply(c.Overrides), PeriodAnchor: usage.Day(testNow)}, nil
+			return &usage.PlanChanged{Subscription: &usage.Subscription{UserID: c.UserID, PlanID: c.PlanID, Overrides: c.Overrides,
+				Effective: eff.Apply(c.Overrides), PeriodAnchor: marchPeriod.Start}, Change: usage.ChangeUpgrade, EffectiveAt: testNow}, nil
 		},
 		PlanAuditFn: func(_ context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error) {
 			if userID != bob {
@@ -130,6 +138,14 @@ func cannedAdmin() *mock.AdminStore {
 					CreatedAt: time.Date(2026, 4, 6, 0, 30, 0, 0, time.UTC), UpdatedAt: time.Date(2026, 4, 6, 0, 30, 0, 0, time.UTC)}}
 			return rows[:min(f.Limit, len(rows))], nil
 		},
+		RetryLedgerEntryFn: func(_ context.Context, id, _ string) (*usage.LedgerEntry, error) {
+			if id != failedRow.ID {
+				return nil, usage.Errorf(usage.CodeNotFound, "no ledger row %s", id)
+			}
+			e := failedRow
+			e.Status, e.Attempts, e.Retries = usage.LedgerPending, 0, 1
+			return &e, nil
+		},
 	}
 }
 
@@ -165,7 +181,7 @@ func (f *fixture) noStore(t *testing.T) {
 			called("TopUsers")
 			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 		},
-		PutPlanFn: func(context.Context, usage.PlanChange) (*usage.Subscription, error) {
+		PutPlanFn: func(context.Context, usage.PlanChange) (*usage.PlanChanged, error) {
 			called("PutPlan")
 			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 		},
@@ -185,6 +201,14 @@ func (f *fixture) noStore(t *testing.T) {
 			called("ListLedgerPage")
 			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 		},
+		RetryLedgerEntryFn: func(context.Context, string, string) (*usage.LedgerEntry, error) {
+			called("RetryLedgerEntry")
+			return nil, usage.Errorf(usage.CodeInternal, "unexpected")
+		},
+	}
+	f.overage.PreviewFn = func(context.Context, time.Time, time.Time) (*usage.Preview, error) {
+		called("Preview")
+		return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 	}
 	f.pub.PublishFn = func(context.Context, usage.Event) error { called("Publish"); return nil }
 	f.limits.CheckFn = func(context.Context, usage.Identity, int64) (usage.Decision, error) {

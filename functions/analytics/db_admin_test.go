@@ -87,40 +87,52 @@ func TestDBPutPlan(t *testing.T) {
 	}
 	resp := put(bob, `{"plan_id":"enterprise","overrides":{"burst":5}}`)
 	wantStatus(t, resp, 200)
-	sub := decode[usage.Subscription](t, resp)
-	if sub.PlanID != "enterprise" || sub.Effective.Burst != 5 || sub.Effective.IncludedCalls != 10_000_000 || !sub.PeriodAnchor.Equal(usage.Day(testNow)) {
+	sub := decode[usage.PlanChanged](t, resp)
+	if sub.PlanID != "enterprise" || sub.Effective.Burst != 5 || sub.Effective.IncludedCalls != 10_000_000 || !sub.PeriodAnchor.Equal(usage.Day(testNow)) ||
+		sub.Change != usage.ChangeStart || !sub.EffectiveAt.Equal(usage.Day(testNow)) {
 		t.Errorf("subscription = %+v", sub)
 	}
-	wantStatus(t, put(bob, `{"plan_id":"pro"}`), 200)
+	// Enterprise to pro is a downgrade: pro waits for the period's end.
+	resp = put(bob, `{"plan_id":"pro"}`)
+	wantStatus(t, resp, 200)
+	periodEnd := usage.Day(testNow).AddDate(0, 1, 0)
+	if sub := decode[usage.PlanChanged](t, resp); sub.PlanID != "enterprise" || sub.Change != usage.ChangeDowngrade ||
+		!sub.EffectiveAt.Equal(periodEnd) || sub.Next == nil || sub.Next.PlanID != "pro" || !sub.Next.From.Equal(periodEnd) {
+		t.Errorf("downgrade = %+v", sub)
+	}
 
-	rows, err := f.db.Pool.Query(context.Background(), `SELECT who, at, old->>'plan_id', new->>'plan_id', (new->>'burst')::int
+	rows, err := f.db.Pool.Query(context.Background(), `SELECT who, at, old->>'plan_id', coalesce(new->>'next_plan_id', new->>'plan_id'),
+		(new->>'burst')::int, change, effective_at
 		FROM eco_plan_audit WHERE user_id = $1 ORDER BY audit_id`, bob)
 	if err != nil {
 		t.Fatal(err)
 	}
 	type audit struct {
-		Who      string
-		At       time.Time
-		Old, New *string
-		Burst    *int
+		Who         string
+		At          time.Time
+		Old, New    *string
+		Burst       *int
+		Change      string
+		EffectiveAt time.Time
 	}
 	var got []audit
 	for rows.Next() {
 		var a audit
-		if err := rows.Scan(&a.Who, &a.At, &a.Old, &a.New, &a.Burst); err != nil {
+		if err := rows.Scan(&a.Who, &a.At, &a.Old, &a.New, &a.Burst, &a.Change, &a.EffectiveAt); err != nil {
 			t.Fatal(err)
 		}
-		a.At = a.At.UTC()
+		a.At, a.EffectiveAt = a.At.UTC(), a.EffectiveAt.UTC()
 		got = append(got, a)
 	}
 	s := func(v string) *string { return &v }
 	five := 5
-	want := []audit{{operator, testNow, nil, s("enterprise"), &five}, {operator, testNow, s("enterprise"), s("pro"), nil}}
+	want := []audit{{operator, testNow, nil, s("enterprise"), &five, "start", usage.Day(testNow)},
+		{operator, testNow, s("enterprise"), s("pro"), &five, "downgrade", periodEnd}}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("audit (-want +got):\n%s", d)
 	}
-	// bob now sees the new plan.
-	if u := decode[map[string]any](t, f.get(t, "/v1/usage", token(t, bob, false))); u["plan_id"] != "pro" {
+	// bob keeps enterprise until the period's end.
+	if u := decode[map[string]any](t, f.get(t, "/v1/usage", token(t, bob, false))); u["plan_id"] != "enterprise" {
 		t.Errorf("bob's plan = %v", u["plan_id"])
 	}
 

@@ -45,20 +45,23 @@ func TestDBPlanAudit(t *testing.T) {
 			Burst  *int   `json:"burst"`
 		} `json:"old"`
 		New struct {
-			PlanID string `json:"plan_id"`
-			Burst  *int   `json:"burst"`
+			PlanID     string `json:"plan_id"`
+			NextPlanID string `json:"next_plan_id"`
+			Burst      *int   `json:"burst"`
 		} `json:"new"`
+		Change string `json:"change"`
 	}
 	all := decode[pageOf[entry]](t, f.get(t, "/v1/admin/users/"+bob+"/audit", admin))
 	if len(all.Items) != 2 || all.NextCursor != "" {
 		t.Fatalf("audit = %+v; want two changes", all)
 	}
 	last, first := all.Items[0], all.Items[1]
-	if last.ID <= first.ID || last.Who != operator || last.At != "2026-03-15T12:00:00Z" ||
-		last.Old == nil || last.Old.PlanID != "enterprise" || *last.Old.Burst != 5 || last.New.PlanID != "pro" || last.New.Burst != nil {
+	// Enterprise to pro is a downgrade: pro waits for the period's end.
+	if last.ID <= first.ID || last.Who != operator || last.At != "2026-03-15T12:00:00Z" || last.Change != "downgrade" ||
+		last.Old == nil || last.Old.PlanID != "enterprise" || *last.Old.Burst != 5 || last.New.PlanID != "enterprise" || last.New.NextPlanID != "pro" {
 		t.Errorf("newest change = %+v", last)
 	}
-	if first.Old != nil || first.New.PlanID != "enterprise" {
+	if first.Old != nil || first.New.PlanID != "enterprise" || first.Change != "start" {
 		t.Errorf("first change = %+v; want from no subscription to enterprise", first)
 	}
 	p1 := decode[pageOf[entry]](t, f.get(t, "/v1/admin/users/"+bob+"/audit?limit=1", admin))

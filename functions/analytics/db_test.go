@@ -11,6 +11,7 @@ import (
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/usage"
 )
 
 // The tests of this file and db_admin_test.go run the routes over
@@ -52,7 +53,8 @@ func newDBFixture(t *testing.T) *dbFixture {
 	seed(t, db, k.ID)
 	store := postgres.NewAnalyticsStore(db)
 	return &dbFixture{db: db, aliceKey: secret, keyID: k.ID, bobKey: bobSecret,
-		h: &Handler{Usage: store, Admin: store, Auth: &auth.Authenticator{Keys: keys, JWT: verifier}, Now: func() time.Time { return testNow }}}
+		h: &Handler{Usage: store, Admin: store, Overage: &usage.Billing{Ledger: postgres.NewLedgerStore(db)},
+			Auth: &auth.Authenticator{Keys: keys, JWT: verifier}, Now: func() time.Time { return testNow }}}
 }
 
 // seed writes: alice on pro (anchor Mar 10, 50 included, units of 10 at 50
@@ -64,6 +66,8 @@ func seed(t *testing.T, db *postgres.DB, keyID string) {
 	_, err := db.Pool.Exec(context.Background(), `
 	INSERT INTO eco_subscriptions (user_id, plan_id, included_calls, overage_unit_size, period_anchor)
 	VALUES ('`+alice+`', 'pro', 50, 10, '2026-01-10T00:00:00Z');
+	INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at)
+	VALUES ('`+alice+`', '2026-01-10T00:00:00Z', 'pro', '{"included_calls": 50, "overage_unit_size": 10}', 'start', '2026-01-10T00:00:00Z');
 
 	INSERT INTO eco_usage_daily (day, user_id, endpoint, api_key_id, calls, errors_4xx, errors_5xx,
 		request_bytes, response_bytes, latency_sum_ms, latency_p50_ms, latency_p95_ms, latency_max_ms, events)
@@ -119,14 +123,21 @@ func TestDBUsageSummary(t *testing.T) {
 		wantStatus(t, resp, 200)
 		got := decode[map[string]any](t, resp)
 		// Period Mar 10 – Apr 10: 4 × 15 + 20 + 7 = 87 calls; 37 over 50
-		// included is 4 units of 10 at 50 cents.
+		// included is 4 units of 10 at 50 cents. At Mar 15 12:00, 5.5 of
+		// 31 days have passed: 87 × 25.5 / 5.5 = 403 calls more, 490 in
+		// all, 44 units. February's period was billed 500.
+		charge := func(c map[string]any) [3]any { return [3]any{c["used_calls"], c["billable_calls"], c["amount"]} }
+		got["overage_to_date"], got["projected"] = charge(got["overage_to_date"].(map[string]any)), charge(got["projected"].(map[string]any))
 		want := map[string]any{
 			"user_id": alice, "plan_id": "pro", "plan_name": "Pro", "hard_limit": false,
 			"period":   map[string]any{"start": "2026-03-10T00:00:00Z", "end": "2026-04-10T00:00:00Z"},
 			"included": 50.0, "used": 87.0, "remaining": 0.0,
-			"projected_overage": map[string]any{"units": 4.0, "unit_size": 10.0, "unit_price": 50.0, "amount": 200.0, "currency": "usd"},
-			"rate_limit":        map[string]any{"rate_per_second": 50.0, "burst": 100.0},
-			"last_updated":      "2026-03-15T11:00:00Z",
+			"overage_to_date": [3]any{87.0, 37.0, 200.0},
+			"projected":       [3]any{490.0, 440.0, 2200.0},
+			"billed": []any{map[string]any{"period": map[string]any{"start": "2026-02-10T00:00:00Z", "end": "2026-03-10T00:00:00Z"},
+				"amount": 500.0, "currency": "usd", "status": "billed"}},
+			"rate_limit":   map[string]any{"rate_per_second": 50.0, "burst": 100.0},
+			"last_updated": "2026-03-15T11:00:00Z",
 		}
 		if d := cmp.Diff(want, got); d != "" {
 			t.Errorf("GET /v1/usage (-want +got):\n%s", d)

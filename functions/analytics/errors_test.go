@@ -64,7 +64,7 @@ func routeCalls() []routeCall {
 			f.usage.UsageSummaryFn = func(context.Context, string, time.Time) (*usage.UsageSummary, error) { return nil, err }
 		}},
 		{"plan", admin("PUT", "/v1/admin/users/"+bob+"/plan", `{"plan_id":"pro"}`), func(f *fixture, err error) {
-			f.admin.PutPlanFn = func(context.Context, usage.PlanChange) (*usage.Subscription, error) { return nil, err }
+			f.admin.PutPlanFn = func(context.Context, usage.PlanChange) (*usage.PlanChanged, error) { return nil, err }
 		}},
 		{"aggregate", admin("POST", "/v1/admin/aggregate", `{"from":"2026-03-01","to":"2026-03-02"}`), func(f *fixture, err error) {
 			f.admin.QueueAggregationFn = func(context.Context, usage.DayRange) (int, error) { return 0, err }

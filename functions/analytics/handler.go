@@ -32,12 +32,15 @@ const (
 )
 
 // Handler serves the analytics HTTP API behind API Gateway (payload v2).
-// Publisher and Limits may be nil: their routes then answer 503.
+// Publisher, Limits and Overage may be nil: their routes then answer 503.
 type Handler struct {
 	// Usage answers the user routes (and the admin's view of one user's
 	// usage), Admin the other admin routes.
-	Usage     usage.UsageReader
-	Admin     usage.AdminStore
+	Usage usage.UsageReader
+	Admin usage.AdminStore
+	// Overage previews billing (GET /v1/admin/overage/preview); nil: the
+	// route answers 503.
+	Overage   usage.OveragePreviewer
 	Auth      usage.Authenticator
 	Publisher usage.Publisher
 	Limits    usage.LimitChecker
@@ -83,6 +86,8 @@ func (h *Handler) init() {
 	r.Handle("POST /v1/admin/aggregate", h.admin(h.postAggregate))
 	r.Handle("GET /v1/admin/rejected", h.admin(h.getRejected))
 	r.Handle("GET /v1/admin/overage", h.admin(h.getOverage))
+	r.Handle("GET /v1/admin/overage/preview", h.admin(h.getOveragePreview))
+	r.Handle("POST /v1/admin/overage/{id}/retry", h.admin(h.postOverageRetry))
 	h.router = r
 	if h.Now == nil {
 		h.Now = time.Now

@@ -40,6 +40,7 @@ type fixture struct {
 	h        *Handler
 	usage    *mock.UsageReader
 	admin    *mock.AdminStore
+	overage  *mock.OveragePreviewer
 	pub      *mock.Publisher
 	limits   *mock.LimitChecker
 	aliceKey string
@@ -71,7 +72,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{aliceKey: secret, keyID: k.ID, usage: cannedUsage(), admin: cannedAdmin()}
+	f := &fixture{aliceKey: secret, keyID: k.ID, usage: cannedUsage(), admin: cannedAdmin(), overage: cannedOverage()}
 	f.pub = &mock.Publisher{
 		PublishFn: func(_ context.Context, e usage.Event) error { f.published = append(f.published, e); return nil },
 		FlushFn:   func(context.Context) error { f.flushes++; return nil },
@@ -80,7 +81,7 @@ func newFixture(t testing.TB) *fixture {
 		f.checked, f.cost = append(f.checked, id), cost
 		return allowedDecision, nil
 	}}
-	f.h = &Handler{Usage: f.usage, Admin: f.admin, Auth: &auth.Authenticator{Keys: keys, JWT: verifier},
+	f.h = &Handler{Usage: f.usage, Admin: f.admin, Overage: f.overage, Auth: &auth.Authenticator{Keys: keys, JWT: verifier},
 		Publisher: f.pub, Limits: f.limits, Now: func() time.Time { return testNow }}
 	return f
 }

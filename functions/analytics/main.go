@@ -10,6 +10,7 @@
 //	JWT_HMAC_SECRET or JWT_PUBLIC_KEY    HS256 secret, or an RSA/ECDSA public key (PEM)
 //	QUEUE_URL                            the usage queue of POST /v1/events
 //	ALERT_BUS_NAME                       EventBridge bus for usage alerts (unset: log lines)
+//	GRACE_PERIOD (default 24h)           the overage job's, for the overage preview
 //	MAX_EVENT_QUANTITY                   largest quantity of one event of POST /v1/events (default 10,000)
 package main
 
@@ -54,6 +55,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	}
 	queueURL := e.String("QUEUE_URL", "")
 	alertBus := e.String("ALERT_BUS_NAME", "")
+	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
 	maxQuantity := e.Int("MAX_EVENT_QUANTITY", DefaultMaxEventQuantity)
 	jwtCfg := auth.JWTConfig{Issuer: e.String("JWT_ISSUER", ""), Audience: e.String("JWT_AUDIENCE", "")}
 	publicKey, hmacSecret := e.String("JWT_PUBLIC_KEY", ""), e.String("JWT_HMAC_SECRET", "")
@@ -85,11 +87,12 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	}
 	store := postgres.NewAnalyticsStore(db)
 	h := &Handler{
-		Usage:  store,
-		Admin:  store,
-		Auth:   &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: verifier},
-		Logger: logger,
-		Now:    time.Now,
+		Usage:   store,
+		Admin:   store,
+		Overage: &usage.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Logger: logger},
+		Auth:    &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: verifier},
+		Logger:  logger,
+		Now:     time.Now,
 
 		MaxEventQuantity: int64(maxQuantity),
 	}

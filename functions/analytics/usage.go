@@ -25,33 +25,38 @@ func (h *Handler) usageOf(ctx context.Context, userID string) httpapi.Response {
 }
 
 type usageBody struct {
-	UserID    string `json:"user_id"`
-	PlanID    string `json:"plan_id"`
-	Plan      string `json:"plan_name"`
-	Period    period `json:"period"`
-	Included  int64  `json:"included"`
-	Used      int64  `json:"used"`
-	Remaining int64  `json:"remaining"`
-	HardLimit bool   `json:"hard_limit"`
-	Projected struct {
-		Units     int64  `json:"units"`
-		UnitSize  int64  `json:"unit_size"`
-		UnitPrice int64  `json:"unit_price"`
-		Amount    int64  `json:"amount"`
-		Currency  string `json:"currency"`
-	} `json:"projected_overage"`
-	RateLimit struct {
+	UserID        string             `json:"user_id"`
+	PlanID        string             `json:"plan_id"`
+	Plan          string             `json:"plan_name"`
+	Period        period             `json:"period"`
+	Included      int64              `json:"included"`
+	Used          int64              `json:"used"`
+	Remaining     int64              `json:"remaining"`
+	HardLimit     bool               `json:"hard_limit"`
+	OverageToDate usage.PeriodCharge `json:"overage_to_date"`
+	Projected     usage.PeriodCharge `json:"projected"`
+	Billed        []billedBody       `json:"billed"`
+	RateLimit     struct {
 		RatePerSecond float64 `json:"rate_per_second"`
 		Burst         int     `json:"burst"`
 	} `json:"rate_limit"`
 	LastUpdated *time.Time `json:"last_updated"`
 }
 
+type billedBody struct {
+	Period   period `json:"period"`
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+	Status   string `json:"status"`
+}
+
 func newUsageBody(s *usage.UsageSummary) usageBody {
 	b := usageBody{UserID: s.UserID, PlanID: s.Plan.ID, Plan: s.Plan.Name, Period: period(s.Period),
-		Included: s.Included, Used: s.Used, Remaining: s.Remaining, HardLimit: s.Plan.HardLimit, LastUpdated: s.LastUpdated}
-	b.Projected.Units, b.Projected.UnitSize, b.Projected.UnitPrice = s.Overage.Units, s.Overage.UnitSize, s.Overage.UnitPrice
-	b.Projected.Amount, b.Projected.Currency = s.Overage.Amount, s.Overage.Currency
+		Included: s.Included, Used: s.Used, Remaining: s.Remaining, HardLimit: s.Plan.HardLimit, LastUpdated: s.LastUpdated,
+		OverageToDate: s.OverageToDate, Projected: s.Projected, Billed: []billedBody{}}
+	for _, p := range s.Billed {
+		b.Billed = append(b.Billed, billedBody{Period: period(p.Period), Amount: p.Amount, Currency: p.Currency, Status: p.Status})
+	}
 	b.RateLimit.RatePerSecond, b.RateLimit.Burst = s.Plan.RatePerSecond, s.Plan.Burst
 	return b
 }

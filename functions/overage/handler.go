@@ -10,8 +10,9 @@ import (
 )
 
 // Input is what the EventBridge Scheduler target sends (the schedule's
-// Input, "{}" by default). Now replays a run at a fixed instant (the local
-// scheduler's "run now", or a catch-up run); DryRun forces a dry run.
+// Input, "{}" by default). Now replays a run at a fixed instant, on a local
+// stack only (Handler.AllowClockOverride); DryRun forces a dry run, which
+// reports what a real run would bill and writes no ledger row.
 type Input struct {
 	Now    *time.Time `json:"now,omitempty"`
 	DryRun bool       `json:"dry_run,omitempty"`
@@ -26,29 +27,40 @@ type Handler struct {
 	Biller usage.Biller
 	Logger *slog.Logger
 	Now    func() time.Time
+	// AllowClockOverride lets Input.Now set the run's instant. Only the
+	// local stack sets it (ALLOW_CLOCK_OVERRIDE=true, from
+	// cmd/internal/devstack; template.yaml never does): in AWS a run bills
+	// at the time it runs.
+	AllowClockOverride bool
 }
 
 // Handle closes the periods due and bills them. It returns an error only
 // when the invocation should be retried by the scheduler (database or
 // Stripe unavailable, items left pending for retry, bad credentials).
 func (h *Handler) Handle(ctx context.Context, in Input) (usage.RunReport, error) {
-	now := h.Now()
-	if in.Now != nil {
-		now = *in.Now
-	}
 	log := h.Logger
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		log = log.With("request_id", lc.AwsRequestID)
+	}
+	now := h.Now()
+	if in.Now != nil {
+		if !h.AllowClockOverride {
+			err := usage.FieldErrorf("now", "the run's instant can be set on a local stack only (ALLOW_CLOCK_OVERRIDE=true); leave it out")
+			log.ErrorContext(ctx, "overage run refused", "error", usage.ErrorMessage(err))
+			return usage.RunReport{}, err
+		}
+		now = *in.Now
 	}
 	b := h.Billing
 	b.Biller = h.Biller
 	if in.DryRun {
 		b.Biller = nil
 	}
-	b.Logger = log
+	b.Logger, b.Clock = log, h.Now
 	rep, err := b.Run(ctx, now)
-	attrs := []any{"run_id", rep.RunID, "now", now, "dry_run", rep.DryRun,
-		"subscriptions", rep.Subscriptions, "periods", rep.Periods, "inserted", rep.Inserted,
+	attrs := []any{"run_id", rep.RunID, "job_run_id", rep.JobRunID, "now", now, "dry_run", rep.DryRun,
+		"subscriptions", rep.Subscriptions, "periods", rep.Periods, "planned_rows", rep.PlannedRows, "due", rep.Due,
+		"plan_errors", rep.PlanErrors, "inserted", rep.Inserted,
 		"billed", rep.Billed, "found", rep.Found, "retry", rep.Retry, "failed", rep.Failed,
 		"stripe_calls", rep.StripeCalls, "plan_ms", rep.PlanTime.Milliseconds(), "bill_ms", rep.BillTime.Milliseconds()}
 	if err != nil {

@@ -2,7 +2,8 @@
 // EventBridge Scheduler schedule: it closes the billing periods that ended
 // more than a grace period ago, writes their ledger rows and bills the
 // overage as Stripe invoice items, exactly once. Without a Stripe key it
-// makes a dry run (ledger rows with status dry_run, no Stripe call).
+// makes a dry run: it reports what a real run would bill and writes no
+// ledger row. Every run is recorded in eco_job_runs.
 //
 // Environment:
 //
@@ -15,6 +16,7 @@
 //	GRACE_PERIOD (default 24h)            how long after its end a period is closed
 //	MAX_ATTEMPTS (default 10)             attempts per ledger row before it is failed
 //	BILLING_WORKERS (default 4)           concurrent Stripe calls
+//	ALLOW_CLOCK_OVERRIDE=true             honour the payload's "now" (the local stack only; never set in AWS)
 package main
 
 import (
@@ -54,10 +56,11 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 	retries := e.Int("STRIPE_MAX_NETWORK_RETRIES", 2)
 	attempts := e.Int("MAX_ATTEMPTS", usage.DefaultMaxAttempts)
 	workers := e.Int("BILLING_WORKERS", usage.DefaultWorkers)
+	clockOverride := e.Bool("ALLOW_CLOCK_OVERRIDE")
 	if err := e.Err(); err != nil {
 		return nil, err
 	}
-	db, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(workers) + 1, ExecMode: proxy})
+	db, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(workers) + 1, ExecMode: proxy, NoJIT: true})
 	if err != nil {
 		return nil, err
 	}
@@ -65,12 +68,14 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 		Billing: usage.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, MaxAttempts: attempts, Workers: workers},
 		Logger:  log,
 		Now:     time.Now,
+
+		AllowClockOverride: clockOverride,
 	}
 	if stripeKey != "" {
 		h.Biller = stripebill.New(stripebill.Config{Key: stripeKey, URL: os.Getenv("STRIPE_API_URL"),
 			MaxNetworkRetries: int64(retries), RequestsPerSecond: rps})
 	} else {
-		log.Warn("no Stripe key configured: dry run, ledger rows are written as dry_run")
+		log.Warn("no Stripe key configured: dry runs, which report what they would bill and write no ledger row")
 	}
 	return h, nil
 }

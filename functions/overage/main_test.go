@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ func TestSetup(t *testing.T) {
 		{"DATABASE_URL": "postgres://x", "STRIPE_MAX_RPS": "-1"},
 		{"DATABASE_URL": "postgres://x", "MAX_ATTEMPTS": "x"},
 		{"DATABASE_URL": "::not a url::"},
+		{"DATABASE_URL": "postgres://x", "ALLOW_CLOCK_OVERRIDE": "yes please"},
 	} {
 		if _, err := setup(ctx, vars(bad), testLogger(t)); err == nil {
 			t.Errorf("setup(%v): no error", bad)
@@ -48,7 +51,23 @@ func TestSetupWithDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if live.Biller == nil || live.Billing.Workers != 2 {
-		t.Errorf("with a Stripe key: biller %v, workers %d", live.Biller, live.Billing.Workers)
+	if live.Biller == nil || live.Billing.Workers != 2 || live.AllowClockOverride {
+		t.Errorf("with a Stripe key: biller %v, workers %d, clock override %v", live.Biller, live.Billing.Workers, live.AllowClockOverride)
+	}
+	local, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "ALLOW_CLOCK_OVERRIDE": "true"}), testLogger(t))
+	if err != nil || !local.AllowClockOverride {
+		t.Errorf("ALLOW_CLOCK_OVERRIDE=true: %v, %v", local, err)
+	}
+}
+
+// TestTemplateNeverOverridesTheClock: in AWS a run bills at the time it
+// runs; only the local stack may replay one at another instant.
+func TestTemplateNeverOverridesTheClock(t *testing.T) {
+	b, err := os.ReadFile("../../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "ALLOW_CLOCK_OVERRIDE") {
+		t.Error("template.yaml sets ALLOW_CLOCK_OVERRIDE; only cmd/internal/devstack may")
 	}
 }

@@ -85,19 +85,42 @@ func TestHandlePermanentErrors(t *testing.T) {
 }
 
 // TestHandleMaxAttempts: a row that keeps failing with retryable errors is
-// failed after MaxAttempts.
+// looked up by metadata once it has had MaxAttempts, and failed when the
+// lookup finds nothing.
 func TestHandleMaxAttempts(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.h.Billing.MaxAttempts = 2
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
-	fake.FailNext(500, 500, 500)
+	fake.FailNext(500, 500)
 	for i := range 3 {
 		_, _ = e.run(runAt.Add(time.Duration(i) * time.Hour))
 	}
 	r := e.rows()[userID(1)+"/0"]
-	if r.Status != usage.LedgerFailed || !strings.Contains(r.LastError, "gave up after 2 attempts") || len(fake.Requests()) != 2 {
-		t.Errorf("row = %+v after %d requests; want failed after 2 attempts", r, len(fake.Requests()))
+	reqs := fake.Requests()
+	if r.Status != usage.LedgerFailed || !strings.Contains(r.LastError, "gave up after 2 attempts") || len(reqs) != 3 ||
+		reqs[2].Method != http.MethodGet || reqs[2].Form.Get("customer") != "cus_1" {
+		t.Errorf("row = %+v after requests %+v; want failed after 2 attempts and a lookup", r, reqs)
+	}
+}
+
+// TestHandleMaxAttemptsFound: the give-up lookup finds the item an
+// earlier attempt created (its answer was lost): the row is billed, not
+// failed, and not charged again.
+func TestHandleMaxAttemptsFound(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.h.Billing.MaxAttempts = 1
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
+	if _, err := e.runCrashing(runAt); err == nil {
+		t.Fatal("want an error from the injected crash")
+	}
+	if _, err := e.run(runAt.Add(usage.DefaultLease + time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	r := e.rows()[userID(1)+"/0"]
+	if items := fake.Items(); len(items) != 1 || r.Status != usage.LedgerBilled || r.StripeObjectID != items[0].ID {
+		t.Errorf("items %d, row %+v; want the one item found and billed", len(items), r)
 	}
 }
 
@@ -143,11 +166,12 @@ func TestHandleLateUsage(t *testing.T) {
 	}
 	adj := e.rows()[userID(1)+"/1"]
 	if items[1].Amount != 300 || items[1].Metadata["seq"] != "1" || adj == nil || adj.Status != usage.LedgerBilled ||
-		adj.Units != 6 || adj.Amount != 300 || adj.Used != 155_500 || adj.IdempotencyKey != usage.IdempotencyKey(userID(1), february.Start, 1) {
-		t.Errorf("adjustment item %+v, row %+v; want 6 units, 300 cents, seq 1, billed", items[1], adj)
+		adj.Units != 56 || adj.Amount != 300 || adj.Used != 155_500 || adj.IdempotencyKey != usage.IdempotencyKey(userID(1), february.Start, 1) {
+		t.Errorf("adjustment item %+v, row %+v; want 56 units in all, 300 cents, seq 1, billed", items[1], adj)
 	}
-	if !strings.HasPrefix(items[1].Description, "API overage adjustment 1: 55500 calls above 100000 included") {
-		t.Errorf("adjustment description = %q", items[1].Description)
+	if want := "API overage adjustment 1, 2026-02-01 – 2026-02-28: Pro, 155,500 calls, 100,000 included: " +
+		"56 × 1,000 calls at 0.50 USD = 28.00 USD; less 25.00 USD charged before"; items[1].Description != want {
+		t.Errorf("adjustment description = %q; want %q", items[1].Description, want)
 	}
 	// Usage goes down by 20,000 calls: a credit of 20 units is recorded once.
 	e.addCalls(userID(1), time.Date(2026, 2, 28, 0, 0, 0, 0, time.UTC), -20_000)
@@ -158,7 +182,7 @@ func TestHandleLateUsage(t *testing.T) {
 	}
 	rows := e.rows()
 	credit := rows[userID(1)+"/2"]
-	if len(rows) != 3 || credit.Status != usage.LedgerSkipped || credit.Amount != -20*50 || credit.Units != -20 ||
+	if len(rows) != 3 || credit.Status != usage.LedgerSkipped || credit.Amount != -20*50 || credit.Units != 36 ||
 		!strings.Contains(credit.Note, "credit of 1000 usd") {
 		t.Errorf("rows = %d, credit = %+v; want 3 rows, a skipped credit of -1000", len(rows), credit)
 	}

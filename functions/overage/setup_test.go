@@ -42,7 +42,12 @@ type testEnv struct {
 
 func newEnv(t testing.TB, biller usage.Biller) *testEnv {
 	t.Helper()
-	db := pgtest.NewDB(t)
+	// The function's pool: no JIT (postgres.Config.NoJIT).
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewURL(t), MaxConns: 16, NoJIT: true})
+	if err != nil {
+		t.Fatalf("open test database: %v", err)
+	}
+	t.Cleanup(db.Close)
 	ledger := postgres.NewLedgerStore(db)
 	e := &testEnv{t: t, db: db, ledger: ledger}
 	e.h = &Handler{
@@ -50,6 +55,8 @@ func newEnv(t testing.TB, biller usage.Biller) *testEnv {
 		Biller:  biller,
 		Logger:  testLogger(t),
 		Now:     func() time.Time { return runAt },
+
+		AllowClockOverride: true,
 	}
 	return e
 }

@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
+	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/stripebill/stripetest"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -22,41 +19,11 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-// recordingProxy forwards to target and records the form of every POST.
-type recordingProxy struct {
-	*httptest.Server
-	mu    sync.Mutex
-	forms []url.Values
-}
-
-func newRecordingProxy(t *testing.T, target string) *recordingProxy {
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &recordingProxy{}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost {
-			body, _ := io.ReadAll(r.Body)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			f, _ := url.ParseQuery(string(body))
-			f.Set("idempotency_key", r.Header.Get("Idempotency-Key"))
-			p.mu.Lock()
-			p.forms = append(p.forms, f)
-			p.mu.Unlock()
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(p.Close)
-	return p
-}
-
 // TestHandleStripeMock bills a mix of plans and usages against stripe-mock
 // and checks every invoice item sent.
 func TestHandleStripeMock(t *testing.T) {
 	mock := pgtest.Require(t, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
-	proxy := newRecordingProxy(t, mock)
+	proxy := stripetest.NewRecorder(t, mock)
 	e := newEnv(t, fakeBiller(proxy.URL))
 	e.seed(
 		sub{user: userID(1), plan: usage.PlanFree, customer: "cus_free", used: 5000},
@@ -81,28 +48,30 @@ func TestHandleStripeMock(t *testing.T) {
 		currency string
 		desc     string
 	}
-	span := "period 2026-02-01 – 2026-02-28"
+	head := "API overage, 2026-02-01 – 2026-02-28: "
 	wants := map[string]want{
-		"cus_above1":   {50, "usd", "API overage: 1 calls above 100000 included, " + span},
-		"cus_above2":   {151 * 50, "usd", "API overage: 150500 calls above 100000 included, " + span},
-		"cus_ent":      {40, "usd", "API overage: 2000 calls above 10000000 included, " + span},
-		"cus_override": {200, "eur", "API overage: 1000 calls above 200000 included, " + span},
+		"cus_above1":   {50, "usd", head + "Pro, 100,001 calls, 100,000 included: 1 × 1,000 calls at 0.50 USD = 0.50 USD"},
+		"cus_above2":   {151 * 50, "usd", head + "Pro, 250,500 calls, 100,000 included: 151 × 1,000 calls at 0.50 USD = 75.50 USD"},
+		"cus_ent":      {40, "usd", head + "Enterprise, 10,002,000 calls, 10,000,000 included: 2 × 1,000 calls at 0.20 USD = 0.40 USD"},
+		"cus_override": {200, "eur", head + "Pro, 201,000 calls, 200,000 included: 2 × 500 calls at 1.00 EUR = 2.00 EUR"},
 	}
 	rows := e.rows()
-	got := map[string]url.Values{}
-	for _, f := range proxy.forms {
-		got[f.Get("customer")] = f
+	got := map[string]stripetest.Request{}
+	for _, r := range proxy.Requests() {
+		got[r.Form.Get("customer")] = r
 	}
-	if len(proxy.forms) != len(wants) {
-		t.Errorf("sent %d invoice items; want %d", len(proxy.forms), len(wants))
+	if n := len(proxy.Requests()); n != len(wants) {
+		t.Errorf("sent %d requests; want %d invoice items", n, len(wants))
 	}
 	users := map[string]string{"cus_above1": userID(4), "cus_above2": userID(5), "cus_ent": userID(6), "cus_override": userID(7)}
 	for cus, w := range wants {
-		f := got[cus]
-		if f == nil {
+		r, ok := got[cus]
+		if !ok {
 			t.Errorf("no invoice item for %s", cus)
 			continue
 		}
+		f := r.Form
+		f.Set("idempotency_key", r.Key)
 		row := rows[users[cus]+"/0"]
 		checks := map[string]string{
 			"amount": strconv.FormatInt(w.amount, 10), "currency": w.currency, "description": w.desc,
@@ -134,25 +103,68 @@ func TestHandleStripeMock(t *testing.T) {
 	if _, err := e.run(runAt.Add(time.Hour)); err != nil {
 		t.Fatalf("second Handle: %v", err)
 	}
-	if len(proxy.forms) != len(wants) {
-		t.Errorf("after a rerun %d invoice items were sent; want %d", len(proxy.forms), len(wants))
+	if n := len(proxy.Requests()); n != len(wants) {
+		t.Errorf("after a rerun %d requests were sent; want %d", n, len(wants))
 	}
 }
 
-// TestHandleDryRun: no Stripe key → rows written as dry_run with amounts.
-func TestHandleDryRun(t *testing.T) {
-	e := newEnv(t, nil)
+// TestHandleDryRunThenRealRun: dry runs report what a real run would bill
+// and write no ledger row, so the first real run bills every period once,
+// those older than the lookback included (a stack that ran without a
+// Stripe key for months), and a second real run bills nothing more.
+func TestHandleDryRunThenRealRun(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
 		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_2", used: 10})
-	rep, err := e.run(runAt)
-	if err != nil || !rep.DryRun || rep.StripeCalls != 0 {
-		t.Fatalf("Handle = %+v, %v; want a dry run without Stripe calls", rep, err)
+	// user 3 has been on pro since October; November was over quota.
+	ctx := context.Background()
+	oct := time.Date(2025, 10, 1, 0, 0, 0, 0, time.UTC)
+	if err := postgres.NewSubscriptionStore(e.db).PutSubscription(ctx, &usage.Subscription{UserID: userID(3), PlanID: usage.PlanPro,
+		StripeCustomerID: "cus_3", PeriodAnchor: oct}); err != nil {
+		t.Fatal(err)
 	}
-	rows := e.rows()
-	if r := rows[userID(1)+"/0"]; r.Status != usage.LedgerDryRun || r.Amount != 2500 || r.Units != 50 {
-		t.Errorf("row = %+v; want dry_run, 50 units, 2500", r)
+	e.addCalls(userID(3), time.Date(2025, 11, 5, 0, 0, 0, 0, time.UTC), 103_000)
+	e.addCalls(userID(3), time.Date(2026, 2, 5, 0, 0, 0, 0, time.UTC), 100_500)
+
+	for _, at := range []time.Time{runAt, runAt.Add(24 * time.Hour)} {
+		rep, err := e.h.Handle(ctx, Input{Now: &at, DryRun: true})
+		if err != nil || !rep.DryRun || rep.StripeCalls != 0 {
+			t.Fatalf("dry run = %+v, %v", rep, err)
+		}
+		// What a real run would write: user 1's February (2,500), user 2's
+		// (nothing above quota), user 3's five periods (November 150,
+		// February 50, three with nothing).
+		if rep.PlannedRows != 7 || !cmp.Equal(rep.Due, []usage.Amount{{Currency: "usd", Amount: 2500 + 150 + 50}}) {
+			t.Errorf("dry run planned %d rows, due %+v; want 7 rows, 27.00 USD", rep.PlannedRows, rep.Due)
+		}
 	}
-	if r := rows[userID(2)+"/0"]; r.Status != usage.LedgerSkipped {
-		t.Errorf("row = %+v; want skipped", r)
+	if rows := e.rows(); len(rows) != 0 {
+		t.Fatalf("dry runs wrote %d ledger rows; want none", len(rows))
+	}
+	rep, err := e.run(runAt.Add(48 * time.Hour))
+	if err != nil || rep.Billed != 3 {
+		t.Fatalf("real run = %+v, %v; want 3 billed", rep, err)
+	}
+	if _, err := e.run(runAt.Add(72 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, it := range fake.Items() {
+		got[it.Metadata["user_id"]+" "+it.Metadata["period_start"]] += it.Amount
+	}
+	want := map[string]int64{userID(1) + " 2026-02-01": 2500, userID(3) + " 2025-11-01": 150, userID(3) + " 2026-02-01": 50}
+	if d := cmp.Diff(want, got); d != "" || len(fake.Items()) != 3 {
+		t.Errorf("invoice items (-want +got):\n%s", d)
+	}
+	var n, skipped int
+	if err := e.db.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status = 'skipped') FROM eco_overage_ledger`).Scan(&n, &skipped); err != nil ||
+		n != 7 || skipped != 4 {
+		t.Errorf("%d ledger rows, %d skipped, %v; want 7, 4 skipped (user 2, user 3's October, December, January)", n, skipped, err)
+	}
+	var runs, dry int
+	if err := e.db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE outcome = 'succeeded'), count(*) FILTER (WHERE (detail->>'dry_run')::boolean)
+		FROM eco_job_runs WHERE job = 'overage'`).Scan(&runs, &dry); err != nil || runs != 4 || dry != 2 {
+		t.Errorf("job runs: %d succeeded, %d dry, %v; want 4 and 2", runs, dry, err)
 	}
 }

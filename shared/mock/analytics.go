@@ -43,11 +43,12 @@ var _ usage.AdminStore = (*AdminStore)(nil)
 type AdminStore struct {
 	AdminSummaryFn     func(ctx context.Context, r usage.DayRange, now time.Time) (*usage.AdminSummary, error)
 	TopUsersFn         func(ctx context.Context, f usage.TopUsersFilter, now time.Time) ([]usage.TopUser, error)
-	PutPlanFn          func(ctx context.Context, c usage.PlanChange) (*usage.Subscription, error)
+	PutPlanFn          func(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error)
 	PlanAuditFn        func(ctx context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error)
 	QueueAggregationFn func(ctx context.Context, r usage.DayRange) (int, error)
 	RejectedEventsFn   func(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error)
 	ListLedgerPageFn   func(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error)
+	RetryLedgerEntryFn func(ctx context.Context, ledgerID, who string) (*usage.LedgerEntry, error)
 }
 
 // AdminSummary calls AdminSummaryFn.
@@ -61,7 +62,7 @@ func (s *AdminStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, now t
 }
 
 // PutPlan calls PutPlanFn.
-func (s *AdminStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.Subscription, error) {
+func (s *AdminStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
 	return s.PutPlanFn(ctx, c)
 }
 
@@ -83,4 +84,9 @@ func (s *AdminStore) RejectedEvents(ctx context.Context, before int64, limit int
 // ListLedgerPage calls ListLedgerPageFn.
 func (s *AdminStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error) {
 	return s.ListLedgerPageFn(ctx, f)
+}
+
+// RetryLedgerEntry calls RetryLedgerEntryFn.
+func (s *AdminStore) RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*usage.LedgerEntry, error) {
+	return s.RetryLedgerEntryFn(ctx, ledgerID, who)
 }

@@ -11,18 +11,20 @@ var _ usage.LedgerStore = (*LedgerStore)(nil)
 
 // LedgerStore is a usage.LedgerStore.
 type LedgerStore struct {
-	BillableSubscriptionsFn func(ctx context.Context) ([]*usage.Subscription, error)
+	BillableSubscriptionsFn func(ctx context.Context) ([]*usage.BillableSubscription, error)
 	PeriodStatesFn          func(ctx context.Context, periods []usage.UserPeriod) ([]usage.PeriodState, error)
-	InsertLedgerEntriesFn   func(ctx context.Context, entries []*usage.LedgerEntry, now time.Time) (int, error)
+	InsertLedgerEntriesFn   func(ctx context.Context, entries []*usage.LedgerEntry, progress []usage.Progress, now time.Time) (int, error)
 	ClaimPendingFn          func(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error)
 	MarkBilledFn            func(ctx context.Context, items []usage.Billed, now time.Time) error
 	MarkRetryFn             func(ctx context.Context, ledgerID, reason string, now time.Time) error
 	MarkFailedFn            func(ctx context.Context, ledgerID, reason string, now time.Time) error
-	OpenPeriodOverageFn     func(ctx context.Context, userID string, now time.Time) (*usage.OverageProjection, error)
+	PromoteDueTermsFn       func(ctx context.Context, now time.Time) (int, error)
+	OpenRunFn               func(ctx context.Context, rep *usage.RunReport, now, started time.Time) (int64, error)
+	CloseRunFn              func(ctx context.Context, jobRunID int64, rep *usage.RunReport, at time.Time, runErr error) error
 }
 
 // BillableSubscriptions calls BillableSubscriptionsFn.
-func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.Subscription, error) {
+func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.BillableSubscription, error) {
 	return s.BillableSubscriptionsFn(ctx)
 }
 
@@ -32,8 +34,8 @@ func (s *LedgerStore) PeriodStates(ctx context.Context, periods []usage.UserPeri
 }
 
 // InsertLedgerEntries calls InsertLedgerEntriesFn.
-func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.LedgerEntry, now time.Time) (int, error) {
-	return s.InsertLedgerEntriesFn(ctx, entries, now)
+func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.LedgerEntry, progress []usage.Progress, now time.Time) (int, error) {
+	return s.InsertLedgerEntriesFn(ctx, entries, progress, now)
 }
 
 // ClaimPending calls ClaimPendingFn.
@@ -56,9 +58,19 @@ func (s *LedgerStore) MarkFailed(ctx context.Context, ledgerID, reason string, n
 	return s.MarkFailedFn(ctx, ledgerID, reason, now)
 }
 
-// OpenPeriodOverage calls OpenPeriodOverageFn.
-func (s *LedgerStore) OpenPeriodOverage(ctx context.Context, userID string, now time.Time) (*usage.OverageProjection, error) {
-	return s.OpenPeriodOverageFn(ctx, userID, now)
+// PromoteDueTerms calls PromoteDueTermsFn.
+func (s *LedgerStore) PromoteDueTerms(ctx context.Context, now time.Time) (int, error) {
+	return s.PromoteDueTermsFn(ctx, now)
+}
+
+// OpenRun calls OpenRunFn.
+func (s *LedgerStore) OpenRun(ctx context.Context, rep *usage.RunReport, now, started time.Time) (int64, error) {
+	return s.OpenRunFn(ctx, rep, now, started)
+}
+
+// CloseRun calls CloseRunFn.
+func (s *LedgerStore) CloseRun(ctx context.Context, jobRunID int64, rep *usage.RunReport, at time.Time, runErr error) error {
+	return s.CloseRunFn(ctx, jobRunID, rep, at, runErr)
 }
 
 var _ usage.Biller = (*Biller)(nil)
@@ -77,4 +89,16 @@ func (b *Biller) CreateInvoiceItem(ctx context.Context, item *usage.InvoiceItem,
 // FindInvoiceItem calls FindInvoiceItemFn.
 func (b *Biller) FindInvoiceItem(ctx context.Context, customerID, ledgerID string) (string, bool, error) {
 	return b.FindInvoiceItemFn(ctx, customerID, ledgerID)
+}
+
+var _ usage.OveragePreviewer = (*OveragePreviewer)(nil)
+
+// OveragePreviewer is a usage.OveragePreviewer.
+type OveragePreviewer struct {
+	PreviewFn func(ctx context.Context, month, now time.Time) (*usage.Preview, error)
+}
+
+// Preview calls PreviewFn.
+func (p *OveragePreviewer) Preview(ctx context.Context, month, now time.Time) (*usage.Preview, error) {
+	return p.PreviewFn(ctx, month, now)
 }

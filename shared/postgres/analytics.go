@@ -37,12 +37,12 @@ func checkUser(id string) error {
 	return nil
 }
 
-// summaryQuery reads the effective plan, the anchor and the live counters
-// of the 33 days around today, enough for any monthly period holding today.
-const summaryQuery = `SELECT ` + planColumns + `,
-	s.user_id IS NOT NULL, s.included_calls, s.hard_limit, s.rate_per_second, s.burst,
-	s.overage_unit_size, s.overage_unit_price, s.currency, s.period_anchor,
-	c.days, c.calls, c.updated
+// summaryQuery reads the user's subscription (subscriptionColumns, free
+// without one), its terms history, the live counters of the 33 days
+// around today ($2), enough for any monthly period holding today, and the
+// ledger of the user's latest periods summed by status (ledgerSums).
+const summaryQuery = `SELECT ` + subscriptionColumns + `, ` + termsHistory + `,
+	c.days, c.calls, c.updated, b.sums
 FROM (SELECT $1::uuid AS user_id) u
 LEFT JOIN eco_subscriptions s ON s.user_id = u.user_id
 JOIN eco_plans p ON p.plan_id = coalesce(s.plan_id, 'free')
@@ -51,52 +51,80 @@ CROSS JOIN LATERAL (
 		coalesce(array_agg(k.updated_at), '{}') AS updated
 	FROM eco_usage_counters k
 	WHERE k.user_id = u.user_id AND k.day BETWEEN $2::date - 32 AND $2::date + 1
-) c`
+) c
+CROSS JOIN LATERAL (
+	SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.period_start DESC), '[]') AS sums FROM (
+		SELECT l.period_start, l.period_end, min(l.currency) AS currency,
+			coalesce(sum(l.amount) FILTER (WHERE l.status = 'billed'), 0) AS billed,
+			coalesce(sum(l.amount) FILTER (WHERE l.status = 'pending'), 0) AS pending,
+			coalesce(sum(l.amount) FILTER (WHERE l.status = 'failed'), 0) AS failed,
+			count(*) FILTER (WHERE l.status = 'billed') AS billed_rows,
+			count(*) FILTER (WHERE l.status = 'pending') AS pending_rows,
+			count(*) FILTER (WHERE l.status = 'failed') AS failed_rows
+		FROM eco_overage_ledger l WHERE l.user_id = u.user_id
+		GROUP BY l.period_start, l.period_end
+		ORDER BY l.period_start DESC LIMIT 13) x -- usage.MaxBilledPeriods, and the current period
+) b`
 
-// UsageSummary returns the user's current billing period at now.
+// ledgerSumsJSON is one element of summaryQuery's sums.
+type ledgerSumsJSON struct {
+	Start       time.Time `json:"period_start"`
+	End         time.Time `json:"period_end"`
+	Currency    string    `json:"currency"`
+	Billed      int64     `json:"billed"`
+	Pending     int64     `json:"pending"`
+	Failed      int64     `json:"failed"`
+	BilledRows  int       `json:"billed_rows"`
+	PendingRows int       `json:"pending_rows"`
+	FailedRows  int       `json:"failed_rows"`
+}
+
+// UsageSummary returns the user's current billing period at now, as
+// usage.Summarize builds it from one statement's rows.
 func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now time.Time) (*usage.UsageSummary, error) {
 	if err := checkUser(userID); err != nil {
 		return nil, err
 	}
 	now = now.UTC()
 	var (
-		plan    usage.Plan
-		found   bool
-		o       usage.Overrides
-		anchor  *time.Time
-		days    []time.Time
-		calls   []int64
-		updated []time.Time
+		sub           = usage.Subscription{UserID: userID}
+		history, sums []byte
+		days          []time.Time
+		calls         []int64
+		updated       []time.Time
 	)
-	err := scanPlan(s.db.Pool.QueryRow(ctx, summaryQuery, userID, usage.Day(now)), &plan,
-		&found, &o.IncludedCalls, &o.HardLimit, &o.RatePerSecond, &o.Burst,
-		&o.OverageUnitSize, &o.OverageUnitPrice, &o.Currency, &anchor, &days, &calls, &updated)
+	err := scanSubscription(s.db.Pool.QueryRow(ctx, summaryQuery, userID, usage.Day(now)), &sub,
+		&history, &days, &calls, &updated, &sums)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("usage summary of %s: %w", userID, err))
 	}
-	a := usage.DefaultPeriodAnchor
-	if found {
-		plan = plan.Apply(o)
-		a = anchor.UTC()
+	terms, err := decodeHistory(history)
+	if err != nil {
+		return nil, err
 	}
-	return summarize(userID, plan, usage.PeriodAt(a, now), days, calls, updated), nil
-}
-
-// summarize sums the counters of the period's days.
-func summarize(userID string, plan usage.Plan, p usage.Period, days []time.Time, calls []int64, updated []time.Time) *usage.UsageSummary {
-	sum := &usage.UsageSummary{UserID: userID, Plan: plan, Period: p, Included: plan.IncludedCalls}
+	var rows []ledgerSumsJSON
+	if err := json.Unmarshal(sums, &rows); err != nil {
+		return nil, fmt.Errorf("usage summary of %s: decode ledger: %w", userID, err)
+	}
+	ledger := make([]usage.LedgerSums, len(rows))
+	for i, r := range rows {
+		ledger[i] = usage.LedgerSums{Period: usage.Period{Start: r.Start.UTC(), End: r.End.UTC()}, Currency: r.Currency,
+			Billed: r.Billed, Pending: r.Pending, Failed: r.Failed, BilledRows: r.BilledRows, PendingRows: r.PendingRows, FailedRows: r.FailedRows}
+	}
+	dc := make([]usage.DayCalls, len(days))
 	for i, d := range days {
-		if !p.Contains(d) {
-			continue
-		}
-		sum.Used += calls[i]
-		if u := updated[i].UTC(); sum.LastUpdated == nil || u.After(*sum.LastUpdated) {
+		dc[i] = usage.DayCalls{Day: d.UTC(), Calls: calls[i]}
+	}
+	sum, err := usage.Summarize(&sub, terms, dc, ledger, now)
+	if err != nil {
+		return nil, fmt.Errorf("usage summary of %s: %w", userID, err)
+	}
+	for i, d := range days {
+		if u := updated[i].UTC(); sum.Period.Contains(d.UTC()) && (sum.LastUpdated == nil || u.After(*sum.LastUpdated)) {
 			sum.LastUpdated = &u
 		}
 	}
-	sum.Remaining = max(0, sum.Included-sum.Used)
-	sum.Overage = usage.ComputeOverage(plan, sum.Used)
-	return sum
+	return sum, nil
 }
 
 // dailyQuery returns one row per day of [$2, $3]: the rollup of closed days
@@ -372,8 +400,16 @@ func (s *AnalyticsStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, n
 // PutPlan changes the user's plan and writes the audit row, in one
 // transaction. A transaction-scoped advisory lock on the user serialises
 // concurrent changes, so that each audit row's old value is the previous
-// change's new value.
-func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.Subscription, error) {
+// change's new value. usage.DecideChange says what the change is; then:
+//
+//   - start: the subscription is created, anchored today, with its first
+//     history entry;
+//   - upgrade: the subscription's terms are replaced now, a history entry
+//     starts now, and a pending downgrade is dropped;
+//   - downgrade: the terms wait in next_* and in a history entry from the
+//     end of the running period, replacing a pending one;
+//   - same: a pending downgrade is dropped; nothing else changes.
+func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
 	if err := checkUser(c.UserID); err != nil {
 		return nil, err
 	}
@@ -384,9 +420,10 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usag
 		return nil, err
 	}
 	now := s.db.now()
-	var sub *usage.Subscription
+	var out *usage.PlanChanged
 	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eco_plan:' || $1::text, 0))`, c.UserID); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eco_plan:' || $1::text, 0)),
+				promote_due_terms($2::timestamptz, $1::uuid)`, c.UserID, now); err != nil {
 			return err
 		}
 		var plan usage.Plan
@@ -396,40 +433,90 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usag
 			}
 			return err
 		}
-		o := c.Overrides
-		var anchor time.Time
-		var stripeCustomer, stripeSub string
-		err := tx.QueryRow(ctx, `WITH old AS (
-				SELECT to_jsonb(s) AS j FROM eco_subscriptions s WHERE s.user_id = $1
-			), up AS (
-				INSERT INTO eco_subscriptions AS s (user_id, plan_id, included_calls, hard_limit, rate_per_second, burst,
-					overage_unit_size, overage_unit_price, currency, period_anchor, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
-				ON CONFLICT (user_id) DO UPDATE SET plan_id = excluded.plan_id,
-					included_calls = excluded.included_calls, hard_limit = excluded.hard_limit,
-					rate_per_second = excluded.rate_per_second, burst = excluded.burst,
-					overage_unit_size = excluded.overage_unit_size, overage_unit_price = excluded.overage_unit_price,
-					currency = excluded.currency, updated_at = excluded.updated_at
-				RETURNING s.*
-			), audit AS (
-				INSERT INTO eco_plan_audit (who, at, user_id, old, new)
-				SELECT $12, $11, $1, (SELECT j FROM old), to_jsonb(up) FROM up
-			)
-			SELECT period_anchor, coalesce(stripe_customer_id, ''), coalesce(stripe_subscription_id, '') FROM up`,
-			c.UserID, c.PlanID, o.IncludedCalls, o.HardLimit, o.RatePerSecond, o.Burst,
-			o.OverageUnitSize, o.OverageUnitPrice, o.Currency, usage.Day(now), now, c.Who).
-			Scan(&anchor, &stripeCustomer, &stripeSub)
+		next := plan.Apply(c.Overrides)
+		if err := next.Validate(); err != nil {
+			return err
+		}
+		var old []byte
+		if err := tx.QueryRow(ctx, `SELECT to_jsonb(s) FROM eco_subscriptions s WHERE s.user_id = $1`, c.UserID).Scan(&old); err != nil && err != pgx.ErrNoRows {
+			return err
+		}
+		var cur *usage.Subscription
+		if old != nil {
+			cur = &usage.Subscription{UserID: c.UserID}
+			if err := scanSubscription(tx.QueryRow(ctx, subscriptionQuery, c.UserID), cur); err != nil {
+				return err
+			}
+		}
+		change, at, err := usage.DecideChange(cur, c.PlanID, c.Overrides, next, now)
 		if err != nil {
 			return err
 		}
-		sub = &usage.Subscription{UserID: c.UserID, PlanID: c.PlanID, Overrides: o, Effective: plan.Apply(o),
-			StripeCustomerID: stripeCustomer, StripeSubscriptionID: stripeSub, PeriodAnchor: anchor.UTC()}
+		if err := writeChange(ctx, tx, c, change, at, now); err != nil {
+			return err
+		}
+		sub := &usage.Subscription{UserID: c.UserID}
+		if err := scanSubscription(tx.QueryRow(ctx, subscriptionQuery, c.UserID), sub); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO eco_plan_audit (who, at, user_id, old, new, change, effective_at)
+			SELECT $1, $2, $3, $4, to_jsonb(s), $5, $6 FROM eco_subscriptions s WHERE s.user_id = $3`,
+			c.Who, now, c.UserID, old, change, at); err != nil {
+			return err
+		}
+		out = &usage.PlanChanged{Subscription: sub, Change: change, EffectiveAt: at}
 		return nil
 	})
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("put plan of %s: %w", c.UserID, err))
 	}
-	return sub, nil
+	return out, nil
+}
+
+// writeChange writes a plan change the way DecideChange decided it, in tx.
+func writeChange(ctx context.Context, tx pgx.Tx, c usage.PlanChange, change string, at, now time.Time) error {
+	o := c.Overrides
+	oj, err := overridesJSON(o)
+	if err != nil {
+		return err
+	}
+	// A pending downgrade (entries after now) goes, whatever the change.
+	if _, err := tx.Exec(ctx, `DELETE FROM eco_subscription_terms WHERE user_id = $1 AND effective_from > $2`, c.UserID, now); err != nil {
+		return err
+	}
+	switch change {
+	case usage.ChangeSame:
+		_, err = tx.Exec(ctx, `UPDATE eco_subscriptions SET next_plan_id = NULL, next_overrides = NULL, next_from = NULL,
+			updated_at = $2 WHERE user_id = $1 AND next_plan_id IS NOT NULL`, c.UserID, now)
+		return err
+	case usage.ChangeDowngrade:
+		if _, err = tx.Exec(ctx, `UPDATE eco_subscriptions SET next_plan_id = $2, next_overrides = $3, next_from = $4,
+			updated_at = $5 WHERE user_id = $1`, c.UserID, c.PlanID, oj, at, now); err != nil {
+			return err
+		}
+	default: // start, upgrade
+		if _, err = tx.Exec(ctx, `INSERT INTO eco_subscriptions AS s (user_id, plan_id, included_calls, hard_limit, rate_per_second,
+				burst, overage_unit_size, overage_unit_price, currency, price_model, price_tiers, period_anchor, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+			ON CONFLICT (user_id) DO UPDATE SET plan_id = excluded.plan_id,
+				included_calls = excluded.included_calls, hard_limit = excluded.hard_limit,
+				rate_per_second = excluded.rate_per_second, burst = excluded.burst,
+				overage_unit_size = excluded.overage_unit_size, overage_unit_price = excluded.overage_unit_price,
+				currency = excluded.currency, price_model = excluded.price_model, price_tiers = excluded.price_tiers,
+				next_plan_id = NULL, next_overrides = NULL, next_from = NULL, updated_at = excluded.updated_at`,
+			c.UserID, c.PlanID, o.IncludedCalls, o.HardLimit, o.RatePerSecond, o.Burst, o.OverageUnitSize, o.OverageUnitPrice,
+			o.Currency, o.PriceModel, tiersParam(o.Tiers), usage.Day(now), now); err != nil {
+			return err
+		}
+	}
+	// The entry of the new terms; a second change at the same instant
+	// replaces the first.
+	_, err = tx.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at, requested_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (user_id, effective_from) DO UPDATE SET plan_id = excluded.plan_id, overrides = excluded.overrides,
+			change = excluded.change, requested_at = excluded.requested_at, requested_by = excluded.requested_by`,
+		c.UserID, at, c.PlanID, oj, change, now, c.Who)
+	return err
 }
 
 // PlanAudit returns the user's audited plan changes, newest first. The
@@ -442,7 +529,7 @@ func (s *AnalyticsStore) PlanAudit(ctx context.Context, userID string, before in
 	if limit < 1 {
 		return nil, usage.FieldErrorf("limit", "must be positive")
 	}
-	rows, err := s.db.Pool.Query(ctx, `SELECT audit_id, who, at, old, new FROM eco_plan_audit
+	rows, err := s.db.Pool.Query(ctx, `SELECT audit_id, who, at, old, new, coalesce(change, ''), effective_at FROM eco_plan_audit
 		WHERE user_id = $1 AND ($2::bigint = 0 OR audit_id < $2)
 		ORDER BY audit_id DESC LIMIT $3`, userID, before, limit)
 	if err != nil {
@@ -450,10 +537,14 @@ func (s *AnalyticsStore) PlanAudit(ctx context.Context, userID string, before in
 	}
 	out := []usage.PlanAuditEntry{}
 	var e usage.PlanAuditEntry
-	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.Who, &e.At, &e.Old, &e.New}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.Who, &e.At, &e.Old, &e.New, &e.Change, &e.EffectiveAt}, func() error {
 		e.At = e.At.UTC()
+		if e.EffectiveAt != nil {
+			t := e.EffectiveAt.UTC()
+			e.EffectiveAt = &t
+		}
 		out = append(out, e)
-		e.Old, e.New = nil, nil // the next row's scan must not reuse these bytes
+		e.Old, e.New, e.EffectiveAt = nil, nil, nil // the next row's scan must not reuse these
 		return nil
 	})
 	if err != nil {
@@ -516,7 +607,7 @@ func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage)
 			return nil, usage.FieldErrorf("cursor", "is not a cursor of this list")
 		}
 	}
-	rows, err := s.db.Pool.Query(ctx, `SELECT `+ledgerColumns+`
+	rows, err := s.db.Pool.Query(ctx, `SELECT `+ledgerColumns+ledgerLines+`
 		FROM eco_overage_ledger l
 		WHERE l.period_start >= $1 AND l.period_start < $2
 			AND ($3::timestamptz IS NULL OR (l.period_start, l.user_id, l.seq) > ($3, $4::uuid, $5))
@@ -528,7 +619,7 @@ func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage)
 	out := []usage.LedgerEntry{}
 	for rows.Next() {
 		var e usage.LedgerEntry
-		if err := scanLedger(rows, &e); err != nil {
+		if err := scanLedger(rows, &e, true); err != nil {
 			return nil, FormatError(fmt.Errorf("list overage ledger: %w", err))
 		}
 		out = append(out, e)
@@ -537,6 +628,46 @@ func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage)
 		return nil, FormatError(fmt.Errorf("list overage ledger: %w", err))
 	}
 	return out, nil
+}
+
+// RetryLedgerEntry makes a failed ledger row pending again, its attempts
+// from zero and its retries counted, and writes the audit row (who, when,
+// the row before and after), in one transaction. The next billing run
+// looks the row up in Stripe before it sends it again (Retries > 0).
+func (s *AnalyticsStore) RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*usage.LedgerEntry, error) {
+	if !usage.IsUUID(ledgerID) {
+		return nil, usage.FieldErrorf("id", "must be a UUID")
+	}
+	now := s.db.now()
+	var e usage.LedgerEntry
+	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+		var (
+			old    []byte
+			status string
+		)
+		err := tx.QueryRow(ctx, `SELECT to_jsonb(l), l.status FROM eco_overage_ledger l WHERE l.ledger_id = $1 FOR UPDATE`, ledgerID).Scan(&old, &status)
+		if err == pgx.ErrNoRows {
+			return usage.Errorf(usage.CodeNotFound, "no ledger row %s", ledgerID)
+		}
+		if err != nil {
+			return err
+		}
+		if status != usage.LedgerFailed {
+			return usage.Errorf(usage.CodeConflict, "ledger row %s is %s; only failed rows can be retried", ledgerID, status)
+		}
+		if err := scanLedger(tx.QueryRow(ctx, `UPDATE eco_overage_ledger l SET status = 'pending', attempts = 0,
+				retries = l.retries + 1, lease_owner = NULL, lease_until = NULL, updated_at = $2
+			WHERE l.ledger_id = $1 RETURNING `+ledgerColumns+ledgerLines, ledgerID, now), &e, true); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO eco_overage_audit (who, at, ledger_id, action, old, new)
+			SELECT $1, $2, $3, 'retry', $4, to_jsonb(l) FROM eco_overage_ledger l WHERE l.ledger_id = $3`, who, now, ledgerID, old)
+		return err
+	})
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("retry ledger row %s: %w", ledgerID, err))
+	}
+	return &e, nil
 }
 
 // AnalyticsSQL holds the statements behind the hot analytics routes, so that

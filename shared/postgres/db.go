@@ -21,6 +21,12 @@ type Config struct {
 	// session state, as RDS Proxy needs to multiplex connections without
 	// pinning them.
 	ExecMode bool
+	// NoJIT turns PostgreSQL's JIT compilation off for the pool's
+	// connections (a startup parameter, as the time zone is). The billing
+	// run's set statements over arrays of 10,000 rows are estimated dear
+	// and cheap to run: compiling them took longer than running them
+	// (370 ms of a 510 ms statement, measured).
+	NoJIT bool
 }
 
 // DB is the repository's handle on PostgreSQL: a pool and a clock. Every
@@ -54,6 +60,9 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 		pc.ConnConfig.RuntimeParams = map[string]string{}
 	}
 	pc.ConnConfig.RuntimeParams["timezone"] = "UTC"
+	if c.NoJIT {
+		pc.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)

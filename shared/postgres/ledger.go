@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -20,26 +21,82 @@ var _ usage.LedgerStore = (*LedgerStore)(nil)
 // periodStateChunk bounds the pairs sent in one PeriodStates round trip.
 const periodStateChunk = 5000
 
-// BillableSubscriptions returns the subscriptions whose effective plan bills
-// overage (usage.Plan.Bills after Plan.Apply: not free, and a positive unit
-// price after overrides). The statement leaves out the free plan's rows
-// only; the overrides are merged and judged in Go.
-func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.Subscription, error) {
-	rows, err := s.db.Pool.Query(ctx, `SELECT `+subscriptionColumns+`, s.user_id::text
-		FROM eco_subscriptions s JOIN eco_plans p ON p.plan_id = s.plan_id
-		WHERE s.plan_id <> 'free'
-		ORDER BY s.user_id`)
+// overageJob is the job name of billing runs in eco_job_runs.
+const overageJob = "overage"
+
+// BillableSubscriptions returns the subscriptions whose terms history
+// holds terms that bill (usage.BillableSubscription.Bills, judged in Go
+// after Plan.Apply): the statement leaves out the subscriptions that were
+// only ever on the free plan. Each comes with its history and its progress
+// (eco_overage_progress). The plans are read once, and the history as
+// arrays of plan ids and overrides, so that 10,000 subscriptions cost one
+// row each and no plan is decoded twice.
+func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.BillableSubscription, error) {
+	plans := map[string]usage.Plan{}
+	rows, err := s.db.Pool.Query(ctx, `SELECT `+planColumns+` FROM eco_plans p`)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("list plans: %w", err))
+	}
+	var plan usage.Plan
+	if _, err := pgx.ForEachRow(rows, []any{&plan.ID, &plan.Name, &plan.IncludedCalls, &plan.HardLimit, &plan.RatePerSecond, &plan.Burst,
+		&plan.PriceModel, &plan.OverageUnitSize, &plan.OverageUnitPrice, &plan.Tiers, &plan.Currency}, func() error {
+		plans[plan.ID] = plan
+		plan = usage.Plan{}
+		return nil
+	}); err != nil {
+		return nil, FormatError(fmt.Errorf("list plans: %w", err))
+	}
+	rows, err = s.db.Pool.Query(ctx, billableQuery)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list billable subscriptions: %w", err))
 	}
+	return scanBillable(rows, plans)
+}
+
+// billableQuery reads every subscription whose terms history holds a plan
+// other than free, with that history as arrays, and its progress.
+const billableQuery = `SELECT ` + subscriptionColumns + `, s.user_id::text,
+			h.froms, h.plans, h.overrides, h.changes, pr.closed_through
+		FROM eco_subscriptions s JOIN eco_plans p ON p.plan_id = s.plan_id
+		JOIN LATERAL (SELECT array_agg(t.effective_from ORDER BY t.effective_from) AS froms,
+				array_agg(t.plan_id ORDER BY t.effective_from) AS plans,
+				array_agg(t.overrides::text ORDER BY t.effective_from) AS overrides,
+				array_agg(t.change ORDER BY t.effective_from) AS changes,
+				bool_or(t.plan_id <> 'free') AS bills
+			FROM eco_subscription_terms t WHERE t.user_id = s.user_id) h ON h.bills
+		LEFT JOIN eco_overage_progress pr ON pr.user_id = s.user_id
+		ORDER BY s.user_id`
+
+// scanBillable scans billableQuery's rows, merging each history entry's
+// overrides into its plan.
+func scanBillable(rows pgx.Rows, plans map[string]usage.Plan) ([]*usage.BillableSubscription, error) {
 	defer rows.Close()
-	var out []*usage.Subscription
+	var out []*usage.BillableSubscription
 	for rows.Next() {
-		var sub usage.Subscription
-		if err := scanSubscription(rows, &sub, &sub.UserID); err != nil {
+		var (
+			sub                         usage.BillableSubscription
+			froms                       []time.Time
+			planIDs, overrides, changes []string
+			through                     *time.Time
+		)
+		if err := scanSubscription(rows, &sub.Subscription, &sub.UserID, &froms, &planIDs, &overrides, &changes, &through); err != nil {
 			return nil, FormatError(fmt.Errorf("scan billable subscription: %w", err))
 		}
-		if sub.Effective.Bills() {
+		sub.History = make([]usage.Terms, len(froms))
+		for i := range froms {
+			t := usage.Terms{From: froms[i].UTC(), PlanID: planIDs[i], Change: changes[i]}
+			if overrides[i] != "{}" {
+				if err := json.Unmarshal([]byte(overrides[i]), &t.Overrides); err != nil {
+					return nil, fmt.Errorf("decode the overrides of %s: %w", sub.UserID, err)
+				}
+			}
+			t.Effective = plans[t.PlanID].Apply(t.Overrides)
+			sub.History[i] = t
+		}
+		if through != nil {
+			sub.ClosedThrough = through.UTC()
+		}
+		if sub.Bills() {
 			out = append(out, &sub)
 		}
 	}
@@ -49,9 +106,10 @@ func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.Subsc
 	return out, nil
 }
 
-// PeriodStates returns, per period and in the order given, the calls used
-// (the live counters of the period's days: periods are whole UTC days) and
-// the summary of the period's ledger rows.
+// PeriodStates returns, per period and in the order given, the calls of
+// the period's days so far (the live counters: periods are whole UTC days;
+// per day only when the period asks ByDay) and the summary of the
+// period's ledger rows.
 func (s *LedgerStore) PeriodStates(ctx context.Context, periods []usage.UserPeriod) ([]usage.PeriodState, error) {
 	out := make([]usage.PeriodState, 0, len(periods))
 	for len(periods) > 0 {
@@ -66,27 +124,42 @@ func (s *LedgerStore) PeriodStates(ctx context.Context, periods []usage.UserPeri
 	return out, nil
 }
 
+// periodStatesQuery reads, per (user, period start, period end) of the
+// arrays $1..$4: the days with calls (in no order) when $4 asks for them
+// by day, and their sum, and in one pass over
+// the period's ledger rows their count, highest seq, sum of amounts (every
+// row) and of billed amounts, the lines of the latest row, and the first
+// row's pricing (rows from before lines were kept).
+const periodStatesQuery = `SELECT p.i, CASE WHEN p.by_day THEN c.days END, CASE WHEN p.by_day THEN c.calls END, c.total,
+	coalesce(l.n, 0), coalesce(l.max_seq, 0), coalesce(l.amount, 0), coalesce(l.billed, 0),
+	l.lines, l.n > 0, coalesce(l.included_calls, 0), coalesce(l.unit_size, 0),
+	coalesce(l.unit_price, 0), coalesce(l.currency, '')
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::boolean[]) WITH ORDINALITY AS p(user_id, period_start, period_end, by_day, i)
+CROSS JOIN LATERAL (SELECT CASE WHEN p.by_day THEN array_agg(k.day) END AS days, CASE WHEN p.by_day THEN array_agg(k.calls) END AS calls,
+		coalesce(sum(k.calls), 0)::bigint AS total
+	FROM eco_usage_counters k
+	WHERE k.user_id = p.user_id
+	  AND k.day >= (p.period_start AT TIME ZONE 'UTC')::date
+	  AND k.day < (p.period_end AT TIME ZONE 'UTC')::date AND k.calls <> 0) c
+CROSS JOIN LATERAL (SELECT count(*)::int AS n, max(l.seq) AS max_seq, sum(l.amount)::bigint AS amount,
+		sum(l.amount) FILTER (WHERE l.status = 'billed')::bigint AS billed,
+		(array_agg(l.lines ORDER BY l.seq DESC))[1] AS lines,
+		(array_agg(l.included_calls ORDER BY l.seq))[1] AS included_calls,
+		(array_agg(l.unit_size ORDER BY l.seq))[1] AS unit_size,
+		(array_agg(l.unit_price ORDER BY l.seq))[1] AS unit_price,
+		(array_agg(l.currency ORDER BY l.seq))[1] AS currency
+	FROM eco_overage_ledger l WHERE l.user_id = p.user_id AND l.period_start = p.period_start) l
+ORDER BY p.i`
+
 func (s *LedgerStore) periodStates(ctx context.Context, periods []usage.UserPeriod) ([]usage.PeriodState, error) {
 	users := make([]string, len(periods))
 	starts := make([]time.Time, len(periods))
 	ends := make([]time.Time, len(periods))
+	byDay := make([]bool, len(periods))
 	for i, p := range periods {
-		users[i], starts[i], ends[i] = p.UserID, p.Period.Start, p.Period.End
+		users[i], starts[i], ends[i], byDay[i] = p.UserID, p.Period.Start, p.Period.End, p.ByDay
 	}
-	const q = `SELECT p.i,
-		coalesce((SELECT sum(c.calls) FROM eco_usage_counters c
-			WHERE c.user_id = p.user_id
-			  AND c.day >= (p.period_start AT TIME ZONE 'UTC')::date
-			  AND c.day < (p.period_end AT TIME ZONE 'UTC')::date), 0)::bigint,
-		coalesce(l.n, 0), coalesce(l.max_seq, 0), coalesce(l.units, 0), coalesce(l.amount, 0),
-		b.ledger_id IS NOT NULL, coalesce(b.included_calls, 0), coalesce(b.unit_size, 0),
-		coalesce(b.unit_price, 0), coalesce(b.currency, '')
-	FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS p(user_id, period_start, period_end, i)
-	LEFT JOIN LATERAL (SELECT count(*)::int AS n, max(seq) AS max_seq, sum(units)::bigint AS units, sum(amount)::bigint AS amount
-		FROM eco_overage_ledger l WHERE l.user_id = p.user_id AND l.period_start = p.period_start) l ON true
-	LEFT JOIN eco_overage_ledger b ON b.user_id = p.user_id AND b.period_start = p.period_start AND b.seq = 0
-	ORDER BY p.i`
-	rows, err := s.db.Pool.Query(ctx, q, users, starts, ends)
+	rows, err := s.db.Pool.Query(ctx, periodStatesQuery, users, starts, ends, byDay)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("read period states: %w", err))
 	}
@@ -96,16 +169,35 @@ func (s *LedgerStore) periodStates(ctx context.Context, periods []usage.UserPeri
 		var (
 			i       int64
 			st      usage.PeriodState
+			days    []time.Time
+			calls   []int64
+			total   int64
+			lines   []byte
 			hasBase bool
-			base    usage.Overage
+			base    usage.Line
 		)
-		if err := rows.Scan(&i, &st.Used, &st.Rows, &st.MaxSeq, &st.Units, &st.Amount,
-			&hasBase, &base.Included, &base.UnitSize, &base.UnitPrice, &base.Currency); err != nil {
+		if err := rows.Scan(&i, &days, &calls, &total, &st.Rows, &st.MaxSeq, &st.Recorded, &st.Billed, &lines,
+			&hasBase, &base.Included, &base.Price.UnitSize, &base.Price.UnitPrice, &base.Price.Currency); err != nil {
 			return nil, FormatError(fmt.Errorf("scan period state: %w", err))
 		}
 		st.UserPeriod = periods[i-1]
-		if hasBase {
-			st.Base = &base
+		for j, d := range days {
+			st.Days = append(st.Days, usage.DayCalls{Day: d.UTC(), Calls: calls[j]})
+		}
+		if !st.ByDay && total != 0 {
+			st.Days = []usage.DayCalls{{Day: st.Period.Start, Calls: total}}
+		}
+		switch {
+		case lines != nil:
+			if err := json.Unmarshal(lines, &st.Lines); err != nil {
+				return nil, fmt.Errorf("decode ledger lines: %w", err)
+			}
+		case hasBase:
+			// A row from before migration 00011: one package price over
+			// the whole period, with the seq 0 row's terms.
+			base.From, base.To, base.Bills = st.Period.Start, st.Period.End, true
+			base.Price.Model = usage.PricePackage
+			st.Lines = []usage.Line{base}
 		}
 		out = append(out, st)
 	}
@@ -115,76 +207,128 @@ func (s *LedgerStore) periodStates(ctx context.Context, periods []usage.UserPeri
 	return out, nil
 }
 
-// InsertLedgerEntries inserts the rows in one statement; rows whose (user,
-// period, seq) or key exists already are left alone, which is what makes
-// concurrent runs that planned the same row write it once.
-func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.LedgerEntry, now time.Time) (int, error) {
-	if len(entries) == 0 {
+// InsertLedgerEntries inserts the rows and moves the progress in one
+// statement; rows whose (user, period, seq) or key exists already are left
+// alone, which is what makes concurrent runs that planned the same row
+// write it once, and progress only moves forward.
+func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.LedgerEntry, progress []usage.Progress, now time.Time) (int, error) {
+	if len(entries) == 0 && len(progress) == 0 {
 		return 0, nil
 	}
 	n := len(entries)
 	var (
-		users, keys, currencies, statuses, notes      = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		starts, ends                                  = make([]time.Time, n), make([]time.Time, n)
-		seqs                                          = make([]int32, n)
-		included, used, units, sizes, prices, amounts = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		users, keys, currencies, statuses, notes, descs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		starts, ends                                    = make([]time.Time, n), make([]time.Time, n)
+		seqs                                            = make([]int32, n)
+		included, used, units, sizes, prices, amounts   = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		lines                                           = make([]string, n)
 	)
 	for i, e := range entries {
-		users[i], keys[i], currencies[i], statuses[i], notes[i] = e.UserID, e.IdempotencyKey, e.Currency, e.Status, e.Note
+		users[i], keys[i], currencies[i], statuses[i], notes[i], descs[i] = e.UserID, e.IdempotencyKey, e.Currency, e.Status, e.Note, e.Description
 		starts[i], ends[i], seqs[i] = e.Period.Start, e.Period.End, int32(e.Seq)
 		included[i], used[i], units[i], sizes[i], prices[i], amounts[i] = e.Included, e.Used, e.Units, e.UnitSize, e.UnitPrice, e.Amount
+		b, err := json.Marshal(e.Lines)
+		if err != nil {
+			return 0, fmt.Errorf("encode ledger lines: %w", err)
+		}
+		lines[i] = string(b)
 	}
-	tag, err := s.db.Pool.Exec(ctx, `INSERT INTO eco_overage_ledger (ledger_id, user_id, period_start, period_end, seq,
-			included_calls, used_calls, units, unit_size, unit_price, amount, currency, idempotency_key, status, note,
-			created_at, updated_at)
-		SELECT gen_random_uuid(), u, ps, pe, sq, inc, usd, un, sz, pr, am, cur, k, st, nullif(nt, ''), $15, $15
-		FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::bigint[], $6::bigint[],
-			$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[])
-			AS t(u, ps, pe, sq, inc, usd, un, sz, pr, am, cur, k, st, nt)
-		ORDER BY u, ps, sq
-		ON CONFLICT DO NOTHING`,
+	pUsers := make([]string, len(progress))
+	pThrough := make([]time.Time, len(progress))
+	for i, p := range progress {
+		pUsers[i], pThrough[i] = p.UserID, p.ClosedThrough
+	}
+	var inserted int
+	err := s.db.Pool.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO eco_overage_ledger (ledger_id, user_id, period_start, period_end, seq,
+				included_calls, used_calls, units, unit_size, unit_price, amount, currency, idempotency_key, status, note,
+				description, lines, created_at, updated_at)
+			SELECT gen_random_uuid(), u, ps, pe, sq, inc, usd, un, sz, pr, am, cur, k, st, nullif(nt, ''), ds, ln::jsonb, $17, $17
+			FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::bigint[], $6::bigint[],
+				$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[],
+				$15::text[], $16::text[])
+				AS t(u, ps, pe, sq, inc, usd, un, sz, pr, am, cur, k, st, nt, ds, ln)
+			ORDER BY u, ps, sq
+			ON CONFLICT DO NOTHING
+			RETURNING 1
+		), prog AS (
+			INSERT INTO eco_overage_progress AS g (user_id, closed_through, updated_at)
+			SELECT u, ct, $17 FROM unnest($18::uuid[], $19::timestamptz[]) AS t(u, ct) ORDER BY u
+			ON CONFLICT (user_id) DO UPDATE SET closed_through = greatest(g.closed_through, excluded.closed_through),
+				updated_at = excluded.updated_at
+		)
+		SELECT count(*)::int FROM ins`,
 		users, starts, ends, seqs, included, used, units, sizes, prices, amounts, currencies, keys, statuses, notes,
-		now)
+		descs, lines, now, pUsers, pThrough).Scan(&inserted)
 	if err != nil {
 		return 0, FormatError(fmt.Errorf("insert %d ledger rows: %w", n, err))
 	}
-	return int(tag.RowsAffected()), nil
+	return inserted, nil
 }
 
+// ledgerColumns are a ledger row's columns but its lines, which
+// scanLedger reads when the query appends them (ledgerColumns + ", l.lines")
+// and claims, which need no lines to bill, leave out.
 const ledgerColumns = `l.ledger_id::text, l.user_id::text, l.period_start, l.period_end, l.seq,
 	l.included_calls, l.used_calls, l.units, l.unit_size, l.unit_price, l.amount, l.currency,
 	l.idempotency_key, l.status, coalesce(l.stripe_object_id, ''), l.attempts, coalesce(l.last_error, ''),
-	coalesce(l.note, ''), l.created_at, l.updated_at`
+	coalesce(l.note, ''), l.description, l.sent_to, l.retries, l.created_at, l.updated_at`
 
-func scanLedger(row pgx.Row, e *usage.LedgerEntry, extra ...any) error {
-	err := row.Scan(append([]any{&e.ID, &e.UserID, &e.Period.Start, &e.Period.End, &e.Seq,
+// ledgerLines follows ledgerColumns in the queries that show the lines.
+const ledgerLines = `, l.lines`
+
+// scanLedger scans ledgerColumns, then ledgerLines when lines is true, then
+// extra.
+func scanLedger(row pgx.Row, e *usage.LedgerEntry, withLines bool, extra ...any) error {
+	var lines []byte
+	dest := []any{&e.ID, &e.UserID, &e.Period.Start, &e.Period.End, &e.Seq,
 		&e.Included, &e.Used, &e.Units, &e.UnitSize, &e.UnitPrice, &e.Amount, &e.Currency,
 		&e.IdempotencyKey, &e.Status, &e.StripeObjectID, &e.Attempts, &e.LastError,
-		&e.Note, &e.CreatedAt, &e.UpdatedAt}, extra...)...)
+		&e.Note, &e.Description, &e.SentTo, &e.Retries, &e.CreatedAt, &e.UpdatedAt}
+	if withLines {
+		dest = append(dest, &lines)
+	}
+	err := row.Scan(append(dest, extra...)...)
+	if err != nil {
+		return err
+	}
 	e.Period.Start, e.Period.End = e.Period.Start.UTC(), e.Period.End.UTC()
 	e.CreatedAt, e.UpdatedAt = e.CreatedAt.UTC(), e.UpdatedAt.UTC()
-	return err
+	if len(e.SentTo) == 0 {
+		e.SentTo = nil
+	}
+	if lines != nil {
+		if err := json.Unmarshal(lines, &e.Lines); err != nil {
+			return fmt.Errorf("decode ledger lines: %w", err)
+		}
+	}
+	return nil
 }
 
 // ClaimPending leases pending rows with FOR UPDATE SKIP LOCKED, so that
-// concurrent runs take disjoint rows, and bumps their attempts before any
-// call is made. A leased row comes back only when its lease ends (the run
-// that held it crashed) or when it is released by MarkRetry, and never to
-// the same owner twice.
+// concurrent runs take disjoint rows, bumps their attempts and records the
+// user's Stripe customer in sent_to before any call is made. A leased row
+// comes back only when its lease ends (the run that held it crashed) or
+// when it is released by MarkRetry, and never to the same owner twice.
 func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
+	// The rows are chosen and locked first, and only they are joined with
+	// their subscriptions.
 	rows, err := s.db.Pool.Query(ctx, `WITH c AS (
-			SELECT ledger_id FROM eco_overage_ledger
+			SELECT ledger_id, user_id, sent_to FROM eco_overage_ledger
 			WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= $2)
 			  AND lease_owner IS DISTINCT FROM $1
 			ORDER BY created_at, ledger_id
 			LIMIT $4
-			FOR UPDATE SKIP LOCKED)
+			FOR UPDATE SKIP LOCKED
+		), x AS (
+			SELECT c.ledger_id, c.sent_to AS before, coalesce(s.stripe_customer_id, '') AS customer,
+				coalesce(s.stripe_subscription_id, '') AS subscription
+			FROM c LEFT JOIN eco_subscriptions s ON s.user_id = c.user_id)
 		UPDATE eco_overage_ledger l
-		SET lease_owner = $1, lease_until = $3, attempts = l.attempts + 1, updated_at = $2
-		FROM c WHERE l.ledger_id = c.ledger_id
-		RETURNING `+ledgerColumns+`,
-			coalesce((SELECT s.stripe_customer_id FROM eco_subscriptions s WHERE s.user_id = l.user_id), ''),
-			coalesce((SELECT s.stripe_subscription_id FROM eco_subscriptions s WHERE s.user_id = l.user_id), '')`,
+		SET lease_owner = $1, lease_until = $3, attempts = l.attempts + 1, updated_at = $2,
+			sent_to = CASE WHEN x.customer = '' OR x.customer = ANY (l.sent_to) THEN l.sent_to ELSE l.sent_to || x.customer END
+		FROM x WHERE l.ledger_id = x.ledger_id
+		RETURNING `+ledgerColumns+`, x.customer, x.subscription, x.before`,
 		r.Owner, r.Now, r.Now.Add(r.Lease), r.Limit)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("claim pending ledger rows: %w", err))
@@ -192,9 +336,16 @@ func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([
 	defer rows.Close()
 	var out []*usage.LedgerEntry
 	for rows.Next() {
-		var e usage.LedgerEntry
-		if err := scanLedger(rows, &e, &e.CustomerID, &e.SubscriptionID); err != nil {
+		var (
+			e      usage.LedgerEntry
+			before []string
+		)
+		if err := scanLedger(rows, &e, false, &e.CustomerID, &e.SubscriptionID, &before); err != nil {
 			return nil, FormatError(fmt.Errorf("scan claimed ledger row: %w", err))
+		}
+		e.SentTo = nil
+		if len(before) > 0 {
+			e.SentTo = before
 		}
 		out = append(out, &e)
 	}
@@ -248,23 +399,46 @@ func (s *LedgerStore) MarkFailed(ctx context.Context, ledgerID, reason string, n
 	return nil
 }
 
-// OpenPeriodOverage returns the overage of the user's open period so far
-// and projected to its end. A user without a subscription is on free, which
-// never bills: the overage is zero.
-func (s *LedgerStore) OpenPeriodOverage(ctx context.Context, userID string, now time.Time) (*usage.OverageProjection, error) {
-	sub, err := NewSubscriptionStore(s.db).Subscription(ctx, userID)
-	if err != nil {
-		return nil, err
+// PromoteDueTerms implements usage.LedgerStore with promote_due_terms
+// (migration 00011).
+func (s *LedgerStore) PromoteDueTerms(ctx context.Context, now time.Time) (int, error) {
+	var n int
+	if err := s.db.Pool.QueryRow(ctx, `SELECT promote_due_terms($1::timestamptz)`, now).Scan(&n); err != nil {
+		return 0, FormatError(fmt.Errorf("promote due plan changes: %w", err))
 	}
-	now = now.UTC()
-	p := usage.PeriodAt(sub.PeriodAnchor, now)
-	var used int64
-	err = s.db.Pool.QueryRow(ctx, `SELECT coalesce(sum(calls), 0)::bigint FROM eco_usage_counters
-		WHERE user_id = $1 AND day >= $2::date AND day < $3::date`,
-		userID, p.Start.Format(time.DateOnly), p.End.Format(time.DateOnly)).Scan(&used)
-	if err != nil {
-		return nil, FormatError(fmt.Errorf("sum usage of %s for the open period: %w", userID, err))
+	return n, nil
+}
+
+// OpenRun implements usage.LedgerStore: a running eco_job_runs row of job
+// overage, its detail naming the run and the instant it bills at.
+func (s *LedgerStore) OpenRun(ctx context.Context, rep *usage.RunReport, now, started time.Time) (int64, error) {
+	var id int64
+	if err := s.db.Pool.QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, detail)
+		VALUES ($1, $2, jsonb_build_object('run_id', $3::text, 'now', $4::timestamptz, 'dry_run', $5::boolean)) RETURNING run_id`,
+		overageJob, started, rep.RunID, now, rep.DryRun).Scan(&id); err != nil {
+		return 0, FormatError(fmt.Errorf("open job run: %w", err))
 	}
-	pr := usage.ProjectOverage(sub.Effective, p, used, now)
-	return &pr, nil
+	return id, nil
+}
+
+// CloseRun implements usage.LedgerStore: the outcome (succeeded or failed,
+// with runErr's text), the rows written, and the report as the detail.
+func (s *LedgerStore) CloseRun(ctx context.Context, jobRunID int64, rep *usage.RunReport, at time.Time, runErr error) error {
+	outcome, errText := "succeeded", (*string)(nil)
+	if runErr != nil {
+		outcome = "failed"
+		t := runErr.Error()
+		errText = &t
+	}
+	detail, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.Pool.Exec(ctx, `UPDATE eco_job_runs SET finished_at = $2, outcome = $3, rows_written = $4,
+		detail = detail || $5::jsonb, error = $6 WHERE run_id = $1`,
+		jobRunID, at, outcome, rep.Inserted, detail, errText)
+	if err != nil {
+		return FormatError(fmt.Errorf("close job run %d: %w", jobRunID, err))
+	}
+	return nil
 }

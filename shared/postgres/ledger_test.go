@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -31,29 +32,36 @@ func TestLedgerStore(t *testing.T) {
 	feb := usage.Period{Start: jan.End, End: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
 
 	// Period usage sums exactly the period's days.
-	states, err := s.PeriodStates(ctx, []usage.UserPeriod{{UserID: u1, Period: feb}, {UserID: u1, Period: jan}, {UserID: u2, Period: feb}})
+	states, err := s.PeriodStates(ctx, []usage.UserPeriod{{UserID: u1, Period: feb, ByDay: true}, {UserID: u1, Period: jan}, {UserID: u2, Period: feb},
+		{UserID: u1, Period: feb}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if states[0].Used != 11 || states[1].Used != 100 || states[2].Used != 0 || states[0].Rows != 0 || states[0].Base != nil {
+	if states[0].Used() != 11 || states[1].Used() != 100 || states[2].Used() != 0 || states[0].Rows != 0 || states[0].Lines != nil ||
+		len(states[0].Days) != 2 || !slices.ContainsFunc(states[0].Days, func(d usage.DayCalls) bool { return d.Day.Equal(time.Date(2026, 2, 27, 0, 0, 0, 0, time.UTC)) }) ||
+		len(states[3].Days) != 1 || states[3].Days[0] != (usage.DayCalls{Day: feb.Start, Calls: 11}) || states[2].Days != nil {
 		t.Errorf("PeriodStates = %+v", states)
 	}
 
 	now := time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC)
 	entry := func(u string, p usage.Period, seq int, status string, amount int64) *usage.LedgerEntry {
+		line := usage.Line{From: p.Start, To: p.End, PlanID: "pro", Bills: true,
+			Price: usage.Price{Model: usage.PricePackage, UnitSize: 1000, UnitPrice: 50, Currency: "usd"}, Included: 100_000, Used: 1}
 		return &usage.LedgerEntry{UserID: u, Period: p, Seq: seq, Included: 100_000, Used: 1, Units: 1, UnitSize: 1000,
-			UnitPrice: 50, Amount: amount, Currency: "usd", Status: status, IdempotencyKey: usage.IdempotencyKey(u, p.Start, seq)}
+			UnitPrice: 50, Amount: amount, Currency: "usd", Status: status, IdempotencyKey: usage.IdempotencyKey(u, p.Start, seq),
+			Lines: []usage.Line{line}, Description: "charge " + status}
 	}
 	rows := []*usage.LedgerEntry{entry(u1, feb, 0, "pending", 50), entry(u2, feb, 0, "pending", 50), entry(u1, jan, 0, "billed", 70)}
-	if n, err := s.InsertLedgerEntries(ctx, rows, now); err != nil || n != 3 {
+	progress := []usage.Progress{{UserID: u1, ClosedThrough: feb.End}}
+	if n, err := s.InsertLedgerEntries(ctx, rows, progress, now); err != nil || n != 3 {
 		t.Fatalf("InsertLedgerEntries = %d, %v; want 3", n, err)
 	}
-	// The same rows again: nothing inserted.
-	if n, err := s.InsertLedgerEntries(ctx, rows, now); err != nil || n != 0 {
+	// The same rows again: nothing inserted; progress never moves back.
+	if n, err := s.InsertLedgerEntries(ctx, rows, []usage.Progress{{UserID: u1, ClosedThrough: jan.End}}, now); err != nil || n != 0 {
 		t.Fatalf("InsertLedgerEntries again = %d, %v; want 0", n, err)
 	}
 	states, _ = s.PeriodStates(ctx, []usage.UserPeriod{{UserID: u1, Period: jan}})
-	if st := states[0]; st.Rows != 1 || st.Amount != 70 || st.Base == nil || st.Base.UnitPrice != 50 {
+	if st := states[0]; st.Rows != 1 || st.Recorded != 70 || st.Billed != 70 || len(st.Lines) != 1 || st.Lines[0].Price.UnitPrice != 50 {
 		t.Errorf("PeriodStates after insert = %+v", st)
 	}
 
@@ -62,8 +70,8 @@ func TestLedgerStore(t *testing.T) {
 	// another owner can.
 	lease := 15 * time.Minute
 	a, err := s.ClaimPending(ctx, usage.ClaimRequest{Owner: "a", Now: now, Lease: lease, Limit: 10})
-	if err != nil || len(a) != 2 || a[0].Attempts != 1 || a[0].CustomerID == "" {
-		t.Fatalf("ClaimPending(a) = %+v, %v; want 2 rows, 1 attempt, customer ids", a, err)
+	if err != nil || len(a) != 2 || a[0].Attempts != 1 || a[0].CustomerID == "" || a[0].SentTo != nil || a[0].Description != "charge pending" {
+		t.Fatalf("ClaimPending(a) = %+v, %v; want 2 rows, 1 attempt, customer ids, never sent", a, err)
 	}
 	if b, _ := s.ClaimPending(ctx, usage.ClaimRequest{Owner: "b", Now: now, Lease: lease, Limit: 10}); len(b) != 0 {
 		t.Errorf("ClaimPending(b) during the lease = %d rows; want 0", len(b))
@@ -75,8 +83,9 @@ func TestLedgerStore(t *testing.T) {
 		t.Errorf("the same owner claimed %d rows again; want 0", len(again))
 	}
 	b, _ := s.ClaimPending(ctx, usage.ClaimRequest{Owner: "b", Now: now, Lease: lease, Limit: 10})
-	if len(b) != 1 || b[0].ID != a[0].ID || b[0].Attempts != 2 || b[0].LastError != "stripe 503" {
-		t.Errorf("ClaimPending(b) after release = %+v; want the released row, 2 attempts", b)
+	if len(b) != 1 || b[0].ID != a[0].ID || b[0].Attempts != 2 || b[0].LastError != "stripe 503" || len(b[0].SentTo) != 1 ||
+		b[0].SentTo[0] != a[0].CustomerID {
+		t.Errorf("ClaimPending(b) after release = %+v; want the released row, 2 attempts, sent to %s before", b, a[0].CustomerID)
 	}
 	if err := s.MarkBilled(ctx, []usage.Billed{{LedgerID: b[0].ID, StripeID: "ii_1"}}, now); err != nil {
 		t.Fatal(err)
@@ -106,35 +115,25 @@ func TestLedgerStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	billable, err := s.BillableSubscriptions(ctx)
-	if err != nil || len(billable) != 2 || billable[0].Effective.OverageUnitPrice != 50 {
-		t.Errorf("BillableSubscriptions = %d, %v; want the 2 pro subscriptions", len(billable), err)
+	if err != nil || len(billable) != 2 || billable[0].Effective.OverageUnitPrice != 50 || !billable[0].ClosedThrough.Equal(feb.End) ||
+		!billable[1].ClosedThrough.IsZero() || len(billable[0].History) != 1 || !billable[0].History[0].From.Equal(anchor) {
+		t.Errorf("BillableSubscriptions = %+v, %v; want the 2 pro subscriptions, u1 planned through February", billable, err)
 	}
-}
-
-func TestOpenPeriodOverage(t *testing.T) {
-	db := pgtest.NewDB(t)
-	ctx := context.Background()
-	const u = "00000000-0000-4000-8000-000000000001"
-	anchor := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
-	if err := postgres.NewSubscriptionStore(db).PutSubscription(ctx, &usage.Subscription{UserID: u, PlanID: "pro", PeriodAnchor: anchor}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_usage_counters (user_id, day, calls) VALUES
-		($1, '2026-01-31', 500000), ($1, '2026-02-01', 60000), ($1, '2026-02-14', 50000)`, u); err != nil {
-		t.Fatal(err)
-	}
-	pr, err := postgres.NewLedgerStore(db).OpenPeriodOverage(ctx, u, time.Date(2026, 2, 15, 0, 0, 0, 0, time.UTC))
+	// Job runs: opened, then closed with the report.
+	rep := &usage.RunReport{RunID: "run-1", DryRun: true, Inserted: 3}
+	id, err := s.OpenRun(ctx, rep, now, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 110,000 calls in 14 of 28 days: 10 units so far, 220,000 projected.
-	if pr.ToDate.Used != 110_000 || pr.ToDate.Units != 10 || pr.ToDate.Amount != 500 || pr.Projected.Used != 220_000 || pr.Projected.Units != 120 {
-		t.Errorf("OpenPeriodOverage = %+v", pr)
+	if err := s.CloseRun(ctx, id, rep, now.Add(time.Second), nil); err != nil {
+		t.Fatal(err)
 	}
-	// Unknown users are on free: nothing billed.
-	pr, err = postgres.NewLedgerStore(db).OpenPeriodOverage(ctx, "00000000-0000-4000-8000-000000000009", time.Date(2026, 2, 15, 0, 0, 0, 0, time.UTC))
-	if err != nil || pr.ToDate.Amount != 0 {
-		t.Errorf("OpenPeriodOverage(free) = %+v, %v", pr, err)
+	var outcome string
+	var written int64
+	var dry bool
+	if err := db.Pool.QueryRow(ctx, `SELECT outcome, rows_written, (detail->>'dry_run')::boolean FROM eco_job_runs WHERE run_id = $1 AND job = 'overage'`, id).
+		Scan(&outcome, &written, &dry); err != nil || outcome != "succeeded" || written != 3 || !dry {
+		t.Errorf("job run = %s %d %v, %v", outcome, written, dry, err)
 	}
 }
 
@@ -167,6 +166,18 @@ func TestBillableSubscriptions(t *testing.T) {
 	}
 	if len(got) != 2 {
 		t.Fatalf("%d billable subscriptions: %+v; want 2", len(got), got)
+	}
+	// A user on free now whose history bills (pro, then downgraded) still is.
+	down := "00000000-0000-4000-8000-000000000005"
+	if err := subs.PutSubscription(ctx, &usage.Subscription{UserID: down, PlanID: usage.PlanFree, PeriodAnchor: anchor}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, change, requested_at)
+		VALUES ($1, $2, 'pro', 'start', $2)`, down, anchor.AddDate(0, -1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := postgres.NewLedgerStore(db).BillableSubscriptions(ctx); len(all) != 3 || all[2].UserID != down || len(all[2].History) != 2 {
+		t.Errorf("with a downgraded user: %+v; want 3, the last with two entries", all)
 	}
 	pro, ent := got[0], got[1]
 	if pro.UserID != "00000000-0000-4000-8000-000000000001" || pro.Effective.OverageUnitPrice != 50 || pro.StripeCustomerID != "cus_1" ||

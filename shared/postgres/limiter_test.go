@@ -190,8 +190,8 @@ func TestSoftQuotaOverage(t *testing.T) {
 		WHERE user_id = $1 AND day >= $2 AND day < $3`, user, p.Start, p.End).Scan(&used); err != nil {
 		t.Fatal(err)
 	}
-	if o := usage.ComputeOverage(sub.Effective, used); used != 100_000-left+50 || o.Units < 1 || o.Amount <= 0 {
-		t.Fatalf("used %d, overage %+v; want units > 0", used, o)
+	if o, err := sub.Effective.Price().Charge(used - sub.Effective.IncludedCalls); err != nil || used != 100_000-left+50 || o.Units < 1 || o.Amount <= 0 {
+		t.Fatalf("used %d, overage %+v, %v; want units > 0", used, o, err)
 	}
 }
 

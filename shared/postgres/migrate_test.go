@@ -83,6 +83,67 @@ func TestMigrateUserMonthlyBackfill(t *testing.T) {
 	checkSummaries(t, db)
 }
 
+// TestMigrateBillingTerms upgrades a database from before 00011 holding a
+// subscription and ledger rows of every status: the dry_run rows go (they
+// counted as charged and kept their periods from ever being billed), and
+// the status with them; the other rows keep the description they were
+// sent with, and the rows tried before name the customer they were sent
+// to; the subscription gets its terms history.
+func TestMigrateBillingTerms(t *testing.T) {
+	ctx := context.Background()
+	url, sqldb, p := migrationProvider(t)
+	var before int64
+	for _, s := range p.ListSources() {
+		if s.Version < 11 {
+			before = max(before, s.Version)
+		}
+	}
+	if _, err := p.DownTo(ctx, before); err != nil {
+		t.Fatalf("down to %d: %v", before, err)
+	}
+	const u = "aaaaaaaa-0000-4000-8000-000000000001"
+	if _, err := sqldb.ExecContext(ctx, `
+		INSERT INTO eco_subscriptions (user_id, plan_id, included_calls, stripe_customer_id, period_anchor)
+		VALUES ('`+u+`', 'pro', 500, 'cus_1', '2026-01-01');
+		INSERT INTO eco_overage_ledger (ledger_id, user_id, period_start, period_end, seq, included_calls, used_calls, units,
+			unit_size, unit_price, amount, currency, idempotency_key, status, attempts) VALUES
+		('10000000-0000-4000-8000-000000000001', '`+u+`', '2026-01-01', '2026-02-01', 0, 500, 6500, 6, 1000, 50, 300, 'usd', 'k1', 'dry_run', 0),
+		('10000000-0000-4000-8000-000000000002', '`+u+`', '2026-02-01', '2026-03-01', 0, 500, 1600, 2, 1000, 50, 100, 'usd', 'k2', 'pending', 2),
+		('10000000-0000-4000-8000-000000000003', '`+u+`', '2026-02-01', '2026-03-01', 1, 500, 2600, 1, 1000, 50, 50, 'usd', 'k3', 'billed', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.Migrate(ctx, url, nil); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	rows, err := sqldb.QueryContext(ctx, `SELECT status, description, array_to_string(sent_to, ',') FROM eco_overage_ledger ORDER BY ledger_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][3]string
+	for rows.Next() {
+		var r [3]string
+		if err := rows.Scan(&r[0], &r[1], &r[2]); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	want := [][3]string{
+		{"pending", "API overage: 1100 calls above 500 included, period 2026-02-01 – 2026-02-28", "cus_1"},
+		{"billed", "API overage adjustment 1: 2100 calls above 500 included, period 2026-02-01 – 2026-02-28", "cus_1"},
+	}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("ledger after 00011 = %q; want %q", got, want)
+	}
+	if _, err := sqldb.ExecContext(ctx, `UPDATE eco_overage_ledger SET status = 'dry_run'`); err == nil {
+		t.Error("status dry_run still accepted")
+	}
+	var plan, overrides string
+	if err := sqldb.QueryRowContext(ctx, `SELECT plan_id, overrides::text FROM eco_subscription_terms WHERE user_id = $1 AND effective_from = '2026-01-01'`, u).
+		Scan(&plan, &overrides); err != nil || plan != "pro" || overrides != `{"included_calls": 500}` {
+		t.Errorf("terms history = %s %s, %v", plan, overrides, err)
+	}
+}
+
 // TestMigrateEventKeysBackfill upgrades a database holding raw events and
 // quarantine rows to the event key store (00009): the ids of the events
 // already recorded are remembered, so that a redelivery after the upgrade,

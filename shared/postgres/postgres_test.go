@@ -208,7 +208,7 @@ func TestSubscriptionRoundTrip(t *testing.T) {
 	want := &usage.Subscription{
 		UserID: user, PlanID: usage.PlanPro,
 		Overrides: usage.Overrides{Burst: &burst},
-		Effective: usage.Plan{ID: "pro", Name: "Pro", IncludedCalls: 100_000, RatePerSecond: 50, Burst: 250,
+		Effective: usage.Plan{ID: "pro", Name: "Pro", IncludedCalls: 100_000, RatePerSecond: 50, Burst: 250, PriceModel: usage.PricePackage,
 			OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"},
 		StripeCustomerID: "cus_123", StripeSubscriptionID: "sub_456",
 		PeriodAnchor: time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC), // midnight UTC

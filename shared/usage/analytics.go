@@ -8,16 +8,113 @@ import (
 
 // UsageSummary is what a user sees about the current billing period.
 type UsageSummary struct {
-	UserID    string  `json:"user_id"`
-	Plan      Plan    `json:"plan"`
-	Period    Period  `json:"period"`
-	Included  int64   `json:"included"`
-	Used      int64   `json:"used"`
-	Remaining int64   `json:"remaining"`
-	Overage   Overage `json:"projected_overage"`
+	UserID string `json:"user_id"`
+	// Plan is the plan in force now; Included its included calls, the
+	// quota the limiter applies.
+	Plan      Plan   `json:"plan"`
+	Period    Period `json:"period"`
+	Included  int64  `json:"included"`
+	Used      int64  `json:"used"`
+	Remaining int64  `json:"remaining"`
+	// OverageToDate prices the period's usage so far, segment by segment
+	// of the terms history, as the overage job will.
+	OverageToDate PeriodCharge `json:"overage_to_date"`
+	// Projected is the overage at the period's end if the period's rate so
+	// far goes on (Project).
+	Projected PeriodCharge `json:"projected"`
+	// Billed is what the ledger holds for the earlier periods, newest
+	// first, at most MaxBilledPeriods.
+	Billed []BilledPeriod `json:"billed"`
 	// LastUpdated is when the live counters of the period last moved; nil
 	// when nothing was counted in the period.
 	LastUpdated *time.Time `json:"last_updated"`
+}
+
+// MaxBilledPeriods bounds the earlier periods a usage summary lists.
+const MaxBilledPeriods = 12
+
+// BilledPeriod is the ledger's view of one earlier period of a user.
+type BilledPeriod struct {
+	Period Period `json:"period"`
+	// Amount is the overage charged or owed for the period: its billed,
+	// pending and failed rows (credits for review are not included).
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+	// Status is failed when a row failed (an admin must retry it), else
+	// pending while a row waits for Stripe, else billed, or skipped when
+	// nothing was due.
+	Status string `json:"status"`
+}
+
+// LedgerSums are a period's ledger rows summed by status.
+type LedgerSums struct {
+	Period   Period
+	Currency string
+	Billed   int64
+	Pending  int64
+	Failed   int64
+	// FailedRows and PendingRows count rows, whatever their amounts.
+	FailedRows  int
+	PendingRows int
+	BilledRows  int
+}
+
+// NewBilledPeriod judges a period's ledger rows.
+func NewBilledPeriod(s LedgerSums) BilledPeriod {
+	b := BilledPeriod{Period: s.Period, Currency: s.Currency, Amount: s.Billed + s.Pending + s.Failed, Status: LedgerSkipped}
+	switch {
+	case s.FailedRows > 0:
+		b.Status = LedgerFailed
+	case s.PendingRows > 0:
+		b.Status = LedgerPending
+	case s.BilledRows > 0:
+		b.Status = LedgerBilled
+	}
+	return b
+}
+
+// Summarize builds a user's usage summary at now: the terms in force, the
+// period holding now, the calls of its days, the overage so far under the
+// terms history (a subscription without one, or a user on free, is priced
+// under its current terms since its anchor) and projected to the period's
+// end, and the ledger of the earlier periods (ledger, newest first; the
+// current period's rows are left out).
+func Summarize(sub *Subscription, history []Terms, days []DayCalls, ledger []LedgerSums, now time.Time) (*UsageSummary, error) {
+	now = now.UTC()
+	plan := sub.At(now)
+	p := PeriodAt(sub.PeriodAnchor, now)
+	s := &UsageSummary{UserID: sub.UserID, Plan: plan, Period: p, Included: plan.IncludedCalls, Billed: []BilledPeriod{}}
+	var in []DayCalls
+	for _, d := range days {
+		if p.Contains(d.Day) {
+			s.Used += d.Calls
+			in = append(in, d)
+		}
+	}
+	s.Remaining = max(0, s.Included-s.Used)
+	if len(history) == 0 {
+		history = []Terms{{From: sub.PeriodAnchor, PlanID: sub.PlanID, Overrides: sub.Overrides, Effective: sub.Effective}}
+	}
+	lines, err := PriceLines(p, Segments(p, history), in, nil, p.End)
+	if err != nil {
+		return nil, err
+	}
+	if s.OverageToDate, err = NewPeriodCharge(lines); err != nil {
+		return nil, err
+	}
+	projected, err := Project(p, lines, now)
+	if err != nil {
+		return nil, err
+	}
+	if s.Projected, err = NewPeriodCharge(projected); err != nil {
+		return nil, err
+	}
+	for _, l := range ledger {
+		if l.Period.Start.Before(p.Start) && len(s.Billed) < MaxBilledPeriods {
+			s.Billed = append(s.Billed, NewBilledPeriod(l))
+		}
+	}
+	return s, nil
 }
 
 // DailyUsage is one user's usage on one day, summed over endpoints and keys.
@@ -122,15 +219,31 @@ type PlanChange struct {
 	Who string `json:"-"`
 }
 
+// PlanChanged is what a plan change did: the subscription after it, which
+// kind of change it was (ChangeStart, ChangeUpgrade, ChangeDowngrade or
+// ChangeSame, see DecideChange) and when the terms asked for are in force:
+// the start of the day for a new subscription, now for an upgrade or the
+// same terms, the end of the running period for a downgrade (until then
+// the subscription's Next).
+type PlanChanged struct {
+	*Subscription
+	Change      string    `json:"change"`
+	EffectiveAt time.Time `json:"effective_at"`
+}
+
 // PlanAuditEntry is one audited change of a user's plan: the admin who made
 // it, when, and the user's subscription before (null when the user had
-// none) and after, as JSON objects of the subscription's stored fields.
+// none) and after, as JSON objects of the subscription's stored fields,
+// what the change was and when its terms took effect (PlanChanged; empty
+// on changes audited before they were recorded).
 type PlanAuditEntry struct {
-	ID  int64           `json:"id"`
-	Who string          `json:"who"`
-	At  time.Time       `json:"at"`
-	Old json.RawMessage `json:"old"`
-	New json.RawMessage `json:"new"`
+	ID          int64           `json:"id"`
+	Who         string          `json:"who"`
+	At          time.Time       `json:"at"`
+	Old         json.RawMessage `json:"old"`
+	New         json.RawMessage `json:"new"`
+	Change      string          `json:"change,omitempty"`
+	EffectiveAt *time.Time      `json:"effective_at,omitempty"`
 }
 
 // RejectedEvent is a message that could not be recorded.
@@ -175,9 +288,10 @@ type LedgerLister interface {
 // naming "from" or "to" (DayRange.Validate), and database outages
 // CodeUnavailable.
 type UsageReader interface {
-	// UsageSummary returns the user's current billing period at now: plan,
-	// included, used (the live counters of the period's days), remaining
-	// and projected overage. Users without a subscription are on free.
+	// UsageSummary returns the user's current billing period at now
+	// (Summarize): plan, included, used (the live counters of the
+	// period's days), remaining, overage to date and projected, and the
+	// ledger of earlier periods. Users without a subscription are on free.
 	UsageSummary(ctx context.Context, userID string, now time.Time) (*UsageSummary, error)
 	// DailyUsage returns one row per day of the range, zeros included:
 	// closed, aggregated days from the rollup, and today and days waiting
@@ -206,11 +320,15 @@ type AdminStore interface {
 	// TopUsers returns the users with the most calls, errors or overage.
 	// An unknown ranking is CodeInvalid naming "by".
 	TopUsers(ctx context.Context, f TopUsersFilter, now time.Time) ([]TopUser, error)
-	// PutPlan changes the user's plan and overrides and writes the audit
-	// row in one transaction; it returns the subscription after the change.
-	// Returns CodeInvalid naming "plan_id" if the plan is missing or does
-	// not exist, or naming the override that is invalid.
-	PutPlan(ctx context.Context, c PlanChange) (*Subscription, error)
+	// PutPlan changes the user's plan and overrides under the convention
+	// of DecideChange, keeps the terms history and writes the audit row
+	// (who, when, the subscription before and after, the kind of change and
+	// when it takes effect) in one transaction; it returns the subscription
+	// after the change and what the change was. Returns CodeInvalid naming
+	// "plan_id" if the plan is missing or does not exist, naming the
+	// override that is invalid, or naming "currency" for a change of
+	// currency while both terms bill.
+	PutPlan(ctx context.Context, c PlanChange) (*PlanChanged, error)
 	// PlanAudit returns up to limit audited plan changes of the user with
 	// ids below before (0: from the newest), newest first.
 	PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]PlanAuditEntry, error)
@@ -221,4 +339,11 @@ type AdminStore interface {
 	// before (0: from the newest), newest first.
 	RejectedEvents(ctx context.Context, before int64, limit int) ([]RejectedEvent, error)
 	LedgerLister
+	// RetryLedgerEntry makes a failed ledger row pending again for the next
+	// billing run, which looks it up by metadata before sending it again,
+	// and audits who did it, when, and the row before and after. It returns
+	// the row after. Returns CodeInvalid naming "id" for an id that is not
+	// a UUID, CodeNotFound for no such row, CodeConflict for a row that is
+	// not failed.
+	RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*LedgerEntry, error)
 }

@@ -6,31 +6,31 @@ import (
 	"time"
 )
 
-// Ledger statuses. A row is written pending (or dry_run, or skipped when
-// there is nothing to charge) before any call to Stripe; billed and failed
-// are final.
+// Ledger statuses. A row is written pending (or skipped when there is
+// nothing to charge) before any call to Stripe; billed is final, and so is
+// failed until an admin retries the row, which makes it pending again.
 const (
 	LedgerPending = "pending"
 	LedgerBilled  = "billed"
 	LedgerFailed  = "failed"
 	LedgerSkipped = "skipped"
-	LedgerDryRun  = "dry_run"
 )
 
 // LedgerEntry is one row of the overage ledger: the charge of a user's
-// closed billing period (Seq 0) or a later adjustment (Seq 1, 2, …) for
-// usage that arrived after the period was billed. Amounts are in the
-// currency's minor unit. A negative Amount is a credit recorded for an
-// admin (status skipped): it is never sent to Stripe. Billing runs write
-// and claim entries; the admin API lists them as they are.
+// billing period (Seq 0), then each later difference (Seq 1, 2, …): the
+// segments a plan change closed before the period's end, and usage that
+// arrived after the period was billed. Amounts are in the currency's minor
+// unit. A negative Amount is a credit recorded for an admin (status
+// skipped): it is never sent to Stripe. Billing runs write and claim
+// entries; the admin API lists them as they are.
 type LedgerEntry struct {
 	ID     string `json:"id"`
 	UserID string `json:"user_id"`
 	Period Period `json:"period"`
 	Seq    int    `json:"seq"`
-	// Included, Used, UnitSize and UnitPrice are the terms the row was
-	// priced with; Units and Amount are this row's share (for adjustments,
-	// the difference to the rows before it).
+	// Included and Used sum the lines; Units sums their packages (package
+	// prices), UnitSize and UnitPrice are the last billing line's. Amount
+	// is this row's share: the lines' total minus the rows before it.
 	Included       int64  `json:"included_calls"`
 	Used           int64  `json:"used_calls"`
 	Units          int64  `json:"units"`
@@ -44,12 +44,22 @@ type LedgerEntry struct {
 	Attempts       int    `json:"attempts"`
 	LastError      string `json:"last_error,omitempty"`
 	// Note explains a skipped row (nothing to charge, or a credit owed).
-	Note      string    `json:"note,omitempty"`
+	Note string `json:"note,omitempty"`
+	// Lines are the period's pricing as of this row, one per segment that
+	// was closed when the row was written.
+	Lines []Line `json:"lines,omitempty"`
+	// Description is the invoice line, as sent on every attempt.
+	Description string `json:"description"`
+	// SentTo are the Stripe customers the row was claimed for, first
+	// first; ClaimPending returns them as they were before the claim.
+	SentTo []string `json:"sent_to,omitempty"`
+	// Retries counts the admin's retries of the row after it failed.
+	Retries   int       `json:"retries"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 
-	// CustomerID and SubscriptionID are the user's Stripe ids, filled in
-	// when a row is claimed for billing; they are not ledger columns.
+	// CustomerID and SubscriptionID are the user's Stripe ids now, filled
+	// in when a row is claimed for billing; they are not ledger columns.
 	CustomerID     string `json:"-"`
 	SubscriptionID string `json:"-"`
 }
@@ -61,23 +71,24 @@ func IdempotencyKey(userID string, periodStart time.Time, seq int) string {
 	return fmt.Sprintf("nexus-overage-%s-%s-%d", userID, periodStart.UTC().Format("20060102"), seq)
 }
 
-// Description is the invoice line shown to the customer.
-func (e *LedgerEntry) Description() string {
-	last := e.Period.End.Add(-time.Nanosecond)
-	span := e.Period.Start.UTC().Format(time.DateOnly) + " – " + last.UTC().Format(time.DateOnly)
-	above := max(0, e.Used-e.Included)
-	if e.Seq > 0 {
-		return fmt.Sprintf("API overage adjustment %d: %d calls above %d included, period %s", e.Seq, above, e.Included, span)
+// SendKey is the idempotency key of the row sent to customer: the row's
+// key for the customer it was first sent to (or any customer when it was
+// never sent), else the key followed by the customer. Stripe refuses a key
+// reused with other parameters, and a new customer is another parameter;
+// the derived key is as deterministic as the row's.
+func (e *LedgerEntry) SendKey(customer string) string {
+	if len(e.SentTo) == 0 || e.SentTo[0] == customer {
+		return e.IdempotencyKey
 	}
-	return fmt.Sprintf("API overage: %d calls above %d included, period %s", above, e.Included, span)
+	return e.IdempotencyKey + "-" + customer
 }
 
-// InvoiceItem returns what the Biller sends for the row.
-func (e *LedgerEntry) InvoiceItem() *InvoiceItem {
+// InvoiceItem returns what the Biller sends for the row to customer.
+func (e *LedgerEntry) InvoiceItem(customer string) *InvoiceItem {
 	return &InvoiceItem{
 		LedgerID: e.ID, UserID: e.UserID, Seq: e.Seq, Period: e.Period,
-		CustomerID: e.CustomerID, SubscriptionID: e.SubscriptionID,
-		Amount: e.Amount, Currency: e.Currency, Description: e.Description(),
+		CustomerID: customer, SubscriptionID: e.SubscriptionID,
+		Amount: e.Amount, Currency: e.Currency, Description: e.Description,
 	}
 }
 
@@ -107,8 +118,8 @@ type Biller interface {
 	// result instead of charging again. It returns the provider's id.
 	CreateInvoiceItem(ctx context.Context, item *InvoiceItem, idempotencyKey string) (string, error)
 	// FindInvoiceItem looks for an item of the customer whose metadata names
-	// the ledger row: the check made before retrying a row whose key may have
-	// expired. found is false when there is none.
+	// the ledger row: the check made before a row is sent again when its
+	// key may not protect it. found is false when there is none.
 	FindInvoiceItem(ctx context.Context, customerID, ledgerID string) (id string, found bool, err error)
 }
 
@@ -127,23 +138,75 @@ func Retryable(err error) bool {
 type UserPeriod struct {
 	UserID string
 	Period Period
+	// ByDay asks for the period's calls per day; without it the store may
+	// answer their sum as one DayCalls on the period's first day, enough
+	// for a period under one set of terms throughout (NeedsDays).
+	ByDay bool
 }
 
-// PeriodState is what the ledger store knows about a closed period: the
-// calls used in it and a summary of the ledger rows written so far.
+// NeedsDays reports whether pricing period p under history needs its
+// calls per day: unless one segment covers the whole period.
+func NeedsDays(p Period, history []Terms) bool {
+	segs := Segments(p, history)
+	return len(segs) != 1 || !segs[0].From.Equal(p.Start) || !segs[0].To.Equal(p.End)
+}
+
+// PeriodState is what the ledger store knows about a period: the calls of
+// its days so far and a summary of its ledger rows.
 type PeriodState struct {
 	UserPeriod
-	Used int64
+	// Days are the period's days with calls, from the live counters (or
+	// their sum on the first day, unless the period asked ByDay).
+	Days []DayCalls
 	// Rows is the number of ledger rows; MaxSeq the highest seq among them.
 	Rows   int
 	MaxSeq int
-	// Units and Amount are the sums over all rows (credits included), that
-	// is, what has been charged or decided so far.
-	Units  int64
-	Amount int64
-	// Base is the pricing of the seq 0 row, which adjustments reuse; nil
-	// when there are no rows.
-	Base *Overage
+	// Recorded sums the amounts of every row: billed, pending, failed
+	// (owed, and billed by an admin's retry: never planned again) and
+	// credits. A new row is the period's charge minus Recorded. Billed sums
+	// the billed rows alone: what the customer has been charged.
+	Recorded int64
+	Billed   int64
+	// Lines are the latest row's lines, the terms the period's closed
+	// segments were billed with; rows from before lines were kept read as
+	// one package line over the whole period.
+	Lines []Line
+}
+
+// Used returns the period's calls so far.
+func (s PeriodState) Used() int64 {
+	var n int64
+	for _, d := range s.Days {
+		n += d.Calls
+	}
+	return n
+}
+
+// BillableSubscription is a subscription as a billing run sees it: its
+// terms history and how far its periods are planned.
+type BillableSubscription struct {
+	Subscription
+	// History is the terms history, oldest first.
+	History []Terms
+	// ClosedThrough is the end of the latest closed period up to which
+	// every period has its ledger rows; zero when none has.
+	ClosedThrough time.Time
+}
+
+// Bills reports whether any entry of the history bills.
+func (s *BillableSubscription) Bills() bool {
+	for _, t := range s.History {
+		if t.Effective.Bills() {
+			return true
+		}
+	}
+	return false
+}
+
+// Progress moves a subscription's ClosedThrough.
+type Progress struct {
+	UserID        string
+	ClosedThrough time.Time
 }
 
 // Billed pairs a ledger row with the provider's id of its invoice item.
@@ -164,17 +227,21 @@ type ClaimRequest struct {
 
 // LedgerStore is the overage ledger and the data a billing run reads.
 type LedgerStore interface {
-	// BillableSubscriptions returns the subscriptions whose effective plan
-	// bills overage (never the free plan), with the Stripe ids.
-	BillableSubscriptions(ctx context.Context) ([]*Subscription, error)
+	// BillableSubscriptions returns the subscriptions whose terms history
+	// holds terms that bill (BillableSubscription.Bills), with their
+	// Stripe ids, history and progress.
+	BillableSubscriptions(ctx context.Context) ([]*BillableSubscription, error)
 	// PeriodStates returns the state of each period, in the order given.
 	PeriodStates(ctx context.Context, periods []UserPeriod) ([]PeriodState, error)
 	// InsertLedgerEntries inserts the rows, ignoring any whose (user,
-	// period, seq) exists already, and returns how many it inserted.
-	InsertLedgerEntries(ctx context.Context, entries []*LedgerEntry, now time.Time) (int, error)
+	// period, seq) exists already, moves the subscriptions' progress
+	// forward (never back), in one statement, and returns how many rows it
+	// inserted.
+	InsertLedgerEntries(ctx context.Context, entries []*LedgerEntry, progress []Progress, now time.Time) (int, error)
 	// ClaimPending leases up to Limit pending rows that are not leased and
-	// were not claimed by the same owner before, bumps their attempts and
-	// returns them with the Stripe ids of their users.
+	// were not claimed by the same owner before, bumps their attempts, adds
+	// the user's Stripe customer to their SentTo, and returns them with the
+	// Stripe ids of their users and SentTo as it was before the claim.
 	ClaimPending(ctx context.Context, r ClaimRequest) ([]*LedgerEntry, error)
 	// MarkBilled records the provider's ids on pending rows, in one
 	// statement; rows no longer pending are left alone.
@@ -184,31 +251,13 @@ type LedgerStore interface {
 	MarkRetry(ctx context.Context, ledgerID, reason string, now time.Time) error
 	// MarkFailed ends a pending row as failed with the reason.
 	MarkFailed(ctx context.Context, ledgerID, reason string, now time.Time) error
-	// OpenPeriodOverage returns the overage of the user's open period so
-	// far and projected to its end.
-	OpenPeriodOverage(ctx context.Context, userID string, now time.Time) (*OverageProjection, error)
-}
-
-// OverageProjection is the open period's overage: so far, and projected to
-// the period's end at the average daily rate so far.
-type OverageProjection struct {
-	Period    Period    `json:"period"`
-	AsOf      time.Time `json:"as_of"`
-	ToDate    Overage   `json:"to_date"`
-	Projected Overage   `json:"projected"`
-}
-
-// ProjectOverage prices the usage of an open period so far and projects it
-// linearly to the period's end. Before the first hour of the period has
-// passed the projection equals the usage so far.
-func ProjectOverage(p Plan, period Period, used int64, now time.Time) OverageProjection {
-	pr := OverageProjection{Period: period, AsOf: now.UTC(), ToDate: ComputeOverage(p, used)}
-	elapsed := now.Sub(period.Start)
-	total := period.End.Sub(period.Start)
-	projected := used
-	if elapsed >= time.Hour && elapsed < total {
-		projected = int64(float64(used) * float64(total) / float64(elapsed))
-	}
-	pr.Projected = ComputeOverage(p, projected)
-	return pr
+	// PromoteDueTerms makes the downgrades due at now the subscriptions'
+	// current terms and returns how many it moved.
+	PromoteDueTerms(ctx context.Context, now time.Time) (int, error)
+	// OpenRun records the start of a billing run at started (billing at
+	// the instant now) and returns its job run id.
+	OpenRun(ctx context.Context, rep *RunReport, now, started time.Time) (int64, error)
+	// CloseRun records what the run did, finished at at, and runErr when it
+	// failed.
+	CloseRun(ctx context.Context, jobRunID int64, rep *RunReport, at time.Time, runErr error) error
 }

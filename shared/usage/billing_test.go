@@ -2,78 +2,115 @@ package usage_test
 
 import (
 	"encoding/json"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/usage"
 )
 
 func day(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
 
-func TestClosablePeriods(t *testing.T) {
+func TestDuePeriods(t *testing.T) {
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
 	jan := usage.Period{Start: day(2026, 1, 1), End: day(2026, 2, 1)}
+	mar := usage.Period{Start: day(2026, 3, 1), End: day(2026, 4, 1)}
+	upgrade := []usage.Terms{{From: day(2026, 2, 1)}, {From: time.Date(2026, 3, 10, 14, 0, 0, 0, time.UTC)}}
 	tests := []struct {
-		name   string
-		anchor time.Time
-		now    time.Time
-		want   []usage.Period
+		name    string
+		anchor  time.Time
+		through time.Time
+		history []usage.Terms
+		now     time.Time
+		want    int // periods; the first and last are checked below when set
+		first   *usage.Period
+		last    *usage.Period
 	}{
-		{"within the grace period", day(2026, 2, 1), time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC), nil},
-		{"grace period just over", day(2026, 2, 1), time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), []usage.Period{feb}},
-		{"two closed periods within the lookback", day(2026, 1, 1), time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC), []usage.Period{jan, feb}},
-		{"older periods are out of the lookback", day(2025, 1, 1), time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC), []usage.Period{jan, feb}},
-		{"subscription too new", day(2026, 2, 20), time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC), nil},
-		{"anchor on the 31st", day(2026, 1, 31), time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC),
-			[]usage.Period{{Start: day(2026, 1, 31), End: day(2026, 2, 28)}}},
+		{"within the grace period", day(2026, 2, 1), time.Time{}, nil, time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC), 0, nil, nil},
+		{"grace period just over", day(2026, 2, 1), time.Time{}, nil, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), 1, &feb, &feb},
+		{"two closed periods", day(2026, 1, 1), time.Time{}, nil, time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC), 2, &jan, &feb},
+		{"planned periods out of the lookback are left alone", day(2025, 1, 1), day(2026, 1, 1), nil,
+			time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC), 2, &jan, &feb},
+		{"never planned: every period from the anchor, however old", day(2025, 1, 1), time.Time{}, nil,
+			time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC), 14, &usage.Period{Start: day(2025, 1, 1), End: day(2025, 2, 1)}, &feb},
+		{"subscription too new", day(2026, 2, 20), time.Time{}, nil, time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC), 0, nil, nil},
+		{"anchor on the 31st", day(2026, 1, 31), time.Time{}, nil, time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC), 1,
+			&usage.Period{Start: day(2026, 1, 31), End: day(2026, 2, 28)}, nil},
+		{"an upgrade closed a segment of the open period", day(2026, 2, 1), day(2026, 3, 1), upgrade,
+			time.Date(2026, 3, 12, 0, 30, 0, 0, time.UTC), 2, &feb, &mar},
+		{"the upgrade's segment is within its grace", day(2026, 2, 1), day(2026, 3, 1), upgrade,
+			time.Date(2026, 3, 10, 20, 0, 0, 0, time.UTC), 1, &feb, &feb},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := usage.ClosablePeriods(tt.anchor, tt.now, usage.DefaultGrace, usage.DefaultLookback)
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("ClosablePeriods(%v, %v) mismatch (-want +got):\n%s", tt.anchor, tt.now, diff)
+			sub := &usage.BillableSubscription{Subscription: usage.Subscription{PeriodAnchor: tt.anchor}, History: tt.history, ClosedThrough: tt.through}
+			got := usage.DuePeriods(sub, tt.now, usage.DefaultGrace, usage.DefaultLookback)
+			if len(got) != tt.want || (tt.first != nil && got[0] != *tt.first) || (tt.last != nil && got[len(got)-1] != *tt.last) {
+				t.Errorf("DuePeriods(%v, %v) = %v; want %d periods from %v to %v", tt.anchor, tt.now, got, tt.want, tt.first, tt.last)
 			}
 		})
 	}
 }
 
-func TestPlanEntry(t *testing.T) {
+func TestPlanPeriod(t *testing.T) {
 	const user = "00000000-0000-4000-8000-000000000001"
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
-	pro := &usage.Subscription{UserID: user, PlanID: "pro", Effective: usage.Plan{ID: "pro", IncludedCalls: 100_000,
-		OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}}
-	base := &usage.Overage{Included: 100_000, UnitSize: 1000, UnitPrice: 40, Currency: "usd"}
+	pro := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "pro", PeriodAnchor: day(2026, 1, 1)},
+		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms}}}
+	// pro, then free from the period's end (a downgrade asked for in February).
+	toFree := &usage.BillableSubscription{Subscription: pro.Subscription,
+		History: append(slices.Clone(pro.History), usage.Terms{From: feb.End, PlanID: "free", Effective: freePlan, Change: usage.ChangeDowngrade})}
+	// pro, then enterprise from 10 February 14:00 (an upgrade).
+	toEnt := &usage.BillableSubscription{Subscription: pro.Subscription,
+		History: append(slices.Clone(pro.History), usage.Terms{From: time.Date(2026, 2, 10, 14, 0, 0, 0, time.UTC), PlanID: "enterprise",
+			Effective: entTerms, Change: usage.ChangeUpgrade})}
+	calls := func(n int64) []usage.DayCalls { return []usage.DayCalls{{Day: day(2026, 2, 5), Calls: n}} }
+	billedAt40 := []usage.Line{{From: feb.Start, To: feb.End, PlanID: "pro", Bills: true, Included: 100_000,
+		Price: usage.Price{Model: usage.PricePackage, UnitSize: 1000, UnitPrice: 40, Currency: "usd"}}}
 	up := usage.UserPeriod{UserID: user, Period: feb}
+	closed := time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC)
 	tests := []struct {
-		name   string
-		st     usage.PeriodState
-		dryRun bool
-		want   *usage.LedgerEntry // compared on Seq, Status, Units, Amount
+		name string
+		sub  *usage.BillableSubscription
+		st   usage.PeriodState
+		now  time.Time
+		want *usage.LedgerEntry // compared on Seq, Status, Units, Amount
 	}{
-		{"below quota", usage.PeriodState{UserPeriod: up, Used: 99_999}, false, &usage.LedgerEntry{Seq: 0, Status: "skipped"}},
-		{"at quota", usage.PeriodState{UserPeriod: up, Used: 100_000}, false, &usage.LedgerEntry{Seq: 0, Status: "skipped"}},
-		{"one call above", usage.PeriodState{UserPeriod: up, Used: 100_001}, false, &usage.LedgerEntry{Seq: 0, Status: "pending", Units: 1, Amount: 50}},
-		{"dry run", usage.PeriodState{UserPeriod: up, Used: 102_000}, true, &usage.LedgerEntry{Seq: 0, Status: "dry_run", Units: 2, Amount: 100}},
-		{"billed, nothing new", usage.PeriodState{UserPeriod: up, Used: 102_000, Rows: 1, Units: 2, Amount: 80, Base: base}, false, nil},
-		{"late usage, priced with the billed terms", usage.PeriodState{UserPeriod: up, Used: 105_000, Rows: 1, Units: 2, Amount: 80, Base: base}, false,
-			&usage.LedgerEntry{Seq: 1, Status: "pending", Units: 3, Amount: 120}},
-		{"usage fell: a credit for review", usage.PeriodState{UserPeriod: up, Used: 101_000, Rows: 2, MaxSeq: 1, Units: 5, Amount: 200, Base: base}, false,
-			&usage.LedgerEntry{Seq: 2, Status: "skipped", Units: -4, Amount: -160}},
-		{"credit recorded once", usage.PeriodState{UserPeriod: up, Used: 101_000, Rows: 3, MaxSeq: 2, Units: 1, Amount: 40, Base: base}, false, nil},
+		{"below quota", pro, usage.PeriodState{UserPeriod: up, Days: calls(99_999)}, closed, &usage.LedgerEntry{Seq: 0, Status: "skipped"}},
+		{"at quota", pro, usage.PeriodState{UserPeriod: up, Days: calls(100_000)}, closed, &usage.LedgerEntry{Seq: 0, Status: "skipped"}},
+		{"one call above", pro, usage.PeriodState{UserPeriod: up, Days: calls(100_001)}, closed, &usage.LedgerEntry{Seq: 0, Status: "pending", Units: 1, Amount: 50}},
+		{"not closed yet", pro, usage.PeriodState{UserPeriod: up, Days: calls(150_000)}, day(2026, 2, 20), nil},
+		{"billed, nothing new", pro, usage.PeriodState{UserPeriod: up, Days: calls(102_000), Rows: 1, Recorded: 80, Lines: billedAt40}, closed, nil},
+		{"late usage, priced with the billed terms", pro, usage.PeriodState{UserPeriod: up, Days: calls(105_000), Rows: 1, Recorded: 80, Lines: billedAt40}, closed,
+			&usage.LedgerEntry{Seq: 1, Status: "pending", Units: 5, Amount: 120}},
+		{"a failed row accounts for its amount: no second row", pro, usage.PeriodState{UserPeriod: up, Days: calls(150_000), Rows: 1, Recorded: 2500}, closed, nil},
+		{"usage fell: a credit for review", pro, usage.PeriodState{UserPeriod: up, Days: calls(101_000), Rows: 2, MaxSeq: 1, Recorded: 200, Lines: billedAt40}, closed,
+			&usage.LedgerEntry{Seq: 2, Status: "skipped", Units: 1, Amount: -160}},
+		{"billed and beyond the lookback", pro, usage.PeriodState{UserPeriod: up, Days: calls(500_000), Rows: 1, Recorded: 80, Lines: billedAt40},
+			feb.End.Add(usage.DefaultLookback + time.Hour), nil},
+		// pro → free in February: February is pro's, whole.
+		{"downgraded at the period's end", toFree, usage.PeriodState{UserPeriod: up, Days: calls(150_000)}, closed,
+			&usage.LedgerEntry{Seq: 0, Status: "pending", Units: 50, Amount: 2500}},
+		// pro → enterprise on 10 February: the pro segment (9 days, 32,143
+		// included) is billed at the first run after its grace: 90,000 calls
+		// on 5 February, 58 packages at 0.50.
+		{"upgraded: the closed segment", toEnt, usage.PeriodState{UserPeriod: up, Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}}},
+			day(2026, 2, 11), &usage.LedgerEntry{Seq: 0, Status: "pending", Units: 58, Amount: 2900}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := usage.PlanEntry(pro, tt.st, tt.dryRun)
+			got, err := (&usage.Billing{}).PlanPeriod(tt.sub, tt.st, tt.now)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if (got == nil) != (tt.want == nil) {
-				t.Fatalf("PlanEntry = %+v; want %+v", got, tt.want)
+				t.Fatalf("PlanPeriod = %+v; want %+v", got, tt.want)
 			}
 			if got == nil {
 				return
 			}
 			if got.Seq != tt.want.Seq || got.Status != tt.want.Status || got.Units != tt.want.Units || got.Amount != tt.want.Amount {
-				t.Errorf("PlanEntry = seq %d %s units %d amount %d; want seq %d %s units %d amount %d",
+				t.Errorf("PlanPeriod = seq %d %s units %d amount %d; want seq %d %s units %d amount %d",
 					got.Seq, got.Status, got.Units, got.Amount, tt.want.Seq, tt.want.Status, tt.want.Units, tt.want.Amount)
 			}
 			if got.IdempotencyKey != usage.IdempotencyKey(user, feb.Start, got.Seq) {
@@ -86,26 +123,58 @@ func TestPlanEntry(t *testing.T) {
 	}
 }
 
-func TestIdempotencyKeyAndDescription(t *testing.T) {
+// TestPlanPeriodUpgrade follows a period with an upgrade from the first
+// row (the pro segment, at the first run after it closed) to the row at
+// the period's end (the enterprise segment), and their descriptions.
+func TestPlanPeriodUpgrade(t *testing.T) {
+	const user = "00000000-0000-4000-8000-000000000001"
+	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
+	sub := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "enterprise", PeriodAnchor: day(2026, 1, 1)},
+		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms},
+			{From: time.Date(2026, 2, 10, 14, 0, 0, 0, time.UTC), PlanID: "enterprise", Effective: entTerms, Change: usage.ChangeUpgrade}}}
+	st := usage.PeriodState{UserPeriod: usage.UserPeriod{UserID: user, Period: feb},
+		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}, {Day: day(2026, 2, 10), Calls: 1_000}}}
+	b := &usage.Billing{}
+	first, err := b.PlanPeriod(sub, st, day(2026, 2, 11))
+	if err != nil || first == nil {
+		t.Fatalf("first = %+v, %v", first, err)
+	}
+	if want := "API overage, 2026-02-01 – 2026-02-28: Pro 2026-02-01 – 2026-02-09, 90,000 calls, 32,143 included: 58 × 1,000 calls at 0.50 USD = 29.00 USD"; first.Description != want {
+		t.Errorf("first description = %q; want %q", first.Description, want)
+	}
+	// The period closes: enterprise's 19 days include 6,785,714 calls; the
+	// 9,001,000 of them cost 2,216 packages at 0.20.
+	st.Days = append(st.Days, usage.DayCalls{Day: day(2026, 2, 20), Calls: 9_000_000})
+	st.Rows, st.Recorded, st.Lines = 1, first.Amount, first.Lines
+	second, err := b.PlanPeriod(sub, st, day(2026, 3, 2).Add(time.Hour))
+	if err != nil || second == nil || second.Seq != 1 || second.Amount != 44_320 || second.Status != usage.LedgerPending {
+		t.Fatalf("second = %+v, %v", second, err)
+	}
+	if want := "API overage adjustment 1, 2026-02-01 – 2026-02-28: Enterprise 2026-02-10 – 2026-02-28, 9,001,000 calls, 6,785,714 included: 2,216 × 1,000 calls at 0.20 USD = 443.20 USD"; second.Description != want {
+		t.Errorf("second description = %q; want %q", second.Description, want)
+	}
+	// Late calls on the pro segment's days are re-priced on pro's terms.
+	st.Days[0].Calls += 1_000
+	st.Rows, st.MaxSeq, st.Recorded, st.Lines = 2, 1, first.Amount+second.Amount, second.Lines
+	third, err := b.PlanPeriod(sub, st, day(2026, 3, 3))
+	if err != nil || third == nil || third.Seq != 2 || third.Amount != 50 ||
+		third.Description != "API overage adjustment 2, 2026-02-01 – 2026-02-28: Pro 2026-02-01 – 2026-02-09, 91,000 calls, 32,143 included: 59 × 1,000 calls at 0.50 USD = 29.50 USD; less 29.00 USD charged before" {
+		t.Errorf("third = %+v, %v", third, err)
+	}
+}
+
+func TestIdempotencyKeys(t *testing.T) {
 	start := time.Date(2026, 2, 1, 1, 0, 0, 0, time.FixedZone("x", 3600))
 	if got, want := usage.IdempotencyKey("u1", start, 2), "nexus-overage-u1-20260201-2"; got != want {
 		t.Errorf("IdempotencyKey = %q; want %q", got, want)
 	}
-	e := &usage.LedgerEntry{Period: usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}, Included: 100, Used: 150}
-	if got, want := e.Description(), "API overage: 50 calls above 100 included, period 2026-02-01 – 2026-02-28"; got != want {
-		t.Errorf("Description = %q; want %q", got, want)
+	e := &usage.LedgerEntry{IdempotencyKey: "k"}
+	if e.SendKey("cus_a") != "k" {
+		t.Errorf("never sent: key %q", e.SendKey("cus_a"))
 	}
-}
-
-func TestProjectOverage(t *testing.T) {
-	p := usage.Plan{ID: "pro", IncludedCalls: 100_000, OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
-	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)} // 28 days
-	pr := usage.ProjectOverage(p, feb, 70_000, day(2026, 2, 15))      // 14 days: half
-	if pr.ToDate.Units != 0 || pr.Projected.Used != 140_000 || pr.Projected.Units != 40 || pr.Projected.Amount != 2000 {
-		t.Errorf("ProjectOverage = %+v", pr)
-	}
-	if !strings.Contains(usage.Errorf(usage.CodeInvalid, "x").Error(), "invalid") {
-		t.Error("unexpected error format")
+	e.SentTo = []string{"cus_a"}
+	if e.SendKey("cus_a") != "k" || e.SendKey("cus_b") != "k-cus_b" {
+		t.Errorf("sent to cus_a: keys %q, %q", e.SendKey("cus_a"), e.SendKey("cus_b"))
 	}
 }
 

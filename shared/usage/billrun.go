@@ -8,94 +8,64 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
 
 // Billing run defaults.
 const (
-	// DefaultGrace is how long after a period ends it is closed: late events
-	// may still arrive.
+	// DefaultGrace is how long after a period (or a segment a plan change
+	// closed) ends it is billed: late events may still arrive.
 	DefaultGrace = 24 * time.Hour
-	// DefaultLookback bounds how far back closed periods are reconsidered
+	// DefaultLookback bounds how far back billed periods are reconsidered
 	// for late usage: a period that ended longer ago cannot receive events
 	// any more (35-day backfill window, plus the grace period and a margin).
+	// Periods that were never billed are billed however old.
 	DefaultLookback = 40 * 24 * time.Hour
-	// DefaultKeyWindow is the age of a pending row after which it is looked
-	// up in Stripe by metadata before being sent again: Stripe keeps
-	// idempotency keys for at least 24 hours; an hour's margin is taken.
+	// DefaultKeyWindow is the age of a row after which it is looked up in
+	// Stripe by metadata before being sent again: Stripe keeps idempotency
+	// keys for at least 24 hours; an hour's margin is taken.
 	DefaultKeyWindow   = 23 * time.Hour
 	DefaultMaxAttempts = 10
 	DefaultLease       = 15 * time.Minute
 	DefaultWorkers     = 4
 	DefaultBatch       = 100
+	// MaxReportRows bounds the rows a run report lists; the totals count
+	// them all.
+	MaxReportRows = 1000
 )
 
-// ClosablePeriods returns the billing periods of a subscription anchored at
-// anchor that ended at least grace before now and less than lookback before
-// now, oldest first. Periods starting before the anchor are never returned.
-func ClosablePeriods(anchor, now time.Time, grace, lookback time.Duration) []Period {
+// DuePeriods returns the periods of sub a run at now considers, oldest
+// first:
+//   - every closed period (ended at least grace before now, starting at or
+//     after the anchor) after ClosedThrough, however old: they have no rows
+//     yet (a subscription that only had dry runs starts from its anchor);
+//   - the closed periods that ended less than lookback ago, for late
+//     usage;
+//   - the period not closed yet whose terms changed at least grace before
+//     now: an upgrade closed a segment of it, billed on its own.
+func DuePeriods(sub *BillableSubscription, now time.Time, grace, lookback time.Duration) []Period {
+	anchor := sub.PeriodAnchor.UTC()
 	cutoff := now.Add(-grace)
 	oldest := now.Add(-lookback)
+	open := PeriodAt(anchor, cutoff)
 	var out []Period
-	p := PeriodBefore(anchor, PeriodAt(anchor, cutoff))
-	for !p.End.Before(oldest) && !p.Start.Before(anchor.UTC()) {
-		if p.End.After(cutoff) {
+	for p := PeriodBefore(anchor, open); !p.Start.Before(anchor); p = PeriodBefore(anchor, p) {
+		if !p.End.After(sub.ClosedThrough) && p.End.Before(oldest) {
 			break
 		}
 		out = append(out, p)
-		p = PeriodBefore(anchor, p)
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
+	slices.Reverse(out)
+	if !open.Start.Before(anchor) && slices.ContainsFunc(sub.History, func(t Terms) bool {
+		d := Day(t.From)
+		return d.After(open.Start) && !d.After(cutoff)
+	}) {
+		out = append(out, open)
 	}
 	return out
-}
-
-// PlanEntry decides the ledger row a closed period needs, or nil when the
-// ledger is up to date:
-//   - no row yet: the period's charge (seq 0), pending, or skipped when
-//     there is nothing to charge;
-//   - rows exist: the newly computed charge, priced with the seq 0 row's
-//     terms, minus everything recorded so far. A positive difference is a
-//     pending adjustment with the next seq; a negative one is a skipped row
-//     with a negative amount and a note, a credit for an admin to decide on.
-//
-// Pending rows become dry_run rows when dryRun is set.
-func PlanEntry(sub *Subscription, st PeriodState, dryRun bool) *LedgerEntry {
-	plan := sub.Effective
-	seq := 0
-	if st.Rows > 0 {
-		if st.Base == nil {
-			return nil
-		}
-		plan = Plan{ID: sub.PlanID, IncludedCalls: st.Base.Included, OverageUnitSize: st.Base.UnitSize,
-			OverageUnitPrice: st.Base.UnitPrice, Currency: st.Base.Currency}
-		seq = st.MaxSeq + 1
-	}
-	o := ComputeOverage(plan, st.Used)
-	e := &LedgerEntry{
-		UserID: st.UserID, Period: st.Period, Seq: seq,
-		Included: o.Included, Used: o.Used, UnitSize: o.UnitSize, UnitPrice: o.UnitPrice, Currency: o.Currency,
-		Units: o.Units - st.Units, Amount: o.Amount - st.Amount,
-		IdempotencyKey: IdempotencyKey(st.UserID, st.Period.Start, seq),
-	}
-	switch {
-	case seq > 0 && e.Amount == 0:
-		return nil
-	case e.Amount > 0 && dryRun:
-		e.Status = LedgerDryRun
-	case e.Amount > 0:
-		e.Status = LedgerPending
-	case e.Amount == 0:
-		e.Status = LedgerSkipped
-		e.Note = "no usage above the included calls"
-	default:
-		e.Status = LedgerSkipped
-		e.Note = fmt.Sprintf("usage fell to %d calls after %d %s was charged; credit of %d %s not issued automatically, review",
-			st.Used, st.Amount, o.Currency, -e.Amount, o.Currency)
-	}
-	return e
 }
 
 // Billing closes billing periods and bills their overage exactly once: the
@@ -103,12 +73,24 @@ func PlanEntry(sub *Subscription, st PeriodState, dryRun bool) *LedgerEntry {
 // row's idempotency key, then the row is marked billed. Runs may overlap;
 // the store's claims keep each row with one run at a time, and the key
 // makes a repeated call after a crash harmless.
+//
+// Each period is priced by segments (Segments): the parts of it under one
+// entry of the terms history, each with its plan's included calls prorated
+// by days and the calls of its days (PriceLines). A segment is billed once
+// it has been over for the grace period: a period's segments at its end,
+// and the segment an upgrade closed at the first run after it. A row bills
+// the difference between the lines' total and what the period's rows
+// already account for, so every change (a closed segment, late usage) is
+// one more row with the next seq.
 type Billing struct {
 	Ledger LedgerStore
-	// Biller is nil for a dry run: rows are written as dry_run, nothing is
-	// sent.
+	// Biller is nil for a dry run: the run reports the rows a real run
+	// would write and writes none.
 	Biller Biller
 	Logger *slog.Logger
+	// Clock gives the times of the run's record (eco_job_runs); nil means
+	// time.Now. The run bills at the instant Run is given.
+	Clock func() time.Time
 
 	Grace       time.Duration
 	Lookback    time.Duration
@@ -119,20 +101,49 @@ type Billing struct {
 	Batch       int
 }
 
-// RunReport says what a run did.
+// PlannedRow is a ledger row a run wrote, or a dry run would write.
+type PlannedRow struct {
+	UserID      string `json:"user_id"`
+	Period      Period `json:"period"`
+	Seq         int    `json:"seq"`
+	Status      string `json:"status"`
+	Amount      int64  `json:"amount"`
+	Currency    string `json:"currency"`
+	Description string `json:"description"`
+}
+
+// Amount is a sum of money in one currency's minor unit.
+type Amount struct {
+	Currency string `json:"currency"`
+	Amount   int64  `json:"amount"`
+}
+
+// RunReport says what a run did; a dry run says what a real run would do.
 type RunReport struct {
-	RunID         string        `json:"run_id"`
-	DryRun        bool          `json:"dry_run"`
-	Subscriptions int           `json:"subscriptions"`
-	Periods       int           `json:"periods"`
-	Inserted      int           `json:"inserted"`
-	Billed        int           `json:"billed"`
-	Found         int           `json:"found"`
-	Retry         int           `json:"retry"`
-	Failed        int           `json:"failed"`
-	StripeCalls   int           `json:"stripe_calls"`
-	PlanTime      time.Duration `json:"-"`
-	BillTime      time.Duration `json:"-"`
+	RunID string `json:"run_id"`
+	// JobRunID is the run's row in eco_job_runs.
+	JobRunID      int64     `json:"job_run_id"`
+	Now           time.Time `json:"now"`
+	DryRun        bool      `json:"dry_run"`
+	Subscriptions int       `json:"subscriptions"`
+	Periods       int       `json:"periods"`
+	// Planned are the rows written (dry run: that a real run would write),
+	// the first MaxReportRows of PlannedRows; Due sums their positive
+	// amounts per currency, what goes (would go) to Stripe.
+	Planned     []PlannedRow `json:"planned"`
+	PlannedRows int          `json:"planned_rows"`
+	Due         []Amount     `json:"due"`
+	// PlanErrors counts the periods that could not be priced (logged; the
+	// next run tries them again).
+	PlanErrors  int           `json:"plan_errors"`
+	Inserted    int           `json:"inserted"`
+	Billed      int           `json:"billed"`
+	Found       int           `json:"found"`
+	Retry       int           `json:"retry"`
+	Failed      int           `json:"failed"`
+	StripeCalls int           `json:"stripe_calls"`
+	PlanTime    time.Duration `json:"-"`
+	BillTime    time.Duration `json:"-"`
 }
 
 // MarshalJSON writes the report with its durations in milliseconds
@@ -172,76 +183,278 @@ func (b *Billing) withDefaults() Billing {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
 	return c
 }
 
-// Run closes the periods closable at now and bills the pending rows. It
-// returns an error only when the run should be retried: the store failed,
-// the provider refused the credentials, or rows stayed pending after
-// retryable provider errors (CodeUnavailable). Permanent per-row failures
-// are recorded on the rows and logged; the run goes on.
+// Run plans the rows due at now and bills the pending ones, recording
+// itself in the store's job runs. A dry run (no Biller) writes nothing but
+// its record. It returns an error only when the run should be retried: the
+// store failed, the provider refused the credentials, or rows stayed
+// pending after retryable provider errors (CodeUnavailable). Permanent
+// per-row failures are recorded on the rows and logged; the run goes on.
 func (b *Billing) Run(ctx context.Context, now time.Time) (RunReport, error) {
 	c := b.withDefaults()
 	now = now.UTC()
-	rep := RunReport{RunID: newRunID(), DryRun: c.Biller == nil}
-
-	start := time.Now()
-	if err := c.plan(ctx, now, &rep); err != nil {
-		return rep, err
-	}
-	rep.PlanTime = time.Since(start)
-	if c.Biller == nil {
-		return rep, nil
-	}
-	start = time.Now()
-	err := c.bill(ctx, now, &rep)
-	rep.BillTime = time.Since(start)
+	rep := RunReport{RunID: newRunID(), Now: now, DryRun: c.Biller == nil}
+	id, err := c.Ledger.OpenRun(ctx, &rep, now, c.Clock().UTC())
 	if err != nil {
-		return rep, err
+		return rep, fmt.Errorf("record the run: %w", err)
 	}
-	if rep.Retry > 0 {
-		return rep, Errorf(CodeUnavailable, "%d overage items left pending after retryable errors", rep.Retry)
+	rep.JobRunID = id
+	err = c.run(ctx, now, &rep)
+	if cerr := c.Ledger.CloseRun(context.WithoutCancel(ctx), id, &rep, c.Clock().UTC(), err); cerr != nil && err == nil {
+		err = fmt.Errorf("record the run's end: %w", cerr)
 	}
-	return rep, nil
+	return rep, err
 }
 
-// plan writes the ledger rows the closed periods need.
-func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) error {
+func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error {
+	start := time.Now()
+	if !rep.DryRun {
+		if _, err := c.Ledger.PromoteDueTerms(ctx, now); err != nil {
+			return fmt.Errorf("promote due plan changes: %w", err)
+		}
+	}
+	entries, progress, err := c.plan(ctx, now, rep)
+	if err != nil {
+		return err
+	}
+	report(rep, entries)
+	if rep.DryRun {
+		rep.PlanTime = time.Since(start)
+		return nil
+	}
+	n, err := c.Ledger.InsertLedgerEntries(ctx, entries, progress, now)
+	if err != nil {
+		return fmt.Errorf("insert ledger entries: %w", err)
+	}
+	rep.Inserted = n
+	rep.PlanTime = time.Since(start)
+	start = time.Now()
+	err = c.bill(ctx, now, rep)
+	rep.BillTime = time.Since(start)
+	if err != nil {
+		return err
+	}
+	if rep.Retry > 0 {
+		return Errorf(CodeUnavailable, "%d overage items left pending after retryable errors", rep.Retry)
+	}
+	return nil
+}
+
+// report lists the planned rows in the report and sums what is due.
+func report(rep *RunReport, entries []*LedgerEntry) {
+	rep.PlannedRows = len(entries)
+	due := map[string]int64{}
+	for _, e := range entries {
+		if len(rep.Planned) < MaxReportRows {
+			rep.Planned = append(rep.Planned, PlannedRow{UserID: e.UserID, Period: e.Period, Seq: e.Seq, Status: e.Status,
+				Amount: e.Amount, Currency: e.Currency, Description: e.Description})
+		}
+		if e.Status == LedgerPending {
+			due[e.Currency] += e.Amount
+		}
+	}
+	rep.Due = sumsOf(due)
+}
+
+func sumsOf(m map[string]int64) []Amount {
+	out := []Amount{}
+	for cur, a := range m {
+		out = append(out, Amount{Currency: cur, Amount: a})
+	}
+	slices.SortFunc(out, func(a, b Amount) int { return strings.Compare(a.Currency, b.Currency) })
+	return out
+}
+
+// plan returns the ledger rows the due periods need and how far each
+// subscription's closed periods are then planned.
+func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*LedgerEntry, []Progress, error) {
 	subs, err := c.Ledger.BillableSubscriptions(ctx)
 	if err != nil {
-		return fmt.Errorf("list billable subscriptions: %w", err)
+		return nil, nil, fmt.Errorf("list billable subscriptions: %w", err)
 	}
 	rep.Subscriptions = len(subs)
 	var (
 		periods []UserPeriod
-		owners  []*Subscription
+		owners  []*BillableSubscription
 	)
 	for _, s := range subs {
-		for _, p := range ClosablePeriods(s.PeriodAnchor, now, c.Grace, c.Lookback) {
-			periods = append(periods, UserPeriod{UserID: s.UserID, Period: p})
+		for _, p := range DuePeriods(s, now, c.Grace, c.Lookback) {
+			periods = append(periods, UserPeriod{UserID: s.UserID, Period: p, ByDay: NeedsDays(p, s.History)})
 			owners = append(owners, s)
 		}
 	}
 	rep.Periods = len(periods)
 	if len(periods) == 0 {
-		return nil
+		return nil, nil, nil
 	}
 	states, err := c.Ledger.PeriodStates(ctx, periods)
 	if err != nil {
-		return fmt.Errorf("read period states: %w", err)
+		return nil, nil, fmt.Errorf("read period states: %w", err)
 	}
 	var entries []*LedgerEntry
+	cutoff := now.Add(-c.Grace)
+	through := map[*BillableSubscription]time.Time{}
+	stuck := map[*BillableSubscription]bool{}
 	for i, st := range states {
-		if e := PlanEntry(owners[i], st, c.Biller == nil); e != nil {
+		s := owners[i]
+		e, err := c.PlanPeriod(s, st, now)
+		if err != nil {
+			rep.PlanErrors++
+			stuck[s] = true
+			c.Logger.ErrorContext(ctx, "overage period not priced", "user_id", s.UserID,
+				"period_start", st.Period.Start.Format(time.DateOnly), "error", ErrorMessage(err))
+			continue
+		}
+		if e != nil {
 			entries = append(entries, e)
 		}
+		if !st.Period.End.After(cutoff) && !stuck[s] {
+			through[s] = st.Period.End
+		}
 	}
-	n, err := c.Ledger.InsertLedgerEntries(ctx, entries, now)
+	var progress []Progress
+	for s, t := range through {
+		if t.After(s.ClosedThrough) {
+			progress = append(progress, Progress{UserID: s.UserID, ClosedThrough: t})
+		}
+	}
+	slices.SortFunc(progress, func(a, b Progress) int { return strings.Compare(a.UserID, b.UserID) })
+	return entries, progress, nil
+}
+
+// PlanPeriod decides the ledger row a period of sub needs at now, or nil
+// when its rows are up to date:
+//   - the segments over for the grace period are priced (PriceLines, the
+//     terms already billed kept for their segments) and their total is
+//     compared with what the rows account for (PeriodState.Recorded);
+//   - more: a pending row for the difference with the next seq;
+//   - less: a skipped row with the negative difference and a note, a
+//     credit for an admin to decide on;
+//   - nothing new: no row, except a skipped seq 0 row for a closed period
+//     with nothing above the included calls, which says it was closed.
+//
+// Periods without terms that bill get no row; billed periods beyond the
+// lookback are left alone.
+func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time.Time) (*LedgerEntry, error) {
+	b := c.withDefaults()
+	cutoff := now.Add(-b.Grace)
+	closed := !st.Period.End.After(cutoff)
+	segs := Segments(st.Period, sub.History)
+	if st.Rows > 0 && closed && st.Period.End.Before(now.Add(-b.Lookback)) && allRecorded(segs, st.Lines) {
+		return nil, nil
+	}
+	lines, err := PriceLines(st.Period, segs, st.Days, st.Lines, cutoff)
 	if err != nil {
-		return fmt.Errorf("insert ledger entries: %w", err)
+		return nil, err
 	}
-	rep.Inserted = n
-	return nil
+	if st.Rows == 0 && !slices.ContainsFunc(lines, func(l Line) bool { return l.Bills }) {
+		return nil, nil
+	}
+	charge, err := NewPeriodCharge(lines)
+	if err != nil {
+		return nil, err
+	}
+	seq := 0
+	if st.Rows > 0 {
+		seq = st.MaxSeq + 1
+	}
+	e := &LedgerEntry{
+		UserID: st.UserID, Period: st.Period, Seq: seq,
+		Included: charge.Included, Used: charge.Used, Amount: charge.Amount - st.Recorded, Currency: charge.Currency,
+		Lines: lines, IdempotencyKey: IdempotencyKey(st.UserID, st.Period.Start, seq),
+	}
+	for _, l := range lines {
+		e.Units += l.Units
+		if l.Bills {
+			e.UnitSize, e.UnitPrice = l.Price.UnitSize, l.Price.UnitPrice
+		}
+	}
+	switch {
+	case e.Amount > 0:
+		e.Status = LedgerPending
+	case e.Amount == 0 && st.Rows == 0 && closed:
+		e.Status = LedgerSkipped
+		e.Note = "no usage above the included calls"
+	case e.Amount == 0:
+		return nil, nil
+	default:
+		e.Status = LedgerSkipped
+		e.Note = fmt.Sprintf("usage fell to %d calls after %d %s was charged; credit of %d %s not issued automatically, review",
+			charge.Used, st.Recorded, charge.Currency, -e.Amount, charge.Currency)
+	}
+	e.Description = describe(e, st.Lines)
+	return e, nil
+}
+
+// allRecorded reports whether every segment has a recorded line.
+func allRecorded(segs []Segment, recorded []Line) bool {
+	for _, s := range segs {
+		if !slices.ContainsFunc(recorded, func(r Line) bool { return r.From.Equal(s.From) && r.To.Equal(s.To) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// describe writes the invoice line of a row for the customer: the period,
+// then each segment the row charges (new, or re-priced by late usage) with
+// its plan, calls, included calls and price, and what was charged before
+// for those segments.
+func describe(e *LedgerEntry, before []Line) string {
+	var b strings.Builder
+	b.WriteString("API overage")
+	if e.Seq > 0 {
+		fmt.Fprintf(&b, " adjustment %d", e.Seq)
+	}
+	b.WriteString(", " + span(e.Period.Start, e.Period.End))
+	var parts []string
+	var prior int64
+	for _, l := range e.Lines {
+		i := slices.IndexFunc(before, func(r Line) bool { return r.From.Equal(l.From) && r.To.Equal(l.To) })
+		if i >= 0 && before[i].Used == l.Used && before[i].Amount == l.Amount {
+			continue // unchanged: charged before
+		}
+		if !l.Bills && i < 0 && len(e.Lines) > 1 {
+			continue // a segment that charges nothing, beside others
+		}
+		if i >= 0 {
+			prior += before[i].Amount
+		}
+		name := l.PlanName
+		if name == "" {
+			name = l.PlanID
+		}
+		if !l.From.Equal(e.Period.Start) || !l.To.Equal(e.Period.End) {
+			name += " " + span(l.From, l.To)
+		}
+		s := fmt.Sprintf("%s, %s calls, %s included: ", name, FormatCount(l.Used), FormatCount(l.Included))
+		switch {
+		case !l.Bills:
+			s += "no overage billing"
+		case l.PriceCharge.Calls == 0:
+			s += "nothing above the included calls"
+		default:
+			s += l.Price.Describe(l.PriceCharge)
+		}
+		parts = append(parts, s)
+	}
+	if len(parts) > 0 {
+		b.WriteString(": " + strings.Join(parts, "; "))
+	}
+	if prior != 0 {
+		b.WriteString("; less " + FormatMoney(prior, e.Currency) + " charged before")
+	}
+	return b.String()
+}
+
+// span writes [from, to) as its first and last days.
+func span(from, to time.Time) string {
+	return from.UTC().Format(time.DateOnly) + " – " + to.Add(-time.Nanosecond).UTC().Format(time.DateOnly)
 }
 
 // bill claims pending rows in batches and bills them with c.Workers
@@ -310,6 +523,18 @@ func (c *Billing) bill(parent context.Context, now time.Time, rep *RunReport) er
 	}
 }
 
+// needsLookup reports whether a claimed row must be looked up by metadata
+// before it is sent: it was sent before, and its key may not protect it
+// now, because the key window has passed, an admin retried it after it
+// failed, or it was sent to another customer (a send to the customer now
+// goes under another key).
+func (c *Billing) needsLookup(e *LedgerEntry, now time.Time) bool {
+	if len(e.SentTo) == 0 {
+		return false
+	}
+	return now.Sub(e.CreatedAt) >= c.KeyWindow || e.Retries > 0 || len(e.SentTo) > 1 || e.SentTo[0] != e.CustomerID
+}
+
 // billOne bills one claimed row and returns the invoice item's id to record
 // as billed ("" when the row was not billed). It returns an error only when
 // the run must stop.
@@ -322,12 +547,6 @@ func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, re
 			return fmt.Errorf("mark ledger row %s failed: %w", e.ID, err)
 		}
 		return nil
-	}
-	if e.CustomerID == "" {
-		return "", fail("the subscription has no Stripe customer")
-	}
-	if e.Attempts > c.MaxAttempts {
-		return "", fail(fmt.Sprintf("gave up after %d attempts: %s", e.Attempts-1, e.LastError))
 	}
 	providerErr := func(op string, err error) error {
 		switch {
@@ -347,23 +566,45 @@ func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, re
 			return fail(ErrorMessage(err))
 		}
 	}
+	// find looks the row up under every customer it was sent to.
+	find := func() (string, bool, error) {
+		for _, cus := range e.SentTo {
+			rep.StripeCalls++
+			id, found, err := c.Biller.FindInvoiceItem(ctx, cus, e.ID)
+			if err != nil || found {
+				if found {
+					rep.Found++
+					log.InfoContext(ctx, "overage item found by metadata", "stripe_id", id, "customer_id", cus)
+				}
+				return id, found, err
+			}
+		}
+		return "", false, nil
+	}
 
-	// A row tried before, longer ago than the key window: the key may be
-	// gone, so ask Stripe whether the item exists before creating it.
-	if e.Attempts > 1 && now.Sub(e.CreatedAt) >= c.KeyWindow {
-		rep.StripeCalls++
-		id, found, err := c.Biller.FindInvoiceItem(ctx, e.CustomerID, e.ID)
+	lookedUp := false
+	if e.CustomerID == "" || e.Attempts > c.MaxAttempts || c.needsLookup(e, now) {
+		id, found, err := find()
 		if err != nil {
 			return "", providerErr("find", err)
 		}
 		if found {
-			rep.Found++
-			log.InfoContext(ctx, "overage item found by metadata", "stripe_id", id)
 			return id, nil
 		}
+		lookedUp = true
+	}
+	switch {
+	case e.CustomerID == "":
+		return "", fail("the subscription has no Stripe customer")
+	case e.Attempts > c.MaxAttempts:
+		return "", fail(fmt.Sprintf("gave up after %d attempts: %s", e.Attempts-1, e.LastError))
+	}
+	key := e.SendKey(e.CustomerID)
+	if lookedUp && key != e.IdempotencyKey {
+		log.InfoContext(ctx, "overage item sent to a new customer", "customer_id", e.CustomerID, "first_customer_id", e.SentTo[0])
 	}
 	rep.StripeCalls++
-	id, err := c.Biller.CreateInvoiceItem(ctx, e.InvoiceItem(), e.IdempotencyKey)
+	id, err := c.Biller.CreateInvoiceItem(ctx, e.InvoiceItem(e.CustomerID), key)
 	if err != nil {
 		return "", providerErr("create", err)
 	}

@@ -9,9 +9,11 @@
 //
 // Pricing a period, for example:
 //
-//	plan := usage.Plan{ID: "pro", IncludedCalls: 100_000, OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
-//	p := usage.PeriodAt(anchor, now)        // the billing period holding now
-//	o := usage.ComputeOverage(plan, 101_001) // 2 units, 100 cents
-//	_ = p
-//	_ = o
+//	plan := usage.Plan{ID: "pro", IncludedCalls: 100_000, PriceModel: usage.PricePackage,
+//		OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
+//	p := usage.PeriodAt(anchor, now)                     // the billing period holding now
+//	segs := usage.Segments(p, history)                   // its parts under one set of terms each
+//	lines, err := usage.PriceLines(p, segs, days, nil, p.End)
+//	c, err := usage.NewPeriodCharge(lines)               // 101,001 calls on pro alone: 2 packages, 100 cents
+//	c, err := plan.Price().Charge(1_001)                 // the same, from the billable calls
 package usage

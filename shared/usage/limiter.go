@@ -205,9 +205,11 @@ func NewLimiter(store RateStore, opts LimiterOptions) *Limiter {
 type limitEntry struct {
 	mu sync.Mutex
 	// sub holds the terms (nil until read, and after the store reported a
-	// newer version); g is its plan's GCRA.
-	sub *Subscription
-	g   GCRA
+	// newer version); plan is sub's plan in force at the last refresh
+	// (Subscription.At) and g its GCRA.
+	sub  *Subscription
+	plan Plan
+	g    GCRA
 	// valid, fetched, period and used are the last refresh: used is a
 	// lower bound of the period's usage, the counters then (at least what
 	// was known before) plus the calls admitted (reserved) here since.
@@ -248,7 +250,7 @@ func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision,
 
 	e.mu.Lock()
 	if e.fresh(now, l.ttl) {
-		plan := e.sub.Effective
+		plan := e.plan
 		if cost > e.g.Burst {
 			e.mu.Unlock()
 			return Decision{}, FieldErrorf("cost", "exceeds the burst of %d", e.g.Burst)
@@ -307,9 +309,14 @@ func (l *Limiter) refresh(ctx context.Context, e *limitEntry, userID, key string
 				return Plan{}, Period{}, nil, 0, err
 			}
 			reads++
-			e.sub, e.g = sub, NewGCRA(sub.Effective.RatePerSecond, sub.Effective.Burst)
+			e.sub = sub
 		}
-		plan := e.sub.Effective
+		// The terms in force now: a downgrade waiting for the period's end
+		// takes over when that period is over (a fresh entry never spans
+		// two periods).
+		e.plan = e.sub.At(now)
+		e.g = NewGCRA(e.plan.RatePerSecond, e.plan.Burst)
+		plan := e.plan
 		if cost > e.g.Burst {
 			return Plan{}, Period{}, nil, 0, FieldErrorf("cost", "exceeds the burst of %d", e.g.Burst)
 		}

@@ -11,18 +11,32 @@ const (
 
 // Plan is what a user pays for: calls included each billing period, whether
 // the quota is hard (refuse at quota) or soft (allow and bill the overage),
-// the rate limit, and the overage price. Prices are in the currency's minor
-// unit (cents for usd); an OverageUnitPrice of 0 means no overage billing.
+// the rate limit, and the overage price (Price: its model, the price per
+// OverageUnitSize calls, its tiers). Prices are in the currency's minor
+// unit (cents for usd); a price that charges nothing means no overage
+// billing.
 type Plan struct {
-	ID               string  `json:"id"`
-	Name             string  `json:"name"`
-	IncludedCalls    int64   `json:"included_calls"`
-	HardLimit        bool    `json:"hard_limit"`
-	RatePerSecond    float64 `json:"rate_per_second"`
-	Burst            int     `json:"burst"`
-	OverageUnitSize  int64   `json:"overage_unit_size"`
-	OverageUnitPrice int64   `json:"overage_unit_price"`
-	Currency         string  `json:"currency"`
+	ID            string  `json:"id"`
+	Name          string  `json:"name"`
+	IncludedCalls int64   `json:"included_calls"`
+	HardLimit     bool    `json:"hard_limit"`
+	RatePerSecond float64 `json:"rate_per_second"`
+	Burst         int     `json:"burst"`
+	// PriceModel is one of PricePerUnit, PricePackage, PriceGraduated and
+	// PriceVolume.
+	PriceModel string `json:"price_model"`
+	// OverageUnitSize is the N of every price "per N calls".
+	OverageUnitSize int64 `json:"overage_unit_size"`
+	// OverageUnitPrice is the price of OverageUnitSize calls of a per_unit
+	// or package price; tiered prices carry theirs in Tiers.
+	OverageUnitPrice int64  `json:"overage_unit_price"`
+	Tiers            []Tier `json:"tiers,omitempty"`
+	Currency         string `json:"currency"`
+}
+
+// Price returns the plan's overage price.
+func (p Plan) Price() Price {
+	return Price{Model: p.PriceModel, UnitSize: p.OverageUnitSize, UnitPrice: p.OverageUnitPrice, Tiers: p.Tiers, Currency: p.Currency}
 }
 
 // Overrides are per-user changes to a plan; nil fields keep the plan's value.
@@ -34,6 +48,11 @@ type Overrides struct {
 	OverageUnitSize  *int64   `json:"overage_unit_size,omitempty"`
 	OverageUnitPrice *int64   `json:"overage_unit_price,omitempty"`
 	Currency         *string  `json:"currency,omitempty"`
+	// PriceModel changes the plan's model; the overrides' Tiers then
+	// replace the plan's (none for per_unit and package). Tiers alone
+	// replace the tiers of a tiered plan.
+	PriceModel *string `json:"price_model,omitempty"`
+	Tiers      []Tier  `json:"tiers,omitempty"`
 }
 
 // Validate reports the first override that could never be applied.
@@ -51,8 +70,37 @@ func (o Overrides) Validate() error {
 		return FieldErrorf("overage_unit_price", "must not be negative")
 	case o.Currency != nil && !isCurrency(*o.Currency):
 		return FieldErrorf("currency", "must be a lowercase ISO 4217 code")
+	case o.PriceModel != nil && !validModel(*o.PriceModel):
+		return FieldErrorf("price_model", "must be per_unit, package, graduated or volume")
+	case o.Tiers != nil:
+		return ValidateTiers(o.Tiers, 0)
 	}
 	return nil
+}
+
+func validModel(m string) bool {
+	switch m {
+	case PricePerUnit, PricePackage, PriceGraduated, PriceVolume:
+		return true
+	}
+	return false
+}
+
+// Validate reports the first part of the plan that could not price or
+// limit anything: the checks of Overrides on the merged values, and the
+// price as a whole (Price.Validate).
+func (p Plan) Validate() error {
+	switch {
+	case p.IncludedCalls < 0:
+		return FieldErrorf("included_calls", "must not be negative")
+	case !(p.RatePerSecond > 0):
+		return FieldErrorf("rate_per_second", "must be positive")
+	case p.Burst <= 0:
+		return FieldErrorf("burst", "must be positive")
+	case !isCurrency(p.Currency):
+		return FieldErrorf("currency", "must be a lowercase ISO 4217 code")
+	}
+	return p.Price().Validate()
 }
 
 func isCurrency(s string) bool {
@@ -90,18 +138,26 @@ func (p Plan) Apply(o Overrides) Plan {
 	if o.Currency != nil {
 		p.Currency = *o.Currency
 	}
+	switch {
+	case o.PriceModel != nil:
+		p.PriceModel, p.Tiers = *o.PriceModel, o.Tiers
+	case o.Tiers != nil:
+		p.Tiers = o.Tiers
+	}
 	return p
 }
 
-// Bills reports whether usage above the included calls is charged.
-func (p Plan) Bills() bool { return p.ID != PlanFree && p.OverageUnitPrice > 0 }
+// Bills reports whether usage above the included calls is charged: never
+// on the free plan, otherwise when the price charges anything.
+func (p Plan) Bills() bool { return p.ID != PlanFree && p.Price().Charges() }
 
 // DefaultPeriodAnchor anchors the billing periods of a user without a
 // subscription (the free plan): calendar months, UTC.
 var DefaultPeriodAnchor = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Subscription ties a user to a plan. Effective is the plan with the user's
-// overrides applied (Plan.Apply, the one place they are merged).
+// overrides applied (Plan.Apply, the one place they are merged): the terms
+// in force since the last change, unless Next has taken over.
 type Subscription struct {
 	UserID               string    `json:"user_id"`
 	PlanID               string    `json:"plan_id"`
@@ -110,6 +166,9 @@ type Subscription struct {
 	StripeCustomerID     string    `json:"stripe_customer_id,omitempty"`
 	StripeSubscriptionID string    `json:"stripe_subscription_id,omitempty"`
 	PeriodAnchor         time.Time `json:"period_anchor"`
+	// Next is a downgrade waiting for the end of the running period (its
+	// From); nil when none. Subscription.At tells which terms are in force.
+	Next *Terms `json:"next,omitempty"`
 	// Version identifies what the subscription and its plan held when they
 	// were read; the store changes it on every write of either, so a copy
 	// kept in memory is checked by comparing versions. Opaque.

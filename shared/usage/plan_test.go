@@ -53,9 +53,20 @@ func TestPeriodBefore(t *testing.T) {
 	}
 }
 
-func TestComputeOverage(t *testing.T) {
-	pro := usage.Plan{ID: usage.PlanPro, IncludedCalls: 100_000, OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
-	free := usage.Plan{ID: usage.PlanFree, IncludedCalls: 1000, HardLimit: true, OverageUnitSize: 1000, Currency: "usd"}
+// TestPlanOverage prices a whole period under one plan: the calls above
+// the included ones, by the plan's price (today's package model).
+func TestPlanOverage(t *testing.T) {
+	pro := usage.Plan{ID: usage.PlanPro, IncludedCalls: 100_000, PriceModel: usage.PricePackage, OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
+	free := usage.Plan{ID: usage.PlanFree, IncludedCalls: 1000, HardLimit: true, PriceModel: usage.PricePackage, OverageUnitSize: 1000, Currency: "usd"}
+	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
+	charge := func(p usage.Plan, used int64) usage.PriceCharge {
+		segs := []usage.Segment{{From: feb.Start, To: feb.End, Terms: usage.Terms{PlanID: p.ID, Effective: p}}}
+		lines, err := usage.PriceLines(feb, segs, []usage.DayCalls{{Day: feb.Start, Calls: used}}, nil, feb.End)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lines[0].PriceCharge
+	}
 	tests := []struct {
 		name          string
 		plan          usage.Plan
@@ -72,9 +83,9 @@ func TestComputeOverage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := usage.ComputeOverage(tt.plan, tt.used)
+			o := charge(tt.plan, tt.used)
 			if o.Units != tt.units || o.Amount != tt.amount {
-				t.Errorf("ComputeOverage(%s, %d) = %d units, %d; want %d units, %d", tt.plan.ID, tt.used, o.Units, o.Amount, tt.units, tt.amount)
+				t.Errorf("overage of %d calls on %s = %d units, %d; want %d units, %d", tt.used, tt.plan.ID, o.Units, o.Amount, tt.units, tt.amount)
 			}
 		})
 	}

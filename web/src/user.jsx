@@ -69,11 +69,20 @@ function Quota({ s }) {
   );
 }
 
+// toDateText says what the overage so far is made of: the billable calls
+// (overage_to_date), or the packages of the older answer (projected_overage).
+function toDateText(c) {
+  if (c?.billable_calls != null) return `${num(c.billable_calls)} calls above the included`;
+  if (c?.units != null) return `${num(c.units)} units${c.unit_size ? ` of ${num(c.unit_size)} calls` : ''}`;
+  return null;
+}
+
 function Summary({ s }) {
   // overage_to_date is the newer name; projected_overage, in the older
   // answer, is computed from the calls used so far, so it is to date too.
   const toDate = s.overage_to_date ?? s.projected_overage;
   const projected = s.projected;
+  const projectedCalls = projected?.used_calls ?? projected?.used;
   return (
     <div class="cards">
       <section class="card" aria-labelledby="plan-h">
@@ -93,14 +102,14 @@ function Summary({ s }) {
         <Stat
           label="To date"
           testid="overage-to-date"
-          sub={toDate?.units != null && `${num(toDate.units)} units${toDate.unit_size ? ` of ${num(toDate.unit_size)} calls` : ''}`}
+          sub={toDateText(toDate)}
         >
           {toDate ? money(toDate.amount, toDate.currency) : '—'}
         </Stat>
         <Stat
           label="Projected at period end"
           testid="overage-projected"
-          sub={projected ? projected.used != null && `at ${num(projected.used)} calls` : 'Not given by the service yet'}
+          sub={projected ? projectedCalls != null && `at ${num(projectedCalls)} calls` : 'Not given by the service yet'}
         >
           {projected ? money(projected.amount, projected.currency ?? toDate?.currency) : '—'}
         </Stat>
@@ -225,6 +234,7 @@ function Bills({ billed }) {
         ]}
         rows={billed}
         rowKey={(b) => b.period?.start}
+        rowProps={(b) => ({ 'data-period-start': b.period?.start, 'data-status': b.status })}
         sort={{ key: 'period', dir: 'descending' }}
         empty="No earlier period has been billed."
       />

@@ -1,6 +1,7 @@
 package browser_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/jackc/pgx/v5"
 	"github.com/nexus/usage/cmd/internal/browser"
 	"github.com/nexus/usage/cmd/internal/seed"
 )
@@ -98,6 +100,56 @@ func testPlanChange(t *testing.T, s *stack, b *browser.Browser) {
 	p.waitFor("the new plan in the summary", `document.querySelector('[data-testid=plan-name]').textContent === `+jsString(u.PlanName))
 	p.checkPolicy(s.GatewayURL)
 	p.screenshot("dashboard-support.png")
+}
+
+// testLedgerRetry: a failed ledger row (written here: the demo's Stripe
+// does not fail) shows in the admin's ledger with a Retry button; the
+// click makes it pending again, as the API then lists it, and the button
+// goes.
+func testLedgerRetry(t *testing.T, s *stack, b *browser.Browser) {
+	const id = "44444444-0000-4000-8000-000000000001"
+	conn, err := pgx.Connect(t.Context(), s.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), `INSERT INTO eco_overage_ledger (ledger_id, user_id, period_start, period_end, seq,
+			included_calls, used_calls, units, unit_size, unit_price, amount, currency, idempotency_key, status, attempts, last_error)
+		VALUES ($1, $2, '2020-05-01', '2020-06-01', 0, 500, 2500, 2, 1000, 50, 100, 'usd', 'nexus-overage-browser-test', 'failed', 5, 'card declined')`,
+		id, seed.EnterpriseUserID); err != nil {
+		t.Fatal(err)
+	}
+	admin := s.Admin.Token
+	p := open(t, b, s.DashboardLink(admin), `[data-testid=admin-tab]`)
+	p.do("open the admin tab", chromedp.Click(chromedp.CSS(`[data-testid=admin-tab]`)))
+	p.waitFor("the admin overview", ready(`[data-testid=admin-summary]`))
+	p.do("open the ledger", chromedp.Click(chromedp.CSS(`#tab-ledger`)))
+	p.waitFor("the ledger form", `!!document.querySelector('input[type=month]')`)
+	p.setField(`input[type=month]`, "2020-05")
+	p.do("show May 2020", chromedp.Click(chromedp.CSS(`form.section-head button[type=submit]`)))
+	row := `[data-testid=ledger-table] tr[data-ledger-id="` + id + `"]`
+	retry := row + ` button[aria-label="Retry billing row ` + id + `"]`
+	p.waitFor("the failed row", ready(row+`[data-status=failed]`)+` && !!document.querySelector('`+retry+`')`)
+	var text string
+	p.eval(`document.querySelector('`+row+`').textContent`, &text)
+	if !strings.Contains(text, "card declined") || !strings.Contains(text, "$1.00") {
+		t.Errorf("the failed row reads %q; want its error and amount", text)
+	}
+	p.do("retry the row", chromedp.Click(chromedp.CSS(retry)))
+	p.waitFor("the row pending again", ready(row+`[data-status=pending]`)+` && !document.querySelector('`+retry+`')`)
+	var list struct {
+		Items []struct {
+			ID       string `json:"id"`
+			Status   string `json:"status"`
+			Attempts int    `json:"attempts"`
+			Retries  int    `json:"retries"`
+		} `json:"items"`
+	}
+	if status := s.api(p.ctx, t, "/v1/admin/overage?period=2020-05", admin, &list); status != 200 || len(list.Items) != 1 ||
+		list.Items[0].ID != id || list.Items[0].Status != "pending" || list.Items[0].Attempts != 0 || list.Items[0].Retries != 1 {
+		t.Errorf("after the retry the API lists %+v (status %d); want the row pending, attempts 0, retried once", list.Items, status)
+	}
+	p.checkPolicy(s.GatewayURL)
 }
 
 // testNonAdmin: a user's page has no admin tab and asks for no admin data;

@@ -32,6 +32,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("RangeChangeRedraws", func(t *testing.T) { testRangeChange(t, s, b) })
 	t.Run("NonAdminSeesNoAdminData", func(t *testing.T) { testNonAdmin(t, s, b) })
 	t.Run("AdminChangesPlanAndSeesAudit", func(t *testing.T) { testPlanChange(t, s, b) })
+	t.Run("AdminRetriesFailedLedgerRow", func(t *testing.T) { testLedgerRetry(t, s, b) })
 	t.Run("ExpiredToken", func(t *testing.T) { testExpiredToken(t, s, b) })
 	t.Run("TokenRefusedByTheAPI", func(t *testing.T) { testRefusedToken(t, s, b) })
 }
@@ -45,12 +46,21 @@ type usageView struct {
 	Included     int64  `json:"included"`
 	IncludedText string `json:"includedText"`
 	Overage      string `json:"overage"`
+	Projected    string `json:"projected"`
+	Bills        []bill `json:"bills"`
 	Rate         string `json:"rate"`
 	From         string `json:"from"`
 	To           string `json:"to"`
 	Chart        string `json:"chart"`
 	Days         []day  `json:"days"`
 	AdminTab     bool   `json:"adminTab"`
+}
+
+// bill is a row of the page's bills table.
+type bill struct {
+	Start  string `json:"start"`
+	Status string `json:"status"`
+	Text   string `json:"text"`
 }
 
 type day struct {
@@ -67,7 +77,10 @@ const usageViewJS = `(() => {
 		plan: q('plan-name').textContent,
 		used: Number(q('quota-used').dataset.value), usedText: q('quota-used').textContent,
 		included: Number(q('quota-included').dataset.value), includedText: q('quota-included').textContent,
-		overage: q('overage-to-date').textContent, rate: q('rate-limit').textContent,
+		overage: q('overage-to-date').textContent, projected: q('overage-projected').textContent,
+		bills: q('bills-table') && [...q('bills-table').querySelectorAll('tbody tr[data-period-start]')].map((tr) => ({
+			start: tr.dataset.periodStart, status: tr.dataset.status, text: tr.textContent})),
+		rate: q('rate-limit').textContent,
 		from: q('range-from').value, to: q('range-to').value,
 		chart: document.querySelector('.chart[role=img]').getAttribute('aria-label'),
 		days: [...q('daily-table').querySelectorAll('tbody tr[data-day]')].map((tr) => ({day: tr.dataset.day,
@@ -78,23 +91,31 @@ const usageViewJS = `(() => {
 
 // usageAnswer is what GET /v1/usage answers, as far as the page shows it.
 type usageAnswer struct {
-	PlanName  string `json:"plan_name"`
-	Included  int64  `json:"included"`
-	Used      int64  `json:"used"`
-	Projected struct {
-		Amount   int64  `json:"amount"`
-		Currency string `json:"currency"`
-	} `json:"projected_overage"`
-	// ToDate is the billing work's newer name of the overage so far; the
-	// page shows it when present.
-	ToDate *struct {
-		Amount   int64  `json:"amount"`
-		Currency string `json:"currency"`
-	} `json:"overage_to_date"`
+	PlanName  string   `json:"plan_name"`
+	Included  int64    `json:"included"`
+	Used      int64    `json:"used"`
+	ToDate    charge   `json:"overage_to_date"`
+	Projected charge   `json:"projected"`
+	Billed    []billed `json:"billed"`
 	RateLimit struct {
 		RatePerSecond float64 `json:"rate_per_second"`
 		Burst         int64   `json:"burst"`
 	} `json:"rate_limit"`
+}
+
+type charge struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// billed is an earlier period's bill as GET /v1/usage lists it.
+type billed struct {
+	Period struct {
+		Start string `json:"start"`
+	} `json:"period"`
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+	Status   string `json:"status"`
 }
 
 // daysOf reads the days of a range from the API, newest first as the
@@ -129,10 +150,6 @@ func testUserNumbers(t *testing.T, s *stack, b *browser.Browser) {
 	if status := s.api(p.ctx, t, "/v1/usage", s.pro.Token, &u); status != 200 {
 		t.Fatalf("GET /v1/usage: %d", status)
 	}
-	overage := u.Projected
-	if u.ToDate != nil {
-		overage = *u.ToDate
-	}
 	if v.Used == 0 {
 		t.Fatal("the page shows no calls used after the demo traffic")
 	}
@@ -142,11 +159,25 @@ func testUserNumbers(t *testing.T, s *stack, b *browser.Browser) {
 		{"used as text", v.UsedText, thousands(u.Used)},
 		{"included", fmt.Sprint(v.Included), fmt.Sprint(u.Included)},
 		{"included as text", v.IncludedText, thousands(u.Included)},
-		{"overage to date", v.Overage, money(overage.Amount, overage.Currency)},
+		{"overage to date", v.Overage, money(u.ToDate.Amount, u.ToDate.Currency)},
+		{"projected overage", v.Projected, money(u.Projected.Amount, u.Projected.Currency)},
 		{"rate limit", v.Rate, fmt.Sprintf("%s calls/s, burst %s", decimal(u.RateLimit.RatePerSecond), thousands(u.RateLimit.Burst))},
 	} {
 		if c.page != c.api {
 			t.Errorf("%s: the page shows %q, the API says %q", c.what, c.page, c.api)
+		}
+	}
+	// The bills of earlier periods, newest first on the page as in the API.
+	var want []bill
+	for _, b := range u.Billed {
+		want = append(want, bill{Start: b.Period.Start, Status: b.Status, Text: money(b.Amount, b.Currency)})
+	}
+	if len(v.Bills) != len(want) {
+		t.Errorf("the bills table holds %v; the API lists %v", v.Bills, want)
+	}
+	for i := range min(len(v.Bills), len(want)) {
+		if g := v.Bills[i]; g.Start != want[i].Start || g.Status != want[i].Status || !strings.Contains(g.Text, want[i].Text) {
+			t.Errorf("bill %d: the page shows %+v; the API says %+v", i, g, want[i])
 		}
 	}
 	if want := daysOf(t, s, p, "/v1/usage/daily", s.pro.Token, v.From, v.To); !slices.Equal(v.Days, want) || len(want) != 30 {

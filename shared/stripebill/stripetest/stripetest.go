@@ -1,8 +1,10 @@
 // Package stripetest is a fake Stripe API for tests of billing: it creates
 // and lists invoice items, enforces idempotency keys as Stripe does (the same
-// key returns the first response; 5xx and 429 responses are not saved),
+// key returns the first response, errors included, except 5xx and 429; the
+// same key with other parameters is refused with an idempotency error),
 // records every request, and fails on demand (the next n requests, or every
-// request for a customer).
+// request for a customer). Recorder is a recording proxy in front of a real
+// Stripe API (stripe-mock), for tests that need the API's own validation.
 package stripetest
 
 import (
@@ -47,6 +49,8 @@ type Item struct {
 type saved struct {
 	status int
 	body   []byte
+	// params are the request's form, encoded: a key is tied to them.
+	params string
 }
 
 // Server is the fake. Its zero value is not usable; call New.
@@ -155,15 +159,20 @@ func (s *Server) handle(r *http.Request, req *Request) (int, []byte) {
 	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/invoiceitems":
+		params := r.Form.Encode()
 		if req.Key != "" {
 			if sv, ok := s.keys[req.Key]; ok {
+				if sv.params != params {
+					return http.StatusBadRequest, errorBody("idempotency_error", "",
+						"Keys for idempotent requests can only be used with the same parameters they were first used with.")
+				}
 				req.Replayed = true
 				return sv.status, sv.body
 			}
 		}
 		status, body := s.create(r.Form, req.Key)
 		if req.Key != "" && status < 500 && status != http.StatusTooManyRequests && status != http.StatusConflict {
-			s.keys[req.Key] = saved{status, body}
+			s.keys[req.Key] = saved{status, body, params}
 		}
 		return status, body
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/invoiceitems":

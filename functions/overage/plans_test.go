@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/stripebill/stripetest"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// The tests of this file change plans mid-period through the admin's
+// statement (AnalyticsStore.PutPlan, behind PUT /v1/admin/users/{id}/plan)
+// and bill over PostgreSQL against the stripetest fake: usage is billed
+// under the terms in force when it happened.
+
+// planEnv is a test env whose database clock the plan changes read.
+type planEnv struct {
+	*testEnv
+	clock time.Time
+}
+
+func newPlanEnv(t *testing.T, fake *stripetest.Server) *planEnv {
+	return newPlanEnvAt(t, fake.URL)
+}
+
+// newPlanEnvAt is newPlanEnv billing through the Stripe API at url.
+func newPlanEnvAt(t *testing.T, url string) *planEnv {
+	e := &planEnv{testEnv: newEnv(t, fakeBiller(url))}
+	e.db.Now = func() time.Time { return e.clock }
+	return e
+}
+
+// put changes user's plan (with overrides, when given) at the instant at.
+func (e *planEnv) put(user, plan string, at time.Time, o ...usage.Overrides) *usage.PlanChanged {
+	e.t.Helper()
+	e.clock = at
+	var ov usage.Overrides
+	if len(o) > 0 {
+		ov = o[0]
+	}
+	c, err := postgres.NewAnalyticsStore(e.db).PutPlan(context.Background(), usage.PlanChange{UserID: user, PlanID: plan, Overrides: ov, Who: "ops"})
+	if err != nil {
+		e.t.Fatalf("PutPlan(%s): %v", plan, err)
+	}
+	if _, err := e.db.Pool.Exec(context.Background(), `UPDATE eco_subscriptions SET stripe_customer_id = 'cus_' || $2 WHERE user_id = $1`,
+		user, user[len(user)-2:]); err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+type item struct {
+	Amount      int64
+	Seq         string
+	Description string
+}
+
+func itemsOf(fake *stripetest.Server) []item {
+	var out []item
+	for _, it := range fake.Items() {
+		out = append(out, item{it.Amount, it.Metadata["seq"], it.Description})
+	}
+	return out
+}
+
+// TestHandleDowngradeMidPeriod: pro → free asked for on 12 February takes
+// effect on 1 March. February's calls, before and after the request, are
+// billed on pro; March's on free, which bills nothing.
+func TestHandleDowngradeMidPeriod(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newPlanEnv(t, fake)
+	u := userID(1)
+	e.put(u, usage.PlanPro, time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC))
+	e.addCalls(u, time.Date(2026, 2, 5, 0, 0, 0, 0, time.UTC), 90_000)
+	c := e.put(u, usage.PlanFree, time.Date(2026, 2, 12, 10, 0, 0, 0, time.UTC))
+	if c.Change != usage.ChangeDowngrade || !c.EffectiveAt.Equal(february.End) {
+		t.Fatalf("change = %s at %v; want a downgrade at the period's end", c.Change, c.EffectiveAt)
+	}
+	e.addCalls(u, time.Date(2026, 2, 20, 0, 0, 0, 0, time.UTC), 60_000)
+	e.addCalls(u, time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC), 5_000)
+	for _, at := range []time.Time{time.Date(2026, 2, 13, 0, 30, 0, 0, time.UTC), runAt, time.Date(2026, 4, 2, 0, 30, 0, 0, time.UTC)} {
+		if _, err := e.run(at); err != nil {
+			t.Fatalf("run at %v: %v", at, err)
+		}
+	}
+	want := []item{{2500, "0", "API overage, 2026-02-01 – 2026-02-28: Pro, 150,000 calls, 100,000 included: 50 × 1,000 calls at 0.50 USD = 25.00 USD"}}
+	if d := cmp.Diff(want, itemsOf(fake)); d != "" {
+		t.Errorf("invoice items (-want +got):\n%s", d)
+	}
+	// Free took over on 1 March (promoted by the runs).
+	sub, _ := postgres.NewSubscriptionStore(e.db).Subscription(context.Background(), u)
+	if sub.PlanID != usage.PlanFree || sub.Next != nil {
+		t.Errorf("subscription after the period = %s, next %+v; want free", sub.PlanID, sub.Next)
+	}
+}
+
+// TestHandleUpgradeMidPeriod: pro → enterprise on 10 February at 14:00
+// takes effect at once and closes pro's segment (1–9 February, the change
+// day going to enterprise), billed on pro's terms by the first run after
+// its grace: 90,000 calls against 9/28 of 100,000 included (32,143), 58
+// packages at 0.50. At the period's end enterprise's segment is billed:
+// 9,001,000 calls against 19/28 of 10,000,000 (6,785,714), 2,216 packages
+// at 0.20. Late calls on a pro day are billed on pro's terms.
+func TestHandleUpgradeMidPeriod(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newPlanEnv(t, fake)
+	u := userID(1)
+	e.put(u, usage.PlanPro, time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC))
+	e.addCalls(u, time.Date(2026, 2, 5, 0, 0, 0, 0, time.UTC), 90_000)
+	upgradeAt := time.Date(2026, 2, 10, 14, 0, 0, 0, time.UTC)
+	if c := e.put(u, usage.PlanEnterprise, upgradeAt); c.Change != usage.ChangeUpgrade || !c.EffectiveAt.Equal(upgradeAt) {
+		t.Fatalf("change = %s at %v; want an upgrade at once", c.Change, c.EffectiveAt)
+	}
+	e.addCalls(u, time.Date(2026, 2, 10, 0, 0, 0, 0, time.UTC), 1_000)
+	e.addCalls(u, time.Date(2026, 2, 20, 0, 0, 0, 0, time.UTC), 9_000_000)
+	run := func(at time.Time) {
+		t.Helper()
+		if _, err := e.run(at); err != nil {
+			t.Fatalf("run at %v: %v", at, err)
+		}
+	}
+	run(time.Date(2026, 2, 10, 20, 0, 0, 0, time.UTC)) // within the segment's grace: nothing
+	if n := len(fake.Items()); n != 0 {
+		t.Fatalf("%d items within the grace period", n)
+	}
+	run(time.Date(2026, 2, 11, 0, 30, 0, 0, time.UTC))
+	run(runAt)
+	e.addCalls(u, time.Date(2026, 2, 6, 0, 0, 0, 0, time.UTC), 1_000)
+	run(runAt.Add(24 * time.Hour))
+	run(runAt.Add(48 * time.Hour))
+	head := "2026-02-01 – 2026-02-28: "
+	want := []item{
+		{2900, "0", "API overage, " + head + "Pro 2026-02-01 – 2026-02-09, 90,000 calls, 32,143 included: 58 × 1,000 calls at 0.50 USD = 29.00 USD"},
+		{44_320, "1", "API overage adjustment 1, " + head + "Enterprise 2026-02-10 – 2026-02-28, 9,001,000 calls, 6,785,714 included: 2,216 × 1,000 calls at 0.20 USD = 443.20 USD"},
+		{50, "2", "API overage adjustment 2, " + head + "Pro 2026-02-01 – 2026-02-09, 91,000 calls, 32,143 included: 59 × 1,000 calls at 0.50 USD = 29.50 USD; less 29.00 USD charged before"},
+	}
+	if d := cmp.Diff(want, itemsOf(fake)); d != "" {
+		t.Errorf("invoice items (-want +got):\n%s", d)
+	}
+}
