@@ -196,6 +196,10 @@ func TestDBDailyUsage(t *testing.T) {
 	var total int64
 	for _, d := range got.Days {
 		total += d.Calls
+		// A closed day without usage (no rollup, no counters) is not live.
+		if d.Calls == 0 && d.Day < "2026-03-14" && d.Live {
+			t.Errorf("bob's empty day %s reads as live", d.Day)
+		}
 	}
 	if total != 3 {
 		t.Errorf("bob's calls over 30 days = %d; want 3 (only his own)", total)

@@ -129,7 +129,8 @@ func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now ti
 
 // dailyQuery returns one row per day of [$2, $3]: the rollup of closed days
 // (from its per-user, per-day summary, one row a day), and the live
-// counters of today ($4 and later), dirty days and days with no rollup.
+// counters of today ($4 and later), dirty days and days with counters but
+// no rollup yet; a past day with neither had no usage and reads as zeros.
 const dailyQuery = `WITH r AS (
 	SELECT day, calls, errors_4xx AS e4, errors_5xx AS e5, request_bytes AS rq, response_bytes AS rs, latency_p95_ms AS p95
 	FROM eco_usage_user_daily WHERE user_id = $1 AND day BETWEEN $2 AND $3
@@ -140,16 +141,19 @@ const dailyQuery = `WITH r AS (
 	SELECT day FROM eco_usage_dirty_days WHERE day BETWEEN $2 AND $3
 )
 SELECT g.day, l.live,
-	CASE WHEN l.live THEN coalesce(c.calls, 0) ELSE r.calls END,
-	CASE WHEN l.live THEN coalesce(c.errors_4xx, 0) ELSE r.e4 END,
-	CASE WHEN l.live THEN coalesce(c.errors_5xx, 0) ELSE r.e5 END,
-	CASE WHEN l.live THEN coalesce(c.request_bytes, 0) ELSE r.rq END,
-	CASE WHEN l.live THEN coalesce(c.response_bytes, 0) ELSE r.rs END,
+	CASE WHEN l.live THEN coalesce(c.calls, 0) ELSE coalesce(r.calls, 0) END,
+	CASE WHEN l.live THEN coalesce(c.errors_4xx, 0) ELSE coalesce(r.e4, 0) END,
+	CASE WHEN l.live THEN coalesce(c.errors_5xx, 0) ELSE coalesce(r.e5, 0) END,
+	CASE WHEN l.live THEN coalesce(c.request_bytes, 0) ELSE coalesce(r.rq, 0) END,
+	CASE WHEN l.live THEN coalesce(c.response_bytes, 0) ELSE coalesce(r.rs, 0) END,
 	CASE WHEN l.live THEN NULL ELSE r.p95 END
 FROM (SELECT d::date AS day FROM generate_series($2::date, $3::date, interval '1 day') d) g
 LEFT JOIN r ON r.day = g.day
 LEFT JOIN c ON c.day = g.day
-CROSS JOIN LATERAL (SELECT g.day >= $4::date OR r.day IS NULL OR g.day IN (SELECT day FROM dirty) AS live) l
+-- A past day with neither a rollup nor a counter had no usage: it is
+-- closed, not live.
+CROSS JOIN LATERAL (SELECT g.day >= $4::date OR (r.day IS NULL AND c.day IS NOT NULL)
+	OR g.day IN (SELECT day FROM dirty) AS live) l
 ORDER BY g.day`
 
 // DailyUsage returns one row per day of the range.
