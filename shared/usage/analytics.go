@@ -106,6 +106,14 @@ func Summarize(sub *Subscription, history []Terms, days []DayCalls, ledger []Led
 	if err != nil {
 		return nil, err
 	}
+	if plan.HardLimit {
+		// A hard quota stops the calls at the included ones: the period
+		// cannot end above them (or above what it has used already, the
+		// overshoot the limiter allows).
+		if err := capProjection(projected, max(plan.IncludedCalls, s.Used)); err != nil {
+			return nil, err
+		}
+	}
 	if s.Projected, err = NewPeriodCharge(projected); err != nil {
 		return nil, err
 	}

@@ -153,6 +153,25 @@ type Line struct {
 	PriceCharge
 }
 
+// capProjection lowers the last line of projected lines so that their
+// calls add up to at most limit (Project adds the projection to it), and
+// prices it again.
+func capProjection(lines []Line, limit int64) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	var total int64
+	for _, l := range lines {
+		total += l.Used
+	}
+	if total <= limit {
+		return nil
+	}
+	last := &lines[len(lines)-1]
+	last.Used = max(0, last.Used-(total-limit))
+	return last.price()
+}
+
 // IncludedShare is the share of included calls of the segment [from, to)
 // of period p: the calls accrued by to minus those accrued by from, the
 // accrual being included × days since the period's start / days of the

@@ -245,3 +245,40 @@ func TestLimiter_DowngradeAtPeriodEnd(t *testing.T) {
 		t.Errorf("after the period's end: %+v, %v; want free's terms", d, err)
 	}
 }
+
+// TestSummarizeHardQuotaProjection: a plan with a hard quota cannot end its
+// period above the included calls, however fast it used them (one that
+// overshot by the limiter's bound stays where it is); a soft quota's
+// projection goes on linearly.
+func TestSummarizeHardQuotaProjection(t *testing.T) {
+	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	now := start.Add(24 * time.Hour) // one day of 31
+	for _, tt := range []struct {
+		name      string
+		hard      bool
+		used      int64
+		projected int64
+	}{
+		{"hard, under the quota", true, 500, 1000},
+		{"hard, overshot", true, 1010, 1010},
+		{"hard, slow enough", true, 10, 10 + 10*30},
+		{"soft", false, 500, 500 + 500*30},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := usage.Plan{ID: "p", Name: "P", IncludedCalls: 1000, RatePerSecond: 10, Burst: 10, HardLimit: tt.hard,
+				PriceModel: usage.PricePerUnit, OverageUnitSize: 1, OverageUnitPrice: 1, Currency: "usd"}
+			sub := &usage.Subscription{UserID: "u", PlanID: "p", Effective: plan, PeriodAnchor: start}
+			days := []usage.DayCalls{{Day: start, Calls: tt.used}}
+			s, err := usage.Summarize(sub, nil, days, nil, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Projected.Used != tt.projected {
+				t.Errorf("projected calls = %d; want %d", s.Projected.Used, tt.projected)
+			}
+			if want := max(0, tt.projected-1000); s.Projected.Billable != want || s.Projected.Amount != want {
+				t.Errorf("projected billable %d, amount %d; want %d", s.Projected.Billable, s.Projected.Amount, want)
+			}
+		})
+	}
+}
