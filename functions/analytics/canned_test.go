@@ -215,4 +215,8 @@ func (f *fixture) noStore(t *testing.T) {
 		called("Check")
 		return allowedDecision, nil
 	}
+	f.limits.CheckRateFn = func(context.Context, usage.Identity, int64) (usage.Decision, error) {
+		called("CheckRate")
+		return allowedDecision, nil
+	}
 }

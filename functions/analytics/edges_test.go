@@ -96,7 +96,8 @@ func TestEdgesAgree(t *testing.T) {
 		return usage.Identity{}, usage.Errorf(usage.CodeUnauthorized, "invalid api key")
 	}}
 	decide := func(d usage.Decision, err error) *mock.LimitChecker {
-		return &mock.LimitChecker{CheckFn: func(context.Context, usage.Identity, int64) (usage.Decision, error) { return d, err }}
+		fn := func(context.Context, usage.Identity, int64) (usage.Decision, error) { return d, err }
+		return &mock.LimitChecker{CheckFn: fn, CheckRateFn: fn}
 	}
 	cause := errors.New("dial tcp 10.0.0.7:5432: connection refused")
 	tests := []struct {

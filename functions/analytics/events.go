@@ -25,7 +25,8 @@ type eventResult struct {
 // under the caller's identity. Ingestion is metered like any other call:
 // the request costs the caller's rate limit one call per event it holds
 // (valid or not), a refusal is the middleware's 429 and queues nothing, and
-// each event's quantity is capped by MaxEventQuantity.
+// each event's quantity is capped by MaxEventQuantity. The quota is not
+// asked (LimitChecker.CheckRate): the events report calls already served.
 func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.Identity) httpapi.Response {
 	if h.Publisher == nil || h.Limits == nil {
 		return h.fail(ctx, usage.Errorf(usage.CodeUnavailable, "event ingestion is not configured"))
@@ -49,7 +50,7 @@ func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.I
 		return h.fail(ctx, usage.FieldErrorf("events", "more than %d events", MaxEvents))
 	}
 	now := h.now()
-	d, err := h.Limits.Check(ctx, id, int64(len(in.Events)))
+	d, err := h.Limits.CheckRate(ctx, id, int64(len(in.Events)))
 	if usage.ErrorField(err) == "cost" {
 		// More events than the caller's burst: no wait makes them fit.
 		return h.fail(ctx, usage.FieldErrorf("events", "%d events at once %s of your rate limit; send fewer per request",

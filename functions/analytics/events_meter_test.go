@@ -28,7 +28,7 @@ func TestPostEventsMetered(t *testing.T) {
 	f := newFixture(t)
 	refused := usage.Decision{Reason: usage.CodeRateLimited, Limit: 10, RetryAfter: 1500 * time.Millisecond, RatePerSecond: 2,
 		Quota: usage.QuotaStatus{Period: usage.Period{Start: testNow.AddDate(0, 0, -14), End: testNow.AddDate(0, 0, 16)}, Included: 1000}}
-	f.limits.CheckFn = func(_ context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
+	f.limits.CheckRateFn = func(_ context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
 		f.cost = cost
 		return refused, nil
 	}
@@ -55,7 +55,7 @@ func TestPostEventsMetered(t *testing.T) {
 func TestPostEventsBeyondBurst(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.limits.CheckFn = func(context.Context, usage.Identity, int64) (usage.Decision, error) {
+	f.limits.CheckRateFn = func(context.Context, usage.Identity, int64) (usage.Decision, error) {
 		return usage.Decision{}, usage.FieldErrorf("cost", "exceeds the burst of 10")
 	}
 	resp := f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, eventsBody(11, "")))

@@ -77,10 +77,11 @@ func newFixture(t testing.TB) *fixture {
 		PublishFn: func(_ context.Context, e usage.Event) error { f.published = append(f.published, e); return nil },
 		FlushFn:   func(context.Context) error { f.flushes++; return nil },
 	}
-	f.limits = &mock.LimitChecker{CheckFn: func(_ context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
+	decide := func(_ context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
 		f.checked, f.cost = append(f.checked, id), cost
 		return allowedDecision, nil
-	}}
+	}
+	f.limits = &mock.LimitChecker{CheckFn: decide, CheckRateFn: decide}
 	f.h = &Handler{Usage: f.usage, Admin: f.admin, Overage: f.overage, Auth: &auth.Authenticator{Keys: keys, JWT: verifier},
 		Publisher: f.pub, Limits: f.limits, Now: func() time.Time { return testNow }}
 	return f

@@ -54,6 +54,11 @@ func (c *checker) Check(_ context.Context, id usage.Identity, cost int64) (usage
 	return c.d, c.err
 }
 
+// CheckRate is never asked by the middleware.
+func (c *checker) CheckRate(context.Context, usage.Identity, int64) (usage.Decision, error) {
+	panic("the middleware asked the rate limit alone")
+}
+
 // publisher records events.
 type publisher struct {
 	mu      sync.Mutex

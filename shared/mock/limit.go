@@ -10,12 +10,18 @@ var _ usage.LimitChecker = (*LimitChecker)(nil)
 
 // LimitChecker is a usage.LimitChecker.
 type LimitChecker struct {
-	CheckFn func(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error)
+	CheckFn     func(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error)
+	CheckRateFn func(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error)
 }
 
 // Check calls CheckFn.
 func (c *LimitChecker) Check(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
 	return c.CheckFn(ctx, id, cost)
+}
+
+// CheckRate calls CheckRateFn.
+func (c *LimitChecker) CheckRate(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
+	return c.CheckRateFn(ctx, id, cost)
 }
 
 var _ usage.Alerter = (*Alerter)(nil)

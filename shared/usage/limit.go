@@ -41,4 +41,10 @@ type LimitChecker interface {
 	// A refusal is a Decision with Allowed false, not an error; errors are
 	// CodeUnavailable when the limiter's state cannot be reached.
 	Check(ctx context.Context, id Identity, cost int64) (Decision, error)
+	// CheckRate records the attempt against the rate limit alone: for
+	// reports of calls already served (POST /v1/events). The quota guards
+	// serving; a call that was served is recorded whatever the quota says
+	// by now, or a user at its hard quota would have its last calls free.
+	// Errors as Check's.
+	CheckRate(ctx context.Context, id Identity, cost int64) (Decision, error)
 }

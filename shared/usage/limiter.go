@@ -294,6 +294,40 @@ func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision,
 	return decision(plan, period, used, lc.Rate), nil
 }
 
+// CheckRate implements LimitChecker: one GCRA step for a call of cost by
+// id under the terms in force (cached as Check caches them, else read),
+// with no quota decision and no reservation against the quota.
+func (l *Limiter) CheckRate(ctx context.Context, id Identity, cost int64) (Decision, error) {
+	if cost < 1 {
+		return Decision{}, FieldErrorf("cost", "must be at least 1")
+	}
+	if !IsUUID(id.UserID) {
+		return Decision{}, FieldErrorf("user_id", "must be a UUID")
+	}
+	now := l.now().UTC()
+	e := l.entry(id.UserID, now)
+	e.mu.Lock()
+	fresh := e.fresh(now, l.ttl)
+	plan, g, period, used := e.plan, e.g, e.period, e.used
+	e.mu.Unlock()
+	if !fresh {
+		sub, err := l.store.Subscription(ctx, id.UserID)
+		if err != nil {
+			return Decision{}, err
+		}
+		plan = sub.At(now)
+		g, period, used = NewGCRA(plan.RatePerSecond, plan.Burst), PeriodAt(sub.PeriodAnchor, now), 0
+	}
+	if cost > g.Burst {
+		return Decision{}, FieldErrorf("cost", "exceeds the burst of %d", g.Burst)
+	}
+	r, err := l.store.Take(ctx, rateKey(id), now, g, cost)
+	if err != nil {
+		return Decision{}, err
+	}
+	return decision(plan, period, used, r), nil
+}
+
 // refresh runs RateStore.Check for a call of cost at now under the user's
 // terms, reading them first when e has none or the store reports them
 // changed, and updates e. It returns the terms, the check and the used

@@ -429,3 +429,47 @@ func TestLimiter_AlertOutsideLock(t *testing.T) {
 		t.Error("a call of the same user waited for the alert's delivery")
 	}
 }
+
+// TestLimiter_CheckRateAtHardQuota: a report of calls already served
+// (POST /v1/events) is decided by the rate limit alone: a user at its hard
+// quota, whose next call Check refuses, still reports, the report takes
+// the caller's GCRA units (so a flood of reports is refused as rate
+// limited), and it reserves nothing against the quota.
+func TestLimiter_CheckRateAtHardQuota(t *testing.T) {
+	f := newFakeRates(freeSub("v1"))
+	f.counters = 995
+	clk := &limitClock{t: limitT0}
+	l := usage.NewLimiter(f, usage.LimiterOptions{Now: clk.Now})
+	ctx := context.Background()
+	id := usage.Identity{UserID: limitUser, APIKeyID: "0b2f8c7e-1d3a-4e5f-9a6b-7c8d9e0f1a2b"}
+	// Reports reserve nothing against the quota: the calls around them
+	// count only themselves.
+	if d, err := l.Check(ctx, id, 1); err != nil || !d.Allowed || d.Quota.Used != 996 {
+		t.Fatalf("Check = %+v, %v; want allowed at 996", d, err)
+	}
+	if d, err := l.CheckRate(ctx, id, 4); err != nil || !d.Allowed || d.Remaining != 5 {
+		t.Fatalf("CheckRate of 4 = %+v, %v; want allowed, 5 of the burst left", d, err)
+	}
+	if d, err := l.Check(ctx, id, 1); err != nil || !d.Allowed || d.Quota.Used != 997 {
+		t.Fatalf("Check after the report = %+v, %v; want allowed at 997", d, err)
+	}
+	// At the hard quota, Check refuses the next call; its report still
+	// goes through, costing the caller's GCRA units.
+	f.counters = 1000
+	clk.Add(usage.DefaultCacheTTL)
+	if d, err := l.Check(ctx, id, 1); err != nil || d.Allowed || d.Reason != usage.CodeQuotaExceeded {
+		t.Fatalf("Check at the quota = %+v, %v; want quota_exceeded", d, err)
+	}
+	if d, err := l.CheckRate(ctx, id, 2); err != nil || !d.Allowed {
+		t.Fatalf("CheckRate at the quota = %+v, %v; want allowed", d, err)
+	}
+	if d, err := l.CheckRate(ctx, id, 10); err != nil || d.Allowed || d.Reason != usage.CodeRateLimited || d.RetryAfter <= 0 {
+		t.Errorf("CheckRate beyond the burst left = %+v, %v; want rate_limited with a Retry-After", d, err)
+	}
+	if _, err := l.CheckRate(ctx, id, 11); usage.ErrorField(err) != "cost" {
+		t.Errorf("CheckRate above the burst: %v; want an error naming cost", err)
+	}
+	if _, err := l.CheckRate(ctx, usage.Identity{UserID: "nope"}, 1); usage.ErrorField(err) != "user_id" {
+		t.Errorf("CheckRate of a malformed user: %v; want an error naming user_id", err)
+	}
+}

@@ -34,6 +34,10 @@ type Counts struct {
 	// Failed counts calls that got no answer, or one the demo did not
 	// expect.
 	Failed int `json:"failed"`
+	// ReportsResent counts reports of served calls (POST /v1/events) that
+	// the caller's rate limit refused and that were sent again, with the
+	// same event id, after their Retry-After.
+	ReportsResent int `json:"reports_resent"`
 }
 
 // Served is how many calls the metering admitted.
@@ -49,6 +53,7 @@ func (c *Counts) add(o Counts) {
 	c.NoRetryAfter += o.NoRetryAfter
 	c.NoHeaders += o.NoHeaders
 	c.Failed += o.Failed
+	c.ReportsResent += o.ReportsResent
 }
 
 // decisionHeaders are the headers of every answer that carries a limit
@@ -62,10 +67,12 @@ type outcome struct {
 	retryAfter time.Duration // of a 429
 	headers    bool          // all of decisionHeaders
 	failed     bool
+	resent     int // reports sent again after a 429 (otherServiceCall)
 }
 
 func (c *Counts) count(o outcome) {
 	c.Requests++
+	c.ReportsResent += o.resent
 	switch {
 	case o.failed:
 		c.Failed++
@@ -182,7 +189,8 @@ func platformCall(base string) func(context.Context, *http.Client, [2]string, *r
 // otherServiceCall is a call served by a service written in another
 // language, metered through the analytics API as the README shows: POST
 // /v1/limits/check before serving, POST /v1/events after. A refusal is
-// answered to its caller as the 429 of the decision.
+// answered to its caller as the 429 of the decision; a refused report is
+// sent again.
 func otherServiceCall(gateway string) func(context.Context, *http.Client, [2]string, *rand.Rand) outcome {
 	return func(ctx context.Context, hc *http.Client, hdr [2]string, rng *rand.Rand) outcome {
 		start := time.Now().UTC()
@@ -213,12 +221,30 @@ func otherServiceCall(gateway string) func(context.Context, *http.Client, [2]str
 		e := usage.Event{EventID: id.String(), Endpoint: "GET /v1/leaderboard", Method: "GET", StatusCode: 200,
 			LatencyMS: int64(5 + rng.IntN(30)), ResponseBytes: int64(500 + rng.IntN(3000)), OccurredAt: start}
 		b, _ = json.Marshal(map[string]any{"events": []usage.Event{e}})
-		resp, err = send(ctx, hc, "POST", gateway+"/v1/events", hdr, string(b))
-		if err != nil {
-			return outcome{failed: true}
-		}
-		if ev, _ := read(resp); ev.status != http.StatusAccepted {
-			return outcome{failed: true}
+		// The report costs the caller's rate limit too (one call per
+		// event): a refused one is sent again after its Retry-After, with
+		// the same event id, so that no served call goes unreported. It
+		// outlives the traffic's end by up to a minute.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		for {
+			resp, err = send(rctx, hc, "POST", gateway+"/v1/events", hdr, string(b))
+			if err != nil {
+				return outcome{failed: true}
+			}
+			ev, _ := read(resp)
+			if ev.status == http.StatusAccepted {
+				break
+			}
+			if ev.status != http.StatusTooManyRequests {
+				return outcome{failed: true}
+			}
+			o.resent++
+			select {
+			case <-rctx.Done():
+				return outcome{failed: true}
+			case <-time.After(max(ev.retryAfter, 100*time.Millisecond)):
+			}
 		}
 		return o // the call it served, with the decision's headers
 	}

@@ -44,6 +44,13 @@ type Row struct {
 	Counts  Counts    `json:"counts"`
 }
 
+// Charge is the part of a priced period the demo shows.
+type Charge struct {
+	Billable int64  `json:"billable_calls"`
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
 // Usage is what GET /v1/usage says of a user.
 type Usage struct {
 	PlanID    string `json:"plan_id"`
@@ -51,14 +58,11 @@ type Usage struct {
 	Used      int64  `json:"used"`
 	Remaining int64  `json:"remaining"`
 	HardLimit bool   `json:"hard_limit"`
-	Projected struct {
-		Units     int64  `json:"units"`
-		UnitSize  int64  `json:"unit_size"`
-		UnitPrice int64  `json:"unit_price"`
-		Amount    int64  `json:"amount"`
-		Currency  string `json:"currency"`
-	} `json:"projected_overage"`
-	RateLimit struct {
+	// OverageToDate and Projected are the period's overage so far and at
+	// its end, as GET /v1/usage prices them.
+	OverageToDate Charge `json:"overage_to_date"`
+	Projected     Charge `json:"projected"`
+	RateLimit     struct {
 		RatePerSecond float64 `json:"rate_per_second"`
 		Burst         int     `json:"burst"`
 	} `json:"rate_limit"`

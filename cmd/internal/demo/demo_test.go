@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -177,7 +178,8 @@ func TestPrint(t *testing.T) {
 	st := &devstack.State{GatewayURL: "http://gw", PlatformURL: "http://api", BatchWindowSeconds: 5, PlatformFlushSeconds: 1, ClosedPeriod: "2026-10",
 		Users: []seed.User{{UserID: seed.FreeUserID, Plan: "free", APIKey: "nx_free"}, {UserID: seed.ProUserID, Plan: "pro", APIKey: "nx_pro"}}}
 	free, pro := Usage{Included: 1000, Used: 1005, HardLimit: true}, Usage{Included: 500, Used: 1788}
-	pro.Projected.Units, pro.Projected.UnitSize, pro.Projected.Amount, pro.Projected.Currency = 2, 1000, 100, "usd"
+	pro.OverageToDate = Charge{Billable: 1288, Amount: 100, Currency: "usd"}
+	pro.Projected = Charge{Billable: 30000, Amount: 1500, Currency: "usd"}
 	r := &Result{State: st, Traffic: 60 * time.Second, Before: []Usage{{Included: 1000, Used: 0}, {}}, After: []Usage{free, pro},
 		Bound: OvershootBound(10, 2, time.Second, 7*time.Second), SendCalls: 48,
 		Rows: []Row{{User: st.Users[0], Via: "sample API, API key", Callers: 3, Rate: 3, Counts: Counts{Requests: 1234, OK: 70, RateLimited: 1100, QuotaExceeded: 64}}}}
@@ -188,11 +190,11 @@ func TestPrint(t *testing.T) {
 		"make demo: 3 callers for 60.0 s through the sample platform API (http://api),",
 		"free        sample API, API key          3       3     1,234      70      0      0             1,100                  64",
 		"Every 429 carried Retry-After",
-		"free            1,000            0       1,005          0   yes  -",
-		"pro               500            0       1,788          0    no  2 units of 1,000 calls: 1.00 USD",
+		"free            1,000            0       1,005          0   yes  -                        -",
+		"pro               500            0       1,788          0    no  1,288 calls: 1.00 USD    30,000 calls: 15.00 USD",
 		"Overshoot bound: burst 10 + ⌈2/s × (limiter cache 1s + lag 7s)⌉ = 26 calls",
 		"It stopped at 1,005 calls: 5 over its quota, within the bound.",
-		"The pro user used 1,788 calls of 500 included: 1,288 calls of overage, projected 1.00 USD",
+		"The pro user used 1,788 calls of 500 included: 1,288 calls of overage, 1.00 USD so far, 15.00 USD projected at the period's end",
 		"added by metering (auth, limiter, publish) p50 618 µs, p99 7.72 ms",
 		"48 SendMessageBatch calls in 60.0 s (0.8/s at 54 served requests/s)",
 		"curl -s -H 'X-Api-Key: nx_free' http://gw/v1/usage",
@@ -221,5 +223,27 @@ func TestNum(t *testing.T) {
 		if got := num(in); got != want {
 			t.Errorf("num(%d) = %q; want %q", in, got, want)
 		}
+	}
+}
+
+// TestUsageReadsTheAPIsAnswer: Usage decodes what GET /v1/usage answers
+// (the analytics function's golden response, which its own test checks
+// against the handler), so that the demo's table follows the API.
+func TestUsageReadsTheAPIsAnswer(t *testing.T) {
+	b, err := os.ReadFile("../../../functions/analytics/testdata/usage.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, ok := strings.Cut(string(b), "\n\n")
+	if !ok {
+		t.Fatal("usage.golden: no body after the headers")
+	}
+	var u Usage
+	if err := json.Unmarshal([]byte(body), &u); err != nil {
+		t.Fatal(err)
+	}
+	if u.Included != 50 || u.Used != 87 || u.OverageToDate != (Charge{Billable: 37, Amount: 200, Currency: "usd"}) ||
+		u.Projected.Billable <= u.OverageToDate.Billable || u.Projected.Currency != "usd" || u.RateLimit.Burst != 100 {
+		t.Errorf("GET /v1/usage read as %+v", u)
 	}
 }

@@ -37,29 +37,26 @@ func (r *Result) Print(w io.Writer) {
 	default:
 		p("%d 429s lacked Retry-After and %d answers lacked rate limit headers.", all.NoRetryAfter, all.NoHeaders)
 	}
+	if all.ReportsResent > 0 {
+		p("%s reports of served calls (POST /v1/events, which costs the rate limit one call per event) were refused and sent again after their Retry-After.", num(all.ReportsResent))
+	}
 	if all.Failed > 0 {
 		p("%d calls failed (no answer, or one the demo did not expect).", all.Failed)
 	}
 	p("")
 	p("GET /v1/usage of each user, before and after the demo:")
-	p("%-11s %9s %12s %11s %10s %5s  %s", "user", "included", "used before", "used after", "remaining", "hard", "projected overage")
+	p("%-11s %9s %12s %11s %10s %5s  %-24s %s", "user", "included", "used before", "used after", "remaining", "hard", "overage to date", "projected at period end")
 	for i, u := range st.Users {
 		if i >= len(r.Before) || i >= len(r.After) {
 			break
 		}
 		b, a := r.Before[i], r.After[i]
-		hard, overage := "no", "-"
+		hard := "no"
 		if a.HardLimit {
 			hard = "yes"
 		}
-		if a.Projected.Units > 0 {
-			units := "units"
-			if a.Projected.Units == 1 {
-				units = "unit"
-			}
-			overage = fmt.Sprintf("%s %s of %s calls: %s", num(a.Projected.Units), units, num(a.Projected.UnitSize), money(a.Projected.Amount, a.Projected.Currency))
-		}
-		p("%-11s %9s %12s %11s %10s %5s  %s", u.Plan, num(a.Included), num(b.Used), num(a.Used), num(a.Remaining), hard, overage)
+		p("%-11s %9s %12s %11s %10s %5s  %-24s %s", u.Plan, num(a.Included), num(b.Used), num(a.Used), num(a.Remaining), hard,
+			charge(a.OverageToDate), charge(a.Projected))
 	}
 	p("")
 	r.printQuotas(p)
@@ -112,8 +109,9 @@ func (r *Result) printQuotas(p func(string, ...any)) {
 			continue
 		}
 		if a.Used > a.Included {
-			p("The %s user used %s calls of %s included: %s calls of overage, projected %s (billed when its period closes).",
-				u.Plan, num(a.Used), num(a.Included), num(a.Used-a.Included), money(a.Projected.Amount, a.Projected.Currency))
+			p("The %s user used %s calls of %s included: %s calls of overage, %s so far, %s projected at the period's end (billed when it closes).",
+				u.Plan, num(a.Used), num(a.Included), num(a.Used-a.Included), money(a.OverageToDate.Amount, a.OverageToDate.Currency),
+				money(a.Projected.Amount, a.Projected.Currency))
 		}
 	}
 }
@@ -157,4 +155,13 @@ func us(v float64) string {
 		return strconv.FormatFloat(v/1000, 'f', 2, 64) + " ms"
 	}
 	return strconv.FormatFloat(v, 'f', 0, 64) + " µs"
+}
+
+// charge is a priced overage as the table shows it: "-" when nothing is
+// billable.
+func charge(c Charge) string {
+	if c.Billable <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s calls: %s", num(c.Billable), money(c.Amount, c.Currency))
 }
