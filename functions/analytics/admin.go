@@ -115,6 +115,16 @@ func (h *Handler) postAggregate(ctx context.Context, r *httpapi.Request, admin u
 }
 
 func (h *Handler) getRejected(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
+	return newestFirst(ctx, h, r, func(before int64, n int) ([]usage.RejectedEvent, error) {
+		return h.Admin.RejectedEvents(ctx, before, n)
+	}, func(e usage.RejectedEvent) int64 { return e.ID })
+}
+
+// newestFirst answers a page of a list kept newest first by id: the
+// limit and the cursor (the id to list before) from r, one row more than
+// the limit asked of list, so that the next cursor is there only when
+// more rows are.
+func newestFirst[T any](ctx context.Context, h *Handler, r *httpapi.Request, list func(before int64, n int) ([]T, error), id func(T) int64) httpapi.Response {
 	limit, err := r.Limit(DefaultLimit, MaxLimit)
 	if err != nil {
 		return h.fail(ctx, err)
@@ -127,14 +137,14 @@ func (h *Handler) getRejected(ctx context.Context, r *httpapi.Request, _ usage.I
 	} else if ok && c.Before <= 0 {
 		return h.fail(ctx, usage.FieldErrorf("cursor", "is not a cursor of this list"))
 	}
-	rows, err := h.Admin.RejectedEvents(ctx, c.Before, limit+1)
+	rows, err := list(c.Before, limit+1)
 	if err != nil {
 		return h.fail(ctx, err)
 	}
 	var p page
 	if len(rows) > limit {
 		rows = rows[:limit]
-		c.Before = rows[limit-1].ID
+		c.Before = id(rows[limit-1])
 		p.NextCursor = httpapi.EncodeCursor(c)
 	}
 	p.Items = rows

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/usage"
@@ -55,28 +54,7 @@ func (h *Handler) getUserKeys(ctx context.Context, r *httpapi.Request, userID st
 
 // getUserAudit lists a page of the user's plan changes, newest first.
 func (h *Handler) getUserAudit(ctx context.Context, r *httpapi.Request, userID string) httpapi.Response {
-	limit, err := r.Limit(DefaultLimit, MaxLimit)
-	if err != nil {
-		return h.fail(ctx, err)
-	}
-	var c struct {
-		Before int64 `json:"b"`
-	}
-	if ok, err := r.DecodeCursor(&c); err != nil {
-		return h.fail(ctx, err)
-	} else if ok && c.Before <= 0 {
-		return h.fail(ctx, usage.FieldErrorf("cursor", "is not a cursor of this list"))
-	}
-	rows, err := h.Admin.PlanAudit(ctx, userID, c.Before, limit+1)
-	if err != nil {
-		return h.fail(ctx, err)
-	}
-	var p page
-	if len(rows) > limit {
-		rows = rows[:limit]
-		c.Before = rows[limit-1].ID
-		p.NextCursor = httpapi.EncodeCursor(c)
-	}
-	p.Items = rows
-	return httpapi.JSON(http.StatusOK, p)
+	return newestFirst(ctx, h, r, func(before int64, n int) ([]usage.PlanAuditEntry, error) {
+		return h.Admin.PlanAudit(ctx, userID, before, n)
+	}, func(e usage.PlanAuditEntry) int64 { return e.ID })
 }

@@ -233,16 +233,25 @@ func rateKey(id Identity) string {
 	return "u:" + id.UserID
 }
 
+// checkCall refuses what no limit can decide: a cost below 1, a user
+// that is not a UUID.
+func checkCall(id Identity, cost int64) error {
+	if cost < 1 {
+		return FieldErrorf("cost", "must be at least 1")
+	}
+	if !IsUUID(id.UserID) {
+		return FieldErrorf("user_id", "must be a UUID")
+	}
+	return nil
+}
+
 // Check implements LimitChecker: it decides a call of cost by id, the
 // hard quota first (no round trip while the cache is fresh), then one GCRA
 // step. Errors: CodeInvalid for a cost below 1 or above the burst, or a
 // malformed user; CodeUnavailable when the store cannot be reached.
 func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision, error) {
-	if cost < 1 {
-		return Decision{}, FieldErrorf("cost", "must be at least 1")
-	}
-	if !IsUUID(id.UserID) {
-		return Decision{}, FieldErrorf("user_id", "must be a UUID")
+	if err := checkCall(id, cost); err != nil {
+		return Decision{}, err
 	}
 	now := l.now().UTC()
 	key := rateKey(id)
@@ -298,11 +307,8 @@ func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision,
 // id under the terms in force (cached as Check caches them, else read),
 // with no quota decision and no reservation against the quota.
 func (l *Limiter) CheckRate(ctx context.Context, id Identity, cost int64) (Decision, error) {
-	if cost < 1 {
-		return Decision{}, FieldErrorf("cost", "must be at least 1")
-	}
-	if !IsUUID(id.UserID) {
-		return Decision{}, FieldErrorf("user_id", "must be a UUID")
+	if err := checkCall(id, cost); err != nil {
+		return Decision{}, err
 	}
 	now := l.now().UTC()
 	e := l.entry(id.UserID, now)
