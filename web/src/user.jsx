@@ -69,20 +69,15 @@ function Quota({ s }) {
   );
 }
 
-// toDateText says what the overage so far is made of: the billable calls
-// (overage_to_date), or the packages of the older answer (projected_overage).
+// toDateText says what the overage so far is made of: the billable calls.
 function toDateText(c) {
-  if (c?.billable_calls != null) return `${num(c.billable_calls)} calls above the included`;
-  if (c?.units != null) return `${num(c.units)} units${c.unit_size ? ` of ${num(c.unit_size)} calls` : ''}`;
-  return null;
+  return c?.billable_calls != null ? `${num(c.billable_calls)} calls above the included` : null;
 }
 
 function Summary({ s }) {
-  // overage_to_date is the newer name; projected_overage, in the older
-  // answer, is computed from the calls used so far, so it is to date too.
-  const toDate = s.overage_to_date ?? s.projected_overage;
+  const toDate = s.overage_to_date;
   const projected = s.projected;
-  const projectedCalls = projected?.used_calls ?? projected?.used;
+  const projectedCalls = projected?.used_calls;
   return (
     <div class="cards">
       <section class="card" aria-labelledby="plan-h">
