@@ -2,13 +2,11 @@ package sqspub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -227,50 +225,6 @@ func (p *Publisher) refuse(ctx context.Context, e usage.Event, why string) error
 	return usage.Errorf(usage.CodeUnavailable, "usage event not queued: %s", why)
 }
 
-// MetricsNamespace is the CloudWatch namespace of the publisher's metrics.
-const MetricsNamespace = "NexusUsage"
-
-// metricsInterval is how often published counts alone are reported.
-const metricsInterval = time.Minute
-
-// reportMetrics writes the events published and dropped since the last
-// report as one CloudWatch Embedded Metric Format line (metrics
-// UsageEventsPublished and UsageEventsDropped in MetricsNamespace, by
-// Queue): at once when events were dropped, at most once a minute for
-// published ones alone, and always when final. In Lambda the line becomes
-// the metrics with no API call; an alarm on UsageEventsDropped > 0 says
-// that usage went uncounted.
-func (p *Publisher) reportMetrics(ctx context.Context, final bool) {
-	p.metricsMu.Lock()
-	defer p.metricsMu.Unlock()
-	pub, drop := p.published.Load(), p.dropped.Load()
-	dPub, dDrop := pub-p.reportedPub, drop-p.reportedDrop
-	now := p.opts.Now()
-	due := dDrop > 0 || (dPub > 0 && (final || now.Sub(p.reportedAt) >= metricsInterval))
-	if !due {
-		return
-	}
-	p.reportedPub, p.reportedDrop, p.reportedAt = pub, drop, now
-	queue := p.queueURL[strings.LastIndexByte(p.queueURL, '/')+1:]
-	level := slog.LevelInfo
-	if dDrop > 0 {
-		level = slog.LevelError
-	}
-	p.log.Log(ctx, level, "usage publisher metrics",
-		"_aws", map[string]any{
-			"Timestamp": now.UnixMilli(),
-			"CloudWatchMetrics": []map[string]any{{
-				"Namespace":  MetricsNamespace,
-				"Dimensions": [][]string{{"Queue"}},
-				"Metrics": []map[string]string{
-					{"Name": "UsageEventsPublished", "Unit": "Count"},
-					{"Name": "UsageEventsDropped", "Unit": "Count"},
-				},
-			}},
-		},
-		"Queue", queue, "UsageEventsPublished", dPub, "UsageEventsDropped", dDrop)
-}
-
 // Flush sends every buffered event and returns the first error. Events
 // that could not be sent stay buffered for the next flush.
 func (p *Publisher) Flush(ctx context.Context) error {
@@ -386,60 +340,6 @@ func (p *Publisher) send(ctx context.Context) error {
 		p.mu.Unlock()
 	}
 	return firstErr
-}
-
-// message is one SQS message: a JSON array of events.
-type message struct {
-	body   string
-	events []usage.Event
-}
-
-// pack groups events into messages of at most usage.MaxEventsPerMessage
-// events and maxBytes bytes, and messages into batches of at most
-// MaxBatchEntries entries and maxBytes bytes. Events whose JSON alone
-// exceeds maxBytes are returned apart.
-func pack(events []usage.Event, maxBytes int) (batches [][]message, tooBig []usage.Event) {
-	var (
-		msgs  []message
-		cur   []usage.Event
-		body  = []byte{'['}
-		flush = func() {
-			if len(cur) > 0 {
-				msgs = append(msgs, message{body: string(append(body, ']')), events: cur})
-			}
-			cur, body = nil, []byte{'['}
-		}
-	)
-	for _, e := range events {
-		js, err := json.Marshal(e)
-		if err != nil || len(js)+2 > maxBytes {
-			tooBig = append(tooBig, e)
-			continue
-		}
-		if len(cur) == usage.MaxEventsPerMessage || len(body)+1+len(js)+1 > maxBytes {
-			flush()
-		}
-		if len(cur) > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, js...)
-		cur = append(cur, e)
-	}
-	flush()
-	var b []message
-	size := 0
-	for _, m := range msgs {
-		if len(b) == MaxBatchEntries || size+len(m.body) > maxBytes {
-			batches = append(batches, b)
-			b, size = nil, 0
-		}
-		b = append(b, m)
-		size += len(m.body)
-	}
-	if len(b) > 0 {
-		batches = append(batches, b)
-	}
-	return batches, tooBig
 }
 
 // sendBatch sends one batch, retrying the entries SQS reports as failed,

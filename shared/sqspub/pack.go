@@ -1,0 +1,61 @@
+package sqspub
+
+import (
+	"encoding/json"
+
+	"github.com/nexus/usage/shared/usage"
+)
+
+// message is one SQS message: a JSON array of events.
+type message struct {
+	body   string
+	events []usage.Event
+}
+
+// pack groups events into messages of at most usage.MaxEventsPerMessage
+// events and maxBytes bytes, and messages into batches of at most
+// MaxBatchEntries entries and maxBytes bytes. Events whose JSON alone
+// exceeds maxBytes are returned apart.
+func pack(events []usage.Event, maxBytes int) (batches [][]message, tooBig []usage.Event) {
+	var (
+		msgs  []message
+		cur   []usage.Event
+		body  = []byte{'['}
+		flush = func() {
+			if len(cur) > 0 {
+				msgs = append(msgs, message{body: string(append(body, ']')), events: cur})
+			}
+			cur, body = nil, []byte{'['}
+		}
+	)
+	for _, e := range events {
+		js, err := json.Marshal(e)
+		if err != nil || len(js)+2 > maxBytes {
+			tooBig = append(tooBig, e)
+			continue
+		}
+		if len(cur) == usage.MaxEventsPerMessage || len(body)+1+len(js)+1 > maxBytes {
+			flush()
+		}
+		if len(cur) > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, js...)
+		cur = append(cur, e)
+	}
+	flush()
+	var b []message
+	size := 0
+	for _, m := range msgs {
+		if len(b) == MaxBatchEntries || size+len(m.body) > maxBytes {
+			batches = append(batches, b)
+			b, size = nil, 0
+		}
+		b = append(b, m)
+		size += len(m.body)
+	}
+	if len(b) > 0 {
+		batches = append(batches, b)
+	}
+	return batches, tooBig
+}

@@ -1,0 +1,196 @@
+package usage
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// plan returns the ledger rows the due periods need and how far each
+// subscription's closed periods are then planned.
+func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*LedgerEntry, []Progress, error) {
+	subs, err := c.Ledger.BillableSubscriptions(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list billable subscriptions: %w", err)
+	}
+	rep.Subscriptions = len(subs)
+	var (
+		periods []UserPeriod
+		owners  []*BillableSubscription
+	)
+	for _, s := range subs {
+		for _, p := range DuePeriods(s, now, c.Grace, c.Lookback) {
+			periods = append(periods, UserPeriod{UserID: s.UserID, Period: p, ByDay: NeedsDays(p, s.History)})
+			owners = append(owners, s)
+		}
+	}
+	rep.Periods = len(periods)
+	if len(periods) == 0 {
+		return nil, nil, nil
+	}
+	states, err := c.Ledger.PeriodStates(ctx, periods)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read period states: %w", err)
+	}
+	var entries []*LedgerEntry
+	cutoff := now.Add(-c.Grace)
+	through := map[*BillableSubscription]time.Time{}
+	stuck := map[*BillableSubscription]bool{}
+	for i, st := range states {
+		s := owners[i]
+		e, err := c.PlanPeriod(s, st, now)
+		if err != nil {
+			rep.PlanErrors++
+			stuck[s] = true
+			c.Logger.ErrorContext(ctx, "overage period not priced", "user_id", s.UserID,
+				"period_start", st.Period.Start.Format(time.DateOnly), "error", ErrorMessage(err))
+			continue
+		}
+		if e != nil {
+			entries = append(entries, e)
+		}
+		if !st.Period.End.After(cutoff) && !stuck[s] {
+			through[s] = st.Period.End
+		}
+	}
+	var progress []Progress
+	for s, t := range through {
+		if t.After(s.ClosedThrough) {
+			progress = append(progress, Progress{UserID: s.UserID, ClosedThrough: t})
+		}
+	}
+	slices.SortFunc(progress, func(a, b Progress) int { return strings.Compare(a.UserID, b.UserID) })
+	return entries, progress, nil
+}
+
+// PlanPeriod decides the ledger row a period of sub needs at now, or nil
+// when its rows are up to date:
+//   - the segments over for the grace period are priced (PriceLines, the
+//     terms already billed kept for their segments) and their total is
+//     compared with what the rows account for (PeriodState.Recorded);
+//   - more: a pending row for the difference with the next seq;
+//   - less: a skipped row with the negative difference and a note, a
+//     credit for an admin to decide on;
+//   - nothing new: no row, except a skipped seq 0 row for a closed period
+//     with nothing above the included calls, which says it was closed.
+//
+// Periods without terms that bill get no row; billed periods beyond the
+// lookback are left alone.
+func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time.Time) (*LedgerEntry, error) {
+	b := c.withDefaults()
+	cutoff := now.Add(-b.Grace)
+	closed := !st.Period.End.After(cutoff)
+	segs := Segments(st.Period, sub.History)
+	if st.Rows > 0 && closed && st.Period.End.Before(now.Add(-b.Lookback)) && allRecorded(segs, st.Lines) {
+		return nil, nil
+	}
+	lines, err := PriceLines(st.Period, segs, st.Days, st.Lines, cutoff)
+	if err != nil {
+		return nil, err
+	}
+	if st.Rows == 0 && !slices.ContainsFunc(lines, func(l Line) bool { return l.Bills }) {
+		return nil, nil
+	}
+	charge, err := NewPeriodCharge(lines)
+	if err != nil {
+		return nil, err
+	}
+	seq := 0
+	if st.Rows > 0 {
+		seq = st.MaxSeq + 1
+	}
+	e := &LedgerEntry{
+		UserID: st.UserID, Period: st.Period, Seq: seq,
+		Included: charge.Included, Used: charge.Used, Amount: charge.Amount - st.Recorded, Currency: charge.Currency,
+		Lines: lines, IdempotencyKey: IdempotencyKey(st.UserID, st.Period.Start, seq),
+	}
+	for _, l := range lines {
+		e.Units += l.Units
+		if l.Bills {
+			e.UnitSize, e.UnitPrice = l.Price.UnitSize, l.Price.UnitPrice
+		}
+	}
+	switch {
+	case e.Amount > 0:
+		e.Status = LedgerPending
+	case e.Amount == 0 && st.Rows == 0 && closed:
+		e.Status = LedgerSkipped
+		e.Note = "no usage above the included calls"
+	case e.Amount == 0:
+		return nil, nil
+	default:
+		e.Status = LedgerSkipped
+		e.Note = fmt.Sprintf("usage fell to %d calls after %d %s was charged; credit of %d %s not issued automatically, review",
+			charge.Used, st.Recorded, charge.Currency, -e.Amount, charge.Currency)
+	}
+	e.Description = describe(e, st.Lines)
+	return e, nil
+}
+
+// allRecorded reports whether every segment has a recorded line.
+func allRecorded(segs []Segment, recorded []Line) bool {
+	for _, s := range segs {
+		if !slices.ContainsFunc(recorded, func(r Line) bool { return r.From.Equal(s.From) && r.To.Equal(s.To) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// describe writes the invoice line of a row for the customer: the period,
+// then each segment the row charges (new, or re-priced by late usage) with
+// its plan, calls, included calls and price, and what was charged before
+// for those segments.
+func describe(e *LedgerEntry, before []Line) string {
+	var b strings.Builder
+	b.WriteString("API overage")
+	if e.Seq > 0 {
+		fmt.Fprintf(&b, " adjustment %d", e.Seq)
+	}
+	b.WriteString(", " + span(e.Period.Start, e.Period.End))
+	var parts []string
+	var prior int64
+	for _, l := range e.Lines {
+		i := slices.IndexFunc(before, func(r Line) bool { return r.From.Equal(l.From) && r.To.Equal(l.To) })
+		if i >= 0 && before[i].Used == l.Used && before[i].Amount == l.Amount {
+			continue // unchanged: charged before
+		}
+		if !l.Bills && i < 0 && len(e.Lines) > 1 {
+			continue // a segment that charges nothing, beside others
+		}
+		if i >= 0 {
+			prior += before[i].Amount
+		}
+		name := l.PlanName
+		if name == "" {
+			name = l.PlanID
+		}
+		if !l.From.Equal(e.Period.Start) || !l.To.Equal(e.Period.End) {
+			name += " " + span(l.From, l.To)
+		}
+		s := fmt.Sprintf("%s, %s calls, %s included: ", name, FormatCount(l.Used), FormatCount(l.Included))
+		switch {
+		case !l.Bills:
+			s += "no overage billing"
+		case l.PriceCharge.Calls == 0:
+			s += "nothing above the included calls"
+		default:
+			s += l.Price.Describe(l.PriceCharge)
+		}
+		parts = append(parts, s)
+	}
+	if len(parts) > 0 {
+		b.WriteString(": " + strings.Join(parts, "; "))
+	}
+	if prior != 0 {
+		b.WriteString("; less " + FormatMoney(prior, e.Currency) + " charged before")
+	}
+	return b.String()
+}
+
+// span writes [from, to) as its first and last days.
+func span(from, to time.Time) string {
+	return from.UTC().Format(time.DateOnly) + " – " + to.Add(-time.Nanosecond).UTC().Format(time.DateOnly)
+}
