@@ -7,11 +7,19 @@ GO ?= go
 BIN := $(CURDIR)/bin
 FUNCTIONS := record aggregate analytics overage
 ARCHES := arm64 amd64
-GOBUILD := CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w' -buildvcs=false
+# Every go build here compiles with CGO off, -trimpath and no DWARF debug
+# information (the compiler's -dwarf=false: about a seventh of a cold
+# build's CPU; stack traces, pprof and nm still work, stepping through a
+# binary in a debugger takes your own build), so the host binaries, the
+# bootstraps, the services' tools and the standard library they all import
+# share one build cache entry per package.
+COMPILE := CGO_ENABLED=0 $(GO) build -trimpath -gcflags=all=-dwarf=false
+GOBUILD := $(COMPILE) -tags lambda.norpc -ldflags='-s -w' -buildvcs=false
 # HOSTBUILD builds for this machine with the one flag set every host build
-# uses (the devstack's own fallback build too: HostBuildFlags in cmd/internal/rie),
-# so the functions, the devstack and the migrator share the build cache.
-HOSTBUILD := CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath
+# uses (the devstack's own fallback build too: HostBuildFlags in cmd/internal/rie,
+# which TestHostBuildFlagsAreTheMakefiles keeps equal), so the functions,
+# the devstack and the migrator share the build cache.
+HOSTBUILD := $(COMPILE) -tags lambda.norpc -ldflags=-w
 # The services' tools (stripe-mock, the Lambda emulator) and the linter are
 # pinned in tools/go.mod and built only by the targets that run them.
 SERVICE_TOOLS := $(BIN)/stripe-mock $(BIN)/aws-lambda-rie
@@ -54,7 +62,7 @@ host:
 ## tools: build the pinned tools (tools/go.mod) into ./bin
 tools: $(SERVICE_TOOLS) $(BIN)/staticcheck
 $(SERVICE_TOOLS) &: tools/go.mod tools/go.sum
-	cd tools && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(SERVICE_TOOL_PKGS)
+	cd tools && $(COMPILE) -ldflags=-w -o $(BIN)/ $(SERVICE_TOOL_PKGS)
 	@touch $(SERVICE_TOOLS)
 $(BIN)/staticcheck: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ honnef.co/go/tools/cmd/staticcheck
@@ -64,10 +72,10 @@ $(BIN)/staticcheck: tools/go.mod tools/go.sum
 # services' tools, two go builds because they are two modules. Started side
 # by side on an empty build cache, each would compile the standard library
 # itself (about 60 s of CPU each, half the cold build): so first std builds
-# the standard packages the two import, once, into the shared cache (both
-# builds use CGO_ENABLED=0 -trimpath, so they reuse them), and then the two
-# builds run side by side (each schedules its packages across the cores).
-# Warm, std takes under a second.
+# the standard packages the two import, once, into the shared cache (with
+# COMPILE's flags, which both builds use, so they reuse them), and then the
+# two builds run side by side (each schedules its packages across the
+# cores). Warm, std takes under a second.
 prepare: std
 	@$(MAKE) --no-print-directory -j2 host $(SERVICE_TOOLS)
 
@@ -77,7 +85,7 @@ std:
 	CGO_ENABLED=0 $(GO) list -tags lambda.norpc $(STD_PKGS) $(HOST_PKGS) >$$d/host & h=$$!; \
 	(cd tools && CGO_ENABLED=0 $(GO) list $(STD_PKGS) $(SERVICE_TOOL_PKGS)) >$$d/tools & t=$$!; \
 	wait $$h; wait $$t; \
-	sort -u $$d/host $$d/tools | grep -v '^vendor/' | xargs env CGO_ENABLED=0 $(GO) build -trimpath
+	sort -u $$d/host $$d/tools | grep -v '^vendor/' | xargs env $(COMPILE)
 
 # What the tests and the local stack are given: the functions built above
 # (the emulator tests and the devstack run them instead of building), the

@@ -139,7 +139,7 @@ make_template() {
 	if [[ -n "${NEXUS_MIGRATE:-}" ]]; then
 		"$NEXUS_MIGRATE" -database-url "$url" || die "migrations failed"
 	else
-		(cd "$ROOT" && CGO_ENABLED=0 go run -tags lambda.norpc -trimpath ./cmd/migrate -database-url "$url") || die "migrations failed"
+		(cd "$ROOT" && CGO_ENABLED=0 go run -trimpath -gcflags=all=-dwarf=false -tags lambda.norpc -ldflags=-w ./cmd/migrate -database-url "$url") || die "migrations failed"
 	fi
 	# Nobody connects to the template (autovacuum included), so that the
 	# tests' CREATE DATABASE ... TEMPLATE never finds it in use.

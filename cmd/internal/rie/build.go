@@ -15,9 +15,11 @@ import (
 // Makefile's (HOSTBUILD, for make dev and make test) and BuildBootstraps,
 // the devstack's fallback build, use the same ones, so that the
 // bootstraps, the devstack and the migrator share one build cache entry per
-// package instead of compiling each package once per flag set. CGO is off as in SAM's build of a provided.al2023
-// function; lambda.norpc drops aws-lambda-go's unused RPC mode.
-var HostBuildFlags = []string{"-tags", "lambda.norpc", "-trimpath"}
+// package instead of compiling each package once per flag set. CGO is off
+// as in SAM's build of a provided.al2023 function; lambda.norpc drops
+// aws-lambda-go's unused RPC mode; without DWARF debug information a cold
+// build takes about a seventh less CPU (stack traces keep their lines).
+var HostBuildFlags = []string{"-trimpath", "-gcflags=all=-dwarf=false", "-tags", "lambda.norpc", "-ldflags=-w"}
 
 // BuildBootstraps compiles the functions (functions/<name>) of the module
 // at root for this machine in one go build, which schedules their packages
