@@ -4,7 +4,9 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nexus/usage/shared/usage"
@@ -14,13 +16,10 @@ import (
 // in our words on the ledger row, never with Go's error text; Stripe's own
 // errors keep Stripe's code and message.
 func TestNetworkErrorsInOurWords(t *testing.T) {
-	// A port nobody listens on: connection refused.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := "http://" + ln.Addr().String()
-	ln.Close()
+	// A port nobody listens on: connection refused. A privileged port, not a
+	// closed listener's: the kernel hands that one out again, to the next
+	// listener of this test or of another package's running beside it.
+	refused := "http://127.0.0.1:1"
 	// A server that hangs up without answering.
 	hangup := newHangup(t)
 
@@ -55,6 +54,11 @@ func TestNetworkReason(t *testing.T) {
 		{context.DeadlineExceeded, "the request timed out"},
 		{context.Canceled, "the run stopped before Stripe answered"},
 		{&net.DNSError{Err: "no such host", Name: "api.stripe.test"}, "its host name did not resolve"},
+		// Stripe hanging up while the request is still being written: the
+		// transport has closed the connection, or the peer had.
+		{&net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed}, "the connection was closed before the answer"},
+		{&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}, "the connection was closed before the answer"},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, "the connection was closed before the answer"},
 	} {
 		if got := networkReason(tt.err); got != tt.want {
 			t.Errorf("networkReason(%v) = %q; want %q", tt.err, got, tt.want)
