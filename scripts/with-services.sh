@@ -45,8 +45,40 @@ missing() {
 	log "warning: $1 (tests that need it will skip)"
 }
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# pick_port VAR sets VAR to a free loopback port for a server of ours. It is
+# below the kernel's ephemeral range (where the tests' own outgoing
+# connections take their ports, one of which could take a port picked and
+# not yet bound by a server still starting) and never one this script has
+# picked before (moto_server binds its port a second or two after launch).
+PICKED=""
+pick_port() {
+	local p
+	p=$(python3 - $PICKED <<'EOF'
+import random, socket, sys
+taken = {int(p) for p in sys.argv[1:]}
+try:
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    lo = 0
+for tries in range(200):
+    port = random.randrange(10000, lo) if lo > 12000 and tries < 100 else 0
+    if port in taken:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    port = s.getsockname()[1]
+    s.close()
+    if port not in taken:
+        print(port)
+        sys.exit(0)
+sys.exit("no free loopback port")
+EOF
+	) || die "no free loopback port for a service"
+	PICKED="$PICKED $p"
+	printf -v "$1" %s "$p"
 }
 
 wait_http() { # url seconds
@@ -121,7 +153,7 @@ start_pg() {
 	"${as_pg[@]}" "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync >"$WORK/initdb.log" 2>&1 ||
 		{ cat "$WORK/initdb.log" >&2; die "initdb failed"; }
 	local port
-	port=$(free_port)
+	pick_port port
 	local opts="-p $port -k $WORK/pg/sock -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=512MB"
 	if [[ "$PG_FSYNC" == off ]]; then
 		opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -158,7 +190,7 @@ launch_moto() {
 		return
 	fi
 	local port
-	port=$(free_port)
+	pick_port port
 	moto_server -H 127.0.0.1 -p "$port" >"$WORK/moto.log" 2>&1 &
 	echo $! >"$WORK/moto.pid"
 	MOTO_PORT=$port
@@ -178,8 +210,8 @@ launch_stripe() {
 		return
 	fi
 	local port tls_port
-	port=$(free_port)
-	tls_port=$(free_port)
+	pick_port port
+	pick_port tls_port
 	# stripe-mock serves HTTPS too; give it a free port rather than its fixed default.
 	"$BIN/stripe-mock" -http-addr "127.0.0.1:$port" -https-addr "127.0.0.1:$tls_port" >"$WORK/stripe-mock.log" 2>&1 &
 	PIDS+=($!)
