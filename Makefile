@@ -79,11 +79,12 @@ $(BIN)/staticcheck: tools/go.mod tools/go.sum
 prepare: std
 	@$(MAKE) --no-print-directory -j2 host $(SERVICE_TOOLS)
 
-STD_PKGS := -deps -f '{{if .Standard}}{{.ImportPath}}{{end}}'
+# LIST_STD_DEPS: go list flags that print the standard packages the named ones import
+LIST_STD_DEPS := -deps -f '{{if .Standard}}{{.ImportPath}}{{end}}'
 std:
 	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
-	CGO_ENABLED=0 $(GO) list -tags lambda.norpc $(STD_PKGS) $(HOST_PKGS) >$$d/host & h=$$!; \
-	(cd tools && CGO_ENABLED=0 $(GO) list $(STD_PKGS) $(SERVICE_TOOL_PKGS)) >$$d/tools & t=$$!; \
+	CGO_ENABLED=0 $(GO) list -tags lambda.norpc $(LIST_STD_DEPS) $(HOST_PKGS) >$$d/host & h=$$!; \
+	(cd tools && CGO_ENABLED=0 $(GO) list $(LIST_STD_DEPS) $(SERVICE_TOOL_PKGS)) >$$d/tools & t=$$!; \
 	wait $$h; wait $$t; \
 	sort -u $$d/host $$d/tools | grep -v '^vendor/' | xargs env $(COMPILE)
 
