@@ -29,14 +29,14 @@ func TestFunctionDirs(t *testing.T) {
 // build and the Makefile's host build (make host) drift apart: then every
 // package the two share would be compiled and cached once per flag set.
 func TestHostBuildFlagsAreTheMakefiles(t *testing.T) {
-	make, err := exec.LookPath("make")
+	makeCmd, err := exec.LookPath("make")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("make is not installed")
 		}
 		t.Skip("make is not installed")
 	}
-	cmd := exec.Command(make, "-n", "-s", "--no-print-directory", "-C", "../../..", "host", "GO=go")
+	cmd := exec.Command(makeCmd, "-n", "-s", "--no-print-directory", "-C", "../../..", "host", "GO=go")
 	cmd.Env = append(os.Environ(), "MAKEFLAGS=", "MAKELEVEL=")
 	out, err := cmd.Output()
 	if err != nil {
