@@ -48,3 +48,36 @@ type LimitChecker interface {
 	// Errors as Check's.
 	CheckRate(ctx context.Context, id Identity, cost int64) (Decision, error)
 }
+
+func quota(p Plan, period Period, used int64) QuotaStatus {
+	return QuotaStatus{Period: period, Included: p.IncludedCalls, Used: used,
+		Remaining: max(0, p.IncludedCalls-used), Hard: p.HardLimit}
+}
+
+// quotaRefusal is the decision for a call over a hard quota: retry when the
+// next period starts.
+func quotaRefusal(p Plan, period Period, used int64, now time.Time) Decision {
+	return Decision{
+		Reason:        CodeQuotaExceeded,
+		Limit:         int64(p.Burst),
+		RetryAfter:    period.End.Sub(now),
+		RatePerSecond: p.RatePerSecond,
+		Quota:         quota(p, period, used),
+	}
+}
+
+func decision(p Plan, period Period, used int64, r RateResult) Decision {
+	d := Decision{
+		Allowed:       r.Allowed,
+		Limit:         int64(p.Burst),
+		Remaining:     r.Remaining,
+		Reset:         r.Reset,
+		RetryAfter:    r.RetryAfter,
+		RatePerSecond: p.RatePerSecond,
+		Quota:         quota(p, period, used),
+	}
+	if !r.Allowed {
+		d.Reason = CodeRateLimited
+	}
+	return d
+}
