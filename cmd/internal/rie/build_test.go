@@ -26,8 +26,9 @@ func TestFunctionDirs(t *testing.T) {
 }
 
 // TestHostBuildFlagsAreTheMakefiles fails when the devstack's fallback
-// build and the Makefile's host build (make host) drift apart: then every
-// package the two share would be compiled and cached once per flag set.
+// build, the Makefile's host build (make host) and with-services.sh's
+// migrator build drift apart: then every package they share would be
+// compiled and cached once per flag set.
 func TestHostBuildFlagsAreTheMakefiles(t *testing.T) {
 	makeCmd, err := exec.LookPath("make")
 	if err != nil {
@@ -55,5 +56,18 @@ func TestHostBuildFlagsAreTheMakefiles(t *testing.T) {
 	}
 	if diff := cmp.Diff(HostBuildFlags, flags); diff != "" {
 		t.Errorf("HostBuildFlags differ from the Makefile's HOSTBUILD (-want +got):\n%s", diff)
+	}
+	// with-services.sh's own migrator build, when make did not build one.
+	script, err := os.ReadFile("../../../scripts/with-services.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, run, ok := strings.Cut(string(script), "CGO_ENABLED=0 go run ")
+	run, _, found := strings.Cut(run, " ./cmd/migrate")
+	if !ok || !found {
+		t.Fatal("scripts/with-services.sh has no CGO_ENABLED=0 go run ... ./cmd/migrate")
+	}
+	if diff := cmp.Diff(HostBuildFlags, strings.Fields(run)); diff != "" {
+		t.Errorf("HostBuildFlags differ from with-services.sh's go run of the migrator (-want +got):\n%s", diff)
 	}
 }
