@@ -33,7 +33,10 @@ func TestKillAndRestart(t *testing.T) {
 		t.Skip(err)
 	}
 	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("the test runtime needs curl")
+		if os.Getenv("CI") == "true" {
+			t.Fatal("curl is not installed (the test runtime needs it)")
+		}
+		t.Skip("curl is not installed (the test runtime needs it)")
 	}
 	bootstrap, err := filepath.Abs("testdata/echo-bootstrap")
 	if err != nil {
