@@ -117,10 +117,9 @@ $$;
 DROP FUNCTION limit_check(uuid, text, timestamptz, bigint, bigint, integer[], timestamptz, timestamptz,
     bigint, boolean, bigint, bigint, text);
 
--- The function of 00004, which computed the period and the effective plan
--- itself.
+-- limit_check as 00004 defined it, exactly (copied from there).
 -- +goose StatementBegin
-CREATE FUNCTION limit_check(p_user uuid, p_key text, p_now timestamptz, p_cost bigint,
+CREATE OR REPLACE FUNCTION limit_check(p_user uuid, p_key text, p_now timestamptz, p_cost bigint,
     p_known_used bigint, p_thresholds integer[],
     OUT plan_id text, OUT included_calls bigint, OUT hard_limit boolean,
     OUT rate_per_second double precision, OUT burst integer, OUT interval_us bigint,
@@ -151,6 +150,8 @@ BEGIN
 
     interval_us := greatest(1, round(1000000::numeric / rate_per_second::numeric))::bigint;
 
+    -- The monthly period anchored at anchor that holds n; timestamp +
+    -- months clamps to the month's last day, as usage.PeriodAt does.
     k := (extract(year FROM n)::integer - extract(year FROM anchor)::integer) * 12
          + extract(month FROM n)::integer - extract(month FROM anchor)::integer;
     s := anchor + make_interval(months => k);

@@ -357,3 +357,181 @@ ALTER TABLE eco_rejected_events DROP COLUMN position;
 ALTER TABLE eco_api_usage ADD PRIMARY KEY (event_id, occurred_at);
 DROP FUNCTION ensure_event_key_generations(integer[]);
 DROP TABLE eco_event_keys;
+
+-- increment_api_calls as 00002 defined it, exactly (copied from there).
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION increment_api_calls(
+    p_user_ids       uuid[],
+    p_days           date[],
+    p_calls          bigint[],
+    p_errors_4xx     bigint[],
+    p_errors_5xx     bigint[],
+    p_request_bytes  bigint[],
+    p_response_bytes bigint[])
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    total bigint;
+BEGIN
+    -- Days in order, then counters in (user_id, day) order: concurrent
+    -- batches lock rows in the same order and cannot deadlock.
+    INSERT INTO eco_usage_dirty_days AS dd (day)
+    SELECT DISTINCT dy FROM unnest(p_days) AS dy ORDER BY dy
+    ON CONFLICT (day) DO UPDATE SET marked_at = now();
+
+    INSERT INTO eco_usage_counters AS k (user_id, day, calls, errors_4xx, errors_5xx, request_bytes, response_bytes)
+    SELECT u, dy, sum(c), sum(e4), sum(e5), sum(rq), sum(rs)
+    FROM unnest(p_user_ids, p_days, p_calls, p_errors_4xx, p_errors_5xx, p_request_bytes, p_response_bytes)
+         AS t(u, dy, c, e4, e5, rq, rs)
+    GROUP BY u, dy
+    ORDER BY u, dy
+    ON CONFLICT (user_id, day) DO UPDATE SET
+        calls          = k.calls + excluded.calls,
+        errors_4xx     = k.errors_4xx + excluded.errors_4xx,
+        errors_5xx     = k.errors_5xx + excluded.errors_5xx,
+        request_bytes  = k.request_bytes + excluded.request_bytes,
+        response_bytes = k.response_bytes + excluded.response_bytes,
+        updated_at     = now();
+
+    SELECT coalesce(sum(c), 0) INTO total FROM unnest(p_calls) AS c;
+    RETURN total;
+END;
+$$;
+-- +goose StatementEnd
+
+-- aggregate_daily_usage as 00003 defined it, exactly (copied from there).
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION aggregate_daily_usage(p_day date, p_part integer DEFAULT 0, p_parts integer DEFAULT 1)
+RETURNS bigint
+LANGUAGE plpgsql
+SET work_mem = '64MB'
+AS $$
+DECLARE
+    lo      timestamptz := p_day::timestamp AT TIME ZONE 'UTC';
+    hi      timestamptz := (p_day + 1)::timestamp AT TIME ZONE 'UTC';
+    written bigint;
+BEGIN
+    IF p_parts < 1 OR p_part < 0 OR p_part >= p_parts THEN
+        RAISE EXCEPTION 'aggregate_daily_usage: part % of % is out of range', p_part, p_parts
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF to_regclass('eco_api_usage_p' || to_char(p_day, 'YYYYMM')) IS NULL THEN
+        RAISE EXCEPTION 'raw usage for % is not kept (no partition)', p_day
+            USING ERRCODE = 'no_data_found';
+    END IF;
+
+    -- The day's groups, computed once; rows whose values did not change are
+    -- left alone (a 1 % late batch changes a fraction of a day's groups),
+    -- changed and new groups are written, groups without raw rows any more
+    -- are deleted. The statement's parts touch disjoint rows.
+    WITH g AS MATERIALIZED (
+        SELECT u.user_id, u.endpoint, u.api_key_id,
+               sum(u.quantity)::bigint                                         AS calls,
+               coalesce(sum(u.quantity) FILTER (WHERE u.status_code BETWEEN 400 AND 499), 0)::bigint AS e4,
+               coalesce(sum(u.quantity) FILTER (WHERE u.status_code BETWEEN 500 AND 599), 0)::bigint AS e5,
+               sum(u.request_bytes)::bigint                                    AS rq,
+               sum(u.response_bytes)::bigint                                   AS rs,
+               sum(u.latency_ms)::bigint                                       AS lat,
+               percentile_disc(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY u.latency_ms) AS p,
+               max(u.latency_ms)                                               AS mx,
+               count(*)                                                        AS n
+        FROM eco_api_usage u
+        WHERE u.occurred_at >= lo AND u.occurred_at < hi
+          AND (p_parts = 1 OR get_byte(uuid_send(u.user_id), 15) % p_parts = p_part)
+        GROUP BY u.user_id, u.endpoint, u.api_key_id
+    ), gone AS (
+        DELETE FROM eco_usage_daily d
+        WHERE d.day = p_day
+          AND (p_parts = 1 OR get_byte(uuid_send(d.user_id), 15) % p_parts = p_part)
+          AND NOT EXISTS (SELECT 1 FROM g WHERE g.user_id = d.user_id AND g.endpoint = d.endpoint
+                          AND g.api_key_id IS NOT DISTINCT FROM d.api_key_id)
+    )
+    INSERT INTO eco_usage_daily AS d (day, user_id, endpoint, api_key_id, calls, errors_4xx, errors_5xx,
+        request_bytes, response_bytes, latency_sum_ms, latency_p50_ms, latency_p95_ms, latency_max_ms,
+        events, aggregated_at)
+    SELECT p_day, g.user_id, g.endpoint, g.api_key_id, g.calls, g.e4, g.e5, g.rq, g.rs, g.lat,
+           g.p[1], g.p[2], g.mx, g.n, now()
+    FROM g
+    ON CONFLICT (day, user_id, endpoint, api_key_id) DO UPDATE SET
+        calls = excluded.calls, errors_4xx = excluded.errors_4xx, errors_5xx = excluded.errors_5xx,
+        request_bytes = excluded.request_bytes, response_bytes = excluded.response_bytes,
+        latency_sum_ms = excluded.latency_sum_ms, latency_p50_ms = excluded.latency_p50_ms,
+        latency_p95_ms = excluded.latency_p95_ms, latency_max_ms = excluded.latency_max_ms,
+        events = excluded.events, aggregated_at = excluded.aggregated_at
+    WHERE (d.calls, d.errors_4xx, d.errors_5xx, d.request_bytes, d.response_bytes, d.latency_sum_ms,
+           d.latency_p50_ms, d.latency_p95_ms, d.latency_max_ms, d.events)
+       IS DISTINCT FROM
+          (excluded.calls, excluded.errors_4xx, excluded.errors_5xx, excluded.request_bytes, excluded.response_bytes,
+           excluded.latency_sum_ms, excluded.latency_p50_ms, excluded.latency_p95_ms, excluded.latency_max_ms,
+           excluded.events);
+    GET DIAGNOSTICS written = ROW_COUNT;
+
+    INSERT INTO eco_usage_aggregated_days (day, aggregated_at)
+    VALUES (p_day, now())
+    ON CONFLICT (day) DO UPDATE SET aggregated_at = excluded.aggregated_at;
+    RETURN written;
+END;
+$$;
+-- +goose StatementEnd
+
+-- refresh_usage_user_daily as 00007 defined it, exactly (copied from there).
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION refresh_usage_user_daily(p_from date, p_to date)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM eco_usage_user_daily WHERE day BETWEEN p_from AND p_to;
+    INSERT INTO eco_usage_user_daily (day, user_id, calls, errors_4xx, errors_5xx, request_bytes, response_bytes, latency_p95_ms)
+    SELECT day, user_id, sum(calls), sum(errors_4xx), sum(errors_5xx), sum(request_bytes), sum(response_bytes),
+        max(latency_p95_ms)
+    FROM eco_usage_daily WHERE day BETWEEN p_from AND p_to
+    GROUP BY day, user_id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM rebuild_usage_user_months(p_from, p_to);
+    RETURN n;
+END;
+$$;
+-- +goose StatementEnd
+
+-- refresh_usage_user_pairs as 00007 defined it, exactly (copied from there).
+-- +goose StatementBegin
+-- refresh_usage_user_pairs (00006) now also adds each summary row's change
+-- to its month row. The day and user of a summary row have one writer at a
+-- time (the aggregation of that day), so old and new are exact.
+CREATE OR REPLACE FUNCTION refresh_usage_user_pairs(p_days date[], p_users uuid[])
+RETURNS void
+LANGUAGE sql AS $$
+    WITH pairs AS (
+        SELECT DISTINCT d AS day, u AS user_id FROM unnest(p_days, p_users) AS t(d, u)
+    ), old AS (
+        SELECT s.day, s.user_id, s.calls, s.errors_4xx, s.errors_5xx
+        FROM eco_usage_user_daily s JOIN pairs p ON s.day = p.day AND s.user_id = p.user_id
+    ), gone AS (
+        DELETE FROM eco_usage_user_daily s USING pairs p
+        WHERE s.day = p.day AND s.user_id = p.user_id
+          AND NOT EXISTS (SELECT 1 FROM eco_usage_daily d WHERE d.user_id = p.user_id AND d.day = p.day)
+    ), new AS (
+        INSERT INTO eco_usage_user_daily AS s (day, user_id, calls, errors_4xx, errors_5xx, request_bytes, response_bytes, latency_p95_ms)
+        SELECT d.day, d.user_id, sum(d.calls), sum(d.errors_4xx), sum(d.errors_5xx), sum(d.request_bytes), sum(d.response_bytes),
+            max(d.latency_p95_ms)
+        FROM pairs p JOIN eco_usage_daily d ON d.user_id = p.user_id AND d.day = p.day
+        GROUP BY d.day, d.user_id
+        ORDER BY d.day, d.user_id
+        ON CONFLICT (day, user_id) DO UPDATE SET
+            calls = excluded.calls, errors_4xx = excluded.errors_4xx, errors_5xx = excluded.errors_5xx,
+            request_bytes = excluded.request_bytes, response_bytes = excluded.response_bytes,
+            latency_p95_ms = excluded.latency_p95_ms
+        RETURNING s.day, s.user_id, s.calls, s.errors_4xx, s.errors_5xx
+    ), delta AS (
+        SELECT day, user_id, coalesce(n.calls, 0) - coalesce(o.calls, 0) AS calls,
+            coalesce(n.errors_4xx, 0) - coalesce(o.errors_4xx, 0) AS e4,
+            coalesce(n.errors_5xx, 0) - coalesce(o.errors_5xx, 0) AS e5
+        FROM old o FULL JOIN new n USING (day, user_id)
+    )
+    SELECT add_usage_user_months(array_agg(day), array_agg(user_id), array_agg(calls), array_agg(e4), array_agg(e5))
+    FROM delta
+    WHERE (calls, e4, e5) <> (0, 0, 0);
+$$;
+-- +goose StatementEnd
