@@ -25,18 +25,23 @@ import (
 // draft-ietf-httpapi-ratelimit-headers-10 (a quoted policy name with q
 // and w; r and t; unchanged since -08); the X-RateLimit-* headers are the
 // widespread older form, in delta seconds. Durations are whole seconds
-// rounded up; Retry-After is at least 1.
+// rounded up; Retry-After is at least 1. A decision without a quota (zero
+// Quota, as LimitChecker.CheckRate returns) has no "quota" policy: it
+// decided the rate limit alone and says nothing of the usage.
 func RateLimitHeaders(d usage.Decision, now time.Time) map[string]string {
 	window := int64(1)
 	if d.RatePerSecond > 0 {
 		window = max(1, int64(math.Ceil(float64(d.Limit)/d.RatePerSecond)))
 	}
-	p := d.Quota.Period
+	policy := fmt.Sprintf(`"burst";q=%d;w=%d`, d.Limit, window)
+	limit := fmt.Sprintf(`"burst";r=%d;t=%d`, d.Remaining, Seconds(d.Reset))
+	if p := d.Quota.Period; !p.End.IsZero() {
+		policy += fmt.Sprintf(`, "quota";q=%d;w=%d`, d.Quota.Included, Seconds(p.End.Sub(p.Start)))
+		limit += fmt.Sprintf(`, "quota";r=%d;t=%d`, d.Quota.Remaining, Seconds(p.End.Sub(now)))
+	}
 	h := map[string]string{
-		"RateLimit-Policy": fmt.Sprintf(`"burst";q=%d;w=%d, "quota";q=%d;w=%d`,
-			d.Limit, window, d.Quota.Included, Seconds(p.End.Sub(p.Start))),
-		"RateLimit": fmt.Sprintf(`"burst";r=%d;t=%d, "quota";r=%d;t=%d`,
-			d.Remaining, Seconds(d.Reset), d.Quota.Remaining, Seconds(p.End.Sub(now))),
+		"RateLimit-Policy":      policy,
+		"RateLimit":             limit,
 		"X-RateLimit-Limit":     strconv.FormatInt(d.Limit, 10),
 		"X-RateLimit-Remaining": strconv.FormatInt(d.Remaining, 10),
 		"X-RateLimit-Reset":     strconv.FormatInt(Seconds(d.Reset), 10),

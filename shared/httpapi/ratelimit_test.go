@@ -46,6 +46,12 @@ func TestRateLimitHeaders(t *testing.T) {
 			"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0",
 			"Retry-After": "1857600",
 		}},
+		// LimitChecker.CheckRate's decision: the rate limit alone.
+		{"rate only", usage.Decision{Allowed: true, Limit: 10, Remaining: 4, Reset: 3 * time.Second, RatePerSecond: 2}, map[string]string{
+			"RateLimit-Policy":  `"burst";q=10;w=5`,
+			"RateLimit":         `"burst";r=4;t=3`,
+			"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "4", "X-RateLimit-Reset": "3",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

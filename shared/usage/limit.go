@@ -66,7 +66,15 @@ func quotaRefusal(p Plan, period Period, used int64, now time.Time) Decision {
 	}
 }
 
+// decision is the decision of a GCRA step under p's rate limit and quota.
 func decision(p Plan, period Period, used int64, r RateResult) Decision {
+	d := rateDecision(p, r)
+	d.Quota = quota(p, period, used)
+	return d
+}
+
+// rateDecision is the decision of a GCRA step under p's rate limit alone.
+func rateDecision(p Plan, r RateResult) Decision {
 	d := Decision{
 		Allowed:       r.Allowed,
 		Limit:         int64(p.Burst),
@@ -74,7 +82,6 @@ func decision(p Plan, period Period, used int64, r RateResult) Decision {
 		Reset:         r.Reset,
 		RetryAfter:    r.RetryAfter,
 		RatePerSecond: p.RatePerSecond,
-		Quota:         quota(p, period, used),
 	}
 	if !r.Allowed {
 		d.Reason = CodeRateLimited

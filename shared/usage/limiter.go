@@ -243,7 +243,9 @@ func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision,
 
 // CheckRate implements LimitChecker: one GCRA step for a call of cost by
 // id under the terms in force (cached as Check caches them, else read),
-// with no quota decision and no reservation against the quota.
+// with no quota decision and no reservation against the quota. Its
+// Decision's Quota is zero: the quota is not what it decided, and the
+// usage it would show is not read on this path.
 func (l *Limiter) CheckRate(ctx context.Context, id Identity, cost int64) (Decision, error) {
 	if err := checkCall(id, cost); err != nil {
 		return Decision{}, err
@@ -252,7 +254,7 @@ func (l *Limiter) CheckRate(ctx context.Context, id Identity, cost int64) (Decis
 	e := l.entry(id.UserID, now)
 	e.mu.Lock()
 	fresh := e.fresh(now, l.ttl)
-	plan, g, period, used := e.plan, e.g, e.period, e.used
+	plan, g := e.plan, e.g
 	e.mu.Unlock()
 	if !fresh {
 		sub, err := l.store.Subscription(ctx, id.UserID)
@@ -260,7 +262,7 @@ func (l *Limiter) CheckRate(ctx context.Context, id Identity, cost int64) (Decis
 			return Decision{}, err
 		}
 		plan = sub.At(now)
-		g, period, used = NewGCRA(plan.RatePerSecond, plan.Burst), PeriodAt(sub.PeriodAnchor, now), 0
+		g = NewGCRA(plan.RatePerSecond, plan.Burst)
 	}
 	if cost > g.Burst {
 		return Decision{}, FieldErrorf("cost", "exceeds the burst of %d", g.Burst)
@@ -269,7 +271,7 @@ func (l *Limiter) CheckRate(ctx context.Context, id Identity, cost int64) (Decis
 	if err != nil {
 		return Decision{}, err
 	}
-	return decision(plan, period, used, r), nil
+	return rateDecision(plan, r), nil
 }
 
 // refresh runs RateStore.Check for a call of cost at now under the user's

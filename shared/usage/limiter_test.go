@@ -460,8 +460,8 @@ func TestLimiter_CheckRateAtHardQuota(t *testing.T) {
 	if d, err := l.Check(ctx, id, 1); err != nil || d.Allowed || d.Reason != usage.CodeQuotaExceeded {
 		t.Fatalf("Check at the quota = %+v, %v; want quota_exceeded", d, err)
 	}
-	if d, err := l.CheckRate(ctx, id, 2); err != nil || !d.Allowed {
-		t.Fatalf("CheckRate at the quota = %+v, %v; want allowed", d, err)
+	if d, err := l.CheckRate(ctx, id, 2); err != nil || !d.Allowed || d.Quota != (usage.QuotaStatus{}) {
+		t.Fatalf("CheckRate at the quota = %+v, %v; want allowed, no quota (it decides none)", d, err)
 	}
 	if d, err := l.CheckRate(ctx, id, 10); err != nil || d.Allowed || d.Reason != usage.CodeRateLimited || d.RetryAfter <= 0 {
 		t.Errorf("CheckRate beyond the burst left = %+v, %v; want rate_limited with a Retry-After", d, err)
