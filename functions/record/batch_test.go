@@ -60,8 +60,42 @@ func TestHandleSameEventIDAnotherTime(t *testing.T) {
 	if got := count(t, db, `SELECT coalesce(sum(calls), 0) FROM eco_usage_counters WHERE user_id = $1`, user); got != 2 {
 		t.Errorf("%d calls counted; want 2", got)
 	}
-	if got := count(t, db, `SELECT count(*) FROM eco_usage_counters WHERE user_id = $1 AND day = $2`, user, usage.Day(again.OccurredAt)); usage.Day(again.OccurredAt) != usage.Day(twin.OccurredAt) && got != 0 {
-		t.Errorf("the re-stamped duplicate's day was counted")
+	// The re-stamped duplicate falls on today, beside the twin: today holds
+	// the twin's one call, first's day its own.
+	for _, c := range []struct {
+		day  time.Time
+		want int64
+	}{{usage.Day(again.OccurredAt), 1}, {usage.Day(first.OccurredAt), 1}} {
+		if got := count(t, db, `SELECT coalesce(sum(calls), 0) FROM eco_usage_counters WHERE user_id = $1 AND day = $2`, user, c.day); got != c.want {
+			t.Errorf("%s: %d calls counted; want %d", c.day.Format(time.DateOnly), got, c.want)
+		}
+	}
+}
+
+// TestHandleSameEventIDInCapitals: a UUID in capitals is the same id. The
+// same event sent with its ids in capitals and in small letters, in one
+// batch and in a later one, is stored and counted once.
+func TestHandleSameEventIDInCapitals(t *testing.T) {
+	db := pgtest.NewDB(t)
+	now := midday()
+	user := uuid.NewString()
+	h := newHandler(postgres.NewEventStore(db), now, 0)
+	e := hostileEvent(user, now, time.Hour)
+	upper := e
+	upper.EventID, upper.UserID = strings.ToUpper(e.EventID), strings.ToUpper(e.UserID)
+	res, err := h.Recorder.Record(context.Background(), []usage.Message{{ID: "a", Body: mustJSON(t, []usage.Event{upper, e})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Inserted != 1 || res.Duplicates != 1 || len(res.Rejected) != 0 {
+		t.Errorf("Record = %+v; want 1 inserted, 1 duplicate", res)
+	}
+	handleOK(t, h, sqsBatch("b", []usage.Event{upper}))
+	if got := count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 1 {
+		t.Errorf("%d raw rows; want 1", got)
+	}
+	if got := count(t, db, `SELECT coalesce(sum(calls), 0) FROM eco_usage_counters WHERE user_id = $1`, user); got != 1 {
+		t.Errorf("%d calls counted; want 1", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package usage
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -94,11 +95,15 @@ func IsUUID(s string) bool {
 
 // Validate checks e against the rules of a usage event at time now, with
 // events older than backfill refused. A zero Quantity is read as 1 and a zero
-// Version as EventVersion. It returns a CodeInvalid *Error naming the field.
+// Version as EventVersion; the ids are set in small letters, their one
+// spelling (a UUID in capitals is the same id, and the record path tells
+// duplicates apart by the id's text). It returns a CodeInvalid *Error
+// naming the field.
 func (e *Event) Validate(now time.Time, backfill time.Duration) error {
 	if e.Version == 0 {
 		e.Version = EventVersion
 	}
+	e.EventID, e.UserID, e.APIKeyID = strings.ToLower(e.EventID), strings.ToLower(e.UserID), strings.ToLower(e.APIKeyID)
 	if e.Quantity == 0 {
 		e.Quantity = 1
 	}
