@@ -17,7 +17,6 @@
 #   NEXUS_TEST_STRIPE_URL     stripe-mock's URL
 #   NEXUS_RIE                 $BIN/aws-lambda-rie, when built (unless set)
 #   NEXUS_TEST_WORKDIR        the services' files (logs, data, pid files)
-#   NEXUS_TEST_PGDATA         the throwaway cluster's data directory
 #   NEXUS_TEST_RESTART        scripts/restart-service.sh: `$NEXUS_TEST_RESTART pg`
 #                             restarts PostgreSQL (pg_ctl restart, as the
 #                             postgres user when root), `... moto` restarts
@@ -239,7 +238,6 @@ export NEXUS_TEST_WORKDIR=$WORK
 	printf 'PGBIN=%q\nPGDATA=%q\nAS_PG=%q\nMOTO_PORT=%q\n' "$PGBIN" "$PGDATA" "${as_pg[*]}" "$MOTO_PORT"
 } >"$WORK/services.env"
 export NEXUS_TEST_RESTART=$ROOT/scripts/restart-service.sh
-if [[ -n "$PGDATA" ]]; then export NEXUS_TEST_PGDATA=$PGDATA; fi
 # The Lambda emulator for the emulator tests and the local stack.
 if [[ -z "${NEXUS_RIE:-}" && -x "$BIN/aws-lambda-rie" ]]; then export NEXUS_RIE=$BIN/aws-lambda-rie; fi
 

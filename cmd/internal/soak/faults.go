@@ -97,7 +97,7 @@ func (r *runner) restartMoto(ctx context.Context, rawCh, httpCh chan<- send) {
 	// The batch the record function held when the old server went may
 	// still commit: let it, before reading what is recorded.
 	rec := r.st.Lambda("record")
-	for deadline := time.Now().Add(30 * time.Second); rec.InFlight() && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(30 * time.Second); rec.InFlight() && time.Now().Before(deadline) && ctx.Err() == nil; {
 		sleep(ctx, 10*time.Millisecond)
 	}
 	if err := r.replay(ctx, rawCh, httpCh); err != nil {
@@ -131,13 +131,21 @@ func (r *runner) replay(ctx context.Context, rawCh, httpCh chan<- send) error {
 	r.mu.Unlock()
 	for _, s := range again {
 		r.replayed.Add(1)
+		var ch chan<- send
 		switch {
 		case s.it.path == pathHTTP:
-			httpCh <- s
+			ch = httpCh
 		case s.it.raw:
-			rawCh <- s
+			ch = rawCh
 		default:
 			r.publish(ctx, s)
+			continue
+		}
+		// The workers stop reading when the run is cancelled.
+		select {
+		case ch <- s:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	r.log.Info("soak: replayed what moto_server lost", "events", len(again))

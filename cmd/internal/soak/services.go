@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -99,7 +100,15 @@ func (s *Services) Stop() {
 	s.hold.Close()
 	select {
 	case <-s.done:
+		return
 	case <-time.After(30 * time.Second):
+	}
+	// TERM runs with-services.sh's cleanup (its EXIT trap), which KILL
+	// would skip, leaving the cluster, moto_server and their files behind.
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(90 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
