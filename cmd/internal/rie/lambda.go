@@ -296,12 +296,26 @@ func (l *Lambda) Kill() error {
 }
 
 // Restart replaces the execution environment with a fresh emulator and
-// bootstrap on the same addresses (a cold start at the next invocation),
-// stopping the current one first if it still runs. Invocations queued
-// meanwhile go to the new one.
+// bootstrap on the same invoke address (a cold start at the next
+// invocation), stopping the current one first if it still runs.
+// Invocations queued meanwhile go to the new one.
 func (l *Lambda) Restart(ctx context.Context) error {
 	l.current().stop()
-	p, err := l.launch(ctx)
+	var p *proc
+	var err error
+	// Only the invoke address must stay (callers hold its URL): the runtime
+	// API's port is picked again on each try, as Start picks both, since
+	// another process may have taken the old one meanwhile.
+	for range 3 {
+		var rt []string
+		if rt, err = freeAddrs(1); err != nil {
+			break
+		}
+		l.addrs = []string{l.addrs[0], rt[0]}
+		if p, err = l.launch(ctx); err == nil || !errors.Is(err, errExitedAtStart) {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("restart %s: %w", l.Name, err)
 	}
@@ -338,7 +352,7 @@ func (p *proc) stop() {
 // that the kernel hands out for outgoing connections and listeners on
 // port 0 (every test's PostgreSQL and HTTP connections) can be taken in
 // the moment between this check and the emulator's bind, and a Restart
-// binds the same ports again.
+// binds the same invoke port again.
 func freeAddrs(n int) ([]string, error) {
 	var ls []net.Listener
 	defer func() {
