@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"net/http"
 	"strings"
@@ -73,7 +74,7 @@ func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.I
 			// The caller's identity wins over whatever the body claims.
 			e.UserID, e.APIKeyID = id.UserID, id.APIKeyID
 			res.EventID = e.EventID
-			err = e.Validate(now, usage.DefaultBackfillWindow)
+			err = e.Validate(now, h.backfillWindow())
 		}
 		if err == nil && e.Quantity > maxQuantity {
 			err = usage.FieldErrorf("quantity", "must be between 1 and %d", maxQuantity)
@@ -105,6 +106,13 @@ func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.I
 }
 
 // maxEventQuantity is the quantity cap of one event.
+func (h *Handler) backfillWindow() time.Duration {
+	if h.BackfillWindow <= 0 {
+		return usage.DefaultBackfillWindow
+	}
+	return h.BackfillWindow
+}
+
 func (h *Handler) maxEventQuantity() int64 {
 	if h.MaxEventQuantity <= 0 {
 		return DefaultMaxEventQuantity

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/usage"
@@ -113,6 +114,44 @@ func TestPostEventsQueueFailures(t *testing.T) {
 			wantStatus(t, resp, 503)
 			if p := decode[problem](t, resp); p.Type != "urn:nexus:problem:unavailable" || strings.Contains(p.Detail, "sqs") || resp.Headers["Retry-After"] != "1" {
 				t.Errorf("problem = %+v, headers %v", p, resp.Headers)
+			}
+		})
+	}
+}
+
+// TestPostEventsBackfillWindow: POST /v1/events refuses what the record
+// function would quarantine, under the deployment's backfill window, not
+// the default one.
+func TestPostEventsBackfillWindow(t *testing.T) {
+	t.Parallel()
+	at := func(id, day string) string {
+		return strings.Replace(event(id, 200, ""), `"2026-03-15T11:59:00Z"`, `"`+day+`T11:59:00Z"`, 1)
+	}
+	body := `{"events":[` + at("30000000-0000-4000-8000-000000000101", "2026-02-23") + "," +
+		at("30000000-0000-4000-8000-000000000102", "2026-03-12") + `]}`
+	for _, tt := range []struct {
+		name   string
+		window time.Duration
+		want   []string
+	}{
+		{"default 35 days", 0, []string{"accepted", "accepted"}},
+		{"7 days", 7 * 24 * time.Hour, []string{"rejected", "accepted"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.h.BackfillWindow = tt.window
+			resp := f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, body))
+			wantStatus(t, resp, 202)
+			got := decode[struct{ Results []eventResult }](t, resp)
+			var status []string
+			for _, r := range got.Results {
+				status = append(status, r.Status)
+				if r.Status == "rejected" && r.Param != "occurred_at" {
+					t.Errorf("result %d names %q; want occurred_at", r.Index, r.Param)
+				}
+			}
+			if !cmp.Equal(status, tt.want) {
+				t.Errorf("statuses %v; want %v", status, tt.want)
 			}
 		})
 	}

@@ -47,8 +47,12 @@ type Handler struct {
 	// MaxEventQuantity caps the quantity of one event of POST /v1/events
 	// (DefaultMaxEventQuantity when zero; at most usage.MaxQuantity).
 	MaxEventQuantity int64
-	Logger           *slog.Logger
-	Now              func() time.Time
+	// BackfillWindow is how old an event of POST /v1/events may be, the
+	// record function's (usage.DefaultBackfillWindow when zero): an event
+	// accepted here is one the record path takes.
+	BackfillWindow time.Duration
+	Logger         *slog.Logger
+	Now            func() time.Time
 
 	once   sync.Once
 	router *httpapi.Router

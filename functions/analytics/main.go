@@ -12,6 +12,8 @@
 //	ALERT_BUS_NAME                       EventBridge bus for usage alerts (unset: log lines)
 //	GRACE_PERIOD (default 24h)           the overage job's, for the overage preview
 //	MAX_EVENT_QUANTITY                   largest quantity of one event of POST /v1/events (default 10,000)
+//	BACKFILL_WINDOW                      how old an event of POST /v1/events may be: the record
+//	                                     function's (default 35 days, at most 45)
 package main
 
 import (
@@ -57,6 +59,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	alertBus := e.String("ALERT_BUS_NAME", "")
 	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
 	maxQuantity := e.Int("MAX_EVENT_QUANTITY", DefaultMaxEventQuantity)
+	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
 	jwtCfg := auth.JWTConfig{Issuer: e.String("JWT_ISSUER", ""), Audience: e.String("JWT_AUDIENCE", "")}
 	publicKey, hmacSecret := e.String("JWT_PUBLIC_KEY", ""), e.String("JWT_HMAC_SECRET", "")
 	if err := e.Err(); err != nil {
@@ -64,6 +67,9 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	}
 	if maxQuantity < 1 || maxQuantity > usage.MaxQuantity {
 		return nil, fmt.Errorf("MAX_EVENT_QUANTITY: want 1 to %d, got %d", usage.MaxQuantity, maxQuantity)
+	}
+	if err := usage.CheckBackfillWindow(backfill); err != nil {
+		return nil, fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(err))
 	}
 	switch {
 	case publicKey != "":
@@ -95,6 +101,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		Now:     time.Now,
 
 		MaxEventQuantity: int64(maxQuantity),
+		BackfillWindow:   backfill,
 	}
 	var alerter usage.Alerter = alerts.NewLog(logger)
 	if queueURL != "" || alertBus != "" {
@@ -105,7 +112,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		if queueURL != "" {
 			// The handler flushes before it answers, so nothing is left
 			// buffered when the Lambda environment freezes.
-			h.Publisher = sqspub.New(sqs.NewFromConfig(awsCfg), queueURL, sqspub.Options{Logger: logger})
+			h.Publisher = sqspub.New(sqs.NewFromConfig(awsCfg), queueURL, sqspub.Options{Logger: logger, BackfillWindow: backfill})
 		}
 		if alertBus != "" {
 			alerter = alerts.NewEventBridge(eventbridge.NewFromConfig(awsCfg), alertBus)

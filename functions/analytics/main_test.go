@@ -55,6 +55,7 @@ func TestBuildRefusesBadConfig(t *testing.T) {
 		"bad PEM":           with(map[string]string{"JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"}),
 		"no issuer":         {"DATABASE_URL": "postgres://x", "JWT_HMAC_SECRET": secret},
 		"bad proxy setting": with(map[string]string{"JWT_HMAC_SECRET": secret, "DATABASE_PROXY": "maybe"}),
+		"backfill too long": with(map[string]string{"JWT_HMAC_SECRET": secret, "BACKFILL_WINDOW": "60d"}),
 	} {
 		if _, err := build(ctx, vars(bad), logger); err == nil {
 			t.Errorf("build(%s): no error", name)

@@ -57,6 +57,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock used to validate events (default time.Now).
 	Now func() time.Time
+	// BackfillWindow is how old an event may be, the record function's
+	// (default usage.DefaultBackfillWindow): an older one is refused here,
+	// as the record path would quarantine it.
+	BackfillWindow time.Duration
 }
 
 // SendMessageBatchAPI is the part of *sqs.Client the publisher uses.
@@ -122,6 +126,9 @@ func newPublisher(api SendMessageBatchAPI, queueURL string, opts Options) *Publi
 	if opts.Backoff <= 0 {
 		opts.Backoff = 100 * time.Millisecond
 	}
+	if opts.BackfillWindow <= 0 {
+		opts.BackfillWindow = usage.DefaultBackfillWindow
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -153,7 +160,7 @@ func (p *Publisher) Publish(ctx context.Context, e usage.Event) error {
 		}
 		e.EventID = id.String()
 	}
-	if err := e.Validate(p.opts.Now(), usage.DefaultBackfillWindow); err != nil {
+	if err := e.Validate(p.opts.Now(), p.opts.BackfillWindow); err != nil {
 		n := p.dropped.Add(1)
 		p.log.WarnContext(ctx, "usage event dropped", "reason", usage.ErrorMessage(err), "event_id", e.EventID, "user_id", e.UserID, "dropped_total", n)
 		p.reportMetrics(ctx, false)

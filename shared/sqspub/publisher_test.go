@@ -170,6 +170,23 @@ func TestPublishFlushOnAge(t *testing.T) {
 	}
 }
 
+// TestPublishBackfillWindow: the publisher refuses an event older than the
+// deployment's backfill window, which the record path would quarantine.
+func TestPublishBackfillWindow(t *testing.T) {
+	old := event("GET /a")
+	old.OccurredAt = time.Now().Add(-20 * 24 * time.Hour)
+	p := newPublisher(&fakeSQS{}, "q", Options{Logger: quiet})
+	defer p.Close(context.Background())
+	if err := p.Publish(context.Background(), old); err != nil {
+		t.Errorf("Publish(20 days old), default window: %v; want accepted", err)
+	}
+	week := newPublisher(&fakeSQS{}, "q", Options{Logger: quiet, BackfillWindow: 7 * 24 * time.Hour})
+	defer week.Close(context.Background())
+	if err := week.Publish(context.Background(), old); usage.ErrorField(err) != "occurred_at" {
+		t.Errorf("Publish(20 days old), 7-day window = %v; want an error naming occurred_at", err)
+	}
+}
+
 func TestPublishInvalid(t *testing.T) {
 	p := newPublisher(&fakeSQS{}, "q", Options{Logger: quiet})
 	defer p.Close(context.Background())
