@@ -49,7 +49,7 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usag
 		if err := next.Validate(); err != nil {
 			return err
 		}
-		var old []byte
+		var old *string // the audit row's old value; text, as every jsonb parameter (see overridesJSON)
 		if err := tx.QueryRow(ctx, `SELECT to_jsonb(s) FROM eco_subscriptions s WHERE s.user_id = $1`, c.UserID).Scan(&old); err != nil && err != pgx.ErrNoRows {
 			return err
 		}
@@ -92,6 +92,10 @@ func writeChange(ctx context.Context, tx pgx.Tx, c usage.PlanChange, change stri
 	if err != nil {
 		return err
 	}
+	tiers, err := tiersParam(o.Tiers)
+	if err != nil {
+		return err
+	}
 	// A pending downgrade (entries after now) goes, whatever the change.
 	if _, err := tx.Exec(ctx, `DELETE FROM eco_subscription_terms WHERE user_id = $1 AND effective_from > $2`, c.UserID, now); err != nil {
 		return err
@@ -117,7 +121,7 @@ func writeChange(ctx context.Context, tx pgx.Tx, c usage.PlanChange, change stri
 				currency = excluded.currency, price_model = excluded.price_model, price_tiers = excluded.price_tiers,
 				next_plan_id = NULL, next_overrides = NULL, next_from = NULL, updated_at = excluded.updated_at`,
 			c.UserID, c.PlanID, o.IncludedCalls, o.HardLimit, o.RatePerSecond, o.Burst, o.OverageUnitSize, o.OverageUnitPrice,
-			o.Currency, o.PriceModel, tiersParam(o.Tiers), usage.Day(now), now); err != nil {
+			o.Currency, o.PriceModel, tiers, usage.Day(now), now); err != nil {
 			return err
 		}
 	}
@@ -254,7 +258,7 @@ func (s *AnalyticsStore) RetryLedgerEntry(ctx context.Context, ledgerID, who str
 	var e usage.LedgerEntry
 	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
 		var (
-			old    []byte
+			old    string // text, as every jsonb parameter (see overridesJSON)
 			status string
 		)
 		err := tx.QueryRow(ctx, `SELECT to_jsonb(l), l.status FROM eco_overage_ledger l WHERE l.ledger_id = $1 FOR UPDATE`, ledgerID).Scan(&old, &status)

@@ -35,7 +35,10 @@ func FormatError(err error) error {
 		case "23503": // foreign_key_violation
 			return &usage.Error{Code: usage.CodeInvalid, Message: fmt.Sprintf("references a row that does not exist (%s)", pgErr.ConstraintName)}
 		case "23514", "23502", "22P02": // check_violation, not_null_violation, invalid_text_representation
-			return &usage.Error{Code: usage.CodeInvalid, Message: fmt.Sprintf("invalid value (%s)", firstNonEmpty(pgErr.ConstraintName, pgErr.ColumnName))}
+			if what := firstNonEmpty(pgErr.ConstraintName, pgErr.ColumnName); what != "" {
+				return &usage.Error{Code: usage.CodeInvalid, Message: fmt.Sprintf("invalid value (%s)", what)}
+			}
+			return &usage.Error{Code: usage.CodeInvalid, Message: "invalid value"}
 		case "40001", "40P01", "55P03", "57014": // serialization, deadlock, lock not available, query canceled
 			return &wrapped{usage.Error{Code: usage.CodeUnavailable, Message: "database busy, retry"}, err}
 		}

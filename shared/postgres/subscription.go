@@ -162,17 +162,22 @@ func (s *SubscriptionStore) History(ctx context.Context, userID string) ([]usage
 	return decodeHistory(b)
 }
 
-// tiersParam is the jsonb parameter of a list of tiers: NULL for none.
-func tiersParam(t []usage.Tier) any {
+// tiersParam is the jsonb parameter of a list of tiers: NULL for none, else
+// text (see overridesJSON).
+func tiersParam(t []usage.Tier) (any, error) {
 	if t == nil {
-		return nil
+		return nil, nil
 	}
-	return t
+	b, err := json.Marshal(t)
+	return string(b), err
 }
 
 // overridesJSON is the jsonb of overrides, as the terms history keeps them.
-func overridesJSON(o usage.Overrides) ([]byte, error) {
-	return json.Marshal(o)
+// It is text, never []byte: behind RDS Proxy (pgx's exec mode) a []byte
+// parameter is sent as bytea, which jsonb refuses.
+func overridesJSON(o usage.Overrides) (string, error) {
+	b, err := json.Marshal(o)
+	return string(b), err
 }
 
 // PutSubscription creates or replaces the user's subscription, and its
@@ -197,6 +202,10 @@ func (s *SubscriptionStore) PutSubscription(ctx context.Context, sub *usage.Subs
 	if err != nil {
 		return err
 	}
+	tiers, err := tiersParam(o.Tiers)
+	if err != nil {
+		return err
+	}
 	now := s.db.now()
 	err = pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO eco_subscriptions AS s (user_id, plan_id,
@@ -213,7 +222,7 @@ func (s *SubscriptionStore) PutSubscription(ctx context.Context, sub *usage.Subs
 				next_plan_id = NULL, next_overrides = NULL, next_from = NULL,
 				updated_at = excluded.updated_at`,
 			sub.UserID, sub.PlanID, o.IncludedCalls, o.HardLimit, o.RatePerSecond, o.Burst,
-			o.OverageUnitSize, o.OverageUnitPrice, o.Currency, o.PriceModel, tiersParam(o.Tiers),
+			o.OverageUnitSize, o.OverageUnitPrice, o.Currency, o.PriceModel, tiers,
 			sub.StripeCustomerID, sub.StripeSubscriptionID, sub.PeriodAnchor, now); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/postgres/pgtest"
 )
 
 var (
@@ -57,8 +58,9 @@ func testBootstrapDir(t *testing.T, root string) string {
 	return os.Getenv("NEXUS_LAMBDA_DIR")
 }
 
+// TestMain runs the tests in both PostgreSQL modes (pgtest.Main).
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Main(m)
 	if bootstrapDir != "" {
 		os.RemoveAll(bootstrapDir)
 	}

@@ -11,6 +11,7 @@ package pgtest
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -94,10 +95,55 @@ func NewURL(tb testing.TB) string {
 	return withDatabase(tb, admin, name)
 }
 
+// Proxy reports whether the tests run as behind RDS Proxy, which is how
+// the deployed functions reach PostgreSQL by default (template.yaml's
+// DatabaseProxy): DATABASE_PROXY=true in their environment (Main sets it for
+// its second run). pgx then runs in exec mode: parameters and results travel
+// as text with no statement descriptions, so a []byte is bytea, never json,
+// and every value must encode the same way in both modes. NewURL's URLs
+// then carry default_query_exec_mode=exec, so that every pool and
+// connection a test opens on them, the functions' own setup included, runs
+// in that mode; the local stack (cmd/internal/devstack) gives its functions
+// the same DATABASE_PROXY.
+func Proxy() bool { return os.Getenv("DATABASE_PROXY") == "true" }
+
+// Main runs a package's tests once in each of the two modes the functions
+// reach PostgreSQL in, pgx's default (DATABASE_PROXY=false) and as behind
+// RDS Proxy (DATABASE_PROXY=true), and returns the exit code for os.Exit.
+// Every package whose tests touch PostgreSQL calls it from TestMain, so
+// make test proves each of them in both modes. DATABASE_PROXY set in the
+// environment picks one mode; benchmarks and fuzzing run once, in the
+// environment's mode.
+func Main(m *testing.M) int {
+	if _, set := os.LookupEnv("DATABASE_PROXY"); set {
+		return m.Run()
+	}
+	os.Setenv("DATABASE_PROXY", "false")
+	code := m.Run()
+	if flagSet("test.bench") || flagSet("test.fuzz") {
+		return code
+	}
+	os.Setenv("DATABASE_PROXY", "true")
+	defer os.Unsetenv("DATABASE_PROXY")
+	fmt.Println("pgtest: the tests again as behind RDS Proxy (DATABASE_PROXY=true, pgx's exec mode)")
+	if c := m.Run(); c != 0 {
+		fmt.Println("pgtest: failures as behind RDS Proxy (DATABASE_PROXY=true)")
+		if code == 0 {
+			code = c
+		}
+	}
+	return code
+}
+
+func flagSet(name string) bool {
+	f := flag.Lookup(name)
+	return f != nil && f.Value.String() != ""
+}
+
 // NewDB returns a repository handle on a new database of the test's own.
 func NewDB(tb testing.TB) *postgres.DB {
 	tb.Helper()
-	db, err := postgres.Open(context.Background(), postgres.Config{URL: NewURL(tb), MaxConns: 16})
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: NewURL(tb), MaxConns: 16, ExecMode: Proxy()})
 	if err != nil {
 		tb.Fatalf("open test database: %v", err)
 	}
@@ -138,6 +184,11 @@ func withDatabase(tb testing.TB, admin, name string) string {
 		tb.Fatalf("parse NEXUS_TEST_DATABASE_URL: %v", err)
 	}
 	u.Path = "/" + name
+	if Proxy() {
+		q := u.Query()
+		q.Set("default_query_exec_mode", "exec")
+		u.RawQuery = q.Encode()
+	}
 	return u.String()
 }
 
