@@ -57,6 +57,7 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 	attempts := e.Int("MAX_ATTEMPTS", usage.DefaultMaxAttempts)
 	workers := e.Int("BILLING_WORKERS", usage.DefaultWorkers)
 	clockOverride := e.Bool("ALLOW_CLOCK_OVERRIDE")
+	stripeURL := e.String("STRIPE_API_URL", "")
 	if err := e.Err(); err != nil {
 		return nil, err
 	}
@@ -72,7 +73,7 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 		AllowClockOverride: clockOverride,
 	}
 	if stripeKey != "" {
-		h.Biller = stripebill.New(stripebill.Config{Key: stripeKey, URL: os.Getenv("STRIPE_API_URL"),
+		h.Biller = stripebill.New(stripebill.Config{Key: stripeKey, URL: stripeURL,
 			MaxNetworkRetries: int64(retries), RequestsPerSecond: rps})
 	} else {
 		log.Warn("no Stripe key configured: dry runs, which report what they would bill and write no ledger row")

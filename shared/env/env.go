@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,15 +31,33 @@ type SecretReader func(ctx context.Context, arn string) (string, error)
 // which Err returns, so that main can read everything and check once.
 type Env struct {
 	ctx     context.Context
-	getenv  func(string) string
+	lookup  func(string) string
 	secrets SecretReader
 	err     error
+	read    map[string]bool
 }
 
 // New returns an Env over getenv that reads secrets from Secrets Manager
 // (the client is built on first use, so local runs need no AWS config).
 func New(ctx context.Context, getenv func(string) string) *Env {
-	return &Env{ctx: ctx, getenv: getenv, secrets: secretsManager()}
+	return &Env{ctx: ctx, lookup: getenv, secrets: secretsManager(), read: map[string]bool{}}
+}
+
+// getenv returns the variable's value and notes that it was read.
+func (e *Env) getenv(name string) string {
+	e.read[name] = true
+	return e.lookup(name)
+}
+
+// Read returns the name of every variable read so far, in order: what a
+// function's configuration reads, which its test holds to template.yaml.
+func (e *Env) Read() []string {
+	names := make([]string, 0, len(e.read))
+	for n := range e.read {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // WithSecrets replaces the secret reader (tests).

@@ -23,7 +23,10 @@ import (
 type Config struct {
 	// Key is the Stripe secret key.
 	Key string
-	// URL overrides the API base URL (stripe-mock, a test server).
+	// URL overrides the API base URL (stripe-mock, a test server). A URL
+	// unix:PATH sends plain HTTP through the Unix socket at PATH: how a
+	// function in a container (sam local) reaches a stripe-mock on the
+	// host's loopback, through a socket in its mounted directory.
 	URL string
 	// MaxNetworkRetries is how often stripe-go retries a request that failed
 	// on the network, with 409, 429 or 5xx; it resends the same idempotency
@@ -57,6 +60,14 @@ func New(c Config) *Client {
 	burst := max(c.Burst, 1)
 	limited := *hc
 	base := hc.Transport
+	url := c.URL
+	if path, ok := strings.CutPrefix(url, "unix:"); ok {
+		var d net.Dialer
+		base = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		}}
+		url = "http://stripe.local"
+	}
 	if base == nil {
 		base = http.DefaultTransport
 	}
@@ -67,8 +78,8 @@ func New(c Config) *Client {
 		LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
 		EnableTelemetry:   stripe.Bool(false),
 	}
-	if c.URL != "" {
-		bc.URL = stripe.String(c.URL)
+	if url != "" {
+		bc.URL = stripe.String(url)
 	}
 	return &Client{items: invoiceitem.Client{B: stripe.GetBackendWithConfig(stripe.APIBackend, bc), Key: c.Key}}
 }

@@ -4,13 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/nexus/usage/cmd/internal/rie"
-	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/cmd/internal/scheduler"
 	"github.com/nexus/usage/cmd/internal/seed"
+	"github.com/nexus/usage/shared/samtemplate"
 )
 
 // bootstraps are the functions' binaries by name, and the build error of
@@ -82,7 +83,6 @@ func (s *Stack) startFunctions(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	env := functionEnv(s.cfg.Stage, s.cfg.Region, &s.state)
 	var mu sync.Mutex // s.lambdas, s.state.Functions
 	var wg sync.WaitGroup
 	for _, n := range b.names {
@@ -96,6 +96,15 @@ func (s *Stack) startFunctions(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			fn := s.tmpl.Function(n)
+			if fn == nil {
+				mu.Lock()
+				s.state.Functions[n] = "not in the template"
+				mu.Unlock()
+				s.logger.Error("function is not in the template; not starting it", "function", n)
+				return
+			}
+			env := functionEnv(fn, s.cfg.Env, s.cfg.Region, &s.state)
 			l, err := rie.Start(ctx, rie.Config{Name: n, RIE: s.emulator, Bootstrap: b.bins[n], Env: env,
 				Timeout: functionTimeout(s.tmpl, n), Log: rie.QuietLog(s.cfg.FunctionLog)})
 			mu.Lock()
@@ -154,31 +163,54 @@ func functionTimeout(t *samtemplate.Template, name string) time.Duration {
 	return 30 * time.Second
 }
 
-// functionEnv is every function's environment: the same variables the
-// template sets, with local values.
-func functionEnv(stage, region string, st *State) []string {
-	env := append(rie.BaseEnv(),
-		"STAGE="+stage,
-		"DATABASE_URL="+st.DatabaseURL,
-		"DATABASE_PROXY=false",
+// functionEnv is the environment of fn as template.yaml gives it, with
+// the template's defaults for every setting (DATABASE_PROXY's "true", as
+// behind RDS Proxy, among them) and local stand-ins for what only a
+// deployment knows: the database URL instead of its secret, the local
+// queue, bus and token issuer. Any other template variable set in the
+// stack's own environment (getenv) overrides its default there:
+// DATABASE_PROXY=false make dev runs pgx in its default mode. Beside them come the variables
+// only local runs set: the AWS SDK's endpoints and credentials, the HS256
+// secret of the local tokens, Stripe's key and stripe-mock's address, and
+// the billing run's clock override.
+func functionEnv(fn *samtemplate.Function, getenv func(string) string, region string, st *State) []string {
+	local := map[string]string{
+		"DATABASE_URL":   st.DatabaseURL,
+		"QUEUE_URL":      st.QueueURL,
+		"ALERT_BUS_NAME": st.AlertBus,
+		"JWT_ISSUER":     seed.JWTIssuer,
+		"JWT_AUDIENCE":   seed.JWTAudience,
+	}
+	env := rie.BaseEnv()
+	names := make([]string, 0, len(fn.Env))
+	for name := range fn.Env {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		v, ok := local[name], true
+		if v == "" {
+			v = getenv(name)
+		}
+		if v == "" {
+			v, ok = fn.Env[name].Default, !fn.Env[name].Deployed
+		}
+		if ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	env = append(env,
 		"AWS_REGION="+region,
 		"AWS_DEFAULT_REGION="+region,
 		"AWS_ACCESS_KEY_ID=test",
 		"AWS_SECRET_ACCESS_KEY=test",
 		"AWS_ENDPOINT_URL="+st.SQSEndpoint,
 		"AWS_ENDPOINT_URL_SQS="+st.SQSEndpoint,
-		"QUEUE_URL="+st.QueueURL,
-		"USAGE_QUEUE_URL="+st.QueueURL,
-		"JWT_ISSUER="+seed.JWTIssuer,
-		"JWT_AUDIENCE="+seed.JWTAudience,
 		"JWT_HMAC_SECRET="+seed.JWTSecret,
 		// The local stack may replay a billing run at an instant of its
 		// choosing (the overage payload's "now"); AWS never can.
 		"ALLOW_CLOCK_OVERRIDE=true",
 	)
-	if st.AlertBus != "" {
-		env = append(env, "ALERT_BUS_NAME="+st.AlertBus)
-	}
 	if st.StripeURL != "" {
 		env = append(env, "STRIPE_API_KEY=sk_test_123", "STRIPE_API_URL="+st.StripeURL)
 	}

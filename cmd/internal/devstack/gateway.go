@@ -5,9 +5,9 @@ import (
 	"fmt"
 
 	"github.com/nexus/usage/cmd/internal/gateway"
-	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/samtemplate"
 )
 
 // serveGateway serves the local API Gateway in front of the function with

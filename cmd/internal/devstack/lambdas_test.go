@@ -19,10 +19,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/nexus/usage/cmd/internal/moto"
 	"github.com/nexus/usage/cmd/internal/rie"
-	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/samtemplate"
 )
 
 // fixture is what a sample's check can look at.
@@ -112,7 +112,6 @@ func TestLambdasUnderRIE(t *testing.T) {
 		}
 		st.QueueURL = aws.ToString(q.QueueUrl)
 	}
-	env := functionEnv("test", "us-east-1", st)
 	tmpl, err := samtemplate.Load(filepath.Join(root, "template.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +132,7 @@ func TestLambdasUnderRIE(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l, err := rie.Start(ctx, rie.Config{Name: n, RIE: emulator, Bootstrap: bins[n], Env: env, Timeout: functionTimeout(tmpl, n), Log: rie.QuietLog(testLog{t})})
+			l, err := rie.Start(ctx, rie.Config{Name: n, RIE: emulator, Bootstrap: bins[n], Env: functionEnv(tmpl.Function(n), os.Getenv, "us-east-1", st), Timeout: functionTimeout(tmpl, n), Log: rie.QuietLog(testLog{t})})
 			if err != nil {
 				t.Errorf("start %s: %v", n, err)
 				return

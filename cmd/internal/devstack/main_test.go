@@ -11,6 +11,7 @@ import (
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/samtemplate"
 )
 
 var (
@@ -97,6 +98,16 @@ func requireRIE(t *testing.T, root string) string {
 	}
 	t.Skipf("the Lambda emulator is not available: %v", err)
 	return ""
+}
+
+// testTemplate reads the module's template.yaml.
+func testTemplate(t *testing.T, root string) *samtemplate.Template {
+	t.Helper()
+	tmpl, err := samtemplate.Load(filepath.Join(root, "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tmpl
 }
 
 func dbURL(t *testing.T, db *postgres.DB) string {

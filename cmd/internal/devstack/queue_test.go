@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -52,7 +53,7 @@ func TestRecordThroughQueue(t *testing.T) {
 	}
 	st := &State{DatabaseURL: dbURL(t, db), SQSEndpoint: endpoint, QueueURL: q.URL}
 	record, err := rie.Start(ctx, rie.Config{Name: "record", RIE: emulator, Bootstrap: bins["record"],
-		Env: functionEnv("test", "us-east-1", st), Timeout: 30 * time.Second, Log: rie.QuietLog(testLog{t})})
+		Env: functionEnv(testTemplate(t, root).Function("record"), os.Getenv, "us-east-1", st), Timeout: 30 * time.Second, Log: rie.QuietLog(testLog{t})})
 	if err != nil {
 		t.Fatal(err)
 	}

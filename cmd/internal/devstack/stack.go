@@ -13,10 +13,10 @@ import (
 
 	"github.com/nexus/usage/cmd/internal/platform"
 	"github.com/nexus/usage/cmd/internal/rie"
-	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/cmd/internal/scheduler"
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/samtemplate"
 )
 
 // Stack is a running local stack.

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/samtemplate"
 )
 
 // Invoker invokes a Lambda function with a JSON payload.

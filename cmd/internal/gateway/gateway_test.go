@@ -11,9 +11,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/nexus/usage/cmd/internal/rie"
-	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/samtemplate"
 )
 
 // recorder is a function that records its event and answers resp.

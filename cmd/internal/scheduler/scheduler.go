@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/nexus/usage/cmd/internal/awscron"
-	"github.com/nexus/usage/cmd/internal/samtemplate"
+	"github.com/nexus/usage/shared/samtemplate"
 )
 
 // Job is one schedule of one function.

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nexus/usage/cmd/internal/samtemplate"
 	"github.com/nexus/usage/cmd/internal/scheduler"
+	"github.com/nexus/usage/shared/samtemplate"
 )
 
 func TestJobs(t *testing.T) {

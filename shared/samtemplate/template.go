@@ -11,7 +11,7 @@ import (
 )
 
 // Template is what the local stack reads from template.yaml: the functions,
-// their timeouts, schedules and HTTP API routes.
+// their timeouts, environments, schedules and HTTP API routes.
 type Template struct {
 	Functions []Function
 }
@@ -21,9 +21,71 @@ type Function struct {
 	LogicalID string // RecordFunction
 	Name      string // record: the directory under functions/
 	// Timeout in seconds (the function's, else Globals', else 3).
-	Timeout   int
+	Timeout int
+	// Env is the function's environment: Globals' variables and then its
+	// own, by name.
+	Env       map[string]Value
 	Schedules []Schedule
 	Routes    []Route
+}
+
+// Value is an environment variable's value in the template.
+type Value struct {
+	// Default is the value a stack deployed with the template's defaults
+	// gives: the literal, or the default of the parameter a !Ref names.
+	Default string
+	// Deployed says the value is known only once the stack is deployed: a
+	// resource's !Ref or !GetAtt, a condition's !If, a !Sub, a pseudo
+	// parameter, or a parameter without a default. Default is then "".
+	Deployed bool
+}
+
+// Defaults returns the environment as deployed with the template's
+// defaults: every variable whose value the template fixes, by name.
+func (f *Function) Defaults() map[string]string {
+	m := make(map[string]string, len(f.Env))
+	for k, v := range f.Env {
+		if !v.Deployed {
+			m[k] = v.Default
+		}
+	}
+	return m
+}
+
+// CheckEnv compares the variables a function's configuration read (read)
+// with the environment the template gives it: it fails naming every
+// variable the template sets that the configuration never read (a setting
+// the deployed function ignores) and every variable the configuration read
+// that the template does not declare (a setting that can never be made
+// where it is deployed), except those of localOnly: the variables only
+// local runs set, by name, each with the reason.
+func (f *Function) CheckEnv(read []string, localOnly map[string]string) error {
+	seen := map[string]bool{}
+	var undeclared, unread []string
+	for _, name := range read {
+		seen[name] = true
+		if _, ok := f.Env[name]; !ok && localOnly[name] == "" {
+			undeclared = append(undeclared, name)
+		}
+	}
+	for name := range f.Env {
+		if !seen[name] {
+			unread = append(unread, name)
+		}
+	}
+	sort.Strings(undeclared)
+	sort.Strings(unread)
+	var msgs []string
+	if len(undeclared) > 0 {
+		msgs = append(msgs, fmt.Sprintf("%s reads %s, which template.yaml does not give it", f.LogicalID, strings.Join(undeclared, ", ")))
+	}
+	if len(unread) > 0 {
+		msgs = append(msgs, fmt.Sprintf("template.yaml gives %s %s, which its configuration never reads", f.LogicalID, strings.Join(unread, ", ")))
+	}
+	if len(msgs) > 0 {
+		return fmt.Errorf("%s", strings.Join(msgs, "; "))
+	}
+	return nil
 }
 
 // Schedule is a ScheduleV2 (or Schedule) event.
@@ -82,6 +144,8 @@ func Parse(b []byte) (*Template, error) {
 	}
 	root := doc.Content[0]
 	globalTimeout := intValue(get(root, "Globals", "Function", "Timeout"), 3)
+	params := parameterDefaults(get(root, "Parameters"))
+	globalEnv := get(root, "Globals", "Function", "Environment", "Variables")
 	resources := get(root, "Resources")
 	if resources == nil || resources.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("parse template: no Resources")
@@ -105,6 +169,15 @@ func Parse(b []byte) (*Template, error) {
 			LogicalID: id,
 			Name:      strings.ToLower(strings.TrimSuffix(id, "Function")),
 			Timeout:   intValue(get(props, "Timeout"), globalTimeout),
+			Env:       map[string]Value{},
+		}
+		for _, vars := range []*yaml.Node{globalEnv, get(props, "Environment", "Variables")} {
+			if vars == nil || vars.Kind != yaml.MappingNode {
+				continue
+			}
+			for j := 0; j+1 < len(vars.Content); j += 2 {
+				fn.Env[vars.Content[j].Value] = envValue(vars.Content[j+1], params)
+			}
 		}
 		evs := get(props, "Events")
 		if evs != nil && evs.Kind == yaml.MappingNode {
@@ -145,6 +218,33 @@ func Parse(b []byte) (*Template, error) {
 	}
 	sort.Slice(s.Functions, func(i, j int) bool { return s.Functions[i].Name < s.Functions[j].Name })
 	return s, nil
+}
+
+// parameterDefaults returns the defaults of the template's parameters that
+// have one, by name.
+func parameterDefaults(params *yaml.Node) map[string]string {
+	m := map[string]string{}
+	if params == nil || params.Kind != yaml.MappingNode {
+		return m
+	}
+	for i := 0; i+1 < len(params.Content); i += 2 {
+		if d := get(params.Content[i+1], "Default"); d != nil && d.Kind == yaml.ScalarNode {
+			m[params.Content[i].Value] = d.Value
+		}
+	}
+	return m
+}
+
+// envValue is an environment variable's value: a plain scalar, or a !Ref
+// of a parameter with a default; anything else is known only once deployed.
+func envValue(n *yaml.Node, params map[string]string) Value {
+	if n.Kind == yaml.ScalarNode && (n.Tag == "" || strings.HasPrefix(n.Tag, "!!")) {
+		return Value{Default: n.Value}
+	}
+	if d, ok := params[refName(n)]; ok {
+		return Value{Default: d}
+	}
+	return Value{Deployed: true}
 }
 
 // get follows mapping keys from n; nil when one is missing.

@@ -5,14 +5,22 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nexus/usage/cmd/internal/samtemplate"
+	"github.com/nexus/usage/shared/samtemplate"
 )
 
 const testTemplate = `
 Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Proxy: { Type: String, Default: "true" }
+  SecretArn: { Type: String }
 Globals:
   Function:
     Timeout: 30
+    Environment:
+      Variables:
+        DATABASE_URL: ""
+        DATABASE_SECRET_ARN: !Ref SecretArn
+        DATABASE_PROXY: !Ref Proxy
 Resources:
   HttpApi:
     Type: AWS::Serverless::HttpApi
@@ -26,7 +34,7 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       Timeout: 10
-      Environment: { Variables: { QUEUE_URL: !Ref UsageQueue } }
+      Environment: { Variables: { QUEUE_URL: !Ref UsageQueue, MAX: 10, DATABASE_PROXY: "false", BUS: !If [A, B, C] } }
       Events:
         GetUsage:
           Type: HttpApi
@@ -68,23 +76,44 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Globals' variables, then the function's own over them; a parameter's
+	// default stands for its !Ref; resources, conditions and parameters
+	// without a default are known once deployed.
+	globals := map[string]samtemplate.Value{"DATABASE_URL": {}, "DATABASE_SECRET_ARN": {Deployed: true}, "DATABASE_PROXY": {Default: "true"}}
+	analytics := map[string]samtemplate.Value{"DATABASE_URL": {}, "DATABASE_SECRET_ARN": {Deployed: true}, "DATABASE_PROXY": {Default: "false"},
+		"QUEUE_URL": {Deployed: true}, "MAX": {Default: "10"}, "BUS": {Deployed: true}}
 	want := &samtemplate.Template{Functions: []samtemplate.Function{
-		{LogicalID: "AggregateFunction", Name: "aggregate", Timeout: 30, Schedules: []samtemplate.Schedule{
+		{LogicalID: "AggregateFunction", Name: "aggregate", Timeout: 30, Env: globals, Schedules: []samtemplate.Schedule{
 			{Event: "Nightly", Expression: "cron(15 0 * * ? *)", Timezone: "UTC", Input: `{"from":"2026-01-01"}`},
 			{Event: "Off", Expression: "rate(1 hour)", Disabled: true},
 		}},
-		{LogicalID: "AnalyticsFunction", Name: "analytics", Timeout: 10, Routes: []samtemplate.Route{
+		{LogicalID: "AnalyticsFunction", Name: "analytics", Timeout: 10, Env: analytics, Routes: []samtemplate.Route{
 			{Method: "GET", Path: "/v1/usage"},
 			{Method: "GET", Path: "/v1/admin/users/{id}/usage", JWT: true},
 		}},
 		// An expression behind an intrinsic function is not read.
-		{LogicalID: "OverageFunction", Name: "overage", Timeout: 900, Schedules: []samtemplate.Schedule{{Event: "Daily"}}},
+		{LogicalID: "OverageFunction", Name: "overage", Timeout: 900, Env: globals, Schedules: []samtemplate.Schedule{{Event: "Daily"}}},
 	}}
 	if diff := cmp.Diff(want, tmpl); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
 	if fn := tmpl.Function("analytics"); fn == nil || fn.LogicalID != "AnalyticsFunction" || fn.Routes[1].Key() != "GET /v1/admin/users/{id}/usage" {
 		t.Errorf("Function(analytics) = %+v", fn)
+	}
+	if got, want := tmpl.Function("analytics").Defaults(), map[string]string{"DATABASE_URL": "", "DATABASE_PROXY": "false", "MAX": "10"}; !cmp.Equal(got, want) {
+		t.Errorf("Defaults() = %v; want %v", got, want)
+	}
+	fn := tmpl.Function("aggregate")
+	if err := fn.CheckEnv([]string{"DATABASE_URL", "DATABASE_SECRET_ARN", "DATABASE_PROXY"}, nil); err != nil {
+		t.Errorf("CheckEnv of the same variables: %v", err)
+	}
+	if err := fn.CheckEnv([]string{"DATABASE_URL", "DATABASE_SECRET_ARN", "LOCAL"}, map[string]string{"LOCAL": "only local runs set it"}); err == nil ||
+		err.Error() != "template.yaml gives AggregateFunction DATABASE_PROXY, which its configuration never reads" {
+		t.Errorf("CheckEnv with one variable unread = %v", err)
+	}
+	if err := fn.CheckEnv([]string{"DATABASE_URL", "DATABASE_SECRET_ARN", "DATABASE_PROXY", "OTHER"}, nil); err == nil ||
+		err.Error() != "AggregateFunction reads OTHER, which template.yaml does not give it" {
+		t.Errorf("CheckEnv with one variable undeclared = %v", err)
 	}
 	if fn := tmpl.Function("nothing"); fn != nil {
 		t.Errorf("Function(nothing) = %+v; want nil", fn)
@@ -101,7 +130,7 @@ func TestParseErrors(t *testing.T) {
 
 // TestRepositoryTemplate reads the real template.yaml.
 func TestRepositoryTemplate(t *testing.T) {
-	tmpl, err := samtemplate.Load(filepath.Join("..", "..", "..", "template.yaml"))
+	tmpl, err := samtemplate.Load(filepath.Join("..", "..", "template.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
