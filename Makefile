@@ -30,7 +30,7 @@ ifneq ($(filter dev,$(MAKECMDGOALS)),)
 NEXUS_DEV_START := $(shell date +%s.%N)
 endif
 
-.PHONY: all build host prepare std tools chromium test test-go lint cover dev demo dashtime migrate bench soak deploy clean \
+.PHONY: all build host prepare std arm64 tools chromium packages test test-go sam lint cover dev demo dashtime migrate bench soak deploy clean \
 	build-RecordFunction build-AggregateFunction build-AnalyticsFunction build-OverageFunction
 
 all: build
@@ -97,15 +97,40 @@ SERVICES_ENV := NEXUS_LAMBDA_DIR=$(BIN) NEXUS_MIGRATE=$(BIN)/migrate NEXUS_RIE=$
 ## chromium package, installed when missing and run as root (else a message;
 ## under CI=true an error)
 chromium:
-	@scripts/need-chromium.sh
+	@scripts/need-packages.sh chromium
 
-## test: build what the tests run, start throwaway PostgreSQL, moto_server and
-## stripe-mock, run every test with -race, stop them
-test: prepare chromium
-	$(SERVICES_ENV) scripts/with-services.sh $(MAKE) --no-print-directory test-go
+## packages: what make test needs from Debian, installed when missing (as
+## chromium): Chromium, and podman with runc, qemu-user-static and
+## busybox-static for sam local
+packages:
+	@scripts/need-packages.sh chromium podman
 
+## arm64: compile the functions for linux/arm64, as sam build does, into the
+## build cache (nothing is written): one go build for the four, so that the
+## test's sam build, which builds them side by side, only links
+arm64:
+	GOOS=linux GOARCH=arm64 $(GOBUILD) $(addprefix ./functions/,$(FUNCTIONS))
+
+## test: build what the tests run (the host binaries, the services' tools, the
+## arm64 functions sam build links) while the Debian packages install, start
+## throwaway PostgreSQL, moto_server, stripe-mock and podman's Docker API, run
+## every test with -race (those of PostgreSQL in both of pgx's modes, the SAM
+## CLI's), stop them
+test:
+	@$(MAKE) --no-print-directory -j3 prepare arm64 packages
+	$(SERVICES_ENV) SERVICES="pg moto stripe podman" scripts/with-services.sh $(MAKE) --no-print-directory test-go
+
+# -p 4: the stack's suites (sam local, the emulator, the browser, the soak)
+# mostly wait on their processes; four packages at a time overlap them.
 test-go:
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -count=1 -p 4 -timeout $(TEST_TIMEOUT) ./...
+
+## sam: the SAM CLI's part of make test alone (cmd/internal/samlocal): sam
+## validate --lint, sam build, sam local invoke of each function with its
+## sample event, sam local start-api, against the test services and podman
+sam: prepare arm64
+	@scripts/need-packages.sh podman
+	$(SERVICES_ENV) SERVICES="pg stripe podman" scripts/with-services.sh $(GO) test -count=1 -v -run TestSAM ./cmd/internal/samlocal
 
 ## cover: statement coverage per package and in total (with the services of make test)
 cover: prepare chromium

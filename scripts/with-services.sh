@@ -17,6 +17,11 @@
 #   NEXUS_TEST_STRIPE_URL     stripe-mock's URL
 #   NEXUS_RIE                 $BIN/aws-lambda-rie, when built (unless set)
 #   NEXUS_TEST_WORKDIR        the services' files (logs, data, pid files)
+#   NEXUS_TEST_DOCKER_HOST    podman's Docker API (service podman), for sam local
+#   NEXUS_TEST_LAMBDA_IMAGE   the Lambda base image sam local runs the functions
+#                             on: public.ecr.aws/lambda/provided:al2023-arm64
+#                             where it can be pulled, else a local stand-in
+#                             (scripts/lambda-base)
 #   NEXUS_TEST_RESTART        scripts/restart-service.sh: `$NEXUS_TEST_RESTART pg`
 #                             restarts PostgreSQL (pg_ctl restart, as the
 #                             postgres user when root), `... moto` restarts
@@ -26,7 +31,8 @@
 # the migrations run through go run).
 #
 # Options (environment): PG_FSYNC=on keeps durability (benchmarks);
-# SERVICES="pg moto stripe" picks what to start. Under CI=true a service that
+# SERVICES="pg moto stripe" picks what to start (podman, the container
+# engine of sam local, only when named: make test does). Under CI=true a service that
 # cannot be started is an error; elsewhere it is a warning and the tests that
 # need it say so and skip.
 set -euo pipefail
@@ -112,6 +118,9 @@ cleanup() {
 	if [[ -n "$moto_pid" ]]; then
 		wait "$moto_pid" 2>/dev/null || true
 		for ((i = 0; i < 50; i++)); do kill -0 "$moto_pid" 2>/dev/null || break; sleep 0.1; done
+	fi
+	if [[ -n "$BINFMT_REGISTERED" ]]; then
+		echo -1 >"/proc/sys/fs/binfmt_misc/$BINFMT_REGISTERED" 2>/dev/null || true
 	fi
 	if [[ -n "$PGDATA" && -f "$PGDATA/postmaster.pid" ]]; then
 		"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
@@ -224,6 +233,71 @@ wait_stripe() {
 	log "stripe-mock on ${STRIPE_URL#http://}"
 }
 
+# podman serves the Docker API sam local needs, as root with the settings
+# this kind of machine requires: runc (crun refuses a hybrid cgroup layout),
+# lowered ulimits (the defaults of 1048576 cannot be set without
+# CAP_SYS_RESOURCE). The functions are arm64, as deployed: on another
+# architecture qemu-user-static runs them, registered with binfmt_misc for
+# as long as the services run. The base image is pulled where a registry
+# can be reached, else built from scripts/lambda-base.
+BINFMT_REGISTERED=""
+DOCKER_SOCK=""
+LAMBDA_IMAGE=public.ecr.aws/lambda/provided:al2023-arm64
+STANDIN_IMAGE=localhost/nexus-lambda-base:al2023-arm64
+launch_podman() {
+	local tool
+	for tool in podman runc; do
+		command -v "$tool" >/dev/null || { missing "$tool not found (make test installs it: apt-get install podman runc qemu-user-static busybox-static)"; return; }
+	done
+	cat >"$WORK/containers.conf" <<-EOF
+		[containers]
+		default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+		[engine]
+		runtime = "runc"
+	EOF
+	export CONTAINERS_CONF=$WORK/containers.conf
+	if [[ $(uname -m) != aarch64 && ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
+		[[ -e /proc/sys/fs/binfmt_misc/register ]] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+		if [[ -f /usr/lib/binfmt.d/qemu-aarch64.conf && -w /proc/sys/fs/binfmt_misc/register ]] &&
+			cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register; then
+			BINFMT_REGISTERED=qemu-aarch64
+		else
+			missing "cannot run arm64 functions: register qemu-user-static's qemu-aarch64 with binfmt_misc (as root, apt-get install qemu-user-static)"
+			return
+		fi
+	fi
+	DOCKER_SOCK=$WORK/podman.sock
+	podman system service --time=0 "unix://$DOCKER_SOCK" >"$WORK/podman.log" 2>&1 &
+	PIDS+=($!)
+}
+
+wait_podman() {
+	[[ -n "$DOCKER_SOCK" ]] || return 0
+	local i
+	for ((i = 0; i < 300; i++)); do
+		[[ -S "$DOCKER_SOCK" ]] && curl -s -o /dev/null --unix-socket "$DOCKER_SOCK" http://d/_ping && break
+		sleep 0.1
+	done
+	[[ -S "$DOCKER_SOCK" ]] || { cat "$WORK/podman.log" >&2; die "podman's Docker API did not start"; }
+	if ! podman image exists "$LAMBDA_IMAGE" && ! timeout 60 podman pull -q --platform linux/arm64 "$LAMBDA_IMAGE" >/dev/null 2>&1; then
+		LAMBDA_IMAGE=$STANDIN_IMAGE
+		if ! podman image exists "$LAMBDA_IMAGE"; then
+			local busybox
+			busybox=$(command -v busybox || true)
+			if [[ -z "$busybox" ]] || ldd "$busybox" >/dev/null 2>&1; then
+				die "no static busybox for the stand-in Lambda base image (apt-get install busybox-static)"
+			fi
+			mkdir -p "$WORK/lambda-base"
+			cp "$busybox" "$WORK/lambda-base/busybox"
+			podman build -q --platform linux/arm64 -t "$LAMBDA_IMAGE" -f "$ROOT/scripts/lambda-base/Containerfile" "$WORK/lambda-base" >"$WORK/podman-build.log" 2>&1 ||
+				{ cat "$WORK/podman-build.log" >&2; die "the stand-in Lambda base image did not build"; }
+		fi
+	fi
+	export NEXUS_TEST_DOCKER_HOST=unix://$DOCKER_SOCK NEXUS_TEST_LAMBDA_IMAGE=$LAMBDA_IMAGE
+	log "podman's Docker API on $DOCKER_SOCK, Lambda base image $LAMBDA_IMAGE"
+}
+
+if want podman; then launch_podman; fi
 if want moto; then launch_moto; fi
 if want stripe; then launch_stripe; fi
 if want pg; then
@@ -232,6 +306,7 @@ if want pg; then
 fi
 wait_moto
 wait_stripe
+wait_podman
 export NEXUS_TEST_WORKDIR=$WORK
 # What scripts/restart-service.sh needs to restart a service in place.
 {

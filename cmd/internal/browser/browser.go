@@ -12,7 +12,7 @@ import (
 )
 
 // ErrNotFound is Find's error when no Chromium is installed.
-var ErrNotFound = errors.New("chromium is not installed: run scripts/need-chromium.sh " +
+var ErrNotFound = errors.New("chromium is not installed: run scripts/need-packages.sh chromium " +
 	"(make test does; as root it installs Debian's chromium package), or set NEXUS_CHROMIUM to a Chromium or Chrome binary")
 
 // Find returns the path of Chromium: getenv("NEXUS_CHROMIUM") when set,

@@ -6,7 +6,7 @@
 // out tabs, each a chromedp context.
 //
 //	path, err := browser.Find(os.Getenv)
-//	if err != nil { ... } // not installed: see scripts/need-chromium.sh
+//	if err != nil { ... } // not installed: see scripts/need-packages.sh chromium
 //	b, err := browser.Start(path, nil)
 //	if err != nil { ... }
 //	defer b.Close()
