@@ -39,7 +39,6 @@ var functions = []string{"RecordFunction", "AggregateFunction", "AnalyticsFuncti
 // stack is one run of the SAM CLI over this checkout: its build and the
 // environment of every sam command.
 type stack struct {
-	t       *testing.T
 	cli     string
 	root    string
 	build   string // sam build's output: template.yaml and a folder per function
@@ -51,18 +50,18 @@ type stack struct {
 
 // sam runs the SAM CLI with args in the checkout and returns its standard
 // output; it fails the test, with what the CLI printed, when sam fails.
-func (s *stack) sam(ctx context.Context, args ...string) string {
-	s.t.Helper()
+func (s *stack) sam(ctx context.Context, t *testing.T, args ...string) string {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, s.cli, args...)
 	cmd.Dir, cmd.Env = s.root, s.env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		s.t.Fatalf("sam %s: %v\n%s\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+		t.Fatalf("sam %s: %v\n%s\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	if args[0] != "local" {
-		s.t.Logf("sam %s: %.1f s", args[0], time.Since(start).Seconds())
+		t.Logf("sam %s: %.1f s", args[0], time.Since(start).Seconds())
 	}
 	return stdout.String()
 }
@@ -76,11 +75,11 @@ func (s *stack) local(args ...string) []string {
 
 // invoke runs sam local invoke of fn with event and returns the
 // function's answer, logging how long the invoke took.
-func (s *stack) invoke(ctx context.Context, fn, event string) []byte {
-	s.t.Helper()
+func (s *stack) invoke(ctx context.Context, t *testing.T, fn, event string) []byte {
+	t.Helper()
 	start := time.Now()
-	out := s.sam(ctx, s.local("local", "invoke", fn, "--event", event)...)
-	s.t.Logf("invoke %s (%s): %.1f s", fn, filepath.Base(event), time.Since(start).Seconds())
+	out := s.sam(ctx, t, s.local("local", "invoke", fn, "--event", event)...)
+	t.Logf("invoke %s (%s): %.1f s", fn, filepath.Base(event), time.Since(start).Seconds())
 	return []byte(out)
 }
 
@@ -106,16 +105,28 @@ func TestSAM(t *testing.T) {
 	defer cancel()
 
 	work := t.TempDir()
-	s := &stack{t: t, cli: samPath, root: root, build: filepath.Join(work, "build"), image: image,
+	s := &stack{cli: samPath, root: root, build: filepath.Join(work, "build"), image: image,
 		env: append(os.Environ(), "DOCKER_HOST="+dockerHost, "SAM_CLI_TELEMETRY=0",
 			"AWS_REGION=us-east-1", "AWS_DEFAULT_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test"),
 		params: []string{"DatabaseSecretArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:db",
 			"JwtIssuer=" + seed.JWTIssuer, "JwtAudience=" + seed.JWTAudience, "JwtPublicKey=set-by-env-vars"}}
 
-	s.sam(ctx, "validate", "--lint", "--template", "template.yaml")
-	s.sam(ctx, "build", "--build-in-source", "--parallel", "--template", "template.yaml", "--build-dir", s.build)
-	for _, fn := range functions {
-		checkArm64(t, filepath.Join(s.build, fn, "bootstrap"))
+	// The template's check and the build, side by side.
+	t.Run("template", func(t *testing.T) {
+		t.Run("validate", func(t *testing.T) {
+			t.Parallel()
+			s.sam(ctx, t, "validate", "--lint", "--template", "template.yaml")
+		})
+		t.Run("build", func(t *testing.T) {
+			t.Parallel()
+			s.sam(ctx, t, "build", "--build-in-source", "--parallel", "--template", "template.yaml", "--build-dir", s.build)
+			for _, fn := range functions {
+				checkArm64(t, filepath.Join(s.build, fn, "bootstrap"))
+			}
+		})
+	})
+	if t.Failed() {
+		return
 	}
 
 	// Each function reaches PostgreSQL and stripe-mock through sockets in
@@ -175,12 +186,12 @@ func TestSAM(t *testing.T) {
 	// every function on (the base image and the emulator); then the other
 	// invokes and start-api run side by side.
 	event := recordEvent(t, s, work, now)
-	checkRecord(ctx, t, db, s.invoke(ctx, "RecordFunction", event), 1)
+	checkRecord(ctx, t, db, s.invoke(ctx, t, "RecordFunction", event), 1)
 	token := sign(t, key, seed.ProUserID, now)
 	t.Run("functions", func(t *testing.T) {
 		t.Run("record", func(t *testing.T) {
 			t.Parallel()
-			checkRecord(ctx, t, db, s.invoke(ctx, "RecordFunction", event), 2)
+			checkRecord(ctx, t, db, s.invoke(ctx, t, "RecordFunction", event), 2)
 		})
 		t.Run("aggregate", func(t *testing.T) { t.Parallel(); testAggregate(ctx, t, s, db) })
 		t.Run("overage", func(t *testing.T) { t.Parallel(); testOverage(ctx, t, s, db, users) })
@@ -234,7 +245,7 @@ func checkRecord(ctx context.Context, t *testing.T, db *postgres.DB, out []byte,
 // warm one); each run is recorded as finished.
 func testAggregate(ctx context.Context, t *testing.T, s *stack, db *postgres.DB) {
 	for range 2 {
-		out := s.invoke(ctx, "AggregateFunction", filepath.Join(s.root, "events/aggregate/scheduled.json"))
+		out := s.invoke(ctx, t, "AggregateFunction", filepath.Join(s.root, "events/aggregate/scheduled.json"))
 		var run usage.RollupRun
 		if err := json.Unmarshal(out, &run); err != nil || run.RunID == 0 {
 			t.Fatalf("aggregate answered %s (%v); want a run", out, err)
@@ -260,14 +271,14 @@ func testOverage(ctx context.Context, t *testing.T, s *stack, db *postgres.DB, u
 		}
 	}
 	var rep usage.RunReport
-	out := s.invoke(ctx, "OverageFunction", filepath.Join(s.root, "events/overage-dry-run.json"))
+	out := s.invoke(ctx, t, "OverageFunction", filepath.Join(s.root, "events/overage-dry-run.json"))
 	if err := json.Unmarshal(out, &rep); err != nil || !rep.DryRun || rep.PlannedRows == 0 {
 		t.Fatalf("dry run answered %s (%v); want a dry run with planned rows", out, err)
 	}
 	if n := ledgerRows(ctx, t, db, ""); n != 0 {
 		t.Errorf("the dry run wrote %d ledger rows; want none", n)
 	}
-	out = s.invoke(ctx, "OverageFunction", filepath.Join(s.root, "events/overage/scheduled.json"))
+	out = s.invoke(ctx, t, "OverageFunction", filepath.Join(s.root, "events/overage/scheduled.json"))
 	rep = usage.RunReport{}
 	if err := json.Unmarshal(out, &rep); err != nil || rep.DryRun || rep.Billed == 0 || rep.Failed != 0 {
 		t.Fatalf("real run answered %s (%v); want rows billed and none failed", out, err)
@@ -302,7 +313,7 @@ func testAnalytics(ctx context.Context, t *testing.T, s *stack, work, token stri
 	event := filepath.Join(work, "get-usage.json")
 	writeJSON(t, event, ev)
 	for range 2 { // the first invoke and a warm one
-		out := s.invoke(ctx, "AnalyticsFunction", event)
+		out := s.invoke(ctx, t, "AnalyticsFunction", event)
 		var resp struct {
 			StatusCode int    `json:"statusCode"`
 			Body       string `json:"body"`
