@@ -282,8 +282,12 @@ export class Tracker {
   }
 
   #onSignal(sig: NodeJS.Signals): void {
-    const pending = this.#buf.length + this.#inFlight;
-    this.#log.info(`usage tracker: ${sig}: sending the events it holds`, { events: pending, timeout_ms: this.#closeTimeout });
+    this.#log.info(`usage tracker: ${sig}: sending the events it holds`, {
+      events: this.#buf.length + this.#inFlight,
+      in_flight: this.#inFlight,
+      buffered: this.#buf.length,
+      timeout_ms: this.#closeTimeout,
+    });
     void this.close().then(() => {
       const s = this.stats();
       this.#log.info(`usage tracker: closed on ${sig}`, { sent: s.sent, lost: s.lost, rejected: s.rejected, refused: s.refused });
