@@ -26,6 +26,8 @@ const tracker = new Tracker({
 });
 const count = Number(env("COUNT"));
 for (let i = 0; i < count; i++) {
+  // Calls come in over time: a full batch leaves while the next fills.
+  if (i > 0 && i % 100 === 0) await new Promise((r) => setImmediate(r));
   tracker.record({ user_id: env("USER_ID"), endpoint: `GET /v1/sigterm/${i % 7}`, method: "GET", status_code: 200, latency_ms: i % 50 });
 }
 process.stdout.write(`recorded ${count}\n`);
