@@ -29,15 +29,11 @@ func TestTypeScript(t *testing.T) {
 	node, npm := requireNode(t)
 	root := repoRoot(t)
 	requireServices(t, root)
-	pkg := filepath.Join(root, "clients", "typescript")
 	example := filepath.Join(root, "examples", "nextjs")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
 	t.Cleanup(cancel) // after the parallel subtests, unlike a defer
-	start := time.Now()
-	npmRun(ctx, t, pkg, npm, nil, "ci", "--prefer-offline", "--no-audit", "--no-fund")
-	npmRun(ctx, t, pkg, npm, nil, "run", "build")
-	t.Logf("clients/typescript: npm ci and build in %.1f s", time.Since(start).Seconds())
+	pkg := preparePackage(ctx, t, root, npm)
 
 	t.Run("package", func(t *testing.T) {
 		t.Parallel()
@@ -56,10 +52,41 @@ func TestTypeScript(t *testing.T) {
 	})
 }
 
+// BenchmarkWithUsage runs the package's benchmark (npm run bench,
+// test/bench.ts) against a stack of its own: the wrapper's added latency
+// per request besides the check, and the check's round trip. make bench
+// runs it once.
+func BenchmarkWithUsage(b *testing.B) {
+	_, npm := requireNode(b)
+	root := repoRoot(b)
+	requireServices(b, root)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	pkg := preparePackage(ctx, b, root, npm)
+	st := startStack(ctx, b, root, "tsbench")
+	b.ResetTimer()
+	for range b.N {
+		out := npmRun(ctx, b, pkg, npm, stackEnv(st), "run", "--silent", "bench")
+		b.Log("\n" + out)
+	}
+}
+
+// preparePackage installs the package's dependencies from its lockfile and
+// builds it; it returns its directory.
+func preparePackage(ctx context.Context, tb testing.TB, root, npm string) string {
+	tb.Helper()
+	pkg := filepath.Join(root, "clients", "typescript")
+	start := time.Now()
+	npmRun(ctx, tb, pkg, npm, nil, "ci", "--prefer-offline", "--no-audit", "--no-fund")
+	npmRun(ctx, tb, pkg, npm, nil, "run", "build")
+	tb.Logf("clients/typescript: npm ci and build in %.1f s", time.Since(start).Seconds())
+	return pkg
+}
+
 // requireNode returns node's and npm's paths: Node.js 20.9 or later (Next.js
 // 16's floor; the package needs 20). Without them the test skips, or fails
 // under CI=true.
-func requireNode(t *testing.T) (node, npm string) {
+func requireNode(t testing.TB) (node, npm string) {
 	t.Helper()
 	fail := t.Skipf
 	if os.Getenv("CI") == "true" {
@@ -86,7 +113,7 @@ func requireNode(t *testing.T) (node, npm string) {
 	return node, npm
 }
 
-func requireServices(t *testing.T, root string) {
+func requireServices(t testing.TB, root string) {
 	t.Helper()
 	if _, err := rie.Find(root, os.Getenv); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -98,7 +125,7 @@ func requireServices(t *testing.T, root string) {
 	pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
 }
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs("../../..")
 	if err != nil {
@@ -110,7 +137,7 @@ func repoRoot(t *testing.T) string {
 // startStack starts a stack of the test's own (free ports, its own
 // database, queues and stage, a 1 s batching window) and stops it when the
 // test ends.
-func startStack(ctx context.Context, t *testing.T, root, name string) *devstack.State {
+func startStack(ctx context.Context, t testing.TB, root, name string) *devstack.State {
 	t.Helper()
 	admin := os.Getenv("NEXUS_TEST_DATABASE_URL")
 	db := fmt.Sprintf("%s_%d", name, os.Getpid())
@@ -140,7 +167,7 @@ func stackEnv(st *devstack.State) []string {
 
 // npmRun runs npm (or node) in dir and fails the test with its output when
 // it fails; it returns the output.
-func npmRun(ctx context.Context, t *testing.T, dir, bin string, env []string, args ...string) string {
+func npmRun(ctx context.Context, t testing.TB, dir, bin string, env []string, args ...string) string {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
@@ -189,7 +216,7 @@ func dropDatabase(admin, name string) {
 }
 
 // testLog sends the stack's warnings to the test log.
-type testLog struct{ t *testing.T }
+type testLog struct{ t testing.TB }
 
 var logMu sync.Mutex
 

@@ -1,0 +1,77 @@
+// The wrapper's cost per request against the local stack (NEXUS_DEV_ADMIN):
+// each request's time from calling the wrapped handler to its body read,
+// less the check's round trip (POST /v1/limits/check, its answer read) and
+// less the handler's own time, is what withUsage adds: reading the
+// credentials, the decision, the headers, the counted body, the record.
+// The tracker batches as deployed (100 events or 5 s, POST /v1/events), so
+// its sends share the event loop with the requests measured.
+//
+//   npm run bench            (make dev running: NEXUS_DEV_ADMIN=http://127.0.0.1:8081)
+//   BENCH_REQUESTS=2000 npm run bench
+import { Tracker, httpTransport, withUsage } from "../src/index.js";
+import type { State } from "./stack.js";
+
+const admin = process.env.NEXUS_DEV_ADMIN;
+if (!admin) {
+  console.error("bench: set NEXUS_DEV_ADMIN to a running stack's admin URL (make dev prints it)");
+  process.exit(2);
+}
+const st = (await (await fetch(`${admin.replace(/\/$/, "")}/state`)).json()) as State;
+const ent = st.users.find((u) => u.plan === "enterprise")!;
+const n = Number(process.env.BENCH_REQUESTS ?? 1000);
+const warm = 200;
+
+let checkMs = 0;
+const timedFetch = (async (input: string | URL | Request, init?: RequestInit) => {
+  const t0 = performance.now();
+  const res = await fetch(input, init);
+  const body = await res.arrayBuffer();
+  checkMs = performance.now() - t0;
+  return new Response(body, { status: res.status, headers: res.headers });
+}) as typeof fetch;
+
+let handlerMs = 0;
+const payload = JSON.stringify({ id: "2", name: "Pong", players: 2 });
+const bare = () => {
+  const t0 = performance.now();
+  const res = new Response(payload, { headers: { "Content-Type": "application/json" } });
+  handlerMs = performance.now() - t0;
+  return res;
+};
+
+const tracker = new Tracker({ transport: httpTransport({ baseUrl: st.gateway_url }), logger: { error() {}, warn() {}, info() {} } });
+const wrapped = withUsage(bare, { usageUrl: st.gateway_url, tracker, route: "GET /api/games/{id}", fetch: timedFetch });
+
+const overhead: number[] = [];
+const check: number[] = [];
+const handler: number[] = [];
+const statuses = new Map<number, number>();
+for (let i = 0; i < warm + n; i++) {
+  const req = new Request("http://app.local/api/games/2", { headers: { "X-Api-Key": ent.api_key } });
+  checkMs = handlerMs = 0;
+  const t0 = performance.now();
+  const res = await wrapped(req);
+  await res.arrayBuffer();
+  const total = performance.now() - t0;
+  if (i < warm) continue;
+  statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+  overhead.push(total - checkMs - handlerMs);
+  check.push(checkMs);
+  handler.push(handlerMs);
+}
+await tracker.close();
+
+const q = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+};
+const ms = (v: number) => (v < 1 ? `${(v * 1000).toFixed(0)} µs` : `${v.toFixed(2)} ms`);
+const line = (name: string, xs: number[]) => `  ${name.padEnd(44)} p50 ${ms(q(xs, 50)).padStart(9)}   p99 ${ms(q(xs, 99)).padStart(9)}   max ${ms(Math.max(...xs)).padStart(9)}`;
+const s = tracker.stats();
+console.log(`withUsage against the local stack (${st.gateway_url}): ${n} requests one after another after ${warm} to warm up,`);
+console.log(`the enterprise user's API key; answers: ${[...statuses].map(([k, v]) => `${v} × ${k}`).join(", ")}`);
+console.log(line("check round trip (POST /v1/limits/check)", check));
+console.log(line("added by the wrapper besides the check", overhead));
+console.log(line("the bare handler", handler));
+console.log(`  tracker: ${s.recorded} recorded, ${s.sent} sent (POST /v1/events), ${s.rejected + s.lost + s.refused} not counted`);
+console.log(`  goal: wrapper overhead p99 < 200 µs: ${q(overhead, 99) < 0.2 ? "met" : "not met"}`);
