@@ -29,7 +29,7 @@ before(async () => {
     const t0 = Date.now();
     const b = spawnSync(process.execPath, ["node_modules/next/dist/bin/next", "build"], { cwd: dir, env, encoding: "utf8" });
     assert.equal(b.status, 0, `next build failed:\n${b.stdout}\n${b.stderr}`);
-    console.log(`# next build: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(`next build: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
   const port = await freePort();
   server = spawn(process.execPath, ["node_modules/next/dist/bin/next", "start", "-H", "127.0.0.1", "-p", String(port)], { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
