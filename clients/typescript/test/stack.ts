@@ -3,6 +3,7 @@
 // admin endpoint, whose GET /state lists the URLs and the demo users).
 import { fileURLToPath } from "node:url";
 import type { TestContext } from "node:test";
+import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs";
 
 export const repoRoot = fileURLToPath(new URL("../../../..", import.meta.url)).replace(/\/$/, "");
 export const packageRoot = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
@@ -85,4 +86,23 @@ export async function waitUsed(st: State, u: User, want: number, ms: number): Pr
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${u.plan} user: ${got} calls counted after ${ms} ms; want ${want}`);
+}
+
+/**
+ * drained waits until the usage queue holds no message, visible or in
+ * flight, twice in a row: everything sent before has been read and
+ * recorded (the poller deletes a message once the record function took it).
+ */
+export async function drained(st: State, ms = 60_000): Promise<void> {
+  const sqs = new SQSClient({ endpoint: st.sqs_endpoint, region: st.region, credentials: { accessKeyId: "test", secretAccessKey: "test" } });
+  const t0 = Date.now();
+  let empty = 0;
+  while (Date.now() - t0 < ms) {
+    const a = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: st.queue_url, AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"] }));
+    const n = Number(a.Attributes?.ApproximateNumberOfMessages ?? 1) + Number(a.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 1);
+    empty = n === 0 ? empty + 1 : 0;
+    if (empty === 2) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the usage queue still holds messages after ${ms} ms`);
 }
