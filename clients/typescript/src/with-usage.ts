@@ -99,9 +99,15 @@ export function withUsage<A extends unknown[]>(
       const headers: Record<string, string> = { "Content-Type": "application/json" };
       if (apiKey !== undefined) headers["X-Api-Key"] = apiKey;
       if (authorization !== undefined) headers["Authorization"] = authorization;
-      check = await doFetch(checkUrl, { method: "POST", headers, body: '{"cost":1}', signal: AbortSignal.timeout(timeout) });
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(new DOMException("the check timed out", "TimeoutError")), timeout);
+      try {
+        check = await doFetch(checkUrl, { method: "POST", headers, body: '{"cost":1}', signal: abort.signal });
+        if (check.status === 200) decision = (await check.json()) as Decision;
+      } finally {
+        clearTimeout(timer);
+      }
       if (check.status === 200) {
-        decision = (await check.json()) as Decision;
         if (typeof decision?.allowed !== "boolean") failure = "POST /v1/limits/check answered no decision";
       } else if (check.status === 401 || check.status === 403) {
         return new Response(await check.text(), { status: check.status, headers: copy(check.headers, ["Content-Type", "WWW-Authenticate"]) });
