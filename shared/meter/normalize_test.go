@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/nexus/usage/shared/meter"
 	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/usage/usagetest"
 )
 
 // validatingPublisher refuses what the record path would refuse, as
@@ -122,6 +123,57 @@ func TestPublishFailureLogged(t *testing.T) {
 		`"status_code":200`, `"occurred_at":"`, "replay", "buffer is full"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log %s lacks %s", log.String(), want)
+		}
+	}
+}
+
+// TestMiddlewareNormalizeFixtures: the middleware records what the shared
+// cases (shared/usage/testdata/normalize.json, which the TypeScript
+// package's tests read too) say for a request's method, route and status.
+// A status of 0 is a handler that set none, recorded as 200, so it is left
+// out; so is the empty endpoint, which a request always has a method for.
+func TestMiddlewareNormalizeFixtures(t *testing.T) {
+	c := usagetest.ReadNormalizeCases(t)
+	clk := &clock{t: t0}
+	a, key, _, _ := authenticator(t, clk)
+	serve := func(t *testing.T, method, routeKey string, status int) usage.Event {
+		t.Helper()
+		pub := &validatingPublisher{}
+		m := meter.New(a, &checker{d: allowed}, pub, meter.Options{Now: clk.Now})
+		h := m.Lambda(func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+			return events.APIGatewayV2HTTPResponse{StatusCode: status}, nil
+		})
+		req := events.APIGatewayV2HTTPRequest{RouteKey: routeKey, Headers: map[string]string{"x-api-key": key}}
+		req.RequestContext.HTTP.Method = method
+		if _, err := h(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		if pub.refused != 0 || len(pub.events) != 1 {
+			t.Fatalf("published %d events, %d refused; want the request counted once", len(pub.events), pub.refused)
+		}
+		return pub.events[0]
+	}
+	for _, tt := range c.Method {
+		if e := serve(t, tt.In, "GET /v1/games", 200); e.Method != tt.Want {
+			t.Errorf("method %q recorded as %q; want %q", tt.In, e.Method, tt.Want)
+		}
+	}
+	for _, tt := range c.Endpoint {
+		if tt.In == "" {
+			continue
+		}
+		t.Run(tt.Name, func(t *testing.T) {
+			if e := serve(t, "GET", tt.In, 200); e.Endpoint != tt.Want {
+				t.Errorf("route %q recorded as %q; want %q", tt.In, e.Endpoint, tt.Want)
+			}
+		})
+	}
+	for _, tt := range c.Status {
+		if tt.In == 0 {
+			continue
+		}
+		if e := serve(t, "GET", "GET /v1/games", tt.In); e.StatusCode != tt.Want {
+			t.Errorf("status %d recorded as %d; want %d", tt.In, e.StatusCode, tt.Want)
 		}
 	}
 }

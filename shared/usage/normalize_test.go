@@ -1,12 +1,15 @@
 package usage_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/usage/usagetest"
 )
 
 func TestNormalizeMethod(t *testing.T) {
@@ -61,4 +64,44 @@ func FuzzNormalizeEndpoint(f *testing.F) {
 			t.Fatalf("event of NormalizeEndpoint(%q) = %q, NormalizeMethod(%q) refused: %v", endpoint, got, method, err)
 		}
 	})
+}
+
+// TestNormalizeFixtures runs the cases the TypeScript package shares
+// (shared/usage/testdata/normalize.json, read by clients/typescript's tests
+// too), and checks that the file's category Cf is Go's.
+func TestNormalizeFixtures(t *testing.T) {
+	c := usagetest.ReadNormalizeCases(t)
+	if len(c.Method) == 0 || len(c.Endpoint) == 0 || len(c.Status) == 0 {
+		t.Fatalf("%s holds %d method, %d endpoint and %d status cases; want some of each",
+			usagetest.NormalizeFile, len(c.Method), len(c.Endpoint), len(c.Status))
+	}
+	for _, tt := range c.Method {
+		if got := usage.NormalizeMethod(tt.In); got != tt.Want {
+			t.Errorf("NormalizeMethod(%q) = %q; want %q", tt.In, got, tt.Want)
+		}
+	}
+	for _, tt := range c.Endpoint {
+		t.Run(tt.Name, func(t *testing.T) {
+			if got := usage.NormalizeEndpoint(tt.In); got != tt.Want {
+				t.Errorf("NormalizeEndpoint(%q) = %q; want %q", tt.In, got, tt.Want)
+			}
+		})
+	}
+	var want [][2]rune
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if !unicode.Is(unicode.Cf, r) {
+			continue
+		}
+		if n := len(want); n > 0 && want[n-1][1] == r-1 {
+			want[n-1][1] = r
+		} else {
+			want = append(want, [2]rune{r, r})
+		}
+		if usage.PrintableRune(r) {
+			t.Errorf("PrintableRune(%U) = true; want false for category Cf", r)
+		}
+	}
+	if !slices.Equal(c.CfRanges, want) {
+		t.Errorf("cf_ranges of %s = %U; want Go's category Cf (Unicode %s) %U", usagetest.NormalizeFile, c.CfRanges, unicode.Version, want)
+	}
 }
