@@ -14,6 +14,8 @@
 //	MAX_EVENT_QUANTITY                   largest quantity of one event of POST /v1/events (default 10,000)
 //	BACKFILL_WINDOW                      how old an event of POST /v1/events may be: the record
 //	                                     function's (default 35 days, at most 45)
+//	READ_RATE_PER_SECOND, READ_BURST     each caller's read budget (default 2 a second, 60 at once;
+//	                                     a read costs a unit per started 31 days of its range)
 package main
 
 import (
@@ -60,6 +62,8 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
 	maxQuantity := e.Int("MAX_EVENT_QUANTITY", DefaultMaxEventQuantity)
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
+	readRate := e.Float("READ_RATE_PER_SECOND", usage.DefaultReadRatePerSecond)
+	readBurst := e.Int("READ_BURST", usage.DefaultReadBurst)
 	jwtCfg := auth.JWTConfig{Issuer: e.String("JWT_ISSUER", ""), Audience: e.String("JWT_AUDIENCE", "")}
 	publicKey, hmacSecret := e.String("JWT_PUBLIC_KEY", ""), e.String("JWT_HMAC_SECRET", "")
 	if err := e.Err(); err != nil {
@@ -70,6 +74,12 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	}
 	if err := usage.CheckBackfillWindow(backfill); err != nil {
 		return nil, fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(err))
+	}
+	if !(readRate > 0) || readRate > 1000 {
+		return nil, fmt.Errorf("READ_RATE_PER_SECOND: want more than 0 and at most 1000, got %v", readRate)
+	}
+	if readBurst < usage.MaxReadCost || readBurst > 100_000 {
+		return nil, fmt.Errorf("READ_BURST: want at least %d (what the longest read costs) and at most 100000, got %d", usage.MaxReadCost, readBurst)
 	}
 	switch {
 	case publicKey != "":
@@ -121,6 +131,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		logger.Warn("QUEUE_URL is not set: POST /v1/events answers 503")
 	}
 	h.Limits = usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Alerter: alerter, Logger: logger, Now: time.Now})
+	h.Reads = usage.NewBudget(postgres.NewRateLimiter(db), usage.BudgetOptions{Name: "read", RatePerSecond: readRate, Burst: readBurst, Now: time.Now})
 	return h, nil
 }
 
