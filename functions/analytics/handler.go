@@ -40,9 +40,10 @@ type Handler struct {
 	Admin usage.AdminStore
 	// Overage previews billing (GET /v1/admin/overage/preview); nil: the
 	// route answers 503.
-	Overage   usage.OveragePreviewer
-	Auth      usage.Authenticator
-	Publisher usage.Publisher
+	Overage usage.OveragePreviewer
+	Auth    usage.Authenticator
+	// Publisher sends the events of POST /v1/events to the usage queue.
+	Publisher usage.Sender
 	Limits    usage.LimitChecker
 	// Reads is the per-caller read budget of every route behind
 	// credentials but the two the write path's rate limit meters (POST

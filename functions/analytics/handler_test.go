@@ -48,7 +48,7 @@ type fixture struct {
 	keyID    string
 
 	published []usage.Event
-	flushes   int
+	sends     int
 	checked   []usage.Identity
 	cost      int64
 	// readCosts are the costs taken from the read budget.
@@ -80,10 +80,11 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{aliceKey: secret, keyID: k.ID, usage: cannedUsage(), admin: cannedAdmin(), overage: cannedOverage()}
-	f.pub = &mock.Publisher{
-		PublishFn: func(_ context.Context, e usage.Event) error { f.published = append(f.published, e); return nil },
-		FlushFn:   func(context.Context) error { f.flushes++; return nil },
-	}
+	f.pub = &mock.Publisher{SendFn: func(_ context.Context, events []usage.Event) []error {
+		f.sends++
+		f.published = append(f.published, events...)
+		return make([]error, len(events))
+	}}
 	decide := func(_ context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
 		f.checked, f.cost = append(f.checked, id), cost
 		return allowedDecision, nil

@@ -120,8 +120,9 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 			return nil, fmt.Errorf("load AWS config: %w", err)
 		}
 		if queueURL != "" {
-			// The handler flushes before it answers, so nothing is left
-			// buffered when the Lambda environment freezes.
+			// The handler sends each request's events before it answers
+			// (Send, not the buffer), so nothing is left buffered when the
+			// Lambda environment freezes, and it answers for each event.
 			h.Publisher = sqspub.New(sqs.NewFromConfig(awsCfg), queueURL, sqspub.Options{Logger: logger, BackfillWindow: backfill})
 		}
 		if alertBus != "" {
