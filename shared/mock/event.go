@@ -31,7 +31,9 @@ type Publisher struct {
 }
 
 // Send calls SendFn.
-func (p *Publisher) Send(ctx context.Context, events []usage.Event) []error { return p.SendFn(ctx, events) }
+func (p *Publisher) Send(ctx context.Context, events []usage.Event) []error {
+	return p.SendFn(ctx, events)
+}
 
 // Publish calls PublishFn.
 func (p *Publisher) Publish(ctx context.Context, e usage.Event) error { return p.PublishFn(ctx, e) }
