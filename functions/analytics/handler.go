@@ -45,6 +45,9 @@ type Handler struct {
 	// Publisher sends the events of POST /v1/events to the usage queue.
 	Publisher usage.Sender
 	Limits    usage.LimitChecker
+	// Redrive moves dead-lettered usage messages back (POST
+	// /v1/admin/redrive); nil: the route answers 503.
+	Redrive usage.Redriver
 	// Reads is the per-caller read budget of every route behind
 	// credentials but the two the write path's rate limit meters (POST
 	// /v1/events, POST /v1/limits/check); nil: no budget.
@@ -97,6 +100,7 @@ func (h *Handler) init() {
 	r.Handle("GET /v1/admin/overage", h.admin(h.budgeted(h.getOverage)))
 	r.Handle("GET /v1/admin/overage/preview", h.admin(h.budgeted(h.getOveragePreview)))
 	r.Handle("POST /v1/admin/overage/{id}/retry", h.admin(h.budgeted(h.postOverageRetry)))
+	r.Handle("POST /v1/admin/redrive", h.admin(h.budgeted(h.postRedrive)))
 	h.router = r
 	if h.Now == nil {
 		h.Now = time.Now

@@ -9,6 +9,7 @@
 //	JWT_ISSUER, JWT_AUDIENCE             accepted bearer tokens
 //	JWT_HMAC_SECRET or JWT_PUBLIC_KEY    HS256 secret, or an RSA/ECDSA public key (PEM)
 //	QUEUE_URL                            the usage queue of POST /v1/events
+//	DLQ_URL                              its dead-letter queue, for POST /v1/admin/redrive
 //	ALERT_BUS_NAME                       EventBridge bus for usage alerts (unset: log lines)
 //	GRACE_PERIOD (default 24h)           the overage job's, for the overage preview
 //	MAX_EVENT_QUANTITY                   largest quantity of one event of POST /v1/events (default 10,000)
@@ -58,6 +59,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		return nil, err
 	}
 	queueURL := e.String("QUEUE_URL", "")
+	dlqURL := e.String("DLQ_URL", "")
 	alertBus := e.String("ALERT_BUS_NAME", "")
 	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
 	maxQuantity := e.Int("MAX_EVENT_QUANTITY", DefaultMaxEventQuantity)
@@ -123,7 +125,11 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 			// The handler sends each request's events before it answers
 			// (Send, not the buffer), so nothing is left buffered when the
 			// Lambda environment freezes, and it answers for each event.
-			h.Publisher = sqspub.New(sqs.NewFromConfig(awsCfg), queueURL, sqspub.Options{Logger: logger, BackfillWindow: backfill})
+			client := sqs.NewFromConfig(awsCfg)
+			h.Publisher = sqspub.New(client, queueURL, sqspub.Options{Logger: logger, BackfillWindow: backfill})
+			if dlqURL != "" {
+				h.Redrive = &sqspub.Redriver{API: client, DLQURL: dlqURL, QueueURL: queueURL}
+			}
 		}
 		if alertBus != "" {
 			alerter = alerts.NewEventBridge(eventbridge.NewFromConfig(awsCfg), alertBus)

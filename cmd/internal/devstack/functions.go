@@ -82,7 +82,7 @@ func (s *Stack) startFunctions(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	env := functionEnv(s.cfg.Stage, s.cfg.Region, &s.state)
+	env := append(functionEnv(s.cfg.Stage, s.cfg.Region, &s.state), s.cfg.FunctionEnv...)
 	var mu sync.Mutex // s.lambdas, s.state.Functions
 	var wg sync.WaitGroup
 	for _, n := range b.names {
@@ -168,6 +168,7 @@ func functionEnv(stage, region string, st *State) []string {
 		"AWS_ENDPOINT_URL="+st.SQSEndpoint,
 		"AWS_ENDPOINT_URL_SQS="+st.SQSEndpoint,
 		"QUEUE_URL="+st.QueueURL,
+		"DLQ_URL="+st.DLQURL,
 		"USAGE_QUEUE_URL="+st.QueueURL,
 		"JWT_ISSUER="+seed.JWTIssuer,
 		"JWT_AUDIENCE="+seed.JWTAudience,

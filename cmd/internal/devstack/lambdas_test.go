@@ -66,6 +66,7 @@ var lambdaCases = []lambdaCase{
 	{"analytics", "analytics/get-admin-overage.json", wantStatus(200)},
 	{"analytics", "analytics/get-admin-overage-preview.json", wantStatus(200)},
 	{"analytics", "analytics/post-admin-overage-retry.json", wantStatus(404)}, // no such row
+	{"analytics", "analytics/post-admin-redrive.json", wantStatus(200)},
 }
 
 var occurredAtRE = regexp.MustCompile(`(\\?"occurred_at\\?":\s*\\?")[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z`)
