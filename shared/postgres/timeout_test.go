@@ -168,3 +168,19 @@ func TestDeadlineCancelsOnServer(t *testing.T) {
 		t.Errorf("the pool opened %d connections for a cancelled statement and the next; want 1, kept", n)
 	}
 }
+
+// TestFormatErrorServerDown: a server that cannot be reached (stopped, as
+// in an outage) is CodeUnavailable, so that the API answers 503 with
+// Retry-After and the record path sends the batch back whole, not 500
+// and a split of the batch.
+func TestFormatErrorServerDown(t *testing.T) {
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = postgres.NewRateLimiter(db).Take(context.Background(), "k:x", time.Now(), usage.NewGCRA(1, 1), 1)
+	if usage.ErrorCode(err) != usage.CodeUnavailable {
+		t.Errorf("a statement with the server down: %v (code %s); want %s", err, usage.ErrorCode(err), usage.CodeUnavailable)
+	}
+}
