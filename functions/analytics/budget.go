@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nexus/usage/shared/httpapi"
@@ -78,9 +79,10 @@ func readRefusal(d usage.Decision, now time.Time) httpapi.Response {
 // Cache-Control, and answers 304 without the body when the request's
 // If-None-Match holds the tag: a client polling the same read gets
 // "unchanged" for a few bytes. The answers are the caller's own (private).
-// A range that ends before today changes only when the hourly rollup
-// recomputes a day, so a client may keep it for a minute without asking;
-// anything else is revalidated each time (no-cache).
+// A range that ends before today, and a breakdown (from the rollup alone),
+// change only when the hourly rollup recomputes a day, so a client may
+// keep them for a minute without asking; anything else is revalidated
+// each time (no-cache).
 func conditional(r *httpapi.Request, resp httpapi.Response, now time.Time) httpapi.Response {
 	if resp.StatusCode != http.StatusOK {
 		return resp
@@ -89,7 +91,9 @@ func conditional(r *httpapi.Request, resp httpapi.Response, now time.Time) httpa
 	etag := `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
 	resp.Headers["ETag"] = etag
 	resp.Headers["Cache-Control"] = "private, no-cache"
-	if to := r.Query("to"); to != "" {
+	if strings.HasSuffix(r.Route, "/endpoints") || strings.HasSuffix(r.Route, "/keys") {
+		resp.Headers["Cache-Control"] = "private, max-age=60"
+	} else if to := r.Query("to"); to != "" {
 		if d, err := httpapi.ParseDate("to", to); err == nil && d.Before(usage.Day(now)) {
 			resp.Headers["Cache-Control"] = "private, max-age=60"
 		}

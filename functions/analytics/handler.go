@@ -64,6 +64,7 @@ type Handler struct {
 
 	once   sync.Once
 	router *httpapi.Router
+	cache  *readCache
 }
 
 // Routes are the route keys the handler serves, as template.yaml declares
@@ -102,6 +103,7 @@ func (h *Handler) init() {
 	r.Handle("POST /v1/admin/overage/{id}/retry", h.admin(h.budgeted(h.postOverageRetry)))
 	r.Handle("POST /v1/admin/redrive", h.admin(h.budgeted(h.postRedrive)))
 	h.router = r
+	h.cache = newReadCache()
 	if h.Now == nil {
 		h.Now = time.Now
 	}
