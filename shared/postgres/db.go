@@ -32,6 +32,9 @@ type Config struct {
 	// Timeouts are the statement timeouts per workload (zero fields:
 	// DefaultTimeouts).
 	Timeouts Timeouts
+	// OnNotice, when set, receives the server's notices and warnings to
+	// the client (tests hold the statements to none).
+	OnNotice func(message string)
 }
 
 // DB is the repository's handle on PostgreSQL: a pool and a clock. Every
@@ -77,6 +80,9 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	// runs the statement to its end.
 	pc.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: CancelGrace}
+	}
+	if c.OnNotice != nil {
+		pc.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { c.OnNotice(n.Severity + ": " + n.Message) }
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

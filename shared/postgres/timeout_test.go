@@ -15,12 +15,14 @@ import (
 )
 
 // openWith opens a database of the test's own with the given timeouts and
-// one connection, in the exec mode the environment asks for.
+// one connection, in the exec mode the environment asks for. The server's
+// notices to the client fail the test.
 func openWith(t *testing.T, timeouts postgres.Timeouts) (*postgres.DB, string) {
 	t.Helper()
 	url := pgtest.NewURL(t)
 	db, err := postgres.Open(context.Background(), postgres.Config{URL: url, MaxConns: 1,
-		ExecMode: os.Getenv("DATABASE_PROXY") == "true", Timeouts: timeouts})
+		ExecMode: os.Getenv("DATABASE_PROXY") == "true", Timeouts: timeouts,
+		OnNotice: func(m string) { t.Errorf("the server said %q", m) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,10 +104,11 @@ func TestStatementTimeoutPerWorkload(t *testing.T) {
 }
 
 // TestStatementTimeoutLeavesNoSessionState: the timeout is the
-// transaction's (SET LOCAL), in one round trip with its statement: the
-// connection that ran a timed statement, or a timed transaction, has no
+// transaction's, in one round trip with its statement: the connection
+// that ran a timed statement, or a timed transaction, has no
 // statement_timeout of its own afterwards, as RDS Proxy needs to reuse it
-// for any client.
+// for any client; and setting it draws no warning from the server (a SET
+// LOCAL outside a transaction block would, on every statement).
 func TestStatementTimeoutLeavesNoSessionState(t *testing.T) {
 	db, _ := openWith(t, postgres.Timeouts{Limiter: 150 * time.Millisecond, Rollup: 5 * time.Second})
 	ctx := context.Background()

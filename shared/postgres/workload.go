@@ -18,12 +18,15 @@ import (
 //
 // # How they are set, and why that holds behind RDS Proxy
 //
-// Every statement runs with SET LOCAL statement_timeout in its own
-// transaction: a single statement is sent in one pipeline with the SET
-// LOCAL before it (one round trip; the pipeline up to its Sync is one
-// implicit transaction), a transaction starts with "BEGIN; SET LOCAL …"
-// (one simple-protocol message, as a plain BEGIN is). The setting ends
-// with the transaction. RDS Proxy multiplexes client connections on
+// Every statement runs with a transaction-local statement_timeout: a
+// single statement is sent in one pipeline after
+// set_config('statement_timeout', …, true) (one round trip; the pipeline
+// up to its Sync is one implicit transaction, which the setting lasts
+// for; a SET LOCAL there would work too, but PostgreSQL warns that it is
+// outside a transaction block, in its log and to the client, on every
+// statement), and a transaction starts with "BEGIN; SET LOCAL …" (one
+// simple-protocol message, as a plain BEGIN is). The setting ends with
+// the transaction. RDS Proxy multiplexes client connections on
 // server connections at transaction boundaries and pins a client session
 // to one server connection when it sees session state change (a plain SET,
 // set_config with is_local false); its only per-connection setting is the
@@ -110,15 +113,22 @@ type stmts struct {
 // with returns the statements of workload w.
 func (db *DB) with(w workload) stmts { return stmts{db: db, timeout: db.timeouts.of(w)} }
 
-// setTimeout is the statement that bounds the rest of the transaction.
-func (s stmts) setTimeout() string {
+// setLocal is the statement that bounds the rest of a transaction block.
+func (s stmts) setLocal() string {
 	return fmt.Sprintf("SET LOCAL statement_timeout = %d", max(1, s.timeout.Milliseconds()))
 }
 
-// send sends the SET LOCAL and sql in one pipeline.
+// setConfig is the statement that bounds the rest of a pipeline's
+// implicit transaction: set_config with is_local true, a constant per
+// workload (prepared once per connection without the proxy).
+func (s stmts) setConfig() string {
+	return fmt.Sprintf("SELECT set_config('statement_timeout', '%d', true)", max(1, s.timeout.Milliseconds()))
+}
+
+// send sends the timeout and sql in one pipeline.
 func (s stmts) send(ctx context.Context, sql string, args []any) pgx.BatchResults {
 	b := &pgx.Batch{}
-	b.Queue(s.setTimeout())
+	b.Queue(s.setConfig())
 	b.Queue(sql, args...)
 	return s.db.Pool.SendBatch(ctx, b)
 }
@@ -166,7 +176,7 @@ func (s stmts) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 // BeginFunc runs f in a transaction whose statements have the timeout
 // (pgx.BeginFunc's contract otherwise).
 func (s stmts) BeginFunc(ctx context.Context, f func(pgx.Tx) error) error {
-	err := pgx.BeginTxFunc(ctx, s.db.Pool, pgx.TxOptions{BeginQuery: "BEGIN; " + s.setTimeout()}, f)
+	err := pgx.BeginTxFunc(ctx, s.db.Pool, pgx.TxOptions{BeginQuery: "BEGIN; " + s.setLocal()}, f)
 	return s.timedOut(err)
 }
 
