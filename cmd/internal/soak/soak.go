@@ -233,7 +233,10 @@ func (r *runner) produce(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	rawCh := make(chan send, 1000)
-	httpCh := make(chan send, 1000)
+	// The HTTP path may hold every copy it is given: while PostgreSQL is
+	// down, POST /v1/events answers 503 and its one worker waits, and the
+	// queue's producers must not wait with it.
+	httpCh := make(chan send, r.cfg.Events)
 	var workers, faults sync.WaitGroup
 	workers.Add(2)
 	go func() { defer workers.Done(); r.sendRaw(ctx, rawCh, cancel) }()
