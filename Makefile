@@ -178,7 +178,7 @@ clean:
 # set, is migrated and used instead of a throwaway database.
 # demo, lag, run-aggregate, run-overage, smoke: talk to a running make dev.
 DEV_ADMIN ?= http://127.0.0.1:8081
-.PHONY: lag run-aggregate run-overage smoke
+.PHONY: lag redrive run-aggregate run-overage smoke
 
 dev: prepare
 	NEXUS_DEV_START=$(NEXUS_DEV_START) $(SERVICES_ENV) scripts/with-services.sh $(BIN)/devstack $(DEV_FLAGS)
@@ -194,6 +194,13 @@ lag: host
 ## time (median of 10 loads in headless Chromium) against a running make dev
 dashtime: chromium
 	$(HOSTBUILD) -o $(BIN)/ ./cmd/dashtime && $(BIN)/dashtime -admin $(DEV_ADMIN)
+
+## redrive: move the usage DLQ's messages back to the usage queue once the
+## cause of their failures is fixed (POST /v1/admin/redrive until it says no
+## more): of the running make dev, or of a deployed stack with
+## NEXUS_API_URL (its ApiUrl) and NEXUS_ADMIN_TOKEN (an admin's JWT) set
+redrive: host
+	$(BIN)/devstack redrive -admin $(DEV_ADMIN)
 
 run-aggregate:
 	@curl -sS --fail-with-body -X POST $(DEV_ADMIN)/run/aggregate

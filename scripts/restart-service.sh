@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# restart-service.sh pg|moto
+# restart-service.sh pg|pg-stop|pg-start|moto
 #
 # Restarts one service that scripts/with-services.sh started, in place, for
 # tests of faults (the soak): it reads $NEXUS_TEST_WORKDIR/services.env,
@@ -8,6 +8,9 @@
 #   pg    pg_ctl restart -m fast of the throwaway cluster (as the postgres
 #         user when root), with the options it was started with: every
 #         connection is cut and the transactions in flight roll back.
+#   pg-stop, pg-start
+#         the two halves of that restart, for an outage as long as the
+#         caller waits between them (pg-start returns once it answers).
 #   moto  stops moto_server and starts a new one on the same port. moto keeps
 #         its state in memory: the queues and every message not yet
 #         consumed are gone (real SQS loses nothing; whoever needs the
@@ -27,14 +30,21 @@ log() { printf 'restart-service: %s\n' "$*" >&2; }
 running() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ "$st" != Z* ]]; }
 
 case "${1:-}" in
-pg)
+pg | pg-stop | pg-start)
 	if [[ -z "$PGDATA" ]]; then
 		log "PostgreSQL is not a throwaway cluster of with-services.sh (DATABASE_URL): not restarted"
 		exit 3
 	fi
+	case "$1" in
+	pg) args=(-m fast restart) ;;
+	pg-stop) args=(-m fast stop) ;;
+	# A start is given the options with-services.sh started it with (a
+	# restart reuses them itself).
+	pg-start) args=(-o "$PG_OPTS" start) ;;
+	esac
 	# shellcheck disable=SC2086 # AS_PG is a command prefix ("runuser -u postgres --") or empty
-	$AS_PG "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/pg/postgres.log" -m fast -w -t 60 restart >/dev/null ||
-		{ tail -20 "$WORK/pg/postgres.log" >&2; log "PostgreSQL did not restart"; exit 1; }
+	$AS_PG "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/pg/postgres.log" -w -t 60 "${args[@]}" >/dev/null ||
+		{ tail -20 "$WORK/pg/postgres.log" >&2; log "PostgreSQL did not ${args[-1]}"; exit 1; }
 	;;
 moto)
 	if [[ -z "$MOTO_PORT" || ! -f "$WORK/moto.pid" ]]; then
@@ -62,7 +72,7 @@ moto)
 	exit 1
 	;;
 *)
-	log "usage: restart-service.sh pg|moto"
+	log "usage: restart-service.sh pg|pg-stop|pg-start|moto"
 	exit 2
 	;;
 esac

@@ -162,11 +162,11 @@ start_pg() {
 		{ cat "$WORK/initdb.log" >&2; die "initdb failed"; }
 	local port
 	pick_port port
-	local opts="-p $port -k $WORK/pg/sock -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=512MB"
+	PG_OPTS="-p $port -k $WORK/pg/sock -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=512MB"
 	if [[ "$PG_FSYNC" == off ]]; then
-		opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+		PG_OPTS="$PG_OPTS -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 	fi
-	"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/pg/postgres.log" -o "$opts" -w -t 60 start >/dev/null ||
+	"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/pg/postgres.log" -o "$PG_OPTS" -w -t 60 start >/dev/null ||
 		{ cat "$WORK/pg/postgres.log" >&2; die "PostgreSQL did not start"; }
 	export NEXUS_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 	export NEXUS_TEST_TEMPLATE=nexus_template
@@ -310,7 +310,7 @@ wait_podman
 export NEXUS_TEST_WORKDIR=$WORK
 # What scripts/restart-service.sh needs to restart a service in place.
 {
-	printf 'PGBIN=%q\nPGDATA=%q\nAS_PG=%q\nMOTO_PORT=%q\n' "$PGBIN" "$PGDATA" "${as_pg[*]}" "$MOTO_PORT"
+	printf 'PGBIN=%q\nPGDATA=%q\nPG_OPTS=%q\nAS_PG=%q\nMOTO_PORT=%q\n' "$PGBIN" "$PGDATA" "${PG_OPTS:-}" "${as_pg[*]}" "$MOTO_PORT"
 } >"$WORK/services.env"
 export NEXUS_TEST_RESTART=$ROOT/scripts/restart-service.sh
 # The Lambda emulator for the emulator tests and the local stack.

@@ -10,6 +10,9 @@
 //	devstack [flags]           run the stack
 //	devstack demo [-admin URL]  send demo traffic to a running stack, print what it saw
 //	devstack lag [-admin URL]   measure the lag from a metered request to GET /v1/usage
+//	devstack redrive [-admin URL | -api URL -token JWT]
+//	                            move the usage DLQ's messages back to the usage queue
+//	                            (POST /v1/admin/redrive until it says no more)
 //
 // With DATABASE_URL set, the stack migrates and uses that database instead
 // of creating nexus_dev on the throwaway server.
@@ -17,19 +20,24 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nexus/usage/cmd/internal/demo"
 	"github.com/nexus/usage/cmd/internal/devstack"
 	"github.com/nexus/usage/cmd/internal/platform"
+	"github.com/nexus/usage/shared/usage"
 )
 
 func main() {
@@ -42,6 +50,8 @@ func main() {
 		err = runDemo(ctx, os.Args[2:], logger)
 	case len(os.Args) > 1 && os.Args[1] == "lag":
 		err = runLag(ctx, os.Args[2:])
+	case len(os.Args) > 1 && os.Args[1] == "redrive":
+		err = runRedrive(ctx, os.Args[2:])
 	default:
 		err = runStack(ctx, os.Args[1:], logger)
 	}
@@ -143,4 +153,71 @@ func runLag(ctx context.Context, args []string) error {
 		return fmt.Errorf("the longest lag, %s, is over the goal of %s", res.Max(), res.Goal)
 	}
 	return nil
+}
+
+// runRedrive calls POST /v1/admin/redrive until it says no more is left,
+// on the running local stack (its gateway and admin token) or on the API
+// the flags name (a deployed stack's ApiUrl and an admin's token).
+func runRedrive(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("devstack redrive", flag.ExitOnError)
+	admin := fs.String("admin", "http://127.0.0.1:8081", "the running local stack's admin endpoint")
+	api := fs.String("api", os.Getenv("NEXUS_API_URL"), "a deployed stack's API URL (its ApiUrl output); empty: the local stack's")
+	token := fs.String("token", os.Getenv("NEXUS_ADMIN_TOKEN"), "an admin's bearer token for -api")
+	_ = fs.Parse(args)
+	if *api == "" {
+		st, err := devstack.FetchState(ctx, *admin)
+		if err != nil {
+			return fmt.Errorf("%w (is make dev running? for a deployed stack, set NEXUS_API_URL and NEXUS_ADMIN_TOKEN)", err)
+		}
+		*api, *token = st.GatewayURL, st.Admin.Token
+	}
+	if *token == "" {
+		return errors.New("no admin token: set NEXUS_ADMIN_TOKEN (or -token)")
+	}
+	total, calls := 0, 0
+	for {
+		res, err := redriveOnce(ctx, strings.TrimRight(*api, "/")+"/v1/admin/redrive", *token)
+		if err != nil {
+			return fmt.Errorf("after %d messages moved: %w", total, err)
+		}
+		total += res.Moved
+		calls++
+		if !res.More {
+			break
+		}
+	}
+	fmt.Printf("redrive: %d messages moved from the usage DLQ back to the usage queue (%d calls)\n", total, calls)
+	return nil
+}
+
+// redriveOnce makes one call of POST /v1/admin/redrive; a 429 is waited
+// out as its Retry-After says.
+func redriveOnce(ctx context.Context, url, token string) (usage.RedriveResult, error) {
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+		if err != nil {
+			return usage.RedriveResult{}, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return usage.RedriveResult{}, err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+			select {
+			case <-time.After(time.Duration(max(1, wait)) * time.Second):
+				continue
+			case <-ctx.Done():
+				return usage.RedriveResult{}, ctx.Err()
+			}
+		}
+		var res usage.RedriveResult
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &res) != nil {
+			return res, fmt.Errorf("POST /v1/admin/redrive answered %s: %s", resp.Status, body)
+		}
+		return res, nil
+	}
 }

@@ -2,7 +2,9 @@
 // soak): against the local stack with a database of its own, it sends
 // events with duplicates, late, invalid and hostile ones through the usage
 // queue and POST /v1/events, kills the record function in mid-batch,
-// restarts PostgreSQL and moto_server once each, then checks every event
+// restarts moto_server once and stops PostgreSQL for an outage (a minute,
+// standing for an hour at the soak's compressed redelivery schedule),
+// redrives the DLQ through POST /v1/admin/redrive, then checks every event
 // and every user's day and prints the figures. It exits 1 on any
 // difference, 2 when the soak could not run.
 //
@@ -48,7 +50,9 @@ func run() int {
 	fs.IntVar(&cfg.Users, "users", 50, "users of the queue path's events")
 	fs.IntVar(&cfg.Kills, "kills", 10, "most kills of the record function in mid-batch (negative: none)")
 	fs.BoolVar(&cfg.RestartPostgres, "restart-pg", true, "restart PostgreSQL once, at 40 % of the events")
-	fs.BoolVar(&cfg.RestartMoto, "restart-moto", true, "restart moto_server once, at 70 % of the events")
+	fs.BoolVar(&cfg.RestartMoto, "restart-moto", true, "restart moto_server once, at 70 % of the events (20 % with an outage)")
+	fs.DurationVar(&cfg.Outage, "outage", time.Minute, "keep PostgreSQL down this long at 40 % of the events (0: a quick restart); the record path's redelivery schedule runs 60 times faster than deployed, so 1m stands for an hour")
+	fs.IntVar(&cfg.DeadLetters, "dead-letters", 3, "messages of an earlier outage to put in the DLQ and redrive at the end (negative: none)")
 	fs.IntVar(&cfg.Rate, "rate", 0, "events per second to aim at (0: as fast as the paths take them)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the events, their kinds and the faults")
 	timeout := fs.Duration("timeout", 30*time.Minute, "bound of the whole run, drain included")

@@ -276,3 +276,18 @@ func (h *Handler) postOverageRetry(ctx context.Context, r *httpapi.Request, admi
 	h.Logger.InfoContext(ctx, "overage row retried", "ledger_id", id, "user_id", e.UserID, "retries", e.Retries, "by", admin.UserID)
 	return httpapi.JSON(http.StatusOK, e)
 }
+
+// postRedrive moves the usage messages of the dead-letter queue back to
+// the usage queue, once the cause of their failures is fixed, for as long
+// as the invocation allows: "more" says to call it again.
+func (h *Handler) postRedrive(ctx context.Context, _ *httpapi.Request, admin usage.Identity) httpapi.Response {
+	if h.Redrive == nil {
+		return h.fail(ctx, usage.Errorf(usage.CodeUnavailable, "redrive is not configured (no dead-letter queue)"))
+	}
+	res, err := h.Redrive.Redrive(ctx)
+	h.Logger.InfoContext(ctx, "dead-lettered usage messages moved back", "moved", res.Moved, "more", res.More, "by", admin.UserID)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	return httpapi.JSON(http.StatusOK, res)
+}

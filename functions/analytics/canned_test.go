@@ -210,7 +210,10 @@ func (f *fixture) noStore(t *testing.T) {
 		called("Preview")
 		return nil, usage.Errorf(usage.CodeInternal, "unexpected")
 	}
-	f.pub.PublishFn = func(context.Context, usage.Event) error { called("Publish"); return nil }
+	f.pub.SendFn = func(_ context.Context, events []usage.Event) []error {
+		called("Send")
+		return make([]error, len(events))
+	}
 	f.limits.CheckFn = func(context.Context, usage.Identity, int64) (usage.Decision, error) {
 		called("Check")
 		return allowedDecision, nil

@@ -27,10 +27,10 @@ func TestDBEventsAtHardQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	var published []usage.Event
-	f.h.Publisher = &mock.Publisher{
-		PublishFn: func(_ context.Context, e usage.Event) error { published = append(published, e); return nil },
-		FlushFn:   func(context.Context) error { return nil },
-	}
+	f.h.Publisher = &mock.Publisher{SendFn: func(_ context.Context, events []usage.Event) []error {
+		published = append(published, events...)
+		return make([]error, len(events))
+	}}
 	f.h.Limits = usage.NewLimiter(postgres.NewRateLimiter(f.db), usage.LimiterOptions{Now: func() time.Time { return testNow }})
 	key := map[string]string{"X-Api-Key": f.bobKey}
 

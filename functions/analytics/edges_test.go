@@ -171,5 +171,6 @@ func nopPublisher() *mock.Publisher {
 	return &mock.Publisher{
 		PublishFn: func(context.Context, usage.Event) error { return nil },
 		FlushFn:   func(context.Context) error { return nil },
+		SendFn:    func(_ context.Context, events []usage.Event) []error { return make([]error, len(events)) },
 	}
 }

@@ -49,7 +49,7 @@ func routeCalls() []routeCall {
 			f.usage.KeyBreakdownFn = func(context.Context, usage.BreakdownFilter) ([]usage.Breakdown, error) { return nil, err }
 		}},
 		{"events", user("POST", "/v1/events", `{"events":[`+event("30000000-0000-4000-8000-000000000001", 200, "")+`]}`), func(f *fixture, err error) {
-			f.pub.PublishFn = func(context.Context, usage.Event) error { return err }
+			f.pub.SendFn = func(_ context.Context, events []usage.Event) []error { return []error{err} }
 		}},
 		{"limits", user("POST", "/v1/limits/check", ""), func(f *fixture, err error) {
 			f.limits.CheckFn = func(context.Context, usage.Identity, int64) (usage.Decision, error) { return usage.Decision{}, err }

@@ -22,8 +22,12 @@ type eventResult struct {
 	Detail  string `json:"detail,omitempty"`
 }
 
-// postEvents validates each event on its own and queues the valid ones
-// under the caller's identity. Ingestion is metered like any other call:
+// postEvents validates each event on its own and sends the valid ones to
+// the usage queue under the caller's identity, at once, answering for each
+// event what became of it: accepted (the queue has it), rejected (invalid,
+// or refused by the queue, with the reason; sending it again as it is will
+// not help) or failed (the queue could not be reached: send it again with
+// the same event id). Ingestion is metered like any other call:
 // the request costs the caller's rate limit one call per event it holds
 // (valid or not), a refusal is the middleware's 429 and queues nothing, and
 // each event's quantity is capped by MaxEventQuantity. The quota is not
@@ -65,7 +69,8 @@ func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.I
 	}
 	maxQuantity := h.maxEventQuantity()
 	results := make([]eventResult, len(in.Events))
-	accepted := 0
+	var valid []usage.Event
+	var at []int // valid[j] is the event at results[at[j]]
 	for i, raw := range in.Events {
 		res := &results[i]
 		res.Index = i
@@ -83,22 +88,50 @@ func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.I
 			res.Status, res.Param, res.Detail = "rejected", usage.ErrorField(err), usage.ErrorMessage(err)
 			continue
 		}
-		if err := h.Publisher.Publish(ctx, e); err != nil {
-			return h.fail(ctx, err)
-		}
-		res.Status = "accepted"
-		accepted++
+		valid = append(valid, e)
+		at = append(at, i)
 	}
-	if accepted > 0 {
-		// Events may have been queued before a failure: a retry with the
-		// same event ids is counted once.
-		if err := h.Publisher.Flush(ctx); err != nil {
+	var counts struct{ accepted, rejected, failed int }
+	var failure error
+	var sent []error
+	if len(valid) > 0 {
+		sent = h.Publisher.Send(ctx, valid)
+	}
+	for j, err := range sent {
+		res := &results[at[j]]
+		switch {
+		case err == nil:
+			res.Status = "accepted"
+		case usage.ErrorCode(err) == usage.CodeUnavailable:
+			res.Status, res.Detail = "failed", usage.ErrorMessage(err)
+			failure = err
+		case usage.ErrorCode(err) == usage.CodeInternal:
 			return h.fail(ctx, err)
+		default:
+			res.Status, res.Param, res.Detail = "rejected", usage.ErrorField(err), usage.ErrorMessage(err)
 		}
+	}
+	for _, r := range results {
+		switch r.Status {
+		case "accepted":
+			counts.accepted++
+		case "failed":
+			counts.failed++
+		default:
+			counts.rejected++
+		}
+	}
+	if counts.failed > 0 && counts.accepted == 0 {
+		// Nothing reached the queue: the request as a whole may be sent
+		// again (the same event ids are counted once).
+		return h.fail(ctx, failure)
 	}
 	// 202 even when every event was rejected: the per-event results are
-	// the answer, and nothing in the request as a whole was wrong.
-	resp := httpapi.JSON(http.StatusAccepted, map[string]any{"accepted": accepted, "rejected": len(results) - accepted, "results": results})
+	// the answer, and nothing in the request as a whole was wrong. Events
+	// that failed beside accepted ones are "failed" in the results: send
+	// those again with the same ids.
+	resp := httpapi.JSON(http.StatusAccepted, map[string]any{"accepted": counts.accepted, "rejected": counts.rejected,
+		"failed": counts.failed, "results": results})
 	for k, v := range httpapi.RateLimitHeaders(d, now) {
 		resp.Headers[k] = v
 	}

@@ -61,16 +61,16 @@ func TestPostEvents(t *testing.T) {
 			t.Errorf("result %d: detail %q is not in our words", r.Index, r.Detail)
 		}
 	}
-	// The caller's identity replaces the body's user; one flush after all.
-	if len(f.published) != 2 || f.published[0].UserID != alice || f.published[0].APIKeyID != f.keyID || f.flushes != 1 {
-		t.Errorf("published %+v (flushes %d); want two events of alice through her key", f.published, f.flushes)
+	// The caller's identity replaces the body's user; one send for all.
+	if len(f.published) != 2 || f.published[0].UserID != alice || f.published[0].APIKeyID != f.keyID || f.sends != 1 {
+		t.Errorf("published %+v (sends %d); want two events of alice through her key, in one send", f.published, f.sends)
 	}
 
-	// Nothing valid: 202 with the results, nothing flushed.
-	f.flushes = 0
+	// Nothing valid: 202 with the results, nothing sent.
+	f.sends = 0
 	resp = f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, `{"events":[`+event(id(9), 99, "")+`]}`))
-	if resp.StatusCode != 202 || f.flushes != 0 {
-		t.Errorf("all rejected: %d, %d flushes; want 202 and none", resp.StatusCode, f.flushes)
+	if resp.StatusCode != 202 || f.sends != 0 {
+		t.Errorf("all rejected: %d, %d sends; want 202 and none", resp.StatusCode, f.sends)
 	}
 
 	many := make([]string, MaxEvents+1)
@@ -93,8 +93,9 @@ func TestPostEvents(t *testing.T) {
 	}
 }
 
-// TestPostEventsQueueFailures: a queue that refuses or cannot flush is a
-// 503 (retry: the event ids make it safe); no publisher at all is too.
+// TestPostEventsQueueFailures: a queue that cannot be reached for any of
+// the events is a 503 (retry: the event ids make it safe); no publisher at
+// all is too.
 func TestPostEventsQueueFailures(t *testing.T) {
 	t.Parallel()
 	unavailable := fmt.Errorf("%w: %w", usage.Errorf(usage.CodeUnavailable, "usage events not sent"), errors.New("sqs: throttled"))
@@ -103,8 +104,9 @@ func TestPostEventsQueueFailures(t *testing.T) {
 		name  string
 		setup func(f *fixture)
 	}{
-		{"publish", func(f *fixture) { f.pub.PublishFn = func(context.Context, usage.Event) error { return unavailable } }},
-		{"flush", func(f *fixture) { f.pub.FlushFn = func(context.Context) error { return unavailable } }},
+		{"send", func(f *fixture) {
+			f.pub.SendFn = func(_ context.Context, events []usage.Event) []error { return []error{unavailable} }
+		}},
 		{"no publisher", func(f *fixture) { f.h.Publisher = nil }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,5 +156,42 @@ func TestPostEventsBackfillWindow(t *testing.T) {
 				t.Errorf("statuses %v; want %v", status, tt.want)
 			}
 		})
+	}
+}
+
+// TestPostEventsPerEventOutcome: the answer says what the queue made of
+// each event: one it refused is rejected with its reason, one it could not
+// be reached for is failed (send it again), and neither is reported as
+// accepted.
+func TestPostEventsPerEventOutcome(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	id := func(n int) string { return fmt.Sprintf("30000000-0000-4000-8000-%012d", n) }
+	f.pub.SendFn = func(_ context.Context, events []usage.Event) []error {
+		if len(events) != 3 {
+			t.Fatalf("sent %d events; want the 3 valid ones", len(events))
+		}
+		return []error{nil, usage.Errorf(usage.CodeInvalid, "the usage queue refused this event: refused by SQS: InvalidMessageContents"),
+			fmt.Errorf("%w: %w", usage.Errorf(usage.CodeUnavailable, "the usage queue could not be reached; send this event again with the same event_id"),
+				errors.New("sqs: throttled"))}
+	}
+	body := `{"events":[` + strings.Join([]string{event(id(1), 200, ""), event(id(2), 200, ""), event(id(3), 999, ""), event(id(4), 200, "")}, ",") + `]}`
+	resp := f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, body))
+	wantStatus(t, resp, 202)
+	got := decode[struct {
+		Accepted, Rejected, Failed int
+		Results                    []eventResult
+	}](t, resp)
+	want := []eventResult{
+		{Index: 0, EventID: id(1), Status: "accepted"},
+		{Index: 1, EventID: id(2), Status: "rejected", Detail: "the usage queue refused this event: refused by SQS: InvalidMessageContents"},
+		{Index: 2, EventID: id(3), Status: "rejected", Param: "status_code", Detail: "status_code: must be between 100 and 599"},
+		{Index: 3, EventID: id(4), Status: "failed", Detail: "the usage queue could not be reached; send this event again with the same event_id"},
+	}
+	if got.Accepted != 1 || got.Rejected != 2 || got.Failed != 1 {
+		t.Errorf("accepted, rejected, failed = %d, %d, %d; want 1, 2, 1", got.Accepted, got.Rejected, got.Failed)
+	}
+	if d := cmp.Diff(want, got.Results); d != "" {
+		t.Errorf("results (-want +got):\n%s", d)
 	}
 }

@@ -40,10 +40,18 @@ type Handler struct {
 	Admin usage.AdminStore
 	// Overage previews billing (GET /v1/admin/overage/preview); nil: the
 	// route answers 503.
-	Overage   usage.OveragePreviewer
-	Auth      usage.Authenticator
-	Publisher usage.Publisher
+	Overage usage.OveragePreviewer
+	Auth    usage.Authenticator
+	// Publisher sends the events of POST /v1/events to the usage queue.
+	Publisher usage.Sender
 	Limits    usage.LimitChecker
+	// Redrive moves dead-lettered usage messages back (POST
+	// /v1/admin/redrive); nil: the route answers 503.
+	Redrive usage.Redriver
+	// Reads is the per-caller read budget of every route behind
+	// credentials but the two the write path's rate limit meters (POST
+	// /v1/events, POST /v1/limits/check); nil: no budget.
+	Reads usage.BudgetChecker
 	// MaxEventQuantity caps the quantity of one event of POST /v1/events
 	// (DefaultMaxEventQuantity when zero; at most usage.MaxQuantity).
 	MaxEventQuantity int64
@@ -56,6 +64,7 @@ type Handler struct {
 
 	once   sync.Once
 	router *httpapi.Router
+	cache  *readCache
 }
 
 // Routes are the route keys the handler serves, as template.yaml declares
@@ -72,27 +81,29 @@ func (h *Handler) init() {
 	r := httpapi.NewRouter()
 	r.Handle("GET /dashboard", h.getDashboard)
 	r.Handle("GET /dashboard/{asset}", h.getDashboardAsset)
-	r.Handle("GET /v1/usage", h.user(h.getUsage))
-	r.Handle("GET /v1/usage/daily", h.user(h.getDaily))
-	r.Handle("GET /v1/usage/endpoints", h.user(h.getEndpoints))
-	r.Handle("GET /v1/usage/keys", h.user(h.getKeys))
-	r.Handle("GET /v1/usage/export", h.user(h.getExport))
+	r.Handle("GET /v1/usage", h.user(h.budgeted(h.getUsage)))
+	r.Handle("GET /v1/usage/daily", h.user(h.budgeted(h.getDaily)))
+	r.Handle("GET /v1/usage/endpoints", h.user(h.budgeted(h.getEndpoints)))
+	r.Handle("GET /v1/usage/keys", h.user(h.budgeted(h.getKeys)))
+	r.Handle("GET /v1/usage/export", h.user(h.budgeted(h.getExport)))
 	r.Handle("POST /v1/events", h.apiKey(h.postEvents))
 	r.Handle("POST /v1/limits/check", h.user(h.postLimitsCheck))
-	r.Handle("GET /v1/admin/summary", h.admin(h.getAdminSummary))
-	r.Handle("GET /v1/admin/top-users", h.admin(h.getTopUsers))
-	r.Handle("GET /v1/admin/users/{id}/usage", h.admin(h.userRoute(h.getUserUsage)))
-	r.Handle("GET /v1/admin/users/{id}/daily", h.admin(h.userRoute(h.getUserDaily)))
-	r.Handle("GET /v1/admin/users/{id}/endpoints", h.admin(h.userRoute(h.getUserEndpoints)))
-	r.Handle("GET /v1/admin/users/{id}/keys", h.admin(h.userRoute(h.getUserKeys)))
-	r.Handle("GET /v1/admin/users/{id}/audit", h.admin(h.userRoute(h.getUserAudit)))
-	r.Handle("PUT /v1/admin/users/{id}/plan", h.admin(h.putPlan))
-	r.Handle("POST /v1/admin/aggregate", h.admin(h.postAggregate))
-	r.Handle("GET /v1/admin/rejected", h.admin(h.getRejected))
-	r.Handle("GET /v1/admin/overage", h.admin(h.getOverage))
-	r.Handle("GET /v1/admin/overage/preview", h.admin(h.getOveragePreview))
-	r.Handle("POST /v1/admin/overage/{id}/retry", h.admin(h.postOverageRetry))
+	r.Handle("GET /v1/admin/summary", h.admin(h.budgeted(h.getAdminSummary)))
+	r.Handle("GET /v1/admin/top-users", h.admin(h.budgeted(h.getTopUsers)))
+	r.Handle("GET /v1/admin/users/{id}/usage", h.admin(h.budgeted(h.userRoute(h.getUserUsage))))
+	r.Handle("GET /v1/admin/users/{id}/daily", h.admin(h.budgeted(h.userRoute(h.getUserDaily))))
+	r.Handle("GET /v1/admin/users/{id}/endpoints", h.admin(h.budgeted(h.userRoute(h.getUserEndpoints))))
+	r.Handle("GET /v1/admin/users/{id}/keys", h.admin(h.budgeted(h.userRoute(h.getUserKeys))))
+	r.Handle("GET /v1/admin/users/{id}/audit", h.admin(h.budgeted(h.userRoute(h.getUserAudit))))
+	r.Handle("PUT /v1/admin/users/{id}/plan", h.admin(h.budgeted(h.putPlan)))
+	r.Handle("POST /v1/admin/aggregate", h.admin(h.budgeted(h.postAggregate)))
+	r.Handle("GET /v1/admin/rejected", h.admin(h.budgeted(h.getRejected)))
+	r.Handle("GET /v1/admin/overage", h.admin(h.budgeted(h.getOverage)))
+	r.Handle("GET /v1/admin/overage/preview", h.admin(h.budgeted(h.getOveragePreview)))
+	r.Handle("POST /v1/admin/overage/{id}/retry", h.admin(h.budgeted(h.postOverageRetry)))
+	r.Handle("POST /v1/admin/redrive", h.admin(h.budgeted(h.postRedrive)))
 	h.router = r
+	h.cache = newReadCache()
 	if h.Now == nil {
 		h.Now = time.Now
 	}
@@ -101,10 +112,21 @@ func (h *Handler) init() {
 	}
 }
 
+// deadlineMargin is how long before the invocation's deadline the
+// handler's own work ends: a statement still running then is cancelled on
+// the server and confirmed within postgres.CancelGrace (1 s), and the
+// answer (a 503) still goes out before Lambda stops the function.
+const deadlineMargin = 1500 * time.Millisecond
+
 // Handle serves one API Gateway request. Every outcome, errors included, is
 // a response; the returned error is always nil.
 func (h *Handler) Handle(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 	h.once.Do(h.init)
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-deadlineMargin))
+		defer cancel()
+	}
 	return h.router.Serve(ctx, &req), nil
 }
 

@@ -43,14 +43,21 @@ type fixture struct {
 	overage  *mock.OveragePreviewer
 	pub      *mock.Publisher
 	limits   *mock.LimitChecker
+	reads    *mock.BudgetChecker
 	aliceKey string
 	keyID    string
 
 	published []usage.Event
-	flushes   int
+	sends     int
 	checked   []usage.Identity
 	cost      int64
+	// readCosts are the costs taken from the read budget.
+	readCosts []int64
 }
+
+// readAllowed is the read budget's answer in the fixture: 60 at 2/s, one
+// unit taken.
+var readAllowed = usage.Decision{Allowed: true, Limit: 60, Remaining: 59, Reset: 500 * time.Millisecond, RatePerSecond: 2}
 
 // newFixture returns a handler whose stores answer the canned data of
 // canned_test.go; tests replace the functions they need otherwise.
@@ -73,17 +80,22 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{aliceKey: secret, keyID: k.ID, usage: cannedUsage(), admin: cannedAdmin(), overage: cannedOverage()}
-	f.pub = &mock.Publisher{
-		PublishFn: func(_ context.Context, e usage.Event) error { f.published = append(f.published, e); return nil },
-		FlushFn:   func(context.Context) error { f.flushes++; return nil },
-	}
+	f.pub = &mock.Publisher{SendFn: func(_ context.Context, events []usage.Event) []error {
+		f.sends++
+		f.published = append(f.published, events...)
+		return make([]error, len(events))
+	}}
 	decide := func(_ context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
 		f.checked, f.cost = append(f.checked, id), cost
 		return allowedDecision, nil
 	}
 	f.limits = &mock.LimitChecker{CheckFn: decide, CheckRateFn: decide}
+	f.reads = &mock.BudgetChecker{TakeFn: func(_ context.Context, _ usage.Identity, cost int64) (usage.Decision, error) {
+		f.readCosts = append(f.readCosts, cost)
+		return readAllowed, nil
+	}}
 	f.h = &Handler{Usage: f.usage, Admin: f.admin, Overage: f.overage, Auth: &auth.Authenticator{Keys: keys, JWT: verifier},
-		Publisher: f.pub, Limits: f.limits, Now: func() time.Time { return testNow }}
+		Publisher: f.pub, Limits: f.limits, Reads: f.reads, Now: func() time.Time { return testNow }}
 	return f
 }
 

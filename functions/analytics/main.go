@@ -9,11 +9,14 @@
 //	JWT_ISSUER, JWT_AUDIENCE             accepted bearer tokens
 //	JWT_HMAC_SECRET or JWT_PUBLIC_KEY    HS256 secret, or an RSA/ECDSA public key (PEM)
 //	QUEUE_URL                            the usage queue of POST /v1/events
+//	DLQ_URL                              its dead-letter queue, for POST /v1/admin/redrive
 //	ALERT_BUS_NAME                       EventBridge bus for usage alerts (unset: log lines)
 //	GRACE_PERIOD (default 24h)           the overage job's, for the overage preview
 //	MAX_EVENT_QUANTITY                   largest quantity of one event of POST /v1/events (default 10,000)
 //	BACKFILL_WINDOW                      how old an event of POST /v1/events may be: the record
 //	                                     function's (default 35 days, at most 45)
+//	READ_RATE_PER_SECOND, READ_BURST     each caller's read budget (default 2 a second, 60 at once;
+//	                                     a read costs a unit per started 31 days of its range)
 package main
 
 import (
@@ -56,10 +59,13 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		return nil, err
 	}
 	queueURL := e.String("QUEUE_URL", "")
+	dlqURL := e.String("DLQ_URL", "")
 	alertBus := e.String("ALERT_BUS_NAME", "")
 	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
 	maxQuantity := e.Int("MAX_EVENT_QUANTITY", DefaultMaxEventQuantity)
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
+	readRate := e.Float("READ_RATE_PER_SECOND", usage.DefaultReadRatePerSecond)
+	readBurst := e.Int("READ_BURST", usage.DefaultReadBurst)
 	jwtCfg := auth.JWTConfig{Issuer: e.String("JWT_ISSUER", ""), Audience: e.String("JWT_AUDIENCE", "")}
 	publicKey, hmacSecret := e.String("JWT_PUBLIC_KEY", ""), e.String("JWT_HMAC_SECRET", "")
 	if err := e.Err(); err != nil {
@@ -70,6 +76,12 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	}
 	if err := usage.CheckBackfillWindow(backfill); err != nil {
 		return nil, fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(err))
+	}
+	if !(readRate > 0) || readRate > 1000 {
+		return nil, fmt.Errorf("READ_RATE_PER_SECOND: want more than 0 and at most 1000, got %v", readRate)
+	}
+	if readBurst < usage.MaxReadCost || readBurst > 100_000 {
+		return nil, fmt.Errorf("READ_BURST: want at least %d (what the longest read costs) and at most 100000, got %d", usage.MaxReadCost, readBurst)
 	}
 	switch {
 	case publicKey != "":
@@ -110,9 +122,14 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 			return nil, fmt.Errorf("load AWS config: %w", err)
 		}
 		if queueURL != "" {
-			// The handler flushes before it answers, so nothing is left
-			// buffered when the Lambda environment freezes.
-			h.Publisher = sqspub.New(sqs.NewFromConfig(awsCfg), queueURL, sqspub.Options{Logger: logger, BackfillWindow: backfill})
+			// The handler sends each request's events before it answers
+			// (Send, not the buffer), so nothing is left buffered when the
+			// Lambda environment freezes, and it answers for each event.
+			client := sqs.NewFromConfig(awsCfg)
+			h.Publisher = sqspub.New(client, queueURL, sqspub.Options{Logger: logger, BackfillWindow: backfill})
+			if dlqURL != "" {
+				h.Redrive = &sqspub.Redriver{API: client, DLQURL: dlqURL, QueueURL: queueURL}
+			}
 		}
 		if alertBus != "" {
 			alerter = alerts.NewEventBridge(eventbridge.NewFromConfig(awsCfg), alertBus)
@@ -121,6 +138,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		logger.Warn("QUEUE_URL is not set: POST /v1/events answers 503")
 	}
 	h.Limits = usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Alerter: alerter, Logger: logger, Now: time.Now})
+	h.Reads = usage.NewBudget(postgres.NewRateLimiter(db), usage.BudgetOptions{Name: "read", RatePerSecond: readRate, Burst: readBurst, Now: time.Now})
 	return h, nil
 }
 

@@ -56,6 +56,8 @@ func TestBuildRefusesBadConfig(t *testing.T) {
 		"no issuer":         {"DATABASE_URL": "postgres://x", "JWT_HMAC_SECRET": secret},
 		"bad proxy setting": with(map[string]string{"JWT_HMAC_SECRET": secret, "DATABASE_PROXY": "maybe"}),
 		"backfill too long": with(map[string]string{"JWT_HMAC_SECRET": secret, "BACKFILL_WINDOW": "60d"}),
+		"no read rate":      with(map[string]string{"JWT_HMAC_SECRET": secret, "READ_RATE_PER_SECOND": "0"}),
+		"read burst small":  with(map[string]string{"JWT_HMAC_SECRET": secret, "READ_BURST": "11"}),
 	} {
 		if _, err := build(ctx, vars(bad), logger); err == nil {
 			t.Errorf("build(%s): no error", name)
@@ -90,7 +92,7 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	if h.Publisher != nil || h.Limits == nil || h.Usage == nil || h.Admin == nil || h.Auth == nil {
+	if h.Publisher != nil || h.Limits == nil || h.Reads == nil || h.Usage == nil || h.Admin == nil || h.Auth == nil {
 		t.Errorf("without QUEUE_URL: publisher %v, limits %v", h.Publisher, h.Limits)
 	}
 	h, err = build(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_PUBLIC_KEY": pemKey(t, &rsaKey.PublicKey),

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,8 +40,13 @@ func TestSupportViewIsTheUsersView(t *testing.T) {
 		if support.Body != mine.Body {
 			t.Errorf("%s: the admin sees\n%s\nalice sees\n%s", q, support.Body, mine.Body)
 		}
-		if !slices.Equal(asked, []string{alice, alice}) {
-			t.Errorf("%s: the store was asked for %q; want alice both times", q, asked)
+		// The breakdowns' second answer comes from the instance's cache.
+		want := []string{alice, alice}
+		if !strings.HasPrefix(q, "daily") {
+			want = want[:1]
+		}
+		if !slices.Equal(asked, want) {
+			t.Errorf("%s: the store was asked for %q; want %q", q, asked, want)
 		}
 	}
 }

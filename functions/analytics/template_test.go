@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/nexus/usage/shared/usage"
 	"gopkg.in/yaml.v3"
 )
 
@@ -63,5 +65,59 @@ func TestTemplateRoutes(t *testing.T) {
 	slices.Sort(inTemplate)
 	if routes := (&Handler{}).Routes(); !slices.Equal(inTemplate, routes) {
 		t.Errorf("template.yaml routes the analytics function\n  %q\nthe handler serves\n  %q", inTemplate, routes)
+	}
+}
+
+// TestTemplateReadBudgetAndThrottling: template.yaml sizes the read budget
+// with the code's defaults and passes it to the function, bounds the
+// burst below by the longest read's cost, throttles the HTTP API's
+// default route and reserves (and caps) the function's concurrency.
+func TestTemplateReadBudgetAndThrottling(t *testing.T) {
+	b, err := os.ReadFile("../../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl struct {
+		Parameters map[string]struct {
+			Default  any `yaml:"Default"`
+			MinValue any `yaml:"MinValue"`
+		} `yaml:"Parameters"`
+		Resources map[string]struct {
+			Properties struct {
+				DefaultRouteSettings struct {
+					ThrottlingRateLimit  yaml.Node `yaml:"ThrottlingRateLimit"`
+					ThrottlingBurstLimit yaml.Node `yaml:"ThrottlingBurstLimit"`
+				} `yaml:"DefaultRouteSettings"`
+				ReservedConcurrentExecutions yaml.Node `yaml:"ReservedConcurrentExecutions"`
+				Environment                  struct {
+					Variables map[string]yaml.Node `yaml:"Variables"`
+				} `yaml:"Environment"`
+			} `yaml:"Properties"`
+		} `yaml:"Resources"`
+	}
+	if err := yaml.Unmarshal(b, &tmpl); err != nil {
+		t.Fatal(err)
+	}
+	str := func(v any) string { return fmt.Sprint(v) }
+	p := tmpl.Parameters
+	if str(p["ReadRatePerSecond"].Default) != fmt.Sprint(usage.DefaultReadRatePerSecond) || str(p["ReadBurst"].Default) != fmt.Sprint(usage.DefaultReadBurst) {
+		t.Errorf("template read budget %v/s, burst %v; the code's defaults are %v/s, %v", p["ReadRatePerSecond"].Default,
+			p["ReadBurst"].Default, usage.DefaultReadRatePerSecond, usage.DefaultReadBurst)
+	}
+	if str(p["ReadBurst"].MinValue) != fmt.Sprint(usage.MaxReadCost) {
+		t.Errorf("ReadBurst's MinValue is %v; want %d, what the longest read costs", p["ReadBurst"].MinValue, usage.MaxReadCost)
+	}
+	fn := tmpl.Resources["AnalyticsFunction"].Properties
+	for name, param := range map[string]string{"READ_RATE_PER_SECOND": "ReadRatePerSecond", "READ_BURST": "ReadBurst"} {
+		if v := fn.Environment.Variables[name]; v.Tag != "!Ref" || v.Value != param {
+			t.Errorf("AnalyticsFunction's %s is %s %q; want !Ref %s", name, v.Tag, v.Value, param)
+		}
+	}
+	if v := fn.ReservedConcurrentExecutions; v.Tag != "!Ref" || v.Value != "AnalyticsReservedConcurrency" {
+		t.Errorf("AnalyticsFunction's ReservedConcurrentExecutions is %s %q; want !Ref AnalyticsReservedConcurrency", v.Tag, v.Value)
+	}
+	rs := tmpl.Resources["HttpApi"].Properties.DefaultRouteSettings
+	if rs.ThrottlingRateLimit.Value != "ApiThrottlingRateLimit" || rs.ThrottlingBurstLimit.Value != "ApiThrottlingBurstLimit" {
+		t.Errorf("HttpApi's default route throttling is %q/%q; want the ApiThrottling parameters", rs.ThrottlingRateLimit.Value, rs.ThrottlingBurstLimit.Value)
 	}
 }

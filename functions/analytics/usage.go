@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -115,7 +116,8 @@ func (h *Handler) getKeys(ctx context.Context, r *httpapi.Request, id usage.Iden
 
 // breakdown serves a page of the user's usage per endpoint, or per API
 // key: one row more than the limit is read to know whether a next page
-// exists.
+// exists. The answer comes from the instance's breakdown cache while it
+// is fresh (readCache).
 func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, userID string, keys bool) httpapi.Response {
 	rg, err := r.DayRange(h.now(), DefaultDays)
 	if err != nil {
@@ -132,7 +134,17 @@ func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, userID stri
 	} else if ok {
 		f.After = &c
 	}
-	var rows []usage.Breakdown
+	key := fmt.Sprintf("%t %s %s %s %d %s", keys, userID, day(rg.From), day(rg.To), limit, r.Query("cursor"))
+	return h.cache.get(ctx, key, h.now(), func() httpapi.Response { return h.readBreakdown(ctx, f, limit, keys) })
+}
+
+// readBreakdown reads one page of a breakdown and builds its answer.
+func (h *Handler) readBreakdown(ctx context.Context, f usage.BreakdownFilter, limit int, keys bool) httpapi.Response {
+	rg := f.Range
+	var (
+		rows []usage.Breakdown
+		err  error
+	)
 	if keys {
 		rows, err = h.Usage.KeyBreakdown(ctx, f)
 	} else {

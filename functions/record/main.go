@@ -11,7 +11,13 @@
 //	BACKFILL_WINDOW      how old an event may be: a Go duration ("840h") or
 //	                     days ("35d"); default 35 days, at most 45 days
 //	                     (usage.MaxBackfillWindow: the event key store
-//	                     remembers ids for no longer)
+//	                     remembers ids for no longer), judged at the
+//	                     message's acceptance by the queue
+//	QUEUE_URL            the usage queue, whose failed batches' messages
+//	                     the function hides for REDELIVERY_BASE (default
+//	                     1m) doubled on each receive up to REDELIVERY_MAX
+//	                     (default 15m); unset: the queue's visibility
+//	                     timeout
 package main
 
 import (
@@ -22,6 +28,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/usage"
@@ -42,8 +50,14 @@ func main() {
 func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
 	url, proxy, err := e.Database()
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
+	queueURL := e.String("QUEUE_URL", "")
+	redelivery := usage.Redelivery{Base: e.Duration("REDELIVERY_BASE", usage.DefaultRedelivery.Base),
+		Max: e.Duration("REDELIVERY_MAX", usage.DefaultRedelivery.Max)}
 	if err == nil {
 		err = e.Err()
+	}
+	if err == nil && (redelivery.Base < time.Second || redelivery.Max < redelivery.Base || redelivery.Max > usage.MaxVisibilityTimeout) {
+		err = fmt.Errorf("REDELIVERY_BASE, REDELIVERY_MAX: want 1s ≤ base ≤ max ≤ %s, got %s and %s", usage.MaxVisibilityTimeout, redelivery.Base, redelivery.Max)
 	}
 	if err == nil {
 		if werr := usage.CheckBackfillWindow(backfill); werr != nil {
@@ -58,5 +72,15 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		return nil, err
 	}
 	rec := &usage.Recorder{Store: postgres.NewEventStore(db), Now: time.Now, Backfill: backfill}
-	return &Handler{Recorder: rec, Logger: logger}, nil
+	h := &Handler{Recorder: rec, Logger: logger, QueueURL: queueURL, Redelivery: redelivery}
+	if queueURL != "" {
+		awsCfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load AWS config: %w", err)
+		}
+		h.Visibility = sqs.NewFromConfig(awsCfg)
+	} else {
+		logger.Warn("QUEUE_URL is not set: failed batches come back after the queue's visibility timeout, without backoff")
+	}
+	return h, nil
 }

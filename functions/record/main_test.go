@@ -26,6 +26,9 @@ func TestSetup(t *testing.T) {
 		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "46d"},
 		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "0s"},
 		{"DATABASE_URL": "::not a url::"},
+		{"DATABASE_URL": "postgres://x", "REDELIVERY_BASE": "100ms"},
+		{"DATABASE_URL": "postgres://x", "REDELIVERY_BASE": "10m", "REDELIVERY_MAX": "1m"},
+		{"DATABASE_URL": "postgres://x", "REDELIVERY_MAX": "13h"},
 	} {
 		if _, err := setup(ctx, testEnv(bad), logger); err == nil {
 			t.Errorf("setup(%v): no error", bad)

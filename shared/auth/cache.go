@@ -12,21 +12,40 @@ import (
 // the longest a revoked key keeps working on an instance that had it cached.
 const DefaultKeyCacheTTL = 30 * time.Second
 
-// maxCachedKeys bounds the cache; when full it is emptied and refilled.
+// DefaultUnknownKeyTTL is how long a key the store does not know is
+// refused from memory before it is looked up again. Keys are 256-bit
+// random values made by NewAPIKey, so no key is looked up before it
+// exists; a key created through the cache is forgotten as unknown at once.
+const DefaultUnknownKeyTTL = 10 * time.Second
+
+// maxCachedKeys bounds the known keys and, separately, the unknown ones:
+// when either map is full its expired entries are swept, and when none
+// had expired it is emptied and refilled.
 const maxCachedKeys = 10_000
 
 // KeyCache is an APIKeyStore that remembers active keys for a TTL, so that
 // a caller's requests after the first cost no key lookup: with a warm limit
-// cache the metered request path is then one statement. Unknown keys are
-// not cached (each costs a lookup), and a key revoked through this store is
-// dropped at once; one revoked elsewhere stops working within the TTL.
+// cache the metered request path is then one statement. It remembers keys
+// the store does not know for a shorter TTL (DefaultUnknownKeyTTL), so
+// that a client repeating a wrong or revoked key costs one lookup per TTL
+// and instance, not one per request; concurrent lookups of one key share
+// one store call. Both caches are bounded (maxCachedKeys each). A key
+// revoked through this store is dropped at once; one revoked elsewhere
+// stops working within the TTL.
+//
+// A flood of distinct random keys still costs a lookup each (one indexed
+// read of a key hash); what bounds it is the API's throttling and the
+// function's reserved concurrency (template.yaml), not this cache.
 type KeyCache struct {
-	store usage.APIKeyStore
-	ttl   time.Duration
-	now   func() time.Time
+	store      usage.APIKeyStore
+	ttl        time.Duration
+	unknownTTL time.Duration
+	now        func() time.Time
 
-	mu   sync.Mutex
-	keys map[string]cachedKey // by hash
+	mu       sync.Mutex
+	keys     map[string]cachedKey // by hash
+	unknown  map[string]time.Time // by hash: until when the key is refused from memory
+	inflight map[string]*lookup   // by hash: the store call under way
 }
 
 type cachedKey struct {
@@ -34,8 +53,17 @@ type cachedKey struct {
 	expires time.Time
 }
 
+// lookup is one store call that concurrent callers of the same hash wait
+// for.
+type lookup struct {
+	done chan struct{}
+	key  *usage.APIKey
+	err  error
+}
+
 // NewKeyCache wraps store. ttl ≤ 0 means DefaultKeyCacheTTL; now nil means
-// time.Now.
+// time.Now. Unknown keys are remembered for DefaultUnknownKeyTTL (at most
+// ttl).
 func NewKeyCache(store usage.APIKeyStore, ttl time.Duration, now func() time.Time) *KeyCache {
 	if ttl <= 0 {
 		ttl = DefaultKeyCacheTTL
@@ -43,36 +71,79 @@ func NewKeyCache(store usage.APIKeyStore, ttl time.Duration, now func() time.Tim
 	if now == nil {
 		now = time.Now
 	}
-	return &KeyCache{store: store, ttl: ttl, now: now, keys: map[string]cachedKey{}}
+	return &KeyCache{store: store, ttl: ttl, unknownTTL: min(DefaultUnknownKeyTTL, ttl), now: now,
+		keys: map[string]cachedKey{}, unknown: map[string]time.Time{}, inflight: map[string]*lookup{}}
 }
 
 var _ usage.APIKeyStore = (*KeyCache)(nil)
 
-// CreateAPIKey stores k.
+// CreateAPIKey stores k and forgets its hash as unknown.
 func (c *KeyCache) CreateAPIKey(ctx context.Context, k *usage.APIKey) error {
-	return c.store.CreateAPIKey(ctx, k)
+	err := c.store.CreateAPIKey(ctx, k)
+	c.mu.Lock()
+	delete(c.unknown, string(k.Hash))
+	c.mu.Unlock()
+	return err
 }
 
-// APIKeyByHash returns the key from the cache, or looks it up and caches it.
+// APIKeyByHash returns the key from the cache, or looks it up and caches
+// it. A key the store did not know within the unknown-key TTL is
+// CodeNotFound without a lookup.
 func (c *KeyCache) APIKeyByHash(ctx context.Context, hash []byte) (*usage.APIKey, error) {
+	h := string(hash)
 	now := c.now()
 	c.mu.Lock()
-	e, ok := c.keys[string(hash)]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
+	if e, ok := c.keys[h]; ok && now.Before(e.expires) {
+		c.mu.Unlock()
 		return e.key, nil
 	}
-	k, err := c.store.APIKeyByHash(ctx, hash)
-	if err != nil {
-		return nil, err
+	if until, ok := c.unknown[h]; ok && now.Before(until) {
+		c.mu.Unlock()
+		return nil, usage.Errorf(usage.CodeNotFound, "api key not found")
 	}
-	c.mu.Lock()
-	if len(c.keys) >= maxCachedKeys {
-		c.keys = map[string]cachedKey{}
+	if l, ok := c.inflight[h]; ok {
+		c.mu.Unlock()
+		select {
+		case <-l.done:
+			return l.key, l.err
+		case <-ctx.Done():
+			return nil, usage.Errorf(usage.CodeUnavailable, "api key lookup interrupted")
+		}
 	}
-	c.keys[string(hash)] = cachedKey{key: k, expires: now.Add(c.ttl)}
+	l := &lookup{done: make(chan struct{})}
+	c.inflight[h] = l
 	c.mu.Unlock()
-	return k, nil
+
+	l.key, l.err = c.store.APIKeyByHash(ctx, hash)
+	c.mu.Lock()
+	delete(c.inflight, h)
+	switch {
+	case l.err == nil:
+		c.keys = put(c.keys, h, cachedKey{key: l.key, expires: now.Add(c.ttl)}, func(e cachedKey) bool { return now.Before(e.expires) })
+	case usage.ErrorCode(l.err) == usage.CodeNotFound:
+		c.unknown = put(c.unknown, h, now.Add(c.unknownTTL), now.Before)
+	}
+	c.mu.Unlock()
+	close(l.done)
+	return l.key, l.err
+}
+
+// put adds k to m, which holds at most maxCachedKeys entries: when full,
+// the entries that are no longer live are swept first, and when that
+// frees nothing m starts again empty. It returns the map to keep.
+func put[V any](m map[string]V, k string, v V, live func(V) bool) map[string]V {
+	if _, ok := m[k]; !ok && len(m) >= maxCachedKeys {
+		for old, e := range m {
+			if !live(e) {
+				delete(m, old)
+			}
+		}
+		if len(m) >= maxCachedKeys {
+			m = make(map[string]V)
+		}
+	}
+	m[k] = v
+	return m
 }
 
 // RevokeAPIKey revokes the key in the store and drops it from the cache.
@@ -86,4 +157,11 @@ func (c *KeyCache) RevokeAPIKey(ctx context.Context, userID, keyID string) error
 	}
 	c.mu.Unlock()
 	return err
+}
+
+// Len reports how many known and unknown keys the cache holds.
+func (c *KeyCache) Len() (known, unknown int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.keys), len(c.unknown)
 }

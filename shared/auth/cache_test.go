@@ -2,7 +2,9 @@ package auth_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nexus/usage/shared/auth"
@@ -89,3 +91,112 @@ func TestKeyCache(t *testing.T) {
 		t.Errorf("revoked through the cache: %v; want %s", err, usage.CodeUnauthorized)
 	}
 }
+
+// TestKeyCacheRemembersUnknownKeys: a key the store does not know is
+// refused from memory for the unknown-key TTL (a flood of one wrong key
+// costs one lookup per TTL, not one per request), then looked up again; a
+// store failure is not remembered; a key created through the cache is
+// known at once.
+func TestKeyCacheRemembersUnknownKeys(t *testing.T) {
+	ctx := context.Background()
+	store := &countingStore{keys: map[string]*usage.APIKey{}}
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	cache := auth.NewKeyCache(store, time.Minute, func() time.Time { return now })
+	secret, k, _ := auth.NewAPIKey(user, "later")
+	for i := 0; i < 300; i++ {
+		if _, err := auth.LookupAPIKey(ctx, cache, secret); usage.ErrorCode(err) != usage.CodeUnauthorized {
+			t.Fatalf("lookup %d of an unknown key: %v; want %s", i, err, usage.CodeUnauthorized)
+		}
+	}
+	if store.lookups != 1 {
+		t.Errorf("300 lookups of one unknown key reached the store %d times; want 1", store.lookups)
+	}
+	now = now.Add(auth.DefaultUnknownKeyTTL)
+	if _, err := auth.LookupAPIKey(ctx, cache, secret); usage.ErrorCode(err) != usage.CodeUnauthorized || store.lookups != 2 {
+		t.Errorf("after the unknown-key TTL: %v, %d lookups; want %s after a second lookup", err, store.lookups, usage.CodeUnauthorized)
+	}
+	if err := cache.CreateAPIKey(ctx, k); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := auth.LookupAPIKey(ctx, cache, secret); err != nil || id.APIKeyID != k.ID {
+		t.Errorf("a key created through the cache, just after it was unknown: %+v, %v; want it found", id, err)
+	}
+
+	failing := &failingStore{}
+	fc := auth.NewKeyCache(failing, time.Minute, func() time.Time { return now })
+	for i := 0; i < 2; i++ {
+		if _, err := auth.LookupAPIKey(ctx, fc, secret); usage.ErrorCode(err) != usage.CodeUnavailable {
+			t.Fatalf("lookup with the store down: %v; want %s", err, usage.CodeUnavailable)
+		}
+	}
+	if failing.lookups != 2 {
+		t.Errorf("a store failure was remembered: %d lookups for 2 calls; want 2", failing.lookups)
+	}
+}
+
+// TestKeyCacheUnknownKeysBounded: a flood of distinct unknown keys does
+// not grow the cache without bound.
+func TestKeyCacheUnknownKeysBounded(t *testing.T) {
+	ctx := context.Background()
+	store := &countingStore{keys: map[string]*usage.APIKey{}}
+	cache := auth.NewKeyCache(store, time.Minute, nil)
+	for i := 0; i < 25_000; i++ {
+		secret, _, _ := auth.NewAPIKey(user, "random")
+		_, _ = auth.LookupAPIKey(ctx, cache, secret)
+	}
+	if _, unknown := cache.Len(); unknown == 0 || unknown > 10_000 {
+		t.Errorf("the cache holds %d unknown keys after 25,000 distinct ones; want between 1 and 10,000", unknown)
+	}
+}
+
+// TestKeyCacheSharesConcurrentLookups: 30 concurrent requests with the
+// same key not cached yet cost one store call.
+func TestKeyCacheSharesConcurrentLookups(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		store := &gateStore{release: make(chan struct{})}
+		cache := auth.NewKeyCache(store, time.Minute, nil)
+		secret, _, _ := auth.NewAPIKey(user, "x")
+		errs := make(chan error, 30)
+		for range 30 {
+			go func() {
+				_, err := auth.LookupAPIKey(ctx, cache, secret)
+				errs <- err
+			}()
+		}
+		synctest.Wait() // all 30 are blocked: one in the store, the others on it
+		close(store.release)
+		for range 30 {
+			if err := <-errs; usage.ErrorCode(err) != usage.CodeUnauthorized {
+				t.Errorf("concurrent lookup: %v; want %s", err, usage.CodeUnauthorized)
+			}
+		}
+		if n := store.lookups.Load(); n != 1 {
+			t.Errorf("30 concurrent lookups of one key reached the store %d times; want 1", n)
+		}
+	})
+}
+
+// failingStore cannot be reached.
+type failingStore struct{ lookups int }
+
+func (s *failingStore) CreateAPIKey(context.Context, *usage.APIKey) error { return nil }
+func (s *failingStore) APIKeyByHash(context.Context, []byte) (*usage.APIKey, error) {
+	s.lookups++
+	return nil, usage.Errorf(usage.CodeUnavailable, "database unavailable")
+}
+func (s *failingStore) RevokeAPIKey(context.Context, string, string) error { return nil }
+
+// gateStore knows no key and answers only once release is closed.
+type gateStore struct {
+	release chan struct{}
+	lookups atomic.Int64
+}
+
+func (s *gateStore) CreateAPIKey(context.Context, *usage.APIKey) error { return nil }
+func (s *gateStore) APIKeyByHash(context.Context, []byte) (*usage.APIKey, error) {
+	s.lookups.Add(1)
+	<-s.release
+	return nil, usage.Errorf(usage.CodeNotFound, "api key not found")
+}
+func (s *gateStore) RevokeAPIKey(context.Context, string, string) error { return nil }

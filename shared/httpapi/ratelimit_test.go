@@ -1,7 +1,9 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +115,19 @@ func TestSeconds(t *testing.T) {
 		if got := httpapi.Seconds(d); got != want {
 			t.Errorf("Seconds(%v) = %d; want %d", d, got, want)
 		}
+	}
+}
+
+// TestErrorRetryAfter: a 503 says when to retry as its error asks (a
+// statement that timed out: 5 s), else after 1 s.
+func TestErrorRetryAfter(t *testing.T) {
+	timedOut := &usage.Error{Code: usage.CodeUnavailable, RetryAfter: 4500 * time.Millisecond,
+		Message: "the database did not answer within the 3s this request may take; retry later, or ask for less"}
+	resp := httpapi.Error(context.Background(), nil, fmt.Errorf("daily usage: %w", timedOut))
+	if resp.StatusCode != 503 || resp.Headers["Retry-After"] != "5" || !strings.Contains(resp.Body, "within the 3s") {
+		t.Errorf("timed-out read = %d %v %s; want 503, Retry-After 5, the message", resp.StatusCode, resp.Headers, resp.Body)
+	}
+	if resp := httpapi.Error(context.Background(), nil, usage.Errorf(usage.CodeUnavailable, "down")); resp.Headers["Retry-After"] != "1" {
+		t.Errorf("unavailable without a retry after: Retry-After %q; want 1", resp.Headers["Retry-After"])
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -57,6 +59,9 @@ type Problem struct {
 	Instance      string         `json:"instance,omitempty"`
 	Param         string         `json:"param,omitempty"`
 	InvalidParams []InvalidParam `json:"invalid-params,omitempty"`
+	// RetryAfter is the Retry-After of a 503 (1 s when zero); it is a
+	// header, not part of the body.
+	RetryAfter time.Duration `json:"-"`
 }
 
 // InvalidParam is one entry of a problem's "invalid-params".
@@ -92,8 +97,9 @@ func CSV(status int, body, filename string) Response {
 const Challenge = "Bearer, ApiKey"
 
 // ProblemResponse returns p as an application/problem+json response. A 401
-// carries the WWW-Authenticate challenge and a 503 "Retry-After: 1": every
-// problem of a status has the same headers, whoever answers.
+// carries the WWW-Authenticate challenge and a 503 a Retry-After (p's, at
+// least 1 s): every problem of a status has the same headers, whoever
+// answers.
 func ProblemResponse(p Problem) Response {
 	b, _ := json.Marshal(p)
 	h := map[string]string{"Content-Type": ContentProblem}
@@ -101,7 +107,7 @@ func ProblemResponse(p Problem) Response {
 	case http.StatusUnauthorized:
 		h["WWW-Authenticate"] = Challenge
 	case http.StatusServiceUnavailable:
-		h["Retry-After"] = "1"
+		h["Retry-After"] = strconv.FormatInt(max(1, Seconds(p.RetryAfter)), 10)
 	}
 	return Response{StatusCode: p.Status, Headers: h, Body: string(b)}
 }
@@ -119,7 +125,8 @@ func NewProblem(status int, kind, detail string) Response {
 func Error(ctx context.Context, logger *slog.Logger, err error) Response {
 	code := usage.ErrorCode(err)
 	status := Status(code)
-	p := Problem{Type: ProblemType(code), Title: http.StatusText(status), Status: status, Detail: usage.ErrorMessage(err)}
+	p := Problem{Type: ProblemType(code), Title: http.StatusText(status), Status: status, Detail: usage.ErrorMessage(err),
+		RetryAfter: usage.ErrorRetryAfter(err)}
 	var ue *usage.Error
 	if code == usage.CodeInternal || !errors.As(err, &ue) {
 		p.Detail = "internal error"

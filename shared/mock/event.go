@@ -18,12 +18,21 @@ func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, reje
 	return s.RecordBatchFn(ctx, events, rejected)
 }
 
-var _ usage.Publisher = (*Publisher)(nil)
+var (
+	_ usage.Publisher = (*Publisher)(nil)
+	_ usage.Sender    = (*Publisher)(nil)
+)
 
-// Publisher is a usage.Publisher.
+// Publisher is a usage.Publisher and a usage.Sender.
 type Publisher struct {
 	PublishFn func(ctx context.Context, e usage.Event) error
 	FlushFn   func(ctx context.Context) error
+	SendFn    func(ctx context.Context, events []usage.Event) []error
+}
+
+// Send calls SendFn.
+func (p *Publisher) Send(ctx context.Context, events []usage.Event) []error {
+	return p.SendFn(ctx, events)
 }
 
 // Publish calls PublishFn.

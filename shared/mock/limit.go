@@ -33,3 +33,15 @@ type Alerter struct {
 
 // Alert calls AlertFn.
 func (a *Alerter) Alert(ctx context.Context, al usage.Alert) error { return a.AlertFn(ctx, al) }
+
+var _ usage.BudgetChecker = (*BudgetChecker)(nil)
+
+// BudgetChecker is a usage.BudgetChecker.
+type BudgetChecker struct {
+	TakeFn func(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error)
+}
+
+// Take calls TakeFn.
+func (b *BudgetChecker) Take(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
+	return b.TakeFn(ctx, id, cost)
+}

@@ -33,7 +33,7 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usag
 	}
 	now := s.db.now()
 	var out *usage.PlanChanged
-	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+	err := s.db.with(adminWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eco_plan:' || $1::text, 0)),
 				promote_due_terms($2::timestamptz, $1::uuid)`, c.UserID, now); err != nil {
 			return err
@@ -145,7 +145,7 @@ func (s *AnalyticsStore) PlanAudit(ctx context.Context, userID string, before in
 	if limit < 1 {
 		return nil, usage.FieldErrorf("limit", "must be positive")
 	}
-	rows, err := s.db.Pool.Query(ctx, `SELECT audit_id, who, at, old, new, coalesce(change, ''), effective_at FROM eco_plan_audit
+	rows, err := s.db.with(adminWork).Query(ctx, `SELECT audit_id, who, at, old, new, coalesce(change, ''), effective_at FROM eco_plan_audit
 		WHERE user_id = $1 AND ($2::bigint = 0 OR audit_id < $2)
 		ORDER BY audit_id DESC LIMIT $3`, userID, before, limit)
 	if err != nil {
@@ -174,7 +174,7 @@ func (s *AnalyticsStore) QueueAggregation(ctx context.Context, r usage.DayRange)
 	if err := r.Validate(); err != nil {
 		return 0, err
 	}
-	tag, err := s.db.Pool.Exec(ctx, `INSERT INTO eco_usage_dirty_days (day)
+	tag, err := s.db.with(adminWork).Exec(ctx, `INSERT INTO eco_usage_dirty_days (day)
 		SELECT d::date FROM generate_series($1::date, $2::date, interval '1 day') d ORDER BY 1
 		ON CONFLICT (day) DO UPDATE SET marked_at = now()`, r.From, r.To)
 	if err != nil {
@@ -188,7 +188,7 @@ func (s *AnalyticsStore) RejectedEvents(ctx context.Context, before int64, limit
 	if limit < 1 {
 		return nil, usage.FieldErrorf("limit", "must be positive")
 	}
-	rows, err := s.db.Pool.Query(ctx, `SELECT rejected_id, source, message_id, event_id, field, reason, body, rejected_at
+	rows, err := s.db.with(adminWork).Query(ctx, `SELECT rejected_id, source, message_id, event_id, field, reason, body, rejected_at
 		FROM eco_rejected_events WHERE $1::bigint = 0 OR rejected_id < $1
 		ORDER BY rejected_id DESC LIMIT $2`, before, limit)
 	if err != nil {
@@ -223,7 +223,7 @@ func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage)
 			return nil, usage.FieldErrorf("cursor", "is not a cursor of this list")
 		}
 	}
-	rows, err := s.db.Pool.Query(ctx, `SELECT `+ledgerColumns+ledgerLines+`
+	rows, err := s.db.with(adminWork).Query(ctx, `SELECT `+ledgerColumns+ledgerLines+`
 		FROM eco_overage_ledger l
 		WHERE l.period_start >= $1 AND l.period_start < $2
 			AND ($3::timestamptz IS NULL OR (l.period_start, l.user_id, l.seq) > ($3, $4::uuid, $5))
@@ -256,7 +256,7 @@ func (s *AnalyticsStore) RetryLedgerEntry(ctx context.Context, ledgerID, who str
 	}
 	now := s.db.now()
 	var e usage.LedgerEntry
-	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+	err := s.db.with(adminWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 		var (
 			old    string // text, as every jsonb parameter (see overridesJSON)
 			status string

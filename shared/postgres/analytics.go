@@ -93,7 +93,7 @@ func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now ti
 		calls         []int64
 		updated       []time.Time
 	)
-	err := scanSubscription(s.db.Pool.QueryRow(ctx, summaryQuery, userID, usage.Day(now)), &sub,
+	err := scanSubscription(s.db.with(userReads).QueryRow(ctx, summaryQuery, userID, usage.Day(now)), &sub,
 		&history, &days, &calls, &updated, &sums)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("usage summary of %s: %w", userID, err))
@@ -164,7 +164,7 @@ func (s *AnalyticsStore) DailyUsage(ctx context.Context, userID string, r usage.
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Pool.Query(ctx, dailyQuery, userID, r.From, r.To, usage.Day(now))
+	rows, err := s.db.with(userReads).Query(ctx, dailyQuery, userID, r.From, r.To, usage.Day(now))
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("daily usage of %s: %w", userID, err))
 	}
@@ -230,7 +230,7 @@ func (s *AnalyticsStore) breakdown(ctx context.Context, q string, f usage.Breakd
 	if f.After != nil {
 		afterCalls, afterKey = &f.After.Calls, f.After.Key
 	}
-	rows, err := s.db.Pool.Query(ctx, q, f.UserID, f.Range.From, f.Range.To, afterCalls, afterKey, f.Limit)
+	rows, err := s.db.with(userReads).Query(ctx, q, f.UserID, f.Range.From, f.Range.To, afterCalls, afterKey, f.Limit)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("usage breakdown of %s: %w", f.UserID, err))
 	}

@@ -75,7 +75,7 @@ func (s *AnalyticsStore) AdminSummary(ctx context.Context, r usage.DayRange, now
 	}
 	var sum usage.AdminSummary
 	var plans, ov []byte
-	err := s.db.Pool.QueryRow(ctx, adminSummaryQuery, r.From, r.To, usage.Day(now)).
+	err := s.db.with(adminWork).QueryRow(ctx, adminSummaryQuery, r.From, r.To, usage.Day(now)).
 		Scan(&sum.Calls, &sum.Errors4xx, &sum.Errors5xx, &sum.ActiveUsers, &plans, &ov)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("admin summary: %w", err))
@@ -141,7 +141,7 @@ func (s *AnalyticsStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, n
 	default:
 		return nil, usage.FieldErrorf("by", "must be calls, errors or overage")
 	}
-	rows, err := s.db.Pool.Query(ctx, q, f.Range.From, f.Range.To, usage.Day(now), f.Limit)
+	rows, err := s.db.with(adminWork).Query(ctx, q, f.Range.From, f.Range.To, usage.Day(now), f.Limit)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("top users: %w", err))
 	}

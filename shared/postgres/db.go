@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -27,6 +29,12 @@ type Config struct {
 	// and cheap to run: compiling them took longer than running them
 	// (370 ms of a 510 ms statement, measured).
 	NoJIT bool
+	// Timeouts are the statement timeouts per workload (zero fields:
+	// DefaultTimeouts).
+	Timeouts Timeouts
+	// OnNotice, when set, receives the server's notices and warnings to
+	// the client (tests hold the statements to none).
+	OnNotice func(message string)
 }
 
 // DB is the repository's handle on PostgreSQL: a pool and a clock. Every
@@ -35,6 +43,8 @@ type DB struct {
 	Pool *pgxpool.Pool
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+
+	timeouts Timeouts
 }
 
 // Open builds the pool. pgxpool connects lazily, so Open is cheap at cold
@@ -63,12 +73,29 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	if c.NoJIT {
 		pc.ConnConfig.RuntimeParams["jit"] = "off"
 	}
+	// A context that ends while a statement runs cancels the statement on
+	// the server at once (a cancel request on a connection of its own),
+	// and the socket is given up only if the server has not answered a
+	// second later. pgx's default closes the socket at once and the server
+	// runs the statement to its end.
+	pc.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: CancelGrace}
+	}
+	if c.OnNotice != nil {
+		pc.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { c.OnNotice(n.Severity + ": " + n.Message) }
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
-	return &DB{Pool: pool, Now: time.Now}, nil
+	return &DB{Pool: pool, Now: time.Now, timeouts: c.Timeouts.withDefaults()}, nil
 }
+
+// CancelGrace is how long after its context ends a statement's connection
+// waits for the server to confirm the cancellation before it is closed.
+// Handlers stop their work at least this long before their Lambda's
+// deadline.
+const CancelGrace = time.Second
 
 // Close closes every connection of the pool.
 func (db *DB) Close() { db.Pool.Close() }
@@ -83,7 +110,7 @@ func (db *DB) now() time.Time { return db.Now().UTC() }
 // existing partitions are left alone.
 func (db *DB) ensurePartitions(ctx context.Context, from time.Time, months int) (int, error) {
 	var n int
-	if err := db.Pool.QueryRow(ctx, `SELECT ensure_usage_partitions($1, $2)`, from, months).Scan(&n); err != nil {
+	if err := db.with(recordingWork).QueryRow(ctx, `SELECT ensure_usage_partitions($1, $2)`, from, months).Scan(&n); err != nil {
 		return 0, FormatError(fmt.Errorf("ensure usage partitions: %w", err))
 	}
 	return n, nil

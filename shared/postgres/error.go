@@ -13,8 +13,8 @@ import (
 // FormatError turns driver errors into application errors, so that the
 // domain never sees pgx: no rows is CodeNotFound, a unique violation is
 // CodeConflict naming the constraint, a check or foreign key violation is
-// CodeInvalid, and a cancelled or timed-out query or a lost connection is
-// CodeUnavailable. Everything else keeps its cause (CodeInternal).
+// CodeInvalid, and a cancelled or timed-out query, a lost connection or
+// one that cannot be made (the server down) is CodeUnavailable. Everything else keeps its cause (CodeInternal).
 // Application errors pass through unchanged.
 func FormatError(err error) error {
 	if err == nil {
@@ -47,7 +47,9 @@ func FormatError(err error) error {
 		}
 		return err
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+	var connectErr *pgconn.ConnectError
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+		errors.As(err, &connectErr) {
 		return &wrapped{usage.Error{Code: usage.CodeUnavailable, Message: "database unavailable"}, err}
 	}
 	return err

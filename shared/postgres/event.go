@@ -125,7 +125,7 @@ func (s *EventStore) ensurePartitions(ctx context.Context, events []usage.Event,
 	if _, err := s.db.ensurePartitions(ctx, from, months); err != nil {
 		return err
 	}
-	if _, err := s.db.Pool.Exec(ctx, `SELECT ensure_event_key_generations($1)`, write); err != nil {
+	if _, err := s.db.with(recordingWork).Exec(ctx, `SELECT ensure_event_key_generations($1)`, write); err != nil {
 		return FormatError(fmt.Errorf("ensure event key generations %v: %w", write, err))
 	}
 	return nil
@@ -135,7 +135,7 @@ func (s *EventStore) ensurePartitions(ctx context.Context, events []usage.Event,
 // so the batch is one round trip.
 func (s *EventStore) write(ctx context.Context, args []any) (int64, error) {
 	var n, calls int64
-	if err := s.db.Pool.QueryRow(ctx, recordBatchSQL, args...).Scan(&n, &calls); err != nil {
+	if err := s.db.with(recordingWork).QueryRow(ctx, recordBatchSQL, args...).Scan(&n, &calls); err != nil {
 		return 0, err
 	}
 	return n, nil

@@ -20,7 +20,7 @@ const rollupJob = "aggregate"
 // already), then, when that fails, a read of who holds it.
 func (s *RollupStore) AcquireJobLock(ctx context.Context, holder string, now time.Time, lease time.Duration) (bool, string, error) {
 	var got string
-	err := s.db.Pool.QueryRow(ctx, `INSERT INTO eco_job_locks AS l (job, holder, acquired_at, locked_until)
+	err := s.db.with(rollupWork).QueryRow(ctx, `INSERT INTO eco_job_locks AS l (job, holder, acquired_at, locked_until)
 		VALUES ($1, $2, $3, $4)
 		ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
 			locked_until = excluded.locked_until
@@ -33,7 +33,7 @@ func (s *RollupStore) AcquireJobLock(ctx context.Context, holder string, now tim
 		return false, "", FormatError(fmt.Errorf("acquire job lock: %w", err))
 	}
 	var held string
-	if err := s.db.Pool.QueryRow(ctx, `SELECT holder FROM eco_job_locks WHERE job = $1`, rollupJob).Scan(&held); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	if err := s.db.with(rollupWork).QueryRow(ctx, `SELECT holder FROM eco_job_locks WHERE job = $1`, rollupJob).Scan(&held); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return false, "", FormatError(fmt.Errorf("read job lock: %w", err))
 	}
 	return false, held, nil
@@ -41,7 +41,7 @@ func (s *RollupStore) AcquireJobLock(ctx context.Context, holder string, now tim
 
 // ReleaseJobLock implements usage.RollupStore.
 func (s *RollupStore) ReleaseJobLock(ctx context.Context, holder string) error {
-	if _, err := s.db.Pool.Exec(ctx, `DELETE FROM eco_job_locks WHERE job = $1 AND holder = $2`, rollupJob, holder); err != nil {
+	if _, err := s.db.with(rollupWork).Exec(ctx, `DELETE FROM eco_job_locks WHERE job = $1 AND holder = $2`, rollupJob, holder); err != nil {
 		return FormatError(fmt.Errorf("release job lock: %w", err))
 	}
 	return nil
@@ -55,7 +55,7 @@ func (s *RollupStore) SkippedRun(ctx context.Context, holder, heldBy string, at 
 		return 0, err
 	}
 	var id int64
-	if err := s.db.Pool.QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, finished_at, outcome, detail)
+	if err := s.db.with(rollupWork).QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, finished_at, outcome, detail)
 		VALUES ($1, $2, $2, 'skipped', $3) RETURNING run_id`, rollupJob, at, string(detail)).Scan(&id); err != nil {
 		return 0, FormatError(fmt.Errorf("record skipped run: %w", err))
 	}
@@ -65,7 +65,7 @@ func (s *RollupStore) SkippedRun(ctx context.Context, holder, heldBy string, at 
 // OpenRun implements usage.RollupStore.
 func (s *RollupStore) OpenRun(ctx context.Context, holder string, at time.Time) (int64, error) {
 	var id int64
-	if err := s.db.Pool.QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, detail)
+	if err := s.db.with(rollupWork).QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, detail)
 		VALUES ($1, $2, jsonb_build_object('holder', $3::text)) RETURNING run_id`,
 		rollupJob, at, holder).Scan(&id); err != nil {
 		return 0, FormatError(fmt.Errorf("open job run: %w", err))
@@ -96,7 +96,7 @@ func (s *RollupStore) CloseRun(ctx context.Context, run *usage.RollupRun, at tim
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Pool.Exec(ctx, `UPDATE eco_job_runs SET finished_at = $2, outcome = $3, days_recomputed = $4,
+	_, err = s.db.with(rollupWork).Exec(ctx, `UPDATE eco_job_runs SET finished_at = $2, outcome = $3, days_recomputed = $4,
 		rows_written = $5, detail = detail || $6::jsonb, error = $7 WHERE run_id = $1`,
 		run.RunID, at, outcome, len(run.Days), run.RowsWritten, string(detail), errText)
 	if err != nil {

@@ -56,7 +56,7 @@ func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.
 		pUsers[i], pThrough[i] = p.UserID, p.ClosedThrough
 	}
 	var inserted int
-	err := s.db.Pool.QueryRow(ctx, `WITH ins AS (
+	err := s.db.with(billingWork).QueryRow(ctx, `WITH ins AS (
 			INSERT INTO eco_overage_ledger (ledger_id, user_id, period_start, period_end, seq,
 				included_calls, used_calls, units, unit_size, unit_price, amount, currency, idempotency_key, status, note,
 				description, lines, created_at, updated_at)
@@ -130,7 +130,7 @@ func scanLedger(row pgx.Row, e *usage.LedgerEntry, withLines bool, extra ...any)
 func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
 	// The rows are chosen and locked first, and only they are joined with
 	// their subscriptions.
-	rows, err := s.db.Pool.Query(ctx, `WITH c AS (
+	rows, err := s.db.with(billingWork).Query(ctx, `WITH c AS (
 			SELECT ledger_id, user_id, sent_to FROM eco_overage_ledger
 			WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= $2)
 			  AND lease_owner IS DISTINCT FROM $1
@@ -184,7 +184,7 @@ func (s *LedgerStore) MarkBilled(ctx context.Context, items []usage.Billed, now 
 	for i, b := range items {
 		ids[i], sids[i] = b.LedgerID, b.StripeID
 	}
-	_, err := s.db.Pool.Exec(ctx, `UPDATE eco_overage_ledger l
+	_, err := s.db.with(billingWork).Exec(ctx, `UPDATE eco_overage_ledger l
 		SET status = 'billed', stripe_object_id = b.sid, last_error = NULL, lease_until = NULL, updated_at = $3
 		FROM unnest($1::uuid[], $2::text[]) AS b(id, sid)
 		WHERE l.ledger_id = b.id AND l.status = 'pending'`, ids, sids, now)
@@ -196,7 +196,7 @@ func (s *LedgerStore) MarkBilled(ctx context.Context, items []usage.Billed, now 
 
 // MarkRetry records the reason on a pending row and releases its lease.
 func (s *LedgerStore) MarkRetry(ctx context.Context, ledgerID, reason string, now time.Time) error {
-	_, err := s.db.Pool.Exec(ctx, `UPDATE eco_overage_ledger
+	_, err := s.db.with(billingWork).Exec(ctx, `UPDATE eco_overage_ledger
 		SET last_error = $2, lease_until = NULL, updated_at = $3
 		WHERE ledger_id = $1 AND status = 'pending'`, ledgerID, reason, now)
 	if err != nil {
@@ -207,7 +207,7 @@ func (s *LedgerStore) MarkRetry(ctx context.Context, ledgerID, reason string, no
 
 // MarkFailed ends a pending row as failed with the reason.
 func (s *LedgerStore) MarkFailed(ctx context.Context, ledgerID, reason string, now time.Time) error {
-	_, err := s.db.Pool.Exec(ctx, `UPDATE eco_overage_ledger
+	_, err := s.db.with(billingWork).Exec(ctx, `UPDATE eco_overage_ledger
 		SET status = 'failed', last_error = $2, lease_until = NULL, updated_at = $3
 		WHERE ledger_id = $1 AND status = 'pending'`, ledgerID, reason, now)
 	if err != nil {
@@ -220,7 +220,7 @@ func (s *LedgerStore) MarkFailed(ctx context.Context, ledgerID, reason string, n
 // (migration 00011).
 func (s *LedgerStore) PromoteDueTerms(ctx context.Context, now time.Time) (int, error) {
 	var n int
-	if err := s.db.Pool.QueryRow(ctx, `SELECT promote_due_terms($1::timestamptz)`, now).Scan(&n); err != nil {
+	if err := s.db.with(billingWork).QueryRow(ctx, `SELECT promote_due_terms($1::timestamptz)`, now).Scan(&n); err != nil {
 		return 0, FormatError(fmt.Errorf("promote due plan changes: %w", err))
 	}
 	return n, nil
@@ -230,7 +230,7 @@ func (s *LedgerStore) PromoteDueTerms(ctx context.Context, now time.Time) (int, 
 // overage, its detail naming the run and the instant it bills at.
 func (s *LedgerStore) OpenRun(ctx context.Context, rep *usage.RunReport, now, started time.Time) (int64, error) {
 	var id int64
-	if err := s.db.Pool.QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, detail)
+	if err := s.db.with(billingWork).QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, detail)
 		VALUES ($1, $2, jsonb_build_object('run_id', $3::text, 'now', $4::timestamptz, 'dry_run', $5::boolean)) RETURNING run_id`,
 		overageJob, started, rep.RunID, now, rep.DryRun).Scan(&id); err != nil {
 		return 0, FormatError(fmt.Errorf("open job run: %w", err))
@@ -251,7 +251,7 @@ func (s *LedgerStore) CloseRun(ctx context.Context, jobRunID int64, rep *usage.R
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Pool.Exec(ctx, `UPDATE eco_job_runs SET finished_at = $2, outcome = $3, rows_written = $4,
+	_, err = s.db.with(billingWork).Exec(ctx, `UPDATE eco_job_runs SET finished_at = $2, outcome = $3, rows_written = $4,
 		detail = detail || $5::jsonb, error = $6 WHERE run_id = $1`,
 		jobRunID, at, outcome, rep.Inserted, string(detail), errText)
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 // row each and no plan is decoded twice.
 func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.BillableSubscription, error) {
 	plans := map[string]usage.Plan{}
-	rows, err := s.db.Pool.Query(ctx, `SELECT `+planColumns+` FROM eco_plans p`)
+	rows, err := s.db.with(billingWork).Query(ctx, `SELECT `+planColumns+` FROM eco_plans p`)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list plans: %w", err))
 	}
@@ -32,7 +32,7 @@ func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.Billa
 	}); err != nil {
 		return nil, FormatError(fmt.Errorf("list plans: %w", err))
 	}
-	rows, err = s.db.Pool.Query(ctx, billableQuery)
+	rows, err = s.db.with(billingWork).Query(ctx, billableQuery)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list billable subscriptions: %w", err))
 	}
@@ -145,7 +145,7 @@ func (s *LedgerStore) periodStates(ctx context.Context, periods []usage.UserPeri
 	for i, p := range periods {
 		users[i], starts[i], ends[i], byDay[i] = p.UserID, p.Period.Start, p.Period.End, p.ByDay
 	}
-	rows, err := s.db.Pool.Query(ctx, periodStatesQuery, users, starts, ends, byDay)
+	rows, err := s.db.with(billingWork).Query(ctx, periodStatesQuery, users, starts, ends, byDay)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("read period states: %w", err))
 	}

@@ -32,7 +32,7 @@ func (l *RateLimiter) Take(ctx context.Context, key string, now time.Time, g usa
 		r                usage.RateResult
 		resetUS, retryUS int64
 	)
-	err := l.db.Pool.QueryRow(ctx, `SELECT allowed, remaining, reset_us, retry_us FROM rate_limit_take($1, $2, $3, $4, $5)`,
+	err := l.db.with(limiterWork).QueryRow(ctx, `SELECT allowed, remaining, reset_us, retry_us FROM rate_limit_take($1, $2, $3, $4, $5)`,
 		key, now.UnixMicro(), g.IntervalMicros, g.Burst, cost).Scan(&r.Allowed, &r.Remaining, &resetUS, &retryUS)
 	if err != nil {
 		return usage.RateResult{}, FormatError(fmt.Errorf("rate limit %s: %w", key, err))
@@ -58,7 +58,7 @@ func (l *RateLimiter) Check(ctx context.Context, r usage.LimitRequest) (*usage.L
 	for i, t := range r.Thresholds {
 		th[i] = int32(t)
 	}
-	err := l.db.Pool.QueryRow(ctx, `SELECT version, used, alerts, took, allowed, remaining, reset_us, retry_us
+	err := l.db.with(limiterWork).QueryRow(ctx, `SELECT version, used, alerts, took, allowed, remaining, reset_us, retry_us
 		FROM limit_check($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		r.UserID, r.Key, r.Now, r.Cost, r.KnownUsed, th, r.Period.Start, r.Period.End,
 		r.Included, r.Hard, r.GCRA.IntervalMicros, r.GCRA.Burst, r.Version).

@@ -40,7 +40,7 @@ func isLockTimeout(err error) bool {
 // usage.ErrDeferred.
 func (s *RollupStore) EnsurePartitions(ctx context.Context, from time.Time, months int) (int, error) {
 	var n int
-	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+	err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
 			return err
 		}
@@ -60,7 +60,7 @@ func (s *RollupStore) EnsurePartitions(ctx context.Context, from time.Time, mont
 // lockTimeout. A timeout is usage.ErrDeferred.
 func (s *RollupStore) EnsureKeyGenerations(ctx context.Context, gens []int) (int, error) {
 	var n int
-	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+	err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
 			return err
 		}
@@ -83,7 +83,7 @@ var keyGenerationName = regexp.MustCompile(`^eco_event_keys_g(-?\d+)$`)
 // dropped in a transaction whose lock_timeout is lockTimeout. A timeout is
 // usage.ErrDeferred, returned with the names dropped before it.
 func (s *RollupStore) DropKeyGenerations(ctx context.Context, oldest int) ([]string, error) {
-	rows, err := s.db.Pool.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	rows, err := s.db.with(rollupWork).Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'eco_event_keys'::regclass ORDER BY 1`)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list event key generations: %w", err))
@@ -101,7 +101,7 @@ func (s *RollupStore) DropKeyGenerations(ctx context.Context, oldest int) ([]str
 		if g, err := strconv.Atoi(m[1]); err != nil || g >= oldest {
 			continue
 		}
-		err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+		err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
 				return err
 			}
@@ -125,7 +125,7 @@ var partitionName = regexp.MustCompile(`^eco_api_usage_p(\d{4})(\d{2})$`)
 // named eco_api_usage_pYYYYMM (as ensure_usage_partitions names them),
 // one calendar month (UTC) each.
 func (s *RollupStore) Partitions(ctx context.Context) ([]usage.Partition, error) {
-	rows, err := s.db.Pool.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	rows, err := s.db.with(rollupWork).Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'eco_api_usage'::regclass`)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list partitions: %w", err))
@@ -152,7 +152,7 @@ func (s *RollupStore) Partitions(ctx context.Context) ([]usage.Partition, error)
 
 // MarkDirty implements usage.RollupStore.
 func (s *RollupStore) MarkDirty(ctx context.Context, days []time.Time) error {
-	_, err := s.db.Pool.Exec(ctx, `INSERT INTO eco_usage_dirty_days (day, marked_at)
+	_, err := s.db.with(rollupWork).Exec(ctx, `INSERT INTO eco_usage_dirty_days (day, marked_at)
 		SELECT d, now() FROM unnest($1::date[]) AS d ORDER BY d
 		ON CONFLICT (day) DO UPDATE SET marked_at = now()`, days)
 	if err != nil {
@@ -163,7 +163,7 @@ func (s *RollupStore) MarkDirty(ctx context.Context, days []time.Time) error {
 
 // DirtyDays implements usage.RollupStore.
 func (s *RollupStore) DirtyDays(ctx context.Context) ([]usage.DirtyDay, error) {
-	rows, err := s.db.Pool.Query(ctx, `SELECT day, marked_at FROM eco_usage_dirty_days ORDER BY day`)
+	rows, err := s.db.with(rollupWork).Query(ctx, `SELECT day, marked_at FROM eco_usage_dirty_days ORDER BY day`)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("read dirty days: %w", err))
 	}
@@ -186,7 +186,7 @@ const clearDirtySQL = `DELETE FROM eco_usage_dirty_days WHERE day = $1 AND marke
 func (s *RollupStore) RecomputeDay(ctx context.Context, d usage.DirtyDay, part, parts, maxEndpoints int, clear bool) (int64, bool, error) {
 	var n int64
 	var cleared bool
-	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+	err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT aggregate_daily_usage($1, $2, $3, $4)`, d.Day, part, parts, maxEndpoints).Scan(&n); err != nil {
 			return err
 		}
@@ -205,7 +205,7 @@ func (s *RollupStore) RecomputeDay(ctx context.Context, d usage.DirtyDay, part, 
 
 // ClearDirty implements usage.RollupStore.
 func (s *RollupStore) ClearDirty(ctx context.Context, d usage.DirtyDay) (bool, error) {
-	tag, err := s.db.Pool.Exec(ctx, clearDirtySQL, d.Day, d.MarkedAt)
+	tag, err := s.db.with(rollupWork).Exec(ctx, clearDirtySQL, d.Day, d.MarkedAt)
 	if err != nil {
 		return false, FormatError(fmt.Errorf("clear dirty mark of %s: %w", d.Day.Format(time.DateOnly), err))
 	}
@@ -217,14 +217,14 @@ func (s *RollupStore) ClearDirty(ctx context.Context, d usage.DirtyDay) (bool, e
 // eco_usage_aggregated_days are marked dirty, and any such day blocks it.
 func (s *RollupStore) RetentionBlocked(ctx context.Context, p usage.Partition) (bool, error) {
 	var dirty bool
-	if err := s.db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eco_usage_dirty_days WHERE day >= $1 AND day < $2)`,
+	if err := s.db.with(rollupWork).QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eco_usage_dirty_days WHERE day >= $1 AND day < $2)`,
 		p.Start, p.End).Scan(&dirty); err != nil {
 		return false, FormatError(fmt.Errorf("check dirty days of %s: %w", p.Name, err))
 	}
 	if dirty {
 		return true, nil
 	}
-	tag, err := s.db.Pool.Exec(ctx, `INSERT INTO eco_usage_dirty_days (day, marked_at)
+	tag, err := s.db.with(rollupWork).Exec(ctx, `INSERT INTO eco_usage_dirty_days (day, marked_at)
 		SELECT d::date, now() FROM generate_series($1::date, $2::date - 1, interval '1 day') AS d
 		WHERE NOT EXISTS (SELECT 1 FROM eco_usage_aggregated_days a WHERE a.day = d::date)
 		  AND EXISTS (SELECT 1 FROM eco_api_usage u
@@ -248,7 +248,7 @@ func (s *RollupStore) DropPartition(ctx context.Context, p usage.Partition) (boo
 		return false, usage.FieldErrorf("partition", "%q is not a raw usage partition", p.Name)
 	}
 	var dropped bool
-	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+	err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
 			return err
 		}

@@ -143,7 +143,7 @@ func (s *SubscriptionStore) Subscription(ctx context.Context, userID string) (*u
 		return nil, usage.FieldErrorf("user_id", "must be a UUID")
 	}
 	sub := usage.Subscription{UserID: userID}
-	if err := scanSubscription(s.db.Pool.QueryRow(ctx, subscriptionQuery, userID), &sub); err != nil {
+	if err := scanSubscription(s.db.with(limiterWork).QueryRow(ctx, subscriptionQuery, userID), &sub); err != nil {
 		return nil, FormatError(fmt.Errorf("get subscription of %s: %w", userID, err))
 	}
 	return &sub, nil
@@ -156,7 +156,7 @@ func (s *SubscriptionStore) History(ctx context.Context, userID string) ([]usage
 		return nil, usage.FieldErrorf("user_id", "must be a UUID")
 	}
 	var b []byte
-	if err := s.db.Pool.QueryRow(ctx, `SELECT `+termsHistory+` FROM (SELECT $1::uuid AS user_id) s`, userID).Scan(&b); err != nil {
+	if err := s.db.with(adminWork).QueryRow(ctx, `SELECT `+termsHistory+` FROM (SELECT $1::uuid AS user_id) s`, userID).Scan(&b); err != nil {
 		return nil, FormatError(fmt.Errorf("get terms history of %s: %w", userID, err))
 	}
 	return decodeHistory(b)
@@ -207,7 +207,7 @@ func (s *SubscriptionStore) PutSubscription(ctx context.Context, sub *usage.Subs
 		return err
 	}
 	now := s.db.now()
-	err = pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+	err = s.db.with(adminWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO eco_subscriptions AS s (user_id, plan_id,
 				included_calls, hard_limit, rate_per_second, burst, overage_unit_size, overage_unit_price, currency,
 				price_model, price_tiers, stripe_customer_id, stripe_subscription_id, period_anchor, created_at, updated_at)

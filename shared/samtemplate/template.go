@@ -11,9 +11,19 @@ import (
 )
 
 // Template is what the local stack reads from template.yaml: the functions,
-// their timeouts, environments, schedules and HTTP API routes.
+// their timeouts, environments, schedules and HTTP API routes, and the SQS
+// queues.
 type Template struct {
 	Functions []Function
+	// Queues are the AWS::SQS::Queue resources by logical id.
+	Queues map[string]Queue
+}
+
+// Queue is one AWS::SQS::Queue: the numbers a local queue copies.
+type Queue struct {
+	VisibilityTimeout int // seconds; 0 when not set
+	// MaxReceiveCount is its redrive policy's (0: no dead-letter queue).
+	MaxReceiveCount int
 }
 
 // Function is one AWS::Serverless::Function.
@@ -158,9 +168,13 @@ func Parse(b []byte) (*Template, error) {
 			defaultAuth[id] = scalar(get(r, "Properties", "Auth", "DefaultAuthorizer")) != ""
 		}
 	}
-	s := &Template{}
+	s := &Template{Queues: map[string]Queue{}}
 	for i := 0; i+1 < len(resources.Content); i += 2 {
 		id, r := resources.Content[i].Value, resources.Content[i+1]
+		if scalar(get(r, "Type")) == "AWS::SQS::Queue" {
+			s.Queues[id] = Queue{VisibilityTimeout: intValue(get(r, "Properties", "VisibilityTimeout"), 0),
+				MaxReceiveCount: intValue(get(r, "Properties", "RedrivePolicy", "maxReceiveCount"), 0)}
+		}
 		if scalar(get(r, "Type")) != "AWS::Serverless::Function" {
 			continue
 		}

@@ -69,6 +69,11 @@ Resources:
             ScheduleExpression: !Sub "cron(30 0 * * ? *)"
   UsageQueue:
     Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 185
+      RedrivePolicy: { deadLetterTargetArn: !GetAtt UsageDLQ.Arn, maxReceiveCount: 30 }
+  UsageDLQ:
+    Type: AWS::SQS::Queue
 `
 
 func TestParse(t *testing.T) {
@@ -93,7 +98,7 @@ func TestParse(t *testing.T) {
 		}},
 		// An expression behind an intrinsic function is not read.
 		{LogicalID: "OverageFunction", Name: "overage", Timeout: 900, Env: globals, Schedules: []samtemplate.Schedule{{Event: "Daily"}}},
-	}}
+	}, Queues: map[string]samtemplate.Queue{"UsageQueue": {VisibilityTimeout: 185, MaxReceiveCount: 30}, "UsageDLQ": {}}}
 	if diff := cmp.Diff(want, tmpl); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
@@ -141,5 +146,8 @@ func TestRepositoryTemplate(t *testing.T) {
 	}
 	if fn := tmpl.Function("analytics"); fn == nil || len(fn.Routes) == 0 {
 		t.Error("template.yaml gives the analytics function no HTTP API routes")
+	}
+	if q := tmpl.Queues["UsageQueue"]; q.MaxReceiveCount == 0 || q.VisibilityTimeout == 0 {
+		t.Errorf("template.yaml's UsageQueue reads as %+v; want its visibility timeout and maxReceiveCount", q)
 	}
 }

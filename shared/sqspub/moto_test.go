@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -68,5 +70,76 @@ func TestPublishToMoto(t *testing.T) {
 	}
 	if got != 1234 {
 		t.Errorf("received %d events; want 1234", got)
+	}
+}
+
+// TestRedriveMoto moves dead-lettered messages back through a real SQS API
+// (moto_server, with the usage queue's redrive policy): every message
+// comes back to the usage queue once, with its body, and carries its
+// first acceptance (the DLQ copy's SentTimestamp, or the acceptance it
+// already carried from an earlier move); the DLQ is left empty.
+func TestRedriveMoto(t *testing.T) {
+	endpoint := pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
+	ctx := context.Background()
+	client := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	name := fmt.Sprintf("redrive-%x", rand.Uint64())
+	dlq, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlier := "1767225600000" // 2026-01-01, from an earlier move
+	bodies := map[string]string{}
+	for i := range 23 {
+		in := &sqs.SendMessageInput{QueueUrl: dlq.QueueUrl, MessageBody: aws.String(fmt.Sprintf(`[{"n":%d}]`, i))}
+		if i == 0 {
+			in.MessageAttributes = map[string]types.MessageAttributeValue{usage.AcceptedAtAttribute: {DataType: aws.String("Number"), StringValue: aws.String(earlier)}}
+		}
+		if _, err := client.SendMessage(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		bodies[*in.MessageBody] = ""
+	}
+	// The DLQ copies' own acceptance, which the moved copies must carry.
+	before := time.Now().Add(-time.Minute).UnixMilli()
+	r := &Redriver{API: client, DLQURL: *dlq.QueueUrl, QueueURL: *queue.QueueUrl}
+	res, err := r.Redrive(ctx)
+	if err != nil || res.Moved != 23 || res.More {
+		t.Fatalf("Redrive = %+v, %v; want 23 moved, no more", res, err)
+	}
+	for empty := 0; empty < 2; {
+		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: queue.QueueUrl, MaxNumberOfMessages: 10,
+			VisibilityTimeout: 60, MessageAttributeNames: []string{"All"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			empty++
+			continue
+		}
+		for _, m := range out.Messages {
+			at, ok := bodies[*m.Body]
+			if !ok || at != "" {
+				t.Errorf("message %s moved twice or never sent", *m.Body)
+			}
+			a := m.MessageAttributes[usage.AcceptedAtAttribute]
+			bodies[*m.Body] = aws.ToString(a.StringValue)
+		}
+	}
+	for body, at := range bodies {
+		ms, _ := strconv.ParseInt(at, 10, 64)
+		switch {
+		case body == `[{"n":0}]` && at != earlier:
+			t.Errorf("a message moved before came back accepted at %q; want its first acceptance %s", at, earlier)
+		case body != `[{"n":0}]` && ms < before:
+			t.Errorf("message %s came back accepted at %q; want its DLQ copy's SentTimestamp", body, at)
+		}
+	}
+	if out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: dlq.QueueUrl, WaitTimeSeconds: 1}); err != nil || len(out.Messages) != 0 {
+		t.Errorf("the DLQ still holds %d messages (%v)", len(out.Messages), err)
 	}
 }

@@ -6,32 +6,35 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// message is one SQS message: a JSON array of events.
+// message is one SQS message: a JSON array of events, and their
+// positions in the events given to pack.
 type message struct {
 	body   string
 	events []usage.Event
+	pos    []int
 }
 
 // pack groups events into messages of at most usage.MaxEventsPerMessage
 // events and maxBytes bytes, and messages into batches of at most
-// MaxBatchEntries entries and maxBytes bytes. Events whose JSON alone
-// exceeds maxBytes are returned apart.
-func pack(events []usage.Event, maxBytes int) (batches [][]message, tooBig []usage.Event) {
+// MaxBatchEntries entries and maxBytes bytes. The positions of events
+// whose JSON alone exceeds maxBytes are returned apart.
+func pack(events []usage.Event, maxBytes int) (batches [][]message, tooBig []int) {
 	var (
 		msgs  []message
 		cur   []usage.Event
+		pos   []int
 		body  = []byte{'['}
 		flush = func() {
 			if len(cur) > 0 {
-				msgs = append(msgs, message{body: string(append(body, ']')), events: cur})
+				msgs = append(msgs, message{body: string(append(body, ']')), events: cur, pos: pos})
 			}
-			cur, body = nil, []byte{'['}
+			cur, pos, body = nil, nil, []byte{'['}
 		}
 	)
-	for _, e := range events {
+	for i, e := range events {
 		js, err := json.Marshal(e)
 		if err != nil || len(js)+2 > maxBytes {
-			tooBig = append(tooBig, e)
+			tooBig = append(tooBig, i)
 			continue
 		}
 		if len(cur) == usage.MaxEventsPerMessage || len(body)+1+len(js)+1 > maxBytes {
@@ -42,6 +45,7 @@ func pack(events []usage.Event, maxBytes int) (batches [][]message, tooBig []usa
 		}
 		body = append(body, js...)
 		cur = append(cur, e)
+		pos = append(pos, i)
 	}
 	flush()
 	var b []message

@@ -96,7 +96,10 @@ type Publisher struct {
 	reportedAt                time.Time
 }
 
-var _ usage.Publisher = (*Publisher)(nil)
+var (
+	_ usage.Publisher = (*Publisher)(nil)
+	_ usage.Sender    = (*Publisher)(nil)
+)
 
 // New returns a publisher sending to queueURL and starts its background
 // flusher; Close stops it.
@@ -252,11 +255,11 @@ func (p *Publisher) Close(ctx context.Context) error {
 	p.buf = nil
 	p.mu.Unlock()
 	if len(lost) > 0 {
-		for range lost {
+		for _, e := range lost {
 			<-p.slots
+			p.lost(ctx, e, "the publisher closed before the event could be sent")
 		}
-		total := p.dropped.Add(int64(len(lost)))
-		p.log.ErrorContext(ctx, "usage events lost at close", "events", len(lost), "dropped_total", total, "error", err)
+		p.log.ErrorContext(ctx, "usage events lost at close", "events", len(lost), "dropped_total", p.dropped.Load(), "error", err)
 		return fmt.Errorf("close usage publisher: %d events not sent: %w", len(lost), err)
 	}
 	return err

@@ -287,23 +287,124 @@ func TestFailuresStayBufferedAndCloseCountsThem(t *testing.T) {
 	}
 }
 
+// TestSenderFaultDroppedAndCounted: entries SQS refuses as the sender's
+// fault are not retried, are counted as dropped, make Flush fail (they
+// were not published), and are logged whole, so that they can be
+// replayed.
 func TestSenderFaultDroppedAndCounted(t *testing.T) {
 	f := &fakeSQS{fail: func(call int, id string) (bool, bool) { return true, true }}
-	p := newPublisher(f, "q", Options{BatchSize: 1000, MaxAge: time.Hour, Backoff: time.Millisecond, Logger: quiet})
+	var log strings.Builder
+	p := newPublisher(f, "q", Options{BatchSize: 1000, MaxAge: time.Hour, Backoff: time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&log, nil))})
 	defer p.Close(context.Background())
+	var ids []string
 	for range 3 {
-		if err := p.Publish(context.Background(), event("GET /a")); err != nil {
+		e := event("GET /a")
+		e.EventID = uuid.NewString()
+		ids = append(ids, e.EventID)
+		if err := p.Publish(context.Background(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := p.Flush(context.Background()); err != nil {
-		t.Fatalf("Flush = %v", err)
+	if err := p.Flush(context.Background()); usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Fatalf("Flush after the queue refused every event = %v; want %s", err, usage.CodeInvalid)
 	}
-	if _, drop := p.Stats(); drop != 3 {
-		t.Errorf("dropped = %d; want 3", drop)
+	if pub, drop := p.Stats(); drop != 3 || pub != 0 {
+		t.Errorf("published, dropped = %d, %d; want 0, 3", pub, drop)
 	}
 	if len(f.calls) != 1 {
 		t.Errorf("%d calls; a sender fault is not retried", len(f.calls))
+	}
+	for _, id := range ids {
+		if !loggedWhole(t, log.String(), id) {
+			t.Errorf("event %s is not logged whole for a replay:\n%s", id, log.String())
+		}
+	}
+}
+
+// loggedWhole reports whether the JSON log holds a "replay this event"
+// line with every field of the event id.
+func loggedWhole(t *testing.T, log, id string) bool {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
+		var rec struct {
+			Msg   string      `json:"msg"`
+			Event usage.Event `json:"event"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Event.EventID != id {
+			continue
+		}
+		e := rec.Event
+		return strings.Contains(rec.Msg, "replay") && e.UserID != "" && e.Endpoint != "" && e.Method != "" && e.StatusCode != 0 && !e.OccurredAt.IsZero()
+	}
+	return false
+}
+
+// TestSendPerEvent: Send says what became of each event (sent, refused by
+// the queue, too large, not sent after the retries, invalid), never
+// reports one the queue did not take as sent, logs every one not sent
+// whole, and leaves the buffer alone.
+func TestSendPerEvent(t *testing.T) {
+	var log strings.Builder
+	events := make([]usage.Event, 5)
+	for i := range events {
+		events[i] = event("GET /send")
+		events[i].EventID = uuid.NewString()
+	}
+	events[2].Endpoint = "GET /" + strings.Repeat("x", 250) // larger than the test's message bound
+	events[4].StatusCode = 999
+	// Each event is a message of its own (a 320-byte bound); the second is
+	// refused as the sender's fault, the fourth fails every attempt.
+	f := &fakeSQS{}
+	f.fail = func(call int, id string) (bool, bool) {
+		body := ""
+		for _, e := range f.calls[call].Entries {
+			if *e.Id == id {
+				body = *e.MessageBody
+			}
+		}
+		switch {
+		case strings.Contains(body, events[1].EventID):
+			return true, true
+		case strings.Contains(body, events[3].EventID):
+			return true, false
+		}
+		return false, false
+	}
+	p := newPublisher(f, "q", Options{BatchSize: 1000, MaxAge: time.Hour, Backoff: time.Millisecond, MaxAttempts: 3,
+		Logger: slog.New(slog.NewJSONHandler(&log, nil))})
+	p.maxBytes = 320
+	defer p.Close(context.Background())
+	buffered := event("GET /buffered")
+	if err := p.Publish(context.Background(), buffered); err != nil {
+		t.Fatal(err)
+	}
+	errs := p.Send(context.Background(), events)
+	want := []string{"", usage.CodeInvalid, usage.CodeInvalid, usage.CodeUnavailable, usage.CodeInvalid}
+	for i, err := range errs {
+		if usage.ErrorCode(err) != want[i] {
+			t.Errorf("event %d: %v; want code %q", i, err, want[i])
+		}
+	}
+	if !strings.Contains(usage.ErrorMessage(errs[1]), "refused this event") || usage.ErrorField(errs[4]) != "status_code" {
+		t.Errorf("reasons: %q, %q; want the queue's refusal, and status_code named", usage.ErrorMessage(errs[1]), usage.ErrorField(errs[4]))
+	}
+	if sent := f.sentEvents(t); len(sent) != 1 || sent[0] != events[0].EventID {
+		t.Errorf("the queue got %v; want the first event alone", sent)
+	}
+	for _, i := range []int{1, 2, 3} {
+		if !loggedWhole(t, log.String(), events[i].EventID) {
+			t.Errorf("event %d (not sent) is not logged whole", i)
+		}
+	}
+	if pub, drop := p.Stats(); pub != 1 || drop != 4 {
+		t.Errorf("published, dropped = %d, %d; want 1, 4", pub, drop)
+	}
+	p.mu.Lock()
+	kept := len(p.buf)
+	p.mu.Unlock()
+	if kept != 1 {
+		t.Errorf("the buffer holds %d events after Send; want the 1 published before", kept)
 	}
 }
 

@@ -3,6 +3,7 @@ package usage
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Application error codes. They are the only vocabulary the edges (HTTP,
@@ -30,6 +31,9 @@ type Error struct {
 	Message string
 	// Field names the input field at fault, when there is one.
 	Field string
+	// RetryAfter is how long the caller should wait before trying again
+	// (CodeUnavailable); zero leaves it to the edge.
+	RetryAfter time.Duration
 }
 
 // Error implements the error interface. Not used by the application otherwise.
@@ -59,6 +63,16 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// ErrorRetryAfter returns how long an application error asks the caller
+// to wait, or 0.
+func ErrorRetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // ErrorField returns the field an application error names, or "".

@@ -210,3 +210,14 @@ type Publisher interface {
 	// Flush sends every queued event and returns the first error.
 	Flush(ctx context.Context) error
 }
+
+// Sender sends events to the usage queue at once and says what became of
+// each one.
+type Sender interface {
+	// Send validates and sends the events now, and returns one error per
+	// event, in their order: nil for an event the queue accepted;
+	// CodeInvalid for one that is invalid or that the queue refused (it
+	// will not be accepted as it is); CodeUnavailable for one that could
+	// not be sent (sending it again with the same event id is harmless).
+	Send(ctx context.Context, events []Event) []error
+}

@@ -10,6 +10,42 @@ import (
 type Message struct {
 	ID   string
 	Body []byte
+	// AcceptedAt is when the queue accepted the message: SQS's
+	// SentTimestamp, or the first acceptance of a message moved back from
+	// the dead-letter queue. Zero when unknown.
+	AcceptedAt time.Time
+}
+
+// AcceptedAtAttribute is the SQS message attribute (a Number, Unix
+// milliseconds) that carries a message's first acceptance by the queue
+// when it is moved back from the dead-letter queue, whose move gives it a
+// new SentTimestamp.
+const AcceptedAtAttribute = "NexusAcceptedAt"
+
+// MaxQueueDelay bounds how long before its recording a message's
+// acceptance may count. An event's age is judged at its message's
+// acceptance, not at its recording, so that an event accepted inside the
+// backfill window and held up by an outage is not quarantined as too old:
+// it may be recorded up to the window plus MaxQueueDelay after it
+// occurred. Four days is how long the usage queue keeps a message
+// (MessageRetentionPeriod), and what must outlast the window (the memory
+// of event ids, raw retention) outlasts it by BackfillMargin, more than
+// MaxQueueDelay plus the clocks' skews (TestMaxQueueDelayInsideMargin).
+const MaxQueueDelay = 4 * 24 * time.Hour
+
+// judgedAt is the time m's events are judged at: its acceptance, taken as
+// now when unknown or later than now (a queue clock ahead of ours never
+// makes an event younger than our clock says), and as MaxQueueDelay ago
+// when older.
+func judgedAt(m Message, now time.Time) time.Time {
+	switch t := m.AcceptedAt; {
+	case t.IsZero() || t.After(now):
+		return now
+	case t.Before(now.Add(-MaxQueueDelay)):
+		return now.Add(-MaxQueueDelay)
+	default:
+		return t
+	}
 }
 
 // BatchResult is what Recorder.Record did with a batch of messages.
@@ -49,7 +85,9 @@ type BatchResult struct {
 // rejections are keyed by message and position.
 type Recorder struct {
 	Store EventStore
-	// Now is the clock (required) events are validated against.
+	// Now is the clock (required) events are validated against: an event's
+	// age is judged at its message's AcceptedAt, within MaxQueueDelay of
+	// Now.
 	Now func() time.Time
 	// Backfill is how old an event may be (DefaultBackfillWindow when
 	// zero).
@@ -77,7 +115,7 @@ func (r *Recorder) Record(ctx context.Context, msgs []Message) (*BatchResult, er
 		rejected []Rejection
 	)
 	for _, m := range msgs {
-		evs, rej := Decode(m.Body, now, backfill)
+		evs, rej := Decode(m.Body, judgedAt(m, now), backfill)
 		for i := range rej {
 			rej[i].MessageID = m.ID
 		}

@@ -235,3 +235,87 @@ func TestRecorderDuplicates(t *testing.T) {
 		t.Errorf("Record = %+v; want 7 events, 5 inserted, 2 duplicates, one write", res)
 	}
 }
+
+// TestRecorderJudgesAgeAtAcceptance: an event accepted inside the backfill
+// window and recorded after an outage is recorded, not quarantined as too
+// old: its age is judged at its message's acceptance. An acceptance
+// later than the recorder's clock is its clock; one older than
+// MaxQueueDelay counts as MaxQueueDelay ago; without one, the clock.
+func TestRecorderJudgesAgeAtAcceptance(t *testing.T) {
+	window := 35 * 24 * time.Hour
+	at := func(occurred time.Time, id int) []byte {
+		return []byte(strings.Replace(eventJSON(id), `"2026-03-10T11:59:00Z"`, `"`+occurred.Format(time.RFC3339Nano)+`"`, 1))
+	}
+	edge := recordNow.Add(-window + time.Minute) // a minute inside the window when accepted at recordNow
+	tests := []struct {
+		name       string
+		recordedAt time.Time
+		acceptedAt time.Time
+		occurred   time.Time
+		stored     bool
+	}{
+		{"accepted at the edge, recorded 6 h later", recordNow.Add(6 * time.Hour), recordNow, edge, true},
+		{"accepted at the edge, recorded 3 days later", recordNow.Add(72 * time.Hour), recordNow, edge, true},
+		{"no acceptance time, recorded 6 h later", recordNow.Add(6 * time.Hour), time.Time{}, edge, false},
+		{"accepted in the recorder's future", recordNow, recordNow.Add(time.Hour), recordNow.Add(-window - 30*time.Minute), false},
+		{"accepted more than MaxQueueDelay before", recordNow.Add(usage.MaxQueueDelay + time.Hour), recordNow, edge, false},
+		{"accepted MaxQueueDelay before, occurred inside the window then", recordNow.Add(usage.MaxQueueDelay + time.Hour),
+			recordNow, recordNow.Add(time.Hour - window + time.Minute), true},
+		{"occurred ahead of the acceptance by more than the skew", recordNow.Add(time.Hour), recordNow,
+			recordNow.Add(usage.MaxFutureSkew + time.Minute), false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStoreSim()
+			r := &usage.Recorder{Store: s.store(), Now: func() time.Time { return tt.recordedAt }, Backfill: window}
+			res, err := r.Record(context.Background(), []usage.Message{{ID: "m", Body: at(tt.occurred, i+1), AcceptedAt: tt.acceptedAt}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.stored[eventID(i+1)]; got != tt.stored {
+				t.Errorf("stored = %v (rejected %+v); want %v", got, res.Rejected, tt.stored)
+			}
+			if !tt.stored && (len(res.Rejected) != 1 || res.Rejected[0].Field != "occurred_at") {
+				t.Errorf("rejected %+v; want the event quarantined naming occurred_at", res.Rejected)
+			}
+		})
+	}
+}
+
+// TestMaxQueueDelayInsideMargin: an event may be recorded up to the
+// backfill window plus MaxQueueDelay after it occurred (and recorded
+// first up to MaxFutureSkew before); what outlasts the window by
+// BackfillMargin (event id memory, raw retention) must cover that, with
+// the key store's overlap to spare.
+func TestMaxQueueDelayInsideMargin(t *testing.T) {
+	if need := usage.MaxQueueDelay + usage.MaxFutureSkew + usage.KeyGenerationOverlap; need >= usage.BackfillMargin {
+		t.Errorf("MaxQueueDelay %s + skew %s + overlap %s = %s; must stay under BackfillMargin %s", usage.MaxQueueDelay,
+			usage.MaxFutureSkew, usage.KeyGenerationOverlap, need, usage.BackfillMargin)
+	}
+}
+
+func TestRedelivery(t *testing.T) {
+	r := usage.DefaultRedelivery
+	var got []time.Duration
+	for n := 1; n <= 7; n++ {
+		got = append(got, r.Delay(n))
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 15 * time.Minute, 15 * time.Minute, 15 * time.Minute}
+	if !slices.Equal(got, want) {
+		t.Errorf("delays %v; want %v", got, want)
+	}
+	if got := r.Outlasts(30); got != 6*time.Hour+30*time.Minute {
+		t.Errorf("Outlasts(30) = %s; want 6h30m", got)
+	}
+	// The schedule compressed 60 times, as the soak runs it: whole seconds.
+	fast := usage.Redelivery{Base: time.Second, Max: 15 * time.Second}
+	if d := fast.Delay(1); d != time.Second {
+		t.Errorf("Delay(1) at 1s = %s", d)
+	}
+	if d := (usage.Redelivery{Base: 1500 * time.Millisecond, Max: time.Hour}).Delay(1); d != 2*time.Second {
+		t.Errorf("Delay(1) at 1.5s = %s; want 2s (SQS counts whole seconds)", d)
+	}
+	if d := (usage.Redelivery{Base: time.Hour, Max: 48 * time.Hour}).Delay(10); d != usage.MaxVisibilityTimeout {
+		t.Errorf("Delay past SQS's longest visibility = %s; want 12h", d)
+	}
+}

@@ -77,7 +77,11 @@ export function httpTransport(opts: HttpTransportOptions): Transport {
             const results = answer.results ?? [];
             chunk.forEach((item, i) => {
               const r = results.find((x) => x.index === i);
-              if (r && r.status !== "accepted") {
+              if (r?.status === "failed") {
+                // The queue could not be reached for it: send it again, with the same id.
+                out.retry.push(item);
+                out.error = `POST /v1/events could not queue an event: ${r.detail ?? "failed"}`;
+              } else if (r && r.status !== "accepted") {
                 out.rejected.push({ item, reason: `POST /v1/events rejected it: ${r.param ? r.param + ": " : ""}${r.detail ?? r.status}` });
               }
             });

@@ -163,6 +163,15 @@ export interface paths {
          *       `(other)` ranks last and joins that row.
          *     - **size**: at most 100 events and 256 KiB per request (413 beyond).
          *
+         *     The events are sent to the usage queue before the answer, which says
+         *     for each event what became of it: `accepted` (the queue has it; it is
+         *     recorded once), `rejected` (invalid, naming the field in `param`, or
+         *     refused by the queue, with the reason in `detail`: do not send it
+         *     again as it is) or `failed` (the queue could not be reached: send it
+         *     again with the same `event_id`). When the queue could be reached for
+         *     none of the valid events, the answer is a 503 instead: send the
+         *     request again. An event not queued is never reported as accepted.
+         *
          *     An accepted request carries the rate limit headers of its decision.
          */
         post: operations["postEvents"];
@@ -429,6 +438,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/redrive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move the usage messages of the dead-letter queue back to the usage queue.
+         * @description Messages reach the dead-letter queue when recording failed for the infrastructure on
+         *     every one of their 30 receives (an outage of more than 6 hours). Once the cause is fixed,
+         *     this moves them back, each with its body and its first acceptance by the queue, so that its
+         *     events are judged as old as they were when accepted; events recorded before are counted
+         *     once all the same. It moves for as long as the call may run: `more` true means call it
+         *     again (`make redrive` does). Logged with the admin's id.
+         */
+        post: operations["redriveUsage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -591,13 +625,17 @@ export interface components {
             occurred_at: string;
         };
         EventResults: {
+            /** @description Events the usage queue has; they are recorded once. */
             accepted: number;
+            /** @description Events refused: invalid (param names the field), or refused by the queue; sending them again as they are will not help. */
             rejected: number;
+            /** @description Events the queue could not be reached for; send them again with the same event ids. */
+            failed: number;
             results: {
                 index: number;
                 event_id?: string;
                 /** @enum {string} */
-                status: "accepted" | "rejected";
+                status: "accepted" | "rejected" | "failed";
                 /** @description The event field at fault. */
                 param?: string;
                 detail?: string;
@@ -909,6 +947,34 @@ export interface components {
     };
     responses: {
         /**
+         * @description The caller's read budget is spent (see "Read budget" above): problem type
+         *     urn:nexus:problem:rate_limited, with the rate limit headers of the budget and Retry-After.
+         */
+        ReadRateLimited: {
+            headers: {
+                "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                RateLimit: components["headers"]["RateLimit"];
+                "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                /** @description Seconds (rounded up, at least 1) until the read would be admitted. */
+                "Retry-After": string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The answer has not changed since the ETag sent as If-None-Match; no body. */
+        NotModified: {
+            headers: {
+                ETag: components["headers"]["ReadETag"];
+                "Cache-Control": components["headers"]["ReadCacheControl"];
+                [name: string]: unknown;
+            };
+            content?: never;
+        };
+        /**
          * @description A call refused by the metering middleware (shared/meter): rate limited
          *     or over a hard quota, with the rate limit headers. Problem type
          *     urn:nexus:problem:rate_limited or urn:nexus:problem:quota_exceeded.
@@ -1039,6 +1105,23 @@ export interface components {
         "X-RateLimit-Reset": string;
         /** @description Seconds (rounded up, at least 1) to wait before retrying; sent with refusals and 503s only. */
         "Retry-After": string;
+        /** @description Strong entity tag of the answer's body; send it back as If-None-Match to get a 304 while it is unchanged. */
+        ReadETag: string;
+        /**
+         * @description The answer is the caller's own. A range that ends before today changes only when the hourly
+         *     rollup recomputes a day: it may be kept a minute (max-age=60); anything else is revalidated.
+         */
+        ReadCacheControl: "private, no-cache" | "private, max-age=60";
+        /** @description The read budget, e.g. `"burst";q=60;w=30`: q units at once, full again after w seconds. */
+        ReadRateLimitPolicy: string;
+        /** @description What is left of the read budget, e.g. `"burst";r=47;t=7`. */
+        ReadRateLimit: string;
+        /** @description The read budget's burst, in units. */
+        ReadXRateLimitLimit: string;
+        /** @description Units left now. */
+        ReadXRateLimitRemaining: string;
+        /** @description Seconds (rounded up) until the read budget is full again. */
+        ReadXRateLimitReset: string;
     };
     pathItems: never;
 }
@@ -1154,13 +1237,22 @@ export interface operations {
             /** @description The usage summary. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["UsageSummary"];
                 };
             };
+            304: components["responses"]["NotModified"];
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1182,14 +1274,23 @@ export interface operations {
             /** @description The days, oldest first, zeros included. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["DailyUsage"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1214,14 +1315,23 @@ export interface operations {
             /** @description A page of endpoints. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["EndpointPage"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1246,14 +1356,23 @@ export interface operations {
             /** @description A page of keys; api_key_id null stands for calls without a key. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["KeyPage"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1276,6 +1395,13 @@ export interface operations {
             /** @description The days. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1283,8 +1409,10 @@ export interface operations {
                     "application/json": components["schemas"]["DailyUsage"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1376,15 +1504,24 @@ export interface operations {
             /** @description The summary. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["AdminSummary"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1408,15 +1545,24 @@ export interface operations {
             /** @description The ranking. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["TopUsers"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1435,15 +1581,24 @@ export interface operations {
             /** @description The user's usage summary. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["UsageSummary"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1467,15 +1622,24 @@ export interface operations {
             /** @description The user's days, oldest first, zeros included. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["DailyUsage"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1502,15 +1666,24 @@ export interface operations {
             /** @description A page of the user's endpoints. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["EndpointPage"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1537,15 +1710,24 @@ export interface operations {
             /** @description A page of the user's API keys; api_key_id null stands for calls without a key. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["KeyPage"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1568,6 +1750,13 @@ export interface operations {
             /** @description A page of plan changes. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1577,9 +1766,11 @@ export interface operations {
                     };
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1605,6 +1796,11 @@ export interface operations {
             /** @description The subscription after the change, and what the change was. */
             200: {
                 headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1615,6 +1811,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1640,6 +1837,11 @@ export interface operations {
             /** @description The days were marked for recomputation. */
             202: {
                 headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1656,6 +1858,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1676,6 +1879,13 @@ export interface operations {
             /** @description A page of rejected events. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1685,9 +1895,11 @@ export interface operations {
                     };
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1710,6 +1922,13 @@ export interface operations {
             /** @description A page of ledger rows. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1720,9 +1939,11 @@ export interface operations {
                     };
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1745,15 +1966,24 @@ export interface operations {
             /** @description The preview. */
             200: {
                 headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["OveragePreview"];
                 };
             };
+            304: components["responses"]["NotModified"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };
@@ -1772,6 +2002,11 @@ export interface operations {
             /** @description The row, pending again. */
             200: {
                 headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1783,6 +2018,40 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    redriveUsage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What was moved. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        moved: number;
+                        more: boolean;
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };

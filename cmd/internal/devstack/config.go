@@ -35,6 +35,10 @@ type Config struct {
 	// FunctionLog receives the functions' output, without the emulator's
 	// per-invocation chatter; nil discards it.
 	FunctionLog io.Writer
+	// FunctionEnv are variables ("NAME=value") every function gets on top
+	// of the stack's, e.g. a compressed redelivery schedule for the soak
+	// (REDELIVERY_BASE, REDELIVERY_MAX).
+	FunctionEnv []string
 	// Env reads the environment (default os.Getenv).
 	Env func(string) string
 	// Start is when the user started the stack, for the ready time

@@ -62,8 +62,8 @@ func createDatabase(ctx context.Context, admin, tmpl, name string) (string, erro
 	return u.String(), nil
 }
 
-// createQueues creates the usage queue with its DLQ (redrive after 5
-// receives) and the alert bus in moto_server.
+// createQueues creates the usage queue with its DLQ (redrive after the
+// template's maxReceiveCount) and the alert bus in moto_server.
 func (s *Stack) createQueues(ctx context.Context) error {
 	endpoint := s.cfg.Env("NEXUS_TEST_SQS_ENDPOINT")
 	if endpoint == "" {
@@ -81,8 +81,12 @@ func (s *Stack) createQueues(ctx context.Context) error {
 // makeQueues creates the queues and the bus in moto_server at the state's
 // endpoint; the bus is "" when it could not be made.
 func (s *Stack) makeQueues(ctx context.Context) (moto.Queues, string, error) {
+	// The template's maxReceiveCount, with the stack's (shorter) visibility
+	// timeout: the record function's redelivery delays span as many
+	// receives as deployed.
 	q, err := moto.CreateQueues(ctx, moto.SQS(s.state.SQSEndpoint, s.cfg.Region),
-		moto.QueueOptions{Name: queueName(s.cfg.Stage), DLQName: dlqName(s.cfg.Stage), VisibilityTimeout: s.cfg.VisibilityTimeout})
+		moto.QueueOptions{Name: queueName(s.cfg.Stage), DLQName: dlqName(s.cfg.Stage), VisibilityTimeout: s.cfg.VisibilityTimeout,
+			MaxReceiveCount: s.tmpl.Queues["UsageQueue"].MaxReceiveCount})
 	if err != nil {
 		return q, "", err
 	}

@@ -104,7 +104,7 @@ func (s *Stack) startFunctions(ctx context.Context) error {
 				s.logger.Error("function is not in the template; not starting it", "function", n)
 				return
 			}
-			env := functionEnv(fn, s.cfg.Env, s.cfg.Region, &s.state)
+			env := append(functionEnv(fn, s.cfg.Env, s.cfg.Region, &s.state), s.cfg.FunctionEnv...)
 			l, err := rie.Start(ctx, rie.Config{Name: n, RIE: s.emulator, Bootstrap: b.bins[n], Env: env,
 				Timeout: functionTimeout(s.tmpl, n), Log: rie.QuietLog(s.cfg.FunctionLog)})
 			mu.Lock()
@@ -177,6 +177,7 @@ func functionEnv(fn *samtemplate.Function, getenv func(string) string, region st
 	local := map[string]string{
 		"DATABASE_URL":   st.DatabaseURL,
 		"QUEUE_URL":      st.QueueURL,
+		"DLQ_URL":        st.DLQURL,
 		"ALERT_BUS_NAME": st.AlertBus,
 		"JWT_ISSUER":     seed.JWTIssuer,
 		"JWT_AUDIENCE":   seed.JWTAudience,

@@ -9,14 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/nexus/usage/cmd/internal/moto"
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/seed"
@@ -66,15 +65,21 @@ var lambdaCases = []lambdaCase{
 	{"analytics", "analytics/get-admin-overage.json", wantStatus(200)},
 	{"analytics", "analytics/get-admin-overage-preview.json", wantStatus(200)},
 	{"analytics", "analytics/post-admin-overage-retry.json", wantStatus(404)}, // no such row
+	{"analytics", "analytics/post-admin-redrive.json", wantStatus(200)},
 }
 
-var occurredAtRE = regexp.MustCompile(`(\\?"occurred_at\\?":\s*\\?")[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z`)
+var (
+	occurredAtRE    = regexp.MustCompile(`(\\?"occurred_at\\?":\s*\\?")[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z`)
+	sentTimestampRE = regexp.MustCompile(`("SentTimestamp":\s*")[0-9]+`)
+)
 
 // adapt fits a sample to the seeded database: events happen now (the
-// samples' fixed dates would fall out of the backfill window), and the
-// API key placeholder becomes the pro user's key.
+// samples' fixed dates would fall out of the backfill window) and the
+// queue accepted them now (the record path judges their age at their
+// acceptance), and the API key placeholder becomes the pro user's key.
 func adapt(sample []byte, f *fixture, now time.Time) []byte {
 	s := occurredAtRE.ReplaceAllString(string(sample), "${1}"+now.UTC().Add(-time.Minute).Format(time.RFC3339))
+	s = sentTimestampRE.ReplaceAllString(s, "${1}"+strconv.FormatInt(now.UnixMilli(), 10))
 	for _, u := range f.users {
 		if u.UserID == seed.ProUserID {
 			s = strings.ReplaceAll(s, seed.SampleAPIKey, u.APIKey)
@@ -106,11 +111,12 @@ func TestLambdasUnderRIE(t *testing.T) {
 	st := &State{DatabaseURL: dbURL(t, db), StripeURL: os.Getenv("NEXUS_TEST_STRIPE_URL")}
 	if ep := os.Getenv("NEXUS_TEST_SQS_ENDPOINT"); ep != "" {
 		st.SQSEndpoint = ep
-		q, err := moto.SQS(ep, "us-east-1").CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("rie-%x", rand.Uint64()))})
+		name := fmt.Sprintf("rie-%x", rand.Uint64())
+		q, err := moto.CreateQueues(ctx, moto.SQS(ep, "us-east-1"), moto.QueueOptions{Name: name, DLQName: name + "-dlq"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		st.QueueURL = aws.ToString(q.QueueUrl)
+		st.QueueURL, st.DLQURL = q.URL, q.DLQURL
 	}
 	tmpl, err := samtemplate.Load(filepath.Join(root, "template.yaml"))
 	if err != nil {

@@ -33,7 +33,7 @@ type QueueOptions struct {
 	// VisibilityTimeout is the usage queue's (default 60s, as deployed).
 	VisibilityTimeout time.Duration
 	// MaxReceiveCount is how many receives move a message to the DLQ
-	// (default 5, as deployed).
+	// (default 5; the local stack gives template.yaml's).
 	MaxReceiveCount int
 }
 

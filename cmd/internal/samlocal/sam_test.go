@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -209,8 +210,12 @@ func recordEvent(t *testing.T, s *stack, work string, now time.Time) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The record path judges an event's age at its message's acceptance
+	// by the queue (SentTimestamp): that moves to now too.
 	stamp := regexp.MustCompile(`20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
 	b = stamp.ReplaceAll(b, []byte(now.Add(-time.Minute).Format(time.RFC3339)))
+	sent := regexp.MustCompile(`("SentTimestamp":\s*")[0-9]+`)
+	b = sent.ReplaceAll(b, []byte("${1}"+strconv.FormatInt(now.UnixMilli(), 10)))
 	event := filepath.Join(work, "sqs-batch.json")
 	if err := os.WriteFile(event, b, 0o644); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,10 @@ package soak
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -69,10 +73,24 @@ type deadLetter struct {
 	rejected []usage.Rejection
 }
 
-// deadLetters reads every message of the DLQ once.
+// deadLetters reads every message of the DLQ once, and makes them visible
+// again for the redrive. The messages the soak put there itself are left
+// out.
 func (r *runner) deadLetters(ctx context.Context) ([]deadLetter, error) {
 	client := moto.SQS(r.state.SQSEndpoint, r.state.Region)
 	var all []deadLetter
+	var handles []*string
+	defer func() {
+		for start := 0; start < len(handles); start += 10 {
+			in := &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(r.state.DLQURL)}
+			for i, h := range handles[start:min(start+10, len(handles))] {
+				in.Entries = append(in.Entries, types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: h})
+			}
+			if _, err := client.ChangeMessageVisibilityBatch(ctx, in); err != nil {
+				r.report.mismatch("make the DLQ's messages visible again for the redrive: %v", err)
+			}
+		}
+	}()
 	for empty := 0; empty < 2; {
 		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(r.state.DLQURL),
 			MaxNumberOfMessages: 10, VisibilityTimeout: 600, WaitTimeSeconds: 1,
@@ -85,6 +103,13 @@ func (r *runner) deadLetters(ctx context.Context) ([]deadLetter, error) {
 			continue
 		}
 		for _, m := range out.Messages {
+			handles = append(handles, m.ReceiptHandle)
+			r.mu.Lock()
+			placed := r.placed[aws.ToString(m.MessageId)]
+			r.mu.Unlock()
+			if placed {
+				continue
+			}
 			d := deadLetter{id: aws.ToString(m.MessageId)}
 			// This receive, from the DLQ, is counted too.
 			d.receives, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
@@ -94,4 +119,56 @@ func (r *runner) deadLetters(ctx context.Context) ([]deadLetter, error) {
 		}
 	}
 	return all, nil
+}
+
+// placeDeadLetters puts Config.DeadLetters messages of one valid event
+// each in the DLQ, as an earlier outage would have left them (the first
+// at the backfill window's edge), for the redrive to move back.
+func (r *runner) placeDeadLetters(ctx context.Context) error {
+	client := moto.SQS(r.state.SQSEndpoint, r.state.Region)
+	for i := range r.cfg.DeadLetters {
+		r.mu.Lock()
+		s := r.gen.deadLetter(i == 0)
+		body := string(s.it.encode(s.at))
+		r.mu.Unlock()
+		out, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(r.state.DLQURL), MessageBody: aws.String(body)})
+		if err != nil {
+			return fmt.Errorf("soak: put a message in the DLQ: %w", err)
+		}
+		r.mu.Lock()
+		s.it.queued = true
+		r.placed[aws.ToString(out.MessageId)] = true
+		r.mu.Unlock()
+		r.sent.Add(1)
+	}
+	return nil
+}
+
+// redrive moves the DLQ's messages back to the usage queue the way an
+// operator does once an outage is over (make redrive): POST
+// /v1/admin/redrive with the admin's token, until it says no more.
+func (r *runner) redrive(ctx context.Context) error {
+	client := &http.Client{Timeout: 30 * time.Second}
+	for ctx.Err() == nil {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.state.GatewayURL+"/v1/admin/redrive", nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+r.state.Admin.Token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("soak: POST /v1/admin/redrive: %w", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var res usage.RedriveResult
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &res) != nil {
+			return fmt.Errorf("soak: POST /v1/admin/redrive answered %s: %s", resp.Status, body)
+		}
+		r.report.Redriven += res.Moved
+		if !res.More {
+			return nil
+		}
+	}
+	return ctx.Err()
 }

@@ -50,10 +50,16 @@ func (r *runner) killer(ctx context.Context, stop <-chan struct{}) {
 
 // restartPostgres restarts PostgreSQL once, with the producers and the
 // record path running: its connections are cut and the transactions in
-// flight roll back.
+// flight roll back. With an Outage it stays down that long, and some
+// queue events sent meanwhile are made at the backfill window's edge.
 func (r *runner) restartPostgres(ctx context.Context) {
 	start := time.Now()
-	err := r.cfg.Restart(ctx, "pg")
+	var err error
+	if r.cfg.Outage > 0 {
+		err = r.outage(ctx)
+	} else {
+		err = r.cfg.Restart(ctx, "pg")
+	}
 	switch {
 	case errors.Is(err, ErrNotRestartable):
 		r.report.note("PostgreSQL not restarted: %v", err)
@@ -64,6 +70,27 @@ func (r *runner) restartPostgres(ctx context.Context) {
 		r.report.PostgresDown = time.Since(start)
 		r.log.Info("soak: restarted PostgreSQL", "s", r.report.PostgresDown.Seconds())
 	}
+}
+
+// outage stops PostgreSQL, waits Outage, and starts it again.
+func (r *runner) outage(ctx context.Context) error {
+	if err := r.cfg.Restart(ctx, "pg-stop"); err != nil {
+		return err
+	}
+	r.log.Info("soak: PostgreSQL stopped", "outage_s", r.cfg.Outage.Seconds())
+	sent := r.sent.Load()
+	r.mu.Lock()
+	r.gen.edge = true
+	r.mu.Unlock()
+	sleep(ctx, r.cfg.Outage)
+	r.mu.Lock()
+	r.gen.edge = false
+	r.report.SentDuringOutage = int(r.sent.Load() - sent)
+	r.mu.Unlock()
+	// Started whatever becomes of ctx: the services outlive the run.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	return r.cfg.Restart(sctx, "pg-start")
 }
 
 // restartMoto restarts moto_server once and replays what it lost. The
@@ -122,7 +149,9 @@ func (r *runner) replay(ctx context.Context, rawCh, httpCh chan<- send) error {
 	var again []send
 	for _, it := range r.gen.items {
 		switch {
-		case !it.queued:
+		// Events made at the window's edge come after moto_server's
+		// restart (Config.Outage), and the DLQ's are the redrive's.
+		case !it.queued, it.atEdge, it.deadLettered:
 		case it.body != "" && !quarantined[it.body], it.id != "" && !recorded[it.id] && !quarantined[it.id]:
 			it.copies++
 			again = append(again, send{it: it, at: it.stamps[0], dup: true})

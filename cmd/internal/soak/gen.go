@@ -70,6 +70,12 @@ type item struct {
 	edge, edgeParam string
 	copies          int  // copies sent, replays included
 	queued          bool // a copy went into the queue (the HTTP path: was accepted)
+	// atEdge: accepted within EdgeMargin of the backfill window's edge
+	// (sent during an outage, or put in the DLQ), recorded only if its age
+	// is judged at its acceptance.
+	atEdge bool
+	// deadLettered: put in the DLQ by the soak, as an earlier outage's.
+	deadLettered bool
 }
 
 // send is one copy of an item to send.
@@ -92,7 +98,16 @@ type generator struct {
 	nHostile [2]int
 	forced   map[int]forced // by send number
 	n        int            // sends made
+	// edge is set during an outage: some valid queue events are then made
+	// EdgeMargin inside the backfill window's edge.
+	edge  bool
+	nEdge int // such events made
 }
+
+// EdgeMargin is how far inside the backfill window's edge the events sent
+// during an outage occurred: less than the outage holds them up, so that
+// judged at their recording they would be too old.
+const EdgeMargin = 10 * time.Second
 
 // identity is the user and key that POST /v1/events records events under.
 type identity struct{ userID, apiKeyID string }
@@ -223,6 +238,11 @@ func (g *generator) fresh(p path, c class) send {
 		at = now.Add(-24*time.Hour - time.Duration(g.rng.Int64N(int64((lateMax-24*time.Hour)/time.Microsecond)))*time.Microsecond)
 		it.late = true
 	}
+	if c == classValid && p == pathQueue && g.edge && g.rng.Float64() < 0.2 {
+		at = now.Add(-usage.DefaultBackfillWindow + EdgeMargin)
+		it.late, it.atEdge = true, true
+		g.nEdge++
+	}
 	ep := endpoints[g.rng.IntN(len(endpoints))]
 	status := 200
 	switch r := g.rng.IntN(100); {
@@ -269,10 +289,31 @@ func (g *generator) fresh(p path, c class) send {
 		}
 	}
 	g.items = append(g.items, it)
-	if c != classInvalid {
+	// An event at the window's edge is not sent again: a copy sent later
+	// would be too old when sent.
+	if c != classInvalid && !it.atEdge {
 		g.dupable[p] = append(g.dupable[p], it)
 	}
 	return send{it: it, at: e.OccurredAt}
+}
+
+// deadLetter makes a valid queue event to put in the DLQ, occurred now
+// (or, with edge, 2 s inside the backfill window's edge: only a redrive
+// that carries its acceptance over records it).
+func (g *generator) deadLetter(edge bool) send {
+	s := g.fresh(pathQueue, classValid)
+	it := s.it
+	it.deadLettered, it.raw = true, true
+	if edge {
+		it.ev.OccurredAt = g.now().Add(-usage.DefaultBackfillWindow + 2*time.Second)
+		it.stamps[0], it.late, it.atEdge = it.ev.OccurredAt, true, true
+		// Not a duplicate source either.
+		if d := g.dupable[pathQueue]; len(d) > 0 && d[len(d)-1] == it {
+			g.dupable[pathQueue] = d[:len(d)-1]
+		}
+	}
+	s.at = it.ev.OccurredAt
+	return s
 }
 
 // makeInvalid breaks e the way the item's kind says (unknown-field is

@@ -233,24 +233,13 @@ type eventResults struct {
 }
 
 // post sends one request, again after a 429 (when its Retry-After says),
-// a 5xx or a network error, and records each event's answer.
+// a 5xx or a network error, records each event's answer, and sends the
+// events the answer calls failed (the queue could not be reached for
+// them) again, with the same ids.
 func (r *runner) post(ctx context.Context, key string, batch []send) {
-	var body []byte
-	if len(batch) == 1 && batch[0].it.kind == "bad-json" {
-		body = []byte(batch[0].it.body)
-	} else {
-		body = append(body, `{"events":[`...)
-		for i, s := range batch {
-			if i > 0 {
-				body = append(body, ',')
-			}
-			body = append(body, s.it.encode(s.at)...)
-		}
-		body = append(body, "]}"...)
-	}
 	client := &http.Client{Timeout: 30 * time.Second}
-	for ctx.Err() == nil {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.state.GatewayURL+"/v1/events", bytes.NewReader(body))
+	for len(batch) > 0 && ctx.Err() == nil {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.state.GatewayURL+"/v1/events", bytes.NewReader(requestBody(batch)))
 		if err != nil {
 			panic(err) // a fixed method and a URL that parsed at start
 		}
@@ -278,13 +267,31 @@ func (r *runner) post(ctx context.Context, key string, batch []send) {
 			sleep(ctx, wait)
 			continue
 		}
-		r.answer(batch, resp.StatusCode, answer)
-		return
+		if batch = r.answer(batch, resp.StatusCode, answer); len(batch) > 0 {
+			r.httpRetries.Add(1)
+			sleep(ctx, 300*time.Millisecond)
+		}
 	}
 }
 
-// answer records the edge's answer to the request that carried batch.
-func (r *runner) answer(batch []send, status int, body []byte) {
+// requestBody is the body of POST /v1/events carrying batch.
+func requestBody(batch []send) []byte {
+	if len(batch) == 1 && batch[0].it.kind == "bad-json" {
+		return []byte(batch[0].it.body)
+	}
+	body := []byte(`{"events":[`)
+	for i, s := range batch {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, s.it.encode(s.at)...)
+	}
+	return append(body, "]}"...)
+}
+
+// answer records the edge's answer to the request that carried batch,
+// and returns the copies it answered failed, to send again.
+func (r *runner) answer(batch []send, status int, body []byte) (again []send) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var res eventResults
@@ -297,17 +304,22 @@ func (r *runner) answer(batch []send, status int, body []byte) {
 				s.it.edge = "refused"
 			}
 		}
-		return
+		return nil
 	}
 	for i, s := range batch {
 		res := res.Results[i]
-		if res.Status == "accepted" {
+		switch {
+		case res.Status == "failed":
+			again = append(again, s)
+			continue
+		case res.Status == "accepted":
 			s.it.queued = true
 		}
 		if s.it.edge == "" {
 			s.it.edge, s.it.edgeParam = res.Status, res.Param
 		}
 	}
+	return again
 }
 
 // sleep waits d or until ctx is done.

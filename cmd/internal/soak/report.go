@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // maxMismatches is how many differences a report keeps (it counts them
@@ -46,7 +48,18 @@ type Report struct {
 	RecordSpan time.Duration
 	RecordPeak int64 // rows recorded in the busiest second
 
-	DLQ      int
+	// Outage: queue events sent while PostgreSQL was down, and those of
+	// them made at the backfill window's edge.
+	SentDuringOutage, EdgeEvents int
+	// QuarantinedForAge counts valid events quarantined naming occurred_at
+	// (goal 0).
+	QuarantinedForAge int
+	// DeadLettersPlaced are the messages the soak put in the DLQ itself,
+	// Redriven the messages the redrive moved back (those and the run's
+	// own).
+	DeadLettersPlaced, Redriven int
+
+	DLQ      int            // messages the run itself sent to the DLQ (goal 0)
 	DLQWhy   []string       // one line per dead-lettered message
 	Failures map[string]int // what the stack and the functions logged as failing, by cause
 
@@ -106,13 +119,21 @@ func (r *Report) Print(w io.Writer) {
 	}
 	pr("faults", "%d kills of record in mid-batch (%d fresh environments), PostgreSQL restarted %d (%.1fs), moto_server restarted %d (%.1fs, queues restored)",
 		r.Kills, r.FunctionRestarts, r.PostgresRestarts, r.PostgresDown.Seconds(), r.MotoRestarts, r.MotoDown.Seconds())
+	if c.Outage > 0 {
+		scale := float64(usage.DefaultRedelivery.Base) / float64(c.Redelivery.Base)
+		pr("outage", "PostgreSQL down %.1fs: at the record path's redelivery schedule (%s doubling to %s, the deployed one compressed %.0f×) that stands for %s; %d events sent meanwhile, %d of them %s inside the backfill window's edge",
+			r.PostgresDown.Seconds(), c.Redelivery.Base, c.Redelivery.Max, scale, time.Duration(float64(r.PostgresDown)*scale).Round(time.Minute),
+			r.SentDuringOutage, r.EdgeEvents, EdgeMargin)
+	}
+	pr("quarantined for age", "%d valid events (goal 0)", r.QuarantinedForAge)
 	if r.RecordSpan > 0 {
 		pr("record rate", "%.0f events/s (%d rows over %.1fs of the run, faults and waits for redelivery included); busiest second %d",
 			r.RecordRate, r.Recorded, r.RecordSpan.Seconds(), r.RecordPeak)
 	} else {
 		pr("record rate", "not measured: %d rows, all in one batch", r.Recorded)
 	}
-	pr("DLQ", "%d messages", r.DLQ)
+	pr("DLQ", "%d messages dead-lettered by the run (goal 0); %d placed there by the soak as an earlier outage's; %d moved back by POST /v1/admin/redrive",
+		r.DLQ, r.DeadLettersPlaced, r.Redriven)
 	for _, l := range r.DLQWhy {
 		fmt.Fprintf(w, "    %s\n", l)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/nexus/usage/cmd/internal/moto"
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/sqspub"
+	"github.com/nexus/usage/shared/usage"
 )
 
 // Config is one soak run. Zero values take the defaults.
@@ -44,6 +45,22 @@ type Config struct {
 	// RestartPostgres and RestartMoto restart each service once, at 40 %
 	// and 70 % of the events sent (Restart runs it).
 	RestartPostgres, RestartMoto bool
+	// Outage, when positive, makes the PostgreSQL fault an outage that
+	// long: the server is stopped at 40 % of the events and started again
+	// Outage later (Restart's "pg-stop" and "pg-start"), and moto_server
+	// restarts at 20 % instead, before it. Some queue events sent during
+	// the outage are accepted EdgeMargin inside the backfill window's
+	// edge: only judging their age at their acceptance records them.
+	Outage time.Duration
+	// Redelivery is the schedule StackOptions gave the record function
+	// (default SoakRedelivery), for the report.
+	Redelivery usage.Redelivery
+	// DeadLetters is how many messages, dead-lettered by an earlier
+	// outage, the soak puts in the DLQ once its faults are over (default
+	// 3; negative: none; one of them accepted 2 s inside the backfill
+	// window's edge). After the run drains, the DLQ is redriven through
+	// POST /v1/admin/redrive, and they must be recorded.
+	DeadLetters int
 	// Restart restarts a service ("pg", "moto") in place; ErrNotRestartable
 	// skips the fault, and the report says so.
 	Restart func(ctx context.Context, service string) error
@@ -91,6 +108,15 @@ func (c Config) withDefaults() Config {
 	case c.Kills < 0:
 		c.Kills = 0
 	}
+	switch {
+	case c.DeadLetters == 0:
+		c.DeadLetters = 3
+	case c.DeadLetters < 0:
+		c.DeadLetters = 0
+	}
+	if c.Redelivery.Base <= 0 {
+		c.Redelivery = SoakRedelivery
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -111,7 +137,10 @@ type runner struct {
 	pub    *sqspub.Publisher
 	report *Report
 
-	mu sync.Mutex // the generator's items and their fields
+	mu sync.Mutex // the generator's items and their fields, placed
+
+	// placed are the ids of the messages the soak put in the DLQ itself.
+	placed map[string]bool
 
 	// pause is held for reading by every raw and HTTP send, and for
 	// writing while moto_server restarts, so that each send lands wholly
@@ -152,7 +181,7 @@ func Run(ctx context.Context, st *devstack.Stack, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer db.Close()
-	r := &runner{cfg: cfg, st: st, state: state, db: db, log: cfg.Logger,
+	r := &runner{cfg: cfg, st: st, state: state, db: db, log: cfg.Logger, placed: map[string]bool{},
 		gen:    newGenerator(cfg, func() time.Time { return time.Now().UTC() }, httpUser),
 		report: r0}
 	r.pub = sqspub.New(moto.SQS(state.SQSEndpoint, state.Region), state.QueueURL, sqspub.Options{
@@ -176,12 +205,23 @@ func Run(ctx context.Context, st *devstack.Stack, cfg Config) (*Report, error) {
 	if err := r.drain(ctx); err != nil {
 		return nil, err
 	}
+	// What the run sent to the DLQ, read before the redrive moves it back.
+	dead, err := r.deadLetters(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the DLQ: %w", err)
+	}
+	if err := r.redrive(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.drain(ctx); err != nil {
+		return nil, err
+	}
 	stop()
 	r.report.Duration = time.Since(start)
 	r.report.Kills = int(r.kills.Load())
 	r.report.FunctionRestarts = st.Lambda("record").Restarts()
 	r.report.Failures = cfg.Tally.Counts()
-	if err := r.verify(ctx); err != nil {
+	if err := r.verify(ctx, dead); err != nil {
 		return nil, err
 	}
 	return r.report, nil
@@ -193,7 +233,10 @@ func (r *runner) produce(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	rawCh := make(chan send, 1000)
-	httpCh := make(chan send, 1000)
+	// The HTTP path may hold every copy it is given: while PostgreSQL is
+	// down, POST /v1/events answers 503 and its one worker waits, and the
+	// queue's producers must not wait with it.
+	httpCh := make(chan send, r.cfg.Events)
 	var workers, faults sync.WaitGroup
 	workers.Add(2)
 	go func() { defer workers.Done(); r.sendRaw(ctx, rawCh, cancel) }()
@@ -201,6 +244,13 @@ func (r *runner) produce(ctx context.Context) error {
 
 	rng := rand.New(rand.NewPCG(r.cfg.Seed, 0x7a11))
 	pgAt, motoAt := r.cfg.Events*4/10, r.cfg.Events*7/10
+	if r.cfg.Outage > 0 {
+		// moto_server's restart loses the queue's messages, which real SQS
+		// never does, and the soak replays them: before the outage, so
+		// that no event accepted near the window's edge is replayed after
+		// it has aged past it.
+		motoAt = r.cfg.Events * 2 / 10
+	}
 	start := time.Now()
 	for i := range r.cfg.Events {
 		if ctx.Err() != nil {
@@ -249,6 +299,9 @@ func (r *runner) produce(ctx context.Context) error {
 		}
 	}
 	faults.Wait()
+	if err := r.placeDeadLetters(ctx); err != nil {
+		cancel(err)
+	}
 	close(rawCh)
 	close(httpCh)
 	workers.Wait()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nexus/usage/cmd/internal/devstack"
+	"github.com/nexus/usage/shared/usage"
 )
 
 // StackOptions configure the stack a soak runs against.
@@ -25,6 +26,10 @@ type StackOptions struct {
 	VisibilityTimeout time.Duration
 	// BatchWindow is the poller's batching window (default 500ms).
 	BatchWindow time.Duration
+	// Redelivery is the record function's delay before a failed batch's
+	// messages come back (default SoakRedelivery: the deployed schedule
+	// compressed 60 times, so that an outage of minutes stands for hours).
+	Redelivery usage.Redelivery
 	// Log receives the stack's log at Level and above (nil: none), and
 	// FunctionLog the functions' output (nil: none). Tally counts the
 	// failures of both.
@@ -37,6 +42,12 @@ type StackOptions struct {
 	Getenv func(string) string
 }
 
+// SoakRedelivery is the record function's redelivery schedule in a soak:
+// usage.DefaultRedelivery (1 minute doubling to 15) compressed 60 times,
+// 1 second doubling to 15. With the template's maxReceiveCount it spans
+// 6.5 minutes, standing for 6.5 hours.
+var SoakRedelivery = usage.Redelivery{Base: usage.DefaultRedelivery.Base / 60, Max: usage.DefaultRedelivery.Max / 60}
+
 // StartStack starts the local stack for a soak on free ports, with a
 // database of its own on the throwaway server of scripts/with-services.sh
 // (DATABASE_URL is not used: the soak's checks read the whole database).
@@ -47,6 +58,9 @@ func StartStack(ctx context.Context, o StackOptions) (st *devstack.Stack, stop f
 	}
 	if o.BatchWindow <= 0 {
 		o.BatchWindow = 500 * time.Millisecond
+	}
+	if o.Redelivery.Base <= 0 {
+		o.Redelivery = SoakRedelivery
 	}
 	if o.Tally == nil {
 		o.Tally = NewTally()
@@ -80,6 +94,7 @@ func StartStack(ctx context.Context, o StackOptions) (st *devstack.Stack, stop f
 	st, err = devstack.Start(ctx, devstack.Config{Root: o.Root, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0",
 		DatabaseName: name, Bootstraps: o.Bootstraps, Stage: fmt.Sprintf("soak%d", os.Getpid()),
 		BatchWindow: o.BatchWindow, VisibilityTimeout: o.VisibilityTimeout, Env: env,
+		FunctionEnv: []string{"REDELIVERY_BASE=" + o.Redelivery.Base.String(), "REDELIVERY_MAX=" + o.Redelivery.Max.String()},
 		FunctionLog: o.Tally.FunctionLog(o.FunctionLog)}, slog.New(o.Tally.Handler(next)))
 	if err != nil {
 		drop()

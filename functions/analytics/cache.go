@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// Bounds of the breakdown cache.
+const (
+	// BreakdownCacheTTL is how long an instance reuses a breakdown's answer.
+	// Breakdowns come from the daily rollup alone, which the hourly
+	// aggregate run changes: an answer is at most this much older than
+	// the rollup (the answer's Cache-Control says max-age=60 too).
+	BreakdownCacheTTL = time.Minute
+	// maxCacheBytes bounds the bodies the cache holds, and
+	// maxCachedBody the one body it keeps.
+	maxCacheBytes = 16 << 20
+	maxCachedBody = 1 << 20
+)
+
+// readCache keeps the answers of the breakdown routes (GET
+// /v1/usage/endpoints and /keys, and their admin views) for
+// BreakdownCacheTTL on the instance, so that a caller repeating the same
+// report (a dashboard's refresh, a client in a loop, many clients of one
+// tenant) costs one query a minute; concurrent identical reads share one
+// query. Every read still takes its units from the caller's read budget:
+// the cache saves the database's work, not the caller's allowance.
+type readCache struct {
+	mu       sync.Mutex
+	entries  map[string]cachedRead
+	bytes    int
+	inflight map[string]*readCall
+}
+
+type cachedRead struct {
+	resp    httpapi.Response
+	expires time.Time
+}
+
+type readCall struct {
+	done chan struct{}
+	resp httpapi.Response
+}
+
+func newReadCache() *readCache {
+	return &readCache{entries: map[string]cachedRead{}, inflight: map[string]*readCall{}}
+}
+
+// get returns the answer of key at now: cached, or fill's (shared with
+// concurrent callers of the same key). Only 200 answers are kept.
+func (c *readCache) get(ctx context.Context, key string, now time.Time, fill func() httpapi.Response) httpapi.Response {
+	c.mu.Lock()
+	if e, ok := c.entries[key]; ok && now.Before(e.expires) {
+		c.mu.Unlock()
+		return copyResponse(e.resp)
+	}
+	if call, ok := c.inflight[key]; ok {
+		c.mu.Unlock()
+		select {
+		case <-call.done:
+			return copyResponse(call.resp)
+		case <-ctx.Done():
+			return httpapi.Error(ctx, nil, usage.Errorf(usage.CodeUnavailable, "the report was not ready in time; retry"))
+		}
+	}
+	call := &readCall{done: make(chan struct{})}
+	c.inflight[key] = call
+	c.mu.Unlock()
+
+	call.resp = fill()
+	c.mu.Lock()
+	delete(c.inflight, key)
+	if call.resp.StatusCode == http.StatusOK && len(call.resp.Body) <= maxCachedBody {
+		c.put(key, cachedRead{resp: call.resp, expires: now.Add(BreakdownCacheTTL)}, now)
+	}
+	c.mu.Unlock()
+	close(call.done)
+	return copyResponse(call.resp)
+}
+
+// put stores e under key, sweeping the expired entries, and all of them
+// if that is not enough, when the bodies would pass maxCacheBytes. The
+// caller holds c.mu.
+func (c *readCache) put(key string, e cachedRead, now time.Time) {
+	if old, ok := c.entries[key]; ok {
+		c.bytes -= len(old.resp.Body)
+		delete(c.entries, key)
+	}
+	if c.bytes+len(e.resp.Body) > maxCacheBytes {
+		for k, old := range c.entries {
+			if !now.Before(old.expires) {
+				c.bytes -= len(old.resp.Body)
+				delete(c.entries, k)
+			}
+		}
+		if c.bytes+len(e.resp.Body) > maxCacheBytes {
+			c.entries, c.bytes = map[string]cachedRead{}, 0
+		}
+	}
+	c.entries[key] = e
+	c.bytes += len(e.resp.Body)
+}
+
+// copyResponse copies resp's headers, which the callers add to.
+func copyResponse(resp httpapi.Response) httpapi.Response {
+	h := make(map[string]string, len(resp.Headers)+8)
+	for k, v := range resp.Headers {
+		h[k] = v
+	}
+	resp.Headers = h
+	return resp
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/nexus/usage/shared/usage"
+)
+
+// TestBreakdownCache: a breakdown asked again within a minute is answered
+// by the instance without a query, and asked after it, with one; another
+// range or another user is another query; each read still takes its units
+// from the read budget.
+func TestBreakdownCache(t *testing.T) {
+	f := newFixture(t)
+	now := testNow
+	f.h.Now = func() time.Time { return now }
+	var queries int
+	endpoints := f.usage.EndpointBreakdownFn
+	f.usage.EndpointBreakdownFn = func(ctx context.Context, bf usage.BreakdownFilter) ([]usage.Breakdown, error) {
+		queries++
+		return endpoints(ctx, bf)
+	}
+	year := "/v1/usage/endpoints?from=2025-03-16&to=2026-03-15"
+	first := f.get(t, year, "ApiKey "+f.aliceKey)
+	wantStatus(t, first, http.StatusOK)
+	now = now.Add(59 * time.Second)
+	again := f.get(t, year, "ApiKey "+f.aliceKey)
+	if queries != 1 || again.Body != first.Body || again.Headers["Cache-Control"] != "private, max-age=60" {
+		t.Errorf("asked again within a minute: %d queries, Cache-Control %q; want 1, the same answer, max-age=60", queries, again.Headers["Cache-Control"])
+	}
+	f.get(t, "/v1/usage/endpoints?from=2025-03-17&to=2026-03-15", "ApiKey "+f.aliceKey)
+	f.get(t, year, token(t, bob, false))
+	if queries != 3 {
+		t.Errorf("another range, then another user: %d queries in all; want 3", queries)
+	}
+	now = now.Add(2 * time.Second)
+	f.get(t, year, "ApiKey "+f.aliceKey)
+	if queries != 4 {
+		t.Errorf("after a minute: %d queries; want 4", queries)
+	}
+	if len(f.readCosts) != 5 || f.readCosts[1] != 12 {
+		t.Errorf("read budget taken %v; want 12 for each of the 5 reads, cached or not", f.readCosts)
+	}
+}
+
+// TestBreakdownCacheSharesQueries: concurrent identical breakdowns share
+// one query.
+func TestBreakdownCacheSharesQueries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t)
+		release := make(chan struct{})
+		var queries atomic.Int64
+		endpoints := f.usage.EndpointBreakdownFn
+		f.usage.EndpointBreakdownFn = func(ctx context.Context, bf usage.BreakdownFilter) ([]usage.Breakdown, error) {
+			queries.Add(1)
+			<-release
+			return endpoints(ctx, bf)
+		}
+		f.reads.TakeFn = func(context.Context, usage.Identity, int64) (usage.Decision, error) { return readAllowed, nil }
+		codes := make(chan int, 10)
+		for range 10 {
+			go func() {
+				resp, _ := f.h.Handle(context.Background(), request("GET", "/v1/usage/endpoints", map[string]string{"X-Api-Key": f.aliceKey}, ""))
+				codes <- resp.StatusCode
+			}()
+		}
+		synctest.Wait()
+		close(release)
+		for range 10 {
+			if c := <-codes; c != http.StatusOK {
+				t.Errorf("status %d", c)
+			}
+		}
+		if n := queries.Load(); n != 1 {
+			t.Errorf("10 concurrent identical breakdowns ran %d queries; want 1", n)
+		}
+	})
+}
