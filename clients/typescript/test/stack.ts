@@ -58,11 +58,20 @@ export function user(st: State, plan: string): User {
   return u;
 }
 
-/** used returns the calls counted in a user's billing period (GET /v1/admin/users/{id}/usage, the admin's budget). */
+/**
+ * used returns the calls counted in a user's billing period (GET /v1/admin/users/{id}/usage, the
+ * admin's budget); past the admin's read budget it waits the answer's Retry-After.
+ */
 export async function used(st: State, u: User): Promise<number> {
-  const res = await fetch(`${st.gateway_url}/v1/admin/users/${u.user_id}/usage`, { headers: { Authorization: `Bearer ${st.admin.token}` } });
-  if (!res.ok) throw new Error(`GET /v1/admin/users/${u.user_id}/usage answered ${res.status}: ${await res.text()}`);
-  return ((await res.json()) as { used: number }).used;
+  for (;;) {
+    const res = await fetch(`${st.gateway_url}/v1/admin/users/${u.user_id}/usage`, { headers: { Authorization: `Bearer ${st.admin.token}` } });
+    if (res.status === 429) {
+      await new Promise((r) => setTimeout(r, 1000 * Number(res.headers.get("Retry-After") ?? 1)));
+      continue;
+    }
+    if (!res.ok) throw new Error(`GET /v1/admin/users/${u.user_id}/usage answered ${res.status}: ${await res.text()}`);
+    return ((await res.json()) as { used: number }).used;
+  }
 }
 
 /**

@@ -251,6 +251,14 @@ func (r *runner) produce(ctx context.Context) error {
 		// it has aged past it.
 		motoAt = r.cfg.Events * 2 / 10
 	}
+	// With an Outage, PostgreSQL stops only once moto_server's restart is
+	// over (on a loaded machine it can take longer than the events between
+	// the two take to send): the events made at the window's edge during
+	// the outage must not wait out a queue that is down, or be replayed.
+	motoDone := make(chan struct{})
+	if !r.cfg.RestartMoto || r.cfg.Outage == 0 {
+		close(motoDone)
+	}
 	start := time.Now()
 	for i := range r.cfg.Events {
 		if ctx.Err() != nil {
@@ -259,10 +267,24 @@ func (r *runner) produce(ctx context.Context) error {
 		switch {
 		case i == pgAt && r.cfg.RestartPostgres:
 			faults.Add(1)
-			go func() { defer faults.Done(); r.restartPostgres(ctx) }()
+			go func() {
+				defer faults.Done()
+				select {
+				case <-motoDone:
+				case <-ctx.Done():
+					return
+				}
+				r.restartPostgres(ctx)
+			}()
 		case i == motoAt && r.cfg.RestartMoto:
 			faults.Add(1)
-			go func() { defer faults.Done(); r.restartMoto(ctx, rawCh, httpCh) }()
+			go func() {
+				defer faults.Done()
+				r.restartMoto(ctx, rawCh, httpCh)
+				if r.cfg.Outage > 0 {
+					close(motoDone)
+				}
+			}()
 		}
 		r.mu.Lock()
 		s := r.gen.next()

@@ -63,11 +63,20 @@ async function freePort() {
   return port;
 }
 
-/** used reads a user's calls in the period through the admin's view (the admin's budget, not the user's). */
+/**
+ * used reads a user's calls in the period through the admin's view (the admin's budget, not the
+ * user's); past the admin's read budget it waits the answer's Retry-After, as every caller must.
+ */
 async function used(u) {
-  const res = await fetch(`${st.gateway_url}/v1/admin/users/${u.user_id}/usage`, { headers: { Authorization: `Bearer ${st.admin.token}` } });
-  assert.equal(res.status, 200, await res.clone().text());
-  return (await res.json()).used;
+  for (;;) {
+    const res = await fetch(`${st.gateway_url}/v1/admin/users/${u.user_id}/usage`, { headers: { Authorization: `Bearer ${st.admin.token}` } });
+    if (res.status === 429) {
+      await sleep(1000 * Number(res.headers.get("Retry-After") ?? 1));
+      continue;
+    }
+    assert.equal(res.status, 200, await res.clone().text());
+    return (await res.json()).used;
+  }
 }
 
 /** waitUsed waits for the count, at most ms, and returns how long it took; a count past want fails at once. */
