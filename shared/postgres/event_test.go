@@ -95,9 +95,13 @@ func TestEventStoreDedupe(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("counters = %v; want %v", got, want)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_usage_dirty_days WHERE day = ANY($1::date[])`,
-		[]string{now.Format(time.DateOnly), yesterday.Format(time.DateOnly)}); got != 2 {
-		t.Errorf("dirty days = %d; want 2", got)
+	// The user's two days are dirty, for that user alone.
+	if got := countRows(t, db, `SELECT count(*) FROM eco_usage_dirty_user_days WHERE user_id = $1 AND day = ANY($2::date[])`,
+		user, []string{now.Format(time.DateOnly), yesterday.Format(time.DateOnly)}); got != 2 {
+		t.Errorf("dirty days of the user = %d; want 2", got)
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_usage_dirty_days`); got != 0 {
+		t.Errorf("%d days dirty as a whole; want none: the record path marks users' days", got)
 	}
 }
 
@@ -175,7 +179,7 @@ func TestEventStoreFailureBeforeCommitWritesNothing(t *testing.T) {
 		t.Fatalf("RecordBatch error = %v; want a failure that is not the data's", err)
 	}
 	for _, q := range []string{`SELECT count(*) FROM eco_api_usage`, `SELECT count(*) FROM eco_usage_counters`,
-		`SELECT count(*) FROM eco_usage_dirty_days`, `SELECT count(*) FROM eco_rejected_events`} {
+		`SELECT count(*) FROM eco_usage_dirty_days`, `SELECT count(*) FROM eco_usage_dirty_user_days`, `SELECT count(*) FROM eco_rejected_events`} {
 		if got := countRows(t, db, q); got != 0 {
 			t.Errorf("%s = %d after a rolled-back batch; want 0", q, got)
 		}
