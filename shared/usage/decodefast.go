@@ -25,7 +25,9 @@ import (
 // by time.Time's own UnmarshalJSON as encoding/json does (which reads the
 // literal unescaped).
 func decodeFast(body []byte, now time.Time, backfill time.Duration) (events []Event, ok bool) {
-	dec := jsontext.NewDecoder(bytes.NewBuffer(body))
+	// Duplicate names are told by fastEvent, which knows every name it
+	// takes; the decoder's own check hashes every name of every object.
+	dec := jsontext.NewDecoder(bytes.NewBuffer(body), jsontext.AllowDuplicateNames(true))
 	switch dec.PeekKind() {
 	case '{':
 		e, ok := fastEvent(dec)
@@ -67,12 +69,13 @@ func decodeFast(body []byte, now time.Time, backfill time.Duration) (events []Ev
 }
 
 // fastEvent reads one event object from dec; ok is false for anything
-// decodeFast leaves to the strict decoder. Duplicate member names and
-// invalid UTF-8 are errors of dec itself.
+// decodeFast leaves to the strict decoder, a member named twice included.
+// Invalid UTF-8 is an error of dec itself.
 func fastEvent(dec *jsontext.Decoder) (e Event, ok bool) {
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return e, false
 	}
+	var seen uint16 // a bit for each member read
 	for dec.PeekKind() == '"' {
 		name, err := dec.ReadValue()
 		if err != nil {
@@ -82,37 +85,45 @@ func fastEvent(dec *jsontext.Decoder) (e Event, ok bool) {
 		var s *string
 		var n *int64
 		var i *int
+		var bit uint16
 		switch string(name) {
 		case `"v"`:
-			i = &e.Version
+			i, bit = &e.Version, 1<<0
 		case `"event_id"`:
-			s = &e.EventID
+			s, bit = &e.EventID, 1<<1
 		case `"user_id"`:
-			s = &e.UserID
+			s, bit = &e.UserID, 1<<2
 		case `"api_key_id"`:
-			s = &e.APIKeyID
+			s, bit = &e.APIKeyID, 1<<3
 		case `"endpoint"`:
-			s = &e.Endpoint
+			s, bit = &e.Endpoint, 1<<4
 		case `"method"`:
-			s = &e.Method
+			s, bit = &e.Method, 1<<5
 		case `"status_code"`:
-			i = &e.StatusCode
+			i, bit = &e.StatusCode, 1<<6
 		case `"latency_ms"`:
-			n = &e.LatencyMS
+			n, bit = &e.LatencyMS, 1<<7
 		case `"request_bytes"`:
-			n = &e.RequestBytes
+			n, bit = &e.RequestBytes, 1<<8
 		case `"response_bytes"`:
-			n = &e.ResponseBytes
+			n, bit = &e.ResponseBytes, 1<<9
 		case `"quantity"`:
-			n = &e.Quantity
+			n, bit = &e.Quantity, 1<<10
 		case `"occurred_at"`:
+			bit = 1 << 11
+		default:
+			return e, false
+		}
+		if seen&bit != 0 {
+			return e, false
+		}
+		seen |= bit
+		if bit == 1<<11 {
 			v, err := dec.ReadValue()
 			if err != nil || e.OccurredAt.UnmarshalJSON(v) != nil {
 				return e, false
 			}
 			continue
-		default:
-			return e, false
 		}
 		v, err := dec.ReadValue()
 		if err != nil {
