@@ -141,3 +141,44 @@ func TestRollup_WholeDayMarkClearsUsersMarks(t *testing.T) {
 		t.Errorf("dirty days after the run: %v", got)
 	}
 }
+
+// TestRollup_MostUsersMarkedRecomputesWholeDay: when the users marked are
+// at least half of a day's, the run recomputes the day for every user
+// (one pass over the day's raw rows costs the same): a row of an unmarked
+// user, spoiled on purpose, is corrected, and the run counts no user's day
+// alone.
+func TestRollup_MostUsersMarkedRecomputesWholeDay(t *testing.T) {
+	ctx := context.Background()
+	db := newRollupDB(t, rollupNow)
+	store := postgres.NewEventStore(db)
+	job := newJob(postgres.NewRollupStore(db), rollupNow)
+	g := newEventGen(13, 4)
+	d := usage.Day(rollupNow).AddDate(0, 0, -3)
+	var all []usage.Event
+	for i := 0; i < 400; i++ {
+		all = append(all, g.event(d, 24*time.Hour))
+	}
+	if _, err := store.RecordBatch(ctx, all, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, job, usage.RollupOptions{})
+	checkRollup(t, db, all)
+	quiet := g.users[3]
+	if _, err := db.Pool.Exec(ctx, `UPDATE eco_usage_daily SET calls = calls + 1000 WHERE user_id = $1 AND day = $2`, quiet, d); err != nil {
+		t.Fatal(err)
+	}
+	var more []usage.Event
+	for _, u := range g.users[:2] {
+		e := g.event(d, 24*time.Hour)
+		e.UserID, e.APIKeyID = u, ""
+		more = append(more, e)
+	}
+	if _, err := store.RecordBatch(ctx, more, nil); err != nil {
+		t.Fatal(err)
+	}
+	run := mustRun(t, job, usage.RollupOptions{})
+	if diff := cmp.Diff([]time.Time{d}, run.Days); diff != "" || run.UserDays != 0 {
+		t.Errorf("days recomputed (-want +got):\n%s; %d users' days alone, want 0", diff, run.UserDays)
+	}
+	checkRollup(t, db, append(all, more...)) // the spoiled row too
+}

@@ -196,7 +196,43 @@ func (s *RollupStore) DirtyDays(ctx context.Context) ([]usage.DirtyDay, error) {
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("read dirty days: %w", err))
 	}
+	if err := s.markMost(ctx, dirty); err != nil {
+		return nil, FormatError(fmt.Errorf("read dirty days: %w", err))
+	}
 	return dirty, nil
+}
+
+// markMost sets Most on the days of dirty whose marked users are at least
+// half of the users their rollup holds (eco_usage_user_daily has a row per
+// user of a day aggregated).
+func (s *RollupStore) markMost(ctx context.Context, dirty []usage.DirtyDay) error {
+	var days []time.Time
+	for _, d := range dirty {
+		if len(d.Users) > 0 && d.MarkedAt.IsZero() {
+			days = append(days, d.Day)
+		}
+	}
+	if len(days) == 0 {
+		return nil
+	}
+	rows, err := s.db.Pool.Query(ctx, `SELECT d, (SELECT count(*) FROM eco_usage_user_daily s WHERE s.day = d)
+		FROM unnest($1::date[]) AS d`, days)
+	if err != nil {
+		return err
+	}
+	held := map[string]int64{}
+	var day time.Time
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&day, &n}, func() error { held[day.Format(time.DateOnly)] = n; return nil }); err != nil {
+		return err
+	}
+	for i := range dirty {
+		d := &dirty[i]
+		if len(d.Users) > 0 && d.MarkedAt.IsZero() {
+			d.Most = 2*int64(len(partUsers(*d, 0, 1))) >= held[d.Day.Format(time.DateOnly)]
+		}
+	}
+	return nil
 }
 
 // clearDirtySQL deletes a day's marks, the whole day's ($2, NULL when it

@@ -20,12 +20,17 @@ type DirtyDay struct {
 	// Users are the marks of users' days, in user order; a user's day may
 	// hold several (see UserMark).
 	Users []UserMark
+	// Most is set by the store when Users are at least half of the users
+	// the day's rollup holds (or it holds none): recomputing them alone
+	// would read the day's raw rows anyway and cost about as much as
+	// recomputing every user's.
+	Most bool
 }
 
 // Whole reports whether the day is recomputed as a whole, every user's
-// rows of it, not only Users': when the day as a whole is marked, or no
-// user is.
-func (d DirtyDay) Whole() bool { return !d.MarkedAt.IsZero() || len(d.Users) == 0 }
+// rows of it, not only Users': when the day as a whole is marked, or most
+// of its users are, or no user is.
+func (d DirtyDay) Whole() bool { return !d.MarkedAt.IsZero() || d.Most || len(d.Users) == 0 }
 
 // UserMark is one dirty mark of a user's day.
 type UserMark struct {
@@ -95,7 +100,8 @@ type RollupStore interface {
 	// dirty already.
 	MarkDirty(ctx context.Context, days []time.Time) error
 	// DirtyDays returns every dirty day, oldest first, with its marks:
-	// the whole day's and its users'.
+	// the whole day's and its users', and whether those users are most of
+	// the day's.
 	DirtyDays(ctx context.Context) ([]DirtyDay, error)
 	// RecomputeDay rebuilds part of parts of d's rollup in one
 	// transaction: of a Whole day every user's rows, of another the rows
