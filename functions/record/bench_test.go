@@ -250,8 +250,9 @@ const concurrentEvents = 100_000
 // (pg_stat_activity with their ungranted pg_locks): lock_waits counts the
 // samples of a backend waiting on a lock of any kind, marks_counters_waits
 // those waiting in the statement that moves the live counters and the
-// dirty marks or on one of their tables, and the log shows every wait
-// event seen.
+// dirty marks, on one of their tables, or for a row in the statement that
+// dedupes (the writers' ids are disjoint, so such a row is a counter's or
+// a mark's), and the log shows every wait event seen.
 func BenchmarkRecordConcurrent(b *testing.B) {
 	for _, n := range []int{1, 2, 4} {
 		var keyed float64
@@ -363,15 +364,20 @@ func startWaitSampler(ctx context.Context, b *testing.B, db *postgres.DB) *waitS
 				return
 			case <-tick.C:
 			}
+			// A backend waiting for a row another transaction holds
+			// holds the row's tuple lock while it waits on that
+			// transaction's id: the tuple lock names the table.
 			rows, err := conn.Query(ctx, `SELECT coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''),
-				coalesce(l.relation::regclass::text, l.locktype, ''), a.query
+				coalesce(l.relation::regclass::text, l.locktype, '') || coalesce(' (a row of ' || (SELECT min(t.relation::regclass::text)
+					FROM pg_locks t WHERE t.pid = a.pid AND t.locktype = 'tuple') || ')', ''),
+				coalesce((SELECT min(t.relation::regclass::text) FROM pg_locks t WHERE t.pid = a.pid AND t.locktype = 'tuple'), ''), a.query
 				FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted
 				WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.state = 'active'`)
 			if err != nil {
 				continue
 			}
-			var typ, event, on, query string
-			_, err = pgx.ForEachRow(rows, []any{&typ, &event, &on, &query}, func() error {
+			var typ, event, on, row, query string
+			_, err = pgx.ForEachRow(rows, []any{&typ, &event, &on, &row, &query}, func() error {
 				if typ != "Lock" {
 					return nil
 				}
@@ -388,7 +394,11 @@ func startWaitSampler(ctx context.Context, b *testing.B, db *postgres.DB) *waitS
 					what = "COPY of the raw rows"
 				}
 				w.lock++
-				if what == "counters and marks statement" || markTables[on] {
+				// The writers' ids are disjoint: a row the statement that
+				// dedupes waits for is a live counter's or a dirty mark's.
+				rowWait := event == "transactionid" || event == "tuple"
+				if what == "counters and marks statement" || markTables[on] || markTables[row] ||
+					(what == "statement that dedupes" && rowWait) {
 					w.marks++
 				}
 				w.waits[fmt.Sprintf("%s:%s on %s, %s", typ, event, on, what)]++

@@ -209,42 +209,61 @@ func isKeyConflict(err error) bool {
 }
 
 // copyBatch writes b's events by the first way (see above), in one
-// transaction. It returns errStored, or the unique index's refusal, when
-// an id of b is stored already.
+// transaction of four round trips: BEGIN with the probe of the older
+// generation, the two COPYs, and the statement that counts with COMMIT.
+// It returns errStored, or the unique index's refusal, when an id of b is
+// stored already.
 func (s *EventStore) copyBatch(ctx context.Context, b *batch) (int64, error) {
-	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
-		var newer bool
-		if err := tx.QueryRow(ctx, newerKeySQL, int32(b.older), b.ids[0]).Scan(&newer); err != nil {
-			return err
-		}
-		if newer {
-			rows, err := tx.Query(ctx, olderKeysSQL, int32(b.older), b.ids)
-			if err != nil {
-				return err
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			if rows.CommandTag().RowsAffected() > 0 {
-				return errStored
-			}
-		}
-		conn := tx.Conn().PgConn()
-		if _, err := conn.CopyFrom(ctx, bytes.NewReader(b.keyData()), `COPY eco_event_keys (gen, event_id) FROM STDIN WITH (FORMAT binary)`); err != nil {
-			return err
-		}
-		if _, err := conn.CopyFrom(ctx, bytes.NewReader(b.rawData()), `COPY eco_api_usage (event_id, user_id, api_key_id, endpoint,
-			method, status_code, latency_ms, request_bytes, response_bytes, quantity, occurred_at, received_at) FROM STDIN WITH (FORMAT binary)`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, countSQL, b.countArgs()...)
-		return err
-	})
+	c, err := s.db.Pool.Acquire(ctx)
 	if err != nil {
 		return 0, err
 	}
+	defer c.Release()
+	if err := copyTx(ctx, c.Conn(), b); err != nil {
+		if c.Conn().PgConn().TxStatus() != 'I' {
+			// Roll the transaction back; a connection that cannot is
+			// closed when released.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = c.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
+		return 0, err
+	}
 	return int64(len(b.events)), nil
+}
+
+func copyTx(ctx context.Context, conn *pgx.Conn, b *batch) error {
+	var newer bool
+	var begin pgx.Batch
+	begin.Queue("BEGIN")
+	begin.Queue(newerKeySQL, int32(b.older), b.ids[0]).QueryRow(func(row pgx.Row) error { return row.Scan(&newer) })
+	if err := conn.SendBatch(ctx, &begin).Close(); err != nil {
+		return err
+	}
+	if newer {
+		rows, err := conn.Query(ctx, olderKeysSQL, int32(b.older), b.ids)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if rows.CommandTag().RowsAffected() > 0 {
+			return errStored
+		}
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(b.keyData()), `COPY eco_event_keys (gen, event_id) FROM STDIN WITH (FORMAT binary)`); err != nil {
+		return err
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(b.rawData()), `COPY eco_api_usage (event_id, user_id, api_key_id, endpoint,
+		method, status_code, latency_ms, request_bytes, response_bytes, quantity, occurred_at, received_at) FROM STDIN WITH (FORMAT binary)`); err != nil {
+		return err
+	}
+	var end pgx.Batch
+	end.Queue(countSQL, b.countArgs()...)
+	end.Queue("COMMIT")
+	return conn.SendBatch(ctx, &end).Close()
 }
 
 // batch is a batch ready to write: its events sorted by id (the order of

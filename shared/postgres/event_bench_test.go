@@ -36,7 +36,8 @@ import (
 //     together in one round trip;
 //   - copy: the record path's way (copyBatch): the older generation
 //     probed, then COPY of the keys (the unique index refuses a stored id)
-//     and of the raw rows, then the counters and dirty marks.
+//     and of the raw rows, then the counters and dirty marks, in four
+//     round trips (BEGIN goes with the probe, COMMIT with the counters).
 //
 // It needs NEXUS_TEST_DATABASE_URL and NEXUS_TEST_TEMPLATE, as pgtest
 // does (this package's own tests cannot import pgtest, which imports it).
