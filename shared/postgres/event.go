@@ -17,8 +17,8 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// EventStore records usage events: the raw log, the live counters, the
-// dirty days and the quarantine.
+// EventStore records usage events: the event keys, the raw log, the live
+// counters, the users' dirty days and the quarantine.
 type EventStore struct{ db *DB }
 
 // NewEventStore returns a store over db.
@@ -42,7 +42,8 @@ var _ usage.EventStore = (*EventStore)(nil)
 // When an id is stored already (the older generation holds it, or the
 // unique index refused it), the transaction is rolled back and the batch
 // is written by the second way, recordBatchSQL, which skips the ids stored
-// before and counts only the rows its insert returns.
+// before and counts only the rows its insert returns. (PostgreSQL logs the
+// unique index's refusal as an error: one line per redelivered batch.)
 
 // recordBatchSQL writes a batch in one statement. The key insert stores
 // the batch's ids in the key store's generation of now ($19) unless the
