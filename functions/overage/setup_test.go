@@ -93,8 +93,8 @@ func (e *testEnv) seed(subs ...sub) {
 // addCalls adds calls to a user's live counter of a day (negative: fewer).
 func (e *testEnv) addCalls(user string, day time.Time, calls int64) {
 	e.t.Helper()
-	_, err := e.db.Pool.Exec(context.Background(), `INSERT INTO eco_usage_counters (user_id, day, calls) VALUES ($1, $2, $3)
-		ON CONFLICT (user_id, day) DO UPDATE SET calls = eco_usage_counters.calls + excluded.calls`,
+	_, err := e.db.Pool.Exec(context.Background(), `INSERT INTO eco_usage_counter_slots (user_id, day, calls) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id, day, slot) DO UPDATE SET calls = eco_usage_counter_slots.calls + excluded.calls`,
 		user, day.Format(time.DateOnly), calls)
 	if err != nil {
 		e.t.Fatalf("add calls: %v", err)

@@ -129,8 +129,9 @@ func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now ti
 
 // dailyQuery returns one row per day of [$2, $3]: the rollup of closed days
 // (from its per-user, per-day summary, one row a day), and the live
-// counters of today ($4 and later), dirty days and days with counters but
-// no rollup yet; a past day with neither had no usage and reads as zeros.
+// counters of today ($4 and later), days dirty (as a whole or for the
+// user) and days with counters but no rollup yet; a past day with neither
+// had no usage and reads as zeros.
 const dailyQuery = `WITH r AS (
 	SELECT day, calls, errors_4xx AS e4, errors_5xx AS e5, request_bytes AS rq, response_bytes AS rs, latency_p95_ms AS p95
 	FROM eco_usage_user_daily WHERE user_id = $1 AND day BETWEEN $2 AND $3
@@ -139,6 +140,8 @@ const dailyQuery = `WITH r AS (
 	FROM eco_usage_counters WHERE user_id = $1 AND day BETWEEN $2 AND $3
 ), dirty AS (
 	SELECT day FROM eco_usage_dirty_days WHERE day BETWEEN $2 AND $3
+	UNION
+	SELECT day FROM eco_usage_dirty_user_days WHERE day BETWEEN $2 AND $3 AND user_id = $1
 )
 SELECT g.day, l.live,
 	CASE WHEN l.live THEN coalesce(c.calls, 0) ELSE coalesce(r.calls, 0) END,

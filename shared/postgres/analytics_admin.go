@@ -11,10 +11,11 @@ import (
 )
 
 // liveDays are the days of [$1, $2] read from the live counters: today
-// ($3) and later, and the dirty days.
+// ($3) and later, and the dirty days (as a whole or for some user).
 const liveDays = `live AS (
 	SELECT d::date AS day FROM generate_series($1::date, $2::date, interval '1 day') d
-	WHERE d::date >= $3::date OR d::date IN (SELECT day FROM eco_usage_dirty_days WHERE day BETWEEN $1 AND $2)
+	WHERE d::date >= $3::date OR d::date IN (SELECT day FROM eco_usage_dirty_days WHERE day BETWEEN $1 AND $2
+		UNION SELECT day FROM eco_usage_dirty_user_days WHERE day BETWEEN $1 AND $2)
 )`
 
 // perUserQuery is the per-user totals over [$1, $2]: the month-to-date

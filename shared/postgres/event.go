@@ -1,27 +1,49 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/nexus/usage/shared/usage"
 )
 
-// EventStore records usage events: the raw log, the live counters, the
-// dirty days and the quarantine.
+// EventStore records usage events: the event keys, the raw log, the live
+// counters, the users' dirty days and the quarantine.
 type EventStore struct{ db *DB }
 
 // NewEventStore returns a store over db.
 func NewEventStore(db *DB) *EventStore { return &EventStore{db: db} }
 
 var _ usage.EventStore = (*EventStore)(nil)
+
+// The record path writes a batch in one transaction, by one of two ways.
+//
+// The first, for a batch of new events (every batch but a redelivery's),
+// costs what COPY costs: the ids are looked up in the key store's older
+// generation (usually one index probe: time-ordered ids are newer than any
+// it holds), then COPY writes the ids into the generations of now (the
+// unique index refuses an id stored already, or being stored by a batch
+// in flight, which waits for it), COPY writes the raw rows, and one
+// statement adds the batch's sums per user and day to the live counters
+// and marks those users' days dirty (increment_api_calls), and quarantines
+// the rejections. Every event of the batch was inserted, or the
+// transaction failed: the counters move by the rows inserted.
+//
+// When an id is stored already (the older generation holds it, or the
+// unique index refused it), the transaction is rolled back and the batch
+// is written by the second way, recordBatchSQL, which skips the ids stored
+// before and counts only the rows its insert returns. (PostgreSQL logs the
+// unique index's refusal as an error: one line per redelivered batch.)
 
 // recordBatchSQL writes a batch in one statement. The key insert stores
 // the batch's ids in the key store's generation of now ($19) unless the
@@ -36,9 +58,10 @@ var _ usage.EventStore = (*EventStore)(nil)
 // rollups agree; bytes saturate at the bigint maximum.
 //
 // The ids arrive sorted and are inserted in that order, generation by
-// generation, so that concurrent batches holding the same ids take the
-// unique index's locks in the same order and cannot deadlock. Rejections
-// already stored (same source, message and position) are skipped.
+// generation (as the COPY of the first way writes them), so that
+// concurrent batches holding the same ids take the unique index's locks
+// in the same order and cannot deadlock. Rejections already stored (same
+// source, message and position) are skipped.
 const recordBatchSQL = `
 WITH k1 AS (
     INSERT INTO eco_event_keys (gen, event_id)
@@ -65,12 +88,7 @@ WITH k1 AS (
             response_bytes, quantity, occurred_at)
     WHERE e.event_id IN (SELECT event_id FROM fresh)
     RETURNING user_id, occurred_at, status_code, request_bytes, response_bytes, quantity
-), rej AS (
-    INSERT INTO eco_rejected_events (source, message_id, position, event_id, field, reason, body, rejected_at)
-    SELECT r.*, $12::timestamptz
-    FROM unnest($13::text[], $14::text[], $15::integer[], $16::text[], $17::text[], $18::text[], $22::text[]) AS r
-    ON CONFLICT (source, message_id, position) WHERE position IS NOT NULL DO NOTHING
-), d AS (
+), rej AS (` + rejectSQL + `), d AS (
     SELECT user_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n,
         sum(quantity)::bigint AS c,
         coalesce(sum(quantity) FILTER (WHERE status_code BETWEEN 400 AND 499), 0)::bigint AS e4,
@@ -85,28 +103,61 @@ SELECT coalesce(sum(n), 0)::bigint,
         array_agg(rq), array_agg(rs))
 FROM d`
 
-// RecordBatch implements usage.EventStore: one transaction, one statement.
-// The events must be valid (usage.Event.Validate). When an event's month
-// or the key store's generation has no partition yet, the partitions are
-// created and the batch is retried once; a month that retention dropped is
-// not created again, and its events are refused (CodeInvalid, naming
-// occurred_at). Errors are translated by recordError.
+// rejectSQL quarantines the rejections ($13 to $18 and $22, rejected at
+// $12), each once.
+const rejectSQL = `
+    INSERT INTO eco_rejected_events (source, message_id, position, event_id, field, reason, body, rejected_at)
+    SELECT r.*, $12::timestamptz
+    FROM unnest($13::text[], $14::text[], $15::integer[], $16::text[], $17::text[], $18::text[], $22::text[]) AS r
+    ON CONFLICT (source, message_id, position) WHERE position IS NOT NULL DO NOTHING
+`
+
+// newerKeySQL reports whether the key store's older generation ($1)
+// holds an id at least as great as the batch's smallest ($2). Time-ordered
+// ids (UUIDv7, what shared/sqspub's producers use) are newer than every id
+// of the older generation, and this one index probe tells that none of
+// the batch's is there; only otherwise are its ids looked up one by one
+// (olderKeysSQL).
+const newerKeySQL = `SELECT EXISTS (SELECT 1 FROM eco_event_keys WHERE gen = $1::integer AND event_id >= $2::uuid)`
+
+// olderKeysSQL returns the ids of the batch ($2) that the key store's
+// older generation ($1) holds.
+const olderKeysSQL = `SELECT k.event_id FROM unnest($2::uuid[]) AS id
+JOIN eco_event_keys k ON k.gen = $1::integer AND k.event_id = id`
+
+// countSQL is the first way's last statement: increment_api_calls of the
+// batch's sums per user and day ($1 to $7), and the quarantine as in
+// recordBatchSQL ($9 to $15, rejected at $8).
+const countSQL = `WITH rej AS (
+    INSERT INTO eco_rejected_events (source, message_id, position, event_id, field, reason, body, rejected_at)
+    SELECT r.*, $8::timestamptz
+    FROM unnest($9::text[], $10::text[], $11::integer[], $12::text[], $13::text[], $14::text[], $15::text[]) AS r
+    ON CONFLICT (source, message_id, position) WHERE position IS NOT NULL DO NOTHING
+)
+SELECT increment_api_calls($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])`
+
+// RecordBatch implements usage.EventStore: one transaction. The events
+// must be valid (usage.Event.Validate). When an event's month or the key
+// store's generation has no partition yet, the partitions are created and
+// the batch is retried once; a month that retention dropped is not created
+// again, and its events are refused (CodeInvalid, naming occurred_at).
+// Errors are translated by recordError.
 func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
 	if len(events) == 0 && len(rejected) == 0 {
 		return 0, nil
 	}
-	now := s.db.now()
+	now := micros(s.db.now())
 	write, older := usage.KeyGenerations(now)
-	args, err := batchArgs(events, rejected, now, write, older)
+	b, err := newBatch(events, rejected, now, write, older)
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.write(ctx, args)
+	n, err := s.write(ctx, b)
 	if isNoPartition(err) {
 		if perr := s.ensurePartitions(ctx, events, write); perr != nil {
 			return 0, perr
 		}
-		n, err = s.write(ctx, args)
+		n, err = s.write(ctx, b)
 	}
 	if err != nil {
 		return 0, recordError(fmt.Errorf("record batch of %d events and %d rejections: %w", len(events), len(rejected), err))
@@ -131,72 +182,296 @@ func (s *EventStore) ensurePartitions(ctx context.Context, events []usage.Event,
 	return nil
 }
 
-// write runs the statement: one statement is one transaction by itself,
-// so the batch is one round trip.
-func (s *EventStore) write(ctx context.Context, args []any) (int64, error) {
+// write writes b by the first way and, when an id of it is stored
+// already, by the second.
+func (s *EventStore) write(ctx context.Context, b *batch) (int64, error) {
+	if len(b.events) > 0 {
+		n, err := s.copyBatch(ctx, b)
+		if !errors.Is(err, errStored) && !isKeyConflict(err) {
+			return n, err
+		}
+	}
 	var n, calls int64
-	if err := s.db.with(recordingWork).QueryRow(ctx, recordBatchSQL, args...).Scan(&n, &calls); err != nil {
+	if err := s.db.with(recordingWork).QueryRow(ctx, recordBatchSQL, b.statementArgs()...).Scan(&n, &calls); err != nil {
 		return 0, err
 	}
 	return n, nil
 }
 
-// batchArgs builds the statement's parameters. An event id repeated in
-// the batch is kept once, its first occurrence (the statement cannot tell
-// which of two rows with the same key came first). Events are sorted by
-// id, the order of the key insert. write is one generation of the key
-// store or two (usage.KeyGenerations).
-func batchArgs(events []usage.Event, rejected []usage.Rejection, now time.Time, write []int, older int) ([]any, error) {
-	sorted := make([]*usage.Event, len(events))
-	for i := range events {
-		sorted[i] = &events[i]
+// errStored is copyBatch's error when the key store's older generation
+// holds an id of the batch.
+var errStored = errors.New("an event id of the batch is stored already")
+
+// isKeyConflict reports whether err is the key store's unique index
+// refusing an id stored already.
+func isKeyConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && strings.HasPrefix(pgErr.TableName, "eco_event_keys")
+}
+
+// copyBatch writes b's events by the first way (see above), in one
+// transaction of four round trips: BEGIN and its statement timeout with the probe of the older
+// generation, the two COPYs, and the statement that counts with COMMIT.
+// It returns errStored, or the unique index's refusal, when an id of b is
+// stored already.
+func (s *EventStore) copyBatch(ctx context.Context, b *batch) (int64, error) {
+	c, err := s.db.Pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
 	}
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].EventID < sorted[j].EventID })
-	sorted = slices.CompactFunc(sorted, func(a, b *usage.Event) bool { return a.EventID == b.EventID })
-	n := len(sorted)
-	var (
-		ids, users, endpoints, methods = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		keys                           = make([]*string, n)
-		statuses                       = make([]int16, n)
-		latencies, quantities          = make([]int32, n), make([]int32, n)
-		reqBytes, respBytes            = make([]int64, n), make([]int64, n)
-		times                          = make([]time.Time, n)
-	)
-	for i, e := range sorted {
+	defer c.Release()
+	if err := copyTx(ctx, c.Conn(), b, s.db.with(recordingWork).setLocal()); err != nil {
+		if c.Conn().PgConn().TxStatus() != 'I' {
+			// Roll the transaction back; a connection that cannot is
+			// closed when released.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = c.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
+		return 0, err
+	}
+	return int64(len(b.events)), nil
+}
+
+// copyTx is copyBatch's transaction on conn; timeout bounds its statements
+// (the recording workload's SET LOCAL).
+func copyTx(ctx context.Context, conn *pgx.Conn, b *batch, timeout string) error {
+	var newer bool
+	var begin pgx.Batch
+	begin.Queue("BEGIN")
+	begin.Queue(timeout)
+	begin.Queue(newerKeySQL, int32(b.older), b.ids[0]).QueryRow(func(row pgx.Row) error { return row.Scan(&newer) })
+	if err := conn.SendBatch(ctx, &begin).Close(); err != nil {
+		return err
+	}
+	if newer {
+		rows, err := conn.Query(ctx, olderKeysSQL, int32(b.older), b.ids)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if rows.CommandTag().RowsAffected() > 0 {
+			return errStored
+		}
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(b.keyData()), `COPY eco_event_keys (gen, event_id) FROM STDIN WITH (FORMAT binary)`); err != nil {
+		return err
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(b.rawData()), `COPY eco_api_usage (event_id, user_id, api_key_id, endpoint,
+		method, status_code, latency_ms, request_bytes, response_bytes, quantity, occurred_at, received_at) FROM STDIN WITH (FORMAT binary)`); err != nil {
+		return err
+	}
+	var end pgx.Batch
+	end.Queue(countSQL, b.countArgs()...)
+	end.Queue("COMMIT")
+	return conn.SendBatch(ctx, &end).Close()
+}
+
+// batch is a batch ready to write: its events sorted by id (the order of
+// a UUID's bytes, which is its text's), each id once (its first
+// occurrence: the statement cannot tell which of two rows with the same
+// key came first), their ids parsed and times cut to the microsecond, and
+// its rejections.
+type batch struct {
+	events   []*usage.Event
+	ids      []pgtype.UUID
+	users    []pgtype.UUID
+	keys     []pgtype.UUID
+	times    []time.Time
+	rejected []usage.Rejection
+	now      time.Time
+	write    []int // the key store's generations of now (usage.KeyGenerations)
+	older    int
+}
+
+func newBatch(events []usage.Event, rejected []usage.Rejection, now time.Time, write []int, older int) (*batch, error) {
+	type keyed struct {
+		id [16]byte
+		e  *usage.Event
+	}
+	all := make([]keyed, len(events))
+	for i := range events {
+		id, err := parseUUID("event_id", events[i].EventID)
+		if err != nil {
+			return nil, err
+		}
+		all[i] = keyed{id.Bytes, &events[i]}
+	}
+	slices.SortStableFunc(all, func(a, b keyed) int { return bytes.Compare(a.id[:], b.id[:]) })
+	all = slices.CompactFunc(all, func(a, b keyed) bool { return a.id == b.id })
+	n := len(all)
+	b := &batch{events: make([]*usage.Event, n), ids: make([]pgtype.UUID, n), users: make([]pgtype.UUID, n), keys: make([]pgtype.UUID, n),
+		times: make([]time.Time, n), rejected: rejected, now: now, write: write, older: older}
+	for i, k := range all {
+		e := k.e
 		if err := fitsColumns(e); err != nil {
 			return nil, err
 		}
-		ids[i], users[i], endpoints[i], methods[i] = e.EventID, e.UserID, e.Endpoint, e.Method
-		if e.APIKeyID != "" {
-			keys[i] = &e.APIKeyID
+		var err error
+		b.events[i], b.ids[i] = e, pgtype.UUID{Bytes: k.id, Valid: true}
+		if b.users[i], err = parseUUID("user_id", e.UserID); err != nil {
+			return nil, err
 		}
+		if e.APIKeyID != "" {
+			if b.keys[i], err = parseUUID("api_key_id", e.APIKeyID); err != nil {
+				return nil, err
+			}
+		}
+		b.times[i] = micros(e.OccurredAt)
+	}
+	return b, nil
+}
+
+// parseUUID parses an id of an event, refusing, as the database would, one
+// that is not a UUID: CodeInvalid naming the field. Valid events' ids are.
+func parseUUID(field, s string) (pgtype.UUID, error) {
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return pgtype.UUID{}, usage.FieldErrorf(field, "has a form the database does not accept")
+	}
+	return pgtype.UUID{Bytes: u, Valid: true}, nil
+}
+
+// keyData is the COPY data of the batch's ids in every generation of
+// write, generation by generation, each in id order.
+func (b *batch) keyData() []byte {
+	c := newCopyData(32 * len(b.ids) * len(b.write))
+	for _, g := range b.write {
+		for _, id := range b.ids {
+			c.row(2)
+			c.int32(int32(g))
+			c.uuid(id.Bytes)
+		}
+	}
+	return c.bytes()
+}
+
+// rawData is the COPY data of the batch's raw rows.
+func (b *batch) rawData() []byte {
+	c := newCopyData(len(b.events) * 200)
+	for i, e := range b.events {
+		c.row(12)
+		c.uuid(b.ids[i].Bytes)
+		c.uuid(b.users[i].Bytes)
+		if b.keys[i].Valid {
+			c.uuid(b.keys[i].Bytes)
+		} else {
+			c.null()
+		}
+		c.text(e.Endpoint)
+		c.text(e.Method)
+		c.int16(int16(e.StatusCode))
+		c.int32(int32(e.LatencyMS))
+		c.int64(e.RequestBytes)
+		c.int64(e.ResponseBytes)
+		c.int32(int32(e.Quantity))
+		c.timestamptz(b.times[i])
+		c.timestamptz(b.now)
+	}
+	return c.bytes()
+}
+
+// countArgs are countSQL's parameters: the batch's sums per user and day,
+// as recordBatchSQL sums the rows it inserts (calls and errors count
+// quantity; bytes saturate at the bigint maximum), and the rejections.
+func (b *batch) countArgs() []any {
+	type userDay struct {
+		user [16]byte
+		day  time.Time
+	}
+	type sums struct{ calls, e4, e5, rq, rs int64 }
+	at := map[userDay]int{}
+	var keys []userDay
+	var all []sums
+	for i, e := range b.events {
+		k := userDay{b.users[i].Bytes, usage.Day(b.times[i])}
+		j, ok := at[k]
+		if !ok {
+			j = len(all)
+			at[k] = j
+			keys = append(keys, k)
+			all = append(all, sums{})
+		}
+		s := &all[j]
+		s.calls += e.Quantity
+		switch {
+		case e.StatusCode >= 400 && e.StatusCode <= 499:
+			s.e4 += e.Quantity
+		case e.StatusCode >= 500:
+			s.e5 += e.Quantity
+		}
+		s.rq, s.rs = addSaturating(s.rq, e.RequestBytes), addSaturating(s.rs, e.ResponseBytes)
+	}
+	n := len(keys)
+	users, days := make([]pgtype.UUID, n), make([]time.Time, n)
+	calls, e4, e5, rq, rs := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, k := range keys {
+		users[i], days[i] = pgtype.UUID{Bytes: k.user, Valid: true}, k.day
+		calls[i], e4[i], e5[i], rq[i], rs[i] = all[i].calls, all[i].e4, all[i].e5, all[i].rq, all[i].rs
+	}
+	r := b.rejectionArgs()
+	return []any{users, days, calls, e4, e5, rq, rs, b.now, r.sources, r.msgIDs, r.positions, r.evIDs, r.fields, r.reasons, r.bodies}
+}
+
+// addSaturating returns a + b for b >= 0, or the int64 maximum past it.
+func addSaturating(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// statementArgs are recordBatchSQL's parameters.
+func (b *batch) statementArgs() []any {
+	n := len(b.events)
+	var (
+		endpoints, methods    = make([]string, n), make([]string, n)
+		statuses              = make([]int16, n)
+		latencies, quantities = make([]int32, n), make([]int32, n)
+		reqBytes, respBytes   = make([]int64, n), make([]int64, n)
+	)
+	for i, e := range b.events {
+		endpoints[i], methods[i] = e.Endpoint, e.Method
 		statuses[i] = int16(e.StatusCode)
 		latencies[i], quantities[i] = int32(e.LatencyMS), int32(e.Quantity)
 		reqBytes[i], respBytes[i] = e.RequestBytes, e.ResponseBytes
-		times[i] = e.OccurredAt
 	}
-	m := len(rejected)
-	sources, msgIDs, evIDs, fields, reasons, bodies := make([]string, m), make([]string, m), make([]string, m), make([]string, m), make([]string, m), make([]string, m)
-	positions := make([]*int32, m)
-	for i, r := range rejected {
-		sources[i] = r.Source
-		if sources[i] == "" {
-			sources[i] = usage.RejectionSourceRecord
-		}
-		msgIDs[i], evIDs[i], fields[i] = usage.SafeText(r.MessageID), usage.SafeText(r.EventID), usage.SafeText(r.Field)
-		reasons[i], bodies[i] = usage.SafeText(r.Reason), usage.SafeText(r.Body)
-		if r.MessageID != "" {
-			p := int32(r.Position)
-			positions[i] = &p
-		}
-	}
+	r := b.rejectionArgs()
 	var next *int32
-	if len(write) > 1 {
-		g := int32(write[1])
+	if len(b.write) > 1 {
+		g := int32(b.write[1])
 		next = &g
 	}
-	return []any{ids, users, keys, endpoints, methods, statuses, latencies, reqBytes, respBytes, quantities, times,
-		now, sources, msgIDs, positions, evIDs, fields, reasons, int32(write[0]), int32(older), next, bodies}, nil
+	return []any{b.ids, b.users, b.keys, endpoints, methods, statuses, latencies, reqBytes, respBytes, quantities, b.times,
+		b.now, r.sources, r.msgIDs, r.positions, r.evIDs, r.fields, r.reasons, int32(b.write[0]), int32(b.older), next, r.bodies}
+}
+
+// rejectionArgs are the rejections' columns, as storable text.
+type rejectionArgs struct {
+	sources, msgIDs, evIDs, fields, reasons, bodies []string
+	positions                                       []*int32
+}
+
+func (b *batch) rejectionArgs() rejectionArgs {
+	m := len(b.rejected)
+	r := rejectionArgs{sources: make([]string, m), msgIDs: make([]string, m), evIDs: make([]string, m), fields: make([]string, m),
+		reasons: make([]string, m), bodies: make([]string, m), positions: make([]*int32, m)}
+	for i, x := range b.rejected {
+		r.sources[i] = x.Source
+		if r.sources[i] == "" {
+			r.sources[i] = usage.RejectionSourceRecord
+		}
+		r.msgIDs[i], r.evIDs[i], r.fields[i] = usage.SafeText(x.MessageID), usage.SafeText(x.EventID), usage.SafeText(x.Field)
+		r.reasons[i], r.bodies[i] = usage.SafeText(x.Reason), usage.SafeText(x.Body)
+		if x.MessageID != "" {
+			p := int32(x.Position)
+			r.positions[i] = &p
+		}
+	}
+	return r
 }
 
 // fitsColumns refuses, as the database would, a value wider than its

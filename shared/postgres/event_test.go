@@ -3,9 +3,12 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
@@ -95,9 +98,13 @@ func TestEventStoreDedupe(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("counters = %v; want %v", got, want)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_usage_dirty_days WHERE day = ANY($1::date[])`,
-		[]string{now.Format(time.DateOnly), yesterday.Format(time.DateOnly)}); got != 2 {
-		t.Errorf("dirty days = %d; want 2", got)
+	// The user's two days are dirty, for that user alone.
+	if got := countRows(t, db, `SELECT count(*) FROM eco_usage_dirty_user_days WHERE user_id = $1 AND day = ANY($2::date[])`,
+		user, []string{now.Format(time.DateOnly), yesterday.Format(time.DateOnly)}); got != 2 {
+		t.Errorf("dirty days of the user = %d; want 2", got)
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_usage_dirty_days`); got != 0 {
+		t.Errorf("%d days dirty as a whole; want none: the record path marks users' days", got)
 	}
 }
 
@@ -175,7 +182,7 @@ func TestEventStoreFailureBeforeCommitWritesNothing(t *testing.T) {
 		t.Fatalf("RecordBatch error = %v; want a failure that is not the data's", err)
 	}
 	for _, q := range []string{`SELECT count(*) FROM eco_api_usage`, `SELECT count(*) FROM eco_usage_counters`,
-		`SELECT count(*) FROM eco_usage_dirty_days`, `SELECT count(*) FROM eco_rejected_events`} {
+		`SELECT count(*) FROM eco_usage_dirty_days`, `SELECT count(*) FROM eco_usage_dirty_user_days`, `SELECT count(*) FROM eco_rejected_events`} {
 		if got := countRows(t, db, q); got != 0 {
 			t.Errorf("%s = %d after a rolled-back batch; want 0", q, got)
 		}
@@ -215,5 +222,83 @@ func TestEventStoreUnavailable(t *testing.T) {
 	_, err := s.RecordBatch(ctx, []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200)}, nil)
 	if code := usage.ErrorCode(err); code != usage.CodeUnavailable {
 		t.Errorf("RecordBatch with a cancelled context: code %q (%v); want %q", code, err, usage.CodeUnavailable)
+	}
+}
+
+// TestEventStoreConcurrentBatchesShareIDs: batches recorded at once by
+// several writers, each sharing half its ids with the next writer's
+// (concurrent redeliveries): a writer whose COPY of the keys meets an id
+// another one holds waits for it and then writes its batch by the
+// statement that dedupes. Every id is stored and counted once, and the
+// users' days hold their marks.
+func TestEventStoreConcurrentBatchesShareIDs(t *testing.T) {
+	db := pgtest.NewDB(t)
+	s := postgres.NewEventStore(db)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	users := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	const writers, perBatch, rounds = 4, 400, 5
+	var unique []usage.Event
+	batches := make([][][]usage.Event, writers) // writer → round → batch
+	for r := 0; r < rounds; r++ {
+		// Writer w's batch: its own half, and the next writer's own half.
+		own := make([][]usage.Event, writers)
+		for w := range own {
+			for i := 0; i < perBatch/2; i++ {
+				e := testEvent(users[(w+i)%len(users)], now.Add(-time.Duration(i)*time.Minute), []int{200, 404, 500}[i%3])
+				e.Quantity = int64(1 + i%4)
+				own[w] = append(own[w], e)
+			}
+			unique = append(unique, own[w]...)
+		}
+		for w := range batches {
+			batches[w] = append(batches[w], slices.Concat(own[w], own[(w+1)%writers]))
+		}
+	}
+	var wg sync.WaitGroup
+	inserted := make([]int64, writers)
+	for w := range batches {
+		wg.Go(func() {
+			for _, b := range batches[w] {
+				n, err := s.RecordBatch(ctx, b, nil)
+				if err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+				inserted[w] += n
+			}
+		})
+	}
+	wg.Wait()
+	var total int64
+	for _, n := range inserted {
+		total += n
+	}
+	if total != int64(len(unique)) {
+		t.Errorf("writers inserted %d events in all; want %d, each once", total, len(unique))
+	}
+	if got := countRows(t, db, `SELECT count(*) FROM eco_api_usage`); got != int64(len(unique)) {
+		t.Errorf("%d raw rows; want %d", got, len(unique))
+	}
+	want := map[string]counterRow{}
+	for _, e := range unique {
+		k := e.UserID + " " + e.OccurredAt.UTC().Format(time.DateOnly)
+		c := want[k]
+		c.Calls += e.Quantity
+		switch {
+		case e.StatusCode >= 500:
+			c.E5 += e.Quantity
+		case e.StatusCode >= 400:
+			c.E4 += e.Quantity
+		}
+		c.Req += e.RequestBytes
+		c.Resp += e.ResponseBytes
+		want[k] = c
+	}
+	if diff := cmp.Diff(want, readCounters(t, db)); diff != "" {
+		t.Errorf("counters (-want +got):\n%s", diff)
+	}
+	if got := countRows(t, db, `SELECT count(DISTINCT (user_id, day)) FROM eco_usage_dirty_user_days`); got != int64(len(want)) {
+		t.Errorf("%d users' days marked dirty; want %d", got, len(want))
 	}
 }

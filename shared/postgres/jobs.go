@@ -56,7 +56,7 @@ func (s *RollupStore) SkippedRun(ctx context.Context, holder, heldBy string, at 
 	}
 	var id int64
 	if err := s.db.with(rollupWork).QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, finished_at, outcome, detail)
-		VALUES ($1, $2, $2, 'skipped', $3) RETURNING run_id`, rollupJob, at, string(detail)).Scan(&id); err != nil {
+		VALUES ($1, $2, $2, 'skipped', $3::jsonb) RETURNING run_id`, rollupJob, at, string(detail)).Scan(&id); err != nil {
 		return 0, FormatError(fmt.Errorf("record skipped run: %w", err))
 	}
 	return id, nil
@@ -84,6 +84,7 @@ func (s *RollupStore) CloseRun(ctx context.Context, run *usage.RollupRun, at tim
 	}
 	detail, err := json.Marshal(map[string]any{
 		"days":                    dayStrings(run.Days),
+		"user_days":               run.UserDays,
 		"still_dirty":             dayStrings(run.StillDirty),
 		"partitions_created":      run.PartitionsCreated,
 		"deferred":                run.Deferred,

@@ -291,8 +291,9 @@ func TestMigrateEndpointCapDown(t *testing.T) {
 		t.Errorf("00010's Down does not restore 00009's aggregate_daily_usage (-00009 +00010 down):\n%s", diff)
 	}
 
-	if _, err := p.UpTo(ctx, 10); err != nil {
-		t.Fatalf("up to 10 again: %v", err)
+	// Up again, to the latest version, whose store the recompute is.
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatalf("up again: %v", err)
 	}
 	db = open()
 	if _, _, err := postgres.NewRollupStore(db).RecomputeDay(ctx, usage.DirtyDay{Day: d}, 0, 1, 1, false); err != nil {
@@ -381,4 +382,57 @@ func schemaOf(t *testing.T, db *sql.DB) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestMigrateRecordSlotsDown steps 00012 (record slots, dirty marks per
+// user) down and up over live counters held in two slots and users' dirty
+// marks: down, each user's day is one counter row with the slots' sums
+// (bytes saturated) and the marked days are dirty as a whole; up again,
+// the counters read the same through the view, in slot 0.
+func TestMigrateRecordSlotsDown(t *testing.T) {
+	ctx := context.Background()
+	_, db, p := migrationProvider(t)
+	const u = "aaaaaaaa-0000-4000-8000-000000000001"
+	if _, err := db.ExecContext(ctx, `INSERT INTO eco_usage_counter_slots (user_id, day, slot, calls, errors_4xx, errors_5xx, request_bytes, response_bytes) VALUES
+		($1, '2026-03-01', 0, 5, 1, 0, 9223372036854775000, 10),
+		($1, '2026-03-01', 3, 7, 0, 2, 1000, 20),
+		($1, '2026-03-02', 1, 4, 0, 0, 1, 1)`, u); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO eco_usage_dirty_user_days (day, user_id, slot) VALUES ('2026-03-01', $1, 0), ('2026-03-01', $1, 3)`, u); err != nil {
+		t.Fatal(err)
+	}
+	counters := func() string {
+		t.Helper()
+		var s string
+		if err := db.QueryRowContext(ctx, `SELECT string_agg(format('%s %s %s %s %s %s', day, calls, errors_4xx, errors_5xx, request_bytes, response_bytes), '; ' ORDER BY day)
+			FROM eco_usage_counters`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	const want = "2026-03-01 12 1 2 9223372036854775807 30; 2026-03-02 4 0 0 1 1"
+	if got := counters(); got != want {
+		t.Fatalf("counters through the view = %q; want %q", got, want)
+	}
+	if _, err := p.DownTo(ctx, 11); err != nil {
+		t.Fatalf("down to 11: %v", err)
+	}
+	if got := counters(); got != want {
+		t.Errorf("counters after down = %q; want %q", got, want)
+	}
+	var dirty string
+	if err := db.QueryRowContext(ctx, `SELECT string_agg(day::text, ',' ORDER BY day) FROM eco_usage_dirty_days`).Scan(&dirty); err != nil || dirty != "2026-03-01" {
+		t.Errorf("dirty days after down = %q, %v; want 2026-03-01", dirty, err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	if got := counters(); got != want {
+		t.Errorf("counters after up again = %q; want %q", got, want)
+	}
+	var slots int
+	if err := db.QueryRowContext(ctx, `SELECT count(DISTINCT slot) FROM eco_usage_counter_slots`).Scan(&slots); err != nil || slots != 1 {
+		t.Errorf("%d slots after up again, %v; want 1 (slot 0)", slots, err)
+	}
 }

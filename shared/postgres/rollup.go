@@ -161,40 +161,163 @@ func (s *RollupStore) MarkDirty(ctx context.Context, days []time.Time) error {
 	return nil
 }
 
+// dirtyDaysSQL reads every dirty mark, the whole days' and the users'
+// (user_id NULL), by day and then user and slot.
+const dirtyDaysSQL = `SELECT day, NULL::text, 0, marked_at FROM eco_usage_dirty_days
+UNION ALL
+SELECT day, user_id::text, slot, marked_at FROM eco_usage_dirty_user_days
+ORDER BY 1, 2 NULLS FIRST, 3`
+
 // DirtyDays implements usage.RollupStore.
 func (s *RollupStore) DirtyDays(ctx context.Context) ([]usage.DirtyDay, error) {
-	rows, err := s.db.with(rollupWork).Query(ctx, `SELECT day, marked_at FROM eco_usage_dirty_days ORDER BY day`)
+	rows, err := s.db.with(rollupWork).Query(ctx, dirtyDaysSQL)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("read dirty days: %w", err))
 	}
-	dirty, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (usage.DirtyDay, error) {
-		var d usage.DirtyDay
-		err := r.Scan(&d.Day, &d.MarkedAt)
-		return d, err
+	var (
+		dirty  []usage.DirtyDay
+		day    time.Time
+		user   *string
+		slot   int32
+		marked time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&day, &user, &slot, &marked}, func() error {
+		if n := len(dirty); n == 0 || !dirty[n-1].Day.Equal(day) {
+			dirty = append(dirty, usage.DirtyDay{Day: day})
+		}
+		d := &dirty[len(dirty)-1]
+		if user == nil {
+			d.MarkedAt = marked
+		} else {
+			d.Users = append(d.Users, usage.UserMark{UserID: *user, Slot: int(slot), MarkedAt: marked})
+		}
+		return nil
 	})
 	if err != nil {
+		return nil, FormatError(fmt.Errorf("read dirty days: %w", err))
+	}
+	if err := s.markMost(ctx, dirty); err != nil {
 		return nil, FormatError(fmt.Errorf("read dirty days: %w", err))
 	}
 	return dirty, nil
 }
 
-// clearDirtySQL deletes a day's dirty mark only if it is the one read.
-const clearDirtySQL = `DELETE FROM eco_usage_dirty_days WHERE day = $1 AND marked_at = $2`
+// markMost sets Most on the days of dirty whose marked users are at least
+// half of the users their rollup holds (eco_usage_user_daily has a row per
+// user of a day aggregated).
+func (s *RollupStore) markMost(ctx context.Context, dirty []usage.DirtyDay) error {
+	var days []time.Time
+	for _, d := range dirty {
+		if len(d.Users) > 0 && d.MarkedAt.IsZero() {
+			days = append(days, d.Day)
+		}
+	}
+	if len(days) == 0 {
+		return nil
+	}
+	rows, err := s.db.with(rollupWork).Query(ctx, `SELECT d, (SELECT count(*) FROM eco_usage_user_daily s WHERE s.day = d)
+		FROM unnest($1::date[]) AS d`, days)
+	if err != nil {
+		return err
+	}
+	held := map[string]int64{}
+	var day time.Time
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&day, &n}, func() error { held[day.Format(time.DateOnly)] = n; return nil }); err != nil {
+		return err
+	}
+	for i := range dirty {
+		d := &dirty[i]
+		if len(d.Users) > 0 && d.MarkedAt.IsZero() {
+			d.Most = 2*int64(len(partUsers(*d, 0, 1))) >= held[d.Day.Format(time.DateOnly)]
+		}
+	}
+	return nil
+}
+
+// clearDirtySQL deletes a day's marks, the whole day's ($2, NULL when it
+// had none) and the users' ($3 to $5: user, slot and time of each), only
+// those still as read. It returns how many it deleted.
+const clearDirtySQL = `WITH w AS (
+	DELETE FROM eco_usage_dirty_days WHERE day = $1 AND marked_at = $2
+	RETURNING 1
+), u AS (
+	DELETE FROM eco_usage_dirty_user_days m
+	USING unnest($3::uuid[], $4::smallint[], $5::timestamptz[]) AS r(user_id, slot, marked_at)
+	WHERE m.day = $1 AND m.user_id = r.user_id AND m.slot = r.slot AND m.marked_at = r.marked_at
+	RETURNING 1
+)
+SELECT (SELECT count(*) FROM w) + (SELECT count(*) FROM u)`
+
+// clearArgs returns clearDirtySQL's parameters for d's marks and how many
+// marks d holds.
+func clearArgs(d usage.DirtyDay) ([]any, int64) {
+	users, slots, times := make([]string, len(d.Users)), make([]int16, len(d.Users)), make([]time.Time, len(d.Users))
+	for i, m := range d.Users {
+		users[i], slots[i], times[i] = m.UserID, int16(m.Slot), m.MarkedAt
+	}
+	var whole *time.Time
+	marks := int64(len(d.Users))
+	if !d.MarkedAt.IsZero() {
+		whole = &d.MarkedAt
+		marks++
+	}
+	return []any{d.Day, whole, users, slots, times}, marks
+}
+
+// clearDirty runs clearDirtySQL for d on q and reports whether every mark
+// was cleared.
+func clearDirty(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, d usage.DirtyDay) (bool, error) {
+	args, marks := clearArgs(d)
+	var n int64
+	if err := q.QueryRow(ctx, clearDirtySQL, args...).Scan(&n); err != nil {
+		return false, err
+	}
+	return n == marks, nil
+}
+
+// partUsers returns the users of d that fall in part of parts: the
+// distinct users of d.Users, every parts-th from the part-th.
+func partUsers(d usage.DirtyDay, part, parts int) []string {
+	var ids []string
+	for _, m := range d.Users {
+		if len(ids) > 0 && ids[len(ids)-1] == m.UserID {
+			continue
+		}
+		ids = append(ids, m.UserID)
+	}
+	var out []string
+	for i := part; i < len(ids); i += parts {
+		out = append(out, ids[i])
+	}
+	return out
+}
 
 // RecomputeDay implements usage.RollupStore: aggregate_daily_usage of the
-// part and, with clear, clearDirtySQL, in one transaction.
+// part (of d.Users' rows when d is not Whole) and, with clear,
+// clearDirtySQL, in one transaction.
 func (s *RollupStore) RecomputeDay(ctx context.Context, d usage.DirtyDay, part, parts, maxEndpoints int, clear bool) (int64, bool, error) {
+	var users []string
+	aggParts := parts
+	if !d.Whole() {
+		users, part, aggParts = partUsers(d, part, parts), 0, 1
+	}
 	var n int64
 	var cleared bool
 	err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT aggregate_daily_usage($1, $2, $3, $4)`, d.Day, part, parts, maxEndpoints).Scan(&n); err != nil {
-			return err
+		if d.Whole() || len(users) > 0 {
+			if err := tx.QueryRow(ctx, `SELECT aggregate_daily_usage($1, $2, $3, $4, $5::uuid[])`,
+				d.Day, part, aggParts, maxEndpoints, users).Scan(&n); err != nil {
+				return err
+			}
 		}
 		if !clear {
 			return nil
 		}
-		tag, err := tx.Exec(ctx, clearDirtySQL, d.Day, d.MarkedAt)
-		cleared = tag.RowsAffected() == 1
+		var err error
+		cleared, err = clearDirty(ctx, tx, d)
 		return err
 	})
 	if err != nil {
@@ -205,20 +328,24 @@ func (s *RollupStore) RecomputeDay(ctx context.Context, d usage.DirtyDay, part, 
 
 // ClearDirty implements usage.RollupStore.
 func (s *RollupStore) ClearDirty(ctx context.Context, d usage.DirtyDay) (bool, error) {
-	tag, err := s.db.with(rollupWork).Exec(ctx, clearDirtySQL, d.Day, d.MarkedAt)
+	cleared, err := clearDirty(ctx, s.db.with(rollupWork), d)
 	if err != nil {
-		return false, FormatError(fmt.Errorf("clear dirty mark of %s: %w", d.Day.Format(time.DateOnly), err))
+		return false, FormatError(fmt.Errorf("clear dirty marks of %s: %w", d.Day.Format(time.DateOnly), err))
 	}
-	return tag.RowsAffected() == 1, nil
+	return cleared, nil
 }
+
+// anyDirtySQL reports whether a day of [$1, $2) is dirty, as a whole or
+// of a user.
+const anyDirtySQL = `SELECT EXISTS (SELECT 1 FROM eco_usage_dirty_days WHERE day >= $1 AND day < $2)
+	OR EXISTS (SELECT 1 FROM eco_usage_dirty_user_days WHERE day >= $1 AND day < $2)`
 
 // RetentionBlocked implements usage.RollupStore: a dirty day in p blocks
 // it; otherwise the days of p with raw events and no row in
 // eco_usage_aggregated_days are marked dirty, and any such day blocks it.
 func (s *RollupStore) RetentionBlocked(ctx context.Context, p usage.Partition) (bool, error) {
 	var dirty bool
-	if err := s.db.with(rollupWork).QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eco_usage_dirty_days WHERE day >= $1 AND day < $2)`,
-		p.Start, p.End).Scan(&dirty); err != nil {
+	if err := s.db.with(rollupWork).QueryRow(ctx, anyDirtySQL, p.Start, p.End).Scan(&dirty); err != nil {
 		return false, FormatError(fmt.Errorf("check dirty days of %s: %w", p.Name, err))
 	}
 	if dirty {
@@ -256,8 +383,7 @@ func (s *RollupStore) DropPartition(ctx context.Context, p usage.Partition) (boo
 			return err
 		}
 		var dirty bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eco_usage_dirty_days WHERE day >= $1 AND day < $2)`,
-			p.Start, p.End).Scan(&dirty); err != nil {
+		if err := tx.QueryRow(ctx, anyDirtySQL, p.Start, p.End).Scan(&dirty); err != nil {
 			return err
 		}
 		if dirty {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
@@ -25,10 +26,22 @@ import (
 //   - full_s: the job's own path recomputing all 30 days into an empty
 //     rollup (every day dirty, 2 workers), and full_1worker_s the same with
 //     1 worker;
-//   - incr_s: a run after 1 % more events spread over 3 of the days (those
-//     3 dirty, as the record path leaves them).
+//   - incr_s: a run after 1 % more events spread over 3 of the days (the
+//     days of the users who sent them dirty, as the record path leaves
+//     them: here nearly every user's);
+//   - backdated_s: a run after 35 backdated events of one user, one on
+//     each day of the default backfill window, written by the record path
+//     (postgres.EventStore), which marks that user's 35 days;
+//     other_rows_rewritten counts the other users' rollup rows that run
+//     rewrote (goal 0) and backdated_user_days the users' days it
+//     recomputed alone (30: the 5 oldest days hold no other events, and
+//     a day whose rollup is empty is recomputed whole);
+//   - backdated_whole_s: the same 35 days marked dirty as a whole, what
+//     the record path's marks of whole days (before migration 00012) made
+//     the next run do for those 35 events.
 //
-// The ratios are full/ceiling (goal <= 1.5) and incr/full (goal <= 0.10).
+// The ratios are full/ceiling (goal <= 1.5), incr/full (goal <= 0.10) and
+// backdated/full.
 func BenchmarkRollup(b *testing.B) {
 	rows := 10_000_000
 	if v := os.Getenv("ROLLUP_BENCH_ROWS"); v != "" {
@@ -44,7 +57,7 @@ func BenchmarkRollup(b *testing.B) {
 	db.Now = func() time.Time { return now }
 	from := usage.Day(now).AddDate(0, 0, -30)
 	s := postgres.NewRollupStore(db)
-	if _, err := s.EnsurePartitions(ctx, from, 4); err != nil {
+	if _, err := s.EnsurePartitions(ctx, from.AddDate(0, 0, -5), 5); err != nil {
 		b.Fatal(err)
 	}
 	job := &usage.RollupJob{Store: s, Now: func() time.Time { return now }}
@@ -77,7 +90,8 @@ func BenchmarkRollup(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		exec(`TRUNCATE eco_api_usage, eco_usage_daily, eco_usage_dirty_days, eco_usage_aggregated_days`)
+		exec(`TRUNCATE eco_api_usage, eco_event_keys, eco_usage_daily, eco_usage_dirty_days, eco_usage_dirty_user_days,
+			eco_usage_aggregated_days, eco_usage_counter_slots`)
 		exec(`DROP TABLE IF EXISTS rollup_ceiling`)
 		t0 := time.Now()
 		generate(rows, 1, from, 30*24*time.Hour)
@@ -153,16 +167,52 @@ func BenchmarkRollup(b *testing.B) {
 			b.Fatal("the rollup differs from the ceiling's GROUP BY")
 		}
 
-		// 1 % new events over 3 days, marked dirty as the record path does.
+		// 1 % new events over 3 days, their users' days marked dirty as
+		// the record path marks them.
 		extra := rows / 100
 		late := from.AddDate(0, 0, 10)
 		generate(extra, rows+1, late, 3*24*time.Hour)
-		exec(`INSERT INTO eco_usage_dirty_days (day) SELECT d::date FROM generate_series($1::date, $1::date + 2, interval '1 day') d
-			ON CONFLICT (day) DO UPDATE SET marked_at = now()`, late)
+		exec(`INSERT INTO eco_usage_dirty_user_days (day, user_id, slot)
+			SELECT DISTINCT (occurred_at AT TIME ZONE 'UTC')::date, user_id, 0 FROM eco_api_usage
+			WHERE event_id >= lpad(to_hex($1::bigint), 32, '0')::uuid`, rows+1)
 		incr, run := runTimed(2)
 		if len(run.Days) != 3 {
 			b.Fatalf("incremental run recomputed %d days", len(run.Days))
 		}
+
+		// 35 backdated events of one user, recorded by the record path.
+		user := "00000000-0000-4000-8000-000000000007"
+		var backdated []usage.Event
+		for d := 1; d <= 35; d++ {
+			backdated = append(backdated, usage.Event{Version: 1, EventID: uuid.NewString(), UserID: user,
+				Endpoint: "GET /v1/resource3/{id}", Method: "GET", StatusCode: 200, LatencyMS: 12, RequestBytes: 100,
+				ResponseBytes: 1000, Quantity: 1, OccurredAt: usage.Day(now).AddDate(0, 0, -d).Add(13 * time.Hour)})
+		}
+		if n, err := postgres.NewEventStore(db).RecordBatch(ctx, backdated, nil); err != nil || n != 35 {
+			b.Fatalf("record the backdated events = %d, %v", n, err)
+		}
+		var before time.Time
+		if err := db.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&before); err != nil {
+			b.Fatal(err)
+		}
+		backdatedRun, bRun := runTimed(2)
+		// The 5 days before the generated ones hold no other events: their
+		// rollup is empty, and they are recomputed whole.
+		if len(bRun.Days) != 35 || bRun.UserDays != 30 {
+			b.Fatalf("backdated run recomputed %d days, %d users' days; want 35, 30", len(bRun.Days), bRun.UserDays)
+		}
+		var others, mine int64
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE user_id <> $1), count(*) FILTER (WHERE user_id = $1)
+			FROM eco_usage_daily WHERE aggregated_at >= $2`, user, before).Scan(&others, &mine); err != nil {
+			b.Fatal(err)
+		}
+		if others != 0 || mine < 35 {
+			b.Fatalf("the backdated run rewrote %d rows of other users and %d of the user; want 0 and at least 35", others, mine)
+		}
+		// The same 35 days dirty as a whole, as the marks of days made them.
+		exec(`INSERT INTO eco_usage_dirty_days (day) SELECT d::date FROM generate_series($1::date - 35, $1::date - 1, interval '1 day') d`,
+			usage.Day(now))
+		backdatedWhole, _ := runTimed(2)
 
 		b.ReportMetric(ceiling.Seconds(), "ceiling_s")
 		b.ReportMetric(full.Seconds(), "full_s")
@@ -171,7 +221,14 @@ func BenchmarkRollup(b *testing.B) {
 		b.ReportMetric(full.Seconds()/ceiling.Seconds(), "full/ceiling")
 		b.ReportMetric(incr.Seconds()/full.Seconds(), "incr/full")
 		b.ReportMetric(float64(rows)/full.Seconds(), "rows/s")
-		b.Logf("ceiling %s, full (2 workers) %s, full (1 worker) %s, incremental %s (%d rows written)",
-			ceiling.Round(time.Millisecond), full.Round(time.Millisecond), full1.Round(time.Millisecond), incr.Round(time.Millisecond), run.RowsWritten)
+		b.ReportMetric(backdatedRun.Seconds(), "backdated_s")
+		b.ReportMetric(backdatedRun.Seconds()/full.Seconds(), "backdated/full")
+		b.ReportMetric(float64(bRun.UserDays), "backdated_user_days")
+		b.ReportMetric(float64(others), "other_rows_rewritten")
+		b.ReportMetric(backdatedWhole.Seconds(), "backdated_whole_s")
+		b.Logf("ceiling %s, full (2 workers) %s, full (1 worker) %s, incremental %s (%d rows written), "+
+			"35 backdated events of one user %s (%d users' days, %d rows of the user and %d of others rewritten), the same days whole %s",
+			ceiling.Round(time.Millisecond), full.Round(time.Millisecond), full1.Round(time.Millisecond), incr.Round(time.Millisecond), run.RowsWritten,
+			backdatedRun.Round(time.Millisecond), bRun.UserDays, mine, others, backdatedWhole.Round(time.Millisecond))
 	}
 }

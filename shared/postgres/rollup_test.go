@@ -289,7 +289,8 @@ func aggregatedAt(t *testing.T, db *postgres.DB) map[string]time.Time {
 
 func dirtyDays(t *testing.T, db *postgres.DB) []time.Time {
 	t.Helper()
-	rows, err := db.Pool.Query(context.Background(), `SELECT day FROM eco_usage_dirty_days ORDER BY day`)
+	rows, err := db.Pool.Query(context.Background(), `SELECT day FROM eco_usage_dirty_days
+		UNION SELECT day FROM eco_usage_dirty_user_days ORDER BY day`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,14 +437,16 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 	first := []usage.Event{g.event(d, 24*time.Hour), g.event(d, 24*time.Hour)}
 	record(t, db, first)
 
-	// A record transaction in flight: its event is inserted and the day's
-	// dirty mark updated, but it has not committed when the run reads.
+	// A record transaction in flight: its event (of a user whose day is
+	// marked) is inserted and the user's dirty mark updated, but it has
+	// not committed when the run reads.
 	tx, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
 	inFlight := g.event(d, 24*time.Hour)
+	inFlight.UserID, inFlight.APIKeyID = first[0].UserID, first[0].APIKeyID
 	recordTx(t, tx, usage.KeyGeneration(db.Now()), []usage.Event{inFlight})
 
 	done := make(chan *usage.RollupRun)
@@ -458,7 +461,7 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 	waitFor(t, "the run to wait on the dirty mark", func() bool {
 		var waiting bool
 		_ = db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM eco_usage_dirty_days%')`).Scan(&waiting)
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM eco_usage_dirty_user_days%')`).Scan(&waiting)
 		return waiting
 	})
 	if err := tx.Commit(ctx); err != nil {
@@ -497,7 +500,7 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM eco_usage_dirty_days WHERE day = $1 FOR UPDATE`, usage.Day(rollupNow).AddDate(0, 0, -5)); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM eco_usage_dirty_user_days WHERE day = $1 FOR UPDATE`, usage.Day(rollupNow).AddDate(0, 0, -5)); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan *usage.RollupRun)
@@ -613,7 +616,7 @@ func TestRollup_Retention(t *testing.T) {
 	record(t, db, jan)
 	feb := []usage.Event{g.event(day("2031-02-20"), 24*time.Hour)}
 	record(t, db, feb)
-	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_days WHERE day = '2031-02-20'`); err != nil {
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_user_days WHERE day = '2031-02-20'`); err != nil {
 		t.Fatal(err)
 	}
 	mar := []usage.Event{g.event(day("2031-03-02"), 24*time.Hour)}
@@ -726,7 +729,7 @@ func TestRollup_Backfill(t *testing.T) {
 	}
 	// Loaded behind the record path's back: no dirty marks.
 	record(t, db, all)
-	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_days`); err != nil {
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_user_days`); err != nil {
 		t.Fatal(err)
 	}
 	if run := mustRun(t, job, usage.RollupOptions{}); len(run.Days) != 0 {

@@ -242,9 +242,12 @@ type RollupRun struct {
 	RunID int64 `json:"run_id"`
 	// Skipped is set when another run held the job lock; nothing was done.
 	Skipped bool `json:"skipped,omitempty"`
-	// Days are the days recomputed.
-	Days        []time.Time `json:"days"`
-	RowsWritten int64       `json:"rows_written"`
+	// Days are the days recomputed, as a whole or for some users.
+	Days []time.Time `json:"days"`
+	// UserDays counts the users' days recomputed alone: the days of Days
+	// that were not dirty as a whole, one per user marked.
+	UserDays    int   `json:"user_days"`
+	RowsWritten int64 `json:"rows_written"`
 	// StillDirty are days recomputed whose raw events changed during the
 	// run; they stay dirty for the next run.
 	StillDirty        []time.Time `json:"still_dirty,omitempty"`

@@ -243,6 +243,9 @@ func (j *RollupJob) recomputeDirty(ctx context.Context, workers, maxEndpoints in
 				}
 				if last && err == nil {
 					run.Days = append(run.Days, d.Day)
+					if !d.Whole() {
+						run.UserDays += len(userIDs(d.Users))
+					}
 					run.RowsWritten += written[u.day]
 					if !cleared {
 						run.StillDirty = append(run.StillDirty, d.Day)
@@ -269,6 +272,17 @@ feed:
 		firstErr = fmt.Errorf("%w: %w", Errorf(CodeUnavailable, "the run was interrupted"), ctx.Err())
 	}
 	return firstErr
+}
+
+// userIDs returns the distinct users of marks, in their order.
+func userIDs(marks []UserMark) []string {
+	var ids []string
+	for _, m := range marks {
+		if len(ids) == 0 || ids[len(ids)-1] != m.UserID {
+			ids = append(ids, m.UserID)
+		}
+	}
+	return ids
 }
 
 // recomputePart recomputes part of parts of d; with a single part it also

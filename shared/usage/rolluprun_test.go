@@ -579,3 +579,26 @@ func TestRollupJob_RetentionCutoff(t *testing.T) {
 		}
 	}
 }
+
+// TestRollupJob_UserDays: the run counts the users' days it recomputed
+// alone, each user once however many marks its day holds, and none of a
+// day recomputed whole (marked as a whole, or most of its users marked).
+func TestRollupJob_UserDays(t *testing.T) {
+	d1, d2, d3 := day(2031, 6, 1), day(2031, 6, 2), day(2031, 6, 3)
+	s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
+	s.DirtyDaysFn = func() ([]usage.DirtyDay, error) {
+		return []usage.DirtyDay{
+			{Day: d1, Users: []usage.UserMark{{UserID: "a", Slot: 0}, {UserID: "a", Slot: 1}, {UserID: "b", Slot: 0}}},
+			{Day: d2, MarkedAt: d2, Users: []usage.UserMark{{UserID: "a", Slot: 0}}},
+			{Day: d3, Most: true, Users: []usage.UserMark{{UserID: "c", Slot: 0}}},
+		}, nil
+	}
+	s.RecomputeDayFn = func(d usage.DirtyDay, part, parts int, clear bool) (int64, bool, error) { return 1, true, nil }
+	run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Holder: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]time.Time{d1, d2, d3}, run.Days); diff != "" || run.UserDays != 2 {
+		t.Errorf("days (-want +got):\n%s; %d users' days alone, want 2 (a and b of %s)", diff, run.UserDays, d1.Format(time.DateOnly))
+	}
+}

@@ -6,11 +6,39 @@ import (
 )
 
 // DirtyDay is a day whose raw events changed since it was last
-// aggregated, as read at the start of a run. MarkedAt is the mark's time:
-// a run clears the mark only if it is still the one it read, so an event
-// recorded meanwhile keeps the day dirty.
+// aggregated, as read at the start of a run: the day as a whole (a
+// backfill, a day retention found unaggregated), or the days of some of
+// its users (the record path marks the users whose events it inserts, so
+// one user's late events cost the others nothing), or both. A run clears a
+// mark only if it is still the one it read, so an event recorded meanwhile
+// keeps the day dirty.
 type DirtyDay struct {
-	Day      time.Time
+	Day time.Time
+	// MarkedAt is the time of the whole day's mark, zero when only users
+	// are marked.
+	MarkedAt time.Time
+	// Users are the marks of users' days, in user order; a user's day may
+	// hold several (see UserMark).
+	Users []UserMark
+	// Most is set by the store when Users are at least half of the users
+	// the day's rollup holds (or it holds none): recomputing them alone
+	// would read the day's raw rows anyway and cost about as much as
+	// recomputing every user's.
+	Most bool
+}
+
+// Whole reports whether the day is recomputed as a whole, every user's
+// rows of it, not only Users': when the day as a whole is marked, or most
+// of its users are, or no user is.
+func (d DirtyDay) Whole() bool { return !d.MarkedAt.IsZero() || d.Most || len(d.Users) == 0 }
+
+// UserMark is one dirty mark of a user's day.
+type UserMark struct {
+	UserID string
+	// Slot tells a user's marks of a day apart: record transactions that
+	// run at once mark in slots of their own, so that none waits for
+	// another.
+	Slot     int
 	MarkedAt time.Time
 }
 
@@ -68,32 +96,37 @@ type RollupStore interface {
 	// names of those it dropped. It returns them with ErrDeferred when the
 	// key store's lock was not available in time.
 	DropKeyGenerations(ctx context.Context, oldest int) ([]string, error)
-	// MarkDirty marks the days dirty, moving the mark of those dirty
-	// already.
+	// MarkDirty marks the days dirty as a whole, moving the mark of those
+	// dirty already.
 	MarkDirty(ctx context.Context, days []time.Time) error
-	// DirtyDays returns every dirty day, oldest first.
+	// DirtyDays returns every dirty day, oldest first, with its marks:
+	// the whole day's and its users', and whether those users are most of
+	// the day's.
 	DirtyDays(ctx context.Context) ([]DirtyDay, error)
-	// RecomputeDay rebuilds part of parts of d's rollup (the users that
-	// fall in that part; 0 of 1 is the whole day) in one transaction and,
-	// with clear, clears d's dirty mark in the same transaction if it is
-	// still d.MarkedAt. A user's day keeps maxEndpoints (at least 1)
-	// endpoints by name and the rest under OtherEndpoint, as RollupEvents
-	// defines. It returns the rollup rows written and whether the mark was
-	// cleared. Recomputing is idempotent. A day whose raw partition is gone
-	// is refused (CodeInternal): its rollup would be emptied.
+	// RecomputeDay rebuilds part of parts of d's rollup in one
+	// transaction: of a Whole day every user's rows, of another the rows
+	// of d.Users only (the others' rows are not touched); the users that
+	// fall in part of parts, 0 of 1 being all of them. With clear it clears
+	// d's marks in the same transaction, each only if it is still the one
+	// in d. A user's day keeps maxEndpoints (at least 1) endpoints by name
+	// and the rest under OtherEndpoint, as RollupEvents defines. It returns
+	// the rollup rows written and whether every mark was cleared.
+	// Recomputing is idempotent. A day whose raw partition is gone is
+	// refused (CodeInternal): its rollup would be emptied.
 	RecomputeDay(ctx context.Context, d DirtyDay, part, parts, maxEndpoints int, clear bool) (written int64, cleared bool, err error)
-	// ClearDirty clears d's dirty mark if it is still d.MarkedAt and
-	// reports whether it did.
+	// ClearDirty clears d's marks, each only if it is still the one in d,
+	// and reports whether every one was.
 	ClearDirty(ctx context.Context, d DirtyDay) (bool, error)
-	// RetentionBlocked reports whether p holds a dirty day or a day with
-	// raw events that was never aggregated, and marks the latter dirty so
-	// that the next run aggregates them.
+	// RetentionBlocked reports whether p holds a dirty day (as a whole or
+	// of a user) or a day with raw events that was never aggregated, and
+	// marks the latter dirty so that the next run aggregates them.
 	RetentionBlocked(ctx context.Context, p Partition) (bool, error)
 	// DropPartition drops p in one transaction that first locks the raw
-	// table and then checks that no day of p is dirty (a record
-	// transaction that wrote into p after RetentionBlocked has committed by
-	// then, and its mark is seen); it reports whether it dropped p. A
-	// dropped month is never created again: its late events are refused.
-	// Returns ErrDeferred when the lock was not available in time.
+	// table and then checks that no day of p is dirty, as a whole or of a
+	// user (a record transaction that wrote into p after RetentionBlocked
+	// has committed by then, and its mark is seen); it reports whether it
+	// dropped p. A dropped month is never created again: its late events
+	// are refused. Returns ErrDeferred when the lock was not available in
+	// time.
 	DropPartition(ctx context.Context, p Partition) (bool, error)
 }

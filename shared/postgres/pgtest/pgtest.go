@@ -219,7 +219,7 @@ func NewCommitFault(tb testing.TB, db *postgres.DB) *CommitFault {
 			RETURN NULL;
 		END;
 		$$;
-		CREATE CONSTRAINT TRIGGER test_commit_fault AFTER INSERT OR UPDATE ON eco_usage_counters
+		CREATE CONSTRAINT TRIGGER test_commit_fault AFTER INSERT OR UPDATE ON eco_usage_counter_slots
 			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_commit_fault();
 		CREATE CONSTRAINT TRIGGER test_commit_fault AFTER INSERT ON eco_rejected_events
 			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_commit_fault();`)
