@@ -253,8 +253,9 @@ func (r *runner) produce(ctx context.Context) error {
 	}
 	// With an Outage, PostgreSQL stops only once moto_server's restart is
 	// over (on a loaded machine it can take longer than the events between
-	// the two take to send): the events made at the window's edge during
-	// the outage must not wait out a queue that is down, or be replayed.
+	// the two take to make), and the events after it are made only then: the
+	// events made at the window's edge during the outage must not wait out a
+	// queue that is down, or be replayed.
 	motoDone := make(chan struct{})
 	if !r.cfg.RestartMoto || r.cfg.Outage == 0 {
 		close(motoDone)
@@ -266,16 +267,12 @@ func (r *runner) produce(ctx context.Context) error {
 		}
 		switch {
 		case i == pgAt && r.cfg.RestartPostgres:
+			select { // the events after this point wait for it too
+			case <-motoDone:
+			case <-ctx.Done():
+			}
 			faults.Add(1)
-			go func() {
-				defer faults.Done()
-				select {
-				case <-motoDone:
-				case <-ctx.Done():
-					return
-				}
-				r.restartPostgres(ctx)
-			}()
+			go func() { defer faults.Done(); r.restartPostgres(ctx) }()
 		case i == motoAt && r.cfg.RestartMoto:
 			faults.Add(1)
 			go func() {
