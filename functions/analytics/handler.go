@@ -87,6 +87,7 @@ func (h *Handler) init() {
 	r.Handle("GET /v1/admin/users/{id}/keys", h.admin(h.userRoute(h.getUserKeys)))
 	r.Handle("GET /v1/admin/users/{id}/audit", h.admin(h.userRoute(h.getUserAudit)))
 	r.Handle("PUT /v1/admin/users/{id}/plan", h.admin(h.putPlan))
+	r.Handle("PATCH /v1/admin/users/{id}/plan", h.admin(h.patchPlan))
 	r.Handle("POST /v1/admin/aggregate", h.admin(h.postAggregate))
 	r.Handle("GET /v1/admin/rejected", h.admin(h.getRejected))
 	r.Handle("GET /v1/admin/overage", h.admin(h.getOverage))

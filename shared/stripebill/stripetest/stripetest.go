@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Request is one recorded request.
@@ -51,7 +52,12 @@ type saved struct {
 	body   []byte
 	// params are the request's form, encoded: a key is tied to them.
 	params string
+	at     time.Time
 }
+
+// KeyWindow is how long the fake keeps an idempotency key when Server.Now
+// is set: Stripe prunes keys once they are 24 hours old.
+const KeyWindow = 24 * time.Hour
 
 // Server is the fake. Its zero value is not usable; call New.
 type Server struct {
@@ -62,7 +68,12 @@ type Server struct {
 	items     []*Item
 	keys      map[string]saved
 	failNext  []int
+	failPosts []int
 	customers map[string]int
+
+	// Now, when set, is the fake's clock: keys older than KeyWindow are
+	// forgotten, as Stripe forgets them. Unset, keys are kept.
+	Now func() time.Time
 }
 
 // New starts a fake closed at the end of the test.
@@ -86,6 +97,22 @@ func (s *Server) FailCustomer(customer string, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.customers[customer] = status
+}
+
+// FailNextCreates makes the next len(statuses) creates (POSTs of invoice
+// items; lookups go through) answer with those statuses.
+func (s *Server) FailNextCreates(statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failPosts = append(s.failPosts, statuses...)
+}
+
+// ClearFailures drops the failures FailNext and FailNextCreates queued and
+// not used yet.
+func (s *Server) ClearFailures() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext, s.failPosts = nil, nil
 }
 
 // ForgetKeys drops the saved idempotency keys, as Stripe does after 24 h.
@@ -157,10 +184,18 @@ func (s *Server) handle(r *http.Request, req *Request) (int, []byte) {
 		s.failNext = s.failNext[1:]
 		return st, statusError(st, r.Form.Get("customer"))
 	}
+	if len(s.failPosts) > 0 && r.Method == http.MethodPost {
+		st := s.failPosts[0]
+		s.failPosts = s.failPosts[1:]
+		return st, statusError(st, r.Form.Get("customer"))
+	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/invoiceitems":
 		params := r.Form.Encode()
 		if req.Key != "" {
+			if sv, ok := s.keys[req.Key]; ok && s.Now != nil && s.Now().Sub(sv.at) >= KeyWindow {
+				delete(s.keys, req.Key)
+			}
 			if sv, ok := s.keys[req.Key]; ok {
 				if sv.params != params {
 					return http.StatusBadRequest, errorBody("idempotency_error", "",
@@ -172,7 +207,11 @@ func (s *Server) handle(r *http.Request, req *Request) (int, []byte) {
 		}
 		status, body := s.create(r.Form, req.Key)
 		if req.Key != "" && status < 500 && status != http.StatusTooManyRequests && status != http.StatusConflict {
-			s.keys[req.Key] = saved{status, body, params}
+			sv := saved{status: status, body: body, params: params}
+			if s.Now != nil {
+				sv.at = s.Now()
+			}
+			s.keys[req.Key] = sv
 		}
 		return status, body
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/invoiceitems":
