@@ -185,3 +185,20 @@ func TestDBCurrencyMixRefused(t *testing.T) {
 	}
 	wantStatus(t, f.get(t, "/v1/usage", token(t, erin, false)), 200)
 }
+
+// TestDBUsageOfAMixedPeriod: a period whose terms bill in two currencies
+// (written around the plan changes, which refuse them) is not the
+// caller's fault: GET /v1/usage answers 409 saying why, not 400.
+func TestDBUsageOfAMixedPeriod(t *testing.T) {
+	t.Parallel()
+	f := newDBFixture(t)
+	seedErin(t, f)
+	if _, err := f.db.Pool.Exec(context.Background(), `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at)
+		VALUES ($1, '2026-03-14T09:00:00Z', 'pro', '{"included_calls": 500, "currency": "eur"}', 'upgrade', '2026-03-14T09:00:00Z')`, erin); err != nil {
+		t.Fatal(err)
+	}
+	resp := f.get(t, "/v1/usage", token(t, erin, false))
+	if p := decode[problem](t, resp); resp.StatusCode != 409 || p.Detail != "the period bills in usd and eur; a period is billed in one currency" {
+		t.Errorf("GET /v1/usage = %d %s; want 409 saying the period bills in two currencies", resp.StatusCode, resp.Body)
+	}
+}

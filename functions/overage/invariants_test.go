@@ -25,6 +25,15 @@ import (
 // late as the deployment's backfill window allows, restores of the
 // database, and subscriptions without terms.
 
+// validatedFake is the stripetest fake, which keeps the items and the
+// idempotency keys, with stripe-mock, the harness's, validating every
+// request first.
+func validatedFake(t *testing.T) *stripetest.Server {
+	fake := stripetest.New(t)
+	fake.Upstream = pgtest.Require(t, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
+	return fake
+}
+
 // adminExec runs a statement on the test server's maintenance database.
 func adminExec(tb testing.TB, sql string) {
 	tb.Helper()
@@ -111,7 +120,7 @@ func itemsPerRow(fake *stripetest.Server) map[string]int {
 // user, period and seq), the run finds the item the first plan created
 // and bills the row with it: one item, not two.
 func TestHandleRestoreReplansWithoutChargingTwice(t *testing.T) {
-	fake := stripetest.New(t)
+	fake := validatedFake(t)
 	r := newRestorable(t, fakeBiller(fake.URL))
 	e := r.testEnv
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
@@ -137,7 +146,7 @@ func TestHandleRestoreReplansWithoutChargingTwice(t *testing.T) {
 // the row was billed. Restored, two days later, the row is looked up
 // before anything is created: one item.
 func TestHandleRestoreOfARowNeverClaimed(t *testing.T) {
-	fake := stripetest.New(t)
+	fake := validatedFake(t)
 	r := newRestorable(t, fakeBiller(fake.URL))
 	e := r.testEnv
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
@@ -182,7 +191,7 @@ func TestHandleRestoreOfARowNeverClaimed(t *testing.T) {
 // review, and once the calls are back the period is billed what it owes,
 // in Stripe and in the ledger alike, each row of it at most once.
 func TestHandleRestoreLostUsage(t *testing.T) {
-	fake := stripetest.New(t)
+	fake := validatedFake(t)
 	r := newRestorable(t, fakeBiller(fake.URL))
 	e := r.testEnv
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 120_000})
@@ -235,7 +244,7 @@ func TestHandleLateUsageWithinTheBackfillWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := stripetest.New(t)
+	fake := validatedFake(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.h.Billing = h.Billing
 	e.h.Billing.Ledger = e.ledger
@@ -287,7 +296,7 @@ func TestTemplateGivesTheBackfillWindowToBilling(t *testing.T) {
 // be deleted from under it.
 func TestHandleSubscriptionWithoutTerms(t *testing.T) {
 	ctx := context.Background()
-	fake := stripetest.New(t)
+	fake := validatedFake(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	if _, err := e.db.Pool.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, included_calls, stripe_customer_id, period_anchor)
 		VALUES ($1, 'pro', 50000, 'cus_1', $2)`, userID(1), anchor); err != nil {
@@ -306,13 +315,14 @@ func TestHandleSubscriptionWithoutTerms(t *testing.T) {
 	}
 }
 
-// TestHandleReportsUnpricedSubscriptions: a subscription the run cannot
+// TestHandleReportsUnpricedSubscriptions: subscriptions the run cannot
 // price (no terms: written with the database's triggers off, as a restore
-// tool may) is reported in the run's summary (eco_job_runs) and as the
-// metric OverageUnpricedSubscriptions, loudly; the others are billed.
+// tool may; a period in two currencies: terms written by hand) are
+// reported in the run's summary (eco_job_runs) and as the metric
+// OverageUnpricedSubscriptions, loudly; the others are billed.
 func TestHandleReportsUnpricedSubscriptions(t *testing.T) {
 	ctx := context.Background()
-	fake := stripetest.New(t)
+	fake := validatedFake(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.seed(sub{user: userID(2), plan: usage.PlanPro, customer: "cus_2", used: 150_000})
 	tx, err := e.db.Pool.Begin(ctx)
@@ -330,21 +340,28 @@ func TestHandleReportsUnpricedSubscriptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.addCalls(userID(1), time.Date(2026, 2, 10, 0, 0, 0, 0, time.UTC), 150_000)
+	// User 3's February bills in USD, then EUR: terms written around the
+	// plan changes, which refuse them.
+	e.seed(sub{user: userID(3), plan: usage.PlanPro, customer: "cus_3", used: 150_000})
+	if _, err := e.db.Pool.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at)
+		VALUES ($1, '2026-02-15', 'pro', '{"currency": "eur"}', 'upgrade', '2026-02-15')`, userID(3)); err != nil {
+		t.Fatal(err)
+	}
 	var logs bytes.Buffer
 	e.h.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 	if _, err := e.run(runAt); err != nil {
 		t.Fatal(err)
 	}
 	var unpriced int
-	var who, reason string
-	if err := e.db.Pool.QueryRow(ctx, `SELECT (detail->>'unpriced')::int, detail->'unpriced_subscriptions'->0->>'user_id',
-			detail->'unpriced_subscriptions'->0->>'reason'
-		FROM eco_job_runs WHERE job = 'overage' ORDER BY run_id DESC LIMIT 1`).Scan(&unpriced, &who, &reason); err != nil ||
-		unpriced != 1 || who != userID(1) || !strings.Contains(reason, "no terms history") {
-		t.Errorf("run summary: %d unpriced, %s: %q, %v; want user 1, no terms history", unpriced, who, reason, err)
+	var summary string
+	if err := e.db.Pool.QueryRow(ctx, `SELECT (detail->>'unpriced')::int, detail->>'unpriced_subscriptions'
+		FROM eco_job_runs WHERE job = 'overage' ORDER BY run_id DESC LIMIT 1`).Scan(&unpriced, &summary); err != nil ||
+		unpriced != 2 || !strings.Contains(summary, `{"reason": "the subscription has no terms history: its usage cannot be priced", "user_id": "`+userID(1)+`"}`) ||
+		!strings.Contains(summary, `{"reason": "the period from 2026-02-01: the period bills in usd and eur; a period is billed in one currency", "user_id": "`+userID(3)+`"}`) {
+		t.Errorf("run summary: %d unpriced, %s, %v; want user 1 (no terms history) and user 3 (two currencies)", unpriced, summary, err)
 	}
-	if !strings.Contains(logs.String(), `"OverageUnpricedSubscriptions":1`) || !strings.Contains(logs.String(), `"CloudWatchMetrics"`) {
-		t.Errorf("no OverageUnpricedSubscriptions metric of 1 in the logs:\n%s", logs.String())
+	if !strings.Contains(logs.String(), `"OverageUnpricedSubscriptions":2`) || !strings.Contains(logs.String(), `"CloudWatchMetrics"`) {
+		t.Errorf("no OverageUnpricedSubscriptions metric of 2 in the logs:\n%s", logs.String())
 	}
 	if len(fake.Items()) != 1 {
 		t.Errorf("%d items; want user 2's", len(fake.Items()))

@@ -24,12 +24,13 @@ import (
 // events included), plan changes, dry and real runs, crashes between the
 // steps of a run, and restores of the database to an earlier dump, billed
 // over PostgreSQL against the stripetest fake (stateful: it keeps the items
-// and honours idempotency keys for a day, as Stripe does). At the end every
+// and honours idempotency keys for a day, as Stripe does), every request
+// validated by stripe-mock first. At the end every
 // closed period is checked against a reference computation of what it owes,
 // written apart from the billing code, and against the invariants of
 // docs/overage.md.
 //
-// NEXUS_BILLING_SEQUENCES (default 4), NEXUS_BILLING_STEPS (default 50) and
+// NEXUS_BILLING_SEQUENCES (default 2), NEXUS_BILLING_STEPS (default 25) and
 // NEXUS_BILLING_SEED (default: a seed per day) size the run; a failure names
 // the seed and the sequence, and NEXUS_BILLING_SEED=<seed> with
 // NEXUS_BILLING_ONLY=<sequence> replays it.
@@ -43,7 +44,7 @@ func envInt(name string, def int) int {
 
 func TestBillingProperties(t *testing.T) {
 	pgtest.Require(t, "NEXUS_TEST_DATABASE_URL", "PostgreSQL")
-	seqs, steps := envInt("NEXUS_BILLING_SEQUENCES", 4), envInt("NEXUS_BILLING_STEPS", 50)
+	seqs, steps := envInt("NEXUS_BILLING_SEQUENCES", 2), envInt("NEXUS_BILLING_STEPS", 25)
 	seed := uint64(envInt("NEXUS_BILLING_SEED", int(time.Now().UTC().Unix()/86400)))
 	only := envInt("NEXUS_BILLING_ONLY", 0)
 	start := time.Now()
@@ -100,7 +101,7 @@ type world struct {
 }
 
 func newWorld(t *testing.T, rng *rand.Rand) *world {
-	w := &world{t: t, rng: rng, fake: stripetest.New(t)}
+	w := &world{t: t, rng: rng, fake: validatedFake(t)}
 	w.url = pgtest.NewURL(t)
 	w.name = databaseName(t, w.url)
 	w.fake.Now = func() time.Time { return w.now }

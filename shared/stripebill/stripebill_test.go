@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,5 +153,32 @@ func TestStripeMock(t *testing.T) {
 	}
 	if _, err := c.FindInvoiceItems(context.Background(), "cus_1", testItem(1).UserID, testItem(1).Period); err != nil {
 		t.Errorf("FindInvoiceItems: %v", err)
+	}
+}
+
+// TestFakeValidatedByStripeMock: the fake with stripe-mock upstream keeps
+// the items, and refuses what stripe-mock refuses.
+func TestFakeValidatedByStripeMock(t *testing.T) {
+	fake := stripetest.New(t)
+	fake.Upstream = pgtest.Require(t, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
+	c := New(Config{Key: "sk_test_123", URL: fake.URL})
+	ctx := context.Background()
+	id, err := c.CreateInvoiceItem(ctx, testItem(1), "k1")
+	if err != nil || id == "" {
+		t.Fatalf("CreateInvoiceItem = %q, %v", id, err)
+	}
+	if found, err := c.ListInvoiceItems(ctx, testItem(1).Period.Start); err != nil || len(found) != 1 || found[0].ID != id {
+		t.Errorf("ListInvoiceItems = %+v, %v; want the item created", found, err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, fake.URL+"/v1/invoiceitems", strings.NewReader("customer=cus_1&amount=5&currency=usd&bogus=1"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer sk_test_123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || len(fake.Items()) != 1 {
+		t.Errorf("an unknown parameter: %d, %d items; want 400 from stripe-mock, nothing created", resp.StatusCode, len(fake.Items()))
 	}
 }

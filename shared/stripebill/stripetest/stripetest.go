@@ -3,17 +3,22 @@
 // key returns the first response, errors included, except 5xx and 429; the
 // same key with other parameters is refused with an idempotency error),
 // records every request, and fails on demand (the next n requests, or every
-// request for a customer). Recorder is a recording proxy in front of a real
-// Stripe API (stripe-mock), for tests that need the API's own validation.
+// request for a customer). With Upstream set it first sends each request
+// to a real Stripe API (stripe-mock), whose validation a request must pass:
+// stripe-mock keeps no state, the fake keeps the items. Recorder is a
+// recording proxy in front of a real Stripe API, for tests that need its
+// answers as they are.
 package stripetest
 
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -74,6 +79,38 @@ type Server struct {
 	// Now, when set, is the fake's clock: keys older than KeyWindow are
 	// forgotten, as Stripe forgets them. Unset, keys are kept.
 	Now func() time.Time
+	// Upstream, when set, is a Stripe API (stripe-mock) every request is
+	// sent to first: an answer of it other than 200 is the fake's answer.
+	Upstream string
+}
+
+// validate sends r's request to Upstream and returns its answer when it
+// refused it (ok false).
+func (s *Server) validate(r *http.Request) (status int, body []byte, ok bool) {
+	if s.Upstream == "" {
+		return 0, nil, true
+	}
+	var req *http.Request
+	var err error
+	if r.Method == http.MethodPost {
+		req, err = http.NewRequest(r.Method, s.Upstream+r.URL.Path, strings.NewReader(r.PostForm.Encode()))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+	} else {
+		req, err = http.NewRequest(r.Method, s.Upstream+r.URL.Path+"?"+r.URL.RawQuery, nil)
+	}
+	if err != nil {
+		return http.StatusBadGateway, errorBody("api_error", "", err.Error()), false
+	}
+	req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return http.StatusBadGateway, errorBody("api_error", "", "the upstream Stripe API did not answer"), false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.StatusCode == http.StatusOK
 }
 
 // New starts a fake closed at the end of the test.
@@ -183,6 +220,9 @@ func (s *Server) handle(r *http.Request, req *Request) (int, []byte) {
 		st := s.failNext[0]
 		s.failNext = s.failNext[1:]
 		return st, statusError(st, r.Form.Get("customer"))
+	}
+	if status, body, ok := s.validate(r); !ok {
+		return status, body
 	}
 	if len(s.failPosts) > 0 && r.Method == http.MethodPost {
 		st := s.failPosts[0]
