@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -141,7 +142,7 @@ func (w *world) open() {
 	w.faults = &faultyLedger{LedgerStore: ledger}
 	te := &testEnv{t: w.t, db: db, ledger: ledger}
 	te.h = &Handler{Billing: usage.Billing{Ledger: w.faults, Workers: 2, Lookback: usage.BillingLookback(backfill)},
-		Biller: fakeBiller(w.fake.URL), Logger: testLogger(w.t),
+		Biller: fakeBiller(w.fake.URL), Logger: slog.New(slog.DiscardHandler), // the world logs its steps
 		Now: func() time.Time { return w.now }, AllowClockOverride: true}
 	w.e = &planEnv{testEnv: te}
 	db.Now = func() time.Time { return w.now }

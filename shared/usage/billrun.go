@@ -73,19 +73,22 @@ func DuePeriods(sub *BillableSubscription, now time.Time, grace, lookback time.D
 }
 
 // Billing closes billing periods and bills their overage exactly once: the
-// ledger row is written first, then the invoice item is created with the
-// row's idempotency key, then the row is marked billed. Runs may overlap;
-// the store's claims keep each row with one run at a time, and the key
-// makes a repeated call after a crash harmless.
+// ledger row is written first (its id and key derived from user, period and
+// seq), then the invoice item is created with the row's idempotency key,
+// then the row is marked billed. Runs may overlap; the store's claims keep
+// each row with one run at a time, and the key makes a repeated call after
+// a crash harmless. Each real run first makes the ledger account for the
+// items Stripe holds (reconcile), so that neither a lost answer nor a
+// restore of the database has a row's item created twice.
 //
 // Each period is priced by segments (Segments): the parts of it under one
-// entry of the terms history, each with its plan's included calls prorated
-// by days and the calls of its days (PriceLines). A segment is billed once
-// it has been over for the grace period: a period's segments at its end,
-// and the segment an upgrade closed at the first run after it. A row bills
-// the difference between the lines' total and what the period's rows
-// already account for, so every change (a closed segment, late usage) is
-// one more row with the next seq.
+// set of billing terms, each with its terms' included calls for the whole
+// period, the calls of its days, and the period's calls and billable calls
+// before it (PriceLines, Line). A segment is billed once it has been over
+// for the grace period: a period's segments at its end, and the segment an
+// upgrade closed at the first run after it. A row bills the difference
+// between the lines' total and what the period's rows charged, so every
+// change (a closed segment, late usage) is one more row with the next seq.
 type Billing struct {
 	Ledger LedgerStore
 	// Biller is nil for a dry run: the run reports the rows a real run
@@ -196,8 +199,9 @@ func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error 
 
 // bill claims pending rows in batches and bills them with c.Workers
 // workers. The rows billed in a batch are marked in one statement after the
-// batch: a crash before that leaves them pending, and the next run's calls
-// with the same keys return the same items.
+// batch: a crash before that leaves them pending, and the next run adopts
+// their items as it reconciles the ledger with Stripe (or finds them by a
+// lookup, or Stripe answers their keys with the same items).
 func (c *Billing) bill(parent context.Context, now, since time.Time, rep *RunReport) error {
 	var mu sync.Mutex
 	for {
