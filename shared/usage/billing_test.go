@@ -230,3 +230,37 @@ func TestRunReportJSON(t *testing.T) {
 		t.Errorf("report JSON has the raw duration: %s", b)
 	}
 }
+
+// TestPlanPeriodProratedAsBilled: a period billed under the rule before
+// migration 00012 (prorated lines) stays as billed while its usage does
+// not change; late usage prices it under today's rule.
+func TestPlanPeriodProratedAsBilled(t *testing.T) {
+	const user = "00000000-0000-4000-8000-000000000001"
+	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
+	sub := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "enterprise", PeriodAnchor: day(2026, 1, 1)},
+		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms},
+			{From: day(2026, 2, 10), PlanID: "enterprise", Effective: entTerms, Change: usage.ChangeUpgrade}}}
+	// Billed before: 90,000 calls against 32,143 included (58 packages at
+	// 0.50), nothing on enterprise.
+	recorded := []usage.Line{
+		{From: feb.Start, To: day(2026, 2, 10), PlanID: "pro", Bills: true, Price: proTerms.Price(), Included: 32_143, Used: 90_000, Prorated: true,
+			PriceCharge: usage.PriceCharge{Calls: 57_857, Units: 58, Amount: 2900}},
+		{From: day(2026, 2, 10), To: feb.End, PlanID: "enterprise", Bills: true, Price: entTerms.Price(), Included: 6_785_714, Used: 1000,
+			Prorated: true},
+	}
+	st := usage.PeriodState{UserPeriod: usage.UserPeriod{UserID: user, Period: feb},
+		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}, {Day: day(2026, 2, 20), Calls: 1000}},
+		Rows: 2, MaxSeq: 1, Recorded: 2900, Lines: recorded}
+	b := &usage.Billing{}
+	if e, err := b.PlanPeriod(sub, st, day(2026, 3, 5)); e != nil || err != nil {
+		t.Errorf("unchanged: %+v, %v; want no row", e, err)
+	}
+	// 20,000 late calls on a pro day: pro's 100,000 included (not the
+	// share) leave 10,000 billable, 10 packages: 5.00, less the 29.00
+	// charged: a credit noted.
+	st.Days[0].Calls += 20_000
+	e, err := b.PlanPeriod(sub, st, day(2026, 3, 5))
+	if err != nil || e == nil || e.Status != usage.LedgerSkipped || e.Amount != 500-2900 {
+		t.Errorf("late usage: %+v, %v; want a credit of 24.00 noted", e, err)
+	}
+}

@@ -119,6 +119,9 @@ func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time
 	if err != nil {
 		return nil, err
 	}
+	if proratedAsBilled(st.Lines, lines) {
+		return nil, nil
+	}
 	seq := 0
 	if st.Rows > 0 {
 		seq = st.MaxSeq + 1
@@ -158,6 +161,23 @@ func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time
 	}
 	e.Description = describe(e, st.Lines)
 	return e, nil
+}
+
+// proratedAsBilled reports whether a period was billed under the rule
+// before migration 00012 (its recorded lines prorated the included calls by
+// days) and nothing changed since: the same segments with the same calls.
+// Such a period stays as it was billed; late usage prices it again under
+// today's rule.
+func proratedAsBilled(recorded, lines []Line) bool {
+	if len(recorded) == 0 || len(recorded) != len(lines) || !slices.ContainsFunc(recorded, func(r Line) bool { return r.Prorated }) {
+		return false
+	}
+	for i, r := range recorded {
+		if !r.From.Equal(lines[i].From) || !r.To.Equal(lines[i].To) || r.Used != lines[i].Used {
+			return false
+		}
+	}
+	return true
 }
 
 // allRecorded reports whether every segment has a recorded line.
