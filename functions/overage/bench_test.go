@@ -83,7 +83,14 @@ const benchSubscriptions = 10_000
 func seedBench(b *testing.B, e *testEnv, n int) {
 	ctx := context.Background()
 	const tiers = `[{"up_to": 10000, "unit_price": 50}, {"up_to": null, "unit_price": 20, "flat_price": 100}]`
-	_, err := e.db.Pool.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, price_model, price_tiers,
+	// The subscriptions and their terms in one transaction: the database
+	// gives a subscription committed without terms terms of its own.
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, price_model, price_tiers,
 			stripe_customer_id, stripe_subscription_id, period_anchor)
 		SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid,
 			CASE WHEN i % 10 = 0 THEN 'enterprise' ELSE 'pro' END,
@@ -94,7 +101,7 @@ func seedBench(b *testing.B, e *testEnv, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	_, err = e.db.Pool.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at)
+	_, err = tx.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at)
 		SELECT s.user_id, t.effective_from, t.plan_id,
 			jsonb_strip_nulls(jsonb_build_object('price_model', s.price_model, 'tiers', s.price_tiers)), t.change, t.effective_from
 		FROM eco_subscriptions s
@@ -102,6 +109,9 @@ func seedBench(b *testing.B, e *testEnv, n int) {
 			(CASE WHEN s.plan_id = 'enterprise' THEN s.period_anchor + interval '14 days' END, 'enterprise', 'upgrade')) t(effective_from, plan_id, change)
 		WHERE t.effective_from IS NOT NULL`)
 	if err != nil {
+		b.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		b.Fatal(err)
 	}
 	_, err = e.db.Pool.Exec(ctx, `INSERT INTO eco_usage_counters (user_id, day, calls)
