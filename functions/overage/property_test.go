@@ -317,6 +317,7 @@ func (w *world) until(t time.Time, outage bool) {
 			break
 		}
 		w.now = next
+		w.replayExpiring()
 		if w.now.Before(skip) {
 			continue
 		}
@@ -325,6 +326,26 @@ func (w *world) until(t time.Time, outage bool) {
 		}
 	}
 	w.now = t
+	w.replayExpiring()
+}
+
+// replayExpiring records the lost calls whose day is about to leave the
+// backfill window: producers send events again while the record path
+// still takes them (a day's margin), so every call is counted once in the
+// end.
+func (w *world) replayExpiring() {
+	limit := usage.Day(w.now).Add(-backfill + 48*time.Hour)
+	var keep []callsEvent
+	for _, ev := range w.lost {
+		if ev.day.Before(limit) {
+			w.apply(ev)
+			w.events = append(w.events, ev)
+			w.logf("replay a lost calls event of %s before it leaves the backfill window", ev.day.Format(time.DateOnly))
+			continue
+		}
+		keep = append(keep, ev)
+	}
+	w.lost = keep
 }
 
 // run makes a real run, with a fault now and then.
