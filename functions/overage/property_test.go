@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -50,6 +51,7 @@ func TestBillingProperties(t *testing.T) {
 	only := envInt("NEXUS_BILLING_ONLY", 0)
 	start := time.Now()
 	var totalSteps int
+	tally := map[string]int{}
 	for i := 1; i <= seqs; i++ {
 		if only != 0 && i != only {
 			continue
@@ -60,9 +62,18 @@ func TestBillingProperties(t *testing.T) {
 			totalSteps += w.steps
 			w.settle()
 			w.check()
+			for k, n := range w.tally {
+				tally[k] += n
+			}
 		})
 	}
 	t.Logf("billing properties: %d sequences, %d steps, %s (seed %d)", seqs, totalSteps, time.Since(start).Round(time.Millisecond), seed)
+	keys := slices.Sorted(maps.Keys(tally))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, tally[k])
+	}
+	t.Logf("played: %s", strings.Join(parts, ", "))
 }
 
 // callsEvent is usage the world recorded: calls of a user on a day.
@@ -97,12 +108,14 @@ type world struct {
 	nDumps int
 	steps  int
 	log    []string
+	// tally counts what the sequence played.
+	tally map[string]int
 	// refusals counts plan changes refused (currency).
 	refusals int
 }
 
 func newWorld(t *testing.T, rng *rand.Rand) *world {
-	w := &world{t: t, rng: rng, fake: validatedFake(t)}
+	w := &world{t: t, rng: rng, fake: validatedFake(t), tally: map[string]int{}}
 	w.url = pgtest.NewURL(t)
 	w.name = databaseName(t, w.url)
 	w.fake.Now = func() time.Time { return w.now }
@@ -147,6 +160,8 @@ func (w *world) open() {
 	w.e = &planEnv{testEnv: te}
 	db.Now = func() time.Time { return w.now }
 }
+
+func (w *world) count(what string, n int) { w.tally[what] += n }
 
 func (w *world) logf(format string, args ...any) {
 	w.log = append(w.log, fmt.Sprintf("%s %s", w.now.Format("2006-01-02T15:04"), fmt.Sprintf(format, args...)))
@@ -200,6 +215,10 @@ func (w *world) usage() {
 	}
 	w.apply(callsEvent{u, d, n})
 	w.events = append(w.events, callsEvent{u, d, n})
+	w.count("usage events", 1)
+	if back > 2 {
+		w.count("late usage events", 1)
+	}
 	w.logf("usage %s %s +%d", short(u), d.Format(time.DateOnly), n)
 }
 
@@ -263,6 +282,7 @@ func (w *world) change(u string, first bool) {
 	switch {
 	case err != nil && usage.ErrorField(err) == "currency":
 		w.refusals++
+		w.count("plan changes refused (currency)", 1)
 		w.logf("change %s → %s %s refused: %s", short(u), plan, describeOverrides(o), usage.ErrorMessage(err))
 		return
 	case err != nil:
@@ -272,6 +292,7 @@ func (w *world) change(u string, first bool) {
 		w.fatalf("customer: %v", err)
 	}
 	w.logf("change %s → %s %s: %s at %s", short(u), plan, describeOverrides(o), c.Change, c.EffectiveAt.Format("2006-01-02T15:04"))
+	w.count("plan changes", 1)
 }
 
 func describeOverrides(o usage.Overrides) string {
@@ -321,9 +342,14 @@ func (w *world) until(t time.Time, outage bool) {
 		if w.now.Before(skip) {
 			continue
 		}
-		if _, err := w.e.run(w.now); err != nil && !strings.Contains(err.Error(), "left pending") {
+		rep, err := w.e.run(w.now)
+		if err != nil && !strings.Contains(err.Error(), "left pending") {
 			w.fatalf("scheduled run: %v", err)
 		}
+		w.count("scheduled runs", 1)
+		w.count("items found", rep.Found)
+		w.count("items adopted", rep.Adopted)
+		w.count("rows billed", rep.Billed)
 	}
 	w.now = t
 	w.replayExpiring()
@@ -380,6 +406,13 @@ func (w *world) run() {
 	}
 	w.logf("run %s: planned %d, billed %d, found %d, adopted %d, replanned %d, failed %d, unpriced %d, err %v", fault, rep.PlannedRows,
 		rep.Billed, rep.Found, rep.Adopted, rep.Replanned, rep.Failed, rep.Unpriced, err)
+	w.count("real runs", 1)
+	if fault != "" {
+		w.count("runs with a fault", 1)
+	}
+	w.count("items found", rep.Found)
+	w.count("items adopted", rep.Adopted)
+	w.count("rows billed", rep.Billed)
 	if rep.Unpriced > 0 || rep.Duplicates > 0 {
 		w.fatalf("run: %d subscriptions not priced (%+v), %d duplicate items found", rep.Unpriced, rep.UnpricedSubscriptions, rep.Duplicates)
 	}
@@ -399,6 +432,7 @@ func (w *world) dryRun() {
 		w.fatalf("a dry run changed the ledger:\n%s\n→\n%s", before, after)
 	}
 	w.logf("dry run: %d rows due %v", rep.PlannedRows, rep.Due)
+	w.count("dry runs", 1)
 }
 
 // ledgerState is the ledger and the progress as text.
@@ -424,6 +458,7 @@ func (w *world) takeDump() {
 	w.dumps = append(w.dumps, dump{name: name, events: len(w.events)})
 	w.open()
 	w.logf("dump %d", len(w.dumps)-1)
+	w.count("dumps", 1)
 }
 
 // restore replaces the database with an earlier dump. The calls recorded
@@ -446,6 +481,7 @@ func (w *world) restore() {
 	// Later dumps hold calls this database no longer has; they go.
 	w.dumps = w.dumps[:i+1]
 	w.logf("restore dump %d (%d calls events lost)", i, len(w.lost))
+	w.count("restores", 1)
 }
 
 // replay records the lost calls again.
