@@ -93,7 +93,6 @@ type world struct {
 	t      *testing.T
 	rng    *rand.Rand
 	fake   *stripetest.Server
-	admin  string // the server's maintenance database
 	name   string // the world's database
 	url    string
 	e      *planEnv
@@ -170,11 +169,6 @@ func (w *world) logf(format string, args ...any) {
 func (w *world) fatalf(format string, args ...any) {
 	w.t.Helper()
 	w.t.Fatalf("%s\nsteps:\n  %s", fmt.Sprintf(format, args...), strings.Join(w.log, "\n  "))
-}
-
-func (w *world) errorf(format string, args ...any) {
-	w.t.Helper()
-	w.t.Errorf("%s", fmt.Sprintf(format, args...))
 }
 
 func (w *world) play(steps int) {
