@@ -12,9 +12,11 @@ import (
 
 // BillableSubscriptions returns the subscriptions whose terms history
 // holds terms that bill (usage.BillableSubscription.Bills, judged in Go
-// after Plan.Apply), and those with no history at all, which the run
-// reports: the statement leaves out the subscriptions that were only ever
-// on the free plan. Each comes with its history and its progress
+// after Plan.Apply), those with ledger rows (an item adopted from Stripe
+// for terms a restore of the database lost is weighed against the terms
+// left), and those with no history at all, which the run reports: the
+// statement leaves out the subscriptions that were only ever on the free
+// plan and never billed. Each comes with its history and its progress
 // (eco_overage_progress). The plans are read once, and the history as
 // arrays of plan ids and overrides, so that 10,000 subscriptions cost one
 // row each and no plan is decoded twice.
@@ -41,18 +43,20 @@ func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.Billa
 }
 
 // billableQuery reads every subscription whose terms history holds a plan
-// other than free, or that has no history, with that history as arrays,
-// and its progress.
+// other than free, or that has ledger rows, or no history, with that
+// history as arrays, whether it has ledger rows, and its progress.
 const billableQuery = `SELECT ` + subscriptionColumns + `, s.user_id::text,
-			h.froms, h.plans, h.overrides, h.changes, pr.closed_through
+			h.froms, h.plans, h.overrides, h.changes, pr.closed_through, r.has_rows
 		FROM eco_subscriptions s JOIN eco_plans p ON p.plan_id = s.plan_id
 		JOIN LATERAL (SELECT array_agg(t.effective_from ORDER BY t.effective_from) AS froms,
 				array_agg(t.plan_id ORDER BY t.effective_from) AS plans,
 				array_agg(t.overrides::text ORDER BY t.effective_from) AS overrides,
 				array_agg(t.change ORDER BY t.effective_from) AS changes,
 				coalesce(bool_or(t.plan_id <> 'free'), true) AS bills
-			FROM eco_subscription_terms t WHERE t.user_id = s.user_id) h ON h.bills
+			FROM eco_subscription_terms t WHERE t.user_id = s.user_id) h ON true
+		CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM eco_overage_ledger l WHERE l.user_id = s.user_id) AS has_rows) r
 		LEFT JOIN eco_overage_progress pr ON pr.user_id = s.user_id
+		WHERE h.bills OR r.has_rows
 		ORDER BY s.user_id`
 
 // scanBillable scans billableQuery's rows, merging each history entry's
@@ -66,8 +70,9 @@ func scanBillable(rows pgx.Rows, plans map[string]usage.Plan) ([]*usage.Billable
 			froms                       []time.Time
 			planIDs, overrides, changes []string
 			through                     *time.Time
+			hasRows                     bool
 		)
-		if err := scanSubscription(rows, &sub.Subscription, &sub.UserID, &froms, &planIDs, &overrides, &changes, &through); err != nil {
+		if err := scanSubscription(rows, &sub.Subscription, &sub.UserID, &froms, &planIDs, &overrides, &changes, &through, &hasRows); err != nil {
 			return nil, FormatError(fmt.Errorf("scan billable subscription: %w", err))
 		}
 		sub.History = make([]usage.Terms, len(froms))
@@ -84,7 +89,7 @@ func scanBillable(rows pgx.Rows, plans map[string]usage.Plan) ([]*usage.Billable
 		if through != nil {
 			sub.ClosedThrough = through.UTC()
 		}
-		if sub.Bills() || len(sub.History) == 0 {
+		if sub.Bills() || len(sub.History) == 0 || hasRows {
 			out = append(out, &sub)
 		}
 	}

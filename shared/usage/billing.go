@@ -320,9 +320,10 @@ type ClaimRequest struct {
 // LedgerStore is the overage ledger and the data a billing run reads.
 type LedgerStore interface {
 	// BillableSubscriptions returns the subscriptions whose terms history
-	// holds terms that bill (BillableSubscription.Bills), and those with no
-	// terms history at all (reported, see BillableSubscription.Unbillable),
-	// with their Stripe ids, history and progress.
+	// holds terms that bill (BillableSubscription.Bills), those with ledger
+	// rows, and those with no terms history at all (reported, see
+	// BillableSubscription.Unbillable), with their Stripe ids, history and
+	// progress.
 	BillableSubscriptions(ctx context.Context) ([]*BillableSubscription, error)
 	// PeriodStates returns the state of each period, in the order given.
 	PeriodStates(ctx context.Context, periods []UserPeriod) ([]PeriodState, error)
