@@ -132,9 +132,16 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usag
 		if err != nil {
 			return err
 		}
+		// JSON goes as text: it encodes alike with and without statement
+		// preparation (RDS Proxy's exec mode).
+		var oldText *string
+		if old != nil {
+			t := string(old)
+			oldText = &t
+		}
 		_, err = tx.Exec(ctx, `INSERT INTO eco_plan_audit (who, at, user_id, old, new, change, effective_at, before, after, changed)
-			SELECT $1, $2, $3, $4, to_jsonb(s), $5, $6, $7::jsonb, $8::jsonb, $9 FROM eco_subscriptions s WHERE s.user_id = $3`,
-			c.Who, now, c.UserID, old, change, at, string(before), string(after), out.Changed)
+			SELECT $1, $2, $3, $4::jsonb, to_jsonb(s), $5, $6, $7::jsonb, $8::jsonb, $9::text[] FROM eco_subscriptions s WHERE s.user_id = $3`,
+			c.Who, now, c.UserID, oldText, change, at, string(before), string(after), out.Changed)
 		return err
 	})
 	if err != nil {
@@ -160,14 +167,14 @@ func writeChange(ctx context.Context, tx pgx.Tx, user, planID string, o usage.Ov
 			updated_at = $2 WHERE user_id = $1 AND next_plan_id IS NOT NULL`, user, now)
 		return err
 	case usage.ChangeDowngrade:
-		if _, err = tx.Exec(ctx, `UPDATE eco_subscriptions SET next_plan_id = $2, next_overrides = $3, next_from = $4,
+		if _, err = tx.Exec(ctx, `UPDATE eco_subscriptions SET next_plan_id = $2, next_overrides = $3::jsonb, next_from = $4,
 			updated_at = $5 WHERE user_id = $1`, user, planID, oj, at, now); err != nil {
 			return err
 		}
 	default: // start, upgrade
 		if _, err = tx.Exec(ctx, `INSERT INTO eco_subscriptions AS s (user_id, plan_id, included_calls, hard_limit, rate_per_second,
 				burst, overage_unit_size, overage_unit_price, currency, price_model, price_tiers, period_anchor, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $13)
 			ON CONFLICT (user_id) DO UPDATE SET plan_id = excluded.plan_id,
 				included_calls = excluded.included_calls, hard_limit = excluded.hard_limit,
 				rate_per_second = excluded.rate_per_second, burst = excluded.burst,
@@ -182,7 +189,7 @@ func writeChange(ctx context.Context, tx pgx.Tx, user, planID string, o usage.Ov
 	// The entry of the new terms; a second change at the same instant
 	// replaces the first.
 	_, err = tx.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at, requested_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)
 		ON CONFLICT (user_id, effective_from) DO UPDATE SET plan_id = excluded.plan_id, overrides = excluded.overrides,
 			change = excluded.change, requested_at = excluded.requested_at, requested_by = excluded.requested_by`,
 		user, at, planID, oj, change, now, who)
@@ -332,7 +339,7 @@ func (s *AnalyticsStore) RetryLedgerEntry(ctx context.Context, ledgerID, who str
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO eco_overage_audit (who, at, ledger_id, action, old, new)
-			SELECT $1, $2, $3, 'retry', $4, to_jsonb(l) FROM eco_overage_ledger l WHERE l.ledger_id = $3`, who, now, ledgerID, old)
+			SELECT $1, $2, $3, 'retry', $4::jsonb, to_jsonb(l) FROM eco_overage_ledger l WHERE l.ledger_id = $3`, who, now, ledgerID, string(old))
 		return err
 	})
 	if err != nil {

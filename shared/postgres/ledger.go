@@ -319,7 +319,7 @@ func (s *LedgerStore) CloseRun(ctx context.Context, jobRunID int64, rep *usage.R
 	}
 	_, err = s.db.Pool.Exec(ctx, `UPDATE eco_job_runs SET finished_at = $2, outcome = $3, rows_written = $4,
 		detail = detail || $5::jsonb, error = $6 WHERE run_id = $1`,
-		jobRunID, at, outcome, rep.Inserted, detail, errText)
+		jobRunID, at, outcome, rep.Inserted, string(detail), errText)
 	if err != nil {
 		return FormatError(fmt.Errorf("close job run %d: %w", jobRunID, err))
 	}
