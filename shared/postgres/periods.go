@@ -122,12 +122,12 @@ func (s *LedgerStore) PeriodStates(ctx context.Context, periods []usage.UserPeri
 // by day, and their sum, and in one pass over the period's ledger rows
 // their count, highest seq, sum of the amounts of the rows that charge
 // (not skipped) and of billed amounts, whether the latest row is skipped
-// and its amount, the lines of the latest row that has some (a row adopted
+// and its amount, the currency the rows charged in, the lines of the latest row that has some (a row adopted
 // from Stripe has none: an empty array), and the first row's pricing (rows
 // from before lines were kept, whose lines are NULL).
 const periodStatesQuery = `SELECT p.i, CASE WHEN p.by_day THEN c.days END, CASE WHEN p.by_day THEN c.calls END, c.total,
 	coalesce(l.n, 0), coalesce(l.max_seq, 0), coalesce(l.amount, 0), coalesce(l.billed, 0),
-	coalesce(l.last_status = 'skipped', false), coalesce(l.last_amount, 0),
+	coalesce(l.last_status = 'skipped', false), coalesce(l.last_amount, 0), coalesce(l.charged_currency, ''),
 	l.lines, l.n > 0 AND l.no_lines, coalesce(l.included_calls, 0), coalesce(l.unit_size, 0),
 	coalesce(l.unit_price, 0), coalesce(l.currency, '')
 FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::boolean[]) WITH ORDINALITY AS p(user_id, period_start, period_end, by_day, i)
@@ -142,6 +142,7 @@ CROSS JOIN LATERAL (SELECT count(*)::int AS n, max(l.seq) AS max_seq,
 		sum(l.amount) FILTER (WHERE l.status = 'billed')::bigint AS billed,
 		(array_agg(l.status ORDER BY l.seq DESC))[1] AS last_status,
 		(array_agg(l.amount ORDER BY l.seq DESC))[1] AS last_amount,
+		(array_agg(l.currency ORDER BY l.seq) FILTER (WHERE l.status <> 'skipped' AND l.amount <> 0))[1] AS charged_currency,
 		(array_agg(l.lines ORDER BY l.seq DESC) FILTER (WHERE jsonb_array_length(l.lines) > 0))[1] AS lines,
 		bool_and(l.lines IS NULL) AS no_lines,
 		(array_agg(l.included_calls ORDER BY l.seq))[1] AS included_calls,
@@ -176,7 +177,7 @@ func (s *LedgerStore) periodStates(ctx context.Context, periods []usage.UserPeri
 			hasBase bool
 			base    usage.Line
 		)
-		if err := rows.Scan(&i, &days, &calls, &total, &st.Rows, &st.MaxSeq, &st.Recorded, &st.Billed, &st.LastSkipped, &st.LastAmount, &lines,
+		if err := rows.Scan(&i, &days, &calls, &total, &st.Rows, &st.MaxSeq, &st.Recorded, &st.Billed, &st.LastSkipped, &st.LastAmount, &st.Currency, &lines,
 			&hasBase, &base.Included, &base.Price.UnitSize, &base.Price.UnitPrice, &base.Price.Currency); err != nil {
 			return nil, FormatError(fmt.Errorf("scan period state: %w", err))
 		}

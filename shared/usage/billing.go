@@ -228,6 +228,8 @@ type PeriodState struct {
 	// skipped one; LastAmount is then its amount: 0, or the credit noted.
 	LastSkipped bool
 	LastAmount  int64
+	// Currency is the currency the rows charged in ("" when none charged).
+	Currency string
 	// Lines are the latest row's lines, the terms the period's closed
 	// segments were billed with; rows from before lines were kept read as
 	// one package line over the whole period.

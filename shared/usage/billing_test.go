@@ -264,3 +264,46 @@ func TestPlanPeriodProratedAsBilled(t *testing.T) {
 		t.Errorf("late usage: %+v, %v; want a credit of 24.00 noted", e, err)
 	}
 }
+
+// TestPlanPeriodRowsInTheirCurrency: what the rows charged is weighed in
+// their currency. Terms that bill nothing now (a restore of the database
+// lost those the rows were priced with) note the credit in it; terms that
+// bill in another currency are refused, the period reported.
+func TestPlanPeriodRowsInTheirCurrency(t *testing.T) {
+	const user = "00000000-0000-4000-8000-000000000001"
+	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
+	onFree := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "free", PeriodAnchor: day(2026, 1, 1)},
+		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "free", Effective: freePlan.Apply(usage.Overrides{Currency: ptr("eur")})}}}
+	st := usage.PeriodState{UserPeriod: usage.UserPeriod{UserID: user, Period: feb}, Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}},
+		Rows: 1, Recorded: 2500, Billed: 2500, Currency: "usd"}
+	closed := day(2026, 3, 3)
+	b := &usage.Billing{}
+	e, err := b.PlanPeriod(onFree, st, closed)
+	if err != nil || e == nil || e.Status != usage.LedgerSkipped || e.Amount != -2500 || e.Currency != "usd" {
+		t.Errorf("terms that bill nothing now: %+v, %v; want a credit of 25.00 USD noted", e, err)
+	}
+	inEUR := &usage.BillableSubscription{Subscription: onFree.Subscription,
+		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms.Apply(usage.Overrides{Currency: ptr("eur")})}}}
+	if e, err := b.PlanPeriod(inEUR, st, closed); usage.ErrorCode(err) != usage.CodeConflict || e != nil {
+		t.Errorf("terms in EUR, rows in USD: %+v, %v; want CodeConflict", e, err)
+	}
+}
+
+// TestLineNeverBelowNothing: a volume price's total can fall as calls
+// reach a cheaper tier; a segment under it after a change credits no call
+// billed under the earlier terms.
+func TestLineNeverBelowNothing(t *testing.T) {
+	mar := usage.Period{Start: day(2026, 3, 1), End: day(2026, 4, 1)}
+	volume := proTerms.Apply(usage.Overrides{IncludedCalls: ptr(int64(0)), PriceModel: ptr(usage.PriceVolume), OverageUnitSize: ptr(int64(1)),
+		Tiers: []usage.Tier{{UpTo: ptr(int64(100)), UnitPrice: 10}, {UnitPrice: 1}}})
+	h := []usage.Terms{{From: mar.Start, PlanID: "pro", Effective: proTerms.Apply(usage.Overrides{IncludedCalls: ptr(int64(0)),
+		OverageUnitSize: ptr(int64(1)), OverageUnitPrice: ptr(int64(1)), PriceModel: ptr(usage.PricePerUnit)})},
+		{From: day(2026, 3, 10), PlanID: "pro", Effective: volume, Change: usage.ChangeUpgrade}}
+	// 90 calls at 1 (90), then 20 under volume: 110 billable calls cost 110
+	// there, 90 of them 900: the segment charges nothing, not -790.
+	days := []usage.DayCalls{{Day: day(2026, 3, 2), Calls: 90}, {Day: day(2026, 3, 12), Calls: 20}}
+	lines, err := usage.PriceLines(mar, usage.Segments(mar, h), days, nil, mar.End)
+	if err != nil || len(lines) != 2 || lines[0].Amount != 90 || lines[1].Amount != 0 {
+		t.Errorf("lines = %+v, %v; want 90 and 0", lines, err)
+	}
+}

@@ -122,6 +122,17 @@ func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time
 	if proratedAsBilled(st.Lines, lines) {
 		return nil, nil
 	}
+	// What the rows charged is in their currency. Terms that bill nothing
+	// now (a restore of the database lost those the rows were priced
+	// with) note a credit in it; terms that bill in another one cannot be
+	// weighed against it.
+	if st.Currency != "" && st.Recorded != 0 {
+		if slices.ContainsFunc(lines, func(l Line) bool { return l.Bills }) && charge.Currency != st.Currency {
+			return nil, Errorf(CodeConflict, "the period's rows charged %s; its terms now bill in %s (a restore of the database lost a change of terms?): a period is billed in one currency",
+				FormatMoney(st.Recorded, st.Currency), strings.ToUpper(charge.Currency))
+		}
+		charge.Currency = st.Currency
+	}
 	seq := 0
 	if st.Rows > 0 {
 		seq = st.MaxSeq + 1

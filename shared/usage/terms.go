@@ -222,10 +222,11 @@ type DayCalls struct {
 // the period's calls through it less its included calls less the billable
 // calls before it, between none and its own calls, and it costs its
 // price of the period's billable calls through it less its price of those
-// before it. Under one set of terms the lines add up to the terms' price
-// of the period's billable calls, however many segments; the calls before
-// a change cost exactly what the terms in force then charge for them over
-// the whole period; a segment never bills calls made before it.
+// before it (never below nothing). Under one set of terms the lines add up
+// to the terms' price of the period's billable calls, however many
+// segments; the calls before a change cost exactly what the terms in force
+// then charge for them over the whole period; a segment never bills calls
+// made before it.
 type Line struct {
 	From     time.Time `json:"from"`
 	To       time.Time `json:"to"`
@@ -339,7 +340,10 @@ func (l *Line) price() error {
 	if err != nil {
 		return err
 	}
-	l.PriceCharge = PriceCharge{Calls: calls, Units: hi.Units - lo.Units, Tiers: hi.Tiers, Amount: hi.Amount - lo.Amount}
+	// A volume price's total can fall as calls reach a cheaper tier: the
+	// segment then charges nothing, crediting no call billed under another
+	// price. (Under one set of terms, one segment, nothing changes.)
+	l.PriceCharge = PriceCharge{Calls: calls, Units: hi.Units - lo.Units, Tiers: hi.Tiers, Amount: max(0, hi.Amount-lo.Amount)}
 	return nil
 }
 
