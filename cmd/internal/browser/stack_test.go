@@ -20,6 +20,7 @@ import (
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/testkit"
 )
 
 // stack is a local stack of the test's own (free ports, its own database,
@@ -50,9 +51,7 @@ func startStack(t *testing.T) *stack {
 	name := fmt.Sprintf("dashboard_%d", os.Getpid())
 	t.Cleanup(func() { dropDatabase(admin, name) })
 
-	// One bound for the stack, the traffic and the jobs.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t)
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, err := devstack.Start(ctx, devstack.Config{Root: root, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0",
 		DatabaseName: name, Bootstraps: os.Getenv("NEXUS_LAMBDA_DIR"), Stage: fmt.Sprintf("dash%d", os.Getpid()),

@@ -22,6 +22,7 @@ import (
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/samtemplate"
+	"github.com/nexus/usage/shared/testkit"
 )
 
 // fixture is what a sample's check can look at.
@@ -99,10 +100,8 @@ func TestLambdasUnderRIE(t *testing.T) {
 	root := testRoot(t)
 	emulator := requireRIE(t, root)
 	db := pgtest.NewDB(t)
-	// Built before the deadline starts: it bounds the invocations only.
 	bins := testBootstraps(t, root)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t)
 	now := time.Now().UTC()
 	users, _, err := seed.Users(ctx, db, now)
 	if err != nil {

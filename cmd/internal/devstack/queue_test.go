@@ -22,6 +22,7 @@ import (
 	"github.com/nexus/usage/cmd/internal/sqspoll"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/sqspub"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -38,10 +39,8 @@ func TestRecordThroughQueue(t *testing.T) {
 	emulator := requireRIE(t, root)
 	endpoint := pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
 	db := pgtest.NewDB(t)
-	// Built before the deadline starts: it bounds the run only.
 	bins := testBootstraps(t, root)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	client := moto.SQS(endpoint, "us-east-1")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/testkit"
 )
 
 // TestSmoke starts the local stack as make dev does (on free ports, with a
@@ -44,8 +45,7 @@ func TestSmoke(t *testing.T) {
 			conn.Close(ctx)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t)
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := Start(ctx, Config{Root: root, Template: "template.yaml", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0",
 		DatabaseName: name, Bootstraps: bins, Stage: fmt.Sprintf("smoke%d", os.Getpid()), BatchWindow: time.Second,

@@ -31,6 +31,7 @@ import (
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -102,8 +103,7 @@ func TestSAM(t *testing.T) {
 	image := pgtest.Require(t, "NEXUS_TEST_LAMBDA_IMAGE", "the Lambda base image for sam local")
 	stripeURL := pgtest.Require(t, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
 	dbURL := pgtest.NewURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(t)
 
 	work := t.TempDir()
 	s := &stack{cli: samPath, root: root, build: filepath.Join(work, "build"), image: image,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/testkit"
 )
 
 var (
@@ -53,9 +54,8 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("build: %v", errs)
 		}
 	}
-	// One generous bound for the whole run: nothing inside is timed.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	// Nothing inside is timed: the run may take what go test's -timeout allows.
+	ctx := testkit.Context(t)
 	svc, err := StartServices(ctx, root)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/nexus/usage/cmd/internal/devstack"
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/testkit"
 )
 
 // TestTypeScript runs the package's suite and the example's test, side by
@@ -31,8 +32,7 @@ func TestTypeScript(t *testing.T) {
 	requireServices(t, root)
 	example := filepath.Join(root, "examples", "nextjs")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
-	t.Cleanup(cancel) // after the parallel subtests, unlike a defer
+	ctx := testkit.Context(t)
 	pkg := preparePackage(ctx, t, root, npm)
 
 	t.Run("package", func(t *testing.T) {
@@ -60,8 +60,7 @@ func BenchmarkWithUsage(b *testing.B) {
 	_, npm := requireNode(b)
 	root := repoRoot(b)
 	requireServices(b, root)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := testkit.Context(b)
 	pkg := preparePackage(ctx, b, root, npm)
 	st := startStack(ctx, b, root, "tsbench")
 	b.ResetTimer()
