@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +14,9 @@ import (
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/samtemplate"
 	"github.com/nexus/usage/shared/stripebill/stripetest"
 	"github.com/nexus/usage/shared/usage"
-	"gopkg.in/yaml.v3"
 )
 
 // The tests of this file hold billing to the invariants of
@@ -265,26 +264,17 @@ func TestHandleLateUsageWithinTheBackfillWindow(t *testing.T) {
 // TestTemplateGivesTheBackfillWindowToBilling: the overage function reads
 // the record function's backfill window from the template.
 func TestTemplateGivesTheBackfillWindowToBilling(t *testing.T) {
-	b, err := os.ReadFile("../../template.yaml")
+	tmpl, err := samtemplate.Load("../../template.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tmpl struct {
-		Resources map[string]struct {
-			Properties struct {
-				Environment struct {
-					Variables map[string]yaml.Node `yaml:"Variables"`
-				} `yaml:"Environment"`
-			} `yaml:"Properties"`
-		} `yaml:"Resources"`
-	}
-	if err := yaml.Unmarshal(b, &tmpl); err != nil {
-		t.Fatal(err)
-	}
-	for _, fn := range []string{"RecordFunction", "AnalyticsFunction", "OverageFunction"} {
-		v := tmpl.Resources[fn].Properties.Environment.Variables["BACKFILL_WINDOW"]
-		if v.Tag != "!Ref" || v.Value != "BackfillWindow" {
-			t.Errorf("%s: BACKFILL_WINDOW = %s %q; want !Ref BackfillWindow", fn, v.Tag, v.Value)
+	for _, fn := range []string{"record", "analytics", "overage"} {
+		f := tmpl.Function(fn)
+		if f == nil {
+			t.Fatalf("no %s in the template", fn)
+		}
+		if v := f.Env["BACKFILL_WINDOW"]; v.Parameter != "BackfillWindow" {
+			t.Errorf("%s: BACKFILL_WINDOW = %+v; want !Ref BackfillWindow", fn, v)
 		}
 	}
 }

@@ -48,6 +48,9 @@ type Value struct {
 	// resource's !Ref or !GetAtt, a condition's !If, a !Sub, a pseudo
 	// parameter, or a parameter without a default. Default is then "".
 	Deployed bool
+	// Parameter names the template parameter the value is a !Ref of, if
+	// it is one: functions given the same setting name the same one.
+	Parameter string
 }
 
 // Defaults returns the environment as deployed with the template's
@@ -256,7 +259,7 @@ func envValue(n *yaml.Node, params map[string]string) Value {
 		return Value{Default: n.Value}
 	}
 	if d, ok := params[refName(n)]; ok {
-		return Value{Default: d}
+		return Value{Default: d, Parameter: refName(n)}
 	}
 	return Value{Deployed: true}
 }

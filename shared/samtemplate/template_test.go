@@ -84,7 +84,7 @@ func TestParse(t *testing.T) {
 	// Globals' variables, then the function's own over them; a parameter's
 	// default stands for its !Ref; resources, conditions and parameters
 	// without a default are known once deployed.
-	globals := map[string]samtemplate.Value{"DATABASE_URL": {}, "DATABASE_SECRET_ARN": {Deployed: true}, "DATABASE_PROXY": {Default: "true"}}
+	globals := map[string]samtemplate.Value{"DATABASE_URL": {}, "DATABASE_SECRET_ARN": {Deployed: true}, "DATABASE_PROXY": {Default: "true", Parameter: "Proxy"}}
 	analytics := map[string]samtemplate.Value{"DATABASE_URL": {}, "DATABASE_SECRET_ARN": {Deployed: true}, "DATABASE_PROXY": {Default: "false"},
 		"QUEUE_URL": {Deployed: true}, "MAX": {Default: "10"}, "BUS": {Deployed: true}}
 	want := &samtemplate.Template{Functions: []samtemplate.Function{
