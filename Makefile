@@ -178,14 +178,17 @@ clean:
 # with-services: PostgreSQL, moto_server, stripe-mock). DATABASE_URL, when
 # set, is migrated and used instead of a throwaway database.
 # demo, lag, run-aggregate, run-overage, smoke: talk to a running make dev.
+# NEXTJS=http://127.0.0.1:3000 make demo sends part of the pro user's traffic
+# through the Next.js example app (examples/nextjs, started by hand).
 DEV_ADMIN ?= http://127.0.0.1:8081
+NEXTJS ?=
 .PHONY: lag redrive run-aggregate run-overage smoke
 
 dev: prepare
 	NEXUS_DEV_START=$(NEXUS_DEV_START) $(SERVICES_ENV) scripts/with-services.sh $(BIN)/devstack $(DEV_FLAGS)
 
 demo: host
-	$(BIN)/devstack demo -admin $(DEV_ADMIN)
+	$(BIN)/devstack demo -admin $(DEV_ADMIN) $(if $(NEXTJS),-nextjs $(NEXTJS))
 
 # lag: the time from a metered request to GET /v1/usage (median, max of 100)
 lag: host

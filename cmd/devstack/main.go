@@ -91,7 +91,7 @@ func runStack(ctx context.Context, args []string, logger *slog.Logger) error {
 	st.PrintBanner(os.Stdout)
 	if *sendDemo {
 		go func() {
-			res, err := demo.Run(ctx, st.State(), logger)
+			res, err := demo.Run(ctx, st.State(), demo.Options{}, logger)
 			if err != nil {
 				logger.Error("demo traffic", "error", err)
 				return
@@ -118,12 +118,14 @@ func startTime() time.Time {
 func runDemo(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("devstack demo", flag.ExitOnError)
 	admin := fs.String("admin", "http://127.0.0.1:8081", "the running stack's admin endpoint")
+	var o demo.Options
+	fs.StringVar(&o.NextJS, "nextjs", "", "the Next.js example app's URL (examples/nextjs, started against this stack): part of the pro user's traffic goes through it")
 	_ = fs.Parse(args)
 	st, err := devstack.FetchState(ctx, *admin)
 	if err != nil {
 		return fmt.Errorf("%w (is make dev running?)", err)
 	}
-	res, err := demo.Run(ctx, st, logger)
+	res, err := demo.Run(ctx, st, o, logger)
 	if err != nil {
 		return err
 	}

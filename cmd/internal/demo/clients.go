@@ -294,3 +294,30 @@ func read(resp *http.Response) (outcome, []byte) {
 	}
 	return o, b
 }
+
+// nextjsCall is a call to the Next.js example app (examples/nextjs), whose
+// routes withUsage meters from TypeScript: it checks the limits itself,
+// answers refusals with the same 429 and headers as the Go middleware, and
+// reports served calls through POST /v1/events after each response.
+func nextjsCall(base string) func(context.Context, *http.Client, [2]string, *rand.Rand) outcome {
+	base = strings.TrimRight(base, "/")
+	return func(ctx context.Context, hc *http.Client, hdr [2]string, rng *rand.Rand) outcome {
+		method, path, body := "GET", "/api/games", ""
+		switch r := rng.IntN(100); {
+		case r < 40:
+		case r < 75:
+			path = "/api/games/" + strconv.Itoa(1+rng.IntN(3))
+		case r < 80:
+			path = "/api/games/42"
+		default:
+			method, path = "POST", "/api/scores"
+			body = fmt.Sprintf(`{"game":"%d","score":%d}`, 1+rng.IntN(3), rng.IntN(100_000))
+		}
+		resp, err := send(ctx, hc, method, base+path, hdr, body)
+		if err != nil {
+			return outcome{failed: true}
+		}
+		o, _ := read(resp)
+		return o
+	}
+}

@@ -112,6 +112,14 @@ type Result struct {
 	SendCalls int64            `json:"send_message_batch_calls"`
 }
 
+// Options are the demo's choices.
+type Options struct {
+	// NextJS is the base URL of the Next.js example app (examples/nextjs,
+	// started against the same stack), or "": part of the pro user's
+	// traffic goes through it.
+	NextJS string
+}
+
 // Run sends the demo's traffic to the stack st describes and returns what
 // it saw:
 //
@@ -128,9 +136,11 @@ type Result struct {
 //     included calls into overage; the enterprise user's past its included
 //     calls. Callers honour Retry-After after rate_limited; the free
 //     user's retry every 2 s after quota_exceeded;
+//     With Options.NextJS, two of the pro user's callers call the Next.js
+//     example app instead, metered by the TypeScript package;
 //  3. it waits until the counters stop moving and reads GET /v1/usage of
 //     each user and the sample API's metrics.
-func Run(ctx context.Context, st *devstack.State, logger *slog.Logger) (*Result, error) {
+func Run(ctx context.Context, st *devstack.State, opts Options, logger *slog.Logger) (*Result, error) {
 	if st.PlatformURL == "" {
 		return nil, errors.New("the stack serves no sample platform API")
 	}
@@ -176,13 +186,20 @@ func Run(ctx context.Context, st *devstack.State, logger *slog.Logger) (*Result,
 		hdr     [2]string
 		d       time.Duration
 		onQuota time.Duration
+		// sample: the sample API serves the calls and publishes them.
+		sample bool
 	}
 	groups := []group{
-		{Row{User: free, Via: "sample API, API key", Callers: 3, Rate: 3}, sample, key(free), trafficTime, quotaRetry},
-		{Row{User: free, Via: "limits/check + events", Callers: 1, Rate: 2}, other, key(free), trafficTime, quotaRetry},
-		{Row{User: pro, Via: "sample API, API key", Callers: 5, Rate: 12}, sample, key(pro), burstTime, 0},
-		{Row{User: pro, Via: "sample API, JWT", Callers: 1, Rate: 12}, sample, [2]string{"Authorization", "Bearer " + pro.Token}, burstTime, 0},
-		{Row{User: ent, Via: "sample API, API key", Callers: 4, Rate: 15}, sample, key(ent), burstTime, 0},
+		{Row{User: free, Via: "sample API, API key", Callers: 3, Rate: 3}, sample, key(free), trafficTime, quotaRetry, true},
+		{Row{User: free, Via: "limits/check + events", Callers: 1, Rate: 2}, other, key(free), trafficTime, quotaRetry, false},
+		{Row{User: pro, Via: "sample API, API key", Callers: 5, Rate: 12}, sample, key(pro), burstTime, 0, true},
+		{Row{User: pro, Via: "sample API, JWT", Callers: 1, Rate: 12}, sample, [2]string{"Authorization", "Bearer " + pro.Token}, burstTime, 0, true},
+		{Row{User: ent, Via: "sample API, API key", Callers: 4, Rate: 15}, sample, key(ent), burstTime, 0, true},
+	}
+	if opts.NextJS != "" {
+		groups[2].row.Callers -= 2
+		groups = append(groups, group{Row{User: pro, Via: "Next.js app, API key", Callers: 2, Rate: 12},
+			nextjsCall(opts.NextJS), key(pro), burstTime, 0, false})
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -221,9 +238,9 @@ func Run(ctx context.Context, st *devstack.State, logger *slog.Logger) (*Result,
 
 	// 3. Settle: every served call published, then the counters still.
 	served := int64(0)
-	for _, r := range res.Rows {
-		if r.Via != "limits/check + events" {
-			served += int64(r.Counts.Served())
+	for _, g := range groups {
+		if g.sample {
+			served += int64(g.row.Counts.Served())
 		}
 	}
 	if err := waitPublished(ctx, hc, st.PlatformURL, before.Usage.Published+served, 10*time.Second); err != nil {

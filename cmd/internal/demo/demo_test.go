@@ -247,3 +247,39 @@ func TestUsageReadsTheAPIsAnswer(t *testing.T) {
 		t.Errorf("GET /v1/usage read as %+v", u)
 	}
 }
+
+// TestNextJSCall calls the example app's metered routes with the caller's
+// credentials and reads its answers as the sample API's.
+func TestNextJSCall(t *testing.T) {
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Api-Key") != "k" {
+			w.WriteHeader(401)
+			return
+		}
+		seen[r.Method+" "+r.URL.Path]++
+		for k, v := range httpapi.RateLimitHeaders(decision, time.Now()) {
+			w.Header().Set(k, v)
+		}
+		if r.URL.Path == "/api/games/42" {
+			w.WriteHeader(404)
+			return
+		}
+		w.WriteHeader(200)
+	}))
+	defer srv.Close()
+	call := nextjsCall(srv.URL + "/")
+	rng := rand.New(rand.NewPCG(1, 2))
+	var c Counts
+	for range 200 {
+		c.count(call(t.Context(), srv.Client(), [2]string{"X-Api-Key", "k"}, rng))
+	}
+	if c.Requests != 200 || c.Failed != 0 || c.NoHeaders != 0 || c.ClientErrors == 0 || c.OK == 0 {
+		t.Errorf("counts %+v", c)
+	}
+	for _, route := range []string{"GET /api/games", "GET /api/games/1", "GET /api/games/42", "POST /api/scores"} {
+		if seen[route] == 0 {
+			t.Errorf("no %s among %v", route, seen)
+		}
+	}
+}

@@ -12,7 +12,7 @@
 //
 //	st, err := devstack.FetchState(ctx, "http://127.0.0.1:8081")
 //	if err != nil { ... }
-//	res, err := demo.Run(ctx, st, logger)
+//	res, err := demo.Run(ctx, st, demo.Options{}, logger)
 //	if err != nil { ... }
 //	res.Print(os.Stdout)
 package demo
