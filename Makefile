@@ -30,7 +30,7 @@ ifneq ($(filter dev,$(MAKECMDGOALS)),)
 NEXUS_DEV_START := $(shell date +%s.%N)
 endif
 
-.PHONY: all build host prepare std arm64 tools chromium packages test test-go sam lint cover dev demo dashtime migrate bench soak deploy clean \
+.PHONY: all build host prepare std arm64 tools chromium packages test test-go sam lint cover dev demo dashtime migrate schema bench soak deploy clean \
 	build-RecordFunction build-AggregateFunction build-AnalyticsFunction build-OverageFunction
 
 all: build
@@ -150,6 +150,15 @@ lint: $(BIN)/staticcheck
 migrate:
 	@test -n "$$DATABASE_URL" || { echo "make migrate: set DATABASE_URL" >&2; exit 2; }
 	$(HOSTBUILD) -o $(BIN)/ ./cmd/migrate && $(BIN)/migrate
+
+## schema: rewrite migrations/schema.sql, the schema as the migrations leave
+## it, from a throwaway PostgreSQL's migrated template (pg_dump; the test
+## TestSchemaSQL in shared/postgres does the dump and fails when the file is
+## stale)
+schema:
+	$(HOSTBUILD) -o $(BIN)/ ./cmd/migrate
+	NEXUS_MIGRATE=$(BIN)/migrate SERVICES=pg DATABASE_PROXY=false scripts/with-services.sh \
+		$(GO) test -count=1 -run '^TestSchemaSQL$$' ./shared/postgres -args -write-schema
 
 ## bench: the benchmarks, one package at a time (they would skew each other), against a
 ## throwaway PostgreSQL with fsync on; the figures also go to bench.txt

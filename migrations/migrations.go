@@ -5,7 +5,8 @@ package migrations
 import "embed"
 
 // FS holds every migration, named NNNNN_description.sql and applied in
-// lexical order by goose.
+// lexical order by goose. schema.sql, the dump of the schema they make
+// (make schema), is for reading and is not among them.
 //
-//go:embed *.sql
+//go:embed [0-9]*.sql
 var FS embed.FS

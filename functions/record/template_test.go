@@ -10,7 +10,7 @@ import (
 )
 
 // statedOutage is the database outage the record path rides out with
-// nothing in the dead-letter queue (README, template.yaml).
+// nothing in the dead-letter queue (docs/architecture.md, template.yaml).
 const statedOutage = 6 * time.Hour
 
 // TestTemplateOutlastsOutage: with the usage queue's maxReceiveCount and

@@ -1,9 +1,8 @@
 // Package alerts delivers usage alerts (usage.Alerter): to an Amazon
 // EventBridge bus with PutEvents in AWS, or as a log line locally.
 //
-//	cfg, _ := config.LoadDefaultConfig(ctx)
-//	a := alerts.NewEventBridge(eventbridge.NewFromConfig(cfg), os.Getenv("ALERT_BUS_NAME"))
-//	limiter := usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Alerter: a})
+// Example picks the alerter and hands it to the limiter
+// (usage.LimiterOptions.Alerter).
 //
 // An event has source "nexus.usage", detail-type "Usage threshold crossed"
 // and the usage.Alert as its JSON detail, so a rule can match e.g.

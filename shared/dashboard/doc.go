@@ -12,18 +12,7 @@
 // security policy. The names carry no content hash, so the answers should
 // be revalidated rather than cached for long:
 //
-//	body, contentType, ok := dashboard.Asset(r.Param("asset"))
-//	if !ok {
-//		return httpapi.NewProblem(http.StatusNotFound, "not_found", "no such asset")
-//	}
-//	headers := map[string]string{
-//		"Content-Type":            contentType,
-//		"Content-Security-Policy": dashboard.ContentSecurityPolicy,
-//		"Cache-Control":           "no-cache",
-//		"X-Content-Type-Options":  "nosniff",
-//		"Referrer-Policy":         "no-referrer",
-//	}
-//	// respond 200 with string(body) and headers
+// Example_route serves the files with those headers.
 //
 // The page calls the JSON API on its own origin (/v1/...) with the token
 // the user pastes or passes as #token=<jwt>; it loads nothing from any

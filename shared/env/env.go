@@ -3,10 +3,7 @@
 // values locally (NAME) or Secrets Manager secrets in AWS (NAME_SECRET_ARN
 // or a named ARN variable).
 //
-//	e := env.New(ctx, os.Getenv)
-//	url, err := e.Secret("DATABASE_URL", "DATABASE_SECRET_ARN", "url")
-//	grace := e.Duration("GRACE_PERIOD", 24*time.Hour)
-//	if err := e.Err(); err != nil { ... } // the first bad value, naming the variable
+// Example reads a configuration and checks it once.
 package env
 
 import (

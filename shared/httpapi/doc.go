@@ -8,13 +8,5 @@
 // that answers HTTP (functions/analytics, shared/meter in both flavours)
 // builds its errors and rate limit answers here, so they have one shape.
 //
-//	r := httpapi.NewRouter()
-//	r.Handle("GET /v1/users/{id}", func(ctx context.Context, req *httpapi.Request) httpapi.Response {
-//		from, err := req.Date("from")
-//		if err != nil {
-//			return httpapi.Error(ctx, logger, err) // 400, naming "from"
-//		}
-//		return httpapi.JSON(200, map[string]any{"id": req.Param("id"), "from": from})
-//	})
-//	resp := r.Serve(ctx, event) // 404 or 405 problem+json when nothing matches
+// Example routes requests and answers a bad parameter and an unknown path.
 package httpapi

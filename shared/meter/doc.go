@@ -26,7 +26,7 @@
 // headers and bodies as the analytics API's POST /v1/limits/check and its
 // errors.
 //
-//	m := meter.New(&auth.Authenticator{Keys: auth.NewKeyCache(keys, 0, nil), JWT: jwt}, checker, publisher, meter.Options{Logger: logger})
-//	http.ListenAndServe(addr, m.HTTP(mux))   // net/http
-//	lambda.Start(m.Lambda(h.Handle))          // API Gateway v2
+// Example_service is a service's whole wiring (net/http and API Gateway
+// v2); ExampleMiddleware_HTTP and ExampleMiddleware_Lambda run the
+// middleware on in-memory mocks.
 package meter

@@ -5,12 +5,7 @@
 // the field: a test sets the fields its code path needs, and a call to one
 // it left nil panics, which fails the test at the unexpected call.
 //
-//	store := &mock.UsageReader{
-//		UsageSummaryFn: func(ctx context.Context, userID string, now time.Time) (*usage.UsageSummary, error) {
-//			return nil, usage.Errorf(usage.CodeUnavailable, "database unavailable")
-//		},
-//	}
-//	h := &Handler{Usage: store}
+// Example sets the one field a code path needs.
 //
 // The package imports only usage.
 package mock

@@ -10,8 +10,7 @@
 // through their store interfaces (usage.RollupStore, usage.RateStore,
 // usage.LedgerStore), which the stores here implement.
 //
-//	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 2})
-//	if err != nil { ... }
-//	subs := postgres.NewSubscriptionStore(db)
-//	sub, err := subs.Subscription(ctx, userID) // usage.CodeNotFound never: unknown users are on free
+// Example opens the pool and reads through a store; the example of
+// NewRateLimiter builds the limiter and a read budget of package usage
+// over it.
 package postgres

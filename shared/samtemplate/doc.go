@@ -7,10 +7,5 @@
 // where a plain value is needed and an intrinsic stands, the field is left
 // empty and the caller uses its default.
 //
-//	tmpl, err := samtemplate.Load("template.yaml")
-//	if err != nil { ... }
-//	if fn := tmpl.Function("record"); fn != nil { // functions/record
-//		timeout := time.Duration(fn.Timeout) * time.Second
-//		...
-//	}
+// Example reads a function's timeout and schedules.
 package samtemplate

@@ -13,9 +13,5 @@
 // Close counts and logs any event it could not send: nothing is dropped
 // silently.
 //
-//	pub := sqspub.New(sqs.NewFromConfig(cfg), os.Getenv("USAGE_QUEUE_URL"), sqspub.Options{Logger: logger})
-//	defer pub.Close(ctx)
-//	if err := pub.Publish(ctx, usage.Event{UserID: id.UserID, Endpoint: "GET /v1/games/{id}", ...}); err != nil { ... }
-//	// in a Lambda handler, before returning:
-//	if err := pub.Flush(ctx); err != nil { ... }
+// Example publishes an event and flushes, as a Lambda handler does.
 package sqspub

@@ -30,8 +30,7 @@ type RedriveAPI interface {
 // once the usage queue has its copy; a failure in between leaves it in
 // both, which the event ids make harmless.
 //
-//	r := &sqspub.Redriver{API: sqs.NewFromConfig(cfg), DLQURL: dlq, QueueURL: queue}
-//	res, err := r.Redrive(ctx) // res.Moved, res.More: run again
+// See the example.
 type Redriver struct {
 	API      RedriveAPI
 	DLQURL   string

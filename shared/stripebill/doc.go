@@ -5,7 +5,5 @@
 // Requests go through a client-side rate limiter, and *stripe.Error is
 // turned into usage error codes in one function (convertError).
 //
-//	c := stripebill.New(stripebill.Config{Key: key, RequestsPerSecond: 20, MaxNetworkRetries: 2})
-//	id, err := c.CreateInvoiceItem(ctx, entry.InvoiceItem(), entry.IdempotencyKey)
-//	if usage.Retryable(err) { /* leave the row pending */ }
+// Example sends a ledger row with its key and tells a retryable failure.
 package stripebill

@@ -58,9 +58,8 @@ type BudgetOptions struct {
 // the refusal the store would give, and a flood past the budget costs no
 // round trip after its first refusal on each instance.
 //
-//	b := usage.NewBudget(postgres.NewRateLimiter(db), usage.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 60})
-//	d, err := b.Take(ctx, id, usage.ReadCost(rg))
-//	if !d.Allowed { ... } // 429, d.RetryAfter
+// The example of postgres.NewRateLimiter builds a read budget and takes
+// a read's cost (ReadCost) from it.
 type Budget struct {
 	store RateStore
 	name  string

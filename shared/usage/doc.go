@@ -7,13 +7,7 @@
 // LedgerStore and a Biller). It imports no AWS, database or Stripe
 // package; the adapters in the sibling packages import it.
 //
-// Pricing a period, for example:
-//
-//	plan := usage.Plan{ID: "pro", IncludedCalls: 100_000, PriceModel: usage.PricePackage,
-//		OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
-//	p := usage.PeriodAt(anchor, now)                     // the billing period holding now
-//	segs := usage.Segments(p, history)                   // its parts under one set of terms each
-//	lines, err := usage.PriceLines(p, segs, days, nil, p.End)
-//	c, err := usage.NewPeriodCharge(lines)               // 101,001 calls on pro alone: 2 packages, 100 cents
-//	c, err := plan.Price().Charge(1_001)                 // the same, from the billable calls
+// Example prices a period: the period holding an instant (PeriodAt),
+// its segments under the terms history (Segments), the lines priced with
+// the calls of each day (PriceLines) and their sum (NewPeriodCharge).
 package usage

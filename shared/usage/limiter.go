@@ -44,10 +44,9 @@ type LimiterOptions struct {
 // per process (Lambda instance) and share it: its cache is what keeps the
 // hot path at one round trip.
 //
-//	l := usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Alerter: alerts.NewLog(logger), Logger: logger})
-//	d, err := l.Check(ctx, id, 1)
-//	if err != nil { ... }          // CodeUnavailable: the limiter's state cannot be reached
-//	if !d.Allowed { ... }          // d.Reason: CodeRateLimited or CodeQuotaExceeded
+// The example of postgres.NewRateLimiter builds one and reads its
+// decision: an error is CodeUnavailable (the limiter's state cannot be
+// reached), a refusal names CodeRateLimited or CodeQuotaExceeded.
 //
 // # Round trips
 //

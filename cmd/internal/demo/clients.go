@@ -187,7 +187,7 @@ func platformCall(base string) func(context.Context, *http.Client, [2]string, *r
 }
 
 // otherServiceCall is a call served by a service written in another
-// language, metered through the analytics API as the README shows: POST
+// language, metered through the analytics API as docs/metering.md shows: POST
 // /v1/limits/check before serving, POST /v1/events after. A refusal is
 // answered to its caller as the 429 of the decision; a refused report is
 // sent again.

@@ -28,7 +28,7 @@ import (
 // max, where the publisher's default 5 s gives 7.7 s and 10.2 s; it costs
 // one SendMessageBatch call a second at most per instance while requests
 // trickle in (0.9/s at 5 requests/s, against 0.2/s), none while idle, and
-// one per 100 events under load either way. README.md has the figures.
+// one per 100 events under load either way. docs/metering.md has the figures.
 const DefaultFlushInterval = time.Second
 
 // Config configures the service.
