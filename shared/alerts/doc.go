@@ -1,11 +1,15 @@
-// Package alerts delivers usage alerts (usage.Alerter): to an Amazon
-// EventBridge bus with PutEvents in AWS, or as a log line locally.
+// Package alerts puts the notification workflow's events (notify.Event:
+// thresholds reached, hard quotas, endpoints disabled) on an Amazon
+// EventBridge bus with PutEvents (notify.Publisher), for AWS-side
+// consumers; the deliver function publishes each event of the outbox once
+// (or more: EventBridge consumers deduplicate on detail.event_id).
 //
 //	cfg, _ := config.LoadDefaultConfig(ctx)
-//	a := alerts.NewEventBridge(eventbridge.NewFromConfig(cfg), os.Getenv("ALERT_BUS_NAME"))
-//	limiter := usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Alerter: a})
+//	d := &notify.Dispatcher{Bus: alerts.NewEventBridge(eventbridge.NewFromConfig(cfg), os.Getenv("ALERT_BUS_NAME")), …}
 //
 // An event has source "nexus.usage", detail-type "Usage threshold crossed"
-// and the usage.Alert as its JSON detail, so a rule can match e.g.
-// {"source": ["nexus.usage"], "detail": {"threshold_percent": [100]}}.
+// (or "Webhook endpoint disabled") and the event's data as its JSON detail
+// with event_id, type and at beside its fields, so a rule can match e.g.
+// {"source": ["nexus.usage"], "detail": {"threshold_percent": [100]}}, as
+// it did when usage.Limiter put the 80 % and 100 % alerts on the bus.
 package alerts

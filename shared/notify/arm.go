@@ -88,6 +88,19 @@ func (a *Armer) Arm(ctx context.Context, days []PendingDay) ([]string, int, erro
 	return fired, len(arms), nil
 }
 
+// RefireWindow is how far back the sweep fires the periods armed: every
+// record transaction that ran beside an arming has committed by then.
+const RefireWindow = 5 * time.Minute
+
+// Refire fires what the open periods armed in the last RefireWindow have
+// crossed (notify_fire): a record transaction that found a period armed
+// without thresholds ahead, while an arming was adding one, and committed
+// after the arming looked at the counters, is counted here.
+func (a *Armer) Refire(ctx context.Context) ([]string, error) {
+	now := a.Now().UTC()
+	return a.Store.Refire(ctx, now.Add(-RefireWindow), now)
+}
+
 // Recorded is the record path's side of the workflow, after a batch's
 // transaction committed: it queues the events the batch fired and, when
 // the batch left pending days, arms them (and queues what that fires).

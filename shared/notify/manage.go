@@ -27,10 +27,10 @@ type Service struct {
 func notFound(what string) error { return usage.Errorf(usage.CodeNotFound, "no such %s", what) }
 
 // Rules lists the rules o sees: an admin those of the filter (all without
-// one), a user its own and its plan's (planID).
-func (s *Service) Rules(ctx context.Context, o Owner, f RuleFilter, planID string) ([]Rule, error) {
+// one), a user its own and those of the plan it is on.
+func (s *Service) Rules(ctx context.Context, o Owner, f RuleFilter) ([]Rule, error) {
 	if !o.Admin {
-		f = RuleFilter{UserID: &o.UserID, PlanID: &planID}
+		f = RuleFilter{UserID: &o.UserID, WithPlan: true}
 	}
 	return s.Store.Rules(ctx, f)
 }

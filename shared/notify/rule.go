@@ -143,9 +143,11 @@ func checkText(field, s string) error {
 	return nil
 }
 
-// RuleFilter selects rules: those of a plan, of a user, or with Effective
-// those that apply to a user (its own and its plan's).
+// RuleFilter selects rules: a plan's (PlanID), a user's own (UserID),
+// both, or all (neither). With WithPlan, a user's own and those of the
+// plan it is on.
 type RuleFilter struct {
-	PlanID *string
-	UserID *string
+	PlanID   *string
+	UserID   *string
+	WithPlan bool
 }

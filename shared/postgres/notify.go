@@ -193,8 +193,10 @@ func (s *NotifyStore) Rules(ctx context.Context, f notify.RuleFilter) ([]notify.
 		}
 		user = f.UserID
 	}
-	where := `WHERE ($1::text IS NULL AND $2::uuid IS NULL) OR plan_id = $1::text OR user_id = $2::uuid`
-	rules, err := queryRules(ctx, s.db.with(notifyWork), where, plan, user)
+	where := `WHERE ($1::text IS NULL AND $2::uuid IS NULL) OR plan_id = $1::text OR user_id = $2::uuid
+		OR ($3 AND plan_id = (SELECT coalesce(s.plan_id, 'free') FROM (SELECT $2::uuid AS user_id) x
+			LEFT JOIN eco_subscriptions s ON s.user_id = x.user_id))`
+	rules, err := queryRules(ctx, s.db.with(notifyWork), where, plan, user, f.WithPlan)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list rules: %w", err))
 	}
