@@ -122,12 +122,13 @@ test:
 	@$(MAKE) --no-print-directory -j3 prepare arm64 packages
 	$(SERVICES_ENV) SERVICES="pg moto stripe podman" scripts/with-services.sh $(MAKE) --no-print-directory test-go
 
-# -p 4: the stack's suites (sam local, the emulator, the browser, the soak)
-# mostly wait on their processes; four packages at a time overlap them. The
+# -p 8: the stack's suites (sam local, the emulator, the browser, the soak,
+# TypeScript) mostly wait on their processes and containers (a warm run uses
+# under half of two cores); eight packages at a time overlap them. The
 # test binaries carry no DWARF either (COMPILE's reasoning): a failure's
 # stack trace keeps its files and lines.
 test-go:
-	$(GO) test -race -count=1 -p 4 -gcflags=all=-dwarf=false -ldflags=-w -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -count=1 -p 8 -gcflags=all=-dwarf=false -ldflags=-w -timeout $(TEST_TIMEOUT) ./...
 
 ## sam: the SAM CLI's part of make test alone (cmd/internal/samlocal): sam
 ## validate --lint, sam build, sam local invoke of each function with its

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/nexus/usage/shared/httpapi"
@@ -53,9 +56,10 @@ func (h *Handler) getTopUsers(ctx context.Context, r *httpapi.Request, _ usage.I
 	return httpapi.JSON(http.StatusOK, map[string]any{"from": day(rg.From), "to": day(rg.To), "by": by, "items": users})
 }
 
-// putPlan changes the user's plan: an upgrade at once, a downgrade at the
-// end of the running period (usage.DecideChange); the answer says which
-// and when.
+// putPlan replaces the user's plan and overrides (those left out go back to
+// the plan's values): an upgrade at once, a downgrade at the end of the
+// running period (usage.DecideChange); the answer says which and when, and
+// shows the terms before and after side by side.
 func (h *Handler) putPlan(ctx context.Context, r *httpapi.Request, admin usage.Identity) httpapi.Response {
 	id, err := pathUser(r)
 	if err != nil {
@@ -70,12 +74,68 @@ func (h *Handler) putPlan(ctx context.Context, r *httpapi.Request, admin usage.I
 		return h.fail(ctx, err)
 	}
 	c.UserID, c.Who = id, admin.UserID
+	return h.changePlan(ctx, c, admin)
+}
+
+// patchPlan changes what the body names of the user's terms, as a JSON
+// merge patch (RFC 7396) of {"plan_id", "overrides"}: plan_id left out
+// keeps the plan, an override set to null goes back to the plan's value,
+// the others are kept. The rest is putPlan's.
+func (h *Handler) patchPlan(ctx context.Context, r *httpapi.Request, admin usage.Identity) httpapi.Response {
+	id, err := pathUser(r)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	var in struct {
+		PlanID    string                     `json:"plan_id"`
+		Overrides map[string]json.RawMessage `json:"overrides"`
+	}
+	b, err := readBody(r, maxBodyBytes)
+	if err == nil {
+		err = decodeJSON(b, &in, true)
+	}
+	if err != nil {
+		return h.fail(ctx, err)
+	}
+	c := usage.PlanChange{UserID: id, PlanID: in.PlanID, Partial: true, Who: admin.UserID}
+	set := map[string]json.RawMessage{}
+	for name, v := range in.Overrides {
+		if !slices.Contains(usage.OverrideNames, name) {
+			return h.fail(ctx, usage.FieldErrorf("overrides."+name, "is not an override"))
+		}
+		if string(bytes.TrimSpace(v)) == "null" {
+			c.Unset = append(c.Unset, name)
+			continue
+		}
+		set[name] = v
+	}
+	slices.Sort(c.Unset)
+	if len(set) > 0 {
+		// Decoded as the overrides of a body, so that errors name them as
+		// PUT's do ("overrides.burst: must be an integer").
+		var body struct {
+			Overrides usage.Overrides `json:"overrides"`
+		}
+		sb, err := json.Marshal(map[string]any{"overrides": set})
+		if err == nil {
+			err = decodeJSON(sb, &body, true)
+		}
+		if err != nil {
+			return h.fail(ctx, err)
+		}
+		c.Overrides = body.Overrides
+	}
+	return h.changePlan(ctx, c, admin)
+}
+
+// changePlan makes the change and answers it.
+func (h *Handler) changePlan(ctx context.Context, c usage.PlanChange, admin usage.Identity) httpapi.Response {
 	sub, err := h.Admin.PutPlan(ctx, c)
 	if err != nil {
 		return h.fail(ctx, err)
 	}
-	h.Logger.InfoContext(ctx, "plan changed", "user_id", id, "plan_id", c.PlanID, "change", sub.Change,
-		"effective_at", sub.EffectiveAt, "by", admin.UserID)
+	h.Logger.InfoContext(ctx, "plan changed", "user_id", c.UserID, "plan_id", sub.PlanID, "change", sub.Change,
+		"effective_at", sub.EffectiveAt, "changed", sub.Changed, "partial", c.Partial, "by", admin.UserID)
 	return httpapi.JSON(http.StatusOK, sub)
 }
 

@@ -156,7 +156,7 @@ func TestRouting(t *testing.T) {
 	}{
 		{"GET", "/v1/nothing", 404, "urn:nexus:problem:not_found", ""},
 		{"DELETE", "/v1/usage", 405, "urn:nexus:problem:method_not_allowed", "GET"},
-		{"GET", "/v1/admin/users/" + bob + "/plan", 405, "urn:nexus:problem:method_not_allowed", "PUT"},
+		{"GET", "/v1/admin/users/" + bob + "/plan", 405, "urn:nexus:problem:method_not_allowed", "PUT, PATCH"},
 	} {
 		resp, _ := f.h.Handle(context.Background(), request(tt.method, tt.path, nil, ""))
 		wantStatus(t, resp, tt.status)

@@ -91,8 +91,11 @@ func cannedAdmin() *mock.AdminStore {
 		PutPlanFn: func(_ context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
 			eff := proPlan
 			eff.ID, eff.Name = c.PlanID, "Enterprise"
+			before := usage.Terms{From: marchPeriod.Start, PlanID: "pro", Effective: proPlan, Change: usage.ChangeStart}
+			after := usage.Terms{From: testNow, PlanID: c.PlanID, Overrides: c.Overrides, Effective: eff.Apply(c.Overrides), Change: usage.ChangeUpgrade}
 			return &usage.PlanChanged{Subscription: &usage.Subscription{UserID: c.UserID, PlanID: c.PlanID, Overrides: c.Overrides,
-				Effective: eff.Apply(c.Overrides), PeriodAnchor: marchPeriod.Start}, Change: usage.ChangeUpgrade, EffectiveAt: testNow}, nil
+				Effective: eff.Apply(c.Overrides), PeriodAnchor: marchPeriod.Start}, Change: usage.ChangeUpgrade, EffectiveAt: testNow,
+				Before: &before, After: after, Changed: usage.ChangedTerms(before, after)}, nil
 		},
 		PlanAuditFn: func(_ context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error) {
 			if userID != bob {

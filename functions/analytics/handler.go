@@ -102,6 +102,7 @@ func (h *Handler) init() {
 	r.Handle("GET /v1/admin/users/{id}/keys", h.admin(h.budgeted(h.userRoute(h.getUserKeys))))
 	r.Handle("GET /v1/admin/users/{id}/audit", h.admin(h.budgeted(h.userRoute(h.getUserAudit))))
 	r.Handle("PUT /v1/admin/users/{id}/plan", h.admin(h.budgeted(h.putPlan)))
+	r.Handle("PATCH /v1/admin/users/{id}/plan", h.admin(h.budgeted(h.patchPlan)))
 	r.Handle("POST /v1/admin/aggregate", h.admin(h.budgeted(h.postAggregate)))
 	r.Handle("GET /v1/admin/rejected", h.admin(h.budgeted(h.getRejected)))
 	r.Handle("GET /v1/admin/overage", h.admin(h.budgeted(h.getOverage)))

@@ -110,7 +110,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	h := &Handler{
 		Usage:   store,
 		Admin:   store,
-		Overage: &usage.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Logger: logger},
+		Overage: &usage.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: usage.BillingLookback(backfill), Logger: logger},
 		Auth:    &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: verifier},
 		Logger:  logger,
 		Now:     time.Now,

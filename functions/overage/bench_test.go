@@ -79,11 +79,20 @@ const benchSubscriptions = 10_000
 // seedBench creates n pro subscriptions anchored on 1 February, each over
 // its quota in February, under the four price models in turn (per unit,
 // package, graduated and volume tiers, by override), and every tenth
-// upgraded to enterprise on 15 February (two segments).
+// upgraded to enterprise on 15 February (two segments: enterprise's price
+// with pro's 100,000 included calls, by override, so that the period's
+// calls above them are billed at enterprise's price).
 func seedBench(b *testing.B, e *testEnv, n int) {
 	ctx := context.Background()
 	const tiers = `[{"up_to": 10000, "unit_price": 50}, {"up_to": null, "unit_price": 20, "flat_price": 100}]`
-	_, err := e.db.Pool.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, price_model, price_tiers,
+	// The subscriptions and their terms in one transaction: the database
+	// gives a subscription committed without terms terms of its own.
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, price_model, price_tiers,
 			stripe_customer_id, stripe_subscription_id, period_anchor)
 		SELECT ('00000000-0000-4000-8000-' || lpad(i::text, 12, '0'))::uuid,
 			CASE WHEN i % 10 = 0 THEN 'enterprise' ELSE 'pro' END,
@@ -94,14 +103,18 @@ func seedBench(b *testing.B, e *testEnv, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	_, err = e.db.Pool.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at)
+	_, err = tx.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at)
 		SELECT s.user_id, t.effective_from, t.plan_id,
-			jsonb_strip_nulls(jsonb_build_object('price_model', s.price_model, 'tiers', s.price_tiers)), t.change, t.effective_from
+			jsonb_strip_nulls(jsonb_build_object('price_model', s.price_model, 'tiers', s.price_tiers,
+				'included_calls', CASE WHEN t.plan_id = 'enterprise' THEN 100000 END)), t.change, t.effective_from
 		FROM eco_subscriptions s
 		CROSS JOIN LATERAL (VALUES (s.period_anchor, 'pro', 'start'),
 			(CASE WHEN s.plan_id = 'enterprise' THEN s.period_anchor + interval '14 days' END, 'enterprise', 'upgrade')) t(effective_from, plan_id, change)
 		WHERE t.effective_from IS NOT NULL`)
 	if err != nil {
+		b.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		b.Fatal(err)
 	}
 	_, err = e.db.Pool.Exec(ctx, `INSERT INTO eco_usage_counters (user_id, day, calls)

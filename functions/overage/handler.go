@@ -60,9 +60,11 @@ func (h *Handler) Handle(ctx context.Context, in Input) (usage.RunReport, error)
 	rep, err := b.Run(ctx, now)
 	attrs := []any{"run_id", rep.RunID, "job_run_id", rep.JobRunID, "now", now, "dry_run", rep.DryRun,
 		"subscriptions", rep.Subscriptions, "periods", rep.Periods, "planned_rows", rep.PlannedRows, "due", rep.Due,
-		"plan_errors", rep.PlanErrors, "inserted", rep.Inserted,
-		"billed", rep.Billed, "found", rep.Found, "retry", rep.Retry, "failed", rep.Failed,
+		"plan_errors", rep.PlanErrors, "unpriced", rep.Unpriced, "unpriced_subscriptions", rep.UnpricedSubscriptions,
+		"inserted", rep.Inserted, "listed", rep.Listed, "billed", rep.Billed, "found", rep.Found, "adopted", rep.Adopted,
+		"replanned", rep.Replanned, "duplicates", rep.Duplicates, "retry", rep.Retry, "failed", rep.Failed,
 		"stripe_calls", rep.StripeCalls, "plan_ms", rep.PlanTime.Milliseconds(), "bill_ms", rep.BillTime.Milliseconds()}
+	reportMetrics(ctx, log, &rep, h.Now())
 	if err != nil {
 		// Returned, not logged as an error: the scheduler retries and the
 		// failed invocation shows the error; the summary helps read it.
@@ -71,4 +73,39 @@ func (h *Handler) Handle(ctx context.Context, in Input) (usage.RunReport, error)
 	}
 	log.InfoContext(ctx, "overage run done", attrs...)
 	return rep, nil
+}
+
+// MetricsNamespace is the CloudWatch namespace of the run's metrics.
+const MetricsNamespace = "NexusUsage"
+
+// reportMetrics writes what the run could not do as one CloudWatch
+// Embedded Metric Format line (namespace NexusUsage, no dimensions): the
+// subscriptions it could not price (OverageUnpricedSubscriptions; the
+// template's OverageUnpriced alarm fires above 0), the items Stripe holds
+// twice for one ledger row (OverageDuplicateItems), the rows that failed
+// (OverageFailedRows) and the items the ledger had lost and adopted
+// (OverageAdoptedItems). In Lambda the line becomes the metrics with no API
+// call; it is written at error level when a subscription went unpriced or
+// an item was found twice.
+func reportMetrics(ctx context.Context, log *slog.Logger, rep *usage.RunReport, now time.Time) {
+	level := slog.LevelInfo
+	if rep.Unpriced > 0 || rep.Duplicates > 0 {
+		level = slog.LevelError
+	}
+	log.Log(ctx, level, "overage run metrics",
+		"_aws", map[string]any{
+			"Timestamp": now.UnixMilli(),
+			"CloudWatchMetrics": []map[string]any{{
+				"Namespace":  MetricsNamespace,
+				"Dimensions": [][]string{{}},
+				"Metrics": []map[string]string{
+					{"Name": "OverageUnpricedSubscriptions", "Unit": "Count"},
+					{"Name": "OverageDuplicateItems", "Unit": "Count"},
+					{"Name": "OverageFailedRows", "Unit": "Count"},
+					{"Name": "OverageAdoptedItems", "Unit": "Count"},
+				},
+			}},
+		},
+		"OverageUnpricedSubscriptions", rep.Unpriced, "OverageDuplicateItems", rep.Duplicates,
+		"OverageFailedRows", rep.Failed, "OverageAdoptedItems", rep.Adopted)
 }

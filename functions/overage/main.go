@@ -14,6 +14,8 @@
 //	STRIPE_MAX_RPS (default 20)           client-side cap on Stripe requests per second; 0: none
 //	STRIPE_MAX_NETWORK_RETRIES (default 2)
 //	GRACE_PERIOD (default 24h)            how long after its end a period is closed
+//	BACKFILL_WINDOW (default 35d)         how old an event may be, the record function's: billed periods are
+//	                                      reconsidered for late usage for this long after they end, plus 5 days
 //	MAX_ATTEMPTS (default 10)             attempts per ledger row before it is failed
 //	BILLING_WORKERS (default 4)           concurrent Stripe calls
 //	ALLOW_CLOCK_OVERRIDE=true             honour the payload's "now" (the local stack only; never set in AWS)
@@ -21,6 +23,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -52,6 +55,7 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 		return nil, err
 	}
 	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
+	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
 	rps := e.Float("STRIPE_MAX_RPS", 20)
 	retries := e.Int("STRIPE_MAX_NETWORK_RETRIES", 2)
 	attempts := e.Int("MAX_ATTEMPTS", usage.DefaultMaxAttempts)
@@ -61,14 +65,18 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 	if err := e.Err(); err != nil {
 		return nil, err
 	}
+	if err := usage.CheckBackfillWindow(backfill); err != nil {
+		return nil, fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(err))
+	}
 	db, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(workers) + 1, ExecMode: proxy, NoJIT: true})
 	if err != nil {
 		return nil, err
 	}
 	h := &Handler{
-		Billing: usage.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, MaxAttempts: attempts, Workers: workers},
-		Logger:  log,
-		Now:     time.Now,
+		Billing: usage.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: usage.BillingLookback(backfill),
+			MaxAttempts: attempts, Workers: workers},
+		Logger: log,
+		Now:    time.Now,
 
 		AllowClockOverride: clockOverride,
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/usage"
 )
 
 // TestSetup refuses bad configuration before anything connects.
@@ -24,6 +25,8 @@ func TestSetup(t *testing.T) {
 		{"DATABASE_URL": "postgres://x", "MAX_ATTEMPTS": "x"},
 		{"DATABASE_URL": "::not a url::"},
 		{"DATABASE_URL": "postgres://x", "ALLOW_CLOCK_OVERRIDE": "yes please"},
+		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "46d"},
+		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "a month"},
 	} {
 		if _, err := setup(ctx, vars(bad), testLogger(t)); err == nil {
 			t.Errorf("setup(%v): no error", bad)
@@ -43,15 +46,16 @@ func TestSetupWithDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if dry.Biller != nil || dry.Billing.Grace != 48*time.Hour {
-		t.Errorf("without a Stripe key: biller %v, grace %v; want a dry run with 48h", dry.Biller, dry.Billing.Grace)
+	if dry.Biller != nil || dry.Billing.Grace != 48*time.Hour || dry.Billing.Lookback != usage.DefaultLookback {
+		t.Errorf("without a Stripe key: biller %v, grace %v, lookback %v; want a dry run with 48h, the default lookback", dry.Biller,
+			dry.Billing.Grace, dry.Billing.Lookback)
 	}
 	live, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "STRIPE_API_KEY": "sk_test_123",
-		"STRIPE_API_URL": "http://127.0.0.1:1", "BILLING_WORKERS": "2"}), testLogger(t))
+		"STRIPE_API_URL": "http://127.0.0.1:1", "BILLING_WORKERS": "2", "BACKFILL_WINDOW": "45d"}), testLogger(t))
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if live.Biller == nil || live.Billing.Workers != 2 || live.AllowClockOverride {
+	if live.Biller == nil || live.Billing.Workers != 2 || live.AllowClockOverride || live.Billing.Lookback != 45*24*time.Hour+usage.BackfillMargin {
 		t.Errorf("with a Stripe key: biller %v, workers %d, clock override %v", live.Biller, live.Billing.Workers, live.AllowClockOverride)
 	}
 	local, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "ALLOW_CLOCK_OVERRIDE": "true"}), testLogger(t))

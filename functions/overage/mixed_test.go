@@ -41,8 +41,8 @@ func TestMixedRunStripeMock(t *testing.T) {
 		{usage.Overrides{}, map[int]int64{10: 150_500}}, // package, pro's own
 		{usage.Overrides{PriceModel: &graduated, Tiers: tiers}, map[int]int64{10: 350_000}},
 		{usage.Overrides{PriceModel: &volume, Tiers: tiers}, map[int]int64{10: 350_000}},
-		{usage.Overrides{}, map[int]int64{5: 90_000, 10: 1_000, 20: 9_000_000}}, // upgraded on 10 February
-		{usage.Overrides{}, map[int]int64{5: 90_000, 20: 60_000}},               // downgraded on 12 February
+		{usage.Overrides{}, map[int]int64{5: 150_000, 10: 1_000, 20: 10_000_000}}, // upgraded on 10 February
+		{usage.Overrides{}, map[int]int64{5: 90_000, 20: 60_000}},                 // downgraded on 12 February
 	}
 	for i, u := range users {
 		e.put(userID(i+1), usage.PlanPro, start, u.o)
@@ -82,10 +82,12 @@ func TestMixedRunStripeMock(t *testing.T) {
 			"tier 2: 150,000 calls at 0.20 USD per 1,000 calls + 10.00 USD flat = 90.00 USD"),
 		// volume: all 250,000 at tier 2's 0.02 + 10.00 = 60.00.
 		item(4, 0, 6000, head+"Pro, 350,000 calls, 100,000 included: all in tier 2: 250,000 calls at 0.20 USD per 1,000 calls + 10.00 USD flat = 60.00 USD"),
-		// upgrade: pro for 9 days (32,143 included), enterprise for 19 (6,785,714).
-		item(5, 0, 2900, head+"Pro 2026-02-01 – 2026-02-09, 90,000 calls, 32,143 included: 58 × 1,000 calls at 0.50 USD = 29.00 USD"),
-		item(5, 1, 44_320, "API overage adjustment 1, 2026-02-01 – 2026-02-28: Enterprise 2026-02-10 – 2026-02-28, 9,001,000 calls, "+
-			"6,785,714 included: 2,216 × 1,000 calls at 0.20 USD = 443.20 USD"),
+		// upgrade: the calls before it as pro bills them for the whole period
+		// (100,000 included), those after against enterprise's 10,000,000,
+		// the period's billable calls counted on.
+		item(5, 0, 2500, head+"Pro 2026-02-01 – 2026-02-09, 150,000 calls, 100,000 included: 50 × 1,000 calls at 0.50 USD = 25.00 USD"),
+		item(5, 1, 2020, "API overage adjustment 1, 2026-02-01 – 2026-02-28: Enterprise 2026-02-10 – 2026-02-28, 10,001,000 calls (10,151,000 in the period so far), "+
+			"10,000,000 included: billable calls 50,001 – 151,000 of the period: 151 × 1,000 calls at 0.20 USD = 30.20 USD, less 10.00 USD for the first 50,000: 20.20 USD"),
 		// downgrade: free from 1 March; all of February on pro.
 		item(6, 0, 2500, head+"Pro, 150,000 calls, 100,000 included: 50 × 1,000 calls at 0.50 USD = 25.00 USD"),
 	}
@@ -94,6 +96,9 @@ func TestMixedRunStripeMock(t *testing.T) {
 	for _, r := range proxy.Requests() {
 		if r.Status != http.StatusOK {
 			t.Errorf("%s %s answered %d", r.Method, r.Path, r.Status)
+		}
+		if r.Method == http.MethodGet {
+			continue // the lookup before each item
 		}
 		f := map[string]string{}
 		for k := range r.Form {

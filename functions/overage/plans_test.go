@@ -100,22 +100,25 @@ func TestHandleDowngradeMidPeriod(t *testing.T) {
 // TestHandleUpgradeMidPeriod: pro → enterprise on 10 February at 14:00
 // takes effect at once and closes pro's segment (1–9 February, the change
 // day going to enterprise), billed on pro's terms by the first run after
-// its grace: 90,000 calls against 9/28 of 100,000 included (32,143), 58
-// packages at 0.50. At the period's end enterprise's segment is billed:
-// 9,001,000 calls against 19/28 of 10,000,000 (6,785,714), 2,216 packages
-// at 0.20. Late calls on a pro day are billed on pro's terms.
+// its grace, as pro would bill those calls for the whole period: 150,000
+// calls against pro's 100,000 included, 50 packages at 0.50. At the
+// period's end enterprise's segment is billed: 10,151,000 calls in the
+// period against enterprise's 10,000,000 included, of which 50,000 were
+// billed on pro: 101,000 more, the period's billable calls 50,001 to
+// 151,000 at 0.20 a package. Late calls on a pro day are billed on pro's
+// terms.
 func TestHandleUpgradeMidPeriod(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newPlanEnv(t, fake)
 	u := userID(1)
 	e.put(u, usage.PlanPro, time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC))
-	e.addCalls(u, time.Date(2026, 2, 5, 0, 0, 0, 0, time.UTC), 90_000)
+	e.addCalls(u, time.Date(2026, 2, 5, 0, 0, 0, 0, time.UTC), 150_000)
 	upgradeAt := time.Date(2026, 2, 10, 14, 0, 0, 0, time.UTC)
 	if c := e.put(u, usage.PlanEnterprise, upgradeAt); c.Change != usage.ChangeUpgrade || !c.EffectiveAt.Equal(upgradeAt) {
 		t.Fatalf("change = %s at %v; want an upgrade at once", c.Change, c.EffectiveAt)
 	}
 	e.addCalls(u, time.Date(2026, 2, 10, 0, 0, 0, 0, time.UTC), 1_000)
-	e.addCalls(u, time.Date(2026, 2, 20, 0, 0, 0, 0, time.UTC), 9_000_000)
+	e.addCalls(u, time.Date(2026, 2, 20, 0, 0, 0, 0, time.UTC), 10_000_000)
 	run := func(at time.Time) {
 		t.Helper()
 		if _, err := e.run(at); err != nil {
@@ -133,9 +136,10 @@ func TestHandleUpgradeMidPeriod(t *testing.T) {
 	run(runAt.Add(48 * time.Hour))
 	head := "2026-02-01 – 2026-02-28: "
 	want := []item{
-		{2900, "0", "API overage, " + head + "Pro 2026-02-01 – 2026-02-09, 90,000 calls, 32,143 included: 58 × 1,000 calls at 0.50 USD = 29.00 USD"},
-		{44_320, "1", "API overage adjustment 1, " + head + "Enterprise 2026-02-10 – 2026-02-28, 9,001,000 calls, 6,785,714 included: 2,216 × 1,000 calls at 0.20 USD = 443.20 USD"},
-		{50, "2", "API overage adjustment 2, " + head + "Pro 2026-02-01 – 2026-02-09, 91,000 calls, 32,143 included: 59 × 1,000 calls at 0.50 USD = 29.50 USD; less 29.00 USD charged before"},
+		{2500, "0", "API overage, " + head + "Pro 2026-02-01 – 2026-02-09, 150,000 calls, 100,000 included: 50 × 1,000 calls at 0.50 USD = 25.00 USD"},
+		{2020, "1", "API overage adjustment 1, 2026-02-01 – 2026-02-28: Enterprise 2026-02-10 – 2026-02-28, 10,001,000 calls (10,151,000 in the period so far), " +
+			"10,000,000 included: billable calls 50,001 – 151,000 of the period: 151 × 1,000 calls at 0.20 USD = 30.20 USD, less 10.00 USD for the first 50,000: 20.20 USD"},
+		{50, "2", "API overage adjustment 2, " + head + "Pro 2026-02-01 – 2026-02-09, 151,000 calls, 100,000 included: 51 × 1,000 calls at 0.50 USD = 25.50 USD; less 25.00 USD charged before"},
 	}
 	if d := cmp.Diff(want, itemsOf(fake)); d != "" {
 		t.Errorf("invoice items (-want +got):\n%s", d)

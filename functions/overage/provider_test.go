@@ -22,7 +22,7 @@ func TestHandleServerError(t *testing.T) {
 	e.h.Billing.Workers = 1
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
 		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_2", used: 150_000})
-	fake.FailNext(http.StatusInternalServerError)
+	fake.FailNextCreates(http.StatusInternalServerError)
 	rep, err := e.run(runAt)
 	if usage.ErrorCode(err) != usage.CodeUnavailable || rep.Retry != 1 || rep.Billed != 1 {
 		t.Fatalf("Handle = %+v, %v; want 1 billed, 1 retry and CodeUnavailable", rep, err)
@@ -74,32 +74,33 @@ func TestHandlePermanentErrors(t *testing.T) {
 	if r := rows[userID(3)+"/0"]; r.Status != usage.LedgerBilled {
 		t.Errorf("user 3: %s; want billed", r.Status)
 	}
-	// Failed rows are final: the next run neither retries nor adjusts them.
+	// Failed rows are final: the next run neither retries nor adjusts them
+	// (it lists Stripe's items, to reconcile the ledger, and sends nothing).
 	before := len(fake.Requests())
 	if _, err := e.run(runAt.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(fake.Requests()); n != before {
-		t.Errorf("rerun sent %d requests; want none", n-before)
+	if reqs := fake.Requests()[before:]; len(reqs) != 1 || reqs[0].Method != http.MethodGet || reqs[0].Form.Get("customer") != "" {
+		t.Errorf("rerun sent %+v; want the list of items alone", reqs)
 	}
 }
 
 // TestHandleMaxAttempts: a row that keeps failing with retryable errors is
-// looked up by metadata once it has had MaxAttempts, and failed when the
-// lookup finds nothing.
+// looked up (as before every create) once it has had MaxAttempts, and
+// failed when the lookup finds nothing.
 func TestHandleMaxAttempts(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.h.Billing.MaxAttempts = 2
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
-	fake.FailNext(500, 500)
+	fake.FailNextCreates(500, 500)
 	for i := range 3 {
 		_, _ = e.run(runAt.Add(time.Duration(i) * time.Hour))
 	}
 	r := e.rows()[userID(1)+"/0"]
 	reqs := fake.Requests()
-	if r.Status != usage.LedgerFailed || !strings.Contains(r.LastError, "gave up after 2 attempts") || len(reqs) != 3 ||
-		reqs[2].Method != http.MethodGet || reqs[2].Form.Get("customer") != "cus_1" {
+	if r.Status != usage.LedgerFailed || !strings.Contains(r.LastError, "gave up after 2 attempts") || len(reqs) != 7 ||
+		reqs[6].Method != http.MethodGet || reqs[6].Form.Get("customer") != "cus_1" {
 		t.Errorf("row = %+v after requests %+v; want failed after 2 attempts and a lookup", r, reqs)
 	}
 }
@@ -183,7 +184,7 @@ func TestHandleLateUsage(t *testing.T) {
 	rows := e.rows()
 	credit := rows[userID(1)+"/2"]
 	if len(rows) != 3 || credit.Status != usage.LedgerSkipped || credit.Amount != -20*50 || credit.Units != 36 ||
-		!strings.Contains(credit.Note, "credit of 1000 usd") {
+		!strings.Contains(credit.Note, "credit of 10.00 USD") {
 		t.Errorf("rows = %d, credit = %+v; want 3 rows, a skipped credit of -1000", len(rows), credit)
 	}
 	if len(fake.Items()) != 2 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -57,11 +58,21 @@ func TestHandleStripeMock(t *testing.T) {
 	}
 	rows := e.rows()
 	got := map[string]stripetest.Request{}
-	for _, r := range proxy.Requests() {
+	for _, r := range posts(proxy.Requests()) {
 		got[r.Form.Get("customer")] = r
 	}
-	if n := len(proxy.Requests()); n != len(wants) {
-		t.Errorf("sent %d requests; want %d invoice items", n, len(wants))
+	if n := len(posts(proxy.Requests())); n != len(wants) {
+		t.Errorf("sent %d invoice items; want %d", n, len(wants))
+	}
+	// The run reconciled the ledger with the items created since the
+	// oldest period it may plan rows for started (the lookback and 31 days
+	// before the run): no lookup of its own rows, new in Stripe.
+	since := strconv.FormatInt(runAt.Add(-usage.DefaultLookback-31*24*time.Hour).Unix(), 10)
+	for _, r := range proxy.Requests() {
+		if r.Method == http.MethodGet && (r.Path != "/v1/invoiceitems" || r.Status != http.StatusOK || r.Form.Get("created[gte]") != since ||
+			r.Form.Get("customer") != "") {
+			t.Errorf("list %+v; want every item created since %s", r, since)
+		}
 	}
 	users := map[string]string{"cus_above1": userID(4), "cus_above2": userID(5), "cus_ent": userID(6), "cus_override": userID(7)}
 	for cus, w := range wants {
@@ -103,9 +114,20 @@ func TestHandleStripeMock(t *testing.T) {
 	if _, err := e.run(runAt.Add(time.Hour)); err != nil {
 		t.Fatalf("second Handle: %v", err)
 	}
-	if n := len(proxy.Requests()); n != len(wants) {
-		t.Errorf("after a rerun %d requests were sent; want %d", n, len(wants))
+	if n := len(posts(proxy.Requests())); n != len(wants) {
+		t.Errorf("after a rerun %d invoice items were sent; want %d", n, len(wants))
 	}
+}
+
+// posts returns the POSTs of requests.
+func posts(requests []stripetest.Request) []stripetest.Request {
+	var out []stripetest.Request
+	for _, r := range requests {
+		if r.Method == http.MethodPost {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // TestHandleDryRunThenRealRun: dry runs report what a real run would bill

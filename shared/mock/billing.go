@@ -18,9 +18,13 @@ type LedgerStore struct {
 	MarkBilledFn            func(ctx context.Context, items []usage.Billed, now time.Time) error
 	MarkRetryFn             func(ctx context.Context, ledgerID, reason string, now time.Time) error
 	MarkFailedFn            func(ctx context.Context, ledgerID, reason string, now time.Time) error
-	PromoteDueTermsFn       func(ctx context.Context, now time.Time) (int, error)
-	OpenRunFn               func(ctx context.Context, rep *usage.RunReport, now, started time.Time) (int64, error)
-	CloseRunFn              func(ctx context.Context, jobRunID int64, rep *usage.RunReport, at time.Time, runErr error) error
+	MarkSkippedFn           func(ctx context.Context, ledgerID, reason string, now time.Time) error
+	AdoptFn                 func(ctx context.Context, items []usage.Adopted, now time.Time) error
+	// UnaccountedFn nil accounts for every item.
+	UnaccountedFn     func(ctx context.Context, items []usage.FoundItem) ([]usage.Unaccounted, error)
+	PromoteDueTermsFn func(ctx context.Context, now time.Time) (int, error)
+	OpenRunFn         func(ctx context.Context, rep *usage.RunReport, now, started time.Time) (int64, error)
+	CloseRunFn        func(ctx context.Context, jobRunID int64, rep *usage.RunReport, at time.Time, runErr error) error
 }
 
 // BillableSubscriptions calls BillableSubscriptionsFn.
@@ -58,6 +62,27 @@ func (s *LedgerStore) MarkFailed(ctx context.Context, ledgerID, reason string, n
 	return s.MarkFailedFn(ctx, ledgerID, reason, now)
 }
 
+// MarkSkipped calls MarkSkippedFn.
+func (s *LedgerStore) MarkSkipped(ctx context.Context, ledgerID, reason string, now time.Time) error {
+	return s.MarkSkippedFn(ctx, ledgerID, reason, now)
+}
+
+// Adopt calls AdoptFn, when there are items.
+func (s *LedgerStore) Adopt(ctx context.Context, items []usage.Adopted, now time.Time) error {
+	if len(items) == 0 {
+		return nil
+	}
+	return s.AdoptFn(ctx, items, now)
+}
+
+// Unaccounted calls UnaccountedFn, when set.
+func (s *LedgerStore) Unaccounted(ctx context.Context, items []usage.FoundItem) ([]usage.Unaccounted, error) {
+	if s.UnaccountedFn == nil {
+		return nil, nil
+	}
+	return s.UnaccountedFn(ctx, items)
+}
+
 // PromoteDueTerms calls PromoteDueTermsFn.
 func (s *LedgerStore) PromoteDueTerms(ctx context.Context, now time.Time) (int, error) {
 	return s.PromoteDueTermsFn(ctx, now)
@@ -78,7 +103,17 @@ var _ usage.Biller = (*Biller)(nil)
 // Biller is a usage.Biller.
 type Biller struct {
 	CreateInvoiceItemFn func(ctx context.Context, item *usage.InvoiceItem, idempotencyKey string) (string, error)
-	FindInvoiceItemFn   func(ctx context.Context, customerID, ledgerID string) (string, bool, error)
+	// FindInvoiceItemsFn and ListInvoiceItemsFn nil find nothing.
+	FindInvoiceItemsFn func(ctx context.Context, customerID, userID string, p usage.Period) ([]usage.FoundItem, error)
+	ListInvoiceItemsFn func(ctx context.Context, since time.Time) ([]usage.FoundItem, error)
+}
+
+// ListInvoiceItems calls ListInvoiceItemsFn, when set.
+func (b *Biller) ListInvoiceItems(ctx context.Context, since time.Time) ([]usage.FoundItem, error) {
+	if b.ListInvoiceItemsFn == nil {
+		return nil, nil
+	}
+	return b.ListInvoiceItemsFn(ctx, since)
 }
 
 // CreateInvoiceItem calls CreateInvoiceItemFn.
@@ -86,9 +121,12 @@ func (b *Biller) CreateInvoiceItem(ctx context.Context, item *usage.InvoiceItem,
 	return b.CreateInvoiceItemFn(ctx, item, idempotencyKey)
 }
 
-// FindInvoiceItem calls FindInvoiceItemFn.
-func (b *Biller) FindInvoiceItem(ctx context.Context, customerID, ledgerID string) (string, bool, error) {
-	return b.FindInvoiceItemFn(ctx, customerID, ledgerID)
+// FindInvoiceItems calls FindInvoiceItemsFn, when set.
+func (b *Biller) FindInvoiceItems(ctx context.Context, customerID, userID string, p usage.Period) ([]usage.FoundItem, error) {
+	if b.FindInvoiceItemsFn == nil {
+		return nil, nil
+	}
+	return b.FindInvoiceItemsFn(ctx, customerID, userID, p)
 }
 
 var _ usage.OveragePreviewer = (*OveragePreviewer)(nil)

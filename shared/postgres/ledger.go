@@ -25,15 +25,17 @@ const periodStateChunk = 5000
 const overageJob = "overage"
 
 // InsertLedgerEntries inserts the rows and moves the progress in one
-// statement; rows whose (user, period, seq) or key exists already are left
-// alone, which is what makes concurrent runs that planned the same row
-// write it once, and progress only moves forward.
+// statement; rows whose (user, period, seq), id or key exists already are
+// left alone, which is what makes concurrent runs that planned the same row
+// write it once, and progress only moves forward. A row's id is its
+// LedgerEntry.ID, usage.LedgerID of its (user, period, seq) when empty.
 func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.LedgerEntry, progress []usage.Progress, now time.Time) (int, error) {
 	if len(entries) == 0 && len(progress) == 0 {
 		return 0, nil
 	}
 	n := len(entries)
 	var (
+		ids                                             = make([]string, n)
 		users, keys, currencies, statuses, notes, descs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		starts, ends                                    = make([]time.Time, n), make([]time.Time, n)
 		seqs                                            = make([]int32, n)
@@ -41,6 +43,10 @@ func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.
 		lines                                           = make([]string, n)
 	)
 	for i, e := range entries {
+		ids[i] = e.ID
+		if ids[i] == "" {
+			ids[i] = usage.LedgerID(e.UserID, e.Period.Start, e.Seq)
+		}
 		users[i], keys[i], currencies[i], statuses[i], notes[i], descs[i] = e.UserID, e.IdempotencyKey, e.Currency, e.Status, e.Note, e.Description
 		starts[i], ends[i], seqs[i] = e.Period.Start, e.Period.End, int32(e.Seq)
 		included[i], used[i], units[i], sizes[i], prices[i], amounts[i] = e.Included, e.Used, e.Units, e.UnitSize, e.UnitPrice, e.Amount
@@ -60,11 +66,11 @@ func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.
 			INSERT INTO eco_overage_ledger (ledger_id, user_id, period_start, period_end, seq,
 				included_calls, used_calls, units, unit_size, unit_price, amount, currency, idempotency_key, status, note,
 				description, lines, created_at, updated_at)
-			SELECT gen_random_uuid(), u, ps, pe, sq, inc, usd, un, sz, pr, am, cur, k, st, nullif(nt, ''), ds, ln::jsonb, $17, $17
+			SELECT id, u, ps, pe, sq, inc, usd, un, sz, pr, am, cur, k, st, nullif(nt, ''), ds, ln::jsonb, $17, $17
 			FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::int[], $5::bigint[], $6::bigint[],
 				$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[],
-				$15::text[], $16::text[])
-				AS t(u, ps, pe, sq, inc, usd, un, sz, pr, am, cur, k, st, nt, ds, ln)
+				$15::text[], $16::text[], $20::uuid[])
+				AS t(u, ps, pe, sq, inc, usd, un, sz, pr, am, cur, k, st, nt, ds, ln, id)
 			ORDER BY u, ps, sq
 			ON CONFLICT DO NOTHING
 			RETURNING 1
@@ -76,7 +82,7 @@ func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.
 		)
 		SELECT count(*)::int FROM ins`,
 		users, starts, ends, seqs, included, used, units, sizes, prices, amounts, currencies, keys, statuses, notes,
-		descs, lines, now, pUsers, pThrough).Scan(&inserted)
+		descs, lines, now, pUsers, pThrough, ids).Scan(&inserted)
 	if err != nil {
 		return 0, FormatError(fmt.Errorf("insert %d ledger rows: %w", n, err))
 	}
@@ -124,7 +130,9 @@ func scanLedger(row pgx.Row, e *usage.LedgerEntry, withLines bool, extra ...any)
 
 // ClaimPending leases pending rows with FOR UPDATE SKIP LOCKED, so that
 // concurrent runs take disjoint rows, bumps their attempts and records the
-// user's Stripe customer in sent_to before any call is made. A leased row
+// user's Stripe customer in sent_to before any call is made. Each comes
+// with the rows of its period (their seq, status, amount and item), read
+// in the same statement (their statuses as of its snapshot). A leased row
 // comes back only when its lease ends (the run that held it crashed) or
 // when it is released by MarkRetry, and never to the same owner twice.
 func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
@@ -145,7 +153,10 @@ func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([
 		SET lease_owner = $1, lease_until = $3, attempts = l.attempts + 1, updated_at = $2,
 			sent_to = CASE WHEN x.customer = '' OR x.customer = ANY (l.sent_to) THEN l.sent_to ELSE l.sent_to || x.customer END
 		FROM x WHERE l.ledger_id = x.ledger_id
-		RETURNING `+ledgerColumns+`, x.customer, x.subscription, x.before`,
+		RETURNING `+ledgerColumns+`, x.customer, x.subscription, x.before,
+			(SELECT jsonb_agg(jsonb_build_object('seq', o.seq, 'status', o.status, 'amount', o.amount,
+					'stripe_id', coalesce(o.stripe_object_id, '')) ORDER BY o.seq)::text
+				FROM eco_overage_ledger o WHERE o.user_id = l.user_id AND o.period_start = l.period_start)`,
 		r.Owner, r.Now, r.Now.Add(r.Lease), r.Limit)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("claim pending ledger rows: %w", err))
@@ -154,11 +165,15 @@ func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([
 	var out []*usage.LedgerEntry
 	for rows.Next() {
 		var (
-			e      usage.LedgerEntry
-			before []string
+			e          usage.LedgerEntry
+			before     []string
+			periodRows string
 		)
-		if err := scanLedger(rows, &e, false, &e.CustomerID, &e.SubscriptionID, &before); err != nil {
+		if err := scanLedger(rows, &e, false, &e.CustomerID, &e.SubscriptionID, &before, &periodRows); err != nil {
 			return nil, FormatError(fmt.Errorf("scan claimed ledger row: %w", err))
+		}
+		if err := json.Unmarshal([]byte(periodRows), &e.PeriodRows); err != nil {
+			return nil, fmt.Errorf("decode the rows of ledger row %s's period: %w", e.ID, err)
 		}
 		e.SentTo = nil
 		if len(before) > 0 {
@@ -172,24 +187,75 @@ func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([
 	return out, nil
 }
 
-// MarkBilled ends pending rows as billed, in one statement. Marking a row
-// that is no longer pending changes nothing (a concurrent run billed it with
-// the same key).
+// MarkBilled ends pending rows as billed, in one statement, with the
+// amount of their item (a row billed with an item an earlier plan created
+// takes its amount, and the note). Marking a row that is no longer pending
+// changes nothing (a concurrent run billed it with the same key).
 func (s *LedgerStore) MarkBilled(ctx context.Context, items []usage.Billed, now time.Time) error {
 	if len(items) == 0 {
 		return nil
 	}
 	ids := make([]string, len(items))
 	sids := make([]string, len(items))
+	amounts := make([]int64, len(items))
+	notes := make([]string, len(items))
 	for i, b := range items {
-		ids[i], sids[i] = b.LedgerID, b.StripeID
+		ids[i], sids[i], amounts[i], notes[i] = b.LedgerID, b.StripeID, b.Amount, b.Note
 	}
 	_, err := s.db.with(billingWork).Exec(ctx, `UPDATE eco_overage_ledger l
-		SET status = 'billed', stripe_object_id = b.sid, last_error = NULL, lease_until = NULL, updated_at = $3
-		FROM unnest($1::uuid[], $2::text[]) AS b(id, sid)
-		WHERE l.ledger_id = b.id AND l.status = 'pending'`, ids, sids, now)
+		SET status = 'billed', stripe_object_id = b.sid, amount = b.amount, note = coalesce(nullif(b.note, ''), l.note),
+			last_error = NULL, lease_until = NULL, updated_at = $3
+		FROM unnest($1::uuid[], $2::text[], $4::bigint[], $5::text[]) AS b(id, sid, amount, note)
+		WHERE l.ledger_id = b.id AND l.status = 'pending'`, ids, sids, now, amounts, notes)
 	if err != nil {
 		return FormatError(fmt.Errorf("mark %d ledger rows billed: %w", len(items), err))
+	}
+	return nil
+}
+
+// Adopt implements usage.LedgerStore: the row of each item's (user,
+// period, seq) becomes billed with the item, its amount, currency and
+// note, whatever its status; a missing row is inserted billed, with the
+// derived id and key, nothing priced (no lines: an empty array, not the
+// NULL of rows from before lines were kept) and the note as its
+// description. One statement.
+func (s *LedgerStore) Adopt(ctx context.Context, items []usage.Adopted, now time.Time) error {
+	if len(items) == 0 {
+		return nil
+	}
+	n := len(items)
+	ids, users, keys, sids, curs, notes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	starts, ends := make([]time.Time, n), make([]time.Time, n)
+	seqs, amounts := make([]int32, n), make([]int64, n)
+	for i, a := range items {
+		ids[i], users[i], starts[i], ends[i], seqs[i] = usage.LedgerID(a.UserID, a.Period.Start, a.Item.Seq), a.UserID, a.Period.Start, a.Period.End, int32(a.Item.Seq)
+		keys[i], sids[i], amounts[i], curs[i], notes[i] = usage.IdempotencyKey(a.UserID, a.Period.Start, a.Item.Seq), a.Item.ID, a.Item.Amount, a.Item.Currency, a.Note
+	}
+	_, err := s.db.with(billingWork).Exec(ctx, `INSERT INTO eco_overage_ledger AS l (ledger_id, user_id, period_start, period_end, seq,
+			included_calls, used_calls, units, unit_size, unit_price, amount, currency, idempotency_key, status, stripe_object_id,
+			note, description, lines, created_at, updated_at)
+		SELECT id, u, ps, pe, sq, 0, 0, 0, 1, 0, am, cur, k, 'billed', sid, nt, nt, '[]', $11, $11
+		FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::int[], $6::text[], $7::text[],
+			$8::bigint[], $9::text[], $10::text[]) AS t(id, u, ps, pe, sq, k, sid, am, cur, nt)
+		ORDER BY u, ps, sq
+		ON CONFLICT (user_id, period_start, seq) DO UPDATE SET status = 'billed', stripe_object_id = excluded.stripe_object_id,
+			amount = excluded.amount, currency = excluded.currency, note = excluded.note, last_error = NULL,
+			lease_until = NULL, updated_at = excluded.updated_at`,
+		ids, users, starts, ends, seqs, keys, sids, amounts, curs, notes, now)
+	if err != nil {
+		return FormatError(fmt.Errorf("adopt %d invoice items: %w", n, err))
+	}
+	return nil
+}
+
+// MarkSkipped ends a pending row as skipped, charging nothing, with the
+// reason as its note.
+func (s *LedgerStore) MarkSkipped(ctx context.Context, ledgerID, reason string, now time.Time) error {
+	_, err := s.db.with(billingWork).Exec(ctx, `UPDATE eco_overage_ledger
+		SET status = 'skipped', amount = 0, note = $2, lease_until = NULL, updated_at = $3
+		WHERE ledger_id = $1 AND status = 'pending'`, ledgerID, reason, now)
+	if err != nil {
+		return FormatError(fmt.Errorf("skip ledger row %s: %w", ledgerID, err))
 	}
 	return nil
 }
@@ -258,4 +324,66 @@ func (s *LedgerStore) CloseRun(ctx context.Context, jobRunID int64, rep *usage.R
 		return FormatError(fmt.Errorf("close job run %d: %w", jobRunID, err))
 	}
 	return nil
+}
+
+// Unaccounted implements usage.LedgerStore: the items whose (user,
+// period, seq) has no row billed with them and their amount, in one
+// statement per 5,000 items, with the item a row of theirs is billed with
+// when it is another one. Items whose user is not a UUID name no row of
+// this ledger and are left out.
+func (s *LedgerStore) Unaccounted(ctx context.Context, items []usage.FoundItem) ([]usage.Unaccounted, error) {
+	var out []usage.Unaccounted
+	for len(items) > 0 {
+		n := min(len(items), periodStateChunk)
+		chunk, err := s.unaccounted(ctx, items[:n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, chunk...)
+		items = items[n:]
+	}
+	return out, nil
+}
+
+func (s *LedgerStore) unaccounted(ctx context.Context, items []usage.FoundItem) ([]usage.Unaccounted, error) {
+	var (
+		idx         []int
+		users, sids []string
+		starts      []time.Time
+		seqs        []int32
+		amounts     []int64
+	)
+	for i, it := range items {
+		if !usage.IsUUID(it.UserID) {
+			continue
+		}
+		idx = append(idx, i)
+		users, starts, seqs, sids, amounts = append(users, it.UserID), append(starts, it.Period.Start), append(seqs, int32(it.Seq)),
+			append(sids, it.ID), append(amounts, it.Amount)
+	}
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.with(billingWork).Query(ctx, `SELECT t.i::int,
+			CASE WHEN l.status = 'billed' AND l.stripe_object_id <> t.sid THEN l.stripe_object_id ELSE '' END
+		FROM unnest($1::uuid[], $2::timestamptz[], $3::int[], $4::text[], $5::bigint[]) WITH ORDINALITY AS t(u, ps, sq, sid, am, i)
+		LEFT JOIN eco_overage_ledger l ON l.user_id = t.u AND l.period_start = t.ps AND l.seq = t.sq
+		WHERE l.ledger_id IS NULL OR l.status <> 'billed' OR l.stripe_object_id IS DISTINCT FROM t.sid OR l.amount <> t.am
+		ORDER BY t.i`, users, starts, seqs, sids, amounts)
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("reconcile %d invoice items: %w", len(idx), err))
+	}
+	var (
+		out   []usage.Unaccounted
+		i     int
+		other string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&i, &other}, func() error {
+		out = append(out, usage.Unaccounted{Item: items[idx[i-1]], RowStripeID: other})
+		return nil
+	})
+	if err != nil {
+		return nil, FormatError(fmt.Errorf("reconcile %d invoice items: %w", len(idx), err))
+	}
+	return out, nil
 }

@@ -144,6 +144,51 @@ func TestMigrateBillingTerms(t *testing.T) {
 	}
 }
 
+// TestMigrateBillingInvariants upgrades a database from before 00013
+// holding a subscription without terms (inserted by SQL) and a ledger row
+// priced by the prorated rule: the subscription gets its terms from its
+// columns at its anchor, the row's lines are marked prorated; and after
+// 00013 a subscription cannot be left without terms. Down takes the marks
+// off again.
+func TestMigrateBillingInvariants(t *testing.T) {
+	ctx := context.Background()
+	url, sqldb, p := migrationProvider(t)
+	if _, err := p.DownTo(ctx, 12); err != nil {
+		t.Fatalf("down to 12: %v", err)
+	}
+	const u = "aaaaaaaa-0000-4000-8000-000000000002"
+	if _, err := sqldb.ExecContext(ctx, `
+		INSERT INTO eco_subscriptions (user_id, plan_id, included_calls, overage_unit_price, price_model, period_anchor)
+		VALUES ('`+u+`', 'pro', 500, 70, 'per_unit', '2026-01-01');
+		INSERT INTO eco_overage_ledger (ledger_id, user_id, period_start, period_end, seq, included_calls, used_calls, units,
+			unit_size, unit_price, amount, currency, idempotency_key, status, lines) VALUES
+		('10000000-0000-4000-8000-000000000001', '`+u+`', '2026-01-01', '2026-02-01', 0, 161, 500, 0, 1000, 70, 24, 'usd', 'k1', 'billed',
+			'[{"from": "2026-01-01T00:00:00Z", "to": "2026-01-11T00:00:00Z", "plan_id": "pro", "included_calls": 161, "used_calls": 500}]')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.Migrate(ctx, url, nil); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	var plan, overrides, lines string
+	if err := sqldb.QueryRowContext(ctx, `SELECT plan_id, overrides::text FROM eco_subscription_terms WHERE user_id = $1 AND effective_from = '2026-01-01'`, u).
+		Scan(&plan, &overrides); err != nil || plan != "pro" || overrides != `{"price_model": "per_unit", "included_calls": 500, "overage_unit_price": 70}` {
+		t.Errorf("terms = %s %s, %v", plan, overrides, err)
+	}
+	if err := sqldb.QueryRowContext(ctx, `SELECT lines->0->>'prorated' FROM eco_overage_ledger`).Scan(&lines); err != nil || lines != "true" {
+		t.Errorf("the line is marked prorated: %q, %v", lines, err)
+	}
+	if _, err := sqldb.ExecContext(ctx, `DELETE FROM eco_subscription_terms WHERE user_id = $1`, u); err == nil ||
+		!strings.Contains(err.Error(), "would have no terms from its period anchor on") {
+		t.Errorf("deleting the terms: %v; want refused", err)
+	}
+	if _, err := p.DownTo(ctx, 12); err != nil {
+		t.Fatalf("down to 12 again: %v", err)
+	}
+	if err := sqldb.QueryRowContext(ctx, `SELECT lines::text FROM eco_overage_ledger`).Scan(&lines); err != nil || strings.Contains(lines, "prorated") {
+		t.Errorf("lines after down: %s, %v", lines, err)
+	}
+}
+
 // TestMigrateEventKeysBackfill upgrades a database holding raw events and
 // quarantine rows to the event key store (00009): the ids of the events
 // already recorded are remembered, so that a redelivery after the upgrade,

@@ -162,19 +162,20 @@ func (s *SubscriptionStore) History(ctx context.Context, userID string) ([]usage
 	return decodeHistory(b)
 }
 
-// tiersParam is the jsonb parameter of a list of tiers: NULL for none, else
-// text (see overridesJSON).
-func tiersParam(t []usage.Tier) (any, error) {
+// tiersParam is the jsonb parameter of a list of tiers, as text (it
+// encodes alike with and without statement preparation): NULL for none.
+func tiersParam(t []usage.Tier) *string {
 	if t == nil {
-		return nil, nil
+		return nil
 	}
-	b, err := json.Marshal(t)
-	return string(b), err
+	b, _ := json.Marshal(t) // tiers always marshal
+	s := string(b)
+	return &s
 }
 
-// overridesJSON is the jsonb of overrides, as the terms history keeps them.
-// It is text, never []byte: behind RDS Proxy (pgx's exec mode) a []byte
-// parameter is sent as bytea, which jsonb refuses.
+// overridesJSON is the jsonb of overrides, as the terms history keeps them,
+// as text: a parameter that encodes alike with and without statement
+// preparation (RDS Proxy's exec mode).
 func overridesJSON(o usage.Overrides) (string, error) {
 	b, err := json.Marshal(o)
 	return string(b), err
@@ -202,16 +203,12 @@ func (s *SubscriptionStore) PutSubscription(ctx context.Context, sub *usage.Subs
 	if err != nil {
 		return err
 	}
-	tiers, err := tiersParam(o.Tiers)
-	if err != nil {
-		return err
-	}
 	now := s.db.now()
 	err = s.db.with(adminWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO eco_subscriptions AS s (user_id, plan_id,
 				included_calls, hard_limit, rate_per_second, burst, overage_unit_size, overage_unit_price, currency,
 				price_model, price_tiers, stripe_customer_id, stripe_subscription_id, period_anchor, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, nullif($12, ''), nullif($13, ''), $14, $15, $15)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, nullif($12, ''), nullif($13, ''), $14, $15, $15)
 			ON CONFLICT (user_id) DO UPDATE SET plan_id = excluded.plan_id,
 				included_calls = excluded.included_calls, hard_limit = excluded.hard_limit,
 				rate_per_second = excluded.rate_per_second, burst = excluded.burst,
@@ -222,7 +219,7 @@ func (s *SubscriptionStore) PutSubscription(ctx context.Context, sub *usage.Subs
 				next_plan_id = NULL, next_overrides = NULL, next_from = NULL,
 				updated_at = excluded.updated_at`,
 			sub.UserID, sub.PlanID, o.IncludedCalls, o.HardLimit, o.RatePerSecond, o.Burst,
-			o.OverageUnitSize, o.OverageUnitPrice, o.Currency, o.PriceModel, tiers,
+			o.OverageUnitSize, o.OverageUnitPrice, o.Currency, o.PriceModel, tiersParam(o.Tiers),
 			sub.StripeCustomerID, sub.StripeSubscriptionID, sub.PeriodAnchor, now); err != nil {
 			return err
 		}
@@ -230,7 +227,7 @@ func (s *SubscriptionStore) PutSubscription(ctx context.Context, sub *usage.Subs
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO eco_subscription_terms (user_id, effective_from, plan_id, overrides, change, requested_at)
-			VALUES ($1, $2, $3, $4, 'start', $5)`, sub.UserID, sub.PeriodAnchor, sub.PlanID, oj, now)
+			VALUES ($1, $2, $3, $4::jsonb, 'start', $5)`, sub.UserID, sub.PeriodAnchor, sub.PlanID, oj, now)
 		return err
 	})
 	if err != nil {

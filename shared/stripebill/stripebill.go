@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,24 +142,60 @@ func (c *Client) CreateInvoiceItem(ctx context.Context, item *usage.InvoiceItem,
 	return ii.ID, nil
 }
 
-// FindInvoiceItem pages through the customer's invoice items, newest first,
-// for one whose metadata names the ledger row. (Stripe's search API does not
-// cover invoice items.)
-func (c *Client) FindInvoiceItem(ctx context.Context, customerID, ledgerID string) (string, bool, error) {
-	p := &stripe.InvoiceItemListParams{Customer: stripe.String(customerID)}
+// FindInvoiceItems pages through the customer's invoice items created
+// since the period started, newest first, and returns those whose metadata
+// names the user and the period (any seq), oldest first. (Stripe's search
+// API does not cover invoice items.) The metadata every item of this code
+// carries names the period and the seq, so the items found are those of
+// any ledger row of the period, however the ledger has lost track of them.
+func (c *Client) FindInvoiceItems(ctx context.Context, customerID, userID string, period usage.Period) ([]usage.FoundItem, error) {
+	p := &stripe.InvoiceItemListParams{Customer: stripe.String(customerID),
+		CreatedRange: &stripe.RangeQueryParams{GreaterThanOrEqual: period.Start.Unix()}}
+	return c.list(ctx, p, func(f usage.FoundItem) bool { return f.UserID == userID && f.Period.Start.Equal(period.Start) })
+}
+
+// ListInvoiceItems pages through every invoice item created since since,
+// newest first, and returns those whose metadata names a ledger row,
+// oldest first.
+func (c *Client) ListInvoiceItems(ctx context.Context, since time.Time) ([]usage.FoundItem, error) {
+	p := &stripe.InvoiceItemListParams{CreatedRange: &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}}
+	return c.list(ctx, p, func(usage.FoundItem) bool { return true })
+}
+
+// list pages through the items p selects and returns those that name a
+// ledger row and that keep accepts, oldest first.
+func (c *Client) list(ctx context.Context, p *stripe.InvoiceItemListParams, keep func(usage.FoundItem) bool) ([]usage.FoundItem, error) {
 	p.Limit = stripe.Int64(100)
 	p.Context = ctx
+	var out []usage.FoundItem
 	it := c.items.List(p)
 	for it.Next() {
-		ii := it.InvoiceItem()
-		if ii.Metadata[MetaLedgerID] == ledgerID {
-			return ii.ID, true, nil
+		if f, ok := foundItem(it.InvoiceItem()); ok && keep(f) {
+			out = append(out, f)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return "", false, convertError("list invoice items", err)
+		return nil, convertError("list invoice items", err)
 	}
-	return "", false, nil
+	slices.Reverse(out)
+	return out, nil
+}
+
+// foundItem reads the ledger row an item's metadata names (CreateInvoiceItem
+// writes it), and its period (Stripe's end is the period's last second);
+// false for an item that names none.
+func foundItem(ii *stripe.InvoiceItem) (usage.FoundItem, bool) {
+	seq, err := strconv.Atoi(ii.Metadata[MetaSeq])
+	if err != nil || ii.Metadata[MetaUserID] == "" || ii.Period == nil {
+		return usage.FoundItem{}, false
+	}
+	f := usage.FoundItem{ID: ii.ID, LedgerID: ii.Metadata[MetaLedgerID], UserID: ii.Metadata[MetaUserID], Seq: seq,
+		Period: usage.Period{Start: time.Unix(ii.Period.Start, 0).UTC(), End: time.Unix(ii.Period.End+1, 0).UTC()},
+		Amount: ii.Amount, Currency: string(ii.Currency)}
+	if f.Period.Start.Format(time.DateOnly) != ii.Metadata[MetaPeriodStart] {
+		return usage.FoundItem{}, false
+	}
+	return f, true
 }
 
 // convertError is the one place where Stripe's errors become usage codes:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,13 +58,18 @@ func testItem(n int) *usage.InvoiceItem {
 	}
 }
 
-func TestCreateAndFindInvoiceItem(t *testing.T) {
+func TestCreateAndFindInvoiceItems(t *testing.T) {
 	fake := stripetest.New(t)
 	c := New(Config{Key: "sk_test", URL: fake.URL, RequestsPerSecond: 1000, Burst: 10})
 	ctx := context.Background()
 	var ids []string
 	for i := 1; i <= 120; i++ { // more than one page of 100
-		id, err := c.CreateInvoiceItem(ctx, testItem(i), fmt.Sprintf("key-%d", i))
+		item := testItem(i)
+		item.Seq = i - 1
+		if i%2 == 0 {
+			item.UserID = "00000000-0000-4000-8000-000000000002" // another user of the same customer
+		}
+		id, err := c.CreateInvoiceItem(ctx, item, fmt.Sprintf("key-%d", i))
 		if err != nil {
 			t.Fatalf("CreateInvoiceItem: %v", err)
 		}
@@ -84,13 +90,25 @@ func TestCreateAndFindInvoiceItem(t *testing.T) {
 			t.Errorf("%s = %q; want %q", k, f.Get(k), want)
 		}
 	}
-	// The oldest item is on the second page (newest first).
-	id, found, err := c.FindInvoiceItem(ctx, "cus_1", testItem(1).LedgerID)
-	if err != nil || !found || id != ids[0] {
-		t.Errorf("FindInvoiceItem = %s, %v, %v; want %s", id, found, err, ids[0])
+	// The items of user 1's February, oldest first: the oldest is on the
+	// second page (newest first), and the other user's are left out.
+	found, err := c.FindInvoiceItems(ctx, "cus_1", testItem(1).UserID, testItem(1).Period)
+	if err != nil || len(found) != 60 || found[0].ID != ids[0] || found[0].Seq != 0 || found[0].LedgerID != testItem(1).LedgerID ||
+		found[0].Amount != 150 || found[0].Currency != "usd" || found[59].ID != ids[118] || found[59].Seq != 118 {
+		t.Errorf("FindInvoiceItems = %d items, %+v, %v; want 60 from %s", len(found), found, err, ids[0])
 	}
-	if _, found, err := c.FindInvoiceItem(ctx, "cus_1", "nope"); err != nil || found {
-		t.Errorf("FindInvoiceItem(unknown) = %v, %v; want not found", found, err)
+	march := usage.Period{Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)}
+	if found, err := c.FindInvoiceItems(ctx, "cus_1", testItem(1).UserID, march); err != nil || len(found) != 0 {
+		t.Errorf("FindInvoiceItems(another period) = %+v, %v; want none", found, err)
+	}
+	var since string
+	for _, r := range fake.Requests() {
+		if r.Method == http.MethodGet {
+			since = r.Form.Get("created[gte]")
+		}
+	}
+	if since != "1772323200" {
+		t.Errorf("the lookup lists the items created since %q; want since the period's start, 1772323200", since)
 	}
 	if _, err := c.CreateInvoiceItem(ctx, &usage.InvoiceItem{CustomerID: "cus_1", Amount: -5, Currency: "usd"}, "k"); usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("negative amount: %v; want CodeInvalid", err)
@@ -133,7 +151,34 @@ func TestStripeMock(t *testing.T) {
 	if err != nil || id == "" {
 		t.Fatalf("CreateInvoiceItem = %q, %v", id, err)
 	}
-	if _, _, err := c.FindInvoiceItem(context.Background(), "cus_1", "x"); err != nil {
-		t.Errorf("FindInvoiceItem: %v", err)
+	if _, err := c.FindInvoiceItems(context.Background(), "cus_1", testItem(1).UserID, testItem(1).Period); err != nil {
+		t.Errorf("FindInvoiceItems: %v", err)
+	}
+}
+
+// TestFakeValidatedByStripeMock: the fake with stripe-mock upstream keeps
+// the items, and refuses what stripe-mock refuses.
+func TestFakeValidatedByStripeMock(t *testing.T) {
+	fake := stripetest.New(t)
+	fake.Upstream = pgtest.Require(t, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
+	c := New(Config{Key: "sk_test_123", URL: fake.URL})
+	ctx := context.Background()
+	id, err := c.CreateInvoiceItem(ctx, testItem(1), "k1")
+	if err != nil || id == "" {
+		t.Fatalf("CreateInvoiceItem = %q, %v", id, err)
+	}
+	if found, err := c.ListInvoiceItems(ctx, testItem(1).Period.Start); err != nil || len(found) != 1 || found[0].ID != id {
+		t.Errorf("ListInvoiceItems = %+v, %v; want the item created", found, err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, fake.URL+"/v1/invoiceitems", strings.NewReader("customer=cus_1&amount=5&currency=usd&bogus=1"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer sk_test_123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || len(fake.Items()) != 1 {
+		t.Errorf("an unknown parameter: %d, %d items; want 400 from stripe-mock, nothing created", resp.StatusCode, len(fake.Items()))
 	}
 }

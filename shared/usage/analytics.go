@@ -219,10 +219,19 @@ type TopUsersFilter struct {
 }
 
 // PlanChange is an admin's change of a user's plan and overrides.
+//
+// A whole change (PUT) names the plan and every override: those it leaves
+// out go back to the plan's values. A partial one (Partial, PATCH) changes
+// what it names of the terms the subscription is heading for (a pending
+// downgrade, else the terms in force): PlanID "" keeps the plan, Overrides
+// set those given, and Unset (OverrideNames) drops overrides back to the
+// plan's values; the others are kept.
 type PlanChange struct {
 	UserID    string    `json:"-"`
 	PlanID    string    `json:"plan_id"`
 	Overrides Overrides `json:"overrides"`
+	Partial   bool      `json:"-"`
+	Unset     []string  `json:"-"`
 	// Who is the admin making the change, for the audit trail.
 	Who string `json:"-"`
 }
@@ -232,18 +241,27 @@ type PlanChange struct {
 // ChangeSame, see DecideChange) and when the terms asked for are in force:
 // the start of the day for a new subscription, now for an upgrade or the
 // same terms, the end of the running period for a downgrade (until then
-// the subscription's Next).
+// the subscription's Next). Before and After show the terms side by side:
+// those in force when the change was made (nil for a new subscription)
+// and those asked for, from EffectiveAt; Changed names what differs
+// (ChangedTerms); Cancelled is a pending downgrade the change replaced.
 type PlanChanged struct {
 	*Subscription
 	Change      string    `json:"change"`
 	EffectiveAt time.Time `json:"effective_at"`
+	Before      *Terms    `json:"before"`
+	After       Terms     `json:"after"`
+	Changed     []string  `json:"changed"`
+	Cancelled   *Terms    `json:"cancelled,omitempty"`
 }
 
 // PlanAuditEntry is one audited change of a user's plan: the admin who made
 // it, when, and the user's subscription before (null when the user had
 // none) and after, as JSON objects of the subscription's stored fields,
 // what the change was and when its terms took effect (PlanChanged; empty
-// on changes audited before they were recorded).
+// on changes audited before they were recorded), and the terms before and
+// after side by side with what changed (PlanChanged's Before, After and
+// Changed; null on changes audited before migration 00013).
 type PlanAuditEntry struct {
 	ID          int64           `json:"id"`
 	Who         string          `json:"who"`
@@ -252,6 +270,9 @@ type PlanAuditEntry struct {
 	New         json.RawMessage `json:"new"`
 	Change      string          `json:"change,omitempty"`
 	EffectiveAt *time.Time      `json:"effective_at,omitempty"`
+	Before      json.RawMessage `json:"before,omitempty"`
+	After       json.RawMessage `json:"after,omitempty"`
+	Changed     []string        `json:"changed,omitempty"`
 }
 
 // RejectedEvent is a message that could not be recorded.
@@ -328,14 +349,15 @@ type AdminStore interface {
 	// TopUsers returns the users with the most calls, errors or overage.
 	// An unknown ranking is CodeInvalid naming "by".
 	TopUsers(ctx context.Context, f TopUsersFilter, now time.Time) ([]TopUser, error)
-	// PutPlan changes the user's plan and overrides under the convention
-	// of DecideChange, keeps the terms history and writes the audit row
-	// (who, when, the subscription before and after, the kind of change and
-	// when it takes effect) in one transaction; it returns the subscription
+	// PutPlan changes the user's plan and overrides (whole, or partial:
+	// PlanChange) under the convention of DecideChange, keeps the terms
+	// history and writes the audit row (who, when, the subscription before
+	// and after, the kind of change and when it takes effect, the terms
+	// before and after) in one transaction; it returns the subscription
 	// after the change and what the change was. Returns CodeInvalid naming
 	// "plan_id" if the plan is missing or does not exist, naming the
-	// override that is invalid, or naming "currency" for a change of
-	// currency while both terms bill.
+	// override that is invalid, or naming "currency" for a change that
+	// would make a billing period bill in two currencies.
 	PutPlan(ctx context.Context, c PlanChange) (*PlanChanged, error)
 	// PlanAudit returns up to limit audited plan changes of the user with
 	// ids below before (0: from the newest), newest first.

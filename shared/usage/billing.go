@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Ledger statuses. A row is written pending (or skipped when there is
@@ -62,6 +64,18 @@ type LedgerEntry struct {
 	// in when a row is claimed for billing; they are not ledger columns.
 	CustomerID     string `json:"-"`
 	SubscriptionID string `json:"-"`
+	// PeriodRows are the rows of the row's period as a claim read them,
+	// to compare with the items Stripe holds for the period.
+	PeriodRows []RowState `json:"-"`
+}
+
+// RowState is what billing needs to know of a ledger row of a period to
+// compare it with Stripe: its seq, status, amount and invoice item.
+type RowState struct {
+	Seq      int    `json:"seq"`
+	Status   string `json:"status"`
+	Amount   int64  `json:"amount"`
+	StripeID string `json:"stripe_id"`
 }
 
 // IdempotencyKey is the Stripe idempotency key of the ledger row of a user,
@@ -69,6 +83,19 @@ type LedgerEntry struct {
 // same row, after a crash at any point, sends the same key.
 func IdempotencyKey(userID string, periodStart time.Time, seq int) string {
 	return fmt.Sprintf("nexus-overage-%s-%s-%d", userID, periodStart.UTC().Format("20060102"), seq)
+}
+
+// ledgerNamespace is the namespace of the ledger ids (a name-based UUID,
+// RFC 9562 version 5).
+var ledgerNamespace = uuid.MustParse("5f1c2a8e-6f3b-4d57-9a0e-2c7d4b1e8a93")
+
+// LedgerID is the id of the ledger row of a user, period and seq: a UUID
+// derived from them (as the idempotency key is), never random, so that a
+// row planned again after a restore of the database, having lost the row
+// the first plan wrote, has the same id, and the invoice item the first
+// one created names it (its metadata), to be found.
+func LedgerID(userID string, periodStart time.Time, seq int) string {
+	return uuid.NewSHA1(ledgerNamespace, []byte(IdempotencyKey(userID, periodStart, seq))).String()
 }
 
 // SendKey is the idempotency key of the row sent to customer: the row's
@@ -105,6 +132,28 @@ type InvoiceItem struct {
 	Description    string
 }
 
+// FoundItem is an invoice item the provider holds for a user's period:
+// its id, the ledger row its metadata names (user, period, seq and ledger
+// id), and what it charges.
+type FoundItem struct {
+	ID       string
+	LedgerID string
+	UserID   string
+	Period   Period
+	Seq      int
+	Amount   int64
+	Currency string
+}
+
+// Unaccounted is an item the ledger does not account for: no row of its
+// (user, period, seq) is billed with it. RowStripeID is the item a row of
+// that seq is billed with, when it is another one (two items for one row:
+// not adopted, an admin decides).
+type Unaccounted struct {
+	Item        FoundItem
+	RowStripeID string
+}
+
 // Biller creates invoice items in the payment provider (Stripe).
 //
 // Errors carry codes: CodeUnavailable and CodeRateLimited (network errors,
@@ -117,10 +166,16 @@ type Biller interface {
 	// repeated call within the provider's key window returns the first
 	// result instead of charging again. It returns the provider's id.
 	CreateInvoiceItem(ctx context.Context, item *InvoiceItem, idempotencyKey string) (string, error)
-	// FindInvoiceItem looks for an item of the customer whose metadata names
-	// the ledger row: the check made before a row is sent again when its
-	// key may not protect it. found is false when there is none.
-	FindInvoiceItem(ctx context.Context, customerID, ledgerID string) (id string, found bool, err error)
+	// FindInvoiceItems returns the customer's items whose metadata names a
+	// ledger row of the user's period (any seq), oldest first: what a run
+	// checks before it creates an item that may exist whatever the ledger
+	// says (a restore of the database loses the rows of items it created,
+	// and a key protects a day only).
+	FindInvoiceItems(ctx context.Context, customerID, userID string, p Period) ([]FoundItem, error)
+	// ListInvoiceItems returns every item created since since whose
+	// metadata names a ledger row, oldest first: what a run reconciles the
+	// ledger with before it plans.
+	ListInvoiceItems(ctx context.Context, since time.Time) ([]FoundItem, error)
 }
 
 // Retryable reports whether err is worth another attempt later with the
@@ -161,12 +216,20 @@ type PeriodState struct {
 	// Rows is the number of ledger rows; MaxSeq the highest seq among them.
 	Rows   int
 	MaxSeq int
-	// Recorded sums the amounts of every row: billed, pending, failed
-	// (owed, and billed by an admin's retry: never planned again) and
-	// credits. A new row is the period's charge minus Recorded. Billed sums
-	// the billed rows alone: what the customer has been charged.
+	// Recorded sums the amounts of the rows that charge: billed, pending
+	// and failed (owed, and billed by an admin's retry: never planned
+	// again). Skipped rows (nothing due, or a credit noted for an admin)
+	// charge nothing. A new row is the period's charge minus Recorded.
+	// Billed sums the billed rows alone: what the customer has been
+	// charged.
 	Recorded int64
 	Billed   int64
+	// LastSkipped is true when the latest row (the highest seq) is a
+	// skipped one; LastAmount is then its amount: 0, or the credit noted.
+	LastSkipped bool
+	LastAmount  int64
+	// Currency is the currency the rows charged in ("" when none charged).
+	Currency string
 	// Lines are the latest row's lines, the terms the period's closed
 	// segments were billed with; rows from before lines were kept read as
 	// one package line over the whole period.
@@ -193,6 +256,21 @@ type BillableSubscription struct {
 	ClosedThrough time.Time
 }
 
+// Unbillable says why the subscription's usage cannot all be priced, or
+// "": it has no terms history, or its history starts after its anchor (the
+// days between have no terms). The database refuses both (migration
+// 00013); a run reports them should they appear all the same.
+func (s *BillableSubscription) Unbillable() string {
+	switch {
+	case len(s.History) == 0:
+		return "the subscription has no terms history: its usage cannot be priced"
+	case Day(s.History[0].From).After(s.PeriodAnchor):
+		return fmt.Sprintf("the subscription's terms start on %s, after its period anchor %s: the usage of the days between cannot be priced",
+			Day(s.History[0].From).Format(time.DateOnly), s.PeriodAnchor.UTC().Format(time.DateOnly))
+	}
+	return ""
+}
+
 // Bills reports whether any entry of the history bills.
 func (s *BillableSubscription) Bills() bool {
 	for _, t := range s.History {
@@ -210,9 +288,25 @@ type Progress struct {
 }
 
 // Billed pairs a ledger row with the provider's id of its invoice item.
+// Amount is what the item charges; when it is not the row's (an item found
+// in Stripe that an earlier plan of the row created, before a restore of
+// the database), the row takes it, with Note saying so, and the next run
+// plans the difference.
 type Billed struct {
 	LedgerID string
 	StripeID string
+	Amount   int64
+	Note     string
+}
+
+// Adopted is an invoice item of a period found in Stripe that the ledger
+// does not account for (no row for its seq, or a row not billed with it):
+// the row of its seq becomes billed with it, created when missing.
+type Adopted struct {
+	UserID string
+	Period Period
+	Item   FoundItem
+	Note   string
 }
 
 // ClaimRequest asks the store for pending rows to bill.
@@ -228,8 +322,10 @@ type ClaimRequest struct {
 // LedgerStore is the overage ledger and the data a billing run reads.
 type LedgerStore interface {
 	// BillableSubscriptions returns the subscriptions whose terms history
-	// holds terms that bill (BillableSubscription.Bills), with their
-	// Stripe ids, history and progress.
+	// holds terms that bill (BillableSubscription.Bills), those with ledger
+	// rows, and those with no terms history at all (reported, see
+	// BillableSubscription.Unbillable), with their Stripe ids, history and
+	// progress.
 	BillableSubscriptions(ctx context.Context) ([]*BillableSubscription, error)
 	// PeriodStates returns the state of each period, in the order given.
 	PeriodStates(ctx context.Context, periods []UserPeriod) ([]PeriodState, error)
@@ -243,9 +339,21 @@ type LedgerStore interface {
 	// the user's Stripe customer to their SentTo, and returns them with the
 	// Stripe ids of their users and SentTo as it was before the claim.
 	ClaimPending(ctx context.Context, r ClaimRequest) ([]*LedgerEntry, error)
-	// MarkBilled records the provider's ids on pending rows, in one
-	// statement; rows no longer pending are left alone.
+	// MarkBilled records the provider's ids (and amounts) on pending rows,
+	// in one statement; rows no longer pending are left alone.
 	MarkBilled(ctx context.Context, items []Billed, now time.Time) error
+	// Adopt makes the row of each item's seq billed with the item, its
+	// amount and currency and the note, whatever its status, inserting
+	// the row when there is none, in one statement.
+	Adopt(ctx context.Context, items []Adopted, now time.Time) error
+	// MarkSkipped ends a pending row as skipped, charging nothing, with the
+	// reason: a row not sent because the period's ledger changed under it
+	// (items found in Stripe); the next run plans the period again.
+	MarkSkipped(ctx context.Context, ledgerID, reason string, now time.Time) error
+	// Unaccounted returns the items no row accounts for: no row of the
+	// item's (user, period, seq) is billed with it, with its amount. One
+	// round trip per 5,000 items.
+	Unaccounted(ctx context.Context, items []FoundItem) ([]Unaccounted, error)
 	// MarkRetry keeps a pending row pending with the reason and releases
 	// its lease.
 	MarkRetry(ctx context.Context, ledgerID, reason string, now time.Time) error

@@ -15,7 +15,8 @@ func TestDuePeriods(t *testing.T) {
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
 	jan := usage.Period{Start: day(2026, 1, 1), End: day(2026, 2, 1)}
 	mar := usage.Period{Start: day(2026, 3, 1), End: day(2026, 4, 1)}
-	upgrade := []usage.Terms{{From: day(2026, 2, 1)}, {From: time.Date(2026, 3, 10, 14, 0, 0, 0, time.UTC)}}
+	upgrade := []usage.Terms{{From: day(2026, 2, 1), Effective: proTerms}, {From: time.Date(2026, 3, 10, 14, 0, 0, 0, time.UTC), Effective: entTerms}}
+	rateOnly := []usage.Terms{upgrade[0], {From: upgrade[1].From, Effective: proTerms.Apply(usage.Overrides{Burst: ptr(7)})}}
 	tests := []struct {
 		name    string
 		anchor  time.Time
@@ -40,6 +41,8 @@ func TestDuePeriods(t *testing.T) {
 			time.Date(2026, 3, 12, 0, 30, 0, 0, time.UTC), 2, &feb, &mar},
 		{"the upgrade's segment is within its grace", day(2026, 2, 1), day(2026, 3, 1), upgrade,
 			time.Date(2026, 3, 10, 20, 0, 0, 0, time.UTC), 1, &feb, &feb},
+		{"a change that charges alike closes no segment", day(2026, 2, 1), day(2026, 3, 1), rateOnly,
+			time.Date(2026, 3, 12, 0, 30, 0, 0, time.UTC), 1, &feb, &feb},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,11 +94,22 @@ func TestPlanPeriod(t *testing.T) {
 		// pro → free in February: February is pro's, whole.
 		{"downgraded at the period's end", toFree, usage.PeriodState{UserPeriod: up, Days: calls(150_000)}, closed,
 			&usage.LedgerEntry{Seq: 0, Status: "pending", Units: 50, Amount: 2500}},
-		// pro → enterprise on 10 February: the pro segment (9 days, 32,143
-		// included) is billed at the first run after its grace: 90,000 calls
-		// on 5 February, 58 packages at 0.50.
-		{"upgraded: the closed segment", toEnt, usage.PeriodState{UserPeriod: up, Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}}},
-			day(2026, 2, 11), &usage.LedgerEntry{Seq: 0, Status: "pending", Units: 58, Amount: 2900}},
+		// pro → enterprise on 10 February: the pro segment (1–9 February,
+		// pro's 100,000 included) is billed at the first run after its grace:
+		// 150,000 calls on 5 February, 50 packages at 0.50; 90,000 cost
+		// nothing, as on pro all month.
+		{"upgraded: the closed segment", toEnt, usage.PeriodState{UserPeriod: up, Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}}},
+			day(2026, 2, 11), &usage.LedgerEntry{Seq: 0, Status: "pending", Units: 50, Amount: 2500}},
+		{"upgraded: the closed segment within the included calls", toEnt, usage.PeriodState{UserPeriod: up,
+			Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}}}, day(2026, 2, 11), nil},
+		// Credits are notes: never counted as charged, written when the
+		// shortfall moves, voided when the charge is back.
+		{"a credit noted already", pro, usage.PeriodState{UserPeriod: up, Days: calls(101_000), Rows: 3, MaxSeq: 2, Recorded: 200, Lines: billedAt40,
+			LastSkipped: true, LastAmount: -160}, closed, nil},
+		{"the charge back at what was charged voids the credit", pro, usage.PeriodState{UserPeriod: up, Days: calls(105_000), Rows: 3, MaxSeq: 2,
+			Recorded: 200, Lines: billedAt40, LastSkipped: true, LastAmount: -160}, closed, &usage.LedgerEntry{Seq: 3, Status: "skipped", Units: 5, Amount: 0}},
+		{"the charge beyond what was charged after a credit", pro, usage.PeriodState{UserPeriod: up, Days: calls(106_000), Rows: 3, MaxSeq: 2,
+			Recorded: 200, Lines: billedAt40, LastSkipped: true, LastAmount: -160}, closed, &usage.LedgerEntry{Seq: 3, Status: "pending", Units: 6, Amount: 40}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,8 +127,8 @@ func TestPlanPeriod(t *testing.T) {
 				t.Errorf("PlanPeriod = seq %d %s units %d amount %d; want seq %d %s units %d amount %d",
 					got.Seq, got.Status, got.Units, got.Amount, tt.want.Seq, tt.want.Status, tt.want.Units, tt.want.Amount)
 			}
-			if got.IdempotencyKey != usage.IdempotencyKey(user, feb.Start, got.Seq) {
-				t.Errorf("key = %s", got.IdempotencyKey)
+			if got.IdempotencyKey != usage.IdempotencyKey(user, feb.Start, got.Seq) || got.ID != usage.LedgerID(user, feb.Start, got.Seq) {
+				t.Errorf("key = %s, id = %s", got.IdempotencyKey, got.ID)
 			}
 			if got.Status == "skipped" && got.Note == "" {
 				t.Errorf("skipped row without a note")
@@ -133,32 +147,37 @@ func TestPlanPeriodUpgrade(t *testing.T) {
 		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms},
 			{From: time.Date(2026, 2, 10, 14, 0, 0, 0, time.UTC), PlanID: "enterprise", Effective: entTerms, Change: usage.ChangeUpgrade}}}
 	st := usage.PeriodState{UserPeriod: usage.UserPeriod{UserID: user, Period: feb},
-		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}, {Day: day(2026, 2, 10), Calls: 1_000}}}
+		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}, {Day: day(2026, 2, 10), Calls: 1_000}}}
 	b := &usage.Billing{}
 	first, err := b.PlanPeriod(sub, st, day(2026, 2, 11))
-	if err != nil || first == nil {
+	if err != nil || first == nil || first.Amount != 2500 {
 		t.Fatalf("first = %+v, %v", first, err)
 	}
-	if want := "API overage, 2026-02-01 – 2026-02-28: Pro 2026-02-01 – 2026-02-09, 90,000 calls, 32,143 included: 58 × 1,000 calls at 0.50 USD = 29.00 USD"; first.Description != want {
+	if want := "API overage, 2026-02-01 – 2026-02-28: Pro 2026-02-01 – 2026-02-09, 150,000 calls, 100,000 included: 50 × 1,000 calls at 0.50 USD = 25.00 USD"; first.Description != want {
 		t.Errorf("first description = %q; want %q", first.Description, want)
 	}
-	// The period closes: enterprise's 19 days include 6,785,714 calls; the
-	// 9,001,000 of them cost 2,216 packages at 0.20.
-	st.Days = append(st.Days, usage.DayCalls{Day: day(2026, 2, 20), Calls: 9_000_000})
+	// The period closes: 10,151,000 calls against enterprise's 10,000,000
+	// included, 50,000 of them billed on pro: 101,000 more, billable calls
+	// 50,001 to 151,000 at enterprise's 0.20 a package.
+	st.Days = append(st.Days, usage.DayCalls{Day: day(2026, 2, 20), Calls: 10_000_000})
 	st.Rows, st.Recorded, st.Lines = 1, first.Amount, first.Lines
 	second, err := b.PlanPeriod(sub, st, day(2026, 3, 2).Add(time.Hour))
-	if err != nil || second == nil || second.Seq != 1 || second.Amount != 44_320 || second.Status != usage.LedgerPending {
+	if err != nil || second == nil || second.Seq != 1 || second.Amount != 2020 || second.Status != usage.LedgerPending {
 		t.Fatalf("second = %+v, %v", second, err)
 	}
-	if want := "API overage adjustment 1, 2026-02-01 – 2026-02-28: Enterprise 2026-02-10 – 2026-02-28, 9,001,000 calls, 6,785,714 included: 2,216 × 1,000 calls at 0.20 USD = 443.20 USD"; second.Description != want {
+	if want := "API overage adjustment 1, 2026-02-01 – 2026-02-28: Enterprise 2026-02-10 – 2026-02-28, 10,001,000 calls (10,151,000 in the period so far), " +
+		"10,000,000 included: billable calls 50,001 – 151,000 of the period: 151 × 1,000 calls at 0.20 USD = 30.20 USD, less 10.00 USD for the first 50,000: 20.20 USD"; second.Description != want {
 		t.Errorf("second description = %q; want %q", second.Description, want)
 	}
-	// Late calls on the pro segment's days are re-priced on pro's terms.
+	// Late calls on the pro segment's days are re-priced on pro's terms;
+	// enterprise's segment still bills 101,000 calls (the billable calls
+	// 51,001 to 152,000 now) for the same amount: it is not described again.
 	st.Days[0].Calls += 1_000
 	st.Rows, st.MaxSeq, st.Recorded, st.Lines = 2, 1, first.Amount+second.Amount, second.Lines
 	third, err := b.PlanPeriod(sub, st, day(2026, 3, 3))
 	if err != nil || third == nil || third.Seq != 2 || third.Amount != 50 ||
-		third.Description != "API overage adjustment 2, 2026-02-01 – 2026-02-28: Pro 2026-02-01 – 2026-02-09, 91,000 calls, 32,143 included: 59 × 1,000 calls at 0.50 USD = 29.50 USD; less 29.00 USD charged before" {
+		third.Description != "API overage adjustment 2, 2026-02-01 – 2026-02-28: Pro 2026-02-01 – 2026-02-09, 151,000 calls, 100,000 included: "+
+			"51 × 1,000 calls at 0.50 USD = 25.50 USD; less 25.00 USD charged before" {
 		t.Errorf("third = %+v, %v", third, err)
 	}
 }
@@ -167,6 +186,13 @@ func TestIdempotencyKeys(t *testing.T) {
 	start := time.Date(2026, 2, 1, 1, 0, 0, 0, time.FixedZone("x", 3600))
 	if got, want := usage.IdempotencyKey("u1", start, 2), "nexus-overage-u1-20260201-2"; got != want {
 		t.Errorf("IdempotencyKey = %q; want %q", got, want)
+	}
+	// Ledger ids derive from (user, period, seq) as keys do: the same row
+	// planned twice (after a restore of the database) has the same id.
+	id := usage.LedgerID("u1", start, 2)
+	if id != usage.LedgerID("u1", start.UTC(), 2) || id == usage.LedgerID("u1", start, 3) || id == usage.LedgerID("u2", start, 2) ||
+		id == usage.LedgerID("u1", start.AddDate(0, 1, 0), 2) || len(id) != 36 {
+		t.Errorf("LedgerID = %q", id)
 	}
 	e := &usage.LedgerEntry{IdempotencyKey: "k"}
 	if e.SendKey("cus_a") != "k" {
@@ -202,5 +228,82 @@ func TestRunReportJSON(t *testing.T) {
 	}
 	if _, ok := got["PlanTime"]; ok {
 		t.Errorf("report JSON has the raw duration: %s", b)
+	}
+}
+
+// TestPlanPeriodProratedAsBilled: a period billed under the rule before
+// migration 00013 (prorated lines) stays as billed while its usage does
+// not change; late usage prices it under today's rule.
+func TestPlanPeriodProratedAsBilled(t *testing.T) {
+	const user = "00000000-0000-4000-8000-000000000001"
+	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
+	sub := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "enterprise", PeriodAnchor: day(2026, 1, 1)},
+		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms},
+			{From: day(2026, 2, 10), PlanID: "enterprise", Effective: entTerms, Change: usage.ChangeUpgrade}}}
+	// Billed before: 90,000 calls against 32,143 included (58 packages at
+	// 0.50), nothing on enterprise.
+	recorded := []usage.Line{
+		{From: feb.Start, To: day(2026, 2, 10), PlanID: "pro", Bills: true, Price: proTerms.Price(), Included: 32_143, Used: 90_000, Prorated: true,
+			PriceCharge: usage.PriceCharge{Calls: 57_857, Units: 58, Amount: 2900}},
+		{From: day(2026, 2, 10), To: feb.End, PlanID: "enterprise", Bills: true, Price: entTerms.Price(), Included: 6_785_714, Used: 1000,
+			Prorated: true},
+	}
+	st := usage.PeriodState{UserPeriod: usage.UserPeriod{UserID: user, Period: feb},
+		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}, {Day: day(2026, 2, 20), Calls: 1000}},
+		Rows: 2, MaxSeq: 1, Recorded: 2900, Lines: recorded}
+	b := &usage.Billing{}
+	if e, err := b.PlanPeriod(sub, st, day(2026, 3, 5)); e != nil || err != nil {
+		t.Errorf("unchanged: %+v, %v; want no row", e, err)
+	}
+	// 20,000 late calls on a pro day: pro's 100,000 included (not the
+	// share) leave 10,000 billable, 10 packages: 5.00, less the 29.00
+	// charged: a credit noted.
+	st.Days[0].Calls += 20_000
+	e, err := b.PlanPeriod(sub, st, day(2026, 3, 5))
+	if err != nil || e == nil || e.Status != usage.LedgerSkipped || e.Amount != 500-2900 {
+		t.Errorf("late usage: %+v, %v; want a credit of 24.00 noted", e, err)
+	}
+}
+
+// TestPlanPeriodRowsInTheirCurrency: what the rows charged is weighed in
+// their currency. Terms that bill nothing now (a restore of the database
+// lost those the rows were priced with) note the credit in it; terms that
+// bill in another currency are refused, the period reported.
+func TestPlanPeriodRowsInTheirCurrency(t *testing.T) {
+	const user = "00000000-0000-4000-8000-000000000001"
+	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
+	onFree := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "free", PeriodAnchor: day(2026, 1, 1)},
+		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "free", Effective: freePlan.Apply(usage.Overrides{Currency: ptr("eur")})}}}
+	st := usage.PeriodState{UserPeriod: usage.UserPeriod{UserID: user, Period: feb}, Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}},
+		Rows: 1, Recorded: 2500, Billed: 2500, Currency: "usd"}
+	closed := day(2026, 3, 3)
+	b := &usage.Billing{}
+	e, err := b.PlanPeriod(onFree, st, closed)
+	if err != nil || e == nil || e.Status != usage.LedgerSkipped || e.Amount != -2500 || e.Currency != "usd" {
+		t.Errorf("terms that bill nothing now: %+v, %v; want a credit of 25.00 USD noted", e, err)
+	}
+	inEUR := &usage.BillableSubscription{Subscription: onFree.Subscription,
+		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms.Apply(usage.Overrides{Currency: ptr("eur")})}}}
+	if e, err := b.PlanPeriod(inEUR, st, closed); usage.ErrorCode(err) != usage.CodeConflict || e != nil {
+		t.Errorf("terms in EUR, rows in USD: %+v, %v; want CodeConflict", e, err)
+	}
+}
+
+// TestLineNeverBelowNothing: a volume price's total can fall as calls
+// reach a cheaper tier; a segment under it after a change credits no call
+// billed under the earlier terms.
+func TestLineNeverBelowNothing(t *testing.T) {
+	mar := usage.Period{Start: day(2026, 3, 1), End: day(2026, 4, 1)}
+	volume := proTerms.Apply(usage.Overrides{IncludedCalls: ptr(int64(0)), PriceModel: ptr(usage.PriceVolume), OverageUnitSize: ptr(int64(1)),
+		Tiers: []usage.Tier{{UpTo: ptr(int64(100)), UnitPrice: 10}, {UnitPrice: 1}}})
+	h := []usage.Terms{{From: mar.Start, PlanID: "pro", Effective: proTerms.Apply(usage.Overrides{IncludedCalls: ptr(int64(0)),
+		OverageUnitSize: ptr(int64(1)), OverageUnitPrice: ptr(int64(1)), PriceModel: ptr(usage.PricePerUnit)})},
+		{From: day(2026, 3, 10), PlanID: "pro", Effective: volume, Change: usage.ChangeUpgrade}}
+	// 90 calls at 1 (90), then 20 under volume: 110 billable calls cost 110
+	// there, 90 of them 900: the segment charges nothing, not -790.
+	days := []usage.DayCalls{{Day: day(2026, 3, 2), Calls: 90}, {Day: day(2026, 3, 12), Calls: 20}}
+	lines, err := usage.PriceLines(mar, usage.Segments(mar, h), days, nil, mar.End)
+	if err != nil || len(lines) != 2 || lines[0].Amount != 90 || lines[1].Amount != 0 {
+		t.Errorf("lines = %+v, %v; want 90 and 0", lines, err)
 	}
 }

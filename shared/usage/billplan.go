@@ -9,18 +9,33 @@ import (
 )
 
 // plan returns the ledger rows the due periods need and how far each
-// subscription's closed periods are then planned.
+// subscription's closed periods are then planned. Subscriptions it cannot
+// price, wholly or in part, it reports (RunReport.Unpriced): without terms
+// from their anchor on, or with a period whose pricing failed.
 func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*LedgerEntry, []Progress, error) {
 	subs, err := c.Ledger.BillableSubscriptions(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list billable subscriptions: %w", err)
 	}
 	rep.Subscriptions = len(subs)
+	unpriced := func(s *BillableSubscription, reason string) {
+		rep.Unpriced++
+		if len(rep.UnpricedSubscriptions) < MaxReportRows {
+			rep.UnpricedSubscriptions = append(rep.UnpricedSubscriptions, UnpricedSubscription{UserID: s.UserID, Reason: reason})
+		}
+		c.Logger.ErrorContext(ctx, "overage subscription not priced", "user_id", s.UserID, "reason", reason)
+	}
 	var (
 		periods []UserPeriod
 		owners  []*BillableSubscription
 	)
 	for _, s := range subs {
+		if reason := s.Unbillable(); reason != "" {
+			unpriced(s, reason)
+			if len(s.History) == 0 {
+				continue
+			}
+		}
 		for _, p := range DuePeriods(s, now, c.Grace, c.Lookback) {
 			periods = append(periods, UserPeriod{UserID: s.UserID, Period: p, ByDay: NeedsDays(p, s.History)})
 			owners = append(owners, s)
@@ -43,9 +58,10 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 		e, err := c.PlanPeriod(s, st, now)
 		if err != nil {
 			rep.PlanErrors++
+			if !stuck[s] {
+				unpriced(s, fmt.Sprintf("the period from %s: %s", st.Period.Start.Format(time.DateOnly), ErrorMessage(err)))
+			}
 			stuck[s] = true
-			c.Logger.ErrorContext(ctx, "overage period not priced", "user_id", s.UserID,
-				"period_start", st.Period.Start.Format(time.DateOnly), "error", ErrorMessage(err))
 			continue
 		}
 		if e != nil {
@@ -69,15 +85,21 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 // when its rows are up to date:
 //   - the segments over for the grace period are priced (PriceLines, the
 //     terms already billed kept for their segments) and their total is
-//     compared with what the rows account for (PeriodState.Recorded);
+//     compared with what the rows charged (PeriodState.Recorded: billed,
+//     pending and failed rows);
 //   - more: a pending row for the difference with the next seq;
 //   - less: a skipped row with the negative difference and a note, a
-//     credit for an admin to decide on;
+//     credit for an admin to decide on. It is a note, never sent and never
+//     counted as charged: should the charge rise again, only what goes
+//     beyond what was charged is billed. A new note is written only when
+//     the difference moved (one of 0 voids the last);
 //   - nothing new: no row, except a skipped seq 0 row for a closed period
 //     with nothing above the included calls, which says it was closed.
 //
 // Periods without terms that bill get no row; billed periods beyond the
-// lookback are left alone.
+// lookback are left alone. The row's id and key derive from (user, period,
+// seq) (LedgerID, IdempotencyKey), so that a row planned again, after a
+// restore of the database, is the same row to Stripe.
 func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time.Time) (*LedgerEntry, error) {
 	b := c.withDefaults()
 	cutoff := now.Add(-b.Grace)
@@ -97,12 +119,26 @@ func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time
 	if err != nil {
 		return nil, err
 	}
+	if proratedAsBilled(st.Lines, lines) {
+		return nil, nil
+	}
+	// What the rows charged is in their currency. Terms that bill nothing
+	// now (a restore of the database lost those the rows were priced
+	// with) note a credit in it; terms that bill in another one cannot be
+	// weighed against it.
+	if st.Currency != "" && st.Recorded != 0 {
+		if slices.ContainsFunc(lines, func(l Line) bool { return l.Bills }) && charge.Currency != st.Currency {
+			return nil, Errorf(CodeConflict, "the period's rows charged %s; its terms now bill in %s (a restore of the database lost a change of terms?): a period is billed in one currency",
+				FormatMoney(st.Recorded, st.Currency), strings.ToUpper(charge.Currency))
+		}
+		charge.Currency = st.Currency
+	}
 	seq := 0
 	if st.Rows > 0 {
 		seq = st.MaxSeq + 1
 	}
 	e := &LedgerEntry{
-		UserID: st.UserID, Period: st.Period, Seq: seq,
+		ID: LedgerID(st.UserID, st.Period.Start, seq), UserID: st.UserID, Period: st.Period, Seq: seq,
 		Included: charge.Included, Used: charge.Used, Amount: charge.Amount - st.Recorded, Currency: charge.Currency,
 		Lines: lines, IdempotencyKey: IdempotencyKey(st.UserID, st.Period.Start, seq),
 	}
@@ -115,18 +151,44 @@ func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time
 	switch {
 	case e.Amount > 0:
 		e.Status = LedgerPending
-	case e.Amount == 0 && st.Rows == 0 && closed:
+	case st.Rows == 0 && e.Amount == 0 && closed:
 		e.Status = LedgerSkipped
 		e.Note = "no usage above the included calls"
-	case e.Amount == 0:
+	case st.Rows == 0:
 		return nil, nil
+	case st.LastSkipped && st.LastAmount == e.Amount:
+		return nil, nil // noted already
+	case e.Amount == 0 && !st.LastSkipped:
+		return nil, nil
+	case e.Amount == 0:
+		e.Status = LedgerSkipped
+		e.Note = fmt.Sprintf("the period's charge is back at the %s charged; the credit noted before is void",
+			FormatMoney(st.Recorded, charge.Currency))
 	default:
 		e.Status = LedgerSkipped
-		e.Note = fmt.Sprintf("usage fell to %d calls after %d %s was charged; credit of %d %s not issued automatically, review",
-			charge.Used, st.Recorded, charge.Currency, -e.Amount, charge.Currency)
+		e.Note = fmt.Sprintf("the period's charge fell to %s after %s was charged (%s calls); credit of %s not issued automatically, review",
+			FormatMoney(charge.Amount, charge.Currency), FormatMoney(st.Recorded, charge.Currency), FormatCount(charge.Used),
+			FormatMoney(-e.Amount, charge.Currency))
 	}
 	e.Description = describe(e, st.Lines)
 	return e, nil
+}
+
+// proratedAsBilled reports whether a period was billed under the rule
+// before migration 00013 (its recorded lines prorated the included calls by
+// days) and nothing changed since: the same segments with the same calls.
+// Such a period stays as it was billed; late usage prices it again under
+// today's rule.
+func proratedAsBilled(recorded, lines []Line) bool {
+	if len(recorded) == 0 || len(recorded) != len(lines) || !slices.ContainsFunc(recorded, func(r Line) bool { return r.Prorated }) {
+		return false
+	}
+	for i, r := range recorded {
+		if !r.From.Equal(lines[i].From) || !r.To.Equal(lines[i].To) || r.Used != lines[i].Used {
+			return false
+		}
+	}
+	return true
 }
 
 // allRecorded reports whether every segment has a recorded line.
@@ -170,16 +232,11 @@ func describe(e *LedgerEntry, before []Line) string {
 		if !l.From.Equal(e.Period.Start) || !l.To.Equal(e.Period.End) {
 			name += " " + span(l.From, l.To)
 		}
-		s := fmt.Sprintf("%s, %s calls, %s included: ", name, FormatCount(l.Used), FormatCount(l.Included))
-		switch {
-		case !l.Bills:
-			s += "no overage billing"
-		case l.PriceCharge.Calls == 0:
-			s += "nothing above the included calls"
-		default:
-			s += l.Price.Describe(l.PriceCharge)
+		s := fmt.Sprintf("%s, %s calls", name, FormatCount(l.Used))
+		if l.UsedBefore > 0 {
+			s += fmt.Sprintf(" (%s in the period so far)", FormatCount(l.UsedBefore+l.Used))
 		}
-		parts = append(parts, s)
+		parts = append(parts, fmt.Sprintf("%s, %s included: %s", s, FormatCount(l.Included), l.Describe()))
 	}
 	if len(parts) > 0 {
 		b.WriteString(": " + strings.Join(parts, "; "))

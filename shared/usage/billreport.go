@@ -18,6 +18,12 @@ type PlannedRow struct {
 	Description string `json:"description"`
 }
 
+// UnpricedSubscription is a subscription a run could not price, and why.
+type UnpricedSubscription struct {
+	UserID string `json:"user_id"`
+	Reason string `json:"reason"`
+}
+
 // Amount is a sum of money in one currency's minor unit.
 type Amount struct {
 	Currency string `json:"currency"`
@@ -41,10 +47,26 @@ type RunReport struct {
 	Due         []Amount     `json:"due"`
 	// PlanErrors counts the periods that could not be priced (logged; the
 	// next run tries them again).
-	PlanErrors  int           `json:"plan_errors"`
-	Inserted    int           `json:"inserted"`
-	Billed      int           `json:"billed"`
+	PlanErrors int `json:"plan_errors"`
+	// Unpriced counts the subscriptions the run could not price, wholly
+	// or in part (their periods' errors, or no terms from their anchor
+	// on); UnpricedSubscriptions says which and why, the first
+	// MaxReportRows. The function reports the count as a metric.
+	Unpriced              int                    `json:"unpriced"`
+	UnpricedSubscriptions []UnpricedSubscription `json:"unpriced_subscriptions"`
+	Inserted              int                    `json:"inserted"`
+	Billed                int                    `json:"billed"`
+	// Listed counts the items of Stripe the run reconciled the ledger with;
+	// Found the rows billed with an item found in Stripe (an earlier
+	// attempt's, or an earlier plan's before a restore); Adopted the items
+	// the ledger did not account for, made the rows of their seqs; Replanned
+	// the rows not sent because of them; Duplicates the items beyond the
+	// first of one (user, period, seq).
+	Listed      int           `json:"listed"`
 	Found       int           `json:"found"`
+	Adopted     int           `json:"adopted"`
+	Replanned   int           `json:"replanned"`
+	Duplicates  int           `json:"duplicates"`
 	Retry       int           `json:"retry"`
 	Failed      int           `json:"failed"`
 	StripeCalls int           `json:"stripe_calls"`

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -17,15 +18,9 @@ const (
 	// DefaultGrace is how long after a period (or a segment a plan change
 	// closed) ends it is billed: late events may still arrive.
 	DefaultGrace = 24 * time.Hour
-	// DefaultLookback bounds how far back billed periods are reconsidered
-	// for late usage: a period that ended longer ago cannot receive events
-	// any more (35-day backfill window, plus the grace period and a margin).
-	// Periods that were never billed are billed however old.
-	DefaultLookback = 40 * 24 * time.Hour
-	// DefaultKeyWindow is the age of a row after which it is looked up in
-	// Stripe by metadata before being sent again: Stripe keeps idempotency
-	// keys for at least 24 hours; an hour's margin is taken.
-	DefaultKeyWindow   = 23 * time.Hour
+	// DefaultLookback is the lookback of the default backfill window
+	// (BillingLookback).
+	DefaultLookback    = DefaultBackfillWindow + BackfillMargin
 	DefaultMaxAttempts = 10
 	DefaultLease       = 15 * time.Minute
 	DefaultWorkers     = 4
@@ -35,6 +30,17 @@ const (
 	MaxReportRows = 1000
 )
 
+// BillingLookback is how far back a billing run reconsiders billed periods
+// for late usage under a deployment's backfill window (BACKFILL_WINDOW,
+// the record path's): an event is accepted up to the window after it
+// happened, so a period that ended longer ago than the window plus
+// BackfillMargin (the daily run, its retries and clocks, with room to
+// spare) cannot receive events any more. Periods that were never billed
+// are billed however old.
+func BillingLookback(backfill time.Duration) time.Duration {
+	return backfill + BackfillMargin
+}
+
 // DuePeriods returns the periods of sub a run at now considers, oldest
 // first:
 //   - every closed period (ended at least grace before now, starting at or
@@ -42,8 +48,9 @@ const (
 //     yet (a subscription that only had dry runs starts from its anchor);
 //   - the closed periods that ended less than lookback ago, for late
 //     usage;
-//   - the period not closed yet whose terms changed at least grace before
-//     now: an upgrade closed a segment of it, billed on its own.
+//   - the period not closed yet with a segment over for grace (Segments:
+//     an upgrade that changed the included calls or the price closed it),
+//     billed on its own.
 func DuePeriods(sub *BillableSubscription, now time.Time, grace, lookback time.Duration) []Period {
 	anchor := sub.PeriodAnchor.UTC()
 	cutoff := now.Add(-grace)
@@ -57,9 +64,8 @@ func DuePeriods(sub *BillableSubscription, now time.Time, grace, lookback time.D
 		out = append(out, p)
 	}
 	slices.Reverse(out)
-	if !open.Start.Before(anchor) && slices.ContainsFunc(sub.History, func(t Terms) bool {
-		d := Day(t.From)
-		return d.After(open.Start) && !d.After(cutoff)
+	if !open.Start.Before(anchor) && slices.ContainsFunc(Segments(open, sub.History), func(s Segment) bool {
+		return s.To.Before(open.End) && !s.To.After(cutoff)
 	}) {
 		out = append(out, open)
 	}
@@ -67,19 +73,22 @@ func DuePeriods(sub *BillableSubscription, now time.Time, grace, lookback time.D
 }
 
 // Billing closes billing periods and bills their overage exactly once: the
-// ledger row is written first, then the invoice item is created with the
-// row's idempotency key, then the row is marked billed. Runs may overlap;
-// the store's claims keep each row with one run at a time, and the key
-// makes a repeated call after a crash harmless.
+// ledger row is written first (its id and key derived from user, period and
+// seq), then the invoice item is created with the row's idempotency key,
+// then the row is marked billed. Runs may overlap; the store's claims keep
+// each row with one run at a time, and the key makes a repeated call after
+// a crash harmless. Each real run first makes the ledger account for the
+// items Stripe holds (reconcile), so that neither a lost answer nor a
+// restore of the database has a row's item created twice.
 //
 // Each period is priced by segments (Segments): the parts of it under one
-// entry of the terms history, each with its plan's included calls prorated
-// by days and the calls of its days (PriceLines). A segment is billed once
-// it has been over for the grace period: a period's segments at its end,
-// and the segment an upgrade closed at the first run after it. A row bills
-// the difference between the lines' total and what the period's rows
-// already account for, so every change (a closed segment, late usage) is
-// one more row with the next seq.
+// set of billing terms, each with its terms' included calls for the whole
+// period, the calls of its days, and the period's calls and billable calls
+// before it (PriceLines, Line). A segment is billed once it has been over
+// for the grace period: a period's segments at its end, and the segment an
+// upgrade closed at the first run after it. A row bills the difference
+// between the lines' total and what the period's rows charged, so every
+// change (a closed segment, late usage) is one more row with the next seq.
 type Billing struct {
 	Ledger LedgerStore
 	// Biller is nil for a dry run: the run reports the rows a real run
@@ -90,9 +99,10 @@ type Billing struct {
 	// time.Now. The run bills at the instant Run is given.
 	Clock func() time.Time
 
-	Grace       time.Duration
+	Grace time.Duration
+	// Lookback is how far back billed periods are reconsidered for late
+	// usage: BillingLookback of the deployment's backfill window.
 	Lookback    time.Duration
-	KeyWindow   time.Duration
 	MaxAttempts int
 	Lease       time.Duration
 	Workers     int
@@ -106,9 +116,6 @@ func (b *Billing) withDefaults() Billing {
 	}
 	if c.Lookback <= 0 {
 		c.Lookback = DefaultLookback
-	}
-	if c.KeyWindow <= 0 {
-		c.KeyWindow = DefaultKeyWindow
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = DefaultMaxAttempts
@@ -159,6 +166,9 @@ func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error 
 		if _, err := c.Ledger.PromoteDueTerms(ctx, now); err != nil {
 			return fmt.Errorf("promote due plan changes: %w", err)
 		}
+		if err := c.reconcile(ctx, now, rep); err != nil {
+			return err
+		}
 	}
 	entries, progress, err := c.plan(ctx, now, rep)
 	if err != nil {
@@ -176,7 +186,7 @@ func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error 
 	rep.Inserted = n
 	rep.PlanTime = time.Since(start)
 	start = time.Now()
-	err = c.bill(ctx, now, rep)
+	err = c.bill(ctx, now, c.reconcileSince(now), rep)
 	rep.BillTime = time.Since(start)
 	if err != nil {
 		return err
@@ -189,9 +199,10 @@ func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error 
 
 // bill claims pending rows in batches and bills them with c.Workers
 // workers. The rows billed in a batch are marked in one statement after the
-// batch: a crash before that leaves them pending, and the next run's calls
-// with the same keys return the same items.
-func (c *Billing) bill(parent context.Context, now time.Time, rep *RunReport) error {
+// batch: a crash before that leaves them pending, and the next run adopts
+// their items as it reconciles the ledger with Stripe (or finds them by a
+// lookup, or Stripe answers their keys with the same items).
+func (c *Billing) bill(parent context.Context, now, since time.Time, rep *RunReport) error {
 	var mu sync.Mutex
 	for {
 		batch, err := c.Ledger.ClaimPending(parent, ClaimRequest{Owner: rep.RunID, Now: now, Lease: c.Lease, Limit: c.Batch})
@@ -214,15 +225,18 @@ func (c *Billing) bill(parent context.Context, now time.Time, rep *RunReport) er
 						continue // the run is stopping: leave the row to its lease
 					}
 					var r RunReport
-					id, err := c.billOne(ctx, now, e, &r)
+					b, err := c.billOne(ctx, now, since, e, &r)
 					if err != nil {
 						cancel(err)
 					}
 					mu.Lock()
-					if id != "" {
-						billed = append(billed, Billed{LedgerID: e.ID, StripeID: id})
+					if b != nil {
+						billed = append(billed, *b)
 					}
 					rep.Found += r.Found
+					rep.Adopted += r.Adopted
+					rep.Replanned += r.Replanned
+					rep.Duplicates += r.Duplicates
 					rep.Retry += r.Retry
 					rep.Failed += r.Failed
 					rep.StripeCalls += r.StripeCalls
@@ -253,22 +267,76 @@ func (c *Billing) bill(parent context.Context, now time.Time, rep *RunReport) er
 	}
 }
 
-// needsLookup reports whether a claimed row must be looked up by metadata
-// before it is sent: it was sent before, and its key may not protect it
-// now, because the key window has passed, an admin retried it after it
-// failed, or it was sent to another customer (a send to the customer now
-// goes under another key).
-func (c *Billing) needsLookup(e *LedgerEntry, now time.Time) bool {
-	if len(e.SentTo) == 0 {
-		return false
-	}
-	return now.Sub(e.CreatedAt) >= c.KeyWindow || e.Retries > 0 || len(e.SentTo) > 1 || e.SentTo[0] != e.CustomerID
+// reconcileSince is the creation time from which a run at now reconciles
+// the ledger with Stripe's items: those of every period it may plan rows
+// for but the oldest never planned (a period within the lookback started at
+// most 31 days before it ended).
+func (c *Billing) reconcileSince(now time.Time) time.Time {
+	return now.Add(-c.Lookback - 31*24*time.Hour)
 }
 
-// billOne bills one claimed row and returns the invoice item's id to record
-// as billed ("" when the row was not billed). It returns an error only when
-// the run must stop.
-func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, rep *RunReport) (string, error) {
+// reconcile makes the ledger account for every item Stripe holds from
+// reconcileSince on before the run plans: items the ledger has no trace
+// of (an earlier plan's, before a restore of the database; a row billed
+// whose mark was lost) are adopted by the rows of their (user, period,
+// seq), which the planning then counts. An item of a row billed with
+// another item is left for an admin (Duplicates).
+func (c *Billing) reconcile(ctx context.Context, now time.Time, rep *RunReport) error {
+	rep.StripeCalls++
+	items, err := c.Biller.ListInvoiceItems(ctx, c.reconcileSince(now))
+	if err != nil {
+		return fmt.Errorf("list Stripe's invoice items to reconcile the ledger: %w", err)
+	}
+	rep.Listed = len(items)
+	un, err := c.Ledger.Unaccounted(ctx, items)
+	if err != nil {
+		return fmt.Errorf("reconcile %d invoice items: %w", len(items), err)
+	}
+	var adopt []Adopted
+	for _, u := range un {
+		it := u.Item
+		if u.RowStripeID != "" {
+			rep.Duplicates++
+			c.Logger.ErrorContext(ctx, "Stripe holds a second item for a billed ledger row; review it", "stripe_id", it.ID,
+				"billed_with", u.RowStripeID, "user_id", it.UserID, "period_start", it.Period.Start.Format(time.DateOnly), "seq", it.Seq)
+			continue
+		}
+		adopt = append(adopt, Adopted{UserID: it.UserID, Period: it.Period, Item: it,
+			Note: fmt.Sprintf("found in Stripe as %s with %s, which the ledger did not account for "+
+				"(an attempt whose answer was lost, or a restore of the database)", it.ID, FormatMoney(it.Amount, it.Currency))})
+		c.Logger.WarnContext(ctx, "invoice item the ledger did not account for; adopted", "stripe_id", it.ID, "user_id", it.UserID,
+			"period_start", it.Period.Start.Format(time.DateOnly), "seq", it.Seq, "amount", it.Amount)
+	}
+	if err := c.Ledger.Adopt(ctx, adopt, now); err != nil {
+		return fmt.Errorf("adopt %d invoice items: %w", len(adopt), err)
+	}
+	rep.Adopted += len(adopt)
+	return nil
+}
+
+// needsLookup reports whether a claimed row must be looked up in Stripe
+// before an item is created for it: its item may exist whatever the
+// ledger says when it was sent before (the answer of an attempt may be
+// lost, and a key protects a day only), when an admin retried it, and when
+// its period started before the items the run reconciled (a row of an old
+// period planned again after a restore of the database). The run's
+// reconciliation covers every other row.
+func needsLookup(e *LedgerEntry, since time.Time) bool {
+	return len(e.SentTo) > 0 || e.Retries > 0 || e.Period.Start.Before(since)
+}
+
+// billOne bills one claimed row and returns what to record as billed (nil
+// when the row was not billed). It returns an error only when the run must
+// stop.
+//
+// When the row needs it (needsLookup) it first asks Stripe for the items
+// of the row's period, under every customer the row was sent to and the
+// one it is for now. The item of the row itself (its seq) bills the row
+// with its amount; items of other seqs the ledger does not account for are
+// adopted (Reconcile), and when that changes what the period's rows
+// charged, the row, planned against the old sums, is not sent: the next
+// run plans the period again.
+func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEntry, rep *RunReport) (*Billed, error) {
 	log := c.Logger.With("ledger_id", e.ID, "user_id", e.UserID, "period_start", e.Period.Start.Format(time.DateOnly), "seq", e.Seq)
 	fail := func(reason string) error {
 		rep.Failed++
@@ -296,49 +364,135 @@ func (c *Billing) billOne(ctx context.Context, now time.Time, e *LedgerEntry, re
 			return fail(ErrorMessage(err))
 		}
 	}
-	// find looks the row up under every customer it was sent to.
-	find := func() (string, bool, error) {
-		for _, cus := range e.SentTo {
-			rep.StripeCalls++
-			id, found, err := c.Biller.FindInvoiceItem(ctx, cus, e.ID)
-			if err != nil || found {
-				if found {
-					rep.Found++
-					log.InfoContext(ctx, "overage item found by metadata", "stripe_id", id, "customer_id", cus)
-				}
-				return id, found, err
-			}
-		}
-		return "", false, nil
-	}
 
-	lookedUp := false
-	if e.CustomerID == "" || e.Attempts > c.MaxAttempts || c.needsLookup(e, now) {
-		id, found, err := find()
+	var customers []string
+	if needsLookup(e, since) {
+		customers = slices.Clone(e.SentTo)
+		if e.CustomerID != "" && !slices.Contains(customers, e.CustomerID) {
+			customers = append(customers, e.CustomerID)
+		}
+	}
+	var found []FoundItem
+	for _, cus := range customers {
+		rep.StripeCalls++
+		items, err := c.Biller.FindInvoiceItems(ctx, cus, e.UserID, e.Period)
 		if err != nil {
-			return "", providerErr("find", err)
+			return nil, providerErr("find", err)
 		}
-		if found {
-			return id, nil
+		found = append(found, items...)
+	}
+	r := Reconcile(e, found)
+	if r.Duplicates > 0 {
+		rep.Duplicates += r.Duplicates
+		log.ErrorContext(ctx, "Stripe holds more than one item for a ledger row of the period; the first is kept, review the others",
+			"items", len(found))
+	}
+	if len(r.Adopt) > 0 {
+		if err := c.Ledger.Adopt(ctx, r.Adopt, now); err != nil {
+			return nil, fmt.Errorf("adopt %d items of ledger row %s's period: %w", len(r.Adopt), e.ID, err)
 		}
-		lookedUp = true
+		rep.Adopted += len(r.Adopt)
+		log.WarnContext(ctx, "items of the period found in Stripe that the ledger did not account for; adopted", "items", len(r.Adopt))
+	}
+	if own := r.Own; own != nil {
+		rep.Found++
+		if own.Currency != e.Currency {
+			return nil, fail(fmt.Sprintf("Stripe holds the item %s for this row in %s; the row bills in %s", own.ID,
+				strings.ToUpper(own.Currency), strings.ToUpper(e.Currency)))
+		}
+		b := &Billed{LedgerID: e.ID, StripeID: own.ID, Amount: own.Amount}
+		if own.Amount != e.Amount {
+			b.Note = fmt.Sprintf("found in Stripe as %s with %s, planned again at %s: the next run plans the difference",
+				own.ID, FormatMoney(own.Amount, own.Currency), FormatMoney(e.Amount, e.Currency))
+		}
+		log.InfoContext(ctx, "overage item found in Stripe", "stripe_id", own.ID, "amount", own.Amount)
+		return b, nil
+	}
+	if r.Changed {
+		rep.Replanned++
+		if err := c.Ledger.MarkSkipped(ctx, e.ID, "not sent: Stripe holds items of this period that the ledger did not account for "+
+			"(adopted); the next run plans the period again", now); err != nil {
+			return nil, fmt.Errorf("skip ledger row %s: %w", e.ID, err)
+		}
+		return nil, nil
 	}
 	switch {
 	case e.CustomerID == "":
-		return "", fail("the subscription has no Stripe customer")
+		return nil, fail("the subscription has no Stripe customer")
 	case e.Attempts > c.MaxAttempts:
-		return "", fail(fmt.Sprintf("gave up after %d attempts: %s", e.Attempts-1, e.LastError))
+		return nil, fail(fmt.Sprintf("gave up after %d attempts: %s", e.Attempts-1, e.LastError))
 	}
 	key := e.SendKey(e.CustomerID)
-	if lookedUp && key != e.IdempotencyKey {
+	if key != e.IdempotencyKey {
 		log.InfoContext(ctx, "overage item sent to a new customer", "customer_id", e.CustomerID, "first_customer_id", e.SentTo[0])
 	}
 	rep.StripeCalls++
 	id, err := c.Biller.CreateInvoiceItem(ctx, e.InvoiceItem(e.CustomerID), key)
 	if err != nil {
-		return "", providerErr("create", err)
+		return nil, providerErr("create", err)
 	}
-	return id, nil
+	return &Billed{LedgerID: e.ID, StripeID: id, Amount: e.Amount}, nil
+}
+
+// Reconciled is what Reconcile found.
+type Reconciled struct {
+	// Own is the item of the row itself (its seq); nil when none.
+	Own *FoundItem
+	// Adopt are the items of the period's other seqs the ledger does not
+	// account for.
+	Adopt []Adopted
+	// Changed reports whether adopting them changes what the period's rows
+	// charged (PeriodState.Recorded).
+	Changed bool
+	// Duplicates counts items beyond the first of a seq: created twice,
+	// which this code no longer does; they are left for an admin.
+	Duplicates int
+}
+
+// Reconcile compares the items Stripe holds for the period of row e
+// (found, oldest first) with the period's rows as claimed (e.PeriodRows):
+// the oldest item of a seq is that seq's; one that a row billed with it
+// already accounts for is known; any other (no row for its seq, a row
+// skipped, pending or failed, or billed without an item) is to be adopted
+// by the row of its seq.
+func Reconcile(e *LedgerEntry, found []FoundItem) Reconciled {
+	var r Reconciled
+	rows := map[int]RowState{}
+	for _, s := range e.PeriodRows {
+		rows[s.Seq] = s
+	}
+	seen := map[int]bool{}
+	for i := range found {
+		it := found[i]
+		if seen[it.Seq] {
+			r.Duplicates++
+			continue
+		}
+		seen[it.Seq] = true
+		if it.Seq == e.Seq {
+			r.Own = &found[i]
+			continue
+		}
+		row, ok := rows[it.Seq]
+		switch {
+		case ok && row.Status == LedgerBilled && row.StripeID == it.ID && row.Amount == it.Amount:
+			continue
+		case ok && row.Status == LedgerBilled && row.StripeID != "" && row.StripeID != it.ID:
+			r.Duplicates++
+			continue
+		}
+		var charged int64
+		if ok && row.Status != LedgerSkipped {
+			charged = row.Amount
+		}
+		note := fmt.Sprintf("found in Stripe as %s with %s, which the ledger did not account for "+
+			"(an attempt whose answer was lost, or a restore of the database)", it.ID, FormatMoney(it.Amount, it.Currency))
+		r.Adopt = append(r.Adopt, Adopted{UserID: e.UserID, Period: e.Period, Item: it, Note: note})
+		if it.Amount != charged {
+			r.Changed = true
+		}
+	}
+	return r
 }
 
 func newRunID() string {

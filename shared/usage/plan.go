@@ -55,6 +55,102 @@ type Overrides struct {
 	Tiers      []Tier  `json:"tiers,omitempty"`
 }
 
+// OverrideNames are the JSON names of the overrides, in order.
+var OverrideNames = []string{"included_calls", "hard_limit", "rate_per_second", "burst", "overage_unit_size",
+	"overage_unit_price", "currency", "price_model", "tiers"}
+
+// Merge returns the overrides with those of set applied over them and
+// those named in unset (OverrideNames) dropped, back to the plan's values:
+// a partial change of a subscription's terms. It returns CodeInvalid
+// naming an unknown name of unset.
+func (o Overrides) Merge(set Overrides, unset []string) (Overrides, error) {
+	for _, n := range unset {
+		switch n {
+		case "included_calls":
+			o.IncludedCalls = nil
+		case "hard_limit":
+			o.HardLimit = nil
+		case "rate_per_second":
+			o.RatePerSecond = nil
+		case "burst":
+			o.Burst = nil
+		case "overage_unit_size":
+			o.OverageUnitSize = nil
+		case "overage_unit_price":
+			o.OverageUnitPrice = nil
+		case "currency":
+			o.Currency = nil
+		case "price_model":
+			o.PriceModel = nil
+		case "tiers":
+			o.Tiers = nil
+		default:
+			return Overrides{}, FieldErrorf(n, "is not an override")
+		}
+	}
+	if set.IncludedCalls != nil {
+		o.IncludedCalls = set.IncludedCalls
+	}
+	if set.HardLimit != nil {
+		o.HardLimit = set.HardLimit
+	}
+	if set.RatePerSecond != nil {
+		o.RatePerSecond = set.RatePerSecond
+	}
+	if set.Burst != nil {
+		o.Burst = set.Burst
+	}
+	if set.OverageUnitSize != nil {
+		o.OverageUnitSize = set.OverageUnitSize
+	}
+	if set.OverageUnitPrice != nil {
+		o.OverageUnitPrice = set.OverageUnitPrice
+	}
+	if set.Currency != nil {
+		o.Currency = set.Currency
+	}
+	if set.PriceModel != nil {
+		o.PriceModel = set.PriceModel
+	}
+	if set.Tiers != nil {
+		o.Tiers = set.Tiers
+	}
+	return o, nil
+}
+
+// ChangedTerms lists what differs between two sets of terms: "plan_id",
+// then the names of the plan's fields (as Plan marshals them: name,
+// included_calls, hard_limit, rate_per_second, burst, price_model,
+// overage_unit_size, overage_unit_price, tiers, currency) whose effective
+// values differ.
+func ChangedTerms(before, after Terms) []string {
+	out := []string{}
+	if before.PlanID != after.PlanID {
+		out = append(out, "plan_id")
+	}
+	a, b := before.Effective, after.Effective
+	for _, f := range []struct {
+		name string
+		same bool
+	}{
+		{"name", a.Name == b.Name},
+		{"included_calls", a.IncludedCalls == b.IncludedCalls},
+		{"hard_limit", a.HardLimit == b.HardLimit},
+		{"rate_per_second", a.RatePerSecond == b.RatePerSecond},
+		{"burst", a.Burst == b.Burst},
+		{"price_model", a.PriceModel == b.PriceModel},
+		{"overage_unit_size", a.OverageUnitSize == b.OverageUnitSize},
+		{"overage_unit_price", a.OverageUnitPrice == b.OverageUnitPrice},
+		{"tiers", sameTiers(a.Tiers, b.Tiers)},
+		{"currency", a.Currency == b.Currency},
+	} {
+		if !f.same {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
 // Validate reports the first override that could never be applied.
 func (o Overrides) Validate() error {
 	switch {

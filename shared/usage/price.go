@@ -248,13 +248,6 @@ func roundHalfUp(num, den *big.Int) *big.Int {
 	return twice.Quo(twice, new(big.Int).Lsh(den, 1))
 }
 
-// mulDivRound returns a × b / c rounded half up, exactly (a, b ≥ 0, c > 0),
-// and false when the result does not fit in int64.
-func mulDivRound(a, b, c int64) (int64, bool) {
-	r := roundHalfUp(new(big.Int).Mul(big.NewInt(a), big.NewInt(b)), big.NewInt(c))
-	return r.Int64(), r.IsInt64()
-}
-
 // addInt64 returns a + b, and false when the sum does not fit in int64.
 func addInt64(a, b int64) (int64, bool) {
 	s := a + b

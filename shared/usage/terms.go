@@ -1,8 +1,10 @@
 package usage
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -68,10 +70,11 @@ func sameOverrides(a, b Overrides) bool {
 //   - fewer: ChangeDowngrade, in force at the end of now's period, so that
 //     the customer keeps what the period began with.
 //
-// It returns CodeInvalid naming "currency" when both the terms in force
-// and the new ones bill, in different currencies: a period is billed in
-// one currency.
-func DecideChange(cur *Subscription, planID string, o Overrides, next Plan, now time.Time) (string, time.Time, error) {
+// history is the subscription's terms history (oldest first). It returns
+// CodeInvalid naming "currency" when the change would make a period bill
+// in two currencies (CheckCurrency): the terms of the running period that
+// bill, in force or already over, set its currency.
+func DecideChange(cur *Subscription, history []Terms, planID string, o Overrides, next Plan, now time.Time) (string, time.Time, error) {
 	if cur == nil {
 		return ChangeStart, Day(now), nil
 	}
@@ -82,22 +85,61 @@ func DecideChange(cur *Subscription, planID string, o Overrides, next Plan, now 
 	if id == planID && sameOverrides(ov, o) {
 		return ChangeSame, now, nil
 	}
-	if inForce.Bills() && next.Bills() && inForce.Currency != next.Currency {
-		return "", time.Time{}, FieldErrorf("currency", "the terms in force bill in %s and the new ones in %s; a period is billed in one currency",
-			inForce.Currency, next.Currency)
+	change, at := ChangeUpgrade, now
+	if next.IncludedCalls < inForce.IncludedCalls {
+		change, at = ChangeDowngrade, PeriodAt(cur.PeriodAnchor, now).End
 	}
-	if next.IncludedCalls >= inForce.IncludedCalls {
-		return ChangeUpgrade, now, nil
+	after := HistoryAfter(history, Terms{From: at, PlanID: planID, Overrides: o, Effective: next, Change: change}, now)
+	for _, t := range []time.Time{now, at} {
+		if err := CheckCurrency(PeriodAt(cur.PeriodAnchor, t), after); err != nil {
+			return "", time.Time{}, err
+		}
 	}
-	return ChangeDowngrade, PeriodAt(cur.PeriodAnchor, now).End, nil
+	return change, at, nil
 }
 
-// Segment is the part of a billing period under one entry of the terms
-// history. Segments are whole UTC days, because usage is counted per UTC
-// day: a change's segment starts at the start of the day it was made, so
-// the day of an upgrade is billed on the upgraded terms (the customer asked
-// for them that day), and a downgrade starts at a period's start, a
-// midnight.
+// HistoryAfter returns the terms history after a change made at now that
+// adds t: the entries in force by now, t (replacing an entry of the same
+// instant) and nothing after it: a change replaces a pending one.
+func HistoryAfter(history []Terms, t Terms, now time.Time) []Terms {
+	var out []Terms
+	for _, h := range history {
+		if !h.From.After(now) && !h.From.Equal(t.From) {
+			out = append(out, h)
+		}
+	}
+	out = append(out, t)
+	slices.SortStableFunc(out, func(a, b Terms) int { return a.From.Compare(b.From) })
+	return out
+}
+
+// CheckCurrency returns CodeInvalid naming "currency" when the segments of
+// period p under history bill in more than one currency: a period is billed
+// in one currency, set by the first terms in it that bill.
+func CheckCurrency(p Period, history []Terms) error {
+	var first *Segment
+	segs := Segments(p, history)
+	for i, s := range segs {
+		if !s.Terms.Effective.Bills() {
+			continue
+		}
+		if first == nil {
+			first = &segs[i]
+			continue
+		}
+		if c, f := s.Terms.Effective.Currency, first.Terms.Effective.Currency; c != f {
+			return FieldErrorf("currency", "the billing period %s bills in %s from %s on; a period is billed in one currency, so terms in %s can start with the next period only",
+				span(p.Start, p.End), strings.ToUpper(f), first.From.Format(time.DateOnly), strings.ToUpper(c))
+		}
+	}
+	return nil
+}
+
+// Segment is the part of a billing period under one set of billing terms.
+// Segments are whole UTC days, because usage is counted per UTC day: a
+// change's segment starts at the start of the day it was made, so the day
+// of an upgrade is billed on the upgraded terms (the customer asked for
+// them that day), and a downgrade starts at a period's start, a midnight.
 type Segment struct {
 	From  time.Time
 	To    time.Time
@@ -108,7 +150,10 @@ type Segment struct {
 // in force at the period's start, then each later one from the start of
 // its day. Segments of no day (two changes on one day) are dropped, the
 // later change winning the day; days before the first entry have no terms
-// and no segment.
+// and no segment. An entry that bills as the one before it (the same
+// included calls and price: a new rate limit, burst or hard limit alone)
+// starts no segment: the segment goes on under the earlier entry, so that
+// such a change changes no amount and closes nothing to bill early.
 func Segments(p Period, history []Terms) []Segment {
 	var out []Segment
 	for i, t := range history {
@@ -122,11 +167,40 @@ func Segments(p Period, history []Terms) []Segment {
 				to = n
 			}
 		}
-		if from.Before(to) {
-			out = append(out, Segment{From: from, To: to, Terms: t})
+		if !from.Before(to) {
+			continue
 		}
+		if n := len(out); n > 0 && out[n-1].To.Equal(from) && SameBilling(out[n-1].Terms.Effective, t.Effective) {
+			out[n-1].To = to
+			continue
+		}
+		out = append(out, Segment{From: from, To: to, Terms: t})
 	}
 	return out
+}
+
+// SameBilling reports whether two plans charge alike: both bill or
+// neither, with the same included calls and the same price (model, unit
+// size, prices, tiers, currency). Rate limits, bursts and hard limits do
+// not charge anything.
+func SameBilling(a, b Plan) bool {
+	if a.Bills() != b.Bills() || a.IncludedCalls != b.IncludedCalls {
+		return false
+	}
+	if !a.Bills() {
+		return true
+	}
+	pa, pb := a.Price(), b.Price()
+	return pa.Model == pb.Model && pa.UnitSize == pb.UnitSize && pa.UnitPrice == pb.UnitPrice && pa.Currency == pb.Currency &&
+		sameTiers(pa.Tiers, pb.Tiers)
+}
+
+// sameTiers compares tiers by value.
+func sameTiers(a, b []Tier) bool {
+	return slices.EqualFunc(a, b, func(t, u Tier) bool {
+		return t.UnitPrice == u.UnitPrice && t.FlatPrice == u.FlatPrice && (t.UpTo == nil) == (u.UpTo == nil) &&
+			(t.UpTo == nil || *t.UpTo == *u.UpTo)
+	})
 }
 
 // DayCalls is a user's calls on one UTC day, from the live counters.
@@ -136,8 +210,23 @@ type DayCalls struct {
 }
 
 // Line is the charge of one segment of a period: its terms (plan and
-// price), its share of the plan's included calls, the calls of its days
-// and their price.
+// price, the included calls of the period under them), the calls of its
+// days, and which of those are billable and what they cost, given the
+// calls of the period before the segment.
+//
+// The rule (docs/overage.md, "Invariants"): the period's calls are counted
+// in order, and a call is billable when the period's calls up to it exceed
+// the included calls of the terms in force on its day, plus the calls
+// already billable; each billable call is priced under its day's terms as
+// the n-th billable call of the period. So a segment's billable calls are
+// the period's calls through it less its included calls less the billable
+// calls before it, between none and its own calls, and it costs its
+// price of the period's billable calls through it less its price of those
+// before it (never below nothing). Under one set of terms the lines add up
+// to the terms' price of the period's billable calls, however many
+// segments; the calls before a change cost exactly what the terms in force
+// then charge for them over the whole period; a segment never bills calls
+// made before it.
 type Line struct {
 	From     time.Time `json:"from"`
 	To       time.Time `json:"to"`
@@ -146,10 +235,20 @@ type Line struct {
 	// Bills is false for terms that never charge (the free plan).
 	Bills bool  `json:"bills"`
 	Price Price `json:"price"`
-	// Included is the segment's share of the plan's included calls,
-	// prorated by days (IncludedShare).
+	// Included is the terms' included calls for the whole period.
 	Included int64 `json:"included_calls"`
-	Used     int64 `json:"used_calls"`
+	// Used are the calls of the segment's days; UsedBefore and
+	// BillableBefore the period's calls, and billable calls, before it.
+	Used           int64 `json:"used_calls"`
+	UsedBefore     int64 `json:"used_before"`
+	BillableBefore int64 `json:"billable_before"`
+	// Prorated marks a line priced by the rule before migration 00013,
+	// whose Included was the segment's share of the included calls
+	// prorated by days.
+	Prorated bool `json:"prorated,omitempty"`
+	// PriceCharge is the segment's: its billable calls (Calls), the
+	// packages they add (Units), its amount. Tiers are those of the
+	// period's billable calls through the segment.
 	PriceCharge
 }
 
@@ -172,72 +271,108 @@ func capProjection(lines []Line, limit int64) error {
 	return last.price()
 }
 
-// IncludedShare is the share of included calls of the segment [from, to)
-// of period p: the calls accrued by to minus those accrued by from, the
-// accrual being included × days since the period's start / days of the
-// period, rounded half up. Proration by time keeps a change that leaves
-// the included calls alone (a new rate limit, a new price) from giving a
-// second allowance, and since accruals telescope, segments of one plan add
-// up to exactly its included calls.
-func IncludedShare(included int64, p Period, from, to time.Time) int64 {
-	days := func(t time.Time) int64 { return int64(t.Sub(p.Start) / (24 * time.Hour)) }
-	total := days(p.End)
-	if total <= 0 {
-		return included
-	}
-	hi, _ := mulDivRound(included, days(to), total)
-	lo, _ := mulDivRound(included, days(from), total)
-	return hi - lo
-}
-
 // PriceLines prices the segments of period p that end by until (all of
-// them when until is p.End or later) with the calls of days. A segment
-// recorded before (a line of recorded with the same From and To) keeps
-// its recorded terms and included share, so that a period once billed is
-// re-priced (late usage) under the terms it was billed with; the others
-// take theirs from the history.
+// them when until is p.End or later) with the calls of days, in order (see
+// Line). A segment recorded before (a line of recorded with the same From
+// and To) keeps its recorded terms and included calls, so that a period
+// once billed is re-priced (late usage) under the terms it was billed
+// with; the others take theirs from the history. A recorded line of the
+// rule before migration 00013 (Prorated) kept a prorated share of the
+// included calls: unless it covers the whole period, where the share is
+// the whole, the included calls come from the history.
 func PriceLines(p Period, segs []Segment, days []DayCalls, recorded []Line, until time.Time) ([]Line, error) {
-	var out []Line
+	var (
+		out                      []Line
+		usedBefore, billedBefore int64
+	)
 	for _, s := range segs {
 		if s.To.After(until) {
-			continue
+			break
 		}
 		l := Line{From: s.From, To: s.To, PlanID: s.Terms.PlanID, PlanName: s.Terms.Effective.Name,
-			Bills: s.Terms.Effective.Bills(), Price: s.Terms.Effective.Price(),
-			Included: IncludedShare(s.Terms.Effective.IncludedCalls, p, s.From, s.To)}
+			Bills: s.Terms.Effective.Bills(), Price: s.Terms.Effective.Price(), Included: s.Terms.Effective.IncludedCalls}
 		if i := slices.IndexFunc(recorded, func(r Line) bool { return r.From.Equal(s.From) && r.To.Equal(s.To) }); i >= 0 {
 			r := recorded[i]
-			l.PlanID, l.PlanName, l.Bills, l.Price, l.Included = r.PlanID, r.PlanName, r.Bills, r.Price, r.Included
+			l.PlanID, l.PlanName, l.Bills, l.Price = r.PlanID, r.PlanName, r.Bills, r.Price
+			if !r.Prorated || (r.From.Equal(p.Start) && r.To.Equal(p.End)) {
+				l.Included = r.Included
+			}
 		}
 		for _, d := range days {
 			if !d.Day.Before(s.From) && d.Day.Before(s.To) {
 				l.Used += d.Calls
 			}
 		}
+		l.UsedBefore, l.BillableBefore = usedBefore, billedBefore
 		if err := l.price(); err != nil {
 			return nil, err
+		}
+		var ok [2]bool
+		usedBefore, ok[0] = addInt64(usedBefore, l.Used)
+		billedBefore, ok[1] = addInt64(billedBefore, l.PriceCharge.Calls)
+		if ok != [2]bool{true, true} {
+			return nil, Errorf(CodeInvalid, "the period counts more calls than the largest count")
 		}
 		out = append(out, l)
 	}
 	return out, nil
 }
 
-// price computes the line's charge from its used and included calls.
+// price computes the line's charge from its calls, its included calls and
+// the period's calls and billable calls before it (see Line).
 func (l *Line) price() error {
-	l.PriceCharge = PriceCharge{Calls: max(0, l.Used-l.Included)}
-	if !l.Bills {
+	through, ok := addInt64(l.UsedBefore, l.Used)
+	if !ok {
+		return Errorf(CodeInvalid, "the period counts more calls than the largest count")
+	}
+	// through - Included - BillableBefore, each at most 2.7 × 10^18 and
+	// none negative: it cannot overflow.
+	calls := min(max(0, through-l.Included-l.BillableBefore), l.Used)
+	l.PriceCharge = PriceCharge{Calls: calls}
+	if !l.Bills || calls == 0 {
 		return nil
 	}
-	c, err := l.Price.Charge(l.PriceCharge.Calls)
+	hi, err := l.Price.Charge(l.BillableBefore + calls)
 	if err != nil {
 		return err
 	}
-	l.PriceCharge = c
+	lo, err := l.Price.Charge(l.BillableBefore)
+	if err != nil {
+		return err
+	}
+	// A volume price's total can fall as calls reach a cheaper tier: the
+	// segment then charges nothing, crediting no call billed under another
+	// price. (Under one set of terms, one segment, nothing changes.)
+	l.PriceCharge = PriceCharge{Calls: calls, Units: hi.Units - lo.Units, Tiers: hi.Tiers, Amount: max(0, hi.Amount-lo.Amount)}
 	return nil
 }
 
+// Describe writes the line's charge for a customer: its price of the
+// billable calls, and when calls of the period were billable before the
+// segment, which of the period's billable calls it charges and what was
+// charged for the ones before ("billable calls 1,001 – 1,500 of the
+// period: 2 × 1,000 calls at 0.50 USD = 1.00 USD, less 0.50 USD for the
+// first 1,000: 0.50 USD").
+func (l Line) Describe() string {
+	switch {
+	case !l.Bills:
+		return "no overage billing"
+	case l.PriceCharge.Calls == 0:
+		return "nothing above the included calls"
+	case l.BillableBefore == 0:
+		return l.Price.Describe(l.PriceCharge)
+	}
+	hi, _ := l.Price.Charge(l.BillableBefore + l.PriceCharge.Calls)
+	lo, _ := l.Price.Charge(l.BillableBefore)
+	return fmt.Sprintf("billable calls %s – %s of the period: %s, less %s for the first %s: %s",
+		FormatCount(l.BillableBefore+1), FormatCount(l.BillableBefore+l.PriceCharge.Calls), l.Price.Describe(hi),
+		FormatMoney(lo.Amount, l.Price.Currency), FormatCount(l.BillableBefore), FormatMoney(l.PriceCharge.Amount, l.Price.Currency))
+}
+
 // PeriodCharge is the charge of a period's lines: their sums and the
-// currency they bill in.
+// currency they bill in. Included is the last line's: the included calls
+// of the terms the period ends under (a line's included calls are the
+// period's, not a share of them).
 type PeriodCharge struct {
 	Included int64  `json:"included_calls"`
 	Used     int64  `json:"used_calls"`
@@ -249,8 +384,10 @@ type PeriodCharge struct {
 
 // NewPeriodCharge sums the lines. The currency is that of the lines that
 // bill (else of the last line); lines that bill in different currencies
-// are CodeInvalid, and so are sums beyond int64 (each line's amount fits,
-// their sum need not: see the bounds of a price), never wrapped numbers.
+// are CodeConflict (plan changes refuse to make such a period, see
+// CheckCurrency: only terms written around them can), and sums beyond int64
+// are CodeInvalid (each line's amount fits, their sum need not: see the
+// bounds of a price), never wrapped numbers.
 func NewPeriodCharge(lines []Line) (PeriodCharge, error) {
 	c := PeriodCharge{Lines: lines}
 	if c.Lines == nil {
@@ -258,12 +395,12 @@ func NewPeriodCharge(lines []Line) (PeriodCharge, error) {
 	}
 	billing := ""
 	for _, l := range lines {
-		var ok [4]bool
-		c.Included, ok[0] = addInt64(c.Included, l.Included)
-		c.Used, ok[1] = addInt64(c.Used, l.Used)
-		c.Billable, ok[2] = addInt64(c.Billable, l.PriceCharge.Calls)
-		c.Amount, ok[3] = addInt64(c.Amount, l.Amount)
-		if ok != [4]bool{true, true, true, true} {
+		var ok [3]bool
+		c.Included = l.Included
+		c.Used, ok[0] = addInt64(c.Used, l.Used)
+		c.Billable, ok[1] = addInt64(c.Billable, l.PriceCharge.Calls)
+		c.Amount, ok[2] = addInt64(c.Amount, l.Amount)
+		if ok != [3]bool{true, true, true} {
 			return PeriodCharge{}, Errorf(CodeInvalid, "the period's charge is beyond the largest amount a ledger row holds")
 		}
 		c.Currency = l.Price.Currency
@@ -271,7 +408,7 @@ func NewPeriodCharge(lines []Line) (PeriodCharge, error) {
 			continue
 		}
 		if billing != "" && l.Price.Currency != billing {
-			return PeriodCharge{}, Errorf(CodeInvalid, "the period bills in %s and %s; a period is billed in one currency", billing, l.Price.Currency)
+			return PeriodCharge{}, Errorf(CodeConflict, "the period bills in %s and %s; a period is billed in one currency", billing, l.Price.Currency)
 		}
 		billing = l.Price.Currency
 	}

@@ -152,11 +152,14 @@ const OVERRIDES = [
   ['overage_unit_price', 'Unit price (minor units)', true, 0],
 ];
 
+// changeMessage says what a plan change did: its kind, when it takes
+// effect, and what changed between the terms before and after.
 function changeMessage(r, plan) {
   if (r?.message) return r.message;
   if (r?.change || r?.effective_at) {
     const when = r.effective_at ? `takes effect ${dateTime(r.effective_at)}` : 'takes effect now';
-    return `Plan change${r.change ? ` (${r.change})` : ''} saved: it ${when}.`;
+    const changed = r.changed?.length ? ` Changed: ${r.changed.join(', ')}.` : '';
+    return `Plan change${r.change ? ` (${r.change})` : ''} saved: it ${when}.${changed}`;
   }
   return `Saved: the user is on ${r?.effective?.name || r?.plan_id || plan}.`;
 }
@@ -185,7 +188,9 @@ function PlanForm({ userId, current, onChanged }) {
     if (hard) overrides.hard_limit = hard === 'hard';
     setState({ busy: true });
     try {
-      const r = await request(`/v1/admin/users/${userId}/plan`, { method: 'PUT', body: { plan_id: plan, overrides } });
+      // PATCH: the overrides left empty keep the user's current values
+      // (a negotiated allowance survives a new rate limit).
+      const r = await request(`/v1/admin/users/${userId}/plan`, { method: 'PATCH', body: { plan_id: plan, overrides } });
       setState({ done: changeMessage(r, plan) });
       onChanged();
     } catch (err) {
@@ -205,7 +210,7 @@ function PlanForm({ userId, current, onChanged }) {
         </select>
       </div>
       <fieldset>
-        <legend>Overrides (empty keeps the plan's value)</legend>
+        <legend>Overrides (empty keeps the user's current value)</legend>
         <div class="grid">
           {OVERRIDES.map(([field, label, integer, min]) => (
             <div class="field">

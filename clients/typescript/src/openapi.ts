@@ -326,19 +326,34 @@ export interface paths {
         };
         get?: never;
         /**
-         * Change the user's plan and overrides; the change is audited (who, when, old, new, change, effective_at).
-         * @description Plan changes follow Lago's convention: an upgrade (at least as many included calls as the
+         * Replace the user's plan and overrides; the change is audited (who, when, the terms before and after).
+         * @description Replaces the plan and every override: an override left out goes back to the plan's value
+         *     (PATCH changes only what it names). The answer shows the terms before and after side by side
+         *     and names what changed.
+         *
+         *     Plan changes follow Lago's convention: an upgrade (at least as many included calls as the
          *     terms in force) takes effect at once, a downgrade at the end of the running billing period.
          *     Usage is billed under the terms in force when it happened, by UTC day (the day of an upgrade
-         *     goes to the new terms); each part of a period gets its plan's included calls prorated by days.
-         *     Changing the currency while both terms bill is refused (param currency).
+         *     goes to the new terms), by the invariants of docs/overage.md: a change that keeps the included
+         *     calls and the price changes no amount; the calls before a change cost what the terms then in
+         *     force charge for them over the whole period. A change that would make a billing period bill in
+         *     two currencies is refused (param currency): the terms of a period that bill set its currency.
          */
         put: operations["putUserPlan"];
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change part of the user's terms; the other overrides are kept. Audited as PUT.
+         * @description A JSON merge patch (RFC 7396) of the terms the subscription is heading for (a pending
+         *     downgrade, else the terms in force): plan_id left out keeps the plan; an override given is
+         *     set, an override given as null goes back to the plan's value, the others are kept. Then as
+         *     PUT: an upgrade or a downgrade by Lago's convention, currencies checked, the terms before and
+         *     after side by side in the answer and the audit trail. {"overrides":{"rate_per_second":75}}
+         *     changes the rate limit alone and keeps a negotiated included_calls.
+         */
+        patch: operations["patchUserPlan"];
         trace?: never;
     };
     "/v1/admin/aggregate": {
@@ -712,6 +727,19 @@ export interface components {
             /** @description Replace the tiers of a tiered plan (or go with price_model). */
             tiers?: components["schemas"]["Tier"][];
         };
+        /** @description Overrides to set, or (null) to drop back to the plan's values; those left out are kept. */
+        OverridesPatch: {
+            included_calls?: number | null;
+            hard_limit?: boolean | null;
+            rate_per_second?: number | null;
+            burst?: number | null;
+            overage_unit_size?: number | null;
+            overage_unit_price?: number | null;
+            currency?: string | null;
+            /** @enum {string|null} */
+            price_model?: "per_unit" | "package" | "graduated" | "volume" | null;
+            tiers?: components["schemas"]["Tier"][] | null;
+        };
         /**
          * @description One step of a graduated or volume price. Tiers count billable calls
          *     (the calls above the included ones) from the first; a tier holds the
@@ -762,7 +790,7 @@ export interface components {
             overrides: components["schemas"]["Overrides"];
             effective: components["schemas"]["Plan"];
             /** @enum {string} */
-            change: "start" | "upgrade" | "downgrade";
+            change: "start" | "upgrade" | "downgrade" | "same";
         };
         PlanChanged: {
             /** Format: uuid */
@@ -790,6 +818,14 @@ export interface components {
              * @description When the terms asked for are in force.
              */
             effective_at: string;
+            /** @description The terms in force when the change was made; null for a new subscription. */
+            before: components["schemas"]["Terms"] | null;
+            /** @description The terms asked for, from effective_at (the terms in force, for a change that changes nothing). */
+            after: components["schemas"]["Terms"];
+            /** @description What differs between before and after (plan_id, then the plan's fields, as effective names them). */
+            changed: string[];
+            /** @description A pending downgrade the change replaced. */
+            cancelled?: components["schemas"]["Terms"];
         };
         PlanAuditEntry: {
             id: number;
@@ -811,6 +847,12 @@ export interface components {
              * @description When the terms asked for took (or take) effect; absent on changes made before it was recorded.
              */
             effective_at?: string;
+            /** @description The terms in force when the change was made (null for a new subscription); absent on changes audited before they were kept. */
+            before?: components["schemas"]["Terms"] | null;
+            /** @description The terms asked for; absent on changes audited before they were kept. */
+            after?: components["schemas"]["Terms"];
+            /** @description What differs between before and after. */
+            changed?: string[];
         };
         RejectedEvent: {
             id: number;
@@ -835,7 +877,7 @@ export interface components {
             user_id: string;
             period: components["schemas"]["Period"];
             seq: number;
-            /** @description The lines' included calls. */
+            /** @description The included calls of the last line's terms (those the period ends under). */
             included_calls: number;
             /** @description The lines' calls. */
             used_calls: number;
@@ -870,9 +912,13 @@ export interface components {
             updated_at: string;
         };
         /**
-         * @description The charge of a segment of a period: the UTC days [from, to) under one set of terms. Its included calls
-         *     are the plan's, prorated by days (the accrual at the segment's end minus at its start, each rounded half
-         *     up), so that segments of one plan add up to its included calls exactly.
+         * @description The charge of a segment of a period: the UTC days [from, to) under one set of terms (a change that keeps
+         *     the included calls and the price starts no segment). The period's calls are counted in order: a call is
+         *     billable when the period's calls up to it exceed the included calls of its day's terms plus the calls
+         *     already billable, and is priced under its day's terms as the n-th billable call of the period. So a
+         *     segment's billable calls are used_before + used_calls - included_calls - billable_before, between 0 and
+         *     used_calls, and its amount is its price of billable_before + billable_calls calls less its price of
+         *     billable_before calls.
          */
         Line: {
             /** Format: date-time */
@@ -884,11 +930,19 @@ export interface components {
             /** @description False for terms that never charge (free). */
             bills: boolean;
             price: components["schemas"]["Price"];
+            /** @description The terms' included calls for the whole period. */
             included_calls: number;
+            /** @description The calls of the segment's days. */
             used_calls: number;
-            /** @description The calls above the included ones. */
+            /** @description The period's calls before the segment. */
+            used_before: number;
+            /** @description The period's billable calls before the segment. */
+            billable_before: number;
+            /** @description A line priced before migration 00012, whose included_calls were a share prorated by days. */
+            prorated?: boolean;
+            /** @description The segment's billable calls. */
             billable_calls: number;
-            /** @description Packages charged (package price). */
+            /** @description Packages the segment adds (package price). */
             units?: number;
             tiers?: {
                 tier: number;
@@ -1252,6 +1306,7 @@ export interface operations {
             };
             304: components["responses"]["NotModified"];
             401: components["responses"]["Unauthorized"];
+            409: components["responses"]["Conflict"];
             429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
@@ -1598,6 +1653,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
             429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
@@ -1812,6 +1868,42 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             413: components["responses"]["TooLarge"];
             429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    patchUserPlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["UserID"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Required for a user without a subscription. */
+                    plan_id?: string;
+                    overrides?: components["schemas"]["OverridesPatch"];
+                };
+            };
+        };
+        responses: {
+            /** @description The subscription after the change, and what the change was. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanChanged"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["TooLarge"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
         };

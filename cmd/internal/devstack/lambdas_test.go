@@ -60,6 +60,7 @@ var lambdaCases = []lambdaCase{
 	{"analytics", "analytics/get-dashboard.json", checkDashboard("text/html; charset=utf-8")},
 	{"analytics", "analytics/get-dashboard-asset.json", checkDashboard("text/javascript; charset=utf-8")},
 	{"analytics", "analytics/put-admin-user-plan.json", wantStatus(200)},
+	{"analytics", "analytics/patch-admin-user-plan.json", wantStatus(200)},
 	{"analytics", "analytics/post-admin-aggregate.json", wantStatus(202)},
 	{"analytics", "analytics/get-admin-rejected.json", wantStatus(200)},
 	{"analytics", "analytics/get-admin-overage.json", wantStatus(200)},

@@ -50,14 +50,19 @@ func (r *runner) killer(ctx context.Context, stop <-chan struct{}) {
 
 // restartPostgres restarts PostgreSQL once, with the producers and the
 // record path running: its connections are cut and the transactions in
-// flight roll back. With an Outage it stays down that long, and some
-// queue events sent meanwhile are made at the backfill window's edge.
-func (r *runner) restartPostgres(ctx context.Context) {
+// flight roll back. With an Outage it stays down that long (outage,
+// begun by stopPostgres), and some queue events sent meanwhile are made at
+// the backfill window's edge.
+func (r *runner) restartPostgres(ctx context.Context, o *outage) {
 	start := time.Now()
 	var err error
-	if r.cfg.Outage > 0 {
-		err = r.outage(ctx)
-	} else {
+	switch {
+	case o != nil && o.err != nil:
+		err = o.err
+	case o != nil:
+		start = o.began
+		err = r.endOutage(ctx, o)
+	default:
 		err = r.cfg.Restart(ctx, "pg")
 	}
 	switch {
@@ -72,20 +77,35 @@ func (r *runner) restartPostgres(ctx context.Context) {
 	}
 }
 
-// outage stops PostgreSQL, waits Outage, and starts it again.
-func (r *runner) outage(ctx context.Context) error {
-	if err := r.cfg.Restart(ctx, "pg-stop"); err != nil {
-		return err
+// outage is a PostgreSQL outage under way: when it began, the events sent
+// until then, and why it could not begin.
+type outage struct {
+	began time.Time
+	sent  int64
+	err   error
+}
+
+// stopPostgres begins an outage: PostgreSQL stops, and the events made
+// from its return on are made during it, some at the window's edge.
+func (r *runner) stopPostgres(ctx context.Context) *outage {
+	o := &outage{began: time.Now()}
+	if o.err = r.cfg.Restart(ctx, "pg-stop"); o.err != nil {
+		return o
 	}
 	r.log.Info("soak: PostgreSQL stopped", "outage_s", r.cfg.Outage.Seconds())
-	sent := r.sent.Load()
+	o.sent = r.sent.Load()
 	r.mu.Lock()
 	r.gen.edge = true
 	r.mu.Unlock()
-	sleep(ctx, r.cfg.Outage)
+	return o
+}
+
+// endOutage waits out the rest of Outage and starts PostgreSQL again.
+func (r *runner) endOutage(ctx context.Context, o *outage) error {
+	sleep(ctx, r.cfg.Outage-time.Since(o.began))
 	r.mu.Lock()
 	r.gen.edge = false
-	r.report.SentDuringOutage = int(r.sent.Load() - sent)
+	r.report.SentDuringOutage = int(r.sent.Load() - o.sent)
 	r.mu.Unlock()
 	// Started whatever becomes of ctx: the services outlive the run.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)

@@ -253,8 +253,9 @@ func (r *runner) produce(ctx context.Context) error {
 	}
 	// With an Outage, PostgreSQL stops only once moto_server's restart is
 	// over (on a loaded machine it can take longer than the events between
-	// the two take to send): the events made at the window's edge during
-	// the outage must not wait out a queue that is down, or be replayed.
+	// the two take to make), and the events after it are made only then,
+	// at their pace: the events made at the window's edge during the outage
+	// must not wait out a queue that is down, or be replayed.
 	motoDone := make(chan struct{})
 	if !r.cfg.RestartMoto || r.cfg.Outage == 0 {
 		close(motoDone)
@@ -266,16 +267,20 @@ func (r *runner) produce(ctx context.Context) error {
 		}
 		switch {
 		case i == pgAt && r.cfg.RestartPostgres:
-			faults.Add(1)
-			go func() {
-				defer faults.Done()
+			var o *outage
+			if r.cfg.Outage > 0 {
+				// The events after this point wait for moto_server and for
+				// PostgreSQL to stop, and keep their pace after it.
+				stalled := time.Now()
 				select {
 				case <-motoDone:
 				case <-ctx.Done():
-					return
 				}
-				r.restartPostgres(ctx)
-			}()
+				o = r.stopPostgres(ctx)
+				start = start.Add(time.Since(stalled))
+			}
+			faults.Add(1)
+			go func() { defer faults.Done(); r.restartPostgres(ctx, o) }()
 		case i == motoAt && r.cfg.RestartMoto:
 			faults.Add(1)
 			go func() {

@@ -3,19 +3,25 @@
 // key returns the first response, errors included, except 5xx and 429; the
 // same key with other parameters is refused with an idempotency error),
 // records every request, and fails on demand (the next n requests, or every
-// request for a customer). Recorder is a recording proxy in front of a real
-// Stripe API (stripe-mock), for tests that need the API's own validation.
+// request for a customer). With Upstream set it first sends each request
+// to a real Stripe API (stripe-mock), whose validation a request must pass:
+// stripe-mock keeps no state, the fake keeps the items. Recorder is a
+// recording proxy in front of a real Stripe API, for tests that need its
+// answers as they are.
 package stripetest
 
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Request is one recorded request.
@@ -51,7 +57,12 @@ type saved struct {
 	body   []byte
 	// params are the request's form, encoded: a key is tied to them.
 	params string
+	at     time.Time
 }
+
+// KeyWindow is how long the fake keeps an idempotency key when Server.Now
+// is set: Stripe prunes keys once they are 24 hours old.
+const KeyWindow = 24 * time.Hour
 
 // Server is the fake. Its zero value is not usable; call New.
 type Server struct {
@@ -62,7 +73,44 @@ type Server struct {
 	items     []*Item
 	keys      map[string]saved
 	failNext  []int
+	failPosts []int
 	customers map[string]int
+
+	// Now, when set, is the fake's clock: keys older than KeyWindow are
+	// forgotten, as Stripe forgets them. Unset, keys are kept.
+	Now func() time.Time
+	// Upstream, when set, is a Stripe API (stripe-mock) every request is
+	// sent to first: an answer of it other than 200 is the fake's answer.
+	Upstream string
+}
+
+// validate sends r's request to Upstream and returns its answer when it
+// refused it (ok false).
+func (s *Server) validate(r *http.Request) (status int, body []byte, ok bool) {
+	if s.Upstream == "" {
+		return 0, nil, true
+	}
+	var req *http.Request
+	var err error
+	if r.Method == http.MethodPost {
+		req, err = http.NewRequest(r.Method, s.Upstream+r.URL.Path, strings.NewReader(r.PostForm.Encode()))
+		if err == nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+	} else {
+		req, err = http.NewRequest(r.Method, s.Upstream+r.URL.Path+"?"+r.URL.RawQuery, nil)
+	}
+	if err != nil {
+		return http.StatusBadGateway, errorBody("api_error", "", err.Error()), false
+	}
+	req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return http.StatusBadGateway, errorBody("api_error", "", "the upstream Stripe API did not answer"), false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.StatusCode == http.StatusOK
 }
 
 // New starts a fake closed at the end of the test.
@@ -86,6 +134,22 @@ func (s *Server) FailCustomer(customer string, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.customers[customer] = status
+}
+
+// FailNextCreates makes the next len(statuses) creates (POSTs of invoice
+// items; lookups go through) answer with those statuses.
+func (s *Server) FailNextCreates(statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failPosts = append(s.failPosts, statuses...)
+}
+
+// ClearFailures drops the failures FailNext and FailNextCreates queued and
+// not used yet.
+func (s *Server) ClearFailures() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext, s.failPosts = nil, nil
 }
 
 // ForgetKeys drops the saved idempotency keys, as Stripe does after 24 h.
@@ -157,10 +221,21 @@ func (s *Server) handle(r *http.Request, req *Request) (int, []byte) {
 		s.failNext = s.failNext[1:]
 		return st, statusError(st, r.Form.Get("customer"))
 	}
+	if status, body, ok := s.validate(r); !ok {
+		return status, body
+	}
+	if len(s.failPosts) > 0 && r.Method == http.MethodPost {
+		st := s.failPosts[0]
+		s.failPosts = s.failPosts[1:]
+		return st, statusError(st, r.Form.Get("customer"))
+	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/invoiceitems":
 		params := r.Form.Encode()
 		if req.Key != "" {
+			if sv, ok := s.keys[req.Key]; ok && s.Now != nil && s.Now().Sub(sv.at) >= KeyWindow {
+				delete(s.keys, req.Key)
+			}
 			if sv, ok := s.keys[req.Key]; ok {
 				if sv.params != params {
 					return http.StatusBadRequest, errorBody("idempotency_error", "",
@@ -172,7 +247,11 @@ func (s *Server) handle(r *http.Request, req *Request) (int, []byte) {
 		}
 		status, body := s.create(r.Form, req.Key)
 		if req.Key != "" && status < 500 && status != http.StatusTooManyRequests && status != http.StatusConflict {
-			s.keys[req.Key] = saved{status, body, params}
+			sv := saved{status: status, body: body, params: params}
+			if s.Now != nil {
+				sv.at = s.Now()
+			}
+			s.keys[req.Key] = sv
 		}
 		return status, body
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/invoiceitems":
