@@ -10,7 +10,7 @@
 // period in Go (Thresholds, by the Armer), and the record transaction
 // compares the period's counters with them: the first batch that reaches
 // a threshold raises its event into the outbox, in the counters' own
-// transaction, once per user, period and rule (migration 00013 has the
+// transaction, once per user, period and rule (migration 00014 has the
 // locking that makes it so under concurrent batches, redeliveries, late
 // events and restarts).
 //

@@ -15,7 +15,7 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// NotifyStore keeps the notification workflow (migration 00013): rules,
+// NotifyStore keeps the notification workflow (migration 00014): rules,
 // armed periods and their thresholds, the outbox, webhook endpoints, their
 // deliveries and attempts. The crossings themselves are raised by the
 // record path's last statement (record_usage_counts, EventStore).
@@ -50,8 +50,7 @@ func (s *NotifyStore) Pending(ctx context.Context, limit int) ([]notify.PendingD
 // armed with versions no older than what it was computed from.
 func (s *NotifyStore) ArmingState(ctx context.Context, userIDs []string) (*notify.ArmingState, error) {
 	st := &notify.ArmingState{Users: map[string]*notify.UserTerms{}}
-	w := s.db.with(notifyWork)
-	err := pgx.BeginTxFunc(ctx, s.db.Pool, pgx.TxOptions{BeginQuery: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; " + w.setLocal()},
+	err := s.db.with(notifyWork).SnapshotFunc(ctx,
 		func(tx pgx.Tx) error {
 			if err := tx.QueryRow(ctx, `SELECT epoch FROM eco_notify_epoch`).Scan(&st.Epoch); err != nil {
 				return err
@@ -114,7 +113,6 @@ func (s *NotifyStore) Arm(ctx context.Context, arms []notify.Arming, now time.Ti
 		return a.Days.FirstDay.Compare(b.Days.FirstDay)
 	})
 	b := &pgx.Batch{}
-	b.Queue(s.db.with(notifyWork).setConfig())
 	var fired []string
 	for _, a := range arms {
 		n := len(a.Thresholds)
@@ -138,8 +136,9 @@ func (s *NotifyStore) Arm(ctx context.Context, arms []notify.Arming, now time.Ti
 			return nil
 		})
 	}
-	if err := s.db.Pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, FormatError(fmt.Errorf("arm %d periods: %w", len(arms), s.db.with(notifyWork).timedOut(err)))
+	w := s.db.with(notifyWork)
+	if err := w.SendBatch(ctx, b).Close(); err != nil {
+		return nil, FormatError(fmt.Errorf("arm %d periods: %w", len(arms), w.timedOut(err)))
 	}
 	return fired, nil
 }

@@ -54,7 +54,7 @@ func (l *RateLimiter) Check(ctx context.Context, r usage.LimitRequest) (*usage.L
 		remaining, resetUS, retryUS *int64
 	)
 	// No alert thresholds ($6 NULL): usage alerts are raised where usage is
-	// counted (migration 00013), not by the limiter.
+	// counted (migration 00014), not by the limiter.
 	err := l.db.with(limiterWork).QueryRow(ctx, `SELECT version, used, took, allowed, remaining, reset_us, retry_us
 		FROM limit_check($1, $2, $3, $4, $5, NULL::integer[], $6, $7, $8, $9, $10, $11, $12)`,
 		r.UserID, r.Key, r.Now, r.Cost, r.KnownUsed, r.Period.Start, r.Period.End,

@@ -186,6 +186,20 @@ func (s stmts) BeginFunc(ctx context.Context, f func(pgx.Tx) error) error {
 	return s.timedOut(err)
 }
 
+// SnapshotFunc runs f in a read-only repeatable-read transaction (one
+// snapshot) whose statements have the timeout.
+func (s stmts) SnapshotFunc(ctx context.Context, f func(pgx.Tx) error) error {
+	err := pgx.BeginTxFunc(ctx, s.db.Pool, pgx.TxOptions{BeginQuery: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; " + s.setLocal()}, f)
+	return s.timedOut(err)
+}
+
+// SendBatch sends the timeout and b's statements in one pipeline (one
+// implicit transaction); closing the results ends it.
+func (s stmts) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: s.setConfig()}}, b.QueuedQueries...)
+	return s.db.Pool.SendBatch(ctx, b)
+}
+
 // timedOut words a statement timeout (SQLSTATE 57014 for the timer, not
 // for a cancel request) as CodeUnavailable naming the limit, with a
 // Retry-After; any other error is returned as is.

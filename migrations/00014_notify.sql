@@ -69,7 +69,7 @@ CREATE UNIQUE INDEX eco_notify_rules_plan_idx ON eco_notify_rules (plan_id, kind
 CREATE UNIQUE INDEX eco_notify_rules_user_idx ON eco_notify_rules (user_id, kind, value) WHERE user_id IS NOT NULL;
 
 INSERT INTO eco_notify_rules (rule_id, plan_id, kind, value, description, created_at, updated_at, created_by)
-SELECT gen_random_uuid(), p.plan_id, 'percent', t, t || ' % of the included calls', now(), now(), 'migration 00013'
+SELECT gen_random_uuid(), p.plan_id, 'percent', t, t || ' % of the included calls', now(), now(), 'migration 00014'
   FROM eco_plans p, (VALUES (80), (100)) AS v(t);
 
 -- The epoch: one row, bumped by every write of a plan or of a plan's rule.
