@@ -110,6 +110,9 @@ type Result struct {
 	// publisher's SendMessageBatch calls during the traffic.
 	Metrics   platform.Metrics `json:"metrics"`
 	SendCalls int64            `json:"send_message_batch_calls"`
+	// Webhooks are what the stack's webhook receiver got for the demo
+	// users from the fleet's first event on.
+	Webhooks []Webhook `json:"webhooks"`
 }
 
 // Run sends the demo's traffic to the stack st describes and returns what
@@ -129,7 +132,11 @@ type Result struct {
 //     calls. Callers honour Retry-After after rate_limited; the free
 //     user's retry every 2 s after quota_exceeded;
 //  3. it waits until the counters stop moving and reads GET /v1/usage of
-//     each user and the sample API's metrics.
+//     each user and the sample API's metrics;
+//  4. it reads what the stack's webhook receiver got for the users (the
+//     free user's 80 % and 100 %, pro's and enterprise's 80 % and 100 %,
+//     past which they are in overage), each timed from the call that
+//     crossed its threshold to its arrival.
 func Run(ctx context.Context, st *devstack.State, logger *slog.Logger) (*Result, error) {
 	if st.PlatformURL == "" {
 		return nil, errors.New("the stack serves no sample platform API")
@@ -141,12 +148,14 @@ func Run(ctx context.Context, st *devstack.State, logger *slog.Logger) (*Result,
 		return nil, err
 	}
 	res := &Result{State: st}
+	tl := newTimeline()
 	for _, u := range st.Users {
 		us, err := usageOf(ctx, hc, st.GatewayURL, u)
 		if err != nil {
 			return nil, err
 		}
 		res.Before = append(res.Before, us)
+		tl.setBase(u.UserID, us.Used)
 	}
 	fb := res.Before[index(st, free)]
 	window := seconds(st.BatchWindowSeconds) + seconds(st.PlatformFlushSeconds)
@@ -158,10 +167,20 @@ func Run(ctx context.Context, st *devstack.State, logger *slog.Logger) (*Result,
 	if res.Fleet, err = sendFleet(ctx, st, map[string]int{free.UserID: int(fill)}, start.UTC(), logger); err != nil {
 		return nil, err
 	}
+	tl.add(free.UserID, start, int(fill))
 	if err := waitUsage(ctx, hc, st.GatewayURL, free, fb.Used+fill, window+30*time.Second); err != nil {
 		return nil, err
 	}
 	res.FillWait = time.Since(start)
+	// The callers' calls count after the fleet's late events of the
+	// current period.
+	for _, u := range []seed.User{pro, ent} {
+		us, err := usageOf(ctx, hc, st.GatewayURL, u)
+		if err != nil {
+			return nil, err
+		}
+		tl.setBase(u.UserID, us.Used)
+	}
 
 	// 2. The callers.
 	before, err := metrics(ctx, hc, st.PlatformURL, time.Now())
@@ -197,6 +216,9 @@ func Run(ctx context.Context, st *devstack.State, logger *slog.Logger) (*Result,
 				defer wg.Done()
 				defer cancel()
 				c.run(cctx, hc, uint64(gi*100+ci), func(o outcome) {
+					if !o.failed && o.status != http.StatusTooManyRequests {
+						tl.add(g.row.User.UserID, time.Now(), 1)
+					}
 					mu.Lock()
 					g.row.Counts.count(o)
 					mu.Unlock()
@@ -231,6 +253,12 @@ func Run(ctx context.Context, st *devstack.State, logger *slog.Logger) (*Result,
 	}
 	if res.After, err = settle(ctx, hc, st, window+time.Second, window+30*time.Second); err != nil {
 		return nil, err
+	}
+	// 4. The webhooks: what the receiver got until it gets nothing more.
+	if st.ReceiverURL != "" {
+		if res.Webhooks, err = collectWebhooks(ctx, st, tl, start, 3*time.Second, time.Minute); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }
