@@ -51,8 +51,10 @@ func (f *fakeDeliveries) MarkPublished(context.Context, string, time.Time) error
 	return nil
 }
 
-func (f *fakeDeliveries) Waiting(context.Context, time.Time, bool, int) ([]string, error) { return nil, nil }
-func (f *fakeDeliveries) Overdue(context.Context, time.Time, int) ([]string, error)       { return nil, nil }
+func (f *fakeDeliveries) Waiting(context.Context, time.Time, bool, int) ([]string, error) {
+	return nil, nil
+}
+func (f *fakeDeliveries) Overdue(context.Context, time.Time, int) ([]string, error) { return nil, nil }
 
 func (f *fakeDeliveries) Lease(_ context.Context, id string, now time.Time, leaseFor time.Duration) (*notify.Lease, notify.LeaseState, time.Time, error) {
 	f.mu.Lock()
@@ -118,7 +120,10 @@ func (s *sender) Send(_ context.Context, r notify.Request) notify.Result {
 
 type msgs struct{ sent []notify.Message }
 
-func (m *msgs) Send(_ context.Context, ms []notify.Message) error { m.sent = append(m.sent, ms...); return nil }
+func (m *msgs) Send(_ context.Context, ms []notify.Message) error {
+	m.sent = append(m.sent, ms...)
+	return nil
+}
 
 type bus struct{ got []notify.Event }
 
