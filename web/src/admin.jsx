@@ -530,7 +530,7 @@ const SECTIONS = [
   { id: 'rejected', label: 'Quarantine' },
   { id: 'ledger', label: 'Ledger' },
   { id: 'backfill', label: 'Backfill' },
-  { id: 'alerts', label: 'Alerts & webhooks' },
+  { id: 'notify', label: 'Alerts & webhooks' },
 ];
 
 /** AdminView holds the admin sections, one tab each. */
@@ -550,7 +550,7 @@ export function AdminView() {
         {section === 'rejected' && <Rejected />}
         {section === 'ledger' && <Ledger open={open} />}
         {section === 'backfill' && <Backfill />}
-        {section === 'alerts' && <AlertsView base="/v1/admin" admin />}
+        {section === 'notify' && <AlertsView base="/v1/admin" admin />}
       </div>
     </div>
   );

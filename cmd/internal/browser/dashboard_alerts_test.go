@@ -33,7 +33,7 @@ func testAlerts(t *testing.T, s *stack, b *browser.Browser) {
 	q := open(t, b, s.DashboardLink(s.Admin.Token), `[data-testid=admin-tab]`)
 	q.do("open the admin tab", chromedp.Click(chromedp.CSS(`[data-testid=admin-tab]`)))
 	q.waitFor("the admin overview", ready(`[data-testid=admin-summary]`))
-	q.do("open the alerts", chromedp.Click(chromedp.CSS(`#tab-alerts`)))
+	q.do("open the alerts", chromedp.Click(chromedp.CSS(`#tab-notify`)))
 	delivered := `[data-testid=deliveries-table] tr[data-status=delivered]`
 	q.waitFor("the demo's deliveries", ready(delivered))
 	var id string
