@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
-FUNCTIONS := record aggregate analytics overage
+FUNCTIONS := record aggregate analytics overage deliver
 ARCHES := arm64 amd64
 # Every go build here compiles with CGO off, -trimpath and no DWARF debug
 # information (the compiler's -dwarf=false: about a seventh of a cold
@@ -31,7 +31,7 @@ NEXUS_DEV_START := $(shell date +%s.%N)
 endif
 
 .PHONY: all build host prepare std arm64 tools chromium packages test test-go sam lint cover dev demo dashtime migrate schema bench soak deploy clean \
-	build-RecordFunction build-AggregateFunction build-AnalyticsFunction build-OverageFunction
+	build-RecordFunction build-AggregateFunction build-AnalyticsFunction build-OverageFunction build-DeliverFunction
 
 all: build
 
@@ -52,8 +52,10 @@ build-AnalyticsFunction:
 	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/analytics
 build-OverageFunction:
 	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/overage
+build-DeliverFunction:
+	GOOS=linux GOARCH=arm64 $(GOBUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/deliver
 
-## host: the four functions, the devstack and the migrator for this machine
+## host: the five functions, the devstack and the migrator for this machine
 ## into ./bin, in one go build (it schedules their packages across the cores)
 HOST_PKGS := ./cmd/devstack ./cmd/migrate $(addprefix ./functions/,$(FUNCTIONS))
 host:
@@ -106,7 +108,7 @@ packages:
 	@scripts/need-packages.sh chromium podman
 
 ## arm64: compile the functions for linux/arm64, as sam build does, into the
-## build cache (nothing is written): one go build for the four, so that the
+## build cache (nothing is written): one go build for the five, so that the
 ## test's sam build, which builds them side by side, only links
 arm64:
 	GOOS=linux GOARCH=arm64 $(GOBUILD) $(addprefix ./functions/,$(FUNCTIONS))

@@ -18,13 +18,18 @@ const module = "github.com/nexus/usage"
 // and the edge vocabulary of HTTP answers.
 var vocabulary = map[string]bool{"shared/usage": true, "shared/httpapi": true}
 
+// workflows are the workflow packages beside the domain (DESIGN.md,
+// "Layers"): each imports only the domain, and adapters may import them.
+var workflows = map[string]bool{"shared/notify": true}
+
 // importRule returns why pkg may not import dep ("" when it may). Both are
 // paths inside the module ("shared/meter", "shared/usage"). The rules are
 // those of DESIGN.md ("Layers"):
 //
 //   - shared/usage, the domain, imports no package of this module;
+//   - a workflow (shared/notify) imports only the domain;
 //   - a shared adapter imports only the vocabulary (shared/usage and
-//     shared/httpapi), packages of its own directory tree (as
+//     shared/httpapi), the workflows, packages of its own directory tree (as
 //     shared/postgres/pgtest imports shared/postgres) and the embedded
 //     migrations, never another adapter, a function or a command;
 //   - shared/mock imports only shared/usage;
@@ -42,13 +47,15 @@ func importRule(pkg, dep string) string {
 	switch {
 	case pkg == "shared/usage":
 		return "the domain imports no package of this module"
+	case workflows[top(pkg)] && strings.HasPrefix(dep, "shared/") && dep != "shared/usage" && top(dep) != top(pkg):
+		return "a workflow imports only the domain"
 	case pkg == "shared/mock" && dep != "shared/usage":
 		return "the mocks import only the domain"
 	case strings.HasPrefix(pkg, "shared/") && (strings.HasPrefix(dep, "functions/") || strings.HasPrefix(dep, "cmd/")):
 		return "shared packages import no function or command"
 	case strings.HasPrefix(pkg, "shared/") && !strings.HasPrefix(dep, "shared/"):
 		return "" // the embedded migrations
-	case strings.HasPrefix(pkg, "shared/") && !vocabulary[dep] && top(dep) != top(pkg):
+	case strings.HasPrefix(pkg, "shared/") && !vocabulary[dep] && !workflows[top(dep)] && top(dep) != top(pkg):
 		return "adapters import the domain and httpapi, never another adapter"
 	case strings.HasPrefix(pkg, "functions/") && strings.HasPrefix(dep, "cmd/"):
 		return "functions import no command"
@@ -127,6 +134,11 @@ func TestImportRule(t *testing.T) {
 		{"shared/sqspub", "functions/record", false},
 		{"functions/record", "cmd/devstack", false},
 		{"shared/postgres", "migrations", true},
+		{"shared/postgres", "shared/notify", true},
+		{"shared/webhook", "shared/notify", true},
+		{"shared/notify", "shared/usage", true},
+		{"shared/notify", "shared/postgres", false},
+		{"shared/notify", "shared/httpapi", false},
 	} {
 		if got := importRule(tt.pkg, tt.dep) == ""; got != tt.ok {
 			t.Errorf("importRule(%s, %s) allows = %v; want %v", tt.pkg, tt.dep, got, tt.ok)

@@ -464,6 +464,140 @@ $$;
 
 
 --
+-- Name: notify_arm(uuid, date, date, timestamp with time zone, timestamp with time zone, bigint, bigint, uuid[], uuid[], text[], bigint[], text[], timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.notify_arm(p_user uuid, p_first_day date, p_end_day date, p_period_start timestamp with time zone, p_period_end timestamp with time zone, p_epoch bigint, p_user_version bigint, p_event_ids uuid[], p_rule_ids uuid[], p_types text[], p_calls bigint[], p_details text[], p_now timestamp with time zone) RETURNS uuid[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    armed boolean;
+BEGIN
+    INSERT INTO eco_notify_periods AS p (user_id, first_day, end_day, period_start, period_end, epoch, user_version, armed_at)
+    VALUES (p_user, p_first_day, p_end_day, p_period_start, p_period_end, p_epoch, p_user_version, p_now)
+    ON CONFLICT (user_id, first_day) DO UPDATE
+       SET end_day = excluded.end_day, period_start = excluded.period_start, period_end = excluded.period_end,
+           epoch = excluded.epoch, user_version = excluded.user_version, armed_at = excluded.armed_at
+     WHERE p.epoch <= excluded.epoch AND p.user_version <= excluded.user_version
+    RETURNING true INTO armed;
+    IF armed IS NULL THEN
+        RETURN '{}'; -- armed under newer versions by another armer
+    END IF;
+
+    DELETE FROM eco_notify_thresholds t
+     WHERE t.user_id = p_user AND t.first_day = p_first_day AND t.fired_at IS NULL
+       AND t.rule_id <> ALL (coalesce(p_rule_ids, '{}'));
+
+    INSERT INTO eco_notify_thresholds AS t (event_id, user_id, first_day, rule_id, event_type, calls, detail)
+    SELECT e, p_user, p_first_day, r, ty, c, d::jsonb
+      FROM unnest(p_event_ids, p_rule_ids, p_types, p_calls, p_details) AS x(e, r, ty, c, d)
+     ORDER BY r
+    ON CONFLICT (user_id, first_day, rule_id) DO UPDATE
+       SET event_type = excluded.event_type, calls = excluded.calls, detail = excluded.detail
+     WHERE t.fired_at IS NULL;
+
+    UPDATE eco_notify_periods p
+       SET next_calls = (SELECT min(t.calls) FROM eco_notify_thresholds t
+                          WHERE t.user_id = p_user AND t.first_day = p_first_day AND t.fired_at IS NULL)
+     WHERE p.user_id = p_user AND p.first_day = p_first_day;
+
+    DELETE FROM eco_notify_pending q
+     WHERE q.user_id = p_user AND q.day >= p_first_day AND q.day < p_end_day;
+
+    RETURN notify_fire(ARRAY[p_user], ARRAY[p_first_day], p_now);
+END;
+$$;
+
+
+--
+-- Name: notify_bump(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.notify_bump() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    u uuid;
+BEGIN
+    IF TG_TABLE_NAME = 'eco_subscriptions' THEN
+        u := CASE WHEN TG_OP = 'DELETE' THEN OLD.user_id ELSE NEW.user_id END;
+    ELSIF TG_TABLE_NAME = 'eco_notify_rules' THEN
+        u := CASE WHEN TG_OP = 'DELETE' THEN OLD.user_id ELSE NEW.user_id END;
+        IF TG_OP = 'UPDATE' AND OLD.user_id IS DISTINCT FROM NEW.user_id THEN
+            UPDATE eco_notify_epoch SET epoch = epoch + 1;
+        END IF;
+    END IF;
+    IF u IS NULL THEN
+        UPDATE eco_notify_epoch SET epoch = epoch + 1;
+    ELSE
+        INSERT INTO eco_notify_users AS n (user_id, version) VALUES (u, 1)
+        ON CONFLICT (user_id) DO UPDATE SET version = n.version + 1;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+
+--
+-- Name: notify_fire(uuid[], date[], timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.notify_fire(p_users uuid[], p_first_days date[], p_now timestamp with time zone) RETURNS uuid[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    fired uuid[];
+BEGIN
+    PERFORM 1
+       FROM eco_notify_periods p
+       JOIN (SELECT DISTINCT u, fd FROM unnest(p_users, p_first_days) AS t(u, fd)) t
+         ON p.user_id = t.u AND p.first_day = t.fd
+      WHERE p.next_calls IS NOT NULL
+      ORDER BY p.user_id, p.first_day
+        FOR UPDATE OF p;
+    IF NOT FOUND THEN
+        RETURN '{}';
+    END IF;
+
+    WITH used AS (
+        SELECT p.user_id, p.first_day,
+               (SELECT coalesce(sum(c.calls), 0)::bigint FROM eco_usage_counter_slots c
+                 WHERE c.user_id = p.user_id AND c.day >= p.first_day AND c.day < p.end_day) AS used
+          FROM eco_notify_periods p
+          JOIN (SELECT DISTINCT u, fd FROM unnest(p_users, p_first_days) AS t(u, fd)) t
+            ON p.user_id = t.u AND p.first_day = t.fd
+         WHERE p.next_calls IS NOT NULL
+    ), crossed AS (
+        SELECT * FROM used u
+         WHERE u.used >= (SELECT p.next_calls FROM eco_notify_periods p WHERE p.user_id = u.user_id AND p.first_day = u.first_day)
+    ), f AS (
+        UPDATE eco_notify_thresholds t SET fired_at = p_now, used_calls = c.used
+          FROM crossed c
+         WHERE t.user_id = c.user_id AND t.first_day = c.first_day AND t.fired_at IS NULL AND t.calls <= c.used
+        RETURNING t.event_id, t.user_id, t.event_type, t.detail, c.used
+    ), o AS (
+        INSERT INTO eco_notify_outbox (event_id, event_type, user_id, data, created_at)
+        SELECT f.event_id, f.event_type, f.user_id,
+               f.detail || jsonb_build_object('used_calls', f.used, 'crossed_at', p_now), p_now
+          FROM f
+         ORDER BY f.event_id
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING event_id
+    ), n AS (
+        UPDATE eco_notify_periods p
+           SET next_calls = (SELECT min(t.calls) FROM eco_notify_thresholds t
+                              WHERE t.user_id = c.user_id AND t.first_day = c.first_day
+                                AND t.fired_at IS NULL AND t.calls > c.used)
+          FROM crossed c
+         WHERE p.user_id = c.user_id AND p.first_day = c.first_day
+    )
+    SELECT coalesce(array_agg(event_id ORDER BY event_id), '{}') INTO fired FROM o;
+    RETURN fired;
+END;
+$$;
+
+
+--
 -- Name: promote_due_terms(timestamp with time zone, uuid); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -538,6 +672,58 @@ CREATE FUNCTION public.rebuild_usage_user_months(p_from date, p_to date) RETURNS
         WHERE day >= date_trunc('month', p_from) AND day < date_trunc('month', p_to) + interval '1 month'
         GROUP BY 1, 2, 3
     ) s;
+$$;
+
+
+--
+-- Name: record_usage_counts(uuid[], date[], bigint[], bigint[], bigint[], bigint[], bigint[], timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.record_usage_counts(p_user_ids uuid[], p_days date[], p_calls bigint[], p_errors_4xx bigint[], p_errors_5xx bigint[], p_request_bytes bigint[], p_response_bytes bigint[], p_now timestamp with time zone, OUT calls bigint, OUT fired uuid[], OUT pending integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    g      bigint;
+    open_u uuid[];
+    open_d date[];
+BEGIN
+    calls := increment_api_calls(p_user_ids, p_days, p_calls, p_errors_4xx, p_errors_5xx, p_request_bytes, p_response_bytes);
+    fired := '{}';
+    pending := 0;
+    IF p_user_ids IS NULL OR cardinality(p_user_ids) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT epoch INTO g FROM eco_notify_epoch;
+
+    WITH pairs AS (
+        SELECT DISTINCT u, dy FROM unnest(p_user_ids, p_days) AS t(u, dy)
+    ), m AS (
+        SELECT pr.u, pr.dy, a.first_day, a.next_calls,
+               a.first_day IS NOT NULL AND pr.dy < a.end_day AND a.epoch = g
+               AND a.user_version = coalesce((SELECT nu.version FROM eco_notify_users nu WHERE nu.user_id = pr.u), 0) AS armed
+          FROM pairs pr
+          LEFT JOIN LATERAL (SELECT p.first_day, p.end_day, p.epoch, p.user_version, p.next_calls
+                               FROM eco_notify_periods p
+                              WHERE p.user_id = pr.u AND p.first_day <= pr.dy
+                              ORDER BY p.first_day DESC LIMIT 1) a ON true
+    ), marked AS (
+        INSERT INTO eco_notify_pending AS x (user_id, day, marked_at)
+        SELECT m.u, m.dy, p_now FROM m
+         WHERE NOT m.armed
+           AND NOT EXISTS (SELECT 1 FROM eco_notify_pending q WHERE q.user_id = m.u AND q.day = m.dy)
+         ORDER BY 1, 2
+        ON CONFLICT (user_id, day) DO NOTHING
+    )
+    SELECT (count(*) FILTER (WHERE NOT m.armed))::integer,
+           array_agg(m.u ORDER BY m.u, m.first_day) FILTER (WHERE m.armed AND m.next_calls IS NOT NULL),
+           array_agg(m.first_day ORDER BY m.u, m.first_day) FILTER (WHERE m.armed AND m.next_calls IS NOT NULL)
+      INTO pending, open_u, open_d
+      FROM m;
+
+    IF open_u IS NOT NULL THEN
+        fired := notify_fire(open_u, open_d, p_now);
+    END IF;
+END;
 $$;
 
 
@@ -787,6 +973,133 @@ ALTER TABLE public.eco_job_runs ALTER COLUMN run_id ADD GENERATED ALWAYS AS IDEN
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+
+--
+-- Name: eco_notify_epoch; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.eco_notify_epoch (
+    epoch bigint NOT NULL
+);
+
+
+--
+-- Name: eco_notify_outbox; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.eco_notify_outbox (
+    event_id uuid NOT NULL,
+    event_type text NOT NULL,
+    user_id uuid,
+    data jsonb NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    fanned_out_at timestamp with time zone,
+    published_at timestamp with time zone,
+    CONSTRAINT eco_notify_outbox_data_check CHECK ((jsonb_typeof(data) = 'object'::text))
+);
+
+
+--
+-- Name: eco_notify_pending; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.eco_notify_pending (
+    user_id uuid NOT NULL,
+    day date NOT NULL,
+    marked_at timestamp with time zone NOT NULL
+);
+
+
+--
+-- Name: TABLE eco_notify_pending; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.eco_notify_pending IS 'days of users whose usage moved while their period was not armed under the current versions: the armer''s work, written with the counters';
+
+
+--
+-- Name: eco_notify_periods; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.eco_notify_periods (
+    user_id uuid NOT NULL,
+    first_day date NOT NULL,
+    end_day date NOT NULL,
+    period_start timestamp with time zone NOT NULL,
+    period_end timestamp with time zone NOT NULL,
+    epoch bigint NOT NULL,
+    user_version bigint NOT NULL,
+    next_calls bigint,
+    armed_at timestamp with time zone NOT NULL,
+    CONSTRAINT eco_notify_periods_check CHECK ((end_day > first_day))
+);
+
+
+--
+-- Name: TABLE eco_notify_periods; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.eco_notify_periods IS 'a user''s billing period armed with its thresholds (eco_notify_thresholds) under the epoch and user version it was computed from; next_calls is the lowest threshold not yet crossed';
+
+
+--
+-- Name: eco_notify_rules; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.eco_notify_rules (
+    rule_id uuid NOT NULL,
+    plan_id text,
+    user_id uuid,
+    kind text NOT NULL,
+    value bigint NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    created_by text DEFAULT ''::text NOT NULL,
+    CONSTRAINT eco_notify_rules_description_check CHECK ((length(description) <= 200)),
+    CONSTRAINT eco_notify_rules_kind_check CHECK ((kind = ANY (ARRAY['percent'::text, 'calls'::text, 'overage'::text, 'quota'::text]))),
+    CONSTRAINT eco_notify_rules_owner CHECK (((plan_id IS NULL) <> (user_id IS NULL))),
+    CONSTRAINT eco_notify_rules_value CHECK (((kind = 'quota'::text) = (value = 0))),
+    CONSTRAINT eco_notify_rules_value_check CHECK ((value >= 0))
+);
+
+
+--
+-- Name: TABLE eco_notify_rules; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.eco_notify_rules IS 'threshold rules of a plan (its users'' defaults) or of one user: percent of included calls, calls, overage to date (minor units), hard quota reached';
+
+
+--
+-- Name: eco_notify_thresholds; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.eco_notify_thresholds (
+    event_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    first_day date NOT NULL,
+    rule_id uuid NOT NULL,
+    event_type text NOT NULL,
+    calls bigint NOT NULL,
+    detail jsonb NOT NULL,
+    fired_at timestamp with time zone,
+    used_calls bigint,
+    CONSTRAINT eco_notify_thresholds_calls_check CHECK ((calls >= 1)),
+    CONSTRAINT eco_notify_thresholds_detail_check CHECK ((jsonb_typeof(detail) = 'object'::text))
+);
+
+
+--
+-- Name: eco_notify_users; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.eco_notify_users (
+    user_id uuid NOT NULL,
+    version bigint NOT NULL
 );
 
 
@@ -1350,6 +1663,83 @@ CREATE TABLE public.eco_usage_user_monthly (
 
 
 --
+-- Name: eco_webhook_attempts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.eco_webhook_attempts (
+    delivery_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    at timestamp with time zone NOT NULL,
+    status_code integer,
+    outcome text NOT NULL,
+    answer text DEFAULT ''::text NOT NULL,
+    latency_ms integer NOT NULL,
+    replay boolean DEFAULT false NOT NULL,
+    CONSTRAINT eco_webhook_attempts_attempt_check CHECK ((attempt >= 1)),
+    CONSTRAINT eco_webhook_attempts_latency_ms_check CHECK ((latency_ms >= 0)),
+    CONSTRAINT eco_webhook_attempts_outcome_check CHECK ((outcome = ANY (ARRAY['delivered'::text, 'failed'::text, 'refused'::text])))
+);
+
+
+--
+-- Name: eco_webhook_deliveries; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.eco_webhook_deliveries (
+    delivery_id uuid NOT NULL,
+    event_id uuid NOT NULL,
+    endpoint_id uuid NOT NULL,
+    user_id uuid,
+    status text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    retry_step integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone,
+    leased_until timestamp with time zone,
+    last_status integer,
+    last_error text DEFAULT ''::text NOT NULL,
+    replays integer DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    delivered_at timestamp with time zone,
+    CONSTRAINT eco_webhook_deliveries_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT eco_webhook_deliveries_replays_check CHECK ((replays >= 0)),
+    CONSTRAINT eco_webhook_deliveries_retry_step_check CHECK ((retry_step >= 0)),
+    CONSTRAINT eco_webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text])))
+);
+
+
+--
+-- Name: eco_webhook_endpoints; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.eco_webhook_endpoints (
+    endpoint_id uuid NOT NULL,
+    user_id uuid,
+    url text NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    event_types text[] DEFAULT '{}'::text[] NOT NULL,
+    secret text NOT NULL,
+    previous_secret text,
+    previous_expires_at timestamp with time zone,
+    enabled boolean DEFAULT true NOT NULL,
+    disabled_reason text DEFAULT ''::text NOT NULL,
+    failing_since timestamp with time zone,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT eco_webhook_endpoints_description_check CHECK ((length(description) <= 200)),
+    CONSTRAINT eco_webhook_endpoints_previous CHECK (((previous_secret IS NULL) = (previous_expires_at IS NULL))),
+    CONSTRAINT eco_webhook_endpoints_url_check CHECK (((length(url) >= 1) AND (length(url) <= 2048)))
+);
+
+
+--
+-- Name: TABLE eco_webhook_endpoints; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.eco_webhook_endpoints IS 'webhook endpoints: a user''s own (user_id) or the platform''s (user_id NULL: every user''s events); secrets sign Standard Webhooks, the previous one too until previous_expires_at';
+
+
+--
 -- Name: eco_usage_counters calls; Type: DEFAULT; Schema: public; Owner: -
 --
 
@@ -1429,6 +1819,62 @@ ALTER TABLE ONLY public.eco_job_locks
 
 ALTER TABLE ONLY public.eco_job_runs
     ADD CONSTRAINT eco_job_runs_pkey PRIMARY KEY (run_id);
+
+
+--
+-- Name: eco_notify_outbox eco_notify_outbox_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_notify_outbox
+    ADD CONSTRAINT eco_notify_outbox_pkey PRIMARY KEY (event_id);
+
+
+--
+-- Name: eco_notify_pending eco_notify_pending_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_notify_pending
+    ADD CONSTRAINT eco_notify_pending_pkey PRIMARY KEY (user_id, day);
+
+
+--
+-- Name: eco_notify_periods eco_notify_periods_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_notify_periods
+    ADD CONSTRAINT eco_notify_periods_pkey PRIMARY KEY (user_id, first_day);
+
+
+--
+-- Name: eco_notify_rules eco_notify_rules_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_notify_rules
+    ADD CONSTRAINT eco_notify_rules_pkey PRIMARY KEY (rule_id);
+
+
+--
+-- Name: eco_notify_thresholds eco_notify_thresholds_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_notify_thresholds
+    ADD CONSTRAINT eco_notify_thresholds_pkey PRIMARY KEY (event_id);
+
+
+--
+-- Name: eco_notify_thresholds eco_notify_thresholds_user_id_first_day_rule_id_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_notify_thresholds
+    ADD CONSTRAINT eco_notify_thresholds_user_id_first_day_rule_id_key UNIQUE (user_id, first_day, rule_id);
+
+
+--
+-- Name: eco_notify_users eco_notify_users_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_notify_users
+    ADD CONSTRAINT eco_notify_users_pkey PRIMARY KEY (user_id);
 
 
 --
@@ -1616,6 +2062,38 @@ ALTER TABLE ONLY public.eco_usage_user_monthly
 
 
 --
+-- Name: eco_webhook_attempts eco_webhook_attempts_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_webhook_attempts
+    ADD CONSTRAINT eco_webhook_attempts_pkey PRIMARY KEY (delivery_id, attempt);
+
+
+--
+-- Name: eco_webhook_deliveries eco_webhook_deliveries_event_id_endpoint_id_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_webhook_deliveries
+    ADD CONSTRAINT eco_webhook_deliveries_event_id_endpoint_id_key UNIQUE (event_id, endpoint_id);
+
+
+--
+-- Name: eco_webhook_deliveries eco_webhook_deliveries_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_webhook_deliveries
+    ADD CONSTRAINT eco_webhook_deliveries_pkey PRIMARY KEY (delivery_id);
+
+
+--
+-- Name: eco_webhook_endpoints eco_webhook_endpoints_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_webhook_endpoints
+    ADD CONSTRAINT eco_webhook_endpoints_pkey PRIMARY KEY (endpoint_id);
+
+
+--
 -- Name: eco_api_keys_user_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -1634,6 +2112,48 @@ CREATE INDEX eco_api_usage_occurred_brin ON ONLY public.eco_api_usage USING brin
 --
 
 CREATE INDEX eco_job_runs_job_idx ON public.eco_job_runs USING btree (job, started_at DESC);
+
+
+--
+-- Name: eco_notify_outbox_user_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX eco_notify_outbox_user_idx ON public.eco_notify_outbox USING btree (user_id, created_at);
+
+
+--
+-- Name: eco_notify_outbox_waiting_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX eco_notify_outbox_waiting_idx ON public.eco_notify_outbox USING btree (created_at) WHERE ((fanned_out_at IS NULL) OR (published_at IS NULL));
+
+
+--
+-- Name: eco_notify_pending_marked_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX eco_notify_pending_marked_idx ON public.eco_notify_pending USING btree (marked_at);
+
+
+--
+-- Name: eco_notify_periods_open_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX eco_notify_periods_open_idx ON public.eco_notify_periods USING btree (armed_at) WHERE (next_calls IS NOT NULL);
+
+
+--
+-- Name: eco_notify_rules_plan_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX eco_notify_rules_plan_idx ON public.eco_notify_rules USING btree (plan_id, kind, value) WHERE (plan_id IS NOT NULL);
+
+
+--
+-- Name: eco_notify_rules_user_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX eco_notify_rules_user_idx ON public.eco_notify_rules USING btree (user_id, kind, value) WHERE (user_id IS NOT NULL);
 
 
 --
@@ -1714,6 +2234,41 @@ CREATE INDEX eco_usage_user_daily_user_idx ON public.eco_usage_user_daily USING 
 
 
 --
+-- Name: eco_webhook_deliveries_due_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX eco_webhook_deliveries_due_idx ON public.eco_webhook_deliveries USING btree (next_attempt_at) WHERE (status = 'pending'::text);
+
+
+--
+-- Name: eco_webhook_deliveries_endpoint_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX eco_webhook_deliveries_endpoint_idx ON public.eco_webhook_deliveries USING btree (endpoint_id, created_at);
+
+
+--
+-- Name: eco_webhook_endpoints_user_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX eco_webhook_endpoints_user_idx ON public.eco_webhook_endpoints USING btree (user_id);
+
+
+--
+-- Name: eco_notify_rules eco_notify_rules_bump; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER eco_notify_rules_bump AFTER INSERT OR DELETE OR UPDATE ON public.eco_notify_rules FOR EACH ROW EXECUTE FUNCTION public.notify_bump();
+
+
+--
+-- Name: eco_plans eco_plans_notify_bump; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER eco_plans_notify_bump AFTER INSERT OR DELETE OR UPDATE ON public.eco_plans FOR EACH ROW EXECUTE FUNCTION public.notify_bump();
+
+
+--
 -- Name: eco_plans eco_plans_version; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -1725,6 +2280,13 @@ CREATE TRIGGER eco_plans_version BEFORE UPDATE ON public.eco_plans FOR EACH ROW 
 --
 
 CREATE CONSTRAINT TRIGGER eco_subscription_terms_cover AFTER DELETE OR UPDATE OF user_id, effective_from ON public.eco_subscription_terms DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.eco_subscription_terms_cover();
+
+
+--
+-- Name: eco_subscriptions eco_subscriptions_notify_bump; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER eco_subscriptions_notify_bump AFTER INSERT OR DELETE OR UPDATE ON public.eco_subscriptions FOR EACH ROW EXECUTE FUNCTION public.notify_bump();
 
 
 --
@@ -1770,6 +2332,22 @@ CREATE TRIGGER eco_usage_daily_sync_update AFTER UPDATE ON public.eco_usage_dail
 
 
 --
+-- Name: eco_notify_rules eco_notify_rules_plan_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_notify_rules
+    ADD CONSTRAINT eco_notify_rules_plan_id_fkey FOREIGN KEY (plan_id) REFERENCES public.eco_plans(plan_id) ON DELETE CASCADE;
+
+
+--
+-- Name: eco_notify_thresholds eco_notify_thresholds_user_id_first_day_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_notify_thresholds
+    ADD CONSTRAINT eco_notify_thresholds_user_id_first_day_fkey FOREIGN KEY (user_id, first_day) REFERENCES public.eco_notify_periods(user_id, first_day) ON DELETE CASCADE;
+
+
+--
 -- Name: eco_subscription_terms eco_subscription_terms_plan_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1791,6 +2369,30 @@ ALTER TABLE ONLY public.eco_subscriptions
 
 ALTER TABLE ONLY public.eco_subscriptions
     ADD CONSTRAINT eco_subscriptions_plan_id_fkey FOREIGN KEY (plan_id) REFERENCES public.eco_plans(plan_id);
+
+
+--
+-- Name: eco_webhook_attempts eco_webhook_attempts_delivery_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_webhook_attempts
+    ADD CONSTRAINT eco_webhook_attempts_delivery_id_fkey FOREIGN KEY (delivery_id) REFERENCES public.eco_webhook_deliveries(delivery_id) ON DELETE CASCADE;
+
+
+--
+-- Name: eco_webhook_deliveries eco_webhook_deliveries_endpoint_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_webhook_deliveries
+    ADD CONSTRAINT eco_webhook_deliveries_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES public.eco_webhook_endpoints(endpoint_id) ON DELETE CASCADE;
+
+
+--
+-- Name: eco_webhook_deliveries eco_webhook_deliveries_event_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.eco_webhook_deliveries
+    ADD CONSTRAINT eco_webhook_deliveries_event_id_fkey FOREIGN KEY (event_id) REFERENCES public.eco_notify_outbox(event_id);
 
 
 --

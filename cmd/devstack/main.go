@@ -68,6 +68,7 @@ func runStack(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address of the local API Gateway")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:8081", "address of the admin endpoint (state, run now)")
 	fs.StringVar(&cfg.PlatformAddr, "platform-addr", "127.0.0.1:8090", "address of the sample platform API")
+	fs.StringVar(&cfg.ReceiverAddr, "receiver-addr", "127.0.0.1:8091", "address of the webhook receiver")
 	fs.DurationVar(&cfg.PlatformFlush, "platform-flush", platform.DefaultFlushInterval, "the sample platform API's usage publisher flush interval")
 	fs.StringVar(&cfg.Template, "template", "template.yaml", "the SAM template to read schedules, routes and timeouts from")
 	fs.StringVar(&cfg.DatabaseName, "db", "nexus_dev", "database to create from the template on the throwaway server")

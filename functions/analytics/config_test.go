@@ -33,7 +33,7 @@ func TestConfigurationIsTheTemplates(t *testing.T) {
 	// What only a deployment knows.
 	vars["DATABASE_SECRET_ARN"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db"
 	vars["QUEUE_URL"] = "https://sqs.us-east-1.amazonaws.com/123456789012/nexus-usage-dev"
-	vars["ALERT_BUS_NAME"] = "nexus-usage-alerts-dev"
+	vars["NOTIFY_QUEUE_URL"] = "https://sqs.us-east-1.amazonaws.com/123456789012/nexus-usage-notify-dev"
 	vars["JWT_ISSUER"], vars["JWT_AUDIENCE"] = "https://auth.example.com/", "nexus-usage"
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
@@ -49,7 +49,8 @@ func TestConfigurationIsTheTemplates(t *testing.T) {
 		t.Fatalf("configuration of a deployed stack: %v", err)
 	}
 	if err := fn.CheckEnv(e.Read(), map[string]string{
-		"JWT_HMAC_SECRET": "HS256 tokens of the local stack, where AWS verifies RS256/ES256 ones with JWT_PUBLIC_KEY",
+		"JWT_HMAC_SECRET":       "HS256 tokens of the local stack, where AWS verifies RS256/ES256 ones with JWT_PUBLIC_KEY",
+		"WEBHOOK_ALLOW_PRIVATE": "webhook endpoints at the local stack's receiver (http, loopback); never in AWS",
 	}); err != nil {
 		t.Error(err)
 	}

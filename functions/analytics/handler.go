@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/notify"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -48,6 +50,10 @@ type Handler struct {
 	// Redrive moves dead-lettered usage messages back (POST
 	// /v1/admin/redrive); nil: the route answers 503.
 	Redrive usage.Redriver
+	// Notify manages notification rules, webhook endpoints and their
+	// deliveries (the /v1/notify, /v1/webhooks and their admin routes);
+	// nil: they answer 503.
+	Notify *notify.Service
 	// Reads is the per-caller read budget of every route behind
 	// credentials but the two the write path's rate limit meters (POST
 	// /v1/events, POST /v1/limits/check); nil: no budget.
@@ -103,6 +109,28 @@ func (h *Handler) init() {
 	r.Handle("GET /v1/admin/overage/preview", h.admin(h.budgeted(h.getOveragePreview)))
 	r.Handle("POST /v1/admin/overage/{id}/retry", h.admin(h.budgeted(h.postOverageRetry)))
 	r.Handle("POST /v1/admin/redrive", h.admin(h.budgeted(h.postRedrive)))
+	// Notifications: a user's own rules and endpoints, an admin's all.
+	for _, side := range []struct {
+		prefix string
+		gate   func(routeFunc) httpapi.HandlerFunc
+		admin  bool
+	}{{"/v1", h.user, false}, {"/v1/admin", h.admin, true}} {
+		route := func(key string, f func(ctx context.Context, r *httpapi.Request, o notify.Owner) httpapi.Response) {
+			method, path, _ := strings.Cut(key, " ")
+			r.Handle(method+" "+side.prefix+path, side.gate(h.budgeted(h.notifyRoute(side.admin, f))))
+		}
+		route("GET /notify/rules", h.getRules)
+		route("POST /notify/rules", h.postRule)
+		route("PATCH /notify/rules/{id}", h.patchRule)
+		route("DELETE /notify/rules/{id}", h.deleteRule)
+		route("GET /webhooks/endpoints", h.getWebhookEndpoints)
+		route("POST /webhooks/endpoints", h.postEndpoint)
+		route("PATCH /webhooks/endpoints/{id}", h.patchEndpoint)
+		route("DELETE /webhooks/endpoints/{id}", h.deleteEndpoint)
+		route("POST /webhooks/endpoints/{id}/rotate", h.postRotate)
+		route("GET /webhooks/deliveries", h.getDeliveries)
+		route("POST /webhooks/replay", h.postReplay)
+	}
 	h.router = r
 	h.cache = newReadCache()
 	if h.Now == nil {

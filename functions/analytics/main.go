@@ -10,7 +10,10 @@
 //	JWT_HMAC_SECRET or JWT_PUBLIC_KEY    HS256 secret, or an RSA/ECDSA public key (PEM)
 //	QUEUE_URL                            the usage queue of POST /v1/events
 //	DLQ_URL                              its dead-letter queue, for POST /v1/admin/redrive
-//	ALERT_BUS_NAME                       EventBridge bus for usage alerts (unset: log lines)
+//	NOTIFY_QUEUE_URL                     the notify queue: replayed webhook deliveries go there at once
+//	                                     (unset: the deliver function's sweep finds them within a minute)
+//	WEBHOOK_ALLOW_PRIVATE=true           webhook endpoints may be http and private addresses (the local
+//	                                     stack's receiver); never set in AWS
 //	GRACE_PERIOD (default 24h)           the overage job's, for the overage preview
 //	MAX_EVENT_QUANTITY                   largest quantity of one event of POST /v1/events (default 10,000)
 //	BACKFILL_WINDOW                      how old an event of POST /v1/events may be: the record
@@ -33,11 +36,10 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/nexus/usage/shared/alerts"
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/notify"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/sqspub"
 	"github.com/nexus/usage/shared/usage"
@@ -60,7 +62,8 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	}
 	queueURL := e.String("QUEUE_URL", "")
 	dlqURL := e.String("DLQ_URL", "")
-	alertBus := e.String("ALERT_BUS_NAME", "")
+	notifyURL := e.String("NOTIFY_QUEUE_URL", "")
+	allowPrivate := e.Bool("WEBHOOK_ALLOW_PRIVATE")
 	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
 	maxQuantity := e.Int("MAX_EVENT_QUANTITY", DefaultMaxEventQuantity)
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
@@ -114,9 +117,9 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 
 		MaxEventQuantity: int64(maxQuantity),
 		BackfillWindow:   backfill,
+		Notify:           &notify.Service{Store: postgres.NewNotifyStore(db), AllowPrivate: allowPrivate, Now: time.Now},
 	}
-	var alerter usage.Alerter = alerts.NewLog(logger)
-	if queueURL != "" || alertBus != "" {
+	if queueURL != "" || notifyURL != "" {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("load AWS config: %w", err)
@@ -131,13 +134,14 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 				h.Redrive = &sqspub.Redriver{API: client, DLQURL: dlqURL, QueueURL: queueURL}
 			}
 		}
-		if alertBus != "" {
-			alerter = alerts.NewEventBridge(eventbridge.NewFromConfig(awsCfg), alertBus)
+		if notifyURL != "" {
+			h.Notify.Queue = sqspub.NewNotifyQueue(sqs.NewFromConfig(awsCfg), notifyURL)
 		}
-	} else {
+	}
+	if queueURL == "" {
 		logger.Warn("QUEUE_URL is not set: POST /v1/events answers 503")
 	}
-	h.Limits = usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Alerter: alerter, Logger: logger, Now: time.Now})
+	h.Limits = usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Logger: logger, Now: time.Now})
 	h.Reads = usage.NewBudget(postgres.NewRateLimiter(db), usage.BudgetOptions{Name: "read", RatePerSecond: readRate, Burst: readBurst, Now: time.Now})
 	return h, nil
 }

@@ -18,6 +18,11 @@
 //	                     1m) doubled on each receive up to REDELIVERY_MAX
 //	                     (default 15m); unset: the queue's visibility
 //	                     timeout
+//	NOTIFY_QUEUE_URL     the notify queue: after a batch's commit the
+//	                     function queues the notification events its
+//	                     counters raised (thresholds reached) and arms the
+//	                     periods the batch found unarmed; unset: the deliver
+//	                     function's sweep finds both within a minute
 package main
 
 import (
@@ -31,7 +36,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/notify"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/sqspub"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -51,6 +58,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	url, proxy, err := e.Database()
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
 	queueURL := e.String("QUEUE_URL", "")
+	notifyURL := e.String("NOTIFY_QUEUE_URL", "")
 	redelivery := usage.Redelivery{Base: e.Duration("REDELIVERY_BASE", usage.DefaultRedelivery.Base),
 		Max: e.Duration("REDELIVERY_MAX", usage.DefaultRedelivery.Max)}
 	if err == nil {
@@ -71,16 +79,31 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
-	rec := &usage.Recorder{Store: postgres.NewEventStore(db), Now: time.Now, Backfill: backfill}
+	// After each commit that raised notification events or left periods
+	// unarmed: queue the events, arm the periods (the deliver function's
+	// sweep does both when this cannot).
+	after := &notify.Recorded{Armer: &notify.Armer{Store: postgres.NewNotifyStore(db), Now: time.Now}, Logger: logger}
+	store := postgres.NewEventStore(db).AfterCommit(after.After)
+	rec := &usage.Recorder{Store: store, Now: time.Now, Backfill: backfill}
 	h := &Handler{Recorder: rec, Logger: logger, QueueURL: queueURL, Redelivery: redelivery}
-	if queueURL != "" {
+	if queueURL != "" || notifyURL != "" {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("load AWS config: %w", err)
 		}
-		h.Visibility = sqs.NewFromConfig(awsCfg)
-	} else {
+		client := sqs.NewFromConfig(awsCfg)
+		if queueURL != "" {
+			h.Visibility = client
+		}
+		if notifyURL != "" {
+			after.Queue = sqspub.NewNotifyQueue(client, notifyURL)
+		}
+	}
+	if queueURL == "" {
 		logger.Warn("QUEUE_URL is not set: failed batches come back after the queue's visibility timeout, without backoff")
+	}
+	if notifyURL == "" {
+		logger.Warn("NOTIFY_QUEUE_URL is not set: notification events wait for the deliver function's sweep")
 	}
 	return h, nil
 }

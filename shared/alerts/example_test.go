@@ -10,33 +10,32 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/nexus/usage/shared/alerts"
-	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/notify"
 )
 
-// Example chooses where the limiter's usage alerts go: the EventBridge bus
-// in AWS, log lines locally. It delivers one alert as a log line (the
-// clock-free text handler keeps the output stable).
+// Example chooses where the notification workflow's events go besides the
+// webhooks: the EventBridge bus in AWS, log lines locally. It publishes
+// one event as a log line (the clock-free text handler keeps the output
+// stable).
 func Example() {
 	ctx := context.Background()
-	a, err := newAlerter(ctx, "") // os.Getenv("ALERT_BUS_NAME") in a function
+	p, err := newPublisher(ctx, "") // os.Getenv("ALERT_BUS_NAME") in a function
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	// usage.LimiterOptions{Alerter: a} hands it to the limiter, which
-	// sends an alert when a user crosses a threshold of the included calls.
-	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	err = a.Alert(ctx, usage.Alert{UserID: "u1", PlanID: "pro", Threshold: 80, Included: 1000, Used: 800,
-		Period: usage.Period{Start: start, End: start.AddDate(0, 1, 0)}})
+	// notify.Dispatcher{Bus: p} publishes each event of the outbox once.
+	err = p.Publish(ctx, notify.Event{ID: "e1", Type: notify.EventThreshold, UserID: "u1",
+		At: time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC), Data: []byte(`{"threshold_percent":80}`)})
 	fmt.Println(err)
 	// Output:
-	// level=WARN msg="usage alert" user_id=u1 plan_id=pro threshold_percent=80 included_calls=1000 used_calls=800 period_start=2026-03-01T00:00:00.000Z period_end=2026-04-01T00:00:00.000Z
+	// level=WARN msg="usage alert" event_id=e1 type=usage.threshold.reached user_id=u1 data="{\"threshold_percent\":80}"
 	// <nil>
 }
 
-// newAlerter returns the alerter of a bus name: PutEvents to the bus, or
-// log lines when there is none.
-func newAlerter(ctx context.Context, bus string) (usage.Alerter, error) {
+// newPublisher returns the publisher of a bus name: PutEvents to the bus,
+// or log lines when there is none.
+func newPublisher(ctx context.Context, bus string) (notify.Publisher, error) {
 	if bus != "" {
 		cfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {

@@ -24,16 +24,6 @@ func (c *LimitChecker) CheckRate(ctx context.Context, id usage.Identity, cost in
 	return c.CheckRateFn(ctx, id, cost)
 }
 
-var _ usage.Alerter = (*Alerter)(nil)
-
-// Alerter is a usage.Alerter.
-type Alerter struct {
-	AlertFn func(ctx context.Context, a usage.Alert) error
-}
-
-// Alert calls AlertFn.
-func (a *Alerter) Alert(ctx context.Context, al usage.Alert) error { return a.AlertFn(ctx, al) }
-
 var _ usage.BudgetChecker = (*BudgetChecker)(nil)
 
 // BudgetChecker is a usage.BudgetChecker.

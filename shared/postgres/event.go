@@ -18,11 +18,33 @@ import (
 )
 
 // EventStore records usage events: the event keys, the raw log, the live
-// counters, the users' dirty days and the quarantine.
-type EventStore struct{ db *DB }
+// counters, the users' dirty days and the quarantine, and in the same
+// transaction the notification thresholds the batch's users crossed (the
+// outbox) and the days whose periods were not armed (migration 00014).
+type EventStore struct {
+	db    *DB
+	after func(ctx context.Context, fired []string, pending int)
+}
 
 // NewEventStore returns a store over db.
 func NewEventStore(db *DB) *EventStore { return &EventStore{db: db} }
+
+// AfterCommit makes s call f after each committed batch that raised
+// notification events (their ids) or left days of users pending arming
+// (notify.Recorded.After), and returns s. Both are committed with the
+// counters: f only speeds their delivery up.
+func (s *EventStore) AfterCommit(f func(ctx context.Context, fired []string, pending int)) *EventStore {
+	s.after = f
+	return s
+}
+
+// written is what a batch's transaction did: the events it inserted, the
+// notification events it raised and the days it left pending arming.
+type written struct {
+	n       int64
+	fired   []string
+	pending int
+}
 
 var _ usage.EventStore = (*EventStore)(nil)
 
@@ -98,10 +120,12 @@ WITH k1 AS (
     FROM ins
     GROUP BY 1, 2
 )
-SELECT coalesce(sum(n), 0)::bigint,
-    increment_api_calls(array_agg(user_id), array_agg(day), array_agg(c), array_agg(e4), array_agg(e5),
-        array_agg(rq), array_agg(rs))
-FROM d`
+SELECT n, (x).fired, (x).pending
+FROM (SELECT coalesce(sum(n), 0)::bigint AS n,
+        record_usage_counts(array_agg(user_id), array_agg(day), array_agg(c), array_agg(e4), array_agg(e5),
+            array_agg(rq), array_agg(rs), $12::timestamptz) AS x
+      FROM d
+      OFFSET 0) r`
 
 // rejectSQL quarantines the rejections ($13 to $18 and $22, rejected at
 // $12), each once.
@@ -125,8 +149,8 @@ const newerKeySQL = `SELECT EXISTS (SELECT 1 FROM eco_event_keys WHERE gen = $1:
 const olderKeysSQL = `SELECT k.event_id FROM unnest($2::uuid[]) AS id
 JOIN eco_event_keys k ON k.gen = $1::integer AND k.event_id = id`
 
-// countSQL is the first way's last statement: increment_api_calls of the
-// batch's sums per user and day ($1 to $7), and the quarantine as in
+// countSQL is the first way's last statement: record_usage_counts of the
+// batch's sums per user and day ($1 to $7, at $8), and the quarantine as in
 // recordBatchSQL ($9 to $15, rejected at $8).
 const countSQL = `WITH rej AS (
     INSERT INTO eco_rejected_events (source, message_id, position, event_id, field, reason, body, rejected_at)
@@ -134,7 +158,8 @@ const countSQL = `WITH rej AS (
     FROM unnest($9::text[], $10::text[], $11::integer[], $12::text[], $13::text[], $14::text[], $15::text[]) AS r
     ON CONFLICT (source, message_id, position) WHERE position IS NOT NULL DO NOTHING
 )
-SELECT increment_api_calls($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])`
+SELECT fired, pending
+FROM record_usage_counts($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz)`
 
 // RecordBatch implements usage.EventStore: one transaction. The events
 // must be valid (usage.Event.Validate). When an event's month or the key
@@ -152,17 +177,20 @@ func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, reje
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.write(ctx, b)
+	w, err := s.write(ctx, b)
 	if isNoPartition(err) {
 		if perr := s.ensurePartitions(ctx, events, write); perr != nil {
 			return 0, perr
 		}
-		n, err = s.write(ctx, b)
+		w, err = s.write(ctx, b)
 	}
 	if err != nil {
 		return 0, recordError(fmt.Errorf("record batch of %d events and %d rejections: %w", len(events), len(rejected), err))
 	}
-	return n, nil
+	if s.after != nil && (len(w.fired) > 0 || w.pending > 0) {
+		s.after(ctx, w.fired, w.pending)
+	}
+	return w.n, nil
 }
 
 // ensurePartitions creates the raw months of events and the key store's
@@ -184,18 +212,18 @@ func (s *EventStore) ensurePartitions(ctx context.Context, events []usage.Event,
 
 // write writes b by the first way and, when an id of it is stored
 // already, by the second.
-func (s *EventStore) write(ctx context.Context, b *batch) (int64, error) {
+func (s *EventStore) write(ctx context.Context, b *batch) (written, error) {
 	if len(b.events) > 0 {
-		n, err := s.copyBatch(ctx, b)
+		w, err := s.copyBatch(ctx, b)
 		if !errors.Is(err, errStored) && !isKeyConflict(err) {
-			return n, err
+			return w, err
 		}
 	}
-	var n, calls int64
-	if err := s.db.with(recordingWork).QueryRow(ctx, recordBatchSQL, b.statementArgs()...).Scan(&n, &calls); err != nil {
-		return 0, err
+	var w written
+	if err := s.db.with(recordingWork).QueryRow(ctx, recordBatchSQL, b.statementArgs()...).Scan(&w.n, &w.fired, &w.pending); err != nil {
+		return written{}, err
 	}
-	return n, nil
+	return w, nil
 }
 
 // errStored is copyBatch's error when the key store's older generation
@@ -214,13 +242,14 @@ func isKeyConflict(err error) bool {
 // generation, the two COPYs, and the statement that counts with COMMIT.
 // It returns errStored, or the unique index's refusal, when an id of b is
 // stored already.
-func (s *EventStore) copyBatch(ctx context.Context, b *batch) (int64, error) {
+func (s *EventStore) copyBatch(ctx context.Context, b *batch) (written, error) {
 	c, err := s.db.Pool.Acquire(ctx)
 	if err != nil {
-		return 0, err
+		return written{}, err
 	}
 	defer c.Release()
-	if err := copyTx(ctx, c.Conn(), b, s.db.with(recordingWork).setLocal()); err != nil {
+	w := written{n: int64(len(b.events))}
+	if err := copyTx(ctx, c.Conn(), b, s.db.with(recordingWork).setLocal(), &w); err != nil {
 		if c.Conn().PgConn().TxStatus() != 'I' {
 			// Roll the transaction back; a connection that cannot is
 			// closed when released.
@@ -228,14 +257,15 @@ func (s *EventStore) copyBatch(ctx context.Context, b *batch) (int64, error) {
 			_, _ = c.Exec(rctx, "ROLLBACK")
 			cancel()
 		}
-		return 0, err
+		return written{}, err
 	}
-	return int64(len(b.events)), nil
+	return w, nil
 }
 
 // copyTx is copyBatch's transaction on conn; timeout bounds its statements
-// (the recording workload's SET LOCAL).
-func copyTx(ctx context.Context, conn *pgx.Conn, b *batch, timeout string) error {
+// (the recording workload's SET LOCAL). The last statement's notification
+// events and pending days go to w.
+func copyTx(ctx context.Context, conn *pgx.Conn, b *batch, timeout string, w *written) error {
 	var newer bool
 	var begin pgx.Batch
 	begin.Queue("BEGIN")
@@ -265,7 +295,7 @@ func copyTx(ctx context.Context, conn *pgx.Conn, b *batch, timeout string) error
 		return err
 	}
 	var end pgx.Batch
-	end.Queue(countSQL, b.countArgs()...)
+	end.Queue(countSQL, b.countArgs()...).QueryRow(func(row pgx.Row) error { return row.Scan(&w.fired, &w.pending) })
 	end.Queue("COMMIT")
 	return conn.SendBatch(ctx, &end).Close()
 }

@@ -53,8 +53,10 @@ func BenchmarkRecordStatement(b *testing.B) {
 	}{
 		{"copy_keyed", "", benchCopyKeyed},
 		{"statement", "", func(ctx context.Context, db *DB, bt *batch, _ int) error {
-			var n, calls int64
-			return db.Pool.QueryRow(ctx, recordBatchSQL, bt.statementArgs()...).Scan(&n, &calls)
+			var n int64
+			var fired []string
+			var pending int
+			return db.Pool.QueryRow(ctx, recordBatchSQL, bt.statementArgs()...).Scan(&n, &fired, &pending)
 		}},
 		{"staging_temp", "", benchStagingTemp},
 		{"staging_unlogged", `CREATE UNLOGGED TABLE bench_stage (batch integer NOT NULL, event_id uuid, user_id uuid, api_key_id uuid,

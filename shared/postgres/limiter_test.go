@@ -31,31 +31,6 @@ func (c *clock) Add(d time.Duration) {
 
 var limitNow = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
-// alertLog records delivered alerts.
-type alertLog struct {
-	mu  sync.Mutex
-	got []usage.Alert
-}
-
-func (a *alertLog) Alert(_ context.Context, al usage.Alert) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.got = append(a.got, al)
-	return nil
-}
-
-func (a *alertLog) count(threshold int) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := 0
-	for _, al := range a.got {
-		if al.Threshold == threshold {
-			n++
-		}
-	}
-	return n
-}
-
 // subscribe puts user on plan with overrides, anchored on the 1st.
 func subscribe(t *testing.T, db *postgres.DB, user, plan string, o usage.Overrides) {
 	t.Helper()
@@ -233,86 +208,6 @@ func TestRateDecisions(t *testing.T) {
 		if _, err := c.Check(ctx, key1, 11); usage.ErrorCode(err) != usage.CodeInvalid {
 			t.Fatalf("cost above burst: %v; want invalid", err)
 		}
-	}
-}
-
-// TestAlertsOnce: the 80 % and 100 % alerts fire exactly once each while
-// four instances without a cache serve concurrent traffic. Each phase uses
-// new instances, so that usage is exactly what the counters say (an
-// instance also counts the calls it admitted itself).
-func TestAlertsOnce(t *testing.T) {
-	db := pgtest.NewDB(t)
-	clk := &clock{t: limitNow}
-	user := uuid.NewString()
-	included := int64(100)
-	o := bigBurst()
-	o.IncludedCalls = &included
-	subscribe(t, db, user, usage.PlanPro, o)
-	rec := &alertLog{}
-	id := usage.Identity{UserID: user}
-	phase := func(n int) {
-		var cs []*usage.Limiter
-		for i := 0; i < 4; i++ {
-			cs = append(cs, newLimiter(db, usage.LimiterOptions{Now: clk.Now, CacheTTL: -1, Alerter: rec}))
-		}
-		hammer(t, cs, id, n)
-	}
-	addCalls(t, db, user, limitNow, 60)
-	phase(40) // at most 60 + 10 per instance: below 80 %
-	if n := rec.count(80) + rec.count(100); n != 0 {
-		t.Fatalf("%d alerts below 80 %%", n)
-	}
-	addCalls(t, db, user, limitNow, 20)
-	phase(40)
-	addCalls(t, db, user, limitNow, 5)
-	phase(40)
-	if rec.count(80) != 1 || rec.count(100) != 0 {
-		t.Fatalf("at 80-85 %%: %d 80%% and %d 100%% alerts; want 1 and 0", rec.count(80), rec.count(100))
-	}
-	addCalls(t, db, user, limitNow, 30)
-	phase(40)
-	phase(40)
-	if rec.count(80) != 1 || rec.count(100) != 1 {
-		t.Fatalf("past 100 %%: %d 80%% and %d 100%% alerts; want 1 each", rec.count(80), rec.count(100))
-	}
-	a := rec.got[len(rec.got)-1]
-	if a.UserID != user || a.PlanID != usage.PlanPro || a.Threshold != 100 || a.Included != 100 || a.Used < 115 ||
-		a.Period.Start != time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC) {
-		t.Errorf("alert %+v", a)
-	}
-	// The next period alerts again; crossing both at once fires both.
-	clk.Add(30 * 24 * time.Hour)
-	addCalls(t, db, user, clk.Now(), 100)
-	phase(40)
-	if rec.count(80) != 2 || rec.count(100) != 2 {
-		t.Fatalf("next period: %d and %d alerts; want 2 each", rec.count(80), rec.count(100))
-	}
-	var rows int
-	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM eco_usage_alerts WHERE user_id = $1`, user).Scan(&rows); err != nil || rows != 4 {
-		t.Fatalf("%d alert rows, %v; want 4", rows, err)
-	}
-}
-
-// TestAlertsWithCache: with the cache on, the calls the instance admitted
-// itself count towards the thresholds before the counters show them.
-func TestAlertsWithCache(t *testing.T) {
-	db := pgtest.NewDB(t)
-	clk := &clock{t: limitNow}
-	user := uuid.NewString()
-	included := int64(10)
-	o := bigBurst()
-	o.IncludedCalls = &included
-	subscribe(t, db, user, usage.PlanPro, o)
-	rec := &alertLog{}
-	c := newLimiter(db, usage.LimiterOptions{Now: clk.Now, Alerter: rec})
-	for i := 0; i < 12; i++ {
-		if _, err := c.Check(context.Background(), usage.Identity{UserID: user}, 1); err != nil {
-			t.Fatal(err)
-		}
-		clk.Add(2 * time.Second) // past the TTL: every call refreshes
-	}
-	if rec.count(80) != 1 || rec.count(100) != 1 {
-		t.Fatalf("%d and %d alerts; want 1 each", rec.count(80), rec.count(100))
 	}
 }
 

@@ -50,19 +50,16 @@ func (l *RateLimiter) Check(ctx context.Context, r usage.LimitRequest) (*usage.L
 	var (
 		c                           usage.LimitCheck
 		used                        *int64
-		alerts                      []int32
 		allowed                     *bool
 		remaining, resetUS, retryUS *int64
 	)
-	th := make([]int32, len(r.Thresholds))
-	for i, t := range r.Thresholds {
-		th[i] = int32(t)
-	}
-	err := l.db.with(limiterWork).QueryRow(ctx, `SELECT version, used, alerts, took, allowed, remaining, reset_us, retry_us
-		FROM limit_check($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-		r.UserID, r.Key, r.Now, r.Cost, r.KnownUsed, th, r.Period.Start, r.Period.End,
+	// No alert thresholds ($6 NULL): usage alerts are raised where usage is
+	// counted (migration 00014), not by the limiter.
+	err := l.db.with(limiterWork).QueryRow(ctx, `SELECT version, used, took, allowed, remaining, reset_us, retry_us
+		FROM limit_check($1, $2, $3, $4, $5, NULL::integer[], $6, $7, $8, $9, $10, $11, $12)`,
+		r.UserID, r.Key, r.Now, r.Cost, r.KnownUsed, r.Period.Start, r.Period.End,
 		r.Included, r.Hard, r.GCRA.IntervalMicros, r.GCRA.Burst, r.Version).
-		Scan(&c.Version, &used, &alerts, &c.Took, &allowed, &remaining, &resetUS, &retryUS)
+		Scan(&c.Version, &used, &c.Took, &allowed, &remaining, &resetUS, &retryUS)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("limit check of %s: %w", r.UserID, err))
 	}
@@ -70,9 +67,6 @@ func (l *RateLimiter) Check(ctx context.Context, r usage.LimitRequest) (*usage.L
 		return &usage.LimitCheck{Version: c.Version}, nil
 	}
 	c.Used = *used
-	for _, a := range alerts {
-		c.Alerts = append(c.Alerts, int(a))
-	}
 	if c.Took {
 		c.Rate = usage.RateResult{Allowed: *allowed, Remaining: *remaining,
 			Reset: time.Duration(*resetUS) * time.Microsecond, RetryAfter: time.Duration(*retryUS) * time.Microsecond}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -127,9 +126,10 @@ func TestRateLimitConcurrent(t *testing.T) {
 }
 
 // TestLimitCheck runs limit_check on terms computed in Go: the counters of
-// the period's days only, the alert claims, the hard quota before the GCRA
-// step, the step itself as the Go reference takes it, and nothing at all
-// when the terms' version is stale.
+// the period's days only, the hard quota before the GCRA step, the step
+// itself as the Go reference takes it, and nothing at all when the terms'
+// version is stale. It claims no usage alerts any more (they are raised
+// where usage is counted: TestNotifyCrossingsOnce).
 func TestLimitCheck(t *testing.T) {
 	db := pgtest.NewDB(t)
 	l := postgres.NewRateLimiter(db)
@@ -150,7 +150,7 @@ func TestLimitCheck(t *testing.T) {
 	}
 	g := usage.NewGCRA(1, 3)
 	now := time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
-	req := usage.LimitRequest{UserID: user, Key: "u:" + user, Now: now, Cost: 1, Thresholds: []int{50, 70, 100},
+	req := usage.LimitRequest{UserID: user, Key: "u:" + user, Now: now, Cost: 1,
 		Period: p, Included: 100, Hard: true, GCRA: g, Version: sub.Version}
 	alertRows := func() int {
 		var n int
@@ -167,7 +167,7 @@ func TestLimitCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Version != sub.Version || c.Took || c.Used != 0 || c.Alerts != nil || alertRows() != 0 {
+	if c.Version != sub.Version || c.Took || c.Used != 0 || alertRows() != 0 {
 		t.Fatalf("stale check = %+v, %d alert rows; want only the version %s", c, alertRows(), sub.Version)
 	}
 	var keys int
@@ -175,8 +175,8 @@ func TestLimitCheck(t *testing.T) {
 		t.Fatalf("%d rate limit rows after a stale check (%v); want none", keys, err)
 	}
 
-	// Current: 70 calls in the period, two thresholds crossed, the step
-	// taken as the reference takes it.
+	// Current: 70 calls in the period, the step taken as the reference
+	// takes it.
 	var tat int64
 	for i := range 4 {
 		c, err := l.Check(ctx, req)
@@ -188,9 +188,6 @@ func TestLimitCheck(t *testing.T) {
 		if c.Version != sub.Version || c.Used != 70 || !c.Took || c.Rate != want {
 			t.Fatalf("check %d = %+v; want used 70, the step %+v", i, c, want)
 		}
-		if wantAlerts := []int{50, 70}; i == 0 && !slices.Equal(c.Alerts, wantAlerts) || i > 0 && c.Alerts != nil {
-			t.Errorf("check %d claimed %v; want %v the first time only", i, c.Alerts, wantAlerts)
-		}
 	}
 	// What the caller knows beats the counters; the hard quota refuses
 	// before the step.
@@ -199,24 +196,16 @@ func TestLimitCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Used != 100 || c.Took || !slices.Equal(c.Alerts, []int{100}) {
-		t.Errorf("at the quota: %+v; want used 100, refused before the step, the 100 %% alert", c)
+	if c.Used != 100 || c.Took {
+		t.Errorf("at the quota: %+v; want used 100, refused before the step", c)
 	}
 	// A soft quota takes the step.
 	req.Hard = false
 	if c, err = l.Check(ctx, req); err != nil || !c.Took {
 		t.Errorf("soft quota: %+v, %v; want the step taken", c, err)
 	}
-	var a struct {
-		start, end     time.Time
-		included, used int64
-	}
-	if err := db.Pool.QueryRow(ctx, `SELECT period_start, period_end, included_calls, used_calls FROM eco_usage_alerts
-		WHERE user_id = $1 AND threshold = 100`, user).Scan(&a.start, &a.end, &a.included, &a.used); err != nil {
-		t.Fatal(err)
-	}
-	if !a.start.Equal(p.Start) || !a.end.Equal(p.End) || a.included != 100 || a.used != 100 {
-		t.Errorf("alert row %+v; want the request's period and terms", a)
+	if n := alertRows(); n != 0 {
+		t.Errorf("%d alert rows; the limiter claims none", n)
 	}
 	if _, err := l.Check(ctx, usage.LimitRequest{UserID: "not-a-uuid"}); usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("malformed user: %v; want %s", err, usage.CodeInvalid)

@@ -57,6 +57,9 @@ type Timeouts struct {
 	Rollup time.Duration
 	// Billing: the overage run's statements.
 	Billing time.Duration
+	// Notify: the notification workflow's (arming, deliveries, the
+	// management routes).
+	Notify time.Duration
 }
 
 // DefaultTimeouts are the timeouts the functions run with. Each is well
@@ -70,6 +73,7 @@ var DefaultTimeouts = Timeouts{
 	Recording: 20 * time.Second,
 	Rollup:    10 * time.Minute,
 	Billing:   2 * time.Minute,
+	Notify:    8 * time.Second,
 }
 
 func (t Timeouts) withDefaults() Timeouts {
@@ -84,6 +88,7 @@ func (t Timeouts) withDefaults() Timeouts {
 	def(&t.Recording, DefaultTimeouts.Recording)
 	def(&t.Rollup, DefaultTimeouts.Rollup)
 	def(&t.Billing, DefaultTimeouts.Billing)
+	def(&t.Notify, DefaultTimeouts.Notify)
 	return t
 }
 
@@ -97,10 +102,11 @@ const (
 	recordingWork
 	rollupWork
 	billingWork
+	notifyWork
 )
 
 func (t Timeouts) of(w workload) time.Duration {
-	return [...]time.Duration{t.Limiter, t.UserReads, t.Admin, t.Recording, t.Rollup, t.Billing}[w]
+	return [...]time.Duration{t.Limiter, t.UserReads, t.Admin, t.Recording, t.Rollup, t.Billing, t.Notify}[w]
 }
 
 // stmts runs statements of one workload on db's pool under its statement
@@ -178,6 +184,20 @@ func (s stmts) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 func (s stmts) BeginFunc(ctx context.Context, f func(pgx.Tx) error) error {
 	err := pgx.BeginTxFunc(ctx, s.db.Pool, pgx.TxOptions{BeginQuery: "BEGIN; " + s.setLocal()}, f)
 	return s.timedOut(err)
+}
+
+// SnapshotFunc runs f in a read-only repeatable-read transaction (one
+// snapshot) whose statements have the timeout.
+func (s stmts) SnapshotFunc(ctx context.Context, f func(pgx.Tx) error) error {
+	err := pgx.BeginTxFunc(ctx, s.db.Pool, pgx.TxOptions{BeginQuery: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; " + s.setLocal()}, f)
+	return s.timedOut(err)
+}
+
+// SendBatch sends the timeout and b's statements in one pipeline (one
+// implicit transaction); closing the results ends it.
+func (s stmts) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: s.setConfig()}}, b.QueuedQueries...)
+	return s.db.Pool.SendBatch(ctx, b)
 }
 
 // timedOut words a statement timeout (SQLSTATE 57014 for the timer, not

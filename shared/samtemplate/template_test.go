@@ -139,7 +139,7 @@ func TestRepositoryTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"record", "aggregate", "analytics", "overage"} {
+	for _, name := range []string{"record", "aggregate", "analytics", "overage", "deliver"} {
 		if tmpl.Function(name) == nil {
 			t.Errorf("template.yaml has no function for functions/%s", name)
 		}

@@ -25,13 +25,7 @@ type LimiterOptions struct {
 	// counters are read again; 0 means DefaultCacheTTL and a negative value
 	// disables the cache (every call runs RateStore.Check).
 	CacheTTL time.Duration
-	// Alerter receives usage alerts; nil drops them (they are still
-	// claimed).
-	Alerter Alerter
-	// Thresholds are the alert thresholds in percent of the included
-	// calls; nil means DefaultAlertThresholds.
-	Thresholds []int
-	// Logger logs alert delivery failures; nil means slog.Default().
+	// Logger is the limiter's logger; nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -56,8 +50,8 @@ type LimiterOptions struct {
 // (one extra round trip). The first call of a user, and the first after
 // CacheTTL, runs RateStore.Check with the terms computed here (period,
 // included calls, hard flag, GCRA interval and burst): the period's used
-// calls, the alert thresholds newly crossed, and the GCRA step, in one
-// statement that also returns the subscription's current version. When
+// calls and the GCRA step, in one statement that also returns the
+// subscription's current version. When
 // that version changed, the statement did nothing; the subscription is read
 // again and the call decided again under the new terms. Calls within the
 // TTL reuse the used count from memory and run only the GCRA step
@@ -89,22 +83,16 @@ type LimiterOptions struct {
 //
 // # Usage alerts
 //
-// Alerts are checked on the refresh path, inside RateStore.Check, against
-// the period's usage (counters, or the instance's higher lower bound): when
-// it reaches a threshold (80 % and 100 % of the included calls by
-// default), the store claims (user, period start, threshold) once; the one
-// caller that gets the claim emits the alert through the Alerter, so each
-// threshold fires once per period however many instances race. An alert
-// follows the crossing by at most TTL + L while the user keeps calling. A
-// failed emission is logged and not retried (the claim stays, so it is at
-// most once per threshold and period).
+// The limiter raises none: thresholds of included calls (80 % and 100 % by
+// default, per plan and per user), overage and the hard quota are raised
+// where usage is counted, once per user, period and rule, by the record
+// path's transaction (shared/notify, migration 00013), and delivered from
+// its outbox as webhooks and on the EventBridge bus.
 type Limiter struct {
-	store      RateStore
-	ttl        time.Duration
-	alerter    Alerter
-	thresholds []int
-	logger     *slog.Logger
-	now        func() time.Time
+	store  RateStore
+	ttl    time.Duration
+	logger *slog.Logger
+	now    func() time.Time
 
 	mu      sync.Mutex
 	entries map[string]*limitEntry
@@ -115,19 +103,14 @@ var _ LimitChecker = (*Limiter)(nil)
 // NewLimiter returns a Limiter over store.
 func NewLimiter(store RateStore, opts LimiterOptions) *Limiter {
 	l := &Limiter{
-		store:      store,
-		ttl:        opts.CacheTTL,
-		alerter:    opts.Alerter,
-		thresholds: opts.Thresholds,
-		logger:     opts.Logger,
-		now:        opts.Now,
-		entries:    map[string]*limitEntry{},
+		store:   store,
+		ttl:     opts.CacheTTL,
+		logger:  opts.Logger,
+		now:     opts.Now,
+		entries: map[string]*limitEntry{},
 	}
 	if l.ttl == 0 {
 		l.ttl = DefaultCacheTTL
-	}
-	if l.thresholds == nil {
-		l.thresholds = DefaultAlertThresholds
 	}
 	if l.logger == nil {
 		l.logger = slog.Default()
@@ -233,7 +216,6 @@ func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision,
 	if err != nil {
 		return Decision{}, err
 	}
-	l.emit(ctx, id.UserID, plan, period, lc, now)
 	if !lc.Took {
 		return quotaRefusal(plan, period, used, now), nil
 	}
@@ -305,7 +287,7 @@ func (l *Limiter) refresh(ctx context.Context, e *limitEntry, userID, key string
 			known = e.used
 		}
 		lc, err := l.store.Check(ctx, LimitRequest{UserID: userID, Key: key, Now: now, Cost: cost, KnownUsed: known,
-			Thresholds: l.thresholds, Period: period, Included: plan.IncludedCalls, Hard: plan.HardLimit,
+			Period: period, Included: plan.IncludedCalls, Hard: plan.HardLimit,
 			GCRA: e.g, Version: e.sub.Version})
 		if err != nil {
 			return Plan{}, Period{}, nil, 0, err
@@ -344,19 +326,4 @@ func (l *Limiter) entry(userID string, now time.Time) *limitEntry {
 	e = &limitEntry{}
 	l.entries[userID] = e
 	return e
-}
-
-// emit delivers the alerts this call claimed.
-func (l *Limiter) emit(ctx context.Context, userID string, plan Plan, period Period, lc *LimitCheck, now time.Time) {
-	if l.alerter == nil {
-		return
-	}
-	for _, t := range lc.Alerts {
-		a := Alert{UserID: userID, PlanID: plan.ID, Threshold: t, Period: period,
-			Included: plan.IncludedCalls, Used: lc.Used, At: now}
-		if err := l.alerter.Alert(ctx, a); err != nil {
-			l.logger.ErrorContext(ctx, "usage alert not delivered", "user_id", userID,
-				"threshold", t, "period_start", period.Start, "error", err)
-		}
-	}
 }

@@ -3,8 +3,6 @@ package usage_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -156,7 +154,7 @@ func TestLimiter_RoundTrips(t *testing.T) {
 	// The terms the check was sent: computed here, from the subscription.
 	r := f.requests[len(f.requests)-1]
 	want := usage.LimitRequest{UserID: limitUser, Key: "k:" + id.APIKeyID, Now: clk.Now(), Cost: 1, KnownUsed: 3,
-		Thresholds: usage.DefaultAlertThresholds, Period: usage.PeriodAt(f.sub.PeriodAnchor, clk.Now()),
+		Period:   usage.PeriodAt(f.sub.PeriodAnchor, clk.Now()),
 		Included: 1000, Hard: true, GCRA: usage.NewGCRA(2, 10), Version: "v1"}
 	if diff := cmp.Diff(want, r); diff != "" {
 		t.Errorf("request (-want +got):\n%s", diff)
@@ -334,47 +332,6 @@ func TestLimiter_PlanChange(t *testing.T) {
 	}
 }
 
-type alertFunc func(usage.Alert) error
-
-func (f alertFunc) Alert(_ context.Context, a usage.Alert) error { return f(a) }
-
-func TestLimiter_Alerts(t *testing.T) {
-	f := newFakeRates(freeSub("v1"))
-	check := f.CheckFn
-	claims := [][]int{{80}, nil, {100}}
-	f.CheckFn = func(r usage.LimitRequest) (*usage.LimitCheck, error) {
-		c, err := check(r)
-		c.Used, c.Alerts, claims = 900, claims[0], claims[1:]
-		return c, err
-	}
-	var got []usage.Alert
-	alerter := alertFunc(func(a usage.Alert) error {
-		got = append(got, a)
-		if a.Threshold == 100 {
-			return usage.Errorf(usage.CodeUnavailable, "bus unreachable")
-		}
-		return nil
-	})
-	l := usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }, CacheTTL: -1, Alerter: alerter,
-		Thresholds: []int{80, 100}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	for i := range 3 {
-		if d, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); err != nil || !d.Allowed {
-			t.Fatalf("call %d: %+v, %v; a failed alert must not fail the call", i, d, err)
-		}
-	}
-	p := usage.PeriodAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), limitT0)
-	want := []usage.Alert{
-		{UserID: limitUser, PlanID: usage.PlanFree, Threshold: 80, Period: p, Included: 1000, Used: 900, At: limitT0},
-		{UserID: limitUser, PlanID: usage.PlanFree, Threshold: 100, Period: p, Included: 1000, Used: 900, At: limitT0},
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("alerts (-want +got):\n%s", diff)
-	}
-	if r := f.requests[0]; !slices.Equal(r.Thresholds, []int{80, 100}) {
-		t.Errorf("thresholds sent %v", r.Thresholds)
-	}
-}
-
 func TestLimiter_StoreErrors(t *testing.T) {
 	boom := usage.Errorf(usage.CodeUnavailable, "database unavailable")
 	f := newFakeRates(freeSub("v1"))
@@ -388,45 +345,6 @@ func TestLimiter_StoreErrors(t *testing.T) {
 	l = usage.NewLimiter(f, usage.LimiterOptions{})
 	if _, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); !errors.Is(err, boom) {
 		t.Errorf("check failing: %v; want the store's error", err)
-	}
-}
-
-// TestLimiter_AlertOutsideLock: an alert is delivered after the user's
-// entry is released, so a slow alert destination holds none of the user's
-// other calls up.
-func TestLimiter_AlertOutsideLock(t *testing.T) {
-	f := newFakeRates(freeSub("v1"))
-	check := f.CheckFn
-	first := true
-	f.CheckFn = func(r usage.LimitRequest) (*usage.LimitCheck, error) {
-		c, err := check(r)
-		if first {
-			c.Alerts, first = []int{80}, false
-		}
-		return c, err
-	}
-	var l *usage.Limiter
-	var blocked bool
-	alerter := alertFunc(func(usage.Alert) error {
-		done := make(chan error)
-		go func() {
-			_, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1)
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(5 * time.Second):
-			blocked = true
-			return nil
-		}
-	})
-	l = usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }, Alerter: alerter})
-	if _, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); err != nil {
-		t.Fatal(err)
-	}
-	if blocked {
-		t.Error("a call of the same user waited for the alert's delivery")
 	}
 }
 

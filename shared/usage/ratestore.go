@@ -19,12 +19,10 @@ type LimitRequest struct {
 	// KnownUsed is a lower bound of the period's usage the caller already
 	// holds (0 when none).
 	KnownUsed int64
-	// Thresholds are the alert thresholds, in percent of Included.
-	Thresholds []int
-	Period     Period
-	Included   int64
-	Hard       bool
-	GCRA       GCRA
+	Period    Period
+	Included  int64
+	Hard      bool
+	GCRA      GCRA
 	// Version is the Subscription.Version the terms were taken from.
 	Version string
 }
@@ -32,15 +30,12 @@ type LimitRequest struct {
 // LimitCheck is the answer of a cold limit check.
 type LimitCheck struct {
 	// Version is the subscription's version now. When it is not the
-	// request's, the terms changed: nothing was done (no alert claimed, no
-	// GCRA step) and the other fields are zero.
+	// request's, the terms changed: nothing was done (no GCRA step) and
+	// the other fields are zero.
 	Version string
 	// Used is the period's calls from the live counters, at least the
 	// request's KnownUsed.
 	Used int64
-	// Alerts are the thresholds (percent) this call claimed: the caller
-	// must emit them; no other caller will.
-	Alerts []int
 	// Took reports whether the GCRA step ran; it does not when a hard
 	// quota refuses the call first.
 	Took bool
@@ -48,7 +43,7 @@ type LimitCheck struct {
 }
 
 // RateStore holds the limiter's state: the GCRA step per key and the
-// period's usage and alert claims per user, each one round trip. Times come
+// period's usage per user, each one round trip. Times come
 // from the caller. Errors are CodeUnavailable when the store cannot be
 // reached.
 type RateStore interface {
@@ -60,9 +55,8 @@ type RateStore interface {
 	// steps on one key are serialised: none is lost.
 	Take(ctx context.Context, key string, now time.Time, g GCRA, cost int64) (RateResult, error)
 	// Check reads the subscription's version and, when it is r.Version,
-	// sums the period's usage, claims the alert thresholds newly crossed,
-	// applies the hard quota and runs one GCRA step (unless the quota
-	// refused the call), in one round trip. Returns CodeInvalid when
-	// r.UserID is not a UUID.
+	// sums the period's usage, applies the hard quota and runs one GCRA
+	// step (unless the quota refused the call), in one round trip. Returns
+	// CodeInvalid when r.UserID is not a UUID.
 	Check(ctx context.Context, r LimitRequest) (*LimitCheck, error)
 }

@@ -5,6 +5,7 @@ import { useEffect, useId, useState } from 'preact/hooks';
 import { errorText, query, request } from './api.js';
 import { addDays, dateTime, money, num, pct, periodText, today } from './format.js';
 import { ErrorNote, Loading, RangePicker, SortTable, Stat, Tabs, lastDays, rangeProblem, tabPanelProps, useLoad, usePaged } from './ui.jsx';
+import { AlertsView } from './notify.jsx';
 import { UsageView, userRoutes } from './user.jsx';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -529,6 +530,7 @@ const SECTIONS = [
   { id: 'rejected', label: 'Quarantine' },
   { id: 'ledger', label: 'Ledger' },
   { id: 'backfill', label: 'Backfill' },
+  { id: 'notify', label: 'Alerts & webhooks' },
 ];
 
 /** AdminView holds the admin sections, one tab each. */
@@ -548,6 +550,7 @@ export function AdminView() {
         {section === 'rejected' && <Rejected />}
         {section === 'ledger' && <Ledger open={open} />}
         {section === 'backfill' && <Backfill />}
+        {section === 'notify' && <AlertsView base="/v1/admin" admin />}
       </div>
     </div>
   );

@@ -5,6 +5,7 @@ import './style.css';
 import { AdminView } from './admin.jsx';
 import { EXPIRED, clearToken, decodeJWT, getToken, isExpired, onUnauthorized, setToken, takeTokenFromURL } from './api.js';
 import { dateTime } from './format.js';
+import { AlertsView } from './notify.jsx';
 import { Tabs, tabPanelProps, track } from './ui.jsx';
 import { UsageView, ownRoutes } from './user.jsx';
 
@@ -63,6 +64,7 @@ function Dashboard({ claims, onSignOut }) {
   const admin = claims.role === 'admin';
   const tabs = [{ id: 'usage', label: 'My usage', testid: 'usage-tab' }];
   if (admin) tabs.push({ id: 'admin', label: 'Admin', testid: 'admin-tab' });
+  tabs.push({ id: 'alerts', label: 'My alerts', testid: 'alerts-tab' });
   const [tab, setTab] = useState('usage');
   return (
     <>
@@ -80,7 +82,7 @@ function Dashboard({ claims, onSignOut }) {
           </button>
         </div>
       </header>
-      <main {...tabPanelProps(tab)}>{tab === 'admin' && admin ? <AdminView /> : <UsageView routes={ownRoutes} />}</main>
+      <main {...tabPanelProps(tab)}>{tab === 'admin' && admin ? <AdminView /> : tab === 'alerts' ? <AlertsView /> : <UsageView routes={ownRoutes} />}</main>
     </>
   );
 }

@@ -478,8 +478,570 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/notify/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your own rules and your plan's (scope plan: an admin changes those).
+         * @description A rule raises one event the first time a user's usage in a billing period reaches it
+         *     (the webhooks section: usage.threshold.reached, usage.overage.reached, usage.quota.reached).
+         */
+        get: operations["listNotifyRules"];
+        put?: never;
+        /**
+         * A rule of your own.
+         * @description Your rules come on top of your plan's; at most 20.
+         */
+        post: operations["createNotifyRule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/notify/rules/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a rule. */
+        delete: operations["deleteNotifyRule"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a rule's kind, value, description, or enable or disable it.
+         * @description Your plan's rules are an admin's to change (403).
+         */
+        patch: operations["updateNotifyRule"];
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your webhook endpoints.
+         * @description Secrets are never listed: they are shown once, when an endpoint is made and when its secret is rotated.
+         */
+        get: operations["listWebhookEndpoints"];
+        put?: never;
+        /**
+         * A webhook endpoint of your own: https, a public address.
+         * @description The answer holds the endpoint's signing secret (whsec_…), shown this once. Deliveries are signed as
+         *     Standard Webhooks specifies (the webhooks section). An address that is private, loopback or
+         *     link-local is refused (400, param url); at most 10 endpoints per owner (409).
+         */
+        post: operations["createWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete an endpoint and its deliveries. */
+        delete: operations["deleteWebhookEndpoint"];
+        options?: never;
+        head?: never;
+        /**
+         * Change an endpoint's URL, description or event types, or enable or disable it.
+         * @description Enabling a disabled endpoint clears its failure streak.
+         */
+        patch: operations["updateWebhookEndpoint"];
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give an endpoint a new secret; the old one keeps signing beside it for the overlap.
+         * @description During the overlap (overlap_seconds, default a day, at most 7 days) every delivery carries two v1
+         *     signatures, one per secret, so the receiver can switch secrets without losing one. The answer holds
+         *     the new secret, shown this once.
+         */
+        post: operations["rotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The deliveries to your endpoints, newest first, with each attempt.
+         * @description The log: each attempt's time, the endpoint's status and the start of its answer (or what went wrong),
+         *     and how long it took.
+         */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send one delivery again, or every failed delivery of an endpoint since a time.
+         * @description Each gets one more attempt at once (not retried), with the event's webhook-id and body as before, so
+         *     a receiver that got it already deduplicates it. A delivery still pending is not replayed (409). At
+         *     most 1,000 deliveries per call.
+         */
+        post: operations["replayWebhooks"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/notify/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every rule, or those of a plan (plan_id) or of a user (user_id).
+         * @description A rule raises one event the first time a user's usage in a billing period reaches it
+         *     (the webhooks section: usage.threshold.reached, usage.overage.reached, usage.quota.reached).
+         */
+        get: operations["listAdminNotifyRules"];
+        put?: never;
+        /**
+         * A rule of a plan (its users' default) or of a user.
+         * @description plan_id or user_id, one of them.
+         */
+        post: operations["createAdminNotifyRule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/notify/rules/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a rule. */
+        delete: operations["deleteAdminNotifyRule"];
+        options?: never;
+        head?: never;
+        /** Change a rule's kind, value, description, or enable or disable it. */
+        patch: operations["updateAdminNotifyRule"];
+        trace?: never;
+    };
+    "/v1/admin/webhooks/endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every endpoint, a user's (user_id), or the platform's (platform=true).
+         * @description Secrets are never listed: they are shown once, when an endpoint is made and when its secret is rotated.
+         */
+        get: operations["listAdminWebhookEndpoints"];
+        put?: never;
+        /**
+         * An endpoint of a user (user_id), or of the platform (no user_id: every user's events).
+         * @description The answer holds the endpoint's signing secret (whsec_…), shown this once. Deliveries are signed as
+         *     Standard Webhooks specifies (the webhooks section). An address that is private, loopback or
+         *     link-local is refused (400, param url); at most 10 endpoints per owner (409).
+         */
+        post: operations["createAdminWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/webhooks/endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete an endpoint and its deliveries. */
+        delete: operations["deleteAdminWebhookEndpoint"];
+        options?: never;
+        head?: never;
+        /**
+         * Change an endpoint's URL, description or event types, or enable or disable it.
+         * @description Enabling a disabled endpoint clears its failure streak.
+         */
+        patch: operations["updateAdminWebhookEndpoint"];
+        trace?: never;
+    };
+    "/v1/admin/webhooks/endpoints/{id}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give an endpoint a new secret; the old one keeps signing beside it for the overlap.
+         * @description During the overlap (overlap_seconds, default a day, at most 7 days) every delivery carries two v1
+         *     signatures, one per secret, so the receiver can switch secrets without losing one. The answer holds
+         *     the new secret, shown this once.
+         */
+        post: operations["rotateAdminWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/webhooks/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every delivery, newest first, with each attempt.
+         * @description The log: each attempt's time, the endpoint's status and the start of its answer (or what went wrong),
+         *     and how long it took.
+         */
+        get: operations["listAdminWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/webhooks/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send one delivery again, or every failed delivery of an endpoint since a time.
+         * @description Each gets one more attempt at once (not retried), with the event's webhook-id and body as before, so
+         *     a receiver that got it already deduplicates it. A delivery still pending is not replayed (409). At
+         *     most 1,000 deliveries per call.
+         */
+        post: operations["replayAdminWebhooks"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    "usage.threshold.reached": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A percent or calls rule was reached.
+         * @description Signed as Standard Webhooks specifies: webhook-signature holds "v1," and the base64
+         *     HMAC-SHA256, under the key of the endpoint's whsec_ secret (the base64 after the prefix), of
+         *     "{webhook-id}.{webhook-timestamp}.{body}"; during a rotation's overlap two signatures,
+         *     space-separated. Verify it (any Standard Webhooks library does), refuse a timestamp more than
+         *     5 minutes away, and deduplicate on webhook-id: a delivery is at least once (retried after 5 s,
+         *     5 min, 30 min, 2 h, 5 h, 10 h and 10 h, replayed on demand), always with the same id and body.
+         *     Answer 2xx within 15 s; a redirect is not followed.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description msg_ and the event's id: the same for every attempt and endpoint. */
+                    "webhook-id": string;
+                    /** @description Unix seconds of the attempt. */
+                    "webhook-timestamp": string;
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        type: "usage.threshold.reached";
+                        /**
+                         * Format: date-time
+                         * @description When the event was raised.
+                         */
+                        timestamp: string;
+                        data: components["schemas"]["Crossing"];
+                    };
+                };
+            };
+            responses: {
+                /** @description Received; any other answer (or none within 15 s) is a failed attempt. */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "usage.overage.reached": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * An overage rule was reached: the period's overage to date reached its amount.
+         * @description Signed as Standard Webhooks specifies: webhook-signature holds "v1," and the base64
+         *     HMAC-SHA256, under the key of the endpoint's whsec_ secret (the base64 after the prefix), of
+         *     "{webhook-id}.{webhook-timestamp}.{body}"; during a rotation's overlap two signatures,
+         *     space-separated. Verify it (any Standard Webhooks library does), refuse a timestamp more than
+         *     5 minutes away, and deduplicate on webhook-id: a delivery is at least once (retried after 5 s,
+         *     5 min, 30 min, 2 h, 5 h, 10 h and 10 h, replayed on demand), always with the same id and body.
+         *     Answer 2xx within 15 s; a redirect is not followed.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description msg_ and the event's id: the same for every attempt and endpoint. */
+                    "webhook-id": string;
+                    /** @description Unix seconds of the attempt. */
+                    "webhook-timestamp": string;
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        type: "usage.overage.reached";
+                        /**
+                         * Format: date-time
+                         * @description When the event was raised.
+                         */
+                        timestamp: string;
+                        data: components["schemas"]["Crossing"];
+                    };
+                };
+            };
+            responses: {
+                /** @description Received; any other answer (or none within 15 s) is a failed attempt. */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "usage.quota.reached": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A hard quota was reached: the user's further calls are refused until the period ends.
+         * @description Signed as Standard Webhooks specifies: webhook-signature holds "v1," and the base64
+         *     HMAC-SHA256, under the key of the endpoint's whsec_ secret (the base64 after the prefix), of
+         *     "{webhook-id}.{webhook-timestamp}.{body}"; during a rotation's overlap two signatures,
+         *     space-separated. Verify it (any Standard Webhooks library does), refuse a timestamp more than
+         *     5 minutes away, and deduplicate on webhook-id: a delivery is at least once (retried after 5 s,
+         *     5 min, 30 min, 2 h, 5 h, 10 h and 10 h, replayed on demand), always with the same id and body.
+         *     Answer 2xx within 15 s; a redirect is not followed.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description msg_ and the event's id: the same for every attempt and endpoint. */
+                    "webhook-id": string;
+                    /** @description Unix seconds of the attempt. */
+                    "webhook-timestamp": string;
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        type: "usage.quota.reached";
+                        /**
+                         * Format: date-time
+                         * @description When the event was raised.
+                         */
+                        timestamp: string;
+                        data: components["schemas"]["Crossing"];
+                    };
+                };
+            };
+            responses: {
+                /** @description Received; any other answer (or none within 15 s) is a failed attempt. */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "webhook.endpoint.disabled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * An endpoint failed every attempt for 5 days and was disabled (to the platform's endpoints and the owner's others).
+         * @description Signed as Standard Webhooks specifies: webhook-signature holds "v1," and the base64
+         *     HMAC-SHA256, under the key of the endpoint's whsec_ secret (the base64 after the prefix), of
+         *     "{webhook-id}.{webhook-timestamp}.{body}"; during a rotation's overlap two signatures,
+         *     space-separated. Verify it (any Standard Webhooks library does), refuse a timestamp more than
+         *     5 minutes away, and deduplicate on webhook-id: a delivery is at least once (retried after 5 s,
+         *     5 min, 30 min, 2 h, 5 h, 10 h and 10 h, replayed on demand), always with the same id and body.
+         *     Answer 2xx within 15 s; a redirect is not followed.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description msg_ and the event's id: the same for every attempt and endpoint. */
+                    "webhook-id": string;
+                    /** @description Unix seconds of the attempt. */
+                    "webhook-timestamp": string;
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @constant */
+                        type: "webhook.endpoint.disabled";
+                        /**
+                         * Format: date-time
+                         * @description When the event was raised.
+                         */
+                        timestamp: string;
+                        data: components["schemas"]["EndpointDisabled"];
+                    };
+                };
+            };
+            responses: {
+                /** @description Received; any other answer (or none within 15 s) is a failed attempt. */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         /** @description RFC 9457 problem details. */
@@ -997,6 +1559,210 @@ export interface components {
                 } | null;
             }[];
             next_cursor?: string;
+        };
+        /**
+         * @description percent: value percent of the period's included calls (1 to 1000); calls: value calls in the
+         *     period; overage: overage to date of value, in the minor unit of the plan's currency, priced
+         *     as the overage job prices the period under the terms in force; quota: the hard quota reached
+         *     (value 0).
+         * @enum {string}
+         */
+        NotifyRuleKind: "percent" | "calls" | "overage" | "quota";
+        NotifyRule: {
+            /** Format: uuid */
+            id: string;
+            /** @description A plan's rule: the default of every user on the plan. */
+            plan_id?: string;
+            /**
+             * Format: uuid
+             * @description A user's own rule.
+             */
+            user_id?: string;
+            kind: components["schemas"]["NotifyRuleKind"];
+            value: number;
+            enabled: boolean;
+            description: string;
+            /** @enum {string} */
+            scope: "plan" | "user";
+            /** @enum {string} */
+            event_type: "usage.threshold.reached" | "usage.overage.reached" | "usage.quota.reached";
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        NotifyRuleList: {
+            items: components["schemas"]["NotifyRule"][];
+        };
+        NotifyRuleInput: {
+            kind?: components["schemas"]["NotifyRuleKind"];
+            value?: number;
+            /** @default true */
+            enabled: boolean;
+            description?: string;
+        };
+        NotifyRuleInputAdmin: {
+            plan_id?: string;
+            /** Format: uuid */
+            user_id?: string;
+            kind?: components["schemas"]["NotifyRuleKind"];
+            value?: number;
+            /** @default true */
+            enabled: boolean;
+            description?: string;
+        };
+        /** @enum {string} */
+        EventType: "usage.threshold.reached" | "usage.overage.reached" | "usage.quota.reached" | "webhook.endpoint.disabled";
+        WebhookEndpoint: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The owner; none: the platform's, receiving every user's events.
+             */
+            user_id?: string;
+            url: string;
+            description: string;
+            /** @description The events it receives; empty, all of them. */
+            event_types: components["schemas"]["EventType"][];
+            enabled: boolean;
+            disabled_reason?: string;
+            /**
+             * Format: date-time
+             * @description The first failed attempt since the last delivery; an endpoint failing every attempt for 5 days is disabled.
+             */
+            failing_since: string | null;
+            /**
+             * Format: date-time
+             * @description While set, the previous secret signs too.
+             */
+            previous_secret_expires_at?: string;
+            /** @description Only when the endpoint was just made, or its secret rotated. */
+            secret?: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        WebhookEndpointList: {
+            items: components["schemas"]["WebhookEndpoint"][];
+        };
+        WebhookEndpointInput: {
+            url?: string;
+            description?: string;
+            event_types?: components["schemas"]["EventType"][];
+            enabled?: boolean;
+        };
+        WebhookEndpointInputAdmin: {
+            /** Format: uuid */
+            user_id?: string;
+            url?: string;
+            description?: string;
+            event_types?: components["schemas"]["EventType"][];
+            enabled?: boolean;
+        };
+        RotateInput: {
+            /** @default 86400 */
+            overlap_seconds: number;
+        };
+        WebhookAttempt: {
+            attempt: number;
+            /** Format: date-time */
+            at: string;
+            status_code: number | null;
+            /** @enum {string} */
+            outcome: "delivered" | "failed" | "refused";
+            /** @description The start of the endpoint's answer (1 KiB), or what went wrong. */
+            answer: string;
+            latency_ms: number;
+            replay: boolean;
+        };
+        WebhookDelivery: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: uuid
+             * @description The webhook-id is msg_ and this id.
+             */
+            event_id: string;
+            event_type: components["schemas"]["EventType"];
+            /** Format: uuid */
+            endpoint_id: string;
+            /** Format: uuid */
+            user_id?: string;
+            /** @enum {string} */
+            status: "pending" | "delivered" | "failed";
+            attempts: number;
+            /** Format: date-time */
+            next_attempt_at: string | null;
+            last_status: number | null;
+            last_error?: string;
+            replays: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: date-time */
+            delivered_at: string | null;
+            attempts_log: components["schemas"]["WebhookAttempt"][] | null;
+        };
+        DeliveryPage: {
+            items: components["schemas"]["WebhookDelivery"][];
+            next_cursor?: string;
+        };
+        /** @description A delivery_id, or an endpoint_id and since. */
+        ReplayInput: {
+            /** Format: uuid */
+            delivery_id?: string;
+            /** Format: uuid */
+            endpoint_id?: string;
+            /** Format: date-time */
+            since?: string;
+        };
+        Replayed: {
+            replayed: number;
+        };
+        /** @description The data of a usage event; reached once per user, billing period and rule. */
+        Crossing: {
+            /** Format: uuid */
+            user_id: string;
+            plan_id: string;
+            rule: {
+                /** Format: uuid */
+                id: string;
+                kind: components["schemas"]["NotifyRuleKind"];
+                value: number;
+                /** @enum {string} */
+                scope: "plan" | "user";
+                description?: string;
+            };
+            period: components["schemas"]["Period"];
+            /** @description The terms the threshold was computed under. */
+            included_calls: number;
+            hard_limit: boolean;
+            /** @description The used calls at which the rule is reached. */
+            threshold_calls: number;
+            /** @description A percent rule's percentage. */
+            threshold_percent?: number;
+            /** @description An overage rule's amount, in the currency's minor unit. */
+            amount?: number;
+            currency?: string;
+            /** @description The period's calls counted when the crossing was recorded. */
+            used_calls: number;
+            /** Format: date-time */
+            crossed_at: string;
+        };
+        EndpointDisabled: {
+            /** Format: uuid */
+            endpoint_id: string;
+            /** Format: uuid */
+            user_id?: string | null;
+            url: string;
+            /** Format: date-time */
+            failing_since: string;
+            /** Format: date-time */
+            disabled_at: string;
+            last_error: string;
         };
     };
     responses: {
@@ -2143,6 +2909,810 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listNotifyRules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rules. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotifyRuleList"];
+                };
+            };
+            304: components["responses"]["NotModified"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createNotifyRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NotifyRuleInput"];
+            };
+        };
+        responses: {
+            /** @description The rule. */
+            201: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotifyRule"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteNotifyRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateNotifyRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NotifyRuleInput"];
+            };
+        };
+        responses: {
+            /** @description The rule. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotifyRule"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWebhookEndpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoints. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointList"];
+                };
+            };
+            304: components["responses"]["NotModified"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookEndpointInput"];
+            };
+        };
+        responses: {
+            /** @description The endpoint, with its secret. */
+            201: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookEndpointInput"];
+            };
+        };
+        responses: {
+            /** @description The endpoint. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    rotateWebhookSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RotateInput"];
+            };
+        };
+        responses: {
+            /** @description The endpoint, with its new secret. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                endpoint_id?: string;
+                status?: "pending" | "delivered" | "failed";
+                limit?: components["parameters"]["Limit"];
+                /** @description The next_cursor of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of deliveries. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            304: components["responses"]["NotModified"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    replayWebhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplayInput"];
+            };
+        };
+        responses: {
+            /** @description How many deliveries will be attempted again. */
+            202: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Replayed"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listAdminNotifyRules: {
+        parameters: {
+            query?: {
+                plan_id?: string;
+                user_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rules. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotifyRuleList"];
+                };
+            };
+            304: components["responses"]["NotModified"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createAdminNotifyRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NotifyRuleInputAdmin"];
+            };
+        };
+        responses: {
+            /** @description The rule. */
+            201: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotifyRule"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteAdminNotifyRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateAdminNotifyRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NotifyRuleInput"];
+            };
+        };
+        responses: {
+            /** @description The rule. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotifyRule"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listAdminWebhookEndpoints: {
+        parameters: {
+            query?: {
+                user_id?: string;
+                platform?: "true" | "false";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoints. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointList"];
+                };
+            };
+            304: components["responses"]["NotModified"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createAdminWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookEndpointInputAdmin"];
+            };
+        };
+        responses: {
+            /** @description The endpoint, with its secret. */
+            201: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteAdminWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateAdminWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookEndpointInput"];
+            };
+        };
+        responses: {
+            /** @description The endpoint. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    rotateAdminWebhookSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RotateInput"];
+            };
+        };
+        responses: {
+            /** @description The endpoint, with its new secret. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["TooLarge"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listAdminWebhookDeliveries: {
+        parameters: {
+            query?: {
+                endpoint_id?: string;
+                status?: "pending" | "delivered" | "failed";
+                /** @description the endpoints of this user */
+                user_id?: string;
+                limit?: components["parameters"]["Limit"];
+                /** @description The next_cursor of the previous page. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of deliveries. */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ReadETag"];
+                    "Cache-Control": components["headers"]["ReadCacheControl"];
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            304: components["responses"]["NotModified"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            429: components["responses"]["ReadRateLimited"];
+            500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    replayAdminWebhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplayInput"];
+            };
+        };
+        responses: {
+            /** @description How many deliveries will be attempted again. */
+            202: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
+                    RateLimit: components["headers"]["ReadRateLimit"];
+                    "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["ReadXRateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["ReadXRateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Replayed"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
             429: components["responses"]["ReadRateLimited"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];

@@ -33,6 +33,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("NonAdminSeesNoAdminData", func(t *testing.T) { testNonAdmin(t, s, b) })
 	t.Run("AdminChangesPlanAndSeesAudit", func(t *testing.T) { testPlanChange(t, s, b) })
 	t.Run("AdminRetriesFailedLedgerRow", func(t *testing.T) { testLedgerRetry(t, s, b) })
+	t.Run("AlertsRulesEndpointsReplay", func(t *testing.T) { testAlerts(t, s, b) })
 	t.Run("ExpiredToken", func(t *testing.T) { testExpiredToken(t, s, b) })
 	t.Run("TokenRefusedByTheAPI", func(t *testing.T) { testRefusedToken(t, s, b) })
 }

@@ -53,7 +53,7 @@ func startStack(t *testing.T) *stack {
 
 	ctx := testkit.Context(t)
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := devstack.Start(ctx, devstack.Config{Root: root, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0",
+	s, err := devstack.Start(ctx, devstack.Config{Root: root, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0", ReceiverAddr: "127.0.0.1:0",
 		DatabaseName: name, Bootstraps: os.Getenv("NEXUS_LAMBDA_DIR"), Stage: fmt.Sprintf("dash%d", os.Getpid()),
 		BatchWindow: time.Second}, logger)
 	if err != nil {

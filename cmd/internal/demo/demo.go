@@ -110,6 +110,9 @@ type Result struct {
 	// publisher's SendMessageBatch calls during the traffic.
 	Metrics   platform.Metrics `json:"metrics"`
 	SendCalls int64            `json:"send_message_batch_calls"`
+	// Webhooks are what the stack's webhook receiver got for the demo
+	// users from the fleet's first event on.
+	Webhooks []Webhook `json:"webhooks"`
 }
 
 // Options are the demo's choices.
@@ -139,7 +142,11 @@ type Options struct {
 //     With Options.NextJS, two of the pro user's callers call the Next.js
 //     example app instead, metered by the TypeScript package;
 //  3. it waits until the counters stop moving and reads GET /v1/usage of
-//     each user and the sample API's metrics.
+//     each user and the sample API's metrics;
+//  4. it reads what the stack's webhook receiver got for the users (the
+//     free user's 80 % and 100 %, pro's and enterprise's 80 % and 100 %,
+//     past which they are in overage), each timed from the call that
+//     crossed its threshold to its arrival.
 func Run(ctx context.Context, st *devstack.State, opts Options, logger *slog.Logger) (*Result, error) {
 	if st.PlatformURL == "" {
 		return nil, errors.New("the stack serves no sample platform API")
@@ -151,12 +158,14 @@ func Run(ctx context.Context, st *devstack.State, opts Options, logger *slog.Log
 		return nil, err
 	}
 	res := &Result{State: st}
+	tl := newTimeline()
 	for _, u := range st.Users {
 		us, err := usageOf(ctx, hc, st.GatewayURL, u)
 		if err != nil {
 			return nil, err
 		}
 		res.Before = append(res.Before, us)
+		tl.setBase(u.UserID, us.Used)
 	}
 	fb := res.Before[index(st, free)]
 	window := seconds(st.BatchWindowSeconds) + seconds(st.PlatformFlushSeconds)
@@ -168,10 +177,20 @@ func Run(ctx context.Context, st *devstack.State, opts Options, logger *slog.Log
 	if res.Fleet, err = sendFleet(ctx, st, map[string]int{free.UserID: int(fill)}, start.UTC(), logger); err != nil {
 		return nil, err
 	}
+	tl.add(free.UserID, start, int(fill))
 	if err := waitUsage(ctx, hc, st.GatewayURL, free, fb.Used+fill, window+30*time.Second); err != nil {
 		return nil, err
 	}
 	res.FillWait = time.Since(start)
+	// The callers' calls count after the fleet's late events of the
+	// current period.
+	for _, u := range []seed.User{pro, ent} {
+		us, err := usageOf(ctx, hc, st.GatewayURL, u)
+		if err != nil {
+			return nil, err
+		}
+		tl.setBase(u.UserID, us.Used)
+	}
 
 	// 2. The callers.
 	before, err := metrics(ctx, hc, st.PlatformURL, time.Now())
@@ -214,6 +233,9 @@ func Run(ctx context.Context, st *devstack.State, opts Options, logger *slog.Log
 				defer wg.Done()
 				defer cancel()
 				c.run(cctx, hc, uint64(gi*100+ci), func(o outcome) {
+					if !o.failed && o.status != http.StatusTooManyRequests {
+						tl.add(g.row.User.UserID, time.Now(), 1)
+					}
 					mu.Lock()
 					g.row.Counts.count(o)
 					mu.Unlock()
@@ -248,6 +270,12 @@ func Run(ctx context.Context, st *devstack.State, opts Options, logger *slog.Log
 	}
 	if res.After, err = settle(ctx, hc, st, window+time.Second, window+30*time.Second); err != nil {
 		return nil, err
+	}
+	// 4. The webhooks: what the receiver got until it gets nothing more.
+	if st.ReceiverURL != "" {
+		if res.Webhooks, err = collectWebhooks(ctx, st, tl, start, 3*time.Second, time.Minute); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }

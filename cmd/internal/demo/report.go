@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nexus/usage/cmd/internal/devstack"
 	"github.com/nexus/usage/cmd/internal/seed"
@@ -71,6 +72,7 @@ func (r *Result) Print(w io.Writer) {
 		num(r.SendCalls), secs, float64(r.SendCalls)/secs, float64(m.Served.Count)/secs,
 		seconds(m.Usage.FlushIntervalSeconds), num(m.Usage.Dropped))
 	p("")
+	r.printWebhooks(p)
 	admin := st.Admin.Token
 	p("Where to look next:")
 	p("  curl -s -H 'X-Api-Key: %s' %s/v1/usage   (the free user; /v1/usage/daily, /endpoints, /keys too)", keyOf(st, seed.FreeUserID), st.GatewayURL)
@@ -79,6 +81,46 @@ func (r *Result) Print(w io.Writer) {
 	p("  make run-aggregate run-overage, then")
 	p("  curl -s -H 'Authorization: Bearer %s' '%s/v1/admin/overage?period=%s'   (the closed period, billed)", admin, st.GatewayURL, st.ClosedPeriod)
 	p("  make lag   (the time from a metered request to GET /v1/usage)")
+	p("  curl -s -H 'Authorization: Bearer %s' %s/v1/admin/webhooks/deliveries   (the delivery log; POST /v1/admin/webhooks/replay)", admin, st.GatewayURL)
+}
+
+// printWebhooks lists the webhooks the receiver got and the time from
+// each crossing call to its delivery.
+func (r *Result) printWebhooks(p func(string, ...any)) {
+	if r.State.ReceiverURL == "" {
+		return
+	}
+	p("Webhooks the receiver (%s) got, signatures verified with its endpoint's secret:", r.State.ReceiverURL)
+	p("%-11s %-24s %-10s %9s %9s %12s %9s  %s", "user", "type", "period", "threshold", "at calls", "received", "verified", "crossing call → delivery")
+	for _, w := range r.Webhooks {
+		th, lat, ver := "-", "-", "yes"
+		if w.Percent > 0 {
+			th = fmt.Sprintf("%d %%", w.Percent)
+		}
+		if !w.CrossingCall.IsZero() {
+			lat = fmt.Sprintf("%.2f s", w.Latency.Seconds())
+		}
+		if !w.Verified {
+			ver = "NO: " + w.Error
+		}
+		if w.Late {
+			lat = "- (the closed period: crossed by the fleet's late events)"
+		}
+		if w.Duplicate {
+			lat += " (again: a redelivery)"
+		}
+		p("%-11s %-24s %-10s %9s %9s %12s %9s  %s", w.Plan, w.Type, w.Period.Start.Format(time.DateOnly), th, num(w.ThresholdCalls),
+			w.ReceivedAt.Local().Format("15:04:05.000"), ver, lat)
+	}
+	if len(r.Webhooks) == 0 {
+		p("  none (is the deliver function running?)")
+	}
+	if ls := webhookLatencies(r.Webhooks); len(ls) > 0 {
+		p("From the call that crossed a threshold to the webhook's arrival: median %.2f s, max %.2f s (%d events; the call's answer,",
+			rank(ls, 0.5).Seconds(), rank(ls, 1).Seconds(), len(ls))
+		p("then the sample API's flush, the usage queue's batch, the record transaction, the notify queue and the deliver function).")
+	}
+	p("")
 }
 
 // printQuotas says where the hard-quota users stopped against the bound,

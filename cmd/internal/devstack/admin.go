@@ -23,7 +23,8 @@ func (s *Stack) serveAdmin(context.Context) error {
 	return nil
 }
 
-// adminHandler serves GET /state, POST /run/{function} and GET /healthz.
+// adminHandler serves GET /state, POST /run/{function}, GET /webhooks (what
+// the webhook receiver got) and GET /healthz.
 // A run's body is the function's input; without one, a scheduled
 // function gets its schedule's input, any other {}.
 func (s *Stack) adminHandler() http.Handler {
@@ -34,6 +35,14 @@ func (s *Stack) adminHandler() http.Handler {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(s.State())
+	})
+	mux.HandleFunc("GET /webhooks", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		got := s.receiver.received()
+		if got == nil {
+			got = []Received{}
+		}
+		_ = json.NewEncoder(w).Encode(got)
 	})
 	mux.HandleFunc("POST /run/{function}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("function")

@@ -90,7 +90,7 @@ func TestBanner(t *testing.T) {
 		"  API        http://127.0.0.1:8080\n",
 		"    pro      http://127.0.0.1:8080/dashboard#token=pro-token\n",
 		"    admin    http://127.0.0.1:8080/dashboard#token=admin-token\n",
-		"  admin      http://127.0.0.1:8081   (GET /state, POST /run/{function})\n",
+		"  admin      http://127.0.0.1:8081   (GET /state, POST /run/{function}, GET /webhooks)\n",
 		"  platform   http://127.0.0.1:8090   (sample API behind shared/meter: GET /v1/games, GET /v1/games/{id}, POST /v1/scores, GET /v1/flaky; GET /metrics unmetered)\n",
 		"  export FREE_API_KEY=nx_free\n",
 		"  curl -si -H \"X-Api-Key: $API_KEY\" http://127.0.0.1:8090/v1/games\n",

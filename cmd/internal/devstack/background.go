@@ -11,16 +11,22 @@ import (
 
 // startPoller runs the usage queue's event source mapping into the record
 // function (batches of up to 100 messages or BatchWindow, partial batch
-// failures), when record is running.
+// failures), when record is running, and the notify queue's into deliver.
 func (s *Stack) startPoller(context.Context) error {
-	rec := s.lambdas["record"]
-	if rec == nil {
-		return nil
+	if rec := s.lambdas["record"]; rec != nil {
+		p := &sqspoll.Poller{Client: moto.SQS(s.state.SQSEndpoint, s.cfg.Region), QueueURL: s.state.QueueURL,
+			Handler: sqspoll.LambdaHandler(rec), BatchSize: 100, Window: s.cfg.BatchWindow, VisibilityTimeout: s.cfg.VisibilityTimeout,
+			WaitTime: time.Second, Region: s.cfg.Region, Logger: s.logger}
+		s.background(func(ctx context.Context) { _ = p.Run(ctx) })
 	}
-	p := &sqspoll.Poller{Client: moto.SQS(s.state.SQSEndpoint, s.cfg.Region), QueueURL: s.state.QueueURL,
-		Handler: sqspoll.LambdaHandler(rec), BatchSize: 100, Window: s.cfg.BatchWindow, VisibilityTimeout: s.cfg.VisibilityTimeout,
-		WaitTime: time.Second, Region: s.cfg.Region, Logger: s.logger}
-	s.background(func(ctx context.Context) { _ = p.Run(ctx) })
+	// The notify queue's event source mapping into deliver (batches of
+	// 10, as deployed; a short window: an alert waits for nothing).
+	if del := s.lambdas["deliver"]; del != nil {
+		np := &sqspoll.Poller{Client: moto.SQS(s.state.SQSEndpoint, s.cfg.Region), QueueURL: s.state.NotifyQueueURL,
+			Handler: sqspoll.LambdaHandler(del), BatchSize: 10, Window: 100 * time.Millisecond, VisibilityTimeout: s.cfg.VisibilityTimeout,
+			WaitTime: time.Second, Region: s.cfg.Region, Logger: s.logger}
+		s.background(func(ctx context.Context) { _ = np.Run(ctx) })
+	}
 	return nil
 }
 

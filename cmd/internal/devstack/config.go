@@ -19,6 +19,7 @@ type Config struct {
 	Addr         string // local API Gateway (default 127.0.0.1:8080)
 	AdminAddr    string // state and run-now endpoint (default 127.0.0.1:8081)
 	PlatformAddr string // the sample platform API (default 127.0.0.1:8090)
+	ReceiverAddr string // the webhook receiver (default 127.0.0.1:8091)
 	DatabaseName string // created on the throwaway server (default nexus_dev)
 	Stage        string // default dev
 	Region       string // default us-east-1
@@ -60,6 +61,7 @@ func (c Config) withDefaults() Config {
 	set(&c.Addr, "127.0.0.1:8080")
 	set(&c.AdminAddr, "127.0.0.1:8081")
 	set(&c.PlatformAddr, "127.0.0.1:8090")
+	set(&c.ReceiverAddr, "127.0.0.1:8091")
 	set(&c.DatabaseName, "nexus_dev")
 	set(&c.Stage, "dev")
 	set(&c.Region, "us-east-1")
@@ -84,15 +86,23 @@ func (c Config) withDefaults() Config {
 // State is what a running stack tells its users (GET /state on the admin
 // endpoint): endpoints, demo users and their credentials.
 type State struct {
-	GatewayURL  string            `json:"gateway_url"`
-	AdminURL    string            `json:"admin_url"`
-	PlatformURL string            `json:"platform_url"` // the sample platform API
-	DatabaseURL string            `json:"database_url"`
-	SQSEndpoint string            `json:"sqs_endpoint"`
-	Region      string            `json:"region"`
-	QueueURL    string            `json:"queue_url"`
-	DLQURL      string            `json:"dlq_url"`
-	AlertBus    string            `json:"alert_bus,omitempty"`
+	GatewayURL  string `json:"gateway_url"`
+	AdminURL    string `json:"admin_url"`
+	PlatformURL string `json:"platform_url"` // the sample platform API
+	DatabaseURL string `json:"database_url"`
+	SQSEndpoint string `json:"sqs_endpoint"`
+	Region      string `json:"region"`
+	QueueURL    string `json:"queue_url"`
+	DLQURL      string `json:"dlq_url"`
+	AlertBus    string `json:"alert_bus,omitempty"`
+	// NotifyQueueURL and NotifyDLQURL are the deliver function's queue
+	// (its retry engine) and its DLQ.
+	NotifyQueueURL string `json:"notify_queue_url"`
+	NotifyDLQURL   string `json:"notify_dlq_url"`
+	// ReceiverURL is the local webhook receiver, a platform endpoint of
+	// every event: it verifies each webhook's signature and prints it;
+	// GET /webhooks on the admin endpoint lists what it got.
+	ReceiverURL string            `json:"receiver_url,omitempty"`
 	StripeURL   string            `json:"stripe_url,omitempty"`
 	JWTIssuer   string            `json:"jwt_issuer"`
 	JWTAudience string            `json:"jwt_audience"`
@@ -111,9 +121,11 @@ type State struct {
 
 // The names of the local queues and bus, as the template names them for
 // the stage.
-func queueName(stage string) string { return "nexus-usage-" + stage }
-func dlqName(stage string) string   { return "nexus-usage-dlq-" + stage }
-func busName(stage string) string   { return "nexus-alerts-" + stage }
+func queueName(stage string) string     { return "nexus-usage-" + stage }
+func dlqName(stage string) string       { return "nexus-usage-dlq-" + stage }
+func busName(stage string) string       { return "nexus-alerts-" + stage }
+func notifyName(stage string) string    { return "nexus-usage-notify-" + stage }
+func notifyDLQName(stage string) string { return "nexus-usage-notify-dlq-" + stage }
 
 // ModuleRoot finds the module's root directory (the one holding its
 // go.mod) from the working directory up.

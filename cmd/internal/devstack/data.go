@@ -70,31 +70,41 @@ func (s *Stack) createQueues(ctx context.Context) error {
 		return errors.New("no SQS: moto_server is not running (pip install 'moto[server]'; make dev starts it)")
 	}
 	s.state.SQSEndpoint = endpoint
-	q, bus, err := s.makeQueues(ctx)
+	q, nq, bus, err := s.makeQueues(ctx)
 	if err != nil {
 		return err
 	}
 	s.state.QueueURL, s.state.DLQURL, s.state.AlertBus = q.URL, q.DLQURL, bus
+	s.state.NotifyQueueURL, s.state.NotifyDLQURL = nq.URL, nq.DLQURL
 	return nil
 }
 
-// makeQueues creates the queues and the bus in moto_server at the state's
-// endpoint; the bus is "" when it could not be made.
-func (s *Stack) makeQueues(ctx context.Context) (moto.Queues, string, error) {
+// makeQueues creates the usage queue, the notify queue (each with its
+// DLQ) and the bus in moto_server at the state's endpoint; the bus is ""
+// when it could not be made.
+func (s *Stack) makeQueues(ctx context.Context) (q, nq moto.Queues, bus string, err error) {
 	// The template's maxReceiveCount, with the stack's (shorter) visibility
 	// timeout: the record function's redelivery delays span as many
-	// receives as deployed.
-	q, err := moto.CreateQueues(ctx, moto.SQS(s.state.SQSEndpoint, s.cfg.Region),
+	// receives as deployed. The deliver function sets its messages'
+	// visibility itself (its retry schedule).
+	client := moto.SQS(s.state.SQSEndpoint, s.cfg.Region)
+	q, err = moto.CreateQueues(ctx, client,
 		moto.QueueOptions{Name: queueName(s.cfg.Stage), DLQName: dlqName(s.cfg.Stage), VisibilityTimeout: s.cfg.VisibilityTimeout,
 			MaxReceiveCount: s.tmpl.Queues["UsageQueue"].MaxReceiveCount})
 	if err != nil {
-		return q, "", err
+		return q, nq, "", err
+	}
+	nq, err = moto.CreateQueues(ctx, client,
+		moto.QueueOptions{Name: notifyName(s.cfg.Stage), DLQName: notifyDLQName(s.cfg.Stage), VisibilityTimeout: s.cfg.VisibilityTimeout,
+			MaxReceiveCount: s.tmpl.Queues["NotifyQueue"].MaxReceiveCount})
+	if err != nil {
+		return q, nq, "", fmt.Errorf("notify queue: %w", err)
 	}
 	if err := moto.CreateBus(ctx, moto.EventBridge(s.state.SQSEndpoint, s.cfg.Region), busName(s.cfg.Stage)); err != nil {
 		s.logger.Warn("alert bus not created", "error", err)
-		return q, "", nil
+		return q, nq, "", nil
 	}
-	return q, busName(s.cfg.Stage), nil
+	return q, nq, busName(s.cfg.Stage), nil
 }
 
 // RestoreQueues creates the queues and the alert bus again after
@@ -105,11 +115,11 @@ func (s *Stack) makeQueues(ctx context.Context) (moto.Queues, string, error) {
 // state need no change; until this runs they fail on a missing queue and
 // retry.
 func (s *Stack) RestoreQueues(ctx context.Context) error {
-	q, _, err := s.makeQueues(ctx)
+	q, nq, _, err := s.makeQueues(ctx)
 	if err != nil {
 		return fmt.Errorf("restore the queues: %w", err)
 	}
-	if q.URL != s.state.QueueURL || q.DLQURL != s.state.DLQURL {
+	if q.URL != s.state.QueueURL || q.DLQURL != s.state.DLQURL || nq.URL != s.state.NotifyQueueURL {
 		return fmt.Errorf("restore the queues: moto_server named them %s and %s, not %s and %s", q.URL, q.DLQURL, s.state.QueueURL, s.state.DLQURL)
 	}
 	return nil

@@ -172,15 +172,16 @@ func functionTimeout(t *samtemplate.Template, name string) time.Duration {
 // DATABASE_PROXY=false make dev runs pgx in its default mode. Beside them come the variables
 // only local runs set: the AWS SDK's endpoints and credentials, the HS256
 // secret of the local tokens, Stripe's key and stripe-mock's address, and
-// the billing run's clock override.
+// the billing run's clock override, and webhooks allowed to loopback.
 func functionEnv(fn *samtemplate.Function, getenv func(string) string, region string, st *State) []string {
 	local := map[string]string{
-		"DATABASE_URL":   st.DatabaseURL,
-		"QUEUE_URL":      st.QueueURL,
-		"DLQ_URL":        st.DLQURL,
-		"ALERT_BUS_NAME": st.AlertBus,
-		"JWT_ISSUER":     seed.JWTIssuer,
-		"JWT_AUDIENCE":   seed.JWTAudience,
+		"DATABASE_URL":     st.DatabaseURL,
+		"QUEUE_URL":        st.QueueURL,
+		"DLQ_URL":          st.DLQURL,
+		"NOTIFY_QUEUE_URL": st.NotifyQueueURL,
+		"ALERT_BUS_NAME":   st.AlertBus,
+		"JWT_ISSUER":       seed.JWTIssuer,
+		"JWT_AUDIENCE":     seed.JWTAudience,
 	}
 	env := rie.BaseEnv()
 	names := make([]string, 0, len(fn.Env))
@@ -211,6 +212,9 @@ func functionEnv(fn *samtemplate.Function, getenv func(string) string, region st
 		// The local stack may replay a billing run at an instant of its
 		// choosing (the overage payload's "now"); AWS never can.
 		"ALLOW_CLOCK_OVERRIDE=true",
+		// Webhook endpoints may be http and loopback here: the local
+		// receiver. AWS never sets it.
+		"WEBHOOK_ALLOW_PRIVATE=true",
 	)
 	if st.StripeURL != "" {
 		env = append(env, "STRIPE_API_KEY=sk_test_123", "STRIPE_API_URL="+st.StripeURL)

@@ -44,6 +44,7 @@ var lambdaCases = []lambdaCase{
 	{"aggregate", "aggregate/scheduled.json", checkNoError},
 	{"aggregate", "aggregate/backfill.json", checkNoError},
 	{"overage", "overage/scheduled.json", checkNoError},
+	{"deliver", "deliver/sweep.json", checkNoError},
 	{"analytics", "analytics/get-usage.json", wantStatus(200)},
 	{"analytics", "analytics/get-usage-daily.json", wantStatus(200)},
 	{"analytics", "analytics/get-usage-endpoints.json", wantStatus(200)},

@@ -8,8 +8,6 @@ import (
 	"github.com/nexus/usage/cmd/internal/moto"
 	"github.com/nexus/usage/cmd/internal/platform"
 	"github.com/nexus/usage/cmd/internal/seed"
-	"github.com/nexus/usage/shared/alerts"
-	"github.com/nexus/usage/shared/usage"
 )
 
 // servePlatform serves the sample platform API behind the real metering:
@@ -17,12 +15,8 @@ import (
 // and its usage queue, as a platform team deploys it. Stop closes it after
 // the servers stopped, which sends the usage events still buffered.
 func (s *Stack) servePlatform(ctx context.Context) error {
-	var alerter usage.Alerter
-	if s.state.AlertBus != "" {
-		alerter = alerts.NewEventBridge(moto.EventBridge(s.state.SQSEndpoint, s.cfg.Region), s.state.AlertBus)
-	}
 	api, err := platform.New(ctx, platform.Config{DatabaseURL: s.state.DatabaseURL, SQS: moto.SQS(s.state.SQSEndpoint, s.cfg.Region),
-		QueueURL: s.state.QueueURL, JWT: seed.JWTConfig(), Alerter: alerter, FlushInterval: s.cfg.PlatformFlush, Logger: s.logger})
+		QueueURL: s.state.QueueURL, JWT: seed.JWTConfig(), FlushInterval: s.cfg.PlatformFlush, Logger: s.logger})
 	if err != nil {
 		return fmt.Errorf("sample platform API: %w", err)
 	}

@@ -47,7 +47,7 @@ func TestSmoke(t *testing.T) {
 	})
 	ctx := testkit.Context(t)
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := Start(ctx, Config{Root: root, Template: "template.yaml", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0",
+	st, err := Start(ctx, Config{Root: root, Template: "template.yaml", Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0", ReceiverAddr: "127.0.0.1:0",
 		DatabaseName: name, Bootstraps: bins, Stage: fmt.Sprintf("smoke%d", os.Getpid()), BatchWindow: time.Second,
 		FunctionLog: testLog{t}}, logger)
 	if err != nil {

@@ -33,6 +33,7 @@ type Stack struct {
 	lambdas  map[string]*rie.Lambda // the running functions
 	servers  []*http.Server
 	platform *platform.API // the sample platform API
+	receiver *receiver     // the webhook receiver
 	state    State
 	ready    time.Duration
 
@@ -61,6 +62,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Stack, err 
 		s.openDatabase,       // DATABASE_URL, migrated, or a copy of the migrated template
 		s.createQueues,       // the usage queue, its DLQ and the alert bus in moto_server
 		s.seedUsers,          // the demo users and their credentials
+		s.serveReceiver,      // the webhook receiver, a platform endpoint
 		s.startFunctions,     // each bootstrap under the emulator
 		s.superviseFunctions, // a fresh execution environment for one that died
 		s.serveGateway,       // the local API Gateway in front of the HTTP function

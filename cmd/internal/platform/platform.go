@@ -11,7 +11,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
-	"github.com/nexus/usage/shared/alerts"
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/meter"
 	"github.com/nexus/usage/shared/postgres"
@@ -46,8 +45,6 @@ type Config struct {
 	QueueURL string
 	// JWT verifies bearer tokens; API keys are always accepted.
 	JWT auth.JWTConfig
-	// Alerter receives the usage alerts the limiter claims; nil logs them.
-	Alerter usage.Alerter
 	// FlushInterval is the publisher's MaxAge (default DefaultFlushInterval).
 	FlushInterval time.Duration
 	// Logger; nil means slog.Default().
@@ -85,9 +82,6 @@ func New(ctx context.Context, c Config) (*API, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.Alerter == nil {
-		c.Alerter = alerts.NewLog(c.Logger)
-	}
 	verifier, err := auth.NewJWTVerifier(c.JWT)
 	if err != nil {
 		return nil, err
@@ -103,7 +97,7 @@ func New(ctx context.Context, c Config) (*API, error) {
 	a.pub = sqspub.New(client, c.QueueURL, sqspub.Options{MaxAge: c.FlushInterval, Logger: c.Logger, Now: c.Now})
 	m := meter.New(
 		&auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, c.Now), JWT: verifier},
-		usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Alerter: c.Alerter, Logger: c.Logger, Now: c.Now}),
+		usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Logger: c.Logger, Now: c.Now}),
 		a.pub,
 		meter.Options{Logger: c.Logger, Now: c.Now},
 	)

@@ -36,7 +36,7 @@ import (
 )
 
 // functions are the template's functions, by logical id.
-var functions = []string{"RecordFunction", "AggregateFunction", "AnalyticsFunction", "OverageFunction"}
+var functions = []string{"RecordFunction", "AggregateFunction", "AnalyticsFunction", "OverageFunction", "DeliverFunction"}
 
 // stack is one run of the SAM CLI over this checkout: its build and the
 // environment of every sam command.
@@ -168,6 +168,7 @@ func TestSAM(t *testing.T) {
 		"Parameters":        {"DATABASE_URL": database},
 		"AnalyticsFunction": {"JWT_PUBLIC_KEY": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), "QUEUE_URL": "", "ALERT_BUS_NAME": ""},
 		"OverageFunction":   {"STRIPE_SECRET_ARN": "", "STRIPE_API_KEY": "sk_test_123", "STRIPE_API_URL": "unix:/var/task/.nexus/stripe.sock"},
+		"DeliverFunction":   {"NOTIFY_QUEUE_URL": "", "ALERT_BUS_NAME": ""},
 	}
 	s.envVars = filepath.Join(work, "env.json")
 	writeJSON(t, s.envVars, vars)
@@ -199,6 +200,10 @@ func TestSAM(t *testing.T) {
 		t.Run("analytics", func(t *testing.T) { t.Parallel(); testAnalytics(ctx, t, s, work, token) })
 		t.Run("start-api", func(t *testing.T) { t.Parallel(); testStartAPI(ctx, t, s, token) })
 	})
+	// After the others, not beside them: a fifth container at once slowed
+	// the analytics function's first invoke past its 10 s timeout on two
+	// shared cores.
+	t.Run("deliver", func(t *testing.T) { testDeliver(ctx, t, s) })
 }
 
 // recordEvent is the record function's sample batch moved to now (the
@@ -260,6 +265,19 @@ func testAggregate(ctx context.Context, t *testing.T, s *stack, db *postgres.DB)
 			run.RunID).Scan(&outcome); err != nil || outcome != "succeeded" {
 			t.Errorf("run %d: outcome %q (%v); want succeeded, finished", run.RunID, outcome, err)
 		}
+	}
+}
+
+// testDeliver invokes the notification sweep (the schedule's input): the
+// record invokes before it left their users' periods pending, which it
+// arms.
+func testDeliver(ctx context.Context, t *testing.T, s *stack) {
+	out := s.invoke(ctx, t, "DeliverFunction", filepath.Join(s.root, "events/deliver/sweep.json"))
+	var rep struct {
+		Armed *int `json:"armed"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil || rep.Armed == nil {
+		t.Fatalf("the sweep answered %s (%v); want its report", out, err)
 	}
 }
 

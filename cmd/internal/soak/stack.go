@@ -91,7 +91,7 @@ func StartStack(ctx context.Context, o StackOptions) (st *devstack.Stack, stop f
 		}
 		return o.Getenv(k)
 	}
-	st, err = devstack.Start(ctx, devstack.Config{Root: o.Root, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0",
+	st, err = devstack.Start(ctx, devstack.Config{Root: o.Root, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0", ReceiverAddr: "127.0.0.1:0",
 		DatabaseName: name, Bootstraps: o.Bootstraps, Stage: fmt.Sprintf("soak%d", os.Getpid()),
 		BatchWindow: o.BatchWindow, VisibilityTimeout: o.VisibilityTimeout, Env: env,
 		FunctionEnv: []string{"REDELIVERY_BASE=" + o.Redelivery.Base.String(), "REDELIVERY_MAX=" + o.Redelivery.Max.String()},

@@ -143,7 +143,7 @@ func startStack(ctx context.Context, t testing.TB, root, name string) *devstack.
 	db := fmt.Sprintf("%s_%d", name, os.Getpid())
 	t.Cleanup(func() { dropDatabase(admin, db) })
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := devstack.Start(ctx, devstack.Config{Root: root, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0",
+	s, err := devstack.Start(ctx, devstack.Config{Root: root, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", PlatformAddr: "127.0.0.1:0", ReceiverAddr: "127.0.0.1:0",
 		DatabaseName: db, Bootstraps: os.Getenv("NEXUS_LAMBDA_DIR"), Stage: fmt.Sprintf("%s%d", name, os.Getpid()),
 		BatchWindow: time.Second}, logger)
 	if err != nil {

@@ -1,0 +1,504 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/notify"
+	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/webhook"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// clock is a settable clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// queue records what the dispatcher queues.
+type queue struct {
+	mu   sync.Mutex
+	msgs []notify.Message
+}
+
+func (q *queue) Send(_ context.Context, msgs []notify.Message) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.msgs = append(q.msgs, msgs...)
+	return nil
+}
+
+func (q *queue) take() []notify.Message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m := q.msgs
+	q.msgs = nil
+	return m
+}
+
+// visibility records the visibility changes of messages, by receipt
+// handle.
+type visibility struct {
+	mu   sync.Mutex
+	seen map[string]int32
+}
+
+func (v *visibility) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, e := range in.Entries {
+		v.seen[*e.ReceiptHandle] = e.VisibilityTimeout
+	}
+	return &sqs.ChangeMessageVisibilityBatchOutput{}, nil
+}
+
+// receiver is a webhook endpoint answering with the statuses of answers,
+// then 200; it verifies every request's signature with secret.
+type receiver struct {
+	t       *testing.T
+	srv     *httptest.Server
+	mu      sync.Mutex
+	answers []int
+	secret  string
+	got     []http.Header
+	bodies  []string
+	bad     atomic.Int32
+	clk     *clock
+}
+
+func newReceiver(t *testing.T, clk *clock, answers ...int) *receiver {
+	r := &receiver{t: t, answers: answers, clk: clk}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err := webhook.Verify(r.secret, req.Header, body, r.clk.Now(), 0); err != nil {
+			r.bad.Add(1)
+			t.Errorf("received a webhook whose signature does not verify: %v", err)
+		}
+		r.got = append(r.got, req.Header.Clone())
+		r.bodies = append(r.bodies, string(body))
+		status := http.StatusOK
+		if len(r.answers) > 0 {
+			status, r.answers = r.answers[0], r.answers[1:]
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte("answer " + http.StatusText(status)))
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) count() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.got) }
+
+// stack is the deliver function over a test database, with the record
+// path that raises the events.
+type stack struct {
+	db      *postgres.DB
+	clk     *clock
+	store   *postgres.NotifyStore
+	events  *postgres.EventStore
+	service *notify.Service
+	queue   *queue
+	vis     *visibility
+	h       *Handler
+}
+
+func newStack(t *testing.T, allowPrivate bool) *stack {
+	t.Helper()
+	db := pgtest.NewDB(t)
+	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	db.Now = clk.Now
+	s := &stack{db: db, clk: clk, store: postgres.NewNotifyStore(db), events: postgres.NewEventStore(db), queue: &queue{},
+		vis: &visibility{seen: map[string]int32{}}}
+	s.service = &notify.Service{Store: s.store, Queue: s.queue, AllowPrivate: true, Now: clk.Now}
+	d := &notify.Dispatcher{Store: s.store, Sender: webhook.New(webhook.Options{AllowPrivate: allowPrivate}), Queue: s.queue,
+		Now: clk.Now, Logger: quiet}
+	s.h = &Handler{Dispatcher: d, Armer: &notify.Armer{Store: s.store, Now: clk.Now}, Visibility: s.vis, QueueURL: "q", Logger: quiet}
+	return s
+}
+
+// endpoint makes an endpoint of user ("" for the platform's) at url and
+// gives r its secret.
+func (s *stack) endpoint(t *testing.T, user, url string, r *receiver) *notify.Endpoint {
+	t.Helper()
+	e, err := s.service.CreateEndpoint(context.Background(), notify.Owner{Admin: true}, user, notify.EndpointInput{URL: &url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r != nil {
+		r.secret = e.Secret
+	}
+	return e
+}
+
+// cross records calls of a new free user until its 80 % event is raised
+// (arming it first), without queueing anything (the record function's
+// after-commit step never ran), and returns the user and the event.
+func (s *stack) cross(t *testing.T) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	user := uuid.NewString()
+	if _, err := s.events.RecordBatch(ctx, calls(user, 10), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.h.Armer.ArmPending(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.events.RecordBatch(ctx, calls(user, 800), nil); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	if err := s.db.Pool.QueryRow(ctx, `SELECT event_id::text FROM eco_notify_outbox WHERE user_id = $1::uuid`, user).Scan(&id); err != nil {
+		t.Fatalf("no event raised: %v", err)
+	}
+	return user, id
+}
+
+func calls(user string, n int) []usage.Event {
+	out := make([]usage.Event, n)
+	for i := range out {
+		id, _ := uuid.NewV7()
+		out[i] = usage.Event{Version: 1, EventID: id.String(), UserID: user, Endpoint: "GET /v1/games", Method: "GET",
+			StatusCode: 200, Quantity: 1, OccurredAt: time.Now().UTC()}
+	}
+	return out
+}
+
+// sqsBatch is a batch of the notify queue holding msgs, each received
+// receives times.
+func sqsBatch(receives int, msgs ...notify.Message) events.SQSEvent {
+	var ev events.SQSEvent
+	for _, m := range msgs {
+		body, _ := json.Marshal(m)
+		id := uuid.NewString()
+		ev.Records = append(ev.Records, events.SQSMessage{MessageId: id, ReceiptHandle: "rh-" + id, Body: string(body),
+			EventSource: "aws:sqs", Attributes: map[string]string{"ApproximateReceiveCount": strconv.Itoa(receives)}})
+	}
+	return ev
+}
+
+func (s *stack) deliveries(t *testing.T, f notify.DeliveryFilter) []notify.Delivery {
+	t.Helper()
+	d, err := s.store.Deliveries(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestDeliverRetriesUntilRecovered: an endpoint that answers 503 twice
+// and then 200 gets the event three times, with the same webhook-id and
+// body, at the schedule's times (5 s, then 5 min after): the queue
+// message of each retry is hidden until it is due, a message received
+// early is hidden again without an attempt, and the log holds the three
+// attempts; the endpoint's failure streak ends with the delivery.
+func TestDeliverRetriesUntilRecovered(t *testing.T) {
+	s := newStack(t, true)
+	ctx := context.Background()
+	r := newReceiver(t, s.clk, 503, 503)
+	s.endpoint(t, "", r.srv.URL, r)
+	_, eventID := s.cross(t)
+
+	if resp := s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: eventID})); len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("event message: %+v; want it handled", resp)
+	}
+	retry := s.queue.take()
+	if r.count() != 1 || len(retry) != 1 || retry[0].DeliveryID == "" || retry[0].Delay != 5*time.Second {
+		t.Fatalf("after the first attempt: %d requests, queued %+v; want 1 and the delivery's retry in 5 s", r.count(), retry)
+	}
+	// Received before it is due: hidden until then, no attempt.
+	early := sqsBatch(1, retry[0])
+	if resp := s.h.HandleSQS(ctx, early); len(resp.BatchItemFailures) != 1 || s.vis.seen[early.Records[0].ReceiptHandle] != 5 || r.count() != 1 {
+		t.Fatalf("early receive: %+v, visibility %v, %d requests; want it hidden 5 s, no attempt", resp, s.vis.seen, r.count())
+	}
+	s.clk.Add(5 * time.Second)
+	second := sqsBatch(2, retry[0])
+	if resp := s.h.HandleSQS(ctx, second); len(resp.BatchItemFailures) != 1 || s.vis.seen[second.Records[0].ReceiptHandle] != 300 || r.count() != 2 {
+		t.Fatalf("second attempt: %+v, visibility %v, %d requests; want it failed and hidden 5 min", resp, s.vis.seen, r.count())
+	}
+	s.clk.Add(5 * time.Minute)
+	if resp := s.h.HandleSQS(ctx, sqsBatch(3, retry[0])); len(resp.BatchItemFailures) != 0 || r.count() != 3 {
+		t.Fatalf("third attempt: %+v, %d requests; want it delivered", resp, r.count())
+	}
+	ds := s.deliveries(t, notify.DeliveryFilter{})
+	if len(ds) != 1 || ds[0].Status != notify.StatusDelivered || ds[0].Attempts != 3 || len(ds[0].Log) != 3 {
+		t.Fatalf("deliveries %+v; want one, delivered at the third attempt", ds)
+	}
+	for i, want := range []int{503, 503, 200} {
+		if a := ds[0].Log[i]; a.StatusCode == nil || *a.StatusCode != want || a.Attempt != i+1 {
+			t.Errorf("attempt %d: %+v; want status %d", i+1, a, want)
+		}
+	}
+	if !strings.HasPrefix(ds[0].Log[0].Answer, "answer Service Unavailable") || ds[0].Log[0].Outcome != notify.OutcomeFailed {
+		t.Errorf("first attempt's log %+v", ds[0].Log[0])
+	}
+	for i := 1; i < 3; i++ {
+		if r.got[i].Get(webhook.HeaderID) != r.got[0].Get(webhook.HeaderID) || r.bodies[i] != r.bodies[0] {
+			t.Errorf("attempt %d sent webhook-id %s and body %s; want the first's", i+1, r.got[i].Get(webhook.HeaderID), r.bodies[i])
+		}
+	}
+	if id := r.got[0].Get(webhook.HeaderID); id != "msg_"+eventID {
+		t.Errorf("webhook-id %s; want msg_%s", id, eventID)
+	}
+	var body struct {
+		Type string          `json:"type"`
+		Data notify.Crossing `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(r.bodies[0]), &body); err != nil || body.Type != notify.EventThreshold ||
+		body.Data.ThresholdCalls != 800 || body.Data.UsedCalls != 810 {
+		t.Errorf("body %s (%v); want the 80 %% event at 810 calls", r.bodies[0], err)
+	}
+	eps, _ := s.store.Endpoints(ctx, notify.EndpointFilter{})
+	if eps[0].FailingSince != nil {
+		t.Errorf("endpoint failing since %v after a delivery; want nil", eps[0].FailingSince)
+	}
+}
+
+// TestDeliverRedeliveredMessagesOnce: the event's message delivered
+// twice at once and again later, and its delivery's message redelivered
+// after the delivery succeeded, send the webhook once: one delivery per
+// endpoint (created once), leased by one attempt at a time.
+func TestDeliverRedeliveredMessagesOnce(t *testing.T) {
+	s := newStack(t, true)
+	ctx := context.Background()
+	r := newReceiver(t, s.clk)
+	s.endpoint(t, "", r.srv.URL, r)
+	_, eventID := s.cross(t)
+	msg := notify.Message{EventID: eventID}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp := s.h.HandleSQS(ctx, sqsBatch(1, msg, msg)); len(resp.BatchItemFailures) != 0 {
+				t.Errorf("redelivered event message: %+v", resp)
+			}
+		}()
+	}
+	wg.Wait()
+	s.h.HandleSQS(ctx, sqsBatch(2, msg))
+	ds := s.deliveries(t, notify.DeliveryFilter{})
+	if r.count() != 1 || len(ds) != 1 || ds[0].Attempts != 1 {
+		t.Fatalf("9 copies of the event's message: %d requests, deliveries %+v; want one request, one delivery, one attempt", r.count(), ds)
+	}
+	if resp := s.h.HandleSQS(ctx, sqsBatch(2, notify.Message{DeliveryID: ds[0].ID})); len(resp.BatchItemFailures) != 0 || r.count() != 1 {
+		t.Errorf("the delivered delivery's message again: %+v, %d requests; want it acknowledged, nothing sent", resp, r.count())
+	}
+}
+
+// TestDeliverAfterCrash: the record transaction committed the counters
+// and the event, and the record function died before it queued anything:
+// the minute's sweep finds the event (older than its grace) and delivers
+// it, once; the next sweep finds nothing to do. A period the record path
+// left pending (no arming ran) is armed by the sweep, and its crossing
+// delivered too.
+func TestDeliverAfterCrash(t *testing.T) {
+	s := newStack(t, true)
+	ctx := context.Background()
+	r := newReceiver(t, s.clk)
+	s.endpoint(t, "", r.srv.URL, r)
+	_, eventID := s.cross(t)
+	// A second user's calls, never armed: only pending days.
+	other := uuid.NewString()
+	if _, err := s.events.RecordBatch(ctx, calls(other, 1000), nil); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.h.Sweep(ctx)
+	if err != nil || rep.Armed != 1 || rep.Fired != 2 || r.count() != 2 {
+		t.Fatalf("first sweep: %+v, %v, %d requests; want the pending user armed, its 80 %% and 100 %% events fired and delivered", rep, err, r.count())
+	}
+	s.clk.Add(31 * time.Second)
+	rep, err = s.h.Sweep(ctx)
+	if err != nil || rep.Events != 1 || r.count() != 3 {
+		t.Fatalf("sweep past the grace: %+v, %v, %d requests; want the crashed batch's event delivered", rep, err, r.count())
+	}
+	s.clk.Add(time.Minute)
+	rep, err = s.h.Sweep(ctx)
+	if err != nil || *rep != (SweepReport{}) || r.count() != 3 {
+		t.Fatalf("next sweep: %+v, %v, %d requests; want nothing to do", rep, err, r.count())
+	}
+	ids := map[string]bool{}
+	for _, h := range r.got {
+		ids[h.Get(webhook.HeaderID)] = true
+	}
+	if len(ids) != 3 || !ids["msg_"+eventID] {
+		t.Errorf("webhook-ids %v; want three events, the crashed batch's among them", ids)
+	}
+}
+
+// TestDeliverReplay: a delivery that failed for good is replayed by its
+// owner: one more attempt at once, with the same webhook-id, logged as a
+// replay and not retried; an endpoint's failed deliveries since a time
+// are replayed together.
+func TestDeliverReplay(t *testing.T) {
+	s := newStack(t, true)
+	ctx := context.Background()
+	r := newReceiver(t, s.clk, 500)
+	user, eventID := s.cross(t)
+	e := s.endpoint(t, user, r.srv.URL, r)
+	s.h.Dispatcher.Schedule = notify.Schedule{} // no retries: the first failure is final
+	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: eventID}))
+	ds := s.deliveries(t, notify.DeliveryFilter{})
+	if len(ds) != 1 || ds[0].Status != notify.StatusFailed || r.count() != 1 || len(s.queue.take()) != 0 {
+		t.Fatalf("deliveries %+v after one failure without retries", ds)
+	}
+	owner := notify.Owner{UserID: user}
+	if _, err := s.service.Replay(ctx, notify.Owner{UserID: uuid.NewString()}, notify.ReplayRequest{DeliveryID: ds[0].ID}); usage.ErrorCode(err) != usage.CodeNotFound {
+		t.Errorf("another user's replay: %v; want not found", err)
+	}
+	n, err := s.service.Replay(ctx, owner, notify.ReplayRequest{DeliveryID: ds[0].ID})
+	queued := s.queue.take()
+	if err != nil || n != 1 || len(queued) != 1 || queued[0].DeliveryID != ds[0].ID {
+		t.Fatalf("replay: %d, %v, queued %+v", n, err, queued)
+	}
+	s.h.HandleSQS(ctx, sqsBatch(1, queued[0]))
+	ds = s.deliveries(t, notify.DeliveryFilter{EndpointID: &e.ID})
+	if r.count() != 2 || ds[0].Status != notify.StatusDelivered || ds[0].Replays != 1 || len(ds[0].Log) != 2 || !ds[0].Log[1].Replay {
+		t.Fatalf("after the replay: %d requests, %+v; want it delivered by a replayed attempt", r.count(), ds[0])
+	}
+	if r.got[1].Get(webhook.HeaderID) != r.got[0].Get(webhook.HeaderID) || r.bodies[1] != r.bodies[0] {
+		t.Error("the replay sent another webhook-id or body")
+	}
+	if _, err := s.service.Replay(ctx, owner, notify.ReplayRequest{DeliveryID: ds[0].ID}); err != nil {
+		t.Errorf("replaying a delivered delivery: %v", err)
+	}
+	s.queue.take()
+	// All failed since a time: a second failed delivery of the endpoint.
+	_, event2 := s.crossFor(t, user)
+	r.mu.Lock()
+	r.answers = []int{500}
+	r.mu.Unlock()
+	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: event2}))
+	n, err = s.service.Replay(ctx, owner, notify.ReplayRequest{EndpointID: e.ID, Since: s.clk.Now().Add(-time.Hour)})
+	if err != nil || n != 1 {
+		t.Fatalf("replay the endpoint's failed deliveries: %d, %v; want 1", n, err)
+	}
+	for _, m := range s.queue.take() {
+		s.h.HandleSQS(ctx, sqsBatch(1, m))
+	}
+	if failed := s.deliveries(t, notify.DeliveryFilter{EndpointID: &e.ID, Status: ptr(notify.StatusFailed)}); len(failed) != 0 {
+		t.Errorf("failed deliveries after the replay: %+v", failed)
+	}
+}
+
+// crossFor raises user's 100 % event (its 80 % one was raised before).
+func (s *stack) crossFor(t *testing.T, user string) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.events.RecordBatch(ctx, calls(user, 200), nil); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	if err := s.db.Pool.QueryRow(ctx, `SELECT event_id::text FROM eco_notify_outbox WHERE user_id = $1::uuid
+		AND (data->>'threshold_percent')::int = 100`, user).Scan(&id); err != nil {
+		t.Fatalf("no 100 %% event: %v", err)
+	}
+	return user, id
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestDeliverPrivateAddressRefused: outside the local stack an endpoint
+// at a private, loopback or link-local address is refused when it is
+// made, and an endpoint whose address became one (a host name resolved or
+// rebound there) is refused at the connection: the attempt is logged as
+// refused, not retried, and nothing reaches the address.
+func TestDeliverPrivateAddressRefused(t *testing.T) {
+	s := newStack(t, false)
+	ctx := context.Background()
+	strict := &notify.Service{Store: s.store, Now: s.clk.Now}
+	for _, u := range []string{"https://127.0.0.1/hook", "https://10.1.2.3/hook", "https://169.254.169.254/latest/meta-data",
+		"https://[::1]/hook", "https://localhost/hook", "http://hooks.example.com/"} {
+		if _, err := strict.CreateEndpoint(ctx, notify.Owner{Admin: true}, "", notify.EndpointInput{URL: &u}); usage.ErrorField(err) != "url" {
+			t.Errorf("endpoint %s: %v; want refused naming url", u, err)
+		}
+	}
+	r := newReceiver(t, s.clk)
+	s.endpoint(t, "", r.srv.URL, r) // made as the local stack may; sent as AWS does
+	_, eventID := s.cross(t)
+	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: eventID}))
+	ds := s.deliveries(t, notify.DeliveryFilter{})
+	if r.count() != 0 || len(ds) != 1 || ds[0].Status != notify.StatusFailed || len(ds[0].Log) != 1 ||
+		ds[0].Log[0].Outcome != notify.OutcomeRefused || !strings.Contains(ds[0].Log[0].Answer, "127.0.0.1") || len(s.queue.take()) != 0 {
+		t.Fatalf("%d requests reached the loopback receiver; deliveries %+v; want none, the attempt refused and not retried", r.count(), ds)
+	}
+}
+
+// TestDeliverDisablesFailingEndpoint: an endpoint that has failed every
+// attempt for ENDPOINT_DISABLE_AFTER is disabled at its next failure, with
+// a webhook.endpoint.disabled event raised once, which reaches the
+// platform's endpoint; its deliveries stop.
+func TestDeliverDisablesFailingEndpoint(t *testing.T) {
+	s := newStack(t, true)
+	ctx := context.Background()
+	dead := newReceiver(t, s.clk, 500, 500, 500, 500)
+	platform := newReceiver(t, s.clk)
+	user, eventID := s.cross(t)
+	e := s.endpoint(t, user, dead.srv.URL, dead)
+	s.endpoint(t, "", platform.srv.URL, platform)
+	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: eventID}))
+	s.queue.take()
+	// Failing for five days: the next failure disables it.
+	s.clk.Add(notify.DefaultDisableAfter)
+	_, event2 := s.crossFor(t, user)
+	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: event2}))
+	eps, err := s.store.Endpoint(ctx, e.ID)
+	if err != nil || eps.Enabled || !strings.HasPrefix(eps.DisabledReason, "every delivery failed since") {
+		t.Fatalf("endpoint %+v, %v; want it disabled", eps, err)
+	}
+	msgs := s.queue.take()
+	var disabled string
+	for _, m := range msgs {
+		if m.EventID != "" {
+			disabled = m.EventID
+		}
+	}
+	if disabled == "" {
+		t.Fatalf("queued %+v; want the endpoint's disabled event", msgs)
+	}
+	before := platform.count()
+	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: disabled}))
+	if platform.count() != before+1 || !strings.Contains(platform.bodies[before], `"type":"webhook.endpoint.disabled"`) ||
+		!strings.Contains(platform.bodies[before], e.ID) {
+		t.Fatalf("platform endpoint got %v; want the disabled event", platform.bodies[before:])
+	}
+	var n int
+	if err := s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM eco_notify_outbox WHERE event_type = 'webhook.endpoint.disabled'`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d disabled events, %v; want 1", n, err)
+	}
+	// Its pending retries end without an attempt.
+	for _, m := range msgs {
+		if m.DeliveryID != "" {
+			s.clk.Add(time.Hour)
+			s.h.HandleSQS(ctx, sqsBatch(2, m))
+		}
+	}
+	if dead.count() != 2 {
+		t.Errorf("the disabled endpoint got %d requests; want the 2 before it was disabled", dead.count())
+	}
+}

@@ -1,0 +1,424 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// Delivery statuses.
+const (
+	StatusPending   = "pending"
+	StatusDelivered = "delivered"
+	StatusFailed    = "failed"
+)
+
+// Attempt outcomes.
+const (
+	// OutcomeDelivered: the endpoint answered 2xx.
+	OutcomeDelivered = "delivered"
+	// OutcomeFailed: another answer, a timeout, a refused connection.
+	OutcomeFailed = "failed"
+	// OutcomeRefused: the endpoint's address is one deliveries never go
+	// to (Blocked); not retried.
+	OutcomeRefused = "refused"
+)
+
+// Delivery is one event's delivery to one endpoint.
+type Delivery struct {
+	ID         string `json:"id"`
+	EventID    string `json:"event_id"`
+	EventType  string `json:"event_type"`
+	EndpointID string `json:"endpoint_id"`
+	// UserID is the event's user.
+	UserID        string     `json:"user_id,omitempty"`
+	Status        string     `json:"status"`
+	Attempts      int        `json:"attempts"`
+	RetryStep     int        `json:"-"`
+	NextAttemptAt *time.Time `json:"next_attempt_at"`
+	LastStatus    *int       `json:"last_status"`
+	LastError     string     `json:"last_error,omitempty"`
+	Replays       int        `json:"replays"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+	DeliveredAt   *time.Time `json:"delivered_at"`
+	// Log is the delivery's attempts, first first.
+	Log []Attempt `json:"attempts_log"`
+}
+
+// Attempt is one try of a delivery: when, the endpoint's answer (status
+// and the start of its body, or what went wrong in our words) and how long
+// it took.
+type Attempt struct {
+	Attempt    int       `json:"attempt"`
+	At         time.Time `json:"at"`
+	StatusCode *int      `json:"status_code"`
+	Outcome    string    `json:"outcome"`
+	Answer     string    `json:"answer"`
+	LatencyMS  int64     `json:"latency_ms"`
+	// Replay is true for an attempt asked for by a replay.
+	Replay bool `json:"replay"`
+}
+
+// MaxAnswer bounds the part of an endpoint's answer the log keeps, in
+// bytes.
+const MaxAnswer = 1024
+
+// Schedule is the wait before each retry of a failed delivery: the n-th
+// retry comes Schedule[n-1] after the attempt before it.
+type Schedule []time.Duration
+
+// DefaultSchedule retries after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and
+// 10 h: eight attempts over 27 h 35 min (Svix's schedule).
+var DefaultSchedule = Schedule{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+
+// After returns the wait after a failed attempt at retry step step (0 for
+// the first attempt), and false when the schedule is over.
+func (s Schedule) After(step int) (time.Duration, bool) {
+	if step < 0 || step >= len(s) {
+		return 0, false
+	}
+	return s[step], true
+}
+
+// Span is the time from a first attempt to the last retry.
+func (s Schedule) Span() time.Duration {
+	var d time.Duration
+	for _, w := range s {
+		d += w
+	}
+	return d
+}
+
+// Defaults of the dispatcher.
+const (
+	// AttemptTimeout bounds one attempt: the endpoint has this long to
+	// answer.
+	AttemptTimeout = 15 * time.Second
+	// DefaultDisableAfter is how long an endpoint may fail every attempt
+	// before it is disabled.
+	DefaultDisableAfter = 5 * 24 * time.Hour
+	// MaxQueueDelay is the longest delay a queue message can carry (SQS).
+	MaxQueueDelay = 15 * time.Minute
+	// MaxReplay bounds the deliveries one replay makes pending again.
+	MaxReplay = 1000
+	// ReplayStep is the retry step of a replayed delivery: its one attempt
+	// is not retried (Schedule.After has no step so far).
+	ReplayStep = 1000
+)
+
+// Request is one signed webhook request to send.
+type Request struct {
+	URL       string
+	MessageID string
+	Timestamp time.Time
+	Body      []byte
+	// Secrets sign the request (Endpoint.Secrets).
+	Secrets []string
+}
+
+// Result is the outcome of one request.
+type Result struct {
+	Outcome string
+	// StatusCode is the endpoint's answer (0 when there was none).
+	StatusCode int
+	// Answer is the start of the answer's body, or what went wrong in our
+	// words.
+	Answer  string
+	Latency time.Duration
+}
+
+// Sender signs and sends webhook requests (shared/webhook).
+type Sender interface {
+	// Send sends r once, within AttemptTimeout; it never returns an error:
+	// every failure is a Result.
+	Send(ctx context.Context, r Request) Result
+}
+
+// Publisher puts events on the platform's bus (shared/alerts: EventBridge).
+type Publisher interface {
+	// Publish puts e on the bus; CodeUnavailable when it cannot be
+	// reached.
+	Publish(ctx context.Context, e Event) error
+}
+
+// Message is a message of the notify queue: an event to fan out, or a
+// delivery to attempt; Delay is how long the queue hides it first (at most
+// MaxQueueDelay).
+type Message struct {
+	EventID    string        `json:"event_id,omitempty"`
+	DeliveryID string        `json:"delivery_id,omitempty"`
+	Delay      time.Duration `json:"-"`
+}
+
+// Queue sends messages to the notify queue (shared/sqspub).
+type Queue interface {
+	// Send sends the messages; CodeUnavailable when the queue cannot be
+	// reached. Messages that are not sent are found by Dispatcher.Sweep.
+	Send(ctx context.Context, msgs []Message) error
+}
+
+// Dispatcher delivers the outbox: it fans events out to the endpoints
+// that want them and to the bus, attempts each delivery with a lease (so
+// that a redelivered queue message never sends it twice at once), retries
+// failures on Schedule through the queue, and disables an endpoint that
+// failed every attempt for DisableAfter. Delivery is at least once: a
+// receiver deduplicates on the event's id (webhook-id).
+type Dispatcher struct {
+	Store  DeliveryStore
+	Sender Sender
+	// Bus, when set, receives every event too.
+	Bus Publisher
+	// Queue carries retries and events raised here; nil leaves them to
+	// Sweep.
+	Queue Queue
+	// Schedule (DefaultSchedule when nil), DisableAfter
+	// (DefaultDisableAfter when zero).
+	Schedule     Schedule
+	DisableAfter time.Duration
+	// Workers bounds the attempts of one fan-out at once (default 4).
+	Workers int
+	// Now is the clock (required); Logger is required.
+	Now    func() time.Time
+	Logger *slog.Logger
+	// NewID makes the id of an event raised here (EventEndpointDisabled;
+	// default: a UUIDv7).
+	NewID func() string
+}
+
+func (d *Dispatcher) newID() string {
+	if d.NewID != nil {
+		return d.NewID()
+	}
+	return NewID()
+}
+
+// NewID returns a new id: a UUIDv7 (time-ordered).
+func NewID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+func (d *Dispatcher) schedule() Schedule {
+	if d.Schedule == nil {
+		return DefaultSchedule
+	}
+	return d.Schedule
+}
+
+func (d *Dispatcher) disableAfter() time.Duration {
+	if d.DisableAfter <= 0 {
+		return DefaultDisableAfter
+	}
+	return d.DisableAfter
+}
+
+// leaseFor is an attempt's lease: its timeout and a margin for the
+// writes around it.
+const leaseFor = AttemptTimeout + 15*time.Second
+
+// HandleEvent fans the event out and attempts its deliveries now, then
+// puts it on the bus. A delivery that failed is queued for its retry. A
+// second call (a redelivered message) creates no delivery twice and
+// sends none that is delivered, failed for good, or being attempted.
+func (d *Dispatcher) HandleEvent(ctx context.Context, eventID string) error {
+	ev, published, ids, err := d.Store.FanOut(ctx, eventID, d.Now().UTC())
+	if err != nil {
+		return err
+	}
+	var retries []Message
+	var mu sync.Mutex
+	var errs []error
+	workers := d.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			wait, err := d.Deliver(ctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			if wait > 0 {
+				retries = append(retries, Message{DeliveryID: id, Delay: min(wait, MaxQueueDelay)})
+			}
+		}()
+	}
+	wg.Wait()
+	d.enqueue(ctx, retries)
+	if d.Bus != nil && !published {
+		if err := d.Bus.Publish(ctx, *ev); err != nil {
+			errs = append(errs, err)
+		} else if err := d.Store.MarkPublished(ctx, eventID, d.Now().UTC()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Deliver attempts the delivery if it is due, and returns how long until
+// it should be looked at again (0: never: delivered or failed for good).
+func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string) (time.Duration, error) {
+	now := d.Now().UTC()
+	l, st, due, err := d.Store.Lease(ctx, deliveryID, now, leaseFor)
+	if err != nil {
+		if usage.ErrorCode(err) == usage.CodeNotFound {
+			return 0, nil
+		}
+		return 0, err
+	}
+	switch st {
+	case Done:
+		return 0, nil
+	case Busy:
+		return leaseFor, nil
+	case NotDue:
+		return max(due.Sub(now), time.Second), nil
+	}
+	body, err := l.Event.Body()
+	if err != nil {
+		return 0, err
+	}
+	attemptCtx, cancel := context.WithTimeout(ctx, AttemptTimeout)
+	res := d.Sender.Send(attemptCtx, Request{URL: l.Endpoint.URL, MessageID: l.Event.MessageID(), Timestamp: now,
+		Body: body, Secrets: l.Endpoint.Secrets(now)})
+	cancel()
+	at := d.Now().UTC()
+	f := Finished{DeliveryID: deliveryID, EndpointID: l.Endpoint.ID,
+		Attempt: Attempt{Attempt: l.Attempt, At: now, Outcome: res.Outcome, Answer: clip(res.Answer, MaxAnswer),
+			LatencyMS: res.Latency.Milliseconds(), Replay: l.Delivery.RetryStep >= ReplayStep},
+		DisableBefore: at.Add(-d.disableAfter())}
+	if res.StatusCode != 0 {
+		code := res.StatusCode
+		f.Attempt.StatusCode = &code
+	}
+	var wait time.Duration
+	switch {
+	case res.Outcome == OutcomeDelivered:
+		f.Status = StatusDelivered
+	case res.Outcome == OutcomeRefused:
+		f.Status = StatusFailed
+	default:
+		if w, ok := d.schedule().After(l.Delivery.RetryStep); ok {
+			next := at.Add(w)
+			f.Status, f.NextAttemptAt, f.RetryStep, wait = StatusPending, &next, l.Delivery.RetryStep+1, w
+		} else {
+			f.Status = StatusFailed
+		}
+	}
+	if res.Outcome != OutcomeDelivered {
+		f.DisabledEventID = d.newID()
+	}
+	disabled, err := d.Store.Finish(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	log := d.Logger.With("delivery_id", deliveryID, "event_id", l.Event.ID, "endpoint_id", l.Endpoint.ID, "attempt", l.Attempt)
+	if res.Outcome == OutcomeDelivered {
+		log.InfoContext(ctx, "webhook delivered", "status", res.StatusCode, "latency_ms", res.Latency.Milliseconds())
+	} else {
+		log.WarnContext(ctx, "webhook attempt failed", "outcome", res.Outcome, "status", res.StatusCode, "answer", f.Attempt.Answer,
+			"next_attempt_at", f.NextAttemptAt)
+	}
+	if disabled {
+		log.ErrorContext(ctx, "webhook endpoint disabled: every attempt failed", "failing_for", d.disableAfter().String())
+		if err := d.raise(ctx, f.DisabledEventID); err != nil {
+			log.ErrorContext(ctx, "raise the endpoint's disabled event; the sweep will", "error", err)
+		}
+	}
+	return wait, nil
+}
+
+// raise fans an event raised here out: through the queue, or at once.
+func (d *Dispatcher) raise(ctx context.Context, eventID string) error {
+	if d.Queue != nil {
+		if err := d.Queue.Send(ctx, []Message{{EventID: eventID}}); err == nil {
+			return nil
+		}
+	}
+	return d.HandleEvent(ctx, eventID)
+}
+
+// enqueue queues msgs; a failure is logged, and Sweep finds them.
+func (d *Dispatcher) enqueue(ctx context.Context, msgs []Message) {
+	if d.Queue == nil || len(msgs) == 0 {
+		return
+	}
+	if err := d.Queue.Send(ctx, msgs); err != nil {
+		d.Logger.WarnContext(ctx, "notify messages not queued; the sweep will find them", "messages", len(msgs), "error", err)
+	}
+}
+
+// SweepReport says what a sweep did.
+type SweepReport struct {
+	Events     int `json:"events"`
+	Deliveries int `json:"deliveries"`
+}
+
+// Sweep finds what the queue lost or never got (an event whose message
+// was not sent after the counters' commit, a retry whose message was
+// lost): events raised more than grace ago and not fanned out (or not
+// published), and deliveries due more than grace ago; it handles up to
+// limit of each now. The deliver function runs it every minute.
+func (d *Dispatcher) Sweep(ctx context.Context, grace time.Duration, limit int) (SweepReport, error) {
+	var rep SweepReport
+	before := d.Now().UTC().Add(-grace)
+	events, err := d.Store.Waiting(ctx, before, d.Bus != nil, limit)
+	if err != nil {
+		return rep, err
+	}
+	var errs []error
+	for _, id := range events {
+		if err := d.HandleEvent(ctx, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep.Events++
+	}
+	due, err := d.Store.Overdue(ctx, before, limit)
+	if err != nil {
+		return rep, errors.Join(append(errs, err)...)
+	}
+	var retries []Message
+	for _, id := range due {
+		wait, err := d.Deliver(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep.Deliveries++
+		if wait > 0 {
+			retries = append(retries, Message{DeliveryID: id, Delay: min(wait, MaxQueueDelay)})
+		}
+	}
+	d.enqueue(ctx, retries)
+	return rep, errors.Join(errs...)
+}
+
+// clip cuts s to at most n bytes on a character boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}

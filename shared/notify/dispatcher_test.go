@@ -1,0 +1,213 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nexus/usage/shared/notify"
+	"github.com/nexus/usage/shared/usage"
+)
+
+// fakeDeliveries is a DeliveryStore of one event and its deliveries, in
+// memory, as the real one judges leases.
+type fakeDeliveries struct {
+	mu        sync.Mutex
+	event     notify.Event
+	endpoints map[string]*notify.Endpoint
+	d         map[string]*notify.Delivery
+	leased    map[string]time.Time
+	finished  []notify.Finished
+	published bool
+}
+
+func (f *fakeDeliveries) FanOut(_ context.Context, id string, now time.Time) (*notify.Event, bool, []string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id != f.event.ID {
+		return nil, false, nil, usage.Errorf(usage.CodeNotFound, "no event")
+	}
+	var ids []string
+	for _, e := range f.endpoints {
+		if _, ok := f.d[e.ID]; !ok && e.Enabled {
+			f.d[e.ID] = &notify.Delivery{ID: e.ID, EventID: id, EndpointID: e.ID, Status: notify.StatusPending, NextAttemptAt: &now}
+		}
+		if d := f.d[e.ID]; d != nil && d.Status == notify.StatusPending {
+			ids = append(ids, d.ID)
+		}
+	}
+	ev := f.event
+	return &ev, f.published, ids, nil
+}
+
+func (f *fakeDeliveries) MarkPublished(context.Context, string, time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.published = true
+	return nil
+}
+
+func (f *fakeDeliveries) Waiting(context.Context, time.Time, bool, int) ([]string, error) {
+	return nil, nil
+}
+func (f *fakeDeliveries) Overdue(context.Context, time.Time, int) ([]string, error) { return nil, nil }
+
+func (f *fakeDeliveries) Lease(_ context.Context, id string, now time.Time, leaseFor time.Duration) (*notify.Lease, notify.LeaseState, time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.d[id]
+	switch {
+	case d == nil || d.Status != notify.StatusPending:
+		return nil, notify.Done, time.Time{}, nil
+	case d.NextAttemptAt != nil && d.NextAttemptAt.After(now):
+		return nil, notify.NotDue, *d.NextAttemptAt, nil
+	case f.leased[id].After(now):
+		return nil, notify.Busy, time.Time{}, nil
+	}
+	f.leased[id] = now.Add(leaseFor)
+	d.Attempts++
+	return &notify.Lease{Delivery: *d, Endpoint: *f.endpoints[d.EndpointID], Event: f.event, Attempt: d.Attempts}, notify.Leased, time.Time{}, nil
+}
+
+func (f *fakeDeliveries) Finish(_ context.Context, fin notify.Finished) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.finished = append(f.finished, fin)
+	d := f.d[fin.DeliveryID]
+	d.Status, d.NextAttemptAt, d.RetryStep = fin.Status, fin.NextAttemptAt, fin.RetryStep
+	delete(f.leased, fin.DeliveryID)
+	e := f.endpoints[fin.EndpointID]
+	if fin.Attempt.Outcome == notify.OutcomeDelivered {
+		e.FailingSince = nil
+		return false, nil
+	}
+	if e.FailingSince == nil {
+		at := fin.Attempt.At
+		e.FailingSince = &at
+	}
+	if e.Enabled && !e.FailingSince.After(fin.DisableBefore) {
+		e.Enabled = false
+		return true, nil
+	}
+	return false, nil
+}
+
+// sender answers with outcomes in turn, then delivered.
+type sender struct {
+	mu       sync.Mutex
+	outcomes []string
+	got      []notify.Request
+}
+
+func (s *sender) Send(_ context.Context, r notify.Request) notify.Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, r)
+	o := notify.OutcomeDelivered
+	if len(s.outcomes) > 0 {
+		o, s.outcomes = s.outcomes[0], s.outcomes[1:]
+	}
+	code := 200
+	if o != notify.OutcomeDelivered {
+		code = 503
+	}
+	return notify.Result{Outcome: o, StatusCode: code, Answer: o}
+}
+
+type msgs struct{ sent []notify.Message }
+
+func (m *msgs) Send(_ context.Context, ms []notify.Message) error {
+	m.sent = append(m.sent, ms...)
+	return nil
+}
+
+type bus struct{ got []notify.Event }
+
+func (b *bus) Publish(_ context.Context, e notify.Event) error { b.got = append(b.got, e); return nil }
+
+func newDispatch(outcomes ...string) (*notify.Dispatcher, *fakeDeliveries, *sender, *msgs, *bus, *time.Time) {
+	now := t0
+	store := &fakeDeliveries{event: notify.Event{ID: "ev", Type: notify.EventThreshold, At: t0, Data: json.RawMessage(`{}`)},
+		endpoints: map[string]*notify.Endpoint{"ep": {ID: "ep", URL: "https://a.example.com/", Secret: "whsec_x", Enabled: true}},
+		d:         map[string]*notify.Delivery{}, leased: map[string]time.Time{}}
+	s, q, b := &sender{outcomes: outcomes}, &msgs{}, &bus{}
+	d := &notify.Dispatcher{Store: store, Sender: s, Queue: q, Bus: b, Now: func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NewID: func() string { return "disabled-ev" }}
+	return d, store, s, q, b, &now
+}
+
+// TestDispatcherRetrySchedule: a failure waits the schedule's next step,
+// a message received early waits the rest, the schedule's end fails the
+// delivery for good; the bus gets the event once.
+func TestDispatcherRetrySchedule(t *testing.T) {
+	d, store, s, q, b, now := newDispatch(notify.OutcomeFailed, notify.OutcomeFailed, notify.OutcomeFailed)
+	d.Schedule = notify.Schedule{5 * time.Second, time.Minute}
+	ctx := context.Background()
+	if err := d.HandleEvent(ctx, "ev"); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.sent) != 1 || q.sent[0] != (notify.Message{DeliveryID: "ep", Delay: 5 * time.Second}) || len(b.got) != 1 {
+		t.Fatalf("queued %+v, bus %d; want the retry in 5 s and the event on the bus", q.sent, len(b.got))
+	}
+	if wait, _ := d.Deliver(ctx, "ep"); wait != 5*time.Second || len(s.got) != 1 {
+		t.Errorf("received early: wait %s after %d sends; want 5s, no attempt", wait, len(s.got))
+	}
+	*now = now.Add(5 * time.Second)
+	if wait, _ := d.Deliver(ctx, "ep"); wait != time.Minute {
+		t.Errorf("second failure: wait %s; want 1m", wait)
+	}
+	*now = now.Add(time.Minute)
+	if wait, _ := d.Deliver(ctx, "ep"); wait != 0 || store.d["ep"].Status != notify.StatusFailed {
+		t.Errorf("third failure: wait %s, %+v; want failed for good", wait, store.d["ep"])
+	}
+	if err := d.HandleEvent(ctx, "ev"); err != nil || len(b.got) != 1 || len(s.got) != 3 {
+		t.Errorf("again: %v, bus %d, sends %d; want nothing more", err, len(b.got), len(s.got))
+	}
+	for i, f := range store.finished {
+		if f.Attempt.Attempt != i+1 {
+			t.Errorf("attempt %d numbered %d", i+1, f.Attempt.Attempt)
+		}
+	}
+}
+
+// TestDispatcherRefusedAndDisabled: a refused address is not retried; a
+// failure past DisableAfter disables the endpoint and raises its event.
+func TestDispatcherRefusedAndDisabled(t *testing.T) {
+	d, store, _, q, _, _ := newDispatch(notify.OutcomeRefused)
+	ctx := context.Background()
+	if err := d.HandleEvent(ctx, "ev"); err != nil {
+		t.Fatal(err)
+	}
+	if store.d["ep"].Status != notify.StatusFailed || len(q.sent) != 0 {
+		t.Fatalf("refused: %+v, queued %+v; want failed, no retry", store.d["ep"], q.sent)
+	}
+
+	d, store, _, q, _, now := newDispatch(notify.OutcomeFailed, notify.OutcomeFailed)
+	long := now.Add(-notify.DefaultDisableAfter)
+	store.endpoints["ep"].FailingSince = &long
+	if err := d.HandleEvent(ctx, "ev"); err != nil {
+		t.Fatal(err)
+	}
+	if store.endpoints["ep"].Enabled || len(q.sent) != 2 || q.sent[0] != (notify.Message{EventID: "disabled-ev"}) {
+		t.Errorf("endpoint %+v, queued %+v; want it disabled and its event queued", store.endpoints["ep"], q.sent)
+	}
+}
+
+// TestDispatcherSignsWithBothSecrets: during a rotation's overlap a
+// request carries both secrets, the id msg_<event> and the attempt's time.
+func TestDispatcherSignsWithBothSecrets(t *testing.T) {
+	d, store, s, _, _, now := newDispatch()
+	until := now.Add(time.Hour)
+	store.endpoints["ep"].PreviousSecret, store.endpoints["ep"].PreviousExpiresAt = "whsec_old", &until
+	if err := d.HandleEvent(context.Background(), "ev"); err != nil {
+		t.Fatal(err)
+	}
+	r := s.got[0]
+	if len(r.Secrets) != 2 || r.Secrets[0] != "whsec_x" || r.MessageID != "msg_ev" || !r.Timestamp.Equal(*now) {
+		t.Errorf("request %+v", r)
+	}
+}
