@@ -30,7 +30,7 @@ ifneq ($(filter dev,$(MAKECMDGOALS)),)
 NEXUS_DEV_START := $(shell date +%s.%N)
 endif
 
-.PHONY: all build host prepare std arm64 tools chromium packages test test-go sam lint cover dev demo dashtime migrate schema bench soak deploy clean \
+.PHONY: all build host prepare std arm64 tools chromium packages node test test-go sam lint cover dev demo dashtime migrate schema bench soak deploy clean \
 	build-RecordFunction build-AggregateFunction build-AnalyticsFunction build-OverageFunction build-DeliverFunction
 
 all: build
@@ -107,6 +107,19 @@ chromium:
 packages:
 	@scripts/need-packages.sh chromium podman
 
+## node: install the npm packages the tests run (the TypeScript package,
+## the Next.js example, the dashboard's sources, the webhook verifier) from
+## their lockfiles, side by side and while the Go builds run: the network
+## waits overlap the compiling, and the tests' own npm ci installs from
+## npm's cache (without npm: a message; under CI=true an error)
+NPM_DIRS := clients/typescript examples/nextjs web shared/webhook/testdata/verifier
+node: $(NPM_DIRS:%=%/node_modules/.package-lock.json)
+%/node_modules/.package-lock.json: %/package-lock.json
+	@if ! command -v npm >/dev/null; then \
+		if [ "$$CI" = true ]; then echo "make node: npm is not installed" >&2; exit 1; fi; \
+		echo "make node: npm is not installed: the TypeScript, dashboard and webhook tests will say so"; exit 0; \
+	fi; cd $* && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules/.package-lock.json
+
 ## arm64: compile the functions for linux/arm64, as sam build does, into the
 ## build cache (nothing is written): one go build for the five, so that the
 ## test's sam build, which builds them side by side, only links
@@ -114,12 +127,13 @@ arm64:
 	GOOS=linux GOARCH=arm64 $(GOBUILD) $(addprefix ./functions/,$(FUNCTIONS))
 
 ## test: build what the tests run (the host binaries, the services' tools, the
-## arm64 functions sam build links) while the Debian packages install, start
+## arm64 functions sam build links) while the Debian packages and the npm
+## packages install, start
 ## throwaway PostgreSQL, moto_server, stripe-mock and podman's Docker API, run
 ## every test with -race (those of PostgreSQL in both of pgx's modes, the SAM
 ## CLI's), stop them
 test:
-	@$(MAKE) --no-print-directory -j3 prepare arm64 packages
+	@$(MAKE) --no-print-directory -j4 prepare arm64 packages node
 	$(SERVICES_ENV) SERVICES="pg moto stripe podman" scripts/with-services.sh $(MAKE) --no-print-directory test-go
 
 # -p 8: the stack's suites (sam local, the emulator, the browser, the soak,
