@@ -33,6 +33,8 @@ var workflows = map[string]bool{"shared/notify": true}
 //     shared/postgres/pgtest imports shared/postgres) and the embedded
 //     migrations, never another adapter, a function or a command;
 //   - shared/mock imports only shared/usage;
+//   - shared/testkit, the tests' kit, may import any shared package, and
+//     only tests import it;
 //   - no function imports a command (cmd/*).
 //
 // Only the imports of non-test files count.
@@ -51,6 +53,10 @@ func importRule(pkg, dep string) string {
 		return "a workflow imports only the domain"
 	case pkg == "shared/mock" && dep != "shared/usage":
 		return "the mocks import only the domain"
+	case dep == "shared/testkit":
+		return "only tests import the test kit"
+	case pkg == "shared/testkit" && strings.HasPrefix(dep, "shared/"):
+		return ""
 	case strings.HasPrefix(pkg, "shared/") && (strings.HasPrefix(dep, "functions/") || strings.HasPrefix(dep, "cmd/")):
 		return "shared packages import no function or command"
 	case strings.HasPrefix(pkg, "shared/") && !strings.HasPrefix(dep, "shared/"):
@@ -139,6 +145,10 @@ func TestImportRule(t *testing.T) {
 		{"shared/notify", "shared/usage", true},
 		{"shared/notify", "shared/postgres", false},
 		{"shared/notify", "shared/httpapi", false},
+		{"shared/testkit", "shared/env", true},
+		{"shared/testkit", "functions/record", false},
+		{"functions/record", "shared/testkit", false},
+		{"shared/postgres", "shared/testkit", false},
 	} {
 		if got := importRule(tt.pkg, tt.dep) == ""; got != tt.ok {
 			t.Errorf("importRule(%s, %s) allows = %v; want %v", tt.pkg, tt.dep, got, tt.ok)

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/nexus/usage/shared/env"
-	"github.com/nexus/usage/shared/samtemplate"
+	"github.com/nexus/usage/shared/testkit"
 )
 
 // TestConfigurationIsTheTemplates holds the variables the function's
@@ -16,28 +16,13 @@ import (
 // stack can never set, fails. The configuration runs on the environment of
 // a stack deployed with the template's defaults.
 func TestConfigurationIsTheTemplates(t *testing.T) {
-	tmpl, err := samtemplate.Load("../../template.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fn := tmpl.Function("overage")
-	if fn == nil {
-		t.Fatal("template.yaml has no function for functions/overage")
-	}
-	vars := fn.Defaults()
-	// What only a deployment knows.
-	vars["DATABASE_SECRET_ARN"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db"
-	vars["STRIPE_SECRET_ARN"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:stripe"
-	ctx := context.Background()
-	e := env.New(ctx, func(k string) string { return vars[k] }).WithSecrets(func(_ context.Context, arn string) (string, error) {
-		return `{"url": "postgres://db.invalid/nexus", "api_key": "sk_test_123"}`, nil
-	})
-	if _, err := setup(ctx, e, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatalf("configuration of a deployed stack: %v", err)
-	}
-	if err := fn.CheckEnv(e.Read(), map[string]string{
+	testkit.ConfigurationIsTheTemplates(t, testkit.Deployed{Function: "overage", Vars: map[string]string{
+		"STRIPE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:stripe",
+	}, LocalOnly: map[string]string{
 		"ALLOW_CLOCK_OVERRIDE": "the local stack's billing runs at an instant of its choosing; never in AWS",
-	}); err != nil {
-		t.Error(err)
-	}
+	}},
+		func(ctx context.Context, e *env.Env) error {
+			_, err := setup(ctx, e, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			return err
+		})
 }
