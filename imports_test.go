@@ -20,7 +20,9 @@ var vocabulary = map[string]bool{"shared/usage": true, "shared/httpapi": true}
 
 // workflows are the workflow packages beside the domain (DESIGN.md,
 // "Layers"): each imports only the domain, and adapters may import them.
-var workflows = map[string]bool{"shared/notify": true}
+var workflows = map[string]bool{
+	"shared/limits": true, "shared/notify": true,
+}
 
 // importRule returns why pkg may not import dep ("" when it may). Both are
 // paths inside the module ("shared/meter", "shared/usage"). The rules are
@@ -32,7 +34,7 @@ var workflows = map[string]bool{"shared/notify": true}
 //     shared/httpapi), the workflows, packages of its own directory tree (as
 //     shared/postgres/pgtest imports shared/postgres) and the embedded
 //     migrations, never another adapter, a function or a command;
-//   - shared/mock imports only shared/usage;
+//   - shared/mock imports only the domain and the workflows;
 //   - shared/testkit, the tests' kit, may import any shared package, and
 //     only tests import it;
 //   - no function imports a command (cmd/*).
@@ -51,8 +53,8 @@ func importRule(pkg, dep string) string {
 		return "the domain imports no package of this module"
 	case workflows[top(pkg)] && strings.HasPrefix(dep, "shared/") && dep != "shared/usage" && top(dep) != top(pkg):
 		return "a workflow imports only the domain"
-	case pkg == "shared/mock" && dep != "shared/usage":
-		return "the mocks import only the domain"
+	case pkg == "shared/mock" && dep != "shared/usage" && !workflows[top(dep)]:
+		return "the mocks import only the domain and the workflows"
 	case dep == "shared/testkit":
 		return "only tests import the test kit"
 	case pkg == "shared/testkit" && strings.HasPrefix(dep, "shared/"):

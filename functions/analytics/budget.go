@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -60,7 +61,7 @@ func readCost(r *httpapi.Request, now time.Time) int64 {
 	if err != nil {
 		return 1
 	}
-	return usage.ReadCost(rg)
+	return limits.ReadCost(rg)
 }
 
 // readRefusal is the 429 of a read past the budget: the problem type and
@@ -70,7 +71,7 @@ func readRefusal(d usage.Decision, now time.Time) httpapi.Response {
 	p := httpapi.Problem{Type: httpapi.ProblemType(usage.CodeRateLimited), Title: http.StatusText(http.StatusTooManyRequests),
 		Status: http.StatusTooManyRequests,
 		Detail: fmt.Sprintf("read budget of %d at %s a second exceeded (a read costs 1 per %d days of its range); retry in %d s",
-			d.Limit, strconv.FormatFloat(d.RatePerSecond, 'f', -1, 64), usage.ReadCostDays, max(1, httpapi.Seconds(d.RetryAfter)))}
+			d.Limit, strconv.FormatFloat(d.RatePerSecond, 'f', -1, 64), limits.ReadCostDays, max(1, httpapi.Seconds(d.RetryAfter)))}
 	resp.Body = httpapi.ProblemResponse(p).Body
 	return resp
 }

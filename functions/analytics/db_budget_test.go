@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
-	"github.com/nexus/usage/shared/usage"
 )
 
 // TestReadFloodRefused is the flood of the issue over PostgreSQL: 300
@@ -19,8 +19,8 @@ import (
 // is served meanwhile.
 func TestReadFloodRefused(t *testing.T) {
 	f := newDBFixture(t)
-	f.h.Reads = usage.NewBudget(postgres.NewRateLimiter(f.db), usage.BudgetOptions{Name: "read",
-		RatePerSecond: usage.DefaultReadRatePerSecond, Burst: usage.DefaultReadBurst, Now: func() time.Time { return testNow }})
+	f.h.Reads = limits.NewBudget(postgres.NewRateLimiter(f.db), limits.BudgetOptions{Name: "read",
+		RatePerSecond: limits.DefaultReadRatePerSecond, Burst: limits.DefaultReadBurst, Now: func() time.Time { return testNow }})
 	const clients, each = 30, 10
 	statuses := make(chan map[string]string, clients*each)
 	codes := make(chan int, clients*each)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/notify"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -57,7 +58,7 @@ type Handler struct {
 	// Reads is the per-caller read budget of every route behind
 	// credentials but the two the write path's rate limit meters (POST
 	// /v1/events, POST /v1/limits/check); nil: no budget.
-	Reads usage.BudgetChecker
+	Reads limits.BudgetChecker
 	// MaxEventQuantity caps the quantity of one event of POST /v1/events
 	// (DefaultMaxEventQuantity when zero; at most usage.MaxQuantity).
 	MaxEventQuantity int64

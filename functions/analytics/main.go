@@ -39,6 +39,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/notify"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/sqspub"
@@ -67,8 +68,8 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
 	maxQuantity := e.Int("MAX_EVENT_QUANTITY", DefaultMaxEventQuantity)
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
-	readRate := e.Float("READ_RATE_PER_SECOND", usage.DefaultReadRatePerSecond)
-	readBurst := e.Int("READ_BURST", usage.DefaultReadBurst)
+	readRate := e.Float("READ_RATE_PER_SECOND", limits.DefaultReadRatePerSecond)
+	readBurst := e.Int("READ_BURST", limits.DefaultReadBurst)
 	jwtCfg := auth.JWTConfig{Issuer: e.String("JWT_ISSUER", ""), Audience: e.String("JWT_AUDIENCE", "")}
 	publicKey, hmacSecret := e.String("JWT_PUBLIC_KEY", ""), e.String("JWT_HMAC_SECRET", "")
 	if err := e.Err(); err != nil {
@@ -83,8 +84,8 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if !(readRate > 0) || readRate > 1000 {
 		return nil, fmt.Errorf("READ_RATE_PER_SECOND: want more than 0 and at most 1000, got %v", readRate)
 	}
-	if readBurst < usage.MaxReadCost || readBurst > 100_000 {
-		return nil, fmt.Errorf("READ_BURST: want at least %d (what the longest read costs) and at most 100000, got %d", usage.MaxReadCost, readBurst)
+	if readBurst < limits.MaxReadCost || readBurst > 100_000 {
+		return nil, fmt.Errorf("READ_BURST: want at least %d (what the longest read costs) and at most 100000, got %d", limits.MaxReadCost, readBurst)
 	}
 	switch {
 	case publicKey != "":
@@ -141,8 +142,8 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if queueURL == "" {
 		logger.Warn("QUEUE_URL is not set: POST /v1/events answers 503")
 	}
-	h.Limits = usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Logger: logger, Now: time.Now})
-	h.Reads = usage.NewBudget(postgres.NewRateLimiter(db), usage.BudgetOptions{Name: "read", RatePerSecond: readRate, Burst: readBurst, Now: time.Now})
+	h.Limits = limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Logger: logger, Now: time.Now})
+	h.Reads = limits.NewBudget(postgres.NewRateLimiter(db), limits.BudgetOptions{Name: "read", RatePerSecond: readRate, Burst: readBurst, Now: time.Now})
 	return h, nil
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
@@ -119,7 +120,7 @@ func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisec
 type noisy struct {
 	db       *postgres.DB
 	url      string
-	limiter  *usage.Limiter
+	limiter  *limits.Limiter
 	recorder *usage.Recorder
 	quiet    []usage.Identity
 	// flooderKey and backfillerKey are the noisy tenants' API keys.
@@ -208,7 +209,7 @@ func setupNoisy(b *testing.B, db *postgres.DB) *noisy {
 	}
 	b.Logf("one of the flooder's year-long breakdowns, alone: %s", time.Since(start).Round(time.Millisecond))
 
-	n.limiter = usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Now: time.Now})
+	n.limiter = limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Now: time.Now})
 	n.recorder = &usage.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}
 	return n
 }
@@ -224,10 +225,10 @@ func (n *noisy) Send(_ context.Context, events []usage.Event) []error {
 func (n *noisy) handler(budgeted bool) *Handler {
 	store := postgres.NewAnalyticsStore(n.db)
 	h := &Handler{Usage: store, Admin: store, Auth: &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(n.db), auth.DefaultKeyCacheTTL, nil)},
-		Limits: usage.NewLimiter(postgres.NewRateLimiter(n.db), usage.LimiterOptions{Now: time.Now}), Publisher: n, Now: time.Now}
+		Limits: limits.NewLimiter(postgres.NewRateLimiter(n.db), limits.LimiterOptions{Now: time.Now}), Publisher: n, Now: time.Now}
 	if budgeted {
-		h.Reads = usage.NewBudget(postgres.NewRateLimiter(n.db), usage.BudgetOptions{Name: "read",
-			RatePerSecond: usage.DefaultReadRatePerSecond, Burst: usage.DefaultReadBurst})
+		h.Reads = limits.NewBudget(postgres.NewRateLimiter(n.db), limits.BudgetOptions{Name: "read",
+			RatePerSecond: limits.DefaultReadRatePerSecond, Burst: limits.DefaultReadBurst})
 	}
 	return h
 }

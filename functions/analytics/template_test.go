@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/limits"
 	"gopkg.in/yaml.v3"
 )
 
@@ -100,12 +100,12 @@ func TestTemplateReadBudgetAndThrottling(t *testing.T) {
 	}
 	str := func(v any) string { return fmt.Sprint(v) }
 	p := tmpl.Parameters
-	if str(p["ReadRatePerSecond"].Default) != fmt.Sprint(usage.DefaultReadRatePerSecond) || str(p["ReadBurst"].Default) != fmt.Sprint(usage.DefaultReadBurst) {
+	if str(p["ReadRatePerSecond"].Default) != fmt.Sprint(limits.DefaultReadRatePerSecond) || str(p["ReadBurst"].Default) != fmt.Sprint(limits.DefaultReadBurst) {
 		t.Errorf("template read budget %v/s, burst %v; the code's defaults are %v/s, %v", p["ReadRatePerSecond"].Default,
-			p["ReadBurst"].Default, usage.DefaultReadRatePerSecond, usage.DefaultReadBurst)
+			p["ReadBurst"].Default, limits.DefaultReadRatePerSecond, limits.DefaultReadBurst)
 	}
-	if str(p["ReadBurst"].MinValue) != fmt.Sprint(usage.MaxReadCost) {
-		t.Errorf("ReadBurst's MinValue is %v; want %d, what the longest read costs", p["ReadBurst"].MinValue, usage.MaxReadCost)
+	if str(p["ReadBurst"].MinValue) != fmt.Sprint(limits.MaxReadCost) {
+		t.Errorf("ReadBurst's MinValue is %v; want %d, what the longest read costs", p["ReadBurst"].MinValue, limits.MaxReadCost)
 	}
 	fn := tmpl.Resources["AnalyticsFunction"].Properties
 	for name, param := range map[string]string{"READ_RATE_PER_SECOND": "ReadRatePerSecond", "READ_BURST": "ReadBurst"} {

@@ -7,10 +7,10 @@ import (
 	"testing"
 
 	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/meter"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
-	"github.com/nexus/usage/shared/usage"
 )
 
 // TestWithChecker runs both flavours over the real usage.Limiter and API
@@ -29,7 +29,7 @@ func TestWithChecker(t *testing.T) {
 				t.Fatal(err)
 			}
 			pub := &publisher{}
-			m := meter.New(&auth.Authenticator{Keys: ks}, usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Now: clk.Now}), pub, meter.Options{Now: clk.Now})
+			m := meter.New(&auth.Authenticator{Keys: ks}, limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Now: clk.Now}), pub, meter.Options{Now: clk.Now})
 			for i := 0; i < 11; i++ {
 				resp := f.do(t, m, clk, map[string]string{"X-Api-Key": key}, "x")
 				if i < 10 {

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/meter"
 	"github.com/nexus/usage/shared/mock"
 	"github.com/nexus/usage/shared/postgres"
@@ -54,7 +55,7 @@ func Example_service() {
 	defer pub.Close(ctx) // sends what is still buffered
 	m := meter.New(
 		&auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: jwt},
-		usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Logger: logger}), // one per process: its cache is the hot path
+		limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Logger: logger}), // one per process: its cache is the hot path
 		pub,
 		meter.Options{Logger: logger},
 	)

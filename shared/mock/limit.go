@@ -3,6 +3,7 @@ package mock
 import (
 	"context"
 
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -24,7 +25,7 @@ func (c *LimitChecker) CheckRate(ctx context.Context, id usage.Identity, cost in
 	return c.CheckRateFn(ctx, id, cost)
 }
 
-var _ usage.BudgetChecker = (*BudgetChecker)(nil)
+var _ limits.BudgetChecker = (*BudgetChecker)(nil)
 
 // BudgetChecker is a usage.BudgetChecker.
 type BudgetChecker struct {

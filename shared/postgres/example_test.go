@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -45,7 +46,7 @@ func ExampleNewRateLimiter() {
 	defer db.Close()
 	id := usage.Identity{UserID: "0b0e6f4e-3d0a-4b8c-9d51-6f1f3c1e2a10"}
 
-	l := usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Logger: logger})
+	l := limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Logger: logger})
 	d, err := l.Check(ctx, id, 1)
 	switch {
 	case err != nil: // CodeUnavailable: the limiter's state cannot be reached
@@ -54,10 +55,10 @@ func ExampleNewRateLimiter() {
 		fmt.Println(d.Reason, d.RetryAfter)
 	}
 
-	b := usage.NewBudget(postgres.NewRateLimiter(db), usage.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 60})
+	b := limits.NewBudget(postgres.NewRateLimiter(db), limits.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 60})
 	today := usage.Day(time.Now())
 	rg := usage.DayRange{From: today.AddDate(0, 0, -29), To: today} // 30 days: one unit
-	if d, err := b.Take(ctx, id, usage.ReadCost(rg)); err == nil && !d.Allowed {
+	if d, err := b.Take(ctx, id, limits.ReadCost(rg)); err == nil && !d.Allowed {
 		fmt.Println("429, retry after", d.RetryAfter)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
@@ -60,7 +61,7 @@ func BenchmarkLimiterDecision(b *testing.B) {
 			WHERE user_id = $1 AND day >= $2 AND day < $3`, id.UserID, p.Start, p.End).Scan(&used); err != nil {
 			return err
 		}
-		_, err = rl.Take(ctx, "k:"+id.APIKeyID, now, usage.NewGCRA(sub.Effective.RatePerSecond, sub.Effective.Burst), 1)
+		_, err = rl.Take(ctx, "k:"+id.APIKeyID, now, limits.NewGCRA(sub.Effective.RatePerSecond, sub.Effective.Burst), 1)
 		return err
 	}
 	for _, mode := range []string{"select1", "warm", "cold", "separate"} {
@@ -70,7 +71,7 @@ func BenchmarkLimiterDecision(b *testing.B) {
 				if mode != "warm" {
 					ttl = -1
 				}
-				c := newLimiter(db, usage.LimiterOptions{CacheTTL: ttl, Now: time.Now})
+				c := newLimiter(db, limits.LimiterOptions{CacheTTL: ttl, Now: time.Now})
 				decide := func(id usage.Identity) error {
 					switch mode {
 					case "separate":

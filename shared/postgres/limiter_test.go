@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
@@ -53,12 +54,12 @@ func addCalls(t *testing.T, db *postgres.DB, user string, day time.Time, calls i
 }
 
 // newLimiter returns a Limiter over the database's rate limiter.
-func newLimiter(db *postgres.DB, opts usage.LimiterOptions) *usage.Limiter {
-	return usage.NewLimiter(postgres.NewRateLimiter(db), opts)
+func newLimiter(db *postgres.DB, opts limits.LimiterOptions) *limits.Limiter {
+	return limits.NewLimiter(postgres.NewRateLimiter(db), opts)
 }
 
 // hammer runs n concurrent checks and returns the decisions.
-func hammer(t *testing.T, cs []*usage.Limiter, id usage.Identity, n int) []usage.Decision {
+func hammer(t *testing.T, cs []*limits.Limiter, id usage.Identity, n int) []usage.Decision {
 	t.Helper()
 	out := make([]usage.Decision, n)
 	var wg sync.WaitGroup
@@ -104,8 +105,8 @@ func TestHardQuotaConcurrent(t *testing.T) {
 	const left = 7
 	addCalls(t, db, user, limitNow.AddDate(0, 0, -2), 1000-left)
 
-	c := newLimiter(db, usage.LimiterOptions{Now: clk.Now})
-	ds := hammer(t, []*usage.Limiter{c}, usage.Identity{UserID: user, APIKeyID: uuid.NewString()}, 50)
+	c := newLimiter(db, limits.LimiterOptions{Now: clk.Now})
+	ds := hammer(t, []*limits.Limiter{c}, usage.Identity{UserID: user, APIKeyID: uuid.NewString()}, 50)
 	admitted, refused := count(ds, usage.CodeQuotaExceeded)
 	if admitted != left || refused != 50-left {
 		t.Fatalf("admitted %d, refused for quota %d; want %d and %d", admitted, refused, left, 50-left)
@@ -132,7 +133,7 @@ func TestHardQuotaTwoInstances(t *testing.T) {
 	subscribe(t, db, user, usage.PlanFree, bigBurst())
 	const left = 5
 	addCalls(t, db, user, limitNow, 1000-left)
-	cs := []*usage.Limiter{newLimiter(db, usage.LimiterOptions{Now: clk.Now}), newLimiter(db, usage.LimiterOptions{Now: clk.Now})}
+	cs := []*limits.Limiter{newLimiter(db, limits.LimiterOptions{Now: clk.Now}), newLimiter(db, limits.LimiterOptions{Now: clk.Now})}
 	ds := hammer(t, cs, usage.Identity{UserID: user}, 50)
 	admitted, _ := count(ds, usage.CodeQuotaExceeded)
 	if admitted < left || admitted > 2*left {
@@ -149,8 +150,8 @@ func TestSoftQuotaOverage(t *testing.T) {
 	subscribe(t, db, user, usage.PlanPro, usage.Overrides{}) // 100,000 included, soft, burst 100
 	const left = 7
 	addCalls(t, db, user, limitNow.AddDate(0, 0, -1), 100_000-left)
-	c := newLimiter(db, usage.LimiterOptions{Now: clk.Now})
-	ds := hammer(t, []*usage.Limiter{c}, usage.Identity{UserID: user, APIKeyID: uuid.NewString()}, 50)
+	c := newLimiter(db, limits.LimiterOptions{Now: clk.Now})
+	ds := hammer(t, []*limits.Limiter{c}, usage.Identity{UserID: user, APIKeyID: uuid.NewString()}, 50)
 	if admitted, _ := count(ds, ""); admitted != 50 {
 		t.Fatalf("admitted %d of 50; want all (soft quota)", admitted)
 	}
@@ -176,7 +177,7 @@ func TestRateDecisions(t *testing.T) {
 	for _, ttl := range []time.Duration{0, -1} {
 		db := pgtest.NewDB(t)
 		clk := &clock{t: limitNow}
-		c := newLimiter(db, usage.LimiterOptions{Now: clk.Now, CacheTTL: ttl})
+		c := newLimiter(db, limits.LimiterOptions{Now: clk.Now, CacheTTL: ttl})
 		user := uuid.NewString()
 		key1 := usage.Identity{UserID: user, APIKeyID: uuid.NewString()}
 		key2 := usage.Identity{UserID: user, APIKeyID: uuid.NewString()}
@@ -221,7 +222,7 @@ func TestPlanChangeNoticed(t *testing.T) {
 	user := uuid.NewString()
 	id := usage.Identity{UserID: user}
 	ctx := context.Background()
-	l := newLimiter(db, usage.LimiterOptions{Now: clk.Now})
+	l := newLimiter(db, limits.LimiterOptions{Now: clk.Now})
 	check := func(want usage.Decision) {
 		t.Helper()
 		d, err := l.Check(ctx, id, 1)
@@ -238,13 +239,13 @@ func TestPlanChangeNoticed(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(free) // within the TTL: the cache holds
-	clk.Add(2 * usage.DefaultCacheTTL)
+	clk.Add(2 * limits.DefaultCacheTTL)
 	pro := usage.Decision{Limit: 100, Quota: usage.QuotaStatus{Included: 100_000, Period: usage.PeriodAt(usage.Day(limitNow), clk.Now())}}
 	check(pro)
 	if _, err := db.Pool.Exec(ctx, `UPDATE eco_plans SET burst = 42 WHERE plan_id = 'pro'`); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(2 * usage.DefaultCacheTTL)
+	clk.Add(2 * limits.DefaultCacheTTL)
 	pro.Limit = 42
 	check(pro)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -17,7 +18,7 @@ type RateLimiter struct{ db *DB }
 // NewRateLimiter returns a limiter over db.
 func NewRateLimiter(db *DB) *RateLimiter { return &RateLimiter{db: db} }
 
-var _ usage.RateStore = (*RateLimiter)(nil)
+var _ limits.RateStore = (*RateLimiter)(nil)
 
 // Subscription implements usage.RateStore with SubscriptionStore's read.
 func (l *RateLimiter) Subscription(ctx context.Context, userID string) (*usage.Subscription, error) {
@@ -27,15 +28,15 @@ func (l *RateLimiter) Subscription(ctx context.Context, userID string) (*usage.S
 // Take implements usage.RateStore: one GCRA step on key at now for a call
 // of cost, with the emission interval and burst of g. It is atomic under
 // concurrency: the key's row lock orders concurrent steps.
-func (l *RateLimiter) Take(ctx context.Context, key string, now time.Time, g usage.GCRA, cost int64) (usage.RateResult, error) {
+func (l *RateLimiter) Take(ctx context.Context, key string, now time.Time, g limits.GCRA, cost int64) (limits.RateResult, error) {
 	var (
-		r                usage.RateResult
+		r                limits.RateResult
 		resetUS, retryUS int64
 	)
 	err := l.db.with(limiterWork).QueryRow(ctx, `SELECT allowed, remaining, reset_us, retry_us FROM rate_limit_take($1, $2, $3, $4, $5)`,
 		key, now.UnixMicro(), g.IntervalMicros, g.Burst, cost).Scan(&r.Allowed, &r.Remaining, &resetUS, &retryUS)
 	if err != nil {
-		return usage.RateResult{}, FormatError(fmt.Errorf("rate limit %s: %w", key, err))
+		return limits.RateResult{}, FormatError(fmt.Errorf("rate limit %s: %w", key, err))
 	}
 	r.Reset = time.Duration(resetUS) * time.Microsecond
 	r.RetryAfter = time.Duration(retryUS) * time.Microsecond
@@ -43,12 +44,12 @@ func (l *RateLimiter) Take(ctx context.Context, key string, now time.Time, g usa
 }
 
 // Check implements usage.RateStore with limit_check (migration 00008).
-func (l *RateLimiter) Check(ctx context.Context, r usage.LimitRequest) (*usage.LimitCheck, error) {
+func (l *RateLimiter) Check(ctx context.Context, r limits.LimitRequest) (*limits.LimitCheck, error) {
 	if !usage.IsUUID(r.UserID) {
 		return nil, usage.FieldErrorf("user_id", "must be a UUID")
 	}
 	var (
-		c                           usage.LimitCheck
+		c                           limits.LimitCheck
 		used                        *int64
 		allowed                     *bool
 		remaining, resetUS, retryUS *int64
@@ -64,11 +65,11 @@ func (l *RateLimiter) Check(ctx context.Context, r usage.LimitRequest) (*usage.L
 		return nil, FormatError(fmt.Errorf("limit check of %s: %w", r.UserID, err))
 	}
 	if c.Version != r.Version {
-		return &usage.LimitCheck{Version: c.Version}, nil
+		return &limits.LimitCheck{Version: c.Version}, nil
 	}
 	c.Used = *used
 	if c.Took {
-		c.Rate = usage.RateResult{Allowed: *allowed, Remaining: *remaining,
+		c.Rate = limits.RateResult{Allowed: *allowed, Remaining: *remaining,
 			Reset: time.Duration(*resetUS) * time.Microsecond, RetryAfter: time.Duration(*retryUS) * time.Microsecond}
 	}
 	return &c, nil

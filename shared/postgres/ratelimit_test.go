@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
@@ -23,14 +24,14 @@ func TestRateLimitTakeMatchesGCRA(t *testing.T) {
 	l := postgres.NewRateLimiter(db)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, g := range []usage.GCRA{usage.NewGCRA(2, 10), usage.NewGCRA(50, 100), usage.NewGCRA(3, 1)} {
+	for _, g := range []limits.GCRA{limits.NewGCRA(2, 10), limits.NewGCRA(50, 100), limits.NewGCRA(3, 1)} {
 		key := fmt.Sprintf("k:%d:%d", g.IntervalMicros, g.Burst)
 		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 		var tat int64
 		for i := 0; i < 300; i++ {
 			now = now.Add(time.Duration(rng.IntN(int(2*g.IntervalMicros))) * time.Microsecond)
 			cost := int64(1 + rng.IntN(int(min(g.Burst, 3))))
-			var want usage.RateResult
+			var want limits.RateResult
 			tat, want = g.Take(tat, now.UnixMicro(), cost)
 			got, err := l.Take(ctx, key, now, g, cost)
 			if err != nil {
@@ -61,7 +62,7 @@ func TestRateLimitConcurrent(t *testing.T) {
 		steps   = 5
 		advance = 3 // emission intervals between steps
 	)
-	g := usage.NewGCRA(20, 10) // T = 50 ms
+	g := limits.NewGCRA(20, 10) // T = 50 ms
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 	conns := make([]*pgxpool.Conn, workers)
@@ -148,9 +149,9 @@ func TestLimitCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	g := usage.NewGCRA(1, 3)
+	g := limits.NewGCRA(1, 3)
 	now := time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
-	req := usage.LimitRequest{UserID: user, Key: "u:" + user, Now: now, Cost: 1,
+	req := limits.LimitRequest{UserID: user, Key: "u:" + user, Now: now, Cost: 1,
 		Period: p, Included: 100, Hard: true, GCRA: g, Version: sub.Version}
 	alertRows := func() int {
 		var n int
@@ -183,7 +184,7 @@ func TestLimitCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var want usage.RateResult
+		var want limits.RateResult
 		tat, want = g.Take(tat, now.UnixMicro(), 1)
 		if c.Version != sub.Version || c.Used != 70 || !c.Took || c.Rate != want {
 			t.Fatalf("check %d = %+v; want used 70, the step %+v", i, c, want)
@@ -207,7 +208,7 @@ func TestLimitCheck(t *testing.T) {
 	if n := alertRows(); n != 0 {
 		t.Errorf("%d alert rows; the limiter claims none", n)
 	}
-	if _, err := l.Check(ctx, usage.LimitRequest{UserID: "not-a-uuid"}); usage.ErrorCode(err) != usage.CodeInvalid {
+	if _, err := l.Check(ctx, limits.LimitRequest{UserID: "not-a-uuid"}); usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("malformed user: %v; want %s", err, usage.CodeInvalid)
 	}
 }

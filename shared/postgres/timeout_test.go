@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
@@ -77,7 +78,7 @@ func TestStatementTimeoutPerWorkload(t *testing.T) {
 	if _, err := postgres.NewAnalyticsStore(db).UsageSummary(ctx, user, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rl.Take(ctx, "k:"+uuid.NewString(), time.Now(), usage.NewGCRA(10, 10), 1); err != nil {
+	if _, err := rl.Take(ctx, "k:"+uuid.NewString(), time.Now(), limits.NewGCRA(10, 10), 1); err != nil {
 		t.Fatal(err)
 	}
 	// The lock holder gives up long after the context: without the
@@ -94,7 +95,7 @@ func TestStatementTimeoutPerWorkload(t *testing.T) {
 	}
 
 	lockTable(t, url, "eco_rate_limits")
-	_, err = rl.Take(ctx, "k:"+uuid.NewString(), time.Now(), usage.NewGCRA(10, 10), 1)
+	_, err = rl.Take(ctx, "k:"+uuid.NewString(), time.Now(), limits.NewGCRA(10, 10), 1)
 	if usage.ErrorCode(err) != usage.CodeUnavailable || !strings.Contains(usage.ErrorMessage(err), "within the 150ms") {
 		t.Errorf("limiter step behind a lock: %v; want %s naming the 150ms limit", err, usage.CodeUnavailable)
 	}
@@ -112,7 +113,7 @@ func TestStatementTimeoutPerWorkload(t *testing.T) {
 func TestStatementTimeoutLeavesNoSessionState(t *testing.T) {
 	db, _ := openWith(t, postgres.Timeouts{Limiter: 150 * time.Millisecond, Rollup: 5 * time.Second})
 	ctx := context.Background()
-	if _, err := postgres.NewRateLimiter(db).Take(ctx, "k:"+uuid.NewString(), time.Now(), usage.NewGCRA(10, 10), 1); err != nil {
+	if _, err := postgres.NewRateLimiter(db).Take(ctx, "k:"+uuid.NewString(), time.Now(), limits.NewGCRA(10, 10), 1); err != nil {
 		t.Fatal(err)
 	}
 	// EnsurePartitions is a transaction of the rollup workload.
@@ -182,7 +183,7 @@ func TestFormatErrorServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	_, err = postgres.NewRateLimiter(db).Take(context.Background(), "k:x", time.Now(), usage.NewGCRA(1, 1), 1)
+	_, err = postgres.NewRateLimiter(db).Take(context.Background(), "k:x", time.Now(), limits.NewGCRA(1, 1), 1)
 	if usage.ErrorCode(err) != usage.CodeUnavailable {
 		t.Errorf("a statement with the server down: %v (code %s); want %s", err, usage.ErrorCode(err), usage.CodeUnavailable)
 	}

@@ -1,7 +1,6 @@
 package usage_test
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/usage"
 )
+
+const termsUser = "3f1d2c4b-5a6e-4f70-8a91-b2c3d4e5f607"
 
 var (
 	freePlan = usage.Plan{ID: usage.PlanFree, Name: "Free", IncludedCalls: 1000, HardLimit: true, RatePerSecond: 2, Burst: 10,
@@ -23,7 +24,7 @@ var (
 func TestDecideChange(t *testing.T) {
 	anchor := day(2026, 2, 1)
 	now := time.Date(2026, 2, 10, 14, 0, 0, 0, time.UTC)
-	pro := &usage.Subscription{UserID: limitUser, PlanID: usage.PlanPro, Effective: proTerms, PeriodAnchor: anchor}
+	pro := &usage.Subscription{UserID: termsUser, PlanID: usage.PlanPro, Effective: proTerms, PeriodAnchor: anchor}
 	pending := *pro
 	pending.Next = &usage.Terms{From: day(2026, 3, 1), PlanID: usage.PlanFree, Effective: freePlan}
 	eur := "eur"
@@ -313,28 +314,6 @@ func TestPeriodChargeBounds(t *testing.T) {
 	}
 }
 
-// TestLimiter_DowngradeAtPeriodEnd: a downgrade waiting for the period's
-// end leaves the terms in force alone until then, and the first call of the
-// next period is decided under the new ones.
-func TestLimiter_DowngradeAtPeriodEnd(t *testing.T) {
-	sub := &usage.Subscription{UserID: limitUser, PlanID: usage.PlanPro, Version: "v1", PeriodAnchor: day(2026, 1, 1), Effective: proTerms,
-		Next: &usage.Terms{From: day(2026, 4, 1), PlanID: usage.PlanFree, Effective: freePlan, Change: usage.ChangeDowngrade}}
-	f := newFakeRates(sub)
-	clk := &limitClock{t: time.Date(2026, 3, 31, 23, 59, 59, 0, time.UTC)}
-	l := usage.NewLimiter(f, usage.LimiterOptions{Now: clk.Now})
-	ctx := context.Background()
-	id := usage.Identity{UserID: limitUser}
-	d, err := l.Check(ctx, id, 1)
-	if err != nil || d.Limit != 100 || d.Quota.Included != 100_000 || d.Quota.Hard {
-		t.Fatalf("before the period's end: %+v, %v; want pro's terms", d, err)
-	}
-	clk.Add(2 * time.Second)
-	d, err = l.Check(ctx, id, 1)
-	if err != nil || d.Limit != 10 || d.Quota.Included != 1000 || !d.Quota.Hard || !d.Quota.Period.Start.Equal(day(2026, 4, 1)) {
-		t.Errorf("after the period's end: %+v, %v; want free's terms", d, err)
-	}
-}
-
 // TestSummarizeHardQuotaProjection: a plan with a hard quota cannot end its
 // period above the included calls, however fast it used them (one that
 // overshot by the limiter's bound stays where it is); a soft quota's
@@ -384,7 +363,7 @@ func TestDecideChangeCurrency(t *testing.T) {
 	history := []usage.Terms{{From: anchor, PlanID: usage.PlanPro, Effective: proTerms, Change: usage.ChangeStart},
 		{From: time.Date(2026, 2, 10, 9, 0, 0, 0, time.UTC), PlanID: usage.PlanPro, Overrides: usage.Overrides{OverageUnitPrice: ptr(int64(0))},
 			Effective: waived, Change: usage.ChangeUpgrade}}
-	cur := &usage.Subscription{UserID: limitUser, PlanID: usage.PlanPro, Overrides: history[1].Overrides, Effective: waived, PeriodAnchor: anchor}
+	cur := &usage.Subscription{UserID: termsUser, PlanID: usage.PlanPro, Overrides: history[1].Overrides, Effective: waived, PeriodAnchor: anchor}
 	now := time.Date(2026, 2, 20, 9, 0, 0, 0, time.UTC)
 	inEUR := usage.Overrides{Currency: &eur}
 	_, _, err := usage.DecideChange(cur, history, usage.PlanPro, inEUR, proTerms.Apply(inEUR), now)
@@ -404,7 +383,7 @@ func TestDecideChangeCurrency(t *testing.T) {
 	}
 	// Terms that bill nothing until the change: EUR may start at once.
 	free := []usage.Terms{{From: anchor, PlanID: usage.PlanFree, Effective: freePlan, Change: usage.ChangeStart}}
-	onFree := &usage.Subscription{UserID: limitUser, PlanID: usage.PlanFree, Effective: freePlan, PeriodAnchor: anchor}
+	onFree := &usage.Subscription{UserID: termsUser, PlanID: usage.PlanFree, Effective: freePlan, PeriodAnchor: anchor}
 	if change, _, err := usage.DecideChange(onFree, free, usage.PlanPro, inEUR, proTerms.Apply(inEUR), now); err != nil || change != usage.ChangeUpgrade {
 		t.Errorf("free, then pro in EUR: %s, %v", change, err)
 	}
@@ -433,7 +412,7 @@ func TestOverridesMerge(t *testing.T) {
 // TestReconcile: the items Stripe holds for a period against its rows.
 func TestReconcile(t *testing.T) {
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
-	e := &usage.LedgerEntry{UserID: limitUser, Period: feb, Seq: 2, Amount: 300, Currency: "usd", PeriodRows: []usage.RowState{
+	e := &usage.LedgerEntry{UserID: termsUser, Period: feb, Seq: 2, Amount: 300, Currency: "usd", PeriodRows: []usage.RowState{
 		{Seq: 0, Status: usage.LedgerBilled, Amount: 1000, StripeID: "ii_0"},
 		{Seq: 1, Status: usage.LedgerSkipped},
 		{Seq: 2, Status: usage.LedgerPending, Amount: 300}}}

@@ -17,7 +17,7 @@ import (
 	"github.com/nexus/usage/cmd/internal/devstack"
 	"github.com/nexus/usage/cmd/internal/platform"
 	"github.com/nexus/usage/cmd/internal/seed"
-	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/limits"
 )
 
 // How the demo's callers behave.
@@ -169,7 +169,7 @@ func Run(ctx context.Context, st *devstack.State, opts Options, logger *slog.Log
 	}
 	fb := res.Before[index(st, free)]
 	window := seconds(st.BatchWindowSeconds) + seconds(st.PlatformFlushSeconds)
-	res.Bound = OvershootBound(fb.RateLimit.Burst, fb.RateLimit.RatePerSecond, usage.DefaultCacheTTL, window+time.Second)
+	res.Bound = OvershootBound(fb.RateLimit.Burst, fb.RateLimit.RatePerSecond, limits.DefaultCacheTTL, window+time.Second)
 
 	// 1. The fleet's events through the queue.
 	start := time.Now()

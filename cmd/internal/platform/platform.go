@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/meter"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/sqspub"
@@ -97,7 +98,7 @@ func New(ctx context.Context, c Config) (*API, error) {
 	a.pub = sqspub.New(client, c.QueueURL, sqspub.Options{MaxAge: c.FlushInterval, Logger: c.Logger, Now: c.Now})
 	m := meter.New(
 		&auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, c.Now), JWT: verifier},
-		usage.NewLimiter(postgres.NewRateLimiter(db), usage.LimiterOptions{Logger: c.Logger, Now: c.Now}),
+		limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Logger: c.Logger, Now: c.Now}),
 		a.pub,
 		meter.Options{Logger: c.Logger, Now: c.Now},
 	)

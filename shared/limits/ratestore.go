@@ -1,8 +1,10 @@
-package usage
+package limits
 
 import (
 	"context"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // LimitRequest is one cold limit check: the call, what the caller already
@@ -19,7 +21,7 @@ type LimitRequest struct {
 	// KnownUsed is a lower bound of the period's usage the caller already
 	// holds (0 when none).
 	KnownUsed int64
-	Period    Period
+	Period    usage.Period
 	Included  int64
 	Hard      bool
 	GCRA      GCRA
@@ -50,7 +52,7 @@ type RateStore interface {
 	// Subscription returns the user's subscription with its effective plan
 	// and Version; a user without one is on the free plan anchored at
 	// DefaultPeriodAnchor. Returns CodeInvalid when userID is not a UUID.
-	Subscription(ctx context.Context, userID string) (*Subscription, error)
+	Subscription(ctx context.Context, userID string) (*usage.Subscription, error)
 	// Take runs one GCRA step on key at now for a call of cost. Concurrent
 	// steps on one key are serialised: none is lost.
 	Take(ctx context.Context, key string, now time.Time, g GCRA, cost int64) (RateResult, error)

@@ -1,10 +1,12 @@
-package usage
+package limits
 
 import (
 	"context"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // DefaultCacheTTL is how long a Limiter reuses a user's period usage
@@ -98,7 +100,7 @@ type Limiter struct {
 	entries map[string]*limitEntry
 }
 
-var _ LimitChecker = (*Limiter)(nil)
+var _ usage.LimitChecker = (*Limiter)(nil)
 
 // NewLimiter returns a Limiter over store.
 func NewLimiter(store RateStore, opts LimiterOptions) *Limiter {
@@ -127,8 +129,8 @@ type limitEntry struct {
 	// sub holds the terms (nil until read, and after the store reported a
 	// newer version); plan is sub's plan in force at the last refresh
 	// (Subscription.At) and g its GCRA.
-	sub  *Subscription
-	plan Plan
+	sub  *usage.Subscription
+	plan usage.Plan
 	g    GCRA
 	// valid, fetched, period and used are the last refresh: used is a
 	// lower bound of the period's usage, the counters then (at least what
@@ -136,7 +138,7 @@ type limitEntry struct {
 	valid   bool
 	gen     uint64
 	fetched time.Time
-	period  Period
+	period  usage.Period
 	used    int64
 }
 
@@ -146,7 +148,7 @@ func (e *limitEntry) fresh(now time.Time, ttl time.Duration) bool {
 
 // rateKey is the rate limiter key of a caller: its API key, or the user
 // when it authenticated without one.
-func rateKey(id Identity) string {
+func rateKey(id usage.Identity) string {
 	if id.APIKeyID != "" {
 		return "k:" + id.APIKeyID
 	}
@@ -155,12 +157,12 @@ func rateKey(id Identity) string {
 
 // checkCall refuses what no limit can decide: a cost below 1, a user
 // that is not a UUID.
-func checkCall(id Identity, cost int64) error {
+func checkCall(id usage.Identity, cost int64) error {
 	if cost < 1 {
-		return FieldErrorf("cost", "must be at least 1")
+		return usage.FieldErrorf("cost", "must be at least 1")
 	}
-	if !IsUUID(id.UserID) {
-		return FieldErrorf("user_id", "must be a UUID")
+	if !usage.IsUUID(id.UserID) {
+		return usage.FieldErrorf("user_id", "must be a UUID")
 	}
 	return nil
 }
@@ -169,9 +171,9 @@ func checkCall(id Identity, cost int64) error {
 // hard quota first (no round trip while the cache is fresh), then one GCRA
 // step. Errors: CodeInvalid for a cost below 1 or above the burst, or a
 // malformed user; CodeUnavailable when the store cannot be reached.
-func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision, error) {
+func (l *Limiter) Check(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
 	if err := checkCall(id, cost); err != nil {
-		return Decision{}, err
+		return usage.Decision{}, err
 	}
 	now := l.now().UTC()
 	key := rateKey(id)
@@ -182,7 +184,7 @@ func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision,
 		plan := e.plan
 		if cost > e.g.Burst {
 			e.mu.Unlock()
-			return Decision{}, FieldErrorf("cost", "exceeds the burst of %d", e.g.Burst)
+			return usage.Decision{}, usage.FieldErrorf("cost", "exceeds the burst of %d", e.g.Burst)
 		}
 		if plan.HardLimit && e.used+cost > plan.IncludedCalls {
 			d := quotaRefusal(plan, e.period, e.used, now)
@@ -203,7 +205,7 @@ func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision,
 			e.mu.Unlock()
 		}
 		if err != nil {
-			return Decision{}, err
+			return usage.Decision{}, err
 		}
 		return decision(plan, period, used, r), nil
 	}
@@ -214,7 +216,7 @@ func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision,
 	plan, period, lc, used, err := l.refresh(ctx, e, id.UserID, key, now, cost)
 	e.mu.Unlock()
 	if err != nil {
-		return Decision{}, err
+		return usage.Decision{}, err
 	}
 	if !lc.Took {
 		return quotaRefusal(plan, period, used, now), nil
@@ -227,9 +229,9 @@ func (l *Limiter) Check(ctx context.Context, id Identity, cost int64) (Decision,
 // with no quota decision and no reservation against the quota. Its
 // Decision's Quota is zero: the quota is not what it decided, and the
 // usage it would show is not read on this path.
-func (l *Limiter) CheckRate(ctx context.Context, id Identity, cost int64) (Decision, error) {
+func (l *Limiter) CheckRate(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
 	if err := checkCall(id, cost); err != nil {
-		return Decision{}, err
+		return usage.Decision{}, err
 	}
 	now := l.now().UTC()
 	e := l.entry(id.UserID, now)
@@ -240,17 +242,17 @@ func (l *Limiter) CheckRate(ctx context.Context, id Identity, cost int64) (Decis
 	if !fresh {
 		sub, err := l.store.Subscription(ctx, id.UserID)
 		if err != nil {
-			return Decision{}, err
+			return usage.Decision{}, err
 		}
 		plan = sub.At(now)
 		g = NewGCRA(plan.RatePerSecond, plan.Burst)
 	}
 	if cost > g.Burst {
-		return Decision{}, FieldErrorf("cost", "exceeds the burst of %d", g.Burst)
+		return usage.Decision{}, usage.FieldErrorf("cost", "exceeds the burst of %d", g.Burst)
 	}
 	r, err := l.store.Take(ctx, rateKey(id), now, g, cost)
 	if err != nil {
-		return Decision{}, err
+		return usage.Decision{}, err
 	}
 	return rateDecision(plan, r), nil
 }
@@ -259,15 +261,15 @@ func (l *Limiter) CheckRate(ctx context.Context, id Identity, cost int64) (Decis
 // terms, reading them first when e has none or the store reports them
 // changed, and updates e. It returns the terms, the check and the used
 // count after it. The caller holds e.mu.
-func (l *Limiter) refresh(ctx context.Context, e *limitEntry, userID, key string, now time.Time, cost int64) (Plan, Period, *LimitCheck, int64, error) {
+func (l *Limiter) refresh(ctx context.Context, e *limitEntry, userID, key string, now time.Time, cost int64) (usage.Plan, usage.Period, *LimitCheck, int64, error) {
 	for reads := 0; ; {
 		if e.sub == nil {
 			if reads == maxTermsReads {
-				return Plan{}, Period{}, nil, 0, Errorf(CodeUnavailable, "the subscription of %s keeps changing; retry", userID)
+				return usage.Plan{}, usage.Period{}, nil, 0, usage.Errorf(usage.CodeUnavailable, "the subscription of %s keeps changing; retry", userID)
 			}
 			sub, err := l.store.Subscription(ctx, userID)
 			if err != nil {
-				return Plan{}, Period{}, nil, 0, err
+				return usage.Plan{}, usage.Period{}, nil, 0, err
 			}
 			reads++
 			e.sub = sub
@@ -279,9 +281,9 @@ func (l *Limiter) refresh(ctx context.Context, e *limitEntry, userID, key string
 		e.g = NewGCRA(e.plan.RatePerSecond, e.plan.Burst)
 		plan := e.plan
 		if cost > e.g.Burst {
-			return Plan{}, Period{}, nil, 0, FieldErrorf("cost", "exceeds the burst of %d", e.g.Burst)
+			return usage.Plan{}, usage.Period{}, nil, 0, usage.FieldErrorf("cost", "exceeds the burst of %d", e.g.Burst)
 		}
-		period := PeriodAt(e.sub.PeriodAnchor, now)
+		period := usage.PeriodAt(e.sub.PeriodAnchor, now)
 		var known int64
 		if e.valid && e.period == period {
 			known = e.used
@@ -290,7 +292,7 @@ func (l *Limiter) refresh(ctx context.Context, e *limitEntry, userID, key string
 			Period: period, Included: plan.IncludedCalls, Hard: plan.HardLimit,
 			GCRA: e.g, Version: e.sub.Version})
 		if err != nil {
-			return Plan{}, Period{}, nil, 0, err
+			return usage.Plan{}, usage.Period{}, nil, 0, err
 		}
 		if lc.Version != e.sub.Version {
 			e.sub = nil // changed: read it again and decide under the new terms

@@ -1,9 +1,11 @@
-package usage
+package limits
 
 import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // Read budget defaults: what template.yaml's ReadRatePerSecond and
@@ -16,7 +18,7 @@ const (
 	ReadCostDays = 31
 	// MaxReadCost is the cost of the longest read (MaxRangeDays): a read
 	// budget's burst must hold it.
-	MaxReadCost = (MaxRangeDays + ReadCostDays - 1) / ReadCostDays
+	MaxReadCost = (usage.MaxRangeDays + ReadCostDays - 1) / ReadCostDays
 )
 
 // maxBudgetRefusals bounds how many refused callers a Budget remembers.
@@ -27,7 +29,7 @@ type BudgetChecker interface {
 	// Take takes cost units from id's budget. A refusal is a Decision with
 	// Allowed false and Reason CodeRateLimited, not an error; errors are
 	// CodeUnavailable when the budget's state cannot be reached.
-	Take(ctx context.Context, id Identity, cost int64) (Decision, error)
+	Take(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error)
 }
 
 // BudgetOptions configure a Budget.
@@ -63,7 +65,7 @@ type BudgetOptions struct {
 type Budget struct {
 	store RateStore
 	name  string
-	plan  Plan
+	plan  usage.Plan
 	g     GCRA
 	now   func() time.Time
 
@@ -80,12 +82,12 @@ func NewBudget(store RateStore, opts BudgetOptions) *Budget {
 	}
 	burst := max(1, opts.Burst)
 	return &Budget{store: store, name: opts.Name, now: opts.Now, refused: map[string]time.Time{},
-		plan: Plan{RatePerSecond: opts.RatePerSecond, Burst: burst}, g: NewGCRA(opts.RatePerSecond, burst)}
+		plan: usage.Plan{RatePerSecond: opts.RatePerSecond, Burst: burst}, g: NewGCRA(opts.RatePerSecond, burst)}
 }
 
 // Take implements BudgetChecker. A cost above the burst takes the whole
 // burst: no wait would make more fit.
-func (b *Budget) Take(ctx context.Context, id Identity, cost int64) (Decision, error) {
+func (b *Budget) Take(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error) {
 	cost = min(max(1, cost), b.g.Burst)
 	key := b.name + ":" + rateKey(id)
 	now := b.now().UTC()
@@ -102,7 +104,7 @@ func (b *Budget) Take(ctx context.Context, id Identity, cost int64) (Decision, e
 	}
 	r, err := b.store.Take(ctx, key, now, b.g, cost)
 	if err != nil {
-		return Decision{}, err
+		return usage.Decision{}, err
 	}
 	b.mu.Lock()
 	if r.Allowed {
@@ -128,6 +130,6 @@ func (b *Budget) Take(ctx context.Context, id Identity, cost int64) (Decision, e
 
 // ReadCost is what a read over the range costs: a unit per started
 // ReadCostDays days, at least 1.
-func ReadCost(r DayRange) int64 {
+func ReadCost(r usage.DayRange) int64 {
 	return max(1, int64((r.Len()+ReadCostDays-1)/ReadCostDays))
 }

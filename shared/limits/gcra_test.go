@@ -1,14 +1,14 @@
-package usage_test
+package limits_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/limits"
 )
 
 func TestGCRATake(t *testing.T) {
-	g := usage.NewGCRA(2, 3) // T = 500 ms, burst 3
+	g := limits.NewGCRA(2, 3) // T = 500 ms, burst 3
 	const s = int64(1_000_000)
 	tests := []struct {
 		name      string
@@ -30,7 +30,7 @@ func TestGCRATake(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tat, r := g.Take(tt.tat, tt.now, tt.cost)
-			want := usage.RateResult{Allowed: tt.allowed, Remaining: tt.remaining, Reset: tt.reset, RetryAfter: tt.retry}
+			want := limits.RateResult{Allowed: tt.allowed, Remaining: tt.remaining, Reset: tt.reset, RetryAfter: tt.retry}
 			if tat != tt.wantTAT || r != want {
 				t.Errorf("Take(%d, %d, %d) = %d, %+v; want %d, %+v", tt.tat, tt.now, tt.cost, tat, r, tt.wantTAT, want)
 			}
@@ -45,12 +45,12 @@ func TestGCRABound(t *testing.T) {
 		rate  float64
 		burst int
 	}{{2, 10}, {50, 100}, {3, 1}, {7.5, 4}} {
-		g := usage.NewGCRA(tc.rate, tc.burst)
+		g := limits.NewGCRA(tc.rate, tc.burst)
 		var tat, admitted int64
 		start := int64(1_700_000_000_000_000)
 		w := 3 * time.Second
 		for now := start; now <= start+w.Microseconds(); now += 1000 {
-			var r usage.RateResult
+			var r limits.RateResult
 			if tat, r = g.Take(tat, now, 1); r.Allowed {
 				admitted++
 			}
@@ -66,7 +66,7 @@ func TestIntervalMicros(t *testing.T) {
 		rate float64
 		want int64
 	}{{1, 1_000_000}, {2, 500_000}, {3, 333_333}, {1.5, 666_667}, {2e6, 1}} {
-		if got := usage.IntervalMicros(tt.rate); got != tt.want {
+		if got := limits.IntervalMicros(tt.rate); got != tt.want {
 			t.Errorf("IntervalMicros(%v) = %d; want %d", tt.rate, got, tt.want)
 		}
 	}

@@ -1,18 +1,19 @@
-package usage_test
+package limits_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/usage"
 )
 
 // gcraStore is a RateStore whose Take runs the GCRA reference per key.
 func gcraStore() *rateStore {
 	tat := map[string]int64{}
-	return &rateStore{TakeFn: func(key string, now time.Time, g usage.GCRA, cost int64) (usage.RateResult, error) {
-		var r usage.RateResult
+	return &rateStore{TakeFn: func(key string, now time.Time, g limits.GCRA, cost int64) (limits.RateResult, error) {
+		var r limits.RateResult
 		tat[key], r = g.Take(tat[key], now.UnixMicro(), cost)
 		return r, nil
 	}}
@@ -24,7 +25,7 @@ func gcraStore() *rateStore {
 func TestBudgetPerCaller(t *testing.T) {
 	now := limitT0
 	store := gcraStore()
-	b := usage.NewBudget(store, usage.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 60, Now: func() time.Time { return now }})
+	b := limits.NewBudget(store, limits.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 60, Now: func() time.Time { return now }})
 	flooder := usage.Identity{UserID: limitUser, APIKeyID: "4b1d0000-0000-4000-8000-0000000000a1"}
 	quiet := usage.Identity{UserID: "bbbbbbbb-0000-4000-8000-000000000002"}
 	ctx := context.Background()
@@ -66,9 +67,9 @@ func TestBudgetRefusesFromMemory(t *testing.T) {
 	now := limitT0
 	store := gcraStore()
 	clock := func() time.Time { return now }
-	b := usage.NewBudget(store, usage.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 4, Now: clock})
+	b := limits.NewBudget(store, limits.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 4, Now: clock})
 	// Another instance over the same store, without the memory of b.
-	other := usage.NewBudget(store, usage.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 4, Now: clock})
+	other := limits.NewBudget(store, limits.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 4, Now: clock})
 	id := usage.Identity{UserID: limitUser}
 	ctx := context.Background()
 	for i := 0; i < 4; i++ {
@@ -109,7 +110,7 @@ func TestReadCost(t *testing.T) {
 		{"2026-02-12", "2026-03-15", 2}, {"2025-03-15", "2026-03-15", 12},
 	}
 	for _, tt := range tests {
-		if got := usage.ReadCost(usage.DayRange{From: day(tt.from), To: day(tt.to)}); got != tt.want {
+		if got := limits.ReadCost(usage.DayRange{From: day(tt.from), To: day(tt.to)}); got != tt.want {
 			t.Errorf("ReadCost(%s..%s) = %d; want %d", tt.from, tt.to, got, tt.want)
 		}
 	}

@@ -1,4 +1,4 @@
-package usage_test
+package limits_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -16,14 +17,14 @@ import (
 // by method name.
 type rateStore struct {
 	SubscriptionFn func(userID string) (*usage.Subscription, error)
-	TakeFn         func(key string, now time.Time, g usage.GCRA, cost int64) (usage.RateResult, error)
-	CheckFn        func(r usage.LimitRequest) (*usage.LimitCheck, error)
+	TakeFn         func(key string, now time.Time, g limits.GCRA, cost int64) (limits.RateResult, error)
+	CheckFn        func(r limits.LimitRequest) (*limits.LimitCheck, error)
 
 	mu    sync.Mutex
 	calls []string
 }
 
-var _ usage.RateStore = (*rateStore)(nil)
+var _ limits.RateStore = (*rateStore)(nil)
 
 func (s *rateStore) log(name string) {
 	s.mu.Lock()
@@ -45,12 +46,12 @@ func (s *rateStore) Subscription(_ context.Context, userID string) (*usage.Subsc
 	return s.SubscriptionFn(userID)
 }
 
-func (s *rateStore) Take(_ context.Context, key string, now time.Time, g usage.GCRA, cost int64) (usage.RateResult, error) {
+func (s *rateStore) Take(_ context.Context, key string, now time.Time, g limits.GCRA, cost int64) (limits.RateResult, error) {
 	s.log("Take")
 	return s.TakeFn(key, now, g, cost)
 }
 
-func (s *rateStore) Check(_ context.Context, r usage.LimitRequest) (*usage.LimitCheck, error) {
+func (s *rateStore) Check(_ context.Context, r limits.LimitRequest) (*limits.LimitCheck, error) {
 	s.log("Check")
 	return s.CheckFn(r)
 }
@@ -76,7 +77,7 @@ type fakeRates struct {
 	sub      *usage.Subscription
 	counters int64
 	tat      map[string]int64
-	requests []usage.LimitRequest
+	requests []limits.LimitRequest
 }
 
 func newFakeRates(sub *usage.Subscription) *fakeRates {
@@ -87,21 +88,21 @@ func newFakeRates(sub *usage.Subscription) *fakeRates {
 		c := *f.sub
 		return &c, nil
 	}
-	f.TakeFn = func(key string, now time.Time, g usage.GCRA, cost int64) (usage.RateResult, error) {
+	f.TakeFn = func(key string, now time.Time, g limits.GCRA, cost int64) (limits.RateResult, error) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		var r usage.RateResult
+		var r limits.RateResult
 		f.tat[key], r = g.Take(f.tat[key], now.UnixMicro(), cost)
 		return r, nil
 	}
-	f.CheckFn = func(r usage.LimitRequest) (*usage.LimitCheck, error) {
+	f.CheckFn = func(r limits.LimitRequest) (*limits.LimitCheck, error) {
 		f.mu.Lock()
 		f.requests = append(f.requests, r)
 		if r.Version != f.sub.Version {
 			defer f.mu.Unlock()
-			return &usage.LimitCheck{Version: f.sub.Version}, nil
+			return &limits.LimitCheck{Version: f.sub.Version}, nil
 		}
-		c := &usage.LimitCheck{Version: r.Version, Used: max(f.counters, r.KnownUsed)}
+		c := &limits.LimitCheck{Version: r.Version, Used: max(f.counters, r.KnownUsed)}
 		f.mu.Unlock()
 		if r.Hard && c.Used+r.Cost > r.Included {
 			return c, nil
@@ -128,7 +129,7 @@ func (c *limitClock) Add(d time.Duration) {
 func TestLimiter_RoundTrips(t *testing.T) {
 	f := newFakeRates(freeSub("v1"))
 	clk := &limitClock{t: limitT0}
-	l := usage.NewLimiter(f, usage.LimiterOptions{Now: clk.Now})
+	l := limits.NewLimiter(f, limits.LimiterOptions{Now: clk.Now})
 	ctx := context.Background()
 	id := usage.Identity{UserID: limitUser, APIKeyID: "0b2f8c7e-1d3a-4e5f-9a6b-7c8d9e0f1a2b"}
 	steps := []struct {
@@ -139,7 +140,7 @@ func TestLimiter_RoundTrips(t *testing.T) {
 		{"a user never seen: the subscription, then the check", 0, []string{"Subscription", "Check"}},
 		{"within the TTL: the GCRA step only", 100 * time.Millisecond, []string{"Take"}},
 		{"again", 100 * time.Millisecond, []string{"Take"}},
-		{"past the TTL: the check, the subscription still known", usage.DefaultCacheTTL, []string{"Check"}},
+		{"past the TTL: the check, the subscription still known", limits.DefaultCacheTTL, []string{"Check"}},
 	}
 	for _, st := range steps {
 		clk.Add(st.advance)
@@ -153,9 +154,9 @@ func TestLimiter_RoundTrips(t *testing.T) {
 	}
 	// The terms the check was sent: computed here, from the subscription.
 	r := f.requests[len(f.requests)-1]
-	want := usage.LimitRequest{UserID: limitUser, Key: "k:" + id.APIKeyID, Now: clk.Now(), Cost: 1, KnownUsed: 3,
+	want := limits.LimitRequest{UserID: limitUser, Key: "k:" + id.APIKeyID, Now: clk.Now(), Cost: 1, KnownUsed: 3,
 		Period:   usage.PeriodAt(f.sub.PeriodAnchor, clk.Now()),
-		Included: 1000, Hard: true, GCRA: usage.NewGCRA(2, 10), Version: "v1"}
+		Included: 1000, Hard: true, GCRA: limits.NewGCRA(2, 10), Version: "v1"}
 	if diff := cmp.Diff(want, r); diff != "" {
 		t.Errorf("request (-want +got):\n%s", diff)
 	}
@@ -167,7 +168,7 @@ func TestLimiter_RoundTrips(t *testing.T) {
 func TestLimiter_NoRoundTrip(t *testing.T) {
 	f := newFakeRates(freeSub("v1"))
 	f.counters = 999
-	l := usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }})
+	l := limits.NewLimiter(f, limits.LimiterOptions{Now: func() time.Time { return limitT0 }})
 	ctx := context.Background()
 	id := usage.Identity{UserID: limitUser}
 	if d, err := l.Check(ctx, id, 1); err != nil || !d.Allowed || d.Quota.Used != 1000 || d.Quota.Remaining != 0 {
@@ -185,7 +186,7 @@ func TestLimiter_NoRoundTrip(t *testing.T) {
 		t.Errorf("calls %v; want none: the cache decides", calls)
 	}
 	// Cold, a cost above the burst is refused before the round trip too.
-	cold := usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }, CacheTTL: -1})
+	cold := limits.NewLimiter(f, limits.LimiterOptions{Now: func() time.Time { return limitT0 }, CacheTTL: -1})
 	if _, err := cold.Check(ctx, id, 11); usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("cold, cost above the burst: %v; want %s", err, usage.CodeInvalid)
 	}
@@ -195,7 +196,7 @@ func TestLimiter_NoRoundTrip(t *testing.T) {
 }
 
 func TestLimiter_Invalid(t *testing.T) {
-	l := usage.NewLimiter(&rateStore{}, usage.LimiterOptions{})
+	l := limits.NewLimiter(&rateStore{}, limits.LimiterOptions{})
 	for _, tt := range []struct {
 		id    usage.Identity
 		cost  int64
@@ -219,7 +220,7 @@ func TestLimiter_ReservesAdmissions(t *testing.T) {
 	f := newFakeRates(sub)
 	f.counters = 993
 	clk := &limitClock{t: limitT0}
-	l := usage.NewLimiter(f, usage.LimiterOptions{Now: clk.Now})
+	l := limits.NewLimiter(f, limits.LimiterOptions{Now: clk.Now})
 	var admitted, refused int
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -258,7 +259,7 @@ func TestLimiter_ReservesAdmissions(t *testing.T) {
 // step fails, is not counted.
 func TestLimiter_ReleasesReservation(t *testing.T) {
 	f := newFakeRates(freeSub("v1"))
-	l := usage.NewLimiter(f, usage.LimiterOptions{Now: func() time.Time { return limitT0 }})
+	l := limits.NewLimiter(f, limits.LimiterOptions{Now: func() time.Time { return limitT0 }})
 	ctx := context.Background()
 	id := usage.Identity{UserID: limitUser}
 	for i := range 10 {
@@ -271,12 +272,14 @@ func TestLimiter_ReleasesReservation(t *testing.T) {
 		t.Fatalf("past the burst: %+v, %v; want rate limited, used 10", d, err)
 	}
 	boom := usage.Errorf(usage.CodeUnavailable, "database unavailable")
-	f.TakeFn = func(string, time.Time, usage.GCRA, int64) (usage.RateResult, error) { return usage.RateResult{}, boom }
+	f.TakeFn = func(string, time.Time, limits.GCRA, int64) (limits.RateResult, error) {
+		return limits.RateResult{}, boom
+	}
 	if _, err := l.Check(ctx, id, 1); !errors.Is(err, boom) {
 		t.Fatalf("failed step: %v; want the store's error", err)
 	}
-	f.TakeFn = func(string, time.Time, usage.GCRA, int64) (usage.RateResult, error) {
-		return usage.RateResult{Allowed: true}, nil
+	f.TakeFn = func(string, time.Time, limits.GCRA, int64) (limits.RateResult, error) {
+		return limits.RateResult{Allowed: true}, nil
 	}
 	if d, err := l.Check(ctx, id, 1); err != nil || d.Quota.Used != 11 {
 		t.Errorf("next admitted call: used %d, %v; want 11 (refusals and failures not counted)", d.Quota.Used, err)
@@ -289,7 +292,7 @@ func TestLimiter_ReleasesReservation(t *testing.T) {
 func TestLimiter_PlanChange(t *testing.T) {
 	f := newFakeRates(freeSub("v1"))
 	clk := &limitClock{t: limitT0}
-	l := usage.NewLimiter(f, usage.LimiterOptions{Now: clk.Now})
+	l := limits.NewLimiter(f, limits.LimiterOptions{Now: clk.Now})
 	ctx := context.Background()
 	id := usage.Identity{UserID: limitUser}
 	if d, err := l.Check(ctx, id, 1); err != nil || d.Limit != 10 {
@@ -303,7 +306,7 @@ func TestLimiter_PlanChange(t *testing.T) {
 	if d, err := l.Check(ctx, id, 1); err != nil || d.Limit != 10 {
 		t.Fatalf("within the TTL: %+v, %v; want the cached free terms", d, err)
 	}
-	clk.Add(usage.DefaultCacheTTL)
+	clk.Add(limits.DefaultCacheTTL)
 	d, err := l.Check(ctx, id, 1)
 	if err != nil || !d.Allowed || d.Limit != 100 || d.Quota.Hard || d.Quota.Included != 100_000 ||
 		d.Quota.Period != usage.PeriodAt(time.Date(2026, 2, 15, 0, 0, 0, 0, time.UTC), clk.Now()) {
@@ -312,7 +315,7 @@ func TestLimiter_PlanChange(t *testing.T) {
 	if diff := cmp.Diff([]string{"Take", "Check", "Subscription", "Check"}, f.took()); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
-	if r := f.requests[len(f.requests)-1]; r.Version != "v2" || r.GCRA != usage.NewGCRA(50, 100) || r.Hard {
+	if r := f.requests[len(f.requests)-1]; r.Version != "v2" || r.GCRA != limits.NewGCRA(50, 100) || r.Hard {
 		t.Errorf("re-decided with %+v; want the pro terms", r)
 	}
 
@@ -326,7 +329,7 @@ func TestLimiter_PlanChange(t *testing.T) {
 		s := freeSub("never")
 		return s, nil
 	}
-	clk.Add(usage.DefaultCacheTTL)
+	clk.Add(limits.DefaultCacheTTL)
 	if _, err := l.Check(ctx, id, 1); usage.ErrorCode(err) != usage.CodeUnavailable || n != 3 {
 		t.Errorf("changing terms: %v after %d reads; want %s after 3", err, n, usage.CodeUnavailable)
 	}
@@ -336,13 +339,13 @@ func TestLimiter_StoreErrors(t *testing.T) {
 	boom := usage.Errorf(usage.CodeUnavailable, "database unavailable")
 	f := newFakeRates(freeSub("v1"))
 	f.SubscriptionFn = func(string) (*usage.Subscription, error) { return nil, boom }
-	l := usage.NewLimiter(f, usage.LimiterOptions{})
+	l := limits.NewLimiter(f, limits.LimiterOptions{})
 	if _, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); !errors.Is(err, boom) {
 		t.Errorf("subscription read failing: %v; want the store's error", err)
 	}
 	f = newFakeRates(freeSub("v1"))
-	f.CheckFn = func(usage.LimitRequest) (*usage.LimitCheck, error) { return nil, boom }
-	l = usage.NewLimiter(f, usage.LimiterOptions{})
+	f.CheckFn = func(limits.LimitRequest) (*limits.LimitCheck, error) { return nil, boom }
+	l = limits.NewLimiter(f, limits.LimiterOptions{})
 	if _, err := l.Check(context.Background(), usage.Identity{UserID: limitUser}, 1); !errors.Is(err, boom) {
 		t.Errorf("check failing: %v; want the store's error", err)
 	}
@@ -357,7 +360,7 @@ func TestLimiter_CheckRateAtHardQuota(t *testing.T) {
 	f := newFakeRates(freeSub("v1"))
 	f.counters = 995
 	clk := &limitClock{t: limitT0}
-	l := usage.NewLimiter(f, usage.LimiterOptions{Now: clk.Now})
+	l := limits.NewLimiter(f, limits.LimiterOptions{Now: clk.Now})
 	ctx := context.Background()
 	id := usage.Identity{UserID: limitUser, APIKeyID: "0b2f8c7e-1d3a-4e5f-9a6b-7c8d9e0f1a2b"}
 	// Reports reserve nothing against the quota: the calls around them
@@ -374,7 +377,7 @@ func TestLimiter_CheckRateAtHardQuota(t *testing.T) {
 	// At the hard quota, Check refuses the next call; its report still
 	// goes through, costing the caller's GCRA units.
 	f.counters = 1000
-	clk.Add(usage.DefaultCacheTTL)
+	clk.Add(limits.DefaultCacheTTL)
 	if d, err := l.Check(ctx, id, 1); err != nil || d.Allowed || d.Reason != usage.CodeQuotaExceeded {
 		t.Fatalf("Check at the quota = %+v, %v; want quota_exceeded", d, err)
 	}
@@ -389,5 +392,27 @@ func TestLimiter_CheckRateAtHardQuota(t *testing.T) {
 	}
 	if _, err := l.CheckRate(ctx, usage.Identity{UserID: "nope"}, 1); usage.ErrorField(err) != "user_id" {
 		t.Errorf("CheckRate of a malformed user: %v; want an error naming user_id", err)
+	}
+}
+
+// TestLimiter_DowngradeAtPeriodEnd: a downgrade waiting for the period's
+// end leaves the terms in force alone until then, and the first call of the
+// next period is decided under the new ones.
+func TestLimiter_DowngradeAtPeriodEnd(t *testing.T) {
+	sub := &usage.Subscription{UserID: limitUser, PlanID: usage.PlanPro, Version: "v1", PeriodAnchor: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Effective: usage.Plan{ID: usage.PlanPro, IncludedCalls: 100_000, RatePerSecond: 50, Burst: 100},
+		Next: &usage.Terms{From: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), PlanID: usage.PlanFree, Effective: usage.Plan{ID: usage.PlanFree, IncludedCalls: 1000, HardLimit: true, RatePerSecond: 2, Burst: 10}, Change: usage.ChangeDowngrade}}
+	f := newFakeRates(sub)
+	clk := &limitClock{t: time.Date(2026, 3, 31, 23, 59, 59, 0, time.UTC)}
+	l := limits.NewLimiter(f, limits.LimiterOptions{Now: clk.Now})
+	ctx := context.Background()
+	id := usage.Identity{UserID: limitUser}
+	d, err := l.Check(ctx, id, 1)
+	if err != nil || d.Limit != 100 || d.Quota.Included != 100_000 || d.Quota.Hard {
+		t.Fatalf("before the period's end: %+v, %v; want pro's terms", d, err)
+	}
+	clk.Add(2 * time.Second)
+	d, err = l.Check(ctx, id, 1)
+	if err != nil || d.Limit != 10 || d.Quota.Included != 1000 || !d.Quota.Hard || !d.Quota.Period.Start.Equal(time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("after the period's end: %+v, %v; want free's terms", d, err)
 	}
 }
