@@ -21,7 +21,7 @@ var vocabulary = map[string]bool{"shared/usage": true, "shared/httpapi": true}
 // workflows are the workflow packages beside the domain (DESIGN.md,
 // "Layers"): each imports only the domain, and adapters may import them.
 var workflows = map[string]bool{
-	"shared/limits": true, "shared/notify": true,
+	"shared/limits": true, "shared/notify": true, "shared/rollup": true,
 }
 
 // importRule returns why pkg may not import dep ("" when it may). Both are

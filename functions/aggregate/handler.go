@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -49,7 +50,7 @@ type Output struct {
 // next hourly run (dirty days stay dirty until recomputed, the job lock's
 // lease expires). A run skipped because another holds the lock succeeds.
 type Handler struct {
-	Rollup usage.Rollup
+	Rollup rollup.Rollup
 	Logger *slog.Logger
 	Now    func() time.Time
 	// RetentionDays is how long raw events are kept (0: the default).
@@ -63,7 +64,7 @@ type Handler struct {
 
 // Handle runs the aggregation once.
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Output, error) {
-	opts := usage.RollupOptions{RetentionDays: h.RetentionDays, MaxEndpointsPerDay: h.MaxEndpointsPerDay, Workers: h.Workers}
+	opts := rollup.RollupOptions{RetentionDays: h.RetentionDays, MaxEndpointsPerDay: h.MaxEndpointsPerDay, Workers: h.Workers}
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		opts.Holder = lc.AwsRequestID
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/mock"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -81,11 +82,11 @@ func TestParseInput(t *testing.T) {
 }
 
 // rollupFunc is a mock rollup running f.
-func rollupFunc(f func(ctx context.Context, opts usage.RollupOptions) (*usage.RollupRun, error)) *mock.Rollup {
+func rollupFunc(f func(ctx context.Context, opts rollup.RollupOptions) (*rollup.RollupRun, error)) *mock.Rollup {
 	return &mock.Rollup{RunRollupFn: f}
 }
 
-func newHandler(r usage.Rollup) *Handler {
+func newHandler(r rollup.Rollup) *Handler {
 	return &Handler{
 		Rollup:             r,
 		Logger:             slog.New(slog.NewJSONHandler(io.Discard, nil)),
@@ -98,17 +99,17 @@ func newHandler(r usage.Rollup) *Handler {
 
 func TestHandle(t *testing.T) {
 	t.Run("normal run", func(t *testing.T) {
-		var got usage.RollupOptions
-		h := newHandler(rollupFunc(func(_ context.Context, o usage.RollupOptions) (*usage.RollupRun, error) {
+		var got rollup.RollupOptions
+		h := newHandler(rollupFunc(func(_ context.Context, o rollup.RollupOptions) (*rollup.RollupRun, error) {
 			got = o
-			return &usage.RollupRun{RunID: 7, Days: []time.Time{date("2031-03-19")}, RowsWritten: 12,
+			return &rollup.RollupRun{RunID: 7, Days: []time.Time{date("2031-03-19")}, RowsWritten: 12,
 				StillDirty: []time.Time{date("2031-03-19")}, PartitionsDropped: []string{"eco_api_usage_p203011"}}, nil
 		}))
 		out, err := h.Handle(context.Background(), json.RawMessage(`{}`))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(usage.RollupOptions{RetentionDays: 30, MaxEndpointsPerDay: 250, Workers: 2}, got); diff != "" {
+		if diff := cmp.Diff(rollup.RollupOptions{RetentionDays: 30, MaxEndpointsPerDay: 250, Workers: 2}, got); diff != "" {
 			t.Errorf("options (-want +got):\n%s", diff)
 		}
 		want := &Output{RunID: 7, DaysRecomputed: 1, RowsWritten: 12, StillDirty: []string{"2031-03-19"}, PartitionsDropped: []string{"eco_api_usage_p203011"}}
@@ -118,9 +119,9 @@ func TestHandle(t *testing.T) {
 	})
 	t.Run("backfill", func(t *testing.T) {
 		var got *usage.DayRange
-		h := newHandler(rollupFunc(func(_ context.Context, o usage.RollupOptions) (*usage.RollupRun, error) {
+		h := newHandler(rollupFunc(func(_ context.Context, o rollup.RollupOptions) (*rollup.RollupRun, error) {
 			got = o.Backfill
-			return &usage.RollupRun{}, nil
+			return &rollup.RollupRun{}, nil
 		}))
 		if _, err := h.Handle(context.Background(), json.RawMessage(`{"from":"2031-03-01","to":"2031-03-02"}`)); err != nil {
 			t.Fatal(err)
@@ -130,7 +131,7 @@ func TestHandle(t *testing.T) {
 		}
 	})
 	t.Run("bad input fails without running", func(t *testing.T) {
-		h := newHandler(rollupFunc(func(context.Context, usage.RollupOptions) (*usage.RollupRun, error) {
+		h := newHandler(rollupFunc(func(context.Context, rollup.RollupOptions) (*rollup.RollupRun, error) {
 			t.Fatal("ran on bad input")
 			return nil, nil
 		}))
@@ -140,8 +141,8 @@ func TestHandle(t *testing.T) {
 		}
 	})
 	t.Run("skipped is a success", func(t *testing.T) {
-		h := newHandler(rollupFunc(func(context.Context, usage.RollupOptions) (*usage.RollupRun, error) {
-			return &usage.RollupRun{RunID: 3, Skipped: true}, nil
+		h := newHandler(rollupFunc(func(context.Context, rollup.RollupOptions) (*rollup.RollupRun, error) {
+			return &rollup.RollupRun{RunID: 3, Skipped: true}, nil
 		}))
 		out, err := h.Handle(context.Background(), nil)
 		if err != nil || !out.Skipped {
@@ -150,8 +151,8 @@ func TestHandle(t *testing.T) {
 	})
 	t.Run("store failure fails the invocation", func(t *testing.T) {
 		cause := usage.Errorf(usage.CodeUnavailable, "database unavailable")
-		h := newHandler(rollupFunc(func(context.Context, usage.RollupOptions) (*usage.RollupRun, error) {
-			return &usage.RollupRun{RunID: 4}, cause
+		h := newHandler(rollupFunc(func(context.Context, rollup.RollupOptions) (*rollup.RollupRun, error) {
+			return &rollup.RollupRun{RunID: 4}, cause
 		}))
 		_, err := h.Handle(context.Background(), nil)
 		if !errors.Is(err, cause) {

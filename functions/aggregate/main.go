@@ -8,7 +8,7 @@
 // points at RDS Proxy; RETENTION_DAYS (default 90); BACKFILL_WINDOW, the
 // record function's (default 35d); MAX_ENDPOINTS_PER_DAY, the endpoints
 // of one user and day the rollup keeps by name, the rest under "(other)"
-// (default 1,000, usage.DefaultMaxEndpointsPerDay; 1 to 100,000). Retention
+// (default 1,000, rollup.DefaultMaxEndpointsPerDay; 1 to 100,000). Retention
 // shorter than the backfill window plus usage.BackfillMargin is refused: a
 // late event would land in a month already dropped.
 package main
@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -40,9 +41,9 @@ func main() {
 // that the pool is made once per Lambda instance.
 func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
 	url, proxy, err := e.Database()
-	retention := e.Int("RETENTION_DAYS", usage.DefaultRetentionDays)
+	retention := e.Int("RETENTION_DAYS", rollup.DefaultRetentionDays)
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
-	maxEndpoints := e.Int("MAX_ENDPOINTS_PER_DAY", usage.DefaultMaxEndpointsPerDay)
+	maxEndpoints := e.Int("MAX_ENDPOINTS_PER_DAY", rollup.DefaultMaxEndpointsPerDay)
 	if err == nil {
 		err = e.Err()
 	}
@@ -51,7 +52,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 			err = fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(werr))
 		} else if rerr := usage.CheckRetention(retention, backfill); rerr != nil {
 			err = fmt.Errorf("RETENTION_DAYS: %s", usage.ErrorMessage(rerr))
-		} else if cerr := usage.CheckMaxEndpointsPerDay(maxEndpoints); cerr != nil {
+		} else if cerr := rollup.CheckMaxEndpointsPerDay(maxEndpoints); cerr != nil {
 			err = fmt.Errorf("MAX_ENDPOINTS_PER_DAY: %s", usage.ErrorMessage(cerr))
 		}
 	}
@@ -67,7 +68,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		return nil, err
 	}
 	return &Handler{
-		Rollup:             &usage.RollupJob{Store: postgres.NewRollupStore(db), Now: time.Now, Logger: logger},
+		Rollup:             &rollup.RollupJob{Store: postgres.NewRollupStore(db), Now: time.Now, Logger: logger},
 		Logger:             logger,
 		Now:                time.Now,
 		RetentionDays:      retention,

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres/pgtest"
-	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/rollup"
 )
 
 func testEnv(vars map[string]string) *env.Env {
@@ -66,7 +66,7 @@ func TestSetupRefusesRetentionShorterThanBackfill(t *testing.T) {
 }
 
 // TestSetupRefusesEndpointCap: MAX_ENDPOINTS_PER_DAY must be a whole number
-// from 1 to usage.MaxEndpointsPerDayLimit; anything else stops the function
+// from 1 to rollup.MaxEndpointsPerDayLimit; anything else stops the function
 // at start with an error naming the variable and what it must be.
 func TestSetupRefusesEndpointCap(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -100,7 +100,7 @@ func TestSetupWithDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if h.RetentionDays != usage.DefaultRetentionDays || h.MaxEndpointsPerDay != usage.DefaultMaxEndpointsPerDay || h.Rollup == nil || h.Workers != 2 {
+	if h.RetentionDays != rollup.DefaultRetentionDays || h.MaxEndpointsPerDay != rollup.DefaultMaxEndpointsPerDay || h.Rollup == nil || h.Workers != 2 {
 		t.Errorf("handler = %+v", h)
 	}
 	h, err = setup(ctx, testEnv(map[string]string{"DATABASE_URL": url, "MAX_ENDPOINTS_PER_DAY": "250"}), logger)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
-	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/rollup"
 )
 
 // TestHandle_Postgres runs the handler over the real store: a normal run,
@@ -29,7 +29,7 @@ func TestHandle_Postgres(t *testing.T) {
 		INSERT INTO eco_usage_dirty_days (day) VALUES ('2031-03-18')`); err != nil {
 		t.Fatal(err)
 	}
-	h := newHandler(&usage.RollupJob{Store: store, Now: func() time.Time { return testNow }})
+	h := newHandler(&rollup.RollupJob{Store: store, Now: func() time.Time { return testNow }})
 	out, err := h.Handle(ctx, json.RawMessage(`{}`))
 	if err != nil {
 		t.Fatal(err)

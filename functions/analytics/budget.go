@@ -16,7 +16,7 @@ import (
 )
 
 // budgeted puts a route behind the caller's read budget (Handler.Reads):
-// the read costs usage.ReadCost of its range (1 without one), a caller past
+// the read costs limits.ReadCost of its range (1 without one), a caller past
 // the budget gets the write path's 429 problem+json with the same rate
 // limit headers and Retry-After, and every answer carries the headers of
 // the decision. A GET's 200 answer gets an ETag and Cache-Control (see

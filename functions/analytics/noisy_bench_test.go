@@ -39,7 +39,7 @@ const (
 
 // BenchmarkNoisyNeighbour measures, in one run, what the other tenants
 // get from the shared PostgreSQL: the limiter's decision latency (4
-// goroutines deciding calls of 50 quiet users through a usage.Limiter, as
+// goroutines deciding calls of 50 quiet users through a limits.Limiter, as
 // the metering middleware does) and the record path's throughput (one
 // writer recording batches of 10 messages × 100 events of those users
 // through usage.Recorder, as the record function does), in three phases

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -119,8 +120,8 @@ func TestHandleHugeBytesThenNormalBatch(t *testing.T) {
 		t.Errorf("counter after the next batch = %+v; want 7 calls, bytes saturated", got)
 	}
 
-	rollup := postgres.NewRollupStore(db)
-	if _, _, err := rollup.RecomputeDay(context.Background(), usage.DirtyDay{Day: usage.Day(now)}, 0, 1, usage.DefaultMaxEndpointsPerDay, false); err != nil {
+	rollups := postgres.NewRollupStore(db)
+	if _, _, err := rollups.RecomputeDay(context.Background(), rollup.DirtyDay{Day: usage.Day(now)}, 0, 1, rollup.DefaultMaxEndpointsPerDay, false); err != nil {
 		t.Fatalf("recompute the day: %v", err)
 	}
 	var calls, rq, rs int64

@@ -37,7 +37,7 @@ var event = notify.Event{ID: "0190a4c4-52a4-7000-8000-0000000000aa", Type: notif
 	Data: json.RawMessage(`{"user_id":"0190a4c4-52a4-7000-8000-000000000001","plan_id":"free","threshold_percent":80,
 		"period":{"start":"2026-03-01T00:00:00Z","end":"2026-04-01T00:00:00Z"},"included_calls":1000,"used_calls":801}`)}
 
-// TestEventBridge: the detail keeps the fields usage.Limiter's alerts had
+// TestEventBridge: the detail keeps the fields limits.Limiter's alerts had
 // (threshold_percent, user_id, plan_id, period, included_calls,
 // used_calls), so that the bus's rules keep matching, with the event's id,
 // type and time beside them.

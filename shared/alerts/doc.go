@@ -10,5 +10,5 @@
 // (or "Webhook endpoint disabled") and the event's data as its JSON detail
 // with event_id, type and at beside its fields, so a rule can match e.g.
 // {"source": ["nexus.usage"], "detail": {"threshold_percent": [100]}}, as
-// it did when usage.Limiter put the 80 % and 100 % alerts on the bus.
+// it did when limits.Limiter put the 80 % and 100 % alerts on the bus.
 package alerts

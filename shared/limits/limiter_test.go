@@ -13,7 +13,7 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// rateStore is a usage.RateStore made of functions; every call is logged
+// rateStore is a limits.RateStore made of functions; every call is logged
 // by method name.
 type rateStore struct {
 	SubscriptionFn func(userID string) (*usage.Subscription, error)

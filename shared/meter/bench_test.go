@@ -28,7 +28,7 @@ func (nopPublisher) Flush(context.Context) error                { return nil }
 // net/http handler (httptest, no network): the bare handler, then the
 // handler behind the middleware with a JWT (one round trip: the decision)
 // and with an API key (two: the key lookup and the decision), against
-// local PostgreSQL with a warm usage.Limiter. 10,000 requests each per
+// local PostgreSQL with a warm limits.Limiter. 10,000 requests each per
 // b.N; reports p50/p99 per request and the added p50/p99.
 func BenchmarkMiddleware(b *testing.B) {
 	db := pgtest.NewDB(b)

@@ -13,7 +13,7 @@ import (
 	"github.com/nexus/usage/shared/postgres/pgtest"
 )
 
-// TestWithChecker runs both flavours over the real usage.Limiter and API
+// TestWithChecker runs both flavours over the real limits.Limiter and API
 // key store: a free key's burst of 10, then 429.
 func TestWithChecker(t *testing.T) {
 	db := pgtest.NewDB(t)

@@ -27,7 +27,7 @@ func (c *LimitChecker) CheckRate(ctx context.Context, id usage.Identity, cost in
 
 var _ limits.BudgetChecker = (*BudgetChecker)(nil)
 
-// BudgetChecker is a usage.BudgetChecker.
+// BudgetChecker is a limits.BudgetChecker.
 type BudgetChecker struct {
 	TakeFn func(ctx context.Context, id usage.Identity, cost int64) (usage.Decision, error)
 }

@@ -3,17 +3,17 @@ package mock
 import (
 	"context"
 
-	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/rollup"
 )
 
-var _ usage.Rollup = (*Rollup)(nil)
+var _ rollup.Rollup = (*Rollup)(nil)
 
-// Rollup is a usage.Rollup.
+// Rollup is a rollup.Rollup.
 type Rollup struct {
-	RunRollupFn func(ctx context.Context, opts usage.RollupOptions) (*usage.RollupRun, error)
+	RunRollupFn func(ctx context.Context, opts rollup.RollupOptions) (*rollup.RollupRun, error)
 }
 
 // RunRollup calls RunRollupFn.
-func (r *Rollup) RunRollup(ctx context.Context, opts usage.RollupOptions) (*usage.RollupRun, error) {
+func (r *Rollup) RunRollup(ctx context.Context, opts rollup.RollupOptions) (*rollup.RollupRun, error) {
 	return r.RunRollupFn(ctx, opts)
 }

@@ -60,7 +60,7 @@ type Crossing struct {
 	// ThresholdCalls is the used calls at which the rule is reached.
 	ThresholdCalls int64 `json:"threshold_calls"`
 	// ThresholdPercent is a percent rule's percentage (the field the
-	// EventBridge alerts of usage.Limiter carried).
+	// EventBridge alerts of limits.Limiter carried).
 	ThresholdPercent *int64 `json:"threshold_percent,omitempty"`
 	// Amount and Currency are an overage rule's amount.
 	Amount   *int64 `json:"amount,omitempty"`

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -39,7 +40,7 @@ func TestRollup_LateEventsOfOneUser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mustRun(t, job, usage.RollupOptions{})
+	mustRun(t, job, rollup.RollupOptions{})
 	checkRollup(t, db, all)
 
 	// Another user's row of a day the late events reach, made wrong: a
@@ -90,7 +91,7 @@ func TestRollup_LateEventsOfOneUser(t *testing.T) {
 		}
 	}
 
-	run := mustRun(t, job, usage.RollupOptions{})
+	run := mustRun(t, job, rollup.RollupOptions{})
 	if diff := cmp.Diff(lateDays, run.Days); diff != "" {
 		t.Errorf("days recomputed (-want +got):\n%s", diff)
 	}
@@ -132,7 +133,7 @@ func TestRollup_WholeDayMarkClearsUsersMarks(t *testing.T) {
 	if _, err := postgres.NewEventStore(db).RecordBatch(ctx, all, nil); err != nil {
 		t.Fatal(err)
 	}
-	run := mustRun(t, job, usage.RollupOptions{Backfill: &usage.DayRange{From: d, To: d}})
+	run := mustRun(t, job, rollup.RollupOptions{Backfill: &usage.DayRange{From: d, To: d}})
 	if diff := cmp.Diff([]time.Time{d}, run.Days); diff != "" || run.UserDays != 0 {
 		t.Errorf("days recomputed (-want +got):\n%s; %d users' days alone, want 0", diff, run.UserDays)
 	}
@@ -161,7 +162,7 @@ func TestRollup_MostUsersMarkedRecomputesWholeDay(t *testing.T) {
 	if _, err := store.RecordBatch(ctx, all, nil); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, job, usage.RollupOptions{})
+	mustRun(t, job, rollup.RollupOptions{})
 	checkRollup(t, db, all)
 	quiet := g.users[3]
 	if _, err := db.Pool.Exec(ctx, `UPDATE eco_usage_daily SET calls = calls + 1000 WHERE user_id = $1 AND day = $2`, quiet, d); err != nil {
@@ -176,7 +177,7 @@ func TestRollup_MostUsersMarkedRecomputesWholeDay(t *testing.T) {
 	if _, err := store.RecordBatch(ctx, more, nil); err != nil {
 		t.Fatal(err)
 	}
-	run := mustRun(t, job, usage.RollupOptions{})
+	run := mustRun(t, job, rollup.RollupOptions{})
 	if diff := cmp.Diff([]time.Time{d}, run.Days); diff != "" || run.UserDays != 0 {
 		t.Errorf("days recomputed (-want +got):\n%s; %d users' days alone, want 0", diff, run.UserDays)
 	}

@@ -7,7 +7,7 @@
 // It holds statements, one file per concern (events, rollup and jobs, rate
 // limits, subscriptions, ledger, API keys, analytics), and no workflow: the
 // services of package usage (RollupJob, Limiter, Billing) order them
-// through their store interfaces (usage.RollupStore, usage.RateStore,
+// through their store interfaces (rollup.RollupStore, limits.RateStore,
 // usage.LedgerStore), which the stores here implement.
 //
 // Example opens the pool and reads through a store; the example of

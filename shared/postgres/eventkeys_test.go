@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -163,7 +164,7 @@ func TestRollupKeyGenerations(t *testing.T) {
 	if _, err := s.EnsureKeyGenerations(ctx, []int{gen - 3, gen - 2, gen - 1}); err != nil {
 		t.Fatal(err)
 	}
-	run := mustRun(t, newJob(s, now), usage.RollupOptions{})
+	run := mustRun(t, newJob(s, now), rollup.RollupOptions{})
 	oldest := usage.OldestKeyGeneration(now)
 	var want []string
 	for g := gen - 3; g < oldest; g++ {

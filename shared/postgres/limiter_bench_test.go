@@ -18,7 +18,7 @@ import (
 // benchDecisions is how many decisions each sub-benchmark makes per b.N.
 const benchDecisions = 20_000
 
-// BenchmarkLimiterDecision measures one usage.Limiter decision against
+// BenchmarkLimiterDecision measures one limits.Limiter decision against
 // local PostgreSQL: latency p50/p99 and decisions/s, with 1 and 4
 // goroutines, for
 //

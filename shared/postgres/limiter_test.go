@@ -13,7 +13,7 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// The limiter's decisions over PostgreSQL: usage.Limiter on
+// The limiter's decisions over PostgreSQL: limits.Limiter on
 // postgres.RateLimiter. The decision logic alone is tested in package usage
 // on a fake store; these prove it together with the SQL.
 

@@ -14,6 +14,8 @@ import (
 	"github.com/nexus/usage/migrations"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/rollup"
+	"github.com/nexus/usage/shared/rollup/rolluptest"
 	"github.com/nexus/usage/shared/usage"
 	"github.com/pressly/goose/v3"
 )
@@ -250,7 +252,7 @@ func TestMigrateEventKeysBackfill(t *testing.T) {
 
 // TestMigrateEndpointCapDown steps 00010 (the endpoint cap) down and up over
 // a rollup it folded: its aggregate_daily_usage defaults the cap to
-// usage.DefaultMaxEndpointsPerDay, its Down restores 00009's function
+// rollup.DefaultMaxEndpointsPerDay, its Down restores 00009's function
 // exactly (as a database stepped up to 9 defines it), whose next recompute
 // unfolds the day, and its Up applies again and folds it again.
 func TestMigrateEndpointCapDown(t *testing.T) {
@@ -285,8 +287,8 @@ func TestMigrateEndpointCapDown(t *testing.T) {
 		t.Cleanup(db.Close)
 		return db
 	}
-	if got := defs(); len(got) != 1 || !strings.Contains(got[0], fmt.Sprintf("p_max_endpoints integer DEFAULT %d", usage.DefaultMaxEndpointsPerDay)) {
-		t.Fatalf("at 10, aggregate_daily_usage = %q; want one function whose cap defaults to %d", got, usage.DefaultMaxEndpointsPerDay)
+	if got := defs(); len(got) != 1 || !strings.Contains(got[0], fmt.Sprintf("p_max_endpoints integer DEFAULT %d", rollup.DefaultMaxEndpointsPerDay)) {
+		t.Fatalf("at 10, aggregate_daily_usage = %q; want one function whose cap defaults to %d", got, rollup.DefaultMaxEndpointsPerDay)
 	}
 
 	// A user's day of three endpoints, folded under a cap of 1.
@@ -303,10 +305,10 @@ func TestMigrateEndpointCapDown(t *testing.T) {
 			StatusCode: 200, LatencyMS: int64(10 * i), RequestBytes: 1, ResponseBytes: 2, Quantity: 1, OccurredAt: d.Add(time.Duration(i+1) * time.Hour)})
 	}
 	record(t, db, events)
-	if _, _, err := postgres.NewRollupStore(db).RecomputeDay(ctx, usage.DirtyDay{Day: d}, 0, 1, 1, false); err != nil {
+	if _, _, err := postgres.NewRollupStore(db).RecomputeDay(ctx, rollup.DirtyDay{Day: d}, 0, 1, 1, false); err != nil {
 		t.Fatalf("recompute under a cap of 1: %v", err)
 	}
-	if diff := cmp.Diff(usage.RollupEvents(events, 1), dailyUsage(t, db)); diff != "" {
+	if diff := cmp.Diff(rolluptest.Rollup(events, 1), dailyUsage(t, db)); diff != "" {
 		t.Fatalf("folded rollup (-want +got):\n%s", diff)
 	}
 	db.Close()
@@ -322,7 +324,7 @@ func TestMigrateEndpointCapDown(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `SELECT aggregate_daily_usage($1)`, d); err != nil {
 		t.Fatalf("00009's aggregate_daily_usage(day): %v", err)
 	}
-	if diff := cmp.Diff(usage.RollupEvents(events, 0), dailyUsage(t, db)); diff != "" {
+	if diff := cmp.Diff(rolluptest.Rollup(events, 0), dailyUsage(t, db)); diff != "" {
 		t.Errorf("after down to 9, the recompute does not unfold the day (-want +got):\n%s", diff)
 	}
 	checkSummaries(t, db)
@@ -343,10 +345,10 @@ func TestMigrateEndpointCapDown(t *testing.T) {
 		t.Fatalf("up again: %v", err)
 	}
 	db = open()
-	if _, _, err := postgres.NewRollupStore(db).RecomputeDay(ctx, usage.DirtyDay{Day: d}, 0, 1, 1, false); err != nil {
+	if _, _, err := postgres.NewRollupStore(db).RecomputeDay(ctx, rollup.DirtyDay{Day: d}, 0, 1, 1, false); err != nil {
 		t.Fatalf("recompute under a cap of 1 after up again: %v", err)
 	}
-	if diff := cmp.Diff(usage.RollupEvents(events, 1), dailyUsage(t, db)); diff != "" {
+	if diff := cmp.Diff(rolluptest.Rollup(events, 1), dailyUsage(t, db)); diff != "" {
 		t.Errorf("folded rollup after up again (-want +got):\n%s", diff)
 	}
 	checkSummaries(t, db)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -31,7 +32,7 @@ func TestProxyModeClosesRuns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rollup OpenRun: %v", err)
 	}
-	run := &usage.RollupRun{RunID: id, Days: []time.Time{at.Truncate(24 * time.Hour)}, RowsWritten: 3}
+	run := &rollup.RollupRun{RunID: id, Days: []time.Time{at.Truncate(24 * time.Hour)}, RowsWritten: 3}
 	if err := rollups.CloseRun(ctx, run, at.Add(time.Second), nil); err != nil {
 		t.Errorf("rollup CloseRun: %v", err)
 	}

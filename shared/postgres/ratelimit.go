@@ -9,7 +9,7 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// RateLimiter runs the limiter's statements (usage.RateStore): the
+// RateLimiter runs the limiter's statements (limits.RateStore): the
 // user's subscription, one GCRA step (rate_limit_take) and the combined
 // cold-path check (limit_check), each one round trip. Times and terms come
 // from the caller; the database clock is never read.
@@ -20,12 +20,12 @@ func NewRateLimiter(db *DB) *RateLimiter { return &RateLimiter{db: db} }
 
 var _ limits.RateStore = (*RateLimiter)(nil)
 
-// Subscription implements usage.RateStore with SubscriptionStore's read.
+// Subscription implements limits.RateStore with SubscriptionStore's read.
 func (l *RateLimiter) Subscription(ctx context.Context, userID string) (*usage.Subscription, error) {
 	return NewSubscriptionStore(l.db).Subscription(ctx, userID)
 }
 
-// Take implements usage.RateStore: one GCRA step on key at now for a call
+// Take implements limits.RateStore: one GCRA step on key at now for a call
 // of cost, with the emission interval and burst of g. It is atomic under
 // concurrency: the key's row lock orders concurrent steps.
 func (l *RateLimiter) Take(ctx context.Context, key string, now time.Time, g limits.GCRA, cost int64) (limits.RateResult, error) {
@@ -43,7 +43,7 @@ func (l *RateLimiter) Take(ctx context.Context, key string, now time.Time, g lim
 	return r, nil
 }
 
-// Check implements usage.RateStore with limit_check (migration 00008).
+// Check implements limits.RateStore with limit_check (migration 00008).
 func (l *RateLimiter) Check(ctx context.Context, r limits.LimitRequest) (*limits.LimitCheck, error) {
 	if !usage.IsUUID(r.UserID) {
 		return nil, usage.FieldErrorf("user_id", "must be a UUID")

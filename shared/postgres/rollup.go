@@ -11,19 +11,20 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
 // RollupStore holds the statements of the daily aggregation: the dirty
 // days, aggregate_daily_usage into eco_usage_daily, the raw partitions'
 // upkeep and retention, and the job's lock and run rows (jobs.go). The
-// workflow around them is usage.RollupJob.
+// workflow around them is rollup.RollupJob.
 type RollupStore struct{ db *DB }
 
 // NewRollupStore returns a store over db.
 func NewRollupStore(db *DB) *RollupStore { return &RollupStore{db: db} }
 
-var _ usage.RollupStore = (*RollupStore)(nil)
+var _ rollup.RollupStore = (*RollupStore)(nil)
 
 // lockTimeout bounds how long partition DDL waits for the raw table's lock,
 // and so how long it holds the record path's new transactions up behind
@@ -35,9 +36,9 @@ func isLockTimeout(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
 }
 
-// EnsurePartitions implements usage.RollupStore: ensure_usage_partitions
+// EnsurePartitions implements rollup.RollupStore: ensure_usage_partitions
 // in a transaction whose lock_timeout is lockTimeout. A timeout is
-// usage.ErrDeferred.
+// rollup.ErrDeferred.
 func (s *RollupStore) EnsurePartitions(ctx context.Context, from time.Time, months int) (int, error) {
 	var n int
 	err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
@@ -47,7 +48,7 @@ func (s *RollupStore) EnsurePartitions(ctx context.Context, from time.Time, mont
 		return tx.QueryRow(ctx, `SELECT ensure_usage_partitions($1, $2)`, from, months).Scan(&n)
 	})
 	if isLockTimeout(err) {
-		return 0, usage.ErrDeferred
+		return 0, rollup.ErrDeferred
 	}
 	if err != nil {
 		return 0, FormatError(fmt.Errorf("ensure usage partitions: %w", err))
@@ -55,9 +56,9 @@ func (s *RollupStore) EnsurePartitions(ctx context.Context, from time.Time, mont
 	return n, nil
 }
 
-// EnsureKeyGenerations implements usage.RollupStore:
+// EnsureKeyGenerations implements rollup.RollupStore:
 // ensure_event_key_generations in a transaction whose lock_timeout is
-// lockTimeout. A timeout is usage.ErrDeferred.
+// lockTimeout. A timeout is rollup.ErrDeferred.
 func (s *RollupStore) EnsureKeyGenerations(ctx context.Context, gens []int) (int, error) {
 	var n int
 	err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
@@ -67,7 +68,7 @@ func (s *RollupStore) EnsureKeyGenerations(ctx context.Context, gens []int) (int
 		return tx.QueryRow(ctx, `SELECT ensure_event_key_generations($1)`, gens).Scan(&n)
 	})
 	if isLockTimeout(err) {
-		return 0, usage.ErrDeferred
+		return 0, rollup.ErrDeferred
 	}
 	if err != nil {
 		return 0, FormatError(fmt.Errorf("ensure event key generations: %w", err))
@@ -77,11 +78,11 @@ func (s *RollupStore) EnsureKeyGenerations(ctx context.Context, gens []int) (int
 
 var keyGenerationName = regexp.MustCompile(`^eco_event_keys_g(-?\d+)$`)
 
-// DropKeyGenerations implements usage.RollupStore: the partitions of
+// DropKeyGenerations implements rollup.RollupStore: the partitions of
 // eco_event_keys named eco_event_keys_g<gen> (as
 // ensure_event_key_generations names them) with gen before oldest, each
 // dropped in a transaction whose lock_timeout is lockTimeout. A timeout is
-// usage.ErrDeferred, returned with the names dropped before it.
+// rollup.ErrDeferred, returned with the names dropped before it.
 func (s *RollupStore) DropKeyGenerations(ctx context.Context, oldest int) ([]string, error) {
 	rows, err := s.db.with(rollupWork).Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'eco_event_keys'::regclass ORDER BY 1`)
@@ -109,7 +110,7 @@ func (s *RollupStore) DropKeyGenerations(ctx context.Context, oldest int) ([]str
 			return err
 		})
 		if isLockTimeout(err) {
-			return dropped, usage.ErrDeferred
+			return dropped, rollup.ErrDeferred
 		}
 		if err != nil {
 			return dropped, FormatError(fmt.Errorf("drop event key generation %s: %w", name, err))
@@ -121,10 +122,10 @@ func (s *RollupStore) DropKeyGenerations(ctx context.Context, oldest int) ([]str
 
 var partitionName = regexp.MustCompile(`^eco_api_usage_p(\d{4})(\d{2})$`)
 
-// Partitions implements usage.RollupStore: the partitions of eco_api_usage
+// Partitions implements rollup.RollupStore: the partitions of eco_api_usage
 // named eco_api_usage_pYYYYMM (as ensure_usage_partitions names them),
 // one calendar month (UTC) each.
-func (s *RollupStore) Partitions(ctx context.Context) ([]usage.Partition, error) {
+func (s *RollupStore) Partitions(ctx context.Context) ([]rollup.Partition, error) {
 	rows, err := s.db.with(rollupWork).Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'eco_api_usage'::regclass`)
 	if err != nil {
@@ -134,7 +135,7 @@ func (s *RollupStore) Partitions(ctx context.Context) ([]usage.Partition, error)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list partitions: %w", err))
 	}
-	var out []usage.Partition
+	var out []rollup.Partition
 	for _, n := range names {
 		m := partitionName.FindStringSubmatch(n)
 		if m == nil {
@@ -144,13 +145,13 @@ func (s *RollupStore) Partitions(ctx context.Context) ([]usage.Partition, error)
 		if err != nil {
 			continue
 		}
-		out = append(out, usage.Partition{Name: n, Start: start, End: start.AddDate(0, 1, 0)})
+		out = append(out, rollup.Partition{Name: n, Start: start, End: start.AddDate(0, 1, 0)})
 	}
-	slices.SortFunc(out, func(a, b usage.Partition) int { return a.Start.Compare(b.Start) })
+	slices.SortFunc(out, func(a, b rollup.Partition) int { return a.Start.Compare(b.Start) })
 	return out, nil
 }
 
-// MarkDirty implements usage.RollupStore.
+// MarkDirty implements rollup.RollupStore.
 func (s *RollupStore) MarkDirty(ctx context.Context, days []time.Time) error {
 	_, err := s.db.with(rollupWork).Exec(ctx, `INSERT INTO eco_usage_dirty_days (day, marked_at)
 		SELECT d, now() FROM unnest($1::date[]) AS d ORDER BY d
@@ -168,14 +169,14 @@ UNION ALL
 SELECT day, user_id::text, slot, marked_at FROM eco_usage_dirty_user_days
 ORDER BY 1, 2 NULLS FIRST, 3`
 
-// DirtyDays implements usage.RollupStore.
-func (s *RollupStore) DirtyDays(ctx context.Context) ([]usage.DirtyDay, error) {
+// DirtyDays implements rollup.RollupStore.
+func (s *RollupStore) DirtyDays(ctx context.Context) ([]rollup.DirtyDay, error) {
 	rows, err := s.db.with(rollupWork).Query(ctx, dirtyDaysSQL)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("read dirty days: %w", err))
 	}
 	var (
-		dirty  []usage.DirtyDay
+		dirty  []rollup.DirtyDay
 		day    time.Time
 		user   *string
 		slot   int32
@@ -183,13 +184,13 @@ func (s *RollupStore) DirtyDays(ctx context.Context) ([]usage.DirtyDay, error) {
 	)
 	_, err = pgx.ForEachRow(rows, []any{&day, &user, &slot, &marked}, func() error {
 		if n := len(dirty); n == 0 || !dirty[n-1].Day.Equal(day) {
-			dirty = append(dirty, usage.DirtyDay{Day: day})
+			dirty = append(dirty, rollup.DirtyDay{Day: day})
 		}
 		d := &dirty[len(dirty)-1]
 		if user == nil {
 			d.MarkedAt = marked
 		} else {
-			d.Users = append(d.Users, usage.UserMark{UserID: *user, Slot: int(slot), MarkedAt: marked})
+			d.Users = append(d.Users, rollup.UserMark{UserID: *user, Slot: int(slot), MarkedAt: marked})
 		}
 		return nil
 	})
@@ -205,7 +206,7 @@ func (s *RollupStore) DirtyDays(ctx context.Context) ([]usage.DirtyDay, error) {
 // markMost sets Most on the days of dirty whose marked users are at least
 // half of the users their rollup holds (eco_usage_user_daily has a row per
 // user of a day aggregated).
-func (s *RollupStore) markMost(ctx context.Context, dirty []usage.DirtyDay) error {
+func (s *RollupStore) markMost(ctx context.Context, dirty []rollup.DirtyDay) error {
 	var days []time.Time
 	for _, d := range dirty {
 		if len(d.Users) > 0 && d.MarkedAt.IsZero() {
@@ -251,7 +252,7 @@ SELECT (SELECT count(*) FROM w) + (SELECT count(*) FROM u)`
 
 // clearArgs returns clearDirtySQL's parameters for d's marks and how many
 // marks d holds.
-func clearArgs(d usage.DirtyDay) ([]any, int64) {
+func clearArgs(d rollup.DirtyDay) ([]any, int64) {
 	users, slots, times := make([]string, len(d.Users)), make([]int16, len(d.Users)), make([]time.Time, len(d.Users))
 	for i, m := range d.Users {
 		users[i], slots[i], times[i] = m.UserID, int16(m.Slot), m.MarkedAt
@@ -269,7 +270,7 @@ func clearArgs(d usage.DirtyDay) ([]any, int64) {
 // was cleared.
 func clearDirty(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, d usage.DirtyDay) (bool, error) {
+}, d rollup.DirtyDay) (bool, error) {
 	args, marks := clearArgs(d)
 	var n int64
 	if err := q.QueryRow(ctx, clearDirtySQL, args...).Scan(&n); err != nil {
@@ -280,7 +281,7 @@ func clearDirty(ctx context.Context, q interface {
 
 // partUsers returns the users of d that fall in part of parts: the
 // distinct users of d.Users, every parts-th from the part-th.
-func partUsers(d usage.DirtyDay, part, parts int) []string {
+func partUsers(d rollup.DirtyDay, part, parts int) []string {
 	var ids []string
 	for _, m := range d.Users {
 		if len(ids) > 0 && ids[len(ids)-1] == m.UserID {
@@ -295,10 +296,10 @@ func partUsers(d usage.DirtyDay, part, parts int) []string {
 	return out
 }
 
-// RecomputeDay implements usage.RollupStore: aggregate_daily_usage of the
+// RecomputeDay implements rollup.RollupStore: aggregate_daily_usage of the
 // part (of d.Users' rows when d is not Whole) and, with clear,
 // clearDirtySQL, in one transaction.
-func (s *RollupStore) RecomputeDay(ctx context.Context, d usage.DirtyDay, part, parts, maxEndpoints int, clear bool) (int64, bool, error) {
+func (s *RollupStore) RecomputeDay(ctx context.Context, d rollup.DirtyDay, part, parts, maxEndpoints int, clear bool) (int64, bool, error) {
 	var users []string
 	aggParts := parts
 	if !d.Whole() {
@@ -326,8 +327,8 @@ func (s *RollupStore) RecomputeDay(ctx context.Context, d usage.DirtyDay, part, 
 	return n, cleared, nil
 }
 
-// ClearDirty implements usage.RollupStore.
-func (s *RollupStore) ClearDirty(ctx context.Context, d usage.DirtyDay) (bool, error) {
+// ClearDirty implements rollup.RollupStore.
+func (s *RollupStore) ClearDirty(ctx context.Context, d rollup.DirtyDay) (bool, error) {
 	cleared, err := clearDirty(ctx, s.db.with(rollupWork), d)
 	if err != nil {
 		return false, FormatError(fmt.Errorf("clear dirty marks of %s: %w", d.Day.Format(time.DateOnly), err))
@@ -340,10 +341,10 @@ func (s *RollupStore) ClearDirty(ctx context.Context, d usage.DirtyDay) (bool, e
 const anyDirtySQL = `SELECT EXISTS (SELECT 1 FROM eco_usage_dirty_days WHERE day >= $1 AND day < $2)
 	OR EXISTS (SELECT 1 FROM eco_usage_dirty_user_days WHERE day >= $1 AND day < $2)`
 
-// RetentionBlocked implements usage.RollupStore: a dirty day in p blocks
+// RetentionBlocked implements rollup.RollupStore: a dirty day in p blocks
 // it; otherwise the days of p with raw events and no row in
 // eco_usage_aggregated_days are marked dirty, and any such day blocks it.
-func (s *RollupStore) RetentionBlocked(ctx context.Context, p usage.Partition) (bool, error) {
+func (s *RollupStore) RetentionBlocked(ctx context.Context, p rollup.Partition) (bool, error) {
 	var dirty bool
 	if err := s.db.with(rollupWork).QueryRow(ctx, anyDirtySQL, p.Start, p.End).Scan(&dirty); err != nil {
 		return false, FormatError(fmt.Errorf("check dirty days of %s: %w", p.Name, err))
@@ -365,12 +366,12 @@ func (s *RollupStore) RetentionBlocked(ctx context.Context, p usage.Partition) (
 	return tag.RowsAffected() > 0, nil
 }
 
-// DropPartition implements usage.RollupStore: under lockTimeout, LOCK
+// DropPartition implements rollup.RollupStore: under lockTimeout, LOCK
 // TABLE eco_api_usage (DROP needs that lock anyway), the dirty check, the
 // DROP and the month's row in eco_usage_dropped_months (which keeps
 // ensure_usage_partitions from creating it again), in one transaction. A
-// timeout is usage.ErrDeferred.
-func (s *RollupStore) DropPartition(ctx context.Context, p usage.Partition) (bool, error) {
+// timeout is rollup.ErrDeferred.
+func (s *RollupStore) DropPartition(ctx context.Context, p rollup.Partition) (bool, error) {
 	if !partitionName.MatchString(p.Name) {
 		return false, usage.FieldErrorf("partition", "%q is not a raw usage partition", p.Name)
 	}
@@ -400,7 +401,7 @@ func (s *RollupStore) DropPartition(ctx context.Context, p usage.Partition) (boo
 		return nil
 	})
 	if isLockTimeout(err) {
-		return false, usage.ErrDeferred
+		return false, rollup.ErrDeferred
 	}
 	if err != nil {
 		return false, FormatError(fmt.Errorf("drop partition %s: %w", p.Name, err))

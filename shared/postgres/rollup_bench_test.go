@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -60,7 +61,7 @@ func BenchmarkRollup(b *testing.B) {
 	if _, err := s.EnsurePartitions(ctx, from.AddDate(0, 0, -5), 5); err != nil {
 		b.Fatal(err)
 	}
-	job := &usage.RollupJob{Store: s, Now: func() time.Time { return now }}
+	job := &rollup.RollupJob{Store: s, Now: func() time.Time { return now }}
 
 	exec := func(q string, args ...any) {
 		b.Helper()
@@ -132,9 +133,9 @@ func BenchmarkRollup(b *testing.B) {
 			exec(`INSERT INTO eco_usage_dirty_days (day) SELECT d::date FROM generate_series($1::date, $1::date + 29, interval '1 day') d
 				ON CONFLICT (day) DO UPDATE SET marked_at = now()`, from)
 		}
-		runTimed := func(workers int) (time.Duration, *usage.RollupRun) {
+		runTimed := func(workers int) (time.Duration, *rollup.RollupRun) {
 			t0 := time.Now()
-			run, err := job.RunRollup(ctx, usage.RollupOptions{Workers: workers})
+			run, err := job.RunRollup(ctx, rollup.RollupOptions{Workers: workers})
 			if err != nil {
 				b.Fatal(err)
 			}

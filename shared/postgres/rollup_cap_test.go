@@ -9,12 +9,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/rollup"
+	"github.com/nexus/usage/shared/rollup/rolluptest"
 	"github.com/nexus/usage/shared/usage"
 )
 
 // TestRollup_EndpointCap: aggregate_daily_usage keeps a user's day to its
 // maxEndpoints most called endpoints by name and the rest under
-// usage.OtherEndpoint, exactly as usage.RollupEvents defines it (the
+// rollup.OtherEndpoint, exactly as rolluptest.Rollup defines it (the
 // percentiles of (other) from its raw events), with the calls and every
 // other total per user and day unchanged and the summaries in step. The
 // recompute stays idempotent, is the same split into parts, and rows that
@@ -35,7 +37,7 @@ func TestRollup_EndpointCap(t *testing.T) {
 			n := g.r.IntN(60)
 			e.Endpoint = fmt.Sprintf("GET /v1/things/%02d", n*n%61) // uneven calls per endpoint
 			if n == 59 {
-				e.Endpoint = usage.OtherEndpoint
+				e.Endpoint = rollup.OtherEndpoint
 			}
 		}
 		all = append(all, e)
@@ -47,7 +49,7 @@ func TestRollup_EndpointCap(t *testing.T) {
 		t.Helper()
 		var written int64
 		for part := range parts {
-			n, _, err := s.RecomputeDay(ctx, usage.DirtyDay{Day: d}, part, parts, max, false)
+			n, _, err := s.RecomputeDay(ctx, rollup.DirtyDay{Day: d}, part, parts, max, false)
 			if err != nil {
 				t.Fatalf("RecomputeDay(cap %d, part %d of %d): %v", max, part, parts, err)
 			}
@@ -58,8 +60,8 @@ func TestRollup_EndpointCap(t *testing.T) {
 	check := func(max int) {
 		t.Helper()
 		got := dailyUsage(t, db)
-		if diff := cmp.Diff(usage.RollupEvents(all, max), got); diff != "" {
-			t.Fatalf("rollup under a cap of %d differs from usage.RollupEvents (-want +got):\n%s", max, diff)
+		if diff := cmp.Diff(rolluptest.Rollup(all, max), got); diff != "" {
+			t.Fatalf("rollup under a cap of %d differs from rolluptest.Rollup (-want +got):\n%s", max, diff)
 		}
 		perUser := map[string]map[string]bool{}
 		for _, r := range got {
@@ -70,19 +72,19 @@ func TestRollup_EndpointCap(t *testing.T) {
 		}
 		for u, eps := range perUser {
 			named := len(eps)
-			if eps[usage.OtherEndpoint] {
+			if eps[rollup.OtherEndpoint] {
 				named--
 			}
 			if named > max {
 				t.Errorf("user %s keeps %d endpoints by name; cap %d", u, named, max)
 			}
 		}
-		if diff := cmp.Diff(rowTotals(usage.RollupEvents(all, 0)), rowTotals(got), cmp.AllowUnexported(dayTotals{})); diff != "" {
+		if diff := cmp.Diff(rowTotals(rolluptest.Rollup(all, 0)), rowTotals(got), cmp.AllowUnexported(dayTotals{})); diff != "" {
 			t.Errorf("totals per user and day under a cap of %d differ from those without a cap (-want +got):\n%s", max, diff)
 		}
 		// The users whose day is under the cap keep every row they have
 		// without one.
-		uncapped := usage.RollupEvents(all, 0)
+		uncapped := rolluptest.Rollup(all, 0)
 		endpoints := map[string]map[string]bool{}
 		for _, r := range uncapped {
 			k := r.Day.Format(time.DateOnly) + " " + r.UserID
@@ -91,8 +93,8 @@ func TestRollup_EndpointCap(t *testing.T) {
 			}
 			endpoints[k][r.Endpoint] = true
 		}
-		under := func(rows []usage.DailyRollup) []usage.DailyRollup {
-			return slices.DeleteFunc(slices.Clone(rows), func(r usage.DailyRollup) bool {
+		under := func(rows []rollup.DailyRollup) []rollup.DailyRollup {
+			return slices.DeleteFunc(slices.Clone(rows), func(r rollup.DailyRollup) bool {
 				return len(endpoints[r.Day.Format(time.DateOnly)+" "+r.UserID]) > max
 			})
 		}
@@ -119,7 +121,7 @@ func TestRollup_EndpointCap(t *testing.T) {
 	check(10)
 	folded := 0
 	for _, r := range dailyUsage(t, db) {
-		if r.Endpoint == usage.OtherEndpoint {
+		if r.Endpoint == rollup.OtherEndpoint {
 			folded++
 		}
 	}
@@ -151,7 +153,7 @@ func TestRollup_EndpointCap(t *testing.T) {
 
 type dayTotals struct{ calls, e4, e5, rq, rs, lat, events int64 }
 
-func rowTotals(rows []usage.DailyRollup) map[string]dayTotals {
+func rowTotals(rows []rollup.DailyRollup) map[string]dayTotals {
 	out := map[string]dayTotals{}
 	for _, r := range rows {
 		k := r.Day.Format(time.DateOnly) + " " + r.UserID
@@ -173,14 +175,14 @@ func TestRollup_EndpointCapRefused(t *testing.T) {
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
 	for _, max := range []int{0, -1} {
-		if _, _, err := s.RecomputeDay(context.Background(), usage.DirtyDay{Day: usage.Day(rollupNow)}, 0, 1, max, false); err == nil {
+		if _, _, err := s.RecomputeDay(context.Background(), rollup.DirtyDay{Day: usage.Day(rollupNow)}, 0, 1, max, false); err == nil {
 			t.Errorf("RecomputeDay with a cap of %d: no error", max)
 		}
 	}
 }
 
 // TestRollup_DefaultEndpointCap: a day of one caller sending
-// usage.DefaultMaxEndpointsPerDay + 1 distinct endpoints, run by the job
+// rollup.DefaultMaxEndpointsPerDay + 1 distinct endpoints, run by the job
 // with its default options, keeps the default number by name and the least
 // called one under (other); aggregate_daily_usage(day) called without a cap
 // (as a client of 00009's signature would) applies the same default.
@@ -191,11 +193,11 @@ func TestRollup_DefaultEndpointCap(t *testing.T) {
 	d := usage.Day(rollupNow.AddDate(0, 0, -1))
 	g := newEventGen(15, 2)
 	var all []usage.Event
-	for i := range usage.DefaultMaxEndpointsPerDay + 1 {
+	for i := range rollup.DefaultMaxEndpointsPerDay + 1 {
 		e := g.event(d, 24*time.Hour)
 		e.UserID, e.APIKeyID, e.Quantity = g.users[0], "", 2
 		e.Endpoint = fmt.Sprintf("GET /v1/items/%04d", i)
-		if i == usage.DefaultMaxEndpointsPerDay {
+		if i == rollup.DefaultMaxEndpointsPerDay {
 			e.Quantity = 1 // the least called: folded
 		}
 		all = append(all, e)
@@ -206,23 +208,23 @@ func TestRollup_DefaultEndpointCap(t *testing.T) {
 		all = append(all, e)
 	}
 	record(t, db, all)
-	mustRun(t, newJob(s, rollupNow), usage.RollupOptions{})
-	want := usage.RollupEvents(all, usage.DefaultMaxEndpointsPerDay)
+	mustRun(t, newJob(s, rollupNow), rollup.RollupOptions{})
+	want := rolluptest.Rollup(all, rollup.DefaultMaxEndpointsPerDay)
 	if diff := cmp.Diff(want, dailyUsage(t, db)); diff != "" {
-		t.Fatalf("rollup differs from usage.RollupEvents under the default cap (-want +got):\n%s", diff)
+		t.Fatalf("rollup differs from rolluptest.Rollup under the default cap (-want +got):\n%s", diff)
 	}
 	var named, other int
 	for _, r := range want {
 		switch {
 		case r.UserID != g.users[0]:
-		case r.Endpoint == usage.OtherEndpoint:
+		case r.Endpoint == rollup.OtherEndpoint:
 			other++
 		default:
 			named++
 		}
 	}
-	if named != usage.DefaultMaxEndpointsPerDay || other != 1 {
-		t.Fatalf("%d endpoints by name and %d (other) rows; want %d and 1", named, other, usage.DefaultMaxEndpointsPerDay)
+	if named != rollup.DefaultMaxEndpointsPerDay || other != 1 {
+		t.Fatalf("%d endpoints by name and %d (other) rows; want %d and 1", named, other, rollup.DefaultMaxEndpointsPerDay)
 	}
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_daily`); err != nil {
 		t.Fatal(err)
@@ -231,7 +233,7 @@ func TestRollup_DefaultEndpointCap(t *testing.T) {
 		t.Fatalf("aggregate_daily_usage(day): %v", err)
 	}
 	if diff := cmp.Diff(want, dailyUsage(t, db)); diff != "" {
-		t.Errorf("aggregate_daily_usage(day) differs from usage.RollupEvents under usage.DefaultMaxEndpointsPerDay (-want +got):\n%s", diff)
+		t.Errorf("aggregate_daily_usage(day) differs from rolluptest.Rollup under rollup.DefaultMaxEndpointsPerDay (-want +got):\n%s", diff)
 	}
 	checkSummaries(t, db)
 }
@@ -253,12 +255,12 @@ func TestRollup_EndpointCapSaturates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := s.RecomputeDay(ctx, usage.DirtyDay{Day: d}, 0, 1, 1, false); err != nil {
+	if _, _, err := s.RecomputeDay(ctx, rollup.DirtyDay{Day: d}, 0, 1, 1, false); err != nil {
 		t.Fatalf("recompute under a cap of 1: %v", err)
 	}
 	var calls, rq, rs, lat, events int64
 	if err := db.Pool.QueryRow(ctx, `SELECT calls, request_bytes, response_bytes, latency_sum_ms, events FROM eco_usage_daily
-		WHERE user_id = $1 AND day = $2 AND endpoint = $3`, user, d, usage.OtherEndpoint).Scan(&calls, &rq, &rs, &lat, &events); err != nil {
+		WHERE user_id = $1 AND day = $2 AND endpoint = $3`, user, d, rollup.OtherEndpoint).Scan(&calls, &rq, &rs, &lat, &events); err != nil {
 		t.Fatal(err)
 	}
 	if calls != 2_000_000 || rq != maxBigint || rs != maxBigint || lat != 2*2147483647 || events != 2 {

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/rollup"
+	"github.com/nexus/usage/shared/rollup/rolluptest"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -33,12 +35,12 @@ func newRollupDB(t *testing.T, now time.Time) *postgres.DB {
 }
 
 // newJob returns the aggregation job over the store on the fixed clock now.
-func newJob(s *postgres.RollupStore, now time.Time) *usage.RollupJob {
-	return &usage.RollupJob{Store: s, Now: func() time.Time { return now }}
+func newJob(s *postgres.RollupStore, now time.Time) *rollup.RollupJob {
+	return &rollup.RollupJob{Store: s, Now: func() time.Time { return now }}
 }
 
 // partition returns the raw partition named name.
-func partition(t *testing.T, s *postgres.RollupStore, name string) usage.Partition {
+func partition(t *testing.T, s *postgres.RollupStore, name string) rollup.Partition {
 	t.Helper()
 	ps, err := s.Partitions(context.Background())
 	if err != nil {
@@ -50,13 +52,13 @@ func partition(t *testing.T, s *postgres.RollupStore, name string) usage.Partiti
 		}
 	}
 	t.Fatalf("no partition %s in %v", name, ps)
-	return usage.Partition{}
+	return rollup.Partition{}
 }
 
 // recompute rebuilds the whole rollup of day, leaving its dirty mark alone.
 func recompute(t *testing.T, s *postgres.RollupStore, day time.Time) (int64, error) {
 	t.Helper()
-	n, _, err := s.RecomputeDay(context.Background(), usage.DirtyDay{Day: day}, 0, 1, usage.DefaultMaxEndpointsPerDay, false)
+	n, _, err := s.RecomputeDay(context.Background(), rollup.DirtyDay{Day: day}, 0, 1, rollup.DefaultMaxEndpointsPerDay, false)
 	return n, err
 }
 
@@ -215,8 +217,8 @@ func dedupe(events []usage.Event) []usage.Event {
 	return out
 }
 
-// dailyUsage reads the whole rollup, ordered as usage.SortDailyUsage does.
-func dailyUsage(t *testing.T, db *postgres.DB) []usage.DailyRollup {
+// dailyUsage reads the whole rollup, ordered as rolluptest.Sort does.
+func dailyUsage(t *testing.T, db *postgres.DB) []rollup.DailyRollup {
 	t.Helper()
 	rows, err := db.Pool.Query(context.Background(), `SELECT day, user_id::text, endpoint, coalesce(api_key_id::text, ''),
 		calls, errors_4xx, errors_5xx, request_bytes, response_bytes, latency_sum_ms, latency_p50_ms, latency_p95_ms,
@@ -224,8 +226,8 @@ func dailyUsage(t *testing.T, db *postgres.DB) []usage.DailyRollup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (usage.DailyRollup, error) {
-		var d usage.DailyRollup
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rollup.DailyRollup, error) {
+		var d rollup.DailyRollup
 		err := r.Scan(&d.Day, &d.UserID, &d.Endpoint, &d.APIKeyID, &d.Calls, &d.Errors4xx, &d.Errors5xx,
 			&d.RequestBytes, &d.ResponseBytes, &d.LatencySumMS, &d.LatencyP50MS, &d.LatencyP95MS, &d.LatencyMaxMS, &d.Events)
 		return d, err
@@ -233,11 +235,11 @@ func dailyUsage(t *testing.T, db *postgres.DB) []usage.DailyRollup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	usage.SortDailyUsage(out)
+	rolluptest.Sort(out)
 	return out
 }
 
-func mustRun(t *testing.T, job *usage.RollupJob, opts usage.RollupOptions) *usage.RollupRun {
+func mustRun(t *testing.T, job *rollup.RollupJob, opts rollup.RollupOptions) *rollup.RollupRun {
 	t.Helper()
 	run, err := job.RunRollup(context.Background(), opts)
 	if err != nil {
@@ -248,7 +250,7 @@ func mustRun(t *testing.T, job *usage.RollupJob, opts usage.RollupOptions) *usag
 
 func checkRollup(t *testing.T, db *postgres.DB, all []usage.Event) {
 	t.Helper()
-	want := usage.RollupEvents(dedupe(all), usage.DefaultMaxEndpointsPerDay)
+	want := rolluptest.Rollup(dedupe(all), rollup.DefaultMaxEndpointsPerDay)
 	if diff := cmp.Diff(want, dailyUsage(t, db)); diff != "" {
 		t.Fatalf("rollup differs from the brute force (-want +got):\n%s", diff)
 	}
@@ -320,7 +322,7 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 		all = append(all, all[g.r.IntN(len(all))])
 	}
 	record(t, db, all)
-	run := mustRun(t, job, usage.RollupOptions{})
+	run := mustRun(t, job, rollup.RollupOptions{})
 	if len(run.Days) < 40 {
 		t.Fatalf("run 1 recomputed %d days, want every day with events", len(run.Days))
 	}
@@ -340,13 +342,13 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 	}
 	record(t, db, late)
 	all = append(all, late...)
-	mustRun(t, job, usage.RollupOptions{})
+	mustRun(t, job, rollup.RollupOptions{})
 	checkRollup(t, db, all)
 
 	// Redeliveries only: nothing new is dirty, nothing is recomputed, the
 	// rollup stays the same.
 	record(t, db, all[:500])
-	run = mustRun(t, job, usage.RollupOptions{})
+	run = mustRun(t, job, rollup.RollupOptions{})
 	if len(run.Days) != 0 {
 		t.Errorf("a run after redeliveries only recomputed %v", run.Days)
 	}
@@ -354,7 +356,7 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 
 	// Recomputing every day again (twice) changes nothing.
 	for i := 0; i < 2; i++ {
-		mustRun(t, job, usage.RollupOptions{Backfill: &usage.DayRange{From: usage.Day(start), To: usage.Day(rollupNow)}})
+		mustRun(t, job, rollup.RollupOptions{Backfill: &usage.DayRange{From: usage.Day(start), To: usage.Day(rollupNow)}})
 		checkRollup(t, db, all)
 	}
 }
@@ -370,7 +372,7 @@ func TestRollup_LateEventForClosedDay(t *testing.T) {
 		all = append(all, g.event(start, 20*24*time.Hour))
 	}
 	record(t, db, all)
-	mustRun(t, job, usage.RollupOptions{})
+	mustRun(t, job, rollup.RollupOptions{})
 	checkRollup(t, db, all)
 	before := aggregatedAt(t, db)
 
@@ -381,7 +383,7 @@ func TestRollup_LateEventForClosedDay(t *testing.T) {
 	record(t, db, []usage.Event{e})
 	all = append(all, e)
 
-	run := mustRun(t, job, usage.RollupOptions{})
+	run := mustRun(t, job, rollup.RollupOptions{})
 	if diff := cmp.Diff([]time.Time{lateDay}, run.Days); diff != "" {
 		t.Errorf("recomputed days (-want +got):\n%s", diff)
 	}
@@ -449,9 +451,9 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 	inFlight.UserID, inFlight.APIKeyID = first[0].UserID, first[0].APIKeyID
 	recordTx(t, tx, usage.KeyGeneration(db.Now()), []usage.Event{inFlight})
 
-	done := make(chan *usage.RollupRun)
+	done := make(chan *rollup.RollupRun)
 	go func() {
-		run, err := job.RunRollup(ctx, usage.RollupOptions{Holder: "run-a"})
+		run, err := job.RunRollup(ctx, rollup.RollupOptions{Holder: "run-a"})
 		if err != nil {
 			t.Errorf("RunRollup: %v", err)
 		}
@@ -475,7 +477,7 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 		t.Errorf("dirty days after the run (-want +got):\n%s", diff)
 	}
 	// The run's snapshot could not see the in-flight event; the next does.
-	mustRun(t, job, usage.RollupOptions{})
+	mustRun(t, job, rollup.RollupOptions{})
 	checkRollup(t, db, append(first, inFlight))
 	if got := dirtyDays(t, db); len(got) != 0 {
 		t.Errorf("dirty days after the second run: %v", got)
@@ -503,9 +505,9 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM eco_usage_dirty_user_days WHERE day = $1 FOR UPDATE`, usage.Day(rollupNow).AddDate(0, 0, -5)); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan *usage.RollupRun)
+	done := make(chan *rollup.RollupRun)
 	go func() {
-		run, err := job.RunRollup(ctx, usage.RollupOptions{Holder: "run-a"})
+		run, err := job.RunRollup(ctx, rollup.RollupOptions{Holder: "run-a"})
 		if err != nil {
 			t.Errorf("run a: %v", err)
 		}
@@ -516,7 +518,7 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 		_ = db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eco_job_locks WHERE holder = 'run-a')`).Scan(&held)
 		return held
 	})
-	b, err := job.RunRollup(ctx, usage.RollupOptions{Holder: "run-b"})
+	b, err := job.RunRollup(ctx, rollup.RollupOptions{Holder: "run-b"})
 	if err != nil {
 		t.Fatalf("run b: %v", err)
 	}
@@ -558,13 +560,13 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := job.RunRollup(ctx, usage.RollupOptions{Holder: fmt.Sprintf("free-%d", i)}); err != nil {
+			if _, err := job.RunRollup(ctx, rollup.RollupOptions{Holder: fmt.Sprintf("free-%d", i)}); err != nil {
 				t.Errorf("run %d: %v", i, err)
 			}
 		}()
 	}
 	wg.Wait()
-	mustRun(t, job, usage.RollupOptions{}) // whatever a skip left behind
+	mustRun(t, job, rollup.RollupOptions{}) // whatever a skip left behind
 	checkRollup(t, db, all)
 }
 
@@ -577,14 +579,14 @@ func TestRollup_StaleLockIsTakenOver(t *testing.T) {
 		rollupNow.Add(-time.Hour), rollupNow.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if run := mustRun(t, job, usage.RollupOptions{}); run.Skipped {
+	if run := mustRun(t, job, rollup.RollupOptions{}); run.Skipped {
 		t.Fatal("a run behind an expired lease skipped")
 	}
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_job_locks (job, holder, acquired_at, locked_until) VALUES ('aggregate', 'alive', $1, $2)`,
 		rollupNow.Add(-time.Minute), rollupNow.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if run := mustRun(t, job, usage.RollupOptions{}); !run.Skipped {
+	if run := mustRun(t, job, rollup.RollupOptions{}); !run.Skipped {
 		t.Fatal("a run behind a live lease did not skip")
 	}
 }
@@ -643,7 +645,7 @@ func TestRollup_Retention(t *testing.T) {
 
 	// A full run aggregates those days first, then drops January and
 	// February; the rollups stay.
-	run := mustRun(t, job, usage.RollupOptions{RetentionDays: 90})
+	run := mustRun(t, job, rollup.RollupOptions{RetentionDays: 90})
 	if !slices.Contains(run.PartitionsDropped, "eco_api_usage_p203101") || !slices.Contains(run.PartitionsDropped, "eco_api_usage_p203102") {
 		t.Errorf("dropped %v; want January and February 2031", run.PartitionsDropped)
 	}
@@ -655,7 +657,7 @@ func TestRollup_Retention(t *testing.T) {
 
 	// A backfill cannot reach days whose raw rows are gone: their rollup
 	// would be emptied.
-	_, err := job.RunRollup(ctx, usage.RollupOptions{Backfill: &usage.DayRange{From: day("2031-01-05"), To: day("2031-01-12")}})
+	_, err := job.RunRollup(ctx, rollup.RollupOptions{Backfill: &usage.DayRange{From: day("2031-01-05"), To: day("2031-01-12")}})
 	if usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("backfill over dropped days: %v; want %s", err, usage.CodeInvalid)
 	}
@@ -680,7 +682,7 @@ func TestRollup_RetentionWaitsForDirtyDay(t *testing.T) {
 	g := newEventGen(6, 3)
 	ev := []usage.Event{g.event(day("2031-01-20"), 24*time.Hour)}
 	record(t, db, ev)
-	mustRun(t, job, usage.RollupOptions{}) // aggregated, and January dropped
+	mustRun(t, job, rollup.RollupOptions{}) // aggregated, and January dropped
 	if partitionExists(t, db, "eco_api_usage_p203101") {
 		t.Fatal("January kept although aggregated and clean")
 	}
@@ -709,7 +711,7 @@ func TestRollup_RetentionWaitsForDirtyDay(t *testing.T) {
 	if dropped, err := s.DropPartition(ctx, feb); err != nil || dropped {
 		t.Fatalf("DropPartition(February) = %v, %v; want kept", dropped, err)
 	}
-	mustRun(t, job, usage.RollupOptions{})
+	mustRun(t, job, rollup.RollupOptions{})
 	if partitionExists(t, db, "eco_api_usage_p203102") {
 		t.Fatal("February kept after its dirty day was aggregated")
 	}
@@ -732,18 +734,18 @@ func TestRollup_Backfill(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_user_days`); err != nil {
 		t.Fatal(err)
 	}
-	if run := mustRun(t, job, usage.RollupOptions{}); len(run.Days) != 0 {
+	if run := mustRun(t, job, rollup.RollupOptions{}); len(run.Days) != 0 {
 		t.Fatalf("a run without dirty days recomputed %v", run.Days)
 	}
 	r := usage.DayRange{From: usage.Day(rollupNow).AddDate(0, 0, -7), To: usage.Day(rollupNow)}
-	run := mustRun(t, job, usage.RollupOptions{Backfill: &r})
+	run := mustRun(t, job, rollup.RollupOptions{Backfill: &r})
 	if diff := cmp.Diff(r.Days(), run.Days); diff != "" {
 		t.Errorf("backfilled days (-want +got):\n%s", diff)
 	}
 	checkRollup(t, db, all)
 
 	bad := usage.DayRange{From: r.To, To: r.From}
-	if _, err := job.RunRollup(ctx, usage.RollupOptions{Backfill: &bad}); usage.ErrorCode(err) != usage.CodeInvalid {
+	if _, err := job.RunRollup(ctx, rollup.RollupOptions{Backfill: &bad}); usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("reversed range: %v; want %s", err, usage.CodeInvalid)
 	}
 }
@@ -819,7 +821,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	busy := g.event(day("2031-03-11"), 24*time.Hour)
 	recordTx(t, tx, usage.KeyGeneration(db.Now()), []usage.Event{busy})
 
-	run := mustRun(t, job, usage.RollupOptions{RetentionDays: 90})
+	run := mustRun(t, job, rollup.RollupOptions{RetentionDays: 90})
 	if !slices.Contains(run.Deferred, "partitions: lock timeout") {
 		t.Errorf("deferred = %v; want the partition upkeep", run.Deferred)
 	}
@@ -829,7 +831,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	run = mustRun(t, job, usage.RollupOptions{RetentionDays: 90})
+	run = mustRun(t, job, rollup.RollupOptions{RetentionDays: 90})
 	if len(run.Deferred) != 0 || run.PartitionsCreated != 2 {
 		t.Errorf("second run: deferred %v, created %d; want none deferred, 2 created", run.Deferred, run.PartitionsCreated)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -30,7 +31,7 @@ func TestSumsSaturate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, _, err := s.RecomputeDay(ctx, usage.DirtyDay{Day: d}, 0, 1, usage.DefaultMaxEndpointsPerDay, false); err != nil {
+		if _, _, err := s.RecomputeDay(ctx, rollup.DirtyDay{Day: d}, 0, 1, rollup.DefaultMaxEndpointsPerDay, false); err != nil {
 			t.Fatalf("recompute %s: %v", d.Format(time.DateOnly), err)
 		}
 	}

@@ -80,7 +80,7 @@ type Bound struct {
 
 // OvershootBound is the most calls a hard quota can be overshot by, per
 // rate limiter key of the user, when the user is served by more than one
-// usage.Limiter (the sample API's, the analytics function's behind POST
+// limits.Limiter (the sample API's, the analytics function's behind POST
 // /v1/limits/check, other instances): each Limiter reserves every call it
 // admits against its own estimate of the period's usage, so what it
 // cannot see are only the calls the others admitted that have not reached

@@ -31,6 +31,7 @@ import (
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -256,7 +257,7 @@ func checkRecord(ctx context.Context, t *testing.T, db *postgres.DB, out []byte,
 func testAggregate(ctx context.Context, t *testing.T, s *stack, db *postgres.DB) {
 	for range 2 {
 		out := s.invoke(ctx, t, "AggregateFunction", filepath.Join(s.root, "events/aggregate/scheduled.json"))
-		var run usage.RollupRun
+		var run rollup.RollupRun
 		if err := json.Unmarshal(out, &run); err != nil || run.RunID == 0 {
 			t.Fatalf("aggregate answered %s (%v); want a run", out, err)
 		}

@@ -1,8 +1,10 @@
-package usage
+package rollup
 
 import (
 	"context"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // DirtyDay is a day whose raw events changed since it was last
@@ -55,7 +57,7 @@ type Partition struct {
 // lock and gave up waiting for it (the record path holds it), so as not to
 // hold every later insert up behind itself. Its code is CodeUnavailable;
 // the job leaves the step to its next run.
-var ErrDeferred = &Error{Code: CodeUnavailable, Message: "raw table busy; deferred to the next run"}
+var ErrDeferred = &usage.Error{Code: usage.CodeUnavailable, Message: "raw table busy; deferred to the next run"}
 
 // RollupStore holds the statements of the aggregation job, each one round
 // trip (one transaction where a method says so). Unless a method says
@@ -109,7 +111,7 @@ type RollupStore interface {
 	// fall in part of parts, 0 of 1 being all of them. With clear it clears
 	// d's marks in the same transaction, each only if it is still the one
 	// in d. A user's day keeps maxEndpoints (at least 1) endpoints by name
-	// and the rest under OtherEndpoint, as RollupEvents defines. It returns
+	// and the rest under OtherEndpoint, as the reference (rolluptest.Rollup) defines. It returns
 	// the rollup rows written and whether every mark was cleared.
 	// Recomputing is idempotent. A day whose raw partition is gone is
 	// refused (CodeInternal): its rollup would be emptied.

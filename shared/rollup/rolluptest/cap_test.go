@@ -1,13 +1,12 @@
-package usage_test
+package rolluptest_test
 
 import (
-	"context"
-	"fmt"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/rollup"
+	"github.com/nexus/usage/shared/rollup/rolluptest"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -32,7 +31,7 @@ func TestRollupEventsEndpointCap(t *testing.T) {
 		ev(u1, k, "GET /b", 200, 30, 1, d1),
 		ev(u1, "", "GET /d", 500, 40, 2, d1),
 		ev(u1, k, "GET /c", 404, 50, 2, d1),
-		ev(u1, "", usage.OtherEndpoint, 200, 60, 9, d1),
+		ev(u1, "", rollup.OtherEndpoint, 200, 60, 9, d1),
 		// u1 the next day and u2: under the cap.
 		ev(u1, "", "GET /x", 200, 1, 1, d1.AddDate(0, 0, 1)),
 		ev(u1, "", "GET /y", 200, 1, 1, d1.AddDate(0, 0, 1)),
@@ -40,11 +39,11 @@ func TestRollupEventsEndpointCap(t *testing.T) {
 		ev(u2, "", "GET /q", 200, 1, 1, d1),
 	}
 	d2 := d1.AddDate(0, 0, 1)
-	row := func(user, endpoint, key string, calls, e4, e5, lsum, p50, p95, mx, n int64, day time.Time) usage.DailyRollup {
-		return usage.DailyRollup{Day: day, UserID: user, Endpoint: endpoint, APIKeyID: key, Calls: calls, Errors4xx: e4, Errors5xx: e5,
+	row := func(user, endpoint, key string, calls, e4, e5, lsum, p50, p95, mx, n int64, day time.Time) rollup.DailyRollup {
+		return rollup.DailyRollup{Day: day, UserID: user, Endpoint: endpoint, APIKeyID: key, Calls: calls, Errors4xx: e4, Errors5xx: e5,
 			RequestBytes: 10 * n, ResponseBytes: 100 * n, LatencySumMS: lsum, LatencyP50MS: p50, LatencyP95MS: p95, LatencyMaxMS: mx, Events: n}
 	}
-	want := []usage.DailyRollup{
+	want := []rollup.DailyRollup{
 		row(u1, "(other)", "", 11, 0, 2, 100, 40, 60, 60, 2, d1),
 		row(u1, "(other)", k, 2, 2, 0, 50, 50, 50, 50, 1, d1),
 		row(u1, "GET /a", "", 6, 0, 0, 10, 10, 10, 10, 1, d1),
@@ -55,20 +54,20 @@ func TestRollupEventsEndpointCap(t *testing.T) {
 		row(u1, "GET /x", "", 1, 0, 0, 1, 1, 1, 1, 1, d2),
 		row(u1, "GET /y", "", 1, 0, 0, 1, 1, 1, 1, 1, d2),
 	}
-	usage.SortDailyUsage(want)
-	got := usage.RollupEvents(events, 2)
+	rolluptest.Sort(want)
+	got := rolluptest.Rollup(events, 2)
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("RollupEvents(events, 2) (-want +got):\n%s", diff)
+		t.Errorf("rolluptest.Rollup(events, 2) (-want +got):\n%s", diff)
 	}
-	if a, b := totals(got), totals(usage.RollupEvents(events, 0)); a != b {
+	if a, b := totals(got), totals(rolluptest.Rollup(events, 0)); a != b {
 		t.Errorf("totals under the cap %+v; without it %+v", a, b)
 	}
 	// Without a cap, or with one the day does not reach, every endpoint is
 	// kept by name.
 	for _, max := range []int{0, 6} {
-		for _, r := range usage.RollupEvents(events, max) {
-			if r.Endpoint == usage.OtherEndpoint && r.Calls != 9 {
-				t.Errorf("RollupEvents(events, %d) folded: %+v", max, r)
+		for _, r := range rolluptest.Rollup(events, max) {
+			if r.Endpoint == rollup.OtherEndpoint && r.Calls != 9 {
+				t.Errorf("rolluptest.Rollup(events, %d) folded: %+v", max, r)
 			}
 		}
 	}
@@ -76,7 +75,7 @@ func TestRollupEventsEndpointCap(t *testing.T) {
 
 type rollupTotals struct{ calls, e4, e5, rq, rs, lat, events int64 }
 
-func totals(rows []usage.DailyRollup) rollupTotals {
+func totals(rows []rollup.DailyRollup) rollupTotals {
 	var t rollupTotals
 	for _, r := range rows {
 		t.calls += r.Calls
@@ -88,42 +87,4 @@ func totals(rows []usage.DailyRollup) rollupTotals {
 		t.events += r.Events
 	}
 	return t
-}
-
-// TestCheckMaxEndpointsPerDay: a cap is 1 to usage.MaxEndpointsPerDayLimit.
-func TestCheckMaxEndpointsPerDay(t *testing.T) {
-	tests := []struct {
-		n  int
-		ok bool
-	}{{-1, false}, {0, false}, {1, true}, {usage.DefaultMaxEndpointsPerDay, true}, {usage.MaxEndpointsPerDayLimit, true}, {usage.MaxEndpointsPerDayLimit + 1, false}}
-	for _, tt := range tests {
-		err := usage.CheckMaxEndpointsPerDay(tt.n)
-		if (err == nil) != tt.ok || err != nil && usage.ErrorCode(err) != usage.CodeInvalid {
-			t.Errorf("CheckMaxEndpointsPerDay(%d) = %v; want ok %v, else CodeInvalid", tt.n, err, tt.ok)
-		}
-	}
-}
-
-// TestRollupJob_MaxEndpointsPerDay: the job recomputes every day under
-// the run's cap, usage.DefaultMaxEndpointsPerDay unless the options say
-// otherwise, and refuses a cap past usage.MaxEndpointsPerDayLimit before it
-// takes the lock.
-func TestRollupJob_MaxEndpointsPerDay(t *testing.T) {
-	for _, tt := range []struct{ opt, want int }{{0, usage.DefaultMaxEndpointsPerDay}, {25, 25}} {
-		t.Run(fmt.Sprint(tt.opt), func(t *testing.T) {
-			s := &rollupStore{DirtyDaysFn: dirty(day(2031, 6, 1), day(2031, 6, 2), day(2031, 6, 3), day(2031, 6, 4), day(2031, 6, 5)),
-				PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
-			if _, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{MaxEndpointsPerDay: tt.opt}); err != nil {
-				t.Fatal(err)
-			}
-			if len(s.maxEndpoints) == 0 || slices.ContainsFunc(s.maxEndpoints, func(n int) bool { return n != tt.want }) {
-				t.Errorf("RecomputeDay caps %v; want %d for every day", s.maxEndpoints, tt.want)
-			}
-		})
-	}
-	s := &rollupStore{}
-	_, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{MaxEndpointsPerDay: usage.MaxEndpointsPerDayLimit + 1})
-	if usage.ErrorCode(err) != usage.CodeInvalid || len(s.calls) != 0 {
-		t.Errorf("RunRollup with a cap past the limit = %v after %v; want CodeInvalid before any call", err, s.calls)
-	}
 }

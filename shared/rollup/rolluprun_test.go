@@ -1,4 +1,4 @@
-package usage_test
+package rollup_test
 
 import (
 	"context"
@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
 
-// rollupStore is a usage.RollupStore made of functions; a nil function
+// rollupStore is a rollup.RollupStore made of functions; a nil function
 // does the harmless thing (lock taken, nothing dirty, nothing to drop).
 // Every call is logged by name.
 type rollupStore struct {
@@ -22,17 +23,17 @@ type rollupStore struct {
 	ReleaseJobLockFn   func(holder string) error
 	SkippedRunFn       func(holder, heldBy string, at time.Time) (int64, error)
 	OpenRunFn          func(holder string, at time.Time) (int64, error)
-	CloseRunFn         func(run *usage.RollupRun, at time.Time, runErr error) error
+	CloseRunFn         func(run *rollup.RollupRun, at time.Time, runErr error) error
 	EnsurePartitionsFn func(from time.Time, months int) (int, error)
-	PartitionsFn       func() ([]usage.Partition, error)
+	PartitionsFn       func() ([]rollup.Partition, error)
 	EnsureKeyGensFn    func(gens []int) (int, error)
 	DropKeyGensFn      func(oldest int) ([]string, error)
 	MarkDirtyFn        func(days []time.Time) error
-	DirtyDaysFn        func() ([]usage.DirtyDay, error)
-	RecomputeDayFn     func(d usage.DirtyDay, part, parts int, clear bool) (int64, bool, error)
-	ClearDirtyFn       func(d usage.DirtyDay) (bool, error)
-	RetentionBlockedFn func(p usage.Partition) (bool, error)
-	DropPartitionFn    func(p usage.Partition) (bool, error)
+	DirtyDaysFn        func() ([]rollup.DirtyDay, error)
+	RecomputeDayFn     func(d rollup.DirtyDay, part, parts int, clear bool) (int64, bool, error)
+	ClearDirtyFn       func(d rollup.DirtyDay) (bool, error)
+	RetentionBlockedFn func(p rollup.Partition) (bool, error)
+	DropPartitionFn    func(p rollup.Partition) (bool, error)
 
 	mu    sync.Mutex
 	calls []string
@@ -40,7 +41,7 @@ type rollupStore struct {
 	maxEndpoints []int
 }
 
-var _ usage.RollupStore = (*rollupStore)(nil)
+var _ rollup.RollupStore = (*rollupStore)(nil)
 
 func (s *rollupStore) log(format string, args ...any) {
 	s.mu.Lock()
@@ -86,7 +87,7 @@ func (s *rollupStore) OpenRun(_ context.Context, holder string, at time.Time) (i
 	return s.OpenRunFn(holder, at)
 }
 
-func (s *rollupStore) CloseRun(_ context.Context, run *usage.RollupRun, at time.Time, runErr error) error {
+func (s *rollupStore) CloseRun(_ context.Context, run *rollup.RollupRun, at time.Time, runErr error) error {
 	s.log("CloseRun %d", run.RunID)
 	if s.CloseRunFn == nil {
 		return nil
@@ -102,7 +103,7 @@ func (s *rollupStore) EnsurePartitions(_ context.Context, from time.Time, months
 	return s.EnsurePartitionsFn(from, months)
 }
 
-func (s *rollupStore) Partitions(context.Context) ([]usage.Partition, error) {
+func (s *rollupStore) Partitions(context.Context) ([]rollup.Partition, error) {
 	s.log("Partitions")
 	if s.PartitionsFn == nil {
 		return nil, nil
@@ -134,7 +135,7 @@ func (s *rollupStore) MarkDirty(_ context.Context, days []time.Time) error {
 	return s.MarkDirtyFn(days)
 }
 
-func (s *rollupStore) DirtyDays(context.Context) ([]usage.DirtyDay, error) {
+func (s *rollupStore) DirtyDays(context.Context) ([]rollup.DirtyDay, error) {
 	s.log("DirtyDays")
 	if s.DirtyDaysFn == nil {
 		return nil, nil
@@ -142,7 +143,7 @@ func (s *rollupStore) DirtyDays(context.Context) ([]usage.DirtyDay, error) {
 	return s.DirtyDaysFn()
 }
 
-func (s *rollupStore) RecomputeDay(_ context.Context, d usage.DirtyDay, part, parts, maxEndpoints int, clear bool) (int64, bool, error) {
+func (s *rollupStore) RecomputeDay(_ context.Context, d rollup.DirtyDay, part, parts, maxEndpoints int, clear bool) (int64, bool, error) {
 	s.log("RecomputeDay %s %d/%d clear=%v", d.Day.Format(time.DateOnly), part, parts, clear)
 	s.mu.Lock()
 	s.maxEndpoints = append(s.maxEndpoints, maxEndpoints)
@@ -153,7 +154,7 @@ func (s *rollupStore) RecomputeDay(_ context.Context, d usage.DirtyDay, part, pa
 	return s.RecomputeDayFn(d, part, parts, clear)
 }
 
-func (s *rollupStore) ClearDirty(_ context.Context, d usage.DirtyDay) (bool, error) {
+func (s *rollupStore) ClearDirty(_ context.Context, d rollup.DirtyDay) (bool, error) {
 	s.log("ClearDirty %s", d.Day.Format(time.DateOnly))
 	if s.ClearDirtyFn == nil {
 		return true, nil
@@ -161,7 +162,7 @@ func (s *rollupStore) ClearDirty(_ context.Context, d usage.DirtyDay) (bool, err
 	return s.ClearDirtyFn(d)
 }
 
-func (s *rollupStore) RetentionBlocked(_ context.Context, p usage.Partition) (bool, error) {
+func (s *rollupStore) RetentionBlocked(_ context.Context, p rollup.Partition) (bool, error) {
 	s.log("RetentionBlocked %s", p.Name)
 	if s.RetentionBlockedFn == nil {
 		return false, nil
@@ -169,7 +170,7 @@ func (s *rollupStore) RetentionBlocked(_ context.Context, p usage.Partition) (bo
 	return s.RetentionBlockedFn(p)
 }
 
-func (s *rollupStore) DropPartition(_ context.Context, p usage.Partition) (bool, error) {
+func (s *rollupStore) DropPartition(_ context.Context, p rollup.Partition) (bool, error) {
 	s.log("DropPartition %s", p.Name)
 	if s.DropPartitionFn == nil {
 		return true, nil
@@ -181,29 +182,29 @@ func (s *rollupStore) DropPartition(_ context.Context, p usage.Partition) (bool,
 // 17 March 2031.
 var jobNow = time.Date(2031, 6, 15, 12, 0, 0, 0, time.UTC)
 
-func newRollupJob(s *rollupStore) *usage.RollupJob {
-	return &usage.RollupJob{Store: s, Now: func() time.Time { return jobNow }}
+func newRollupJob(s *rollupStore) *rollup.RollupJob {
+	return &rollup.RollupJob{Store: s, Now: func() time.Time { return jobNow }}
 }
 
-func month(y int, m time.Month) usage.Partition {
+func month(y int, m time.Month) rollup.Partition {
 	start := time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
-	return usage.Partition{Name: start.Format("p200601"), Start: start, End: start.AddDate(0, 1, 0)}
+	return rollup.Partition{Name: start.Format("p200601"), Start: start, End: start.AddDate(0, 1, 0)}
 }
 
 // months returns the partitions of January to August 2031.
-func months() []usage.Partition {
-	var ps []usage.Partition
+func months() []rollup.Partition {
+	var ps []rollup.Partition
 	for m := time.January; m <= time.August; m++ {
 		ps = append(ps, month(2031, m))
 	}
 	return ps
 }
 
-func dirty(days ...time.Time) func() ([]usage.DirtyDay, error) {
-	return func() ([]usage.DirtyDay, error) {
-		var out []usage.DirtyDay
+func dirty(days ...time.Time) func() ([]rollup.DirtyDay, error) {
+	return func() ([]rollup.DirtyDay, error) {
+		var out []rollup.DirtyDay
 		for _, d := range days {
-			out = append(out, usage.DirtyDay{Day: d, MarkedAt: d.Add(time.Hour)})
+			out = append(out, rollup.DirtyDay{Day: d, MarkedAt: d.Add(time.Hour)})
 		}
 		return out, nil
 	}
@@ -218,18 +219,18 @@ func withoutRecomputes(calls []string) []string {
 }
 
 func TestRollupJob_Order(t *testing.T) {
-	s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
+	s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
 	s.DirtyDaysFn = dirty(day(2031, 6, 1), day(2031, 6, 2), day(2031, 6, 3), day(2031, 6, 4), day(2031, 6, 5))
-	s.RetentionBlockedFn = func(p usage.Partition) (bool, error) { return p.Name == "p203102", nil }
-	var closed *usage.RollupRun
+	s.RetentionBlockedFn = func(p rollup.Partition) (bool, error) { return p.Name == "p203102", nil }
+	var closed *rollup.RollupRun
 	var closeErr error
-	s.CloseRunFn = func(run *usage.RollupRun, _ time.Time, runErr error) error {
+	s.CloseRunFn = func(run *rollup.RollupRun, _ time.Time, runErr error) error {
 		closed, closeErr = run, runErr
 		return nil
 	}
 	backfill := usage.DayRange{From: day(2031, 6, 4), To: day(2031, 6, 5)}
 
-	run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Holder: "h", Backfill: &backfill})
+	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Holder: "h", Backfill: &backfill})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +267,7 @@ func TestRollupJob_Order(t *testing.T) {
 
 func TestRollupJob_Skipped(t *testing.T) {
 	s := &rollupStore{AcquireJobLockFn: func(string, time.Time, time.Duration) (bool, string, error) { return false, "other", nil }}
-	run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Holder: "h"})
+	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Holder: "h"})
 	if err != nil || !run.Skipped || run.RunID != 9 {
 		t.Fatalf("RunRollup = %+v, %v; want skipped run 9", run, err)
 	}
@@ -283,10 +284,10 @@ func TestRollupJob_Lease(t *testing.T) {
 		holder, gotNow, gotLease = h, now, lease
 		return true, "", nil
 	}}
-	if _, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{}); err != nil {
+	if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if !gotNow.Equal(jobNow) || gotLease != usage.DefaultRollupLease || len(holder) != len("run-")+16 {
+	if !gotNow.Equal(jobNow) || gotLease != rollup.DefaultRollupLease || len(holder) != len("run-")+16 {
 		t.Errorf("lock taken at %v for %v by %q; want the clock, the default lease and a random holder", gotNow, gotLease, holder)
 	}
 }
@@ -311,7 +312,7 @@ func TestRollupJob_WorkerSplit(t *testing.T) {
 			for i := range tt.days {
 				days = append(days, day(2031, 6, 1+i))
 			}
-			s := &rollupStore{DirtyDaysFn: dirty(days...), PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
+			s := &rollupStore{DirtyDaysFn: dirty(days...), PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
 			var (
 				mu      sync.Mutex
 				parts   = map[string][]int{}
@@ -319,7 +320,7 @@ func TestRollupJob_WorkerSplit(t *testing.T) {
 				running int
 				peak    int
 			)
-			s.RecomputeDayFn = func(d usage.DirtyDay, part, n int, clear bool) (int64, bool, error) {
+			s.RecomputeDayFn = func(d rollup.DirtyDay, part, n int, clear bool) (int64, bool, error) {
 				mu.Lock()
 				running++
 				peak = max(peak, running)
@@ -335,7 +336,7 @@ func TestRollupJob_WorkerSplit(t *testing.T) {
 				mu.Unlock()
 				return 10, clear, nil
 			}
-			s.ClearDirtyFn = func(d usage.DirtyDay) (bool, error) {
+			s.ClearDirtyFn = func(d rollup.DirtyDay) (bool, error) {
 				mu.Lock()
 				defer mu.Unlock()
 				clears[d.Day.Format(time.DateOnly)]++
@@ -344,7 +345,7 @@ func TestRollupJob_WorkerSplit(t *testing.T) {
 				}
 				return true, nil
 			}
-			run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Workers: tt.workers})
+			run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Workers: tt.workers})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -378,18 +379,18 @@ func seq(n int) []int {
 
 func TestRollupJob_StillDirty(t *testing.T) {
 	for _, days := range []int{1, 4} { // split and whole
-		s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
+		s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
 		var ds []time.Time
 		for i := range days {
 			ds = append(ds, day(2031, 6, 1+i))
 		}
 		s.DirtyDaysFn = dirty(ds...)
 		moved := day(2031, 6, 1) // an event arrived during the run
-		s.RecomputeDayFn = func(d usage.DirtyDay, _, _ int, clear bool) (int64, bool, error) {
+		s.RecomputeDayFn = func(d rollup.DirtyDay, _, _ int, clear bool) (int64, bool, error) {
 			return 1, clear && !d.Day.Equal(moved), nil
 		}
-		s.ClearDirtyFn = func(d usage.DirtyDay) (bool, error) { return !d.Day.Equal(moved), nil }
-		run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Workers: 2})
+		s.ClearDirtyFn = func(d rollup.DirtyDay) (bool, error) { return !d.Day.Equal(moved), nil }
+		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Workers: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -401,7 +402,7 @@ func TestRollupJob_StillDirty(t *testing.T) {
 
 func TestRollupJob_DayWithoutPartition(t *testing.T) {
 	gone := day(2030, 12, 31) // its partition was dropped
-	s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
+	s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
 	for _, tt := range []struct {
 		days      []time.Time
 		wantCalls []string
@@ -411,7 +412,7 @@ func TestRollupJob_DayWithoutPartition(t *testing.T) {
 	} {
 		s.calls = nil
 		s.DirtyDaysFn = dirty(tt.days...)
-		run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Workers: 2})
+		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Workers: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -432,11 +433,11 @@ func TestRollupJob_DayWithoutPartition(t *testing.T) {
 
 func TestRollupJob_Backfill(t *testing.T) {
 	t.Run("refuses days no longer kept", func(t *testing.T) {
-		s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months()[2:], nil }} // from March
+		s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months()[2:], nil }} // from March
 		var runErr error
-		s.CloseRunFn = func(_ *usage.RollupRun, _ time.Time, err error) error { runErr = err; return nil }
+		s.CloseRunFn = func(_ *rollup.RollupRun, _ time.Time, err error) error { runErr = err; return nil }
 		r := usage.DayRange{From: day(2031, 2, 27), To: day(2031, 3, 2)}
-		_, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Holder: "h", Backfill: &r})
+		_, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Holder: "h", Backfill: &r})
 		if usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != "from" {
 			t.Fatalf("RunRollup = %v; want %s on from", err, usage.CodeInvalid)
 		}
@@ -451,7 +452,7 @@ func TestRollupJob_Backfill(t *testing.T) {
 	t.Run("bad range before the lock", func(t *testing.T) {
 		s := &rollupStore{}
 		r := usage.DayRange{From: day(2031, 3, 2), To: day(2031, 3, 1)}
-		if _, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Backfill: &r}); usage.ErrorCode(err) != usage.CodeInvalid {
+		if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Backfill: &r}); usage.ErrorCode(err) != usage.CodeInvalid {
 			t.Fatalf("reversed range: %v; want %s", err, usage.CodeInvalid)
 		}
 		if calls := s.logged(); len(calls) != 0 {
@@ -463,17 +464,17 @@ func TestRollupJob_Backfill(t *testing.T) {
 func TestRollupJob_DayErrors(t *testing.T) {
 	boom := usage.Errorf(usage.CodeUnavailable, "database busy, retry")
 	bad := day(2031, 6, 2)
-	s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
+	s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
 	s.DirtyDaysFn = dirty(day(2031, 6, 1), bad, day(2031, 6, 3), day(2031, 6, 4), day(2031, 6, 5))
-	s.RecomputeDayFn = func(d usage.DirtyDay, _, _ int, clear bool) (int64, bool, error) {
+	s.RecomputeDayFn = func(d rollup.DirtyDay, _, _ int, clear bool) (int64, bool, error) {
 		if d.Day.Equal(bad) {
 			return 0, false, boom
 		}
 		return 1, clear, nil
 	}
 	var runErr error
-	s.CloseRunFn = func(_ *usage.RollupRun, _ time.Time, err error) error { runErr = err; return nil }
-	run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Holder: "h", Workers: 2})
+	s.CloseRunFn = func(_ *rollup.RollupRun, _ time.Time, err error) error { runErr = err; return nil }
+	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Holder: "h", Workers: 2})
 	if !errors.Is(err, boom) || !errors.Is(runErr, boom) {
 		t.Fatalf("RunRollup = %v (closed with %v); want the day's error", err, runErr)
 	}
@@ -491,7 +492,7 @@ func TestRollupJob_DayErrors(t *testing.T) {
 	// A split day whose part fails is not cleared.
 	s.calls = nil
 	s.DirtyDaysFn = dirty(bad)
-	if _, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Workers: 2}); !errors.Is(err, boom) {
+	if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Workers: 2}); !errors.Is(err, boom) {
 		t.Fatalf("split day: %v; want the error", err)
 	}
 	if slices.ContainsFunc(s.logged(), func(c string) bool { return strings.HasPrefix(c, "ClearDirty") }) {
@@ -501,15 +502,15 @@ func TestRollupJob_DayErrors(t *testing.T) {
 
 func TestRollupJob_Cancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
+	s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
 	s.DirtyDaysFn = dirty(day(2031, 6, 1), day(2031, 6, 2), day(2031, 6, 3), day(2031, 6, 4), day(2031, 6, 5), day(2031, 6, 6))
-	s.RecomputeDayFn = func(d usage.DirtyDay, _, _ int, clear bool) (int64, bool, error) {
+	s.RecomputeDayFn = func(d rollup.DirtyDay, _, _ int, clear bool) (int64, bool, error) {
 		cancel() // the Lambda's deadline passes during the first day
 		return 1, clear, nil
 	}
 	closed := false
-	s.CloseRunFn = func(*usage.RollupRun, time.Time, error) error { closed = true; return nil }
-	run, err := newRollupJob(s).RunRollup(ctx, usage.RollupOptions{Workers: 1})
+	s.CloseRunFn = func(*rollup.RollupRun, time.Time, error) error { closed = true; return nil }
+	run, err := newRollupJob(s).RunRollup(ctx, rollup.RollupOptions{Workers: 1})
 	if usage.ErrorCode(err) != usage.CodeUnavailable || !errors.Is(err, context.Canceled) {
 		t.Fatalf("RunRollup = %v; want %s wrapping the cancellation", err, usage.CodeUnavailable)
 	}
@@ -520,9 +521,9 @@ func TestRollupJob_Cancelled(t *testing.T) {
 
 func TestRollupJob_Deferred(t *testing.T) {
 	t.Run("partitions", func(t *testing.T) {
-		s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }, DirtyDaysFn: dirty(day(2031, 6, 1))}
-		s.EnsurePartitionsFn = func(time.Time, int) (int, error) { return 0, usage.ErrDeferred }
-		run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{})
+		s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }, DirtyDaysFn: dirty(day(2031, 6, 1))}
+		s.EnsurePartitionsFn = func(time.Time, int) (int, error) { return 0, rollup.ErrDeferred }
+		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -536,19 +537,19 @@ func TestRollupJob_Deferred(t *testing.T) {
 	t.Run("partitions failing otherwise", func(t *testing.T) {
 		boom := usage.Errorf(usage.CodeUnavailable, "database unavailable")
 		s := &rollupStore{EnsurePartitionsFn: func(time.Time, int) (int, error) { return 0, boom }}
-		if _, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{}); !errors.Is(err, boom) {
+		if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{}); !errors.Is(err, boom) {
 			t.Errorf("RunRollup = %v; want the failure, not a deferral", err)
 		}
 	})
 	t.Run("retention", func(t *testing.T) {
-		s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
-		s.DropPartitionFn = func(p usage.Partition) (bool, error) {
+		s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
+		s.DropPartitionFn = func(p rollup.Partition) (bool, error) {
 			if p.Name == "p203102" {
-				return false, usage.ErrDeferred
+				return false, rollup.ErrDeferred
 			}
 			return p.Name != "p203101", nil // January: dirtied under the lock
 		}
-		run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{})
+		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -569,8 +570,8 @@ func TestRollupJob_RetentionCutoff(t *testing.T) {
 		{75, []string{"p203101", "p203102", "p203103"}}, // cutoff 2031-04-01: March ends on it
 		{400, nil},
 	} {
-		s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
-		run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{RetentionDays: tt.days})
+		s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
+		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{RetentionDays: tt.days})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -585,16 +586,16 @@ func TestRollupJob_RetentionCutoff(t *testing.T) {
 // day recomputed whole (marked as a whole, or most of its users marked).
 func TestRollupJob_UserDays(t *testing.T) {
 	d1, d2, d3 := day(2031, 6, 1), day(2031, 6, 2), day(2031, 6, 3)
-	s := &rollupStore{PartitionsFn: func() ([]usage.Partition, error) { return months(), nil }}
-	s.DirtyDaysFn = func() ([]usage.DirtyDay, error) {
-		return []usage.DirtyDay{
-			{Day: d1, Users: []usage.UserMark{{UserID: "a", Slot: 0}, {UserID: "a", Slot: 1}, {UserID: "b", Slot: 0}}},
-			{Day: d2, MarkedAt: d2, Users: []usage.UserMark{{UserID: "a", Slot: 0}}},
-			{Day: d3, Most: true, Users: []usage.UserMark{{UserID: "c", Slot: 0}}},
+	s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
+	s.DirtyDaysFn = func() ([]rollup.DirtyDay, error) {
+		return []rollup.DirtyDay{
+			{Day: d1, Users: []rollup.UserMark{{UserID: "a", Slot: 0}, {UserID: "a", Slot: 1}, {UserID: "b", Slot: 0}}},
+			{Day: d2, MarkedAt: d2, Users: []rollup.UserMark{{UserID: "a", Slot: 0}}},
+			{Day: d3, Most: true, Users: []rollup.UserMark{{UserID: "c", Slot: 0}}},
 		}, nil
 	}
-	s.RecomputeDayFn = func(d usage.DirtyDay, part, parts int, clear bool) (int64, bool, error) { return 1, true, nil }
-	run, err := newRollupJob(s).RunRollup(context.Background(), usage.RollupOptions{Holder: "h"})
+	s.RecomputeDayFn = func(d rollup.DirtyDay, part, parts int, clear bool) (int64, bool, error) { return 1, true, nil }
+	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Holder: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package usage
+package rollup
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // Rollup run defaults.
@@ -129,7 +131,7 @@ func (j *RollupJob) run(ctx context.Context, now time.Time, opts RollupOptions, 
 	}
 	run.PartitionsCreated = n
 	// The current generation and the next: a generation lasts DedupeWindow.
-	gen := KeyGeneration(now)
+	gen := usage.KeyGeneration(now)
 	n, err = j.Store.EnsureKeyGenerations(ctx, []int{gen, gen + 1})
 	switch {
 	case errors.Is(err, ErrDeferred):
@@ -157,7 +159,7 @@ func (j *RollupJob) run(ctx context.Context, now time.Time, opts RollupOptions, 
 		run.Deferred = append(run.Deferred, "retention: raw table busy")
 		return nil
 	}
-	dropped, err := j.Store.DropKeyGenerations(ctx, OldestKeyGeneration(now))
+	dropped, err := j.Store.DropKeyGenerations(ctx, usage.OldestKeyGeneration(now))
 	run.KeyGenerationsDropped = dropped
 	switch {
 	case errors.Is(err, ErrDeferred):
@@ -175,11 +177,11 @@ func holds(kept []Partition, day time.Time) bool {
 
 // markBackfill marks every day of r dirty. Days whose raw partition is gone
 // are refused (CodeInvalid): recomputing them would empty their rollup.
-func (j *RollupJob) markBackfill(ctx context.Context, r DayRange, kept []Partition) error {
+func (j *RollupJob) markBackfill(ctx context.Context, r usage.DayRange, kept []Partition) error {
 	days := r.Days()
 	for _, d := range days {
 		if !holds(kept, d) {
-			return FieldErrorf("from", "raw usage for %s is no longer kept (retention); its rollup cannot be recomputed", d.Format(time.DateOnly))
+			return usage.FieldErrorf("from", "raw usage for %s is no longer kept (retention); its rollup cannot be recomputed", d.Format(time.DateOnly))
 		}
 	}
 	return j.Store.MarkDirty(ctx, days)
@@ -269,7 +271,7 @@ feed:
 	slices.SortFunc(run.Days, time.Time.Compare)
 	slices.SortFunc(run.StillDirty, time.Time.Compare)
 	if firstErr == nil && ctx.Err() != nil {
-		firstErr = fmt.Errorf("%w: %w", Errorf(CodeUnavailable, "the run was interrupted"), ctx.Err())
+		firstErr = fmt.Errorf("%w: %w", usage.Errorf(usage.CodeUnavailable, "the run was interrupted"), ctx.Err())
 	}
 	return firstErr
 }
@@ -307,7 +309,7 @@ func (j *RollupJob) recomputePart(ctx context.Context, d DirtyDay, kept bool, pa
 // store), so the next run aggregates them and the partition can go after
 // it. The last check is DropPartition's own, under the raw table's lock.
 func (j *RollupJob) retention(ctx context.Context, now time.Time, retentionDays int, run *RollupRun) error {
-	cutoff := Day(now).AddDate(0, 0, -retentionDays)
+	cutoff := usage.Day(now).AddDate(0, 0, -retentionDays)
 	parts, err := j.Store.Partitions(ctx)
 	if err != nil {
 		return err

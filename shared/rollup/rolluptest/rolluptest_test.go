@@ -1,10 +1,12 @@
-package usage_test
+package rolluptest_test
 
 import (
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/rollup"
+	"github.com/nexus/usage/shared/rollup/rolluptest"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -29,7 +31,7 @@ func TestPercentile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := usage.Percentile(tt.sorted, tt.p); got != tt.want {
+			if got := rolluptest.Percentile(tt.sorted, tt.p); got != tt.want {
 				t.Errorf("Percentile(%v, %v) = %d; want %d", tt.sorted, tt.p, got, tt.want)
 			}
 		})
@@ -52,7 +54,7 @@ func TestRollupEvents(t *testing.T) {
 		ev(u1, "", "GET /a", 500, 40, 2, "2031-03-01T20:00:00-05:00"), // 01:00 UTC on the 2nd
 	}
 	d1, d2 := time.Date(2031, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2031, 3, 2, 0, 0, 0, 0, time.UTC)
-	want := []usage.DailyRollup{
+	want := []rollup.DailyRollup{
 		{Day: d1, UserID: u1, Endpoint: "GET /a", Calls: 5, Errors4xx: 3, Errors5xx: 1, RequestBytes: 30, ResponseBytes: 300,
 			LatencySumMS: 60, LatencyP50MS: 20, LatencyP95MS: 30, LatencyMaxMS: 30, Events: 3},
 		{Day: d1, UserID: u1, Endpoint: "GET /a", APIKeyID: k, Calls: 1, RequestBytes: 10, ResponseBytes: 100,
@@ -62,7 +64,7 @@ func TestRollupEvents(t *testing.T) {
 		{Day: d2, UserID: u2, Endpoint: "GET /a", Calls: 1, RequestBytes: 10, ResponseBytes: 100,
 			LatencySumMS: 5, LatencyP50MS: 5, LatencyP95MS: 5, LatencyMaxMS: 5, Events: 1},
 	}
-	if diff := cmp.Diff(want, usage.RollupEvents(events, usage.DefaultMaxEndpointsPerDay)); diff != "" {
+	if diff := cmp.Diff(want, rolluptest.Rollup(events, rollup.DefaultMaxEndpointsPerDay)); diff != "" {
 		t.Errorf("RollupEvents (-want +got):\n%s", diff)
 	}
 }
