@@ -21,15 +21,22 @@ var vocabulary = map[string]bool{"shared/usage": true, "shared/httpapi": true}
 // workflows are the workflow packages beside the domain (DESIGN.md,
 // "Layers"): each imports only the domain, and adapters may import them.
 var workflows = map[string]bool{
-	"shared/limits": true, "shared/notify": true, "shared/rollup": true,
+	"shared/billing": true, "shared/limits": true, "shared/notify": true,
+	"shared/report": true, "shared/rollup": true,
 }
+
+// buildsOn are the workflows that truly build on another: the reports
+// read the billing ledger's rows.
+var buildsOn = map[string]string{"shared/report": "shared/billing"}
 
 // importRule returns why pkg may not import dep ("" when it may). Both are
 // paths inside the module ("shared/meter", "shared/usage"). The rules are
 // those of DESIGN.md ("Layers"):
 //
 //   - shared/usage, the domain, imports no package of this module;
-//   - a workflow (shared/notify) imports only the domain;
+//   - a workflow (shared/limits, shared/rollup, shared/billing,
+//     shared/report, shared/notify) imports only the domain, and the
+//     workflow it builds on (buildsOn);
 //   - a shared adapter imports only the vocabulary (shared/usage and
 //     shared/httpapi), the workflows, packages of its own directory tree (as
 //     shared/postgres/pgtest imports shared/postgres) and the embedded
@@ -51,8 +58,8 @@ func importRule(pkg, dep string) string {
 	switch {
 	case pkg == "shared/usage":
 		return "the domain imports no package of this module"
-	case workflows[top(pkg)] && strings.HasPrefix(dep, "shared/") && dep != "shared/usage" && top(dep) != top(pkg):
-		return "a workflow imports only the domain"
+	case workflows[top(pkg)] && strings.HasPrefix(dep, "shared/") && dep != "shared/usage" && top(dep) != top(pkg) && buildsOn[top(pkg)] != top(dep):
+		return "a workflow imports only the domain (and the workflow it builds on)"
 	case pkg == "shared/mock" && dep != "shared/usage" && !workflows[top(dep)]:
 		return "the mocks import only the domain and the workflows"
 	case dep == "shared/testkit":

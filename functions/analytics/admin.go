@@ -8,7 +8,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -28,7 +30,7 @@ func (h *Handler) getAdminSummary(ctx context.Context, r *httpapi.Request, _ usa
 	return httpapi.JSON(http.StatusOK, struct {
 		From string `json:"from"`
 		To   string `json:"to"`
-		*usage.AdminSummary
+		*report.AdminSummary
 	}{day(rg.From), day(rg.To), s})
 }
 
@@ -44,12 +46,12 @@ func (h *Handler) getTopUsers(ctx context.Context, r *httpapi.Request, _ usage.I
 	by := r.Query("by")
 	switch by {
 	case "":
-		by = usage.RankByCalls
-	case usage.RankByCalls, usage.RankByErrors, usage.RankByOverage:
+		by = report.RankByCalls
+	case report.RankByCalls, report.RankByErrors, report.RankByOverage:
 	default:
 		return h.fail(ctx, usage.FieldErrorf("by", "must be calls, errors or overage"))
 	}
-	users, err := h.Admin.TopUsers(ctx, usage.TopUsersFilter{Range: rg, By: by, Limit: limit}, h.now())
+	users, err := h.Admin.TopUsers(ctx, report.TopUsersFilter{Range: rg, By: by, Limit: limit}, h.now())
 	if err != nil {
 		return h.fail(ctx, err)
 	}
@@ -65,7 +67,7 @@ func (h *Handler) putPlan(ctx context.Context, r *httpapi.Request, admin usage.I
 	if err != nil {
 		return h.fail(ctx, err)
 	}
-	var c usage.PlanChange
+	var c report.PlanChange
 	b, err := readBody(r, maxBodyBytes)
 	if err == nil {
 		err = decodeJSON(b, &c, true)
@@ -97,7 +99,7 @@ func (h *Handler) patchPlan(ctx context.Context, r *httpapi.Request, admin usage
 	if err != nil {
 		return h.fail(ctx, err)
 	}
-	c := usage.PlanChange{UserID: id, PlanID: in.PlanID, Partial: true, Who: admin.UserID}
+	c := report.PlanChange{UserID: id, PlanID: in.PlanID, Partial: true, Who: admin.UserID}
 	set := map[string]json.RawMessage{}
 	for name, v := range in.Overrides {
 		if !slices.Contains(usage.OverrideNames, name) {
@@ -129,7 +131,7 @@ func (h *Handler) patchPlan(ctx context.Context, r *httpapi.Request, admin usage
 }
 
 // changePlan makes the change and answers it.
-func (h *Handler) changePlan(ctx context.Context, c usage.PlanChange, admin usage.Identity) httpapi.Response {
+func (h *Handler) changePlan(ctx context.Context, c report.PlanChange, admin usage.Identity) httpapi.Response {
 	sub, err := h.Admin.PutPlan(ctx, c)
 	if err != nil {
 		return h.fail(ctx, err)
@@ -175,9 +177,9 @@ func (h *Handler) postAggregate(ctx context.Context, r *httpapi.Request, admin u
 }
 
 func (h *Handler) getRejected(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
-	return newestFirst(ctx, h, r, func(before int64, n int) ([]usage.RejectedEvent, error) {
+	return newestFirst(ctx, h, r, func(before int64, n int) ([]report.RejectedEvent, error) {
 		return h.Admin.RejectedEvents(ctx, before, n)
-	}, func(e usage.RejectedEvent) int64 { return e.ID })
+	}, func(e report.RejectedEvent) int64 { return e.ID })
 }
 
 // newestFirst answers a page of a list kept newest first by id: the
@@ -236,8 +238,8 @@ func (h *Handler) getOverage(ctx context.Context, r *httpapi.Request, _ usage.Id
 	if err != nil {
 		return h.fail(ctx, err)
 	}
-	f := usage.LedgerPage{From: m, To: m.AddDate(0, 1, 0), Limit: limit + 1}
-	var c usage.LedgerCursor
+	f := report.LedgerPage{From: m, To: m.AddDate(0, 1, 0), Limit: limit + 1}
+	var c report.LedgerCursor
 	if ok, err := r.DecodeCursor(&c); err != nil {
 		return h.fail(ctx, err)
 	} else if ok {
@@ -254,7 +256,7 @@ func (h *Handler) getOverage(ctx context.Context, r *httpapi.Request, _ usage.Id
 	if len(rows) > limit {
 		rows = rows[:limit]
 		last := rows[limit-1]
-		p.NextCursor = httpapi.EncodeCursor(usage.LedgerCursor{PeriodStart: last.Period.Start, UserID: last.UserID, Seq: last.Seq})
+		p.NextCursor = httpapi.EncodeCursor(report.LedgerCursor{PeriodStart: last.Period.Start, UserID: last.UserID, Seq: last.Seq})
 	}
 	p.Items = rows
 	return httpapi.JSON(http.StatusOK, struct {
@@ -313,11 +315,11 @@ func (h *Handler) getOveragePreview(ctx context.Context, r *httpapi.Request, _ u
 		next = httpapi.EncodeCursor(previewCursor{UserID: last.UserID, PeriodStart: last.Period.Start})
 	}
 	return httpapi.JSON(http.StatusOK, struct {
-		Period     string               `json:"period"`
-		AsOf       time.Time            `json:"as_of"`
-		Totals     []usage.PreviewTotal `json:"totals"`
-		Items      []usage.PreviewItem  `json:"items"`
-		NextCursor string               `json:"next_cursor,omitempty"`
+		Period     string                 `json:"period"`
+		AsOf       time.Time              `json:"as_of"`
+		Totals     []billing.PreviewTotal `json:"totals"`
+		Items      []billing.PreviewItem  `json:"items"`
+		NextCursor string                 `json:"next_cursor,omitempty"`
 	}{pv.Month, pv.AsOf, pv.Totals, items, next})
 }
 

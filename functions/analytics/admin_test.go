@@ -6,15 +6,17 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/billing"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
 func TestTopUsersQuery(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	var got []usage.TopUsersFilter
+	var got []report.TopUsersFilter
 	top := f.admin.TopUsersFn
-	f.admin.TopUsersFn = func(ctx context.Context, tf usage.TopUsersFilter, now time.Time) ([]usage.TopUser, error) {
+	f.admin.TopUsersFn = func(ctx context.Context, tf report.TopUsersFilter, now time.Time) ([]report.TopUser, error) {
 		got = append(got, tf)
 		return top(ctx, tf, now)
 	}
@@ -23,10 +25,10 @@ func TestTopUsersQuery(t *testing.T) {
 	for _, q := range []string{"", "?by=errors&limit=1", "?by=overage&from=2026-03-01"} {
 		wantStatus(t, f.get(t, "/v1/admin/top-users"+q, admin), 200)
 	}
-	want := []usage.TopUsersFilter{
-		{Range: last30, By: usage.RankByCalls, Limit: 10},
-		{Range: last30, By: usage.RankByErrors, Limit: 1},
-		{Range: usage.DayRange{From: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), To: usage.Day(testNow)}, By: usage.RankByOverage, Limit: 10},
+	want := []report.TopUsersFilter{
+		{Range: last30, By: report.RankByCalls, Limit: 10},
+		{Range: last30, By: report.RankByErrors, Limit: 1},
+		{Range: usage.DayRange{From: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), To: usage.Day(testNow)}, By: report.RankByOverage, Limit: 10},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("filters (-want +got):\n%s", d)
@@ -38,9 +40,9 @@ func TestTopUsersQuery(t *testing.T) {
 func TestPutPlanChange(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	var got usage.PlanChange
+	var got report.PlanChange
 	put := f.admin.PutPlanFn
-	f.admin.PutPlanFn = func(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
+	f.admin.PutPlanFn = func(ctx context.Context, c report.PlanChange) (*report.PlanChanged, error) {
 		got = c
 		return put(ctx, c)
 	}
@@ -48,14 +50,14 @@ func TestPutPlanChange(t *testing.T) {
 		`{"plan_id":"enterprise","overrides":{"burst":5}}`))
 	wantStatus(t, resp, 200)
 	five := 5
-	if d := cmp.Diff(usage.PlanChange{UserID: bob, PlanID: "enterprise", Overrides: usage.Overrides{Burst: &five}, Who: operator}, got); d != "" {
+	if d := cmp.Diff(report.PlanChange{UserID: bob, PlanID: "enterprise", Overrides: usage.Overrides{Burst: &five}, Who: operator}, got); d != "" {
 		t.Errorf("change (-want +got):\n%s", d)
 	}
-	if sub := decode[usage.PlanChanged](t, resp); sub.UserID != bob || sub.Effective.Burst != 5 || sub.Change != usage.ChangeUpgrade {
+	if sub := decode[report.PlanChanged](t, resp); sub.UserID != bob || sub.Effective.Burst != 5 || sub.Change != usage.ChangeUpgrade {
 		t.Errorf("subscription = %+v", sub)
 	}
 	// The store's refusal keeps its field.
-	f.admin.PutPlanFn = func(context.Context, usage.PlanChange) (*usage.PlanChanged, error) {
+	f.admin.PutPlanFn = func(context.Context, report.PlanChange) (*report.PlanChanged, error) {
 		return nil, usage.FieldErrorf("plan_id", "unknown plan %q", "gold")
 	}
 	resp = f.do(t, request("PUT", "/v1/admin/users/"+bob+"/plan", map[string]string{"Authorization": token(t, operator, true)}, `{"plan_id":"gold"}`))
@@ -85,19 +87,19 @@ func TestListCursors(t *testing.T) {
 	admin := token(t, operator, true)
 	var befores []int64
 	rejected := f.admin.RejectedEventsFn
-	f.admin.RejectedEventsFn = func(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error) {
+	f.admin.RejectedEventsFn = func(ctx context.Context, before int64, limit int) ([]report.RejectedEvent, error) {
 		befores = append(befores, before)
 		return rejected(ctx, before, limit)
 	}
-	p1 := decode[pageOf[usage.RejectedEvent]](t, f.get(t, "/v1/admin/rejected?limit=1", admin))
-	p2 := decode[pageOf[usage.RejectedEvent]](t, f.get(t, "/v1/admin/rejected?limit=1&cursor="+p1.NextCursor, admin))
+	p1 := decode[pageOf[report.RejectedEvent]](t, f.get(t, "/v1/admin/rejected?limit=1", admin))
+	p2 := decode[pageOf[report.RejectedEvent]](t, f.get(t, "/v1/admin/rejected?limit=1&cursor="+p1.NextCursor, admin))
 	if len(p1.Items) != 1 || p1.Items[0].ID != 3 || len(p2.Items) != 1 || p2.Items[0].ID != 2 || cmp.Diff([]int64{0, 3}, befores) != "" {
 		t.Errorf("pages %+v, %+v after %v", p1, p2, befores)
 	}
 
-	var pages []usage.LedgerPage
+	var pages []report.LedgerPage
 	ledger := f.admin.ListLedgerPageFn
-	f.admin.ListLedgerPageFn = func(ctx context.Context, lp usage.LedgerPage) ([]usage.LedgerEntry, error) {
+	f.admin.ListLedgerPageFn = func(ctx context.Context, lp report.LedgerPage) ([]billing.LedgerEntry, error) {
 		pages = append(pages, lp)
 		return ledger(ctx, lp)
 	}
@@ -107,10 +109,10 @@ func TestListCursors(t *testing.T) {
 		NextCursor string `json:"next_cursor"`
 	}](t, f.get(t, "/v1/admin/overage?limit=1", admin))
 	wantStatus(t, f.get(t, "/v1/admin/overage?period=2026-02&cursor="+o1.NextCursor, admin), 200)
-	want := []usage.LedgerPage{
+	want := []report.LedgerPage{
 		{From: march, To: april, Limit: 2},
 		{From: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), To: march, Limit: 51,
-			After: &usage.LedgerCursor{PeriodStart: march, UserID: charlie}},
+			After: &report.LedgerCursor{PeriodStart: march, UserID: charlie}},
 	}
 	if d := cmp.Diff(want, pages); o1.Period != "2026-03" || d != "" {
 		t.Errorf("period %q; pages (-want +got):\n%s", o1.Period, d)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/mock"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -168,7 +169,7 @@ func TestRouting(t *testing.T) {
 	req := request("GET", "/v1/admin/users/"+alice+"/usage", map[string]string{"Authorization": token(t, operator, true)}, "")
 	req.RouteKey, req.PathParameters = "GET /v1/admin/users/{id}/usage", map[string]string{"id": bob}
 	var asked string
-	f.usage.UsageSummaryFn = func(_ context.Context, userID string, _ time.Time) (*usage.UsageSummary, error) {
+	f.usage.UsageSummaryFn = func(_ context.Context, userID string, _ time.Time) (*report.UsageSummary, error) {
 		asked = userID
 		return cannedUsage().UsageSummaryFn(context.Background(), userID, testNow)
 	}

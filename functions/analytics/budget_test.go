@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -57,7 +58,7 @@ func TestReadBudgetRefusal(t *testing.T) {
 		return usage.Decision{Reason: usage.CodeRateLimited, Limit: 60, Reset: 29 * time.Second, RetryAfter: 2500 * time.Millisecond,
 			RatePerSecond: 2}, nil
 	}
-	f.usage.EndpointBreakdownFn = func(context.Context, usage.BreakdownFilter) ([]usage.Breakdown, error) {
+	f.usage.EndpointBreakdownFn = func(context.Context, report.BreakdownFilter) ([]report.Breakdown, error) {
 		t.Error("a refused read reached the store")
 		return nil, nil
 	}
@@ -107,7 +108,7 @@ func TestHandleStopsBeforeDeadline(t *testing.T) {
 	f := newFixture(t)
 	deadline := time.Now().Add(10 * time.Second)
 	var got time.Time
-	f.usage.DailyUsageFn = func(ctx context.Context, _ string, _ usage.DayRange, _ time.Time) ([]usage.DailyUsage, error) {
+	f.usage.DailyUsageFn = func(ctx context.Context, _ string, _ usage.DayRange, _ time.Time) ([]report.DailyUsage, error) {
 		got, _ = ctx.Deadline()
 		return nil, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -21,7 +22,7 @@ func TestBreakdownCache(t *testing.T) {
 	f.h.Now = func() time.Time { return now }
 	var queries int
 	endpoints := f.usage.EndpointBreakdownFn
-	f.usage.EndpointBreakdownFn = func(ctx context.Context, bf usage.BreakdownFilter) ([]usage.Breakdown, error) {
+	f.usage.EndpointBreakdownFn = func(ctx context.Context, bf report.BreakdownFilter) ([]report.Breakdown, error) {
 		queries++
 		return endpoints(ctx, bf)
 	}
@@ -56,7 +57,7 @@ func TestBreakdownCacheSharesQueries(t *testing.T) {
 		release := make(chan struct{})
 		var queries atomic.Int64
 		endpoints := f.usage.EndpointBreakdownFn
-		f.usage.EndpointBreakdownFn = func(ctx context.Context, bf usage.BreakdownFilter) ([]usage.Breakdown, error) {
+		f.usage.EndpointBreakdownFn = func(ctx context.Context, bf report.BreakdownFilter) ([]report.Breakdown, error) {
 			queries.Add(1)
 			<-release
 			return endpoints(ctx, bf)

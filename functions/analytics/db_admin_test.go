@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -87,7 +88,7 @@ func TestDBPutPlan(t *testing.T) {
 	}
 	resp := put(bob, `{"plan_id":"enterprise","overrides":{"burst":5}}`)
 	wantStatus(t, resp, 200)
-	sub := decode[usage.PlanChanged](t, resp)
+	sub := decode[report.PlanChanged](t, resp)
 	if sub.PlanID != "enterprise" || sub.Effective.Burst != 5 || sub.Effective.IncludedCalls != 10_000_000 || !sub.PeriodAnchor.Equal(usage.Day(testNow)) ||
 		sub.Change != usage.ChangeStart || !sub.EffectiveAt.Equal(usage.Day(testNow)) {
 		t.Errorf("subscription = %+v", sub)
@@ -96,7 +97,7 @@ func TestDBPutPlan(t *testing.T) {
 	resp = put(bob, `{"plan_id":"pro"}`)
 	wantStatus(t, resp, 200)
 	periodEnd := usage.Day(testNow).AddDate(0, 1, 0)
-	if sub := decode[usage.PlanChanged](t, resp); sub.PlanID != "enterprise" || sub.Change != usage.ChangeDowngrade ||
+	if sub := decode[report.PlanChanged](t, resp); sub.PlanID != "enterprise" || sub.Change != usage.ChangeDowngrade ||
 		!sub.EffectiveAt.Equal(periodEnd) || sub.Next == nil || sub.Next.PlanID != "pro" || !sub.Next.From.Equal(periodEnd) {
 		t.Errorf("downgrade = %+v", sub)
 	}

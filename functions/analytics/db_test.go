@@ -9,9 +9,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
-	"github.com/nexus/usage/shared/usage"
 )
 
 // The tests of this file and db_admin_test.go run the routes over
@@ -53,7 +53,7 @@ func newDBFixture(t *testing.T) *dbFixture {
 	seed(t, db, k.ID)
 	store := postgres.NewAnalyticsStore(db)
 	return &dbFixture{db: db, aliceKey: secret, keyID: k.ID, bobKey: bobSecret,
-		h: &Handler{Usage: store, Admin: store, Overage: &usage.Billing{Ledger: postgres.NewLedgerStore(db)},
+		h: &Handler{Usage: store, Admin: store, Overage: &billing.Billing{Ledger: postgres.NewLedgerStore(db)},
 			Auth: &auth.Authenticator{Keys: keys, JWT: verifier}, Now: func() time.Time { return testNow }}}
 }
 

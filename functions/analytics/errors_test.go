@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/nexus/usage/shared/billing"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -34,19 +36,19 @@ func routeCalls() []routeCall {
 		}
 	}
 	daily := func(f *fixture, err error) {
-		f.usage.DailyUsageFn = func(context.Context, string, usage.DayRange, time.Time) ([]usage.DailyUsage, error) { return nil, err }
+		f.usage.DailyUsageFn = func(context.Context, string, usage.DayRange, time.Time) ([]report.DailyUsage, error) { return nil, err }
 	}
 	return []routeCall{
 		{"usage", user("GET", "/v1/usage", ""), func(f *fixture, err error) {
-			f.usage.UsageSummaryFn = func(context.Context, string, time.Time) (*usage.UsageSummary, error) { return nil, err }
+			f.usage.UsageSummaryFn = func(context.Context, string, time.Time) (*report.UsageSummary, error) { return nil, err }
 		}},
 		{"daily", user("GET", "/v1/usage/daily", ""), daily},
 		{"export", user("GET", "/v1/usage/export?format=csv", ""), daily},
 		{"endpoints", user("GET", "/v1/usage/endpoints", ""), func(f *fixture, err error) {
-			f.usage.EndpointBreakdownFn = func(context.Context, usage.BreakdownFilter) ([]usage.Breakdown, error) { return nil, err }
+			f.usage.EndpointBreakdownFn = func(context.Context, report.BreakdownFilter) ([]report.Breakdown, error) { return nil, err }
 		}},
 		{"keys", user("GET", "/v1/usage/keys", ""), func(f *fixture, err error) {
-			f.usage.KeyBreakdownFn = func(context.Context, usage.BreakdownFilter) ([]usage.Breakdown, error) { return nil, err }
+			f.usage.KeyBreakdownFn = func(context.Context, report.BreakdownFilter) ([]report.Breakdown, error) { return nil, err }
 		}},
 		{"events", user("POST", "/v1/events", `{"events":[`+event("30000000-0000-4000-8000-000000000001", 200, "")+`]}`), func(f *fixture, err error) {
 			f.pub.SendFn = func(_ context.Context, events []usage.Event) []error { return []error{err} }
@@ -55,25 +57,25 @@ func routeCalls() []routeCall {
 			f.limits.CheckFn = func(context.Context, usage.Identity, int64) (usage.Decision, error) { return usage.Decision{}, err }
 		}},
 		{"admin summary", admin("GET", "/v1/admin/summary", ""), func(f *fixture, err error) {
-			f.admin.AdminSummaryFn = func(context.Context, usage.DayRange, time.Time) (*usage.AdminSummary, error) { return nil, err }
+			f.admin.AdminSummaryFn = func(context.Context, usage.DayRange, time.Time) (*report.AdminSummary, error) { return nil, err }
 		}},
 		{"top users", admin("GET", "/v1/admin/top-users", ""), func(f *fixture, err error) {
-			f.admin.TopUsersFn = func(context.Context, usage.TopUsersFilter, time.Time) ([]usage.TopUser, error) { return nil, err }
+			f.admin.TopUsersFn = func(context.Context, report.TopUsersFilter, time.Time) ([]report.TopUser, error) { return nil, err }
 		}},
 		{"user usage", admin("GET", "/v1/admin/users/"+bob+"/usage", ""), func(f *fixture, err error) {
-			f.usage.UsageSummaryFn = func(context.Context, string, time.Time) (*usage.UsageSummary, error) { return nil, err }
+			f.usage.UsageSummaryFn = func(context.Context, string, time.Time) (*report.UsageSummary, error) { return nil, err }
 		}},
 		{"plan", admin("PUT", "/v1/admin/users/"+bob+"/plan", `{"plan_id":"pro"}`), func(f *fixture, err error) {
-			f.admin.PutPlanFn = func(context.Context, usage.PlanChange) (*usage.PlanChanged, error) { return nil, err }
+			f.admin.PutPlanFn = func(context.Context, report.PlanChange) (*report.PlanChanged, error) { return nil, err }
 		}},
 		{"aggregate", admin("POST", "/v1/admin/aggregate", `{"from":"2026-03-01","to":"2026-03-02"}`), func(f *fixture, err error) {
 			f.admin.QueueAggregationFn = func(context.Context, usage.DayRange) (int, error) { return 0, err }
 		}},
 		{"rejected", admin("GET", "/v1/admin/rejected", ""), func(f *fixture, err error) {
-			f.admin.RejectedEventsFn = func(context.Context, int64, int) ([]usage.RejectedEvent, error) { return nil, err }
+			f.admin.RejectedEventsFn = func(context.Context, int64, int) ([]report.RejectedEvent, error) { return nil, err }
 		}},
 		{"overage", admin("GET", "/v1/admin/overage", ""), func(f *fixture, err error) {
-			f.admin.ListLedgerPageFn = func(context.Context, usage.LedgerPage) ([]usage.LedgerEntry, error) { return nil, err }
+			f.admin.ListLedgerPageFn = func(context.Context, report.LedgerPage) ([]billing.LedgerEntry, error) { return nil, err }
 		}},
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/notify"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -39,11 +41,11 @@ const (
 type Handler struct {
 	// Usage answers the user routes (and the admin's view of one user's
 	// usage), Admin the other admin routes.
-	Usage usage.UsageReader
-	Admin usage.AdminStore
+	Usage report.UsageReader
+	Admin report.AdminStore
 	// Overage previews billing (GET /v1/admin/overage/preview); nil: the
 	// route answers 503.
-	Overage usage.OveragePreviewer
+	Overage billing.OveragePreviewer
 	Auth    usage.Authenticator
 	// Publisher sends the events of POST /v1/events to the usage queue.
 	Publisher usage.Sender

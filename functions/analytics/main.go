@@ -38,6 +38,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/nexus/usage/shared/auth"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/notify"
@@ -65,7 +66,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	dlqURL := e.String("DLQ_URL", "")
 	notifyURL := e.String("NOTIFY_QUEUE_URL", "")
 	allowPrivate := e.Bool("WEBHOOK_ALLOW_PRIVATE")
-	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
+	grace := e.Duration("GRACE_PERIOD", billing.DefaultGrace)
 	maxQuantity := e.Int("MAX_EVENT_QUANTITY", DefaultMaxEventQuantity)
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
 	readRate := e.Float("READ_RATE_PER_SECOND", limits.DefaultReadRatePerSecond)
@@ -111,7 +112,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	h := &Handler{
 		Usage:   store,
 		Admin:   store,
-		Overage: &usage.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: usage.BillingLookback(backfill), Logger: logger},
+		Overage: &billing.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill), Logger: logger},
 		Auth:    &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: verifier},
 		Logger:  logger,
 		Now:     time.Now,

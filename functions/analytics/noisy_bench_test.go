@@ -21,6 +21,7 @@ import (
 	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -202,7 +203,7 @@ func setupNoisy(b *testing.B, db *postgres.DB) *noisy {
 	}
 	b.Logf("seeded %d rollup rows for the flooder in %s", 365*noisyEndpoints, time.Since(start).Round(time.Millisecond))
 	start = time.Now()
-	rows, err := postgres.NewAnalyticsStore(db).EndpointBreakdown(ctx, usage.BreakdownFilter{UserID: flooder,
+	rows, err := postgres.NewAnalyticsStore(db).EndpointBreakdown(ctx, report.BreakdownFilter{UserID: flooder,
 		Range: usage.DayRange{From: usage.Day(now).AddDate(0, 0, -(usage.MaxRangeDays - 1)), To: usage.Day(now)}, Limit: MaxLimit})
 	if err != nil || len(rows) != noisyEndpoints {
 		b.Fatalf("the flooder's year-long breakdown: %d rows, %v", len(rows), err)

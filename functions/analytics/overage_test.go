@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/mock"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -18,24 +19,24 @@ var (
 		Price: usage.Price{Model: usage.PricePackage, UnitSize: 100, UnitPrice: 50, Currency: "usd"}, Included: 100, Used: 700,
 		PriceCharge: usage.PriceCharge{Calls: 600, Units: 6, Amount: 300}}
 	// failedRow is charlie's March row, failed: the route retries it.
-	failedRow = usage.LedgerEntry{ID: "10000000-0000-4000-8000-000000000009", UserID: charlie, Period: marchCalendar,
+	failedRow = billing.LedgerEntry{ID: "10000000-0000-4000-8000-000000000009", UserID: charlie, Period: marchCalendar,
 		Included: 100, Used: 700, Units: 6, UnitSize: 100, UnitPrice: 50, Amount: 300, Currency: "usd",
-		Status: usage.LedgerFailed, Attempts: 1, LastError: "the subscription has no Stripe customer",
-		IdempotencyKey: usage.IdempotencyKey(charlie, marchCalendar.Start, 0), Lines: []usage.Line{proLine},
+		Status: billing.LedgerFailed, Attempts: 1, LastError: "the subscription has no Stripe customer",
+		IdempotencyKey: billing.IdempotencyKey(charlie, marchCalendar.Start, 0), Lines: []usage.Line{proLine},
 		Description: "API overage, 2026-03-01 – 2026-03-31: Pro, 700 calls, 100 included: 6 × 100 calls at 0.50 USD = 3.00 USD",
 		CreatedAt:   time.Date(2026, 4, 2, 0, 30, 0, 0, time.UTC), UpdatedAt: time.Date(2026, 4, 2, 0, 30, 0, 0, time.UTC)}
 )
 
 // cannedOverage previews March: charlie's period owed, dave's billed.
 func cannedOverage() *mock.OveragePreviewer {
-	return &mock.OveragePreviewer{PreviewFn: func(_ context.Context, month, now time.Time) (*usage.Preview, error) {
+	return &mock.OveragePreviewer{PreviewFn: func(_ context.Context, month, now time.Time) (*billing.Preview, error) {
 		charge, _ := usage.NewPeriodCharge([]usage.Line{proLine})
-		next := &usage.PlannedRow{UserID: charlie, Period: marchCalendar, Seq: 1, Status: usage.LedgerPending, Amount: 100,
+		next := &billing.PlannedRow{UserID: charlie, Period: marchCalendar, Seq: 1, Status: billing.LedgerPending, Amount: 100,
 			Currency: "usd", Description: "API overage adjustment 1, 2026-03-01 – 2026-03-31: Pro, 700 calls, 100 included: 6 × 100 calls at 0.50 USD = 3.00 USD; less 2.00 USD charged before"}
-		return &usage.Preview{Month: month.Format("2006-01"), AsOf: now, Items: []usage.PreviewItem{
+		return &billing.Preview{Month: month.Format("2006-01"), AsOf: now, Items: []billing.PreviewItem{
 			{UserID: charlie, Period: marchCalendar, Closed: true, Charge: charge, Recorded: 200, Billed: 200, Next: next},
 			{UserID: dave, Period: marchCalendar, Closed: true, Charge: charge, Recorded: 300, Billed: 300},
-		}, Totals: []usage.PreviewTotal{{Currency: "usd", Charge: 600, Recorded: 500, Billed: 500, Next: 100}}}, nil
+		}, Totals: []billing.PreviewTotal{{Currency: "usd", Charge: 600, Recorded: 500, Billed: 500, Next: 100}}}, nil
 	}}
 }
 
@@ -44,14 +45,14 @@ func TestOveragePreviewRoute(t *testing.T) {
 	f := newFixture(t)
 	var month time.Time
 	preview := f.overage.PreviewFn
-	f.overage.PreviewFn = func(ctx context.Context, m, now time.Time) (*usage.Preview, error) {
+	f.overage.PreviewFn = func(ctx context.Context, m, now time.Time) (*billing.Preview, error) {
 		month = m
 		return preview(ctx, m, now)
 	}
 	admin := map[string]string{"Authorization": token(t, operator, true)}
 	type page struct {
 		Period string
-		Totals []usage.PreviewTotal
+		Totals []billing.PreviewTotal
 		Items  []struct {
 			UserID string `json:"user_id"`
 		}
@@ -91,17 +92,17 @@ func TestOverageRetryRoute(t *testing.T) {
 	admin := map[string]string{"Authorization": token(t, operator, true)}
 	var who string
 	retry := f.admin.RetryLedgerEntryFn
-	f.admin.RetryLedgerEntryFn = func(ctx context.Context, id, by string) (*usage.LedgerEntry, error) {
+	f.admin.RetryLedgerEntryFn = func(ctx context.Context, id, by string) (*billing.LedgerEntry, error) {
 		who = by
 		return retry(ctx, id, by)
 	}
 	resp := f.do(t, request("POST", "/v1/admin/overage/"+failedRow.ID+"/retry", admin, ""))
 	wantStatus(t, resp, 200)
-	if e := decode[usage.LedgerEntry](t, resp); e.Status != usage.LedgerPending || e.Retries != 1 || who != operator {
+	if e := decode[billing.LedgerEntry](t, resp); e.Status != billing.LedgerPending || e.Retries != 1 || who != operator {
 		t.Errorf("retried row = %+v by %s", e, who)
 	}
 	wantStatus(t, f.do(t, request("POST", "/v1/admin/overage/10000000-0000-4000-8000-000000000001/retry", admin, "")), 404)
-	f.admin.RetryLedgerEntryFn = func(context.Context, string, string) (*usage.LedgerEntry, error) {
+	f.admin.RetryLedgerEntryFn = func(context.Context, string, string) (*billing.LedgerEntry, error) {
 		return nil, usage.Errorf(usage.CodeConflict, "ledger row is billed; only failed rows can be retried")
 	}
 	wantStatus(t, f.do(t, request("POST", "/v1/admin/overage/"+failedRow.ID+"/retry", admin, "")), 409)

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -54,7 +55,7 @@ func (h *Handler) getUserKeys(ctx context.Context, r *httpapi.Request, userID st
 
 // getUserAudit lists a page of the user's plan changes, newest first.
 func (h *Handler) getUserAudit(ctx context.Context, r *httpapi.Request, userID string) httpapi.Response {
-	return newestFirst(ctx, h, r, func(before int64, n int) ([]usage.PlanAuditEntry, error) {
+	return newestFirst(ctx, h, r, func(before int64, n int) ([]report.PlanAuditEntry, error) {
 		return h.Admin.PlanAudit(ctx, userID, before, n)
-	}, func(e usage.PlanAuditEntry) int64 { return e.ID })
+	}, func(e report.PlanAuditEntry) int64 { return e.ID })
 }

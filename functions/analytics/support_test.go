@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -19,15 +20,15 @@ func TestSupportViewIsTheUsersView(t *testing.T) {
 	f := newFixture(t)
 	var asked []string
 	daily, endpoints, keys := f.usage.DailyUsageFn, f.usage.EndpointBreakdownFn, f.usage.KeyBreakdownFn
-	f.usage.DailyUsageFn = func(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]usage.DailyUsage, error) {
+	f.usage.DailyUsageFn = func(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]report.DailyUsage, error) {
 		asked = append(asked, userID)
 		return daily(ctx, userID, r, now)
 	}
-	f.usage.EndpointBreakdownFn = func(ctx context.Context, bf usage.BreakdownFilter) ([]usage.Breakdown, error) {
+	f.usage.EndpointBreakdownFn = func(ctx context.Context, bf report.BreakdownFilter) ([]report.Breakdown, error) {
 		asked = append(asked, bf.UserID)
 		return endpoints(ctx, bf)
 	}
-	f.usage.KeyBreakdownFn = func(ctx context.Context, bf usage.BreakdownFilter) ([]usage.Breakdown, error) {
+	f.usage.KeyBreakdownFn = func(ctx context.Context, bf report.BreakdownFilter) ([]report.Breakdown, error) {
 		asked = append(asked, bf.UserID)
 		return keys(ctx, bf)
 	}
@@ -64,16 +65,16 @@ func TestPlanAuditPages(t *testing.T) {
 	}
 	var calls []call
 	audit := f.admin.PlanAuditFn
-	f.admin.PlanAuditFn = func(ctx context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error) {
+	f.admin.PlanAuditFn = func(ctx context.Context, userID string, before int64, limit int) ([]report.PlanAuditEntry, error) {
 		calls = append(calls, call{userID, before, limit})
 		return audit(ctx, userID, before, limit)
 	}
 	admin := token(t, operator, true)
-	p1 := decode[pageOf[usage.PlanAuditEntry]](t, f.get(t, "/v1/admin/users/"+bob+"/audit?limit=1", admin))
+	p1 := decode[pageOf[report.PlanAuditEntry]](t, f.get(t, "/v1/admin/users/"+bob+"/audit?limit=1", admin))
 	if len(p1.Items) != 1 || p1.Items[0].ID != 8 || p1.Items[0].Who != operator || p1.NextCursor == "" {
 		t.Fatalf("page 1 = %+v", p1)
 	}
-	p2 := decode[pageOf[usage.PlanAuditEntry]](t, f.get(t, "/v1/admin/users/"+bob+"/audit?limit=1&cursor="+p1.NextCursor, admin))
+	p2 := decode[pageOf[report.PlanAuditEntry]](t, f.get(t, "/v1/admin/users/"+bob+"/audit?limit=1&cursor="+p1.NextCursor, admin))
 	if len(p2.Items) != 1 || p2.Items[0].ID != 5 || string(p2.Items[0].Old) != "null" || p2.NextCursor != "" {
 		t.Fatalf("page 2 = %+v", p2)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -51,7 +52,7 @@ type billedBody struct {
 	Status   string `json:"status"`
 }
 
-func newUsageBody(s *usage.UsageSummary) usageBody {
+func newUsageBody(s *report.UsageSummary) usageBody {
 	b := usageBody{UserID: s.UserID, PlanID: s.Plan.ID, Plan: s.Plan.Name, Period: period(s.Period),
 		Included: s.Included, Used: s.Used, Remaining: s.Remaining, HardLimit: s.Plan.HardLimit, LastUpdated: s.LastUpdated,
 		OverageToDate: s.OverageToDate, Projected: s.Projected, Billed: []billedBody{}}
@@ -64,7 +65,7 @@ func newUsageBody(s *usage.UsageSummary) usageBody {
 
 type dayRow struct {
 	Day string `json:"day"`
-	usage.DailyUsage
+	report.DailyUsage
 }
 
 // daily reads the user's days of the range the query asks for.
@@ -103,7 +104,7 @@ type breakdownRow struct {
 	APIKeyID  *string `json:"api_key_id,omitempty"`
 	KeyPrefix *string `json:"key_prefix,omitempty"`
 	KeyName   *string `json:"key_name,omitempty"`
-	usage.Breakdown
+	report.Breakdown
 }
 
 func (h *Handler) getEndpoints(ctx context.Context, r *httpapi.Request, id usage.Identity) httpapi.Response {
@@ -127,8 +128,8 @@ func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, userID stri
 	if err != nil {
 		return h.fail(ctx, err)
 	}
-	f := usage.BreakdownFilter{UserID: userID, Range: rg, Limit: limit + 1}
-	var c usage.BreakdownCursor
+	f := report.BreakdownFilter{UserID: userID, Range: rg, Limit: limit + 1}
+	var c report.BreakdownCursor
 	if ok, err := r.DecodeCursor(&c); err != nil {
 		return h.fail(ctx, err)
 	} else if ok {
@@ -139,10 +140,10 @@ func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, userID stri
 }
 
 // readBreakdown reads one page of a breakdown and builds its answer.
-func (h *Handler) readBreakdown(ctx context.Context, f usage.BreakdownFilter, limit int, keys bool) httpapi.Response {
+func (h *Handler) readBreakdown(ctx context.Context, f report.BreakdownFilter, limit int, keys bool) httpapi.Response {
 	rg := f.Range
 	var (
-		rows []usage.Breakdown
+		rows []report.Breakdown
 		err  error
 	)
 	if keys {
@@ -157,7 +158,7 @@ func (h *Handler) readBreakdown(ctx context.Context, f usage.BreakdownFilter, li
 	if len(rows) > limit {
 		rows = rows[:limit]
 		last := rows[limit-1]
-		p.NextCursor = httpapi.EncodeCursor(usage.BreakdownCursor{Calls: last.Calls, Key: last.Key})
+		p.NextCursor = httpapi.EncodeCursor(report.BreakdownCursor{Calls: last.Calls, Key: last.Key})
 	}
 	items := make([]breakdownRow, len(rows))
 	for i, b := range rows {

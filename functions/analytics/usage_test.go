@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -18,12 +19,12 @@ func TestUserRoutesReadTheCaller(t *testing.T) {
 	f := newFixture(t)
 	var users []string
 	var ranges []usage.DayRange
-	f.usage.UsageSummaryFn = func(ctx context.Context, userID string, now time.Time) (*usage.UsageSummary, error) {
+	f.usage.UsageSummaryFn = func(ctx context.Context, userID string, now time.Time) (*report.UsageSummary, error) {
 		users = append(users, userID)
 		return cannedUsage().UsageSummaryFn(ctx, userID, now)
 	}
 	daily := f.usage.DailyUsageFn
-	f.usage.DailyUsageFn = func(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]usage.DailyUsage, error) {
+	f.usage.DailyUsageFn = func(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]report.DailyUsage, error) {
 		users, ranges = append(users, userID), append(ranges, r)
 		return daily(ctx, userID, r, now)
 	}
@@ -61,9 +62,9 @@ func TestUserRoutesReadTheCaller(t *testing.T) {
 func TestBreakdownPaging(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	var filters []usage.BreakdownFilter
+	var filters []report.BreakdownFilter
 	endpoints := f.usage.EndpointBreakdownFn
-	f.usage.EndpointBreakdownFn = func(ctx context.Context, bf usage.BreakdownFilter) ([]usage.Breakdown, error) {
+	f.usage.EndpointBreakdownFn = func(ctx context.Context, bf report.BreakdownFilter) ([]report.Breakdown, error) {
 		filters = append(filters, bf)
 		return endpoints(ctx, bf)
 	}
@@ -80,10 +81,10 @@ func TestBreakdownPaging(t *testing.T) {
 	if p2.NextCursor != "" {
 		t.Errorf("page 2 = %+v; want no next cursor", p2)
 	}
-	want := []usage.BreakdownFilter{
+	want := []report.BreakdownFilter{
 		{UserID: alice, Range: usage.DayRange{From: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC)}, Limit: 2},
 		{UserID: alice, Range: usage.DayRange{From: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC)}, Limit: 6,
-			After: &usage.BreakdownCursor{Calls: 140, Key: "GET /v1/a"}},
+			After: &report.BreakdownCursor{Calls: 140, Key: "GET /v1/a"}},
 	}
 	if d := cmp.Diff(want, filters); d != "" {
 		t.Errorf("filters (-want +got):\n%s", d)

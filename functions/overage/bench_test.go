@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/stripebill"
-	"github.com/nexus/usage/shared/usage"
 )
 
 // timedLedger adds up the time spent in the ledger store (across
 // workers), in all and per method.
 type timedLedger struct {
-	usage.LedgerStore
+	billing.LedgerStore
 	ns   atomic.Int64
 	mu   sync.Mutex
 	each map[string]time.Duration
@@ -33,15 +33,15 @@ func (l *timedLedger) took(method string, t time.Time) {
 	l.each[method] += d
 }
 
-func (l *timedLedger) BillableSubscriptions(ctx context.Context) ([]*usage.BillableSubscription, error) {
+func (l *timedLedger) BillableSubscriptions(ctx context.Context) ([]*billing.BillableSubscription, error) {
 	defer l.took("BillableSubscriptions", time.Now())
 	return l.LedgerStore.BillableSubscriptions(ctx)
 }
-func (l *timedLedger) PeriodStates(ctx context.Context, p []usage.UserPeriod) ([]usage.PeriodState, error) {
+func (l *timedLedger) PeriodStates(ctx context.Context, p []billing.UserPeriod) ([]billing.PeriodState, error) {
 	defer l.took("PeriodStates", time.Now())
 	return l.LedgerStore.PeriodStates(ctx, p)
 }
-func (l *timedLedger) InsertLedgerEntries(ctx context.Context, e []*usage.LedgerEntry, p []usage.Progress, now time.Time) (int, error) {
+func (l *timedLedger) InsertLedgerEntries(ctx context.Context, e []*billing.LedgerEntry, p []billing.Progress, now time.Time) (int, error) {
 	defer l.took("InsertLedgerEntries", time.Now())
 	return l.LedgerStore.InsertLedgerEntries(ctx, e, p, now)
 }
@@ -49,19 +49,19 @@ func (l *timedLedger) PromoteDueTerms(ctx context.Context, now time.Time) (int, 
 	defer l.took("PromoteDueTerms", time.Now())
 	return l.LedgerStore.PromoteDueTerms(ctx, now)
 }
-func (l *timedLedger) OpenRun(ctx context.Context, rep *usage.RunReport, now, started time.Time) (int64, error) {
+func (l *timedLedger) OpenRun(ctx context.Context, rep *billing.RunReport, now, started time.Time) (int64, error) {
 	defer l.took("OpenRun", time.Now())
 	return l.LedgerStore.OpenRun(ctx, rep, now, started)
 }
-func (l *timedLedger) CloseRun(ctx context.Context, id int64, rep *usage.RunReport, at time.Time, err error) error {
+func (l *timedLedger) CloseRun(ctx context.Context, id int64, rep *billing.RunReport, at time.Time, err error) error {
 	defer l.took("CloseRun", time.Now())
 	return l.LedgerStore.CloseRun(ctx, id, rep, at, err)
 }
-func (l *timedLedger) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
+func (l *timedLedger) ClaimPending(ctx context.Context, r billing.ClaimRequest) ([]*billing.LedgerEntry, error) {
 	defer l.took("ClaimPending", time.Now())
 	return l.LedgerStore.ClaimPending(ctx, r)
 }
-func (l *timedLedger) MarkBilled(ctx context.Context, items []usage.Billed, now time.Time) error {
+func (l *timedLedger) MarkBilled(ctx context.Context, items []billing.Billed, now time.Time) error {
 	defer l.took("MarkBilled", time.Now())
 	return l.LedgerStore.MarkBilled(ctx, items, now)
 }
@@ -148,7 +148,7 @@ func BenchmarkOverageRun(b *testing.B) {
 			each := map[string]time.Duration{}
 			for range b.N {
 				b.StopTimer()
-				var biller usage.Biller
+				var biller billing.Biller
 				if !c.dryRun {
 					mock := pgtest.Require(b, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
 					biller = stripebill.New(stripebill.Config{Key: "sk_test_123", URL: mock, MaxNetworkRetries: 2, RequestsPerSecond: c.rps})

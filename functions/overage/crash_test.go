@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/stripebill/stripetest"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -38,11 +39,11 @@ func TestHandleCrashAfterStripeCall(t *testing.T) {
 	if _, err := e.runCrashing(runAt); err == nil {
 		t.Fatal("Handle after an injected crash = nil error; want one so that the scheduler retries")
 	}
-	key := usage.IdempotencyKey(userID(1), february.Start, 0)
-	if r := e.rows()[userID(1)+"/0"]; r.Status != usage.LedgerPending {
+	key := billing.IdempotencyKey(userID(1), february.Start, 0)
+	if r := e.rows()[userID(1)+"/0"]; r.Status != billing.LedgerPending {
 		t.Fatalf("after the crash the row is %s; want pending", r.Status)
 	}
-	rep, err := e.run(runAt.Add(usage.DefaultLease + time.Minute))
+	rep, err := e.run(runAt.Add(billing.DefaultLease + time.Minute))
 	if err != nil || rep.Adopted != 1 || rep.Billed != 0 {
 		t.Fatalf("rerun = %+v, %v; want the item adopted", rep, err)
 	}
@@ -51,7 +52,7 @@ func TestHandleCrashAfterStripeCall(t *testing.T) {
 	}
 	items := fake.Items()
 	r := e.rows()[userID(1)+"/0"]
-	if len(items) != 1 || r.Status != usage.LedgerBilled || r.StripeObjectID != items[0].ID || r.Attempts != 1 || r.Amount != items[0].Amount {
+	if len(items) != 1 || r.Status != billing.LedgerBilled || r.StripeObjectID != items[0].ID || r.Attempts != 1 || r.Amount != items[0].Amount {
 		t.Errorf("items = %d, row = %+v; want 1 item, billed with its id after 1 attempt", len(items), r)
 	}
 }
@@ -91,7 +92,7 @@ func TestHandleConcurrentRuns(t *testing.T) {
 		}
 	}
 	for k, r := range e.rows() {
-		if r.Status != usage.LedgerBilled {
+		if r.Status != billing.LedgerBilled {
 			t.Errorf("%s: status %s; want billed", k, r.Status)
 		}
 	}
@@ -119,7 +120,7 @@ func TestHandleOldPendingFound(t *testing.T) {
 		t.Fatalf("rerun: %v", err)
 	}
 	user := crashed.Metadata["user_id"]
-	key := usage.IdempotencyKey(user, february.Start, 0)
+	key := billing.IdempotencyKey(user, february.Start, 0)
 	if n, _ := postsWithKey(fake, key); n != 1 {
 		t.Errorf("POSTs with key = %d; want 1 (the rerun must look the item up, not create it)", n)
 	}
@@ -131,11 +132,11 @@ func TestHandleOldPendingFound(t *testing.T) {
 	}
 	rows := e.rows()
 	r := rows[user+"/0"]
-	if lists < 1 || len(fake.Items()) != 2 || r.Status != usage.LedgerBilled || r.StripeObjectID != crashed.ID {
+	if lists < 1 || len(fake.Items()) != 2 || r.Status != billing.LedgerBilled || r.StripeObjectID != crashed.ID {
 		t.Errorf("lists = %d, items = %d, row = %+v; want a lookup, 2 items, billed with %s", lists, len(fake.Items()), r, crashed.ID)
 	}
 	for k, r := range rows {
-		if r.Status != usage.LedgerBilled {
+		if r.Status != billing.LedgerBilled {
 			t.Errorf("%s: %s; want billed", k, r.Status)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -22,9 +23,9 @@ type Input struct {
 type Handler struct {
 	// Billing holds the ledger store and the run's settings; its Biller and
 	// Logger are set from the fields below.
-	Billing usage.Billing
+	Billing billing.Billing
 	// Biller is nil when no Stripe key is configured: a dry run.
-	Biller usage.Biller
+	Biller billing.Biller
 	Logger *slog.Logger
 	Now    func() time.Time
 	// AllowClockOverride lets Input.Now set the run's instant. Only the
@@ -37,7 +38,7 @@ type Handler struct {
 // Handle closes the periods due and bills them. It returns an error only
 // when the invocation should be retried by the scheduler (database or
 // Stripe unavailable, items left pending for retry, bad credentials).
-func (h *Handler) Handle(ctx context.Context, in Input) (usage.RunReport, error) {
+func (h *Handler) Handle(ctx context.Context, in Input) (billing.RunReport, error) {
 	log := h.Logger
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		log = log.With("request_id", lc.AwsRequestID)
@@ -47,7 +48,7 @@ func (h *Handler) Handle(ctx context.Context, in Input) (usage.RunReport, error)
 		if !h.AllowClockOverride {
 			err := usage.FieldErrorf("now", "the run's instant can be set on a local stack only (ALLOW_CLOCK_OVERRIDE=true); leave it out")
 			log.ErrorContext(ctx, "overage run refused", "error", usage.ErrorMessage(err))
-			return usage.RunReport{}, err
+			return billing.RunReport{}, err
 		}
 		now = *in.Now
 	}
@@ -87,7 +88,7 @@ const MetricsNamespace = "NexusUsage"
 // (OverageAdoptedItems). In Lambda the line becomes the metrics with no API
 // call; it is written at error level when a subscription went unpriced or
 // an item was found twice.
-func reportMetrics(ctx context.Context, log *slog.Logger, rep *usage.RunReport, now time.Time) {
+func reportMetrics(ctx context.Context, log *slog.Logger, rep *billing.RunReport, now time.Time) {
 	level := slog.LevelInfo
 	if rep.Unpriced > 0 || rep.Duplicates > 0 {
 		level = slog.LevelError

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/mock"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -22,48 +23,48 @@ import (
 // that used 150,000 calls in February: one pending row to bill.
 type ledger struct {
 	mock.LedgerStore
-	inserted []*usage.LedgerEntry
-	progress []usage.Progress
+	inserted []*billing.LedgerEntry
+	progress []billing.Progress
 	nows     []time.Time
-	billed   []usage.Billed
+	billed   []billing.Billed
 	claims   int
-	runs     []*usage.RunReport // closed
+	runs     []*billing.RunReport // closed
 }
 
 func newLedger() *ledger {
 	l := &ledger{}
 	pro := usage.Plan{ID: usage.PlanPro, Name: "Pro", IncludedCalls: 100_000, PriceModel: usage.PricePackage,
 		OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
-	sub := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: userID(1), PlanID: usage.PlanPro,
+	sub := &billing.BillableSubscription{Subscription: usage.Subscription{UserID: userID(1), PlanID: usage.PlanPro,
 		PeriodAnchor: anchor, StripeCustomerID: "cus_1", Effective: pro},
 		History: []usage.Terms{{From: anchor, PlanID: usage.PlanPro, Effective: pro, Change: usage.ChangeStart}}}
-	l.BillableSubscriptionsFn = func(context.Context) ([]*usage.BillableSubscription, error) {
-		return []*usage.BillableSubscription{sub}, nil
+	l.BillableSubscriptionsFn = func(context.Context) ([]*billing.BillableSubscription, error) {
+		return []*billing.BillableSubscription{sub}, nil
 	}
-	l.PeriodStatesFn = func(_ context.Context, ps []usage.UserPeriod) ([]usage.PeriodState, error) {
-		out := make([]usage.PeriodState, len(ps))
+	l.PeriodStatesFn = func(_ context.Context, ps []billing.UserPeriod) ([]billing.PeriodState, error) {
+		out := make([]billing.PeriodState, len(ps))
 		for i, p := range ps {
-			out[i] = usage.PeriodState{UserPeriod: p, Days: []usage.DayCalls{{Day: p.Period.Start.AddDate(0, 0, 9), Calls: 150_000}}}
+			out[i] = billing.PeriodState{UserPeriod: p, Days: []usage.DayCalls{{Day: p.Period.Start.AddDate(0, 0, 9), Calls: 150_000}}}
 		}
 		return out, nil
 	}
-	l.InsertLedgerEntriesFn = func(_ context.Context, es []*usage.LedgerEntry, pr []usage.Progress, now time.Time) (int, error) {
+	l.InsertLedgerEntriesFn = func(_ context.Context, es []*billing.LedgerEntry, pr []billing.Progress, now time.Time) (int, error) {
 		l.inserted, l.nows = append(l.inserted, es...), append(l.nows, now)
 		l.progress = append(l.progress, pr...)
 		return len(es), nil
 	}
 	l.PromoteDueTermsFn = func(context.Context, time.Time) (int, error) { return 0, nil }
-	l.OpenRunFn = func(context.Context, *usage.RunReport, time.Time, time.Time) (int64, error) { return 7, nil }
-	l.CloseRunFn = func(_ context.Context, id int64, rep *usage.RunReport, _ time.Time, _ error) error {
+	l.OpenRunFn = func(context.Context, *billing.RunReport, time.Time, time.Time) (int64, error) { return 7, nil }
+	l.CloseRunFn = func(_ context.Context, id int64, rep *billing.RunReport, _ time.Time, _ error) error {
 		l.runs = append(l.runs, rep)
 		return nil
 	}
-	l.ClaimPendingFn = func(_ context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
+	l.ClaimPendingFn = func(_ context.Context, r billing.ClaimRequest) ([]*billing.LedgerEntry, error) {
 		l.claims++
 		if l.claims > 1 {
 			return nil, nil
 		}
-		var out []*usage.LedgerEntry
+		var out []*billing.LedgerEntry
 		for _, e := range l.inserted {
 			c := *e
 			c.ID, c.CustomerID, c.Attempts, c.CreatedAt = "ledger-"+e.UserID, sub.StripeCustomerID, 1, r.Now
@@ -71,7 +72,7 @@ func newLedger() *ledger {
 		}
 		return out, nil
 	}
-	l.MarkBilledFn = func(_ context.Context, b []usage.Billed, _ time.Time) error {
+	l.MarkBilledFn = func(_ context.Context, b []billing.Billed, _ time.Time) error {
 		l.billed = append(l.billed, b...)
 		return nil
 	}
@@ -80,13 +81,13 @@ func newLedger() *ledger {
 	return l
 }
 
-func newHandler(t *testing.T, l *ledger, b usage.Biller) *Handler {
-	return &Handler{Billing: usage.Billing{Ledger: l}, Biller: b, Logger: testLogger(t), Now: func() time.Time { return runAt },
+func newHandler(t *testing.T, l *ledger, b billing.Biller) *Handler {
+	return &Handler{Billing: billing.Billing{Ledger: l}, Biller: b, Logger: testLogger(t), Now: func() time.Time { return runAt },
 		AllowClockOverride: true}
 }
 
 func biller(keys *[]string, err error) *mock.Biller {
-	return &mock.Biller{CreateInvoiceItemFn: func(_ context.Context, item *usage.InvoiceItem, key string) (string, error) {
+	return &mock.Biller{CreateInvoiceItemFn: func(_ context.Context, item *billing.InvoiceItem, key string) (string, error) {
 		*keys = append(*keys, key)
 		return "ii_" + item.LedgerID, err
 	}}
@@ -110,7 +111,7 @@ func TestHandleInput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(l.inserted) != 1 || l.inserted[0].Status != usage.LedgerPending || l.inserted[0].Period != february || !l.nows[0].Equal(tt.now) {
+			if len(l.inserted) != 1 || l.inserted[0].Status != billing.LedgerPending || l.inserted[0].Period != february || !l.nows[0].Equal(tt.now) {
 				t.Fatalf("inserted %+v at %v; want one pending row for February at %v", l.inserted, l.nows, tt.now)
 			}
 			if len(l.progress) != 1 || !l.progress[0].ClosedThrough.Equal(february.End) {
@@ -119,7 +120,7 @@ func TestHandleInput(t *testing.T) {
 			if len(keys) != tt.calls || rep.DryRun || rep.Billed != tt.calls || rep.JobRunID != 7 || len(l.runs) != 1 {
 				t.Errorf("report %+v after %d Stripe calls; want %d, recorded as job run 7", rep, len(keys), tt.calls)
 			}
-			if keys[0] != usage.IdempotencyKey(userID(1), february.Start, 0) || len(l.billed) != 1 {
+			if keys[0] != billing.IdempotencyKey(userID(1), february.Start, 0) || len(l.billed) != 1 {
 				t.Errorf("key %s, billed %+v", keys[0], l.billed)
 			}
 		})
@@ -130,7 +131,7 @@ func TestHandleInput(t *testing.T) {
 // would write, per user and in total, and writes none.
 func TestHandleDryRunWritesNothing(t *testing.T) {
 	l := newLedger()
-	l.InsertLedgerEntriesFn = func(context.Context, []*usage.LedgerEntry, []usage.Progress, time.Time) (int, error) {
+	l.InsertLedgerEntriesFn = func(context.Context, []*billing.LedgerEntry, []billing.Progress, time.Time) (int, error) {
 		t.Fatal("a dry run wrote ledger rows")
 		return 0, nil
 	}
@@ -143,10 +144,10 @@ func TestHandleDryRunWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []usage.PlannedRow{{UserID: userID(1), Period: february, Seq: 0, Status: usage.LedgerPending, Amount: 2500, Currency: "usd",
+	want := []billing.PlannedRow{{UserID: userID(1), Period: february, Seq: 0, Status: billing.LedgerPending, Amount: 2500, Currency: "usd",
 		Description: "API overage, 2026-02-01 – 2026-02-28: Pro, 150,000 calls, 100,000 included: 50 × 1,000 calls at 0.50 USD = 25.00 USD"}}
 	if d := cmp.Diff(want, rep.Planned); d != "" || !rep.DryRun || len(keys) != 0 || rep.PlannedRows != 1 ||
-		!cmp.Equal(rep.Due, []usage.Amount{{Currency: "usd", Amount: 2500}}) || len(l.runs) != 1 {
+		!cmp.Equal(rep.Due, []billing.Amount{{Currency: "usd", Amount: 2500}}) || len(l.runs) != 1 {
 		t.Errorf("dry run report %+v (-want +got planned):\n%s", rep, d)
 	}
 }
@@ -155,7 +156,7 @@ func TestHandleDryRunWritesNothing(t *testing.T) {
 // allows it, and nothing runs.
 func TestHandleClockOverride(t *testing.T) {
 	l := newLedger()
-	l.OpenRunFn = func(context.Context, *usage.RunReport, time.Time, time.Time) (int64, error) {
+	l.OpenRunFn = func(context.Context, *billing.RunReport, time.Time, time.Time) (int64, error) {
 		t.Fatal("a refused run started")
 		return 0, nil
 	}
@@ -176,28 +177,30 @@ func TestHandleErrors(t *testing.T) {
 	down := fmt.Errorf("%w: %w", usage.Errorf(usage.CodeUnavailable, "database unavailable"), errors.New("dial tcp: refused"))
 	for _, tt := range []struct {
 		name    string
-		setup   func(l *ledger) usage.Biller
+		setup   func(l *ledger) billing.Biller
 		code    string // of the returned error; "" for none
 		failed  int
 		retried int
 	}{
-		{"store down", func(l *ledger) usage.Biller {
-			l.BillableSubscriptionsFn = func(context.Context) ([]*usage.BillableSubscription, error) { return nil, down }
+		{"store down", func(l *ledger) billing.Biller {
+			l.BillableSubscriptionsFn = func(context.Context) ([]*billing.BillableSubscription, error) { return nil, down }
 			return &mock.Biller{}
 		}, usage.CodeUnavailable, 0, 0},
-		{"insert fails", func(l *ledger) usage.Biller {
-			l.InsertLedgerEntriesFn = func(context.Context, []*usage.LedgerEntry, []usage.Progress, time.Time) (int, error) { return 0, down }
+		{"insert fails", func(l *ledger) billing.Biller {
+			l.InsertLedgerEntriesFn = func(context.Context, []*billing.LedgerEntry, []billing.Progress, time.Time) (int, error) {
+				return 0, down
+			}
 			return &mock.Biller{}
 		}, usage.CodeUnavailable, 0, 0},
-		{"bad credentials", func(l *ledger) usage.Biller {
+		{"bad credentials", func(l *ledger) billing.Biller {
 			var keys []string
 			return biller(&keys, usage.Errorf(usage.CodeUnauthorized, "invalid api key"))
 		}, usage.CodeUnauthorized, 0, 0},
-		{"stripe unavailable", func(l *ledger) usage.Biller {
+		{"stripe unavailable", func(l *ledger) billing.Biller {
 			var keys []string
 			return biller(&keys, usage.Errorf(usage.CodeUnavailable, "stripe 503"))
 		}, usage.CodeUnavailable, 0, 1},
-		{"card declined", func(l *ledger) usage.Biller {
+		{"card declined", func(l *ledger) billing.Biller {
 			var keys []string
 			return biller(&keys, usage.Errorf(usage.CodeInvalid, "card_declined"))
 		}, "", 1, 0},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
@@ -65,10 +66,10 @@ type restorable struct {
 	dumps int
 }
 
-func newRestorable(t *testing.T, biller usage.Biller) *restorable {
+func newRestorable(t *testing.T, biller billing.Biller) *restorable {
 	r := &restorable{testEnv: &testEnv{t: t}, url: pgtest.NewURL(t)}
 	r.open()
-	r.h = &Handler{Billing: usage.Billing{Ledger: r.ledger}, Biller: biller, Logger: testLogger(t), Now: func() time.Time { return runAt },
+	r.h = &Handler{Billing: billing.Billing{Ledger: r.ledger}, Biller: biller, Logger: testLogger(t), Now: func() time.Time { return runAt },
 		AllowClockOverride: true}
 	return r
 }
@@ -134,7 +135,7 @@ func TestHandleRestoreReplansWithoutChargingTwice(t *testing.T) {
 	}
 	row := e.rows()[userID(1)+"/0"]
 	items := fake.Items()
-	if n := itemsPerRow(fake)[userID(1)+" 2026-02-01 0"]; n != 1 || len(items) != 1 || row == nil || row.Status != usage.LedgerBilled ||
+	if n := itemsPerRow(fake)[userID(1)+" 2026-02-01 0"]; n != 1 || len(items) != 1 || row == nil || row.Status != billing.LedgerBilled ||
 		row.StripeObjectID != items[0].ID || row.Amount != 2500 {
 		t.Errorf("%d items for the row, row %+v; want one item, the row billed with it", n, row)
 	}
@@ -155,7 +156,7 @@ func TestHandleRestoreOfARowNeverClaimed(t *testing.T) {
 	if err != nil || len(subs) != 1 {
 		t.Fatalf("subscriptions = %v, %v", subs, err)
 	}
-	states, err := e.ledger.PeriodStates(ctx, []usage.UserPeriod{{UserID: userID(1), Period: february}})
+	states, err := e.ledger.PeriodStates(ctx, []billing.UserPeriod{{UserID: userID(1), Period: february}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,10 +164,10 @@ func TestHandleRestoreOfARowNeverClaimed(t *testing.T) {
 	if err != nil || planned == nil {
 		t.Fatalf("PlanPeriod = %+v, %v", planned, err)
 	}
-	if _, err := e.ledger.InsertLedgerEntries(ctx, []*usage.LedgerEntry{planned}, nil, runAt); err != nil {
+	if _, err := e.ledger.InsertLedgerEntries(ctx, []*billing.LedgerEntry{planned}, nil, runAt); err != nil {
 		t.Fatal(err)
 	}
-	if row := e.rows()[userID(1)+"/0"]; row == nil || row.Status != usage.LedgerPending || row.Attempts != 0 {
+	if row := e.rows()[userID(1)+"/0"]; row == nil || row.Status != billing.LedgerPending || row.Attempts != 0 {
 		t.Fatalf("row = %+v; want pending, never claimed", row)
 	}
 	dump := r.dump()
@@ -178,7 +179,7 @@ func TestHandleRestoreOfARowNeverClaimed(t *testing.T) {
 	if _, err := e.run(runAt.Add(49 * time.Hour)); err != nil {
 		t.Fatalf("run after the restore: %v", err)
 	}
-	if n := itemsPerRow(fake)[userID(1)+" 2026-02-01 0"]; n != 1 || e.rows()[userID(1)+"/0"].Status != usage.LedgerBilled {
+	if n := itemsPerRow(fake)[userID(1)+" 2026-02-01 0"]; n != 1 || e.rows()[userID(1)+"/0"].Status != billing.LedgerBilled {
 		t.Errorf("%d items for the row, row %+v; want one, billed", n, e.rows()[userID(1)+"/0"])
 	}
 }
@@ -222,7 +223,7 @@ func TestHandleRestoreLostUsage(t *testing.T) {
 	}
 	var billed int64
 	for _, row := range e.rows() {
-		if row.Status == usage.LedgerBilled {
+		if row.Status == billing.LedgerBilled {
 			billed += row.Amount
 		}
 	}

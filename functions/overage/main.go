@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/stripebill"
@@ -54,12 +55,12 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 	if err != nil {
 		return nil, err
 	}
-	grace := e.Duration("GRACE_PERIOD", usage.DefaultGrace)
+	grace := e.Duration("GRACE_PERIOD", billing.DefaultGrace)
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
 	rps := e.Float("STRIPE_MAX_RPS", 20)
 	retries := e.Int("STRIPE_MAX_NETWORK_RETRIES", 2)
-	attempts := e.Int("MAX_ATTEMPTS", usage.DefaultMaxAttempts)
-	workers := e.Int("BILLING_WORKERS", usage.DefaultWorkers)
+	attempts := e.Int("MAX_ATTEMPTS", billing.DefaultMaxAttempts)
+	workers := e.Int("BILLING_WORKERS", billing.DefaultWorkers)
 	clockOverride := e.Bool("ALLOW_CLOCK_OVERRIDE")
 	stripeURL := e.String("STRIPE_API_URL", "")
 	if err := e.Err(); err != nil {
@@ -73,7 +74,7 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 		return nil, err
 	}
 	h := &Handler{
-		Billing: usage.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: usage.BillingLookback(backfill),
+		Billing: billing.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill),
 			MaxAttempts: attempts, Workers: workers},
 		Logger: log,
 		Now:    time.Now,

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
@@ -46,7 +47,7 @@ func TestSetupWithDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if dry.Biller != nil || dry.Billing.Grace != 48*time.Hour || dry.Billing.Lookback != usage.DefaultLookback {
+	if dry.Biller != nil || dry.Billing.Grace != 48*time.Hour || dry.Billing.Lookback != billing.DefaultLookback {
 		t.Errorf("without a Stripe key: biller %v, grace %v, lookback %v; want a dry run with 48h, the default lookback", dry.Biller,
 			dry.Billing.Grace, dry.Billing.Lookback)
 	}

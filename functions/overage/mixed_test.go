@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/stripebill/stripetest"
 	"github.com/nexus/usage/shared/usage"
@@ -65,7 +66,7 @@ func TestMixedRunStripeMock(t *testing.T) {
 
 	head := "API overage, 2026-02-01 – 2026-02-28: "
 	item := func(user, seq int, amount int64, desc string) sentItem {
-		return sentItem{Method: http.MethodPost, Path: "/v1/invoiceitems", Key: usage.IdempotencyKey(userID(user), february.Start, seq),
+		return sentItem{Method: http.MethodPost, Path: "/v1/invoiceitems", Key: billing.IdempotencyKey(userID(user), february.Start, seq),
 			Form: map[string]string{"customer": fmt.Sprintf("cus_%02d", user), "amount": strconv.FormatInt(amount, 10), "currency": "usd",
 				"description": desc, "period[start]": "1769904000", "period[end]": "1772323199",
 				"metadata[user_id]": userID(user), "metadata[period_start]": "2026-02-01", "metadata[seq]": strconv.Itoa(seq)}}
@@ -105,7 +106,7 @@ func TestMixedRunStripeMock(t *testing.T) {
 			f[k] = r.Form.Get(k)
 		}
 		user, seq := f["metadata[user_id]"], f["metadata[seq]"]
-		if row := rows[user+"/"+seq]; row == nil || f["metadata[ledger_id]"] != row.ID || row.Status != usage.LedgerBilled {
+		if row := rows[user+"/"+seq]; row == nil || f["metadata[ledger_id]"] != row.ID || row.Status != billing.LedgerBilled {
 			t.Errorf("request for %s/%s names ledger row %s; the row is %+v", user, seq, f["metadata[ledger_id]"], row)
 		}
 		delete(f, "metadata[ledger_id]")

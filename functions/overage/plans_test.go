@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/stripebill/stripetest"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -34,14 +35,14 @@ func newPlanEnvAt(t *testing.T, url string) *planEnv {
 }
 
 // put changes user's plan (with overrides, when given) at the instant at.
-func (e *planEnv) put(user, plan string, at time.Time, o ...usage.Overrides) *usage.PlanChanged {
+func (e *planEnv) put(user, plan string, at time.Time, o ...usage.Overrides) *report.PlanChanged {
 	e.t.Helper()
 	e.clock = at
 	var ov usage.Overrides
 	if len(o) > 0 {
 		ov = o[0]
 	}
-	c, err := postgres.NewAnalyticsStore(e.db).PutPlan(context.Background(), usage.PlanChange{UserID: user, PlanID: plan, Overrides: ov, Who: "ops"})
+	c, err := postgres.NewAnalyticsStore(e.db).PutPlan(context.Background(), report.PlanChange{UserID: user, PlanID: plan, Overrides: ov, Who: "ops"})
 	if err != nil {
 		e.t.Fatalf("PutPlan(%s): %v", plan, err)
 	}

@@ -16,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/stripebill/stripetest"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -165,7 +167,7 @@ func (w *world) open() {
 	ledger := postgres.NewLedgerStore(db)
 	w.faults = &faultyLedger{LedgerStore: ledger}
 	te := &testEnv{t: w.t, db: db, ledger: ledger}
-	te.h = &Handler{Billing: usage.Billing{Ledger: w.faults, Workers: 2, Lookback: usage.BillingLookback(backfill)},
+	te.h = &Handler{Billing: billing.Billing{Ledger: w.faults, Workers: 2, Lookback: billing.BillingLookback(backfill)},
 		Biller: fakeBiller(w.fake.URL), Logger: slog.New(slog.DiscardHandler), // the world logs its steps
 		Now: func() time.Time { return w.now }, AllowClockOverride: true}
 	w.e = &planEnv{testEnv: te}
@@ -313,8 +315,8 @@ func describeOverrides(o usage.Overrides) string {
 }
 
 // changePlan is the admin's plan change (PUT /v1/admin/users/{id}/plan).
-func changePlan(ctx context.Context, db *postgres.DB, user, plan string, o usage.Overrides) (*usage.PlanChanged, error) {
-	return postgres.NewAnalyticsStore(db).PutPlan(ctx, usage.PlanChange{UserID: user, PlanID: plan, Overrides: o, Who: "ops"})
+func changePlan(ctx context.Context, db *postgres.DB, user, plan string, o usage.Overrides) (*report.PlanChanged, error) {
+	return postgres.NewAnalyticsStore(db).PutPlan(ctx, report.PlanChange{UserID: user, PlanID: plan, Overrides: o, Who: "ops"})
 }
 
 // advance moves the clock on, running the daily schedule (00:30 UTC)
@@ -386,7 +388,7 @@ func (w *world) run() {
 	fault := []string{"", "", "", "crash after create", "stripe 503", "crash after insert", "mark fails", "concurrent"}[w.rng.IntN(8)]
 	ctx := context.Background()
 	var (
-		rep usage.RunReport
+		rep billing.RunReport
 		err error
 	)
 	switch fault {
@@ -432,7 +434,7 @@ func (w *world) run() {
 // unpriced fails the sequence on any subscription a run could not price,
 // but for periods whose rows charged in another currency than their terms
 // now bill in (after a restore lost the change of terms), which it notes.
-func (w *world) unpriced(rep usage.RunReport) {
+func (w *world) unpriced(rep billing.RunReport) {
 	for _, u := range rep.UnpricedSubscriptions {
 		var start string
 		if _, err := fmt.Sscanf(u.Reason, "the period from %10s:", &start); err == nil && strings.Contains(u.Reason, "its terms now bill in") {
@@ -537,7 +539,7 @@ func (w *world) settle() {
 		}
 	}
 	w.logf("settle")
-	w.until(last.Add(usage.DefaultGrace+time.Hour), false)
+	w.until(last.Add(billing.DefaultGrace+time.Hour), false)
 	for i := 0; i < 3; i++ {
 		rep, err := w.e.run(w.now)
 		if err != nil {
@@ -552,7 +554,7 @@ func (w *world) settle() {
 // inserted (the run stops before billing), or the marks of a billed batch
 // (the items exist, the rows stay pending and leased).
 type faultyLedger struct {
-	usage.LedgerStore
+	billing.LedgerStore
 	mu    sync.Mutex
 	fault string
 }
@@ -575,7 +577,7 @@ func (f *faultyLedger) take(fault string) bool {
 
 var errInjected = errors.New("injected failure")
 
-func (f *faultyLedger) InsertLedgerEntries(ctx context.Context, es []*usage.LedgerEntry, pr []usage.Progress, now time.Time) (int, error) {
+func (f *faultyLedger) InsertLedgerEntries(ctx context.Context, es []*billing.LedgerEntry, pr []billing.Progress, now time.Time) (int, error) {
 	n, err := f.LedgerStore.InsertLedgerEntries(ctx, es, pr, now)
 	if err == nil && f.take("crash after insert") {
 		return 0, errInjected
@@ -583,7 +585,7 @@ func (f *faultyLedger) InsertLedgerEntries(ctx context.Context, es []*usage.Ledg
 	return n, err
 }
 
-func (f *faultyLedger) MarkBilled(ctx context.Context, items []usage.Billed, now time.Time) error {
+func (f *faultyLedger) MarkBilled(ctx context.Context, items []billing.Billed, now time.Time) error {
 	if len(items) > 0 && f.take("mark fails") {
 		return errInjected
 	}
@@ -670,7 +672,7 @@ func (w *world) check() {
 	}
 	// Every closed period: the rows account for what the reference says it
 	// owes, in one currency, and Stripe holds what the billed rows say.
-	cutoff := w.now.Add(-usage.DefaultGrace)
+	cutoff := w.now.Add(-billing.DefaultGrace)
 	calls := map[periodKey]map[time.Time]int64{}
 	for _, u := range w.users {
 		hist, err := postgres.NewSubscriptionStore(w.e.db).History(ctx, u)
@@ -705,10 +707,10 @@ func (w *world) check() {
 					currencies[r.currency] = true
 				}
 				switch r.status {
-				case usage.LedgerBilled:
+				case billing.LedgerBilled:
 					billed += r.amount
 					recorded += r.amount
-				case usage.LedgerPending, usage.LedgerFailed:
+				case billing.LedgerPending, billing.LedgerFailed:
 					recorded += r.amount
 					problems = append(problems, fmt.Sprintf("%s %s: row %d is %s after settling", short(u), p.Start.Format(time.DateOnly), r.seq, r.status))
 				}
@@ -721,7 +723,7 @@ func (w *world) check() {
 			case reason != "":
 				problems = append(problems, fmt.Sprintf("%s: %s (calls %v; recorded %d)", what, reason, pd, recorded))
 			case recorded == owed:
-			case recorded > owed && last != nil && last.status == usage.LedgerSkipped && last.amount == owed-recorded:
+			case recorded > owed && last != nil && last.status == billing.LedgerSkipped && last.amount == owed-recorded:
 				// A credit for an admin, recorded.
 			default:
 				problems = append(problems, fmt.Sprintf("%s owes %d %s (reference), its rows account for %d; rows %+v; %s", what, owed, cur, recorded, rows[k],
@@ -763,8 +765,8 @@ func (w *world) debugPeriod(u string, p usage.Period, hist []usage.Terms, pd map
 		if sub.UserID != u {
 			continue
 		}
-		due := usage.DuePeriods(sub, w.now, usage.DefaultGrace, usage.BillingLookback(backfill))
-		sts, err := w.e.ledger.PeriodStates(context.Background(), []usage.UserPeriod{{UserID: u, Period: p, ByDay: true}})
+		due := billing.DuePeriods(sub, w.now, billing.DefaultGrace, billing.BillingLookback(backfill))
+		sts, err := w.e.ledger.PeriodStates(context.Background(), []billing.UserPeriod{{UserID: u, Period: p, ByDay: true}})
 		if err != nil {
 			return err.Error()
 		}

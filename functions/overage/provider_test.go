@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/stripebill/stripetest"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -27,9 +28,9 @@ func TestHandleServerError(t *testing.T) {
 	if usage.ErrorCode(err) != usage.CodeUnavailable || rep.Retry != 1 || rep.Billed != 1 {
 		t.Fatalf("Handle = %+v, %v; want 1 billed, 1 retry and CodeUnavailable", rep, err)
 	}
-	var pending *usage.LedgerEntry
+	var pending *billing.LedgerEntry
 	for _, r := range e.rows() {
-		if r.Status == usage.LedgerPending {
+		if r.Status == billing.LedgerPending {
 			pending = r
 		}
 	}
@@ -40,7 +41,7 @@ func TestHandleServerError(t *testing.T) {
 		t.Fatalf("next run: %v", err)
 	}
 	for k, r := range e.rows() {
-		if r.Status != usage.LedgerBilled {
+		if r.Status != billing.LedgerBilled {
 			t.Errorf("%s: status %s; want billed", k, r.Status)
 		}
 	}
@@ -67,11 +68,11 @@ func TestHandlePermanentErrors(t *testing.T) {
 	rows := e.rows()
 	for user, reason := range map[int]string{1: "card_declined", 2: "resource_missing", 4: "no Stripe customer"} {
 		r := rows[userID(user)+"/0"]
-		if r.Status != usage.LedgerFailed || !strings.Contains(r.LastError, reason) {
+		if r.Status != billing.LedgerFailed || !strings.Contains(r.LastError, reason) {
 			t.Errorf("user %d: %s %q; want failed with %q", user, r.Status, r.LastError, reason)
 		}
 	}
-	if r := rows[userID(3)+"/0"]; r.Status != usage.LedgerBilled {
+	if r := rows[userID(3)+"/0"]; r.Status != billing.LedgerBilled {
 		t.Errorf("user 3: %s; want billed", r.Status)
 	}
 	// Failed rows are final: the next run neither retries nor adjusts them
@@ -99,7 +100,7 @@ func TestHandleMaxAttempts(t *testing.T) {
 	}
 	r := e.rows()[userID(1)+"/0"]
 	reqs := fake.Requests()
-	if r.Status != usage.LedgerFailed || !strings.Contains(r.LastError, "gave up after 2 attempts") || len(reqs) != 7 ||
+	if r.Status != billing.LedgerFailed || !strings.Contains(r.LastError, "gave up after 2 attempts") || len(reqs) != 7 ||
 		reqs[6].Method != http.MethodGet || reqs[6].Form.Get("customer") != "cus_1" {
 		t.Errorf("row = %+v after requests %+v; want failed after 2 attempts and a lookup", r, reqs)
 	}
@@ -116,11 +117,11 @@ func TestHandleMaxAttemptsFound(t *testing.T) {
 	if _, err := e.runCrashing(runAt); err == nil {
 		t.Fatal("want an error from the injected crash")
 	}
-	if _, err := e.run(runAt.Add(usage.DefaultLease + time.Minute)); err != nil {
+	if _, err := e.run(runAt.Add(billing.DefaultLease + time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	r := e.rows()[userID(1)+"/0"]
-	if items := fake.Items(); len(items) != 1 || r.Status != usage.LedgerBilled || r.StripeObjectID != items[0].ID {
+	if items := fake.Items(); len(items) != 1 || r.Status != billing.LedgerBilled || r.StripeObjectID != items[0].ID {
 		t.Errorf("items %d, row %+v; want the one item found and billed", len(items), r)
 	}
 }
@@ -138,7 +139,7 @@ func TestHandleBadCredentials(t *testing.T) {
 		t.Fatalf("Handle = %v; want CodeUnauthorized", err)
 	}
 	for k, r := range e.rows() {
-		if r.Status != usage.LedgerPending {
+		if r.Status != billing.LedgerPending {
 			t.Errorf("%s: %s; want pending", k, r.Status)
 		}
 	}
@@ -166,8 +167,8 @@ func TestHandleLateUsage(t *testing.T) {
 		t.Fatalf("%d invoice items; want 2 (charge and one adjustment)", len(items))
 	}
 	adj := e.rows()[userID(1)+"/1"]
-	if items[1].Amount != 300 || items[1].Metadata["seq"] != "1" || adj == nil || adj.Status != usage.LedgerBilled ||
-		adj.Units != 56 || adj.Amount != 300 || adj.Used != 155_500 || adj.IdempotencyKey != usage.IdempotencyKey(userID(1), february.Start, 1) {
+	if items[1].Amount != 300 || items[1].Metadata["seq"] != "1" || adj == nil || adj.Status != billing.LedgerBilled ||
+		adj.Units != 56 || adj.Amount != 300 || adj.Used != 155_500 || adj.IdempotencyKey != billing.IdempotencyKey(userID(1), february.Start, 1) {
 		t.Errorf("adjustment item %+v, row %+v; want 56 units in all, 300 cents, seq 1, billed", items[1], adj)
 	}
 	if want := "API overage adjustment 1, 2026-02-01 – 2026-02-28: Pro, 155,500 calls, 100,000 included: " +
@@ -183,7 +184,7 @@ func TestHandleLateUsage(t *testing.T) {
 	}
 	rows := e.rows()
 	credit := rows[userID(1)+"/2"]
-	if len(rows) != 3 || credit.Status != usage.LedgerSkipped || credit.Amount != -20*50 || credit.Units != 36 ||
+	if len(rows) != 3 || credit.Status != billing.LedgerSkipped || credit.Amount != -20*50 || credit.Units != 36 ||
 		!strings.Contains(credit.Note, "credit of 10.00 USD") {
 		t.Errorf("rows = %d, credit = %+v; want 3 rows, a skipped credit of -1000", len(rows), credit)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/stripebill/stripetest"
 	"github.com/nexus/usage/shared/usage"
@@ -21,7 +22,7 @@ import (
 // billed once by the next run, also when an earlier attempt reached
 // Stripe.
 func TestHandleRetryFailed(t *testing.T) {
-	key := usage.IdempotencyKey(userID(1), february.Start, 0)
+	key := billing.IdempotencyKey(userID(1), february.Start, 0)
 	tests := []struct {
 		name string
 		// fail makes the row fail, from the subscription on customer.
@@ -53,11 +54,11 @@ func TestHandleRetryFailed(t *testing.T) {
 			e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: tt.customer, used: 150_000})
 			tt.fail(t, e, fake)
 			r := e.rows()[userID(1)+"/0"]
-			if r.Status != usage.LedgerFailed || !strings.Contains(r.LastError, tt.reason) {
+			if r.Status != billing.LedgerFailed || !strings.Contains(r.LastError, tt.reason) {
 				t.Fatalf("row = %s %q; want failed with %q", r.Status, r.LastError, tt.reason)
 			}
 			// Still failed, and not billed, at the next run.
-			if _, err := e.run(runAt.Add(time.Hour)); err != nil || e.rows()[userID(1)+"/0"].Status != usage.LedgerFailed {
+			if _, err := e.run(runAt.Add(time.Hour)); err != nil || e.rows()[userID(1)+"/0"].Status != billing.LedgerFailed {
 				t.Fatalf("a failed row moved without a retry: %v", err)
 			}
 			if _, err := e.db.Pool.Exec(ctx, `UPDATE eco_subscriptions SET stripe_customer_id = 'cus_new' WHERE user_id = $1`, userID(1)); err != nil {
@@ -65,7 +66,7 @@ func TestHandleRetryFailed(t *testing.T) {
 			}
 			admin := postgres.NewAnalyticsStore(e.db)
 			retried, err := admin.RetryLedgerEntry(ctx, r.ID, "ops@nexus")
-			if err != nil || retried.Status != usage.LedgerPending || retried.Attempts != 0 || retried.Retries != 1 {
+			if err != nil || retried.Status != billing.LedgerPending || retried.Attempts != 0 || retried.Retries != 1 {
 				t.Fatalf("RetryLedgerEntry = %+v, %v", retried, err)
 			}
 			before := len(fake.Requests())
@@ -80,7 +81,7 @@ func TestHandleRetryFailed(t *testing.T) {
 			}
 			items := fake.Items()
 			r = e.rows()[userID(1)+"/0"]
-			if !equalStrings(keys, tt.keys) || len(items) != 1 || r.Status != usage.LedgerBilled || r.StripeObjectID != items[0].ID {
+			if !equalStrings(keys, tt.keys) || len(items) != 1 || r.Status != billing.LedgerBilled || r.StripeObjectID != items[0].ID {
 				t.Errorf("POSTs %v (want %v), %d items, row %s %s; want billed once", keys, tt.keys, len(items), r.Status, r.StripeObjectID)
 			}
 			if items[0].Customer != "cus_new" {
@@ -120,7 +121,7 @@ func TestHandleCustomerChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := fake.Requests()
-	key := usage.IdempotencyKey(userID(1), february.Start, 0)
+	key := billing.IdempotencyKey(userID(1), february.Start, 0)
 	if len(reqs) != 6 || reqs[1].Method != http.MethodPost || reqs[1].Status != http.StatusServiceUnavailable ||
 		reqs[3].Method != http.MethodGet || reqs[3].Form.Get("customer") != "cus_a" ||
 		reqs[4].Method != http.MethodGet || reqs[4].Form.Get("customer") != "cus_b" ||
@@ -128,7 +129,7 @@ func TestHandleCustomerChanged(t *testing.T) {
 		t.Errorf("requests %+v; want the list, POST (503), the list, lookups under cus_a and cus_b, POST to cus_b under its own key", reqs)
 	}
 	r := e.rows()[userID(1)+"/0"]
-	if items := fake.Items(); len(items) != 1 || r.Status != usage.LedgerBilled || r.StripeObjectID != items[0].ID {
+	if items := fake.Items(); len(items) != 1 || r.Status != billing.LedgerBilled || r.StripeObjectID != items[0].ID {
 		t.Errorf("items %+v, row %+v", items, r)
 	}
 }
@@ -173,7 +174,7 @@ func TestHandleFailedRowFoundInStripe(t *testing.T) {
 	}
 	items := fake.Items()
 	r = e.rows()[userID(1)+"/0"]
-	if len(items) != 1 || items[0].Customer != "cus_a" || r.Status != usage.LedgerBilled || r.StripeObjectID != items[0].ID ||
+	if len(items) != 1 || items[0].Customer != "cus_a" || r.Status != billing.LedgerBilled || r.StripeObjectID != items[0].ID ||
 		!strings.Contains(r.Note, "found in Stripe") {
 		t.Errorf("items %+v, row %+v; want the one item, the row billed with it", items, r)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/stripebill"
@@ -40,7 +41,7 @@ type testEnv struct {
 	h      *Handler
 }
 
-func newEnv(t testing.TB, biller usage.Biller) *testEnv {
+func newEnv(t testing.TB, biller billing.Biller) *testEnv {
 	t.Helper()
 	// The function's pool: no JIT (postgres.Config.NoJIT).
 	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewURL(t), MaxConns: 16, NoJIT: true})
@@ -51,7 +52,7 @@ func newEnv(t testing.TB, biller usage.Biller) *testEnv {
 	ledger := postgres.NewLedgerStore(db)
 	e := &testEnv{t: t, db: db, ledger: ledger}
 	e.h = &Handler{
-		Billing: usage.Billing{Ledger: ledger},
+		Billing: billing.Billing{Ledger: ledger},
 		Biller:  biller,
 		Logger:  testLogger(t),
 		Now:     func() time.Time { return runAt },
@@ -101,12 +102,12 @@ func (e *testEnv) addCalls(user string, day time.Time, calls int64) {
 	}
 }
 
-func (e *testEnv) run(at time.Time) (usage.RunReport, error) {
+func (e *testEnv) run(at time.Time) (billing.RunReport, error) {
 	return e.h.Handle(context.Background(), Input{Now: &at})
 }
 
 // rows returns the ledger rows keyed by user and seq ("user/seq").
-func (e *testEnv) rows() map[string]*usage.LedgerEntry {
+func (e *testEnv) rows() map[string]*billing.LedgerEntry {
 	e.t.Helper()
 	rows, err := e.db.Pool.Query(context.Background(), `SELECT ledger_id::text, user_id::text,
 		period_start, period_end, seq, included_calls, used_calls, units, unit_size, unit_price, amount,
@@ -117,9 +118,9 @@ func (e *testEnv) rows() map[string]*usage.LedgerEntry {
 		e.t.Fatalf("read the ledger: %v", err)
 	}
 	defer rows.Close()
-	out := map[string]*usage.LedgerEntry{}
+	out := map[string]*billing.LedgerEntry{}
 	for rows.Next() {
-		var r usage.LedgerEntry
+		var r billing.LedgerEntry
 		if err := rows.Scan(&r.ID, &r.UserID, &r.Period.Start, &r.Period.End, &r.Seq, &r.Included, &r.Used,
 			&r.Units, &r.UnitSize, &r.UnitPrice, &r.Amount, &r.Currency, &r.IdempotencyKey, &r.Status,
 			&r.StripeObjectID, &r.Attempts, &r.LastError, &r.Note, &r.CreatedAt, &r.UpdatedAt); err != nil {
@@ -142,12 +143,12 @@ func fakeBiller(url string) *stripebill.Client {
 // and then stops the run as a crash between the Stripe call and marking the
 // row billed would: the run's context is cancelled and the answer is lost.
 type crashAfterCreate struct {
-	usage.Biller
+	billing.Biller
 	once   sync.Once
 	cancel context.CancelFunc
 }
 
-func (c *crashAfterCreate) CreateInvoiceItem(ctx context.Context, item *usage.InvoiceItem, key string) (string, error) {
+func (c *crashAfterCreate) CreateInvoiceItem(ctx context.Context, item *billing.InvoiceItem, key string) (string, error) {
 	id, err := c.Biller.CreateInvoiceItem(ctx, item, key)
 	if err != nil {
 		return id, err
@@ -162,7 +163,7 @@ func (c *crashAfterCreate) CreateInvoiceItem(ctx context.Context, item *usage.In
 
 // runCrashing runs the handler at at with its Biller wrapped in
 // crashAfterCreate.
-func (e *testEnv) runCrashing(at time.Time) (usage.RunReport, error) {
+func (e *testEnv) runCrashing(at time.Time) (billing.RunReport, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	biller := e.h.Biller

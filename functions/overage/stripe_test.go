@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/stripebill/stripetest"
@@ -67,7 +68,7 @@ func TestHandleStripeMock(t *testing.T) {
 	// The run reconciled the ledger with the items created since the
 	// oldest period it may plan rows for started (the lookback and 31 days
 	// before the run): no lookup of its own rows, new in Stripe.
-	since := strconv.FormatInt(runAt.Add(-usage.DefaultLookback-31*24*time.Hour).Unix(), 10)
+	since := strconv.FormatInt(runAt.Add(-billing.DefaultLookback-31*24*time.Hour).Unix(), 10)
 	for _, r := range proxy.Requests() {
 		if r.Method == http.MethodGet && (r.Path != "/v1/invoiceitems" || r.Status != http.StatusOK || r.Form.Get("created[gte]") != since ||
 			r.Form.Get("customer") != "") {
@@ -98,12 +99,12 @@ func TestHandleStripeMock(t *testing.T) {
 				t.Errorf("%s: %s = %q; want %q", cus, k, f.Get(k), v)
 			}
 		}
-		if row.Status != usage.LedgerBilled || row.StripeObjectID == "" || row.Amount != w.amount || row.Attempts != 1 {
+		if row.Status != billing.LedgerBilled || row.StripeObjectID == "" || row.Amount != w.amount || row.Attempts != 1 {
 			t.Errorf("%s: ledger row = %+v; want billed, amount %d, 1 attempt", cus, row, w.amount)
 		}
 	}
 	for _, u := range []int{2, 3, 8} {
-		if r := rows[userID(u)+"/0"]; r == nil || r.Status != usage.LedgerSkipped || r.Amount != 0 || r.Note == "" {
+		if r := rows[userID(u)+"/0"]; r == nil || r.Status != billing.LedgerSkipped || r.Amount != 0 || r.Note == "" {
 			t.Errorf("user %d: ledger row = %+v; want skipped with 0 amount and a note", u, r)
 		}
 	}
@@ -157,7 +158,7 @@ func TestHandleDryRunThenRealRun(t *testing.T) {
 		// What a real run would write: user 1's February (2,500), user 2's
 		// (nothing above quota), user 3's five periods (November 150,
 		// February 50, three with nothing).
-		if rep.PlannedRows != 7 || !cmp.Equal(rep.Due, []usage.Amount{{Currency: "usd", Amount: 2500 + 150 + 50}}) {
+		if rep.PlannedRows != 7 || !cmp.Equal(rep.Due, []billing.Amount{{Currency: "usd", Amount: 2500 + 150 + 50}}) {
 			t.Errorf("dry run planned %d rows, due %+v; want 7 rows, 27.00 USD", rep.PlannedRows, rep.Due)
 		}
 	}

@@ -4,70 +4,72 @@ import (
 	"context"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
-var _ usage.UsageReader = (*UsageReader)(nil)
+var _ report.UsageReader = (*UsageReader)(nil)
 
-// UsageReader is a usage.UsageReader.
+// UsageReader is a report.UsageReader.
 type UsageReader struct {
-	UsageSummaryFn      func(ctx context.Context, userID string, now time.Time) (*usage.UsageSummary, error)
-	DailyUsageFn        func(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]usage.DailyUsage, error)
-	EndpointBreakdownFn func(ctx context.Context, f usage.BreakdownFilter) ([]usage.Breakdown, error)
-	KeyBreakdownFn      func(ctx context.Context, f usage.BreakdownFilter) ([]usage.Breakdown, error)
+	UsageSummaryFn      func(ctx context.Context, userID string, now time.Time) (*report.UsageSummary, error)
+	DailyUsageFn        func(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]report.DailyUsage, error)
+	EndpointBreakdownFn func(ctx context.Context, f report.BreakdownFilter) ([]report.Breakdown, error)
+	KeyBreakdownFn      func(ctx context.Context, f report.BreakdownFilter) ([]report.Breakdown, error)
 }
 
 // UsageSummary calls UsageSummaryFn.
-func (s *UsageReader) UsageSummary(ctx context.Context, userID string, now time.Time) (*usage.UsageSummary, error) {
+func (s *UsageReader) UsageSummary(ctx context.Context, userID string, now time.Time) (*report.UsageSummary, error) {
 	return s.UsageSummaryFn(ctx, userID, now)
 }
 
 // DailyUsage calls DailyUsageFn.
-func (s *UsageReader) DailyUsage(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]usage.DailyUsage, error) {
+func (s *UsageReader) DailyUsage(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]report.DailyUsage, error) {
 	return s.DailyUsageFn(ctx, userID, r, now)
 }
 
 // EndpointBreakdown calls EndpointBreakdownFn.
-func (s *UsageReader) EndpointBreakdown(ctx context.Context, f usage.BreakdownFilter) ([]usage.Breakdown, error) {
+func (s *UsageReader) EndpointBreakdown(ctx context.Context, f report.BreakdownFilter) ([]report.Breakdown, error) {
 	return s.EndpointBreakdownFn(ctx, f)
 }
 
 // KeyBreakdown calls KeyBreakdownFn.
-func (s *UsageReader) KeyBreakdown(ctx context.Context, f usage.BreakdownFilter) ([]usage.Breakdown, error) {
+func (s *UsageReader) KeyBreakdown(ctx context.Context, f report.BreakdownFilter) ([]report.Breakdown, error) {
 	return s.KeyBreakdownFn(ctx, f)
 }
 
-var _ usage.AdminStore = (*AdminStore)(nil)
+var _ report.AdminStore = (*AdminStore)(nil)
 
-// AdminStore is a usage.AdminStore.
+// AdminStore is a report.AdminStore.
 type AdminStore struct {
-	AdminSummaryFn     func(ctx context.Context, r usage.DayRange, now time.Time) (*usage.AdminSummary, error)
-	TopUsersFn         func(ctx context.Context, f usage.TopUsersFilter, now time.Time) ([]usage.TopUser, error)
-	PutPlanFn          func(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error)
-	PlanAuditFn        func(ctx context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error)
+	AdminSummaryFn     func(ctx context.Context, r usage.DayRange, now time.Time) (*report.AdminSummary, error)
+	TopUsersFn         func(ctx context.Context, f report.TopUsersFilter, now time.Time) ([]report.TopUser, error)
+	PutPlanFn          func(ctx context.Context, c report.PlanChange) (*report.PlanChanged, error)
+	PlanAuditFn        func(ctx context.Context, userID string, before int64, limit int) ([]report.PlanAuditEntry, error)
 	QueueAggregationFn func(ctx context.Context, r usage.DayRange) (int, error)
-	RejectedEventsFn   func(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error)
-	ListLedgerPageFn   func(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error)
-	RetryLedgerEntryFn func(ctx context.Context, ledgerID, who string) (*usage.LedgerEntry, error)
+	RejectedEventsFn   func(ctx context.Context, before int64, limit int) ([]report.RejectedEvent, error)
+	ListLedgerPageFn   func(ctx context.Context, f report.LedgerPage) ([]billing.LedgerEntry, error)
+	RetryLedgerEntryFn func(ctx context.Context, ledgerID, who string) (*billing.LedgerEntry, error)
 }
 
 // AdminSummary calls AdminSummaryFn.
-func (s *AdminStore) AdminSummary(ctx context.Context, r usage.DayRange, now time.Time) (*usage.AdminSummary, error) {
+func (s *AdminStore) AdminSummary(ctx context.Context, r usage.DayRange, now time.Time) (*report.AdminSummary, error) {
 	return s.AdminSummaryFn(ctx, r, now)
 }
 
 // TopUsers calls TopUsersFn.
-func (s *AdminStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, now time.Time) ([]usage.TopUser, error) {
+func (s *AdminStore) TopUsers(ctx context.Context, f report.TopUsersFilter, now time.Time) ([]report.TopUser, error) {
 	return s.TopUsersFn(ctx, f, now)
 }
 
 // PutPlan calls PutPlanFn.
-func (s *AdminStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
+func (s *AdminStore) PutPlan(ctx context.Context, c report.PlanChange) (*report.PlanChanged, error) {
 	return s.PutPlanFn(ctx, c)
 }
 
 // PlanAudit calls PlanAuditFn.
-func (s *AdminStore) PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error) {
+func (s *AdminStore) PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]report.PlanAuditEntry, error) {
 	return s.PlanAuditFn(ctx, userID, before, limit)
 }
 
@@ -77,16 +79,16 @@ func (s *AdminStore) QueueAggregation(ctx context.Context, r usage.DayRange) (in
 }
 
 // RejectedEvents calls RejectedEventsFn.
-func (s *AdminStore) RejectedEvents(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error) {
+func (s *AdminStore) RejectedEvents(ctx context.Context, before int64, limit int) ([]report.RejectedEvent, error) {
 	return s.RejectedEventsFn(ctx, before, limit)
 }
 
 // ListLedgerPage calls ListLedgerPageFn.
-func (s *AdminStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error) {
+func (s *AdminStore) ListLedgerPage(ctx context.Context, f report.LedgerPage) ([]billing.LedgerEntry, error) {
 	return s.ListLedgerPageFn(ctx, f)
 }
 
 // RetryLedgerEntry calls RetryLedgerEntryFn.
-func (s *AdminStore) RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*usage.LedgerEntry, error) {
+func (s *AdminStore) RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*billing.LedgerEntry, error) {
 	return s.RetryLedgerEntryFn(ctx, ledgerID, who)
 }

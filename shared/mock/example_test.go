@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nexus/usage/shared/mock"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -14,8 +15,8 @@ import (
 // passes the PostgreSQL store; a call to a method whose field is nil
 // panics, which fails the test at the unexpected call.
 func Example() {
-	var store usage.UsageReader = &mock.UsageReader{
-		UsageSummaryFn: func(ctx context.Context, userID string, now time.Time) (*usage.UsageSummary, error) {
+	var store report.UsageReader = &mock.UsageReader{
+		UsageSummaryFn: func(ctx context.Context, userID string, now time.Time) (*report.UsageSummary, error) {
 			return nil, usage.Errorf(usage.CodeUnavailable, "database unavailable")
 		},
 	}

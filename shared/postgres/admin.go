@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/shared/billing"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -25,7 +27,7 @@ import (
 //   - downgrade: the terms wait in next_* and in a history entry from the
 //     end of the running period, replacing a pending one;
 //   - same: a pending downgrade is dropped; nothing else changes.
-func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usage.PlanChanged, error) {
+func (s *AnalyticsStore) PutPlan(ctx context.Context, c report.PlanChange) (*report.PlanChanged, error) {
 	if err := checkUser(c.UserID); err != nil {
 		return nil, err
 	}
@@ -39,7 +41,7 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usag
 		return nil, err
 	}
 	now := s.db.now()
-	var out *usage.PlanChanged
+	var out *report.PlanChanged
 	err := s.db.with(adminWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eco_plan:' || $1::text, 0)),
 				promote_due_terms($2::timestamptz, $1::uuid)`, c.UserID, now); err != nil {
@@ -106,7 +108,7 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c usage.PlanChange) (*usag
 		if err := scanSubscription(tx.QueryRow(ctx, subscriptionQuery, c.UserID), sub); err != nil {
 			return err
 		}
-		out = &usage.PlanChanged{Subscription: sub, Change: change, EffectiveAt: at,
+		out = &report.PlanChanged{Subscription: sub, Change: change, EffectiveAt: at,
 			After: usage.Terms{From: at, PlanID: planID, Overrides: o, Effective: next, Change: change}}
 		for i, t := range history {
 			switch {
@@ -199,7 +201,7 @@ func writeChange(ctx context.Context, tx pgx.Tx, user, planID string, o usage.Ov
 // PlanAudit returns the user's audited plan changes, newest first. The
 // audit ids grow with every change, and PutPlan serialises a user's
 // changes, so id order is the order in which they were made.
-func (s *AnalyticsStore) PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]usage.PlanAuditEntry, error) {
+func (s *AnalyticsStore) PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]report.PlanAuditEntry, error) {
 	if err := checkUser(userID); err != nil {
 		return nil, err
 	}
@@ -213,8 +215,8 @@ func (s *AnalyticsStore) PlanAudit(ctx context.Context, userID string, before in
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("plan audit of %s: %w", userID, err))
 	}
-	out := []usage.PlanAuditEntry{}
-	var e usage.PlanAuditEntry
+	out := []report.PlanAuditEntry{}
+	var e report.PlanAuditEntry
 	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.Who, &e.At, &e.Old, &e.New, &e.Change, &e.EffectiveAt, &e.Before, &e.After, &e.Changed}, func() error {
 		e.At = e.At.UTC()
 		if e.EffectiveAt != nil {
@@ -246,7 +248,7 @@ func (s *AnalyticsStore) QueueAggregation(ctx context.Context, r usage.DayRange)
 }
 
 // RejectedEvents returns quarantined events, newest first.
-func (s *AnalyticsStore) RejectedEvents(ctx context.Context, before int64, limit int) ([]usage.RejectedEvent, error) {
+func (s *AnalyticsStore) RejectedEvents(ctx context.Context, before int64, limit int) ([]report.RejectedEvent, error) {
 	if limit < 1 {
 		return nil, usage.FieldErrorf("limit", "must be positive")
 	}
@@ -256,8 +258,8 @@ func (s *AnalyticsStore) RejectedEvents(ctx context.Context, before int64, limit
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("list rejected events: %w", err))
 	}
-	out := []usage.RejectedEvent{}
-	var e usage.RejectedEvent
+	out := []report.RejectedEvent{}
+	var e report.RejectedEvent
 	_, err = pgx.ForEachRow(rows, []any{&e.ID, &e.Source, &e.MessageID, &e.EventID, &e.Field, &e.Reason, &e.Body, &e.RejectedAt}, func() error {
 		e.RejectedAt = e.RejectedAt.UTC()
 		out = append(out, e)
@@ -270,7 +272,7 @@ func (s *AnalyticsStore) RejectedEvents(ctx context.Context, before int64, limit
 }
 
 // ListLedgerPage returns a page of the overage ledger.
-func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage) ([]usage.LedgerEntry, error) {
+func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f report.LedgerPage) ([]billing.LedgerEntry, error) {
 	if f.Limit < 1 {
 		return nil, usage.FieldErrorf("limit", "must be positive")
 	}
@@ -294,9 +296,9 @@ func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage)
 		return nil, FormatError(fmt.Errorf("list overage ledger: %w", err))
 	}
 	defer rows.Close()
-	out := []usage.LedgerEntry{}
+	out := []billing.LedgerEntry{}
 	for rows.Next() {
-		var e usage.LedgerEntry
+		var e billing.LedgerEntry
 		if err := scanLedger(rows, &e, true); err != nil {
 			return nil, FormatError(fmt.Errorf("list overage ledger: %w", err))
 		}
@@ -312,12 +314,12 @@ func (s *AnalyticsStore) ListLedgerPage(ctx context.Context, f usage.LedgerPage)
 // from zero and its retries counted, and writes the audit row (who, when,
 // the row before and after), in one transaction. The next billing run
 // looks the row up in Stripe before it sends it again (Retries > 0).
-func (s *AnalyticsStore) RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*usage.LedgerEntry, error) {
+func (s *AnalyticsStore) RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*billing.LedgerEntry, error) {
 	if !usage.IsUUID(ledgerID) {
 		return nil, usage.FieldErrorf("id", "must be a UUID")
 	}
 	now := s.db.now()
-	var e usage.LedgerEntry
+	var e billing.LedgerEntry
 	err := s.db.with(adminWork).BeginFunc(ctx, func(tx pgx.Tx) error {
 		var (
 			old    string // text, as every jsonb parameter (see overridesJSON)
@@ -330,7 +332,7 @@ func (s *AnalyticsStore) RetryLedgerEntry(ctx context.Context, ledgerID, who str
 		if err != nil {
 			return err
 		}
-		if status != usage.LedgerFailed {
+		if status != billing.LedgerFailed {
 			return usage.Errorf(usage.CodeConflict, "ledger row %s is %s; only failed rows can be retried", ledgerID, status)
 		}
 		if err := scanLedger(tx.QueryRow(ctx, `UPDATE eco_overage_ledger l SET status = 'pending', attempts = 0,

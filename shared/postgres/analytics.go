@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
 // AnalyticsStore answers the analytics API's queries, those of the user
-// routes (usage.UsageReader) and of the admin routes (usage.AdminStore):
+// routes (report.UsageReader) and of the admin routes (report.AdminStore):
 // one SQL statement per route, over the live counters (today and days
 // waiting to be aggregated), the daily rollup (closed days) and its
 // per-user, per-month running totals eco_usage_user_monthly (admin
@@ -26,8 +27,8 @@ type AnalyticsStore struct{ db *DB }
 func NewAnalyticsStore(db *DB) *AnalyticsStore { return &AnalyticsStore{db: db} }
 
 var (
-	_ usage.UsageReader = (*AnalyticsStore)(nil)
-	_ usage.AdminStore  = (*AnalyticsStore)(nil)
+	_ report.UsageReader = (*AnalyticsStore)(nil)
+	_ report.AdminStore  = (*AnalyticsStore)(nil)
 )
 
 func checkUser(id string) error {
@@ -63,7 +64,7 @@ CROSS JOIN LATERAL (
 			count(*) FILTER (WHERE l.status = 'failed') AS failed_rows
 		FROM eco_overage_ledger l WHERE l.user_id = u.user_id
 		GROUP BY l.period_start, l.period_end
-		ORDER BY l.period_start DESC LIMIT 13) x -- usage.MaxBilledPeriods, and the current period
+		ORDER BY l.period_start DESC LIMIT 13) x -- report.MaxBilledPeriods, and the current period
 ) b`
 
 // ledgerSumsJSON is one element of summaryQuery's sums.
@@ -80,8 +81,8 @@ type ledgerSumsJSON struct {
 }
 
 // UsageSummary returns the user's current billing period at now, as
-// usage.Summarize builds it from one statement's rows.
-func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now time.Time) (*usage.UsageSummary, error) {
+// report.Summarize builds it from one statement's rows.
+func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now time.Time) (*report.UsageSummary, error) {
 	if err := checkUser(userID); err != nil {
 		return nil, err
 	}
@@ -106,16 +107,16 @@ func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now ti
 	if err := json.Unmarshal(sums, &rows); err != nil {
 		return nil, fmt.Errorf("usage summary of %s: decode ledger: %w", userID, err)
 	}
-	ledger := make([]usage.LedgerSums, len(rows))
+	ledger := make([]report.LedgerSums, len(rows))
 	for i, r := range rows {
-		ledger[i] = usage.LedgerSums{Period: usage.Period{Start: r.Start.UTC(), End: r.End.UTC()}, Currency: r.Currency,
+		ledger[i] = report.LedgerSums{Period: usage.Period{Start: r.Start.UTC(), End: r.End.UTC()}, Currency: r.Currency,
 			Billed: r.Billed, Pending: r.Pending, Failed: r.Failed, BilledRows: r.BilledRows, PendingRows: r.PendingRows, FailedRows: r.FailedRows}
 	}
 	dc := make([]usage.DayCalls, len(days))
 	for i, d := range days {
 		dc[i] = usage.DayCalls{Day: d.UTC(), Calls: calls[i]}
 	}
-	sum, err := usage.Summarize(&sub, terms, dc, ledger, now)
+	sum, err := report.Summarize(&sub, terms, dc, ledger, now)
 	if err != nil {
 		return nil, fmt.Errorf("usage summary of %s: %w", userID, err)
 	}
@@ -160,7 +161,7 @@ CROSS JOIN LATERAL (SELECT g.day >= $4::date OR (r.day IS NULL AND c.day IS NOT 
 ORDER BY g.day`
 
 // DailyUsage returns one row per day of the range.
-func (s *AnalyticsStore) DailyUsage(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]usage.DailyUsage, error) {
+func (s *AnalyticsStore) DailyUsage(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]report.DailyUsage, error) {
 	if err := checkUser(userID); err != nil {
 		return nil, err
 	}
@@ -171,8 +172,8 @@ func (s *AnalyticsStore) DailyUsage(ctx context.Context, userID string, r usage.
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("daily usage of %s: %w", userID, err))
 	}
-	out := make([]usage.DailyUsage, 0, r.Len())
-	var d usage.DailyUsage
+	out := make([]report.DailyUsage, 0, r.Len())
+	var d report.DailyUsage
 	_, err = pgx.ForEachRow(rows, []any{&d.Day, &d.Live, &d.Calls, &d.Errors4xx, &d.Errors5xx, &d.RequestBytes, &d.ResponseBytes, &d.P95LatencyMS}, func() error {
 		d.Day = d.Day.UTC()
 		out = append(out, d)
@@ -184,7 +185,7 @@ func (s *AnalyticsStore) DailyUsage(ctx context.Context, userID string, r usage.
 	return out, nil
 }
 
-func checkBreakdown(f usage.BreakdownFilter) error {
+func checkBreakdown(f report.BreakdownFilter) error {
 	if err := checkUser(f.UserID); err != nil {
 		return err
 	}
@@ -207,7 +208,7 @@ ORDER BY 2 DESC, 1
 LIMIT $6`
 
 // EndpointBreakdown returns a page of the user's usage per endpoint.
-func (s *AnalyticsStore) EndpointBreakdown(ctx context.Context, f usage.BreakdownFilter) ([]usage.Breakdown, error) {
+func (s *AnalyticsStore) EndpointBreakdown(ctx context.Context, f report.BreakdownFilter) ([]report.Breakdown, error) {
 	if err := checkBreakdown(f); err != nil {
 		return nil, err
 	}
@@ -216,7 +217,7 @@ func (s *AnalyticsStore) EndpointBreakdown(ctx context.Context, f usage.Breakdow
 
 // KeyBreakdown returns a page of the user's usage per API key, "" standing
 // for calls made without one.
-func (s *AnalyticsStore) KeyBreakdown(ctx context.Context, f usage.BreakdownFilter) ([]usage.Breakdown, error) {
+func (s *AnalyticsStore) KeyBreakdown(ctx context.Context, f report.BreakdownFilter) ([]report.Breakdown, error) {
 	if err := checkBreakdown(f); err != nil {
 		return nil, err
 	}
@@ -227,7 +228,7 @@ func (s *AnalyticsStore) KeyBreakdown(ctx context.Context, f usage.BreakdownFilt
 	return s.breakdown(ctx, q, f)
 }
 
-func (s *AnalyticsStore) breakdown(ctx context.Context, q string, f usage.BreakdownFilter) ([]usage.Breakdown, error) {
+func (s *AnalyticsStore) breakdown(ctx context.Context, q string, f report.BreakdownFilter) ([]report.Breakdown, error) {
 	var afterCalls *int64
 	var afterKey string
 	if f.After != nil {
@@ -238,10 +239,10 @@ func (s *AnalyticsStore) breakdown(ctx context.Context, q string, f usage.Breakd
 		return nil, FormatError(fmt.Errorf("usage breakdown of %s: %w", f.UserID, err))
 	}
 	defer rows.Close()
-	out := []usage.Breakdown{}
+	out := []report.Breakdown{}
 	keys := len(rows.FieldDescriptions()) > 8
 	for rows.Next() {
-		var b usage.Breakdown
+		var b report.Breakdown
 		dest := []any{&b.Key, &b.Calls, &b.Errors4xx, &b.Errors5xx, &b.RequestBytes, &b.ResponseBytes, &b.AvgLatencyMS, &b.MaxLatencyMS}
 		if keys {
 			dest = append(dest, &b.KeyPrefix, &b.KeyName)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -70,11 +71,11 @@ SELECT least(coalesce(sum(calls), 0), 9223372036854775807)::bigint, least(coales
 FROM per_user`
 
 // AdminSummary returns system-wide usage over the range.
-func (s *AnalyticsStore) AdminSummary(ctx context.Context, r usage.DayRange, now time.Time) (*usage.AdminSummary, error) {
+func (s *AnalyticsStore) AdminSummary(ctx context.Context, r usage.DayRange, now time.Time) (*report.AdminSummary, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	var sum usage.AdminSummary
+	var sum report.AdminSummary
 	var plans, ov []byte
 	err := s.db.with(adminWork).QueryRow(ctx, adminSummaryQuery, r.From, r.To, usage.Day(now)).
 		Scan(&sum.Calls, &sum.Errors4xx, &sum.Errors5xx, &sum.ActiveUsers, &plans, &ov)
@@ -124,7 +125,7 @@ CROSS JOIN LATERAL (
 ORDER BY o.amount DESC, o.user_id`
 
 // TopUsers returns the users with the most calls, errors or overage.
-func (s *AnalyticsStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, now time.Time) ([]usage.TopUser, error) {
+func (s *AnalyticsStore) TopUsers(ctx context.Context, f report.TopUsersFilter, now time.Time) ([]report.TopUser, error) {
 	if err := f.Range.Validate(); err != nil {
 		return nil, err
 	}
@@ -133,11 +134,11 @@ func (s *AnalyticsStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, n
 	}
 	var q string
 	switch f.By {
-	case usage.RankByCalls, "":
+	case report.RankByCalls, "":
 		q = fmt.Sprintf(topUsersQuery, "calls", "t.calls")
-	case usage.RankByErrors:
+	case report.RankByErrors:
 		q = fmt.Sprintf(topUsersQuery, "(e4 + e5)", "(t.e4 + t.e5)")
-	case usage.RankByOverage:
+	case report.RankByOverage:
 		q = topOverageQuery
 	default:
 		return nil, usage.FieldErrorf("by", "must be calls, errors or overage")
@@ -146,8 +147,8 @@ func (s *AnalyticsStore) TopUsers(ctx context.Context, f usage.TopUsersFilter, n
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("top users: %w", err))
 	}
-	out := []usage.TopUser{}
-	var t usage.TopUser
+	out := []report.TopUser{}
+	var t report.TopUser
 	_, err = pgx.ForEachRow(rows, []any{&t.UserID, &t.PlanID, &t.Calls, &t.Errors4xx, &t.Errors5xx, &t.Overage}, func() error {
 		out = append(out, t)
 		return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -104,7 +105,7 @@ func TestPutPlanConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			burst := i + 1
-			if _, err := s.PutPlan(ctx, usage.PlanChange{UserID: u, PlanID: p, Overrides: usage.Overrides{Burst: &burst}, Who: "ops"}); err != nil {
+			if _, err := s.PutPlan(ctx, report.PlanChange{UserID: u, PlanID: p, Overrides: usage.Overrides{Burst: &burst}, Who: "ops"}); err != nil {
 				t.Errorf("PutPlan: %v", err)
 			}
 		}()
@@ -132,7 +133,7 @@ func TestPutPlanConcurrent(t *testing.T) {
 	if n != len(plans) {
 		t.Errorf("%d audit rows; want %d", n, len(plans))
 	}
-	if _, err := s.PutPlan(ctx, usage.PlanChange{UserID: u, PlanID: "platinum"}); usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != "plan_id" {
+	if _, err := s.PutPlan(ctx, report.PlanChange{UserID: u, PlanID: "platinum"}); usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != "plan_id" {
 		t.Errorf("unknown plan: %v; want invalid naming plan_id", err)
 	}
 }

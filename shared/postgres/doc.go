@@ -8,7 +8,7 @@
 // limits, subscriptions, ledger, API keys, analytics), and no workflow: the
 // services of package usage (RollupJob, Limiter, Billing) order them
 // through their store interfaces (rollup.RollupStore, limits.RateStore,
-// usage.LedgerStore), which the stores here implement.
+// billing.LedgerStore), which the stores here implement.
 //
 // Example opens the pool and reads through a store; the example of
 // NewRateLimiter builds the limiter and a read budget of package usage

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -16,7 +17,7 @@ type LedgerStore struct{ db *DB }
 // NewLedgerStore returns a store over db.
 func NewLedgerStore(db *DB) *LedgerStore { return &LedgerStore{db: db} }
 
-var _ usage.LedgerStore = (*LedgerStore)(nil)
+var _ billing.LedgerStore = (*LedgerStore)(nil)
 
 // periodStateChunk bounds the pairs sent in one PeriodStates round trip.
 const periodStateChunk = 5000
@@ -28,8 +29,8 @@ const overageJob = "overage"
 // statement; rows whose (user, period, seq), id or key exists already are
 // left alone, which is what makes concurrent runs that planned the same row
 // write it once, and progress only moves forward. A row's id is its
-// LedgerEntry.ID, usage.LedgerID of its (user, period, seq) when empty.
-func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.LedgerEntry, progress []usage.Progress, now time.Time) (int, error) {
+// LedgerEntry.ID, billing.LedgerID of its (user, period, seq) when empty.
+func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*billing.LedgerEntry, progress []billing.Progress, now time.Time) (int, error) {
 	if len(entries) == 0 && len(progress) == 0 {
 		return 0, nil
 	}
@@ -45,7 +46,7 @@ func (s *LedgerStore) InsertLedgerEntries(ctx context.Context, entries []*usage.
 	for i, e := range entries {
 		ids[i] = e.ID
 		if ids[i] == "" {
-			ids[i] = usage.LedgerID(e.UserID, e.Period.Start, e.Seq)
+			ids[i] = billing.LedgerID(e.UserID, e.Period.Start, e.Seq)
 		}
 		users[i], keys[i], currencies[i], statuses[i], notes[i], descs[i] = e.UserID, e.IdempotencyKey, e.Currency, e.Status, e.Note, e.Description
 		starts[i], ends[i], seqs[i] = e.Period.Start, e.Period.End, int32(e.Seq)
@@ -102,7 +103,7 @@ const ledgerLines = `, l.lines`
 
 // scanLedger scans ledgerColumns, then ledgerLines when lines is true, then
 // extra.
-func scanLedger(row pgx.Row, e *usage.LedgerEntry, withLines bool, extra ...any) error {
+func scanLedger(row pgx.Row, e *billing.LedgerEntry, withLines bool, extra ...any) error {
 	var lines []byte
 	dest := []any{&e.ID, &e.UserID, &e.Period.Start, &e.Period.End, &e.Seq,
 		&e.Included, &e.Used, &e.Units, &e.UnitSize, &e.UnitPrice, &e.Amount, &e.Currency,
@@ -135,7 +136,7 @@ func scanLedger(row pgx.Row, e *usage.LedgerEntry, withLines bool, extra ...any)
 // in the same statement (their statuses as of its snapshot). A leased row
 // comes back only when its lease ends (the run that held it crashed) or
 // when it is released by MarkRetry, and never to the same owner twice.
-func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([]*usage.LedgerEntry, error) {
+func (s *LedgerStore) ClaimPending(ctx context.Context, r billing.ClaimRequest) ([]*billing.LedgerEntry, error) {
 	// The rows are chosen and locked first, and only they are joined with
 	// their subscriptions.
 	rows, err := s.db.with(billingWork).Query(ctx, `WITH c AS (
@@ -162,10 +163,10 @@ func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([
 		return nil, FormatError(fmt.Errorf("claim pending ledger rows: %w", err))
 	}
 	defer rows.Close()
-	var out []*usage.LedgerEntry
+	var out []*billing.LedgerEntry
 	for rows.Next() {
 		var (
-			e          usage.LedgerEntry
+			e          billing.LedgerEntry
 			before     []string
 			periodRows string
 		)
@@ -191,7 +192,7 @@ func (s *LedgerStore) ClaimPending(ctx context.Context, r usage.ClaimRequest) ([
 // amount of their item (a row billed with an item an earlier plan created
 // takes its amount, and the note). Marking a row that is no longer pending
 // changes nothing (a concurrent run billed it with the same key).
-func (s *LedgerStore) MarkBilled(ctx context.Context, items []usage.Billed, now time.Time) error {
+func (s *LedgerStore) MarkBilled(ctx context.Context, items []billing.Billed, now time.Time) error {
 	if len(items) == 0 {
 		return nil
 	}
@@ -213,13 +214,13 @@ func (s *LedgerStore) MarkBilled(ctx context.Context, items []usage.Billed, now 
 	return nil
 }
 
-// Adopt implements usage.LedgerStore: the row of each item's (user,
+// Adopt implements billing.LedgerStore: the row of each item's (user,
 // period, seq) becomes billed with the item, its amount, currency and
 // note, whatever its status; a missing row is inserted billed, with the
 // derived id and key, nothing priced (no lines: an empty array, not the
 // NULL of rows from before lines were kept) and the note as its
 // description. One statement.
-func (s *LedgerStore) Adopt(ctx context.Context, items []usage.Adopted, now time.Time) error {
+func (s *LedgerStore) Adopt(ctx context.Context, items []billing.Adopted, now time.Time) error {
 	if len(items) == 0 {
 		return nil
 	}
@@ -228,8 +229,8 @@ func (s *LedgerStore) Adopt(ctx context.Context, items []usage.Adopted, now time
 	starts, ends := make([]time.Time, n), make([]time.Time, n)
 	seqs, amounts := make([]int32, n), make([]int64, n)
 	for i, a := range items {
-		ids[i], users[i], starts[i], ends[i], seqs[i] = usage.LedgerID(a.UserID, a.Period.Start, a.Item.Seq), a.UserID, a.Period.Start, a.Period.End, int32(a.Item.Seq)
-		keys[i], sids[i], amounts[i], curs[i], notes[i] = usage.IdempotencyKey(a.UserID, a.Period.Start, a.Item.Seq), a.Item.ID, a.Item.Amount, a.Item.Currency, a.Note
+		ids[i], users[i], starts[i], ends[i], seqs[i] = billing.LedgerID(a.UserID, a.Period.Start, a.Item.Seq), a.UserID, a.Period.Start, a.Period.End, int32(a.Item.Seq)
+		keys[i], sids[i], amounts[i], curs[i], notes[i] = billing.IdempotencyKey(a.UserID, a.Period.Start, a.Item.Seq), a.Item.ID, a.Item.Amount, a.Item.Currency, a.Note
 	}
 	_, err := s.db.with(billingWork).Exec(ctx, `INSERT INTO eco_overage_ledger AS l (ledger_id, user_id, period_start, period_end, seq,
 			included_calls, used_calls, units, unit_size, unit_price, amount, currency, idempotency_key, status, stripe_object_id,
@@ -282,7 +283,7 @@ func (s *LedgerStore) MarkFailed(ctx context.Context, ledgerID, reason string, n
 	return nil
 }
 
-// PromoteDueTerms implements usage.LedgerStore with promote_due_terms
+// PromoteDueTerms implements billing.LedgerStore with promote_due_terms
 // (migration 00011).
 func (s *LedgerStore) PromoteDueTerms(ctx context.Context, now time.Time) (int, error) {
 	var n int
@@ -292,9 +293,9 @@ func (s *LedgerStore) PromoteDueTerms(ctx context.Context, now time.Time) (int, 
 	return n, nil
 }
 
-// OpenRun implements usage.LedgerStore: a running eco_job_runs row of job
+// OpenRun implements billing.LedgerStore: a running eco_job_runs row of job
 // overage, its detail naming the run and the instant it bills at.
-func (s *LedgerStore) OpenRun(ctx context.Context, rep *usage.RunReport, now, started time.Time) (int64, error) {
+func (s *LedgerStore) OpenRun(ctx context.Context, rep *billing.RunReport, now, started time.Time) (int64, error) {
 	var id int64
 	if err := s.db.with(billingWork).QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, detail)
 		VALUES ($1, $2, jsonb_build_object('run_id', $3::text, 'now', $4::timestamptz, 'dry_run', $5::boolean)) RETURNING run_id`,
@@ -304,9 +305,9 @@ func (s *LedgerStore) OpenRun(ctx context.Context, rep *usage.RunReport, now, st
 	return id, nil
 }
 
-// CloseRun implements usage.LedgerStore: the outcome (succeeded or failed,
+// CloseRun implements billing.LedgerStore: the outcome (succeeded or failed,
 // with runErr's text), the rows written, and the report as the detail.
-func (s *LedgerStore) CloseRun(ctx context.Context, jobRunID int64, rep *usage.RunReport, at time.Time, runErr error) error {
+func (s *LedgerStore) CloseRun(ctx context.Context, jobRunID int64, rep *billing.RunReport, at time.Time, runErr error) error {
 	outcome, errText := "succeeded", (*string)(nil)
 	if runErr != nil {
 		outcome = "failed"
@@ -326,13 +327,13 @@ func (s *LedgerStore) CloseRun(ctx context.Context, jobRunID int64, rep *usage.R
 	return nil
 }
 
-// Unaccounted implements usage.LedgerStore: the items whose (user,
+// Unaccounted implements billing.LedgerStore: the items whose (user,
 // period, seq) has no row billed with them and their amount, in one
 // statement per 5,000 items, with the item a row of theirs is billed with
 // when it is another one. Items whose user is not a UUID name no row of
 // this ledger and are left out.
-func (s *LedgerStore) Unaccounted(ctx context.Context, items []usage.FoundItem) ([]usage.Unaccounted, error) {
-	var out []usage.Unaccounted
+func (s *LedgerStore) Unaccounted(ctx context.Context, items []billing.FoundItem) ([]billing.Unaccounted, error) {
+	var out []billing.Unaccounted
 	for len(items) > 0 {
 		n := min(len(items), periodStateChunk)
 		chunk, err := s.unaccounted(ctx, items[:n])
@@ -345,7 +346,7 @@ func (s *LedgerStore) Unaccounted(ctx context.Context, items []usage.FoundItem) 
 	return out, nil
 }
 
-func (s *LedgerStore) unaccounted(ctx context.Context, items []usage.FoundItem) ([]usage.Unaccounted, error) {
+func (s *LedgerStore) unaccounted(ctx context.Context, items []billing.FoundItem) ([]billing.Unaccounted, error) {
 	var (
 		idx         []int
 		users, sids []string
@@ -374,12 +375,12 @@ func (s *LedgerStore) unaccounted(ctx context.Context, items []usage.FoundItem) 
 		return nil, FormatError(fmt.Errorf("reconcile %d invoice items: %w", len(idx), err))
 	}
 	var (
-		out   []usage.Unaccounted
+		out   []billing.Unaccounted
 		i     int
 		other string
 	)
 	_, err = pgx.ForEachRow(rows, []any{&i, &other}, func() error {
-		out = append(out, usage.Unaccounted{Item: items[idx[i-1]], RowStripeID: other})
+		out = append(out, billing.Unaccounted{Item: items[idx[i-1]], RowStripeID: other})
 		return nil
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/usage"
@@ -32,7 +33,7 @@ func TestLedgerStore(t *testing.T) {
 	feb := usage.Period{Start: jan.End, End: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
 
 	// Period usage sums exactly the period's days.
-	states, err := s.PeriodStates(ctx, []usage.UserPeriod{{UserID: u1, Period: feb, ByDay: true}, {UserID: u1, Period: jan}, {UserID: u2, Period: feb},
+	states, err := s.PeriodStates(ctx, []billing.UserPeriod{{UserID: u1, Period: feb, ByDay: true}, {UserID: u1, Period: jan}, {UserID: u2, Period: feb},
 		{UserID: u1, Period: feb}})
 	if err != nil {
 		t.Fatal(err)
@@ -44,23 +45,23 @@ func TestLedgerStore(t *testing.T) {
 	}
 
 	now := time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC)
-	entry := func(u string, p usage.Period, seq int, status string, amount int64) *usage.LedgerEntry {
+	entry := func(u string, p usage.Period, seq int, status string, amount int64) *billing.LedgerEntry {
 		line := usage.Line{From: p.Start, To: p.End, PlanID: "pro", Bills: true,
 			Price: usage.Price{Model: usage.PricePackage, UnitSize: 1000, UnitPrice: 50, Currency: "usd"}, Included: 100_000, Used: 1}
-		return &usage.LedgerEntry{UserID: u, Period: p, Seq: seq, Included: 100_000, Used: 1, Units: 1, UnitSize: 1000,
-			UnitPrice: 50, Amount: amount, Currency: "usd", Status: status, IdempotencyKey: usage.IdempotencyKey(u, p.Start, seq),
+		return &billing.LedgerEntry{UserID: u, Period: p, Seq: seq, Included: 100_000, Used: 1, Units: 1, UnitSize: 1000,
+			UnitPrice: 50, Amount: amount, Currency: "usd", Status: status, IdempotencyKey: billing.IdempotencyKey(u, p.Start, seq),
 			Lines: []usage.Line{line}, Description: "charge " + status}
 	}
-	rows := []*usage.LedgerEntry{entry(u1, feb, 0, "pending", 50), entry(u2, feb, 0, "pending", 50), entry(u1, jan, 0, "billed", 70)}
-	progress := []usage.Progress{{UserID: u1, ClosedThrough: feb.End}}
+	rows := []*billing.LedgerEntry{entry(u1, feb, 0, "pending", 50), entry(u2, feb, 0, "pending", 50), entry(u1, jan, 0, "billed", 70)}
+	progress := []billing.Progress{{UserID: u1, ClosedThrough: feb.End}}
 	if n, err := s.InsertLedgerEntries(ctx, rows, progress, now); err != nil || n != 3 {
 		t.Fatalf("InsertLedgerEntries = %d, %v; want 3", n, err)
 	}
 	// The same rows again: nothing inserted; progress never moves back.
-	if n, err := s.InsertLedgerEntries(ctx, rows, []usage.Progress{{UserID: u1, ClosedThrough: jan.End}}, now); err != nil || n != 0 {
+	if n, err := s.InsertLedgerEntries(ctx, rows, []billing.Progress{{UserID: u1, ClosedThrough: jan.End}}, now); err != nil || n != 0 {
 		t.Fatalf("InsertLedgerEntries again = %d, %v; want 0", n, err)
 	}
-	states, _ = s.PeriodStates(ctx, []usage.UserPeriod{{UserID: u1, Period: jan}})
+	states, _ = s.PeriodStates(ctx, []billing.UserPeriod{{UserID: u1, Period: jan}})
 	if st := states[0]; st.Rows != 1 || st.Recorded != 70 || st.Billed != 70 || len(st.Lines) != 1 || st.Lines[0].Price.UnitPrice != 50 {
 		t.Errorf("PeriodStates after insert = %+v", st)
 	}
@@ -69,29 +70,29 @@ func TestLedgerStore(t *testing.T) {
 	// they are leased; the first never takes them again; after MarkRetry
 	// another owner can.
 	lease := 15 * time.Minute
-	a, err := s.ClaimPending(ctx, usage.ClaimRequest{Owner: "a", Now: now, Lease: lease, Limit: 10})
+	a, err := s.ClaimPending(ctx, billing.ClaimRequest{Owner: "a", Now: now, Lease: lease, Limit: 10})
 	if err != nil || len(a) != 2 || a[0].Attempts != 1 || a[0].CustomerID == "" || a[0].SentTo != nil || a[0].Description != "charge pending" {
 		t.Fatalf("ClaimPending(a) = %+v, %v; want 2 rows, 1 attempt, customer ids, never sent", a, err)
 	}
-	if b, _ := s.ClaimPending(ctx, usage.ClaimRequest{Owner: "b", Now: now, Lease: lease, Limit: 10}); len(b) != 0 {
+	if b, _ := s.ClaimPending(ctx, billing.ClaimRequest{Owner: "b", Now: now, Lease: lease, Limit: 10}); len(b) != 0 {
 		t.Errorf("ClaimPending(b) during the lease = %d rows; want 0", len(b))
 	}
 	if err := s.MarkRetry(ctx, a[0].ID, "stripe 503", now); err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := s.ClaimPending(ctx, usage.ClaimRequest{Owner: "a", Now: now, Lease: lease, Limit: 10}); len(again) != 0 {
+	if again, _ := s.ClaimPending(ctx, billing.ClaimRequest{Owner: "a", Now: now, Lease: lease, Limit: 10}); len(again) != 0 {
 		t.Errorf("the same owner claimed %d rows again; want 0", len(again))
 	}
-	b, _ := s.ClaimPending(ctx, usage.ClaimRequest{Owner: "b", Now: now, Lease: lease, Limit: 10})
+	b, _ := s.ClaimPending(ctx, billing.ClaimRequest{Owner: "b", Now: now, Lease: lease, Limit: 10})
 	if len(b) != 1 || b[0].ID != a[0].ID || b[0].Attempts != 2 || b[0].LastError != "stripe 503" || len(b[0].SentTo) != 1 ||
 		b[0].SentTo[0] != a[0].CustomerID {
 		t.Errorf("ClaimPending(b) after release = %+v; want the released row, 2 attempts, sent to %s before", b, a[0].CustomerID)
 	}
-	if err := s.MarkBilled(ctx, []usage.Billed{{LedgerID: b[0].ID, StripeID: "ii_1"}}, now); err != nil {
+	if err := s.MarkBilled(ctx, []billing.Billed{{LedgerID: b[0].ID, StripeID: "ii_1"}}, now); err != nil {
 		t.Fatal(err)
 	}
 	// The lease of the other row ends: a third owner takes it (a crashed run).
-	c, _ := s.ClaimPending(ctx, usage.ClaimRequest{Owner: "c", Now: now.Add(lease), Lease: lease, Limit: 10})
+	c, _ := s.ClaimPending(ctx, billing.ClaimRequest{Owner: "c", Now: now.Add(lease), Lease: lease, Limit: 10})
 	if len(c) != 1 || c[0].ID != a[1].ID {
 		t.Errorf("ClaimPending(c) after the lease = %+v; want the other row", c)
 	}
@@ -120,7 +121,7 @@ func TestLedgerStore(t *testing.T) {
 		t.Errorf("BillableSubscriptions = %+v, %v; want the 2 pro subscriptions, u1 planned through February", billable, err)
 	}
 	// Job runs: opened, then closed with the report.
-	rep := &usage.RunReport{RunID: "run-1", DryRun: true, Inserted: 3}
+	rep := &billing.RunReport{RunID: "run-1", DryRun: true, Inserted: 3}
 	id, err := s.OpenRun(ctx, rep, now, now)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -235,7 +236,7 @@ func TestPlanChangeNoticed(t *testing.T) {
 	}
 	free := usage.Decision{Limit: 10, Quota: usage.QuotaStatus{Included: 1000, Hard: true, Period: usage.PeriodAt(usage.DefaultPeriodAnchor, limitNow)}}
 	check(free)
-	if _, err := postgres.NewAnalyticsStore(db).PutPlan(ctx, usage.PlanChange{UserID: user, PlanID: usage.PlanPro, Who: "ops"}); err != nil {
+	if _, err := postgres.NewAnalyticsStore(db).PutPlan(ctx, report.PlanChange{UserID: user, PlanID: usage.PlanPro, Who: "ops"}); err != nil {
 		t.Fatal(err)
 	}
 	check(free) // within the TTL: the cache holds

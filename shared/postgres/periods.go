@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/usage"
 )
 
 // BillableSubscriptions returns the subscriptions whose terms history
-// holds terms that bill (usage.BillableSubscription.Bills, judged in Go
+// holds terms that bill (billing.BillableSubscription.Bills, judged in Go
 // after Plan.Apply), those with ledger rows (an item adopted from Stripe
 // for terms a restore of the database lost is weighed against the terms
 // left), and those with no history at all, which the run reports: the
@@ -20,7 +21,7 @@ import (
 // (eco_overage_progress). The plans are read once, and the history as
 // arrays of plan ids and overrides, so that 10,000 subscriptions cost one
 // row each and no plan is decoded twice.
-func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*usage.BillableSubscription, error) {
+func (s *LedgerStore) BillableSubscriptions(ctx context.Context) ([]*billing.BillableSubscription, error) {
 	plans := map[string]usage.Plan{}
 	rows, err := s.db.with(billingWork).Query(ctx, `SELECT `+planColumns+` FROM eco_plans p`)
 	if err != nil {
@@ -61,12 +62,12 @@ const billableQuery = `SELECT ` + subscriptionColumns + `, s.user_id::text,
 
 // scanBillable scans billableQuery's rows, merging each history entry's
 // overrides into its plan.
-func scanBillable(rows pgx.Rows, plans map[string]usage.Plan) ([]*usage.BillableSubscription, error) {
+func scanBillable(rows pgx.Rows, plans map[string]usage.Plan) ([]*billing.BillableSubscription, error) {
 	defer rows.Close()
-	var out []*usage.BillableSubscription
+	var out []*billing.BillableSubscription
 	for rows.Next() {
 		var (
-			sub                         usage.BillableSubscription
+			sub                         billing.BillableSubscription
 			froms                       []time.Time
 			planIDs, overrides, changes []string
 			through                     *time.Time
@@ -103,8 +104,8 @@ func scanBillable(rows pgx.Rows, plans map[string]usage.Plan) ([]*usage.Billable
 // the period's days so far (the live counters: periods are whole UTC days;
 // per day only when the period asks ByDay) and the summary of the
 // period's ledger rows.
-func (s *LedgerStore) PeriodStates(ctx context.Context, periods []usage.UserPeriod) ([]usage.PeriodState, error) {
-	out := make([]usage.PeriodState, 0, len(periods))
+func (s *LedgerStore) PeriodStates(ctx context.Context, periods []billing.UserPeriod) ([]billing.PeriodState, error) {
+	out := make([]billing.PeriodState, 0, len(periods))
 	for len(periods) > 0 {
 		n := min(len(periods), periodStateChunk)
 		chunk, err := s.periodStates(ctx, periods[:n])
@@ -152,7 +153,7 @@ CROSS JOIN LATERAL (SELECT count(*)::int AS n, max(l.seq) AS max_seq,
 	FROM eco_overage_ledger l WHERE l.user_id = p.user_id AND l.period_start = p.period_start) l
 ORDER BY p.i`
 
-func (s *LedgerStore) periodStates(ctx context.Context, periods []usage.UserPeriod) ([]usage.PeriodState, error) {
+func (s *LedgerStore) periodStates(ctx context.Context, periods []billing.UserPeriod) ([]billing.PeriodState, error) {
 	users := make([]string, len(periods))
 	starts := make([]time.Time, len(periods))
 	ends := make([]time.Time, len(periods))
@@ -165,11 +166,11 @@ func (s *LedgerStore) periodStates(ctx context.Context, periods []usage.UserPeri
 		return nil, FormatError(fmt.Errorf("read period states: %w", err))
 	}
 	defer rows.Close()
-	out := make([]usage.PeriodState, 0, len(periods))
+	out := make([]billing.PeriodState, 0, len(periods))
 	for rows.Next() {
 		var (
 			i       int64
-			st      usage.PeriodState
+			st      billing.PeriodState
 			days    []time.Time
 			calls   []int64
 			total   int64

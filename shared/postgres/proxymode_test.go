@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/rollup"
-	"github.com/nexus/usage/shared/usage"
 )
 
 // TestProxyModeClosesRuns holds the fault that made every aggregate and
@@ -44,7 +44,7 @@ func TestProxyModeClosesRuns(t *testing.T) {
 	}
 
 	ledger := postgres.NewLedgerStore(db)
-	rep := &usage.RunReport{}
+	rep := &billing.RunReport{}
 	id, err = ledger.OpenRun(ctx, rep, at, at)
 	if err != nil {
 		t.Fatalf("billing OpenRun: %v", err)

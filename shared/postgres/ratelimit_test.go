@@ -14,6 +14,7 @@ import (
 	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -258,7 +259,7 @@ func TestTermsVersion(t *testing.T) {
 		return subs.PutSubscription(ctx, &usage.Subscription{UserID: user, PlanID: usage.PlanFree})
 	})
 	step("plan changed by an admin", func() error {
-		_, err := analytics.PutPlan(ctx, usage.PlanChange{UserID: user, PlanID: usage.PlanPro, Who: "ops"})
+		_, err := analytics.PutPlan(ctx, report.PlanChange{UserID: user, PlanID: usage.PlanPro, Who: "ops"})
 		return err
 	})
 	step("the plan's row edited", exec(`UPDATE eco_plans SET included_calls = included_calls + 1 WHERE plan_id = 'pro'`))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/rollup"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -53,7 +54,7 @@ func TestSumsSaturate(t *testing.T) {
 
 	a := postgres.NewAnalyticsStore(db)
 	r := usage.DayRange{From: days[0], To: days[1]}
-	rows, err := a.EndpointBreakdown(ctx, usage.BreakdownFilter{UserID: user, Range: r, Limit: 10})
+	rows, err := a.EndpointBreakdown(ctx, report.BreakdownFilter{UserID: user, Range: r, Limit: 10})
 	if err != nil {
 		t.Fatalf("EndpointBreakdown: %v", err)
 	}

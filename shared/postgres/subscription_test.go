@@ -7,6 +7,7 @@ import (
 
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -22,9 +23,9 @@ func TestPlanChangeHistory(t *testing.T) {
 	s := postgres.NewAnalyticsStore(db)
 	subs := postgres.NewSubscriptionStore(db)
 	const u = "cccccccc-0000-4000-8000-000000000003"
-	put := func(plan string, o usage.Overrides) *usage.PlanChanged {
+	put := func(plan string, o usage.Overrides) *report.PlanChanged {
 		t.Helper()
-		c, err := s.PutPlan(ctx, usage.PlanChange{UserID: u, PlanID: plan, Overrides: o, Who: "ops"})
+		c, err := s.PutPlan(ctx, report.PlanChange{UserID: u, PlanID: plan, Overrides: o, Who: "ops"})
 		if err != nil {
 			t.Fatalf("PutPlan(%s): %v", plan, err)
 		}
@@ -109,7 +110,7 @@ func TestPriceValidatedOnWrite(t *testing.T) {
 		{"tiers on a package price", usage.Overrides{Tiers: []usage.Tier{{UnitPrice: 1}}}, "tiers"},
 		{"bounds not rising", usage.Overrides{PriceModel: &volume, Tiers: []usage.Tier{{UpTo: ptr(int64(5))}, {UpTo: ptr(int64(5))}, {}}}, "tiers[1].up_to"},
 	} {
-		if _, err := s.PutPlan(ctx, usage.PlanChange{UserID: u, PlanID: "pro", Overrides: tt.o}); usage.ErrorField(err) != tt.field {
+		if _, err := s.PutPlan(ctx, report.PlanChange{UserID: u, PlanID: "pro", Overrides: tt.o}); usage.ErrorField(err) != tt.field {
 			t.Errorf("%s: %v; want a field error naming %s", tt.name, err, tt.field)
 		}
 	}

@@ -1,4 +1,4 @@
-// Package stripebill is the Stripe adapter of usage.Biller: overage becomes
+// Package stripebill is the Stripe adapter of billing.Biller: overage becomes
 // an invoice item on the customer's subscription, created with the ledger
 // row's idempotency key and metadata naming the row, so that a retry never
 // charges twice and a row older than Stripe's key window can be found again.

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/stripebill"
-	"github.com/nexus/usage/shared/usage"
 )
 
 // Example sends a ledger row's overage to a customer as an invoice item
@@ -17,12 +17,12 @@ import (
 func Example() {
 	ctx := context.Background()
 	c := stripebill.New(stripebill.Config{Key: os.Getenv("STRIPE_API_KEY"), RequestsPerSecond: 20, MaxNetworkRetries: 2})
-	entry := &usage.LedgerEntry{ID: "led_1", UserID: "0b0e6f4e-3d0a-4b8c-9d51-6f1f3c1e2a10",
+	entry := &billing.LedgerEntry{ID: "led_1", UserID: "0b0e6f4e-3d0a-4b8c-9d51-6f1f3c1e2a10",
 		Amount: 100, Currency: "usd", IdempotencyKey: "overage-0b0e6f4e-2026-03-15-1", Description: "API calls above the plan"}
 	customer := "cus_123"
 	id, err := c.CreateInvoiceItem(ctx, entry.InvoiceItem(customer), entry.SendKey(customer))
 	switch {
-	case usage.Retryable(err): // leave the row pending: the next run sends the same key
+	case billing.Retryable(err): // leave the row pending: the next run sends the same key
 		fmt.Println("later:", err)
 	case err != nil:
 		fmt.Println("failed:", err)

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/usage"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/invoiceitem"
@@ -46,7 +47,7 @@ type Client struct {
 	items invoiceitem.Client
 }
 
-var _ usage.Biller = (*Client)(nil)
+var _ billing.Biller = (*Client)(nil)
 
 // New returns a client for c.
 func New(c Config) *Client {
@@ -110,7 +111,7 @@ const (
 // invoice) with the amount and currency, the period (Stripe's end is
 // inclusive, so the last second of the period) and metadata naming the
 // ledger row.
-func (c *Client) CreateInvoiceItem(ctx context.Context, item *usage.InvoiceItem, idempotencyKey string) (string, error) {
+func (c *Client) CreateInvoiceItem(ctx context.Context, item *billing.InvoiceItem, idempotencyKey string) (string, error) {
 	if item.Amount <= 0 {
 		return "", usage.Errorf(usage.CodeInvalid, "invoice item amount must be positive, got %d", item.Amount)
 	}
@@ -148,26 +149,26 @@ func (c *Client) CreateInvoiceItem(ctx context.Context, item *usage.InvoiceItem,
 // API does not cover invoice items.) The metadata every item of this code
 // carries names the period and the seq, so the items found are those of
 // any ledger row of the period, however the ledger has lost track of them.
-func (c *Client) FindInvoiceItems(ctx context.Context, customerID, userID string, period usage.Period) ([]usage.FoundItem, error) {
+func (c *Client) FindInvoiceItems(ctx context.Context, customerID, userID string, period usage.Period) ([]billing.FoundItem, error) {
 	p := &stripe.InvoiceItemListParams{Customer: stripe.String(customerID),
 		CreatedRange: &stripe.RangeQueryParams{GreaterThanOrEqual: period.Start.Unix()}}
-	return c.list(ctx, p, func(f usage.FoundItem) bool { return f.UserID == userID && f.Period.Start.Equal(period.Start) })
+	return c.list(ctx, p, func(f billing.FoundItem) bool { return f.UserID == userID && f.Period.Start.Equal(period.Start) })
 }
 
 // ListInvoiceItems pages through every invoice item created since since,
 // newest first, and returns those whose metadata names a ledger row,
 // oldest first.
-func (c *Client) ListInvoiceItems(ctx context.Context, since time.Time) ([]usage.FoundItem, error) {
+func (c *Client) ListInvoiceItems(ctx context.Context, since time.Time) ([]billing.FoundItem, error) {
 	p := &stripe.InvoiceItemListParams{CreatedRange: &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}}
-	return c.list(ctx, p, func(usage.FoundItem) bool { return true })
+	return c.list(ctx, p, func(billing.FoundItem) bool { return true })
 }
 
 // list pages through the items p selects and returns those that name a
 // ledger row and that keep accepts, oldest first.
-func (c *Client) list(ctx context.Context, p *stripe.InvoiceItemListParams, keep func(usage.FoundItem) bool) ([]usage.FoundItem, error) {
+func (c *Client) list(ctx context.Context, p *stripe.InvoiceItemListParams, keep func(billing.FoundItem) bool) ([]billing.FoundItem, error) {
 	p.Limit = stripe.Int64(100)
 	p.Context = ctx
-	var out []usage.FoundItem
+	var out []billing.FoundItem
 	it := c.items.List(p)
 	for it.Next() {
 		if f, ok := foundItem(it.InvoiceItem()); ok && keep(f) {
@@ -184,16 +185,16 @@ func (c *Client) list(ctx context.Context, p *stripe.InvoiceItemListParams, keep
 // foundItem reads the ledger row an item's metadata names (CreateInvoiceItem
 // writes it), and its period (Stripe's end is the period's last second);
 // false for an item that names none.
-func foundItem(ii *stripe.InvoiceItem) (usage.FoundItem, bool) {
+func foundItem(ii *stripe.InvoiceItem) (billing.FoundItem, bool) {
 	seq, err := strconv.Atoi(ii.Metadata[MetaSeq])
 	if err != nil || ii.Metadata[MetaUserID] == "" || ii.Period == nil {
-		return usage.FoundItem{}, false
+		return billing.FoundItem{}, false
 	}
-	f := usage.FoundItem{ID: ii.ID, LedgerID: ii.Metadata[MetaLedgerID], UserID: ii.Metadata[MetaUserID], Seq: seq,
+	f := billing.FoundItem{ID: ii.ID, LedgerID: ii.Metadata[MetaLedgerID], UserID: ii.Metadata[MetaUserID], Seq: seq,
 		Period: usage.Period{Start: time.Unix(ii.Period.Start, 0).UTC(), End: time.Unix(ii.Period.End+1, 0).UTC()},
 		Amount: ii.Amount, Currency: string(ii.Currency)}
 	if f.Period.Start.Format(time.DateOnly) != ii.Metadata[MetaPeriodStart] {
-		return usage.FoundItem{}, false
+		return billing.FoundItem{}, false
 	}
 	return f, true
 }

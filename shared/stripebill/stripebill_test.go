@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/stripebill/stripetest"
 	"github.com/nexus/usage/shared/usage"
@@ -50,8 +51,8 @@ func TestConvertError(t *testing.T) {
 	}
 }
 
-func testItem(n int) *usage.InvoiceItem {
-	return &usage.InvoiceItem{
+func testItem(n int) *billing.InvoiceItem {
+	return &billing.InvoiceItem{
 		LedgerID: fmt.Sprintf("00000000-0000-4000-8000-%012d", n), UserID: "00000000-0000-4000-8000-000000000001",
 		CustomerID: "cus_1", SubscriptionID: "sub_1", Seq: 0, Amount: 150, Currency: "usd", Description: "API overage",
 		Period: usage.Period{Start: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)},
@@ -110,7 +111,7 @@ func TestCreateAndFindInvoiceItems(t *testing.T) {
 	if since != "1772323200" {
 		t.Errorf("the lookup lists the items created since %q; want since the period's start, 1772323200", since)
 	}
-	if _, err := c.CreateInvoiceItem(ctx, &usage.InvoiceItem{CustomerID: "cus_1", Amount: -5, Currency: "usd"}, "k"); usage.ErrorCode(err) != usage.CodeInvalid {
+	if _, err := c.CreateInvoiceItem(ctx, &billing.InvoiceItem{CustomerID: "cus_1", Amount: -5, Currency: "usd"}, "k"); usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("negative amount: %v; want CodeInvalid", err)
 	}
 }
@@ -120,7 +121,7 @@ func TestCreateErrors(t *testing.T) {
 	fake.FailCustomer("cus_1", http.StatusPaymentRequired)
 	c := New(Config{Key: "sk_test", URL: fake.URL})
 	_, err := c.CreateInvoiceItem(context.Background(), testItem(1), "k1")
-	if usage.ErrorCode(err) != usage.CodeInvalid || usage.Retryable(err) {
+	if usage.ErrorCode(err) != usage.CodeInvalid || billing.Retryable(err) {
 		t.Errorf("402: %v; want permanent CodeInvalid", err)
 	}
 	// stripe-go retries a 503 with the same key (not a POST's 500, which Stripe
@@ -137,7 +138,7 @@ func TestCreateErrors(t *testing.T) {
 	}
 	// Nobody listening: a network error, retryable.
 	c = New(Config{Key: "sk_test", URL: "http://127.0.0.1:1"})
-	if _, err := c.CreateInvoiceItem(context.Background(), testItem(1), "k3"); !usage.Retryable(err) {
+	if _, err := c.CreateInvoiceItem(context.Background(), testItem(1), "k3"); !billing.Retryable(err) {
 		t.Errorf("network error: %v; want retryable", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -29,7 +30,7 @@ func TestNetworkErrorsInOurWords(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := New(Config{Key: "sk_test_123", URL: tt.url, MaxNetworkRetries: 0})
-			_, err := c.CreateInvoiceItem(context.Background(), &usage.InvoiceItem{LedgerID: "l", CustomerID: "cus_1", Amount: 1, Currency: "usd"}, "k")
+			_, err := c.CreateInvoiceItem(context.Background(), &billing.InvoiceItem{LedgerID: "l", CustomerID: "cus_1", Amount: 1, Currency: "usd"}, "k")
 			if usage.ErrorCode(err) != usage.CodeUnavailable {
 				t.Fatalf("code %s (%v); want unavailable", usage.ErrorCode(err), err)
 			}

@@ -134,3 +134,5 @@ type errTest string
 func (e errTest) Error() string { return string(e) }
 
 func ptr[T any](v T) *T { return &v }
+
+func day(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }

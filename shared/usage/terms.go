@@ -129,7 +129,7 @@ func CheckCurrency(p Period, history []Terms) error {
 		}
 		if c, f := s.Terms.Effective.Currency, first.Terms.Effective.Currency; c != f {
 			return FieldErrorf("currency", "the billing period %s bills in %s from %s on; a period is billed in one currency, so terms in %s can start with the next period only",
-				span(p.Start, p.End), strings.ToUpper(f), first.From.Format(time.DateOnly), strings.ToUpper(c))
+				FormatDays(p.Start, p.End), strings.ToUpper(f), first.From.Format(time.DateOnly), strings.ToUpper(c))
 		}
 	}
 	return nil
@@ -250,25 +250,6 @@ type Line struct {
 	// packages they add (Units), its amount. Tiers are those of the
 	// period's billable calls through the segment.
 	PriceCharge
-}
-
-// capProjection lowers the last line of projected lines so that their
-// calls add up to at most limit (Project adds the projection to it), and
-// prices it again.
-func capProjection(lines []Line, limit int64) error {
-	if len(lines) == 0 {
-		return nil
-	}
-	var total int64
-	for _, l := range lines {
-		total += l.Used
-	}
-	if total <= limit {
-		return nil
-	}
-	last := &lines[len(lines)-1]
-	last.Used = max(0, last.Used-(total-limit))
-	return last.price()
 }
 
 // PriceLines prices the segments of period p that end by until (all of
@@ -451,4 +432,28 @@ func Project(p Period, lines []Line, now time.Time) ([]Line, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// FormatDays writes [from, to) as its first and last days.
+func FormatDays(from, to time.Time) string {
+	return from.UTC().Format(time.DateOnly) + " – " + to.Add(-time.Nanosecond).UTC().Format(time.DateOnly)
+}
+
+// CapProjection lowers the last line of projected lines so that their
+// calls add up to at most limit (Project adds the projection to it), and
+// prices it again.
+func CapProjection(lines []Line, limit int64) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	var total int64
+	for _, l := range lines {
+		total += l.Used
+	}
+	if total <= limit {
+		return nil
+	}
+	last := &lines[len(lines)-1]
+	last.Used = max(0, last.Used-(total-limit))
+	return last.price()
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/billing"
+	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -131,7 +133,7 @@ func TestNeedsDays(t *testing.T) {
 		{"an upgrade inside", []usage.Terms{pro, {From: day(2026, 2, 10), PlanID: "enterprise", Effective: entTerms}}, true},
 		{"started inside", []usage.Terms{{From: day(2026, 2, 10), PlanID: "pro", Effective: proTerms}}, true},
 	} {
-		if got := usage.NeedsDays(feb, tt.history); got != tt.want {
+		if got := billing.NeedsDays(feb, tt.history); got != tt.want {
 			t.Errorf("%s: NeedsDays = %v; want %v", tt.name, got, tt.want)
 		}
 	}
@@ -337,7 +339,7 @@ func TestSummarizeHardQuotaProjection(t *testing.T) {
 				PriceModel: usage.PricePerUnit, OverageUnitSize: 1, OverageUnitPrice: 1, Currency: "usd"}
 			sub := &usage.Subscription{UserID: "u", PlanID: "p", Effective: plan, PeriodAnchor: start}
 			days := []usage.DayCalls{{Day: start, Calls: tt.used}}
-			s, err := usage.Summarize(sub, nil, days, nil, now)
+			s, err := report.Summarize(sub, nil, days, nil, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -412,32 +414,32 @@ func TestOverridesMerge(t *testing.T) {
 // TestReconcile: the items Stripe holds for a period against its rows.
 func TestReconcile(t *testing.T) {
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
-	e := &usage.LedgerEntry{UserID: termsUser, Period: feb, Seq: 2, Amount: 300, Currency: "usd", PeriodRows: []usage.RowState{
-		{Seq: 0, Status: usage.LedgerBilled, Amount: 1000, StripeID: "ii_0"},
-		{Seq: 1, Status: usage.LedgerSkipped},
-		{Seq: 2, Status: usage.LedgerPending, Amount: 300}}}
-	item := func(id string, seq int, amount int64) usage.FoundItem {
-		return usage.FoundItem{ID: id, Seq: seq, Amount: amount, Currency: "usd"}
+	e := &billing.LedgerEntry{UserID: termsUser, Period: feb, Seq: 2, Amount: 300, Currency: "usd", PeriodRows: []billing.RowState{
+		{Seq: 0, Status: billing.LedgerBilled, Amount: 1000, StripeID: "ii_0"},
+		{Seq: 1, Status: billing.LedgerSkipped},
+		{Seq: 2, Status: billing.LedgerPending, Amount: 300}}}
+	item := func(id string, seq int, amount int64) billing.FoundItem {
+		return billing.FoundItem{ID: id, Seq: seq, Amount: amount, Currency: "usd"}
 	}
 	for _, tt := range []struct {
 		name    string
-		found   []usage.FoundItem
+		found   []billing.FoundItem
 		own     string
 		adopt   []string
 		changed bool
 		dups    int
 	}{
-		{"nothing new", []usage.FoundItem{item("ii_0", 0, 1000)}, "", nil, false, 0},
-		{"the row's own item", []usage.FoundItem{item("ii_0", 0, 1000), item("ii_2", 2, 300)}, "ii_2", nil, false, 0},
+		{"nothing new", []billing.FoundItem{item("ii_0", 0, 1000)}, "", nil, false, 0},
+		{"the row's own item", []billing.FoundItem{item("ii_0", 0, 1000), item("ii_2", 2, 300)}, "ii_2", nil, false, 0},
 		// A restore lost seq 1's item (the row was planned again, found
 		// nothing due): the ledger charged 1,000, Stripe 1,250.
-		{"an item the ledger lost", []usage.FoundItem{item("ii_0", 0, 1000), item("ii_1", 1, 250)}, "", []string{"ii_1"}, true, 0},
-		{"an item of a seq the ledger has no row for", []usage.FoundItem{item("ii_0", 0, 1000), item("ii_7", 7, 5)}, "", []string{"ii_7"}, true, 0},
-		{"two items of one seq", []usage.FoundItem{item("ii_0", 0, 1000), item("ii_x", 0, 1000), item("ii_2", 2, 300), item("ii_y", 2, 300)},
+		{"an item the ledger lost", []billing.FoundItem{item("ii_0", 0, 1000), item("ii_1", 1, 250)}, "", []string{"ii_1"}, true, 0},
+		{"an item of a seq the ledger has no row for", []billing.FoundItem{item("ii_0", 0, 1000), item("ii_7", 7, 5)}, "", []string{"ii_7"}, true, 0},
+		{"two items of one seq", []billing.FoundItem{item("ii_0", 0, 1000), item("ii_x", 0, 1000), item("ii_2", 2, 300), item("ii_y", 2, 300)},
 			"ii_2", nil, false, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := usage.Reconcile(e, tt.found)
+			r := billing.Reconcile(e, tt.found)
 			var adopted []string
 			for _, a := range r.Adopt {
 				adopted = append(adopted, a.Item.ID)

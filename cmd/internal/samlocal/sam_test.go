@@ -29,6 +29,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nexus/usage/cmd/internal/samlocal"
 	"github.com/nexus/usage/cmd/internal/seed"
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/rollup"
@@ -294,7 +295,7 @@ func testOverage(ctx context.Context, t *testing.T, s *stack, db *postgres.DB, u
 			t.Fatal(err)
 		}
 	}
-	var rep usage.RunReport
+	var rep billing.RunReport
 	out := s.invoke(ctx, t, "OverageFunction", filepath.Join(s.root, "events/overage-dry-run.json"))
 	if err := json.Unmarshal(out, &rep); err != nil || !rep.DryRun || rep.PlannedRows == 0 {
 		t.Fatalf("dry run answered %s (%v); want a dry run with planned rows", out, err)
@@ -303,11 +304,11 @@ func testOverage(ctx context.Context, t *testing.T, s *stack, db *postgres.DB, u
 		t.Errorf("the dry run wrote %d ledger rows; want none", n)
 	}
 	out = s.invoke(ctx, t, "OverageFunction", filepath.Join(s.root, "events/overage/scheduled.json"))
-	rep = usage.RunReport{}
+	rep = billing.RunReport{}
 	if err := json.Unmarshal(out, &rep); err != nil || rep.DryRun || rep.Billed == 0 || rep.Failed != 0 {
 		t.Fatalf("real run answered %s (%v); want rows billed and none failed", out, err)
 	}
-	if billed, all := ledgerRows(ctx, t, db, usage.LedgerBilled), ledgerRows(ctx, t, db, ""); billed != rep.Billed || billed != all {
+	if billed, all := ledgerRows(ctx, t, db, billing.LedgerBilled), ledgerRows(ctx, t, db, ""); billed != rep.Billed || billed != all {
 		t.Errorf("%d of %d ledger rows billed; the run reports %d", billed, all, rep.Billed)
 	}
 }

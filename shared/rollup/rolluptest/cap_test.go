@@ -12,7 +12,7 @@ import (
 
 // TestRollupEventsEndpointCap: a user's day beyond maxEndpoints distinct
 // endpoints keeps its most called ones by name and the rest under
-// usage.OtherEndpoint, one row per API key, with every total unchanged;
+// rollup.OtherEndpoint, one row per API key, with every total unchanged;
 // other users and days are untouched.
 func TestRollupEventsEndpointCap(t *testing.T) {
 	const u1, u2, k = "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002", "00000000-0000-4000-9000-000000000001"

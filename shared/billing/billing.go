@@ -1,4 +1,4 @@
-package usage
+package billing
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // Ledger statuses. A row is written pending (or skipped when there is
@@ -26,10 +28,10 @@ const (
 // skipped): it is never sent to Stripe. Billing runs write and claim
 // entries; the admin API lists them as they are.
 type LedgerEntry struct {
-	ID     string `json:"id"`
-	UserID string `json:"user_id"`
-	Period Period `json:"period"`
-	Seq    int    `json:"seq"`
+	ID     string       `json:"id"`
+	UserID string       `json:"user_id"`
+	Period usage.Period `json:"period"`
+	Seq    int          `json:"seq"`
 	// Included and Used sum the lines; Units sums their packages (package
 	// prices), UnitSize and UnitPrice are the last billing line's. Amount
 	// is this row's share: the lines' total minus the rows before it.
@@ -49,7 +51,7 @@ type LedgerEntry struct {
 	Note string `json:"note,omitempty"`
 	// Lines are the period's pricing as of this row, one per segment that
 	// was closed when the row was written.
-	Lines []Line `json:"lines,omitempty"`
+	Lines []usage.Line `json:"lines,omitempty"`
 	// Description is the invoice line, as sent on every attempt.
 	Description string `json:"description"`
 	// SentTo are the Stripe customers the row was claimed for, first
@@ -125,7 +127,7 @@ type InvoiceItem struct {
 	UserID         string
 	CustomerID     string
 	SubscriptionID string
-	Period         Period
+	Period         usage.Period
 	Seq            int
 	Amount         int64
 	Currency       string
@@ -139,7 +141,7 @@ type FoundItem struct {
 	ID       string
 	LedgerID string
 	UserID   string
-	Period   Period
+	Period   usage.Period
 	Seq      int
 	Amount   int64
 	Currency string
@@ -171,7 +173,7 @@ type Biller interface {
 	// checks before it creates an item that may exist whatever the ledger
 	// says (a restore of the database loses the rows of items it created,
 	// and a key protects a day only).
-	FindInvoiceItems(ctx context.Context, customerID, userID string, p Period) ([]FoundItem, error)
+	FindInvoiceItems(ctx context.Context, customerID, userID string, p usage.Period) ([]FoundItem, error)
 	// ListInvoiceItems returns every item created since since whose
 	// metadata names a ledger row, oldest first: what a run reconciles the
 	// ledger with before it plans.
@@ -182,8 +184,8 @@ type Biller interface {
 // same idempotency key: provider or network unavailable, rate limited, or an
 // unclassified (internal) error.
 func Retryable(err error) bool {
-	switch ErrorCode(err) {
-	case CodeUnavailable, CodeRateLimited, CodeInternal:
+	switch usage.ErrorCode(err) {
+	case usage.CodeUnavailable, usage.CodeRateLimited, usage.CodeInternal:
 		return true
 	}
 	return false
@@ -192,7 +194,7 @@ func Retryable(err error) bool {
 // UserPeriod names one billing period of one user.
 type UserPeriod struct {
 	UserID string
-	Period Period
+	Period usage.Period
 	// ByDay asks for the period's calls per day; without it the store may
 	// answer their sum as one DayCalls on the period's first day, enough
 	// for a period under one set of terms throughout (NeedsDays).
@@ -201,8 +203,8 @@ type UserPeriod struct {
 
 // NeedsDays reports whether pricing period p under history needs its
 // calls per day: unless one segment covers the whole period.
-func NeedsDays(p Period, history []Terms) bool {
-	segs := Segments(p, history)
+func NeedsDays(p usage.Period, history []usage.Terms) bool {
+	segs := usage.Segments(p, history)
 	return len(segs) != 1 || !segs[0].From.Equal(p.Start) || !segs[0].To.Equal(p.End)
 }
 
@@ -212,7 +214,7 @@ type PeriodState struct {
 	UserPeriod
 	// Days are the period's days with calls, from the live counters (or
 	// their sum on the first day, unless the period asked ByDay).
-	Days []DayCalls
+	Days []usage.DayCalls
 	// Rows is the number of ledger rows; MaxSeq the highest seq among them.
 	Rows   int
 	MaxSeq int
@@ -233,7 +235,7 @@ type PeriodState struct {
 	// Lines are the latest row's lines, the terms the period's closed
 	// segments were billed with; rows from before lines were kept read as
 	// one package line over the whole period.
-	Lines []Line
+	Lines []usage.Line
 }
 
 // Used returns the period's calls so far.
@@ -248,9 +250,9 @@ func (s PeriodState) Used() int64 {
 // BillableSubscription is a subscription as a billing run sees it: its
 // terms history and how far its periods are planned.
 type BillableSubscription struct {
-	Subscription
+	usage.Subscription
 	// History is the terms history, oldest first.
-	History []Terms
+	History []usage.Terms
 	// ClosedThrough is the end of the latest closed period up to which
 	// every period has its ledger rows; zero when none has.
 	ClosedThrough time.Time
@@ -264,9 +266,9 @@ func (s *BillableSubscription) Unbillable() string {
 	switch {
 	case len(s.History) == 0:
 		return "the subscription has no terms history: its usage cannot be priced"
-	case Day(s.History[0].From).After(s.PeriodAnchor):
+	case usage.Day(s.History[0].From).After(s.PeriodAnchor):
 		return fmt.Sprintf("the subscription's terms start on %s, after its period anchor %s: the usage of the days between cannot be priced",
-			Day(s.History[0].From).Format(time.DateOnly), s.PeriodAnchor.UTC().Format(time.DateOnly))
+			usage.Day(s.History[0].From).Format(time.DateOnly), s.PeriodAnchor.UTC().Format(time.DateOnly))
 	}
 	return ""
 }
@@ -304,7 +306,7 @@ type Billed struct {
 // the row of its seq becomes billed with it, created when missing.
 type Adopted struct {
 	UserID string
-	Period Period
+	Period usage.Period
 	Item   FoundItem
 	Note   string
 }

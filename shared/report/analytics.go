@@ -1,9 +1,12 @@
-package usage
+package report
 
 import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/nexus/usage/shared/billing"
+	"github.com/nexus/usage/shared/usage"
 )
 
 // UsageSummary is what a user sees about the current billing period.
@@ -11,17 +14,17 @@ type UsageSummary struct {
 	UserID string `json:"user_id"`
 	// Plan is the plan in force now; Included its included calls, the
 	// quota the limiter applies.
-	Plan      Plan   `json:"plan"`
-	Period    Period `json:"period"`
-	Included  int64  `json:"included"`
-	Used      int64  `json:"used"`
-	Remaining int64  `json:"remaining"`
+	Plan      usage.Plan   `json:"plan"`
+	Period    usage.Period `json:"period"`
+	Included  int64        `json:"included"`
+	Used      int64        `json:"used"`
+	Remaining int64        `json:"remaining"`
 	// OverageToDate prices the period's usage so far, segment by segment
 	// of the terms history, as the overage job will.
-	OverageToDate PeriodCharge `json:"overage_to_date"`
+	OverageToDate usage.PeriodCharge `json:"overage_to_date"`
 	// Projected is the overage at the period's end if the period's rate so
 	// far goes on (Project).
-	Projected PeriodCharge `json:"projected"`
+	Projected usage.PeriodCharge `json:"projected"`
 	// Billed is what the ledger holds for the earlier periods, newest
 	// first, at most MaxBilledPeriods.
 	Billed []BilledPeriod `json:"billed"`
@@ -35,7 +38,7 @@ const MaxBilledPeriods = 12
 
 // BilledPeriod is the ledger's view of one earlier period of a user.
 type BilledPeriod struct {
-	Period Period `json:"period"`
+	Period usage.Period `json:"period"`
 	// Amount is the overage charged or owed for the period: its billed,
 	// pending and failed rows (credits for review are not included).
 	Amount   int64  `json:"amount"`
@@ -48,7 +51,7 @@ type BilledPeriod struct {
 
 // LedgerSums are a period's ledger rows summed by status.
 type LedgerSums struct {
-	Period   Period
+	Period   usage.Period
 	Currency string
 	Billed   int64
 	Pending  int64
@@ -61,14 +64,14 @@ type LedgerSums struct {
 
 // NewBilledPeriod judges a period's ledger rows.
 func NewBilledPeriod(s LedgerSums) BilledPeriod {
-	b := BilledPeriod{Period: s.Period, Currency: s.Currency, Amount: s.Billed + s.Pending + s.Failed, Status: LedgerSkipped}
+	b := BilledPeriod{Period: s.Period, Currency: s.Currency, Amount: s.Billed + s.Pending + s.Failed, Status: billing.LedgerSkipped}
 	switch {
 	case s.FailedRows > 0:
-		b.Status = LedgerFailed
+		b.Status = billing.LedgerFailed
 	case s.PendingRows > 0:
-		b.Status = LedgerPending
+		b.Status = billing.LedgerPending
 	case s.BilledRows > 0:
-		b.Status = LedgerBilled
+		b.Status = billing.LedgerBilled
 	}
 	return b
 }
@@ -79,12 +82,12 @@ func NewBilledPeriod(s LedgerSums) BilledPeriod {
 // under its current terms since its anchor) and projected to the period's
 // end, and the ledger of the earlier periods (ledger, newest first; the
 // current period's rows are left out).
-func Summarize(sub *Subscription, history []Terms, days []DayCalls, ledger []LedgerSums, now time.Time) (*UsageSummary, error) {
+func Summarize(sub *usage.Subscription, history []usage.Terms, days []usage.DayCalls, ledger []LedgerSums, now time.Time) (*UsageSummary, error) {
 	now = now.UTC()
 	plan := sub.At(now)
-	p := PeriodAt(sub.PeriodAnchor, now)
+	p := usage.PeriodAt(sub.PeriodAnchor, now)
 	s := &UsageSummary{UserID: sub.UserID, Plan: plan, Period: p, Included: plan.IncludedCalls, Billed: []BilledPeriod{}}
-	var in []DayCalls
+	var in []usage.DayCalls
 	for _, d := range days {
 		if p.Contains(d.Day) {
 			s.Used += d.Calls
@@ -93,16 +96,16 @@ func Summarize(sub *Subscription, history []Terms, days []DayCalls, ledger []Led
 	}
 	s.Remaining = max(0, s.Included-s.Used)
 	if len(history) == 0 {
-		history = []Terms{{From: sub.PeriodAnchor, PlanID: sub.PlanID, Overrides: sub.Overrides, Effective: sub.Effective}}
+		history = []usage.Terms{{From: sub.PeriodAnchor, PlanID: sub.PlanID, Overrides: sub.Overrides, Effective: sub.Effective}}
 	}
-	lines, err := PriceLines(p, Segments(p, history), in, nil, p.End)
+	lines, err := usage.PriceLines(p, usage.Segments(p, history), in, nil, p.End)
 	if err != nil {
 		return nil, err
 	}
-	if s.OverageToDate, err = NewPeriodCharge(lines); err != nil {
+	if s.OverageToDate, err = usage.NewPeriodCharge(lines); err != nil {
 		return nil, err
 	}
-	projected, err := Project(p, lines, now)
+	projected, err := usage.Project(p, lines, now)
 	if err != nil {
 		return nil, err
 	}
@@ -110,11 +113,11 @@ func Summarize(sub *Subscription, history []Terms, days []DayCalls, ledger []Led
 		// A hard quota stops the calls at the included ones: the period
 		// cannot end above them (or above what it has used already, the
 		// overshoot the limiter allows).
-		if err := capProjection(projected, max(plan.IncludedCalls, s.Used)); err != nil {
+		if err := usage.CapProjection(projected, max(plan.IncludedCalls, s.Used)); err != nil {
 			return nil, err
 		}
 	}
-	if s.Projected, err = NewPeriodCharge(projected); err != nil {
+	if s.Projected, err = usage.NewPeriodCharge(projected); err != nil {
 		return nil, err
 	}
 	for _, l := range ledger {
@@ -167,7 +170,7 @@ type BreakdownCursor struct {
 // BreakdownFilter selects a page of a breakdown.
 type BreakdownFilter struct {
 	UserID string
-	Range  DayRange
+	Range  usage.DayRange
 	Limit  int
 	After  *BreakdownCursor
 }
@@ -213,7 +216,7 @@ type TopUser struct {
 
 // TopUsersFilter selects the top users.
 type TopUsersFilter struct {
-	Range DayRange
+	Range usage.DayRange
 	By    string
 	Limit int
 }
@@ -227,11 +230,11 @@ type TopUsersFilter struct {
 // set those given, and Unset (OverrideNames) drops overrides back to the
 // plan's values; the others are kept.
 type PlanChange struct {
-	UserID    string    `json:"-"`
-	PlanID    string    `json:"plan_id"`
-	Overrides Overrides `json:"overrides"`
-	Partial   bool      `json:"-"`
-	Unset     []string  `json:"-"`
+	UserID    string          `json:"-"`
+	PlanID    string          `json:"plan_id"`
+	Overrides usage.Overrides `json:"overrides"`
+	Partial   bool            `json:"-"`
+	Unset     []string        `json:"-"`
 	// Who is the admin making the change, for the audit trail.
 	Who string `json:"-"`
 }
@@ -246,13 +249,13 @@ type PlanChange struct {
 // and those asked for, from EffectiveAt; Changed names what differs
 // (ChangedTerms); Cancelled is a pending downgrade the change replaced.
 type PlanChanged struct {
-	*Subscription
-	Change      string    `json:"change"`
-	EffectiveAt time.Time `json:"effective_at"`
-	Before      *Terms    `json:"before"`
-	After       Terms     `json:"after"`
-	Changed     []string  `json:"changed"`
-	Cancelled   *Terms    `json:"cancelled,omitempty"`
+	*usage.Subscription
+	Change      string       `json:"change"`
+	EffectiveAt time.Time    `json:"effective_at"`
+	Before      *usage.Terms `json:"before"`
+	After       usage.Terms  `json:"after"`
+	Changed     []string     `json:"changed"`
+	Cancelled   *usage.Terms `json:"cancelled,omitempty"`
 }
 
 // PlanAuditEntry is one audited change of a user's plan: the admin who made
@@ -308,7 +311,7 @@ type LedgerLister interface {
 	// ListLedgerPage returns a page of ledger rows in cursor order. A
 	// Limit below 1 is CodeInvalid naming "limit", a cursor whose user is
 	// not a UUID CodeInvalid naming "cursor".
-	ListLedgerPage(ctx context.Context, f LedgerPage) ([]LedgerEntry, error)
+	ListLedgerPage(ctx context.Context, f LedgerPage) ([]billing.LedgerEntry, error)
 }
 
 // UsageReader answers what a user asks about their own usage (the user
@@ -325,7 +328,7 @@ type UsageReader interface {
 	// DailyUsage returns one row per day of the range, zeros included:
 	// closed, aggregated days from the rollup, and today and days waiting
 	// to be aggregated (dirty, or with no rollup) from the live counters.
-	DailyUsage(ctx context.Context, userID string, r DayRange, now time.Time) ([]DailyUsage, error)
+	DailyUsage(ctx context.Context, userID string, r usage.DayRange, now time.Time) ([]DailyUsage, error)
 	// EndpointBreakdown returns a page of the user's usage per endpoint
 	// from the rollup, in cursor order. A Limit below 1 is CodeInvalid
 	// naming "limit".
@@ -345,7 +348,7 @@ type UsageReader interface {
 // outages CodeUnavailable.
 type AdminStore interface {
 	// AdminSummary returns system-wide usage over the range.
-	AdminSummary(ctx context.Context, r DayRange, now time.Time) (*AdminSummary, error)
+	AdminSummary(ctx context.Context, r usage.DayRange, now time.Time) (*AdminSummary, error)
 	// TopUsers returns the users with the most calls, errors or overage.
 	// An unknown ranking is CodeInvalid naming "by".
 	TopUsers(ctx context.Context, f TopUsersFilter, now time.Time) ([]TopUser, error)
@@ -364,7 +367,7 @@ type AdminStore interface {
 	PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]PlanAuditEntry, error)
 	// QueueAggregation marks the range's days dirty so that the next
 	// aggregate run recomputes them, and returns how many days it marked.
-	QueueAggregation(ctx context.Context, r DayRange) (int, error)
+	QueueAggregation(ctx context.Context, r usage.DayRange) (int, error)
 	// RejectedEvents returns up to limit quarantined events with ids below
 	// before (0: from the newest), newest first.
 	RejectedEvents(ctx context.Context, before int64, limit int) ([]RejectedEvent, error)
@@ -375,5 +378,5 @@ type AdminStore interface {
 	// the row after. Returns CodeInvalid naming "id" for an id that is not
 	// a UUID, CodeNotFound for no such row, CodeConflict for a row that is
 	// not failed.
-	RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*LedgerEntry, error)
+	RetryLedgerEntry(ctx context.Context, ledgerID, who string) (*billing.LedgerEntry, error)
 }

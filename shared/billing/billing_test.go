@@ -1,4 +1,4 @@
-package usage_test
+package billing_test
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -46,8 +47,8 @@ func TestDuePeriods(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sub := &usage.BillableSubscription{Subscription: usage.Subscription{PeriodAnchor: tt.anchor}, History: tt.history, ClosedThrough: tt.through}
-			got := usage.DuePeriods(sub, tt.now, usage.DefaultGrace, usage.DefaultLookback)
+			sub := &billing.BillableSubscription{Subscription: usage.Subscription{PeriodAnchor: tt.anchor}, History: tt.history, ClosedThrough: tt.through}
+			got := billing.DuePeriods(sub, tt.now, billing.DefaultGrace, billing.DefaultLookback)
 			if len(got) != tt.want || (tt.first != nil && got[0] != *tt.first) || (tt.last != nil && got[len(got)-1] != *tt.last) {
 				t.Errorf("DuePeriods(%v, %v) = %v; want %d periods from %v to %v", tt.anchor, tt.now, got, tt.want, tt.first, tt.last)
 			}
@@ -58,62 +59,62 @@ func TestDuePeriods(t *testing.T) {
 func TestPlanPeriod(t *testing.T) {
 	const user = "00000000-0000-4000-8000-000000000001"
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
-	pro := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "pro", PeriodAnchor: day(2026, 1, 1)},
+	pro := &billing.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "pro", PeriodAnchor: day(2026, 1, 1)},
 		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms}}}
 	// pro, then free from the period's end (a downgrade asked for in February).
-	toFree := &usage.BillableSubscription{Subscription: pro.Subscription,
+	toFree := &billing.BillableSubscription{Subscription: pro.Subscription,
 		History: append(slices.Clone(pro.History), usage.Terms{From: feb.End, PlanID: "free", Effective: freePlan, Change: usage.ChangeDowngrade})}
 	// pro, then enterprise from 10 February 14:00 (an upgrade).
-	toEnt := &usage.BillableSubscription{Subscription: pro.Subscription,
+	toEnt := &billing.BillableSubscription{Subscription: pro.Subscription,
 		History: append(slices.Clone(pro.History), usage.Terms{From: time.Date(2026, 2, 10, 14, 0, 0, 0, time.UTC), PlanID: "enterprise",
 			Effective: entTerms, Change: usage.ChangeUpgrade})}
 	calls := func(n int64) []usage.DayCalls { return []usage.DayCalls{{Day: day(2026, 2, 5), Calls: n}} }
 	billedAt40 := []usage.Line{{From: feb.Start, To: feb.End, PlanID: "pro", Bills: true, Included: 100_000,
 		Price: usage.Price{Model: usage.PricePackage, UnitSize: 1000, UnitPrice: 40, Currency: "usd"}}}
-	up := usage.UserPeriod{UserID: user, Period: feb}
+	up := billing.UserPeriod{UserID: user, Period: feb}
 	closed := time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC)
 	tests := []struct {
 		name string
-		sub  *usage.BillableSubscription
-		st   usage.PeriodState
+		sub  *billing.BillableSubscription
+		st   billing.PeriodState
 		now  time.Time
-		want *usage.LedgerEntry // compared on Seq, Status, Units, Amount
+		want *billing.LedgerEntry // compared on Seq, Status, Units, Amount
 	}{
-		{"below quota", pro, usage.PeriodState{UserPeriod: up, Days: calls(99_999)}, closed, &usage.LedgerEntry{Seq: 0, Status: "skipped"}},
-		{"at quota", pro, usage.PeriodState{UserPeriod: up, Days: calls(100_000)}, closed, &usage.LedgerEntry{Seq: 0, Status: "skipped"}},
-		{"one call above", pro, usage.PeriodState{UserPeriod: up, Days: calls(100_001)}, closed, &usage.LedgerEntry{Seq: 0, Status: "pending", Units: 1, Amount: 50}},
-		{"not closed yet", pro, usage.PeriodState{UserPeriod: up, Days: calls(150_000)}, day(2026, 2, 20), nil},
-		{"billed, nothing new", pro, usage.PeriodState{UserPeriod: up, Days: calls(102_000), Rows: 1, Recorded: 80, Lines: billedAt40}, closed, nil},
-		{"late usage, priced with the billed terms", pro, usage.PeriodState{UserPeriod: up, Days: calls(105_000), Rows: 1, Recorded: 80, Lines: billedAt40}, closed,
-			&usage.LedgerEntry{Seq: 1, Status: "pending", Units: 5, Amount: 120}},
-		{"a failed row accounts for its amount: no second row", pro, usage.PeriodState{UserPeriod: up, Days: calls(150_000), Rows: 1, Recorded: 2500}, closed, nil},
-		{"usage fell: a credit for review", pro, usage.PeriodState{UserPeriod: up, Days: calls(101_000), Rows: 2, MaxSeq: 1, Recorded: 200, Lines: billedAt40}, closed,
-			&usage.LedgerEntry{Seq: 2, Status: "skipped", Units: 1, Amount: -160}},
-		{"billed and beyond the lookback", pro, usage.PeriodState{UserPeriod: up, Days: calls(500_000), Rows: 1, Recorded: 80, Lines: billedAt40},
-			feb.End.Add(usage.DefaultLookback + time.Hour), nil},
+		{"below quota", pro, billing.PeriodState{UserPeriod: up, Days: calls(99_999)}, closed, &billing.LedgerEntry{Seq: 0, Status: "skipped"}},
+		{"at quota", pro, billing.PeriodState{UserPeriod: up, Days: calls(100_000)}, closed, &billing.LedgerEntry{Seq: 0, Status: "skipped"}},
+		{"one call above", pro, billing.PeriodState{UserPeriod: up, Days: calls(100_001)}, closed, &billing.LedgerEntry{Seq: 0, Status: "pending", Units: 1, Amount: 50}},
+		{"not closed yet", pro, billing.PeriodState{UserPeriod: up, Days: calls(150_000)}, day(2026, 2, 20), nil},
+		{"billed, nothing new", pro, billing.PeriodState{UserPeriod: up, Days: calls(102_000), Rows: 1, Recorded: 80, Lines: billedAt40}, closed, nil},
+		{"late usage, priced with the billed terms", pro, billing.PeriodState{UserPeriod: up, Days: calls(105_000), Rows: 1, Recorded: 80, Lines: billedAt40}, closed,
+			&billing.LedgerEntry{Seq: 1, Status: "pending", Units: 5, Amount: 120}},
+		{"a failed row accounts for its amount: no second row", pro, billing.PeriodState{UserPeriod: up, Days: calls(150_000), Rows: 1, Recorded: 2500}, closed, nil},
+		{"usage fell: a credit for review", pro, billing.PeriodState{UserPeriod: up, Days: calls(101_000), Rows: 2, MaxSeq: 1, Recorded: 200, Lines: billedAt40}, closed,
+			&billing.LedgerEntry{Seq: 2, Status: "skipped", Units: 1, Amount: -160}},
+		{"billed and beyond the lookback", pro, billing.PeriodState{UserPeriod: up, Days: calls(500_000), Rows: 1, Recorded: 80, Lines: billedAt40},
+			feb.End.Add(billing.DefaultLookback + time.Hour), nil},
 		// pro → free in February: February is pro's, whole.
-		{"downgraded at the period's end", toFree, usage.PeriodState{UserPeriod: up, Days: calls(150_000)}, closed,
-			&usage.LedgerEntry{Seq: 0, Status: "pending", Units: 50, Amount: 2500}},
+		{"downgraded at the period's end", toFree, billing.PeriodState{UserPeriod: up, Days: calls(150_000)}, closed,
+			&billing.LedgerEntry{Seq: 0, Status: "pending", Units: 50, Amount: 2500}},
 		// pro → enterprise on 10 February: the pro segment (1–9 February,
 		// pro's 100,000 included) is billed at the first run after its grace:
 		// 150,000 calls on 5 February, 50 packages at 0.50; 90,000 cost
 		// nothing, as on pro all month.
-		{"upgraded: the closed segment", toEnt, usage.PeriodState{UserPeriod: up, Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}}},
-			day(2026, 2, 11), &usage.LedgerEntry{Seq: 0, Status: "pending", Units: 50, Amount: 2500}},
-		{"upgraded: the closed segment within the included calls", toEnt, usage.PeriodState{UserPeriod: up,
+		{"upgraded: the closed segment", toEnt, billing.PeriodState{UserPeriod: up, Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}}},
+			day(2026, 2, 11), &billing.LedgerEntry{Seq: 0, Status: "pending", Units: 50, Amount: 2500}},
+		{"upgraded: the closed segment within the included calls", toEnt, billing.PeriodState{UserPeriod: up,
 			Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}}}, day(2026, 2, 11), nil},
 		// Credits are notes: never counted as charged, written when the
 		// shortfall moves, voided when the charge is back.
-		{"a credit noted already", pro, usage.PeriodState{UserPeriod: up, Days: calls(101_000), Rows: 3, MaxSeq: 2, Recorded: 200, Lines: billedAt40,
+		{"a credit noted already", pro, billing.PeriodState{UserPeriod: up, Days: calls(101_000), Rows: 3, MaxSeq: 2, Recorded: 200, Lines: billedAt40,
 			LastSkipped: true, LastAmount: -160}, closed, nil},
-		{"the charge back at what was charged voids the credit", pro, usage.PeriodState{UserPeriod: up, Days: calls(105_000), Rows: 3, MaxSeq: 2,
-			Recorded: 200, Lines: billedAt40, LastSkipped: true, LastAmount: -160}, closed, &usage.LedgerEntry{Seq: 3, Status: "skipped", Units: 5, Amount: 0}},
-		{"the charge beyond what was charged after a credit", pro, usage.PeriodState{UserPeriod: up, Days: calls(106_000), Rows: 3, MaxSeq: 2,
-			Recorded: 200, Lines: billedAt40, LastSkipped: true, LastAmount: -160}, closed, &usage.LedgerEntry{Seq: 3, Status: "pending", Units: 6, Amount: 40}},
+		{"the charge back at what was charged voids the credit", pro, billing.PeriodState{UserPeriod: up, Days: calls(105_000), Rows: 3, MaxSeq: 2,
+			Recorded: 200, Lines: billedAt40, LastSkipped: true, LastAmount: -160}, closed, &billing.LedgerEntry{Seq: 3, Status: "skipped", Units: 5, Amount: 0}},
+		{"the charge beyond what was charged after a credit", pro, billing.PeriodState{UserPeriod: up, Days: calls(106_000), Rows: 3, MaxSeq: 2,
+			Recorded: 200, Lines: billedAt40, LastSkipped: true, LastAmount: -160}, closed, &billing.LedgerEntry{Seq: 3, Status: "pending", Units: 6, Amount: 40}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := (&usage.Billing{}).PlanPeriod(tt.sub, tt.st, tt.now)
+			got, err := (&billing.Billing{}).PlanPeriod(tt.sub, tt.st, tt.now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +128,7 @@ func TestPlanPeriod(t *testing.T) {
 				t.Errorf("PlanPeriod = seq %d %s units %d amount %d; want seq %d %s units %d amount %d",
 					got.Seq, got.Status, got.Units, got.Amount, tt.want.Seq, tt.want.Status, tt.want.Units, tt.want.Amount)
 			}
-			if got.IdempotencyKey != usage.IdempotencyKey(user, feb.Start, got.Seq) || got.ID != usage.LedgerID(user, feb.Start, got.Seq) {
+			if got.IdempotencyKey != billing.IdempotencyKey(user, feb.Start, got.Seq) || got.ID != billing.LedgerID(user, feb.Start, got.Seq) {
 				t.Errorf("key = %s, id = %s", got.IdempotencyKey, got.ID)
 			}
 			if got.Status == "skipped" && got.Note == "" {
@@ -143,12 +144,12 @@ func TestPlanPeriod(t *testing.T) {
 func TestPlanPeriodUpgrade(t *testing.T) {
 	const user = "00000000-0000-4000-8000-000000000001"
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
-	sub := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "enterprise", PeriodAnchor: day(2026, 1, 1)},
+	sub := &billing.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "enterprise", PeriodAnchor: day(2026, 1, 1)},
 		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms},
 			{From: time.Date(2026, 2, 10, 14, 0, 0, 0, time.UTC), PlanID: "enterprise", Effective: entTerms, Change: usage.ChangeUpgrade}}}
-	st := usage.PeriodState{UserPeriod: usage.UserPeriod{UserID: user, Period: feb},
+	st := billing.PeriodState{UserPeriod: billing.UserPeriod{UserID: user, Period: feb},
 		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}, {Day: day(2026, 2, 10), Calls: 1_000}}}
-	b := &usage.Billing{}
+	b := &billing.Billing{}
 	first, err := b.PlanPeriod(sub, st, day(2026, 2, 11))
 	if err != nil || first == nil || first.Amount != 2500 {
 		t.Fatalf("first = %+v, %v", first, err)
@@ -162,7 +163,7 @@ func TestPlanPeriodUpgrade(t *testing.T) {
 	st.Days = append(st.Days, usage.DayCalls{Day: day(2026, 2, 20), Calls: 10_000_000})
 	st.Rows, st.Recorded, st.Lines = 1, first.Amount, first.Lines
 	second, err := b.PlanPeriod(sub, st, day(2026, 3, 2).Add(time.Hour))
-	if err != nil || second == nil || second.Seq != 1 || second.Amount != 2020 || second.Status != usage.LedgerPending {
+	if err != nil || second == nil || second.Seq != 1 || second.Amount != 2020 || second.Status != billing.LedgerPending {
 		t.Fatalf("second = %+v, %v", second, err)
 	}
 	if want := "API overage adjustment 1, 2026-02-01 – 2026-02-28: Enterprise 2026-02-10 – 2026-02-28, 10,001,000 calls (10,151,000 in the period so far), " +
@@ -184,17 +185,17 @@ func TestPlanPeriodUpgrade(t *testing.T) {
 
 func TestIdempotencyKeys(t *testing.T) {
 	start := time.Date(2026, 2, 1, 1, 0, 0, 0, time.FixedZone("x", 3600))
-	if got, want := usage.IdempotencyKey("u1", start, 2), "nexus-overage-u1-20260201-2"; got != want {
+	if got, want := billing.IdempotencyKey("u1", start, 2), "nexus-overage-u1-20260201-2"; got != want {
 		t.Errorf("IdempotencyKey = %q; want %q", got, want)
 	}
 	// Ledger ids derive from (user, period, seq) as keys do: the same row
 	// planned twice (after a restore of the database) has the same id.
-	id := usage.LedgerID("u1", start, 2)
-	if id != usage.LedgerID("u1", start.UTC(), 2) || id == usage.LedgerID("u1", start, 3) || id == usage.LedgerID("u2", start, 2) ||
-		id == usage.LedgerID("u1", start.AddDate(0, 1, 0), 2) || len(id) != 36 {
+	id := billing.LedgerID("u1", start, 2)
+	if id != billing.LedgerID("u1", start.UTC(), 2) || id == billing.LedgerID("u1", start, 3) || id == billing.LedgerID("u2", start, 2) ||
+		id == billing.LedgerID("u1", start.AddDate(0, 1, 0), 2) || len(id) != 36 {
 		t.Errorf("LedgerID = %q", id)
 	}
-	e := &usage.LedgerEntry{IdempotencyKey: "k"}
+	e := &billing.LedgerEntry{IdempotencyKey: "k"}
 	if e.SendKey("cus_a") != "k" {
 		t.Errorf("never sent: key %q", e.SendKey("cus_a"))
 	}
@@ -207,14 +208,14 @@ func TestIdempotencyKeys(t *testing.T) {
 func TestRetryable(t *testing.T) {
 	for code, want := range map[string]bool{usage.CodeUnavailable: true, usage.CodeRateLimited: true, usage.CodeInternal: true,
 		usage.CodeInvalid: false, usage.CodeNotFound: false, usage.CodeConflict: false, usage.CodeUnauthorized: false} {
-		if got := usage.Retryable(usage.Errorf(code, "x")); got != want {
+		if got := billing.Retryable(usage.Errorf(code, "x")); got != want {
 			t.Errorf("Retryable(%s) = %v; want %v", code, got, want)
 		}
 	}
 }
 
 func TestRunReportJSON(t *testing.T) {
-	r := usage.RunReport{RunID: "r1", Billed: 3, StripeCalls: 3, PlanTime: 1500 * time.Millisecond, BillTime: 250*time.Millisecond + 900*time.Microsecond}
+	r := billing.RunReport{RunID: "r1", Billed: 3, StripeCalls: 3, PlanTime: 1500 * time.Millisecond, BillTime: 250*time.Millisecond + 900*time.Microsecond}
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +238,7 @@ func TestRunReportJSON(t *testing.T) {
 func TestPlanPeriodProratedAsBilled(t *testing.T) {
 	const user = "00000000-0000-4000-8000-000000000001"
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
-	sub := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "enterprise", PeriodAnchor: day(2026, 1, 1)},
+	sub := &billing.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "enterprise", PeriodAnchor: day(2026, 1, 1)},
 		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms},
 			{From: day(2026, 2, 10), PlanID: "enterprise", Effective: entTerms, Change: usage.ChangeUpgrade}}}
 	// Billed before: 90,000 calls against 32,143 included (58 packages at
@@ -248,10 +249,10 @@ func TestPlanPeriodProratedAsBilled(t *testing.T) {
 		{From: day(2026, 2, 10), To: feb.End, PlanID: "enterprise", Bills: true, Price: entTerms.Price(), Included: 6_785_714, Used: 1000,
 			Prorated: true},
 	}
-	st := usage.PeriodState{UserPeriod: usage.UserPeriod{UserID: user, Period: feb},
+	st := billing.PeriodState{UserPeriod: billing.UserPeriod{UserID: user, Period: feb},
 		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}, {Day: day(2026, 2, 20), Calls: 1000}},
 		Rows: 2, MaxSeq: 1, Recorded: 2900, Lines: recorded}
-	b := &usage.Billing{}
+	b := &billing.Billing{}
 	if e, err := b.PlanPeriod(sub, st, day(2026, 3, 5)); e != nil || err != nil {
 		t.Errorf("unchanged: %+v, %v; want no row", e, err)
 	}
@@ -260,7 +261,7 @@ func TestPlanPeriodProratedAsBilled(t *testing.T) {
 	// charged: a credit noted.
 	st.Days[0].Calls += 20_000
 	e, err := b.PlanPeriod(sub, st, day(2026, 3, 5))
-	if err != nil || e == nil || e.Status != usage.LedgerSkipped || e.Amount != 500-2900 {
+	if err != nil || e == nil || e.Status != billing.LedgerSkipped || e.Amount != 500-2900 {
 		t.Errorf("late usage: %+v, %v; want a credit of 24.00 noted", e, err)
 	}
 }
@@ -272,17 +273,17 @@ func TestPlanPeriodProratedAsBilled(t *testing.T) {
 func TestPlanPeriodRowsInTheirCurrency(t *testing.T) {
 	const user = "00000000-0000-4000-8000-000000000001"
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
-	onFree := &usage.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "free", PeriodAnchor: day(2026, 1, 1)},
+	onFree := &billing.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "free", PeriodAnchor: day(2026, 1, 1)},
 		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "free", Effective: freePlan.Apply(usage.Overrides{Currency: ptr("eur")})}}}
-	st := usage.PeriodState{UserPeriod: usage.UserPeriod{UserID: user, Period: feb}, Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}},
+	st := billing.PeriodState{UserPeriod: billing.UserPeriod{UserID: user, Period: feb}, Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}},
 		Rows: 1, Recorded: 2500, Billed: 2500, Currency: "usd"}
 	closed := day(2026, 3, 3)
-	b := &usage.Billing{}
+	b := &billing.Billing{}
 	e, err := b.PlanPeriod(onFree, st, closed)
-	if err != nil || e == nil || e.Status != usage.LedgerSkipped || e.Amount != -2500 || e.Currency != "usd" {
+	if err != nil || e == nil || e.Status != billing.LedgerSkipped || e.Amount != -2500 || e.Currency != "usd" {
 		t.Errorf("terms that bill nothing now: %+v, %v; want a credit of 25.00 USD noted", e, err)
 	}
-	inEUR := &usage.BillableSubscription{Subscription: onFree.Subscription,
+	inEUR := &billing.BillableSubscription{Subscription: onFree.Subscription,
 		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms.Apply(usage.Overrides{Currency: ptr("eur")})}}}
 	if e, err := b.PlanPeriod(inEUR, st, closed); usage.ErrorCode(err) != usage.CodeConflict || e != nil {
 		t.Errorf("terms in EUR, rows in USD: %+v, %v; want CodeConflict", e, err)

@@ -1,4 +1,4 @@
-package usage
+package billing
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // plan returns the ledger rows the due periods need and how far each
@@ -59,7 +61,7 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 		if err != nil {
 			rep.PlanErrors++
 			if !stuck[s] {
-				unpriced(s, fmt.Sprintf("the period from %s: %s", st.Period.Start.Format(time.DateOnly), ErrorMessage(err)))
+				unpriced(s, fmt.Sprintf("the period from %s: %s", st.Period.Start.Format(time.DateOnly), usage.ErrorMessage(err)))
 			}
 			stuck[s] = true
 			continue
@@ -104,18 +106,18 @@ func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time
 	b := c.withDefaults()
 	cutoff := now.Add(-b.Grace)
 	closed := !st.Period.End.After(cutoff)
-	segs := Segments(st.Period, sub.History)
+	segs := usage.Segments(st.Period, sub.History)
 	if st.Rows > 0 && closed && st.Period.End.Before(now.Add(-b.Lookback)) && allRecorded(segs, st.Lines) {
 		return nil, nil
 	}
-	lines, err := PriceLines(st.Period, segs, st.Days, st.Lines, cutoff)
+	lines, err := usage.PriceLines(st.Period, segs, st.Days, st.Lines, cutoff)
 	if err != nil {
 		return nil, err
 	}
-	if st.Rows == 0 && !slices.ContainsFunc(lines, func(l Line) bool { return l.Bills }) {
+	if st.Rows == 0 && !slices.ContainsFunc(lines, func(l usage.Line) bool { return l.Bills }) {
 		return nil, nil
 	}
-	charge, err := NewPeriodCharge(lines)
+	charge, err := usage.NewPeriodCharge(lines)
 	if err != nil {
 		return nil, err
 	}
@@ -127,9 +129,9 @@ func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time
 	// with) note a credit in it; terms that bill in another one cannot be
 	// weighed against it.
 	if st.Currency != "" && st.Recorded != 0 {
-		if slices.ContainsFunc(lines, func(l Line) bool { return l.Bills }) && charge.Currency != st.Currency {
-			return nil, Errorf(CodeConflict, "the period's rows charged %s; its terms now bill in %s (a restore of the database lost a change of terms?): a period is billed in one currency",
-				FormatMoney(st.Recorded, st.Currency), strings.ToUpper(charge.Currency))
+		if slices.ContainsFunc(lines, func(l usage.Line) bool { return l.Bills }) && charge.Currency != st.Currency {
+			return nil, usage.Errorf(usage.CodeConflict, "the period's rows charged %s; its terms now bill in %s (a restore of the database lost a change of terms?): a period is billed in one currency",
+				usage.FormatMoney(st.Recorded, st.Currency), strings.ToUpper(charge.Currency))
 		}
 		charge.Currency = st.Currency
 	}
@@ -163,12 +165,12 @@ func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time
 	case e.Amount == 0:
 		e.Status = LedgerSkipped
 		e.Note = fmt.Sprintf("the period's charge is back at the %s charged; the credit noted before is void",
-			FormatMoney(st.Recorded, charge.Currency))
+			usage.FormatMoney(st.Recorded, charge.Currency))
 	default:
 		e.Status = LedgerSkipped
 		e.Note = fmt.Sprintf("the period's charge fell to %s after %s was charged (%s calls); credit of %s not issued automatically, review",
-			FormatMoney(charge.Amount, charge.Currency), FormatMoney(st.Recorded, charge.Currency), FormatCount(charge.Used),
-			FormatMoney(-e.Amount, charge.Currency))
+			usage.FormatMoney(charge.Amount, charge.Currency), usage.FormatMoney(st.Recorded, charge.Currency), usage.FormatCount(charge.Used),
+			usage.FormatMoney(-e.Amount, charge.Currency))
 	}
 	e.Description = describe(e, st.Lines)
 	return e, nil
@@ -179,8 +181,8 @@ func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time
 // days) and nothing changed since: the same segments with the same calls.
 // Such a period stays as it was billed; late usage prices it again under
 // today's rule.
-func proratedAsBilled(recorded, lines []Line) bool {
-	if len(recorded) == 0 || len(recorded) != len(lines) || !slices.ContainsFunc(recorded, func(r Line) bool { return r.Prorated }) {
+func proratedAsBilled(recorded, lines []usage.Line) bool {
+	if len(recorded) == 0 || len(recorded) != len(lines) || !slices.ContainsFunc(recorded, func(r usage.Line) bool { return r.Prorated }) {
 		return false
 	}
 	for i, r := range recorded {
@@ -192,9 +194,9 @@ func proratedAsBilled(recorded, lines []Line) bool {
 }
 
 // allRecorded reports whether every segment has a recorded line.
-func allRecorded(segs []Segment, recorded []Line) bool {
+func allRecorded(segs []usage.Segment, recorded []usage.Line) bool {
 	for _, s := range segs {
-		if !slices.ContainsFunc(recorded, func(r Line) bool { return r.From.Equal(s.From) && r.To.Equal(s.To) }) {
+		if !slices.ContainsFunc(recorded, func(r usage.Line) bool { return r.From.Equal(s.From) && r.To.Equal(s.To) }) {
 			return false
 		}
 	}
@@ -205,17 +207,17 @@ func allRecorded(segs []Segment, recorded []Line) bool {
 // then each segment the row charges (new, or re-priced by late usage) with
 // its plan, calls, included calls and price, and what was charged before
 // for those segments.
-func describe(e *LedgerEntry, before []Line) string {
+func describe(e *LedgerEntry, before []usage.Line) string {
 	var b strings.Builder
 	b.WriteString("API overage")
 	if e.Seq > 0 {
 		fmt.Fprintf(&b, " adjustment %d", e.Seq)
 	}
-	b.WriteString(", " + span(e.Period.Start, e.Period.End))
+	b.WriteString(", " + usage.FormatDays(e.Period.Start, e.Period.End))
 	var parts []string
 	var prior int64
 	for _, l := range e.Lines {
-		i := slices.IndexFunc(before, func(r Line) bool { return r.From.Equal(l.From) && r.To.Equal(l.To) })
+		i := slices.IndexFunc(before, func(r usage.Line) bool { return r.From.Equal(l.From) && r.To.Equal(l.To) })
 		if i >= 0 && before[i].Used == l.Used && before[i].Amount == l.Amount {
 			continue // unchanged: charged before
 		}
@@ -230,24 +232,19 @@ func describe(e *LedgerEntry, before []Line) string {
 			name = l.PlanID
 		}
 		if !l.From.Equal(e.Period.Start) || !l.To.Equal(e.Period.End) {
-			name += " " + span(l.From, l.To)
+			name += " " + usage.FormatDays(l.From, l.To)
 		}
-		s := fmt.Sprintf("%s, %s calls", name, FormatCount(l.Used))
+		s := fmt.Sprintf("%s, %s calls", name, usage.FormatCount(l.Used))
 		if l.UsedBefore > 0 {
-			s += fmt.Sprintf(" (%s in the period so far)", FormatCount(l.UsedBefore+l.Used))
+			s += fmt.Sprintf(" (%s in the period so far)", usage.FormatCount(l.UsedBefore+l.Used))
 		}
-		parts = append(parts, fmt.Sprintf("%s, %s included: %s", s, FormatCount(l.Included), l.Describe()))
+		parts = append(parts, fmt.Sprintf("%s, %s included: %s", s, usage.FormatCount(l.Included), l.Describe()))
 	}
 	if len(parts) > 0 {
 		b.WriteString(": " + strings.Join(parts, "; "))
 	}
 	if prior != 0 {
-		b.WriteString("; less " + FormatMoney(prior, e.Currency) + " charged before")
+		b.WriteString("; less " + usage.FormatMoney(prior, e.Currency) + " charged before")
 	}
 	return b.String()
-}
-
-// span writes [from, to) as its first and last days.
-func span(from, to time.Time) string {
-	return from.UTC().Format(time.DateOnly) + " – " + to.Add(-time.Nanosecond).UTC().Format(time.DateOnly)
 }

@@ -1,21 +1,23 @@
-package usage
+package billing
 
 import (
 	"encoding/json"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // PlannedRow is a ledger row a run wrote, or a dry run would write.
 type PlannedRow struct {
-	UserID      string `json:"user_id"`
-	Period      Period `json:"period"`
-	Seq         int    `json:"seq"`
-	Status      string `json:"status"`
-	Amount      int64  `json:"amount"`
-	Currency    string `json:"currency"`
-	Description string `json:"description"`
+	UserID      string       `json:"user_id"`
+	Period      usage.Period `json:"period"`
+	Seq         int          `json:"seq"`
+	Status      string       `json:"status"`
+	Amount      int64        `json:"amount"`
+	Currency    string       `json:"currency"`
+	Description string       `json:"description"`
 }
 
 // UnpricedSubscription is a subscription a run could not price, and why.

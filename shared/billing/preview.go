@@ -1,10 +1,12 @@
-package usage
+package billing
 
 import (
 	"context"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // Preview is the overage of the billing periods that start in a month, as
@@ -21,14 +23,14 @@ type Preview struct {
 
 // PreviewItem is one user's period in a preview.
 type PreviewItem struct {
-	UserID string `json:"user_id"`
-	Period Period `json:"period"`
+	UserID string       `json:"user_id"`
+	Period usage.Period `json:"period"`
 	// Closed is true once the period has been over for the grace period;
 	// until then the charge is that of the usage so far.
 	Closed bool `json:"closed"`
 	// Charge prices every segment of the period at its usage so far, the
 	// terms already billed kept for their segments.
-	Charge PeriodCharge `json:"charge"`
+	Charge usage.PeriodCharge `json:"charge"`
 	// Recorded and Billed sum the period's ledger rows (PeriodState).
 	Recorded int64 `json:"recorded"`
 	Billed   int64 `json:"billed"`
@@ -59,14 +61,14 @@ var _ OveragePreviewer = (*Billing)(nil)
 
 // periodsStarting returns the periods of sub that start in [from, to) and
 // not after now, nor before the anchor.
-func periodsStarting(sub *BillableSubscription, from, to, now time.Time) []Period {
+func periodsStarting(sub *BillableSubscription, from, to, now time.Time) []usage.Period {
 	anchor := sub.PeriodAnchor.UTC()
-	var out []Period
-	p := PeriodAt(anchor, from)
+	var out []usage.Period
+	p := usage.PeriodAt(anchor, from)
 	if p.Start.Before(from) {
-		p = PeriodAt(anchor, p.End)
+		p = usage.PeriodAt(anchor, p.End)
 	}
-	for ; p.Start.Before(to) && !p.Start.After(now); p = PeriodAt(anchor, p.End) {
+	for ; p.Start.Before(to) && !p.Start.After(now); p = usage.PeriodAt(anchor, p.End) {
 		if !p.Start.Before(anchor) {
 			out = append(out, p)
 		}
@@ -106,11 +108,11 @@ func (b *Billing) Preview(ctx context.Context, month, now time.Time) (*Preview, 
 	var order []string
 	for i, st := range states {
 		s := owners[i]
-		lines, err := PriceLines(st.Period, Segments(st.Period, s.History), st.Days, st.Lines, st.Period.End)
+		lines, err := usage.PriceLines(st.Period, usage.Segments(st.Period, s.History), st.Days, st.Lines, st.Period.End)
 		if err != nil {
 			return nil, fmt.Errorf("price %s's period from %s: %w", s.UserID, st.Period.Start.Format(time.DateOnly), err)
 		}
-		charge, err := NewPeriodCharge(lines)
+		charge, err := usage.NewPeriodCharge(lines)
 		if err != nil {
 			return nil, fmt.Errorf("price %s's period from %s: %w", s.UserID, st.Period.Start.Format(time.DateOnly), err)
 		}

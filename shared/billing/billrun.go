@@ -1,4 +1,4 @@
-package usage
+package billing
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // Billing run defaults.
@@ -20,7 +22,7 @@ const (
 	DefaultGrace = 24 * time.Hour
 	// DefaultLookback is the lookback of the default backfill window
 	// (BillingLookback).
-	DefaultLookback    = DefaultBackfillWindow + BackfillMargin
+	DefaultLookback    = usage.DefaultBackfillWindow + usage.BackfillMargin
 	DefaultMaxAttempts = 10
 	DefaultLease       = 15 * time.Minute
 	DefaultWorkers     = 4
@@ -38,7 +40,7 @@ const (
 // spare) cannot receive events any more. Periods that were never billed
 // are billed however old.
 func BillingLookback(backfill time.Duration) time.Duration {
-	return backfill + BackfillMargin
+	return backfill + usage.BackfillMargin
 }
 
 // DuePeriods returns the periods of sub a run at now considers, oldest
@@ -51,20 +53,20 @@ func BillingLookback(backfill time.Duration) time.Duration {
 //   - the period not closed yet with a segment over for grace (Segments:
 //     an upgrade that changed the included calls or the price closed it),
 //     billed on its own.
-func DuePeriods(sub *BillableSubscription, now time.Time, grace, lookback time.Duration) []Period {
+func DuePeriods(sub *BillableSubscription, now time.Time, grace, lookback time.Duration) []usage.Period {
 	anchor := sub.PeriodAnchor.UTC()
 	cutoff := now.Add(-grace)
 	oldest := now.Add(-lookback)
-	open := PeriodAt(anchor, cutoff)
-	var out []Period
-	for p := PeriodBefore(anchor, open); !p.Start.Before(anchor); p = PeriodBefore(anchor, p) {
+	open := usage.PeriodAt(anchor, cutoff)
+	var out []usage.Period
+	for p := usage.PeriodBefore(anchor, open); !p.Start.Before(anchor); p = usage.PeriodBefore(anchor, p) {
 		if !p.End.After(sub.ClosedThrough) && p.End.Before(oldest) {
 			break
 		}
 		out = append(out, p)
 	}
 	slices.Reverse(out)
-	if !open.Start.Before(anchor) && slices.ContainsFunc(Segments(open, sub.History), func(s Segment) bool {
+	if !open.Start.Before(anchor) && slices.ContainsFunc(usage.Segments(open, sub.History), func(s usage.Segment) bool {
 		return s.To.Before(open.End) && !s.To.After(cutoff)
 	}) {
 		out = append(out, open)
@@ -192,7 +194,7 @@ func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error 
 		return err
 	}
 	if rep.Retry > 0 {
-		return Errorf(CodeUnavailable, "%d overage items left pending after retryable errors", rep.Retry)
+		return usage.Errorf(usage.CodeUnavailable, "%d overage items left pending after retryable errors", rep.Retry)
 	}
 	return nil
 }
@@ -303,7 +305,7 @@ func (c *Billing) reconcile(ctx context.Context, now time.Time, rep *RunReport) 
 		}
 		adopt = append(adopt, Adopted{UserID: it.UserID, Period: it.Period, Item: it,
 			Note: fmt.Sprintf("found in Stripe as %s with %s, which the ledger did not account for "+
-				"(an attempt whose answer was lost, or a restore of the database)", it.ID, FormatMoney(it.Amount, it.Currency))})
+				"(an attempt whose answer was lost, or a restore of the database)", it.ID, usage.FormatMoney(it.Amount, it.Currency))})
 		c.Logger.WarnContext(ctx, "invoice item the ledger did not account for; adopted", "stripe_id", it.ID, "user_id", it.UserID,
 			"period_start", it.Period.Start.Format(time.DateOnly), "seq", it.Seq, "amount", it.Amount)
 	}
@@ -352,16 +354,16 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 			return ctx.Err()
 		case Retryable(err):
 			rep.Retry++
-			log.WarnContext(ctx, "overage item left pending", "op", op, "reason", ErrorMessage(err), "attempts", e.Attempts)
-			if merr := c.Ledger.MarkRetry(ctx, e.ID, ErrorMessage(err), now); merr != nil {
+			log.WarnContext(ctx, "overage item left pending", "op", op, "reason", usage.ErrorMessage(err), "attempts", e.Attempts)
+			if merr := c.Ledger.MarkRetry(ctx, e.ID, usage.ErrorMessage(err), now); merr != nil {
 				return fmt.Errorf("release ledger row %s: %w", e.ID, merr)
 			}
 			return nil
-		case ErrorCode(err) == CodeUnauthorized || ErrorCode(err) == CodeForbidden:
-			_ = c.Ledger.MarkRetry(ctx, e.ID, ErrorMessage(err), now)
+		case usage.ErrorCode(err) == usage.CodeUnauthorized || usage.ErrorCode(err) == usage.CodeForbidden:
+			_ = c.Ledger.MarkRetry(ctx, e.ID, usage.ErrorMessage(err), now)
 			return fmt.Errorf("stripe refused the credentials: %w", err)
 		default:
-			return fail(ErrorMessage(err))
+			return fail(usage.ErrorMessage(err))
 		}
 	}
 
@@ -403,7 +405,7 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 		b := &Billed{LedgerID: e.ID, StripeID: own.ID, Amount: own.Amount}
 		if own.Amount != e.Amount {
 			b.Note = fmt.Sprintf("found in Stripe as %s with %s, planned again at %s: the next run plans the difference",
-				own.ID, FormatMoney(own.Amount, own.Currency), FormatMoney(e.Amount, e.Currency))
+				own.ID, usage.FormatMoney(own.Amount, own.Currency), usage.FormatMoney(e.Amount, e.Currency))
 		}
 		log.InfoContext(ctx, "overage item found in Stripe", "stripe_id", own.ID, "amount", own.Amount)
 		return b, nil
@@ -486,7 +488,7 @@ func Reconcile(e *LedgerEntry, found []FoundItem) Reconciled {
 			charged = row.Amount
 		}
 		note := fmt.Sprintf("found in Stripe as %s with %s, which the ledger did not account for "+
-			"(an attempt whose answer was lost, or a restore of the database)", it.ID, FormatMoney(it.Amount, it.Currency))
+			"(an attempt whose answer was lost, or a restore of the database)", it.ID, usage.FormatMoney(it.Amount, it.Currency))
 		r.Adopt = append(r.Adopt, Adopted{UserID: e.UserID, Period: e.Period, Item: it, Note: note})
 		if it.Amount != charged {
 			r.Changed = true
