@@ -22,7 +22,7 @@ var vocabulary = map[string]bool{"shared/usage": true, "shared/httpapi": true}
 // "Layers"): each imports only the domain, and adapters may import them.
 var workflows = map[string]bool{
 	"shared/billing": true, "shared/limits": true, "shared/notify": true,
-	"shared/report": true, "shared/rollup": true,
+	"shared/record": true, "shared/report": true, "shared/rollup": true,
 }
 
 // buildsOn are the workflows that truly build on another: the reports

@@ -37,7 +37,7 @@ import (
 	"github.com/nexus/usage/cmd/internal/demo"
 	"github.com/nexus/usage/cmd/internal/devstack"
 	"github.com/nexus/usage/cmd/internal/platform"
-	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/record"
 )
 
 func main() {
@@ -195,16 +195,16 @@ func runRedrive(ctx context.Context, args []string) error {
 
 // redriveOnce makes one call of POST /v1/admin/redrive; a 429 is waited
 // out as its Retry-After says.
-func redriveOnce(ctx context.Context, url, token string) (usage.RedriveResult, error) {
+func redriveOnce(ctx context.Context, url, token string) (record.RedriveResult, error) {
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 		if err != nil {
-			return usage.RedriveResult{}, err
+			return record.RedriveResult{}, err
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return usage.RedriveResult{}, err
+			return record.RedriveResult{}, err
 		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
@@ -214,10 +214,10 @@ func redriveOnce(ctx context.Context, url, token string) (usage.RedriveResult, e
 			case <-time.After(time.Duration(max(1, wait)) * time.Second):
 				continue
 			case <-ctx.Done():
-				return usage.RedriveResult{}, ctx.Err()
+				return record.RedriveResult{}, ctx.Err()
 			}
 		}
-		var res usage.RedriveResult
+		var res record.RedriveResult
 		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &res) != nil {
 			return res, fmt.Errorf("POST /v1/admin/redrive answered %s: %s", resp.Status, body)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/notify"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -52,7 +53,7 @@ type Handler struct {
 	Limits    usage.LimitChecker
 	// Redrive moves dead-lettered usage messages back (POST
 	// /v1/admin/redrive); nil: the route answers 503.
-	Redrive usage.Redriver
+	Redrive record.Redriver
 	// Notify manages notification rules, webhook endpoints and their
 	// deliveries (the /v1/notify, /v1/webhooks and their admin routes);
 	// nil: they answer 503.

@@ -21,6 +21,7 @@ import (
 	"github.com/nexus/usage/shared/limits"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -43,7 +44,7 @@ const (
 // goroutines deciding calls of 50 quiet users through a limits.Limiter, as
 // the metering middleware does) and the record path's throughput (one
 // writer recording batches of 10 messages × 100 events of those users
-// through usage.Recorder, as the record function does), in three phases
+// through record.Recorder, as the record function does), in three phases
 // of 8 s each:
 //
 //	quiet:      the measurement alone, the baseline
@@ -122,7 +123,7 @@ type noisy struct {
 	db       *postgres.DB
 	url      string
 	limiter  *limits.Limiter
-	recorder *usage.Recorder
+	recorder *record.Recorder
 	quiet    []usage.Identity
 	// flooderKey and backfillerKey are the noisy tenants' API keys.
 	flooderKey, backfillerKey string
@@ -211,7 +212,7 @@ func setupNoisy(b *testing.B, db *postgres.DB) *noisy {
 	b.Logf("one of the flooder's year-long breakdowns, alone: %s", time.Since(start).Round(time.Millisecond))
 
 	n.limiter = limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Now: time.Now})
-	n.recorder = &usage.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}
+	n.recorder = &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}
 	return n
 }
 
@@ -304,9 +305,9 @@ func (n *noisy) measure(b *testing.B, noisy, budgeted bool) noisyResult {
 }
 
 // quietBatch is an SQS batch of the quiet users' events, occurred now.
-func (n *noisy) quietBatch() []usage.Message {
+func (n *noisy) quietBatch() []record.Message {
 	now := time.Now().UTC()
-	msgs := make([]usage.Message, noisyMsgsPerBatch)
+	msgs := make([]record.Message, noisyMsgsPerBatch)
 	for m := range msgs {
 		evs := make([]usage.Event, noisyEventsPerMsg)
 		for i := range evs {
@@ -316,7 +317,7 @@ func (n *noisy) quietBatch() []usage.Message {
 				Endpoint: "GET /v1/games/{id}", Method: "GET", StatusCode: 200, LatencyMS: 12, ResponseBytes: 2048, Quantity: 1, OccurredAt: now}
 		}
 		body, _ := json.Marshal(evs)
-		msgs[m] = usage.Message{ID: uuid.NewString(), Body: body, AcceptedAt: now}
+		msgs[m] = record.Message{ID: uuid.NewString(), Body: body, AcceptedAt: now}
 	}
 	return msgs
 }
@@ -379,7 +380,7 @@ func TestNoisyTenants(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	n := &noisy{db: db, backfilled: make(chan []usage.Event, 64), recorder: &usage.Recorder{Store: postgres.NewEventStore(db), Now: time.Now},
+	n := &noisy{db: db, backfilled: make(chan []usage.Event, 64), recorder: &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now},
 		flooderKey: os.Getenv("NOISY_FLOODER_KEY"), backfillerKey: os.Getenv("NOISY_BACKFILLER_KEY"),
 		floodOnly: os.Getenv("NOISY_FLOOD_ONLY") == "true", backfillOnly: os.Getenv("NOISY_BACKFILL_ONLY") == "true"}
 	stop := n.runNoise(t, os.Getenv("NOISY_BUDGETED") == "true")
@@ -469,7 +470,7 @@ func (n *noisy) runNoise(tb testing.TB, budgeted bool) func() (flood, backfill s
 			select {
 			case evs := <-n.backfilled:
 				body, _ := json.Marshal(evs)
-				msgs := []usage.Message{{ID: uuid.NewString(), Body: body, AcceptedAt: time.Now()}}
+				msgs := []record.Message{{ID: uuid.NewString(), Body: body, AcceptedAt: time.Now()}}
 				r, err := n.recorder.Record(context.Background(), msgs)
 				for usage.ErrorCode(err) == usage.CodeUnavailable {
 					r, err = n.recorder.Record(context.Background(), msgs) // as the queue would redeliver it

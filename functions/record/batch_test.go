@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -35,7 +36,7 @@ func TestHandleSameEventIDAnotherTime(t *testing.T) {
 	twin := hostileEvent(user, now, time.Hour)
 	twinLater := twin
 	twinLater.OccurredAt = now.Add(-2 * time.Hour)
-	res, err := h.Recorder.Record(context.Background(), []usage.Message{
+	res, err := h.Recorder.Record(context.Background(), []record.Message{
 		{ID: "b0", Body: mustJSON(t, again)},
 		{ID: "b1", Body: mustJSON(t, []usage.Event{twin, twinLater})},
 	})
@@ -83,7 +84,7 @@ func TestHandleSameEventIDInCapitals(t *testing.T) {
 	e := hostileEvent(user, now, time.Hour)
 	upper := e
 	upper.EventID, upper.UserID = strings.ToUpper(e.EventID), strings.ToUpper(e.UserID)
-	res, err := h.Recorder.Record(context.Background(), []usage.Message{{ID: "a", Body: mustJSON(t, []usage.Event{upper, e})}})
+	res, err := h.Recorder.Record(context.Background(), []record.Message{{ID: "a", Body: mustJSON(t, []usage.Event{upper, e})}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -131,7 +132,7 @@ func sqsBatches(data []usage.Event, shape benchShape) []events.SQSEvent {
 // benchRecord measures the record handler over shape's SQS batches.
 func benchRecord(b *testing.B, shape benchShape) float64 {
 	db := pgtest.NewDB(b)
-	h := &Handler{Recorder: &usage.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}, Logger: quiet}
+	h := &Handler{Recorder: &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}, Logger: quiet}
 	ctx := context.Background()
 	now := time.Now().UTC()
 	var rate float64
@@ -272,7 +273,7 @@ func BenchmarkRecordConcurrent(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("record_%d", n), func(b *testing.B) {
 			rate := benchConcurrent(b, n, func(ctx context.Context, db *postgres.DB, data []usage.Event, now time.Time) func() error {
-				h := &Handler{Recorder: &usage.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}, Logger: quiet}
+				h := &Handler{Recorder: &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}, Logger: quiet}
 				batches := sqsBatches(data, shapeProduction)
 				return func() error {
 					for _, ev := range batches {

@@ -6,12 +6,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
-// Handler records the usage events of SQS batches with a usage.Recorder.
+// Handler records the usage events of SQS batches with a record.Recorder.
 type Handler struct {
-	Recorder *usage.Recorder
+	Recorder *record.Recorder
 	Logger   *slog.Logger
 	// Visibility, on QueueURL, hides the messages of a batch that failed
 	// for the infrastructure for Redelivery's delay (DefaultRedelivery
@@ -19,7 +20,7 @@ type Handler struct {
 	// timeout.
 	Visibility VisibilityAPI
 	QueueURL   string
-	Redelivery usage.Redelivery
+	Redelivery record.Redelivery
 }
 
 // Handle records the batch: valid events are stored once, invalid input and
@@ -33,9 +34,9 @@ type Handler struct {
 // that a batch held up by an outage is recorded, not quarantined as too
 // old. The error result is always nil: failures are reported per message.
 func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-	msgs := make([]usage.Message, len(ev.Records))
+	msgs := make([]record.Message, len(ev.Records))
 	for i, m := range ev.Records {
-		msgs[i] = usage.Message{ID: m.MessageId, Body: []byte(m.Body), AcceptedAt: acceptedAt(m)}
+		msgs[i] = record.Message{ID: m.MessageId, Body: []byte(m.Body), AcceptedAt: acceptedAt(m)}
 	}
 	log := h.Logger.With("messages", len(msgs))
 	if lc, ok := lambdacontext.FromContext(ctx); ok {

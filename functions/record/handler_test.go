@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/mock"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -22,8 +23,8 @@ var fixtureNow = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
 // newHandler returns a handler recording through store at the fixtures'
 // time, with the given backfill window (0: the default).
-func newHandler(store usage.EventStore, now time.Time, backfill time.Duration) *Handler {
-	return &Handler{Recorder: &usage.Recorder{Store: store, Now: func() time.Time { return now }, Backfill: backfill}, Logger: quiet}
+func newHandler(store record.EventStore, now time.Time, backfill time.Duration) *Handler {
+	return &Handler{Recorder: &record.Recorder{Store: store, Now: func() time.Time { return now }, Backfill: backfill}, Logger: quiet}
 }
 
 func loadEvent(t *testing.T, name string) events.SQSEvent {
@@ -46,9 +47,9 @@ func TestHandleMixedBatch(t *testing.T) {
 	var calls int
 	var got struct {
 		ids      []string
-		rejected []usage.Rejection
+		rejected []record.Rejection
 	}
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
 		calls++
 		for _, e := range events {
 			got.ids = append(got.ids, e.EventID)
@@ -72,7 +73,7 @@ func TestHandleMixedBatch(t *testing.T) {
 	var q []quarantined
 	for _, r := range got.rejected {
 		q = append(q, quarantined{r.MessageID, r.Position, r.EventID, r.Field})
-		if r.Source != usage.RejectionSourceRecord || r.Reason == "" || r.Body == "" {
+		if r.Source != record.RejectionSourceRecord || r.Reason == "" || r.Body == "" {
 			t.Errorf("rejection %+v lacks its source, reason or body", r)
 		}
 	}
@@ -96,7 +97,7 @@ func TestHandleBackfillWindow(t *testing.T) {
 		accepted int
 	}{{0, 3}, {24 * time.Hour, 2}, {500 * 24 * time.Hour, 4}} {
 		var n int
-		h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, _ []usage.Rejection) (int64, error) {
+		h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, _ []record.Rejection) (int64, error) {
 			n = len(events)
 			return int64(n), nil
 		}}, fixtureNow, tt.backfill)
@@ -109,7 +110,7 @@ func TestHandleBackfillWindow(t *testing.T) {
 func TestHandleStoreFailureFailsEveryMessage(t *testing.T) {
 	ev := loadEvent(t, "mixed_batch.json")
 	var calls int
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
 		calls++
 		if len(events) != 3 || len(rejected) != 4 {
 			t.Errorf("RecordBatch got %d events, %d rejections; want 3, 4", len(events), len(rejected))

@@ -38,6 +38,7 @@ import (
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/notify"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/sqspub"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -59,13 +60,13 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
 	queueURL := e.String("QUEUE_URL", "")
 	notifyURL := e.String("NOTIFY_QUEUE_URL", "")
-	redelivery := usage.Redelivery{Base: e.Duration("REDELIVERY_BASE", usage.DefaultRedelivery.Base),
-		Max: e.Duration("REDELIVERY_MAX", usage.DefaultRedelivery.Max)}
+	redelivery := record.Redelivery{Base: e.Duration("REDELIVERY_BASE", record.DefaultRedelivery.Base),
+		Max: e.Duration("REDELIVERY_MAX", record.DefaultRedelivery.Max)}
 	if err == nil {
 		err = e.Err()
 	}
-	if err == nil && (redelivery.Base < time.Second || redelivery.Max < redelivery.Base || redelivery.Max > usage.MaxVisibilityTimeout) {
-		err = fmt.Errorf("REDELIVERY_BASE, REDELIVERY_MAX: want 1s ≤ base ≤ max ≤ %s, got %s and %s", usage.MaxVisibilityTimeout, redelivery.Base, redelivery.Max)
+	if err == nil && (redelivery.Base < time.Second || redelivery.Max < redelivery.Base || redelivery.Max > record.MaxVisibilityTimeout) {
+		err = fmt.Errorf("REDELIVERY_BASE, REDELIVERY_MAX: want 1s ≤ base ≤ max ≤ %s, got %s and %s", record.MaxVisibilityTimeout, redelivery.Base, redelivery.Max)
 	}
 	if err == nil {
 		if werr := usage.CheckBackfillWindow(backfill); werr != nil {
@@ -84,7 +85,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	// sweep does both when this cannot).
 	after := &notify.Recorded{Armer: &notify.Armer{Store: postgres.NewNotifyStore(db), Now: time.Now}, Logger: logger}
 	store := postgres.NewEventStore(db).AfterCommit(after.After)
-	rec := &usage.Recorder{Store: store, Now: time.Now, Backfill: backfill}
+	rec := &record.Recorder{Store: store, Now: time.Now, Backfill: backfill}
 	h := &Handler{Recorder: rec, Logger: logger, QueueURL: queueURL, Redelivery: redelivery}
 	if queueURL != "" || notifyURL != "" {
 		awsCfg, err := config.LoadDefaultConfig(ctx)

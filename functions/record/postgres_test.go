@@ -15,6 +15,7 @@ import (
 	"github.com/nexus/usage/shared/mock"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -117,7 +118,7 @@ func TestHandleRedeliveryUnderFailures(t *testing.T) {
 	fault := pgtest.NewCommitFault(t, db)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var failures [3]int
-	wrapped := &mock.EventStore{RecordBatchFn: func(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+	wrapped := &mock.EventStore{RecordBatchFn: func(ctx context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
 		switch r := rng.IntN(100); {
 		case r < 5:
 			failures[0]++

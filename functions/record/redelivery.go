@@ -11,7 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/nexus/usage/shared/usage"
+
+	"github.com/nexus/usage/shared/record"
 )
 
 // VisibilityAPI is the part of *sqs.Client that delays redeliveries.
@@ -27,7 +28,7 @@ const deadlineMargin = 3 * time.Second
 
 // acceptedAt is when the queue accepted m: its SentTimestamp, or the
 // earlier acceptance a redrive from the dead-letter queue carried over
-// (usage.AcceptedAtAttribute); zero when neither is there.
+// (record.AcceptedAtAttribute); zero when neither is there.
 func acceptedAt(m events.SQSMessage) time.Time {
 	var at time.Time
 	consider := func(s string) {
@@ -40,7 +41,7 @@ func acceptedAt(m events.SQSMessage) time.Time {
 		}
 	}
 	consider(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)])
-	if a, ok := m.MessageAttributes[usage.AcceptedAtAttribute]; ok && a.StringValue != nil {
+	if a, ok := m.MessageAttributes[record.AcceptedAtAttribute]; ok && a.StringValue != nil {
 		consider(*a.StringValue)
 	}
 	return at
@@ -57,7 +58,7 @@ func (h *Handler) delayRedelivery(ctx context.Context, records []events.SQSMessa
 	}
 	r := h.Redelivery
 	if r.Base <= 0 {
-		r = usage.DefaultRedelivery
+		r = record.DefaultRedelivery
 	}
 	for start := 0; start < len(records); start += 10 {
 		in := &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(h.QueueURL)}

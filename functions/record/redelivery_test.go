@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/nexus/usage/shared/mock"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -43,10 +44,10 @@ func TestHandleJudgesAgeAtAcceptance(t *testing.T) {
 	edge := sent.Add(-window + time.Minute)
 	redriven := sqsRecord(2, edge.Add(-2*time.Hour), sent.Add(5*time.Hour), 1)
 	first := strconv.FormatInt(sent.Add(-2*time.Hour).UnixMilli(), 10)
-	redriven.MessageAttributes = map[string]events.SQSMessageAttribute{usage.AcceptedAtAttribute: {StringValue: &first, DataType: "Number"}}
+	redriven.MessageAttributes = map[string]events.SQSMessageAttribute{record.AcceptedAtAttribute: {StringValue: &first, DataType: "Number"}}
 	var stored []string
-	var rejected []usage.Rejection
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, evs []usage.Event, rej []usage.Rejection) (int64, error) {
+	var rejected []record.Rejection
+	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, evs []usage.Event, rej []record.Rejection) (int64, error) {
 		for _, e := range evs {
 			stored = append(stored, e.EventID)
 		}
@@ -67,7 +68,7 @@ func TestHandleJudgesAgeAtAcceptance(t *testing.T) {
 // redelivery delay of its receive count, ten per call.
 func TestHandleDelaysRedelivery(t *testing.T) {
 	vis := &visibilityLog{}
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(context.Context, []usage.Event, []usage.Rejection) (int64, error) {
+	h := newHandler(&mock.EventStore{RecordBatchFn: func(context.Context, []usage.Event, []record.Rejection) (int64, error) {
 		return 0, usage.Errorf(usage.CodeUnavailable, "database unavailable")
 	}}, fixtureNow, 0)
 	h.Visibility, h.QueueURL = vis, "http://sqs.test/000000000000/usage"
@@ -101,7 +102,7 @@ func TestHandleDelaysRedelivery(t *testing.T) {
 
 	// Acknowledged batches, and failures of the data, change nothing.
 	vis.calls = nil
-	h.Recorder.Store = &mock.EventStore{RecordBatchFn: func(_ context.Context, evs []usage.Event, _ []usage.Rejection) (int64, error) {
+	h.Recorder.Store = &mock.EventStore{RecordBatchFn: func(_ context.Context, evs []usage.Event, _ []record.Rejection) (int64, error) {
 		return int64(len(evs)), nil
 	}}
 	if _, err := h.Handle(context.Background(), events.SQSEvent{Records: records}); err != nil || len(vis.calls) != 0 {
@@ -115,7 +116,7 @@ func TestHandleDelaysRedelivery(t *testing.T) {
 func TestHandleStopsBeforeDeadline(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	var got time.Time
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(ctx context.Context, evs []usage.Event, _ []usage.Rejection) (int64, error) {
+	h := newHandler(&mock.EventStore{RecordBatchFn: func(ctx context.Context, evs []usage.Event, _ []record.Rejection) (int64, error) {
 		got, _ = ctx.Deadline()
 		return int64(len(evs)), nil
 	}}, fixtureNow, 0)

@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nexus/usage/shared/usage"
 	"gopkg.in/yaml.v3"
+
+	"github.com/nexus/usage/shared/record"
 )
 
 // statedOutage is the database outage the record path rides out with
@@ -19,7 +20,7 @@ const statedOutage = 6 * time.Hour
 // statedOutage; even a function that dies on every receive (the queue's
 // own visibility timeout each time) spans an hour; the schedule is the
 // code's default; the queue keeps messages as long as the record path
-// credits their wait (usage.MaxQueueDelay).
+// credits their wait (record.MaxQueueDelay).
 func TestTemplateOutlastsOutage(t *testing.T) {
 	b, err := os.ReadFile("../../template.yaml")
 	if err != nil {
@@ -56,9 +57,9 @@ func TestTemplateOutlastsOutage(t *testing.T) {
 		t.Fatalf("RecordFunction's QUEUE_URL %q, REDELIVERY_BASE %q, REDELIVERY_MAX %q; want !Ref UsageQueue and durations",
 			vars["QUEUE_URL"].Value, vars["REDELIVERY_BASE"].Value, vars["REDELIVERY_MAX"].Value)
 	}
-	r := usage.Redelivery{Base: base, Max: maxd}
-	if r != usage.DefaultRedelivery {
-		t.Errorf("template's redelivery %+v; the code's default is %+v", r, usage.DefaultRedelivery)
+	r := record.Redelivery{Base: base, Max: maxd}
+	if r != record.DefaultRedelivery {
+		t.Errorf("template's redelivery %+v; the code's default is %+v", r, record.DefaultRedelivery)
 	}
 	if got := r.Outlasts(q.RedrivePolicy.MaxReceiveCount); got < statedOutage {
 		t.Errorf("maxReceiveCount %d with delays from %s to %s spans %s; want at least %s", q.RedrivePolicy.MaxReceiveCount, base, maxd, got, statedOutage)
@@ -67,8 +68,8 @@ func TestTemplateOutlastsOutage(t *testing.T) {
 		t.Errorf("%d receives of %d s each span %s; want at least an hour when the function dies every time",
 			q.RedrivePolicy.MaxReceiveCount, q.VisibilityTimeout, crashes)
 	}
-	if kept := time.Duration(q.MessageRetentionPeriod) * time.Second; kept != usage.MaxQueueDelay {
-		t.Errorf("the queue keeps messages %s; the record path credits a wait of %s (usage.MaxQueueDelay)", kept, usage.MaxQueueDelay)
+	if kept := time.Duration(q.MessageRetentionPeriod) * time.Second; kept != record.MaxQueueDelay {
+		t.Errorf("the queue keeps messages %s; the record path credits a wait of %s (record.MaxQueueDelay)", kept, record.MaxQueueDelay)
 	}
 
 }

@@ -3,18 +3,19 @@ package mock
 import (
 	"context"
 
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
-var _ usage.EventStore = (*EventStore)(nil)
+var _ record.EventStore = (*EventStore)(nil)
 
-// EventStore is a usage.EventStore.
+// EventStore is a record.EventStore.
 type EventStore struct {
-	RecordBatchFn func(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error)
+	RecordBatchFn func(ctx context.Context, events []usage.Event, rejected []record.Rejection) (int64, error)
 }
 
 // RecordBatch calls RecordBatchFn.
-func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
 	return s.RecordBatchFn(ctx, events, rejected)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -46,7 +47,7 @@ type written struct {
 	pending int
 }
 
-var _ usage.EventStore = (*EventStore)(nil)
+var _ record.EventStore = (*EventStore)(nil)
 
 // The record path writes a batch in one transaction, by one of two ways.
 //
@@ -161,13 +162,13 @@ const countSQL = `WITH rej AS (
 SELECT fired, pending
 FROM record_usage_counts($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz)`
 
-// RecordBatch implements usage.EventStore: one transaction. The events
+// RecordBatch implements record.EventStore: one transaction. The events
 // must be valid (usage.Event.Validate). When an event's month or the key
 // store's generation has no partition yet, the partitions are created and
 // the batch is retried once; a month that retention dropped is not created
 // again, and its events are refused (CodeInvalid, naming occurred_at).
 // Errors are translated by recordError.
-func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
 	if len(events) == 0 && len(rejected) == 0 {
 		return 0, nil
 	}
@@ -311,13 +312,13 @@ type batch struct {
 	users    []pgtype.UUID
 	keys     []pgtype.UUID
 	times    []time.Time
-	rejected []usage.Rejection
+	rejected []record.Rejection
 	now      time.Time
 	write    []int // the key store's generations of now (usage.KeyGenerations)
 	older    int
 }
 
-func newBatch(events []usage.Event, rejected []usage.Rejection, now time.Time, write []int, older int) (*batch, error) {
+func newBatch(events []usage.Event, rejected []record.Rejection, now time.Time, write []int, older int) (*batch, error) {
 	type keyed struct {
 		id [16]byte
 		e  *usage.Event
@@ -492,10 +493,10 @@ func (b *batch) rejectionArgs() rejectionArgs {
 	for i, x := range b.rejected {
 		r.sources[i] = x.Source
 		if r.sources[i] == "" {
-			r.sources[i] = usage.RejectionSourceRecord
+			r.sources[i] = record.RejectionSourceRecord
 		}
-		r.msgIDs[i], r.evIDs[i], r.fields[i] = usage.SafeText(x.MessageID), usage.SafeText(x.EventID), usage.SafeText(x.Field)
-		r.reasons[i], r.bodies[i] = usage.SafeText(x.Reason), usage.SafeText(x.Body)
+		r.msgIDs[i], r.evIDs[i], r.fields[i] = record.SafeText(x.MessageID), record.SafeText(x.EventID), record.SafeText(x.Field)
+		r.reasons[i], r.bodies[i] = record.SafeText(x.Reason), record.SafeText(x.Body)
 		if x.MessageID != "" {
 			p := int32(x.Position)
 			r.positions[i] = &p

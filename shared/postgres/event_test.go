@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -114,7 +115,7 @@ func TestEventStoreQuarantine(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().UTC()
 	e := testEvent(uuid.NewString(), now, 200)
-	rej := []usage.Rejection{
+	rej := []record.Rejection{
 		{MessageID: "m1", EventID: "x", Field: "method", Reason: "method: must be an HTTP method", Body: `{"method":"X"}`},
 		{MessageID: "m2", Reason: "invalid JSON", Body: "bad\x00body\xff"},
 	}
@@ -132,7 +133,7 @@ func TestEventStoreQuarantine(t *testing.T) {
 		t.Errorf("quarantined m2 rows = %d; want 1", got)
 	}
 	// Rejections alone are written too.
-	if _, err := s.RecordBatch(ctx, nil, []usage.Rejection{{MessageID: "m3", Reason: "r", Body: "b"}}); err != nil {
+	if _, err := s.RecordBatch(ctx, nil, []record.Rejection{{MessageID: "m3", Reason: "r", Body: "b"}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 3 {
@@ -148,7 +149,7 @@ func TestEventStoreRedeliveredRejectionsStoredOnce(t *testing.T) {
 	db := pgtest.NewDB(t)
 	s := postgres.NewEventStore(db)
 	ctx := context.Background()
-	rej := []usage.Rejection{
+	rej := []record.Rejection{
 		{MessageID: "m1", Position: 0, EventID: "a", Field: "method", Reason: "method: must be an HTTP method", Body: `{"method":"X"}`},
 		{MessageID: "m1", Position: 3, EventID: "b", Field: "quantity", Reason: "quantity: must be between 1 and 1000000", Body: `{}`},
 		{MessageID: "m2", Reason: "invalid JSON", Body: "hello"},
@@ -177,7 +178,7 @@ func TestEventStoreFailureBeforeCommitWritesNothing(t *testing.T) {
 	fault := pgtest.NewCommitFault(t, db)
 	fault.Arm(t, true)
 	events := []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200), testEvent(uuid.NewString(), time.Now().UTC(), 500)}
-	rej := []usage.Rejection{{MessageID: "m", Reason: "r", Body: "b"}}
+	rej := []record.Rejection{{MessageID: "m", Reason: "r", Body: "b"}}
 	if _, err := s.RecordBatch(ctx, events, rej); err == nil || usage.ErrorCode(err) == usage.CodeInvalid {
 		t.Fatalf("RecordBatch error = %v; want a failure that is not the data's", err)
 	}

@@ -304,7 +304,7 @@ func TestMigrateEndpointCapDown(t *testing.T) {
 		events = append(events, usage.Event{Version: 1, EventID: uuid.NewString(), UserID: user, Endpoint: endpoint, Method: "GET",
 			StatusCode: 200, LatencyMS: int64(10 * i), RequestBytes: 1, ResponseBytes: 2, Quantity: 1, OccurredAt: d.Add(time.Duration(i+1) * time.Hour)})
 	}
-	record(t, db, events)
+	recordEvents(t, db, events)
 	if _, _, err := postgres.NewRollupStore(db).RecomputeDay(ctx, rollup.DirtyDay{Day: d}, 0, 1, 1, false); err != nil {
 		t.Fatalf("recompute under a cap of 1: %v", err)
 	}

@@ -42,7 +42,7 @@ func TestRollup_EndpointCap(t *testing.T) {
 		}
 		all = append(all, e)
 	}
-	record(t, db, all)
+	recordEvents(t, db, all)
 
 	ctx := context.Background()
 	recomputeCap := func(max, parts int) int64 {
@@ -141,7 +141,7 @@ func TestRollup_EndpointCap(t *testing.T) {
 	// what is literally named so.
 	late := g.event(d, 24*time.Hour)
 	late.UserID, late.APIKeyID, late.Endpoint, late.Quantity = g.users[0], "", "GET /v1/things/unseen", 7
-	record(t, db, []usage.Event{late})
+	recordEvents(t, db, []usage.Event{late})
 	all = append(all, late)
 	recomputeCap(10, 2)
 	check(10)
@@ -207,7 +207,7 @@ func TestRollup_DefaultEndpointCap(t *testing.T) {
 		e.UserID = g.users[1]
 		all = append(all, e)
 	}
-	record(t, db, all)
+	recordEvents(t, db, all)
 	mustRun(t, newJob(s, rollupNow), rollup.RollupOptions{})
 	want := rolluptest.Rollup(all, rollup.DefaultMaxEndpointsPerDay)
 	if diff := cmp.Diff(want, dailyUsage(t, db)); diff != "" {

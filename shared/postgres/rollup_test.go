@@ -62,16 +62,16 @@ func recompute(t *testing.T, s *postgres.RollupStore, day time.Time) (int64, err
 	return n, err
 }
 
-// record writes events the way the record path does: one statement that
+// recordEvents writes events the way the record path does: one statement that
 // stores the ids in the event key store (its generation of now), inserts
 // the raw rows of the ids it returned and moves the counters and dirty
 // marks by the rows actually inserted (increment_api_calls).
-func record(t *testing.T, db *postgres.DB, events []usage.Event) {
+func recordEvents(t *testing.T, db *postgres.DB, events []usage.Event) {
 	t.Helper()
 	recordTx(t, db.Pool, usage.KeyGeneration(db.Now()), events)
 }
 
-// recordTx is record on q (a transaction, say), storing the keys in the
+// recordTx is recordEvents on q (a transaction, say), storing the keys in the
 // key store's generation gen (usage.KeyGeneration of the database's clock).
 func recordTx(t *testing.T, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
@@ -321,7 +321,7 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 	for i := 0; i < 600; i++ {
 		all = append(all, all[g.r.IntN(len(all))])
 	}
-	record(t, db, all)
+	recordEvents(t, db, all)
 	run := mustRun(t, job, rollup.RollupOptions{})
 	if len(run.Days) < 40 {
 		t.Fatalf("run 1 recomputed %d days, want every day with events", len(run.Days))
@@ -340,14 +340,14 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		late = append(late, g.event(usage.Day(rollupNow), 10*time.Hour))
 	}
-	record(t, db, late)
+	recordEvents(t, db, late)
 	all = append(all, late...)
 	mustRun(t, job, rollup.RollupOptions{})
 	checkRollup(t, db, all)
 
 	// Redeliveries only: nothing new is dirty, nothing is recomputed, the
 	// rollup stays the same.
-	record(t, db, all[:500])
+	recordEvents(t, db, all[:500])
 	run = mustRun(t, job, rollup.RollupOptions{})
 	if len(run.Days) != 0 {
 		t.Errorf("a run after redeliveries only recomputed %v", run.Days)
@@ -371,7 +371,7 @@ func TestRollup_LateEventForClosedDay(t *testing.T) {
 	for i := 0; i < 2000; i++ {
 		all = append(all, g.event(start, 20*24*time.Hour))
 	}
-	record(t, db, all)
+	recordEvents(t, db, all)
 	mustRun(t, job, rollup.RollupOptions{})
 	checkRollup(t, db, all)
 	before := aggregatedAt(t, db)
@@ -380,7 +380,7 @@ func TestRollup_LateEventForClosedDay(t *testing.T) {
 	lateDay := usage.Day(rollupNow).AddDate(0, 0, -12)
 	e := g.event(lateDay, 24*time.Hour)
 	e.StatusCode, e.Quantity = 503, 3
-	record(t, db, []usage.Event{e})
+	recordEvents(t, db, []usage.Event{e})
 	all = append(all, e)
 
 	run := mustRun(t, job, rollup.RollupOptions{})
@@ -437,7 +437,7 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 	g := newEventGen(3, 5)
 	d := usage.Day(rollupNow).AddDate(0, 0, -3)
 	first := []usage.Event{g.event(d, 24*time.Hour), g.event(d, 24*time.Hour)}
-	record(t, db, first)
+	recordEvents(t, db, first)
 
 	// A record transaction in flight: its event (of a user whose day is
 	// marked) is inserted and the user's dirty mark updated, but it has
@@ -494,7 +494,7 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 	for i := 0; i < 3000; i++ {
 		all = append(all, g.event(rollupNow.AddDate(0, 0, -10), 10*24*time.Hour))
 	}
-	record(t, db, all)
+	recordEvents(t, db, all)
 
 	// Hold run A in the middle of its work: lock one dirty mark.
 	tx, err := db.Pool.Begin(ctx)
@@ -554,7 +554,7 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		all = append(all, g.event(rollupNow.AddDate(0, 0, -10), 10*24*time.Hour))
 	}
-	record(t, db, all[len(all)-1000:])
+	recordEvents(t, db, all[len(all)-1000:])
 	var wg sync.WaitGroup
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
@@ -615,14 +615,14 @@ func TestRollup_Retention(t *testing.T) {
 	// dirty marks, never aggregated. March 2031 reaches past the cutoff and
 	// is kept whatever happens.
 	jan := []usage.Event{g.event(day("2031-01-10"), 24*time.Hour), g.event(day("2031-01-10"), 24*time.Hour)}
-	record(t, db, jan)
+	recordEvents(t, db, jan)
 	feb := []usage.Event{g.event(day("2031-02-20"), 24*time.Hour)}
-	record(t, db, feb)
+	recordEvents(t, db, feb)
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_user_days WHERE day = '2031-02-20'`); err != nil {
 		t.Fatal(err)
 	}
 	mar := []usage.Event{g.event(day("2031-03-02"), 24*time.Hour)}
-	record(t, db, mar)
+	recordEvents(t, db, mar)
 
 	// The retention checks alone: January holds a dirty day, February a
 	// day never aggregated (which the check marks dirty for the next run);
@@ -681,7 +681,7 @@ func TestRollup_RetentionWaitsForDirtyDay(t *testing.T) {
 	}
 	g := newEventGen(6, 3)
 	ev := []usage.Event{g.event(day("2031-01-20"), 24*time.Hour)}
-	record(t, db, ev)
+	recordEvents(t, db, ev)
 	mustRun(t, job, rollup.RollupOptions{}) // aggregated, and January dropped
 	if partitionExists(t, db, "eco_api_usage_p203101") {
 		t.Fatal("January kept although aggregated and clean")
@@ -698,12 +698,12 @@ func TestRollup_RetentionWaitsForDirtyDay(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev2 := []usage.Event{g.event(day("2031-02-20"), 24*time.Hour)}
-	record(t, db, ev2)
+	recordEvents(t, db, ev2)
 	if _, err := recompute(t, s, day("2031-02-20")); err != nil {
 		t.Fatal(err)
 	}
 	late := []usage.Event{g.event(day("2031-02-20"), 24*time.Hour)}
-	record(t, db, late) // dirty again
+	recordEvents(t, db, late) // dirty again
 	feb := partition(t, s, "eco_api_usage_p203102")
 	if blocked, err := s.RetentionBlocked(ctx, feb); err != nil || !blocked {
 		t.Fatalf("RetentionBlocked(February) = %v, %v; want blocked", blocked, err)
@@ -730,7 +730,7 @@ func TestRollup_Backfill(t *testing.T) {
 		all = append(all, g.event(rollupNow.AddDate(0, 0, -6), 5*24*time.Hour))
 	}
 	// Loaded behind the record path's back: no dirty marks.
-	record(t, db, all)
+	recordEvents(t, db, all)
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_user_days`); err != nil {
 		t.Fatal(err)
 	}
@@ -760,7 +760,7 @@ func TestAggregateDailyUsage_Idempotent(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		all = append(all, g.event(d, 24*time.Hour))
 	}
-	record(t, db, all)
+	recordEvents(t, db, all)
 	var first int64
 	for i := 0; i < 2; i++ {
 		n, err := recompute(t, s, d)
@@ -811,7 +811,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	}
 	g := newEventGen(9, 3)
 	ev := []usage.Event{g.event(day("2031-03-10"), 24*time.Hour)}
-	record(t, db, ev)
+	recordEvents(t, db, ev)
 
 	tx, err := db.Pool.Begin(ctx)
 	if err != nil {

@@ -1,7 +1,7 @@
 // Package sqspub is the producer side of the usage pipeline: a
 // usage.Publisher that buffers events and sends them to the usage queue as
 // JSON arrays packed into SendMessageBatch calls (at most 10 entries and
-// 256 KiB per call, at most usage.MaxEventsPerMessage events per message).
+// 256 KiB per call, at most record.MaxEventsPerMessage events per message).
 //
 // It flushes when BatchSize events are buffered or the oldest is MaxAge old,
 // and on Flush, which a Lambda handler calls before it returns (a frozen

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -58,7 +59,7 @@ func TestPublishToMoto(t *testing.T) {
 			continue
 		}
 		for _, m := range out.Messages {
-			events, rejected := usage.Decode([]byte(*m.Body), time.Now(), usage.DefaultBackfillWindow)
+			events, rejected := record.Decode([]byte(*m.Body), time.Now(), usage.DefaultBackfillWindow)
 			if len(rejected) > 0 {
 				t.Fatalf("message does not decode: %+v", rejected)
 			}
@@ -100,7 +101,7 @@ func TestRedriveMoto(t *testing.T) {
 	for i := range 23 {
 		in := &sqs.SendMessageInput{QueueUrl: dlq.QueueUrl, MessageBody: aws.String(fmt.Sprintf(`[{"n":%d}]`, i))}
 		if i == 0 {
-			in.MessageAttributes = map[string]types.MessageAttributeValue{usage.AcceptedAtAttribute: {DataType: aws.String("Number"), StringValue: aws.String(earlier)}}
+			in.MessageAttributes = map[string]types.MessageAttributeValue{record.AcceptedAtAttribute: {DataType: aws.String("Number"), StringValue: aws.String(earlier)}}
 		}
 		if _, err := client.SendMessage(ctx, in); err != nil {
 			t.Fatal(err)
@@ -129,7 +130,7 @@ func TestRedriveMoto(t *testing.T) {
 			if !ok || at != "" {
 				t.Errorf("message %s moved twice or never sent", *m.Body)
 			}
-			a := m.MessageAttributes[usage.AcceptedAtAttribute]
+			a := m.MessageAttributes[record.AcceptedAtAttribute]
 			bodies[*m.Body] = aws.ToString(a.StringValue)
 		}
 	}

@@ -3,6 +3,7 @@ package sqspub
 import (
 	"encoding/json"
 
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -14,7 +15,7 @@ type message struct {
 	pos    []int
 }
 
-// pack groups events into messages of at most usage.MaxEventsPerMessage
+// pack groups events into messages of at most record.MaxEventsPerMessage
 // events and maxBytes bytes, and messages into batches of at most
 // MaxBatchEntries entries and maxBytes bytes. The positions of events
 // whose JSON alone exceeds maxBytes are returned apart.
@@ -37,7 +38,7 @@ func pack(events []usage.Event, maxBytes int) (batches [][]message, tooBig []int
 			tooBig = append(tooBig, i)
 			continue
 		}
-		if len(cur) == usage.MaxEventsPerMessage || len(body)+1+len(js)+1 > maxBytes {
+		if len(cur) == record.MaxEventsPerMessage || len(body)+1+len(js)+1 > maxBytes {
 			flush()
 		}
 		if len(cur) > 0 {

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/uuid"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -61,7 +62,7 @@ func (f *fakeSQS) sentEvents(t *testing.T) []string {
 	defer f.mu.Unlock()
 	var ids []string
 	for _, b := range f.sent {
-		events, rejected := usage.Decode([]byte(b), time.Now(), usage.DefaultBackfillWindow)
+		events, rejected := record.Decode([]byte(b), time.Now(), usage.DefaultBackfillWindow)
 		if len(rejected) > 0 {
 			t.Fatalf("sent body does not decode: %+v", rejected)
 		}
@@ -108,7 +109,7 @@ func TestPack(t *testing.T) {
 				size := 0
 				for _, m := range b {
 					size += len(m.body)
-					if len(m.events) > usage.MaxEventsPerMessage || len(m.body) > tt.maxBytes {
+					if len(m.events) > record.MaxEventsPerMessage || len(m.body) > tt.maxBytes {
 						t.Errorf("message of %d events, %d bytes", len(m.events), len(m.body))
 					}
 					var arr []usage.Event

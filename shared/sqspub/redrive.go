@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -20,11 +21,11 @@ type RedriveAPI interface {
 }
 
 // Redriver moves the messages of the usage dead-letter queue (DLQURL) back
-// to the usage queue (QueueURL). It implements usage.Redriver.
+// to the usage queue (QueueURL). It implements record.Redriver.
 //
 // It moves them itself, ten at a time (receive, send, delete), rather than
 // with SQS's StartMessageMoveTask, so that each copy carries the message's
-// first acceptance in usage.AcceptedAtAttribute: the copy's own
+// first acceptance in record.AcceptedAtAttribute: the copy's own
 // SentTimestamp is the move's, and the record path judges an event's age
 // at its acceptance. A message is deleted from the dead-letter queue only
 // once the usage queue has its copy; a failure in between leaves it in
@@ -37,17 +38,17 @@ type Redriver struct {
 	QueueURL string
 }
 
-var _ usage.Redriver = (*Redriver)(nil)
+var _ record.Redriver = (*Redriver)(nil)
 
 // redriveVisibility hides the messages being moved from other receivers of
 // the dead-letter queue; one not deleted comes back after it.
 const redriveVisibility = 60
 
-// Redrive implements usage.Redriver. It stops when two receives in a row
+// Redrive implements record.Redriver. It stops when two receives in a row
 // (a second's long poll each) find the dead-letter queue empty, or when
 // ctx ends (More is then true).
-func (r *Redriver) Redrive(ctx context.Context) (usage.RedriveResult, error) {
-	var res usage.RedriveResult
+func (r *Redriver) Redrive(ctx context.Context) (record.RedriveResult, error) {
+	var res record.RedriveResult
 	for empty := 0; empty < 2; {
 		if ctx.Err() != nil {
 			res.More = true
@@ -87,9 +88,9 @@ func (r *Redriver) move(ctx context.Context, msgs []types.Message) (int, error) 
 		for k, v := range m.MessageAttributes {
 			attrs[k] = v
 		}
-		if _, ok := attrs[usage.AcceptedAtAttribute]; !ok {
+		if _, ok := attrs[record.AcceptedAtAttribute]; !ok {
 			if sent, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
-				attrs[usage.AcceptedAtAttribute] = types.MessageAttributeValue{DataType: aws.String("Number"),
+				attrs[record.AcceptedAtAttribute] = types.MessageAttributeValue{DataType: aws.String("Number"),
 					StringValue: aws.String(strconv.FormatInt(sent, 10))}
 			}
 		}

@@ -1,11 +1,11 @@
-// Package usage is the domain of the metering system: usage events and their
-// validation, plans, subscriptions and billing periods, overage arithmetic,
-// the application error codes, the small interfaces the functions use to
-// reach storage, queues and billing, and the services over them: the
-// aggregation run (RollupJob over a RollupStore), the limit decision
-// (Limiter over a RateStore) and the billing run (Billing over a
-// LedgerStore and a Biller). It imports no AWS, database or Stripe
-// package; the adapters in the sibling packages import it.
+// Package usage is the vocabulary of the metering system: usage events,
+// their bounds and normalisation, plans, subscriptions, terms and billing
+// periods, prices and overage arithmetic, the limit decision, identities
+// and the application error codes. It imports no package of this module,
+// nor any AWS, database or Stripe package. The workflows over it are
+// packages of their own (shared/record, shared/rollup, shared/limits,
+// shared/billing, shared/report, shared/notify); the adapters in the
+// sibling packages import it.
 //
 // Example prices a period: the period holding an instant (PeriodAt),
 // its segments under the terms history (Segments), the lines priced with

@@ -15,6 +15,7 @@ import (
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -102,7 +103,7 @@ func TestNew(t *testing.T) {
 			empty++
 		}
 		for _, msg := range out.Messages {
-			events, rejected := usage.Decode([]byte(*msg.Body), now, usage.DefaultBackfillWindow)
+			events, rejected := record.Decode([]byte(*msg.Body), now, usage.DefaultBackfillWindow)
 			if len(rejected) > 0 {
 				t.Fatalf("message does not decode: %+v", rejected)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/nexus/usage/cmd/internal/moto"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -70,7 +71,7 @@ type deadLetter struct {
 	id       string
 	receives int // on the usage queue, before it moved
 	events   []usage.Event
-	rejected []usage.Rejection
+	rejected []record.Rejection
 }
 
 // deadLetters reads every message of the DLQ once, and makes them visible
@@ -114,7 +115,7 @@ func (r *runner) deadLetters(ctx context.Context) ([]deadLetter, error) {
 			// This receive, from the DLQ, is counted too.
 			d.receives, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 			d.receives--
-			d.events, d.rejected = usage.Decode([]byte(aws.ToString(m.Body)), time.Now(), usage.DefaultBackfillWindow)
+			d.events, d.rejected = record.Decode([]byte(aws.ToString(m.Body)), time.Now(), usage.DefaultBackfillWindow)
 			all = append(all, d)
 		}
 	}
@@ -161,7 +162,7 @@ func (r *runner) redrive(ctx context.Context) error {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		var res usage.RedriveResult
+		var res record.RedriveResult
 		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &res) != nil {
 			return fmt.Errorf("soak: POST /v1/admin/redrive answered %s: %s", resp.Status, body)
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -37,7 +38,7 @@ func TestGenerator(t *testing.T) {
 		if s.it.path == pathHTTP {
 			continue // POST /v1/events judges these (TestSoak)
 		}
-		events, rejected := usage.Decode(body, now, usage.DefaultBackfillWindow)
+		events, rejected := record.Decode(body, now, usage.DefaultBackfillWindow)
 		switch s.it.class {
 		case classValid:
 			if len(rejected) > 0 || len(events) != 1 {

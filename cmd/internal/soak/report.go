@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/record"
 )
 
 // maxMismatches is how many differences a report keeps (it counts them
@@ -120,7 +120,7 @@ func (r *Report) Print(w io.Writer) {
 	pr("faults", "%d kills of record in mid-batch (%d fresh environments), PostgreSQL restarted %d (%.1fs), moto_server restarted %d (%.1fs, queues restored)",
 		r.Kills, r.FunctionRestarts, r.PostgresRestarts, r.PostgresDown.Seconds(), r.MotoRestarts, r.MotoDown.Seconds())
 	if c.Outage > 0 {
-		scale := float64(usage.DefaultRedelivery.Base) / float64(c.Redelivery.Base)
+		scale := float64(record.DefaultRedelivery.Base) / float64(c.Redelivery.Base)
 		pr("outage", "PostgreSQL down %.1fs: at the record path's redelivery schedule (%s doubling to %s, the deployed one compressed %.0f×) that stands for %s; %d events sent meanwhile, %d of them %s inside the backfill window's edge",
 			r.PostgresDown.Seconds(), c.Redelivery.Base, c.Redelivery.Max, scale, time.Duration(float64(r.PostgresDown)*scale).Round(time.Minute),
 			r.SentDuringOutage, r.EdgeEvents, EdgeMargin)

@@ -16,8 +16,8 @@ import (
 	"github.com/nexus/usage/cmd/internal/devstack"
 	"github.com/nexus/usage/cmd/internal/moto"
 	"github.com/nexus/usage/cmd/internal/seed"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/sqspub"
-	"github.com/nexus/usage/shared/usage"
 )
 
 // Config is one soak run. Zero values take the defaults.
@@ -54,7 +54,7 @@ type Config struct {
 	Outage time.Duration
 	// Redelivery is the schedule StackOptions gave the record function
 	// (default SoakRedelivery), for the report.
-	Redelivery usage.Redelivery
+	Redelivery record.Redelivery
 	// DeadLetters is how many messages, dead-lettered by an earlier
 	// outage, the soak puts in the DLQ once its faults are over (default
 	// 3; negative: none; one of them accepted 2 s inside the backfill

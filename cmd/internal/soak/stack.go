@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nexus/usage/cmd/internal/devstack"
-	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/record"
 )
 
 // StackOptions configure the stack a soak runs against.
@@ -29,7 +29,7 @@ type StackOptions struct {
 	// Redelivery is the record function's delay before a failed batch's
 	// messages come back (default SoakRedelivery: the deployed schedule
 	// compressed 60 times, so that an outage of minutes stands for hours).
-	Redelivery usage.Redelivery
+	Redelivery record.Redelivery
 	// Log receives the stack's log at Level and above (nil: none), and
 	// FunctionLog the functions' output (nil: none). Tally counts the
 	// failures of both.
@@ -43,10 +43,10 @@ type StackOptions struct {
 }
 
 // SoakRedelivery is the record function's redelivery schedule in a soak:
-// usage.DefaultRedelivery (1 minute doubling to 15) compressed 60 times,
+// record.DefaultRedelivery (1 minute doubling to 15) compressed 60 times,
 // 1 second doubling to 15. With the template's maxReceiveCount it spans
 // 6.5 minutes, standing for 6.5 hours.
-var SoakRedelivery = usage.Redelivery{Base: usage.DefaultRedelivery.Base / 60, Max: usage.DefaultRedelivery.Max / 60}
+var SoakRedelivery = record.Redelivery{Base: record.DefaultRedelivery.Base / 60, Max: record.DefaultRedelivery.Max / 60}
 
 // StartStack starts the local stack for a soak on free ports, with a
 // database of its own on the throwaway server of scripts/with-services.sh

@@ -335,7 +335,7 @@ func (r *runner) explainDLQ(msgs []deadLetter, byID map[string][]row, rejByID, r
 		what := fmt.Sprintf("message %s (received %d times): %d events, %d invalid; %d neither recorded nor quarantined: ",
 			m.id, m.receives, len(events), len(rejected), missing)
 		// The record path backs off and the queue's maxReceiveCount spans
-		// hours (usage.Redelivery): whatever the run dead-lettered, the
+		// hours (record.Redelivery): whatever the run dead-lettered, the
 		// redrive had to save.
 		rep.mismatch("message %s reached the DLQ after %d receives (goal: none)", m.id, m.receives)
 		switch {

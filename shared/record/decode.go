@@ -1,4 +1,4 @@
-package usage
+package record
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // MaxEventsPerMessage is the most events one queue message may carry.
@@ -63,7 +65,7 @@ type EventStore interface {
 	// words, names the field when it can, and so does ErrorField), which a
 	// smaller batch without that event would not hit; any other code is a
 	// failure the store cannot attribute.
-	RecordBatch(ctx context.Context, events []Event, rejected []Rejection) (inserted int64, err error)
+	RecordBatch(ctx context.Context, events []usage.Event, rejected []Rejection) (inserted int64, err error)
 }
 
 // Decode reads a queue message body holding one event object or a JSON
@@ -82,7 +84,7 @@ type EventStore interface {
 // documented) take a fast path (decodeFast); anything else is decoded by
 // encoding/json, strictly, which words the reasons. Both give the same
 // result for every input the fast path takes.
-func Decode(body []byte, now time.Time, backfill time.Duration) ([]Event, []Rejection) {
+func Decode(body []byte, now time.Time, backfill time.Duration) ([]usage.Event, []Rejection) {
 	if events, ok := decodeFast(body, now, backfill); ok {
 		return events, nil
 	}
@@ -90,12 +92,12 @@ func Decode(body []byte, now time.Time, backfill time.Duration) ([]Event, []Reje
 }
 
 // decodeSlow is Decode with encoding/json, for every input.
-func decodeSlow(body []byte, now time.Time, backfill time.Duration) ([]Event, []Rejection) {
+func decodeSlow(body []byte, now time.Time, backfill time.Duration) ([]usage.Event, []Rejection) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		var raws []json.RawMessage
 		if err := decodeStrict(body, &raws, "message"); err != nil {
-			return nil, []Rejection{reject(body, "", "", ErrorMessage(err))}
+			return nil, []Rejection{reject(body, "", "", usage.ErrorMessage(err))}
 		}
 		switch {
 		case len(raws) == 0:
@@ -103,7 +105,7 @@ func decodeSlow(body []byte, now time.Time, backfill time.Duration) ([]Event, []
 		case len(raws) > MaxEventsPerMessage:
 			return nil, []Rejection{reject(body, "", "", fmt.Sprintf("the message holds %d events, more than %d", len(raws), MaxEventsPerMessage))}
 		}
-		events := make([]Event, 0, len(raws))
+		events := make([]usage.Event, 0, len(raws))
 		var rejected []Rejection
 		for i, raw := range raws {
 			e, rej := decodeEvent(raw, "event", now, backfill)
@@ -120,20 +122,20 @@ func decodeSlow(body []byte, now time.Time, backfill time.Duration) ([]Event, []
 	if rej != nil {
 		return nil, []Rejection{*rej}
 	}
-	return []Event{e}, nil
+	return []usage.Event{e}, nil
 }
 
 // decodeEvent decodes and validates one event object: a whole message
 // (what is "message") or an element of its array ("event").
-func decodeEvent(raw []byte, what string, now time.Time, backfill time.Duration) (Event, *Rejection) {
-	var e Event
+func decodeEvent(raw []byte, what string, now time.Time, backfill time.Duration) (usage.Event, *Rejection) {
+	var e usage.Event
 	if err := decodeStrict(raw, &e, what); err != nil {
-		r := reject(raw, eventIDOf(raw), ErrorField(err), ErrorMessage(err))
-		return Event{}, &r
+		r := reject(raw, eventIDOf(raw), usage.ErrorField(err), usage.ErrorMessage(err))
+		return usage.Event{}, &r
 	}
 	if err := e.Validate(now, backfill); err != nil {
-		r := reject(raw, e.EventID, ErrorField(err), ErrorMessage(err))
-		return Event{}, &r
+		r := reject(raw, e.EventID, usage.ErrorField(err), usage.ErrorMessage(err))
+		return usage.Event{}, &r
 	}
 	e.OccurredAt = e.OccurredAt.UTC()
 	return e, nil
@@ -159,7 +161,7 @@ func decodeStrict(data []byte, v any, what string) error {
 	off := dec.InputOffset()
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		off += int64(len(data[off:]) - len(bytes.TrimLeft(data[off:], " \t\r\n")))
-		return Errorf(CodeInvalid, "the %s must hold one JSON value; more follows at byte %d", what, off+1)
+		return usage.Errorf(usage.CodeInvalid, "the %s must hold one JSON value; more follows at byte %d", what, off+1)
 	}
 	return nil
 }
@@ -170,25 +172,25 @@ func decodeReason(err error, size int, what string) error {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.Is(err, io.EOF):
-		return Errorf(CodeInvalid, "the %s is empty", what)
-	case IsTimeError(err):
+		return usage.Errorf(usage.CodeInvalid, "the %s is empty", what)
+	case usage.IsTimeError(err):
 		// time.Time decodes itself, and its errors name no field;
 		// occurred_at is an event's one time.
-		return FieldErrorf("occurred_at", "must be a date-time (RFC 3339)")
+		return usage.FieldErrorf("occurred_at", "must be a date-time (RFC 3339)")
 	case errors.As(err, &te) && te.Field == "":
 		if what == "message" {
-			return Errorf(CodeInvalid, "the message must hold an event object or an array of events")
+			return usage.Errorf(usage.CodeInvalid, "the message must hold an event object or an array of events")
 		}
-		return Errorf(CodeInvalid, "an event must be a JSON object")
+		return usage.Errorf(usage.CodeInvalid, "an event must be a JSON object")
 	}
 	// JSONError words the rest; "event" is what an unknown field is not a
 	// field of ("colour: is not a field of this event"). Invalid JSON is
 	// the input's as a whole, whatever a field might be called: the
 	// rejection names no field.
-	e := JSONError(err, size, "event")
+	e := usage.JSONError(err, size, "event")
 	var se *json.SyntaxError
 	if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return Errorf(CodeInvalid, "%s", strings.TrimPrefix(ErrorMessage(e), "event: "))
+		return usage.Errorf(usage.CodeInvalid, "%s", strings.TrimPrefix(usage.ErrorMessage(e), "event: "))
 	}
 	return e
 }

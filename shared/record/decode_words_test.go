@@ -1,10 +1,11 @@
-package usage_test
+package record_test
 
 import (
 	"regexp"
 	"strconv"
 	"testing"
 
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -44,7 +45,7 @@ func TestDecodeReasonsInOurWords(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, rejected := usage.Decode([]byte(tt.body), decodeNow, usage.DefaultBackfillWindow)
+			_, rejected := record.Decode([]byte(tt.body), decodeNow, usage.DefaultBackfillWindow)
 			if len(rejected) != 1 {
 				t.Fatalf("Decode(%s) = %d rejections %+v; want 1", tt.body, len(rejected), rejected)
 			}

@@ -1,4 +1,4 @@
-package usage
+package record
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // decodeFast decodes a message body that holds what producers send: one
@@ -24,7 +26,7 @@ import (
 // twice, valid UTF-8, integers written as integers, and occurred_at decoded
 // by time.Time's own UnmarshalJSON as encoding/json does (which reads the
 // literal unescaped).
-func decodeFast(body []byte, now time.Time, backfill time.Duration) (events []Event, ok bool) {
+func decodeFast(body []byte, now time.Time, backfill time.Duration) (events []usage.Event, ok bool) {
 	// Duplicate names are told by fastEvent, which knows every name it
 	// takes; the decoder's own check hashes every name of every object.
 	dec := jsontext.NewDecoder(bytes.NewBuffer(body), jsontext.AllowDuplicateNames(true))
@@ -34,12 +36,12 @@ func decodeFast(body []byte, now time.Time, backfill time.Duration) (events []Ev
 		if !ok {
 			return nil, false
 		}
-		events = []Event{e}
+		events = []usage.Event{e}
 	case '[':
 		if _, err := dec.ReadToken(); err != nil {
 			return nil, false
 		}
-		events = make([]Event, 0, min(len(body)/128+1, MaxEventsPerMessage))
+		events = make([]usage.Event, 0, min(len(body)/128+1, MaxEventsPerMessage))
 		for dec.PeekKind() == '{' {
 			if len(events) == MaxEventsPerMessage {
 				return nil, false
@@ -71,7 +73,7 @@ func decodeFast(body []byte, now time.Time, backfill time.Duration) (events []Ev
 // fastEvent reads one event object from dec; ok is false for anything
 // decodeFast leaves to the strict decoder, a member named twice included.
 // Invalid UTF-8 is an error of dec itself.
-func fastEvent(dec *jsontext.Decoder) (e Event, ok bool) {
+func fastEvent(dec *jsontext.Decoder) (e usage.Event, ok bool) {
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return e, false
 	}

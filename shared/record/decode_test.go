@@ -1,4 +1,4 @@
-package usage_test
+package record_test
 
 import (
 	"strings"
@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -77,7 +78,7 @@ func TestDecode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			events, rejected := usage.Decode([]byte(tt.body), decodeNow, usage.DefaultBackfillWindow)
+			events, rejected := record.Decode([]byte(tt.body), decodeNow, usage.DefaultBackfillWindow)
 			if len(events) != tt.events {
 				t.Errorf("Decode() = %d events; want %d (rejections %+v)", len(events), tt.events, rejected)
 			}
@@ -94,7 +95,7 @@ func TestDecode(t *testing.T) {
 				if r.Reason == "" || r.Body == "" && tt.body != "" {
 					t.Errorf("rejection %d = %+v; want a reason and the body", i, r)
 				}
-				if r.Source != usage.RejectionSourceRecord {
+				if r.Source != record.RejectionSourceRecord {
 					t.Errorf("rejection %d source = %q", i, r.Source)
 				}
 			}
@@ -126,7 +127,7 @@ func TestDecodeOutOfRange(t *testing.T) {
 	}
 	for _, tt := range tests {
 		body := "[" + validEvent + "," + withField(tt.field, tt.value) + "]"
-		events, rejected := usage.Decode([]byte(body), decodeNow, usage.DefaultBackfillWindow)
+		events, rejected := record.Decode([]byte(body), decodeNow, usage.DefaultBackfillWindow)
 		if len(events) != 1 || len(rejected) != 1 {
 			t.Fatalf("%s = %s: %d events, rejections %+v; want the other event and one rejection", tt.field, tt.value, len(events), rejected)
 		}
@@ -136,7 +137,7 @@ func TestDecodeOutOfRange(t *testing.T) {
 		}
 	}
 	most := `{"v":1,"event_id":"0195f3a0-0000-7000-8000-000000000001","user_id":"6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5","endpoint":"GET /v1/games/{id}","method":"GET","status_code":599,"latency_ms":3600000,"request_bytes":1099511627776,"response_bytes":1099511627776,"quantity":1000000,"occurred_at":"2026-03-10T11:59:00Z"}`
-	events, rejected := usage.Decode([]byte(most), decodeNow, usage.DefaultBackfillWindow)
+	events, rejected := record.Decode([]byte(most), decodeNow, usage.DefaultBackfillWindow)
 	if len(events) != 1 || len(rejected) != 0 {
 		t.Fatalf("Decode(%s) = %d events, %+v; want the event at every bound accepted", most, len(events), rejected)
 	}
@@ -147,11 +148,11 @@ func TestDecodeOutOfRange(t *testing.T) {
 }
 
 func TestDecodeRejectionKeepsEventID(t *testing.T) {
-	_, rejected := usage.Decode([]byte(withField("method", `"FETCH"`)), decodeNow, usage.DefaultBackfillWindow)
+	_, rejected := record.Decode([]byte(withField("method", `"FETCH"`)), decodeNow, usage.DefaultBackfillWindow)
 	if len(rejected) != 1 || rejected[0].EventID != "0195f3a0-0000-7000-8000-000000000001" {
 		t.Fatalf("rejections = %+v; want the event id kept", rejected)
 	}
-	_, rejected = usage.Decode([]byte(withField("status_code", `"x"`)), decodeNow, usage.DefaultBackfillWindow)
+	_, rejected = record.Decode([]byte(withField("status_code", `"x"`)), decodeNow, usage.DefaultBackfillWindow)
 	if len(rejected) != 1 || rejected[0].EventID != "0195f3a0-0000-7000-8000-000000000001" {
 		t.Fatalf("rejections = %+v; want the event id kept", rejected)
 	}
@@ -159,7 +160,7 @@ func TestDecodeRejectionKeepsEventID(t *testing.T) {
 
 func TestDecodeSafeText(t *testing.T) {
 	body := "{\"event_id\":\"a\x00b\", \xff}"
-	_, rejected := usage.Decode([]byte(body), decodeNow, usage.DefaultBackfillWindow)
+	_, rejected := record.Decode([]byte(body), decodeNow, usage.DefaultBackfillWindow)
 	if len(rejected) != 1 {
 		t.Fatalf("rejections = %+v", rejected)
 	}
@@ -187,11 +188,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(validEvent + ` {}`))
 	f.Add([]byte(`[7]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		events, rejected := usage.Decode(body, decodeNow, usage.DefaultBackfillWindow)
+		events, rejected := record.Decode(body, decodeNow, usage.DefaultBackfillWindow)
 		if len(events)+len(rejected) == 0 {
 			t.Fatalf("Decode(%q) returned nothing", body)
 		}
-		if len(events) > usage.MaxEventsPerMessage {
+		if len(events) > record.MaxEventsPerMessage {
 			t.Fatalf("Decode(%q) returned %d events", body, len(events))
 		}
 		for _, e := range events {

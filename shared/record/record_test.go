@@ -1,4 +1,4 @@
-package usage_test
+package record_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/mock"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -22,18 +23,18 @@ var recordNow = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 // rejections (by message and position) exactly once.
 type storeSim struct {
 	stored   map[string]bool
-	rejected map[string]usage.Rejection
+	rejected map[string]record.Rejection
 	refuse   map[string]error
 	fail     func(events []usage.Event) error
 	calls    int
 }
 
 func newStoreSim() *storeSim {
-	return &storeSim{stored: map[string]bool{}, rejected: map[string]usage.Rejection{}, refuse: map[string]error{}}
+	return &storeSim{stored: map[string]bool{}, rejected: map[string]record.Rejection{}, refuse: map[string]error{}}
 }
 
 func (s *storeSim) store() *mock.EventStore {
-	return &mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []usage.Rejection) (int64, error) {
+	return &mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
 		s.calls++
 		if s.fail != nil {
 			if err := s.fail(events); err != nil {
@@ -66,20 +67,20 @@ func eventJSON(i int) string {
 func eventID(i int) string { return fmt.Sprintf("0195f3a0-0000-7000-8000-%012d", i) }
 
 // messages returns n messages of per events each, event ids numbered from 1.
-func messages(n, per int) []usage.Message {
-	var out []usage.Message
+func messages(n, per int) []record.Message {
+	var out []record.Message
 	for m := range n {
 		var evs []string
 		for j := range per {
 			evs = append(evs, eventJSON(m*per+j+1))
 		}
-		out = append(out, usage.Message{ID: fmt.Sprintf("m%d", m), Body: []byte("[" + strings.Join(evs, ",") + "]")})
+		out = append(out, record.Message{ID: fmt.Sprintf("m%d", m), Body: []byte("[" + strings.Join(evs, ",") + "]")})
 	}
 	return out
 }
 
-func newRecorder(s *storeSim) *usage.Recorder {
-	return &usage.Recorder{Store: s.store(), Now: func() time.Time { return recordNow }}
+func newRecorder(s *storeSim) *record.Recorder {
+	return &record.Recorder{Store: s.store(), Now: func() time.Time { return recordNow }}
 }
 
 var refused = &usage.Error{Code: usage.CodeInvalid, Field: "latency_ms", Message: "latency_ms: is out of the range the database stores"}
@@ -103,7 +104,7 @@ func TestRecorderSplitsOutRefusedEvents(t *testing.T) {
 	}
 	got := res.Rejected[0]
 	if got.MessageID != "m43" || got.Position != 6 || got.EventID != eventID(437) || got.Field != "latency_ms" ||
-		got.Reason != refused.Message || got.Source != usage.RejectionSourceRecord {
+		got.Reason != refused.Message || got.Source != record.RejectionSourceRecord {
 		t.Errorf("rejection = %+v; want m43 position 6, the store's field and reason", got)
 	}
 	var body usage.Event
@@ -137,7 +138,7 @@ func TestRecorderSplitsOutSeveralEvents(t *testing.T) {
 		s.refuse[eventID(i)] = refused
 	}
 	msgs := messages(10, 10)
-	msgs = append(msgs, usage.Message{ID: "bad", Body: []byte("[" + eventJSON(101) + `,{"v":7}]`)}, usage.Message{ID: "junk", Body: []byte("hello")})
+	msgs = append(msgs, record.Message{ID: "bad", Body: []byte("[" + eventJSON(101) + `,{"v":7}]`)}, record.Message{ID: "junk", Body: []byte("hello")})
 	res, err := newRecorder(s).Record(context.Background(), msgs)
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +167,7 @@ func TestRecorderInfrastructureFailures(t *testing.T) {
 	unknown := fmt.Errorf("something broke")
 	tests := []struct {
 		name     string
-		msgs     []usage.Message
+		msgs     []record.Message
 		fail     func(n *int) func([]usage.Event) error
 		maxCalls int
 	}{
@@ -226,7 +227,7 @@ func TestRecorderUnattributedEventSplitOut(t *testing.T) {
 func TestRecorderDuplicates(t *testing.T) {
 	s := newStoreSim()
 	s.stored[eventID(1)] = true
-	msgs := append(messages(2, 3), usage.Message{ID: "again", Body: []byte(eventJSON(2))})
+	msgs := append(messages(2, 3), record.Message{ID: "again", Body: []byte(eventJSON(2))})
 	res, err := newRecorder(s).Record(context.Background(), msgs)
 	if err != nil {
 		t.Fatal(err)
@@ -258,8 +259,8 @@ func TestRecorderJudgesAgeAtAcceptance(t *testing.T) {
 		{"accepted at the edge, recorded 3 days later", recordNow.Add(72 * time.Hour), recordNow, edge, true},
 		{"no acceptance time, recorded 6 h later", recordNow.Add(6 * time.Hour), time.Time{}, edge, false},
 		{"accepted in the recorder's future", recordNow, recordNow.Add(time.Hour), recordNow.Add(-window - 30*time.Minute), false},
-		{"accepted more than MaxQueueDelay before", recordNow.Add(usage.MaxQueueDelay + time.Hour), recordNow, edge, false},
-		{"accepted MaxQueueDelay before, occurred inside the window then", recordNow.Add(usage.MaxQueueDelay + time.Hour),
+		{"accepted more than MaxQueueDelay before", recordNow.Add(record.MaxQueueDelay + time.Hour), recordNow, edge, false},
+		{"accepted MaxQueueDelay before, occurred inside the window then", recordNow.Add(record.MaxQueueDelay + time.Hour),
 			recordNow, recordNow.Add(time.Hour - window + time.Minute), true},
 		{"occurred ahead of the acceptance by more than the skew", recordNow.Add(time.Hour), recordNow,
 			recordNow.Add(usage.MaxFutureSkew + time.Minute), false},
@@ -267,8 +268,8 @@ func TestRecorderJudgesAgeAtAcceptance(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStoreSim()
-			r := &usage.Recorder{Store: s.store(), Now: func() time.Time { return tt.recordedAt }, Backfill: window}
-			res, err := r.Record(context.Background(), []usage.Message{{ID: "m", Body: at(tt.occurred, i+1), AcceptedAt: tt.acceptedAt}})
+			r := &record.Recorder{Store: s.store(), Now: func() time.Time { return tt.recordedAt }, Backfill: window}
+			res, err := r.Record(context.Background(), []record.Message{{ID: "m", Body: at(tt.occurred, i+1), AcceptedAt: tt.acceptedAt}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,14 +289,14 @@ func TestRecorderJudgesAgeAtAcceptance(t *testing.T) {
 // BackfillMargin (event id memory, raw retention) must cover that, with
 // the key store's overlap to spare.
 func TestMaxQueueDelayInsideMargin(t *testing.T) {
-	if need := usage.MaxQueueDelay + usage.MaxFutureSkew + usage.KeyGenerationOverlap; need >= usage.BackfillMargin {
-		t.Errorf("MaxQueueDelay %s + skew %s + overlap %s = %s; must stay under BackfillMargin %s", usage.MaxQueueDelay,
+	if need := record.MaxQueueDelay + usage.MaxFutureSkew + usage.KeyGenerationOverlap; need >= usage.BackfillMargin {
+		t.Errorf("MaxQueueDelay %s + skew %s + overlap %s = %s; must stay under BackfillMargin %s", record.MaxQueueDelay,
 			usage.MaxFutureSkew, usage.KeyGenerationOverlap, need, usage.BackfillMargin)
 	}
 }
 
 func TestRedelivery(t *testing.T) {
-	r := usage.DefaultRedelivery
+	r := record.DefaultRedelivery
 	var got []time.Duration
 	for n := 1; n <= 7; n++ {
 		got = append(got, r.Delay(n))
@@ -308,14 +309,14 @@ func TestRedelivery(t *testing.T) {
 		t.Errorf("Outlasts(30) = %s; want 6h30m", got)
 	}
 	// The schedule compressed 60 times, as the soak runs it: whole seconds.
-	fast := usage.Redelivery{Base: time.Second, Max: 15 * time.Second}
+	fast := record.Redelivery{Base: time.Second, Max: 15 * time.Second}
 	if d := fast.Delay(1); d != time.Second {
 		t.Errorf("Delay(1) at 1s = %s", d)
 	}
-	if d := (usage.Redelivery{Base: 1500 * time.Millisecond, Max: time.Hour}).Delay(1); d != 2*time.Second {
+	if d := (record.Redelivery{Base: 1500 * time.Millisecond, Max: time.Hour}).Delay(1); d != 2*time.Second {
 		t.Errorf("Delay(1) at 1.5s = %s; want 2s (SQS counts whole seconds)", d)
 	}
-	if d := (usage.Redelivery{Base: time.Hour, Max: 48 * time.Hour}).Delay(10); d != usage.MaxVisibilityTimeout {
+	if d := (record.Redelivery{Base: time.Hour, Max: 48 * time.Hour}).Delay(10); d != record.MaxVisibilityTimeout {
 		t.Errorf("Delay past SQS's longest visibility = %s; want 12h", d)
 	}
 }

@@ -1,4 +1,4 @@
-package usage
+package record
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // The fast path's tests live inside the package: they compare decodeFast
@@ -24,9 +26,9 @@ const fastEventJSON = `{"v":1,"event_id":"0195f3a0-0000-7000-8000-000000000001",
 // events, marshalled by encoding/json.
 func fastBatch(t testing.TB, n int) []byte {
 	t.Helper()
-	events := make([]Event, n)
+	events := make([]usage.Event, n)
 	for i := range events {
-		events[i] = Event{Version: 1, EventID: "0195f3a0-0000-7000-8000-" + strconv.FormatInt(100000000000+int64(i), 10),
+		events[i] = usage.Event{Version: 1, EventID: "0195f3a0-0000-7000-8000-" + strconv.FormatInt(100000000000+int64(i), 10),
 			UserID: "6f1c2d3e-4b5a-4c6d-8e7f-8091a2b3c4d5", Endpoint: "GET /v1/games/{id}", Method: "GET", StatusCode: 200 + i%400,
 			LatencyMS: int64(i), RequestBytes: int64(i * 7), ResponseBytes: int64(i * 11), Quantity: int64(1 + i%3),
 			OccurredAt: fastNow.Add(-time.Duration(i) * time.Minute)}
@@ -58,11 +60,11 @@ func TestDecodeFastTakesWhatProducersSend(t *testing.T) {
 	}
 	for name, body := range bodies {
 		t.Run(name, func(t *testing.T) {
-			fast, ok := decodeFast(body, fastNow, DefaultBackfillWindow)
+			fast, ok := decodeFast(body, fastNow, usage.DefaultBackfillWindow)
 			if !ok {
 				t.Fatalf("decodeFast(%s) declined", body)
 			}
-			slow, rejected := decodeSlow(body, fastNow, DefaultBackfillWindow)
+			slow, rejected := decodeSlow(body, fastNow, usage.DefaultBackfillWindow)
 			if len(rejected) > 0 {
 				t.Fatalf("decodeSlow(%s) rejected %+v", body, rejected)
 			}
@@ -103,7 +105,7 @@ func TestDecodeFastDeclines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if events, ok := decodeFast([]byte(tt.body), fastNow, DefaultBackfillWindow); ok {
+			if events, ok := decodeFast([]byte(tt.body), fastNow, usage.DefaultBackfillWindow); ok {
 				t.Errorf("decodeFast(%s) = %+v; want it declined", tt.body, events)
 			}
 		})
@@ -141,11 +143,11 @@ func FuzzDecodeFast(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		fast, ok := decodeFast(body, fastNow, DefaultBackfillWindow)
+		fast, ok := decodeFast(body, fastNow, usage.DefaultBackfillWindow)
 		if !ok {
 			return
 		}
-		slow, rejected := decodeSlow(body, fastNow, DefaultBackfillWindow)
+		slow, rejected := decodeSlow(body, fastNow, usage.DefaultBackfillWindow)
 		if len(rejected) > 0 {
 			t.Fatalf("decodeFast(%q) took what the strict decoder rejects: %+v", body, rejected)
 		}
@@ -162,13 +164,13 @@ func BenchmarkDecode(b *testing.B) {
 	body := fastBatch(b, 100)
 	for _, tt := range []struct {
 		name   string
-		decode func([]byte, time.Time, time.Duration) ([]Event, []Rejection)
+		decode func([]byte, time.Time, time.Duration) ([]usage.Event, []Rejection)
 	}{{"fast", Decode}, {"strict", decodeSlow}} {
 		b.Run(tt.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if events, rejected := tt.decode(body, fastNow, DefaultBackfillWindow); len(events) != 100 || len(rejected) > 0 {
+				if events, rejected := tt.decode(body, fastNow, usage.DefaultBackfillWindow); len(events) != 100 || len(rejected) > 0 {
 					b.Fatalf("%d events, %+v", len(events), rejected)
 				}
 			}

@@ -1,9 +1,11 @@
-package usage
+package record
 
 import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/nexus/usage/shared/usage"
 )
 
 // Message is one queue message as the record path receives it.
@@ -107,10 +109,10 @@ func (r *Recorder) Record(ctx context.Context, msgs []Message) (*BatchResult, er
 	now := r.Now()
 	backfill := r.Backfill
 	if backfill <= 0 {
-		backfill = DefaultBackfillWindow
+		backfill = usage.DefaultBackfillWindow
 	}
 	var (
-		events   []Event
+		events   []usage.Event
 		origins  []origin
 		rejected []Rejection
 	)
@@ -169,15 +171,15 @@ func (r *Recorder) Record(ctx context.Context, msgs []Message) (*BatchResult, er
 
 // splittable reports whether err may belong to some events of the batch:
 // every code but CodeUnavailable.
-func splittable(err error) bool { return ErrorCode(err) != CodeUnavailable }
+func splittable(err error) bool { return usage.ErrorCode(err) != usage.CodeUnavailable }
 
 // attributed reports whether err belongs to the data by its code alone.
-func attributed(err error) bool { return ErrorCode(err) == CodeInvalid }
+func attributed(err error) bool { return usage.ErrorCode(err) == usage.CodeInvalid }
 
 // split finds the events a store refuses by bisection.
 type split struct {
 	store    EventStore
-	events   []Event
+	events   []usage.Event
 	origins  []origin
 	inserted int64
 	refused  []Rejection
@@ -226,7 +228,7 @@ func (s *split) write(ctx context.Context, lo, hi int, err error) error {
 func (s *split) rejection(i int, err error) Rejection {
 	e := s.events[i]
 	body, _ := json.Marshal(e)
-	reason, field := ErrorMessage(err), ErrorField(err)
+	reason, field := usage.ErrorMessage(err), usage.ErrorField(err)
 	if !attributed(err) {
 		reason, field = "the database could not store this event, though the rest of its batch was stored", ""
 	}
