@@ -26,7 +26,7 @@ type Input struct {
 // Output summarizes the run for whoever invoked the function by hand; the
 // scheduler ignores it.
 type Output struct {
-	RunID             int64    `json:"run_id"`
+	JobRunID          int64    `json:"job_run_id"`
 	Skipped           bool     `json:"skipped,omitempty"`
 	DaysRecomputed    int      `json:"days_recomputed"`
 	RowsWritten       int64    `json:"rows_written"`
@@ -50,7 +50,7 @@ type Output struct {
 // next hourly run (dirty days stay dirty until recomputed, the job lock's
 // lease expires). A run skipped because another holds the lock succeeds.
 type Handler struct {
-	Rollup rollup.Rollup
+	Rollup rollup.Runner
 	Logger *slog.Logger
 	Now    func() time.Time
 	// RetentionDays is how long raw events are kept (0: the default).
@@ -64,7 +64,7 @@ type Handler struct {
 
 // Handle runs the aggregation once.
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Output, error) {
-	opts := rollup.RollupOptions{RetentionDays: h.RetentionDays, MaxEndpointsPerDay: h.MaxEndpointsPerDay, Workers: h.Workers}
+	opts := rollup.Options{RetentionDays: h.RetentionDays, MaxEndpointsPerDay: h.MaxEndpointsPerDay, Workers: h.Workers}
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		opts.Holder = lc.AwsRequestID
 	}
@@ -83,13 +83,13 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Output,
 		}
 		attrs := []any{"request_id", opts.Holder, "error", err.Error()}
 		if run != nil {
-			attrs = append(attrs, "run_id", run.RunID, "days_recomputed", len(run.Days))
+			attrs = append(attrs, "job_run_id", run.JobRunID, "days_recomputed", len(run.Days))
 		}
 		h.Logger.ErrorContext(ctx, "aggregate: run failed", attrs...)
 		return nil, fmt.Errorf("aggregate: %w", err)
 	}
 	out := &Output{
-		RunID:                 run.RunID,
+		JobRunID:              run.JobRunID,
 		Skipped:               run.Skipped,
 		DaysRecomputed:        len(run.Days),
 		RowsWritten:           run.RowsWritten,
@@ -103,10 +103,10 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Output,
 		out.StillDirty = append(out.StillDirty, d.Format(time.DateOnly))
 	}
 	if run.Skipped {
-		h.Logger.InfoContext(ctx, "aggregate: skipped, another run holds the lock", "request_id", opts.Holder, "run_id", run.RunID)
+		h.Logger.InfoContext(ctx, "aggregate: skipped, another run holds the lock", "request_id", opts.Holder, "job_run_id", run.JobRunID)
 		return out, nil
 	}
-	h.Logger.InfoContext(ctx, "aggregate: done", "request_id", opts.Holder, "run_id", run.RunID,
+	h.Logger.InfoContext(ctx, "aggregate: done", "request_id", opts.Holder, "job_run_id", run.JobRunID,
 		"days_recomputed", out.DaysRecomputed, "rows_written", out.RowsWritten, "still_dirty", out.StillDirty,
 		"partitions_created", out.PartitionsCreated, "partitions_dropped", out.PartitionsDropped,
 		"retention_blocked", out.RetentionBlocked, "key_generations_dropped", out.KeyGenerationsDropped,

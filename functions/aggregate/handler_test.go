@@ -82,11 +82,11 @@ func TestParseInput(t *testing.T) {
 }
 
 // rollupFunc is a mock rollup running f.
-func rollupFunc(f func(ctx context.Context, opts rollup.RollupOptions) (*rollup.RollupRun, error)) *mock.Rollup {
+func rollupFunc(f func(ctx context.Context, opts rollup.Options) (*rollup.Run, error)) *mock.Rollup {
 	return &mock.Rollup{RunRollupFn: f}
 }
 
-func newHandler(r rollup.Rollup) *Handler {
+func newHandler(r rollup.Runner) *Handler {
 	return &Handler{
 		Rollup:             r,
 		Logger:             slog.New(slog.NewJSONHandler(io.Discard, nil)),
@@ -99,29 +99,29 @@ func newHandler(r rollup.Rollup) *Handler {
 
 func TestHandle(t *testing.T) {
 	t.Run("normal run", func(t *testing.T) {
-		var got rollup.RollupOptions
-		h := newHandler(rollupFunc(func(_ context.Context, o rollup.RollupOptions) (*rollup.RollupRun, error) {
+		var got rollup.Options
+		h := newHandler(rollupFunc(func(_ context.Context, o rollup.Options) (*rollup.Run, error) {
 			got = o
-			return &rollup.RollupRun{RunID: 7, Days: []time.Time{date("2031-03-19")}, RowsWritten: 12,
+			return &rollup.Run{JobRunID: 7, Days: []time.Time{date("2031-03-19")}, RowsWritten: 12,
 				StillDirty: []time.Time{date("2031-03-19")}, PartitionsDropped: []string{"eco_api_usage_p203011"}}, nil
 		}))
 		out, err := h.Handle(context.Background(), json.RawMessage(`{}`))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(rollup.RollupOptions{RetentionDays: 30, MaxEndpointsPerDay: 250, Workers: 2}, got); diff != "" {
+		if diff := cmp.Diff(rollup.Options{RetentionDays: 30, MaxEndpointsPerDay: 250, Workers: 2}, got); diff != "" {
 			t.Errorf("options (-want +got):\n%s", diff)
 		}
-		want := &Output{RunID: 7, DaysRecomputed: 1, RowsWritten: 12, StillDirty: []string{"2031-03-19"}, PartitionsDropped: []string{"eco_api_usage_p203011"}}
+		want := &Output{JobRunID: 7, DaysRecomputed: 1, RowsWritten: 12, StillDirty: []string{"2031-03-19"}, PartitionsDropped: []string{"eco_api_usage_p203011"}}
 		if diff := cmp.Diff(want, out); diff != "" {
 			t.Errorf("output (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("backfill", func(t *testing.T) {
 		var got *usage.DayRange
-		h := newHandler(rollupFunc(func(_ context.Context, o rollup.RollupOptions) (*rollup.RollupRun, error) {
+		h := newHandler(rollupFunc(func(_ context.Context, o rollup.Options) (*rollup.Run, error) {
 			got = o.Backfill
-			return &rollup.RollupRun{}, nil
+			return &rollup.Run{}, nil
 		}))
 		if _, err := h.Handle(context.Background(), json.RawMessage(`{"from":"2031-03-01","to":"2031-03-02"}`)); err != nil {
 			t.Fatal(err)
@@ -131,7 +131,7 @@ func TestHandle(t *testing.T) {
 		}
 	})
 	t.Run("bad input fails without running", func(t *testing.T) {
-		h := newHandler(rollupFunc(func(context.Context, rollup.RollupOptions) (*rollup.RollupRun, error) {
+		h := newHandler(rollupFunc(func(context.Context, rollup.Options) (*rollup.Run, error) {
 			t.Fatal("ran on bad input")
 			return nil, nil
 		}))
@@ -141,8 +141,8 @@ func TestHandle(t *testing.T) {
 		}
 	})
 	t.Run("skipped is a success", func(t *testing.T) {
-		h := newHandler(rollupFunc(func(context.Context, rollup.RollupOptions) (*rollup.RollupRun, error) {
-			return &rollup.RollupRun{RunID: 3, Skipped: true}, nil
+		h := newHandler(rollupFunc(func(context.Context, rollup.Options) (*rollup.Run, error) {
+			return &rollup.Run{JobRunID: 3, Skipped: true}, nil
 		}))
 		out, err := h.Handle(context.Background(), nil)
 		if err != nil || !out.Skipped {
@@ -151,8 +151,8 @@ func TestHandle(t *testing.T) {
 	})
 	t.Run("store failure fails the invocation", func(t *testing.T) {
 		cause := usage.Errorf(usage.CodeUnavailable, "database unavailable")
-		h := newHandler(rollupFunc(func(context.Context, rollup.RollupOptions) (*rollup.RollupRun, error) {
-			return &rollup.RollupRun{RunID: 4}, cause
+		h := newHandler(rollupFunc(func(context.Context, rollup.Options) (*rollup.Run, error) {
+			return &rollup.Run{JobRunID: 4}, cause
 		}))
 		_, err := h.Handle(context.Background(), nil)
 		if !errors.Is(err, cause) {

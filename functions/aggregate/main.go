@@ -68,7 +68,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		return nil, err
 	}
 	return &Handler{
-		Rollup:             &rollup.RollupJob{Store: postgres.NewRollupStore(db), Now: time.Now, Logger: logger},
+		Rollup:             &rollup.Job{Store: postgres.NewRollupStore(db), Now: time.Now, Logger: logger},
 		Logger:             logger,
 		Now:                time.Now,
 		RetentionDays:      retention,

@@ -29,7 +29,7 @@ func TestHandle_Postgres(t *testing.T) {
 		INSERT INTO eco_usage_dirty_days (day) VALUES ('2031-03-18')`); err != nil {
 		t.Fatal(err)
 	}
-	h := newHandler(&rollup.RollupJob{Store: store, Now: func() time.Time { return testNow }})
+	h := newHandler(&rollup.Job{Store: store, Now: func() time.Time { return testNow }})
 	out, err := h.Handle(ctx, json.RawMessage(`{}`))
 	if err != nil {
 		t.Fatal(err)

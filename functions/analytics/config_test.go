@@ -28,7 +28,7 @@ func TestConfigurationIsTheTemplates(t *testing.T) {
 	}
 	testkit.ConfigurationIsTheTemplates(t, testkit.Deployed{Function: "analytics",
 		Vars: map[string]string{
-			"QUEUE_URL":        "https://sqs.us-east-1.amazonaws.com/123456789012/nexus-usage-dev",
+			"USAGE_QUEUE_URL":  "https://sqs.us-east-1.amazonaws.com/123456789012/nexus-usage-dev",
 			"NOTIFY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/nexus-usage-notify-dev",
 			"JWT_ISSUER":       "https://auth.example.com/",
 			"JWT_AUDIENCE":     "nexus-usage",

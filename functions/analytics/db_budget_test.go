@@ -19,7 +19,7 @@ import (
 // is served meanwhile.
 func TestReadFloodRefused(t *testing.T) {
 	f := newDBFixture(t)
-	f.h.Reads = limits.NewBudget(postgres.NewRateLimiter(f.db), limits.BudgetOptions{Name: "read",
+	f.h.Reads = limits.NewBudget(postgres.NewRateStore(f.db), limits.BudgetOptions{Name: "read",
 		RatePerSecond: limits.DefaultReadRatePerSecond, Burst: limits.DefaultReadBurst, Now: func() time.Time { return testNow }})
 	const clients, each = 30, 10
 	statuses := make(chan map[string]string, clients*each)

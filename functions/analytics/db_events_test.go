@@ -32,7 +32,7 @@ func TestDBEventsAtHardQuota(t *testing.T) {
 		published = append(published, events...)
 		return make([]error, len(events))
 	}}
-	f.h.Limits = limits.NewLimiter(postgres.NewRateLimiter(f.db), limits.LimiterOptions{Now: func() time.Time { return testNow }})
+	f.h.Limits = limits.NewLimiter(postgres.NewRateStore(f.db), limits.LimiterOptions{Now: func() time.Time { return testNow }})
 	key := map[string]string{"X-Api-Key": f.bobKey}
 
 	resp := f.do(t, request("POST", "/v1/limits/check", key, `{"cost":1}`))

@@ -8,7 +8,7 @@
 //	DATABASE_PROXY=true                  pgx without statement caches (RDS Proxy)
 //	JWT_ISSUER, JWT_AUDIENCE             accepted bearer tokens
 //	JWT_HMAC_SECRET or JWT_PUBLIC_KEY    HS256 secret, or an RSA/ECDSA public key (PEM)
-//	QUEUE_URL                            the usage queue of POST /v1/events
+//	USAGE_QUEUE_URL                      the usage queue of POST /v1/events
 //	DLQ_URL                              its dead-letter queue, for POST /v1/admin/redrive
 //	NOTIFY_QUEUE_URL                     the notify queue: replayed webhook deliveries go there at once
 //	                                     (unset: the deliver function's sweep finds them within a minute)
@@ -62,7 +62,7 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
-	queueURL := e.String("QUEUE_URL", "")
+	queueURL := e.String("USAGE_QUEUE_URL", "")
 	dlqURL := e.String("DLQ_URL", "")
 	notifyURL := e.String("NOTIFY_QUEUE_URL", "")
 	allowPrivate := e.Bool("WEBHOOK_ALLOW_PRIVATE")
@@ -141,10 +141,10 @@ func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		}
 	}
 	if queueURL == "" {
-		logger.Warn("QUEUE_URL is not set: POST /v1/events answers 503")
+		logger.Warn("USAGE_QUEUE_URL is not set: POST /v1/events answers 503")
 	}
-	h.Limits = limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Logger: logger, Now: time.Now})
-	h.Reads = limits.NewBudget(postgres.NewRateLimiter(db), limits.BudgetOptions{Name: "read", RatePerSecond: readRate, Burst: readBurst, Now: time.Now})
+	h.Limits = limits.NewLimiter(postgres.NewRateStore(db), limits.LimiterOptions{Logger: logger, Now: time.Now})
+	h.Reads = limits.NewBudget(postgres.NewRateStore(db), limits.BudgetOptions{Name: "read", RatePerSecond: readRate, Burst: readBurst, Now: time.Now})
 	return h, nil
 }
 

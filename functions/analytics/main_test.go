@@ -93,14 +93,14 @@ func TestBuild(t *testing.T) {
 		t.Fatalf("build: %v", err)
 	}
 	if h.Publisher != nil || h.Limits == nil || h.Reads == nil || h.Usage == nil || h.Admin == nil || h.Auth == nil {
-		t.Errorf("without QUEUE_URL: publisher %v, limits %v", h.Publisher, h.Limits)
+		t.Errorf("without USAGE_QUEUE_URL: publisher %v, limits %v", h.Publisher, h.Limits)
 	}
 	h, err = build(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_PUBLIC_KEY": pemKey(t, &rsaKey.PublicKey),
-		"QUEUE_URL": "http://127.0.0.1:1/000000000000/usage", "ALERT_BUS_NAME": "alerts", "AWS_REGION": "us-east-1"})), logger)
+		"USAGE_QUEUE_URL": "http://127.0.0.1:1/000000000000/usage", "ALERT_BUS_NAME": "alerts", "AWS_REGION": "us-east-1"})), logger)
 	if err != nil {
 		t.Fatalf("build with a queue: %v", err)
 	}
 	if h.Publisher == nil {
-		t.Errorf("with QUEUE_URL: no publisher")
+		t.Errorf("with USAGE_QUEUE_URL: no publisher")
 	}
 }

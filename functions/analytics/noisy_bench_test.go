@@ -211,7 +211,7 @@ func setupNoisy(b *testing.B, db *postgres.DB) *noisy {
 	}
 	b.Logf("one of the flooder's year-long breakdowns, alone: %s", time.Since(start).Round(time.Millisecond))
 
-	n.limiter = limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Now: time.Now})
+	n.limiter = limits.NewLimiter(postgres.NewRateStore(db), limits.LimiterOptions{Now: time.Now})
 	n.recorder = &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}
 	return n
 }
@@ -227,9 +227,9 @@ func (n *noisy) Send(_ context.Context, events []usage.Event) []error {
 func (n *noisy) handler(budgeted bool) *Handler {
 	store := postgres.NewAnalyticsStore(n.db)
 	h := &Handler{Usage: store, Admin: store, Auth: &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(n.db), auth.DefaultKeyCacheTTL, nil)},
-		Limits: limits.NewLimiter(postgres.NewRateLimiter(n.db), limits.LimiterOptions{Now: time.Now}), Publisher: n, Now: time.Now}
+		Limits: limits.NewLimiter(postgres.NewRateStore(n.db), limits.LimiterOptions{Now: time.Now}), Publisher: n, Now: time.Now}
 	if budgeted {
-		h.Reads = limits.NewBudget(postgres.NewRateLimiter(n.db), limits.BudgetOptions{Name: "read",
+		h.Reads = limits.NewBudget(postgres.NewRateStore(n.db), limits.BudgetOptions{Name: "read",
 			RatePerSecond: limits.DefaultReadRatePerSecond, Burst: limits.DefaultReadBurst})
 	}
 	return h

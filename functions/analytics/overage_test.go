@@ -31,7 +31,7 @@ var (
 func cannedOverage() *mock.OveragePreviewer {
 	return &mock.OveragePreviewer{PreviewFn: func(_ context.Context, month, now time.Time) (*billing.Preview, error) {
 		charge, _ := usage.NewPeriodCharge([]usage.Line{proLine})
-		next := &billing.PlannedRow{UserID: charlie, Period: marchCalendar, Seq: 1, Status: billing.LedgerPending, Amount: 100,
+		next := &billing.DraftRow{UserID: charlie, Period: marchCalendar, Seq: 1, Status: billing.LedgerPending, Amount: 100,
 			Currency: "usd", Description: "API overage adjustment 1, 2026-03-01 – 2026-03-31: Pro, 700 calls, 100 included: 6 × 100 calls at 0.50 USD = 3.00 USD; less 2.00 USD charged before"}
 		return &billing.Preview{Month: month.Format("2006-01"), AsOf: now, Items: []billing.PreviewItem{
 			{UserID: charlie, Period: marchCalendar, Closed: true, Charge: charge, Recorded: 200, Billed: 200, Next: next},

@@ -144,7 +144,7 @@ func TestHandleDryRunWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []billing.PlannedRow{{UserID: userID(1), Period: february, Seq: 0, Status: billing.LedgerPending, Amount: 2500, Currency: "usd",
+	want := []billing.DraftRow{{UserID: userID(1), Period: february, Seq: 0, Status: billing.LedgerPending, Amount: 2500, Currency: "usd",
 		Description: "API overage, 2026-02-01 – 2026-02-28: Pro, 150,000 calls, 100,000 included: 50 × 1,000 calls at 0.50 USD = 25.00 USD"}}
 	if d := cmp.Diff(want, rep.Planned); d != "" || !rep.DryRun || len(keys) != 0 || rep.PlannedRows != 1 ||
 		!cmp.Equal(rep.Due, []billing.Amount{{Currency: "usd", Amount: 2500}}) || len(l.runs) != 1 {

@@ -160,9 +160,9 @@ func TestHandleRestoreOfARowNeverClaimed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	planned, err := e.h.Billing.PlanPeriod(subs[0], states[0], runAt)
+	planned, err := e.h.Billing.DraftPeriod(subs[0], states[0], runAt)
 	if err != nil || planned == nil {
-		t.Fatalf("PlanPeriod = %+v, %v", planned, err)
+		t.Fatalf("DraftPeriod = %+v, %v", planned, err)
 	}
 	if _, err := e.ledger.InsertLedgerEntries(ctx, []*billing.LedgerEntry{planned}, nil, runAt); err != nil {
 		t.Fatal(err)

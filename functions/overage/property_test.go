@@ -771,7 +771,7 @@ func (w *world) debugPeriod(u string, p usage.Period, hist []usage.Terms, pd map
 			return err.Error()
 		}
 		b := w.e.h.Billing
-		e, err := b.PlanPeriod(sub, sts[0], w.now)
+		e, err := b.DraftPeriod(sub, sts[0], w.now)
 		plan = fmt.Sprintf("due %v; state %+v; plan %+v, %v", due, sts[0], e, err)
 	}
 	var raw string

@@ -13,7 +13,7 @@
 //	                     (usage.MaxBackfillWindow: the event key store
 //	                     remembers ids for no longer), judged at the
 //	                     message's acceptance by the queue
-//	QUEUE_URL            the usage queue, whose failed batches' messages
+//	USAGE_QUEUE_URL      the usage queue, whose failed batches' messages
 //	                     the function hides for REDELIVERY_BASE (default
 //	                     1m) doubled on each receive up to REDELIVERY_MAX
 //	                     (default 15m); unset: the queue's visibility
@@ -58,7 +58,7 @@ func main() {
 func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
 	url, proxy, err := e.Database()
 	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
-	queueURL := e.String("QUEUE_URL", "")
+	queueURL := e.String("USAGE_QUEUE_URL", "")
 	notifyURL := e.String("NOTIFY_QUEUE_URL", "")
 	redelivery := record.Redelivery{Base: e.Duration("REDELIVERY_BASE", record.DefaultRedelivery.Base),
 		Max: e.Duration("REDELIVERY_MAX", record.DefaultRedelivery.Max)}
@@ -101,7 +101,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		}
 	}
 	if queueURL == "" {
-		logger.Warn("QUEUE_URL is not set: failed batches come back after the queue's visibility timeout, without backoff")
+		logger.Warn("USAGE_QUEUE_URL is not set: failed batches come back after the queue's visibility timeout, without backoff")
 	}
 	if notifyURL == "" {
 		logger.Warn("NOTIFY_QUEUE_URL is not set: notification events wait for the deliver function's sweep")

@@ -53,9 +53,9 @@ func TestTemplateOutlastsOutage(t *testing.T) {
 	vars := tmpl.Resources.RecordFunction.Properties.Environment.Variables
 	base, err1 := time.ParseDuration(vars["REDELIVERY_BASE"].Value)
 	maxd, err2 := time.ParseDuration(vars["REDELIVERY_MAX"].Value)
-	if err1 != nil || err2 != nil || vars["QUEUE_URL"].Value != "UsageQueue" {
-		t.Fatalf("RecordFunction's QUEUE_URL %q, REDELIVERY_BASE %q, REDELIVERY_MAX %q; want !Ref UsageQueue and durations",
-			vars["QUEUE_URL"].Value, vars["REDELIVERY_BASE"].Value, vars["REDELIVERY_MAX"].Value)
+	if err1 != nil || err2 != nil || vars["USAGE_QUEUE_URL"].Value != "UsageQueue" {
+		t.Fatalf("RecordFunction's USAGE_QUEUE_URL %q, REDELIVERY_BASE %q, REDELIVERY_MAX %q; want !Ref UsageQueue and durations",
+			vars["USAGE_QUEUE_URL"].Value, vars["REDELIVERY_BASE"].Value, vars["REDELIVERY_MAX"].Value)
 	}
 	r := record.Redelivery{Base: base, Max: maxd}
 	if r != record.DefaultRedelivery {

@@ -114,18 +114,18 @@ func TestPlanPeriod(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := (&billing.Billing{}).PlanPeriod(tt.sub, tt.st, tt.now)
+			got, err := (&billing.Billing{}).DraftPeriod(tt.sub, tt.st, tt.now)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if (got == nil) != (tt.want == nil) {
-				t.Fatalf("PlanPeriod = %+v; want %+v", got, tt.want)
+				t.Fatalf("DraftPeriod = %+v; want %+v", got, tt.want)
 			}
 			if got == nil {
 				return
 			}
 			if got.Seq != tt.want.Seq || got.Status != tt.want.Status || got.Units != tt.want.Units || got.Amount != tt.want.Amount {
-				t.Errorf("PlanPeriod = seq %d %s units %d amount %d; want seq %d %s units %d amount %d",
+				t.Errorf("DraftPeriod = seq %d %s units %d amount %d; want seq %d %s units %d amount %d",
 					got.Seq, got.Status, got.Units, got.Amount, tt.want.Seq, tt.want.Status, tt.want.Units, tt.want.Amount)
 			}
 			if got.IdempotencyKey != billing.IdempotencyKey(user, feb.Start, got.Seq) || got.ID != billing.LedgerID(user, feb.Start, got.Seq) {
@@ -150,7 +150,7 @@ func TestPlanPeriodUpgrade(t *testing.T) {
 	st := billing.PeriodState{UserPeriod: billing.UserPeriod{UserID: user, Period: feb},
 		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}, {Day: day(2026, 2, 10), Calls: 1_000}}}
 	b := &billing.Billing{}
-	first, err := b.PlanPeriod(sub, st, day(2026, 2, 11))
+	first, err := b.DraftPeriod(sub, st, day(2026, 2, 11))
 	if err != nil || first == nil || first.Amount != 2500 {
 		t.Fatalf("first = %+v, %v", first, err)
 	}
@@ -162,7 +162,7 @@ func TestPlanPeriodUpgrade(t *testing.T) {
 	// 50,001 to 151,000 at enterprise's 0.20 a package.
 	st.Days = append(st.Days, usage.DayCalls{Day: day(2026, 2, 20), Calls: 10_000_000})
 	st.Rows, st.Recorded, st.Lines = 1, first.Amount, first.Lines
-	second, err := b.PlanPeriod(sub, st, day(2026, 3, 2).Add(time.Hour))
+	second, err := b.DraftPeriod(sub, st, day(2026, 3, 2).Add(time.Hour))
 	if err != nil || second == nil || second.Seq != 1 || second.Amount != 2020 || second.Status != billing.LedgerPending {
 		t.Fatalf("second = %+v, %v", second, err)
 	}
@@ -175,7 +175,7 @@ func TestPlanPeriodUpgrade(t *testing.T) {
 	// 51,001 to 152,000 now) for the same amount: it is not described again.
 	st.Days[0].Calls += 1_000
 	st.Rows, st.MaxSeq, st.Recorded, st.Lines = 2, 1, first.Amount+second.Amount, second.Lines
-	third, err := b.PlanPeriod(sub, st, day(2026, 3, 3))
+	third, err := b.DraftPeriod(sub, st, day(2026, 3, 3))
 	if err != nil || third == nil || third.Seq != 2 || third.Amount != 50 ||
 		third.Description != "API overage adjustment 2, 2026-02-01 – 2026-02-28: Pro 2026-02-01 – 2026-02-09, 151,000 calls, 100,000 included: "+
 			"51 × 1,000 calls at 0.50 USD = 25.50 USD; less 25.00 USD charged before" {
@@ -253,14 +253,14 @@ func TestPlanPeriodProratedAsBilled(t *testing.T) {
 		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}, {Day: day(2026, 2, 20), Calls: 1000}},
 		Rows: 2, MaxSeq: 1, Recorded: 2900, Lines: recorded}
 	b := &billing.Billing{}
-	if e, err := b.PlanPeriod(sub, st, day(2026, 3, 5)); e != nil || err != nil {
+	if e, err := b.DraftPeriod(sub, st, day(2026, 3, 5)); e != nil || err != nil {
 		t.Errorf("unchanged: %+v, %v; want no row", e, err)
 	}
 	// 20,000 late calls on a pro day: pro's 100,000 included (not the
 	// share) leave 10,000 billable, 10 packages: 5.00, less the 29.00
 	// charged: a credit noted.
 	st.Days[0].Calls += 20_000
-	e, err := b.PlanPeriod(sub, st, day(2026, 3, 5))
+	e, err := b.DraftPeriod(sub, st, day(2026, 3, 5))
 	if err != nil || e == nil || e.Status != billing.LedgerSkipped || e.Amount != 500-2900 {
 		t.Errorf("late usage: %+v, %v; want a credit of 24.00 noted", e, err)
 	}
@@ -279,13 +279,13 @@ func TestPlanPeriodRowsInTheirCurrency(t *testing.T) {
 		Rows: 1, Recorded: 2500, Billed: 2500, Currency: "usd"}
 	closed := day(2026, 3, 3)
 	b := &billing.Billing{}
-	e, err := b.PlanPeriod(onFree, st, closed)
+	e, err := b.DraftPeriod(onFree, st, closed)
 	if err != nil || e == nil || e.Status != billing.LedgerSkipped || e.Amount != -2500 || e.Currency != "usd" {
 		t.Errorf("terms that bill nothing now: %+v, %v; want a credit of 25.00 USD noted", e, err)
 	}
 	inEUR := &billing.BillableSubscription{Subscription: onFree.Subscription,
 		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms.Apply(usage.Overrides{Currency: ptr("eur")})}}}
-	if e, err := b.PlanPeriod(inEUR, st, closed); usage.ErrorCode(err) != usage.CodeConflict || e != nil {
+	if e, err := b.DraftPeriod(inEUR, st, closed); usage.ErrorCode(err) != usage.CodeConflict || e != nil {
 		t.Errorf("terms in EUR, rows in USD: %+v, %v; want CodeConflict", e, err)
 	}
 }

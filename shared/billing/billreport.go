@@ -9,8 +9,8 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// PlannedRow is a ledger row a run wrote, or a dry run would write.
-type PlannedRow struct {
+// DraftRow is a ledger row a run wrote, or a dry run would write.
+type DraftRow struct {
 	UserID      string       `json:"user_id"`
 	Period      usage.Period `json:"period"`
 	Seq         int          `json:"seq"`
@@ -44,9 +44,9 @@ type RunReport struct {
 	// Planned are the rows written (dry run: that a real run would write),
 	// the first MaxReportRows of PlannedRows; Due sums their positive
 	// amounts per currency, what goes (would go) to Stripe.
-	Planned     []PlannedRow `json:"planned"`
-	PlannedRows int          `json:"planned_rows"`
-	Due         []Amount     `json:"due"`
+	Planned     []DraftRow `json:"planned"`
+	PlannedRows int        `json:"planned_rows"`
+	Due         []Amount   `json:"due"`
 	// PlanErrors counts the periods that could not be priced (logged; the
 	// next run tries them again).
 	PlanErrors int `json:"plan_errors"`
@@ -93,7 +93,7 @@ func report(rep *RunReport, entries []*LedgerEntry) {
 	due := map[string]int64{}
 	for _, e := range entries {
 		if len(rep.Planned) < MaxReportRows {
-			rep.Planned = append(rep.Planned, PlannedRow{UserID: e.UserID, Period: e.Period, Seq: e.Seq, Status: e.Status,
+			rep.Planned = append(rep.Planned, DraftRow{UserID: e.UserID, Period: e.Period, Seq: e.Seq, Status: e.Status,
 				Amount: e.Amount, Currency: e.Currency, Description: e.Description})
 		}
 		if e.Status == LedgerPending {

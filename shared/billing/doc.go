@@ -1,6 +1,6 @@
 // Package billing closes billing periods and bills their overage exactly
 // once: which periods a run considers (DuePeriods), the ledger rows it
-// drafts for each (Billing.PlanPeriod: one per priced line, with an id
+// drafts for each (Billing.DraftPeriod: one per priced line, with an id
 // and an idempotency key derived from user, period and line), the run
 // over a LedgerStore and a Biller (claim, send, adopt what the provider
 // already holds, retry), previews that write nothing, and the run's

@@ -35,7 +35,7 @@ type PreviewItem struct {
 	Recorded int64 `json:"recorded"`
 	Billed   int64 `json:"billed"`
 	// Next is the row a real run at AsOf would write; nil when none.
-	Next *PlannedRow `json:"next"`
+	Next *DraftRow `json:"next"`
 }
 
 // PreviewTotal sums a preview's items in one currency.
@@ -118,12 +118,12 @@ func (b *Billing) Preview(ctx context.Context, month, now time.Time) (*Preview, 
 		}
 		it := PreviewItem{UserID: s.UserID, Period: st.Period, Closed: !st.Period.End.After(now.Add(-c.Grace)),
 			Charge: charge, Recorded: st.Recorded, Billed: st.Billed}
-		e, err := c.PlanPeriod(s, st, now)
+		e, err := c.DraftPeriod(s, st, now)
 		if err != nil {
 			return nil, fmt.Errorf("plan %s's period from %s: %w", s.UserID, st.Period.Start.Format(time.DateOnly), err)
 		}
 		if e != nil {
-			it.Next = &PlannedRow{UserID: e.UserID, Period: e.Period, Seq: e.Seq, Status: e.Status,
+			it.Next = &DraftRow{UserID: e.UserID, Period: e.Period, Seq: e.Seq, Status: e.Status,
 				Amount: e.Amount, Currency: e.Currency, Description: e.Description}
 		}
 		pv.Items = append(pv.Items, it)

@@ -60,7 +60,7 @@ type BudgetOptions struct {
 // the refusal the store would give, and a flood past the budget costs no
 // round trip after its first refusal on each instance.
 //
-// The example of postgres.NewRateLimiter builds a read budget and takes
+// The example of postgres.NewRateStore builds a read budget and takes
 // a read's cost (ReadCost) from it.
 type Budget struct {
 	store RateStore

@@ -21,7 +21,7 @@ import (
 // Times are integer microseconds, so the bound is exact arithmetic; T is
 // 1/Rate rounded to the microsecond (IntervalMicros).
 //
-// postgres.RateLimiter runs the same step in one SQL statement; this type is
+// postgres.RateStore runs the same step in one SQL statement; this type is
 // the reference the SQL is tested against and the documentation of the math.
 type GCRA struct {
 	// IntervalMicros is the emission interval T in microseconds.

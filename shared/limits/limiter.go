@@ -40,7 +40,7 @@ type LimiterOptions struct {
 // per process (Lambda instance) and share it: its cache is what keeps the
 // hot path at one round trip.
 //
-// The example of postgres.NewRateLimiter builds one and reads its
+// The example of postgres.NewRateStore builds one and reads its
 // decision: an error is CodeUnavailable (the limiter's state cannot be
 // reached), a refusal names CodeRateLimited or CodeQuotaExceeded.
 //

@@ -53,7 +53,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`{"ok":true}`)) })
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/games/{id}", handler)
-	m := meter.New(&auth.Authenticator{Keys: auth.NewKeyCache(ks, 0, nil), JWT: v}, limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Now: time.Now}), nopPublisher{}, meter.Options{})
+	m := meter.New(&auth.Authenticator{Keys: auth.NewKeyCache(ks, 0, nil), JWT: v}, limits.NewLimiter(postgres.NewRateStore(db), limits.LimiterOptions{Now: time.Now}), nopPublisher{}, meter.Options{})
 
 	const requests = 10_000
 	run := func(h http.Handler, hdr [2]string) (p50, p99 time.Duration) {

@@ -29,7 +29,7 @@ func TestWithChecker(t *testing.T) {
 				t.Fatal(err)
 			}
 			pub := &publisher{}
-			m := meter.New(&auth.Authenticator{Keys: ks}, limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Now: clk.Now}), pub, meter.Options{Now: clk.Now})
+			m := meter.New(&auth.Authenticator{Keys: ks}, limits.NewLimiter(postgres.NewRateStore(db), limits.LimiterOptions{Now: clk.Now}), pub, meter.Options{Now: clk.Now})
 			for i := 0; i < 11; i++ {
 				resp := f.do(t, m, clk, map[string]string{"X-Api-Key": key}, "x")
 				if i < 10 {

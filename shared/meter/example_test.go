@@ -55,7 +55,7 @@ func Example_service() {
 	defer pub.Close(ctx) // sends what is still buffered
 	m := meter.New(
 		&auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: jwt},
-		limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Logger: logger}), // one per process: its cache is the hot path
+		limits.NewLimiter(postgres.NewRateStore(db), limits.LimiterOptions{Logger: logger}), // one per process: its cache is the hot path
 		pub,
 		meter.Options{Logger: logger},
 	)

@@ -6,14 +6,14 @@ import (
 	"github.com/nexus/usage/shared/rollup"
 )
 
-var _ rollup.Rollup = (*Rollup)(nil)
+var _ rollup.Runner = (*Rollup)(nil)
 
 // Rollup is a rollup.Rollup.
 type Rollup struct {
-	RunRollupFn func(ctx context.Context, opts rollup.RollupOptions) (*rollup.RollupRun, error)
+	RunRollupFn func(ctx context.Context, opts rollup.Options) (*rollup.Run, error)
 }
 
 // RunRollup calls RunRollupFn.
-func (r *Rollup) RunRollup(ctx context.Context, opts rollup.RollupOptions) (*rollup.RollupRun, error) {
+func (r *Rollup) RunRollup(ctx context.Context, opts rollup.Options) (*rollup.Run, error) {
 	return r.RunRollupFn(ctx, opts)
 }

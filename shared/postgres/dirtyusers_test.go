@@ -40,7 +40,7 @@ func TestRollup_LateEventsOfOneUser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mustRun(t, job, rollup.RollupOptions{})
+	mustRun(t, job, rollup.Options{})
 	checkRollup(t, db, all)
 
 	// Another user's row of a day the late events reach, made wrong: a
@@ -91,7 +91,7 @@ func TestRollup_LateEventsOfOneUser(t *testing.T) {
 		}
 	}
 
-	run := mustRun(t, job, rollup.RollupOptions{})
+	run := mustRun(t, job, rollup.Options{})
 	if diff := cmp.Diff(lateDays, run.Days); diff != "" {
 		t.Errorf("days recomputed (-want +got):\n%s", diff)
 	}
@@ -133,7 +133,7 @@ func TestRollup_WholeDayMarkClearsUsersMarks(t *testing.T) {
 	if _, err := postgres.NewEventStore(db).RecordBatch(ctx, all, nil); err != nil {
 		t.Fatal(err)
 	}
-	run := mustRun(t, job, rollup.RollupOptions{Backfill: &usage.DayRange{From: d, To: d}})
+	run := mustRun(t, job, rollup.Options{Backfill: &usage.DayRange{From: d, To: d}})
 	if diff := cmp.Diff([]time.Time{d}, run.Days); diff != "" || run.UserDays != 0 {
 		t.Errorf("days recomputed (-want +got):\n%s; %d users' days alone, want 0", diff, run.UserDays)
 	}
@@ -162,7 +162,7 @@ func TestRollup_MostUsersMarkedRecomputesWholeDay(t *testing.T) {
 	if _, err := store.RecordBatch(ctx, all, nil); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, job, rollup.RollupOptions{})
+	mustRun(t, job, rollup.Options{})
 	checkRollup(t, db, all)
 	quiet := g.users[3]
 	if _, err := db.Pool.Exec(ctx, `UPDATE eco_usage_daily SET calls = calls + 1000 WHERE user_id = $1 AND day = $2`, quiet, d); err != nil {
@@ -177,7 +177,7 @@ func TestRollup_MostUsersMarkedRecomputesWholeDay(t *testing.T) {
 	if _, err := store.RecordBatch(ctx, more, nil); err != nil {
 		t.Fatal(err)
 	}
-	run := mustRun(t, job, rollup.RollupOptions{})
+	run := mustRun(t, job, rollup.Options{})
 	if diff := cmp.Diff([]time.Time{d}, run.Days); diff != "" || run.UserDays != 0 {
 		t.Errorf("days recomputed (-want +got):\n%s; %d users' days alone, want 0", diff, run.UserDays)
 	}

@@ -6,11 +6,12 @@
 //
 // It holds statements, one file per concern (events, rollup and jobs, rate
 // limits, subscriptions, ledger, API keys, analytics), and no workflow: the
-// services of package usage (RollupJob, Limiter, Billing) order them
-// through their store interfaces (rollup.RollupStore, limits.RateStore,
-// billing.LedgerStore), which the stores here implement.
+// workflows (rollup.Job, limits.Limiter, billing.Billing, record.Recorder)
+// order them through their store interfaces (rollup.Store,
+// limits.RateStore, billing.LedgerStore, record.EventStore), which the
+// stores here implement.
 //
 // Example opens the pool and reads through a store; the example of
-// NewRateLimiter builds the limiter and a read budget of package usage
+// NewRateStore builds the limiter and a read budget of package limits
 // over it.
 package postgres

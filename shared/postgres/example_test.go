@@ -35,7 +35,7 @@ func Example() {
 // ExampleNewRateLimiter builds the limiter of the request path and a read
 // budget over the rate limit state in PostgreSQL: one per process, shared
 // by its requests. Compiled, not run (it needs a database).
-func ExampleNewRateLimiter() {
+func ExampleNewRateStore() {
 	ctx := context.Background()
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	db, err := postgres.Open(ctx, postgres.Config{URL: os.Getenv("DATABASE_URL")})
@@ -46,7 +46,7 @@ func ExampleNewRateLimiter() {
 	defer db.Close()
 	id := usage.Identity{UserID: "0b0e6f4e-3d0a-4b8c-9d51-6f1f3c1e2a10"}
 
-	l := limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Logger: logger})
+	l := limits.NewLimiter(postgres.NewRateStore(db), limits.LimiterOptions{Logger: logger})
 	d, err := l.Check(ctx, id, 1)
 	switch {
 	case err != nil: // CodeUnavailable: the limiter's state cannot be reached
@@ -55,7 +55,7 @@ func ExampleNewRateLimiter() {
 		fmt.Println(d.Reason, d.RetryAfter)
 	}
 
-	b := limits.NewBudget(postgres.NewRateLimiter(db), limits.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 60})
+	b := limits.NewBudget(postgres.NewRateStore(db), limits.BudgetOptions{Name: "read", RatePerSecond: 2, Burst: 60})
 	today := usage.Day(time.Now())
 	rg := usage.DayRange{From: today.AddDate(0, 0, -29), To: today} // 30 days: one unit
 	if d, err := b.Take(ctx, id, limits.ReadCost(rg)); err == nil && !d.Allowed {

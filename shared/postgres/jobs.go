@@ -16,7 +16,7 @@ import (
 // eco_job_locks.
 const rollupJob = "aggregate"
 
-// AcquireJobLock implements rollup.RollupStore: an upsert of the lock row
+// AcquireJobLock implements rollup.Store: an upsert of the lock row
 // that takes it over only when its lease has run out (or holder has it
 // already), then, when that fails, a read of who holds it.
 func (s *RollupStore) AcquireJobLock(ctx context.Context, holder string, now time.Time, lease time.Duration) (bool, string, error) {
@@ -40,7 +40,7 @@ func (s *RollupStore) AcquireJobLock(ctx context.Context, holder string, now tim
 	return false, held, nil
 }
 
-// ReleaseJobLock implements rollup.RollupStore.
+// ReleaseJobLock implements rollup.Store.
 func (s *RollupStore) ReleaseJobLock(ctx context.Context, holder string) error {
 	if _, err := s.db.with(rollupWork).Exec(ctx, `DELETE FROM eco_job_locks WHERE job = $1 AND holder = $2`, rollupJob, holder); err != nil {
 		return FormatError(fmt.Errorf("release job lock: %w", err))
@@ -48,7 +48,7 @@ func (s *RollupStore) ReleaseJobLock(ctx context.Context, holder string) error {
 	return nil
 }
 
-// SkippedRun implements rollup.RollupStore: a finished run row with outcome
+// SkippedRun implements rollup.Store: a finished run row with outcome
 // skipped and both holders in its detail.
 func (s *RollupStore) SkippedRun(ctx context.Context, holder, heldBy string, at time.Time) (int64, error) {
 	detail, err := json.Marshal(map[string]any{"holder": holder, "held_by": heldBy})
@@ -63,7 +63,7 @@ func (s *RollupStore) SkippedRun(ctx context.Context, holder, heldBy string, at 
 	return id, nil
 }
 
-// OpenRun implements rollup.RollupStore.
+// OpenRun implements rollup.Store.
 func (s *RollupStore) OpenRun(ctx context.Context, holder string, at time.Time) (int64, error) {
 	var id int64
 	if err := s.db.with(rollupWork).QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, detail)
@@ -74,9 +74,9 @@ func (s *RollupStore) OpenRun(ctx context.Context, holder string, at time.Time) 
 	return id, nil
 }
 
-// CloseRun implements rollup.RollupStore: the outcome (succeeded or
+// CloseRun implements rollup.Store: the outcome (succeeded or
 // failed, with runErr's text), the counts, and what the run did in detail.
-func (s *RollupStore) CloseRun(ctx context.Context, run *rollup.RollupRun, at time.Time, runErr error) error {
+func (s *RollupStore) CloseRun(ctx context.Context, run *rollup.Run, at time.Time, runErr error) error {
 	outcome, errText := "succeeded", (*string)(nil)
 	if runErr != nil {
 		outcome = "failed"
@@ -100,9 +100,9 @@ func (s *RollupStore) CloseRun(ctx context.Context, run *rollup.RollupRun, at ti
 	}
 	_, err = s.db.with(rollupWork).Exec(ctx, `UPDATE eco_job_runs SET finished_at = $2, outcome = $3, days_recomputed = $4,
 		rows_written = $5, detail = detail || $6::jsonb, error = $7 WHERE run_id = $1`,
-		run.RunID, at, outcome, len(run.Days), run.RowsWritten, string(detail), errText)
+		run.JobRunID, at, outcome, len(run.Days), run.RowsWritten, string(detail), errText)
 	if err != nil {
-		return FormatError(fmt.Errorf("close job run %d: %w", run.RunID, err))
+		return FormatError(fmt.Errorf("close job run %d: %w", run.JobRunID, err))
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func BenchmarkLimiterDecision(b *testing.B) {
 		}
 	}
 	subs := postgres.NewSubscriptionStore(db)
-	rl := postgres.NewRateLimiter(db)
+	rl := postgres.NewRateStore(db)
 	separate := func(ctx context.Context, id usage.Identity) error {
 		now := time.Now()
 		sub, err := subs.Subscription(ctx, id.UserID)

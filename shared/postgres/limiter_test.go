@@ -15,7 +15,7 @@ import (
 )
 
 // The limiter's decisions over PostgreSQL: limits.Limiter on
-// postgres.RateLimiter. The decision logic alone is tested in package usage
+// postgres.RateStore. The decision logic alone is tested in package limits
 // on a fake store; these prove it together with the SQL.
 
 // clock is a fake clock tests move by hand.
@@ -56,7 +56,7 @@ func addCalls(t *testing.T, db *postgres.DB, user string, day time.Time, calls i
 
 // newLimiter returns a Limiter over the database's rate limiter.
 func newLimiter(db *postgres.DB, opts limits.LimiterOptions) *limits.Limiter {
-	return limits.NewLimiter(postgres.NewRateLimiter(db), opts)
+	return limits.NewLimiter(postgres.NewRateStore(db), opts)
 }
 
 // hammer runs n concurrent checks and returns the decisions.

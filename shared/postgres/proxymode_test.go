@@ -32,7 +32,7 @@ func TestProxyModeClosesRuns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rollup OpenRun: %v", err)
 	}
-	run := &rollup.RollupRun{RunID: id, Days: []time.Time{at.Truncate(24 * time.Hour)}, RowsWritten: 3}
+	run := &rollup.Run{JobRunID: id, Days: []time.Time{at.Truncate(24 * time.Hour)}, RowsWritten: 3}
 	if err := rollups.CloseRun(ctx, run, at.Add(time.Second), nil); err != nil {
 		t.Errorf("rollup CloseRun: %v", err)
 	}

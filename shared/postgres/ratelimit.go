@@ -9,26 +9,26 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// RateLimiter runs the limiter's statements (limits.RateStore): the
+// RateStore runs the limiter's statements (limits.RateStore): the
 // user's subscription, one GCRA step (rate_limit_take) and the combined
 // cold-path check (limit_check), each one round trip. Times and terms come
 // from the caller; the database clock is never read.
-type RateLimiter struct{ db *DB }
+type RateStore struct{ db *DB }
 
-// NewRateLimiter returns a limiter over db.
-func NewRateLimiter(db *DB) *RateLimiter { return &RateLimiter{db: db} }
+// NewRateStore returns a limiter over db.
+func NewRateStore(db *DB) *RateStore { return &RateStore{db: db} }
 
-var _ limits.RateStore = (*RateLimiter)(nil)
+var _ limits.RateStore = (*RateStore)(nil)
 
 // Subscription implements limits.RateStore with SubscriptionStore's read.
-func (l *RateLimiter) Subscription(ctx context.Context, userID string) (*usage.Subscription, error) {
+func (l *RateStore) Subscription(ctx context.Context, userID string) (*usage.Subscription, error) {
 	return NewSubscriptionStore(l.db).Subscription(ctx, userID)
 }
 
 // Take implements limits.RateStore: one GCRA step on key at now for a call
 // of cost, with the emission interval and burst of g. It is atomic under
 // concurrency: the key's row lock orders concurrent steps.
-func (l *RateLimiter) Take(ctx context.Context, key string, now time.Time, g limits.GCRA, cost int64) (limits.RateResult, error) {
+func (l *RateStore) Take(ctx context.Context, key string, now time.Time, g limits.GCRA, cost int64) (limits.RateResult, error) {
 	var (
 		r                limits.RateResult
 		resetUS, retryUS int64
@@ -44,7 +44,7 @@ func (l *RateLimiter) Take(ctx context.Context, key string, now time.Time, g lim
 }
 
 // Check implements limits.RateStore with limit_check (migration 00008).
-func (l *RateLimiter) Check(ctx context.Context, r limits.LimitRequest) (*limits.LimitCheck, error) {
+func (l *RateStore) Check(ctx context.Context, r limits.LimitRequest) (*limits.LimitCheck, error) {
 	if !usage.IsUUID(r.UserID) {
 		return nil, usage.FieldErrorf("user_id", "must be a UUID")
 	}

@@ -22,7 +22,7 @@ import (
 // and the Go reference and requires identical answers.
 func TestRateLimitTakeMatchesGCRA(t *testing.T) {
 	db := pgtest.NewDB(t)
-	l := postgres.NewRateLimiter(db)
+	l := postgres.NewRateStore(db)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, g := range []limits.GCRA{limits.NewGCRA(2, 10), limits.NewGCRA(50, 100), limits.NewGCRA(3, 1)} {
@@ -55,7 +55,7 @@ func TestRateLimitTakeMatchesGCRA(t *testing.T) {
 // or the machine's speed.
 func TestRateLimitConcurrent(t *testing.T) {
 	db := pgtest.NewDB(t)
-	l := postgres.NewRateLimiter(db)
+	l := postgres.NewRateStore(db)
 	ctx := context.Background()
 	const (
 		workers = 8
@@ -134,7 +134,7 @@ func TestRateLimitConcurrent(t *testing.T) {
 // where usage is counted: TestNotifyCrossingsOnce).
 func TestLimitCheck(t *testing.T) {
 	db := pgtest.NewDB(t)
-	l := postgres.NewRateLimiter(db)
+	l := postgres.NewRateStore(db)
 	ctx := context.Background()
 	user := uuid.NewString()
 	sub, err := l.Subscription(ctx, user)
@@ -219,7 +219,7 @@ func TestLimitCheck(t *testing.T) {
 func TestTermsVersion(t *testing.T) {
 	db := pgtest.NewDB(t)
 	ctx := context.Background()
-	l := postgres.NewRateLimiter(db)
+	l := postgres.NewRateStore(db)
 	subs := postgres.NewSubscriptionStore(db)
 	analytics := postgres.NewAnalyticsStore(db)
 	user := uuid.NewString()

@@ -18,13 +18,13 @@ import (
 // RollupStore holds the statements of the daily aggregation: the dirty
 // days, aggregate_daily_usage into eco_usage_daily, the raw partitions'
 // upkeep and retention, and the job's lock and run rows (jobs.go). The
-// workflow around them is rollup.RollupJob.
+// workflow around them is rollup.Job.
 type RollupStore struct{ db *DB }
 
 // NewRollupStore returns a store over db.
 func NewRollupStore(db *DB) *RollupStore { return &RollupStore{db: db} }
 
-var _ rollup.RollupStore = (*RollupStore)(nil)
+var _ rollup.Store = (*RollupStore)(nil)
 
 // lockTimeout bounds how long partition DDL waits for the raw table's lock,
 // and so how long it holds the record path's new transactions up behind
@@ -36,7 +36,7 @@ func isLockTimeout(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
 }
 
-// EnsurePartitions implements rollup.RollupStore: ensure_usage_partitions
+// EnsurePartitions implements rollup.Store: ensure_usage_partitions
 // in a transaction whose lock_timeout is lockTimeout. A timeout is
 // rollup.ErrDeferred.
 func (s *RollupStore) EnsurePartitions(ctx context.Context, from time.Time, months int) (int, error) {
@@ -56,7 +56,7 @@ func (s *RollupStore) EnsurePartitions(ctx context.Context, from time.Time, mont
 	return n, nil
 }
 
-// EnsureKeyGenerations implements rollup.RollupStore:
+// EnsureKeyGenerations implements rollup.Store:
 // ensure_event_key_generations in a transaction whose lock_timeout is
 // lockTimeout. A timeout is rollup.ErrDeferred.
 func (s *RollupStore) EnsureKeyGenerations(ctx context.Context, gens []int) (int, error) {
@@ -78,7 +78,7 @@ func (s *RollupStore) EnsureKeyGenerations(ctx context.Context, gens []int) (int
 
 var keyGenerationName = regexp.MustCompile(`^eco_event_keys_g(-?\d+)$`)
 
-// DropKeyGenerations implements rollup.RollupStore: the partitions of
+// DropKeyGenerations implements rollup.Store: the partitions of
 // eco_event_keys named eco_event_keys_g<gen> (as
 // ensure_event_key_generations names them) with gen before oldest, each
 // dropped in a transaction whose lock_timeout is lockTimeout. A timeout is
@@ -122,7 +122,7 @@ func (s *RollupStore) DropKeyGenerations(ctx context.Context, oldest int) ([]str
 
 var partitionName = regexp.MustCompile(`^eco_api_usage_p(\d{4})(\d{2})$`)
 
-// Partitions implements rollup.RollupStore: the partitions of eco_api_usage
+// Partitions implements rollup.Store: the partitions of eco_api_usage
 // named eco_api_usage_pYYYYMM (as ensure_usage_partitions names them),
 // one calendar month (UTC) each.
 func (s *RollupStore) Partitions(ctx context.Context) ([]rollup.Partition, error) {
@@ -151,7 +151,7 @@ func (s *RollupStore) Partitions(ctx context.Context) ([]rollup.Partition, error
 	return out, nil
 }
 
-// MarkDirty implements rollup.RollupStore.
+// MarkDirty implements rollup.Store.
 func (s *RollupStore) MarkDirty(ctx context.Context, days []time.Time) error {
 	_, err := s.db.with(rollupWork).Exec(ctx, `INSERT INTO eco_usage_dirty_days (day, marked_at)
 		SELECT d, now() FROM unnest($1::date[]) AS d ORDER BY d
@@ -169,7 +169,7 @@ UNION ALL
 SELECT day, user_id::text, slot, marked_at FROM eco_usage_dirty_user_days
 ORDER BY 1, 2 NULLS FIRST, 3`
 
-// DirtyDays implements rollup.RollupStore.
+// DirtyDays implements rollup.Store.
 func (s *RollupStore) DirtyDays(ctx context.Context) ([]rollup.DirtyDay, error) {
 	rows, err := s.db.with(rollupWork).Query(ctx, dirtyDaysSQL)
 	if err != nil {
@@ -296,7 +296,7 @@ func partUsers(d rollup.DirtyDay, part, parts int) []string {
 	return out
 }
 
-// RecomputeDay implements rollup.RollupStore: aggregate_daily_usage of the
+// RecomputeDay implements rollup.Store: aggregate_daily_usage of the
 // part (of d.Users' rows when d is not Whole) and, with clear,
 // clearDirtySQL, in one transaction.
 func (s *RollupStore) RecomputeDay(ctx context.Context, d rollup.DirtyDay, part, parts, maxEndpoints int, clear bool) (int64, bool, error) {
@@ -327,7 +327,7 @@ func (s *RollupStore) RecomputeDay(ctx context.Context, d rollup.DirtyDay, part,
 	return n, cleared, nil
 }
 
-// ClearDirty implements rollup.RollupStore.
+// ClearDirty implements rollup.Store.
 func (s *RollupStore) ClearDirty(ctx context.Context, d rollup.DirtyDay) (bool, error) {
 	cleared, err := clearDirty(ctx, s.db.with(rollupWork), d)
 	if err != nil {
@@ -341,7 +341,7 @@ func (s *RollupStore) ClearDirty(ctx context.Context, d rollup.DirtyDay) (bool, 
 const anyDirtySQL = `SELECT EXISTS (SELECT 1 FROM eco_usage_dirty_days WHERE day >= $1 AND day < $2)
 	OR EXISTS (SELECT 1 FROM eco_usage_dirty_user_days WHERE day >= $1 AND day < $2)`
 
-// RetentionBlocked implements rollup.RollupStore: a dirty day in p blocks
+// RetentionBlocked implements rollup.Store: a dirty day in p blocks
 // it; otherwise the days of p with raw events and no row in
 // eco_usage_aggregated_days are marked dirty, and any such day blocks it.
 func (s *RollupStore) RetentionBlocked(ctx context.Context, p rollup.Partition) (bool, error) {
@@ -366,7 +366,7 @@ func (s *RollupStore) RetentionBlocked(ctx context.Context, p rollup.Partition) 
 	return tag.RowsAffected() > 0, nil
 }
 
-// DropPartition implements rollup.RollupStore: under lockTimeout, LOCK
+// DropPartition implements rollup.Store: under lockTimeout, LOCK
 // TABLE eco_api_usage (DROP needs that lock anyway), the dirty check, the
 // DROP and the month's row in eco_usage_dropped_months (which keeps
 // ensure_usage_partitions from creating it again), in one transaction. A

@@ -61,7 +61,7 @@ func BenchmarkRollup(b *testing.B) {
 	if _, err := s.EnsurePartitions(ctx, from.AddDate(0, 0, -5), 5); err != nil {
 		b.Fatal(err)
 	}
-	job := &rollup.RollupJob{Store: s, Now: func() time.Time { return now }}
+	job := &rollup.Job{Store: s, Now: func() time.Time { return now }}
 
 	exec := func(q string, args ...any) {
 		b.Helper()
@@ -133,9 +133,9 @@ func BenchmarkRollup(b *testing.B) {
 			exec(`INSERT INTO eco_usage_dirty_days (day) SELECT d::date FROM generate_series($1::date, $1::date + 29, interval '1 day') d
 				ON CONFLICT (day) DO UPDATE SET marked_at = now()`, from)
 		}
-		runTimed := func(workers int) (time.Duration, *rollup.RollupRun) {
+		runTimed := func(workers int) (time.Duration, *rollup.Run) {
 			t0 := time.Now()
-			run, err := job.RunRollup(ctx, rollup.RollupOptions{Workers: workers})
+			run, err := job.RunRollup(ctx, rollup.Options{Workers: workers})
 			if err != nil {
 				b.Fatal(err)
 			}

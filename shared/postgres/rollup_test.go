@@ -35,8 +35,8 @@ func newRollupDB(t *testing.T, now time.Time) *postgres.DB {
 }
 
 // newJob returns the aggregation job over the store on the fixed clock now.
-func newJob(s *postgres.RollupStore, now time.Time) *rollup.RollupJob {
-	return &rollup.RollupJob{Store: s, Now: func() time.Time { return now }}
+func newJob(s *postgres.RollupStore, now time.Time) *rollup.Job {
+	return &rollup.Job{Store: s, Now: func() time.Time { return now }}
 }
 
 // partition returns the raw partition named name.
@@ -239,7 +239,7 @@ func dailyUsage(t *testing.T, db *postgres.DB) []rollup.DailyRollup {
 	return out
 }
 
-func mustRun(t *testing.T, job *rollup.RollupJob, opts rollup.RollupOptions) *rollup.RollupRun {
+func mustRun(t *testing.T, job *rollup.Job, opts rollup.Options) *rollup.Run {
 	t.Helper()
 	run, err := job.RunRollup(context.Background(), opts)
 	if err != nil {
@@ -322,7 +322,7 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 		all = append(all, all[g.r.IntN(len(all))])
 	}
 	recordEvents(t, db, all)
-	run := mustRun(t, job, rollup.RollupOptions{})
+	run := mustRun(t, job, rollup.Options{})
 	if len(run.Days) < 40 {
 		t.Fatalf("run 1 recomputed %d days, want every day with events", len(run.Days))
 	}
@@ -342,13 +342,13 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 	}
 	recordEvents(t, db, late)
 	all = append(all, late...)
-	mustRun(t, job, rollup.RollupOptions{})
+	mustRun(t, job, rollup.Options{})
 	checkRollup(t, db, all)
 
 	// Redeliveries only: nothing new is dirty, nothing is recomputed, the
 	// rollup stays the same.
 	recordEvents(t, db, all[:500])
-	run = mustRun(t, job, rollup.RollupOptions{})
+	run = mustRun(t, job, rollup.Options{})
 	if len(run.Days) != 0 {
 		t.Errorf("a run after redeliveries only recomputed %v", run.Days)
 	}
@@ -356,7 +356,7 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 
 	// Recomputing every day again (twice) changes nothing.
 	for i := 0; i < 2; i++ {
-		mustRun(t, job, rollup.RollupOptions{Backfill: &usage.DayRange{From: usage.Day(start), To: usage.Day(rollupNow)}})
+		mustRun(t, job, rollup.Options{Backfill: &usage.DayRange{From: usage.Day(start), To: usage.Day(rollupNow)}})
 		checkRollup(t, db, all)
 	}
 }
@@ -372,7 +372,7 @@ func TestRollup_LateEventForClosedDay(t *testing.T) {
 		all = append(all, g.event(start, 20*24*time.Hour))
 	}
 	recordEvents(t, db, all)
-	mustRun(t, job, rollup.RollupOptions{})
+	mustRun(t, job, rollup.Options{})
 	checkRollup(t, db, all)
 	before := aggregatedAt(t, db)
 
@@ -383,7 +383,7 @@ func TestRollup_LateEventForClosedDay(t *testing.T) {
 	recordEvents(t, db, []usage.Event{e})
 	all = append(all, e)
 
-	run := mustRun(t, job, rollup.RollupOptions{})
+	run := mustRun(t, job, rollup.Options{})
 	if diff := cmp.Diff([]time.Time{lateDay}, run.Days); diff != "" {
 		t.Errorf("recomputed days (-want +got):\n%s", diff)
 	}
@@ -406,7 +406,7 @@ func TestRollup_LateEventForClosedDay(t *testing.T) {
 	var n int
 	var detailDays []string
 	err := db.Pool.QueryRow(context.Background(), `SELECT outcome, days_recomputed,
-		ARRAY(SELECT jsonb_array_elements_text(detail->'days')) FROM eco_job_runs WHERE run_id = $1`, run.RunID).
+		ARRAY(SELECT jsonb_array_elements_text(detail->'days')) FROM eco_job_runs WHERE run_id = $1`, run.JobRunID).
 		Scan(&outcome, &n, &detailDays)
 	if err != nil {
 		t.Fatal(err)
@@ -451,9 +451,9 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 	inFlight.UserID, inFlight.APIKeyID = first[0].UserID, first[0].APIKeyID
 	recordTx(t, tx, usage.KeyGeneration(db.Now()), []usage.Event{inFlight})
 
-	done := make(chan *rollup.RollupRun)
+	done := make(chan *rollup.Run)
 	go func() {
-		run, err := job.RunRollup(ctx, rollup.RollupOptions{Holder: "run-a"})
+		run, err := job.RunRollup(ctx, rollup.Options{Holder: "run-a"})
 		if err != nil {
 			t.Errorf("RunRollup: %v", err)
 		}
@@ -477,7 +477,7 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 		t.Errorf("dirty days after the run (-want +got):\n%s", diff)
 	}
 	// The run's snapshot could not see the in-flight event; the next does.
-	mustRun(t, job, rollup.RollupOptions{})
+	mustRun(t, job, rollup.Options{})
 	checkRollup(t, db, append(first, inFlight))
 	if got := dirtyDays(t, db); len(got) != 0 {
 		t.Errorf("dirty days after the second run: %v", got)
@@ -505,9 +505,9 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM eco_usage_dirty_user_days WHERE day = $1 FOR UPDATE`, usage.Day(rollupNow).AddDate(0, 0, -5)); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan *rollup.RollupRun)
+	done := make(chan *rollup.Run)
 	go func() {
-		run, err := job.RunRollup(ctx, rollup.RollupOptions{Holder: "run-a"})
+		run, err := job.RunRollup(ctx, rollup.Options{Holder: "run-a"})
 		if err != nil {
 			t.Errorf("run a: %v", err)
 		}
@@ -518,7 +518,7 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 		_ = db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM eco_job_locks WHERE holder = 'run-a')`).Scan(&held)
 		return held
 	})
-	b, err := job.RunRollup(ctx, rollup.RollupOptions{Holder: "run-b"})
+	b, err := job.RunRollup(ctx, rollup.Options{Holder: "run-b"})
 	if err != nil {
 		t.Fatalf("run b: %v", err)
 	}
@@ -560,13 +560,13 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := job.RunRollup(ctx, rollup.RollupOptions{Holder: fmt.Sprintf("free-%d", i)}); err != nil {
+			if _, err := job.RunRollup(ctx, rollup.Options{Holder: fmt.Sprintf("free-%d", i)}); err != nil {
 				t.Errorf("run %d: %v", i, err)
 			}
 		}()
 	}
 	wg.Wait()
-	mustRun(t, job, rollup.RollupOptions{}) // whatever a skip left behind
+	mustRun(t, job, rollup.Options{}) // whatever a skip left behind
 	checkRollup(t, db, all)
 }
 
@@ -579,14 +579,14 @@ func TestRollup_StaleLockIsTakenOver(t *testing.T) {
 		rollupNow.Add(-time.Hour), rollupNow.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if run := mustRun(t, job, rollup.RollupOptions{}); run.Skipped {
+	if run := mustRun(t, job, rollup.Options{}); run.Skipped {
 		t.Fatal("a run behind an expired lease skipped")
 	}
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_job_locks (job, holder, acquired_at, locked_until) VALUES ('aggregate', 'alive', $1, $2)`,
 		rollupNow.Add(-time.Minute), rollupNow.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if run := mustRun(t, job, rollup.RollupOptions{}); !run.Skipped {
+	if run := mustRun(t, job, rollup.Options{}); !run.Skipped {
 		t.Fatal("a run behind a live lease did not skip")
 	}
 }
@@ -645,7 +645,7 @@ func TestRollup_Retention(t *testing.T) {
 
 	// A full run aggregates those days first, then drops January and
 	// February; the rollups stay.
-	run := mustRun(t, job, rollup.RollupOptions{RetentionDays: 90})
+	run := mustRun(t, job, rollup.Options{RetentionDays: 90})
 	if !slices.Contains(run.PartitionsDropped, "eco_api_usage_p203101") || !slices.Contains(run.PartitionsDropped, "eco_api_usage_p203102") {
 		t.Errorf("dropped %v; want January and February 2031", run.PartitionsDropped)
 	}
@@ -657,7 +657,7 @@ func TestRollup_Retention(t *testing.T) {
 
 	// A backfill cannot reach days whose raw rows are gone: their rollup
 	// would be emptied.
-	_, err := job.RunRollup(ctx, rollup.RollupOptions{Backfill: &usage.DayRange{From: day("2031-01-05"), To: day("2031-01-12")}})
+	_, err := job.RunRollup(ctx, rollup.Options{Backfill: &usage.DayRange{From: day("2031-01-05"), To: day("2031-01-12")}})
 	if usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("backfill over dropped days: %v; want %s", err, usage.CodeInvalid)
 	}
@@ -682,7 +682,7 @@ func TestRollup_RetentionWaitsForDirtyDay(t *testing.T) {
 	g := newEventGen(6, 3)
 	ev := []usage.Event{g.event(day("2031-01-20"), 24*time.Hour)}
 	recordEvents(t, db, ev)
-	mustRun(t, job, rollup.RollupOptions{}) // aggregated, and January dropped
+	mustRun(t, job, rollup.Options{}) // aggregated, and January dropped
 	if partitionExists(t, db, "eco_api_usage_p203101") {
 		t.Fatal("January kept although aggregated and clean")
 	}
@@ -711,7 +711,7 @@ func TestRollup_RetentionWaitsForDirtyDay(t *testing.T) {
 	if dropped, err := s.DropPartition(ctx, feb); err != nil || dropped {
 		t.Fatalf("DropPartition(February) = %v, %v; want kept", dropped, err)
 	}
-	mustRun(t, job, rollup.RollupOptions{})
+	mustRun(t, job, rollup.Options{})
 	if partitionExists(t, db, "eco_api_usage_p203102") {
 		t.Fatal("February kept after its dirty day was aggregated")
 	}
@@ -734,18 +734,18 @@ func TestRollup_Backfill(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_user_days`); err != nil {
 		t.Fatal(err)
 	}
-	if run := mustRun(t, job, rollup.RollupOptions{}); len(run.Days) != 0 {
+	if run := mustRun(t, job, rollup.Options{}); len(run.Days) != 0 {
 		t.Fatalf("a run without dirty days recomputed %v", run.Days)
 	}
 	r := usage.DayRange{From: usage.Day(rollupNow).AddDate(0, 0, -7), To: usage.Day(rollupNow)}
-	run := mustRun(t, job, rollup.RollupOptions{Backfill: &r})
+	run := mustRun(t, job, rollup.Options{Backfill: &r})
 	if diff := cmp.Diff(r.Days(), run.Days); diff != "" {
 		t.Errorf("backfilled days (-want +got):\n%s", diff)
 	}
 	checkRollup(t, db, all)
 
 	bad := usage.DayRange{From: r.To, To: r.From}
-	if _, err := job.RunRollup(ctx, rollup.RollupOptions{Backfill: &bad}); usage.ErrorCode(err) != usage.CodeInvalid {
+	if _, err := job.RunRollup(ctx, rollup.Options{Backfill: &bad}); usage.ErrorCode(err) != usage.CodeInvalid {
 		t.Errorf("reversed range: %v; want %s", err, usage.CodeInvalid)
 	}
 }
@@ -821,7 +821,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	busy := g.event(day("2031-03-11"), 24*time.Hour)
 	recordTx(t, tx, usage.KeyGeneration(db.Now()), []usage.Event{busy})
 
-	run := mustRun(t, job, rollup.RollupOptions{RetentionDays: 90})
+	run := mustRun(t, job, rollup.Options{RetentionDays: 90})
 	if !slices.Contains(run.Deferred, "partitions: lock timeout") {
 		t.Errorf("deferred = %v; want the partition upkeep", run.Deferred)
 	}
@@ -831,7 +831,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	run = mustRun(t, job, rollup.RollupOptions{RetentionDays: 90})
+	run = mustRun(t, job, rollup.Options{RetentionDays: 90})
 	if len(run.Deferred) != 0 || run.PartitionsCreated != 2 {
 		t.Errorf("second run: deferred %v, created %d; want none deferred, 2 created", run.Deferred, run.PartitionsCreated)
 	}

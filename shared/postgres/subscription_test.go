@@ -73,7 +73,7 @@ func TestPlanChangeHistory(t *testing.T) {
 	graduated := usage.PriceGraduated
 	o := usage.Overrides{PriceModel: &graduated, Tiers: []usage.Tier{{UpTo: ptr(int64(1000)), UnitPrice: 5}, {UnitPrice: 1}}}
 	put("free", o)
-	sub, err := postgres.NewRateLimiter(db).Subscription(ctx, u)
+	sub, err := postgres.NewRateStore(db).Subscription(ctx, u)
 	if err != nil {
 		t.Fatal(err)
 	}

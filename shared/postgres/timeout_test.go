@@ -74,7 +74,7 @@ func TestStatementTimeoutPerWorkload(t *testing.T) {
 	// prepares a statement the first time a connection runs it, in a round
 	// trip of its own that the timeout does not cover (and that waits for
 	// the lock too).
-	rl := postgres.NewRateLimiter(db)
+	rl := postgres.NewRateStore(db)
 	if _, err := postgres.NewAnalyticsStore(db).UsageSummary(ctx, user, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestStatementTimeoutPerWorkload(t *testing.T) {
 func TestStatementTimeoutLeavesNoSessionState(t *testing.T) {
 	db, _ := openWith(t, postgres.Timeouts{Limiter: 150 * time.Millisecond, Rollup: 5 * time.Second})
 	ctx := context.Background()
-	if _, err := postgres.NewRateLimiter(db).Take(ctx, "k:"+uuid.NewString(), time.Now(), limits.NewGCRA(10, 10), 1); err != nil {
+	if _, err := postgres.NewRateStore(db).Take(ctx, "k:"+uuid.NewString(), time.Now(), limits.NewGCRA(10, 10), 1); err != nil {
 		t.Fatal(err)
 	}
 	// EnsurePartitions is a transaction of the rollup workload.
@@ -183,7 +183,7 @@ func TestFormatErrorServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	_, err = postgres.NewRateLimiter(db).Take(context.Background(), "k:x", time.Now(), limits.NewGCRA(1, 1), 1)
+	_, err = postgres.NewRateStore(db).Take(context.Background(), "k:x", time.Now(), limits.NewGCRA(1, 1), 1)
 	if usage.ErrorCode(err) != usage.CodeUnavailable {
 		t.Errorf("a statement with the server down: %v (code %s); want %s", err, usage.ErrorCode(err), usage.CodeUnavailable)
 	}

@@ -1,6 +1,6 @@
-// Package rollup is the daily aggregation: the job (RollupJob) that takes
+// Package rollup is the daily aggregation: the job (Job) that takes
 // the job lock, reads the dirty marks the record path leaves (a user's
-// day, or a day as a whole), recomputes those days through a RollupStore
+// day, or a day as a whole), recomputes those days through a Store
 // (two at a time, a day split by user when few are dirty, one user's late
 // events costing the other users' days nothing), creates raw partitions
 // ahead and drops those past retention, and records the run. The rollup's
@@ -8,5 +8,5 @@
 // the reference computation the SQL is tested against is in rolluptest.
 //
 // It imports the vocabulary (shared/usage) and nothing else of this
-// module; shared/postgres implements its RollupStore.
+// module; shared/postgres implements its Store.
 package rollup

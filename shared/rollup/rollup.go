@@ -33,11 +33,11 @@ type DailyRollup struct {
 }
 
 // DefaultMaxEndpointsPerDay is how many endpoints of one user and day the
-// daily rollup keeps by name unless RollupOptions.MaxEndpointsPerDay says
+// daily rollup keeps by name unless Options.MaxEndpointsPerDay says
 // otherwise.
 const DefaultMaxEndpointsPerDay = 1000
 
-// MaxEndpointsPerDayLimit is the largest cap RollupOptions.MaxEndpointsPerDay
+// MaxEndpointsPerDayLimit is the largest cap Options.MaxEndpointsPerDay
 // may set: a hundred times the default. A cap much larger would bound
 // nothing a caller could not reach.
 const MaxEndpointsPerDayLimit = 100_000
@@ -55,9 +55,9 @@ func CheckMaxEndpointsPerDay(n int) error {
 // calls of a user's day beyond its most called endpoints.
 const OtherEndpoint = "(other)"
 
-// RollupOptions tune one run of the aggregation job. Zero values take the
+// Options tune one run of the aggregation job. Zero values take the
 // defaults.
-type RollupOptions struct {
+type Options struct {
 	// Backfill, when set, marks the range's days dirty before the run, so
 	// they are recomputed with whatever else is dirty.
 	Backfill *usage.DayRange
@@ -81,9 +81,9 @@ type RollupOptions struct {
 	Lease time.Duration
 }
 
-// RollupRun is what one run of the aggregation job did.
-type RollupRun struct {
-	RunID int64 `json:"run_id"`
+// Run is what one run of the aggregation job did.
+type Run struct {
+	JobRunID int64 `json:"job_run_id"`
 	// Skipped is set when another run held the job lock; nothing was done.
 	Skipped bool `json:"skipped,omitempty"`
 	// Days are the days recomputed, as a whole or for some users.
@@ -111,8 +111,8 @@ type RollupRun struct {
 	Duration time.Duration `json:"duration"`
 }
 
-// Rollup runs the daily aggregation job.
-type Rollup interface {
+// Runner runs the daily aggregation job.
+type Runner interface {
 	// RunRollup recomputes every dirty day (and the backfill range, if
 	// any), creates raw partitions and key generations ahead, drops raw
 	// partitions past retention and key generations past the dedupe
@@ -122,5 +122,5 @@ type Rollup interface {
 	// long, or reaching days whose raw events are no longer kept) or a
 	// MaxEndpointsPerDay past MaxEndpointsPerDayLimit, and CodeUnavailable
 	// when the database is unreachable or busy.
-	RunRollup(ctx context.Context, opts RollupOptions) (*RollupRun, error)
+	RunRollup(ctx context.Context, opts Options) (*Run, error)
 }

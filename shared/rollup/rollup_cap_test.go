@@ -34,7 +34,7 @@ func TestRollupJob_MaxEndpointsPerDay(t *testing.T) {
 		t.Run(fmt.Sprint(tt.opt), func(t *testing.T) {
 			s := &rollupStore{DirtyDaysFn: dirty(day(2031, 6, 1), day(2031, 6, 2), day(2031, 6, 3), day(2031, 6, 4), day(2031, 6, 5)),
 				PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
-			if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{MaxEndpointsPerDay: tt.opt}); err != nil {
+			if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{MaxEndpointsPerDay: tt.opt}); err != nil {
 				t.Fatal(err)
 			}
 			if len(s.maxEndpoints) == 0 || slices.ContainsFunc(s.maxEndpoints, func(n int) bool { return n != tt.want }) {
@@ -43,7 +43,7 @@ func TestRollupJob_MaxEndpointsPerDay(t *testing.T) {
 		})
 	}
 	s := &rollupStore{}
-	_, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{MaxEndpointsPerDay: rollup.MaxEndpointsPerDayLimit + 1})
+	_, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{MaxEndpointsPerDay: rollup.MaxEndpointsPerDayLimit + 1})
 	if usage.ErrorCode(err) != usage.CodeInvalid || len(s.calls) != 0 {
 		t.Errorf("RunRollup with a cap past the limit = %v after %v; want CodeInvalid before any call", err, s.calls)
 	}

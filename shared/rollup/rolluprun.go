@@ -26,8 +26,8 @@ const (
 	DefaultRollupLease = 20 * time.Minute
 )
 
-// RollupJob is the daily aggregation job: it implements Rollup over a
-// RollupStore. One run, in order: take the job lock (a row with a lease;
+// Job is the daily aggregation job: it implements Rollup over a
+// Store. One run, in order: take the job lock (a row with a lease;
 // a held lock records a skipped run), open the run's record, ensure raw
 // partitions and the event key store's generations ahead, mark the
 // backfill range dirty (refusing days whose raw partition is gone),
@@ -37,8 +37,8 @@ const (
 // the run's record and release the lock. A crash
 // anywhere leaves the marks of the days not yet done and the lease runs
 // out, so the next run finishes the work.
-type RollupJob struct {
-	Store RollupStore
+type Job struct {
+	Store Store
 	// Now is the clock (required) of the run's times: the lock's lease,
 	// the run's record and the retention cutoff.
 	Now func() time.Time
@@ -47,10 +47,10 @@ type RollupJob struct {
 	Logger *slog.Logger
 }
 
-var _ Rollup = (*RollupJob)(nil)
+var _ Runner = (*Job)(nil)
 
 // RunRollup implements Rollup.
-func (j *RollupJob) RunRollup(ctx context.Context, opts RollupOptions) (*RollupRun, error) {
+func (j *Job) RunRollup(ctx context.Context, opts Options) (*Run, error) {
 	opts = rollupDefaults(opts)
 	if err := CheckMaxEndpointsPerDay(opts.MaxEndpointsPerDay); err != nil {
 		return nil, err
@@ -72,12 +72,12 @@ func (j *RollupJob) RunRollup(ctx context.Context, opts RollupOptions) (*RollupR
 		if err != nil {
 			return nil, err
 		}
-		return &RollupRun{RunID: id, Skipped: true}, nil
+		return &Run{JobRunID: id, Skipped: true}, nil
 	}
 	defer j.release(context.WithoutCancel(ctx), opts.Holder)
 
-	run := &RollupRun{}
-	if run.RunID, err = j.Store.OpenRun(ctx, opts.Holder, now); err != nil {
+	run := &Run{}
+	if run.JobRunID, err = j.Store.OpenRun(ctx, opts.Holder, now); err != nil {
 		return nil, err
 	}
 	runErr := j.run(ctx, now, opts, run)
@@ -89,13 +89,13 @@ func (j *RollupJob) RunRollup(ctx context.Context, opts RollupOptions) (*RollupR
 }
 
 // release gives the job lock up; a failure is left to the lease.
-func (j *RollupJob) release(ctx context.Context, holder string) {
+func (j *Job) release(ctx context.Context, holder string) {
 	if err := j.Store.ReleaseJobLock(ctx, holder); err != nil && j.Logger != nil {
 		j.Logger.WarnContext(ctx, "aggregate: job lock left to its lease", "holder", holder, "error", err.Error())
 	}
 }
 
-func rollupDefaults(o RollupOptions) RollupOptions {
+func rollupDefaults(o Options) Options {
 	if o.RetentionDays <= 0 {
 		o.RetentionDays = DefaultRetentionDays
 	}
@@ -119,7 +119,7 @@ func rollupDefaults(o RollupOptions) RollupOptions {
 	return o
 }
 
-func (j *RollupJob) run(ctx context.Context, now time.Time, opts RollupOptions, run *RollupRun) error {
+func (j *Job) run(ctx context.Context, now time.Time, opts Options, run *Run) error {
 	n, err := j.Store.EnsurePartitions(ctx, now, opts.PartitionsAhead+1)
 	switch {
 	case errors.Is(err, ErrDeferred):
@@ -177,7 +177,7 @@ func holds(kept []Partition, day time.Time) bool {
 
 // markBackfill marks every day of r dirty. Days whose raw partition is gone
 // are refused (CodeInvalid): recomputing them would empty their rollup.
-func (j *RollupJob) markBackfill(ctx context.Context, r usage.DayRange, kept []Partition) error {
+func (j *Job) markBackfill(ctx context.Context, r usage.DayRange, kept []Partition) error {
 	days := r.Days()
 	for _, d := range days {
 		if !holds(kept, d) {
@@ -192,7 +192,7 @@ func (j *RollupJob) markBackfill(ctx context.Context, r usage.DayRange, kept []P
 // each day is split into workers parts by user so that a small run still
 // uses every worker. A user's day keeps maxEndpoints endpoints by name.
 // Every day is attempted; the first error is returned.
-func (j *RollupJob) recomputeDirty(ctx context.Context, workers, maxEndpoints int, kept []Partition, run *RollupRun) error {
+func (j *Job) recomputeDirty(ctx context.Context, workers, maxEndpoints int, kept []Partition, run *Run) error {
 	dirty, err := j.Store.DirtyDays(ctx)
 	if err != nil {
 		return err
@@ -290,7 +290,7 @@ func userIDs(marks []UserMark) []string {
 // recomputePart recomputes part of parts of d; with a single part it also
 // clears d's mark. A day without a raw partition has no raw events to
 // aggregate: only its mark is cleared.
-func (j *RollupJob) recomputePart(ctx context.Context, d DirtyDay, kept bool, part, parts, maxEndpoints int) (int64, bool, error) {
+func (j *Job) recomputePart(ctx context.Context, d DirtyDay, kept bool, part, parts, maxEndpoints int) (int64, bool, error) {
 	clear := parts == 1
 	if !kept {
 		if !clear {
@@ -308,7 +308,7 @@ func (j *RollupJob) recomputePart(ctx context.Context, d DirtyDay, kept bool, pa
 // aggregated. Unaggregated days found there are marked dirty (by the
 // store), so the next run aggregates them and the partition can go after
 // it. The last check is DropPartition's own, under the raw table's lock.
-func (j *RollupJob) retention(ctx context.Context, now time.Time, retentionDays int, run *RollupRun) error {
+func (j *Job) retention(ctx context.Context, now time.Time, retentionDays int, run *Run) error {
 	cutoff := usage.Day(now).AddDate(0, 0, -retentionDays)
 	parts, err := j.Store.Partitions(ctx)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// rollupStore is a rollup.RollupStore made of functions; a nil function
+// rollupStore is a rollup.Store made of functions; a nil function
 // does the harmless thing (lock taken, nothing dirty, nothing to drop).
 // Every call is logged by name.
 type rollupStore struct {
@@ -23,7 +23,7 @@ type rollupStore struct {
 	ReleaseJobLockFn   func(holder string) error
 	SkippedRunFn       func(holder, heldBy string, at time.Time) (int64, error)
 	OpenRunFn          func(holder string, at time.Time) (int64, error)
-	CloseRunFn         func(run *rollup.RollupRun, at time.Time, runErr error) error
+	CloseRunFn         func(run *rollup.Run, at time.Time, runErr error) error
 	EnsurePartitionsFn func(from time.Time, months int) (int, error)
 	PartitionsFn       func() ([]rollup.Partition, error)
 	EnsureKeyGensFn    func(gens []int) (int, error)
@@ -41,7 +41,7 @@ type rollupStore struct {
 	maxEndpoints []int
 }
 
-var _ rollup.RollupStore = (*rollupStore)(nil)
+var _ rollup.Store = (*rollupStore)(nil)
 
 func (s *rollupStore) log(format string, args ...any) {
 	s.mu.Lock()
@@ -87,8 +87,8 @@ func (s *rollupStore) OpenRun(_ context.Context, holder string, at time.Time) (i
 	return s.OpenRunFn(holder, at)
 }
 
-func (s *rollupStore) CloseRun(_ context.Context, run *rollup.RollupRun, at time.Time, runErr error) error {
-	s.log("CloseRun %d", run.RunID)
+func (s *rollupStore) CloseRun(_ context.Context, run *rollup.Run, at time.Time, runErr error) error {
+	s.log("CloseRun %d", run.JobRunID)
 	if s.CloseRunFn == nil {
 		return nil
 	}
@@ -182,8 +182,8 @@ func (s *rollupStore) DropPartition(_ context.Context, p rollup.Partition) (bool
 // 17 March 2031.
 var jobNow = time.Date(2031, 6, 15, 12, 0, 0, 0, time.UTC)
 
-func newRollupJob(s *rollupStore) *rollup.RollupJob {
-	return &rollup.RollupJob{Store: s, Now: func() time.Time { return jobNow }}
+func newRollupJob(s *rollupStore) *rollup.Job {
+	return &rollup.Job{Store: s, Now: func() time.Time { return jobNow }}
 }
 
 func month(y int, m time.Month) rollup.Partition {
@@ -222,15 +222,15 @@ func TestRollupJob_Order(t *testing.T) {
 	s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
 	s.DirtyDaysFn = dirty(day(2031, 6, 1), day(2031, 6, 2), day(2031, 6, 3), day(2031, 6, 4), day(2031, 6, 5))
 	s.RetentionBlockedFn = func(p rollup.Partition) (bool, error) { return p.Name == "p203102", nil }
-	var closed *rollup.RollupRun
+	var closed *rollup.Run
 	var closeErr error
-	s.CloseRunFn = func(run *rollup.RollupRun, _ time.Time, runErr error) error {
+	s.CloseRunFn = func(run *rollup.Run, _ time.Time, runErr error) error {
 		closed, closeErr = run, runErr
 		return nil
 	}
 	backfill := usage.DayRange{From: day(2031, 6, 4), To: day(2031, 6, 5)}
 
-	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Holder: "h", Backfill: &backfill})
+	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Holder: "h", Backfill: &backfill})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,8 +267,8 @@ func TestRollupJob_Order(t *testing.T) {
 
 func TestRollupJob_Skipped(t *testing.T) {
 	s := &rollupStore{AcquireJobLockFn: func(string, time.Time, time.Duration) (bool, string, error) { return false, "other", nil }}
-	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Holder: "h"})
-	if err != nil || !run.Skipped || run.RunID != 9 {
+	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Holder: "h"})
+	if err != nil || !run.Skipped || run.JobRunID != 9 {
 		t.Fatalf("RunRollup = %+v, %v; want skipped run 9", run, err)
 	}
 	if diff := cmp.Diff([]string{"AcquireJobLock h", "SkippedRun h other"}, s.logged()); diff != "" {
@@ -284,7 +284,7 @@ func TestRollupJob_Lease(t *testing.T) {
 		holder, gotNow, gotLease = h, now, lease
 		return true, "", nil
 	}}
-	if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{}); err != nil {
+	if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if !gotNow.Equal(jobNow) || gotLease != rollup.DefaultRollupLease || len(holder) != len("run-")+16 {
@@ -345,7 +345,7 @@ func TestRollupJob_WorkerSplit(t *testing.T) {
 				}
 				return true, nil
 			}
-			run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Workers: tt.workers})
+			run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Workers: tt.workers})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -390,7 +390,7 @@ func TestRollupJob_StillDirty(t *testing.T) {
 			return 1, clear && !d.Day.Equal(moved), nil
 		}
 		s.ClearDirtyFn = func(d rollup.DirtyDay) (bool, error) { return !d.Day.Equal(moved), nil }
-		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Workers: 2})
+		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Workers: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -412,7 +412,7 @@ func TestRollupJob_DayWithoutPartition(t *testing.T) {
 	} {
 		s.calls = nil
 		s.DirtyDaysFn = dirty(tt.days...)
-		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Workers: 2})
+		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Workers: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -435,9 +435,9 @@ func TestRollupJob_Backfill(t *testing.T) {
 	t.Run("refuses days no longer kept", func(t *testing.T) {
 		s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months()[2:], nil }} // from March
 		var runErr error
-		s.CloseRunFn = func(_ *rollup.RollupRun, _ time.Time, err error) error { runErr = err; return nil }
+		s.CloseRunFn = func(_ *rollup.Run, _ time.Time, err error) error { runErr = err; return nil }
 		r := usage.DayRange{From: day(2031, 2, 27), To: day(2031, 3, 2)}
-		_, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Holder: "h", Backfill: &r})
+		_, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Holder: "h", Backfill: &r})
 		if usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != "from" {
 			t.Fatalf("RunRollup = %v; want %s on from", err, usage.CodeInvalid)
 		}
@@ -452,7 +452,7 @@ func TestRollupJob_Backfill(t *testing.T) {
 	t.Run("bad range before the lock", func(t *testing.T) {
 		s := &rollupStore{}
 		r := usage.DayRange{From: day(2031, 3, 2), To: day(2031, 3, 1)}
-		if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Backfill: &r}); usage.ErrorCode(err) != usage.CodeInvalid {
+		if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Backfill: &r}); usage.ErrorCode(err) != usage.CodeInvalid {
 			t.Fatalf("reversed range: %v; want %s", err, usage.CodeInvalid)
 		}
 		if calls := s.logged(); len(calls) != 0 {
@@ -473,8 +473,8 @@ func TestRollupJob_DayErrors(t *testing.T) {
 		return 1, clear, nil
 	}
 	var runErr error
-	s.CloseRunFn = func(_ *rollup.RollupRun, _ time.Time, err error) error { runErr = err; return nil }
-	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Holder: "h", Workers: 2})
+	s.CloseRunFn = func(_ *rollup.Run, _ time.Time, err error) error { runErr = err; return nil }
+	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Holder: "h", Workers: 2})
 	if !errors.Is(err, boom) || !errors.Is(runErr, boom) {
 		t.Fatalf("RunRollup = %v (closed with %v); want the day's error", err, runErr)
 	}
@@ -492,7 +492,7 @@ func TestRollupJob_DayErrors(t *testing.T) {
 	// A split day whose part fails is not cleared.
 	s.calls = nil
 	s.DirtyDaysFn = dirty(bad)
-	if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Workers: 2}); !errors.Is(err, boom) {
+	if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Workers: 2}); !errors.Is(err, boom) {
 		t.Fatalf("split day: %v; want the error", err)
 	}
 	if slices.ContainsFunc(s.logged(), func(c string) bool { return strings.HasPrefix(c, "ClearDirty") }) {
@@ -509,8 +509,8 @@ func TestRollupJob_Cancelled(t *testing.T) {
 		return 1, clear, nil
 	}
 	closed := false
-	s.CloseRunFn = func(*rollup.RollupRun, time.Time, error) error { closed = true; return nil }
-	run, err := newRollupJob(s).RunRollup(ctx, rollup.RollupOptions{Workers: 1})
+	s.CloseRunFn = func(*rollup.Run, time.Time, error) error { closed = true; return nil }
+	run, err := newRollupJob(s).RunRollup(ctx, rollup.Options{Workers: 1})
 	if usage.ErrorCode(err) != usage.CodeUnavailable || !errors.Is(err, context.Canceled) {
 		t.Fatalf("RunRollup = %v; want %s wrapping the cancellation", err, usage.CodeUnavailable)
 	}
@@ -523,7 +523,7 @@ func TestRollupJob_Deferred(t *testing.T) {
 	t.Run("partitions", func(t *testing.T) {
 		s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }, DirtyDaysFn: dirty(day(2031, 6, 1))}
 		s.EnsurePartitionsFn = func(time.Time, int) (int, error) { return 0, rollup.ErrDeferred }
-		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{})
+		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -537,7 +537,7 @@ func TestRollupJob_Deferred(t *testing.T) {
 	t.Run("partitions failing otherwise", func(t *testing.T) {
 		boom := usage.Errorf(usage.CodeUnavailable, "database unavailable")
 		s := &rollupStore{EnsurePartitionsFn: func(time.Time, int) (int, error) { return 0, boom }}
-		if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{}); !errors.Is(err, boom) {
+		if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{}); !errors.Is(err, boom) {
 			t.Errorf("RunRollup = %v; want the failure, not a deferral", err)
 		}
 	})
@@ -549,7 +549,7 @@ func TestRollupJob_Deferred(t *testing.T) {
 			}
 			return p.Name != "p203101", nil // January: dirtied under the lock
 		}
-		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{})
+		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -571,7 +571,7 @@ func TestRollupJob_RetentionCutoff(t *testing.T) {
 		{400, nil},
 	} {
 		s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
-		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{RetentionDays: tt.days})
+		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{RetentionDays: tt.days})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -595,7 +595,7 @@ func TestRollupJob_UserDays(t *testing.T) {
 		}, nil
 	}
 	s.RecomputeDayFn = func(d rollup.DirtyDay, part, parts int, clear bool) (int64, bool, error) { return 1, true, nil }
-	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.RollupOptions{Holder: "h"})
+	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Holder: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}

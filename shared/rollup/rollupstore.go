@@ -53,18 +53,18 @@ type Partition struct {
 	End   time.Time
 }
 
-// ErrDeferred is returned by a RollupStore step that needs the raw table's
+// ErrDeferred is returned by a Store step that needs the raw table's
 // lock and gave up waiting for it (the record path holds it), so as not to
 // hold every later insert up behind itself. Its code is CodeUnavailable;
 // the job leaves the step to its next run.
 var ErrDeferred = &usage.Error{Code: usage.CodeUnavailable, Message: "raw table busy; deferred to the next run"}
 
-// RollupStore holds the statements of the aggregation job, each one round
+// Store holds the statements of the aggregation job, each one round
 // trip (one transaction where a method says so). Unless a method says
 // otherwise, errors are CodeUnavailable when the database cannot be
 // reached or is busy, and CodeInternal for anything else; they name the
 // operation (and the day or partition), so the job returns them as they are.
-type RollupStore interface {
+type Store interface {
 	// AcquireJobLock takes the job lock for holder until now+lease unless
 	// another holder's lease still runs at now; then acquired is false and
 	// heldBy names that holder. The lock is a row, not session state. A
@@ -79,7 +79,7 @@ type RollupStore interface {
 	OpenRun(ctx context.Context, holder string, at time.Time) (int64, error)
 	// CloseRun records what the run did, finished at at, and runErr when
 	// it failed.
-	CloseRun(ctx context.Context, run *RollupRun, at time.Time, runErr error) error
+	CloseRun(ctx context.Context, run *Run, at time.Time, runErr error) error
 	// EnsurePartitions creates the raw partitions of the months months
 	// starting with the one holding from, and returns how many it created;
 	// existing ones are left alone. Creating a partition locks the raw

@@ -53,7 +53,7 @@ func ExampleRedriver() {
 		fmt.Println(err)
 		return
 	}
-	r := &sqspub.Redriver{API: sqs.NewFromConfig(cfg), DLQURL: os.Getenv("DLQ_URL"), QueueURL: os.Getenv("QUEUE_URL")}
+	r := &sqspub.Redriver{API: sqs.NewFromConfig(cfg), DLQURL: os.Getenv("DLQ_URL"), QueueURL: os.Getenv("USAGE_QUEUE_URL")}
 	res, err := r.Redrive(ctx)
 	if err != nil {
 		fmt.Println(err)

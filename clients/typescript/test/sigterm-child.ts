@@ -17,7 +17,7 @@ const client = new SQSClient({
   maxAttempts: 1,
 });
 const tracker = new Tracker({
-  transport: sqsTransport({ queueUrl: env("QUEUE_URL"), client }),
+  transport: sqsTransport({ queueUrl: env("USAGE_QUEUE_URL"), client }),
   batchSize: 100,
   maxAgeMs: 60_000, // nothing leaves by the timer: only a full batch, or the signal
   backoffMs: 50,

@@ -296,7 +296,7 @@ test("SIGTERM mid-batch: a batch in flight and a partial one buffered are both s
     const before = await used(st, ent);
     // Each SendMessageBatch is held 400 ms: the first 100 events are in flight when the signal comes.
     const proxy = await delaying(t, st.sqs_endpoint, 400);
-    const r = await sigtermChild({ SQS_ENDPOINT: proxy, REGION: st.region, QUEUE_URL: st.queue_url, USER_ID: ent.user_id, COUNT: "150", CLOSE_MS: "5000" });
+    const r = await sigtermChild({ SQS_ENDPOINT: proxy, REGION: st.region, USAGE_QUEUE_URL: st.queue_url, USER_ID: ent.user_id, COUNT: "150", CLOSE_MS: "5000" });
     t.diagnostic(`the child ended ${r.ms} ms after SIGTERM (code ${r.code}, signal ${r.signal})`);
     assert.equal(r.signal, "SIGTERM", "the process still ends by its signal");
     assert.match(r.stderr, /"msg":"usage tracker: SIGTERM: sending the events it holds","events":150,"in_flight":100,"buffered":50/);
@@ -309,7 +309,7 @@ test("SIGTERM with the queue unreachable: each event is logged whole when time r
   run(t, async (st) => {
     const ent = user(st, "enterprise");
     const before = await used(st, ent);
-    const r = await sigtermChild({ SQS_ENDPOINT: "http://127.0.0.1:1", REGION: st.region, QUEUE_URL: st.queue_url, USER_ID: ent.user_id, COUNT: "150", CLOSE_MS: "500" });
+    const r = await sigtermChild({ SQS_ENDPOINT: "http://127.0.0.1:1", REGION: st.region, USAGE_QUEUE_URL: st.queue_url, USER_ID: ent.user_id, COUNT: "150", CLOSE_MS: "500" });
     t.diagnostic(`the child ended ${r.ms} ms after SIGTERM (code ${r.code}, signal ${r.signal})`);
     assert.equal(r.signal, "SIGTERM");
     assert.ok(r.ms < 30_000, `close took ${r.ms} ms; its timeout is 500 ms: it did not give up`);

@@ -24,8 +24,8 @@ func TestFunctionEnvIsTheTemplates(t *testing.T) {
 					t.Errorf("%s: DATABASE_URL = %q; want the local database", fn.Name, got)
 				}
 			case v.Deployed:
-				if name == "QUEUE_URL" && got != st.QueueURL {
-					t.Errorf("%s: QUEUE_URL = %q; want the local queue", fn.Name, got)
+				if name == "USAGE_QUEUE_URL" && got != st.QueueURL {
+					t.Errorf("%s: USAGE_QUEUE_URL = %q; want the local queue", fn.Name, got)
 				}
 			case !set || got != v.Default:
 				t.Errorf("%s: %s = %q (set %v); want the template's default %q", fn.Name, name, got, set, v.Default)
@@ -34,17 +34,17 @@ func TestFunctionEnvIsTheTemplates(t *testing.T) {
 		if got, _ := lookup(env, "DATABASE_PROXY"); got != "true" {
 			t.Errorf("%s: DATABASE_PROXY = %q; want the template's default, true", fn.Name, got)
 		}
-		for _, name := range []string{"STAGE", "USAGE_QUEUE_URL", "DATABASE_SECRET_ARN"} {
+		for _, name := range []string{"STAGE", "DATABASE_SECRET_ARN"} {
 			if _, set := lookup(env, name); set {
 				t.Errorf("%s: %s is set; the template gives no value for it that a local run could use", fn.Name, name)
 			}
 		}
 	}
 	over := func(k string) string {
-		return map[string]string{"DATABASE_PROXY": "false", "BACKFILL_WINDOW": "7d", "QUEUE_URL": "http://elsewhere"}[k]
+		return map[string]string{"DATABASE_PROXY": "false", "BACKFILL_WINDOW": "7d", "USAGE_QUEUE_URL": "http://elsewhere"}[k]
 	}
 	env := functionEnv(tmpl.Function("analytics"), over, "us-east-1", st)
-	for name, want := range map[string]string{"DATABASE_PROXY": "false", "BACKFILL_WINDOW": "7d", "QUEUE_URL": st.QueueURL} {
+	for name, want := range map[string]string{"DATABASE_PROXY": "false", "BACKFILL_WINDOW": "7d", "USAGE_QUEUE_URL": st.QueueURL} {
 		if got, _ := lookup(env, name); got != want {
 			t.Errorf("overridden %s = %q; want %q", name, got, want)
 		}

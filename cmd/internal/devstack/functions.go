@@ -176,7 +176,7 @@ func functionTimeout(t *samtemplate.Template, name string) time.Duration {
 func functionEnv(fn *samtemplate.Function, getenv func(string) string, region string, st *State) []string {
 	local := map[string]string{
 		"DATABASE_URL":     st.DatabaseURL,
-		"QUEUE_URL":        st.QueueURL,
+		"USAGE_QUEUE_URL":  st.QueueURL,
 		"DLQ_URL":          st.DLQURL,
 		"NOTIFY_QUEUE_URL": st.NotifyQueueURL,
 		"ALERT_BUS_NAME":   st.AlertBus,

@@ -9,7 +9,7 @@
 //
 // are a net/http ServeMux behind the real shared/meter middleware: API keys
 // and JWTs through shared/auth (keys looked up in PostgreSQL, cached), the
-// real limits.Limiter over postgres.RateLimiter (the rate limit and the hard
+// real limits.Limiter over postgres.RateStore (the rate limit and the hard
 // quota, 429 with the rate limit headers), and the real shared/sqspub
 // publisher sending one usage event per served request to the usage queue.
 // Nothing in it is a stand-in: only the catalogue is sample data.

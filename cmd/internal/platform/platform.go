@@ -98,7 +98,7 @@ func New(ctx context.Context, c Config) (*API, error) {
 	a.pub = sqspub.New(client, c.QueueURL, sqspub.Options{MaxAge: c.FlushInterval, Logger: c.Logger, Now: c.Now})
 	m := meter.New(
 		&auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, c.Now), JWT: verifier},
-		limits.NewLimiter(postgres.NewRateLimiter(db), limits.LimiterOptions{Logger: c.Logger, Now: c.Now}),
+		limits.NewLimiter(postgres.NewRateStore(db), limits.LimiterOptions{Logger: c.Logger, Now: c.Now}),
 		a.pub,
 		meter.Options{Logger: c.Logger, Now: c.Now},
 	)

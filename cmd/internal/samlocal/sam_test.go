@@ -168,7 +168,7 @@ func TestSAM(t *testing.T) {
 	database := fmt.Sprintf("postgres://postgres@/%s?host=/var/task/.nexus", strings.TrimPrefix(pg.Path, "/"))
 	vars := map[string]map[string]string{
 		"Parameters":        {"DATABASE_URL": database},
-		"AnalyticsFunction": {"JWT_PUBLIC_KEY": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), "QUEUE_URL": "", "ALERT_BUS_NAME": ""},
+		"AnalyticsFunction": {"JWT_PUBLIC_KEY": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), "USAGE_QUEUE_URL": "", "ALERT_BUS_NAME": ""},
 		"OverageFunction":   {"STRIPE_SECRET_ARN": "", "STRIPE_API_KEY": "sk_test_123", "STRIPE_API_URL": "unix:/var/task/.nexus/stripe.sock"},
 		"DeliverFunction":   {"NOTIFY_QUEUE_URL": "", "ALERT_BUS_NAME": ""},
 	}
@@ -258,14 +258,14 @@ func checkRecord(ctx context.Context, t *testing.T, db *postgres.DB, out []byte,
 func testAggregate(ctx context.Context, t *testing.T, s *stack, db *postgres.DB) {
 	for range 2 {
 		out := s.invoke(ctx, t, "AggregateFunction", filepath.Join(s.root, "events/aggregate/scheduled.json"))
-		var run rollup.RollupRun
-		if err := json.Unmarshal(out, &run); err != nil || run.RunID == 0 {
+		var run rollup.Run
+		if err := json.Unmarshal(out, &run); err != nil || run.JobRunID == 0 {
 			t.Fatalf("aggregate answered %s (%v); want a run", out, err)
 		}
 		var outcome string
 		if err := db.Pool.QueryRow(ctx, `SELECT coalesce(outcome, 'running') FROM eco_job_runs WHERE run_id = $1 AND finished_at IS NOT NULL`,
-			run.RunID).Scan(&outcome); err != nil || outcome != "succeeded" {
-			t.Errorf("run %d: outcome %q (%v); want succeeded, finished", run.RunID, outcome, err)
+			run.JobRunID).Scan(&outcome); err != nil || outcome != "succeeded" {
+			t.Errorf("run %d: outcome %q (%v); want succeeded, finished", run.JobRunID, outcome, err)
 		}
 	}
 }

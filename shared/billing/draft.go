@@ -57,7 +57,7 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 	stuck := map[*BillableSubscription]bool{}
 	for i, st := range states {
 		s := owners[i]
-		e, err := c.PlanPeriod(s, st, now)
+		e, err := c.DraftPeriod(s, st, now)
 		if err != nil {
 			rep.PlanErrors++
 			if !stuck[s] {
@@ -83,7 +83,7 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 	return entries, progress, nil
 }
 
-// PlanPeriod decides the ledger row a period of sub needs at now, or nil
+// DraftPeriod decides the ledger row a period of sub needs at now, or nil
 // when its rows are up to date:
 //   - the segments over for the grace period are priced (PriceLines, the
 //     terms already billed kept for their segments) and their total is
@@ -102,7 +102,7 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 // lookback are left alone. The row's id and key derive from (user, period,
 // seq) (LedgerID, IdempotencyKey), so that a row planned again, after a
 // restore of the database, is the same row to Stripe.
-func (c *Billing) PlanPeriod(sub *BillableSubscription, st PeriodState, now time.Time) (*LedgerEntry, error) {
+func (c *Billing) DraftPeriod(sub *BillableSubscription, st PeriodState, now time.Time) (*LedgerEntry, error) {
 	b := c.withDefaults()
 	cutoff := now.Add(-b.Grace)
 	closed := !st.Period.End.After(cutoff)
