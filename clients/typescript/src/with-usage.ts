@@ -21,7 +21,11 @@ export interface WithUsageOptions {
    * request's path, which counts every id apart.
    */
   route?: string;
-  /** How long POST /v1/limits/check may take (default 1000 ms). */
+  /**
+   * How long POST /v1/limits/check may take (default 1000 ms): a check is
+   * aborted between timeoutMs and 1.1 × timeoutMs after it started (the
+   * checks that start within a tenth of it share one timer).
+   */
   timeoutMs?: number;
   /**
    * When the check fails (no answer in time, the API unreachable or
