@@ -141,7 +141,7 @@ const wrapped = withUsage(bare, { usageUrl: st.gateway_url, tracker, route: "GET
 const checkUrl = `${st.gateway_url}/v1/limits/check`;
 /** control makes the wrapper's check and calls the handler, and does nothing else. */
 const control: Arm = async (req) => {
-  await timedFetch(checkUrl, { method: "POST", headers: { "Content-Type": "application/json", "X-Api-Key": req.headers.get("x-api-key")! }, body: '{"cost":1}' });
+  await timedFetch(checkUrl, { method: "POST", headers: { "X-Api-Key": req.headers.get("x-api-key")! } });
   return bare();
 };
 const statuses = new Map<number, number>();
