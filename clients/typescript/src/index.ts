@@ -8,7 +8,7 @@
 export { Tracker, NOT_COUNTED, eventsFromLog, type TrackerOptions, type TrackerStats, type Transport, type Pending, type SendOutcome } from "./tracker.js";
 export { sqsTransport, pack, MAX_BATCH_ENTRIES, MAX_EVENTS_PER_MESSAGE, MAX_PAYLOAD_BYTES, type SqsTransportOptions } from "./sqs.js";
 export { httpTransport, type HttpTransportOptions } from "./http.js";
-export { withUsage, decisionOf, LIMIT_HEADERS, type Decision, type WithUsageOptions } from "./with-usage.js";
+export { withUsage, decisionOf, LIMIT_HEADERS, DECLARED_BODY_MAX, type Decision, type WithUsageOptions } from "./with-usage.js";
 export { createUsageClient, type UsageClient, type UsageClientOptions, type UsageSummary, type paths, type components } from "./client.js";
 export { normalizeMethod, normalizeEndpoint, clampStatus, isPrintable, MAX_ENDPOINT_BYTES, METHOD_OTHER, NO_ENDPOINT } from "./normalize.js";
 export { uuidv7, isUUID } from "./uuid.js";

@@ -1,4 +1,5 @@
 import type { components } from "./openapi.js";
+import type { UnderlyingSource } from "node:stream/web";
 import { clampStatus, normalizeEndpoint, normalizeMethod } from "./normalize.js";
 import { jsonLogger, type Logger } from "./log.js";
 import type { Tracker } from "./tracker.js";
@@ -20,7 +21,11 @@ export interface WithUsageOptions {
    * request's path, which counts every id apart.
    */
   route?: string;
-  /** How long POST /v1/limits/check may take (default 1000 ms). */
+  /**
+   * How long POST /v1/limits/check may take (default 1000 ms): a check is
+   * aborted between timeoutMs and 1.1 × timeoutMs after it started (the
+   * checks that start within a tenth of it share one timer).
+   */
   timeoutMs?: number;
   /**
    * When the check fails (no answer in time, the API unreachable or
@@ -60,6 +65,16 @@ export function decisionOf(req: Request): Decision | undefined {
 }
 
 /**
+ * A body that declares its size (Content-Length) up to this many bytes is
+ * not counted as it is sent: its size is the declared one, and the call is
+ * recorded when the handler returns. Such a body is in the server's
+ * buffers at once, so it would be recorded at the same moment; a larger
+ * one is counted as it goes, since sending it takes time and a client may
+ * leave halfway.
+ */
+export const DECLARED_BODY_MAX = 64 * 1024;
+
+/**
  * withUsage meters a Web-standard route handler ((Request) => Response:
  * Next.js App Router route handlers, Hono, Bun, Deno). For each request it
  * asks POST /v1/limits/check once with the caller's X-Api-Key or bearer
@@ -67,9 +82,14 @@ export function decisionOf(req: Request): Decision | undefined {
  * urn:nexus:problem:rate_limited or quota_exceeded, with Retry-After) and
  * not counted; 401 and 403 are the check's own answers. Every answer that
  * had a decision carries the same RateLimit-Policy, RateLimit and
- * X-RateLimit-* headers as the Go middleware's. A served call is recorded
- * once its body has been sent, with its real status (a thrown handler is a
- * 500), latency and bytes, normalised as the Go middleware does.
+ * X-RateLimit-* headers as the Go middleware's: set on the handler's own
+ * Response where its headers can change, on a copy where they cannot (a
+ * Response from fetch, Response.redirect). A served call is recorded once
+ * its body has been sent, with its real status (a thrown handler is a
+ * 500), latency and bytes, normalised as the Go middleware does; a body
+ * of declared size (Content-Length up to DECLARED_BODY_MAX) or none is
+ * recorded when the handler returns, with that size, and its stream is
+ * passed on as it is.
  */
 export function withUsage<A extends unknown[]>(
   handler: (req: Request, ...args: A) => Response | Promise<Response>,
@@ -81,9 +101,15 @@ export function withUsage<A extends unknown[]>(
   const timeout = opts.timeoutMs ?? 1000;
   const failOpen = opts.onUnavailable === "open";
   const flushAfter = opts.flushAfterResponse ?? (opts.after !== undefined || opts.waitUntil !== undefined);
-  const { tracker } = opts;
   const route = opts.route;
-  const fixed = route !== undefined && route.includes(" ") ? normalizeEndpoint(route) : undefined;
+  const meter: Meter = {
+    tracker: opts.tracker,
+    route,
+    fixed: route !== undefined && route.includes(" ") ? normalizeEndpoint(route) : undefined,
+    identify: opts.identify,
+  };
+  const { after, waitUntil } = opts;
+  const deadlines = new Deadlines(timeout);
 
   return async (req: Request, ...args: A): Promise<Response> => {
     const start = performance.now();
@@ -91,23 +117,20 @@ export function withUsage<A extends unknown[]>(
     const apiKey = req.headers.get("x-api-key") ?? undefined;
     const authorization = req.headers.get("authorization") ?? undefined;
 
-    // The check: one round trip.
+    // The check: one round trip, with no body (its cost is 1 by default):
+    // a body costs fetch a stream to send it, more than the rest of the
+    // wrapper's work.
     let decision: Decision | undefined;
     let check: Response | undefined;
     let failure: string | undefined;
+    const slot = deadlines.enter(start);
     try {
-      const headers: Record<string, string> = { "Content-Type": "application/json" };
+      const headers: Record<string, string> = {};
       if (apiKey !== undefined) headers["X-Api-Key"] = apiKey;
       if (authorization !== undefined) headers["Authorization"] = authorization;
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(new DOMException("the check timed out", "TimeoutError")), timeout);
-      try {
-        check = await doFetch(checkUrl, { method: "POST", headers, body: '{"cost":1}', signal: abort.signal });
-        if (check.status === 200) decision = (await check.json()) as Decision;
-      } finally {
-        clearTimeout(timer);
-      }
+      check = await doFetch(checkUrl, { method: "POST", headers, signal: slot.signal });
       if (check.status === 200) {
+        decision = (await check.json()) as Decision;
         if (typeof decision?.allowed !== "boolean") failure = "POST /v1/limits/check answered no decision";
       } else if (check.status === 401 || check.status === 403) {
         return new Response(await check.text(), { status: check.status, headers: copy(check.headers, ["Content-Type", "WWW-Authenticate"]) });
@@ -120,109 +143,226 @@ export function withUsage<A extends unknown[]>(
         err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError")
           ? `POST /v1/limits/check took longer than ${timeout} ms`
           : `POST /v1/limits/check failed: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`;
+    } finally {
+      slot.running--;
     }
+    // The check's headers carry the limit headers set on every answer.
+    let limits: Headers | undefined;
     if (failure !== undefined) {
       log.warn(`usage limits not checked: ${failOpen ? "serving the call (fail open)" : "refusing the call (fail closed)"}`, { reason: failure });
       if (!failOpen) {
         return problem(503, "unavailable", "Service Unavailable", "the usage limits could not be checked; try again", { "Retry-After": "1" });
       }
       decision = undefined;
-      check = undefined;
+    } else {
+      limits = check!.headers;
+      if (!decision!.allowed) {
+        const headers = copy(limits, LIMIT_HEADERS);
+        headers.set("Retry-After", limits.get("Retry-After") ?? String(Math.max(1, decision!.retry_after_seconds)));
+        return refusal(decision!, headers);
+      }
+      decisions.set(req, decision!);
     }
 
-    const limitHeaders = check !== undefined ? copy(check.headers, LIMIT_HEADERS) : undefined;
-    if (decision !== undefined && !decision.allowed) {
-      limitHeaders!.set("Retry-After", check!.headers.get("Retry-After") ?? String(Math.max(1, decision.retry_after_seconds)));
-      return refusal(decision, limitHeaders!);
-    }
-    if (decision !== undefined) decisions.set(req, decision);
-
-    // Served: record once the body is out.
-    let done!: () => void;
-    const recorded = new Promise<void>((r) => (done = r));
-    const finish = (status: number, bytes: number) => {
-      const method = normalizeMethod(req.method);
-      const id = opts.identify?.(req) ?? bearerSubject(authorization);
-      tracker.record(
-        {
-          user_id: id?.user_id,
-          api_key_id: id?.api_key_id,
-          endpoint: fixed ?? normalizeEndpoint(method + " " + (route ?? new URL(req.url).pathname)),
-          method,
-          status_code: clampStatus(status),
-          latency_ms: Math.floor(performance.now() - start),
-          request_bytes: Math.max(0, Number(req.headers.get("content-length")) || 0),
-          response_bytes: bytes,
-          occurred_at: at,
-        },
-        apiKey,
-      );
-      done();
-    };
-    if (opts.after !== undefined || opts.waitUntil !== undefined) {
+    // Served: recorded once the body is out.
+    const call = new Call(meter, req, start, at, apiKey, authorization);
+    if (after !== undefined || waitUntil !== undefined) {
       const task = async () => {
-        await recorded;
-        if (flushAfter) await tracker.flush();
+        await call.recorded();
+        if (flushAfter) await meter.tracker.flush();
       };
-      if (opts.after !== undefined) opts.after(task);
-      else opts.waitUntil!(task());
+      if (after !== undefined) after(task);
+      else waitUntil!(task());
     }
 
     let res: Response;
     try {
       res = await handler(req, ...args);
     } catch (err) {
-      finish(500, 0);
+      call.finish(500, 0);
       throw err;
     }
     if (res.type === "error") {
-      finish(500, 0);
+      call.finish(500, 0);
       return res;
     }
-    const headers = new Headers(res.headers);
-    if (limitHeaders !== undefined) for (const [k, v] of limitHeaders) headers.set(k, v);
-    const init = { status: res.status, statusText: res.statusText, headers };
-    if (res.body === null) {
-      finish(res.status, 0);
-      return new Response(null, init);
+    const body = res.body;
+    const size = body === null ? 0 : declaredSize(res.headers);
+    let headers = res.headers;
+    if (limits !== undefined) {
+      try {
+        setLimitHeaders(headers, limits);
+      } catch {
+        // Immutable headers (a Response from fetch, Response.redirect): a copy.
+        headers = new Headers(headers);
+        setLimitHeaders(headers, limits);
+      }
     }
-    return new Response(counted(res.body, (n) => finish(res.status, n)), init);
+    if (size >= 0) {
+      call.finish(res.status, size);
+      return headers === res.headers ? res : new Response(body, { status: res.status, statusText: res.statusText, headers });
+    }
+    call.reader = body!.getReader();
+    call.status = res.status;
+    return new Response(new ReadableStream<Uint8Array>(call, ON_DEMAND), { status: res.status, statusText: res.statusText, headers });
   };
 }
 
-/** counted passes a body through, calling done with its size once it was sent, or cut off. */
-function counted(body: ReadableStream<Uint8Array>, done: (bytes: number) => void): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  let n = 0;
-  let finished = false;
-  const end = () => {
-    if (!finished) {
-      finished = true;
-      done(n);
-    }
-  };
-  return new ReadableStream<Uint8Array>({
-    async pull(c) {
-      try {
-        const { value, done: eof } = await reader.read();
-        if (eof) {
-          c.close();
-          end();
-          return;
-        }
-        n += value.byteLength;
-        c.enqueue(value);
-      } catch (err) {
-        end();
-        c.error(err);
+/**
+ * The counted body reads the handler's on demand only, never ahead: what
+ * it counts is what the server took.
+ */
+const ON_DEMAND = { highWaterMark: 0 };
+
+/** What every call of one wrapped handler records with. */
+interface Meter {
+  tracker: Tracker;
+  route: string | undefined;
+  fixed: string | undefined;
+  identify: WithUsageOptions["identify"];
+}
+
+/**
+ * Call is one served call until it is recorded; it is also the source of
+ * the stream that passes the handler's body on and counts its bytes
+ * (one object a call, no closures). Its fields are named apart from a
+ * source's own (start, type): the stream would call them.
+ */
+class Call implements UnderlyingSource<Uint8Array> {
+  /** The handler's body and status, once it answered with a body of unknown size. */
+  reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  status = 0;
+  #bytes = 0;
+  #done = false;
+  #wake: (() => void) | undefined;
+
+  constructor(
+    readonly meter: Meter,
+    readonly req: Request,
+    readonly began: number,
+    readonly at: number,
+    readonly apiKey: string | undefined,
+    readonly authorization: string | undefined,
+  ) {}
+
+  /** recorded resolves once the call is recorded. */
+  recorded(): Promise<void> {
+    return this.#done ? Promise.resolve() : new Promise((r) => (this.#wake = r));
+  }
+
+  /** finish records the call, once. */
+  finish(status: number, bytes: number): void {
+    if (this.#done) return;
+    this.#done = true;
+    const { meter, req } = this;
+    const method = normalizeMethod(req.method);
+    const id = meter.identify?.(req) ?? bearerSubject(this.authorization);
+    meter.tracker.record(
+      {
+        user_id: id?.user_id,
+        api_key_id: id?.api_key_id,
+        endpoint: meter.fixed ?? normalizeEndpoint(method + " " + (meter.route ?? new URL(req.url).pathname)),
+        method,
+        status_code: clampStatus(status),
+        latency_ms: Math.floor(performance.now() - this.began),
+        request_bytes: Math.max(0, Number(req.headers.get("content-length")) || 0),
+        response_bytes: bytes,
+        occurred_at: this.at,
+      },
+      this.apiKey,
+    );
+    this.#wake?.();
+  }
+
+  // The counted body: each pull passes one chunk of the handler's body on.
+  async pull(c: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    try {
+      const { value, done } = await this.reader!.read();
+      if (done) {
+        c.close();
+        this.finish(this.status, this.#bytes);
+        return;
       }
-    },
-    cancel(reason) {
-      // The client went away: the call was served as far as it went.
-      end();
-      return reader.cancel(reason);
-    },
-  });
+      this.#bytes += value.byteLength;
+      c.enqueue(value);
+    } catch (err) {
+      this.finish(this.status, this.#bytes);
+      c.error(err);
+    }
+  }
+
+  cancel(reason: unknown): Promise<void> {
+    // The client went away: the call was served as far as it went.
+    this.finish(this.status, this.#bytes);
+    return this.reader!.cancel(reason);
+  }
+}
+
+/**
+ * declaredSize is the size a body declares (Content-Length) when it is
+ * at most DECLARED_BODY_MAX, else -1: the body is counted as it is sent.
+ */
+function declaredSize(headers: Headers): number {
+  const v = headers.get("content-length");
+  if (v === null || v.length === 0 || v.length > 6) return -1;
+  let n = 0;
+  for (let i = 0; i < v.length; i++) {
+    const d = v.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n <= DECLARED_BODY_MAX ? n : -1;
+}
+
+function setLimitHeaders(to: Headers, from: Headers): void {
+  for (const name of LIMIT_HEADERS) {
+    const v = from.get(name);
+    if (v !== null) to.set(name, v);
+  }
+}
+
+/**
+ * Deadlines times the checks out with one AbortController and one timer
+ * for all the checks that start within a tenth of the timeout (at most
+ * 1,000 of them, under the listener count at which Node warns): a check
+ * still running timeoutMs after its slot closed is aborted, so each check
+ * gets between timeoutMs and 1.1 × timeoutMs. A slot whose checks have all
+ * ended is not aborted, and a slot's timer does not keep a process alive.
+ */
+class Deadlines {
+  readonly #ms: number;
+  readonly #width: number;
+  #slot: Slot | undefined;
+
+  constructor(ms: number) {
+    this.#ms = ms;
+    this.#width = Math.max(1, ms / 10);
+  }
+
+  /** enter returns the slot of a check starting at now (performance.now()); the caller decrements its running count when the check ends. */
+  enter(now: number): Slot {
+    let s = this.#slot;
+    if (s === undefined || now >= s.closes || s.started >= 1000) {
+      s = this.#slot = new Slot(now + this.#width);
+      const timer = setTimeout(Slot.expire, this.#width + this.#ms, s);
+      (timer as { unref?: () => void }).unref?.();
+    }
+    s.started++;
+    s.running++;
+    return s;
+  }
+}
+
+class Slot {
+  readonly #abort = new AbortController();
+  readonly signal = this.#abort.signal;
+  started = 0;
+  running = 0;
+  constructor(readonly closes: number) {}
+
+  static expire(s: Slot): void {
+    if (s.running > 0) s.#abort.abort(new DOMException("the check timed out", "TimeoutError"));
+  }
 }
 
 function copy(from: Headers, names: readonly string[]): Headers {

@@ -6,8 +6,20 @@
 // The tracker batches as deployed (100 events or 5 s, POST /v1/events), so
 // its sends share the event loop with the requests measured.
 //
+// Beside each wrapped request the same steps run without the wrapper (the
+// control: the same check, the handler, its body read), one after the
+// other in alternating order, so that both see the same machine: the
+// control's figures are what this machine and this harness add to a
+// wrapper that does nothing. Then the stack's last answer is replayed in
+// process, so that no network wait and no other process's turn falls
+// between the wrapper's steps, timed and in CPU time. Every sample after
+// the warm-up is kept; the garbage collections (PerformanceObserver "gc")
+// that fell inside the samples are counted and reported, not removed.
+//
 //   npm run bench            (make dev running: NEXUS_DEV_ADMIN=http://127.0.0.1:8081)
-//   BENCH_REQUESTS=2000 npm run bench
+//   BENCH_REQUESTS=5000 npm run bench
+import os from "node:os";
+import { PerformanceObserver } from "node:perf_hooks";
 import { Tracker, httpTransport, withUsage } from "../src/index.js";
 import type { State } from "./stack.js";
 
@@ -18,21 +30,39 @@ if (!admin) {
 }
 const st = (await (await fetch(`${admin.replace(/\/$/, "")}/state`)).json()) as State;
 const ent = st.users.find((u) => u.plan === "enterprise")!;
-const n = Number(process.env.BENCH_REQUESTS ?? 1000);
-const warm = 200;
+const n = Number(process.env.BENCH_REQUESTS ?? 3000);
+const warm = 1000;
+const load0 = os.loadavg();
 
+// Garbage collections, on the clock of performance.now().
+const gcs: { start: number; end: number }[] = [];
+const observer = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcs.push({ start: e.startTime, end: e.startTime + e.duration });
+});
+observer.observe({ entryTypes: ["gc"] });
+
+/** cpuSince is the CPU time (user and system, ms) the process used since c0. */
+const cpuSince = (c0: NodeJS.CpuUsage) => {
+  const d = process.cpuUsage(c0);
+  return (d.user + d.system) / 1000;
+};
+
+// The check, timed until its answer is read; the wrapper is handed the
+// answer again (making that Response is the harness's, so it is timed as
+// part of the check).
 let checkMs = 0;
+let checkCPU = 0;
 let lastAnswer: { body: ArrayBuffer; headers: Headers } | undefined;
 const timedFetch = (async (input: string | URL | Request, init?: RequestInit) => {
   const t0 = performance.now();
   const res = await fetch(input, init);
   const body = await res.arrayBuffer();
-  checkMs = performance.now() - t0;
   lastAnswer = { body, headers: res.headers };
-  return new Response(body, { status: res.status, headers: res.headers });
+  const again = new Response(body, { status: res.status, headers: res.headers });
+  checkMs = performance.now() - t0;
+  return again;
 }) as typeof fetch;
 // The same answer again at once, for the wrapper's own work without I/O.
-let checkCPU = 0;
 const replayFetch = (async () => {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
@@ -41,15 +71,12 @@ const replayFetch = (async () => {
   checkCPU = cpuSince(c0);
   return res;
 }) as typeof fetch;
-/** cpuSince is the CPU time (user and system, ms) the process used since c0. */
-const cpuSince = (c0: NodeJS.CpuUsage) => {
-  const d = process.cpuUsage(c0);
-  return (d.user + d.system) / 1000;
-};
 
 let handlerMs = 0;
 let handlerCPU = 0;
 const payload = JSON.stringify({ id: "2", name: "Pong", players: 2 });
+const payloadBytes = new TextEncoder().encode(payload).byteLength;
+/** bare answers as most handlers do, with a body whose size it does not declare (Response.json, a string). */
 const bare = () => {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
@@ -58,69 +85,134 @@ const bare = () => {
   handlerCPU = cpuSince(c0);
   return res;
 };
-
-const tracker = new Tracker({ transport: httpTransport({ baseUrl: st.gateway_url }), logger: { error() {}, warn() {}, info() {} } });
-const wrapped = withUsage(bare, { usageUrl: st.gateway_url, tracker, route: "GET /api/games/{id}", fetch: timedFetch });
-
-const overhead: number[] = [];
-const check: number[] = [];
-const handler: number[] = [];
-const statuses = new Map<number, number>();
-for (let i = 0; i < warm + n; i++) {
-  const req = new Request("http://app.local/api/games/2", { headers: { "X-Api-Key": ent.api_key } });
-  checkMs = handlerMs = 0;
-  const t0 = performance.now();
-  const res = await wrapped(req);
-  await res.arrayBuffer();
-  const total = performance.now() - t0;
-  if (i < warm) continue;
-  statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
-  overhead.push(total - checkMs - handlerMs);
-  check.push(checkMs);
-  handler.push(handlerMs);
-}
-await tracker.close();
-
-// The wrapper's own work: the stack's last answer replayed in process, so
-// that no network wait and no other process's turn on the CPU falls
-// between its steps; the tracker's transport takes the events and sends
-// nothing.
-const quiet = new Tracker({ transport: { name: "none", needs: "api_key", send: async () => ({ retry: [], rejected: [] }) }, logger: { error() {}, warn() {}, info() {} } });
-const inProcess = withUsage(bare, { usageUrl: st.gateway_url, tracker: quiet, route: "GET /api/games/{id}", fetch: replayFetch });
-const own: number[] = [];
-const ownCPU: number[] = [];
-for (let i = 0; i < 1000 + 10 * n; i++) {
-  const req = new Request("http://app.local/api/games/2", { headers: { "X-Api-Key": ent.api_key } });
-  checkMs = handlerMs = checkCPU = handlerCPU = 0;
+/** declared answers the same with its Content-Length, which the wrapper takes for the body's size. */
+const declared = () => {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  const res = await inProcess(req);
-  await res.arrayBuffer();
-  const total = performance.now() - t0;
-  const cpu = cpuSince(c0);
-  if (i >= 1000) {
-    own.push(total - checkMs - handlerMs);
-    ownCPU.push(cpu - checkCPU - handlerCPU);
-  }
+  const res = new Response(payload, { headers: { "Content-Type": "application/json", "Content-Length": String(payloadBytes) } });
+  handlerMs = performance.now() - t0;
+  handlerCPU = cpuSince(c0);
+  return res;
+};
+
+/** A sample: its span on the clock, the time left after the check and the handler, its CPU time likewise. */
+interface Sample {
+  t0: number;
+  t1: number;
+  added: number;
+  cpu: number;
+  check: number;
+  handler: number;
 }
+type Arm = (req: Request) => Promise<Response>;
+const request = () => new Request("http://app.local/api/games/2", { headers: { "X-Api-Key": ent.api_key } });
+
+/** once runs one request through an arm and returns its sample. */
+async function once(arm: Arm): Promise<{ s: Sample; status: number }> {
+  checkMs = handlerMs = checkCPU = handlerCPU = 0;
+  const req = request();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const res = await arm(req);
+  await res.arrayBuffer();
+  const t1 = performance.now();
+  const cpu = cpuSince(c0);
+  return { s: { t0, t1, added: t1 - t0 - checkMs - handlerMs, cpu: cpu - checkCPU - handlerCPU, check: checkMs, handler: handlerMs }, status: res.status };
+}
+
+/** run runs the arms in turn, rotating which goes first, warm times unmeasured and then n times. */
+async function run(arms: Arm[], warmup: number, times: number, statuses?: Map<number, number>): Promise<Sample[][]> {
+  const out = arms.map(() => [] as Sample[]);
+  for (let i = 0; i < warmup + times; i++) {
+    for (let k = 0; k < arms.length; k++) {
+      const a = (i + k) % arms.length;
+      const { s, status } = await once(arms[a]!);
+      if (i < warmup) continue;
+      out[a]!.push(s);
+      if (a === 0 && statuses) statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    }
+  }
+  return out;
+}
+
+// Against the stack.
+const tracker = new Tracker({ transport: httpTransport({ baseUrl: st.gateway_url }), logger: { error() {}, warn() {}, info() {} } });
+const wrapped = withUsage(bare, { usageUrl: st.gateway_url, tracker, route: "GET /api/games/{id}", fetch: timedFetch });
+const checkUrl = `${st.gateway_url}/v1/limits/check`;
+/** control makes the wrapper's check and calls the handler, and does nothing else. */
+const control: Arm = async (req) => {
+  await timedFetch(checkUrl, { method: "POST", headers: { "X-Api-Key": req.headers.get("x-api-key")! } });
+  return bare();
+};
+const statuses = new Map<number, number>();
+const [stackWrapped, stackControl] = (await run([wrapped, control], warm, n, statuses)) as [Sample[], Sample[]];
+await tracker.close();
+const sent = tracker.stats();
+
+// In process: the stack's last answer replayed; the tracker's transport
+// takes the events and sends nothing.
+const quiet = new Tracker({ transport: { name: "none", needs: "api_key", send: async () => ({ retry: [], rejected: [] }) }, logger: { error() {}, warn() {}, info() {} } });
+const opts = { usageUrl: st.gateway_url, tracker: quiet, route: "GET /api/games/{id}", fetch: replayFetch };
+const inWrapped = withUsage(bare, opts);
+const inDeclared = withUsage(declared, opts);
+const inControl: Arm = async () => {
+  await replayFetch("");
+  return bare();
+};
+const [ownWrapped, ownDeclared, ownControl] = (await run([inWrapped, inDeclared, inControl], 2000, 10 * n)) as [Sample[], Sample[], Sample[]];
 await quiet.close();
+await new Promise((r) => setTimeout(r, 100)); // the observer's last entries
+observer.disconnect();
 
 const q = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 };
 const ms = (v: number) => (v < 1 ? `${(v * 1000).toFixed(0)} µs` : `${v.toFixed(2)} ms`);
-const line = (name: string, xs: number[]) => `  ${name.padEnd(44)} p50 ${ms(q(xs, 50)).padStart(9)}   p99 ${ms(q(xs, 99)).padStart(9)}   max ${ms(Math.max(...xs)).padStart(9)}`;
-const s = tracker.stats();
-console.log(`withUsage against the local stack (${st.gateway_url}): ${n} requests one after another after ${warm} to warm up,`);
-console.log(`the enterprise user's API key; answers: ${[...statuses].map(([k, v]) => `${v} × ${k}`).join(", ")}`);
-console.log(line("check round trip (POST /v1/limits/check)", check));
-console.log(line("added by the wrapper besides the check", overhead));
-console.log(line("the bare handler", handler));
-console.log(line(`the wrapper's own work (${own.length} in process)`, own));
-console.log(line("  the same, in CPU time", ownCPU));
-console.log(`  tracker: ${s.recorded} recorded, ${s.sent} sent (POST /v1/events), ${s.rejected + s.lost + s.refused} not counted`);
+const line = (name: string, xs: number[]) =>
+  `  ${name.padEnd(50)} p50 ${ms(q(xs, 50)).padStart(9)}   p99 ${ms(q(xs, 99)).padStart(9)}   max ${ms(Math.max(...xs)).padStart(9)}`;
+const added = (xs: Sample[]) => xs.map((s) => s.added);
+const cpu = (xs: Sample[]) => xs.map((s) => s.cpu);
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/**
+ * gcIn reports the garbage collections while the samples were taken (the
+ * warm-up's are left out) and how many samples had one in them, of all
+ * and of those whose added time is 200 µs or more.
+ */
+function gcIn(arms: Sample[][]): string {
+  const all = arms.flat();
+  const t0 = Math.min(...all.map((s) => s.t0));
+  const t1 = Math.max(...all.map((s) => s.t1));
+  const mine = gcs.filter((g) => g.start >= t0 && g.end <= t1);
+  const total = mine.reduce((a, g) => a + g.end - g.start, 0);
+  const longest = Math.max(0, ...mine.map((g) => g.end - g.start));
+  const hit = (s: Sample) => mine.some((g) => g.start < s.t1 && g.end > s.t0);
+  const slow = all.filter((s) => s.added >= 0.2);
+  return `${mine.length} collections, ${ms(total)} in all, the longest ${ms(longest)}; ${all.filter(hit).length} of ${all.length} samples had one in them, ${slow.filter(hit).length} of the ${slow.length} whose added time is 200 µs or more`;
+}
+
 const verdict = (xs: number[]) => (q(xs, 99) < 0.2 ? "met" : "not met");
-console.log(`  goal: wrapper overhead p99 < 200 µs: ${verdict(overhead)} against the stack, ${verdict(own)} in process, ${verdict(ownCPU)} in CPU time`);
-const [l1, l5] = (await import("node:os")).loadavg();
-console.log(`  this machine: ${(await import("node:os")).cpus().length} cores, load average ${l1!.toFixed(1)} (1 min), ${l5!.toFixed(1)} (5 min)`);
+console.log(`withUsage against the local stack (${st.gateway_url}): ${n} requests one after another after ${warm} to warm up,`);
+console.log(`each beside the same steps without the wrapper; the enterprise user's API key; answers: ${[...statuses].map(([k, v]) => `${v} × ${k}`).join(", ")}`);
+console.log(line("check round trip (POST /v1/limits/check)", stackWrapped.map((s) => s.check)));
+console.log(line("added by the wrapper besides the check", added(stackWrapped)));
+console.log(line("  the same steps without the wrapper (control)", added(stackControl)));
+console.log(line("the bare handler", stackWrapped.map((s) => s.handler)));
+console.log(`  CPU time a request (mean, the check's client side in it): wrapped ${ms(mean(cpu(stackWrapped)))}, control ${ms(mean(cpu(stackControl)))}`);
+console.log(`  garbage collection: ${gcIn([stackWrapped, stackControl])}`);
+console.log(`  tracker: ${sent.recorded} recorded, ${sent.sent} sent (POST /v1/events), ${sent.rejected + sent.lost + sent.refused} not counted`);
+console.log(`in process (the stack's last answer replayed, nothing sent), ${10 * n} requests each after 2,000:`);
+console.log(line("the wrapper's own work", added(ownWrapped)));
+console.log(line("  the same, in CPU time", cpu(ownWrapped)));
+console.log(line("  a handler that declares its Content-Length", added(ownDeclared)));
+console.log(line("    the same, in CPU time", cpu(ownDeclared)));
+console.log(line("  the same steps without the wrapper (control)", added(ownControl)));
+console.log(line("    the same, in CPU time", cpu(ownControl)));
+console.log(`  garbage collection: ${gcIn([ownWrapped, ownDeclared, ownControl])}`);
+console.log(
+  `goal: wrapper overhead p99 < 200 µs: ${verdict(added(stackWrapped))} against the stack (the control's p99: ${ms(q(added(stackControl), 99))}), ` +
+    `${verdict(added(ownWrapped))} in process, ${verdict(cpu(ownWrapped))} in CPU time`,
+);
+const load1 = os.loadavg();
+console.log(`this machine: ${os.cpus().length} cores, load average ${load0[0]!.toFixed(1)} (1 min), ${load0[1]!.toFixed(1)} (5 min) at the start, ${load1[0]!.toFixed(1)}, ${load1[1]!.toFixed(1)} at the end; node ${process.version}`);
