@@ -43,7 +43,7 @@ var buildsOn = map[string]string{"shared/report": "shared/billing"}
 //     migrations, never another adapter, a function or a command;
 //   - shared/mock imports only the domain and the workflows;
 //   - shared/testkit, the tests' kit, may import any shared package, and
-//     only tests import it;
+//     only tests (and pgtest, the tests' database) import it;
 //   - no function imports a command (cmd/*).
 //
 // Only the imports of non-test files count.
@@ -62,8 +62,10 @@ func importRule(pkg, dep string) string {
 		return "a workflow imports only the domain (and the workflow it builds on)"
 	case pkg == "shared/mock" && dep != "shared/usage" && !workflows[top(dep)]:
 		return "the mocks import only the domain and the workflows"
+	case dep == "shared/testkit" && pkg != "shared/postgres/pgtest":
+		return "only tests (and pgtest, the tests' database) import the test kit"
 	case dep == "shared/testkit":
-		return "only tests import the test kit"
+		return ""
 	case pkg == "shared/testkit" && strings.HasPrefix(dep, "shared/"):
 		return ""
 	case strings.HasPrefix(pkg, "shared/") && (strings.HasPrefix(dep, "functions/") || strings.HasPrefix(dep, "cmd/")):

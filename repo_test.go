@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/nexus/usage/shared/testkit"
 )
 
 // TestNoBuildOutputCommitted fails when a tracked file is an executable
@@ -15,10 +17,7 @@ import (
 func TestNoBuildOutputCommitted(t *testing.T) {
 	out, err := exec.Command("git", "ls-files", "-z").Output()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("git ls-files: %v", err)
-		}
-		t.Skipf("not a git checkout: %v", err)
+		testkit.Missing(t, "not a git checkout: %v", err)
 	}
 	magics := [][]byte{
 		[]byte("\x7fELF"),

@@ -20,24 +20,12 @@ import (
 	"github.com/nexus/usage/shared/notify"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 	"github.com/nexus/usage/shared/webhook"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // queue records what the dispatcher queues.
 type queue struct {
@@ -87,10 +75,10 @@ type receiver struct {
 	got     []http.Header
 	bodies  []string
 	bad     atomic.Int32
-	clk     *clock
+	clk     *testkit.Clock
 }
 
-func newReceiver(t *testing.T, clk *clock, answers ...int) *receiver {
+func newReceiver(t *testing.T, clk *testkit.Clock, answers ...int) *receiver {
 	r := &receiver{t: t, answers: answers, clk: clk}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
@@ -119,7 +107,7 @@ func (r *receiver) count() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.
 // path that raises the events.
 type stack struct {
 	db      *postgres.DB
-	clk     *clock
+	clk     *testkit.Clock
 	store   *postgres.NotifyStore
 	events  *postgres.EventStore
 	service *notify.Service
@@ -131,7 +119,7 @@ type stack struct {
 func newStack(t *testing.T, allowPrivate bool) *stack {
 	t.Helper()
 	db := pgtest.NewDB(t)
-	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	clk := testkit.NewClock(time.Now().UTC().Truncate(time.Second))
 	db.Now = clk.Now
 	s := &stack{db: db, clk: clk, store: postgres.NewNotifyStore(db), events: postgres.NewEventStore(db), queue: &queue{},
 		vis: &visibility{seen: map[string]int32{}}}

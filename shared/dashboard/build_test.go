@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/nexus/usage/shared/testkit"
 )
 
 // TestBuildMatchesSources builds web/ afresh (npm ci, then npm run build
@@ -17,15 +19,8 @@ import (
 // same bytes. Without npm it is skipped, except under CI=true, where dist/
 // must be checked.
 func TestBuildMatchesSources(t *testing.T) {
-	ci := os.Getenv("CI") == "true"
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		if ci {
-			t.Fatalf("npm is not on PATH, so dist/ cannot be checked against web/: %v", err)
-		}
-		t.Skipf("npm is not on PATH (%v); dist/ is not checked against web/", err)
-	}
-	if testing.Short() && !ci {
+	npm := testkit.RequireTool(t, "npm", "dist/ is checked against web/ with it")
+	if testing.Short() && !testkit.CI() {
 		t.Skip("-short: dist/ is not rebuilt")
 	}
 	t.Parallel()

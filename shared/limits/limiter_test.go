@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/limits"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -114,21 +115,9 @@ func newFakeRates(sub *usage.Subscription) *fakeRates {
 	return f
 }
 
-type limitClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *limitClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *limitClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestLimiter_RoundTrips(t *testing.T) {
 	f := newFakeRates(freeSub("v1"))
-	clk := &limitClock{t: limitT0}
+	clk := testkit.NewClock(limitT0)
 	l := limits.NewLimiter(f, limits.LimiterOptions{Now: clk.Now})
 	ctx := context.Background()
 	id := usage.Identity{UserID: limitUser, APIKeyID: "0b2f8c7e-1d3a-4e5f-9a6b-7c8d9e0f1a2b"}
@@ -219,7 +208,7 @@ func TestLimiter_ReservesAdmissions(t *testing.T) {
 	sub.Effective.Burst, sub.Effective.RatePerSecond = 1000, 1000
 	f := newFakeRates(sub)
 	f.counters = 993
-	clk := &limitClock{t: limitT0}
+	clk := testkit.NewClock(limitT0)
 	l := limits.NewLimiter(f, limits.LimiterOptions{Now: clk.Now})
 	var admitted, refused int
 	var mu sync.Mutex
@@ -291,7 +280,7 @@ func TestLimiter_ReleasesReservation(t *testing.T) {
 // the same call.
 func TestLimiter_PlanChange(t *testing.T) {
 	f := newFakeRates(freeSub("v1"))
-	clk := &limitClock{t: limitT0}
+	clk := testkit.NewClock(limitT0)
 	l := limits.NewLimiter(f, limits.LimiterOptions{Now: clk.Now})
 	ctx := context.Background()
 	id := usage.Identity{UserID: limitUser}
@@ -359,7 +348,7 @@ func TestLimiter_StoreErrors(t *testing.T) {
 func TestLimiter_CheckRateAtHardQuota(t *testing.T) {
 	f := newFakeRates(freeSub("v1"))
 	f.counters = 995
-	clk := &limitClock{t: limitT0}
+	clk := testkit.NewClock(limitT0)
 	l := limits.NewLimiter(f, limits.LimiterOptions{Now: clk.Now})
 	ctx := context.Background()
 	id := usage.Identity{UserID: limitUser, APIKeyID: "0b2f8c7e-1d3a-4e5f-9a6b-7c8d9e0f1a2b"}
@@ -402,7 +391,7 @@ func TestLimiter_DowngradeAtPeriodEnd(t *testing.T) {
 	sub := &usage.Subscription{UserID: limitUser, PlanID: usage.PlanPro, Version: "v1", PeriodAnchor: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Effective: usage.Plan{ID: usage.PlanPro, IncludedCalls: 100_000, RatePerSecond: 50, Burst: 100},
 		Next: &usage.Terms{From: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), PlanID: usage.PlanFree, Effective: usage.Plan{ID: usage.PlanFree, IncludedCalls: 1000, HardLimit: true, RatePerSecond: 2, Burst: 10}, Change: usage.ChangeDowngrade}}
 	f := newFakeRates(sub)
-	clk := &limitClock{t: time.Date(2026, 3, 31, 23, 59, 59, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 3, 31, 23, 59, 59, 0, time.UTC))
 	l := limits.NewLimiter(f, limits.LimiterOptions{Now: clk.Now})
 	ctx := context.Background()
 	id := usage.Identity{UserID: limitUser}

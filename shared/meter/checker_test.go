@@ -11,6 +11,7 @@ import (
 	"github.com/nexus/usage/shared/meter"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/testkit"
 )
 
 // TestWithChecker runs both flavours over the real limits.Limiter and API
@@ -19,7 +20,7 @@ func TestWithChecker(t *testing.T) {
 	db := pgtest.NewDB(t)
 	for _, f := range flavours {
 		t.Run(f.name, func(t *testing.T) {
-			clk := &clock{t: t0}
+			clk := testkit.NewClock(t0)
 			ks := postgres.NewAPIKeyStore(db)
 			key, k, err := auth.NewAPIKey(user, f.name)
 			if err != nil {

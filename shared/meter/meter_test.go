@@ -20,6 +20,7 @@ import (
 	"github.com/nexus/usage/shared/auth"
 	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/meter"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -29,18 +30,6 @@ var (
 	user   = "0190a4c4-52a4-7000-8000-000000000001"
 	secret = []byte("0123456789abcdef0123456789abcdef")
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // checker returns a fixed decision.
 type checker struct {
@@ -95,7 +84,7 @@ func (k keys) APIKeyByHash(_ context.Context, h []byte) (*usage.APIKey, error) {
 }
 func (k keys) RevokeAPIKey(context.Context, string, string) error { return nil }
 
-func authenticator(t testing.TB, clk *clock) (*auth.Authenticator, string, *usage.APIKey, string) {
+func authenticator(t testing.TB, clk *testkit.Clock) (*auth.Authenticator, string, *usage.APIKey, string) {
 	t.Helper()
 	v, err := auth.NewJWTVerifier(auth.JWTConfig{Issuer: "nexus", Audience: "api", Algorithms: []string{"HS256"}, HMACSecret: secret, Now: clk.Now})
 	if err != nil {
@@ -141,11 +130,11 @@ type response struct {
 
 type flavour struct {
 	name string
-	do   func(t *testing.T, m *meter.Middleware, clk *clock, hdr map[string]string, body string) response
+	do   func(t *testing.T, m *meter.Middleware, clk *testkit.Clock, hdr map[string]string, body string) response
 }
 
 var flavours = []flavour{
-	{"net/http", func(t *testing.T, m *meter.Middleware, clk *clock, hdr map[string]string, body string) response {
+	{"net/http", func(t *testing.T, m *meter.Middleware, clk *testkit.Clock, hdr map[string]string, body string) response {
 		mux := http.NewServeMux()
 		mux.HandleFunc("POST /v1/games/{id}", func(w http.ResponseWriter, r *http.Request) {
 			if id, ok := meter.IdentityFrom(r.Context()); !ok || id.UserID != user {
@@ -164,7 +153,7 @@ var flavours = []flavour{
 		m.HTTP(mux).ServeHTTP(rec, req)
 		return response{rec.Code, rec.Header(), rec.Body.String()}
 	}},
-	{"lambda", func(t *testing.T, m *meter.Middleware, clk *clock, hdr map[string]string, body string) response {
+	{"lambda", func(t *testing.T, m *meter.Middleware, clk *testkit.Clock, hdr map[string]string, body string) response {
 		h := m.Lambda(func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 			if id, ok := meter.IdentityFrom(ctx); !ok || id.UserID != user {
 				t.Errorf("identity in context: %+v", id)
@@ -196,7 +185,7 @@ func TestAllowed(t *testing.T) {
 	for _, f := range flavours {
 		for _, cred := range []string{"key", "jwt"} {
 			t.Run(f.name+"/"+cred, func(t *testing.T) {
-				clk := &clock{t: t0}
+				clk := testkit.NewClock(t0)
 				a, key, k, tok := authenticator(t, clk)
 				pub := &publisher{}
 				ch := &checker{d: allowed}
@@ -265,7 +254,7 @@ func TestRefused(t *testing.T) {
 	for _, f := range flavours {
 		for _, tt := range tests {
 			t.Run(f.name+"/"+tt.name, func(t *testing.T) {
-				clk := &clock{t: t0}
+				clk := testkit.NewClock(t0)
 				a, key, _, _ := authenticator(t, clk)
 				pub := &publisher{}
 				m := meter.New(a, &checker{d: tt.d, err: tt.err}, pub, meter.Options{Now: clk.Now})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/nexus/usage/shared/meter"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 	"github.com/nexus/usage/shared/usage/usagetest"
 )
@@ -54,7 +55,7 @@ func TestHostileRequestsCounted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("net/http/"+tt.name, func(t *testing.T) {
-			clk := &clock{t: t0}
+			clk := testkit.NewClock(t0)
 			a, key, _, _ := authenticator(t, clk)
 			pub := &validatingPublisher{}
 			m := meter.New(a, &checker{d: allowed}, pub, meter.Options{Now: clk.Now})
@@ -71,7 +72,7 @@ func TestHostileRequestsCounted(t *testing.T) {
 			checkCounted(t, pub, tt.wantMethod, tt.wantEndpoint)
 		})
 		t.Run("lambda/"+tt.name, func(t *testing.T) {
-			clk := &clock{t: t0}
+			clk := testkit.NewClock(t0)
 			a, key, _, _ := authenticator(t, clk)
 			pub := &validatingPublisher{}
 			m := meter.New(a, &checker{d: allowed}, pub, meter.Options{Now: clk.Now})
@@ -109,7 +110,7 @@ func (*refusingPublisher) Publish(context.Context, usage.Event) error {
 // TestPublishFailureLogged: an event the publisher refuses is logged at
 // error level with every field, so that it can be replayed.
 func TestPublishFailureLogged(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testkit.NewClock(t0)
 	a, key, _, _ := authenticator(t, clk)
 	var log bytes.Buffer
 	m := meter.New(a, &checker{d: allowed}, &refusingPublisher{}, meter.Options{Now: clk.Now,
@@ -134,7 +135,7 @@ func TestPublishFailureLogged(t *testing.T) {
 // out; so is the empty endpoint, which a request always has a method for.
 func TestMiddlewareNormalizeFixtures(t *testing.T) {
 	c := usagetest.ReadNormalizeCases(t)
-	clk := &clock{t: t0}
+	clk := testkit.NewClock(t0)
 	a, key, _, _ := authenticator(t, clk)
 	serve := func(t *testing.T, method, routeKey string, status int) usage.Event {
 		t.Helper()

@@ -11,25 +11,13 @@ import (
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/report"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
 // The limiter's decisions over PostgreSQL: limits.Limiter on
 // postgres.RateStore. The decision logic alone is tested in package limits
 // on a fake store; these prove it together with the SQL.
-
-// clock is a fake clock tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 var limitNow = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
@@ -100,7 +88,7 @@ func bigBurst() usage.Overrides {
 // overshoot of one instance is 0), although the counters never move.
 func TestHardQuotaConcurrent(t *testing.T) {
 	db := pgtest.NewDB(t)
-	clk := &clock{t: limitNow}
+	clk := testkit.NewClock(limitNow)
 	user := uuid.NewString()
 	subscribe(t, db, user, usage.PlanFree, bigBurst()) // free: 1000 included, hard
 	const left = 7
@@ -129,7 +117,7 @@ func TestHardQuotaConcurrent(t *testing.T) {
 // overshoot stays within (P−1)·N.
 func TestHardQuotaTwoInstances(t *testing.T) {
 	db := pgtest.NewDB(t)
-	clk := &clock{t: limitNow}
+	clk := testkit.NewClock(limitNow)
 	user := uuid.NewString()
 	subscribe(t, db, user, usage.PlanFree, bigBurst())
 	const left = 5
@@ -146,7 +134,7 @@ func TestHardQuotaTwoInstances(t *testing.T) {
 // time, and once the events are recorded the excess is overage.
 func TestSoftQuotaOverage(t *testing.T) {
 	db := pgtest.NewDB(t)
-	clk := &clock{t: limitNow}
+	clk := testkit.NewClock(limitNow)
 	user := uuid.NewString()
 	subscribe(t, db, user, usage.PlanPro, usage.Overrides{}) // 100,000 included, soft, burst 100
 	const left = 7
@@ -177,7 +165,7 @@ func TestSoftQuotaOverage(t *testing.T) {
 func TestRateDecisions(t *testing.T) {
 	for _, ttl := range []time.Duration{0, -1} {
 		db := pgtest.NewDB(t)
-		clk := &clock{t: limitNow}
+		clk := testkit.NewClock(limitNow)
 		c := newLimiter(db, limits.LimiterOptions{Now: clk.Now, CacheTTL: ttl})
 		user := uuid.NewString()
 		key1 := usage.Identity{UserID: user, APIKeyID: uuid.NewString()}
@@ -218,7 +206,7 @@ func TestRateDecisions(t *testing.T) {
 // changes it, and under a plan row edited in place.
 func TestPlanChangeNoticed(t *testing.T) {
 	db := pgtest.NewDB(t)
-	clk := &clock{t: limitNow}
+	clk := testkit.NewClock(limitNow)
 	db.Now = clk.Now // PutPlan anchors a new subscription today
 	user := uuid.NewString()
 	id := usage.Identity{UserID: user}

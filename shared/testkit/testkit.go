@@ -1,6 +1,8 @@
 // Package testkit holds what the test suites share that is not about one
-// service: the context a suite that drives processes runs under, and the
-// check that a function's configuration is what template.yaml gives it.
+// service: the context a suite that drives processes runs under, the check
+// that a function's configuration is what template.yaml gives it, what a
+// test needs from the machine (Require, RequireTool: a skip, or a failure
+// under CI=true) and a fake clock.
 package testkit
 
 import (

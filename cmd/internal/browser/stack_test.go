@@ -40,12 +40,8 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rie.Find(root, os.Getenv); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the Lambda emulator is not available: %v", err)
-		}
-		t.Skipf("the Lambda emulator is not available: %v", err)
-	}
+	_, err = rie.Find(root, os.Getenv)
+	testkit.Require(t, err, "the Lambda emulator")
 	admin := pgtest.Require(t, "NEXUS_TEST_DATABASE_URL", "PostgreSQL")
 	pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
 	name := fmt.Sprintf("dashboard_%d", os.Getpid())
@@ -151,10 +147,7 @@ func requireChromium(t *testing.T) string {
 	if err == nil {
 		return p
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal(err)
-	}
-	t.Skip(err)
+	testkit.Missing(t, "%v", err)
 	return ""
 }
 

@@ -3,7 +3,6 @@ package devstack
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nexus/usage/cmd/internal/seed"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -92,12 +92,7 @@ func TestBannerCommands(t *testing.T) {
 // must be what the route takes, an events array whose event is valid once
 // the route sets the caller.
 func TestBannerEventsBody(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("bash is not installed")
-		}
-		t.Skip("bash is not installed")
-	}
+	testkit.RequireTool(t, "bash", "the banner's commands are run with it")
 	var b strings.Builder
 	testStack(t).PrintBanner(&b)
 	_, cmds := bannerCommands(b.String())

@@ -27,12 +27,7 @@ func TestSmoke(t *testing.T) {
 	admin := pgtest.Require(t, "NEXUS_TEST_DATABASE_URL", "PostgreSQL")
 	pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
 	for _, tool := range []string{"aws", "curl", "jq", "psql", "python3"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed (scripts/smoke.sh needs it)", tool)
-			}
-			t.Skipf("%s is not installed (scripts/smoke.sh needs it)", tool)
-		}
+		testkit.RequireTool(t, tool, "scripts/smoke.sh needs it")
 	}
 	// Built before the deadline starts: it bounds the stack and the script.
 	bins := testBootstrapDir(t, root)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nexus/usage/shared/testkit"
 )
 
 func TestFunctionDirs(t *testing.T) {
@@ -30,13 +32,7 @@ func TestFunctionDirs(t *testing.T) {
 // migrator build drift apart: then every package they share would be
 // compiled and cached once per flag set.
 func TestHostBuildFlagsAreTheMakefiles(t *testing.T) {
-	makeCmd, err := exec.LookPath("make")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("make is not installed")
-		}
-		t.Skip("make is not installed")
-	}
+	makeCmd := testkit.RequireTool(t, "make", "the Makefile's flags are read with make -n")
 	cmd := exec.Command(makeCmd, "-n", "-s", "--no-print-directory", "-C", "../../..", "host", "GO=go")
 	cmd.Env = append(os.Environ(), "MAKEFLAGS=", "MAKELEVEL=")
 	out, err := cmd.Output()

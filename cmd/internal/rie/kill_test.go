@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nexus/usage/shared/testkit"
 )
 
 // TestKillAndRestart runs a bash runtime under the emulator, kills the
@@ -26,18 +27,8 @@ func TestKillAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	emulator, err := Find(root, os.Getenv)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("curl is not installed (the test runtime needs it)")
-		}
-		t.Skip("curl is not installed (the test runtime needs it)")
-	}
+	testkit.Require(t, err, "the Lambda emulator")
+	testkit.RequireTool(t, "curl", "the test runtime needs it")
 	bootstrap, err := filepath.Abs("testdata/echo-bootstrap")
 	if err != nil {
 		t.Fatal(err)

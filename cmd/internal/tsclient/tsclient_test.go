@@ -105,10 +105,7 @@ func preparePackage(ctx context.Context, tb testing.TB, root, npm string) string
 // under CI=true.
 func requireNode(t testing.TB) (node, npm string) {
 	t.Helper()
-	fail := t.Skipf
-	if os.Getenv("CI") == "true" {
-		fail = t.Fatalf
-	}
+	fail := func(format string, args ...any) { t.Helper(); testkit.Missing(t, format, args...) }
 	node, err := exec.LookPath("node")
 	if err != nil {
 		fail("node is not on PATH, so the TypeScript package and the Next.js example are not tested: install Node.js 20.9 or later (%v)", err)
@@ -132,12 +129,8 @@ func requireNode(t testing.TB) (node, npm string) {
 
 func requireServices(t testing.TB, root string) {
 	t.Helper()
-	if _, err := rie.Find(root, os.Getenv); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the Lambda emulator is not available: %v", err)
-		}
-		t.Skipf("the Lambda emulator is not available: %v", err)
-	}
+	_, err := rie.Find(root, os.Getenv)
+	testkit.Require(t, err, "the Lambda emulator")
 	pgtest.Require(t, "NEXUS_TEST_DATABASE_URL", "PostgreSQL")
 	pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
 }

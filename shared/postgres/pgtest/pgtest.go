@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/testkit"
 )
 
 // Require skips (or, under CI=true, fails) the test unless the environment
@@ -34,10 +35,7 @@ func Require(tb testing.TB, env, what string) string {
 	if v != "" {
 		return v
 	}
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf("%s is not available (%s is unset): run the tests with make test", what, env)
-	}
-	tb.Skipf("%s is not available (%s is unset): run make test to start it", what, env)
+	testkit.Missing(tb, "%s is not available (%s is unset): run the tests with make test", what, env)
 	return ""
 }
 
