@@ -39,7 +39,7 @@ func TestConfigurationIsTheTemplates(t *testing.T) {
 			"WEBHOOK_ALLOW_PRIVATE": "webhook endpoints at the local stack's receiver (http, loopback); never in AWS",
 		}},
 		func(ctx context.Context, e *env.Env) error {
-			_, err := build(ctx, e, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			_, err := setup(ctx, e, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			return err
 		})
 }

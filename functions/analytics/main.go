@@ -49,7 +49,7 @@ import (
 
 func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	h, err := build(context.Background(), env.New(context.Background(), os.Getenv), logger)
+	h, err := setup(context.Background(), env.New(context.Background(), os.Getenv), logger)
 	if err != nil {
 		logger.Error("analytics: configuration", "error", err.Error())
 		os.Exit(1)
@@ -57,7 +57,7 @@ func main() {
 	lambda.Start(h.Handle)
 }
 
-func build(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
+func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
 	url, proxy, err := e.Database()
 	if err != nil {
 		return nil, err

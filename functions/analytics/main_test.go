@@ -59,8 +59,8 @@ func TestBuildRefusesBadConfig(t *testing.T) {
 		"no read rate":      with(map[string]string{"JWT_HMAC_SECRET": secret, "READ_RATE_PER_SECOND": "0"}),
 		"read burst small":  with(map[string]string{"JWT_HMAC_SECRET": secret, "READ_BURST": "11"}),
 	} {
-		if _, err := build(ctx, vars(bad), logger); err == nil {
-			t.Errorf("build(%s): no error", name)
+		if _, err := setup(ctx, vars(bad), logger); err == nil {
+			t.Errorf("setup(%s): no error", name)
 		}
 	}
 	for _, pub := range []any{&rsaKey.PublicKey, &ecKey.PublicKey} {
@@ -88,14 +88,14 @@ func TestBuild(t *testing.T) {
 		}
 		return m
 	}
-	h, err := build(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_HMAC_SECRET": secret})), logger)
+	h, err := setup(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_HMAC_SECRET": secret})), logger)
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
 	if h.Publisher != nil || h.Limits == nil || h.Reads == nil || h.Usage == nil || h.Admin == nil || h.Auth == nil {
 		t.Errorf("without USAGE_QUEUE_URL: publisher %v, limits %v", h.Publisher, h.Limits)
 	}
-	h, err = build(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_PUBLIC_KEY": pemKey(t, &rsaKey.PublicKey),
+	h, err = setup(ctx, vars(with(map[string]string{"DATABASE_URL": url, "JWT_PUBLIC_KEY": pemKey(t, &rsaKey.PublicKey),
 		"USAGE_QUEUE_URL": "http://127.0.0.1:1/000000000000/usage", "ALERT_BUS_NAME": "alerts", "AWS_REGION": "us-east-1"})), logger)
 	if err != nil {
 		t.Fatalf("build with a queue: %v", err)

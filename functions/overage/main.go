@@ -37,16 +37,16 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	h, err := setup(context.Background(), env.New(context.Background(), os.Getenv), log)
+	logger := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	h, err := setup(context.Background(), env.New(context.Background(), os.Getenv), logger)
 	if err != nil {
-		log.Error("overage: configuration", "error", err.Error())
+		logger.Error("overage: configuration", "error", err.Error())
 		os.Exit(1)
 	}
 	lambda.Start(h.Handle)
 }
 
-func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) {
+func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
 	dbURL, proxy, err := e.Database()
 	if err != nil {
 		return nil, err
@@ -76,7 +76,7 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 	h := &Handler{
 		Billing: billing.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill),
 			MaxAttempts: attempts, Workers: workers},
-		Logger: log,
+		Logger: logger,
 		Now:    time.Now,
 
 		AllowClockOverride: clockOverride,
@@ -85,7 +85,7 @@ func setup(ctx context.Context, e *env.Env, log *slog.Logger) (*Handler, error) 
 		h.Biller = stripebill.New(stripebill.Config{Key: stripeKey, URL: stripeURL,
 			MaxNetworkRetries: int64(retries), RequestsPerSecond: rps})
 	} else {
-		log.Warn("no Stripe key configured: dry runs, which report what they would bill and write no ledger row")
+		logger.Warn("no Stripe key configured: dry runs, which report what they would bill and write no ledger row")
 	}
 	return h, nil
 }
