@@ -144,12 +144,12 @@ test:
 test-go:
 	$(GO) test -race -count=1 -p 8 -gcflags=all=-dwarf=false -ldflags=-w -timeout $(TEST_TIMEOUT) ./...
 
-## sam: the SAM CLI's part of make test alone (cmd/internal/samlocal): sam
+## sam: the SAM CLI's part of make test alone (cmd/internal/e2e/samlocal): sam
 ## validate --lint, sam build, sam local invoke of each function with its
 ## sample event, sam local start-api, against the test services and podman
 sam: prepare arm64
 	@scripts/need-packages.sh podman
-	$(SERVICES_ENV) SERVICES="pg stripe podman" scripts/with-services.sh $(GO) test -count=1 -v -run TestSAM ./cmd/internal/samlocal
+	$(SERVICES_ENV) SERVICES="pg stripe podman" scripts/with-services.sh $(GO) test -count=1 -v -run TestSAM ./cmd/internal/e2e/samlocal
 
 ## cover: statement coverage per package and in total (with the services of make test)
 cover: prepare chromium

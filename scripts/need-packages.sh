@@ -4,10 +4,10 @@
 # (as root; apt-get holds one lock, so one run for all).
 #
 #   chromium  headless Chromium for the dashboard's browser tests
-#             (cmd/internal/browser) and make dashtime: NEXUS_CHROMIUM set
+#             (cmd/internal/e2e/browser) and make dashtime: NEXUS_CHROMIUM set
 #             (that binary must exist), or chromium (chromium-browser,
 #             google-chrome) on PATH, else Debian's chromium
-#   podman    the container engine of sam local (cmd/internal/samlocal):
+#   podman    the container engine of sam local (cmd/internal/e2e/samlocal):
 #             podman, runc, qemu-user-static (the arm64 functions on another
 #             architecture) and busybox-static (the stand-in Lambda base
 #             image, scripts/lambda-base)

@@ -23,8 +23,8 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/nexus/usage/cmd/internal/browser"
 	"github.com/nexus/usage/cmd/internal/devstack"
+	"github.com/nexus/usage/cmd/internal/e2e/browser"
 	"github.com/nexus/usage/cmd/internal/seed"
 )
 

@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/nexus/usage/cmd/internal/devstack"
-	"github.com/nexus/usage/cmd/internal/soak"
+	"github.com/nexus/usage/cmd/internal/e2e/soak"
 )
 
 func main() {

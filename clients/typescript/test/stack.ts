@@ -1,5 +1,5 @@
 // The local stack the tests run against: make dev's, or the one the Go
-// harness (cmd/internal/tsclient) starts, named by NEXUS_DEV_ADMIN (its
+// harness (cmd/internal/e2e/tsclient) starts, named by NEXUS_DEV_ADMIN (its
 // admin endpoint, whose GET /state lists the URLs and the demo users).
 import { fileURLToPath } from "node:url";
 import type { TestContext } from "node:test";

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nexus/usage/cmd/internal/browser"
 	"github.com/nexus/usage/cmd/internal/demo"
 	"github.com/nexus/usage/cmd/internal/devstack"
+	"github.com/nexus/usage/cmd/internal/e2e/browser"
 	"github.com/nexus/usage/cmd/internal/rie"
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/postgres/pgtest"
@@ -36,7 +36,7 @@ type stack struct {
 // aggregate and overage jobs once. It stops everything when the test ends.
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	root, err := filepath.Abs("../../..")
+	root, err := filepath.Abs("../../../..")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/jackc/pgx/v5"
-	"github.com/nexus/usage/cmd/internal/browser"
+	"github.com/nexus/usage/cmd/internal/e2e/browser"
 	"github.com/nexus/usage/cmd/internal/seed"
 )
 

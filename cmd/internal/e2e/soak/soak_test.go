@@ -32,7 +32,7 @@ var (
 // first ones: an event not recorded exactly once, one quarantined for
 // its age, a message the run sent to the DLQ.
 func TestSoak(t *testing.T) {
-	root, err := filepath.Abs("../../..")
+	root, err := filepath.Abs("../../../..")
 	if err != nil {
 		t.Fatal(err)
 	}

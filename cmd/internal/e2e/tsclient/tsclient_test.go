@@ -137,7 +137,7 @@ func requireServices(t testing.TB, root string) {
 
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	root, err := filepath.Abs("../../..")
+	root, err := filepath.Abs("../../../..")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
-	"github.com/nexus/usage/cmd/internal/browser"
+	"github.com/nexus/usage/cmd/internal/e2e/browser"
 )
 
 // testBound is each browser test's one overall bound: generous, because

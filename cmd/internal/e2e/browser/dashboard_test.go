@@ -10,7 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-	"github.com/nexus/usage/cmd/internal/browser"
+	"github.com/nexus/usage/cmd/internal/e2e/browser"
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/auth"
 )

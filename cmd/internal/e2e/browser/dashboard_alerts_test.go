@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
-	"github.com/nexus/usage/cmd/internal/browser"
+	"github.com/nexus/usage/cmd/internal/e2e/browser"
 )
 
 // testAlerts: a user opens its alerts, sees its plan's 80 % and 100 %

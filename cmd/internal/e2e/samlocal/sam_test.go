@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/nexus/usage/cmd/internal/samlocal"
+	"github.com/nexus/usage/cmd/internal/e2e/samlocal"
 	"github.com/nexus/usage/cmd/internal/seed"
 	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/postgres"
@@ -93,7 +93,7 @@ func (s *stack) invoke(ctx context.Context, t *testing.T, fn, event string) []by
 // and sam local start-api once. Every function runs with the template's
 // defaults: pgx as behind RDS Proxy, the deployed configuration.
 func TestSAM(t *testing.T) {
-	root, err := filepath.Abs("../../..")
+	root, err := filepath.Abs("../../../..")
 	if err != nil {
 		t.Fatal(err)
 	}
