@@ -156,7 +156,7 @@ func BenchmarkOverageRun(b *testing.B) {
 				e := newEnv(b, biller)
 				seedBench(b, e, benchSubscriptions)
 				tl := &timedLedger{LedgerStore: e.ledger}
-				e.h.Billing.Ledger = tl
+				e.bill().Ledger = tl
 				b.StartTimer()
 				start := time.Now()
 				rep, err := e.run(runAt)

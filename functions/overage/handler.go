@@ -19,15 +19,18 @@ type Input struct {
 	DryRun bool       `json:"dry_run,omitempty"`
 }
 
+// Runner runs the billing pass (billing.Billing).
+type Runner interface {
+	RunWith(ctx context.Context, now time.Time, opts billing.RunOptions) (billing.RunReport, error)
+}
+
 // Handler runs one billing pass per invocation.
 type Handler struct {
-	// Billing holds the ledger store and the run's settings; its Biller and
-	// Logger are set from the fields below.
-	Billing billing.Billing
-	// Biller is nil when no Stripe key is configured: a dry run.
-	Biller billing.Biller
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Billing is the billing run, its ledger, provider (none: dry runs
+	// only) and settings fixed when it was built.
+	Billing Runner
+	Logger  *slog.Logger
+	Now     func() time.Time
 	// AllowClockOverride lets Input.Now set the run's instant. Only the
 	// local stack sets it (ALLOW_CLOCK_OVERRIDE=true, from
 	// cmd/internal/devstack; template.yaml never does): in AWS a run bills
@@ -52,13 +55,7 @@ func (h *Handler) Handle(ctx context.Context, in Input) (billing.RunReport, erro
 		}
 		now = *in.Now
 	}
-	b := h.Billing
-	b.Biller = h.Biller
-	if in.DryRun {
-		b.Biller = nil
-	}
-	b.Logger, b.Clock = log, h.Now
-	rep, err := b.Run(ctx, now)
+	rep, err := h.Billing.RunWith(ctx, now, billing.RunOptions{DryRun: in.DryRun, Logger: log})
 	attrs := []any{"run_id", rep.RunID, "job_run_id", rep.JobRunID, "now", now, "dry_run", rep.DryRun,
 		"subscriptions", rep.Subscriptions, "periods", rep.Periods, "planned_rows", rep.PlannedRows, "due", rep.Due,
 		"plan_errors", rep.PlanErrors, "unpriced", rep.Unpriced, "unpriced_subscriptions", rep.UnpricedSubscriptions,

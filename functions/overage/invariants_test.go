@@ -69,7 +69,7 @@ type restorable struct {
 func newRestorable(t *testing.T, biller billing.Biller) *restorable {
 	r := &restorable{testEnv: &testEnv{t: t}, url: pgtest.NewURL(t)}
 	r.open()
-	r.h = &Handler{Billing: billing.Billing{Ledger: r.ledger}, Biller: biller, Logger: testLogger(t), Now: func() time.Time { return runAt },
+	r.h = &Handler{Billing: &billing.Billing{Ledger: r.ledger, Biller: biller, Clock: func() time.Time { return runAt }}, Logger: testLogger(t), Now: func() time.Time { return runAt },
 		AllowClockOverride: true}
 	return r
 }
@@ -81,7 +81,7 @@ func (r *restorable) open() {
 	}
 	r.db, r.ledger = db, postgres.NewLedgerStore(db)
 	if r.h != nil {
-		r.h.Billing.Ledger = r.ledger
+		r.bill().Ledger = r.ledger
 	}
 }
 
@@ -160,7 +160,7 @@ func TestHandleRestoreOfARowNeverClaimed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	planned, err := e.h.Billing.DraftPeriod(subs[0], states[0], runAt)
+	planned, err := e.bill().DraftPeriod(subs[0], states[0], runAt)
 	if err != nil || planned == nil {
 		t.Fatalf("DraftPeriod = %+v, %v", planned, err)
 	}
@@ -246,8 +246,9 @@ func TestHandleLateUsageWithinTheBackfillWindow(t *testing.T) {
 	}
 	fake := validatedFake(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	e.h.Billing = h.Billing
-	e.h.Billing.Ledger = e.ledger
+	b := *h.Billing.(*billing.Billing) // the deployed settings, over this test's ledger and fake
+	b.Ledger, b.Biller, b.Clock = e.ledger, e.bill().Biller, e.bill().Clock
+	e.h.Billing = &b
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
 	if _, err := e.run(runAt); err != nil {
 		t.Fatal(err)

@@ -73,19 +73,13 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{
-		Billing: billing.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill),
-			MaxAttempts: attempts, Workers: workers},
-		Logger: logger,
-		Now:    time.Now,
-
-		AllowClockOverride: clockOverride,
-	}
+	b := &billing.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill),
+		MaxAttempts: attempts, Workers: workers, Logger: logger, Clock: time.Now}
 	if stripeKey != "" {
-		h.Biller = stripebill.New(stripebill.Config{Key: stripeKey, URL: stripeURL,
+		b.Biller = stripebill.New(stripebill.Config{Key: stripeKey, URL: stripeURL,
 			MaxNetworkRetries: int64(retries), RequestsPerSecond: rps})
 	} else {
 		logger.Warn("no Stripe key configured: dry runs, which report what they would bill and write no ledger row")
 	}
-	return h, nil
+	return &Handler{Billing: b, Logger: logger, Now: time.Now, AllowClockOverride: clockOverride}, nil
 }

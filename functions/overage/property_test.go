@@ -167,9 +167,10 @@ func (w *world) open() {
 	ledger := postgres.NewLedgerStore(db)
 	w.faults = &faultyLedger{LedgerStore: ledger}
 	te := &testEnv{t: w.t, db: db, ledger: ledger}
-	te.h = &Handler{Billing: billing.Billing{Ledger: w.faults, Workers: 2, Lookback: billing.BillingLookback(backfill)},
-		Biller: fakeBiller(w.fake.URL), Logger: slog.New(slog.DiscardHandler), // the world logs its steps
-		Now: func() time.Time { return w.now }, AllowClockOverride: true}
+	te.h = &Handler{Billing: &billing.Billing{Ledger: w.faults, Workers: 2, Lookback: billing.BillingLookback(backfill),
+		Biller: fakeBiller(w.fake.URL), Clock: func() time.Time { return w.now }},
+		Logger: slog.New(slog.DiscardHandler), // the world logs its steps
+		Now:    func() time.Time { return w.now }, AllowClockOverride: true}
 	w.e = &planEnv{testEnv: te}
 	db.Now = func() time.Time { return w.now }
 }
@@ -770,8 +771,7 @@ func (w *world) debugPeriod(u string, p usage.Period, hist []usage.Terms, pd map
 		if err != nil {
 			return err.Error()
 		}
-		b := w.e.h.Billing
-		e, err := b.DraftPeriod(sub, sts[0], w.now)
+		e, err := w.e.bill().DraftPeriod(sub, sts[0], w.now)
 		plan = fmt.Sprintf("due %v; state %+v; plan %+v, %v", due, sts[0], e, err)
 	}
 	var raw string

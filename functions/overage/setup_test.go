@@ -52,8 +52,7 @@ func newEnv(t testing.TB, biller billing.Biller) *testEnv {
 	ledger := postgres.NewLedgerStore(db)
 	e := &testEnv{t: t, db: db, ledger: ledger}
 	e.h = &Handler{
-		Billing: billing.Billing{Ledger: ledger},
-		Biller:  biller,
+		Billing: &billing.Billing{Ledger: ledger, Biller: biller, Clock: func() time.Time { return runAt }},
 		Logger:  testLogger(t),
 		Now:     func() time.Time { return runAt },
 
@@ -101,6 +100,9 @@ func (e *testEnv) addCalls(user string, day time.Time, calls int64) {
 		e.t.Fatalf("add calls: %v", err)
 	}
 }
+
+// bill is the handler's billing run, whose settings a test may change.
+func (e *testEnv) bill() *billing.Billing { return e.h.Billing.(*billing.Billing) }
 
 func (e *testEnv) run(at time.Time) (billing.RunReport, error) {
 	return e.h.Handle(context.Background(), Input{Now: &at})
@@ -166,8 +168,8 @@ func (c *crashAfterCreate) CreateInvoiceItem(ctx context.Context, item *billing.
 func (e *testEnv) runCrashing(at time.Time) (billing.RunReport, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	biller := e.h.Biller
-	e.h.Biller = &crashAfterCreate{Biller: biller, cancel: cancel}
-	defer func() { e.h.Biller = biller }()
+	biller := e.bill().Biller
+	e.bill().Biller = &crashAfterCreate{Biller: biller, cancel: cancel}
+	defer func() { e.bill().Biller = biller }()
 	return e.h.Handle(ctx, Input{Now: &at})
 }

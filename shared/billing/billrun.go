@@ -147,7 +147,29 @@ func (b *Billing) withDefaults() Billing {
 // pending after retryable provider errors (CodeUnavailable). Permanent
 // per-row failures are recorded on the rows and logged; the run goes on.
 func (b *Billing) Run(ctx context.Context, now time.Time) (RunReport, error) {
+	return b.RunWith(ctx, now, RunOptions{})
+}
+
+// RunOptions are what one run may set apart from the Billing's own
+// settings, which it leaves as they are.
+type RunOptions struct {
+	// DryRun bills nothing, even with a Biller: the run reports what it
+	// would bill and writes no ledger row.
+	DryRun bool
+	// Logger, when not nil, logs this run (an invocation's logger, with
+	// its request id) instead of the Billing's.
+	Logger *slog.Logger
+}
+
+// RunWith is Run under opts.
+func (b *Billing) RunWith(ctx context.Context, now time.Time, opts RunOptions) (RunReport, error) {
 	c := b.withDefaults()
+	if opts.DryRun {
+		c.Biller = nil
+	}
+	if opts.Logger != nil {
+		c.Logger = opts.Logger
+	}
 	now = now.UTC()
 	rep := RunReport{RunID: newRunID(), Now: now, DryRun: c.Biller == nil}
 	id, err := c.Ledger.OpenRun(ctx, &rep, now, c.Clock().UTC())
