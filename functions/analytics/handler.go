@@ -141,7 +141,7 @@ func (h *Handler) init() {
 		h.Now = time.Now
 	}
 	if h.Logger == nil {
-		h.Logger = slog.New(slog.DiscardHandler)
+		h.Logger = slog.Default()
 	}
 }
 

@@ -96,6 +96,7 @@ type Billing struct {
 	// Biller is nil for a dry run: the run reports the rows a real run
 	// would write and writes none.
 	Biller Biller
+	// Logger logs the run (nil: slog.Default(), as every service here).
 	Logger *slog.Logger
 	// Clock gives the times of the run's record (eco_job_runs); nil means
 	// time.Now. The run bills at the instant Run is given.
@@ -132,7 +133,7 @@ func (b *Billing) withDefaults() Billing {
 		c.Batch = DefaultBatch
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = slog.Default()
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
