@@ -10,17 +10,15 @@ import (
 	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
+	"github.com/nexus/usage/shared/usage/usagetest"
 )
 
 const termsUser = "3f1d2c4b-5a6e-4f70-8a91-b2c3d4e5f607"
 
 var (
-	freePlan = usage.Plan{ID: usage.PlanFree, Name: "Free", IncludedCalls: 1000, HardLimit: true, RatePerSecond: 2, Burst: 10,
-		PriceModel: usage.PricePackage, OverageUnitSize: 1000, Currency: "usd"}
-	proTerms = usage.Plan{ID: usage.PlanPro, Name: "Pro", IncludedCalls: 100_000, RatePerSecond: 50, Burst: 100,
-		PriceModel: usage.PricePackage, OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
-	entTerms = usage.Plan{ID: usage.PlanEnterprise, Name: "Enterprise", IncludedCalls: 10_000_000, RatePerSecond: 500, Burst: 1000,
-		PriceModel: usage.PricePackage, OverageUnitSize: 1000, OverageUnitPrice: 20, Currency: "usd"}
+	freePlan = usagetest.FreePlan
+	proTerms = usagetest.ProPlan
+	entTerms = usagetest.EnterprisePlan
 )
 
 func TestDecideChange(t *testing.T) {

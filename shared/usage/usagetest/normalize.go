@@ -1,6 +1,7 @@
-// Package usagetest reads the test cases that the Go packages and the
-// TypeScript package (clients/typescript) share: one file of cases, so that
-// both languages are held to the same rules.
+// Package usagetest holds what tests of several packages share about the
+// vocabulary: the test cases that the Go packages and the TypeScript
+// package (clients/typescript) read from one file, so that both languages
+// are held to the same rules, and the plans' terms tests price with.
 package usagetest
 
 import (
