@@ -32,7 +32,7 @@ func Example() {
 	fmt.Println(sub.Effective.ID)
 }
 
-// ExampleNewRateLimiter builds the limiter of the request path and a read
+// ExampleNewRateStore builds the limiter of the request path and a read
 // budget over the rate limit state in PostgreSQL: one per process, shared
 // by its requests. Compiled, not run (it needs a database).
 func ExampleNewRateStore() {
