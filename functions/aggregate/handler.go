@@ -52,19 +52,13 @@ type Output struct {
 type Handler struct {
 	Rollup rollup.Runner
 	Logger *slog.Logger
-	Now    func() time.Time
-	// RetentionDays is how long raw events are kept (0: the default).
-	RetentionDays int
-	// MaxEndpointsPerDay is how many endpoints of one user and day the
-	// rollup keeps by name (0: the default).
-	MaxEndpointsPerDay int
-	// Workers is how many days are recomputed at once (0: the default).
-	Workers int
+	// Now is the clock a backfill range is judged against: the job's.
+	Now func() time.Time
 }
 
 // Handle runs the aggregation once.
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Output, error) {
-	opts := rollup.Options{RetentionDays: h.RetentionDays, MaxEndpointsPerDay: h.MaxEndpointsPerDay, Workers: h.Workers}
+	var opts rollup.Options
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
 		opts.Holder = lc.AwsRequestID
 	}

@@ -88,12 +88,9 @@ func rollupFunc(f func(ctx context.Context, opts rollup.Options) (*rollup.Run, e
 
 func newHandler(r rollup.Runner) *Handler {
 	return &Handler{
-		Rollup:             r,
-		Logger:             slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		Now:                func() time.Time { return testNow },
-		RetentionDays:      30,
-		MaxEndpointsPerDay: 250,
-		Workers:            2,
+		Rollup: r,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Now:    func() time.Time { return testNow },
 	}
 }
 
@@ -109,7 +106,7 @@ func TestHandle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(rollup.Options{RetentionDays: 30, MaxEndpointsPerDay: 250, Workers: 2}, got); diff != "" {
+		if diff := cmp.Diff(rollup.Options{}, got); diff != "" {
 			t.Errorf("options (-want +got):\n%s", diff)
 		}
 		want := &Output{JobRunID: 7, DaysRecomputed: 1, RowsWritten: 12, StillDirty: []string{"2031-03-19"}, PartitionsDropped: []string{"eco_api_usage_p203011"}}

@@ -67,12 +67,18 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{
-		Rollup:             &rollup.Job{Store: postgres.NewRollupStore(db), Now: time.Now, Logger: logger},
+	now := time.Now
+	job, err := rollup.New(rollup.Config{
+		Store:              postgres.NewRollupStore(db),
+		Now:                now,
 		Logger:             logger,
-		Now:                time.Now,
 		RetentionDays:      retention,
 		MaxEndpointsPerDay: maxEndpoints,
 		Workers:            2,
-	}, nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Handler{Rollup: job, Logger: logger, Now: now}, nil
 }

@@ -100,15 +100,16 @@ func TestSetupWithDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if h.RetentionDays != rollup.DefaultRetentionDays || h.MaxEndpointsPerDay != rollup.DefaultMaxEndpointsPerDay || h.Rollup == nil || h.Workers != 2 {
-		t.Errorf("handler = %+v", h)
+	config := func(h *Handler) rollup.Config { return h.Rollup.(*rollup.Job).Config() }
+	if c := config(h); c.RetentionDays != rollup.DefaultRetentionDays || c.MaxEndpointsPerDay != rollup.DefaultMaxEndpointsPerDay || c.Workers != 2 || h.Now == nil {
+		t.Errorf("job = %+v", c)
 	}
 	h, err = setup(ctx, testEnv(map[string]string{"DATABASE_URL": url, "MAX_ENDPOINTS_PER_DAY": "250"}), logger)
-	if err != nil || h.MaxEndpointsPerDay != 250 {
+	if err != nil || config(h).MaxEndpointsPerDay != 250 {
 		t.Errorf("setup with MAX_ENDPOINTS_PER_DAY=250: %+v, %v", h, err)
 	}
 	h, err = setup(ctx, testEnv(map[string]string{"DATABASE_URL": url, "RETENTION_DAYS": "30", "BACKFILL_WINDOW": "7d"}), logger)
-	if err != nil || h.RetentionDays != 30 {
+	if err != nil || config(h).RetentionDays != 30 {
 		t.Errorf("setup with RETENTION_DAYS=30, BACKFILL_WINDOW=7d: %+v, %v", h, err)
 	}
 }

@@ -29,7 +29,11 @@ func TestHandle_Postgres(t *testing.T) {
 		INSERT INTO eco_usage_dirty_days (day) VALUES ('2031-03-18')`); err != nil {
 		t.Fatal(err)
 	}
-	h := newHandler(&rollup.Job{Store: store, Now: func() time.Time { return testNow }})
+	job, err := rollup.New(rollup.Config{Store: store, Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHandler(job)
 	out, err := h.Handle(ctx, json.RawMessage(`{}`))
 	if err != nil {
 		t.Fatal(err)

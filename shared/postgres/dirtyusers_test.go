@@ -28,7 +28,7 @@ func TestRollup_LateEventsOfOneUser(t *testing.T) {
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
 	store := postgres.NewEventStore(db)
-	job := newJob(s, rollupNow)
+	job := newJob(t, s, rollupNow)
 	g := newEventGen(11, 6)
 	start := usage.Day(rollupNow).AddDate(0, 0, -20)
 	var all []usage.Event
@@ -123,7 +123,7 @@ func TestRollup_WholeDayMarkClearsUsersMarks(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
-	job := newJob(s, rollupNow)
+	job := newJob(t, s, rollupNow)
 	g := newEventGen(12, 4)
 	d := usage.Day(rollupNow).AddDate(0, 0, -2)
 	var all []usage.Event
@@ -152,7 +152,7 @@ func TestRollup_MostUsersMarkedRecomputesWholeDay(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	store := postgres.NewEventStore(db)
-	job := newJob(postgres.NewRollupStore(db), rollupNow)
+	job := newJob(t, postgres.NewRollupStore(db), rollupNow)
 	g := newEventGen(13, 4)
 	d := usage.Day(rollupNow).AddDate(0, 0, -3)
 	var all []usage.Event

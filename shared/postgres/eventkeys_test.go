@@ -164,7 +164,7 @@ func TestRollupKeyGenerations(t *testing.T) {
 	if _, err := s.EnsureKeyGenerations(ctx, []int{gen - 3, gen - 2, gen - 1}); err != nil {
 		t.Fatal(err)
 	}
-	run := mustRun(t, newJob(s, now), rollup.Options{})
+	run := mustRun(t, newJob(t, s, now), rollup.Options{})
 	oldest := usage.OldestKeyGeneration(now)
 	var want []string
 	for g := gen - 3; g < oldest; g++ {

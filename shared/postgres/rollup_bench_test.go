@@ -61,7 +61,6 @@ func BenchmarkRollup(b *testing.B) {
 	if _, err := s.EnsurePartitions(ctx, from.AddDate(0, 0, -5), 5); err != nil {
 		b.Fatal(err)
 	}
-	job := &rollup.Job{Store: s, Now: func() time.Time { return now }}
 
 	exec := func(q string, args ...any) {
 		b.Helper()
@@ -135,7 +134,11 @@ func BenchmarkRollup(b *testing.B) {
 		}
 		runTimed := func(workers int) (time.Duration, *rollup.Run) {
 			t0 := time.Now()
-			run, err := job.RunRollup(ctx, rollup.Options{Workers: workers})
+			job, err := rollup.New(rollup.Config{Store: s, Now: func() time.Time { return now }, Workers: workers})
+			if err != nil {
+				b.Fatal(err)
+			}
+			run, err := job.RunRollup(ctx, rollup.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -208,7 +208,7 @@ func TestRollup_DefaultEndpointCap(t *testing.T) {
 		all = append(all, e)
 	}
 	recordEvents(t, db, all)
-	mustRun(t, newJob(s, rollupNow), rollup.Options{})
+	mustRun(t, newJob(t, s, rollupNow), rollup.Options{})
 	want := rolluptest.Rollup(all, rollup.DefaultMaxEndpointsPerDay)
 	if diff := cmp.Diff(want, dailyUsage(t, db)); diff != "" {
 		t.Fatalf("rollup differs from rolluptest.Rollup under the default cap (-want +got):\n%s", diff)

@@ -35,8 +35,13 @@ func newRollupDB(t *testing.T, now time.Time) *postgres.DB {
 }
 
 // newJob returns the aggregation job over the store on the fixed clock now.
-func newJob(s *postgres.RollupStore, now time.Time) *rollup.Job {
-	return &rollup.Job{Store: s, Now: func() time.Time { return now }}
+func newJob(tb testing.TB, s *postgres.RollupStore, now time.Time) *rollup.Job {
+	tb.Helper()
+	j, err := rollup.New(rollup.Config{Store: s, Now: func() time.Time { return now }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return j
 }
 
 // partition returns the raw partition named name.
@@ -309,7 +314,7 @@ func dirtyDays(t *testing.T, db *postgres.DB) []time.Time {
 func TestRollup_MatchesBruteForce(t *testing.T) {
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
-	job := newJob(s, rollupNow)
+	job := newJob(t, s, rollupNow)
 	g := newEventGen(1, 40)
 	start := rollupNow.AddDate(0, 0, -40)
 
@@ -364,7 +369,7 @@ func TestRollup_MatchesBruteForce(t *testing.T) {
 func TestRollup_LateEventForClosedDay(t *testing.T) {
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
-	job := newJob(s, rollupNow)
+	job := newJob(t, s, rollupNow)
 	g := newEventGen(2, 10)
 	start := rollupNow.AddDate(0, 0, -20)
 	var all []usage.Event
@@ -433,7 +438,7 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
-	job := newJob(s, rollupNow)
+	job := newJob(t, s, rollupNow)
 	g := newEventGen(3, 5)
 	d := usage.Day(rollupNow).AddDate(0, 0, -3)
 	first := []usage.Event{g.event(d, 24*time.Hour), g.event(d, 24*time.Hour)}
@@ -488,7 +493,7 @@ func TestRollup_ConcurrentRunsOneSkips(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
-	job := newJob(s, rollupNow)
+	job := newJob(t, s, rollupNow)
 	g := newEventGen(4, 20)
 	var all []usage.Event
 	for i := 0; i < 3000; i++ {
@@ -574,7 +579,7 @@ func TestRollup_StaleLockIsTakenOver(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
-	job := newJob(s, rollupNow)
+	job := newJob(t, s, rollupNow)
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_job_locks (job, holder, acquired_at, locked_until) VALUES ('aggregate', 'crashed', $1, $2)`,
 		rollupNow.Add(-time.Hour), rollupNow.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
@@ -605,7 +610,7 @@ func TestRollup_Retention(t *testing.T) {
 	now := time.Date(2031, 6, 15, 12, 0, 0, 0, time.UTC) // cutoff with 90 days: 2031-03-17
 	db := newRollupDB(t, now)
 	s := postgres.NewRollupStore(db)
-	job := newJob(s, now)
+	job := newJob(t, s, now)
 	if _, err := s.EnsurePartitions(ctx, day("2031-01-01"), 3); err != nil {
 		t.Fatal(err)
 	}
@@ -645,7 +650,7 @@ func TestRollup_Retention(t *testing.T) {
 
 	// A full run aggregates those days first, then drops January and
 	// February; the rollups stay.
-	run := mustRun(t, job, rollup.Options{RetentionDays: 90})
+	run := mustRun(t, job, rollup.Options{})
 	if !slices.Contains(run.PartitionsDropped, "eco_api_usage_p203101") || !slices.Contains(run.PartitionsDropped, "eco_api_usage_p203102") {
 		t.Errorf("dropped %v; want January and February 2031", run.PartitionsDropped)
 	}
@@ -675,7 +680,7 @@ func TestRollup_RetentionWaitsForDirtyDay(t *testing.T) {
 	now := time.Date(2031, 6, 15, 12, 0, 0, 0, time.UTC)
 	db := newRollupDB(t, now)
 	s := postgres.NewRollupStore(db)
-	job := newJob(s, now)
+	job := newJob(t, s, now)
 	if _, err := s.EnsurePartitions(ctx, day("2031-01-01"), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -723,7 +728,7 @@ func TestRollup_Backfill(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
-	job := newJob(s, rollupNow)
+	job := newJob(t, s, rollupNow)
 	g := newEventGen(7, 10)
 	var all []usage.Event
 	for i := 0; i < 500; i++ {
@@ -805,7 +810,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	db := pgtest.NewDB(t)
 	db.Now = func() time.Time { return rollupNow }
 	s := postgres.NewRollupStore(db)
-	job := newJob(s, rollupNow)
+	job := newJob(t, s, rollupNow)
 	if _, err := s.EnsurePartitions(ctx, day("2031-03-01"), 1); err != nil { // April and May missing
 		t.Fatal(err)
 	}
@@ -821,7 +826,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	busy := g.event(day("2031-03-11"), 24*time.Hour)
 	recordTx(t, tx, usage.KeyGeneration(db.Now()), []usage.Event{busy})
 
-	run := mustRun(t, job, rollup.Options{RetentionDays: 90})
+	run := mustRun(t, job, rollup.Options{})
 	if !slices.Contains(run.Deferred, "partitions: lock timeout") {
 		t.Errorf("deferred = %v; want the partition upkeep", run.Deferred)
 	}
@@ -831,7 +836,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	run = mustRun(t, job, rollup.Options{RetentionDays: 90})
+	run = mustRun(t, job, rollup.Options{})
 	if len(run.Deferred) != 0 || run.PartitionsCreated != 2 {
 		t.Errorf("second run: deferred %v, created %d; want none deferred, 2 created", run.Deferred, run.PartitionsCreated)
 	}

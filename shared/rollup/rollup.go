@@ -33,11 +33,11 @@ type DailyRollup struct {
 }
 
 // DefaultMaxEndpointsPerDay is how many endpoints of one user and day the
-// daily rollup keeps by name unless Options.MaxEndpointsPerDay says
+// daily rollup keeps by name unless Config.MaxEndpointsPerDay says
 // otherwise.
 const DefaultMaxEndpointsPerDay = 1000
 
-// MaxEndpointsPerDayLimit is the largest cap Options.MaxEndpointsPerDay
+// MaxEndpointsPerDayLimit is the largest cap Config.MaxEndpointsPerDay
 // may set: a hundred times the default. A cap much larger would bound
 // nothing a caller could not reach.
 const MaxEndpointsPerDayLimit = 100_000
@@ -55,30 +55,14 @@ func CheckMaxEndpointsPerDay(n int) error {
 // calls of a user's day beyond its most called endpoints.
 const OtherEndpoint = "(other)"
 
-// Options tune one run of the aggregation job. Zero values take the
-// defaults.
+// Options are one run's own: who runs it and what it backfills. The
+// job's settings are its Config's.
 type Options struct {
 	// Backfill, when set, marks the range's days dirty before the run, so
 	// they are recomputed with whatever else is dirty.
 	Backfill *usage.DayRange
-	// RetentionDays is how long raw events are kept (DefaultRetentionDays).
-	RetentionDays int
-	// MaxEndpointsPerDay is how many endpoints of one user and day the
-	// rollup keeps by name (DefaultMaxEndpointsPerDay, at most
-	// MaxEndpointsPerDayLimit); the calls of the others are kept under
-	// OtherEndpoint (see RollupEvents), so that no caller can grow the
-	// rollup without bound.
-	MaxEndpointsPerDay int
-	// PartitionsAhead is how many months of raw partitions must exist after
-	// the current one (2).
-	PartitionsAhead int
-	// Workers is how many days are recomputed at once (2).
-	Workers int
 	// Holder names this run in the job lock (a request ID); random if empty.
 	Holder string
-	// Lease is how long the job lock is held before another run may take it
-	// over (20 minutes: longer than a Lambda can run).
-	Lease time.Duration
 }
 
 // Run is what one run of the aggregation job did.

@@ -26,15 +26,14 @@ func TestCheckMaxEndpointsPerDay(t *testing.T) {
 }
 
 // TestRollupJob_MaxEndpointsPerDay: the job recomputes every day under
-// the run's cap, rollup.DefaultMaxEndpointsPerDay unless the options say
-// otherwise, and refuses a cap past rollup.MaxEndpointsPerDayLimit before it
-// takes the lock.
+// its cap, rollup.DefaultMaxEndpointsPerDay unless its Config says
+// otherwise; a cap past rollup.MaxEndpointsPerDayLimit makes no job.
 func TestRollupJob_MaxEndpointsPerDay(t *testing.T) {
 	for _, tt := range []struct{ opt, want int }{{0, rollup.DefaultMaxEndpointsPerDay}, {25, 25}} {
 		t.Run(fmt.Sprint(tt.opt), func(t *testing.T) {
 			s := &rollupStore{DirtyDaysFn: dirty(day(2031, 6, 1), day(2031, 6, 2), day(2031, 6, 3), day(2031, 6, 4), day(2031, 6, 5)),
 				PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
-			if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{MaxEndpointsPerDay: tt.opt}); err != nil {
+			if _, err := newRollupJob(t, s, rollup.Config{MaxEndpointsPerDay: tt.opt}).RunRollup(context.Background(), rollup.Options{}); err != nil {
 				t.Fatal(err)
 			}
 			if len(s.maxEndpoints) == 0 || slices.ContainsFunc(s.maxEndpoints, func(n int) bool { return n != tt.want }) {
@@ -42,10 +41,9 @@ func TestRollupJob_MaxEndpointsPerDay(t *testing.T) {
 			}
 		})
 	}
-	s := &rollupStore{}
-	_, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{MaxEndpointsPerDay: rollup.MaxEndpointsPerDayLimit + 1})
-	if usage.ErrorCode(err) != usage.CodeInvalid || len(s.calls) != 0 {
-		t.Errorf("RunRollup with a cap past the limit = %v after %v; want CodeInvalid before any call", err, s.calls)
+	_, err := rollup.New(rollup.Config{Store: &rollupStore{}, Now: time.Now, MaxEndpointsPerDay: rollup.MaxEndpointsPerDayLimit + 1})
+	if usage.ErrorCode(err) != usage.CodeInvalid {
+		t.Errorf("New with a cap past the limit = %v; want CodeInvalid", err)
 	}
 }
 func day(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }

@@ -1,6 +1,7 @@
 package rollup
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -38,22 +39,80 @@ const (
 // anywhere leaves the marks of the days not yet done and the lease runs
 // out, so the next run finishes the work.
 type Job struct {
+	c Config // defaults filled in
+}
+
+// Config is what a Job is built from. Zero settings take the defaults.
+type Config struct {
 	Store Store
-	// Now is the clock (required) of the run's times: the lock's lease,
+	// Now is the clock (required) of the runs' times: the lock's lease,
 	// the run's record and the retention cutoff.
 	Now func() time.Time
-	// Logger receives what the run cannot report otherwise (a lock left to
-	// its lease); nil discards it.
+	// Logger receives what a run cannot report otherwise (a lock left to
+	// its lease); nil means slog.Default().
 	Logger *slog.Logger
+	// RetentionDays is how long raw events are kept (DefaultRetentionDays).
+	RetentionDays int
+	// MaxEndpointsPerDay is how many endpoints of one user and day the
+	// rollup keeps by name (DefaultMaxEndpointsPerDay, at most
+	// MaxEndpointsPerDayLimit); the calls of the others are kept under
+	// OtherEndpoint (see rolluptest.Rollup), so that no caller can grow the
+	// rollup without bound.
+	MaxEndpointsPerDay int
+	// PartitionsAhead is how many months of raw partitions must exist after
+	// the current one (DefaultPartitionsAhead).
+	PartitionsAhead int
+	// Workers is how many days are recomputed at once (DefaultRollupWorkers).
+	Workers int
+	// Lease is how long the job lock is held before another run may take it
+	// over (DefaultRollupLease: longer than a Lambda can run).
+	Lease time.Duration
 }
+
+// New returns the Job c describes, or a CodeInvalid error naming the
+// setting that is wrong: a missing store or clock, a negative setting, a
+// cap on endpoints outside 1 to MaxEndpointsPerDayLimit.
+func New(c Config) (*Job, error) {
+	switch {
+	case c.Store == nil:
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: a store is required")
+	case c.Now == nil:
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: a clock is required")
+	case c.RetentionDays < 0:
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the retention must be a number of days, not %d", c.RetentionDays)
+	case c.PartitionsAhead < 0:
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the partitions kept ahead must be a number of months, not %d", c.PartitionsAhead)
+	case c.Workers < 0:
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the workers must be a positive number, not %d", c.Workers)
+	case c.Lease < 0:
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the lease must be a positive duration, not %s", c.Lease)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.RetentionDays = cmp.Or(c.RetentionDays, DefaultRetentionDays)
+	c.MaxEndpointsPerDay = cmp.Or(c.MaxEndpointsPerDay, DefaultMaxEndpointsPerDay)
+	c.PartitionsAhead = cmp.Or(c.PartitionsAhead, DefaultPartitionsAhead)
+	c.Workers = cmp.Or(c.Workers, DefaultRollupWorkers)
+	c.Lease = cmp.Or(c.Lease, DefaultRollupLease)
+	if err := CheckMaxEndpointsPerDay(c.MaxEndpointsPerDay); err != nil {
+		return nil, err
+	}
+	j := &Job{c: c}
+	return j, nil
+}
+
+// Config returns the job's configuration, defaults filled in.
+func (j *Job) Config() Config { return j.c }
 
 var _ Runner = (*Job)(nil)
 
 // RunRollup implements Rollup.
 func (j *Job) RunRollup(ctx context.Context, opts Options) (*Run, error) {
-	opts = rollupDefaults(opts)
-	if err := CheckMaxEndpointsPerDay(opts.MaxEndpointsPerDay); err != nil {
-		return nil, err
+	if opts.Holder == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		opts.Holder = "run-" + hex.EncodeToString(b[:])
 	}
 	if opts.Backfill != nil {
 		if err := opts.Backfill.Validate(); err != nil {
@@ -61,14 +120,14 @@ func (j *Job) RunRollup(ctx context.Context, opts Options) (*Run, error) {
 		}
 	}
 	start := time.Now() // monotonic, for the duration only
-	now := j.Now().UTC()
+	now := j.c.Now().UTC()
 
-	ok, heldBy, err := j.Store.AcquireJobLock(ctx, opts.Holder, now, opts.Lease)
+	ok, heldBy, err := j.c.Store.AcquireJobLock(ctx, opts.Holder, now, j.c.Lease)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		id, err := j.Store.SkippedRun(ctx, opts.Holder, heldBy, now)
+		id, err := j.c.Store.SkippedRun(ctx, opts.Holder, heldBy, now)
 		if err != nil {
 			return nil, err
 		}
@@ -77,12 +136,12 @@ func (j *Job) RunRollup(ctx context.Context, opts Options) (*Run, error) {
 	defer j.release(context.WithoutCancel(ctx), opts.Holder)
 
 	run := &Run{}
-	if run.JobRunID, err = j.Store.OpenRun(ctx, opts.Holder, now); err != nil {
+	if run.JobRunID, err = j.c.Store.OpenRun(ctx, opts.Holder, now); err != nil {
 		return nil, err
 	}
 	runErr := j.run(ctx, now, opts, run)
 	run.Duration = time.Since(start)
-	if err := j.Store.CloseRun(context.WithoutCancel(ctx), run, j.Now().UTC(), runErr); err != nil && runErr == nil {
+	if err := j.c.Store.CloseRun(context.WithoutCancel(ctx), run, j.c.Now().UTC(), runErr); err != nil && runErr == nil {
 		runErr = err
 	}
 	return run, runErr
@@ -90,37 +149,13 @@ func (j *Job) RunRollup(ctx context.Context, opts Options) (*Run, error) {
 
 // release gives the job lock up; a failure is left to the lease.
 func (j *Job) release(ctx context.Context, holder string) {
-	if err := j.Store.ReleaseJobLock(ctx, holder); err != nil && j.Logger != nil {
-		j.Logger.WarnContext(ctx, "aggregate: job lock left to its lease", "holder", holder, "error", err.Error())
+	if err := j.c.Store.ReleaseJobLock(ctx, holder); err != nil {
+		j.c.Logger.WarnContext(ctx, "aggregate: job lock left to its lease", "holder", holder, "error", err.Error())
 	}
-}
-
-func rollupDefaults(o Options) Options {
-	if o.RetentionDays <= 0 {
-		o.RetentionDays = DefaultRetentionDays
-	}
-	if o.MaxEndpointsPerDay <= 0 {
-		o.MaxEndpointsPerDay = DefaultMaxEndpointsPerDay
-	}
-	if o.PartitionsAhead <= 0 {
-		o.PartitionsAhead = DefaultPartitionsAhead
-	}
-	if o.Workers <= 0 {
-		o.Workers = DefaultRollupWorkers
-	}
-	if o.Lease <= 0 {
-		o.Lease = DefaultRollupLease
-	}
-	if o.Holder == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		o.Holder = "run-" + hex.EncodeToString(b[:])
-	}
-	return o
 }
 
 func (j *Job) run(ctx context.Context, now time.Time, opts Options, run *Run) error {
-	n, err := j.Store.EnsurePartitions(ctx, now, opts.PartitionsAhead+1)
+	n, err := j.c.Store.EnsurePartitions(ctx, now, j.c.PartitionsAhead+1)
 	switch {
 	case errors.Is(err, ErrDeferred):
 		// Harmless while partitions exist months ahead: the next hourly
@@ -132,7 +167,7 @@ func (j *Job) run(ctx context.Context, now time.Time, opts Options, run *Run) er
 	run.PartitionsCreated = n
 	// The current generation and the next: a generation lasts DedupeWindow.
 	gen := usage.KeyGeneration(now)
-	n, err = j.Store.EnsureKeyGenerations(ctx, []int{gen, gen + 1})
+	n, err = j.c.Store.EnsureKeyGenerations(ctx, []int{gen, gen + 1})
 	switch {
 	case errors.Is(err, ErrDeferred):
 		// The record path creates a missing generation itself.
@@ -142,7 +177,7 @@ func (j *Job) run(ctx context.Context, now time.Time, opts Options, run *Run) er
 	}
 	run.KeyGenerationsCreated = n
 
-	kept, err := j.Store.Partitions(ctx)
+	kept, err := j.c.Store.Partitions(ctx)
 	if err != nil {
 		return err
 	}
@@ -151,7 +186,7 @@ func (j *Job) run(ctx context.Context, now time.Time, opts Options, run *Run) er
 			return err
 		}
 	}
-	if err := j.recomputeDirty(ctx, opts.Workers, opts.MaxEndpointsPerDay, kept, run); err != nil {
+	if err := j.recomputeDirty(ctx, j.c.Workers, j.c.MaxEndpointsPerDay, kept, run); err != nil {
 		return err
 	}
 	if len(run.Deferred) > 0 {
@@ -159,7 +194,7 @@ func (j *Job) run(ctx context.Context, now time.Time, opts Options, run *Run) er
 		run.Deferred = append(run.Deferred, "retention: raw table busy")
 		return nil
 	}
-	dropped, err := j.Store.DropKeyGenerations(ctx, usage.OldestKeyGeneration(now))
+	dropped, err := j.c.Store.DropKeyGenerations(ctx, usage.OldestKeyGeneration(now))
 	run.KeyGenerationsDropped = dropped
 	switch {
 	case errors.Is(err, ErrDeferred):
@@ -167,7 +202,7 @@ func (j *Job) run(ctx context.Context, now time.Time, opts Options, run *Run) er
 	case err != nil:
 		return err
 	}
-	return j.retention(ctx, now, opts.RetentionDays, run)
+	return j.retention(ctx, now, j.c.RetentionDays, run)
 }
 
 // holds reports whether one of the partitions kept holds day.
@@ -184,7 +219,7 @@ func (j *Job) markBackfill(ctx context.Context, r usage.DayRange, kept []Partiti
 			return usage.FieldErrorf("from", "raw usage for %s is no longer kept (retention); its rollup cannot be recomputed", d.Format(time.DateOnly))
 		}
 	}
-	return j.Store.MarkDirty(ctx, days)
+	return j.c.Store.MarkDirty(ctx, days)
 }
 
 // recomputeDirty recomputes every day dirty at the start of the run,
@@ -193,7 +228,7 @@ func (j *Job) markBackfill(ctx context.Context, r usage.DayRange, kept []Partiti
 // uses every worker. A user's day keeps maxEndpoints endpoints by name.
 // Every day is attempted; the first error is returned.
 func (j *Job) recomputeDirty(ctx context.Context, workers, maxEndpoints int, kept []Partition, run *Run) error {
-	dirty, err := j.Store.DirtyDays(ctx)
+	dirty, err := j.c.Store.DirtyDays(ctx)
 	if err != nil {
 		return err
 	}
@@ -237,7 +272,7 @@ func (j *Job) recomputeDirty(ctx context.Context, workers, maxEndpoints int, kep
 				last := left[u.day] == 0 && !failed[u.day]
 				mu.Unlock()
 				if last && parts > 1 {
-					cleared, err = j.Store.ClearDirty(ctx, d)
+					cleared, err = j.c.Store.ClearDirty(ctx, d)
 				}
 				mu.Lock()
 				if err != nil && firstErr == nil {
@@ -296,10 +331,10 @@ func (j *Job) recomputePart(ctx context.Context, d DirtyDay, kept bool, part, pa
 		if !clear {
 			return 0, false, nil
 		}
-		cleared, err := j.Store.ClearDirty(ctx, d)
+		cleared, err := j.c.Store.ClearDirty(ctx, d)
 		return 0, cleared, err
 	}
-	return j.Store.RecomputeDay(ctx, d, part, parts, maxEndpoints, clear)
+	return j.c.Store.RecomputeDay(ctx, d, part, parts, maxEndpoints, clear)
 }
 
 // retention drops the raw partitions that end on or before the retention
@@ -310,7 +345,7 @@ func (j *Job) recomputePart(ctx context.Context, d DirtyDay, kept bool, part, pa
 // it. The last check is DropPartition's own, under the raw table's lock.
 func (j *Job) retention(ctx context.Context, now time.Time, retentionDays int, run *Run) error {
 	cutoff := usage.Day(now).AddDate(0, 0, -retentionDays)
-	parts, err := j.Store.Partitions(ctx)
+	parts, err := j.c.Store.Partitions(ctx)
 	if err != nil {
 		return err
 	}
@@ -318,7 +353,7 @@ func (j *Job) retention(ctx context.Context, now time.Time, retentionDays int, r
 		if p.End.After(cutoff) {
 			continue
 		}
-		blocked, err := j.Store.RetentionBlocked(ctx, p)
+		blocked, err := j.c.Store.RetentionBlocked(ctx, p)
 		if err != nil {
 			return err
 		}
@@ -326,7 +361,7 @@ func (j *Job) retention(ctx context.Context, now time.Time, retentionDays int, r
 			run.RetentionBlocked = append(run.RetentionBlocked, p.Name)
 			continue
 		}
-		dropped, err := j.Store.DropPartition(ctx, p)
+		dropped, err := j.c.Store.DropPartition(ctx, p)
 		if errors.Is(err, ErrDeferred) {
 			// Don't stall the record path again for the next partition.
 			run.Deferred = append(run.Deferred, "retention: lock timeout")

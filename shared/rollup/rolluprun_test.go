@@ -182,8 +182,16 @@ func (s *rollupStore) DropPartition(_ context.Context, p rollup.Partition) (bool
 // 17 March 2031.
 var jobNow = time.Date(2031, 6, 15, 12, 0, 0, 0, time.UTC)
 
-func newRollupJob(s *rollupStore) *rollup.Job {
-	return &rollup.Job{Store: s, Now: func() time.Time { return jobNow }}
+// newRollupJob returns the job over s on the clock jobNow, with c's
+// settings.
+func newRollupJob(tb testing.TB, s *rollupStore, c rollup.Config) *rollup.Job {
+	tb.Helper()
+	c.Store, c.Now = s, func() time.Time { return jobNow }
+	j, err := rollup.New(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return j
 }
 
 func month(y int, m time.Month) rollup.Partition {
@@ -218,6 +226,45 @@ func withoutRecomputes(calls []string) []string {
 	})
 }
 
+// TestNew: a job is made only from a store, a clock and settings it can
+// run with; each refusal is CodeInvalid and names what is wrong.
+func TestNew(t *testing.T) {
+	ok := rollup.Config{Store: &rollupStore{}, Now: time.Now}
+	for _, tt := range []struct {
+		name string
+		edit func(*rollup.Config)
+		want string // in the error; "" for a job
+	}{
+		{"defaults", func(*rollup.Config) {}, ""},
+		{"settings", func(c *rollup.Config) {
+			*c = rollup.Config{Store: c.Store, Now: c.Now, RetentionDays: 30, Workers: 4, Lease: time.Minute}
+		}, ""},
+		{"no store", func(c *rollup.Config) { c.Store = nil }, "a store is required"},
+		{"no clock", func(c *rollup.Config) { c.Now = nil }, "a clock is required"},
+		{"negative retention", func(c *rollup.Config) { c.RetentionDays = -1 }, "retention"},
+		{"negative partitions ahead", func(c *rollup.Config) { c.PartitionsAhead = -1 }, "partitions kept ahead"},
+		{"negative workers", func(c *rollup.Config) { c.Workers = -2 }, "workers"},
+		{"negative lease", func(c *rollup.Config) { c.Lease = -time.Second }, "lease"},
+		{"cap past the limit", func(c *rollup.Config) { c.MaxEndpointsPerDay = rollup.MaxEndpointsPerDayLimit + 1 }, "endpoints kept per user and day"},
+		{"negative cap", func(c *rollup.Config) { c.MaxEndpointsPerDay = -1 }, "endpoints kept per user and day"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok
+			tt.edit(&c)
+			j, err := rollup.New(c)
+			if tt.want == "" {
+				if err != nil || j == nil {
+					t.Fatalf("New = %v, %v; want a job", j, err)
+				}
+				return
+			}
+			if j != nil || usage.ErrorCode(err) != usage.CodeInvalid || !strings.Contains(usage.ErrorMessage(err), tt.want) {
+				t.Errorf("New = %v, %v; want a CodeInvalid error saying %q", j, err, tt.want)
+			}
+		})
+	}
+}
+
 func TestRollupJob_Order(t *testing.T) {
 	s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
 	s.DirtyDaysFn = dirty(day(2031, 6, 1), day(2031, 6, 2), day(2031, 6, 3), day(2031, 6, 4), day(2031, 6, 5))
@@ -230,7 +277,7 @@ func TestRollupJob_Order(t *testing.T) {
 	}
 	backfill := usage.DayRange{From: day(2031, 6, 4), To: day(2031, 6, 5)}
 
-	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Holder: "h", Backfill: &backfill})
+	run, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{Holder: "h", Backfill: &backfill})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +314,7 @@ func TestRollupJob_Order(t *testing.T) {
 
 func TestRollupJob_Skipped(t *testing.T) {
 	s := &rollupStore{AcquireJobLockFn: func(string, time.Time, time.Duration) (bool, string, error) { return false, "other", nil }}
-	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Holder: "h"})
+	run, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{Holder: "h"})
 	if err != nil || !run.Skipped || run.JobRunID != 9 {
 		t.Fatalf("RunRollup = %+v, %v; want skipped run 9", run, err)
 	}
@@ -284,7 +331,7 @@ func TestRollupJob_Lease(t *testing.T) {
 		holder, gotNow, gotLease = h, now, lease
 		return true, "", nil
 	}}
-	if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{}); err != nil {
+	if _, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if !gotNow.Equal(jobNow) || gotLease != rollup.DefaultRollupLease || len(holder) != len("run-")+16 {
@@ -345,7 +392,7 @@ func TestRollupJob_WorkerSplit(t *testing.T) {
 				}
 				return true, nil
 			}
-			run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Workers: tt.workers})
+			run, err := newRollupJob(t, s, rollup.Config{Workers: tt.workers}).RunRollup(context.Background(), rollup.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -390,7 +437,7 @@ func TestRollupJob_StillDirty(t *testing.T) {
 			return 1, clear && !d.Day.Equal(moved), nil
 		}
 		s.ClearDirtyFn = func(d rollup.DirtyDay) (bool, error) { return !d.Day.Equal(moved), nil }
-		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Workers: 2})
+		run, err := newRollupJob(t, s, rollup.Config{Workers: 2}).RunRollup(context.Background(), rollup.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -412,7 +459,7 @@ func TestRollupJob_DayWithoutPartition(t *testing.T) {
 	} {
 		s.calls = nil
 		s.DirtyDaysFn = dirty(tt.days...)
-		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Workers: 2})
+		run, err := newRollupJob(t, s, rollup.Config{Workers: 2}).RunRollup(context.Background(), rollup.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -437,7 +484,7 @@ func TestRollupJob_Backfill(t *testing.T) {
 		var runErr error
 		s.CloseRunFn = func(_ *rollup.Run, _ time.Time, err error) error { runErr = err; return nil }
 		r := usage.DayRange{From: day(2031, 2, 27), To: day(2031, 3, 2)}
-		_, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Holder: "h", Backfill: &r})
+		_, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{Holder: "h", Backfill: &r})
 		if usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != "from" {
 			t.Fatalf("RunRollup = %v; want %s on from", err, usage.CodeInvalid)
 		}
@@ -452,7 +499,7 @@ func TestRollupJob_Backfill(t *testing.T) {
 	t.Run("bad range before the lock", func(t *testing.T) {
 		s := &rollupStore{}
 		r := usage.DayRange{From: day(2031, 3, 2), To: day(2031, 3, 1)}
-		if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Backfill: &r}); usage.ErrorCode(err) != usage.CodeInvalid {
+		if _, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{Backfill: &r}); usage.ErrorCode(err) != usage.CodeInvalid {
 			t.Fatalf("reversed range: %v; want %s", err, usage.CodeInvalid)
 		}
 		if calls := s.logged(); len(calls) != 0 {
@@ -474,7 +521,7 @@ func TestRollupJob_DayErrors(t *testing.T) {
 	}
 	var runErr error
 	s.CloseRunFn = func(_ *rollup.Run, _ time.Time, err error) error { runErr = err; return nil }
-	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Holder: "h", Workers: 2})
+	run, err := newRollupJob(t, s, rollup.Config{Workers: 2}).RunRollup(context.Background(), rollup.Options{Holder: "h"})
 	if !errors.Is(err, boom) || !errors.Is(runErr, boom) {
 		t.Fatalf("RunRollup = %v (closed with %v); want the day's error", err, runErr)
 	}
@@ -492,7 +539,7 @@ func TestRollupJob_DayErrors(t *testing.T) {
 	// A split day whose part fails is not cleared.
 	s.calls = nil
 	s.DirtyDaysFn = dirty(bad)
-	if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Workers: 2}); !errors.Is(err, boom) {
+	if _, err := newRollupJob(t, s, rollup.Config{Workers: 2}).RunRollup(context.Background(), rollup.Options{}); !errors.Is(err, boom) {
 		t.Fatalf("split day: %v; want the error", err)
 	}
 	if slices.ContainsFunc(s.logged(), func(c string) bool { return strings.HasPrefix(c, "ClearDirty") }) {
@@ -510,7 +557,7 @@ func TestRollupJob_Cancelled(t *testing.T) {
 	}
 	closed := false
 	s.CloseRunFn = func(*rollup.Run, time.Time, error) error { closed = true; return nil }
-	run, err := newRollupJob(s).RunRollup(ctx, rollup.Options{Workers: 1})
+	run, err := newRollupJob(t, s, rollup.Config{Workers: 1}).RunRollup(ctx, rollup.Options{})
 	if usage.ErrorCode(err) != usage.CodeUnavailable || !errors.Is(err, context.Canceled) {
 		t.Fatalf("RunRollup = %v; want %s wrapping the cancellation", err, usage.CodeUnavailable)
 	}
@@ -523,7 +570,7 @@ func TestRollupJob_Deferred(t *testing.T) {
 	t.Run("partitions", func(t *testing.T) {
 		s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }, DirtyDaysFn: dirty(day(2031, 6, 1))}
 		s.EnsurePartitionsFn = func(time.Time, int) (int, error) { return 0, rollup.ErrDeferred }
-		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{})
+		run, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -537,7 +584,7 @@ func TestRollupJob_Deferred(t *testing.T) {
 	t.Run("partitions failing otherwise", func(t *testing.T) {
 		boom := usage.Errorf(usage.CodeUnavailable, "database unavailable")
 		s := &rollupStore{EnsurePartitionsFn: func(time.Time, int) (int, error) { return 0, boom }}
-		if _, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{}); !errors.Is(err, boom) {
+		if _, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{}); !errors.Is(err, boom) {
 			t.Errorf("RunRollup = %v; want the failure, not a deferral", err)
 		}
 	})
@@ -549,7 +596,7 @@ func TestRollupJob_Deferred(t *testing.T) {
 			}
 			return p.Name != "p203101", nil // January: dirtied under the lock
 		}
-		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{})
+		run, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -571,7 +618,7 @@ func TestRollupJob_RetentionCutoff(t *testing.T) {
 		{400, nil},
 	} {
 		s := &rollupStore{PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil }}
-		run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{RetentionDays: tt.days})
+		run, err := newRollupJob(t, s, rollup.Config{RetentionDays: tt.days}).RunRollup(context.Background(), rollup.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -595,7 +642,7 @@ func TestRollupJob_UserDays(t *testing.T) {
 		}, nil
 	}
 	s.RecomputeDayFn = func(d rollup.DirtyDay, part, parts int, clear bool) (int64, bool, error) { return 1, true, nil }
-	run, err := newRollupJob(s).RunRollup(context.Background(), rollup.Options{Holder: "h"})
+	run, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{Holder: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
