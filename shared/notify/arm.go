@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -112,9 +113,12 @@ type Recorded struct {
 	Armer *Armer
 	// Queue is the notify queue; nil leaves the events to the sweep.
 	Queue Queue
-	// Logger is required.
+	// Logger logs what the batch's caller cannot act on (nil:
+	// slog.Default(), as every service here).
 	Logger *slog.Logger
 }
+
+func (r *Recorded) logger() *slog.Logger { return cmp.Or(r.Logger, slog.Default()) }
 
 // After handles a committed batch that fired events and left pending
 // days pending.
@@ -122,9 +126,9 @@ func (r *Recorded) After(ctx context.Context, fired []string, pending int) {
 	if pending > 0 && r.Armer != nil {
 		more, n, err := r.Armer.ArmPending(ctx, 0)
 		if err != nil {
-			r.Logger.WarnContext(ctx, "arming after the batch failed; the sweep will arm", "pending", pending, "error", err)
+			r.logger().WarnContext(ctx, "arming after the batch failed; the sweep will arm", "pending", pending, "error", err)
 		} else if n > 0 {
-			r.Logger.InfoContext(ctx, "usage periods armed", "periods", n, "fired", len(more))
+			r.logger().InfoContext(ctx, "usage periods armed", "periods", n, "fired", len(more))
 		}
 		fired = append(fired, more...)
 	}
@@ -136,8 +140,8 @@ func (r *Recorded) After(ctx context.Context, fired []string, pending int) {
 		msgs[i] = Message{EventID: id}
 	}
 	if err := r.Queue.Send(ctx, msgs); err != nil {
-		r.Logger.WarnContext(ctx, "notification events not queued; the sweep will deliver them", "events", len(fired), "error", err)
+		r.logger().WarnContext(ctx, "notification events not queued; the sweep will deliver them", "events", len(fired), "error", err)
 		return
 	}
-	r.Logger.InfoContext(ctx, "usage thresholds reached", "events", len(fired))
+	r.logger().InfoContext(ctx, "usage thresholds reached", "events", len(fired))
 }

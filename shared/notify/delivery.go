@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -183,13 +184,16 @@ type Dispatcher struct {
 	DisableAfter time.Duration
 	// Workers bounds the attempts of one fan-out at once (default 4).
 	Workers int
-	// Now is the clock (required); Logger is required.
+	// Now is the clock (required); Logger logs the attempts (nil:
+	// slog.Default(), as every service here).
 	Now    func() time.Time
 	Logger *slog.Logger
 	// NewID makes the id of an event raised here (EventEndpointDisabled;
 	// default: a UUIDv7).
 	NewID func() string
 }
+
+func (d *Dispatcher) logger() *slog.Logger { return cmp.Or(d.Logger, slog.Default()) }
 
 func (d *Dispatcher) newID() string {
 	if d.NewID != nil {
@@ -330,7 +334,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string) (time.Durat
 	if err != nil {
 		return 0, err
 	}
-	log := d.Logger.With("delivery_id", deliveryID, "event_id", l.Event.ID, "endpoint_id", l.Endpoint.ID, "attempt", l.Attempt)
+	log := d.logger().With("delivery_id", deliveryID, "event_id", l.Event.ID, "endpoint_id", l.Endpoint.ID, "attempt", l.Attempt)
 	if res.Outcome == OutcomeDelivered {
 		log.InfoContext(ctx, "webhook delivered", "status", res.StatusCode, "latency_ms", res.Latency.Milliseconds())
 	} else {
@@ -362,7 +366,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, msgs []Message) {
 		return
 	}
 	if err := d.Queue.Send(ctx, msgs); err != nil {
-		d.Logger.WarnContext(ctx, "notify messages not queued; the sweep will find them", "messages", len(msgs), "error", err)
+		d.logger().WarnContext(ctx, "notify messages not queued; the sweep will find them", "messages", len(msgs), "error", err)
 	}
 }
 
