@@ -172,7 +172,7 @@ func benchRecord(b *testing.B, shape benchShape) float64 {
 // alone (the raw table has no unique index: the key store dedupes), and
 // copy_keyed writes them and their ids into the event key store, the
 // unique index dedupe needs (the raw table's own primary key played that
-// part before migration 00009). The naive design is one transaction per
+// part before the key store). The naive design is one transaction per
 // event: key insert, raw insert, counter upsert.
 func BenchmarkRecordPath(b *testing.B) {
 	for _, shape := range []benchShape{shapeSmall, shapeProduction} {

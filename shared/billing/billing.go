@@ -260,8 +260,8 @@ type BillableSubscription struct {
 
 // Unbillable says why the subscription's usage cannot all be priced, or
 // "": it has no terms history, or its history starts after its anchor (the
-// days between have no terms). The database refuses both (migration
-// 00013); a run reports them should they appear all the same.
+// days between have no terms). The database refuses both
+// (eco_subscription_terms_cover); a run reports them should they appear all the same.
 func (s *BillableSubscription) Unbillable() string {
 	switch {
 	case len(s.History) == 0:

@@ -232,8 +232,8 @@ func TestRunReportJSON(t *testing.T) {
 	}
 }
 
-// TestPlanPeriodProratedAsBilled: a period billed under the rule before
-// migration 00013 (prorated lines) stays as billed while its usage does
+// TestPlanPeriodProratedAsBilled: a period billed under the earlier rule
+// (prorated lines) stays as billed while its usage does
 // not change; late usage prices it under today's rule.
 func TestPlanPeriodProratedAsBilled(t *testing.T) {
 	const user = "00000000-0000-4000-8000-000000000001"

@@ -176,8 +176,8 @@ func (c *Billing) DraftPeriod(sub *BillableSubscription, st PeriodState, now tim
 	return e, nil
 }
 
-// proratedAsBilled reports whether a period was billed under the rule
-// before migration 00013 (its recorded lines prorated the included calls by
+// proratedAsBilled reports whether a period was billed under the earlier
+// rule (its recorded lines prorated the included calls by
 // days) and nothing changed since: the same segments with the same calls.
 // Such a period stays as it was billed; late usage prices it again under
 // today's rule.

@@ -88,7 +88,7 @@ type LimiterOptions struct {
 // The limiter raises none: thresholds of included calls (80 % and 100 % by
 // default, per plan and per user), overage and the hard quota are raised
 // where usage is counted, once per user, period and rule, by the record
-// path's transaction (shared/notify, migration 00013), and delivered from
+// path's transaction (shared/notify, record_usage_counts), and delivered from
 // its outbox as webhooks and on the EventBridge bus.
 type Limiter struct {
 	store  RateStore

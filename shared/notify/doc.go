@@ -10,9 +10,9 @@
 // period in Go (Thresholds, by the Armer), and the record transaction
 // compares the period's counters with them: the first batch that reaches
 // a threshold raises its event into the outbox, in the counters' own
-// transaction, once per user, period and rule (migration 00014 has the
-// locking that makes it so under concurrent batches, redeliveries, late
-// events and restarts).
+// transaction, once per user, period and rule (the notifications part of
+// migrations/00001_baseline.sql has the locking that makes it so under
+// concurrent batches, redeliveries, late events and restarts).
 //
 // Events are delivered by the Dispatcher (the deliver function): to every
 // enabled endpoint that wants them, the user's own and the platform's,

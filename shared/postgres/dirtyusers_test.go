@@ -12,7 +12,7 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// Dirty marks per user and day (migration 00012): the record path marks
+// Dirty marks per user and day (eco_usage_dirty_user_days): the record path marks
 // the days of the users whose events it inserts, the rollup recomputes
 // those users' rows alone, and analytics reads a user's day live only
 // while that user's day (or the whole day) is dirty.

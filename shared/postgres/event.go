@@ -21,7 +21,7 @@ import (
 // EventStore records usage events: the event keys, the raw log, the live
 // counters, the users' dirty days and the quarantine, and in the same
 // transaction the notification thresholds the batch's users crossed (the
-// outbox) and the days whose periods were not armed (migration 00014).
+// outbox) and the days whose periods were not armed (record_usage_counts).
 type EventStore struct {
 	db    *DB
 	after func(ctx context.Context, fired []string, pending int)

@@ -15,7 +15,7 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// The event key store (migration 00009): dedupe on the event id alone,
+// The event key store (eco_event_keys): dedupe on the event id alone,
 // across generations; the store's translation of the data's errors; the
 // months retention dropped.
 

@@ -283,8 +283,7 @@ func (s *LedgerStore) MarkFailed(ctx context.Context, ledgerID, reason string, n
 	return nil
 }
 
-// PromoteDueTerms implements billing.LedgerStore with promote_due_terms
-// (migration 00011).
+// PromoteDueTerms implements billing.LedgerStore with promote_due_terms.
 func (s *LedgerStore) PromoteDueTerms(ctx context.Context, now time.Time) (int, error) {
 	var n int
 	if err := s.db.with(billingWork).QueryRow(ctx, `SELECT promote_due_terms($1::timestamptz)`, now).Scan(&n); err != nil {

@@ -2,7 +2,7 @@ package postgres
 
 import "github.com/nexus/usage/shared/notify"
 
-// NotifyStore keeps the notification workflow (migration 00014): rules,
+// NotifyStore keeps the notification workflow (the schema's part 8): rules,
 // armed periods and their thresholds, the outbox, webhook endpoints, their
 // deliveries and attempts. The crossings themselves are raised by the
 // record path's last statement (record_usage_counts, EventStore). Its

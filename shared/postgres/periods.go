@@ -195,7 +195,7 @@ func (s *LedgerStore) periodStates(ctx context.Context, periods []billing.UserPe
 				return nil, fmt.Errorf("decode ledger lines: %w", err)
 			}
 		case hasBase:
-			// Rows from before migration 00011 alone: one package price
+			// Rows without lines alone (lines NULL): one package price
 			// over the whole period, with the seq 0 row's terms.
 			base.From, base.To, base.Bills = st.Period.Start, st.Period.End, true
 			base.Price.Model = usage.PricePackage

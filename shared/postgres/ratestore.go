@@ -43,7 +43,7 @@ func (l *RateStore) Take(ctx context.Context, key string, now time.Time, g limit
 	return r, nil
 }
 
-// Check implements limits.RateStore with limit_check (migration 00008).
+// Check implements limits.RateStore with limit_check.
 func (l *RateStore) Check(ctx context.Context, r limits.LimitRequest) (*limits.LimitCheck, error) {
 	if !usage.IsUUID(r.UserID) {
 		return nil, usage.FieldErrorf("user_id", "must be a UUID")
@@ -55,7 +55,7 @@ func (l *RateStore) Check(ctx context.Context, r limits.LimitRequest) (*limits.L
 		remaining, resetUS, retryUS *int64
 	)
 	// No alert thresholds ($6 NULL): usage alerts are raised where usage is
-	// counted (migration 00014), not by the limiter.
+	// counted (record_usage_counts), not by the limiter.
 	err := l.db.with(limiterWork).QueryRow(ctx, `SELECT version, used, took, allowed, remaining, reset_us, retry_us
 		FROM limit_check($1, $2, $3, $4, $5, NULL::integer[], $6, $7, $8, $9, $10, $11, $12)`,
 		r.UserID, r.Key, r.Now, r.Cost, r.KnownUsed, r.Period.Start, r.Period.End,

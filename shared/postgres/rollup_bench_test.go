@@ -38,8 +38,8 @@ import (
 //     recomputed alone (30: the 5 oldest days hold no other events, and
 //     a day whose rollup is empty is recomputed whole);
 //   - backdated_whole_s: the same 35 days marked dirty as a whole, what
-//     the record path's marks of whole days (before migration 00012) made
-//     the next run do for those 35 events.
+//     marks of whole days (what the record path wrote before the marks
+//     per user) make the next run do for those 35 events.
 //
 // The ratios are full/ceiling (goal <= 1.5), incr/full (goal <= 0.10) and
 // backdated/full.

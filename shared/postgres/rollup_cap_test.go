@@ -185,7 +185,7 @@ func TestRollup_EndpointCapRefused(t *testing.T) {
 // rollup.DefaultMaxEndpointsPerDay + 1 distinct endpoints, run by the job
 // with its default options, keeps the default number by name and the least
 // called one under (other); aggregate_daily_usage(day) called without a cap
-// (as a client of 00009's signature would) applies the same default.
+// (as a client of its three-argument form would) applies the same default.
 func TestRollup_DefaultEndpointCap(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
@@ -239,7 +239,7 @@ func TestRollup_DefaultEndpointCap(t *testing.T) {
 }
 
 // TestRollup_EndpointCapSaturates: the (other) row saturates its sums of
-// bytes at the bigint maximum as every other row does (00009), and keeps
+// bytes at the bigint maximum as every other row does, and keeps
 // its calls exact.
 func TestRollup_EndpointCapSaturates(t *testing.T) {
 	const maxBigint = 9223372036854775807

@@ -29,14 +29,16 @@ const schemaFile = "../../migrations/schema.sql"
 // schemaHeader opens migrations/schema.sql; %d is PostgreSQL's major
 // version, the one whose pg_dump wrote the file.
 const schemaHeader = `-- migrations/schema.sql: the schema as it is after every migration of this
--- directory, in one file to read. It is generated, never edited: change the
--- schema with a new numbered migration, then run make schema, which migrates
--- a throwaway PostgreSQL %d and dumps it here (pg_dump --schema-only
--- --no-owner --no-privileges, without pg_dump's version lines and without
--- the partitions of eco_api_usage and eco_event_keys, which
--- ensure_usage_partitions and ensure_event_key_generations create as time
--- passes). TestSchemaSQL (shared/postgres) fails when it is stale. The
--- migrations are the history and what is applied; this file is not applied.
+-- directory (00001_baseline.sql, which defines it part by part with the
+-- reasons, and each one after it), in one file to read. It is generated,
+-- never edited: change the schema with a new numbered migration, then run
+-- make schema, which migrates a throwaway PostgreSQL %d and dumps it here
+-- (pg_dump --schema-only --no-owner --no-privileges, without pg_dump's
+-- version lines and without the partitions of eco_api_usage and
+-- eco_event_keys, which ensure_usage_partitions and
+-- ensure_event_key_generations create as time passes). TestSchemaSQL
+-- (shared/postgres) fails when it is stale. The migrations are what is
+-- applied; this file is not applied.
 
 `
 

@@ -88,9 +88,9 @@ func decodeHistory(b []byte) ([]usage.Terms, error) {
 
 // subscriptionColumns reads a plan p and a subscription s of it, where s
 // may be the NULL side of a LEFT JOIN (no subscription): the plan, the raw
-// overrides, the Stripe ids, the anchor, the terms' version (terms_version,
-// migration 00008), and a downgrade waiting for the period's end (its plan
-// as JSON, its overrides and its start; migration 00011).
+// overrides, the Stripe ids, the anchor, the terms' version (terms_version),
+// and a downgrade waiting for the period's end (its plan as JSON, its
+// overrides and its start).
 const subscriptionColumns = planColumns + `,
 	s.user_id IS NOT NULL, ` + overrideColumns + `,
 	coalesce(s.stripe_customer_id, ''), coalesce(s.stripe_subscription_id, ''), s.period_anchor,

@@ -129,6 +129,37 @@ func TestPriceValidatedOnWrite(t *testing.T) {
 	}
 }
 
+// TestSubscriptionTermsCover: a subscription inserted by SQL without terms
+// gets them at commit, from its own columns at its anchor; a change that
+// would leave a subscription without terms from its anchor on is refused at
+// commit (eco_subscription_terms_cover).
+func TestSubscriptionTermsCover(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	const u = "eeeeeeee-0000-4000-8000-000000000005"
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, included_calls, overage_unit_price, price_model, period_anchor)
+		VALUES ($1, 'pro', 500, 70, 'per_unit', '2026-01-01')`, u); err != nil {
+		t.Fatal(err)
+	}
+	var plan, overrides, change, by string
+	if err := db.Pool.QueryRow(ctx, `SELECT plan_id, overrides::text, change, requested_by FROM eco_subscription_terms
+		WHERE user_id = $1 AND effective_from = '2026-01-01'`, u).Scan(&plan, &overrides, &change, &by); err != nil {
+		t.Fatalf("the terms of a subscription inserted without them: %v", err)
+	}
+	if want := `{"price_model": "per_unit", "included_calls": 500, "overage_unit_price": 70}`; plan != "pro" || overrides != want || change != "start" || by != "database" {
+		t.Errorf("terms = %s %s %s %s; want pro %s start database", plan, overrides, change, by, want)
+	}
+	for _, tt := range []struct{ name, sql string }{
+		{"terms deleted", `DELETE FROM eco_subscription_terms WHERE user_id = $1`},
+		{"anchor moved before them", `UPDATE eco_subscriptions SET period_anchor = '2025-12-01' WHERE user_id = $1`},
+	} {
+		if _, err := db.Pool.Exec(ctx, tt.sql, u); usage.ErrorCode(postgres.FormatError(err)) != usage.CodeInvalid {
+			t.Errorf("%s: %v; want refused by a check at commit", tt.name, err)
+		}
+	}
+}
+
 func equal(a, b []string) bool {
 	if len(a) != len(b) {
 		return false

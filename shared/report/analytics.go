@@ -264,7 +264,7 @@ type PlanChanged struct {
 // what the change was and when its terms took effect (PlanChanged; empty
 // on changes audited before they were recorded), and the terms before and
 // after side by side with what changed (PlanChanged's Before, After and
-// Changed; null on changes audited before migration 00013).
+// Changed; null on changes audited before they were recorded).
 type PlanAuditEntry struct {
 	ID          int64           `json:"id"`
 	Who         string          `json:"who"`

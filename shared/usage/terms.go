@@ -242,8 +242,7 @@ type Line struct {
 	Used           int64 `json:"used_calls"`
 	UsedBefore     int64 `json:"used_before"`
 	BillableBefore int64 `json:"billable_before"`
-	// Prorated marks a line priced by the rule before migration 00013,
-	// whose Included was the segment's share of the included calls
+	// Prorated marks a line priced by the earlier rule, whose Included was the segment's share of the included calls
 	// prorated by days.
 	Prorated bool `json:"prorated,omitempty"`
 	// PriceCharge is the segment's: its billable calls (Calls), the
@@ -258,7 +257,7 @@ type Line struct {
 // and To) keeps its recorded terms and included calls, so that a period
 // once billed is re-priced (late usage) under the terms it was billed
 // with; the others take theirs from the history. A recorded line of the
-// rule before migration 00013 (Prorated) kept a prorated share of the
+// earlier rule (Prorated) kept a prorated share of the
 // included calls: unless it covers the whole period, where the share is
 // the whole, the included calls come from the history.
 func PriceLines(p Period, segs []Segment, days []DayCalls, recorded []Line, until time.Time) ([]Line, error) {

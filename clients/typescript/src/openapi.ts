@@ -1500,7 +1500,7 @@ export interface components {
             used_before: number;
             /** @description The period's billable calls before the segment. */
             billable_before: number;
-            /** @description A line priced before migration 00012, whose included_calls were a share prorated by days. */
+            /** @description A line priced under the earlier rule, whose included_calls were a share prorated by days. */
             prorated?: boolean;
             /** @description The segment's billable calls. */
             billable_calls: number;
