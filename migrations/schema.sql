@@ -93,7 +93,7 @@ BEGIN
     END IF;
 
     WITH g AS MATERIALIZED (
-        -- The day's groups by endpoint, as in 00009.
+        -- The day's groups by user, endpoint and API key.
         SELECT u.user_id, u.endpoint, u.api_key_id,
                sum(u.quantity)::bigint                                         AS calls,
                coalesce(sum(u.quantity) FILTER (WHERE u.status_code BETWEEN 400 AND 499), 0)::bigint AS e4,
@@ -162,8 +162,8 @@ BEGIN
         SELECT o.user_id, '(other)', o.api_key_id, o.calls, o.e4, o.e5, o.rq, o.rs, o.lat, o.p, o.mx, o.n
         FROM other o
     ), gone AS (
-        -- Rows of the day without a row in r any more, as 00009 deletes
-        -- those without a group (a NULL API key is a key of its own).
+        -- Rows of the day without a row in r any more: their group has
+        -- no raw events now (a NULL API key is a key of its own).
         DELETE FROM eco_usage_daily d
         WHERE d.day = p_day
           AND (p_parts = 1 OR get_byte(uuid_send(d.user_id), 15) % p_parts = p_part)
@@ -1192,7 +1192,7 @@ COMMENT ON COLUMN public.eco_overage_ledger.lease_until IS 'other runs leave the
 -- Name: COLUMN eco_overage_ledger.lines; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON COLUMN public.eco_overage_ledger.lines IS 'the period''s pricing as of this row: each part under one set of terms with its plan, price, included share, calls and amount (usage.Line); NULL on rows from before migration 00011, which priced the whole period as a package';
+COMMENT ON COLUMN public.eco_overage_ledger.lines IS 'the period''s pricing as of this row: each part under one set of terms with its plan, price, included share, calls and amount (usage.Line); NULL on a row that priced the whole period as a package';
 
 
 --
