@@ -52,8 +52,12 @@ func newDBFixture(t *testing.T) *dbFixture {
 	}
 	seed(t, db, k.ID)
 	store := postgres.NewAnalyticsStore(db)
+	overage, err := billing.New(billing.Config{Ledger: postgres.NewLedgerStore(db)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &dbFixture{db: db, aliceKey: secret, keyID: k.ID, bobKey: bobSecret,
-		h: &Handler{Usage: store, Admin: store, Overage: &billing.Billing{Ledger: postgres.NewLedgerStore(db)},
+		h: &Handler{Usage: store, Admin: store, Overage: overage,
 			Auth: &auth.Authenticator{Keys: keys, JWT: verifier}, Now: func() time.Time { return testNow }}}
 }
 

@@ -108,11 +108,17 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
+	overage, err := billing.New(billing.Config{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill),
+		Logger: logger})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	store := postgres.NewAnalyticsStore(db)
 	h := &Handler{
 		Usage:   store,
 		Admin:   store,
-		Overage: &billing.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill), Logger: logger},
+		Overage: overage,
 		Auth:    &auth.Authenticator{Keys: auth.NewKeyCache(postgres.NewAPIKeyStore(db), auth.DefaultKeyCacheTTL, nil), JWT: verifier},
 		Logger:  logger,
 		Now:     time.Now,

@@ -156,7 +156,7 @@ func BenchmarkOverageRun(b *testing.B) {
 				e := newEnv(b, biller)
 				seedBench(b, e, benchSubscriptions)
 				tl := &timedLedger{LedgerStore: e.ledger}
-				e.bill().Ledger = tl
+				e.configure(func(c *billing.Config) { c.Ledger = tl })
 				b.StartTimer()
 				start := time.Now()
 				rep, err := e.run(runAt)

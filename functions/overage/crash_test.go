@@ -104,7 +104,7 @@ func TestHandleConcurrentRuns(t *testing.T) {
 func TestHandleOldPendingFound(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	e.bill().Workers = 1
+	e.configure(func(c *billing.Config) { c.Workers = 1 })
 	// Two rows of the same customer: the lookup must pick the right item.
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
 		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_1", used: 160_000})

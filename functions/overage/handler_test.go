@@ -82,7 +82,7 @@ func newLedger() *ledger {
 }
 
 func newHandler(t *testing.T, l *ledger, b billing.Biller) *Handler {
-	return &Handler{Billing: &billing.Billing{Ledger: l, Biller: b, Clock: func() time.Time { return runAt }}, Logger: testLogger(t), Now: func() time.Time { return runAt },
+	return &Handler{Billing: mustBilling(t, billing.Config{Ledger: l, Biller: b, Clock: func() time.Time { return runAt }}), Logger: testLogger(t), Now: func() time.Time { return runAt },
 		AllowClockOverride: true}
 }
 

@@ -69,7 +69,7 @@ type restorable struct {
 func newRestorable(t *testing.T, biller billing.Biller) *restorable {
 	r := &restorable{testEnv: &testEnv{t: t}, url: pgtest.NewURL(t)}
 	r.open()
-	r.h = &Handler{Billing: &billing.Billing{Ledger: r.ledger, Biller: biller, Clock: func() time.Time { return runAt }}, Logger: testLogger(t), Now: func() time.Time { return runAt },
+	r.h = &Handler{Billing: mustBilling(t, billing.Config{Ledger: r.ledger, Biller: biller, Clock: func() time.Time { return runAt }}), Logger: testLogger(t), Now: func() time.Time { return runAt },
 		AllowClockOverride: true}
 	return r
 }
@@ -81,7 +81,7 @@ func (r *restorable) open() {
 	}
 	r.db, r.ledger = db, postgres.NewLedgerStore(db)
 	if r.h != nil {
-		r.bill().Ledger = r.ledger
+		r.configure(func(c *billing.Config) { c.Ledger = r.ledger })
 	}
 }
 
@@ -246,9 +246,10 @@ func TestHandleLateUsageWithinTheBackfillWindow(t *testing.T) {
 	}
 	fake := validatedFake(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	b := *h.Billing.(*billing.Billing) // the deployed settings, over this test's ledger and fake
-	b.Ledger, b.Biller, b.Clock = e.ledger, e.bill().Biller, e.bill().Clock
-	e.h.Billing = &b
+	deployed := h.Billing.(*billing.Billing).Config() // the deployed settings, over this test's ledger and fake
+	test := e.bill().Config()
+	deployed.Ledger, deployed.Biller, deployed.Clock = test.Ledger, test.Biller, test.Clock
+	e.h.Billing = mustBilling(t, deployed)
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
 	if _, err := e.run(runAt); err != nil {
 		t.Fatal(err)

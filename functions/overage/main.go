@@ -73,12 +73,18 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
-	b := &billing.Billing{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill),
+	cfg := billing.Config{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill),
 		MaxAttempts: attempts, Workers: workers, Logger: logger, Clock: time.Now}
 	if stripeKey != "" {
-		b.Biller = stripebill.New(stripebill.Config{Key: stripeKey, URL: stripeURL,
+		cfg.Biller = stripebill.New(stripebill.Config{Key: stripeKey, URL: stripeURL,
 			MaxNetworkRetries: int64(retries), RequestsPerSecond: rps})
-	} else {
+	}
+	b, err := billing.New(cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if cfg.Biller == nil {
 		logger.Warn("no Stripe key configured: dry runs, which report what they would bill and write no ledger row")
 	}
 	return &Handler{Billing: b, Logger: logger, Now: time.Now, AllowClockOverride: clockOverride}, nil

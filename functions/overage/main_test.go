@@ -47,17 +47,16 @@ func TestSetupWithDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if dry.Billing.(*billing.Billing).Biller != nil || dry.Billing.(*billing.Billing).Grace != 48*time.Hour || dry.Billing.(*billing.Billing).Lookback != billing.DefaultLookback {
-		t.Errorf("without a Stripe key: biller %v, grace %v, lookback %v; want a dry run with 48h, the default lookback", dry.Billing.(*billing.Billing).Biller,
-			dry.Billing.(*billing.Billing).Grace, dry.Billing.(*billing.Billing).Lookback)
+	if c := dry.Billing.(*billing.Billing).Config(); c.Biller != nil || c.Grace != 48*time.Hour || c.Lookback != billing.DefaultLookback {
+		t.Errorf("without a Stripe key: biller %v, grace %v, lookback %v; want a dry run with 48h, the default lookback", c.Biller, c.Grace, c.Lookback)
 	}
 	live, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "STRIPE_API_KEY": "sk_test_123",
 		"STRIPE_API_URL": "http://127.0.0.1:1", "BILLING_WORKERS": "2", "BACKFILL_WINDOW": "45d"}), testLogger(t))
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if live.Billing.(*billing.Billing).Biller == nil || live.Billing.(*billing.Billing).Workers != 2 || live.AllowClockOverride || live.Billing.(*billing.Billing).Lookback != 45*24*time.Hour+usage.BackfillMargin {
-		t.Errorf("with a Stripe key: biller %v, workers %d, clock override %v", live.Billing.(*billing.Billing).Biller, live.Billing.(*billing.Billing).Workers, live.AllowClockOverride)
+	if c := live.Billing.(*billing.Billing).Config(); c.Biller == nil || c.Workers != 2 || live.AllowClockOverride || c.Lookback != 45*24*time.Hour+usage.BackfillMargin {
+		t.Errorf("with a Stripe key: biller %v, workers %d, clock override %v, lookback %v", c.Biller, c.Workers, live.AllowClockOverride, c.Lookback)
 	}
 	local, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "ALLOW_CLOCK_OVERRIDE": "true"}), testLogger(t))
 	if err != nil || !local.AllowClockOverride {

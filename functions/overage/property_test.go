@@ -167,8 +167,8 @@ func (w *world) open() {
 	ledger := postgres.NewLedgerStore(db)
 	w.faults = &faultyLedger{LedgerStore: ledger}
 	te := &testEnv{t: w.t, db: db, ledger: ledger}
-	te.h = &Handler{Billing: &billing.Billing{Ledger: w.faults, Workers: 2, Lookback: billing.BillingLookback(backfill),
-		Biller: fakeBiller(w.fake.URL), Clock: func() time.Time { return w.now }},
+	te.h = &Handler{Billing: mustBilling(w.t, billing.Config{Ledger: w.faults, Workers: 2, Lookback: billing.BillingLookback(backfill),
+		Biller: fakeBiller(w.fake.URL), Clock: func() time.Time { return w.now }}),
 		Logger: slog.New(slog.DiscardHandler), // the world logs its steps
 		Now:    func() time.Time { return w.now }, AllowClockOverride: true}
 	w.e = &planEnv{testEnv: te}

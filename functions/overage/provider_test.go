@@ -20,7 +20,7 @@ import (
 func TestHandleServerError(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	e.bill().Workers = 1
+	e.configure(func(c *billing.Config) { c.Workers = 1 })
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
 		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_2", used: 150_000})
 	fake.FailNextCreates(http.StatusInternalServerError)
@@ -92,7 +92,7 @@ func TestHandlePermanentErrors(t *testing.T) {
 func TestHandleMaxAttempts(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	e.bill().MaxAttempts = 2
+	e.configure(func(c *billing.Config) { c.MaxAttempts = 2 })
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
 	fake.FailNextCreates(500, 500)
 	for i := range 3 {
@@ -112,7 +112,7 @@ func TestHandleMaxAttempts(t *testing.T) {
 func TestHandleMaxAttemptsFound(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	e.bill().MaxAttempts = 1
+	e.configure(func(c *billing.Config) { c.MaxAttempts = 1 })
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
 	if _, err := e.runCrashing(runAt); err == nil {
 		t.Fatal("want an error from the injected crash")
@@ -131,7 +131,7 @@ func TestHandleMaxAttemptsFound(t *testing.T) {
 func TestHandleBadCredentials(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	e.bill().Workers = 1
+	e.configure(func(c *billing.Config) { c.Workers = 1 })
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
 		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_2", used: 150_000})
 	fake.FailNext(http.StatusUnauthorized)

@@ -52,7 +52,7 @@ func newEnv(t testing.TB, biller billing.Biller) *testEnv {
 	ledger := postgres.NewLedgerStore(db)
 	e := &testEnv{t: t, db: db, ledger: ledger}
 	e.h = &Handler{
-		Billing: &billing.Billing{Ledger: ledger, Biller: biller, Clock: func() time.Time { return runAt }},
+		Billing: mustBilling(t, billing.Config{Ledger: ledger, Biller: biller, Clock: func() time.Time { return runAt }}),
 		Logger:  testLogger(t),
 		Now:     func() time.Time { return runAt },
 
@@ -101,8 +101,26 @@ func (e *testEnv) addCalls(user string, day time.Time, calls int64) {
 	}
 }
 
-// bill is the handler's billing run, whose settings a test may change.
+// mustBilling is billing.New(cfg), which must succeed.
+func mustBilling(tb testing.TB, cfg billing.Config) *billing.Billing {
+	tb.Helper()
+	b, err := billing.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// bill is the handler's billing run.
 func (e *testEnv) bill() *billing.Billing { return e.h.Billing.(*billing.Billing) }
+
+// configure changes the settings of the handler's billing run.
+func (e *testEnv) configure(change func(c *billing.Config)) {
+	e.t.Helper()
+	cfg := e.bill().Config()
+	change(&cfg)
+	e.h.Billing = mustBilling(e.t, cfg)
+}
 
 func (e *testEnv) run(at time.Time) (billing.RunReport, error) {
 	return e.h.Handle(context.Background(), Input{Now: &at})
@@ -168,8 +186,8 @@ func (c *crashAfterCreate) CreateInvoiceItem(ctx context.Context, item *billing.
 func (e *testEnv) runCrashing(at time.Time) (billing.RunReport, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	biller := e.bill().Biller
-	e.bill().Biller = &crashAfterCreate{Biller: biller, cancel: cancel}
-	defer func() { e.bill().Biller = biller }()
+	b := e.bill()
+	defer func() { e.h.Billing = b }()
+	e.configure(func(c *billing.Config) { c.Biller = &crashAfterCreate{Biller: c.Biller, cancel: cancel} })
 	return e.h.Handle(ctx, Input{Now: &at})
 }

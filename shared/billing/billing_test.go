@@ -7,10 +7,22 @@ import (
 	"time"
 
 	"github.com/nexus/usage/shared/billing"
+	"github.com/nexus/usage/shared/mock"
 	"github.com/nexus/usage/shared/usage"
 )
 
 func day(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
+
+// drafter is a Billing with the default settings, for DraftPeriod, which
+// reads no store.
+func drafter(t *testing.T) *billing.Billing {
+	t.Helper()
+	b, err := billing.New(billing.Config{Ledger: &mock.LedgerStore{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 func TestDuePeriods(t *testing.T) {
 	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
@@ -114,7 +126,7 @@ func TestPlanPeriod(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := (&billing.Billing{}).DraftPeriod(tt.sub, tt.st, tt.now)
+			got, err := drafter(t).DraftPeriod(tt.sub, tt.st, tt.now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +161,7 @@ func TestPlanPeriodUpgrade(t *testing.T) {
 			{From: time.Date(2026, 2, 10, 14, 0, 0, 0, time.UTC), PlanID: "enterprise", Effective: entTerms, Change: usage.ChangeUpgrade}}}
 	st := billing.PeriodState{UserPeriod: billing.UserPeriod{UserID: user, Period: feb},
 		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}, {Day: day(2026, 2, 10), Calls: 1_000}}}
-	b := &billing.Billing{}
+	b := drafter(t)
 	first, err := b.DraftPeriod(sub, st, day(2026, 2, 11))
 	if err != nil || first == nil || first.Amount != 2500 {
 		t.Fatalf("first = %+v, %v", first, err)
@@ -252,7 +264,7 @@ func TestPlanPeriodProratedAsBilled(t *testing.T) {
 	st := billing.PeriodState{UserPeriod: billing.UserPeriod{UserID: user, Period: feb},
 		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 90_000}, {Day: day(2026, 2, 20), Calls: 1000}},
 		Rows: 2, MaxSeq: 1, Recorded: 2900, Lines: recorded}
-	b := &billing.Billing{}
+	b := drafter(t)
 	if e, err := b.DraftPeriod(sub, st, day(2026, 3, 5)); e != nil || err != nil {
 		t.Errorf("unchanged: %+v, %v; want no row", e, err)
 	}
@@ -278,7 +290,7 @@ func TestPlanPeriodRowsInTheirCurrency(t *testing.T) {
 	st := billing.PeriodState{UserPeriod: billing.UserPeriod{UserID: user, Period: feb}, Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}},
 		Rows: 1, Recorded: 2500, Billed: 2500, Currency: "usd"}
 	closed := day(2026, 3, 3)
-	b := &billing.Billing{}
+	b := drafter(t)
 	e, err := b.DraftPeriod(onFree, st, closed)
 	if err != nil || e == nil || e.Status != billing.LedgerSkipped || e.Amount != -2500 || e.Currency != "usd" {
 		t.Errorf("terms that bill nothing now: %+v, %v; want a credit of 25.00 USD noted", e, err)

@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -91,55 +92,86 @@ func DuePeriods(sub *BillableSubscription, now time.Time, grace, lookback time.D
 // upgrade closed at the first run after it. A row bills the difference
 // between the lines' total and what the period's rows charged, so every
 // change (a closed segment, late usage) is one more row with the next seq.
+//
+// Build it with New; its settings are fixed from then on, and it is safe
+// for concurrent runs.
 type Billing struct {
+	cfg Config
+}
+
+// Config is what a Billing is built from (New). Ledger is required; every
+// other field has a default, taken when it is zero.
+type Config struct {
 	Ledger LedgerStore
-	// Biller is nil for a dry run: the run reports the rows a real run
+	// Biller is nil for dry runs only: a run reports the rows a real run
 	// would write and writes none.
 	Biller Biller
-	// Logger logs the run (nil: slog.Default(), as every service here).
+	// Logger logs the runs (nil: slog.Default(), as every service here).
 	Logger *slog.Logger
-	// Clock gives the times of the run's record (eco_job_runs); nil means
-	// time.Now. The run bills at the instant Run is given.
+	// Clock gives the times of a run's record (eco_job_runs); nil means
+	// time.Now. A run bills at the instant Run is given.
 	Clock func() time.Time
 
+	// Grace is how long after a period (or a segment) ends it is billed
+	// (0: DefaultGrace).
 	Grace time.Duration
 	// Lookback is how far back billed periods are reconsidered for late
-	// usage: BillingLookback of the deployment's backfill window.
-	Lookback    time.Duration
+	// usage: BillingLookback of the deployment's backfill window (0:
+	// DefaultLookback).
+	Lookback time.Duration
+	// MaxAttempts is how many attempts a row has before it is failed
+	// (0: DefaultMaxAttempts).
 	MaxAttempts int
-	Lease       time.Duration
-	Workers     int
-	Batch       int
+	// Lease is how long a claim keeps other runs away from a row
+	// (0: DefaultLease).
+	Lease time.Duration
+	// Workers is how many rows are sent to the Biller at once
+	// (0: DefaultWorkers).
+	Workers int
+	// Batch is how many pending rows a claim takes (0: DefaultBatch).
+	Batch int
 }
 
-func (b *Billing) withDefaults() Billing {
-	c := *b
-	if c.Grace <= 0 {
-		c.Grace = DefaultGrace
+// New returns the Billing cfg describes, its zero settings set to their
+// defaults, or a CodeInvalid error saying which setting is wrong: no
+// ledger store, or a negative duration or count.
+func New(cfg Config) (*Billing, error) {
+	negative := func(what string, v, deflt any) error {
+		return usage.Errorf(usage.CodeInvalid, "billing: %s must be 0 (the default, %v) or more, not %v", what, deflt, v)
 	}
-	if c.Lookback <= 0 {
-		c.Lookback = DefaultLookback
+	switch {
+	case cfg.Ledger == nil:
+		return nil, usage.Errorf(usage.CodeInvalid, "billing: a ledger store is required")
+	case cfg.Grace < 0:
+		return nil, negative("the grace period", cfg.Grace, DefaultGrace)
+	case cfg.Lookback < 0:
+		return nil, negative("the lookback", cfg.Lookback, DefaultLookback)
+	case cfg.MaxAttempts < 0:
+		return nil, negative("the attempts per row", cfg.MaxAttempts, DefaultMaxAttempts)
+	case cfg.Lease < 0:
+		return nil, negative("the lease", cfg.Lease, DefaultLease)
+	case cfg.Workers < 0:
+		return nil, negative("the workers", cfg.Workers, DefaultWorkers)
+	case cfg.Batch < 0:
+		return nil, negative("the batch", cfg.Batch, DefaultBatch)
 	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = DefaultMaxAttempts
+	cfg.Grace = cmp.Or(cfg.Grace, DefaultGrace)
+	cfg.Lookback = cmp.Or(cfg.Lookback, DefaultLookback)
+	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts)
+	cfg.Lease = cmp.Or(cfg.Lease, DefaultLease)
+	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
+	cfg.Batch = cmp.Or(cfg.Batch, DefaultBatch)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	if c.Lease <= 0 {
-		c.Lease = DefaultLease
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
-	if c.Workers <= 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.Batch <= 0 {
-		c.Batch = DefaultBatch
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.Clock == nil {
-		c.Clock = time.Now
-	}
-	return c
+	return &Billing{cfg: cfg}, nil
 }
+
+// Config returns the settings b runs with, the defaults filled in.
+func (b *Billing) Config() Config { return b.cfg }
 
 // Run plans the rows due at now and bills the pending ones, recording
 // itself in the store's job runs. A dry run (no Biller) writes nothing but
@@ -164,22 +196,22 @@ type RunOptions struct {
 
 // RunWith is Run under opts.
 func (b *Billing) RunWith(ctx context.Context, now time.Time, opts RunOptions) (RunReport, error) {
-	c := b.withDefaults()
+	c := *b
 	if opts.DryRun {
-		c.Biller = nil
+		c.cfg.Biller = nil
 	}
 	if opts.Logger != nil {
-		c.Logger = opts.Logger
+		c.cfg.Logger = opts.Logger
 	}
 	now = now.UTC()
-	rep := RunReport{RunID: newRunID(), Now: now, DryRun: c.Biller == nil}
-	id, err := c.Ledger.OpenRun(ctx, &rep, now, c.Clock().UTC())
+	rep := RunReport{RunID: newRunID(), Now: now, DryRun: c.cfg.Biller == nil}
+	id, err := c.cfg.Ledger.OpenRun(ctx, &rep, now, c.cfg.Clock().UTC())
 	if err != nil {
 		return rep, fmt.Errorf("record the run: %w", err)
 	}
 	rep.JobRunID = id
 	err = c.run(ctx, now, &rep)
-	if cerr := c.Ledger.CloseRun(context.WithoutCancel(ctx), id, &rep, c.Clock().UTC(), err); cerr != nil && err == nil {
+	if cerr := c.cfg.Ledger.CloseRun(context.WithoutCancel(ctx), id, &rep, c.cfg.Clock().UTC(), err); cerr != nil && err == nil {
 		err = fmt.Errorf("record the run's end: %w", cerr)
 	}
 	return rep, err
@@ -188,7 +220,7 @@ func (b *Billing) RunWith(ctx context.Context, now time.Time, opts RunOptions) (
 func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error {
 	start := time.Now()
 	if !rep.DryRun {
-		if _, err := c.Ledger.PromoteDueTerms(ctx, now); err != nil {
+		if _, err := c.cfg.Ledger.PromoteDueTerms(ctx, now); err != nil {
 			return fmt.Errorf("promote due plan changes: %w", err)
 		}
 		if err := c.reconcile(ctx, now, rep); err != nil {
@@ -204,7 +236,7 @@ func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error 
 		rep.PlanTime = time.Since(start)
 		return nil
 	}
-	n, err := c.Ledger.InsertLedgerEntries(ctx, entries, progress, now)
+	n, err := c.cfg.Ledger.InsertLedgerEntries(ctx, entries, progress, now)
 	if err != nil {
 		return fmt.Errorf("insert ledger entries: %w", err)
 	}
@@ -222,15 +254,15 @@ func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error 
 	return nil
 }
 
-// bill claims pending rows in batches and bills them with c.Workers
-// workers. The rows billed in a batch are marked in one statement after the
+// bill claims pending rows in batches and bills them with the configured
+// Workers. The rows billed in a batch are marked in one statement after the
 // batch: a crash before that leaves them pending, and the next run adopts
 // their items as it reconciles the ledger with Stripe (or finds them by a
 // lookup, or Stripe answers their keys with the same items).
 func (c *Billing) bill(parent context.Context, now, since time.Time, rep *RunReport) error {
 	var mu sync.Mutex
 	for {
-		batch, err := c.Ledger.ClaimPending(parent, ClaimRequest{Owner: rep.RunID, Now: now, Lease: c.Lease, Limit: c.Batch})
+		batch, err := c.cfg.Ledger.ClaimPending(parent, ClaimRequest{Owner: rep.RunID, Now: now, Lease: c.cfg.Lease, Limit: c.cfg.Batch})
 		if err != nil {
 			return fmt.Errorf("claim pending ledger rows: %w", err)
 		}
@@ -243,7 +275,7 @@ func (c *Billing) bill(parent context.Context, now, since time.Time, rep *RunRep
 			wg     sync.WaitGroup
 			billed []Billed
 		)
-		for range min(c.Workers, len(batch)) {
+		for range min(c.cfg.Workers, len(batch)) {
 			wg.Go(func() {
 				for e := range work {
 					if ctx.Err() != nil {
@@ -282,7 +314,7 @@ func (c *Billing) bill(parent context.Context, now, since time.Time, rep *RunRep
 		err = context.Cause(ctx)
 		cancel(nil)
 		// Record what was billed even when the run is stopping.
-		if merr := c.Ledger.MarkBilled(parent, billed, now); merr != nil {
+		if merr := c.cfg.Ledger.MarkBilled(parent, billed, now); merr != nil {
 			return fmt.Errorf("mark %d ledger rows billed: %w", len(billed), merr)
 		}
 		rep.Billed += len(billed)
@@ -315,11 +347,11 @@ func needsLookup(e *LedgerEntry, since time.Time) bool {
 // charged, the row, planned against the old sums, is not sent: the next
 // run plans the period again.
 func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEntry, rep *RunReport) (*Billed, error) {
-	log := c.Logger.With("ledger_id", e.ID, "user_id", e.UserID, "period_start", e.Period.Start.Format(time.DateOnly), "seq", e.Seq)
+	log := c.cfg.Logger.With("ledger_id", e.ID, "user_id", e.UserID, "period_start", e.Period.Start.Format(time.DateOnly), "seq", e.Seq)
 	fail := func(reason string) error {
 		rep.Failed++
 		log.ErrorContext(ctx, "overage item failed", "reason", reason, "attempts", e.Attempts)
-		if err := c.Ledger.MarkFailed(ctx, e.ID, reason, now); err != nil {
+		if err := c.cfg.Ledger.MarkFailed(ctx, e.ID, reason, now); err != nil {
 			return fmt.Errorf("mark ledger row %s failed: %w", e.ID, err)
 		}
 		return nil
@@ -331,12 +363,12 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 		case Retryable(err):
 			rep.Retry++
 			log.WarnContext(ctx, "overage item left pending", "op", op, "reason", usage.ErrorMessage(err), "attempts", e.Attempts)
-			if merr := c.Ledger.MarkRetry(ctx, e.ID, usage.ErrorMessage(err), now); merr != nil {
+			if merr := c.cfg.Ledger.MarkRetry(ctx, e.ID, usage.ErrorMessage(err), now); merr != nil {
 				return fmt.Errorf("release ledger row %s: %w", e.ID, merr)
 			}
 			return nil
 		case usage.ErrorCode(err) == usage.CodeUnauthorized || usage.ErrorCode(err) == usage.CodeForbidden:
-			_ = c.Ledger.MarkRetry(ctx, e.ID, usage.ErrorMessage(err), now)
+			_ = c.cfg.Ledger.MarkRetry(ctx, e.ID, usage.ErrorMessage(err), now)
 			return fmt.Errorf("stripe refused the credentials: %w", err)
 		default:
 			return fail(usage.ErrorMessage(err))
@@ -353,7 +385,7 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 	var found []FoundItem
 	for _, cus := range customers {
 		rep.StripeCalls++
-		items, err := c.Biller.FindInvoiceItems(ctx, cus, e.UserID, e.Period)
+		items, err := c.cfg.Biller.FindInvoiceItems(ctx, cus, e.UserID, e.Period)
 		if err != nil {
 			return nil, providerErr("find", err)
 		}
@@ -366,7 +398,7 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 			"items", len(found))
 	}
 	if len(r.Adopt) > 0 {
-		if err := c.Ledger.Adopt(ctx, r.Adopt, now); err != nil {
+		if err := c.cfg.Ledger.Adopt(ctx, r.Adopt, now); err != nil {
 			return nil, fmt.Errorf("adopt %d items of ledger row %s's period: %w", len(r.Adopt), e.ID, err)
 		}
 		rep.Adopted += len(r.Adopt)
@@ -388,7 +420,7 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 	}
 	if r.Changed {
 		rep.Replanned++
-		if err := c.Ledger.MarkSkipped(ctx, e.ID, "not sent: Stripe holds items of this period that the ledger did not account for "+
+		if err := c.cfg.Ledger.MarkSkipped(ctx, e.ID, "not sent: Stripe holds items of this period that the ledger did not account for "+
 			"(adopted); the next run plans the period again", now); err != nil {
 			return nil, fmt.Errorf("skip ledger row %s: %w", e.ID, err)
 		}
@@ -397,7 +429,7 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 	switch {
 	case e.CustomerID == "":
 		return nil, fail("the subscription has no Stripe customer")
-	case e.Attempts > c.MaxAttempts:
+	case e.Attempts > c.cfg.MaxAttempts:
 		return nil, fail(fmt.Sprintf("gave up after %d attempts: %s", e.Attempts-1, e.LastError))
 	}
 	key := e.SendKey(e.CustomerID)
@@ -405,7 +437,7 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 		log.InfoContext(ctx, "overage item sent to a new customer", "customer_id", e.CustomerID, "first_customer_id", e.SentTo[0])
 	}
 	rep.StripeCalls++
-	id, err := c.Biller.CreateInvoiceItem(ctx, e.InvoiceItem(e.CustomerID), key)
+	id, err := c.cfg.Biller.CreateInvoiceItem(ctx, e.InvoiceItem(e.CustomerID), key)
 	if err != nil {
 		return nil, providerErr("create", err)
 	}

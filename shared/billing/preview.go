@@ -78,11 +78,11 @@ func periodsStarting(sub *BillableSubscription, from, to, now time.Time) []usage
 
 // Preview implements OveragePreviewer with the same pricing as Run.
 func (b *Billing) Preview(ctx context.Context, month, now time.Time) (*Preview, error) {
-	c := b.withDefaults()
+	c := b
 	now = now.UTC()
 	from := time.Date(month.Year(), month.Month(), 1, 0, 0, 0, 0, time.UTC)
 	to := from.AddDate(0, 1, 0)
-	subs, err := c.Ledger.BillableSubscriptions(ctx)
+	subs, err := c.cfg.Ledger.BillableSubscriptions(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list billable subscriptions: %w", err)
 	}
@@ -100,7 +100,7 @@ func (b *Billing) Preview(ctx context.Context, month, now time.Time) (*Preview, 
 	if len(periods) == 0 {
 		return pv, nil
 	}
-	states, err := c.Ledger.PeriodStates(ctx, periods)
+	states, err := c.cfg.Ledger.PeriodStates(ctx, periods)
 	if err != nil {
 		return nil, fmt.Errorf("read period states: %w", err)
 	}
@@ -116,7 +116,7 @@ func (b *Billing) Preview(ctx context.Context, month, now time.Time) (*Preview, 
 		if err != nil {
 			return nil, fmt.Errorf("price %s's period from %s: %w", s.UserID, st.Period.Start.Format(time.DateOnly), err)
 		}
-		it := PreviewItem{UserID: s.UserID, Period: st.Period, Closed: !st.Period.End.After(now.Add(-c.Grace)),
+		it := PreviewItem{UserID: s.UserID, Period: st.Period, Closed: !st.Period.End.After(now.Add(-c.cfg.Grace)),
 			Charge: charge, Recorded: st.Recorded, Billed: st.Billed}
 		e, err := c.DraftPeriod(s, st, now)
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 // for but the oldest never planned (a period within the lookback started at
 // most 31 days before it ended).
 func (c *Billing) reconcileSince(now time.Time) time.Time {
-	return now.Add(-c.Lookback - 31*24*time.Hour)
+	return now.Add(-c.cfg.Lookback - 31*24*time.Hour)
 }
 
 // reconcile makes the ledger account for every item Stripe holds from
@@ -24,12 +24,12 @@ func (c *Billing) reconcileSince(now time.Time) time.Time {
 // another item is left for an admin (Duplicates).
 func (c *Billing) reconcile(ctx context.Context, now time.Time, rep *RunReport) error {
 	rep.StripeCalls++
-	items, err := c.Biller.ListInvoiceItems(ctx, c.reconcileSince(now))
+	items, err := c.cfg.Biller.ListInvoiceItems(ctx, c.reconcileSince(now))
 	if err != nil {
 		return fmt.Errorf("list Stripe's invoice items to reconcile the ledger: %w", err)
 	}
 	rep.Listed = len(items)
-	un, err := c.Ledger.Unaccounted(ctx, items)
+	un, err := c.cfg.Ledger.Unaccounted(ctx, items)
 	if err != nil {
 		return fmt.Errorf("reconcile %d invoice items: %w", len(items), err)
 	}
@@ -38,17 +38,17 @@ func (c *Billing) reconcile(ctx context.Context, now time.Time, rep *RunReport) 
 		it := u.Item
 		if u.RowStripeID != "" {
 			rep.Duplicates++
-			c.Logger.ErrorContext(ctx, "Stripe holds a second item for a billed ledger row; review it", "stripe_id", it.ID,
+			c.cfg.Logger.ErrorContext(ctx, "Stripe holds a second item for a billed ledger row; review it", "stripe_id", it.ID,
 				"billed_with", u.RowStripeID, "user_id", it.UserID, "period_start", it.Period.Start.Format(time.DateOnly), "seq", it.Seq)
 			continue
 		}
 		adopt = append(adopt, Adopted{UserID: it.UserID, Period: it.Period, Item: it,
 			Note: fmt.Sprintf("found in Stripe as %s with %s, which the ledger did not account for "+
 				"(an attempt whose answer was lost, or a restore of the database)", it.ID, usage.FormatMoney(it.Amount, it.Currency))})
-		c.Logger.WarnContext(ctx, "invoice item the ledger did not account for; adopted", "stripe_id", it.ID, "user_id", it.UserID,
+		c.cfg.Logger.WarnContext(ctx, "invoice item the ledger did not account for; adopted", "stripe_id", it.ID, "user_id", it.UserID,
 			"period_start", it.Period.Start.Format(time.DateOnly), "seq", it.Seq, "amount", it.Amount)
 	}
-	if err := c.Ledger.Adopt(ctx, adopt, now); err != nil {
+	if err := c.cfg.Ledger.Adopt(ctx, adopt, now); err != nil {
 		return fmt.Errorf("adopt %d invoice items: %w", len(adopt), err)
 	}
 	rep.Adopted += len(adopt)
