@@ -46,7 +46,10 @@ var buildsOn = map[string]string{"shared/report": "shared/billing"}
 //     only tests (and pgtest, the tests' database) import it;
 //   - no function imports a command (cmd/*).
 //
-// Only the imports of non-test files count.
+// Only the imports of non-test files count here: a package's tests may
+// run it over the adapters that implement its interfaces (shared/billing's
+// over shared/postgres and shared/stripebill, in package billing_test),
+// which nothing that ships imports. testImportRule holds the tests to less.
 func importRule(pkg, dep string) string {
 	top := func(p string) string { // "shared/postgres/pgtest" -> "shared/postgres"
 		parts := strings.SplitN(p, "/", 3)
@@ -80,11 +83,23 @@ func importRule(pkg, dep string) string {
 	return ""
 }
 
+// testImportRule returns why a test of pkg may not import dep ("" when it
+// may): the tests of a shared package prove that package, over any other
+// shared package, and import no function or command; the suites that start
+// the whole stack live beside the commands (cmd/internal/e2e).
+func testImportRule(pkg, dep string) string {
+	if strings.HasPrefix(pkg, "shared/") && (strings.HasPrefix(dep, "functions/") || strings.HasPrefix(dep, "cmd/")) {
+		return "the tests of a shared package import no function or command"
+	}
+	return ""
+}
+
 // TestImportRules fails when a package of the module breaks the layering
 // of DESIGN.md: it lists every package with go list and checks each of its
-// (non-test) imports of this module against importRule.
+// non-test imports of this module against importRule, and those of its
+// tests against testImportRule.
 func TestImportRules(t *testing.T) {
-	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Imports,Error", "./...")
+	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Imports,TestImports,XTestImports,Error", "./...")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -92,9 +107,10 @@ func TestImportRules(t *testing.T) {
 		t.Fatalf("go list: %v\n%s", err, stderr.String())
 	}
 	type pkg struct {
-		ImportPath string
-		Imports    []string
-		Error      *struct{ Err string }
+		ImportPath                string
+		Imports                   []string
+		TestImports, XTestImports []string
+		Error                     *struct{ Err string }
 	}
 	var violations []string
 	packages := 0
@@ -117,6 +133,15 @@ func TestImportRules(t *testing.T) {
 			}
 			if why := importRule(from, to); why != "" {
 				violations = append(violations, from+" imports "+to+": "+why)
+			}
+		}
+		for _, imp := range append(p.TestImports, p.XTestImports...) {
+			to, ok := strings.CutPrefix(imp, module+"/")
+			if !ok {
+				continue
+			}
+			if why := testImportRule(from, to); why != "" {
+				violations = append(violations, "a test of "+from+" imports "+to+": "+why)
 			}
 		}
 	}
@@ -163,6 +188,22 @@ func TestImportRule(t *testing.T) {
 	} {
 		if got := importRule(tt.pkg, tt.dep) == ""; got != tt.ok {
 			t.Errorf("importRule(%s, %s) allows = %v; want %v", tt.pkg, tt.dep, got, tt.ok)
+		}
+	}
+	for _, tt := range []struct {
+		pkg, dep string
+		ok       bool
+	}{
+		{"shared/billing", "shared/postgres", true},
+		{"shared/billing", "shared/stripebill", true},
+		{"shared/billing", "shared/postgres/pgtest", true},
+		{"shared/billing", "functions/overage", false},
+		{"shared/postgres", "cmd/internal/devstack", false},
+		{"functions/overage", "shared/postgres", true},
+		{"cmd/internal/e2e/samlocal", "shared/postgres", true},
+	} {
+		if got := testImportRule(tt.pkg, tt.dep) == ""; got != tt.ok {
+			t.Errorf("testImportRule(%s, %s) allows = %v; want %v", tt.pkg, tt.dep, got, tt.ok)
 		}
 	}
 }
