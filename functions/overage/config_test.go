@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/samtemplate"
 	"github.com/nexus/usage/shared/testkit"
 )
 
@@ -25,4 +26,22 @@ func TestConfigurationIsTheTemplates(t *testing.T) {
 			_, err := setup(ctx, e, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			return err
 		})
+}
+
+// TestTemplateGivesTheBackfillWindowToBilling: the overage function reads
+// the record function's backfill window from the template.
+func TestTemplateGivesTheBackfillWindowToBilling(t *testing.T) {
+	tmpl, err := samtemplate.Load("../../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fn := range []string{"record", "analytics", "overage"} {
+		f := tmpl.Function(fn)
+		if f == nil {
+			t.Fatalf("no %s in the template", fn)
+		}
+		if v := f.Env["BACKFILL_WINDOW"]; v.Parameter != "BackfillWindow" {
+			t.Errorf("%s: BACKFILL_WINDOW = %+v; want !Ref BackfillWindow", fn, v)
+		}
+	}
 }

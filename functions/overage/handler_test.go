@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,13 +13,26 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/mock"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
 // The handler tests run the billing run on mocks (shared/mock): what the
-// input asks for, and which failures make the invocation fail so that the
-// scheduler retries it. The tests of stripe_test.go, crash_test.go and
-// provider_test.go run it over PostgreSQL.
+// input asks for, which failures make the invocation fail so that the
+// scheduler retries it, and the metrics it logs. shared/billing's tests run
+// the billing run over PostgreSQL and Stripe; main_test.go wires the
+// handler to them.
+
+// The run under test: daily at 00:30 UTC on 2 March 2026. The
+// subscription, anchored on 1 February, has one closed period, February.
+var (
+	runAt    = time.Date(2026, 3, 2, 0, 30, 0, 0, time.UTC)
+	anchor   = time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	february = usage.Period{Start: anchor, End: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+)
+
+// user is the subscription's user.
+const user = "00000000-0000-4000-8000-000000000001"
 
 // ledger is a mock ledger with one pro subscription, anchored on 1 February,
 // that used 150,000 calls in February: one pending row to bill.
@@ -35,7 +50,7 @@ func newLedger() *ledger {
 	l := &ledger{}
 	pro := usage.Plan{ID: usage.PlanPro, Name: "Pro", IncludedCalls: 100_000, PriceModel: usage.PricePackage,
 		OverageUnitSize: 1000, OverageUnitPrice: 50, Currency: "usd"}
-	sub := &billing.BillableSubscription{Subscription: usage.Subscription{UserID: userID(1), PlanID: usage.PlanPro,
+	sub := &billing.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: usage.PlanPro,
 		PeriodAnchor: anchor, StripeCustomerID: "cus_1", Effective: pro},
 		History: []usage.Terms{{From: anchor, PlanID: usage.PlanPro, Effective: pro, Change: usage.ChangeStart}}}
 	l.BillableSubscriptionsFn = func(context.Context) ([]*billing.BillableSubscription, error) {
@@ -82,8 +97,12 @@ func newLedger() *ledger {
 }
 
 func newHandler(t *testing.T, l *ledger, b billing.Biller) *Handler {
-	return &Handler{Billing: mustBilling(t, billing.Config{Ledger: l, Biller: b, Clock: func() time.Time { return runAt }}), Logger: testLogger(t), Now: func() time.Time { return runAt },
-		AllowClockOverride: true}
+	t.Helper()
+	run, err := billing.New(billing.Config{Ledger: l, Biller: b, Clock: func() time.Time { return runAt }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Handler{Billing: run, Logger: testkit.Logger(), Now: func() time.Time { return runAt }, AllowClockOverride: true}
 }
 
 func biller(keys *[]string, err error) *mock.Biller {
@@ -120,7 +139,7 @@ func TestHandleInput(t *testing.T) {
 			if len(keys) != tt.calls || rep.DryRun || rep.Billed != tt.calls || rep.JobRunID != 7 || len(l.runs) != 1 {
 				t.Errorf("report %+v after %d Stripe calls; want %d, recorded as job run 7", rep, len(keys), tt.calls)
 			}
-			if keys[0] != billing.IdempotencyKey(userID(1), february.Start, 0) || len(l.billed) != 1 {
+			if keys[0] != billing.IdempotencyKey(user, february.Start, 0) || len(l.billed) != 1 {
 				t.Errorf("key %s, billed %+v", keys[0], l.billed)
 			}
 		})
@@ -144,7 +163,7 @@ func TestHandleDryRunWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []billing.DraftRow{{UserID: userID(1), Period: february, Seq: 0, Status: billing.LedgerPending, Amount: 2500, Currency: "usd",
+	want := []billing.DraftRow{{UserID: user, Period: february, Seq: 0, Status: billing.LedgerPending, Amount: 2500, Currency: "usd",
 		Description: "API overage, 2026-02-01 – 2026-02-28: Pro, 150,000 calls, 100,000 included: 50 × 1,000 calls at 0.50 USD = 25.00 USD"}}
 	if d := cmp.Diff(want, rep.Planned); d != "" || !rep.DryRun || len(keys) != 0 || rep.PlannedRows != 1 ||
 		!cmp.Equal(rep.Due, []billing.Amount{{Currency: "usd", Amount: 2500}}) || len(l.runs) != 1 {
@@ -210,6 +229,56 @@ func TestHandleErrors(t *testing.T) {
 			rep, err := newHandler(t, l, tt.setup(l)).Handle(context.Background(), Input{})
 			if usage.ErrorCode(err) != tt.code || rep.Failed != tt.failed || rep.Retry != tt.retried {
 				t.Errorf("Handle = %+v, %v (code %q); want code %q, %d failed, %d retried", rep, err, usage.ErrorCode(err), tt.code, tt.failed, tt.retried)
+			}
+		})
+	}
+}
+
+// runner is a Runner that answers rep and err.
+type runner struct {
+	rep billing.RunReport
+	err error
+}
+
+func (r runner) RunWith(context.Context, time.Time, billing.RunOptions) (billing.RunReport, error) {
+	return r.rep, r.err
+}
+
+// TestHandleReportsMetrics: the run's report becomes one CloudWatch
+// Embedded Metric Format line, at error level when a subscription went
+// unpriced or Stripe holds an item twice (the template's
+// OverageUnpricedAlarm reads OverageUnpricedSubscriptions), at info level
+// otherwise, also when the run failed.
+func TestHandleReportsMetrics(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		r       runner
+		level   string
+		metrics string
+	}{
+		{"unpriced", runner{rep: billing.RunReport{Unpriced: 2, Billed: 1}}, "ERROR",
+			`"OverageUnpricedSubscriptions":2,"OverageDuplicateItems":0,"OverageFailedRows":0,"OverageAdoptedItems":0`},
+		{"duplicates", runner{rep: billing.RunReport{Duplicates: 1, Adopted: 3}}, "ERROR",
+			`"OverageUnpricedSubscriptions":0,"OverageDuplicateItems":1,"OverageFailedRows":0,"OverageAdoptedItems":3`},
+		{"failed rows, run left pending", runner{rep: billing.RunReport{Failed: 4}, err: usage.Errorf(usage.CodeUnavailable, "1 overage items left pending")},
+			"INFO", `"OverageUnpricedSubscriptions":0,"OverageDuplicateItems":0,"OverageFailedRows":4,"OverageAdoptedItems":0`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			h := &Handler{Billing: tt.r, Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Now: func() time.Time { return runAt }}
+			if _, err := h.Handle(context.Background(), Input{}); !errors.Is(err, tt.r.err) {
+				t.Errorf("Handle = %v; want %v", err, tt.r.err)
+			}
+			var line string
+			for l := range strings.Lines(logs.String()) {
+				if strings.Contains(l, `"msg":"overage run metrics"`) {
+					line = l
+				}
+			}
+			if !strings.Contains(line, `"level":"`+tt.level+`"`) || !strings.Contains(line, tt.metrics) ||
+				!strings.Contains(line, `"CloudWatchMetrics":[{`) || !strings.Contains(line, `"Namespace":"NexusUsage"`) ||
+				!strings.Contains(line, fmt.Sprintf(`"Timestamp":%d`, runAt.UnixMilli())) {
+				t.Errorf("metrics line %q; want level %s and %s", line, tt.level, tt.metrics)
 			}
 		})
 	}

@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -29,21 +32,24 @@ func TestSetup(t *testing.T) {
 		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "46d"},
 		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "a month"},
 	} {
-		if _, err := setup(ctx, vars(bad), testLogger(t)); err == nil {
+		if _, err := setup(ctx, vars(bad), testkit.Logger()); err == nil {
 			t.Errorf("setup(%v): no error", bad)
 		}
 	}
 }
 
-// TestSetupWithDatabase wires the handler to a real database, with and
-// without a Stripe key.
+// TestSetupWithDatabase wires the handler to the real services from its
+// environment: without a Stripe key its runs are dry; with one, and the
+// local stack's clock override, it bills a closed period through
+// stripe-mock and keeps the ledger row in PostgreSQL.
 func TestSetupWithDatabase(t *testing.T) {
 	url := pgtest.NewURL(t)
+	stripeMock := pgtest.Require(t, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
 	ctx := context.Background()
 	vars := func(m map[string]string) *env.Env {
 		return env.New(ctx, func(k string) string { return m[k] })
 	}
-	dry, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "GRACE_PERIOD": "48h"}), testLogger(t))
+	dry, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "GRACE_PERIOD": "48h"}), testkit.Logger())
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
@@ -51,16 +57,45 @@ func TestSetupWithDatabase(t *testing.T) {
 		t.Errorf("without a Stripe key: biller %v, grace %v, lookback %v; want a dry run with 48h, the default lookback", c.Biller, c.Grace, c.Lookback)
 	}
 	live, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "STRIPE_API_KEY": "sk_test_123",
-		"STRIPE_API_URL": "http://127.0.0.1:1", "BILLING_WORKERS": "2", "BACKFILL_WINDOW": "45d"}), testLogger(t))
+		"STRIPE_API_URL": "http://127.0.0.1:1", "BILLING_WORKERS": "2", "BACKFILL_WINDOW": "45d"}), testkit.Logger())
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
 	if c := live.Billing.(*billing.Billing).Config(); c.Biller == nil || c.Workers != 2 || live.AllowClockOverride || c.Lookback != 45*24*time.Hour+usage.BackfillMargin {
 		t.Errorf("with a Stripe key: biller %v, workers %d, clock override %v, lookback %v", c.Biller, c.Workers, live.AllowClockOverride, c.Lookback)
 	}
-	local, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "ALLOW_CLOCK_OVERRIDE": "true"}), testLogger(t))
+	local, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "STRIPE_API_KEY": "sk_test_123", "STRIPE_API_URL": stripeMock,
+		"ALLOW_CLOCK_OVERRIDE": "true"}), testkit.Logger())
 	if err != nil || !local.AllowClockOverride {
-		t.Errorf("ALLOW_CLOCK_OVERRIDE=true: %v, %v", local, err)
+		t.Fatalf("ALLOW_CLOCK_OVERRIDE=true: %v, %v", local, err)
+	}
+
+	// At work: a pro subscription 50,000 calls over its quota in February,
+	// run dry and then billed at the local stack's instant.
+	db, err := postgres.Open(ctx, postgres.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := postgres.NewSubscriptionStore(db).PutSubscription(ctx, &usage.Subscription{UserID: user, PlanID: usage.PlanPro,
+		PeriodAnchor: anchor, StripeCustomerID: "cus_1", StripeSubscriptionID: "sub_1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgtest.AddCalls(ctx, db, user, anchor.AddDate(0, 0, 9), 150_000); err != nil {
+		t.Fatal(err)
+	}
+	at := runAt
+	rep, err := local.Handle(ctx, Input{Now: &at, DryRun: true})
+	if err != nil || !rep.DryRun || rep.PlannedRows != 1 || !cmp.Equal(rep.Due, []billing.Amount{{Currency: "usd", Amount: 2500}}) {
+		t.Errorf("dry run = %+v, %v; want one row of 25.00 USD planned", rep, err)
+	}
+	rep, err = local.Handle(ctx, Input{Now: &at})
+	var status, item string
+	if err == nil {
+		err = db.Pool.QueryRow(ctx, `SELECT status, coalesce(stripe_object_id, '') FROM eco_overage_ledger WHERE user_id = $1`, user).Scan(&status, &item)
+	}
+	if err != nil || rep.DryRun || rep.Billed != 1 || status != billing.LedgerBilled || item == "" {
+		t.Errorf("run = %+v, %v; ledger row %s with item %q; want February billed through stripe-mock", rep, err, status, item)
 	}
 }
 

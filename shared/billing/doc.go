@@ -8,5 +8,7 @@
 //
 // It imports the vocabulary (shared/usage) and nothing else of this
 // module; shared/postgres implements its LedgerStore, shared/stripebill
-// its Biller.
+// its Biller. Its tests run it over those, against PostgreSQL and
+// stripe-mock (or the stripetest fake): the exactly-once properties, crashes
+// and restores, provider errors, plan changes, and BenchmarkOverageRun.
 package billing

@@ -2,7 +2,7 @@
 // service: the context a suite that drives processes runs under, the check
 // that a function's configuration is what template.yaml gives it, what a
 // test needs from the machine (Require, RequireTool: a skip, or a failure
-// under CI=true) and a fake clock.
+// under CI=true), a fake clock and a logger for the services under test.
 package testkit
 
 import (

@@ -1,4 +1,4 @@
-package main
+package billing_test
 
 import (
 	"context"

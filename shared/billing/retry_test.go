@@ -1,4 +1,4 @@
-package main
+package billing_test
 
 import (
 	"context"
@@ -17,11 +17,11 @@ import (
 // (which ties an idempotency key to its first parameters, as Stripe does):
 // failed rows retried by an admin, and rows whose Stripe customer changed.
 
-// TestHandleRetryFailed: a failed row, its customer fixed, retried by an
+// TestRunRetryFailed: a failed row, its customer fixed, retried by an
 // admin (the statement behind POST /v1/admin/overage/{id}/retry), is
 // billed once by the next run, also when an earlier attempt reached
 // Stripe.
-func TestHandleRetryFailed(t *testing.T) {
+func TestRunRetryFailed(t *testing.T) {
 	key := billing.IdempotencyKey(userID(1), february.Start, 0)
 	tests := []struct {
 		name string
@@ -100,12 +100,12 @@ func TestHandleRetryFailed(t *testing.T) {
 	}
 }
 
-// TestHandleCustomerChanged: a pending row sent to one customer and then
+// TestRunCustomerChanged: a pending row sent to one customer and then
 // claimed for another is looked up under the first; not found, it is sent
 // under a key of its own for the new customer, since Stripe refuses the
 // row's key with other parameters, and a run after that finds it under
 // either.
-func TestHandleCustomerChanged(t *testing.T) {
+func TestRunCustomerChanged(t *testing.T) {
 	ctx := context.Background()
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
@@ -146,13 +146,13 @@ func equalStrings(a, b []string) bool {
 	return true
 }
 
-// TestHandleFailedRowFoundInStripe: the first attempt created the item
+// TestRunFailedRowFoundInStripe: the first attempt created the item
 // and its answer was lost; the row then failed without a lookup (as runs
 // before lookups did), a day passed (Stripe forgot the key) and the
 // customer changed. The next run finds the item as it reconciles the
 // ledger with Stripe, and bills the row with it, under the customer it was
 // sent to: no retry needed, nothing sent again.
-func TestHandleFailedRowFoundInStripe(t *testing.T) {
+func TestRunFailedRowFoundInStripe(t *testing.T) {
 	ctx := context.Background()
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))

@@ -1,4 +1,4 @@
-package main
+package billing_test
 
 import (
 	"context"
@@ -157,7 +157,7 @@ func newWorld(t *testing.T, rng *rand.Rand) *world {
 // the template allows, so that late calls come up to 45 days late.
 const backfill = usage.MaxBackfillWindow
 
-// open connects the billing function and the admin's statements to the
+// open connects the billing run and the admin's statements to the
 // world's database.
 func (w *world) open() {
 	db, err := postgres.Open(context.Background(), postgres.Config{URL: w.url, MaxConns: 8, NoJIT: true})
@@ -167,10 +167,9 @@ func (w *world) open() {
 	ledger := postgres.NewLedgerStore(db)
 	w.faults = &faultyLedger{LedgerStore: ledger}
 	te := &testEnv{t: w.t, db: db, ledger: ledger}
-	te.h = &Handler{Billing: mustBilling(w.t, billing.Config{Ledger: w.faults, Workers: 2, Lookback: billing.BillingLookback(backfill),
-		Biller: fakeBiller(w.fake.URL), Clock: func() time.Time { return w.now }}),
-		Logger: slog.New(slog.DiscardHandler), // the world logs its steps
-		Now:    func() time.Time { return w.now }, AllowClockOverride: true}
+	te.b = mustNew(w.t, billing.Config{Ledger: w.faults, Workers: 2, Lookback: billing.BillingLookback(backfill),
+		Biller: fakeBiller(w.fake.URL), Clock: func() time.Time { return w.now },
+		Logger: slog.New(slog.DiscardHandler)}) // the world logs its steps
 	w.e = &planEnv{testEnv: te}
 	db.Now = func() time.Time { return w.now }
 }
@@ -232,10 +231,7 @@ func (w *world) usage() {
 }
 
 func (w *world) apply(ev callsEvent) {
-	_, err := w.e.db.Pool.Exec(context.Background(), `INSERT INTO eco_usage_counter_slots (user_id, day, calls) VALUES ($1, $2, $3)
-		ON CONFLICT (user_id, day, slot) DO UPDATE SET calls = eco_usage_counter_slots.calls + excluded.calls`,
-		ev.user, ev.day.Format(time.DateOnly), ev.calls)
-	if err != nil {
+	if err := pgtest.AddCalls(context.Background(), w.e.db, ev.user, ev.day, ev.calls); err != nil {
 		w.fatalf("record calls: %v", err)
 	}
 }
@@ -407,7 +403,7 @@ func (w *world) run() {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		for i := range errs {
-			wg.Go(func() { _, errs[i] = w.e.h.Handle(ctx, Input{Now: &w.now}) })
+			wg.Go(func() { _, errs[i] = w.e.b.Run(ctx, w.now) })
 		}
 		wg.Wait()
 		err = errors.Join(errs...)
@@ -452,7 +448,7 @@ func (w *world) unpriced(rep billing.RunReport) {
 // dryRun runs dry and checks that it wrote nothing a real run reads.
 func (w *world) dryRun() {
 	before := w.ledgerState()
-	rep, err := w.e.h.Handle(context.Background(), Input{Now: &w.now, DryRun: true})
+	rep, err := w.e.dryRun(w.now)
 	if err != nil {
 		w.fatalf("dry run: %v", err)
 	}
@@ -771,7 +767,7 @@ func (w *world) debugPeriod(u string, p usage.Period, hist []usage.Terms, pd map
 		if err != nil {
 			return err.Error()
 		}
-		e, err := w.e.bill().DraftPeriod(sub, sts[0], w.now)
+		e, err := w.e.b.DraftPeriod(sub, sts[0], w.now)
 		plan = fmt.Sprintf("due %v; state %+v; plan %+v, %v", due, sts[0], e, err)
 	}
 	var raw string

@@ -1,4 +1,4 @@
-package main
+package billing_test
 
 import (
 	"net/http"
@@ -28,16 +28,16 @@ func postsWithKey(f *stripetest.Server, key string) (n, replayed int) {
 	return n, replayed
 }
 
-// TestHandleCrashAfterStripeCall: the process dies after Stripe created the
+// TestRunCrashAfterStripeCall: the process dies after Stripe created the
 // item and before the row is marked billed. The rerun finds the item in
 // Stripe as it reconciles the ledger before planning, and bills the row
 // with it: nothing is sent again.
-func TestHandleCrashAfterStripeCall(t *testing.T) {
+func TestRunCrashAfterStripeCall(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
 	if _, err := e.runCrashing(runAt); err == nil {
-		t.Fatal("Handle after an injected crash = nil error; want one so that the scheduler retries")
+		t.Fatal("Run after an injected crash = nil error; want one so that the scheduler retries")
 	}
 	key := billing.IdempotencyKey(userID(1), february.Start, 0)
 	if r := e.rows()[userID(1)+"/0"]; r.Status != billing.LedgerPending {
@@ -57,8 +57,8 @@ func TestHandleCrashAfterStripeCall(t *testing.T) {
 	}
 }
 
-// TestHandleConcurrentRuns: three runs at once charge each period once.
-func TestHandleConcurrentRuns(t *testing.T) {
+// TestConcurrentRuns: three runs at once charge each period once.
+func TestConcurrentRuns(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	const users = 30
@@ -98,10 +98,10 @@ func TestHandleConcurrentRuns(t *testing.T) {
 	}
 }
 
-// TestHandleOldPendingFound: a pending row older than the key window, whose
+// TestRunOldPendingFound: a pending row older than the key window, whose
 // item Stripe did create before the crash, is found by metadata and not
 // charged again, even though Stripe forgot the key.
-func TestHandleOldPendingFound(t *testing.T) {
+func TestRunOldPendingFound(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.configure(func(c *billing.Config) { c.Workers = 1 })
@@ -142,10 +142,10 @@ func TestHandleOldPendingFound(t *testing.T) {
 	}
 }
 
-// TestHandleOldPendingNotFound: a pending row older than the key window
+// TestRunOldPendingNotFound: a pending row older than the key window
 // whose earlier attempt never reached Stripe is looked up, not found, and
 // then created once.
-func TestHandleOldPendingNotFound(t *testing.T) {
+func TestRunOldPendingNotFound(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})

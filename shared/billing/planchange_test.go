@@ -1,4 +1,4 @@
-package main
+package billing_test
 
 import (
 	"context"
@@ -67,10 +67,10 @@ func itemsOf(fake *stripetest.Server) []item {
 	return out
 }
 
-// TestHandleDowngradeMidPeriod: pro → free asked for on 12 February takes
+// TestRunDowngradeMidPeriod: pro → free asked for on 12 February takes
 // effect on 1 March. February's calls, before and after the request, are
 // billed on pro; March's on free, which bills nothing.
-func TestHandleDowngradeMidPeriod(t *testing.T) {
+func TestRunDowngradeMidPeriod(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newPlanEnv(t, fake)
 	u := userID(1)
@@ -98,7 +98,7 @@ func TestHandleDowngradeMidPeriod(t *testing.T) {
 	}
 }
 
-// TestHandleUpgradeMidPeriod: pro → enterprise on 10 February at 14:00
+// TestRunUpgradeMidPeriod: pro → enterprise on 10 February at 14:00
 // takes effect at once and closes pro's segment (1–9 February, the change
 // day going to enterprise), billed on pro's terms by the first run after
 // its grace, as pro would bill those calls for the whole period: 150,000
@@ -108,7 +108,7 @@ func TestHandleDowngradeMidPeriod(t *testing.T) {
 // billed on pro: 101,000 more, the period's billable calls 50,001 to
 // 151,000 at 0.20 a package. Late calls on a pro day are billed on pro's
 // terms.
-func TestHandleUpgradeMidPeriod(t *testing.T) {
+func TestRunUpgradeMidPeriod(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newPlanEnv(t, fake)
 	u := userID(1)

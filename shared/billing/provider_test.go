@@ -1,4 +1,4 @@
-package main
+package billing_test
 
 import (
 	"net/http"
@@ -15,9 +15,9 @@ import (
 // what each kind of provider error does to the rows and the run, and usage
 // that arrives after a period was billed.
 
-// TestHandleServerError: a 500 leaves the row pending and the run asks to be
+// TestRunServerError: a 500 leaves the row pending and the run asks to be
 // retried; the next run bills it. Others bill in the first run.
-func TestHandleServerError(t *testing.T) {
+func TestRunServerError(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.configure(func(c *billing.Config) { c.Workers = 1 })
@@ -26,7 +26,7 @@ func TestHandleServerError(t *testing.T) {
 	fake.FailNextCreates(http.StatusInternalServerError)
 	rep, err := e.run(runAt)
 	if usage.ErrorCode(err) != usage.CodeUnavailable || rep.Retry != 1 || rep.Billed != 1 {
-		t.Fatalf("Handle = %+v, %v; want 1 billed, 1 retry and CodeUnavailable", rep, err)
+		t.Fatalf("Run = %+v, %v; want 1 billed, 1 retry and CodeUnavailable", rep, err)
 	}
 	var pending *billing.LedgerEntry
 	for _, r := range e.rows() {
@@ -50,9 +50,9 @@ func TestHandleServerError(t *testing.T) {
 	}
 }
 
-// TestHandlePermanentErrors: 402 and 404 fail their rows with the reason;
+// TestRunPermanentErrors: 402 and 404 fail their rows with the reason;
 // the others bill and the run succeeds.
-func TestHandlePermanentErrors(t *testing.T) {
+func TestRunPermanentErrors(t *testing.T) {
 	fake := stripetest.New(t)
 	fake.FailCustomer("cus_declined", http.StatusPaymentRequired)
 	fake.FailCustomer("cus_gone", http.StatusNotFound)
@@ -63,7 +63,7 @@ func TestHandlePermanentErrors(t *testing.T) {
 		sub{user: userID(4), plan: usage.PlanPro, customer: "", used: 150_000})
 	rep, err := e.run(runAt)
 	if err != nil || rep.Failed != 3 || rep.Billed != 1 {
-		t.Fatalf("Handle = %+v, %v; want 3 failed, 1 billed, no error", rep, err)
+		t.Fatalf("Run = %+v, %v; want 3 failed, 1 billed, no error", rep, err)
 	}
 	rows := e.rows()
 	for user, reason := range map[int]string{1: "card_declined", 2: "resource_missing", 4: "no Stripe customer"} {
@@ -86,10 +86,10 @@ func TestHandlePermanentErrors(t *testing.T) {
 	}
 }
 
-// TestHandleMaxAttempts: a row that keeps failing with retryable errors is
+// TestRunMaxAttempts: a row that keeps failing with retryable errors is
 // looked up (as before every create) once it has had MaxAttempts, and
 // failed when the lookup finds nothing.
-func TestHandleMaxAttempts(t *testing.T) {
+func TestRunMaxAttempts(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.configure(func(c *billing.Config) { c.MaxAttempts = 2 })
@@ -106,10 +106,10 @@ func TestHandleMaxAttempts(t *testing.T) {
 	}
 }
 
-// TestHandleMaxAttemptsFound: the give-up lookup finds the item an
+// TestRunMaxAttemptsFound: the give-up lookup finds the item an
 // earlier attempt created (its answer was lost): the row is billed, not
 // failed, and not charged again.
-func TestHandleMaxAttemptsFound(t *testing.T) {
+func TestRunMaxAttemptsFound(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.configure(func(c *billing.Config) { c.MaxAttempts = 1 })
@@ -126,9 +126,9 @@ func TestHandleMaxAttemptsFound(t *testing.T) {
 	}
 }
 
-// TestHandleBadCredentials: a 401 stops the run with an error and leaves the
+// TestRunBadCredentials: a 401 stops the run with an error and leaves the
 // rows pending.
-func TestHandleBadCredentials(t *testing.T) {
+func TestRunBadCredentials(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.configure(func(c *billing.Config) { c.Workers = 1 })
@@ -136,7 +136,7 @@ func TestHandleBadCredentials(t *testing.T) {
 		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_2", used: 150_000})
 	fake.FailNext(http.StatusUnauthorized)
 	if _, err := e.run(runAt); usage.ErrorCode(err) != usage.CodeUnauthorized {
-		t.Fatalf("Handle = %v; want CodeUnauthorized", err)
+		t.Fatalf("Run = %v; want CodeUnauthorized", err)
 	}
 	for k, r := range e.rows() {
 		if r.Status != billing.LedgerPending {
@@ -145,10 +145,10 @@ func TestHandleBadCredentials(t *testing.T) {
 	}
 }
 
-// TestHandleLateUsage: usage arriving after a period was billed is billed
+// TestRunLateUsage: usage arriving after a period was billed is billed
 // once as an adjustment; usage that goes down is recorded as a credit for an
 // admin, once.
-func TestHandleLateUsage(t *testing.T) {
+func TestRunLateUsage(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})

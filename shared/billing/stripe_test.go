@@ -1,4 +1,4 @@
-package main
+package billing_test
 
 import (
 	"context"
@@ -19,11 +19,9 @@ import (
 // The tests of this file bill over PostgreSQL against stripe-mock (or no
 // Stripe at all, a dry run): the invoice items sent and the ledger rows kept.
 
-func ptr[T any](v T) *T { return &v }
-
-// TestHandleStripeMock bills a mix of plans and usages against stripe-mock
+// TestRunStripeMock bills a mix of plans and usages against stripe-mock
 // and checks every invoice item sent.
-func TestHandleStripeMock(t *testing.T) {
+func TestRunStripeMock(t *testing.T) {
 	mock := pgtest.Require(t, "NEXUS_TEST_STRIPE_URL", "stripe-mock")
 	proxy := stripetest.NewRecorder(t, mock)
 	e := newEnv(t, fakeBiller(proxy.URL))
@@ -40,7 +38,7 @@ func TestHandleStripeMock(t *testing.T) {
 	)
 	rep, err := e.run(runAt)
 	if err != nil {
-		t.Fatalf("Handle: %v", err)
+		t.Fatalf("Run: %v", err)
 	}
 	if rep.Subscriptions != 7 || rep.Billed != 4 {
 		t.Errorf("report = %+v; want 7 subscriptions (free excluded), 4 billed", rep)
@@ -113,7 +111,7 @@ func TestHandleStripeMock(t *testing.T) {
 	}
 	// A second run changes nothing.
 	if _, err := e.run(runAt.Add(time.Hour)); err != nil {
-		t.Fatalf("second Handle: %v", err)
+		t.Fatalf("second Run: %v", err)
 	}
 	if n := len(posts(proxy.Requests())); n != len(wants) {
 		t.Errorf("after a rerun %d invoice items were sent; want %d", n, len(wants))
@@ -131,11 +129,11 @@ func posts(requests []stripetest.Request) []stripetest.Request {
 	return out
 }
 
-// TestHandleDryRunThenRealRun: dry runs report what a real run would bill
+// TestDryRunThenRealRun: dry runs report what a real run would bill
 // and write no ledger row, so the first real run bills every period once,
 // those older than the lookback included (a stack that ran without a
 // Stripe key for months), and a second real run bills nothing more.
-func TestHandleDryRunThenRealRun(t *testing.T) {
+func TestDryRunThenRealRun(t *testing.T) {
 	fake := stripetest.New(t)
 	e := newEnv(t, fakeBiller(fake.URL))
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
@@ -151,7 +149,7 @@ func TestHandleDryRunThenRealRun(t *testing.T) {
 	e.addCalls(userID(3), time.Date(2026, 2, 5, 0, 0, 0, 0, time.UTC), 100_500)
 
 	for _, at := range []time.Time{runAt, runAt.Add(24 * time.Hour)} {
-		rep, err := e.h.Handle(ctx, Input{Now: &at, DryRun: true})
+		rep, err := e.dryRun(at)
 		if err != nil || !rep.DryRun || rep.StripeCalls != 0 {
 			t.Fatalf("dry run = %+v, %v", rep, err)
 		}

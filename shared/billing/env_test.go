@@ -1,11 +1,8 @@
-package main
+package billing_test
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,8 +12,13 @@ import (
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/stripebill"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
+
+// The tests of the billing run over PostgreSQL (postgres.LedgerStore) and
+// Stripe (stripebill.Client against the stripetest fake or stripe-mock):
+// what the run sends, and the ledger rows it keeps.
 
 // The run under test: daily at 00:30 UTC on 2 March 2026. Subscriptions
 // anchored on 1 February have one closed period, February.
@@ -26,24 +28,17 @@ var (
 	february = usage.Period{Start: anchor, End: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
 )
 
-func testLogger(tb testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// testEnv is one test's database and handler.
+// testEnv is one test's database and billing run.
 type testEnv struct {
 	t      testing.TB
 	db     *postgres.DB
 	ledger *postgres.LedgerStore
-	h      *Handler
+	b      *billing.Billing
 }
 
 func newEnv(t testing.TB, biller billing.Biller) *testEnv {
 	t.Helper()
-	// The function's pool: no JIT (postgres.Config.NoJIT).
+	// The overage function's pool: no JIT (postgres.Config.NoJIT).
 	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewURL(t), MaxConns: 16, NoJIT: true})
 	if err != nil {
 		t.Fatalf("open test database: %v", err)
@@ -51,14 +46,26 @@ func newEnv(t testing.TB, biller billing.Biller) *testEnv {
 	t.Cleanup(db.Close)
 	ledger := postgres.NewLedgerStore(db)
 	e := &testEnv{t: t, db: db, ledger: ledger}
-	e.h = &Handler{
-		Billing: mustBilling(t, billing.Config{Ledger: ledger, Biller: biller, Clock: func() time.Time { return runAt }}),
-		Logger:  testLogger(t),
-		Now:     func() time.Time { return runAt },
-
-		AllowClockOverride: true,
-	}
+	e.b = mustNew(t, billing.Config{Ledger: ledger, Biller: biller, Logger: testkit.Logger(), Clock: func() time.Time { return runAt }})
 	return e
+}
+
+// mustNew is billing.New(cfg), which must succeed.
+func mustNew(tb testing.TB, cfg billing.Config) *billing.Billing {
+	tb.Helper()
+	b, err := billing.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// configure changes the settings of the test's billing run.
+func (e *testEnv) configure(change func(c *billing.Config)) {
+	e.t.Helper()
+	cfg := e.b.Config()
+	change(&cfg)
+	e.b = mustNew(e.t, cfg)
 }
 
 // sub is a subscription to seed: its plan, overrides, Stripe customer and
@@ -93,37 +100,19 @@ func (e *testEnv) seed(subs ...sub) {
 // addCalls adds calls to a user's live counter of a day (negative: fewer).
 func (e *testEnv) addCalls(user string, day time.Time, calls int64) {
 	e.t.Helper()
-	_, err := e.db.Pool.Exec(context.Background(), `INSERT INTO eco_usage_counter_slots (user_id, day, calls) VALUES ($1, $2, $3)
-		ON CONFLICT (user_id, day, slot) DO UPDATE SET calls = eco_usage_counter_slots.calls + excluded.calls`,
-		user, day.Format(time.DateOnly), calls)
-	if err != nil {
+	if err := pgtest.AddCalls(context.Background(), e.db, user, day, calls); err != nil {
 		e.t.Fatalf("add calls: %v", err)
 	}
 }
 
-// mustBilling is billing.New(cfg), which must succeed.
-func mustBilling(tb testing.TB, cfg billing.Config) *billing.Billing {
-	tb.Helper()
-	b, err := billing.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
-
-// bill is the handler's billing run.
-func (e *testEnv) bill() *billing.Billing { return e.h.Billing.(*billing.Billing) }
-
-// configure changes the settings of the handler's billing run.
-func (e *testEnv) configure(change func(c *billing.Config)) {
-	e.t.Helper()
-	cfg := e.bill().Config()
-	change(&cfg)
-	e.h.Billing = mustBilling(e.t, cfg)
-}
-
+// run is a real run at at (a dry one without a Biller).
 func (e *testEnv) run(at time.Time) (billing.RunReport, error) {
-	return e.h.Handle(context.Background(), Input{Now: &at})
+	return e.b.Run(context.Background(), at)
+}
+
+// dryRun is a dry run at at.
+func (e *testEnv) dryRun(at time.Time) (billing.RunReport, error) {
+	return e.b.RunWith(context.Background(), at, billing.RunOptions{DryRun: true})
 }
 
 // rows returns the ledger rows keyed by user and seq ("user/seq").
@@ -181,13 +170,11 @@ func (c *crashAfterCreate) CreateInvoiceItem(ctx context.Context, item *billing.
 	return id, nil
 }
 
-// runCrashing runs the handler at at with its Biller wrapped in
-// crashAfterCreate.
+// runCrashing runs at at with the Biller wrapped in crashAfterCreate.
 func (e *testEnv) runCrashing(at time.Time) (billing.RunReport, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	b := e.bill()
-	defer func() { e.h.Billing = b }()
-	e.configure(func(c *billing.Config) { c.Biller = &crashAfterCreate{Biller: c.Biller, cancel: cancel} })
-	return e.h.Handle(ctx, Input{Now: &at})
+	cfg := e.b.Config()
+	cfg.Biller = &crashAfterCreate{Biller: cfg.Biller, cancel: cancel}
+	return mustNew(e.t, cfg).Run(ctx, at)
 }

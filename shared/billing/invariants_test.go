@@ -1,4 +1,4 @@
-package main
+package billing_test
 
 import (
 	"bytes"
@@ -12,11 +12,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nexus/usage/shared/billing"
-	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
-	"github.com/nexus/usage/shared/samtemplate"
 	"github.com/nexus/usage/shared/stripebill/stripetest"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -69,8 +68,7 @@ type restorable struct {
 func newRestorable(t *testing.T, biller billing.Biller) *restorable {
 	r := &restorable{testEnv: &testEnv{t: t}, url: pgtest.NewURL(t)}
 	r.open()
-	r.h = &Handler{Billing: mustBilling(t, billing.Config{Ledger: r.ledger, Biller: biller, Clock: func() time.Time { return runAt }}), Logger: testLogger(t), Now: func() time.Time { return runAt },
-		AllowClockOverride: true}
+	r.b = mustNew(t, billing.Config{Ledger: r.ledger, Biller: biller, Logger: testkit.Logger(), Clock: func() time.Time { return runAt }})
 	return r
 }
 
@@ -80,7 +78,7 @@ func (r *restorable) open() {
 		r.t.Fatalf("open: %v", err)
 	}
 	r.db, r.ledger = db, postgres.NewLedgerStore(db)
-	if r.h != nil {
+	if r.b != nil {
 		r.configure(func(c *billing.Config) { c.Ledger = r.ledger })
 	}
 }
@@ -113,13 +111,13 @@ func itemsPerRow(fake *stripetest.Server) map[string]int {
 	return out
 }
 
-// TestHandleRestoreReplansWithoutChargingTwice: the issue's fifth case. The
+// TestRestoreReplansWithoutChargingTwice: the issue's fifth case. The
 // database is restored to a dump taken before February was billed; two
 // days later (Stripe has forgotten the key) the run plans February again.
 // The row it plans is the same row to Stripe (its id and key derive from
 // user, period and seq), the run finds the item the first plan created
 // and bills the row with it: one item, not two.
-func TestHandleRestoreReplansWithoutChargingTwice(t *testing.T) {
+func TestRestoreReplansWithoutChargingTwice(t *testing.T) {
 	fake := validatedFake(t)
 	r := newRestorable(t, fakeBiller(fake.URL))
 	e := r.testEnv
@@ -141,11 +139,11 @@ func TestHandleRestoreReplansWithoutChargingTwice(t *testing.T) {
 	}
 }
 
-// TestHandleRestoreOfARowNeverClaimed: the dump holds February's row
+// TestRestoreOfARowNeverClaimed: the dump holds February's row
 // planned and never claimed (no attempt, sent to no customer); after it
 // the row was billed. Restored, two days later, the row is looked up
 // before anything is created: one item.
-func TestHandleRestoreOfARowNeverClaimed(t *testing.T) {
+func TestRestoreOfARowNeverClaimed(t *testing.T) {
 	fake := validatedFake(t)
 	r := newRestorable(t, fakeBiller(fake.URL))
 	e := r.testEnv
@@ -160,7 +158,7 @@ func TestHandleRestoreOfARowNeverClaimed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	planned, err := e.bill().DraftPeriod(subs[0], states[0], runAt)
+	planned, err := e.b.DraftPeriod(subs[0], states[0], runAt)
 	if err != nil || planned == nil {
 		t.Fatalf("DraftPeriod = %+v, %v", planned, err)
 	}
@@ -184,13 +182,13 @@ func TestHandleRestoreOfARowNeverClaimed(t *testing.T) {
 	}
 }
 
-// TestHandleRestoreLostUsage: restored to a dump taken before some of
+// TestRestoreLostUsage: restored to a dump taken before some of
 // February's calls were recorded, and billed by a run before the lost
 // calls come back (the producers send them again): the item February's
 // first plan created is adopted, the shortfall noted as a credit for
 // review, and once the calls are back the period is billed what it owes,
 // in Stripe and in the ledger alike, each row of it at most once.
-func TestHandleRestoreLostUsage(t *testing.T) {
+func TestRestoreLostUsage(t *testing.T) {
 	fake := validatedFake(t)
 	r := newRestorable(t, fakeBiller(fake.URL))
 	e := r.testEnv
@@ -232,24 +230,16 @@ func TestHandleRestoreLostUsage(t *testing.T) {
 	}
 }
 
-// TestHandleLateUsageWithinTheBackfillWindow: the issue's fourth case. The
+// TestRunLateUsageWithinTheBackfillWindow: the issue's fourth case. The
 // deployment accepts events up to 45 days late (BACKFILL_WINDOW, which
-// the template gives the overage function too): a call for the last day
-// of February recorded 43 days after the period ended is billed.
-func TestHandleLateUsageWithinTheBackfillWindow(t *testing.T) {
-	url := pgtest.NewURL(t)
-	h, err := setup(context.Background(), env.New(context.Background(), func(k string) string {
-		return map[string]string{"DATABASE_URL": url, "BACKFILL_WINDOW": "45d", "STRIPE_API_KEY": "sk_test_123"}[k]
-	}), testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+// the template gives the overage function too, whose setup makes the run's
+// lookback of it: functions/overage's TestSetupWithDatabase): a call for
+// the last day of February recorded 43 days after the period ended is
+// billed.
+func TestRunLateUsageWithinTheBackfillWindow(t *testing.T) {
 	fake := validatedFake(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	deployed := h.Billing.(*billing.Billing).Config() // the deployed settings, over this test's ledger and fake
-	test := e.bill().Config()
-	deployed.Ledger, deployed.Biller, deployed.Clock = test.Ledger, test.Biller, test.Clock
-	e.h.Billing = mustBilling(t, deployed)
+	e.configure(func(c *billing.Config) { c.Lookback = billing.BillingLookback(45 * 24 * time.Hour) })
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
 	if _, err := e.run(runAt); err != nil {
 		t.Fatal(err)
@@ -264,30 +254,12 @@ func TestHandleLateUsageWithinTheBackfillWindow(t *testing.T) {
 	}
 }
 
-// TestTemplateGivesTheBackfillWindowToBilling: the overage function reads
-// the record function's backfill window from the template.
-func TestTemplateGivesTheBackfillWindowToBilling(t *testing.T) {
-	tmpl, err := samtemplate.Load("../../template.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, fn := range []string{"record", "analytics", "overage"} {
-		f := tmpl.Function(fn)
-		if f == nil {
-			t.Fatalf("no %s in the template", fn)
-		}
-		if v := f.Env["BACKFILL_WINDOW"]; v.Parameter != "BackfillWindow" {
-			t.Errorf("%s: BACKFILL_WINDOW = %+v; want !Ref BackfillWindow", fn, v)
-		}
-	}
-}
-
-// TestHandleSubscriptionWithoutTerms: the issue's seventh case. A
+// TestRunSubscriptionWithoutTerms: the issue's seventh case. A
 // subscription inserted by SQL (migrated from another system) with no
 // terms history gets its first terms from its columns when the
-// transaction commits, and is billed; the terms of a subscription cannot
-// be deleted from under it.
-func TestHandleSubscriptionWithoutTerms(t *testing.T) {
+// transaction commits (shared/postgres's TestSubscriptionTermsCover),
+// and is billed under them.
+func TestRunSubscriptionWithoutTerms(t *testing.T) {
 	ctx := context.Background()
 	fake := validatedFake(t)
 	e := newEnv(t, fakeBiller(fake.URL))
@@ -302,18 +274,16 @@ func TestHandleSubscriptionWithoutTerms(t *testing.T) {
 	if items := fake.Items(); len(items) != 1 || items[0].Amount != 500 {
 		t.Errorf("items %+v; want 10 packages above the 50,000 included", items)
 	}
-	if _, err := e.db.Pool.Exec(ctx, `DELETE FROM eco_subscription_terms WHERE user_id = $1`, userID(1)); err == nil ||
-		!strings.Contains(err.Error(), "no terms from its period anchor on") {
-		t.Errorf("deleting the terms: %v; want refused", err)
-	}
 }
 
-// TestHandleReportsUnpricedSubscriptions: subscriptions the run cannot
+// TestRunReportsUnpricedSubscriptions: subscriptions the run cannot
 // price (no terms: written with the database's triggers off, as a restore
 // tool may; a period in two currencies: terms written by hand) are
-// reported in the run's summary (eco_job_runs) and as the metric
-// OverageUnpricedSubscriptions, loudly; the others are billed.
-func TestHandleReportsUnpricedSubscriptions(t *testing.T) {
+// reported in the run's report and summary (eco_job_runs) and logged as
+// errors, loudly (the overage function makes the report's count the metric
+// OverageUnpricedSubscriptions: its TestHandleReportsMetrics); the others
+// are billed.
+func TestRunReportsUnpricedSubscriptions(t *testing.T) {
 	ctx := context.Background()
 	fake := validatedFake(t)
 	e := newEnv(t, fakeBiller(fake.URL))
@@ -341,8 +311,9 @@ func TestHandleReportsUnpricedSubscriptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	e.h.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
-	if _, err := e.run(runAt); err != nil {
+	e.configure(func(c *billing.Config) { c.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	rep, err := e.run(runAt)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var unpriced int
@@ -353,8 +324,8 @@ func TestHandleReportsUnpricedSubscriptions(t *testing.T) {
 		!strings.Contains(summary, `{"reason": "the period from 2026-02-01: the period bills in usd and eur; a period is billed in one currency", "user_id": "`+userID(3)+`"}`) {
 		t.Errorf("run summary: %d unpriced, %s, %v; want user 1 (no terms history) and user 3 (two currencies)", unpriced, summary, err)
 	}
-	if !strings.Contains(logs.String(), `"OverageUnpricedSubscriptions":2`) || !strings.Contains(logs.String(), `"CloudWatchMetrics"`) {
-		t.Errorf("no OverageUnpricedSubscriptions metric of 2 in the logs:\n%s", logs.String())
+	if rep.Unpriced != 2 || strings.Count(logs.String(), `"level":"ERROR","msg":"overage subscription not priced"`) != 2 {
+		t.Errorf("report: %d unpriced; want 2, each logged as an error:\n%s", rep.Unpriced, logs.String())
 	}
 	if len(fake.Items()) != 1 {
 		t.Errorf("%d items; want user 2's", len(fake.Items()))
