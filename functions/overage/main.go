@@ -69,6 +69,9 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err := usage.CheckBackfillWindow(backfill); err != nil {
 		return nil, fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(err))
 	}
+	if workers == 0 {
+		workers = billing.DefaultWorkers // as billing.New would: the pool must fit them
+	}
 	db, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(workers) + 1, ExecMode: proxy, NoJIT: true})
 	if err != nil {
 		return nil, err
