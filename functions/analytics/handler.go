@@ -57,7 +57,7 @@ type Handler struct {
 	// Notify manages notification rules, webhook endpoints and their
 	// deliveries (the /v1/notify, /v1/webhooks and their admin routes);
 	// nil: they answer 503.
-	Notify *notify.Service
+	Notify notify.Manager
 	// Reads is the per-caller read budget of every route behind
 	// credentials but the two the write path's rate limit meters (POST
 	// /v1/events, POST /v1/limits/check); nil: no budget.

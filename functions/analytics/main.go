@@ -125,8 +125,8 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 
 		MaxEventQuantity: int64(maxQuantity),
 		BackfillWindow:   backfill,
-		Notify:           &notify.Service{Store: postgres.NewNotifyStore(db), AllowPrivate: allowPrivate, Now: time.Now},
 	}
+	notifications := &notify.Service{Store: postgres.NewNotifyStore(db), AllowPrivate: allowPrivate, Now: time.Now}
 	if queueURL != "" || notifyURL != "" {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {
@@ -143,9 +143,10 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 			}
 		}
 		if notifyURL != "" {
-			h.Notify.Queue = sqspub.NewNotifyQueue(sqs.NewFromConfig(awsCfg), notifyURL)
+			notifications.Queue = sqspub.NewNotifyQueue(sqs.NewFromConfig(awsCfg), notifyURL)
 		}
 	}
+	h.Notify = notifications
 	if queueURL == "" {
 		logger.Warn("USAGE_QUEUE_URL is not set: POST /v1/events answers 503")
 	}

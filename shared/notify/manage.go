@@ -7,6 +7,24 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
+// Manager manages rules, endpoints and deliveries for their owners: what
+// the analytics API's notification routes call. Service implements it.
+type Manager interface {
+	Rules(ctx context.Context, o Owner, f RuleFilter) ([]Rule, error)
+	CreateRule(ctx context.Context, o Owner, r Rule) (*Rule, error)
+	UpdateRule(ctx context.Context, o Owner, id string, in RuleInput) (*Rule, error)
+	DeleteRule(ctx context.Context, o Owner, id string) error
+	Endpoints(ctx context.Context, o Owner, f EndpointFilter) ([]Endpoint, error)
+	CreateEndpoint(ctx context.Context, o Owner, userID string, in EndpointInput) (*Endpoint, error)
+	UpdateEndpoint(ctx context.Context, o Owner, id string, in EndpointInput) (*Endpoint, error)
+	DeleteEndpoint(ctx context.Context, o Owner, id string) error
+	RotateSecret(ctx context.Context, o Owner, id string, overlap time.Duration) (*Endpoint, error)
+	Deliveries(ctx context.Context, o Owner, f DeliveryFilter) ([]Delivery, error)
+	Replay(ctx context.Context, o Owner, r ReplayRequest) (int, error)
+}
+
+var _ Manager = (*Service)(nil)
+
 // Service manages rules, endpoints and deliveries for their owners: a
 // user its own (it also sees its plan's rules), an admin everyone's. It
 // is what the analytics API's notification routes call.
