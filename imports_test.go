@@ -48,8 +48,9 @@ var buildsOn = map[string]string{"shared/report": "shared/billing"}
 //
 // Only the imports of non-test files count here: a package's tests may
 // run it over the adapters that implement its interfaces (shared/billing's
-// over shared/postgres and shared/stripebill, in package billing_test),
-// which nothing that ships imports. testImportRule holds the tests to less.
+// over shared/postgres and shared/stripebill, in package billing_test;
+// shared/record's over shared/postgres, in package record_test), which
+// nothing that ships imports. testImportRule holds the tests to less.
 func importRule(pkg, dep string) string {
 	top := func(p string) string { // "shared/postgres/pgtest" -> "shared/postgres"
 		parts := strings.SplitN(p, "/", 3)
@@ -197,6 +198,7 @@ func TestImportRule(t *testing.T) {
 		{"shared/billing", "shared/postgres", true},
 		{"shared/billing", "shared/stripebill", true},
 		{"shared/billing", "shared/postgres/pgtest", true},
+		{"shared/record", "shared/postgres", true},
 		{"shared/billing", "functions/overage", false},
 		{"shared/postgres", "cmd/internal/devstack", false},
 		{"functions/overage", "shared/postgres", true},

@@ -18,7 +18,7 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// fixtureNow is the instant the testdata fixtures were written for.
+// fixtureNow is the instant the sample batch was written for.
 var fixtureNow = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
 // newHandler returns a handler recording through store at the fixtures'
@@ -27,9 +27,12 @@ func newHandler(store record.EventStore, now time.Time, backfill time.Duration) 
 	return &Handler{Recorder: &record.Recorder{Store: store, Now: func() time.Time { return now }, Backfill: backfill}, Logger: quiet}
 }
 
+// loadEvent reads an SQS batch of the usage queue from the record
+// workflow's testdata (shared/record, whose tests record the same batch
+// into PostgreSQL).
 func loadEvent(t *testing.T, name string) events.SQSEvent {
 	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
+	b, err := os.ReadFile("../../shared/record/testdata/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}

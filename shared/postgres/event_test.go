@@ -23,42 +23,6 @@ func testEvent(user string, t time.Time, status int) usage.Event {
 		StatusCode: status, LatencyMS: 5, RequestBytes: 10, ResponseBytes: 100, Quantity: 1, OccurredAt: t}
 }
 
-type counterRow struct {
-	Calls, E4, E5, Req, Resp int64
-}
-
-func readCounters(t *testing.T, db *postgres.DB) map[string]counterRow {
-	t.Helper()
-	rows, err := db.Pool.Query(context.Background(),
-		`SELECT user_id::text, day::text, calls, errors_4xx, errors_5xx, request_bytes, response_bytes FROM eco_usage_counters`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	got := map[string]counterRow{}
-	for rows.Next() {
-		var u, d string
-		var c counterRow
-		if err := rows.Scan(&u, &d, &c.Calls, &c.E4, &c.E5, &c.Req, &c.Resp); err != nil {
-			t.Fatal(err)
-		}
-		got[u+" "+d] = c
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
-
-func countRows(t *testing.T, db *postgres.DB, q string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	if err := db.Pool.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
-}
-
 func TestEventStoreDedupe(t *testing.T) {
 	db := pgtest.NewDB(t)
 	s := postgres.NewEventStore(db)
@@ -88,23 +52,23 @@ func TestEventStoreDedupe(t *testing.T) {
 	if n != 1 {
 		t.Errorf("second batch inserted %d; want 1", n)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_api_usage`); got != 4 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 4 {
 		t.Errorf("stored %d rows; want 4", got)
 	}
-	want := map[string]counterRow{
+	want := map[string]pgtest.Counter{
 		user + " " + now.Format(time.DateOnly):       {Calls: 3, E4: 1, Req: 30, Resp: 300},
 		user + " " + yesterday.Format(time.DateOnly): {Calls: 3, E5: 3, Req: 10, Resp: 100}, // errors count quantity
 	}
-	got := readCounters(t, db)
+	got := pgtest.Counters(t, db)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("counters = %v; want %v", got, want)
 	}
 	// The user's two days are dirty, for that user alone.
-	if got := countRows(t, db, `SELECT count(*) FROM eco_usage_dirty_user_days WHERE user_id = $1 AND day = ANY($2::date[])`,
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_usage_dirty_user_days WHERE user_id = $1 AND day = ANY($2::date[])`,
 		user, []string{now.Format(time.DateOnly), yesterday.Format(time.DateOnly)}); got != 2 {
 		t.Errorf("dirty days of the user = %d; want 2", got)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_usage_dirty_days`); got != 0 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_usage_dirty_days`); got != 0 {
 		t.Errorf("%d days dirty as a whole; want none: the record path marks users' days", got)
 	}
 }
@@ -126,17 +90,17 @@ func TestEventStoreQuarantine(t *testing.T) {
 	if n != 1 {
 		t.Errorf("inserted %d; want 1", n)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events WHERE source = 'record' AND message_id = 'm1' AND field = 'method' AND body = '{"method":"X"}'`); got != 1 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events WHERE source = 'record' AND message_id = 'm1' AND field = 'method' AND body = '{"method":"X"}'`); got != 1 {
 		t.Errorf("quarantined m1 rows = %d; want 1", got)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = 'm2'`); got != 1 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = 'm2'`); got != 1 {
 		t.Errorf("quarantined m2 rows = %d; want 1", got)
 	}
 	// Rejections alone are written too.
 	if _, err := s.RecordBatch(ctx, nil, []record.Rejection{{MessageID: "m3", Reason: "r", Body: "b"}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 3 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 3 {
 		t.Errorf("quarantined rows = %d; want 3", got)
 	}
 }
@@ -160,13 +124,13 @@ func TestEventStoreRedeliveredRejectionsStoredOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id <> ''`); got != 3 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id <> ''`); got != 3 {
 		t.Errorf("quarantined rows of messages after 3 deliveries = %d; want 3", got)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = 'm1' AND position = 3 AND field = 'quantity'`); got != 1 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = 'm1' AND position = 3 AND field = 'quantity'`); got != 1 {
 		t.Errorf("m1's event at position 3 quarantined %d times; want once", got)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = ''`); got != 3 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = ''`); got != 3 {
 		t.Errorf("rejections without a message id = %d; want one per delivery, 3", got)
 	}
 }
@@ -184,7 +148,7 @@ func TestEventStoreFailureBeforeCommitWritesNothing(t *testing.T) {
 	}
 	for _, q := range []string{`SELECT count(*) FROM eco_api_usage`, `SELECT count(*) FROM eco_usage_counters`,
 		`SELECT count(*) FROM eco_usage_dirty_days`, `SELECT count(*) FROM eco_usage_dirty_user_days`, `SELECT count(*) FROM eco_rejected_events`} {
-		if got := countRows(t, db, q); got != 0 {
+		if got := pgtest.Count(t, db, q); got != 0 {
 			t.Errorf("%s = %d after a rolled-back batch; want 0", q, got)
 		}
 	}
@@ -210,7 +174,7 @@ func TestEventStoreCreatesMissingPartition(t *testing.T) {
 		t.Errorf("inserted %d; want 2", n)
 	}
 	name := "eco_api_usage_p" + old.Format("200601")
-	if got := countRows(t, db, `SELECT count(*) FROM pg_class WHERE relname = $1`, name); got != 1 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM pg_class WHERE relname = $1`, name); got != 1 {
 		t.Errorf("partition %s not created", name)
 	}
 }
@@ -278,10 +242,10 @@ func TestEventStoreConcurrentBatchesShareIDs(t *testing.T) {
 	if total != int64(len(unique)) {
 		t.Errorf("writers inserted %d events in all; want %d, each once", total, len(unique))
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_api_usage`); got != int64(len(unique)) {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_api_usage`); got != int64(len(unique)) {
 		t.Errorf("%d raw rows; want %d", got, len(unique))
 	}
-	want := map[string]counterRow{}
+	want := map[string]pgtest.Counter{}
 	for _, e := range unique {
 		k := e.UserID + " " + e.OccurredAt.UTC().Format(time.DateOnly)
 		c := want[k]
@@ -296,10 +260,10 @@ func TestEventStoreConcurrentBatchesShareIDs(t *testing.T) {
 		c.Resp += e.ResponseBytes
 		want[k] = c
 	}
-	if diff := cmp.Diff(want, readCounters(t, db)); diff != "" {
+	if diff := cmp.Diff(want, pgtest.Counters(t, db)); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
-	if got := countRows(t, db, `SELECT count(DISTINCT (user_id, day)) FROM eco_usage_dirty_user_days`); got != int64(len(want)) {
+	if got := pgtest.Count(t, db, `SELECT count(DISTINCT (user_id, day)) FROM eco_usage_dirty_user_days`); got != int64(len(want)) {
 		t.Errorf("%d users' days marked dirty; want %d", got, len(want))
 	}
 }

@@ -42,13 +42,13 @@ func TestEventStoreDedupeOnEventIDAlone(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("second batch = %d, %v; want only b inserted", n, err)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_api_usage`); got != 2 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 2 {
 		t.Errorf("%d raw rows; want 2", got)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_api_usage WHERE event_id = $1 AND status_code = 404`, b.EventID); got != 1 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_api_usage WHERE event_id = $1 AND status_code = 404`, b.EventID); got != 1 {
 		t.Errorf("b stored %d times as the first one (404); want once", got)
 	}
-	got := readCounters(t, db)
+	got := pgtest.Counters(t, db)
 	if c := got[user+" "+now.Format(time.DateOnly)]; c.Calls != 1 || c.E4 != 1 || c.E5 != 0 {
 		t.Errorf("today's counter = %+v; want b alone", c)
 	}
@@ -90,7 +90,7 @@ func TestEventStoreKeyGenerations(t *testing.T) {
 			t.Errorf("%s: second delivery = %d, %v; want a duplicate", tt.name, n, err)
 		}
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM eco_api_usage`); got != int64(len(tests)) {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_api_usage`); got != int64(len(tests)) {
 		t.Errorf("%d raw rows; want %d", got, len(tests))
 	}
 }
@@ -126,7 +126,7 @@ func TestEventStoreRefusalInOurWords(t *testing.T) {
 		}
 	}
 	for _, q := range []string{`SELECT count(*) FROM eco_api_usage`, `SELECT count(*) FROM eco_event_keys`, `SELECT count(*) FROM eco_usage_counters`} {
-		if got := countRows(t, db, q); got != 0 {
+		if got := pgtest.Count(t, db, q); got != 0 {
 			t.Errorf("%s = %d after refused batches; want 0", q, got)
 		}
 	}
@@ -148,7 +148,7 @@ func TestEventStoreDroppedMonthStaysDropped(t *testing.T) {
 	if usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != "occurred_at" || !strings.Contains(usage.ErrorMessage(err), "no longer kept") {
 		t.Errorf("RecordBatch into a dropped month = %v; want CodeInvalid naming occurred_at", err)
 	}
-	if got := countRows(t, db, `SELECT count(*) FROM pg_class WHERE relname = $1`, "eco_api_usage_p"+old.Format("200601")); got != 0 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM pg_class WHERE relname = $1`, "eco_api_usage_p"+old.Format("200601")); got != 0 {
 		t.Error("the dropped month was created again")
 	}
 }

@@ -7,8 +7,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/postgres"
+	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/rollup"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -67,5 +69,62 @@ func TestSumsSaturate(t *testing.T) {
 	}
 	if _, err := a.AdminSummary(ctx, r, rollupNow); err != nil {
 		t.Errorf("AdminSummary: %v", err)
+	}
+}
+
+// TestEventStoreHugeBytesThenNormalBatch is the reported failure: an event
+// with request_bytes = response_bytes = 9223372036854775807 stored (as
+// POST /v1/events let through before the bounds, or any row written before
+// them), then an ordinary batch of the same user and day. The batch is
+// recorded, its calls counted exactly, the byte counters saturate at the
+// bigint maximum, and nothing valid is refused. The day's rollup holds the
+// maximum too.
+func TestEventStoreHugeBytesThenNormalBatch(t *testing.T) {
+	const maxBigint = 9223372036854775807
+	db := pgtest.NewDB(t)
+	store := postgres.NewEventStore(db)
+	ctx := context.Background()
+	now := testkit.Midday()
+	user := uuid.NewString()
+	huge := testEvent(user, now.Add(-time.Minute), 200)
+	huge.RequestBytes, huge.ResponseBytes = maxBigint, maxBigint
+	if _, err := store.RecordBatch(ctx, []usage.Event{huge}, nil); err != nil {
+		t.Fatalf("store the huge event: %v", err)
+	}
+
+	var batch []usage.Event
+	for range 5 {
+		batch = append(batch, testEvent(user, now.Add(-time.Minute), 200), testEvent(uuid.NewString(), now.Add(-time.Minute), 200))
+	}
+	if _, err := store.RecordBatch(ctx, batch, nil); err != nil {
+		t.Fatalf("the ordinary batch was refused: %v", err)
+	}
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 0 {
+		t.Errorf("%d valid events quarantined; want none", got)
+	}
+	today := user + " " + now.Format(time.DateOnly)
+	want := pgtest.Counter{Calls: 6, Req: maxBigint, Resp: maxBigint}
+	if got := pgtest.Counters(t, db)[today]; got != want {
+		t.Errorf("counter = %+v; want %+v", got, want)
+	}
+	// Another batch of the same user and day: the counters keep moving.
+	if _, err := store.RecordBatch(ctx, []usage.Event{testEvent(user, now.Add(-time.Minute), 200)}, nil); err != nil {
+		t.Fatalf("the next batch was refused: %v", err)
+	}
+	if got := pgtest.Counters(t, db)[today]; got.Calls != 7 || got.Req != maxBigint {
+		t.Errorf("counter after the next batch = %+v; want 7 calls, bytes saturated", got)
+	}
+
+	rollups := postgres.NewRollupStore(db)
+	if _, _, err := rollups.RecomputeDay(ctx, rollup.DirtyDay{Day: usage.Day(now)}, 0, 1, rollup.DefaultMaxEndpointsPerDay, false); err != nil {
+		t.Fatalf("recompute the day: %v", err)
+	}
+	var calls, rq, rs int64
+	if err := db.Pool.QueryRow(ctx, `SELECT calls, request_bytes, response_bytes FROM eco_usage_user_daily
+		WHERE user_id = $1 AND day = $2`, user, usage.Day(now)).Scan(&calls, &rq, &rs); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 7 || rq != maxBigint || rs != maxBigint {
+		t.Errorf("rollup summary = %d calls, %d, %d bytes; want 7 calls, bytes saturated", calls, rq, rs)
 	}
 }

@@ -44,6 +44,14 @@ func RequireTool(tb testing.TB, name, need string) string {
 	return p
 }
 
+// Midday is noon (UTC) of today: the clock of tests whose events, a
+// minute or an hour before it, must fall on the day they read back
+// whenever the tests run (at 00:00:30 an event a minute ago is
+// yesterday's).
+func Midday() time.Time {
+	return time.Now().UTC().Truncate(24 * time.Hour).Add(12 * time.Hour)
+}
+
 // Clock is a fake clock the test moves by hand; its Now goes where a
 // service takes a clock. Safe for concurrent use.
 type Clock struct {

@@ -2,7 +2,8 @@
 // service: the context a suite that drives processes runs under, the check
 // that a function's configuration is what template.yaml gives it, what a
 // test needs from the machine (Require, RequireTool: a skip, or a failure
-// under CI=true), a fake clock and a logger for the services under test.
+// under CI=true), a fake clock, Midday (a clock that keeps a test's recent
+// events on one day) and a logger for the services under test.
 package testkit
 
 import (

@@ -6,6 +6,10 @@
 // with a message, so that a plain go test ./... still runs everything else;
 // under CI=true it fails instead, because there a missing database is a
 // broken set-up, not a reason to skip.
+//
+// Beside the database it holds what the record path's tests, in
+// shared/postgres and shared/record, read and break in it: Count, the live
+// Counters, and a CommitFault.
 package pgtest
 
 import (
@@ -188,6 +192,47 @@ func withDatabase(tb testing.TB, admin, name string) string {
 		u.RawQuery = q.Encode()
 	}
 	return u.String()
+}
+
+// Count returns the one integer query's row holds (a count(*) or a sum),
+// failing the test when it cannot.
+func Count(tb testing.TB, db *postgres.DB, query string, args ...any) int64 {
+	tb.Helper()
+	var n int64
+	if err := db.Pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// Counter is a user's live counter of a day (eco_usage_counters).
+type Counter struct {
+	Calls, E4, E5, Req, Resp int64
+}
+
+// Counters returns every live counter of db, keyed by the user's id and
+// the day (2006-01-02) joined by a space.
+func Counters(tb testing.TB, db *postgres.DB) map[string]Counter {
+	tb.Helper()
+	rows, err := db.Pool.Query(context.Background(),
+		`SELECT user_id::text, day::text, calls, errors_4xx, errors_5xx, request_bytes, response_bytes FROM eco_usage_counters`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]Counter{}
+	for rows.Next() {
+		var u, d string
+		var c Counter
+		if err := rows.Scan(&u, &d, &c.Calls, &c.E4, &c.E5, &c.Req, &c.Resp); err != nil {
+			tb.Fatal(err)
+		}
+		got[u+" "+d] = c
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return got
 }
 
 // CommitFault makes the record path's transactions fail at commit, in a

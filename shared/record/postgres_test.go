@@ -1,4 +1,4 @@
-package main
+package record_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/mock"
@@ -19,22 +18,20 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// The tests of this file run the handler over PostgreSQL (skipped without
+// The tests of this file run the Recorder over PostgreSQL (skipped without
 // it, failed under CI=true): what is stored, quarantined and counted.
 
-func TestHandleMixedBatch_Postgres(t *testing.T) {
+// TestRecorderMixedBatch records the sample batch of the usage queue:
+// valid events stored and counted, the invalid input quarantined naming
+// its message and field.
+func TestRecorderMixedBatch(t *testing.T) {
 	db := pgtest.NewDB(t)
-	h := newHandler(postgres.NewEventStore(db), fixtureNow, 0)
-	ev := loadEvent(t, "mixed_batch.json")
-	resp, err := h.Handle(context.Background(), ev)
-	if err != nil || len(resp.BatchItemFailures) != 0 {
-		t.Fatalf("Handle() = %+v, %v; want every message acknowledged", resp, err)
-	}
+	r := recorderAt(postgres.NewEventStore(db), recordNow)
+	msgs := mixedBatch(t)
+	recordOK(t, r, msgs)
 	// A redelivery of the whole batch changes nothing, the quarantine
 	// included.
-	if resp, err := h.Handle(context.Background(), ev); err != nil || len(resp.BatchItemFailures) != 0 {
-		t.Fatalf("Handle() again = %+v, %v", resp, err)
-	}
+	recordOK(t, r, msgs)
 	ctx := context.Background()
 	var ids []string
 	rows, err := db.Pool.Query(ctx, `SELECT event_id::text FROM eco_api_usage ORDER BY 1`)
@@ -106,13 +103,13 @@ func TestHandleMixedBatch_Postgres(t *testing.T) {
 // queue whole.
 var errInjected = usage.Errorf(usage.CodeUnavailable, "injected database failure")
 
-// TestHandleRedeliveryUnderFailures delivers 10,000 events, 30 % of them
+// TestRecorderRedeliveryUnderFailures delivers 10,000 events, 30 % of them
 // duplicates, shuffled into more than 200 batches; about 15 % of the
 // batch deliveries fail (before the write, at the commit after the write,
 // or after the commit with the acknowledgement lost) and are
 // redelivered until they succeed. The stored rows and the counters must
 // equal exactly the unique events.
-func TestHandleRedeliveryUnderFailures(t *testing.T) {
+func TestRecorderRedeliveryUnderFailures(t *testing.T) {
 	db := pgtest.NewDB(t)
 	store := postgres.NewEventStore(db)
 	fault := pgtest.NewCommitFault(t, db)
@@ -143,7 +140,7 @@ func TestHandleRedeliveryUnderFailures(t *testing.T) {
 		return store.RecordBatch(ctx, events, rejected)
 	}}
 	now := time.Now().UTC()
-	h := newHandler(wrapped, now, 0)
+	r := recorderAt(wrapped, now)
 
 	users := make([]string, 25)
 	for i := range users {
@@ -165,11 +162,11 @@ func TestHandleRedeliveryUnderFailures(t *testing.T) {
 	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 
 	// Messages of 1 to 9 events, batches of 1 to 9 messages.
-	var queue []events.SQSMessage
+	var queue []record.Message
 	for i := 0; i < len(all); {
 		n := min(1+rng.IntN(9), len(all)-i)
 		body, _ := json.Marshal(all[i : i+n])
-		queue = append(queue, events.SQSMessage{MessageId: fmt.Sprintf("m%d", len(queue)), Body: string(body)})
+		queue = append(queue, record.Message{ID: fmt.Sprintf("m%d", len(queue)), Body: body})
 		i += n
 	}
 	batches, failedBatches := 0, 0
@@ -178,22 +175,13 @@ func TestHandleRedeliveryUnderFailures(t *testing.T) {
 		batch := queue[:n]
 		queue = queue[n:]
 		batches++
-		resp, err := h.Handle(context.Background(), events.SQSEvent{Records: batch})
-		if err != nil {
-			t.Fatal(err)
-		}
-		failed := map[string]bool{}
-		for _, f := range resp.BatchItemFailures {
-			failed[f.ItemIdentifier] = true
-		}
-		if len(failed) > 0 {
+		if _, err := r.Record(context.Background(), batch); err != nil {
+			// The batch goes back to the queue whole: each message is
+			// redelivered later, somewhere in the queue.
 			failedBatches++
-		}
-		for _, m := range batch {
-			if failed[m.MessageId] {
-				// Redelivered later, somewhere in the queue.
+			for _, m := range batch {
 				at := rng.IntN(len(queue) + 1)
-				queue = append(queue[:at], append([]events.SQSMessage{m}, queue[at:]...)...)
+				queue = append(queue[:at], append([]record.Message{m}, queue[at:]...)...)
 			}
 		}
 	}

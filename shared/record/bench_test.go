@@ -1,4 +1,4 @@
-package main
+package record_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/nexus/usage/shared/postgres"
@@ -114,25 +113,25 @@ func benchCopy(b *testing.B, shape benchShape, keyed bool) float64 {
 }
 
 // sqsBatches packs data into shape's SQS batches, as the publisher and the
-// event source mapping do.
-func sqsBatches(data []usage.Event, shape benchShape) []events.SQSEvent {
-	var batches []events.SQSEvent
+// event source mapping do: the messages of each batch.
+func sqsBatches(data []usage.Event, shape benchShape) [][]record.Message {
+	var batches [][]record.Message
 	for i := 0; i < len(data); i += shape.batch() {
-		var ev events.SQSEvent
+		var msgs []record.Message
 		chunk := data[i:min(i+shape.batch(), len(data))]
 		for j := 0; j < len(chunk); j += shape.perMsg {
 			body, _ := json.Marshal(chunk[j:min(j+shape.perMsg, len(chunk))])
-			ev.Records = append(ev.Records, events.SQSMessage{MessageId: fmt.Sprintf("%d-%d", i, j), Body: string(body)})
+			msgs = append(msgs, record.Message{ID: fmt.Sprintf("%d-%d", i, j), Body: body})
 		}
-		batches = append(batches, ev)
+		batches = append(batches, msgs)
 	}
 	return batches
 }
 
-// benchRecord measures the record handler over shape's SQS batches.
+// benchRecord measures the Recorder over shape's SQS batches.
 func benchRecord(b *testing.B, shape benchShape) float64 {
 	db := pgtest.NewDB(b)
-	h := &Handler{Recorder: &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}, Logger: quiet}
+	r := &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}
 	ctx := context.Background()
 	now := time.Now().UTC()
 	var rate float64
@@ -142,10 +141,9 @@ func benchRecord(b *testing.B, shape benchShape) float64 {
 		batches := sqsBatches(data, shape)
 		b.StartTimer()
 		start := time.Now()
-		for _, ev := range batches {
-			resp, err := h.Handle(ctx, ev)
-			if err != nil || len(resp.BatchItemFailures) > 0 {
-				b.Fatalf("Handle() = %+v, %v", resp, err)
+		for _, msgs := range batches {
+			if _, err := r.Record(ctx, msgs); err != nil {
+				b.Fatalf("Record() = %v", err)
 			}
 		}
 		rate = float64(len(data)) / time.Since(start).Seconds()
@@ -161,7 +159,8 @@ func benchRecord(b *testing.B, shape benchShape) float64 {
 }
 
 // BenchmarkRecordPath measures events/s of the record path (decoding,
-// validation and the one-statement write of SQS batches, one connection)
+// validation and the write of SQS batches' messages by the Recorder over
+// postgres.EventStore, one connection)
 // against baselines on the same tables in the same run, each measurement
 // on a fresh database, in two shapes: 100 messages of one event per batch,
 // and the production shape, 100 messages of 100 events (10,000 events per
@@ -243,7 +242,7 @@ const concurrentEvents = 200_000
 
 // BenchmarkRecordConcurrent measures n = 1, 2 and 4 record functions at
 // once, each recording its own SQS batches of the production shape (100
-// messages of 100 events) through its own handler, against n concurrent
+// messages of 100 events) through its own Recorder, against n concurrent
 // copy_keyed writers (COPY of the same rows and keys, one transaction per
 // 10,000 events), in the same run, each measurement on a fresh database,
 // each writer first warmed up with one batch; events/s counts every
@@ -273,13 +272,12 @@ func BenchmarkRecordConcurrent(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("record_%d", n), func(b *testing.B) {
 			rate := benchConcurrent(b, n, func(ctx context.Context, db *postgres.DB, data []usage.Event, now time.Time) func() error {
-				h := &Handler{Recorder: &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}, Logger: quiet}
+				r := &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}
 				batches := sqsBatches(data, shapeProduction)
 				return func() error {
-					for _, ev := range batches {
-						resp, err := h.Handle(ctx, ev)
-						if err != nil || len(resp.BatchItemFailures) > 0 {
-							return fmt.Errorf("Handle() = %+v, %v", resp, err)
+					for _, msgs := range batches {
+						if _, err := r.Record(ctx, msgs); err != nil {
+							return fmt.Errorf("Record() = %v", err)
 						}
 					}
 					return nil

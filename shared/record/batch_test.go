@@ -1,11 +1,10 @@
-package main
+package record_test
 
 // The record path under duplicates, re-stamped ids, poison rows and
 // redelivery: every event once, every bad one quarantined once.
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -15,20 +14,21 @@ import (
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/record"
+	"github.com/nexus/usage/shared/testkit"
 	"github.com/nexus/usage/shared/usage"
 )
 
-// TestHandleSameEventIDAnotherTime: a producer that retries with a
+// TestRecorderSameEventIDAnotherTime: a producer that retries with a
 // re-stamped occurred_at sends the same event id with another time, in a
 // later batch or in the same one: it is counted once, the first one wins,
 // and the batch reports it as a duplicate.
-func TestHandleSameEventIDAnotherTime(t *testing.T) {
+func TestRecorderSameEventIDAnotherTime(t *testing.T) {
 	db := pgtest.NewDB(t)
-	now := midday()
+	now := testkit.Midday()
 	user := uuid.NewString()
-	h := newHandler(postgres.NewEventStore(db), now, 0)
+	r := recorderAt(postgres.NewEventStore(db), now)
 	first := hostileEvent(user, now, 3*24*time.Hour)
-	handleOK(t, h, sqsBatch("a", []usage.Event{first}))
+	recordOK(t, r, messagesOf("a", []usage.Event{first}))
 
 	again := first
 	again.OccurredAt = now.Add(-time.Minute) // another day
@@ -36,7 +36,7 @@ func TestHandleSameEventIDAnotherTime(t *testing.T) {
 	twin := hostileEvent(user, now, time.Hour)
 	twinLater := twin
 	twinLater.OccurredAt = now.Add(-2 * time.Hour)
-	res, err := h.Recorder.Record(context.Background(), []record.Message{
+	res, err := r.Record(context.Background(), []record.Message{
 		{ID: "b0", Body: mustJSON(t, again)},
 		{ID: "b1", Body: mustJSON(t, []usage.Event{twin, twinLater})},
 	})
@@ -55,10 +55,10 @@ func TestHandleSameEventIDAnotherTime(t *testing.T) {
 	if !firstAt.Equal(first.OccurredAt.Truncate(time.Microsecond)) || !twinAt.Equal(twin.OccurredAt.Truncate(time.Microsecond)) {
 		t.Errorf("stored times %s, %s; want the first ones %s, %s", firstAt, twinAt, first.OccurredAt, twin.OccurredAt)
 	}
-	if got := count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 2 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 2 {
 		t.Errorf("%d raw rows; want 2", got)
 	}
-	if got := count(t, db, `SELECT coalesce(sum(calls), 0) FROM eco_usage_counters WHERE user_id = $1`, user); got != 2 {
+	if got := pgtest.Count(t, db, `SELECT coalesce(sum(calls), 0) FROM eco_usage_counters WHERE user_id = $1`, user); got != 2 {
 		t.Errorf("%d calls counted; want 2", got)
 	}
 	// The re-stamped duplicate falls on today, beside the twin: today holds
@@ -67,56 +67,47 @@ func TestHandleSameEventIDAnotherTime(t *testing.T) {
 		day  time.Time
 		want int64
 	}{{usage.Day(again.OccurredAt), 1}, {usage.Day(first.OccurredAt), 1}} {
-		if got := count(t, db, `SELECT coalesce(sum(calls), 0) FROM eco_usage_counters WHERE user_id = $1 AND day = $2`, user, c.day); got != c.want {
+		if got := pgtest.Count(t, db, `SELECT coalesce(sum(calls), 0) FROM eco_usage_counters WHERE user_id = $1 AND day = $2`, user, c.day); got != c.want {
 			t.Errorf("%s: %d calls counted; want %d", c.day.Format(time.DateOnly), got, c.want)
 		}
 	}
 }
 
-// TestHandleSameEventIDInCapitals: a UUID in capitals is the same id. The
+// TestRecorderSameEventIDInCapitals: a UUID in capitals is the same id. The
 // same event sent with its ids in capitals and in small letters, in one
 // batch and in a later one, is stored and counted once.
-func TestHandleSameEventIDInCapitals(t *testing.T) {
+func TestRecorderSameEventIDInCapitals(t *testing.T) {
 	db := pgtest.NewDB(t)
-	now := midday()
+	now := testkit.Midday()
 	user := uuid.NewString()
-	h := newHandler(postgres.NewEventStore(db), now, 0)
+	r := recorderAt(postgres.NewEventStore(db), now)
 	e := hostileEvent(user, now, time.Hour)
 	upper := e
 	upper.EventID, upper.UserID = strings.ToUpper(e.EventID), strings.ToUpper(e.UserID)
-	res, err := h.Recorder.Record(context.Background(), []record.Message{{ID: "a", Body: mustJSON(t, []usage.Event{upper, e})}})
+	res, err := r.Record(context.Background(), []record.Message{{ID: "a", Body: mustJSON(t, []usage.Event{upper, e})}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Inserted != 1 || res.Duplicates != 1 || len(res.Rejected) != 0 {
 		t.Errorf("Record = %+v; want 1 inserted, 1 duplicate", res)
 	}
-	handleOK(t, h, sqsBatch("b", []usage.Event{upper}))
-	if got := count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 1 {
+	recordOK(t, r, messagesOf("b", []usage.Event{upper}))
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 1 {
 		t.Errorf("%d raw rows; want 1", got)
 	}
-	if got := count(t, db, `SELECT coalesce(sum(calls), 0) FROM eco_usage_counters WHERE user_id = $1`, user); got != 1 {
+	if got := pgtest.Count(t, db, `SELECT coalesce(sum(calls), 0) FROM eco_usage_counters WHERE user_id = $1`, user); got != 1 {
 		t.Errorf("%d calls counted; want 1", got)
 	}
 }
 
-func mustJSON(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// TestHandlePoisonRowSplitOut: the database refuses one event of a batch
+// TestRecorderPoisonRowSplitOut: the database refuses one event of a batch
 // that validation let through (a CHECK constraint of this test's database
 // stands in for a future data error, and a trigger raising 22003 for a
 // value out of a column's range). The batch is split until that event
 // stands alone; it is quarantined with the database's reason, in our
 // words, naming the field; every other event is recorded. Redelivering the
 // batch changes nothing: no event counted twice, no rejection duplicated.
-func TestHandlePoisonRowSplitOut(t *testing.T) {
+func TestRecorderPoisonRowSplitOut(t *testing.T) {
 	db := pgtest.NewDB(t)
 	ctx := context.Background()
 	if _, err := db.Pool.Exec(ctx, `
@@ -132,7 +123,7 @@ func TestHandlePoisonRowSplitOut(t *testing.T) {
 		CREATE TRIGGER test_refuse_bytes BEFORE INSERT ON eco_api_usage FOR EACH ROW EXECUTE FUNCTION test_refuse_bytes();`); err != nil {
 		t.Fatal(err)
 	}
-	now := midday()
+	now := testkit.Midday()
 	users := []string{uuid.NewString(), uuid.NewString()}
 	var msgs [][]usage.Event
 	var poisonLatency, poisonBytes usage.Event
@@ -152,17 +143,17 @@ func TestHandlePoisonRowSplitOut(t *testing.T) {
 		}
 		msgs = append(msgs, evs)
 	}
-	ev := sqsBatch("", msgs...)
-	h := newHandler(postgres.NewEventStore(db), now, 0)
+	batch := messagesOf("", msgs...)
+	r := recorderAt(postgres.NewEventStore(db), now)
 	for delivery := range 3 {
-		handleOK(t, h, ev)
-		if got := count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 498 {
+		recordOK(t, r, batch)
+		if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 498 {
 			t.Errorf("delivery %d: %d raw rows; want 498", delivery, got)
 		}
-		if got := count(t, db, `SELECT sum(calls) FROM eco_usage_counters`); got != 498 {
+		if got := pgtest.Count(t, db, `SELECT sum(calls) FROM eco_usage_counters`); got != 498 {
 			t.Errorf("delivery %d: %d calls counted; want 498", delivery, got)
 		}
-		if got := count(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 2 {
+		if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 2 {
 			t.Errorf("delivery %d: %d rejections; want 2", delivery, got)
 		}
 	}
@@ -184,19 +175,19 @@ func TestHandlePoisonRowSplitOut(t *testing.T) {
 	}
 }
 
-// TestHandleRedeliveryKeepsOneRejection: a batch redelivered (the
+// TestRecorderRedeliveryKeepsOneRejection: a batch redelivered (the
 // acknowledgement lost) quarantines its invalid messages once.
-func TestHandleRedeliveryKeepsOneRejection(t *testing.T) {
+func TestRecorderRedeliveryKeepsOneRejection(t *testing.T) {
 	db := pgtest.NewDB(t)
-	h := newHandler(postgres.NewEventStore(db), fixtureNow, 0)
-	ev := loadEvent(t, "mixed_batch.json")
+	r := recorderAt(postgres.NewEventStore(db), recordNow)
+	msgs := mixedBatch(t)
 	for range 3 {
-		handleOK(t, h, ev)
+		recordOK(t, r, msgs)
 	}
-	if got := count(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 4 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 4 {
 		t.Errorf("%d rejections after 3 deliveries; want the batch's 4", got)
 	}
-	if got := count(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = 'm-valid-array' AND position = 1`); got != 1 {
+	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events WHERE message_id = 'm-valid-array' AND position = 1`); got != 1 {
 		t.Errorf("the array's second event quarantined %d times; want once, at position 1", got)
 	}
 }
