@@ -151,13 +151,13 @@ func (s *stack) cross(t *testing.T) (string, string) {
 	t.Helper()
 	ctx := context.Background()
 	user := uuid.NewString()
-	if _, err := s.events.RecordBatch(ctx, calls(user, 10), nil); err != nil {
+	if _, err := s.events.RecordBatch(ctx, s.clk.Now(), calls(user, 10), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.h.Armer.ArmPending(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.events.RecordBatch(ctx, calls(user, 800), nil); err != nil {
+	if _, err := s.events.RecordBatch(ctx, s.clk.Now(), calls(user, 800), nil); err != nil {
 		t.Fatal(err)
 	}
 	var id string
@@ -313,7 +313,7 @@ func TestDeliverAfterCrash(t *testing.T) {
 	_, eventID := s.cross(t)
 	// A second user's calls, never armed: only pending days.
 	other := uuid.NewString()
-	if _, err := s.events.RecordBatch(ctx, calls(other, 1000), nil); err != nil {
+	if _, err := s.events.RecordBatch(ctx, s.clk.Now(), calls(other, 1000), nil); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := s.h.Sweep(ctx)
@@ -398,7 +398,7 @@ func TestDeliverReplay(t *testing.T) {
 func (s *stack) crossFor(t *testing.T, user string) (string, string) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := s.events.RecordBatch(ctx, calls(user, 200), nil); err != nil {
+	if _, err := s.events.RecordBatch(ctx, s.clk.Now(), calls(user, 200), nil); err != nil {
 		t.Fatal(err)
 	}
 	var id string

@@ -52,7 +52,7 @@ func TestHandleMixedBatch(t *testing.T) {
 		ids      []string
 		rejected []record.Rejection
 	}
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
+	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
 		calls++
 		for _, e := range events {
 			got.ids = append(got.ids, e.EventID)
@@ -100,7 +100,7 @@ func TestHandleBackfillWindow(t *testing.T) {
 		accepted int
 	}{{0, 3}, {24 * time.Hour, 2}, {500 * 24 * time.Hour, 4}} {
 		var n int
-		h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, _ []record.Rejection) (int64, error) {
+		h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, events []usage.Event, _ []record.Rejection) (int64, error) {
 			n = len(events)
 			return int64(n), nil
 		}}, fixtureNow, tt.backfill)
@@ -113,7 +113,7 @@ func TestHandleBackfillWindow(t *testing.T) {
 func TestHandleStoreFailureFailsEveryMessage(t *testing.T) {
 	ev := loadEvent(t, "mixed_batch.json")
 	var calls int
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
+	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
 		calls++
 		if len(events) != 3 || len(rejected) != 4 {
 			t.Errorf("RecordBatch got %d events, %d rejections; want 3, 4", len(events), len(rejected))

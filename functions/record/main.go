@@ -80,12 +80,15 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
+	// One clock for the record path: the Recorder judges and records each
+	// batch at it, and the arming after the commit reads it.
+	clock := time.Now
 	// After each commit that raised notification events or left periods
 	// unarmed: queue the events, arm the periods (the deliver function's
 	// sweep does both when this cannot).
-	after := &notify.Recorded{Armer: &notify.Armer{Store: postgres.NewNotifyStore(db), Now: time.Now}, Logger: logger}
+	after := &notify.Recorded{Armer: &notify.Armer{Store: postgres.NewNotifyStore(db), Now: clock}, Logger: logger}
 	store := postgres.NewEventStore(db).AfterCommit(after.After)
-	rec := &record.Recorder{Store: store, Now: time.Now, Backfill: backfill}
+	rec := &record.Recorder{Store: store, Now: clock, Backfill: backfill}
 	h := &Handler{Recorder: rec, Logger: logger, QueueURL: queueURL, Redelivery: redelivery}
 	if queueURL != "" || notifyURL != "" {
 		awsCfg, err := config.LoadDefaultConfig(ctx)

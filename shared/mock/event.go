@@ -2,6 +2,7 @@ package mock
 
 import (
 	"context"
+	"time"
 
 	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
@@ -11,12 +12,12 @@ var _ record.EventStore = (*EventStore)(nil)
 
 // EventStore is a record.EventStore.
 type EventStore struct {
-	RecordBatchFn func(ctx context.Context, events []usage.Event, rejected []record.Rejection) (int64, error)
+	RecordBatchFn func(ctx context.Context, now time.Time, events []usage.Event, rejected []record.Rejection) (int64, error)
 }
 
 // RecordBatch calls RecordBatchFn.
-func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
-	return s.RecordBatchFn(ctx, events, rejected)
+func (s *EventStore) RecordBatch(ctx context.Context, now time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
+	return s.RecordBatchFn(ctx, now, events, rejected)
 }
 
 var (

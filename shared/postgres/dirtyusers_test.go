@@ -36,7 +36,7 @@ func TestRollup_LateEventsOfOneUser(t *testing.T) {
 		all = append(all, g.event(start, 20*24*time.Hour))
 	}
 	for chunk := range slices.Chunk(all, 1000) {
-		if _, err := store.RecordBatch(ctx, chunk, nil); err != nil {
+		if _, err := store.RecordBatch(ctx, rollupNow, chunk, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -62,7 +62,7 @@ func TestRollup_LateEventsOfOneUser(t *testing.T) {
 		backdated = append(backdated, e)
 		lateDays = append(lateDays, d)
 	}
-	if n, err := store.RecordBatch(ctx, backdated, nil); err != nil || n != 15 {
+	if n, err := store.RecordBatch(ctx, rollupNow, backdated, nil); err != nil || n != 15 {
 		t.Fatalf("record the backdated events = %d, %v", n, err)
 	}
 	var wholeDays, otherMarks int64
@@ -130,7 +130,7 @@ func TestRollup_WholeDayMarkClearsUsersMarks(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		all = append(all, g.event(d, 24*time.Hour))
 	}
-	if _, err := postgres.NewEventStore(db).RecordBatch(ctx, all, nil); err != nil {
+	if _, err := postgres.NewEventStore(db).RecordBatch(ctx, rollupNow, all, nil); err != nil {
 		t.Fatal(err)
 	}
 	run := mustRun(t, job, rollup.Options{Backfill: &usage.DayRange{From: d, To: d}})
@@ -159,7 +159,7 @@ func TestRollup_MostUsersMarkedRecomputesWholeDay(t *testing.T) {
 	for i := 0; i < 400; i++ {
 		all = append(all, g.event(d, 24*time.Hour))
 	}
-	if _, err := store.RecordBatch(ctx, all, nil); err != nil {
+	if _, err := store.RecordBatch(ctx, rollupNow, all, nil); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, job, rollup.Options{})
@@ -174,7 +174,7 @@ func TestRollup_MostUsersMarkedRecomputesWholeDay(t *testing.T) {
 		e.UserID, e.APIKeyID = u, ""
 		more = append(more, e)
 	}
-	if _, err := store.RecordBatch(ctx, more, nil); err != nil {
+	if _, err := store.RecordBatch(ctx, rollupNow, more, nil); err != nil {
 		t.Fatal(err)
 	}
 	run := mustRun(t, job, rollup.Options{})

@@ -21,7 +21,8 @@ import (
 // EventStore records usage events: the event keys, the raw log, the live
 // counters, the users' dirty days and the quarantine, and in the same
 // transaction the notification thresholds the batch's users crossed (the
-// outbox) and the days whose periods were not armed (record_usage_counts).
+// outbox) and the days whose periods were not armed (record_usage_counts),
+// at the time its caller gives (RecordBatch).
 type EventStore struct {
 	db    *DB
 	after func(ctx context.Context, fired []string, pending int)
@@ -162,17 +163,32 @@ const countSQL = `WITH rej AS (
 SELECT fired, pending
 FROM record_usage_counts($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz)`
 
-// RecordBatch implements record.EventStore: one transaction. The events
-// must be valid (usage.Event.Validate). When an event's month or the key
-// store's generation has no partition yet, the partitions are created and
-// the batch is retried once; a month that retention dropped is not created
-// again, and its events are refused (CodeInvalid, naming occurred_at).
-// Errors are translated by recordError.
-func (s *EventStore) RecordBatch(ctx context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
+// RecordBatch implements record.EventStore: one transaction at the
+// caller's now (DB.Now is not read), which is the raw rows' received_at,
+// the rejections' rejected_at, the key store's generations, and the time
+// the notification thresholds are crossed and pending days marked at
+// (record_usage_counts). The events must be valid (usage.Event.Validate).
+// When an event's month or the key store's generation has no partition
+// yet, the partitions are created and the batch is retried once; a month
+// that retention dropped is not created again, and its events are refused
+// (CodeInvalid, naming occurred_at). Errors are translated by recordError.
+//
+// Two stamps stay on the server's clock, now() (the transaction's start)
+// in increment_api_calls. A user's dirty mark's marked_at must be: the
+// rollup clears a mark only while its marked_at is still the one it read
+// (clearDirtySQL), so each transaction that marks a day again must leave
+// a stamp no earlier one left, and only the server's clock, one for every
+// writer and read at each transaction's start, gives that; a caller's
+// clock (a test's fixed one, two instances' skewed ones) could stamp two
+// marks alike and let the rollup clear a mark whose events it never read.
+// The live counters' updated_at (a summary's last_updated) has no such
+// need; it is written beside the marks, in a function of the schema,
+// and stays with them.
+func (s *EventStore) RecordBatch(ctx context.Context, now time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
 	if len(events) == 0 && len(rejected) == 0 {
 		return 0, nil
 	}
-	now := micros(s.db.now())
+	now = micros(now.UTC())
 	write, older := usage.KeyGenerations(now)
 	b, err := newBatch(events, rejected, now, write, older)
 	if err != nil {

@@ -36,7 +36,7 @@ func TestEventStoreDedupe(t *testing.T) {
 	c := testEvent(user, yesterday, 503)
 	c.Quantity = 3
 	// a twice inside the batch.
-	n, err := s.RecordBatch(ctx, []usage.Event{a, b, a, c}, nil)
+	n, err := s.RecordBatch(ctx, now, []usage.Event{a, b, a, c}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestEventStoreDedupe(t *testing.T) {
 	}
 	// The whole batch again plus one new event: only the new one counts.
 	d := testEvent(user, now, 200)
-	n, err = s.RecordBatch(ctx, []usage.Event{c, b, a, d, d}, nil)
+	n, err = s.RecordBatch(ctx, now, []usage.Event{c, b, a, d, d}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestEventStoreQuarantine(t *testing.T) {
 		{MessageID: "m1", EventID: "x", Field: "method", Reason: "method: must be an HTTP method", Body: `{"method":"X"}`},
 		{MessageID: "m2", Reason: "invalid JSON", Body: "bad\x00body\xff"},
 	}
-	n, err := s.RecordBatch(ctx, []usage.Event{e}, rej)
+	n, err := s.RecordBatch(ctx, now, []usage.Event{e}, rej)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestEventStoreQuarantine(t *testing.T) {
 		t.Errorf("quarantined m2 rows = %d; want 1", got)
 	}
 	// Rejections alone are written too.
-	if _, err := s.RecordBatch(ctx, nil, []record.Rejection{{MessageID: "m3", Reason: "r", Body: "b"}}); err != nil {
+	if _, err := s.RecordBatch(ctx, now, nil, []record.Rejection{{MessageID: "m3", Reason: "r", Body: "b"}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 3 {
@@ -120,7 +120,7 @@ func TestEventStoreRedeliveredRejectionsStoredOnce(t *testing.T) {
 		{Reason: "no message", Body: "x"},
 	}
 	for range 3 {
-		if _, err := s.RecordBatch(ctx, []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200)}, rej); err != nil {
+		if _, err := s.RecordBatch(ctx, time.Now(), []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200)}, rej); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -143,7 +143,7 @@ func TestEventStoreFailureBeforeCommitWritesNothing(t *testing.T) {
 	fault.Arm(t, true)
 	events := []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200), testEvent(uuid.NewString(), time.Now().UTC(), 500)}
 	rej := []record.Rejection{{MessageID: "m", Reason: "r", Body: "b"}}
-	if _, err := s.RecordBatch(ctx, events, rej); err == nil || usage.ErrorCode(err) == usage.CodeInvalid {
+	if _, err := s.RecordBatch(ctx, time.Now(), events, rej); err == nil || usage.ErrorCode(err) == usage.CodeInvalid {
 		t.Fatalf("RecordBatch error = %v; want a failure that is not the data's", err)
 	}
 	for _, q := range []string{`SELECT count(*) FROM eco_api_usage`, `SELECT count(*) FROM eco_usage_counters`,
@@ -153,7 +153,7 @@ func TestEventStoreFailureBeforeCommitWritesNothing(t *testing.T) {
 		}
 	}
 	fault.Arm(t, false)
-	n, err := s.RecordBatch(ctx, events, rej)
+	n, err := s.RecordBatch(ctx, time.Now(), events, rej)
 	if err != nil || n != 2 {
 		t.Fatalf("retry = %d, %v; want 2 events", n, err)
 	}
@@ -166,7 +166,7 @@ func TestEventStoreCreatesMissingPartition(t *testing.T) {
 	// The migration creates partitions from last month on; this one is older.
 	old := time.Now().UTC().AddDate(0, -3, 0)
 	e := testEvent(uuid.NewString(), old, 200)
-	n, err := s.RecordBatch(ctx, []usage.Event{e, testEvent(e.UserID, time.Now().UTC(), 200)}, nil)
+	n, err := s.RecordBatch(ctx, time.Now(), []usage.Event{e, testEvent(e.UserID, time.Now().UTC(), 200)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestEventStoreUnavailable(t *testing.T) {
 	s := postgres.NewEventStore(db)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := s.RecordBatch(ctx, []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200)}, nil)
+	_, err := s.RecordBatch(ctx, time.Now(), []usage.Event{testEvent(uuid.NewString(), time.Now().UTC(), 200)}, nil)
 	if code := usage.ErrorCode(err); code != usage.CodeUnavailable {
 		t.Errorf("RecordBatch with a cancelled context: code %q (%v); want %q", code, err, usage.CodeUnavailable)
 	}
@@ -225,7 +225,7 @@ func TestEventStoreConcurrentBatchesShareIDs(t *testing.T) {
 	for w := range batches {
 		wg.Go(func() {
 			for _, b := range batches[w] {
-				n, err := s.RecordBatch(ctx, b, nil)
+				n, err := s.RecordBatch(ctx, now, b, nil)
 				if err != nil {
 					t.Errorf("writer %d: %v", w, err)
 					return

@@ -29,7 +29,7 @@ func TestEventStoreDedupeOnEventIDAlone(t *testing.T) {
 	now := time.Now().UTC()
 	user := uuid.NewString()
 	a := testEvent(user, now.Add(-48*time.Hour), 200)
-	if n, err := s.RecordBatch(ctx, []usage.Event{a}, nil); err != nil || n != 1 {
+	if n, err := s.RecordBatch(ctx, now, []usage.Event{a}, nil); err != nil || n != 1 {
 		t.Fatalf("first batch = %d, %v; want 1", n, err)
 	}
 	restamped := a
@@ -38,7 +38,7 @@ func TestEventStoreDedupeOnEventIDAlone(t *testing.T) {
 	bLater := b
 	bLater.OccurredAt = now.Add(-time.Hour)
 	bLater.StatusCode = 500
-	n, err := s.RecordBatch(ctx, []usage.Event{restamped, b, bLater}, nil)
+	n, err := s.RecordBatch(ctx, now, []usage.Event{restamped, b, bLater}, nil)
 	if err != nil || n != 1 {
 		t.Fatalf("second batch = %d, %v; want only b inserted", n, err)
 	}
@@ -80,13 +80,11 @@ func TestEventStoreKeyGenerations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		e := testEvent(uuid.NewString(), occurred, 200)
-		db.Now = func() time.Time { return boundary.Add(tt.first) }
-		if n, err := s.RecordBatch(ctx, []usage.Event{e}, nil); err != nil || n != 1 {
+		if n, err := s.RecordBatch(ctx, boundary.Add(tt.first), []usage.Event{e}, nil); err != nil || n != 1 {
 			t.Fatalf("%s: first delivery = %d, %v", tt.name, n, err)
 		}
 		e.OccurredAt = occurred.Add(-time.Minute)
-		db.Now = func() time.Time { return boundary.Add(tt.again) }
-		if n, err := s.RecordBatch(ctx, []usage.Event{e}, nil); err != nil || n != 0 {
+		if n, err := s.RecordBatch(ctx, boundary.Add(tt.again), []usage.Event{e}, nil); err != nil || n != 0 {
 			t.Errorf("%s: second delivery = %d, %v; want a duplicate", tt.name, n, err)
 		}
 	}
@@ -117,7 +115,7 @@ func TestEventStoreRefusalInOurWords(t *testing.T) {
 	for _, tt := range tests {
 		e := testEvent(uuid.NewString(), time.Now().UTC(), 200)
 		tt.edit(&e)
-		_, err := s.RecordBatch(ctx, []usage.Event{testEvent(e.UserID, time.Now().UTC(), 200), e}, nil)
+		_, err := s.RecordBatch(ctx, time.Now(), []usage.Event{testEvent(e.UserID, time.Now().UTC(), 200), e}, nil)
 		if usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != tt.field || usage.ErrorMessage(err) != tt.reason {
 			t.Errorf("RecordBatch = %q (code %s, field %q); want %q naming %q", usage.ErrorMessage(err), usage.ErrorCode(err), usage.ErrorField(err), tt.reason, tt.field)
 		}
@@ -144,7 +142,7 @@ func TestEventStoreDroppedMonthStaysDropped(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_usage_dropped_months (month, dropped_at) VALUES ($1, now())`, month); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.RecordBatch(ctx, []usage.Event{testEvent(uuid.NewString(), old, 200)}, nil)
+	_, err := s.RecordBatch(ctx, time.Now(), []usage.Event{testEvent(uuid.NewString(), old, 200)}, nil)
 	if usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != "occurred_at" || !strings.Contains(usage.ErrorMessage(err), "no longer kept") {
 		t.Errorf("RecordBatch into a dropped month = %v; want CodeInvalid naming occurred_at", err)
 	}

@@ -64,7 +64,7 @@ func calls(user string, n int, at time.Time) []usage.Event {
 
 func (f *notifyFixture) record(t *testing.T, events []usage.Event) int64 {
 	t.Helper()
-	n, err := f.events.RecordBatch(context.Background(), events, nil)
+	n, err := f.events.RecordBatch(context.Background(), f.db.Now(), events, nil)
 	if err != nil {
 		t.Fatalf("RecordBatch: %v", err)
 	}
@@ -214,7 +214,7 @@ func TestNotifyConcurrentBatchesCrossOnce(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				if _, err := f.events.RecordBatch(context.Background(), b, nil); err != nil {
+				if _, err := f.events.RecordBatch(context.Background(), f.db.Now(), b, nil); err != nil {
 					t.Errorf("RecordBatch: %v", err)
 				}
 			}()

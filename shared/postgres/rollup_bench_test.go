@@ -192,7 +192,7 @@ func BenchmarkRollup(b *testing.B) {
 				Endpoint: "GET /v1/resource3/{id}", Method: "GET", StatusCode: 200, LatencyMS: 12, RequestBytes: 100,
 				ResponseBytes: 1000, Quantity: 1, OccurredAt: usage.Day(now).AddDate(0, 0, -d).Add(13 * time.Hour)})
 		}
-		if n, err := postgres.NewEventStore(db).RecordBatch(ctx, backdated, nil); err != nil || n != 35 {
+		if n, err := postgres.NewEventStore(db).RecordBatch(ctx, now, backdated, nil); err != nil || n != 35 {
 			b.Fatalf("record the backdated events = %d, %v", n, err)
 		}
 		var before time.Time

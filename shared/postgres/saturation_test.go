@@ -88,7 +88,7 @@ func TestEventStoreHugeBytesThenNormalBatch(t *testing.T) {
 	user := uuid.NewString()
 	huge := testEvent(user, now.Add(-time.Minute), 200)
 	huge.RequestBytes, huge.ResponseBytes = maxBigint, maxBigint
-	if _, err := store.RecordBatch(ctx, []usage.Event{huge}, nil); err != nil {
+	if _, err := store.RecordBatch(ctx, now, []usage.Event{huge}, nil); err != nil {
 		t.Fatalf("store the huge event: %v", err)
 	}
 
@@ -96,7 +96,7 @@ func TestEventStoreHugeBytesThenNormalBatch(t *testing.T) {
 	for range 5 {
 		batch = append(batch, testEvent(user, now.Add(-time.Minute), 200), testEvent(uuid.NewString(), now.Add(-time.Minute), 200))
 	}
-	if _, err := store.RecordBatch(ctx, batch, nil); err != nil {
+	if _, err := store.RecordBatch(ctx, now, batch, nil); err != nil {
 		t.Fatalf("the ordinary batch was refused: %v", err)
 	}
 	if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_rejected_events`); got != 0 {
@@ -108,7 +108,7 @@ func TestEventStoreHugeBytesThenNormalBatch(t *testing.T) {
 		t.Errorf("counter = %+v; want %+v", got, want)
 	}
 	// Another batch of the same user and day: the counters keep moving.
-	if _, err := store.RecordBatch(ctx, []usage.Event{testEvent(user, now.Add(-time.Minute), 200)}, nil); err != nil {
+	if _, err := store.RecordBatch(ctx, now, []usage.Event{testEvent(user, now.Add(-time.Minute), 200)}, nil); err != nil {
 		t.Fatalf("the next batch was refused: %v", err)
 	}
 	if got := pgtest.Counters(t, db)[today]; got.Calls != 7 || got.Req != maxBigint {

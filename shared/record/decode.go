@@ -51,13 +51,17 @@ type Rejection struct {
 // EventStore records usage events.
 type EventStore interface {
 	// RecordBatch writes the events and the rejections of a batch in one
-	// transaction. An event whose event id was stored before, within
-	// DedupeWindow of its first receipt and whatever its occurred_at, is a
-	// duplicate and skipped, and so is an event id repeated inside the
-	// batch (the first one wins); the live counters and dirty days move
-	// only by the events actually inserted. A rejection already stored
-	// (same source, MessageID and Position) is not stored again. It
-	// returns how many events were inserted.
+	// transaction, received at now: the caller's clock, the one the
+	// events were validated against, is the events' receipt and the
+	// rejections' time, picks the generations of the event key store that
+	// remember the ids (usage.KeyGenerations), and is when the batch's
+	// notification thresholds are crossed. An event whose event id was
+	// stored before, within DedupeWindow of its first receipt and whatever
+	// its occurred_at, is a duplicate and skipped, and so is an event id
+	// repeated inside the batch (the first one wins); the live counters and
+	// dirty days move only by the events actually inserted. A rejection
+	// already stored (same source, MessageID and Position) is not stored
+	// again. It returns how many events were inserted.
 	//
 	// On error nothing was written. CodeUnavailable means the database
 	// could not be reached or was busy and a retry may succeed; CodeInvalid
@@ -65,7 +69,7 @@ type EventStore interface {
 	// words, names the field when it can, and so does ErrorField), which a
 	// smaller batch without that event would not hit; any other code is a
 	// failure the store cannot attribute.
-	RecordBatch(ctx context.Context, events []usage.Event, rejected []Rejection) (inserted int64, err error)
+	RecordBatch(ctx context.Context, now time.Time, events []usage.Event, rejected []Rejection) (inserted int64, err error)
 }
 
 // Decode reads a queue message body holding one event object or a JSON

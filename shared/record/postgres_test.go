@@ -115,7 +115,7 @@ func TestRecorderRedeliveryUnderFailures(t *testing.T) {
 	fault := pgtest.NewCommitFault(t, db)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var failures [3]int
-	wrapped := &mock.EventStore{RecordBatchFn: func(ctx context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
+	wrapped := &mock.EventStore{RecordBatchFn: func(ctx context.Context, now time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
 		switch r := rng.IntN(100); {
 		case r < 5:
 			failures[0]++
@@ -124,7 +124,7 @@ func TestRecorderRedeliveryUnderFailures(t *testing.T) {
 			// Counted only when it bites: a batch of duplicates alone
 			// writes nothing and commits.
 			fault.Arm(t, true)
-			n, err := store.RecordBatch(ctx, events, rejected)
+			n, err := store.RecordBatch(ctx, now, events, rejected)
 			fault.Arm(t, false)
 			if err != nil {
 				failures[1]++
@@ -132,12 +132,12 @@ func TestRecorderRedeliveryUnderFailures(t *testing.T) {
 			return n, err
 		case r < 15:
 			failures[2]++
-			if _, err := store.RecordBatch(ctx, events, rejected); err != nil {
+			if _, err := store.RecordBatch(ctx, now, events, rejected); err != nil {
 				return 0, err
 			}
 			return 0, errInjected // committed, but the acknowledgement is lost
 		}
-		return store.RecordBatch(ctx, events, rejected)
+		return store.RecordBatch(ctx, now, events, rejected)
 	}}
 	now := time.Now().UTC()
 	r := recorderAt(wrapped, now)

@@ -87,9 +87,9 @@ type BatchResult struct {
 // rejections are keyed by message and position.
 type Recorder struct {
 	Store EventStore
-	// Now is the clock (required) events are validated against: an event's
-	// age is judged at its message's AcceptedAt, within MaxQueueDelay of
-	// Now.
+	// Now is the clock (required) of the record path: events are validated
+	// against it (an event's age is judged at its message's AcceptedAt,
+	// within MaxQueueDelay of Now) and the store records the batch at it.
 	Now func() time.Time
 	// Backfill is how old an event may be (DefaultBackfillWindow when
 	// zero).
@@ -102,9 +102,11 @@ type origin struct {
 	position  int
 }
 
-// Record records the batch. On error the batch must be redelivered
-// whole: some of its parts may have been written, which a redelivery finds
-// as duplicates. The result is nil then.
+// Record records the batch at one reading of the clock: the time the
+// events are judged at is the time every store call of the batch, the
+// split's included, records them at. On error the batch must be
+// redelivered whole: some of its parts may have been written, which a
+// redelivery finds as duplicates. The result is nil then.
 func (r *Recorder) Record(ctx context.Context, msgs []Message) (*BatchResult, error) {
 	now := r.Now()
 	backfill := r.Backfill
@@ -141,7 +143,7 @@ func (r *Recorder) Record(ctx context.Context, msgs []Message) (*BatchResult, er
 
 	res := &BatchResult{Events: len(events)}
 	res.Writes++
-	n, err := r.Store.RecordBatch(ctx, events, rejected)
+	n, err := r.Store.RecordBatch(ctx, now, events, rejected)
 	if err == nil {
 		res.Inserted = n
 		res.Duplicates = int64(len(events)) - n
@@ -153,13 +155,13 @@ func (r *Recorder) Record(ctx context.Context, msgs []Message) (*BatchResult, er
 	}
 
 	// Split: the events alone first, then the whole quarantine at once.
-	s := &split{store: r.Store, events: events, origins: origins}
+	s := &split{store: r.Store, now: now, events: events, origins: origins}
 	if err := s.write(ctx, 0, len(events), err); err != nil {
 		return nil, err
 	}
 	rejected = append(rejected, s.refused...)
 	res.Writes += s.writes + 1
-	if _, err := r.Store.RecordBatch(ctx, nil, rejected); err != nil {
+	if _, err := r.Store.RecordBatch(ctx, now, nil, rejected); err != nil {
 		return nil, err
 	}
 	res.Inserted = s.inserted
@@ -179,6 +181,7 @@ func attributed(err error) bool { return usage.ErrorCode(err) == usage.CodeInval
 // split finds the events a store refuses by bisection.
 type split struct {
 	store    EventStore
+	now      time.Time
 	events   []usage.Event
 	origins  []origin
 	inserted int64
@@ -203,7 +206,7 @@ func (s *split) write(ctx context.Context, lo, hi int, err error) error {
 	var errs [2]error
 	for i, h := range halves {
 		s.writes++
-		n, err := s.store.RecordBatch(ctx, s.events[h[0]:h[1]], nil)
+		n, err := s.store.RecordBatch(ctx, s.now, s.events[h[0]:h[1]], nil)
 		if err != nil && !splittable(err) {
 			return err
 		}

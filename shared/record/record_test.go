@@ -34,7 +34,7 @@ func newStoreSim() *storeSim {
 }
 
 func (s *storeSim) store() *mock.EventStore {
-	return &mock.EventStore{RecordBatchFn: func(_ context.Context, events []usage.Event, rejected []record.Rejection) (int64, error) {
+	return &mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
 		s.calls++
 		if s.fail != nil {
 			if err := s.fail(events); err != nil {
@@ -219,6 +219,39 @@ func TestRecorderUnattributedEventSplitOut(t *testing.T) {
 	if res.Inserted != 15 || res.Refused != 1 || res.Rejected[0].Field != "" || strings.Contains(res.Rejected[0].Reason, "P0001") ||
 		res.Rejected[0].MessageID != "m1" || res.Rejected[0].Position != 2 {
 		t.Errorf("Record = %+v; want event 7 (m1 position 2) quarantined in our words", res)
+	}
+}
+
+// TestRecorderRecordsAtItsClock: one reading of the Recorder's clock
+// decides a batch: its events are judged at it, and every store call of
+// the batch, the halves of a split and the quarantine's included, records
+// at it.
+func TestRecorderRecordsAtItsClock(t *testing.T) {
+	s := newStoreSim()
+	s.refuse[eventID(7)] = refused
+	store := s.store()
+	sim := store.RecordBatchFn
+	var at []time.Time
+	store.RecordBatchFn = func(ctx context.Context, now time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
+		at = append(at, now)
+		return sim(ctx, now, events, rejected)
+	}
+	reads := 0
+	clock := func() time.Time { // an hour later at each reading
+		reads++
+		return recordNow.Add(time.Duration(reads-1) * time.Hour)
+	}
+	res, err := (&record.Recorder{Store: store, Now: clock}).Record(context.Background(), messages(4, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reads != 1 || res.Refused != 1 || len(at) != res.Writes || len(at) < 3 {
+		t.Fatalf("%d readings of the clock, %d store calls, Record = %+v; want one reading, a split", reads, len(at), res)
+	}
+	for i, a := range at {
+		if !a.Equal(recordNow) {
+			t.Errorf("store call %d recorded at %s; want the clock's one reading, %s", i, a, recordNow)
+		}
 	}
 }
 
