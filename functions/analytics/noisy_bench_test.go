@@ -212,8 +212,19 @@ func setupNoisy(b *testing.B, db *postgres.DB) *noisy {
 	b.Logf("one of the flooder's year-long breakdowns, alone: %s", time.Since(start).Round(time.Millisecond))
 
 	n.limiter = limits.NewLimiter(postgres.NewRateStore(db), limits.LimiterOptions{Now: time.Now})
-	n.recorder = &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}
+	n.recorder = newRecorder(b, db)
 	return n
+}
+
+// newRecorder returns the Recorder the backfilled events and the quiet
+// users' batches go through, over db on the wall clock.
+func newRecorder(tb testing.TB, db *postgres.DB) *record.Recorder {
+	tb.Helper()
+	r, err := record.New(record.Config{Store: postgres.NewEventStore(db), Now: time.Now})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
 }
 
 // Send implements usage.Sender: the events go to the backfill recorder.
@@ -380,7 +391,7 @@ func TestNoisyTenants(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	n := &noisy{db: db, backfilled: make(chan []usage.Event, 64), recorder: &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now},
+	n := &noisy{db: db, backfilled: make(chan []usage.Event, 64), recorder: newRecorder(t, db),
 		flooderKey: os.Getenv("NOISY_FLOODER_KEY"), backfillerKey: os.Getenv("NOISY_BACKFILLER_KEY"),
 		floodOnly: os.Getenv("NOISY_FLOOD_ONLY") == "true", backfillOnly: os.Getenv("NOISY_BACKFILL_ONLY") == "true"}
 	stop := n.runNoise(t, os.Getenv("NOISY_BUDGETED") == "true")

@@ -21,10 +21,22 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // fixtureNow is the instant the sample batch was written for.
 var fixtureNow = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
 
-// newHandler returns a handler recording through store at the fixtures'
-// time, with the given backfill window (0: the default).
-func newHandler(store record.EventStore, now time.Time, backfill time.Duration) *Handler {
-	return &Handler{Recorder: &record.Recorder{Store: store, Now: func() time.Time { return now }, Backfill: backfill}, Logger: quiet}
+// newRecorder returns a Recorder writing through store with its clock
+// standing at now, with the given backfill window (0: the default).
+func newRecorder(t *testing.T, store record.EventStore, now time.Time, backfill time.Duration) *record.Recorder {
+	t.Helper()
+	r, err := record.New(record.Config{Store: store, Now: func() time.Time { return now }, Backfill: backfill})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// newHandler returns a handler recording through store as newRecorder
+// does.
+func newHandler(t *testing.T, store record.EventStore, now time.Time, backfill time.Duration) *Handler {
+	t.Helper()
+	return &Handler{Recorder: newRecorder(t, store, now, backfill), Logger: quiet}
 }
 
 // loadEvent reads an SQS batch of the usage queue from the record
@@ -52,7 +64,7 @@ func TestHandleMixedBatch(t *testing.T) {
 		ids      []string
 		rejected []record.Rejection
 	}
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
+	h := newHandler(t, &mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
 		calls++
 		for _, e := range events {
 			got.ids = append(got.ids, e.EventID)
@@ -100,7 +112,7 @@ func TestHandleBackfillWindow(t *testing.T) {
 		accepted int
 	}{{0, 3}, {24 * time.Hour, 2}, {500 * 24 * time.Hour, 4}} {
 		var n int
-		h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, events []usage.Event, _ []record.Rejection) (int64, error) {
+		h := newHandler(t, &mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, events []usage.Event, _ []record.Rejection) (int64, error) {
 			n = len(events)
 			return int64(n), nil
 		}}, fixtureNow, tt.backfill)
@@ -113,7 +125,7 @@ func TestHandleBackfillWindow(t *testing.T) {
 func TestHandleStoreFailureFailsEveryMessage(t *testing.T) {
 	ev := loadEvent(t, "mixed_batch.json")
 	var calls int
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
+	h := newHandler(t, &mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, events []usage.Event, rejected []record.Rejection) (int64, error) {
 		calls++
 		if len(events) != 3 || len(rejected) != 4 {
 			t.Errorf("RecordBatch got %d events, %d rejections; want 3, 4", len(events), len(rejected))

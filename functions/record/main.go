@@ -88,7 +88,11 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	// sweep does both when this cannot).
 	after := &notify.Recorded{Armer: &notify.Armer{Store: postgres.NewNotifyStore(db), Now: clock}, Logger: logger}
 	store := postgres.NewEventStore(db).AfterCommit(after.After)
-	rec := &record.Recorder{Store: store, Now: clock, Backfill: backfill}
+	rec, err := record.New(record.Config{Store: store, Now: clock, Backfill: backfill})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	h := &Handler{Recorder: rec, Logger: logger, QueueURL: queueURL, Redelivery: redelivery}
 	if queueURL != "" || notifyURL != "" {
 		awsCfg, err := config.LoadDefaultConfig(ctx)

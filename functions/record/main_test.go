@@ -79,6 +79,9 @@ func TestSetupWithServices(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
+	if c := h.Recorder.Config(); c.Backfill != 7*24*time.Hour || c.Store == nil || c.Now == nil {
+		t.Errorf("recorder's configuration = %+v; want a store, a clock and BACKFILL_WINDOW", c)
+	}
 	db, err := postgres.Open(ctx, postgres.Config{URL: url, ExecMode: pgtest.Proxy()})
 	if err != nil {
 		t.Fatal(err)

@@ -47,7 +47,7 @@ func TestHandleJudgesAgeAtAcceptance(t *testing.T) {
 	redriven.MessageAttributes = map[string]events.SQSMessageAttribute{record.AcceptedAtAttribute: {StringValue: &first, DataType: "Number"}}
 	var stored []string
 	var rejected []record.Rejection
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, evs []usage.Event, rej []record.Rejection) (int64, error) {
+	h := newHandler(t, &mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, evs []usage.Event, rej []record.Rejection) (int64, error) {
 		for _, e := range evs {
 			stored = append(stored, e.EventID)
 		}
@@ -68,7 +68,7 @@ func TestHandleJudgesAgeAtAcceptance(t *testing.T) {
 // redelivery delay of its receive count, ten per call.
 func TestHandleDelaysRedelivery(t *testing.T) {
 	vis := &visibilityLog{}
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(context.Context, time.Time, []usage.Event, []record.Rejection) (int64, error) {
+	h := newHandler(t, &mock.EventStore{RecordBatchFn: func(context.Context, time.Time, []usage.Event, []record.Rejection) (int64, error) {
 		return 0, usage.Errorf(usage.CodeUnavailable, "database unavailable")
 	}}, fixtureNow, 0)
 	h.Visibility, h.QueueURL = vis, "http://sqs.test/000000000000/usage"
@@ -102,9 +102,9 @@ func TestHandleDelaysRedelivery(t *testing.T) {
 
 	// Acknowledged batches, and failures of the data, change nothing.
 	vis.calls = nil
-	h.Recorder.Store = &mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, evs []usage.Event, _ []record.Rejection) (int64, error) {
+	h.Recorder = newRecorder(t, &mock.EventStore{RecordBatchFn: func(_ context.Context, _ time.Time, evs []usage.Event, _ []record.Rejection) (int64, error) {
 		return int64(len(evs)), nil
-	}}
+	}}, fixtureNow, 0)
 	if _, err := h.Handle(context.Background(), events.SQSEvent{Records: records}); err != nil || len(vis.calls) != 0 {
 		t.Errorf("a recorded batch changed visibility %d times", len(vis.calls))
 	}
@@ -116,7 +116,7 @@ func TestHandleDelaysRedelivery(t *testing.T) {
 func TestHandleStopsBeforeDeadline(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	var got time.Time
-	h := newHandler(&mock.EventStore{RecordBatchFn: func(ctx context.Context, _ time.Time, evs []usage.Event, _ []record.Rejection) (int64, error) {
+	h := newHandler(t, &mock.EventStore{RecordBatchFn: func(ctx context.Context, _ time.Time, evs []usage.Event, _ []record.Rejection) (int64, error) {
 		got, _ = ctx.Deadline()
 		return int64(len(evs)), nil
 	}}, fixtureNow, 0)

@@ -26,7 +26,7 @@ func TestRecorderSameEventIDAnotherTime(t *testing.T) {
 	db := pgtest.NewDB(t)
 	now := testkit.Midday()
 	user := uuid.NewString()
-	r := recorderAt(postgres.NewEventStore(db), now)
+	r := recorderAt(t, postgres.NewEventStore(db), now)
 	first := hostileEvent(user, now, 3*24*time.Hour)
 	recordOK(t, r, messagesOf("a", []usage.Event{first}))
 
@@ -80,7 +80,7 @@ func TestRecorderSameEventIDInCapitals(t *testing.T) {
 	db := pgtest.NewDB(t)
 	now := testkit.Midday()
 	user := uuid.NewString()
-	r := recorderAt(postgres.NewEventStore(db), now)
+	r := recorderAt(t, postgres.NewEventStore(db), now)
 	e := hostileEvent(user, now, time.Hour)
 	upper := e
 	upper.EventID, upper.UserID = strings.ToUpper(e.EventID), strings.ToUpper(e.UserID)
@@ -144,7 +144,7 @@ func TestRecorderPoisonRowSplitOut(t *testing.T) {
 		msgs = append(msgs, evs)
 	}
 	batch := messagesOf("", msgs...)
-	r := recorderAt(postgres.NewEventStore(db), now)
+	r := recorderAt(t, postgres.NewEventStore(db), now)
 	for delivery := range 3 {
 		recordOK(t, r, batch)
 		if got := pgtest.Count(t, db, `SELECT count(*) FROM eco_api_usage`); got != 498 {
@@ -179,7 +179,7 @@ func TestRecorderPoisonRowSplitOut(t *testing.T) {
 // acknowledgement lost) quarantines its invalid messages once.
 func TestRecorderRedeliveryKeepsOneRejection(t *testing.T) {
 	db := pgtest.NewDB(t)
-	r := recorderAt(postgres.NewEventStore(db), recordNow)
+	r := recorderAt(t, postgres.NewEventStore(db), recordNow)
 	msgs := mixedBatch(t)
 	for range 3 {
 		recordOK(t, r, msgs)

@@ -131,7 +131,7 @@ func sqsBatches(data []usage.Event, shape benchShape) [][]record.Message {
 // benchRecord measures the Recorder over shape's SQS batches.
 func benchRecord(b *testing.B, shape benchShape) float64 {
 	db := pgtest.NewDB(b)
-	r := &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}
+	r := newRecorder(b, postgres.NewEventStore(db), time.Now)
 	ctx := context.Background()
 	now := time.Now().UTC()
 	var rate float64
@@ -272,7 +272,7 @@ func BenchmarkRecordConcurrent(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("record_%d", n), func(b *testing.B) {
 			rate := benchConcurrent(b, n, func(ctx context.Context, db *postgres.DB, data []usage.Event, now time.Time) func() error {
-				r := &record.Recorder{Store: postgres.NewEventStore(db), Now: time.Now}
+				r := newRecorder(b, postgres.NewEventStore(db), time.Now)
 				batches := sqsBatches(data, shapeProduction)
 				return func() error {
 					for _, msgs := range batches {

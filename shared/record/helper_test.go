@@ -13,13 +13,26 @@ import (
 	"github.com/nexus/usage/shared/usage"
 )
 
-// What the tests of the Recorder over PostgreSQL (postgres_test.go,
-// batch_test.go, hostile_test.go) share.
+// What the Recorder's tests share, over the store's simulation
+// (record_test.go) and over PostgreSQL (postgres_test.go, batch_test.go,
+// hostile_test.go).
+
+// newRecorder returns a Recorder writing through store on the clock now,
+// with the default backfill window.
+func newRecorder(tb testing.TB, store record.EventStore, now func() time.Time) *record.Recorder {
+	tb.Helper()
+	r, err := record.New(record.Config{Store: store, Now: now})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
 
 // recorderAt returns a Recorder writing through store with its clock
 // standing at now and the default backfill window.
-func recorderAt(store record.EventStore, now time.Time) *record.Recorder {
-	return &record.Recorder{Store: store, Now: func() time.Time { return now }}
+func recorderAt(t *testing.T, store record.EventStore, now time.Time) *record.Recorder {
+	t.Helper()
+	return newRecorder(t, store, func() time.Time { return now })
 }
 
 // recordOK records msgs with r and fails the test unless the batch was

@@ -36,7 +36,7 @@ func TestRecorderFloodOfMaxValuedEvents(t *testing.T) {
 		VALUES ($1, $2, 0, $3, $3)`, user, now.Format(time.DateOnly), int64(maxBigint-usage.MaxTransferBytes)); err != nil {
 		t.Fatal(err)
 	}
-	r := recorderAt(postgres.NewEventStore(db), now)
+	r := recorderAt(t, postgres.NewEventStore(db), now)
 	const batches, perBatch = 5, 1000
 	for b := range batches {
 		var msgs [][]usage.Event
@@ -68,7 +68,7 @@ func TestRecorderOutOfRangeQuarantined(t *testing.T) {
 	db := pgtest.NewDB(t)
 	now := testkit.Midday()
 	user := uuid.NewString()
-	r := recorderAt(postgres.NewEventStore(db), now)
+	r := recorderAt(t, postgres.NewEventStore(db), now)
 	edits := map[string]func(*usage.Event){
 		"request_bytes":  func(e *usage.Event) { e.RequestBytes = maxBigint },
 		"response_bytes": func(e *usage.Event) { e.ResponseBytes = usage.MaxTransferBytes + 1 },
@@ -103,7 +103,7 @@ func TestRecorderOutOfRangeQuarantined(t *testing.T) {
 func TestRecorderInvisibleEndpointsRefused(t *testing.T) {
 	db := pgtest.NewDB(t)
 	now := testkit.Midday()
-	r := recorderAt(postgres.NewEventStore(db), now)
+	r := recorderAt(t, postgres.NewEventStore(db), now)
 	runes := []string{"\u202e", "\u2066", "\u200b", "\u200d", "\ufeff", "\u2060"}
 	var msgs [][]usage.Event
 	for _, r := range runes {

@@ -26,7 +26,7 @@ import (
 // its message and field.
 func TestRecorderMixedBatch(t *testing.T) {
 	db := pgtest.NewDB(t)
-	r := recorderAt(postgres.NewEventStore(db), recordNow)
+	r := recorderAt(t, postgres.NewEventStore(db), recordNow)
 	msgs := mixedBatch(t)
 	recordOK(t, r, msgs)
 	// A redelivery of the whole batch changes nothing, the quarantine
@@ -140,7 +140,7 @@ func TestRecorderRedeliveryUnderFailures(t *testing.T) {
 		return store.RecordBatch(ctx, now, events, rejected)
 	}}
 	now := time.Now().UTC()
-	r := recorderAt(wrapped, now)
+	r := recorderAt(t, wrapped, now)
 
 	users := make([]string, 25)
 	for i := range users {

@@ -1,6 +1,7 @@
 package record
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"time"
@@ -85,16 +86,48 @@ type BatchResult struct {
 // the queue redelivers the batch. Everything is idempotent under
 // redelivery: parts already written are duplicates the second time, and
 // rejections are keyed by message and position.
+//
+// A Recorder is made by New, which checks its Config; the zero value is
+// not usable.
 type Recorder struct {
+	cfg Config
+}
+
+// Config is what a Recorder records with (New).
+type Config struct {
+	// Store is where the batches are written (required).
 	Store EventStore
 	// Now is the clock (required) of the record path: events are validated
 	// against it (an event's age is judged at its message's AcceptedAt,
 	// within MaxQueueDelay of Now) and the store records the batch at it.
 	Now func() time.Time
-	// Backfill is how old an event may be (DefaultBackfillWindow when
-	// zero).
+	// Backfill is how old an event may be: usage.DefaultBackfillWindow
+	// when zero, never negative. (How long the store remembers event ids,
+	// usage.MaxBackfillWindow, bounds it in a deployment: the record
+	// function's configuration checks that.)
 	Backfill time.Duration
 }
+
+// New returns the Recorder c describes, its zero Backfill set to the
+// default, or a CodeInvalid error saying what is wrong: no store, no
+// clock, or a negative backfill window (as rollup.New and billing.New
+// do).
+func New(c Config) (*Recorder, error) {
+	switch {
+	case c.Store == nil:
+		return nil, usage.Errorf(usage.CodeInvalid, "record: a store is required")
+	case c.Now == nil:
+		return nil, usage.Errorf(usage.CodeInvalid, "record: a clock is required")
+	case c.Backfill < 0:
+		return nil, usage.Errorf(usage.CodeInvalid, "record: the backfill window must be 0 (the default, %s) or more, not %s",
+			usage.DefaultBackfillWindow, c.Backfill)
+	}
+	c.Backfill = cmp.Or(c.Backfill, usage.DefaultBackfillWindow)
+	return &Recorder{cfg: c}, nil
+}
+
+// Config returns the settings r records with, defaults filled in.
+func (r *Recorder) Config() Config { return r.cfg }
 
 // origin is where an event came from: the message and its position in it.
 type origin struct {
@@ -108,11 +141,7 @@ type origin struct {
 // redelivered whole: some of its parts may have been written, which a
 // redelivery finds as duplicates. The result is nil then.
 func (r *Recorder) Record(ctx context.Context, msgs []Message) (*BatchResult, error) {
-	now := r.Now()
-	backfill := r.Backfill
-	if backfill <= 0 {
-		backfill = usage.DefaultBackfillWindow
-	}
+	now, backfill := r.cfg.Now(), r.cfg.Backfill
 	var (
 		events   []usage.Event
 		origins  []origin
@@ -143,7 +172,7 @@ func (r *Recorder) Record(ctx context.Context, msgs []Message) (*BatchResult, er
 
 	res := &BatchResult{Events: len(events)}
 	res.Writes++
-	n, err := r.Store.RecordBatch(ctx, now, events, rejected)
+	n, err := r.cfg.Store.RecordBatch(ctx, now, events, rejected)
 	if err == nil {
 		res.Inserted = n
 		res.Duplicates = int64(len(events)) - n
@@ -155,13 +184,13 @@ func (r *Recorder) Record(ctx context.Context, msgs []Message) (*BatchResult, er
 	}
 
 	// Split: the events alone first, then the whole quarantine at once.
-	s := &split{store: r.Store, now: now, events: events, origins: origins}
+	s := &split{store: r.cfg.Store, now: now, events: events, origins: origins}
 	if err := s.write(ctx, 0, len(events), err); err != nil {
 		return nil, err
 	}
 	rejected = append(rejected, s.refused...)
 	res.Writes += s.writes + 1
-	if _, err := r.Store.RecordBatch(ctx, now, nil, rejected); err != nil {
+	if _, err := r.cfg.Store.RecordBatch(ctx, now, nil, rejected); err != nil {
 		return nil, err
 	}
 	res.Inserted = s.inserted

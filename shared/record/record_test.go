@@ -79,8 +79,65 @@ func messages(n, per int) []record.Message {
 	return out
 }
 
-func newRecorder(s *storeSim) *record.Recorder {
-	return &record.Recorder{Store: s.store(), Now: func() time.Time { return recordNow }}
+// simRecorder returns a Recorder over s at recordNow.
+func simRecorder(t *testing.T, s *storeSim) *record.Recorder {
+	t.Helper()
+	return recorderAt(t, s.store(), recordNow)
+}
+
+// TestNew refuses a Config without a store or a clock, or with a negative
+// backfill window (CodeInvalid, saying which), and fills the window in when
+// it is zero: events are then judged by usage.DefaultBackfillWindow (35
+// days), else by the window given.
+func TestNew(t *testing.T) {
+	clock := func() time.Time { return recordNow }
+	store := newStoreSim().store()
+	for _, tt := range []struct {
+		name string
+		c    record.Config
+		want string // in the error; "" for a Recorder
+	}{
+		{"defaults", record.Config{Store: store, Now: clock}, ""},
+		{"no store", record.Config{Now: clock}, "a store is required"},
+		{"no clock", record.Config{Store: store}, "a clock is required"},
+		{"negative backfill", record.Config{Store: store, Now: clock, Backfill: -time.Hour}, "backfill window must be 0 (the default, 840h0m0s) or more, not -1h0m0s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := record.New(tt.c)
+			if tt.want == "" {
+				if err != nil || r == nil || r.Config().Backfill != usage.DefaultBackfillWindow {
+					t.Fatalf("New = %v, %v; want a Recorder with the default backfill window", r, err)
+				}
+				return
+			}
+			if r != nil || usage.ErrorCode(err) != usage.CodeInvalid || !strings.Contains(usage.ErrorMessage(err), tt.want) {
+				t.Errorf("New = %v, %v; want a CodeInvalid error saying %q", r, err, tt.want)
+			}
+		})
+	}
+	const day = 24 * time.Hour
+	for i, tt := range []struct {
+		backfill, age time.Duration
+		stored        bool
+	}{
+		{0, 34 * day, true}, {0, 36 * day, false}, {day, time.Hour, true}, {day, 2 * day, false},
+	} {
+		t.Run(fmt.Sprintf("backfill %s, event %s old", tt.backfill, tt.age), func(t *testing.T) {
+			s := newStoreSim()
+			r, err := record.New(record.Config{Store: s.store(), Now: clock, Backfill: tt.backfill})
+			if err != nil {
+				t.Fatal(err)
+			}
+			occurred := recordNow.Add(-tt.age).Format(time.RFC3339)
+			body := strings.Replace(eventJSON(i+1), `"2026-03-10T11:59:00Z"`, `"`+occurred+`"`, 1)
+			if _, err := r.Record(context.Background(), []record.Message{{ID: "m", Body: []byte(body)}}); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.stored[eventID(i+1)]; got != tt.stored {
+				t.Errorf("event %s old stored = %v; want %v", tt.age, got, tt.stored)
+			}
+		})
+	}
 }
 
 var refused = &usage.Error{Code: usage.CodeInvalid, Field: "latency_ms", Message: "latency_ms: is out of the range the database stores"}
@@ -92,7 +149,7 @@ var refused = &usage.Error{Code: usage.CodeInvalid, Field: "latency_ms", Message
 func TestRecorderSplitsOutRefusedEvents(t *testing.T) {
 	s := newStoreSim()
 	s.refuse[eventID(437)] = refused
-	r := newRecorder(s)
+	r := simRecorder(t, s)
 	msgs := messages(100, 10) // event 437 is message 43's position 6
 
 	res, err := r.Record(context.Background(), msgs)
@@ -139,7 +196,7 @@ func TestRecorderSplitsOutSeveralEvents(t *testing.T) {
 	}
 	msgs := messages(10, 10)
 	msgs = append(msgs, record.Message{ID: "bad", Body: []byte("[" + eventJSON(101) + `,{"v":7}]`)}, record.Message{ID: "junk", Body: []byte("hello")})
-	res, err := newRecorder(s).Record(context.Background(), msgs)
+	res, err := simRecorder(t, s).Record(context.Background(), msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +252,7 @@ func TestRecorderInfrastructureFailures(t *testing.T) {
 			s := newStoreSim()
 			var n int
 			s.fail = tt.fail(&n)
-			res, err := newRecorder(s).Record(context.Background(), tt.msgs)
+			res, err := simRecorder(t, s).Record(context.Background(), tt.msgs)
 			if err == nil || res != nil {
 				t.Fatalf("Record = %+v, %v; want the batch failed", res, err)
 			}
@@ -212,7 +269,7 @@ func TestRecorderInfrastructureFailures(t *testing.T) {
 func TestRecorderUnattributedEventSplitOut(t *testing.T) {
 	s := newStoreSim()
 	s.refuse[eventID(7)] = fmt.Errorf("trigger raised P0001")
-	res, err := newRecorder(s).Record(context.Background(), messages(4, 4))
+	res, err := simRecorder(t, s).Record(context.Background(), messages(4, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +298,7 @@ func TestRecorderRecordsAtItsClock(t *testing.T) {
 		reads++
 		return recordNow.Add(time.Duration(reads-1) * time.Hour)
 	}
-	res, err := (&record.Recorder{Store: store, Now: clock}).Record(context.Background(), messages(4, 4))
+	res, err := newRecorder(t, store, clock).Record(context.Background(), messages(4, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +318,7 @@ func TestRecorderDuplicates(t *testing.T) {
 	s := newStoreSim()
 	s.stored[eventID(1)] = true
 	msgs := append(messages(2, 3), record.Message{ID: "again", Body: []byte(eventJSON(2))})
-	res, err := newRecorder(s).Record(context.Background(), msgs)
+	res, err := simRecorder(t, s).Record(context.Background(), msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +358,10 @@ func TestRecorderJudgesAgeAtAcceptance(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStoreSim()
-			r := &record.Recorder{Store: s.store(), Now: func() time.Time { return tt.recordedAt }, Backfill: window}
+			r, err := record.New(record.Config{Store: s.store(), Now: func() time.Time { return tt.recordedAt }, Backfill: window})
+			if err != nil {
+				t.Fatal(err)
+			}
 			res, err := r.Record(context.Background(), []record.Message{{ID: "m", Body: at(tt.occurred, i+1), AcceptedAt: tt.acceptedAt}})
 			if err != nil {
 				t.Fatal(err)
