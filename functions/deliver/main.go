@@ -79,6 +79,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if queueURL != "" || bus != "" {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {
+			db.Close()
 			return nil, fmt.Errorf("load AWS config: %w", err)
 		}
 		if queueURL != "" {

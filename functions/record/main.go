@@ -97,6 +97,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if queueURL != "" || notifyURL != "" {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {
+			db.Close()
 			return nil, fmt.Errorf("load AWS config: %w", err)
 		}
 		client := sqs.NewFromConfig(awsCfg)
