@@ -401,7 +401,7 @@ func startWaitSampler(ctx context.Context, b *testing.B, db *postgres.DB) *waitS
 				switch {
 				case strings.HasPrefix(q, "with k1"):
 					what = "statement that dedupes"
-				case strings.Contains(q, "increment_api_calls"):
+				case strings.Contains(q, "record_usage_counts"):
 					what = "counters and marks statement"
 				case strings.HasPrefix(q, "copy") && strings.Contains(q, "eco_event_keys"):
 					what = "COPY of the keys"
