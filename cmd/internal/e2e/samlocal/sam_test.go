@@ -289,9 +289,7 @@ func testDeliver(ctx context.Context, t *testing.T, s *stack) {
 func testOverage(ctx context.Context, t *testing.T, s *stack, db *postgres.DB, users []seed.User) {
 	for _, u := range users {
 		day := usage.Day(u.PeriodStart.AddDate(0, 0, -3))
-		if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_usage_counter_slots (user_id, day, calls) VALUES ($1, $2, $3)
-			ON CONFLICT (user_id, day, slot) DO UPDATE SET calls = eco_usage_counter_slots.calls + excluded.calls`,
-			u.UserID, day.Format(time.DateOnly), u.IncludedCalls+1500); err != nil {
+		if err := pgtest.AddCalls(ctx, db, u.UserID, day, u.IncludedCalls+1500); err != nil {
 			t.Fatal(err)
 		}
 	}
