@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nexus/usage/shared/env"
+	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/nexus/usage/shared/rollup"
+	"github.com/nexus/usage/shared/usage"
 )
 
 func testEnv(vars map[string]string) *env.Env {
@@ -91,7 +96,11 @@ func TestSetupRefusesEndpointCap(t *testing.T) {
 	}
 }
 
-// TestSetupWithDatabase wires the handler to a real database.
+// TestSetupWithDatabase wires the handler from an environment to a real
+// database and runs it: a run recomputes the day the record path left
+// dirty, a backfill the range it is given, and both are logged as job runs.
+// The rollup's SQL over many events is shared/postgres's
+// (TestRollup_MatchesBruteForce, TestRollup_Backfill).
 func TestSetupWithDatabase(t *testing.T) {
 	url := pgtest.NewURL(t)
 	ctx := context.Background()
@@ -111,5 +120,45 @@ func TestSetupWithDatabase(t *testing.T) {
 	h, err = setup(ctx, testEnv(map[string]string{"DATABASE_URL": url, "RETENTION_DAYS": "30", "BACKFILL_WINDOW": "7d"}), logger)
 	if err != nil || config(h).RetentionDays != 30 {
 		t.Errorf("setup with RETENTION_DAYS=30, BACKFILL_WINDOW=7d: %+v, %v", h, err)
+	}
+
+	db, err := postgres.Open(ctx, postgres.Config{URL: url, ExecMode: pgtest.Proxy()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	today := usage.Day(time.Now())
+	if _, err := postgres.NewRollupStore(db).EnsurePartitions(ctx, today.AddDate(0, -2, 0), 5); err != nil {
+		t.Fatal(err)
+	}
+	// Two raw events of today, the day dirty, as left by the record path.
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_api_usage (event_id, user_id, endpoint, method, status_code, latency_ms,
+		request_bytes, response_bytes, quantity, occurred_at) VALUES
+		('11111111-1111-4111-8111-111111111111', '22222222-2222-4222-8222-222222222222', 'GET /v1/x', 'GET', 200, 10, 1, 2, 1, $1),
+		('11111111-1111-4111-8111-111111111112', '22222222-2222-4222-8222-222222222222', 'GET /v1/x', 'GET', 500, 30, 1, 2, 2, $1)`,
+		today); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_usage_dirty_days (day) VALUES ($1)`, today); err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.Handle(ctx, json.RawMessage(`{}`))
+	if err != nil || out.DaysRecomputed != 1 || out.RowsWritten != 1 {
+		t.Fatalf("first run = %+v, %v; want 1 day, 1 row", out, err)
+	}
+	var calls, e5, p50, p95 int64
+	if err := db.Pool.QueryRow(ctx, `SELECT calls, errors_5xx, latency_p50_ms, latency_p95_ms FROM eco_usage_daily WHERE day = $1`, today).
+		Scan(&calls, &e5, &p50, &p95); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 3 || e5 != 2 || p50 != 10 || p95 != 30 {
+		t.Errorf("rollup = calls %d, 5xx %d, p50 %d, p95 %d; want 3, 2, 10, 30", calls, e5, p50, p95)
+	}
+	backfill := fmt.Sprintf(`{"from":%q,"to":%q}`, today.AddDate(0, 0, -2).Format(time.DateOnly), today.Format(time.DateOnly))
+	if out, err := h.Handle(ctx, json.RawMessage(backfill)); err != nil || out.DaysRecomputed != 3 {
+		t.Errorf("backfill %s = %+v, %v; want 3 days", backfill, out, err)
+	}
+	if runs := pgtest.Count(t, db, `SELECT count(*) FROM eco_job_runs WHERE job = 'aggregate' AND outcome = 'succeeded'`); runs != 2 {
+		t.Errorf("succeeded job runs = %d; want 2", runs)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package notify_test
 
 import (
 	"context"
@@ -7,15 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
 	"github.com/nexus/usage/shared/notify"
 	"github.com/nexus/usage/shared/postgres"
@@ -46,22 +43,6 @@ func (q *queue) take() []notify.Message {
 	m := q.msgs
 	q.msgs = nil
 	return m
-}
-
-// visibility records the visibility changes of messages, by receipt
-// handle.
-type visibility struct {
-	mu   sync.Mutex
-	seen map[string]int32
-}
-
-func (v *visibility) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, e := range in.Entries {
-		v.seen[*e.ReceiptHandle] = e.VisibilityTimeout
-	}
-	return &sqs.ChangeMessageVisibilityBatchOutput{}, nil
 }
 
 // receiver is a webhook endpoint answering with the statuses of answers,
@@ -103,8 +84,8 @@ func newReceiver(t *testing.T, clk *testkit.Clock, answers ...int) *receiver {
 
 func (r *receiver) count() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.got) }
 
-// stack is the deliver function over a test database, with the record
-// path that raises the events.
+// stack is the dispatcher and the armer over a test database, with the
+// record path that raises the events.
 type stack struct {
 	db      *postgres.DB
 	clk     *testkit.Clock
@@ -112,8 +93,8 @@ type stack struct {
 	events  *postgres.EventStore
 	service *notify.Service
 	queue   *queue
-	vis     *visibility
-	h       *Handler
+	d       *notify.Dispatcher
+	armer   *notify.Armer
 }
 
 func newStack(t *testing.T, allowPrivate bool) *stack {
@@ -121,12 +102,11 @@ func newStack(t *testing.T, allowPrivate bool) *stack {
 	db := pgtest.NewDB(t)
 	clk := testkit.NewClock(time.Now().UTC().Truncate(time.Second))
 	db.Now = clk.Now
-	s := &stack{db: db, clk: clk, store: postgres.NewNotifyStore(db), events: postgres.NewEventStore(db), queue: &queue{},
-		vis: &visibility{seen: map[string]int32{}}}
+	s := &stack{db: db, clk: clk, store: postgres.NewNotifyStore(db), events: postgres.NewEventStore(db), queue: &queue{}}
 	s.service = &notify.Service{Store: s.store, Queue: s.queue, AllowPrivate: true, Now: clk.Now}
-	d := &notify.Dispatcher{Store: s.store, Sender: webhook.New(webhook.Options{AllowPrivate: allowPrivate}), Queue: s.queue,
+	s.d = &notify.Dispatcher{Store: s.store, Sender: webhook.New(webhook.Options{AllowPrivate: allowPrivate}), Queue: s.queue,
 		Now: clk.Now, Logger: quiet}
-	s.h = &Handler{Dispatcher: d, Armer: &notify.Armer{Store: s.store, Now: clk.Now}, Visibility: s.vis, QueueURL: "q", Logger: quiet}
+	s.armer = &notify.Armer{Store: s.store, Now: clk.Now}
 	return s
 }
 
@@ -154,7 +134,7 @@ func (s *stack) cross(t *testing.T) (string, string) {
 	if _, err := s.events.RecordBatch(ctx, s.clk.Now(), calls(user, 10), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.h.Armer.ArmPending(ctx, 0); err != nil {
+	if _, _, err := s.armer.ArmPending(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.events.RecordBatch(ctx, s.clk.Now(), calls(user, 800), nil); err != nil {
@@ -167,6 +147,53 @@ func (s *stack) cross(t *testing.T) (string, string) {
 	return user, id
 }
 
+// handle handles the event's queue message: fans it out and attempts its
+// deliveries.
+func (s *stack) handle(t *testing.T, eventID string) {
+	t.Helper()
+	if err := s.d.HandleEvent(context.Background(), eventID); err != nil {
+		t.Fatalf("HandleEvent(%s): %v", eventID, err)
+	}
+}
+
+// deliver handles a delivery's queue message: attempts it if due.
+func (s *stack) deliver(t *testing.T, deliveryID string) time.Duration {
+	t.Helper()
+	wait, err := s.d.Deliver(context.Background(), deliveryID)
+	if err != nil {
+		t.Fatalf("Deliver(%s): %v", deliveryID, err)
+	}
+	return wait
+}
+
+// sweepReport is what a minute's sweep did.
+type sweepReport struct{ Armed, Fired, Events, Deliveries int }
+
+// sweep is the deliver function's minute: arm the pending periods, fire
+// what the armings crossed and hand those events to the dispatcher, then
+// the dispatcher's sweep past a 30 s grace.
+func (s *stack) sweep(ctx context.Context) (sweepReport, error) {
+	var rep sweepReport
+	fired, n, err := s.armer.ArmPending(ctx, notify.DefaultArmBatch)
+	if err != nil {
+		return rep, err
+	}
+	refired, err := s.armer.Refire(ctx)
+	if err != nil {
+		return rep, err
+	}
+	fired = append(fired, refired...)
+	rep.Armed, rep.Fired = n, len(fired)
+	for _, id := range fired {
+		if err := s.d.HandleEvent(ctx, id); err != nil {
+			return rep, err
+		}
+	}
+	d, err := s.d.Sweep(ctx, 30*time.Second, 100)
+	rep.Events, rep.Deliveries = d.Events, d.Deliveries
+	return rep, err
+}
+
 func calls(user string, n int) []usage.Event {
 	out := make([]usage.Event, n)
 	for i := range out {
@@ -175,19 +202,6 @@ func calls(user string, n int) []usage.Event {
 			StatusCode: 200, Quantity: 1, OccurredAt: time.Now().UTC()}
 	}
 	return out
-}
-
-// sqsBatch is a batch of the notify queue holding msgs, each received
-// receives times.
-func sqsBatch(receives int, msgs ...notify.Message) events.SQSEvent {
-	var ev events.SQSEvent
-	for _, m := range msgs {
-		body, _ := json.Marshal(m)
-		id := uuid.NewString()
-		ev.Records = append(ev.Records, events.SQSMessage{MessageId: id, ReceiptHandle: "rh-" + id, Body: string(body),
-			EventSource: "aws:sqs", Attributes: map[string]string{"ApproximateReceiveCount": strconv.Itoa(receives)}})
-	}
-	return ev
 }
 
 func (s *stack) deliveries(t *testing.T, f notify.DeliveryFilter) []notify.Delivery {
@@ -199,39 +213,38 @@ func (s *stack) deliveries(t *testing.T, f notify.DeliveryFilter) []notify.Deliv
 	return d
 }
 
-// TestDeliverRetriesUntilRecovered: an endpoint that answers 503 twice
+// TestDispatcherRetriesUntilRecovered: an endpoint that answers 503 twice
 // and then 200 gets the event three times, with the same webhook-id and
-// body, at the schedule's times (5 s, then 5 min after): the queue
-// message of each retry is hidden until it is due, a message received
-// early is hidden again without an attempt, and the log holds the three
-// attempts; the endpoint's failure streak ends with the delivery.
-func TestDeliverRetriesUntilRecovered(t *testing.T) {
+// body, at the schedule's times (5 s, then 5 min after): the retry is
+// queued with its delay, Deliver says how long until the next attempt is
+// due (the queue message's visibility), a delivery asked for early waits
+// again without an attempt, and the log holds the three attempts; the
+// endpoint's failure streak ends with the delivery.
+func TestDispatcherRetriesUntilRecovered(t *testing.T) {
 	s := newStack(t, true)
 	ctx := context.Background()
 	r := newReceiver(t, s.clk, 503, 503)
 	s.endpoint(t, "", r.srv.URL, r)
 	_, eventID := s.cross(t)
 
-	if resp := s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: eventID})); len(resp.BatchItemFailures) != 0 {
-		t.Fatalf("event message: %+v; want it handled", resp)
+	if err := s.d.HandleEvent(ctx, eventID); err != nil {
+		t.Fatalf("HandleEvent: %v", err)
 	}
 	retry := s.queue.take()
 	if r.count() != 1 || len(retry) != 1 || retry[0].DeliveryID == "" || retry[0].Delay != 5*time.Second {
 		t.Fatalf("after the first attempt: %d requests, queued %+v; want 1 and the delivery's retry in 5 s", r.count(), retry)
 	}
 	// Received before it is due: hidden until then, no attempt.
-	early := sqsBatch(1, retry[0])
-	if resp := s.h.HandleSQS(ctx, early); len(resp.BatchItemFailures) != 1 || s.vis.seen[early.Records[0].ReceiptHandle] != 5 || r.count() != 1 {
-		t.Fatalf("early receive: %+v, visibility %v, %d requests; want it hidden 5 s, no attempt", resp, s.vis.seen, r.count())
+	if wait, err := s.d.Deliver(ctx, retry[0].DeliveryID); err != nil || wait != 5*time.Second || r.count() != 1 {
+		t.Fatalf("early receive: wait %v, %v, %d requests; want it hidden 5 s, no attempt", wait, err, r.count())
 	}
 	s.clk.Add(5 * time.Second)
-	second := sqsBatch(2, retry[0])
-	if resp := s.h.HandleSQS(ctx, second); len(resp.BatchItemFailures) != 1 || s.vis.seen[second.Records[0].ReceiptHandle] != 300 || r.count() != 2 {
-		t.Fatalf("second attempt: %+v, visibility %v, %d requests; want it failed and hidden 5 min", resp, s.vis.seen, r.count())
+	if wait, err := s.d.Deliver(ctx, retry[0].DeliveryID); err != nil || wait != 5*time.Minute || r.count() != 2 {
+		t.Fatalf("second attempt: wait %v, %v, %d requests; want it failed and hidden 5 min", wait, err, r.count())
 	}
 	s.clk.Add(5 * time.Minute)
-	if resp := s.h.HandleSQS(ctx, sqsBatch(3, retry[0])); len(resp.BatchItemFailures) != 0 || r.count() != 3 {
-		t.Fatalf("third attempt: %+v, %d requests; want it delivered", resp, r.count())
+	if wait, err := s.d.Deliver(ctx, retry[0].DeliveryID); err != nil || wait != 0 || r.count() != 3 {
+		t.Fatalf("third attempt: wait %v, %v, %d requests; want it delivered", wait, err, r.count())
 	}
 	ds := s.deliveries(t, notify.DeliveryFilter{})
 	if len(ds) != 1 || ds[0].Status != notify.StatusDelivered || ds[0].Attempts != 3 || len(ds[0].Log) != 3 {
@@ -267,11 +280,11 @@ func TestDeliverRetriesUntilRecovered(t *testing.T) {
 	}
 }
 
-// TestDeliverRedeliveredMessagesOnce: the event's message delivered
+// TestDispatcherRedeliveredMessagesOnce: the event's message delivered
 // twice at once and again later, and its delivery's message redelivered
 // after the delivery succeeded, send the webhook once: one delivery per
 // endpoint (created once), leased by one attempt at a time.
-func TestDeliverRedeliveredMessagesOnce(t *testing.T) {
+func TestDispatcherRedeliveredMessagesOnce(t *testing.T) {
 	s := newStack(t, true)
 	ctx := context.Background()
 	r := newReceiver(t, s.clk)
@@ -279,33 +292,33 @@ func TestDeliverRedeliveredMessagesOnce(t *testing.T) {
 	_, eventID := s.cross(t)
 	msg := notify.Message{EventID: eventID}
 	var wg sync.WaitGroup
-	for range 4 {
+	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if resp := s.h.HandleSQS(ctx, sqsBatch(1, msg, msg)); len(resp.BatchItemFailures) != 0 {
-				t.Errorf("redelivered event message: %+v", resp)
+			if err := s.d.HandleEvent(ctx, msg.EventID); err != nil {
+				t.Errorf("redelivered event message: %v", err)
 			}
 		}()
 	}
 	wg.Wait()
-	s.h.HandleSQS(ctx, sqsBatch(2, msg))
+	s.handle(t, msg.EventID)
 	ds := s.deliveries(t, notify.DeliveryFilter{})
 	if r.count() != 1 || len(ds) != 1 || ds[0].Attempts != 1 {
 		t.Fatalf("9 copies of the event's message: %d requests, deliveries %+v; want one request, one delivery, one attempt", r.count(), ds)
 	}
-	if resp := s.h.HandleSQS(ctx, sqsBatch(2, notify.Message{DeliveryID: ds[0].ID})); len(resp.BatchItemFailures) != 0 || r.count() != 1 {
-		t.Errorf("the delivered delivery's message again: %+v, %d requests; want it acknowledged, nothing sent", resp, r.count())
+	if wait, err := s.d.Deliver(ctx, ds[0].ID); err != nil || wait != 0 || r.count() != 1 {
+		t.Errorf("the delivered delivery's message again: wait %v, %v, %d requests; want it acknowledged, nothing sent", wait, err, r.count())
 	}
 }
 
-// TestDeliverAfterCrash: the record transaction committed the counters
+// TestDispatcherAfterCrash: the record transaction committed the counters
 // and the event, and the record function died before it queued anything:
 // the minute's sweep finds the event (older than its grace) and delivers
 // it, once; the next sweep finds nothing to do. A period the record path
 // left pending (no arming ran) is armed by the sweep, and its crossing
 // delivered too.
-func TestDeliverAfterCrash(t *testing.T) {
+func TestDispatcherAfterCrash(t *testing.T) {
 	s := newStack(t, true)
 	ctx := context.Background()
 	r := newReceiver(t, s.clk)
@@ -316,18 +329,18 @@ func TestDeliverAfterCrash(t *testing.T) {
 	if _, err := s.events.RecordBatch(ctx, s.clk.Now(), calls(other, 1000), nil); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := s.h.Sweep(ctx)
+	rep, err := s.sweep(ctx)
 	if err != nil || rep.Armed != 1 || rep.Fired != 2 || r.count() != 2 {
 		t.Fatalf("first sweep: %+v, %v, %d requests; want the pending user armed, its 80 %% and 100 %% events fired and delivered", rep, err, r.count())
 	}
 	s.clk.Add(31 * time.Second)
-	rep, err = s.h.Sweep(ctx)
+	rep, err = s.sweep(ctx)
 	if err != nil || rep.Events != 1 || r.count() != 3 {
 		t.Fatalf("sweep past the grace: %+v, %v, %d requests; want the crashed batch's event delivered", rep, err, r.count())
 	}
 	s.clk.Add(time.Minute)
-	rep, err = s.h.Sweep(ctx)
-	if err != nil || *rep != (SweepReport{}) || r.count() != 3 {
+	rep, err = s.sweep(ctx)
+	if err != nil || rep != (sweepReport{}) || r.count() != 3 {
 		t.Fatalf("next sweep: %+v, %v, %d requests; want nothing to do", rep, err, r.count())
 	}
 	ids := map[string]bool{}
@@ -339,18 +352,18 @@ func TestDeliverAfterCrash(t *testing.T) {
 	}
 }
 
-// TestDeliverReplay: a delivery that failed for good is replayed by its
+// TestDispatcherReplay: a delivery that failed for good is replayed by its
 // owner: one more attempt at once, with the same webhook-id, logged as a
 // replay and not retried; an endpoint's failed deliveries since a time
 // are replayed together.
-func TestDeliverReplay(t *testing.T) {
+func TestDispatcherReplay(t *testing.T) {
 	s := newStack(t, true)
 	ctx := context.Background()
 	r := newReceiver(t, s.clk, 500)
 	user, eventID := s.cross(t)
 	e := s.endpoint(t, user, r.srv.URL, r)
-	s.h.Dispatcher.Schedule = notify.Schedule{} // no retries: the first failure is final
-	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: eventID}))
+	s.d.Schedule = notify.Schedule{} // no retries: the first failure is final
+	s.handle(t, eventID)
 	ds := s.deliveries(t, notify.DeliveryFilter{})
 	if len(ds) != 1 || ds[0].Status != notify.StatusFailed || r.count() != 1 || len(s.queue.take()) != 0 {
 		t.Fatalf("deliveries %+v after one failure without retries", ds)
@@ -364,7 +377,7 @@ func TestDeliverReplay(t *testing.T) {
 	if err != nil || n != 1 || len(queued) != 1 || queued[0].DeliveryID != ds[0].ID {
 		t.Fatalf("replay: %d, %v, queued %+v", n, err, queued)
 	}
-	s.h.HandleSQS(ctx, sqsBatch(1, queued[0]))
+	s.deliver(t, queued[0].DeliveryID)
 	ds = s.deliveries(t, notify.DeliveryFilter{EndpointID: &e.ID})
 	if r.count() != 2 || ds[0].Status != notify.StatusDelivered || ds[0].Replays != 1 || len(ds[0].Log) != 2 || !ds[0].Log[1].Replay {
 		t.Fatalf("after the replay: %d requests, %+v; want it delivered by a replayed attempt", r.count(), ds[0])
@@ -381,13 +394,13 @@ func TestDeliverReplay(t *testing.T) {
 	r.mu.Lock()
 	r.answers = []int{500}
 	r.mu.Unlock()
-	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: event2}))
+	s.handle(t, event2)
 	n, err = s.service.Replay(ctx, owner, notify.ReplayRequest{EndpointID: e.ID, Since: s.clk.Now().Add(-time.Hour)})
 	if err != nil || n != 1 {
 		t.Fatalf("replay the endpoint's failed deliveries: %d, %v; want 1", n, err)
 	}
 	for _, m := range s.queue.take() {
-		s.h.HandleSQS(ctx, sqsBatch(1, m))
+		s.deliver(t, m.DeliveryID)
 	}
 	if failed := s.deliveries(t, notify.DeliveryFilter{EndpointID: &e.ID, Status: ptr(notify.StatusFailed)}); len(failed) != 0 {
 		t.Errorf("failed deliveries after the replay: %+v", failed)
@@ -409,14 +422,12 @@ func (s *stack) crossFor(t *testing.T, user string) (string, string) {
 	return user, id
 }
 
-func ptr[T any](v T) *T { return &v }
-
-// TestDeliverPrivateAddressRefused: outside the local stack an endpoint
+// TestDispatcherPrivateAddressRefused: outside the local stack an endpoint
 // at a private, loopback or link-local address is refused when it is
 // made, and an endpoint whose address became one (a host name resolved or
 // rebound there) is refused at the connection: the attempt is logged as
 // refused, not retried, and nothing reaches the address.
-func TestDeliverPrivateAddressRefused(t *testing.T) {
+func TestDispatcherPrivateAddressRefused(t *testing.T) {
 	s := newStack(t, false)
 	ctx := context.Background()
 	strict := &notify.Service{Store: s.store, Now: s.clk.Now}
@@ -429,7 +440,7 @@ func TestDeliverPrivateAddressRefused(t *testing.T) {
 	r := newReceiver(t, s.clk)
 	s.endpoint(t, "", r.srv.URL, r) // made as the local stack may; sent as AWS does
 	_, eventID := s.cross(t)
-	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: eventID}))
+	s.handle(t, eventID)
 	ds := s.deliveries(t, notify.DeliveryFilter{})
 	if r.count() != 0 || len(ds) != 1 || ds[0].Status != notify.StatusFailed || len(ds[0].Log) != 1 ||
 		ds[0].Log[0].Outcome != notify.OutcomeRefused || !strings.Contains(ds[0].Log[0].Answer, "127.0.0.1") || len(s.queue.take()) != 0 {
@@ -437,11 +448,11 @@ func TestDeliverPrivateAddressRefused(t *testing.T) {
 	}
 }
 
-// TestDeliverDisablesFailingEndpoint: an endpoint that has failed every
+// TestDispatcherDisablesFailingEndpoint: an endpoint that has failed every
 // attempt for ENDPOINT_DISABLE_AFTER is disabled at its next failure, with
 // a webhook.endpoint.disabled event raised once, which reaches the
 // platform's endpoint; its deliveries stop.
-func TestDeliverDisablesFailingEndpoint(t *testing.T) {
+func TestDispatcherDisablesFailingEndpoint(t *testing.T) {
 	s := newStack(t, true)
 	ctx := context.Background()
 	dead := newReceiver(t, s.clk, 500, 500, 500, 500)
@@ -449,12 +460,12 @@ func TestDeliverDisablesFailingEndpoint(t *testing.T) {
 	user, eventID := s.cross(t)
 	e := s.endpoint(t, user, dead.srv.URL, dead)
 	s.endpoint(t, "", platform.srv.URL, platform)
-	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: eventID}))
+	s.handle(t, eventID)
 	s.queue.take()
 	// Failing for five days: the next failure disables it.
 	s.clk.Add(notify.DefaultDisableAfter)
 	_, event2 := s.crossFor(t, user)
-	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: event2}))
+	s.handle(t, event2)
 	eps, err := s.store.Endpoint(ctx, e.ID)
 	if err != nil || eps.Enabled || !strings.HasPrefix(eps.DisabledReason, "every delivery failed since") {
 		t.Fatalf("endpoint %+v, %v; want it disabled", eps, err)
@@ -470,7 +481,7 @@ func TestDeliverDisablesFailingEndpoint(t *testing.T) {
 		t.Fatalf("queued %+v; want the endpoint's disabled event", msgs)
 	}
 	before := platform.count()
-	s.h.HandleSQS(ctx, sqsBatch(1, notify.Message{EventID: disabled}))
+	s.handle(t, disabled)
 	if platform.count() != before+1 || !strings.Contains(platform.bodies[before], `"type":"webhook.endpoint.disabled"`) ||
 		!strings.Contains(platform.bodies[before], e.ID) {
 		t.Fatalf("platform endpoint got %v; want the disabled event", platform.bodies[before:])
@@ -483,7 +494,7 @@ func TestDeliverDisablesFailingEndpoint(t *testing.T) {
 	for _, m := range msgs {
 		if m.DeliveryID != "" {
 			s.clk.Add(time.Hour)
-			s.h.HandleSQS(ctx, sqsBatch(2, m))
+			s.deliver(t, m.DeliveryID)
 		}
 	}
 	if dead.count() != 2 {
