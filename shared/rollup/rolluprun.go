@@ -79,13 +79,13 @@ func New(c Config) (*Job, error) {
 	case c.Now == nil:
 		return nil, usage.Errorf(usage.CodeInvalid, "rollup: a clock is required")
 	case c.RetentionDays < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the retention must be a number of days, not %d", c.RetentionDays)
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the retention must be 0 (the default, %d days) or more, not %d", DefaultRetentionDays, c.RetentionDays)
 	case c.PartitionsAhead < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the partitions kept ahead must be a number of months, not %d", c.PartitionsAhead)
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the partitions kept ahead must be 0 (the default, %d months) or more, not %d", DefaultPartitionsAhead, c.PartitionsAhead)
 	case c.Workers < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the workers must be a positive number, not %d", c.Workers)
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the workers must be 0 (the default, %d) or more, not %d", DefaultRollupWorkers, c.Workers)
 	case c.Lease < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the lease must be a positive duration, not %s", c.Lease)
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the lease must be 0 (the default, %s) or more, not %s", DefaultRollupLease, c.Lease)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
