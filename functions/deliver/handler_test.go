@@ -85,10 +85,13 @@ func deliveries() *mock.DeliveryStore {
 // answering 200.
 func newHandler(store notify.DeliveryStore, arm notify.ArmStore, vis VisibilityAPI) *Handler {
 	now := func() time.Time { return testNow }
-	d := &notify.Dispatcher{Store: store, Now: now, Logger: quiet,
+	d, err := notify.NewDispatcher(notify.DispatcherConfig{Store: store, Now: now, Logger: quiet,
 		Sender: mock.SenderFn(func(context.Context, notify.Request) notify.Result {
 			return notify.Result{Outcome: notify.OutcomeDelivered, StatusCode: 200}
-		})}
+		})})
+	if err != nil {
+		panic(err) // the configuration above is valid
+	}
 	return &Handler{Dispatcher: d, Armer: &notify.Armer{Store: arm, Now: now}, Visibility: vis, QueueURL: "q", Logger: quiet}
 }
 
@@ -122,7 +125,8 @@ func TestHandleSQS(t *testing.T) {
 			return l, st, due, err
 		}
 	}(store.LeaseFn)
-	h.Dispatcher.Sender = mock.SenderFn(func(_ context.Context, r notify.Request) notify.Result {
+	c := h.Dispatcher.Config()
+	c.Sender = mock.SenderFn(func(_ context.Context, r notify.Request) notify.Result {
 		mu.Lock()
 		defer mu.Unlock()
 		sent[r.URL] = true
@@ -131,6 +135,11 @@ func TestHandleSQS(t *testing.T) {
 		}
 		return notify.Result{Outcome: notify.OutcomeDelivered, StatusCode: 200}
 	})
+	dispatcher, err := notify.NewDispatcher(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Dispatcher = dispatcher
 	ev := events.SQSEvent{Records: []events.SQSMessage{
 		message("event", `{"event_id":"e"}`, 1),
 		message("due", `{"delivery_id":"due"}`, 1),

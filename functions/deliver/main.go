@@ -73,9 +73,9 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		return nil, err
 	}
 	store := postgres.NewNotifyStore(db)
-	d := &notify.Dispatcher{Store: store, Sender: webhook.New(webhook.Options{AllowPrivate: allowPrivate}),
+	c := notify.DispatcherConfig{Store: store, Sender: webhook.New(webhook.Options{AllowPrivate: allowPrivate}),
 		DisableAfter: disableAfter, Now: time.Now, Logger: logger}
-	h := &Handler{Dispatcher: d, Armer: &notify.Armer{Store: store, Now: time.Now}, QueueURL: queueURL, Logger: logger}
+	h := &Handler{Armer: &notify.Armer{Store: store, Now: time.Now}, QueueURL: queueURL, Logger: logger}
 	if queueURL != "" || bus != "" {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {
@@ -84,11 +84,15 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		}
 		if queueURL != "" {
 			client := sqs.NewFromConfig(awsCfg)
-			h.Visibility, d.Queue = client, sqspub.NewNotifyQueue(client, queueURL)
+			h.Visibility, c.Queue = client, sqspub.NewNotifyQueue(client, queueURL)
 		}
 		if bus != "" {
-			d.Bus = alerts.NewEventBridge(eventbridge.NewFromConfig(awsCfg), bus)
+			c.Bus = alerts.NewEventBridge(eventbridge.NewFromConfig(awsCfg), bus)
 		}
+	}
+	if h.Dispatcher, err = notify.NewDispatcher(c); err != nil {
+		db.Close()
+		return nil, err
 	}
 	if queueURL == "" {
 		logger.Warn("NOTIFY_QUEUE_URL is not set: retries wait for the sweep")

@@ -58,8 +58,8 @@ func TestSetupWithServices(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if h.Visibility == nil || h.Dispatcher.Queue == nil || h.QueueURL != queueURL || h.Dispatcher.DisableAfter != notify.DefaultDisableAfter {
-		t.Errorf("handler %+v, dispatcher %+v; want the notify queue and the default ENDPOINT_DISABLE_AFTER", h, h.Dispatcher)
+	if c := h.Dispatcher.Config(); h.Visibility == nil || c.Queue == nil || h.QueueURL != queueURL || c.DisableAfter != notify.DefaultDisableAfter {
+		t.Errorf("handler %+v, dispatcher %+v; want the notify queue and the default ENDPOINT_DISABLE_AFTER", h, c)
 	}
 	db, err := postgres.Open(ctx, postgres.Config{URL: url, ExecMode: pgtest.Proxy()})
 	if err != nil {

@@ -171,6 +171,11 @@ type Queue interface {
 // failed every attempt for DisableAfter. Delivery is at least once: a
 // receiver deduplicates on the event's id (webhook-id).
 type Dispatcher struct {
+	c DispatcherConfig // defaults filled in
+}
+
+// DispatcherConfig is what a Dispatcher is built from.
+type DispatcherConfig struct {
 	Store  DeliveryStore
 	Sender Sender
 	// Bus, when set, receives every event too.
@@ -182,25 +187,53 @@ type Dispatcher struct {
 	// (DefaultDisableAfter when zero).
 	Schedule     Schedule
 	DisableAfter time.Duration
-	// Workers bounds the attempts of one fan-out at once (default 4).
+	// Workers bounds the attempts of one fan-out at once
+	// (DefaultDispatchWorkers when zero).
 	Workers int
 	// Now is the clock (required); Logger logs the attempts (nil:
 	// slog.Default(), as every service here).
 	Now    func() time.Time
 	Logger *slog.Logger
 	// NewID makes the id of an event raised here (EventEndpointDisabled;
-	// default: a UUIDv7).
+	// default: NewID, a UUIDv7).
 	NewID func() string
 }
 
-func (d *Dispatcher) logger() *slog.Logger { return cmp.Or(d.Logger, slog.Default()) }
+// DefaultDispatchWorkers is how many attempts of one fan-out run at once
+// unless DispatcherConfig.Workers says otherwise.
+const DefaultDispatchWorkers = 4
 
-func (d *Dispatcher) newID() string {
-	if d.NewID != nil {
-		return d.NewID()
+// NewDispatcher returns the Dispatcher c describes, its defaults filled
+// in, or a CodeInvalid error saying what is wrong: no store, sender or
+// clock, or a negative setting (as record.New, rollup.New and
+// billing.New do).
+func NewDispatcher(c DispatcherConfig) (*Dispatcher, error) {
+	switch {
+	case c.Store == nil:
+		return nil, usage.Errorf(usage.CodeInvalid, "notify: a delivery store is required")
+	case c.Sender == nil:
+		return nil, usage.Errorf(usage.CodeInvalid, "notify: a sender is required")
+	case c.Now == nil:
+		return nil, usage.Errorf(usage.CodeInvalid, "notify: a clock is required")
+	case c.DisableAfter < 0:
+		return nil, usage.Errorf(usage.CodeInvalid, "notify: the time before disabling an endpoint must be 0 (the default, %s) or more, not %s", DefaultDisableAfter, c.DisableAfter)
+	case c.Workers < 0:
+		return nil, usage.Errorf(usage.CodeInvalid, "notify: the workers must be 0 (the default, %d) or more, not %d", DefaultDispatchWorkers, c.Workers)
 	}
-	return NewID()
+	if c.Schedule == nil {
+		c.Schedule = DefaultSchedule
+	}
+	c.DisableAfter = cmp.Or(c.DisableAfter, DefaultDisableAfter)
+	c.Workers = cmp.Or(c.Workers, DefaultDispatchWorkers)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	if c.NewID == nil {
+		c.NewID = NewID
+	}
+	return &Dispatcher{c: c}, nil
 }
+
+// Config returns the settings d delivers with, defaults filled in.
+func (d *Dispatcher) Config() DispatcherConfig { return d.c }
 
 // NewID returns a new id: a UUIDv7 (time-ordered).
 func NewID() string {
@@ -209,20 +242,6 @@ func NewID() string {
 		return uuid.NewString()
 	}
 	return id.String()
-}
-
-func (d *Dispatcher) schedule() Schedule {
-	if d.Schedule == nil {
-		return DefaultSchedule
-	}
-	return d.Schedule
-}
-
-func (d *Dispatcher) disableAfter() time.Duration {
-	if d.DisableAfter <= 0 {
-		return DefaultDisableAfter
-	}
-	return d.DisableAfter
 }
 
 // leaseFor is an attempt's lease: its timeout and a margin for the
@@ -234,18 +253,14 @@ const leaseFor = AttemptTimeout + 15*time.Second
 // second call (a redelivered message) creates no delivery twice and
 // sends none that is delivered, failed for good, or being attempted.
 func (d *Dispatcher) HandleEvent(ctx context.Context, eventID string) error {
-	ev, published, ids, err := d.Store.FanOut(ctx, eventID, d.Now().UTC())
+	ev, published, ids, err := d.c.Store.FanOut(ctx, eventID, d.c.Now().UTC())
 	if err != nil {
 		return err
 	}
 	var retries []Message
 	var mu sync.Mutex
 	var errs []error
-	workers := d.Workers
-	if workers <= 0 {
-		workers = 4
-	}
-	sem := make(chan struct{}, workers)
+	sem := make(chan struct{}, d.c.Workers)
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Add(1)
@@ -267,10 +282,10 @@ func (d *Dispatcher) HandleEvent(ctx context.Context, eventID string) error {
 	}
 	wg.Wait()
 	d.enqueue(ctx, retries)
-	if d.Bus != nil && !published {
-		if err := d.Bus.Publish(ctx, *ev); err != nil {
+	if d.c.Bus != nil && !published {
+		if err := d.c.Bus.Publish(ctx, *ev); err != nil {
 			errs = append(errs, err)
-		} else if err := d.Store.MarkPublished(ctx, eventID, d.Now().UTC()); err != nil {
+		} else if err := d.c.Store.MarkPublished(ctx, eventID, d.c.Now().UTC()); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -280,8 +295,8 @@ func (d *Dispatcher) HandleEvent(ctx context.Context, eventID string) error {
 // Deliver attempts the delivery if it is due, and returns how long until
 // it should be looked at again (0: never: delivered or failed for good).
 func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string) (time.Duration, error) {
-	now := d.Now().UTC()
-	l, st, due, err := d.Store.Lease(ctx, deliveryID, now, leaseFor)
+	now := d.c.Now().UTC()
+	l, st, due, err := d.c.Store.Lease(ctx, deliveryID, now, leaseFor)
 	if err != nil {
 		if usage.ErrorCode(err) == usage.CodeNotFound {
 			return 0, nil
@@ -301,14 +316,14 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string) (time.Durat
 		return 0, err
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, AttemptTimeout)
-	res := d.Sender.Send(attemptCtx, Request{URL: l.Endpoint.URL, MessageID: l.Event.MessageID(), Timestamp: now,
+	res := d.c.Sender.Send(attemptCtx, Request{URL: l.Endpoint.URL, MessageID: l.Event.MessageID(), Timestamp: now,
 		Body: body, Secrets: l.Endpoint.Secrets(now)})
 	cancel()
-	at := d.Now().UTC()
+	at := d.c.Now().UTC()
 	f := Finished{DeliveryID: deliveryID, EndpointID: l.Endpoint.ID,
 		Attempt: Attempt{Attempt: l.Attempt, At: now, Outcome: res.Outcome, Answer: clip(res.Answer, MaxAnswer),
 			LatencyMS: res.Latency.Milliseconds(), Replay: l.Delivery.RetryStep >= ReplayStep},
-		DisableBefore: at.Add(-d.disableAfter())}
+		DisableBefore: at.Add(-d.c.DisableAfter)}
 	if res.StatusCode != 0 {
 		code := res.StatusCode
 		f.Attempt.StatusCode = &code
@@ -320,7 +335,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string) (time.Durat
 	case res.Outcome == OutcomeRefused:
 		f.Status = StatusFailed
 	default:
-		if w, ok := d.schedule().After(l.Delivery.RetryStep); ok {
+		if w, ok := d.c.Schedule.After(l.Delivery.RetryStep); ok {
 			next := at.Add(w)
 			f.Status, f.NextAttemptAt, f.RetryStep, wait = StatusPending, &next, l.Delivery.RetryStep+1, w
 		} else {
@@ -328,13 +343,13 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string) (time.Durat
 		}
 	}
 	if res.Outcome != OutcomeDelivered {
-		f.DisabledEventID = d.newID()
+		f.DisabledEventID = d.c.NewID()
 	}
-	disabled, err := d.Store.Finish(ctx, f)
+	disabled, err := d.c.Store.Finish(ctx, f)
 	if err != nil {
 		return 0, err
 	}
-	log := d.logger().With("delivery_id", deliveryID, "event_id", l.Event.ID, "endpoint_id", l.Endpoint.ID, "attempt", l.Attempt)
+	log := d.c.Logger.With("delivery_id", deliveryID, "event_id", l.Event.ID, "endpoint_id", l.Endpoint.ID, "attempt", l.Attempt)
 	if res.Outcome == OutcomeDelivered {
 		log.InfoContext(ctx, "webhook delivered", "status", res.StatusCode, "latency_ms", res.Latency.Milliseconds())
 	} else {
@@ -342,7 +357,7 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string) (time.Durat
 			"next_attempt_at", f.NextAttemptAt)
 	}
 	if disabled {
-		log.ErrorContext(ctx, "webhook endpoint disabled: every attempt failed", "failing_for", d.disableAfter().String())
+		log.ErrorContext(ctx, "webhook endpoint disabled: every attempt failed", "failing_for", d.c.DisableAfter.String())
 		if err := d.raise(ctx, f.DisabledEventID); err != nil {
 			log.ErrorContext(ctx, "raise the endpoint's disabled event; the sweep will", "error", err)
 		}
@@ -352,8 +367,8 @@ func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string) (time.Durat
 
 // raise fans an event raised here out: through the queue, or at once.
 func (d *Dispatcher) raise(ctx context.Context, eventID string) error {
-	if d.Queue != nil {
-		if err := d.Queue.Send(ctx, []Message{{EventID: eventID}}); err == nil {
+	if d.c.Queue != nil {
+		if err := d.c.Queue.Send(ctx, []Message{{EventID: eventID}}); err == nil {
 			return nil
 		}
 	}
@@ -362,11 +377,11 @@ func (d *Dispatcher) raise(ctx context.Context, eventID string) error {
 
 // enqueue queues msgs; a failure is logged, and Sweep finds them.
 func (d *Dispatcher) enqueue(ctx context.Context, msgs []Message) {
-	if d.Queue == nil || len(msgs) == 0 {
+	if d.c.Queue == nil || len(msgs) == 0 {
 		return
 	}
-	if err := d.Queue.Send(ctx, msgs); err != nil {
-		d.logger().WarnContext(ctx, "notify messages not queued; the sweep will find them", "messages", len(msgs), "error", err)
+	if err := d.c.Queue.Send(ctx, msgs); err != nil {
+		d.c.Logger.WarnContext(ctx, "notify messages not queued; the sweep will find them", "messages", len(msgs), "error", err)
 	}
 }
 
@@ -383,8 +398,8 @@ type SweepReport struct {
 // limit of each now. The deliver function runs it every minute.
 func (d *Dispatcher) Sweep(ctx context.Context, grace time.Duration, limit int) (SweepReport, error) {
 	var rep SweepReport
-	before := d.Now().UTC().Add(-grace)
-	events, err := d.Store.Waiting(ctx, before, d.Bus != nil, limit)
+	before := d.c.Now().UTC().Add(-grace)
+	events, err := d.c.Store.Waiting(ctx, before, d.c.Bus != nil, limit)
 	if err != nil {
 		return rep, err
 	}
@@ -396,7 +411,7 @@ func (d *Dispatcher) Sweep(ctx context.Context, grace time.Duration, limit int) 
 		}
 		rep.Events++
 	}
-	due, err := d.Store.Overdue(ctx, before, limit)
+	due, err := d.c.Store.Overdue(ctx, before, limit)
 	if err != nil {
 		return rep, errors.Join(append(errs, err)...)
 	}

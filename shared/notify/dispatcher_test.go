@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -135,9 +136,59 @@ func newDispatch(outcomes ...string) (*notify.Dispatcher, *fakeDeliveries, *send
 		endpoints: map[string]*notify.Endpoint{"ep": {ID: "ep", URL: "https://a.example.com/", Secret: "whsec_x", Enabled: true}},
 		d:         map[string]*notify.Delivery{}, leased: map[string]time.Time{}}
 	s, q, b := &sender{outcomes: outcomes}, &msgs{}, &bus{}
-	d := &notify.Dispatcher{Store: store, Sender: s, Queue: q, Bus: b, Now: func() time.Time { return now },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NewID: func() string { return "disabled-ev" }}
+	d, err := notify.NewDispatcher(notify.DispatcherConfig{Store: store, Sender: s, Queue: q, Bus: b, Now: func() time.Time { return now },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), NewID: func() string { return "disabled-ev" }})
+	if err != nil {
+		panic(err) // the configuration above is valid
+	}
 	return d, store, s, q, b, &now
+}
+
+// TestNewDispatcher: a dispatcher is made only from a store, a sender, a
+// clock and settings it can run with, its defaults filled in; each
+// refusal is CodeInvalid and says what is wrong.
+func TestNewDispatcher(t *testing.T) {
+	ok := notify.DispatcherConfig{Store: &fakeDeliveries{}, Sender: &sender{}, Now: time.Now}
+	d, err := notify.NewDispatcher(ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := d.Config(); c.DisableAfter != notify.DefaultDisableAfter || c.Workers != notify.DefaultDispatchWorkers ||
+		len(c.Schedule) != len(notify.DefaultSchedule) || c.Logger == nil || c.NewID == nil {
+		t.Errorf("defaults: %+v", c)
+	}
+	for _, tt := range []struct {
+		name string
+		edit func(*notify.DispatcherConfig)
+		want string
+	}{
+		{"no store", func(c *notify.DispatcherConfig) { c.Store = nil }, "a delivery store is required"},
+		{"no sender", func(c *notify.DispatcherConfig) { c.Sender = nil }, "a sender is required"},
+		{"no clock", func(c *notify.DispatcherConfig) { c.Now = nil }, "a clock is required"},
+		{"negative disable after", func(c *notify.DispatcherConfig) { c.DisableAfter = -time.Hour }, "before disabling an endpoint must be 0"},
+		{"negative workers", func(c *notify.DispatcherConfig) { c.Workers = -1 }, "the workers must be 0 (the default, 4) or more, not -1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ok
+			tt.edit(&c)
+			d, err := notify.NewDispatcher(c)
+			if d != nil || usage.ErrorCode(err) != usage.CodeInvalid || !strings.Contains(usage.ErrorMessage(err), tt.want) {
+				t.Errorf("NewDispatcher = %v, %v; want a CodeInvalid error saying %q", d, err, tt.want)
+			}
+		})
+	}
+}
+
+// withSchedule returns a dispatcher like d retrying on schedule.
+func withSchedule(t *testing.T, d *notify.Dispatcher, schedule notify.Schedule) *notify.Dispatcher {
+	t.Helper()
+	c := d.Config()
+	c.Schedule = schedule
+	d, err := notify.NewDispatcher(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // TestDispatcherRetrySchedule: a failure waits the schedule's next step,
@@ -145,7 +196,7 @@ func newDispatch(outcomes ...string) (*notify.Dispatcher, *fakeDeliveries, *send
 // delivery for good; the bus gets the event once.
 func TestDispatcherRetrySchedule(t *testing.T) {
 	d, store, s, q, b, now := newDispatch(notify.OutcomeFailed, notify.OutcomeFailed, notify.OutcomeFailed)
-	d.Schedule = notify.Schedule{5 * time.Second, time.Minute}
+	d = withSchedule(t, d, notify.Schedule{5 * time.Second, time.Minute})
 	ctx := context.Background()
 	if err := d.HandleEvent(ctx, "ev"); err != nil {
 		t.Fatal(err)

@@ -18,11 +18,12 @@
 // enabled endpoint that wants them, the user's own and the platform's,
 // signed as Standard Webhooks specifies, at least once, with retries on
 // Schedule, a log of every attempt, replay (Service.Replay), and an
-// endpoint disabled after failing for DisableAfter; and onto the bus.
+// endpoint disabled after failing for DispatcherConfig.DisableAfter; and onto the bus.
 //
 //	th := notify.Thresholds(sub, rules, period, now) // 80 % of 1,000 included: 800 calls
 //	fired, armed, err := (&notify.Armer{Store: store, Now: time.Now}).ArmPending(ctx, 0)
-//	err = (&notify.Dispatcher{Store: store, Sender: webhook.New(webhook.Options{}), Now: time.Now, Logger: logger}).HandleEvent(ctx, fired[0])
+//	d, err := notify.NewDispatcher(notify.DispatcherConfig{Store: store, Sender: webhook.New(webhook.Options{}), Now: time.Now, Logger: logger})
+//	err = d.HandleEvent(ctx, fired[0])
 //
 // Example_thresholds (example_test.go) runs the first step.
 package notify

@@ -104,8 +104,12 @@ func newStack(t *testing.T, allowPrivate bool) *stack {
 	db.Now = clk.Now
 	s := &stack{db: db, clk: clk, store: postgres.NewNotifyStore(db), events: postgres.NewEventStore(db), queue: &queue{}}
 	s.service = &notify.Service{Store: s.store, Queue: s.queue, AllowPrivate: true, Now: clk.Now}
-	s.d = &notify.Dispatcher{Store: s.store, Sender: webhook.New(webhook.Options{AllowPrivate: allowPrivate}), Queue: s.queue,
-		Now: clk.Now, Logger: quiet}
+	d, err := notify.NewDispatcher(notify.DispatcherConfig{Store: s.store, Sender: webhook.New(webhook.Options{AllowPrivate: allowPrivate}),
+		Queue: s.queue, Now: clk.Now, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.d = d
 	s.armer = &notify.Armer{Store: s.store, Now: clk.Now}
 	return s
 }
@@ -362,7 +366,7 @@ func TestDispatcherReplay(t *testing.T) {
 	r := newReceiver(t, s.clk, 500)
 	user, eventID := s.cross(t)
 	e := s.endpoint(t, user, r.srv.URL, r)
-	s.d.Schedule = notify.Schedule{} // no retries: the first failure is final
+	s.d = withSchedule(t, s.d, notify.Schedule{}) // no retries: the first failure is final
 	s.handle(t, eventID)
 	ds := s.deliveries(t, notify.DeliveryFilter{})
 	if len(ds) != 1 || ds[0].Status != notify.StatusFailed || r.count() != 1 || len(s.queue.take()) != 0 {
