@@ -136,9 +136,7 @@ type Config struct {
 // defaults, or a CodeInvalid error saying which setting is wrong: no
 // ledger store, or a negative duration or count.
 func New(cfg Config) (*Billing, error) {
-	negative := func(what string, v, deflt any) error {
-		return usage.Errorf(usage.CodeInvalid, "billing: %s must be 0 (the default, %v) or more, not %v", what, deflt, v)
-	}
+	negative := func(what string, v, deflt any) error { return usage.NegativeSetting("billing", what, v, deflt) }
 	switch {
 	case cfg.Ledger == nil:
 		return nil, usage.Errorf(usage.CodeInvalid, "billing: a ledger store is required")

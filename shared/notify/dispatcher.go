@@ -64,9 +64,9 @@ func NewDispatcher(c DispatcherConfig) (*Dispatcher, error) {
 	case c.Now == nil:
 		return nil, usage.Errorf(usage.CodeInvalid, "notify: a clock is required")
 	case c.DisableAfter < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "notify: the time before disabling an endpoint must be 0 (the default, %s) or more, not %s", DefaultDisableAfter, c.DisableAfter)
+		return nil, usage.NegativeSetting("notify", "the time before disabling an endpoint", c.DisableAfter, DefaultDisableAfter)
 	case c.Workers < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "notify: the workers must be 0 (the default, %d) or more, not %d", DefaultDispatchWorkers, c.Workers)
+		return nil, usage.NegativeSetting("notify", "the workers", c.Workers, DefaultDispatchWorkers)
 	}
 	if c.Schedule == nil {
 		c.Schedule = DefaultSchedule

@@ -119,8 +119,7 @@ func New(c Config) (*Recorder, error) {
 	case c.Now == nil:
 		return nil, usage.Errorf(usage.CodeInvalid, "record: a clock is required")
 	case c.Backfill < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "record: the backfill window must be 0 (the default, %s) or more, not %s",
-			usage.DefaultBackfillWindow, c.Backfill)
+		return nil, usage.NegativeSetting("record", "the backfill window", c.Backfill, usage.DefaultBackfillWindow)
 	}
 	c.Backfill = cmp.Or(c.Backfill, usage.DefaultBackfillWindow)
 	return &Recorder{cfg: c}, nil

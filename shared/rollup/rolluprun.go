@@ -79,13 +79,13 @@ func New(c Config) (*Job, error) {
 	case c.Now == nil:
 		return nil, usage.Errorf(usage.CodeInvalid, "rollup: a clock is required")
 	case c.RetentionDays < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the retention must be 0 (the default, %d days) or more, not %d", DefaultRetentionDays, c.RetentionDays)
+		return nil, usage.NegativeSetting("rollup", "the retention in days", c.RetentionDays, DefaultRetentionDays)
 	case c.PartitionsAhead < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the partitions kept ahead must be 0 (the default, %d months) or more, not %d", DefaultPartitionsAhead, c.PartitionsAhead)
+		return nil, usage.NegativeSetting("rollup", "the partitions kept ahead, in months", c.PartitionsAhead, DefaultPartitionsAhead)
 	case c.Workers < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the workers must be 0 (the default, %d) or more, not %d", DefaultRollupWorkers, c.Workers)
+		return nil, usage.NegativeSetting("rollup", "the workers", c.Workers, DefaultRollupWorkers)
 	case c.Lease < 0:
-		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the lease must be 0 (the default, %s) or more, not %s", DefaultRollupLease, c.Lease)
+		return nil, usage.NegativeSetting("rollup", "the lease", c.Lease, DefaultRollupLease)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -90,6 +90,13 @@ func Errorf(code string, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// NegativeSetting is the CodeInvalid error of a service's setting below
+// zero, in the words every service's New uses: what the setting must be,
+// its default and what it was. service names the package ("rollup").
+func NegativeSetting(service, what string, v, deflt any) *Error {
+	return Errorf(CodeInvalid, "%s: %s must be 0 (the default, %v) or more, not %v", service, what, deflt, v)
+}
+
 // FieldErrorf returns a CodeInvalid error naming the field at fault. The
 // message starts with the field name.
 func FieldErrorf(field string, format string, args ...any) *Error {
