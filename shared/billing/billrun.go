@@ -215,17 +215,17 @@ func (b *Billing) RunWith(ctx context.Context, now time.Time, opts RunOptions) (
 	return rep, err
 }
 
-func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error {
+func (b *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error {
 	start := time.Now()
 	if !rep.DryRun {
-		if _, err := c.cfg.Ledger.PromoteDueTerms(ctx, now); err != nil {
+		if _, err := b.cfg.Ledger.PromoteDueTerms(ctx, now); err != nil {
 			return fmt.Errorf("promote due plan changes: %w", err)
 		}
-		if err := c.reconcile(ctx, now, rep); err != nil {
+		if err := b.reconcile(ctx, now, rep); err != nil {
 			return err
 		}
 	}
-	entries, progress, err := c.plan(ctx, now, rep)
+	entries, progress, err := b.plan(ctx, now, rep)
 	if err != nil {
 		return err
 	}
@@ -234,14 +234,14 @@ func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error 
 		rep.PlanTime = time.Since(start)
 		return nil
 	}
-	n, err := c.cfg.Ledger.InsertLedgerEntries(ctx, entries, progress, now)
+	n, err := b.cfg.Ledger.InsertLedgerEntries(ctx, entries, progress, now)
 	if err != nil {
 		return fmt.Errorf("insert ledger entries: %w", err)
 	}
 	rep.Inserted = n
 	rep.PlanTime = time.Since(start)
 	start = time.Now()
-	err = c.bill(ctx, now, c.reconcileSince(now), rep)
+	err = b.bill(ctx, now, b.reconcileSince(now), rep)
 	rep.BillTime = time.Since(start)
 	if err != nil {
 		return err
@@ -257,10 +257,10 @@ func (c *Billing) run(ctx context.Context, now time.Time, rep *RunReport) error 
 // batch: a crash before that leaves them pending, and the next run adopts
 // their items as it reconciles the ledger with Stripe (or finds them by a
 // lookup, or Stripe answers their keys with the same items).
-func (c *Billing) bill(parent context.Context, now, since time.Time, rep *RunReport) error {
+func (b *Billing) bill(parent context.Context, now, since time.Time, rep *RunReport) error {
 	var mu sync.Mutex
 	for {
-		batch, err := c.cfg.Ledger.ClaimPending(parent, ClaimRequest{Owner: rep.RunID, Now: now, Lease: c.cfg.Lease, Limit: c.cfg.Batch})
+		batch, err := b.cfg.Ledger.ClaimPending(parent, ClaimRequest{Owner: rep.RunID, Now: now, Lease: b.cfg.Lease, Limit: b.cfg.Batch})
 		if err != nil {
 			return fmt.Errorf("claim pending ledger rows: %w", err)
 		}
@@ -273,20 +273,20 @@ func (c *Billing) bill(parent context.Context, now, since time.Time, rep *RunRep
 			wg     sync.WaitGroup
 			billed []Billed
 		)
-		for range min(c.cfg.Workers, len(batch)) {
+		for range min(b.cfg.Workers, len(batch)) {
 			wg.Go(func() {
 				for e := range work {
 					if ctx.Err() != nil {
 						continue // the run is stopping: leave the row to its lease
 					}
 					var r RunReport
-					b, err := c.billOne(ctx, now, since, e, &r)
+					one, err := b.billOne(ctx, now, since, e, &r)
 					if err != nil {
 						cancel(err)
 					}
 					mu.Lock()
-					if b != nil {
-						billed = append(billed, *b)
+					if one != nil {
+						billed = append(billed, *one)
 					}
 					rep.Found += r.Found
 					rep.Adopted += r.Adopted
@@ -312,7 +312,7 @@ func (c *Billing) bill(parent context.Context, now, since time.Time, rep *RunRep
 		err = context.Cause(ctx)
 		cancel(nil)
 		// Record what was billed even when the run is stopping.
-		if merr := c.cfg.Ledger.MarkBilled(parent, billed, now); merr != nil {
+		if merr := b.cfg.Ledger.MarkBilled(parent, billed, now); merr != nil {
 			return fmt.Errorf("mark %d ledger rows billed: %w", len(billed), merr)
 		}
 		rep.Billed += len(billed)
@@ -344,12 +344,12 @@ func needsLookup(e *LedgerEntry, since time.Time) bool {
 // adopted (Reconcile), and when that changes what the period's rows
 // charged, the row, planned against the old sums, is not sent: the next
 // run plans the period again.
-func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEntry, rep *RunReport) (*Billed, error) {
-	log := c.cfg.Logger.With("ledger_id", e.ID, "user_id", e.UserID, "period_start", e.Period.Start.Format(time.DateOnly), "seq", e.Seq)
+func (b *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEntry, rep *RunReport) (*Billed, error) {
+	log := b.cfg.Logger.With("ledger_id", e.ID, "user_id", e.UserID, "period_start", e.Period.Start.Format(time.DateOnly), "seq", e.Seq)
 	fail := func(reason string) error {
 		rep.Failed++
 		log.ErrorContext(ctx, "overage item failed", "reason", reason, "attempts", e.Attempts)
-		if err := c.cfg.Ledger.MarkFailed(ctx, e.ID, reason, now); err != nil {
+		if err := b.cfg.Ledger.MarkFailed(ctx, e.ID, reason, now); err != nil {
 			return fmt.Errorf("mark ledger row %s failed: %w", e.ID, err)
 		}
 		return nil
@@ -361,12 +361,12 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 		case Retryable(err):
 			rep.Retry++
 			log.WarnContext(ctx, "overage item left pending", "op", op, "reason", usage.ErrorMessage(err), "attempts", e.Attempts)
-			if merr := c.cfg.Ledger.MarkRetry(ctx, e.ID, usage.ErrorMessage(err), now); merr != nil {
+			if merr := b.cfg.Ledger.MarkRetry(ctx, e.ID, usage.ErrorMessage(err), now); merr != nil {
 				return fmt.Errorf("release ledger row %s: %w", e.ID, merr)
 			}
 			return nil
 		case usage.ErrorCode(err) == usage.CodeUnauthorized || usage.ErrorCode(err) == usage.CodeForbidden:
-			_ = c.cfg.Ledger.MarkRetry(ctx, e.ID, usage.ErrorMessage(err), now)
+			_ = b.cfg.Ledger.MarkRetry(ctx, e.ID, usage.ErrorMessage(err), now)
 			return fmt.Errorf("stripe refused the credentials: %w", err)
 		default:
 			return fail(usage.ErrorMessage(err))
@@ -383,7 +383,7 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 	var found []FoundItem
 	for _, cus := range customers {
 		rep.StripeCalls++
-		items, err := c.cfg.Biller.FindInvoiceItems(ctx, cus, e.UserID, e.Period)
+		items, err := b.cfg.Biller.FindInvoiceItems(ctx, cus, e.UserID, e.Period)
 		if err != nil {
 			return nil, providerErr("find", err)
 		}
@@ -396,7 +396,7 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 			"items", len(found))
 	}
 	if len(r.Adopt) > 0 {
-		if err := c.cfg.Ledger.Adopt(ctx, r.Adopt, now); err != nil {
+		if err := b.cfg.Ledger.Adopt(ctx, r.Adopt, now); err != nil {
 			return nil, fmt.Errorf("adopt %d items of ledger row %s's period: %w", len(r.Adopt), e.ID, err)
 		}
 		rep.Adopted += len(r.Adopt)
@@ -408,17 +408,17 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 			return nil, fail(fmt.Sprintf("Stripe holds the item %s for this row in %s; the row bills in %s", own.ID,
 				strings.ToUpper(own.Currency), strings.ToUpper(e.Currency)))
 		}
-		b := &Billed{LedgerID: e.ID, StripeID: own.ID, Amount: own.Amount}
+		billed := &Billed{LedgerID: e.ID, StripeID: own.ID, Amount: own.Amount}
 		if own.Amount != e.Amount {
-			b.Note = fmt.Sprintf("found in Stripe as %s with %s, planned again at %s: the next run plans the difference",
+			billed.Note = fmt.Sprintf("found in Stripe as %s with %s, planned again at %s: the next run plans the difference",
 				own.ID, usage.FormatMoney(own.Amount, own.Currency), usage.FormatMoney(e.Amount, e.Currency))
 		}
 		log.InfoContext(ctx, "overage item found in Stripe", "stripe_id", own.ID, "amount", own.Amount)
-		return b, nil
+		return billed, nil
 	}
 	if r.Changed {
 		rep.Replanned++
-		if err := c.cfg.Ledger.MarkSkipped(ctx, e.ID, "not sent: Stripe holds items of this period that the ledger did not account for "+
+		if err := b.cfg.Ledger.MarkSkipped(ctx, e.ID, "not sent: Stripe holds items of this period that the ledger did not account for "+
 			"(adopted); the next run plans the period again", now); err != nil {
 			return nil, fmt.Errorf("skip ledger row %s: %w", e.ID, err)
 		}
@@ -427,7 +427,7 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 	switch {
 	case e.CustomerID == "":
 		return nil, fail("the subscription has no Stripe customer")
-	case e.Attempts > c.cfg.MaxAttempts:
+	case e.Attempts > b.cfg.MaxAttempts:
 		return nil, fail(fmt.Sprintf("gave up after %d attempts: %s", e.Attempts-1, e.LastError))
 	}
 	key := e.SendKey(e.CustomerID)
@@ -435,7 +435,7 @@ func (c *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 		log.InfoContext(ctx, "overage item sent to a new customer", "customer_id", e.CustomerID, "first_customer_id", e.SentTo[0])
 	}
 	rep.StripeCalls++
-	id, err := c.cfg.Biller.CreateInvoiceItem(ctx, e.InvoiceItem(e.CustomerID), key)
+	id, err := b.cfg.Biller.CreateInvoiceItem(ctx, e.InvoiceItem(e.CustomerID), key)
 	if err != nil {
 		return nil, providerErr("create", err)
 	}

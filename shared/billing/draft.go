@@ -14,8 +14,8 @@ import (
 // subscription's closed periods are then planned. Subscriptions it cannot
 // price, wholly or in part, it reports (RunReport.Unpriced): without terms
 // from their anchor on, or with a period whose pricing failed.
-func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*LedgerEntry, []Progress, error) {
-	subs, err := c.cfg.Ledger.BillableSubscriptions(ctx)
+func (b *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*LedgerEntry, []Progress, error) {
+	subs, err := b.cfg.Ledger.BillableSubscriptions(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list billable subscriptions: %w", err)
 	}
@@ -25,7 +25,7 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 		if len(rep.UnpricedSubscriptions) < MaxReportRows {
 			rep.UnpricedSubscriptions = append(rep.UnpricedSubscriptions, UnpricedSubscription{UserID: s.UserID, Reason: reason})
 		}
-		c.cfg.Logger.ErrorContext(ctx, "overage subscription not priced", "user_id", s.UserID, "reason", reason)
+		b.cfg.Logger.ErrorContext(ctx, "overage subscription not priced", "user_id", s.UserID, "reason", reason)
 	}
 	var (
 		periods []UserPeriod
@@ -38,7 +38,7 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 				continue
 			}
 		}
-		for _, p := range DuePeriods(s, now, c.cfg.Grace, c.cfg.Lookback) {
+		for _, p := range DuePeriods(s, now, b.cfg.Grace, b.cfg.Lookback) {
 			periods = append(periods, UserPeriod{UserID: s.UserID, Period: p, ByDay: NeedsDays(p, s.History)})
 			owners = append(owners, s)
 		}
@@ -47,17 +47,17 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 	if len(periods) == 0 {
 		return nil, nil, nil
 	}
-	states, err := c.cfg.Ledger.PeriodStates(ctx, periods)
+	states, err := b.cfg.Ledger.PeriodStates(ctx, periods)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read period states: %w", err)
 	}
 	var entries []*LedgerEntry
-	cutoff := now.Add(-c.cfg.Grace)
+	cutoff := now.Add(-b.cfg.Grace)
 	through := map[*BillableSubscription]time.Time{}
 	stuck := map[*BillableSubscription]bool{}
 	for i, st := range states {
 		s := owners[i]
-		e, err := c.DraftPeriod(s, st, now)
+		e, err := b.DraftPeriod(s, st, now)
 		if err != nil {
 			rep.PlanErrors++
 			if !stuck[s] {
@@ -102,11 +102,11 @@ func (c *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 // lookback are left alone. The row's id and key derive from (user, period,
 // seq) (LedgerID, IdempotencyKey), so that a row planned again, after a
 // restore of the database, is the same row to Stripe.
-func (c *Billing) DraftPeriod(sub *BillableSubscription, st PeriodState, now time.Time) (*LedgerEntry, error) {
-	cutoff := now.Add(-c.cfg.Grace)
+func (b *Billing) DraftPeriod(sub *BillableSubscription, st PeriodState, now time.Time) (*LedgerEntry, error) {
+	cutoff := now.Add(-b.cfg.Grace)
 	closed := !st.Period.End.After(cutoff)
 	segs := usage.Segments(st.Period, sub.History)
-	if st.Rows > 0 && closed && st.Period.End.Before(now.Add(-c.cfg.Lookback)) && allRecorded(segs, st.Lines) {
+	if st.Rows > 0 && closed && st.Period.End.Before(now.Add(-b.cfg.Lookback)) && allRecorded(segs, st.Lines) {
 		return nil, nil
 	}
 	lines, err := usage.PriceLines(st.Period, segs, st.Days, st.Lines, cutoff)

@@ -12,8 +12,8 @@ import (
 // the ledger with Stripe's items: those of every period it may plan rows
 // for but the oldest never planned (a period within the lookback started at
 // most 31 days before it ended).
-func (c *Billing) reconcileSince(now time.Time) time.Time {
-	return now.Add(-c.cfg.Lookback - 31*24*time.Hour)
+func (b *Billing) reconcileSince(now time.Time) time.Time {
+	return now.Add(-b.cfg.Lookback - 31*24*time.Hour)
 }
 
 // reconcile makes the ledger account for every item Stripe holds from
@@ -22,14 +22,14 @@ func (c *Billing) reconcileSince(now time.Time) time.Time {
 // whose mark was lost) are adopted by the rows of their (user, period,
 // seq), which the planning then counts. An item of a row billed with
 // another item is left for an admin (Duplicates).
-func (c *Billing) reconcile(ctx context.Context, now time.Time, rep *RunReport) error {
+func (b *Billing) reconcile(ctx context.Context, now time.Time, rep *RunReport) error {
 	rep.StripeCalls++
-	items, err := c.cfg.Biller.ListInvoiceItems(ctx, c.reconcileSince(now))
+	items, err := b.cfg.Biller.ListInvoiceItems(ctx, b.reconcileSince(now))
 	if err != nil {
 		return fmt.Errorf("list Stripe's invoice items to reconcile the ledger: %w", err)
 	}
 	rep.Listed = len(items)
-	un, err := c.cfg.Ledger.Unaccounted(ctx, items)
+	un, err := b.cfg.Ledger.Unaccounted(ctx, items)
 	if err != nil {
 		return fmt.Errorf("reconcile %d invoice items: %w", len(items), err)
 	}
@@ -38,17 +38,17 @@ func (c *Billing) reconcile(ctx context.Context, now time.Time, rep *RunReport) 
 		it := u.Item
 		if u.RowStripeID != "" {
 			rep.Duplicates++
-			c.cfg.Logger.ErrorContext(ctx, "Stripe holds a second item for a billed ledger row; review it", "stripe_id", it.ID,
+			b.cfg.Logger.ErrorContext(ctx, "Stripe holds a second item for a billed ledger row; review it", "stripe_id", it.ID,
 				"billed_with", u.RowStripeID, "user_id", it.UserID, "period_start", it.Period.Start.Format(time.DateOnly), "seq", it.Seq)
 			continue
 		}
 		adopt = append(adopt, Adopted{UserID: it.UserID, Period: it.Period, Item: it,
 			Note: fmt.Sprintf("found in Stripe as %s with %s, which the ledger did not account for "+
 				"(an attempt whose answer was lost, or a restore of the database)", it.ID, usage.FormatMoney(it.Amount, it.Currency))})
-		c.cfg.Logger.WarnContext(ctx, "invoice item the ledger did not account for; adopted", "stripe_id", it.ID, "user_id", it.UserID,
+		b.cfg.Logger.WarnContext(ctx, "invoice item the ledger did not account for; adopted", "stripe_id", it.ID, "user_id", it.UserID,
 			"period_start", it.Period.Start.Format(time.DateOnly), "seq", it.Seq, "amount", it.Amount)
 	}
-	if err := c.cfg.Ledger.Adopt(ctx, adopt, now); err != nil {
+	if err := b.cfg.Ledger.Adopt(ctx, adopt, now); err != nil {
 		return fmt.Errorf("adopt %d invoice items: %w", len(adopt), err)
 	}
 	rep.Adopted += len(adopt)
