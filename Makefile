@@ -141,8 +141,16 @@ test:
 # under half of two cores); eight packages at a time overlap them. The
 # test binaries carry no DWARF either (COMPILE's reasoning): a failure's
 # stack trace keeps its files and lines.
+#
+# go test starts packages (their compiles, then their runs) in the order it
+# is given them, and holds -p slots for those running: SLOW_FIRST names the
+# longest suites so that they start first and the short ones fill the gaps
+# beside them. In ./... order shared/postgres and shared/record came last:
+# a cold run's last minute ran those two alone.
+SLOW_FIRST := ./cmd/internal/devstack ./cmd/internal/e2e/samlocal ./shared/postgres ./cmd/internal/e2e/tsclient \
+	./cmd/internal/e2e/soak ./cmd/internal/e2e/browser ./shared/billing ./functions/analytics ./shared/record
 test-go:
-	$(GO) test -race -count=1 -p 8 -gcflags=all=-dwarf=false -ldflags=-w -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -count=1 -p 8 -gcflags=all=-dwarf=false -ldflags=-w -timeout $(TEST_TIMEOUT) $(SLOW_FIRST) ./...
 
 ## sam: the SAM CLI's part of make test alone (cmd/internal/e2e/samlocal): sam
 ## validate --lint, sam build, sam local invoke of each function with its
