@@ -130,7 +130,8 @@ arm64:
 ## arm64 functions sam build links) while the Debian packages and the npm
 ## packages install, start
 ## throwaway PostgreSQL, moto_server, stripe-mock and podman's Docker API, run
-## every test with -race (those of PostgreSQL in both of pgx's modes, the SAM
+## every test with -race (the packages' PostgreSQL tests in both of pgx's
+## modes, the whole-stack suites in the deployed one, the SAM
 ## CLI's), stop them
 test:
 	@$(MAKE) --no-print-directory -j4 prepare arm64 packages node

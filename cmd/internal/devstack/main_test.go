@@ -60,9 +60,10 @@ func testBootstrapDir(t *testing.T, root string) string {
 	return os.Getenv("NEXUS_LAMBDA_DIR")
 }
 
-// TestMain runs the tests in both PostgreSQL modes (pgtest.Main).
+// TestMain runs the tests once, as deployed: behind RDS Proxy
+// (pgtest.MainDeployed).
 func TestMain(m *testing.M) {
-	code := pgtest.Main(m)
+	code := pgtest.MainDeployed(m)
 	if bootstrapDir != "" {
 		os.RemoveAll(bootstrapDir)
 	}

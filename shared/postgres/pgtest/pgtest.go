@@ -112,8 +112,9 @@ func Proxy() bool { return os.Getenv("DATABASE_PROXY") == "true" }
 // Main runs a package's tests once in each of the two modes the functions
 // reach PostgreSQL in, pgx's default (DATABASE_PROXY=false) and as behind
 // RDS Proxy (DATABASE_PROXY=true), and returns the exit code for os.Exit.
-// Every package whose tests touch PostgreSQL calls it from TestMain, so
-// make test proves each of them in both modes. DATABASE_PROXY set in the
+// Every package whose tests touch PostgreSQL calls it (or, for the
+// whole-stack suites, MainDeployed) from TestMain, so make test proves the
+// SQL of each in both modes. DATABASE_PROXY set in the
 // environment picks one mode; benchmarks and fuzzing run once, in the
 // environment's mode.
 func Main(m *testing.M) int {
@@ -135,6 +136,22 @@ func Main(m *testing.M) int {
 		}
 	}
 	return code
+}
+
+// MainDeployed runs a package's tests once, in the mode the template
+// deploys (DATABASE_PROXY=true, as behind RDS Proxy), unless DATABASE_PROXY
+// set in the environment picks the other, and returns the exit code for
+// os.Exit. It is for the suites that run the whole local stack (the
+// devstack, the soak, the dashboard in a browser): they prove what ships
+// end to end, while the packages whose SQL they drive prove it in both
+// modes (Main). A run of each of them costs make test minutes, and the
+// other mode would repeat their SQL without testing anything of their own.
+func MainDeployed(m *testing.M) int {
+	if _, set := os.LookupEnv("DATABASE_PROXY"); !set {
+		os.Setenv("DATABASE_PROXY", "true")
+		defer os.Unsetenv("DATABASE_PROXY")
+	}
+	return m.Run()
 }
 
 func flagSet(name string) bool {

@@ -7,5 +7,5 @@ import (
 	"github.com/nexus/usage/shared/postgres/pgtest"
 )
 
-// TestMain runs the tests in both PostgreSQL modes (pgtest.Main).
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// TestMain runs the tests once, as deployed: behind RDS Proxy (pgtest.MainDeployed).
+func TestMain(m *testing.M) { os.Exit(pgtest.MainDeployed(m)) }
