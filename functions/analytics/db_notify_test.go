@@ -82,6 +82,7 @@ func TestDBNotifyRoutes(t *testing.T) {
 
 	// Endpoints: the secret once; private addresses refused.
 	call("POST", "/v1/webhooks/endpoints", user, `{"url": "https://10.0.0.1/hook"}`, 400)
+	call("POST", "/v1/webhooks/endpoints", user, `{"url": "https://[::1%25lo]/hook"}`, 400)
 	call("POST", "/v1/webhooks/endpoints", user, `{"url": "http://hooks.example.com/"}`, 400)
 	ep := call("POST", "/v1/webhooks/endpoints", user, `{"url": "https://hooks.example.com/nexus", "event_types": ["usage.overage.reached"]}`, 201)
 	secret, _ := ep["secret"].(string)

@@ -205,9 +205,11 @@ var blockedPrefixes = func() []netip.Prefix {
 // Blocked reports whether a delivery to a is refused outside the local
 // stack (server-side request forgery): private, loopback, link-local,
 // unspecified, multicast and reserved addresses, IPv4 ones also when
-// mapped into IPv6 or NAT64's well-known prefix.
+// mapped into IPv6 or NAT64's well-known prefix, and IPv6 ones whatever
+// zone they name ("::1%lo" is loopback: a prefix never contains a zoned
+// address, so the zone is dropped before the ranges are asked).
 func Blocked(a netip.Addr) bool {
-	a = a.Unmap()
+	a = a.Unmap().WithZone("")
 	if a.Is6() && netip.MustParsePrefix("64:ff9b::/96").Contains(a) {
 		b := a.As16()
 		a = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})

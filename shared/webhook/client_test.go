@@ -34,7 +34,8 @@ func TestClientRefusesPrivateAddresses(t *testing.T) {
 	}
 	c := webhook.New(webhook.Options{Timeout: 2 * time.Second})
 	for _, url := range []string{srv.URL, "http://localhost" + port, "http://[::1]" + port,
-		"http://10.0.0.1" + port, "http://169.254.169.254/latest/meta-data/", "http://[::ffff:127.0.0.1]" + port} {
+		"http://10.0.0.1" + port, "http://169.254.169.254/latest/meta-data/", "http://[::ffff:127.0.0.1]" + port,
+		"http://[::1%25lo]" + port, "http://[fe80::1%25lo]" + port} {
 		res := c.Send(context.Background(), req(url))
 		if res.Outcome != notify.OutcomeRefused || !strings.Contains(res.Answer, "private, loopback, link-local") {
 			t.Errorf("%s: %+v, want refused", url, res)
