@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -275,5 +276,15 @@ func TestDBBreakdowns(t *testing.T) {
 	keys = decode[pageOf[row]](t, f.get(t, "/v1/usage/keys?from=2026-03-01&to=2026-03-14", token(t, bob, false)))
 	if len(keys.Items) != 1 || keys.Items[0].Calls != 3 {
 		t.Fatalf("bob's keys = %+v", keys)
+	}
+
+	// A forged cursor whose key no row can have (a NUL, which PostgreSQL's
+	// text refuses) is the caller's mistake, not the server's.
+	forged := base64.RawURLEncoding.EncodeToString([]byte(`{"c":1,"k":"GET /v1/a\u0000"}`))
+	for _, route := range []string{"endpoints", "keys"} {
+		resp := f.get(t, "/v1/usage/"+route+"?cursor="+forged, authz)
+		if p := decode[problem](t, resp); resp.StatusCode != 400 || p.Param != "cursor" {
+			t.Errorf("%s with a forged cursor = %d %s; want 400 naming cursor", route, resp.StatusCode, resp.Body)
+		}
 	}
 }

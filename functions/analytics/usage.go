@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nexus/usage/shared/httpapi"
@@ -133,6 +134,12 @@ func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, userID stri
 	if ok, err := r.DecodeCursor(&c); err != nil {
 		return h.fail(ctx, err)
 	} else if ok {
+		// A row's key is an endpoint or an API key id: printable text,
+		// as the record path keeps it. Anything else (a NUL, which
+		// PostgreSQL's text refuses) was never a cursor of this list.
+		if strings.IndexFunc(c.Key, func(r rune) bool { return !usage.PrintableRune(r) }) >= 0 {
+			return h.fail(ctx, usage.FieldErrorf("cursor", "is not a cursor of this list"))
+		}
 		f.After = &c
 	}
 	key := fmt.Sprintf("%t %s %s %s %d %s", keys, userID, day(rg.From), day(rg.To), limit, r.Query("cursor"))
