@@ -4,6 +4,9 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nexus/usage/shared/notify"
 )
 
 func TestParameterValidation(t *testing.T) {
@@ -62,7 +65,10 @@ func TestBodyValidation(t *testing.T) {
 	f.noStore(t)
 	admin := map[string]string{"Authorization": token(t, operator, true)}
 	key := map[string]string{"X-Api-Key": f.aliceKey}
+	user := map[string]string{"Authorization": token(t, alice, false)}
 	plan := "/v1/admin/users/" + bob + "/plan"
+	// No store: a refused body never reaches it.
+	f.h.Notify = &notify.Service{Now: func() time.Time { return testNow }}
 	tests := []struct {
 		method, target string
 		headers        map[string]string
@@ -97,6 +103,12 @@ func TestBodyValidation(t *testing.T) {
 		{"POST", "/v1/events", key, `{"events":[]}`, "events", "events: must hold at least one event"},
 		{"POST", "/v1/events", key, `{}`, "events", "events: is required"},
 		{"POST", "/v1/events", key, `"events"`, "body", "body: must be an object"},
+		// Fields the body type takes from an embedded struct are named as
+		// the body spells them, not by the Go struct they come from.
+		{"POST", "/v1/notify/rules", user, `{"kind":"calls","value":1e30}`, "value", "value: must be an integer in range"},
+		{"POST", "/v1/admin/notify/rules", admin, `{"plan_id":"pro","kind":"calls","value":"5"}`, "value", "value: must be an integer"},
+		{"POST", "/v1/webhooks/endpoints", user, `{"url":5}`, "url", "url: must be a string"},
+		{"POST", "/v1/admin/webhooks/endpoints", admin, `{"url":"https://ops.example.com/","enabled":"yes"}`, "enabled", "enabled: must be a boolean"},
 	}
 	// A body over its bound is a 413 on every route, naming the body.
 	for _, tt := range []struct{ method, target, headers, body string }{

@@ -31,7 +31,7 @@ func JSONError(err error, size int, whole string) error {
 	case IsTimeError(err):
 		return FieldErrorf(whole, "holds a date-time that is not RFC 3339")
 	case errors.As(err, &te):
-		field := te.Field
+		field := jsonPath(te.Field)
 		if field == "" {
 			field = whole
 		}
@@ -45,6 +45,22 @@ func JSONError(err error, size int, whole string) error {
 		return FieldErrorf(strings.TrimSuffix(name, `"`), "is not a field of this %s", of)
 	}
 	return FieldErrorf(whole, "holds a value that cannot be read")
+}
+
+// jsonPath is a type error's field path as the input spells it.
+// encoding/json puts in the path the Go name of each struct a field is
+// promoted from (embedded without a JSON name: "RuleInput.value"); the
+// input's names are the JSON tags, all in small letters, so the segments
+// that start with a capital are such Go names, and are left out.
+func jsonPath(field string) string {
+	segs := strings.Split(field, ".")
+	out := segs[:0]
+	for _, s := range segs {
+		if s != "" && !(s[0] >= 'A' && s[0] <= 'Z') {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, ".")
 }
 
 // IsTimeError reports whether err comes from decoding a time.Time, whose
