@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,5 +147,46 @@ func TestDBNotifyRoutes(t *testing.T) {
 	call("DELETE", "/v1/webhooks/endpoints/"+epID, user, "", 204)
 	if got := items(call("GET", "/v1/webhooks/deliveries", user, "", 200)); len(got) != 0 {
 		t.Errorf("deliveries after the endpoint's deletion %v", got)
+	}
+}
+
+// TestDBNotifyBoundsUnderConcurrency: a user's rules and endpoints stay
+// within notify.MaxRules and notify.MaxEndpoints when the creations
+// arrive at once, each past the bound refused with a 409.
+func TestDBNotifyBoundsUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	f := newDBFixture(t)
+	f.h.Notify = &notify.Service{Store: postgres.NewNotifyStore(f.db), Now: func() time.Time { return testNow }}
+	authz := map[string]string{"Authorization": token(t, alice, false)}
+	const n = 40
+	statuses := make(chan int, 2*n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			resp, _ := f.h.Handle(context.Background(), request("POST", "/v1/notify/rules", authz, fmt.Sprintf(`{"kind": "calls", "value": %d}`, i+1)))
+			statuses <- resp.StatusCode
+		}()
+		go func() {
+			defer wg.Done()
+			resp, _ := f.h.Handle(context.Background(), request("POST", "/v1/webhooks/endpoints", authz, fmt.Sprintf(`{"url": "https://h%d.example.com/"}`, i)))
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != 201 && s != 409 {
+			t.Errorf("a creation answered %d; want 201 or 409", s)
+		}
+	}
+	var rules, endpoints int
+	if err := f.db.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM eco_notify_rules WHERE user_id = $1),
+		(SELECT count(*) FROM eco_webhook_endpoints WHERE user_id = $1)`, alice).Scan(&rules, &endpoints); err != nil {
+		t.Fatal(err)
+	}
+	if rules != notify.MaxRules || endpoints != notify.MaxEndpoints {
+		t.Errorf("alice has %d rules and %d endpoints; want %d and %d", rules, endpoints, notify.MaxRules, notify.MaxEndpoints)
 	}
 }
