@@ -83,7 +83,10 @@ func readRefusal(d usage.Decision, now time.Time) httpapi.Response {
 // A range that ends before today, and a breakdown (from the rollup alone),
 // change only when the hourly rollup recomputes a day, so a client may
 // keep them for a minute without asking; anything else is revalidated
-// each time (no-cache).
+// each time (no-cache). The answer depends on the caller's credentials
+// and, for the export, on Accept: Vary names them, so that a client's
+// cache never gives one caller's answer, or one representation, for a
+// request that differs in them.
 func conditional(r *httpapi.Request, resp httpapi.Response, now time.Time) httpapi.Response {
 	if resp.StatusCode != http.StatusOK {
 		return resp
@@ -92,6 +95,7 @@ func conditional(r *httpapi.Request, resp httpapi.Response, now time.Time) httpa
 	etag := `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
 	resp.Headers["ETag"] = etag
 	resp.Headers["Cache-Control"] = "private, no-cache"
+	resp.Headers["Vary"] = "Authorization, X-Api-Key, Accept"
 	if strings.HasSuffix(r.Route, "/endpoints") || strings.HasSuffix(r.Route, "/keys") {
 		resp.Headers["Cache-Control"] = "private, max-age=60"
 	} else if to := r.Query("to"); to != "" {

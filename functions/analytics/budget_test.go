@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -98,6 +99,15 @@ func TestConditionalReads(t *testing.T) {
 	past := f.do(t, request("GET", "/v1/usage/daily?from=2026-03-01&to=2026-03-14", authz, ""))
 	if past.Headers["Cache-Control"] != "private, max-age=60" {
 		t.Errorf("a range before today: Cache-Control %q; want private, max-age=60", past.Headers["Cache-Control"])
+	}
+	// An answer a client may keep is another caller's under other
+	// credentials, and the export's another representation under another
+	// Accept: a cache must not give it for a request that differs in them.
+	csv := f.do(t, request("GET", "/v1/usage/export?from=2026-03-01&to=2026-03-14", map[string]string{"X-Api-Key": f.aliceKey, "Accept": "text/csv"}, ""))
+	for name, resp := range map[string]events.APIGatewayV2HTTPResponse{"a read": first, "its 304": again, "a range before today": past, "the CSV export": csv} {
+		if v := resp.Headers["Vary"]; v != "Authorization, X-Api-Key, Accept" {
+			t.Errorf("%s: Vary %q; want Authorization, X-Api-Key, Accept", name, v)
+		}
 	}
 }
 

@@ -1790,6 +1790,7 @@ export interface components {
             headers: {
                 ETag: components["headers"]["ReadETag"];
                 "Cache-Control": components["headers"]["ReadCacheControl"];
+                Vary: components["headers"]["ReadVary"];
                 [name: string]: unknown;
             };
             content?: never;
@@ -1932,6 +1933,11 @@ export interface components {
          *     rollup recomputes a day: it may be kept a minute (max-age=60); anything else is revalidated.
          */
         ReadCacheControl: "private, no-cache" | "private, max-age=60";
+        /**
+         * @description The answer depends on the caller's credentials and, for the export, on Accept: a cache keeps
+         *     it apart for each of them.
+         */
+        ReadVary: "Authorization, X-Api-Key, Accept";
         /** @description The read budget, e.g. `"burst";q=60;w=30`: q units at once, full again after w seconds. */
         ReadRateLimitPolicy: string;
         /** @description What is left of the read budget, e.g. `"burst";r=47;t=7`. */
@@ -2059,6 +2065,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2097,6 +2104,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2138,6 +2146,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2179,6 +2188,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2218,6 +2228,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2327,6 +2338,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2368,6 +2380,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2404,6 +2417,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2446,6 +2460,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2490,6 +2505,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2534,6 +2550,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2574,6 +2591,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2739,6 +2757,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2782,6 +2801,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2826,6 +2846,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -2928,6 +2949,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -3070,6 +3092,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -3252,6 +3275,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -3325,6 +3349,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -3471,6 +3496,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
@@ -3660,6 +3686,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
                     "X-RateLimit-Limit": components["headers"]["ReadXRateLimitLimit"];
