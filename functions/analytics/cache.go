@@ -17,10 +17,13 @@ const (
 	// aggregate run changes: an answer is at most this much older than
 	// the rollup (the answer's Cache-Control says max-age=60 too).
 	BreakdownCacheTTL = time.Minute
-	// maxCacheBytes bounds the bodies the cache holds, and
-	// maxCachedBody the one body it keeps.
+	// maxCacheBytes bounds the entries the cache holds (entrySize: key,
+	// headers and body), and maxCachedBody the one body it keeps.
 	maxCacheBytes = 16 << 20
 	maxCachedBody = 1 << 20
+	// entryOverhead is what an entry costs besides its strings: the map's
+	// slot, the response's fields and its headers' map.
+	entryOverhead = 256
 )
 
 // readCache keeps the answers of the breakdown routes (GET
@@ -40,6 +43,7 @@ type readCache struct {
 type cachedRead struct {
 	resp    httpapi.Response
 	expires time.Time
+	size    int // entrySize, counted in readCache.bytes
 }
 
 type readCall struct {
@@ -84,26 +88,39 @@ func (c *readCache) get(ctx context.Context, key string, now time.Time, fill fun
 }
 
 // put stores e under key, sweeping the expired entries, and all of them
-// if that is not enough, when the bodies would pass maxCacheBytes. The
+// if that is not enough, when the entries would pass maxCacheBytes. The
 // caller holds c.mu.
 func (c *readCache) put(key string, e cachedRead, now time.Time) {
 	if old, ok := c.entries[key]; ok {
-		c.bytes -= len(old.resp.Body)
+		c.bytes -= old.size
 		delete(c.entries, key)
 	}
-	if c.bytes+len(e.resp.Body) > maxCacheBytes {
+	e.size = entrySize(key, e.resp)
+	if c.bytes+e.size > maxCacheBytes {
 		for k, old := range c.entries {
 			if !now.Before(old.expires) {
-				c.bytes -= len(old.resp.Body)
+				c.bytes -= old.size
 				delete(c.entries, k)
 			}
 		}
-		if c.bytes+len(e.resp.Body) > maxCacheBytes {
+		if c.bytes+e.size > maxCacheBytes {
 			c.entries, c.bytes = map[string]cachedRead{}, 0
 		}
 	}
 	c.entries[key] = e
-	c.bytes += len(e.resp.Body)
+	c.bytes += e.size
+}
+
+// entrySize is what an entry holds in memory: its key (a caller's cursor
+// makes it long), its headers and body, and entryOverhead. Counting the
+// bodies alone let many small answers under long keys hold many times
+// maxCacheBytes.
+func entrySize(key string, resp httpapi.Response) int {
+	n := len(key) + len(resp.Body) + entryOverhead
+	for k, v := range resp.Headers {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 // copyResponse copies resp's headers, which the callers add to.

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -81,4 +84,28 @@ func TestBreakdownCacheSharesQueries(t *testing.T) {
 			t.Errorf("10 concurrent identical breakdowns ran %d queries; want 1", n)
 		}
 	})
+}
+
+// TestBreakdownCacheBound: the cache's bound counts what an entry holds,
+// key and headers with the body, so that many small answers under long
+// keys (a cursor makes a key long) stay within maxCacheBytes.
+func TestBreakdownCacheBound(t *testing.T) {
+	c := newReadCache()
+	now := testNow
+	resp := httpapi.Response{StatusCode: http.StatusOK, Headers: map[string]string{"Content-Type": "application/json"}, Body: `{"endpoints":[]}`}
+	key := strings.Repeat("k", 600)
+	for i := range 100_000 {
+		c.get(context.Background(), fmt.Sprint(key, i), now, func() httpapi.Response { return resp })
+	}
+	held := 0
+	for k, e := range c.entries {
+		held += len(k) + len(e.resp.Body)
+	}
+	if held > maxCacheBytes || c.bytes > maxCacheBytes {
+		t.Errorf("100,000 small answers under 600-byte keys: %d entries hold %d bytes of keys and bodies, %d counted; want at most %d",
+			len(c.entries), held, c.bytes, maxCacheBytes)
+	}
+	if len(c.entries) == 0 {
+		t.Error("nothing cached")
+	}
 }
