@@ -181,8 +181,10 @@ func Segments(p Period, history []Terms) []Segment {
 
 // SameBilling reports whether two plans charge alike: both bill or
 // neither, with the same included calls and the same price (model, unit
-// size, prices, tiers, currency). Rate limits, bursts and hard limits do
-// not charge anything.
+// size, currency, and the unit price of a per_unit or package price or
+// the tiers of a graduated or volume one). Rate limits, bursts and hard
+// limits do not charge anything, and neither does the unit price a tiered
+// price keeps (Price.Charge reads its tiers alone).
 func SameBilling(a, b Plan) bool {
 	if a.Bills() != b.Bills() || a.IncludedCalls != b.IncludedCalls {
 		return false
@@ -191,8 +193,13 @@ func SameBilling(a, b Plan) bool {
 		return true
 	}
 	pa, pb := a.Price(), b.Price()
-	return pa.Model == pb.Model && pa.UnitSize == pb.UnitSize && pa.UnitPrice == pb.UnitPrice && pa.Currency == pb.Currency &&
-		sameTiers(pa.Tiers, pb.Tiers)
+	if pa.Model != pb.Model || pa.UnitSize != pb.UnitSize || pa.Currency != pb.Currency {
+		return false
+	}
+	if tiered(pa.Model) {
+		return sameTiers(pa.Tiers, pb.Tiers)
+	}
+	return pa.UnitPrice == pb.UnitPrice
 }
 
 // sameTiers compares tiers by value.

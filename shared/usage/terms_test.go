@@ -265,6 +265,47 @@ func TestChangesAndTheAllowance(t *testing.T) {
 	}
 }
 
+// TestTieredPriceIgnoresUnitPrice: a graduated or volume price charges by
+// its tiers, so a change of the per_unit and package price it keeps (an
+// overage_unit_price override) is a change that charges alike: no
+// segment, nothing billed early, and no amount changed. A volume price cut
+// in two by it charged 40 (the first segment's 800 calls at tier 1, the
+// second nothing) where the period's 1,800 billable calls cost 18.
+func TestTieredPriceIgnoresUnitPrice(t *testing.T) {
+	mar := usage.Period{Start: day(2026, 3, 1), End: day(2026, 4, 1)}
+	for _, model := range []string{usage.PriceVolume, usage.PriceGraduated} {
+		t.Run(model, func(t *testing.T) {
+			tiered := proTerms.Apply(usage.Overrides{IncludedCalls: ptr(int64(500)), PriceModel: ptr(model),
+				Tiers: []usage.Tier{{UpTo: ptr(int64(1000)), UnitPrice: 50}, {UnitPrice: 10}}})
+			start := usage.Terms{From: day(2026, 2, 1), PlanID: "pro", Effective: tiered}
+			unit := usage.Terms{From: time.Date(2026, 3, 5, 9, 0, 0, 0, time.UTC), PlanID: "pro",
+				Effective: tiered.Apply(usage.Overrides{OverageUnitPrice: ptr(int64(60))}), Change: usage.ChangeUpgrade}
+			if !usage.SameBilling(start.Effective, unit.Effective) {
+				t.Errorf("SameBilling = false for a %s price whose unused unit price changed", model)
+			}
+			h := []usage.Terms{start, unit}
+			if segs := usage.Segments(mar, h); len(segs) != 1 {
+				t.Errorf("a change of the unused unit price cut the period into %d segments", len(segs))
+			}
+			days := []usage.DayCalls{{Day: day(2026, 3, 1), Calls: 1300}, {Day: day(2026, 3, 10), Calls: 1000}}
+			charge := func(h []usage.Terms) int64 {
+				lines, err := usage.PriceLines(mar, usage.Segments(mar, h), days, nil, mar.End)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := usage.NewPeriodCharge(lines)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c.Amount
+			}
+			if split, whole := charge(h), charge(h[:1]); split != whole {
+				t.Errorf("after a change of the unused unit price the period costs %d; without it %d", split, whole)
+			}
+		})
+	}
+}
+
 // TestPeriodChargeBounds: a period at the most calls the bounds of an
 // event let it count (31 days of 8.64 × 10^16) is priced exactly at 3
 // minor units a call; at the dearest price such a line is an error, and so
