@@ -36,6 +36,10 @@ type PreviewItem struct {
 	Billed   int64 `json:"billed"`
 	// Next is the row a real run at AsOf would write; nil when none.
 	Next *DraftRow `json:"next"`
+	// Unpriced says why the period could not be priced (a run reports its
+	// subscription as unpriced and writes no row for it); its charge is
+	// then empty and counts in no total.
+	Unpriced string `json:"unpriced,omitempty"`
 }
 
 // PreviewTotal sums a preview's items in one currency.
@@ -108,20 +112,25 @@ func (b *Billing) Preview(ctx context.Context, month, now time.Time) (*Preview, 
 	var order []string
 	for i, st := range states {
 		s := owners[i]
-		lines, err := usage.PriceLines(st.Period, usage.Segments(st.Period, s.History), st.Days, st.Lines, st.Period.End)
-		if err != nil {
-			return nil, fmt.Errorf("price %s's period from %s: %w", s.UserID, st.Period.Start.Format(time.DateOnly), err)
-		}
-		charge, err := usage.NewPeriodCharge(lines)
-		if err != nil {
-			return nil, fmt.Errorf("price %s's period from %s: %w", s.UserID, st.Period.Start.Format(time.DateOnly), err)
-		}
 		it := PreviewItem{UserID: s.UserID, Period: st.Period, Closed: !st.Period.End.After(now.Add(-c.cfg.Grace)),
-			Charge: charge, Recorded: st.Recorded, Billed: st.Billed}
-		e, err := c.DraftPeriod(s, st, now)
-		if err != nil {
-			return nil, fmt.Errorf("plan %s's period from %s: %w", s.UserID, st.Period.Start.Format(time.DateOnly), err)
+			Charge: usage.PeriodCharge{Lines: []usage.Line{}}, Recorded: st.Recorded, Billed: st.Billed}
+		// A period that cannot be priced is reported, as a run reports its
+		// subscription, and the others are previewed all the same.
+		lines, err := usage.PriceLines(st.Period, usage.Segments(st.Period, s.History), st.Days, st.Lines, st.Period.End)
+		var charge usage.PeriodCharge
+		if err == nil {
+			charge, err = usage.NewPeriodCharge(lines)
 		}
+		var e *LedgerEntry
+		if err == nil {
+			e, err = c.DraftPeriod(s, st, now)
+		}
+		if err != nil {
+			it.Unpriced = usage.ErrorMessage(err)
+			pv.Items = append(pv.Items, it)
+			continue
+		}
+		it.Charge = charge
 		if e != nil {
 			it.Next = &DraftRow{UserID: e.UserID, Period: e.Period, Seq: e.Seq, Status: e.Status,
 				Amount: e.Amount, Currency: e.Currency, Description: e.Description}
