@@ -173,3 +173,31 @@ func equal(a, b []string) bool {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestBurstBeyondTheColumnRefused: a burst beyond the integer column the
+// subscription's terms take it into is refused when the change is asked
+// for, naming it. A downgrade keeps its overrides as JSON until the
+// period's end, so one such burst was accepted, and then every billing
+// run stopped at promote_due_terms, unable to make it current.
+func TestBurstBeyondTheColumnRefused(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	clock := time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC)
+	db.Now = func() time.Time { return clock }
+	ctx := context.Background()
+	s := postgres.NewAnalyticsStore(db)
+	const u = "dddddddd-0000-4000-8000-000000000005"
+	if _, err := s.PutPlan(ctx, report.PlanChange{UserID: u, PlanID: "enterprise", Who: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	clock = time.Date(2026, 2, 12, 8, 0, 0, 0, time.UTC)
+	for _, plan := range []string{"pro", "enterprise"} { // a downgrade, an upgrade
+		_, err := s.PutPlan(ctx, report.PlanChange{UserID: u, PlanID: plan, Overrides: usage.Overrides{Burst: ptr(3_000_000_000)}, Who: "ops"})
+		if usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != "burst" {
+			t.Errorf("%s with a burst of 3,000,000,000: %v; want CodeInvalid naming burst", plan, err)
+		}
+	}
+	if _, err := postgres.NewLedgerStore(db).PromoteDueTerms(ctx, time.Date(2026, 3, 1, 1, 0, 0, 0, time.UTC)); err != nil {
+		t.Errorf("the billing run's promotion at the period's end: %v", err)
+	}
+}

@@ -1,6 +1,9 @@
 package usage
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Plan IDs seeded by the migrations.
 const (
@@ -151,6 +154,10 @@ func ChangedTerms(before, after Terms) []string {
 	return out
 }
 
+// MaxBurst is the largest burst a plan or an override may set: the
+// subscription's terms keep it in a 32-bit integer column.
+const MaxBurst = math.MaxInt32
+
 // Validate reports the first override that could never be applied.
 func (o Overrides) Validate() error {
 	switch {
@@ -158,8 +165,8 @@ func (o Overrides) Validate() error {
 		return FieldErrorf("included_calls", "must not be negative")
 	case o.RatePerSecond != nil && !(*o.RatePerSecond > 0):
 		return FieldErrorf("rate_per_second", "must be positive")
-	case o.Burst != nil && *o.Burst <= 0:
-		return FieldErrorf("burst", "must be positive")
+	case o.Burst != nil && (*o.Burst <= 0 || *o.Burst > MaxBurst):
+		return FieldErrorf("burst", "must be between 1 and %d", MaxBurst)
 	case o.OverageUnitSize != nil && *o.OverageUnitSize <= 0:
 		return FieldErrorf("overage_unit_size", "must be positive")
 	case o.OverageUnitPrice != nil && *o.OverageUnitPrice < 0:
@@ -191,8 +198,8 @@ func (p Plan) Validate() error {
 		return FieldErrorf("included_calls", "must not be negative")
 	case !(p.RatePerSecond > 0):
 		return FieldErrorf("rate_per_second", "must be positive")
-	case p.Burst <= 0:
-		return FieldErrorf("burst", "must be positive")
+	case p.Burst <= 0 || p.Burst > MaxBurst:
+		return FieldErrorf("burst", "must be between 1 and %d", MaxBurst)
 	case !isCurrency(p.Currency):
 		return FieldErrorf("currency", "must be a lowercase ISO 4217 code")
 	}
