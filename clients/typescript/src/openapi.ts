@@ -1545,6 +1545,8 @@ export interface components {
                 recorded: number;
                 /** @description What its billed rows charged. */
                 billed: number;
+                /** @description Why the period could not be priced, as a run reports its subscription (unpriced); its charge is then empty, next null, and it counts in no total. */
+                unpriced?: string;
                 /** @description The row a real run would write now; null when none. */
                 next: {
                     /** Format: uuid */
