@@ -158,13 +158,34 @@ func ChangedTerms(before, after Terms) []string {
 // subscription's terms keep it in a 32-bit integer column.
 const MaxBurst = math.MaxInt32
 
+// Bounds of a rate limit. The limiter counts in microseconds: a call's
+// interval is 1e6 / rate_per_second of them, and a full burst's burst
+// times that. Past MaxRatePerSecond the interval rounds to nothing; below
+// MinRatePerSecond it leaves the int64 the limiter computes in (a rate of
+// 1e-300 made an interval that wrapped around to one microsecond: no limit
+// at all); and a burst that takes longer than MaxBurstRefill to come back
+// overflows the limiter's arithmetic, refusing every call of the user.
+const (
+	MinRatePerSecond = 1e-6 // a call every 11.6 days
+	MaxRatePerSecond = 1e6
+	MaxBurstRefill   = 10 * 365 * 24 * time.Hour
+)
+
+// validRate reports whether r is a rate the limiter can apply.
+func validRate(r float64) bool { return r >= MinRatePerSecond && r <= MaxRatePerSecond }
+
+// rateRefusal is the error of a rate outside the bounds.
+func rateRefusal() error {
+	return FieldErrorf("rate_per_second", "must be between %g and %g", MinRatePerSecond, MaxRatePerSecond)
+}
+
 // Validate reports the first override that could never be applied.
 func (o Overrides) Validate() error {
 	switch {
 	case o.IncludedCalls != nil && *o.IncludedCalls < 0:
 		return FieldErrorf("included_calls", "must not be negative")
-	case o.RatePerSecond != nil && !(*o.RatePerSecond > 0):
-		return FieldErrorf("rate_per_second", "must be positive")
+	case o.RatePerSecond != nil && !validRate(*o.RatePerSecond):
+		return rateRefusal()
 	case o.Burst != nil && (*o.Burst <= 0 || *o.Burst > MaxBurst):
 		return FieldErrorf("burst", "must be between 1 and %d", MaxBurst)
 	case o.OverageUnitSize != nil && *o.OverageUnitSize <= 0:
@@ -196,10 +217,13 @@ func (p Plan) Validate() error {
 	switch {
 	case p.IncludedCalls < 0:
 		return FieldErrorf("included_calls", "must not be negative")
-	case !(p.RatePerSecond > 0):
-		return FieldErrorf("rate_per_second", "must be positive")
+	case !validRate(p.RatePerSecond):
+		return rateRefusal()
 	case p.Burst <= 0 || p.Burst > MaxBurst:
 		return FieldErrorf("burst", "must be between 1 and %d", MaxBurst)
+	case float64(p.Burst)/p.RatePerSecond > MaxBurstRefill.Seconds():
+		return FieldErrorf("burst", "of %d at %g calls a second takes more than %d years to come back", p.Burst, p.RatePerSecond,
+			int(MaxBurstRefill.Hours()/24/365))
 	case !isCurrency(p.Currency):
 		return FieldErrorf("currency", "must be a lowercase ISO 4217 code")
 	}

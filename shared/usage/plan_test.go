@@ -1,6 +1,7 @@
 package usage_test
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -101,6 +102,10 @@ func TestOverridesValidate(t *testing.T) {
 		{"negative included", usage.Overrides{IncludedCalls: ptr(int64(-1))}, "included_calls"},
 		{"zero rate", usage.Overrides{RatePerSecond: ptr(0.0)}, "rate_per_second"},
 		{"zero burst", usage.Overrides{Burst: ptr(0)}, "burst"},
+		{"rate that wraps the interval", usage.Overrides{RatePerSecond: ptr(1e-300)}, "rate_per_second"},
+		{"rate past a microsecond", usage.Overrides{RatePerSecond: ptr(1e7)}, "rate_per_second"},
+		{"rate NaN", usage.Overrides{RatePerSecond: ptr(math.NaN())}, "rate_per_second"},
+		{"slowest rate", usage.Overrides{RatePerSecond: ptr(usage.MinRatePerSecond)}, ""},
 		{"zero unit", usage.Overrides{OverageUnitSize: ptr(int64(0))}, "overage_unit_size"},
 		{"negative price", usage.Overrides{OverageUnitPrice: ptr(int64(-5))}, "overage_unit_price"},
 		{"bad currency", usage.Overrides{Currency: ptr("USD")}, "currency"},
@@ -110,6 +115,36 @@ func TestOverridesValidate(t *testing.T) {
 			err := tt.o.Validate()
 			if got := usage.ErrorField(err); got != tt.field {
 				t.Errorf("Validate() field = %q (%v); want %q", got, err, tt.field)
+			}
+		})
+	}
+}
+
+// TestPlanValidateRateLimit: a plan's rate and burst are within what the
+// limiter computes: a burst that takes longer than MaxBurstRefill to come
+// back at its rate is refused, naming burst.
+func TestPlanValidateRateLimit(t *testing.T) {
+	base := usage.Plan{ID: "pro", RatePerSecond: 100, Burst: 200, Currency: "usd", PriceModel: usage.PricePerUnit, OverageUnitSize: 1000, OverageUnitPrice: 10}
+	if err := base.Validate(); err != nil {
+		t.Fatalf("base plan: %v", err)
+	}
+	for _, tt := range []struct {
+		name  string
+		rate  float64
+		burst int
+		field string
+	}{
+		{"the slowest rate, a burst of 300", usage.MinRatePerSecond, 300, ""},
+		{"the slowest rate, a burst of 400 (12.7 years)", usage.MinRatePerSecond, 400, "burst"},
+		{"1e-9 a second, a burst of 10,000", 1e-9, 10_000, "rate_per_second"},
+		{"the largest burst at one call a second (68 years)", 1, usage.MaxBurst, "burst"},
+		{"the largest burst at the fastest rate", usage.MaxRatePerSecond, usage.MaxBurst, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := base
+			p.RatePerSecond, p.Burst = tt.rate, tt.burst
+			if got := usage.ErrorField(p.Validate()); got != tt.field {
+				t.Errorf("Validate() field = %q (%v); want %q", got, p.Validate(), tt.field)
 			}
 		})
 	}

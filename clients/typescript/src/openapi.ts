@@ -1276,6 +1276,7 @@ export interface components {
         Overrides: {
             included_calls?: number;
             hard_limit?: boolean;
+            /** @description Between 1e-6 and 1e6; with burst, a full burst must come back within 10 years (burst / rate_per_second). */
             rate_per_second?: number;
             burst?: number;
             overage_unit_size?: number;
