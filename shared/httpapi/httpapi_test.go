@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,14 +81,21 @@ func TestParams(t *testing.T) {
 	tests := []struct {
 		query, param string
 		from, to     string
+		detail       string // in the error's message, when set
 	}{
-		{"", "", "2026-02-14", "2026-03-15"},
-		{"from=2026-03-01&to=2026-03-02", "", "2026-03-01", "2026-03-02"},
-		{"from=2025-03-15", "", "2025-03-15", "2026-03-15"}, // 366 days
-		{"from=2025-03-14", "from", "", ""},
-		{"from=2026-02-30", "from", "", ""},
-		{"to=2026-03-17", "to", "", ""},
-		{"from=2026-03-02&to=2026-03-01", "from", "", ""},
+		{"", "", "2026-02-14", "2026-03-15", ""},
+		{"from=2026-03-01&to=2026-03-02", "", "2026-03-01", "2026-03-02", ""},
+		{"from=2025-03-15", "", "2025-03-15", "2026-03-15", ""}, // 366 days
+		{"from=2025-03-14", "from", "", "", ""},
+		{"from=2026-02-30", "from", "", "", ""},
+		{"to=2026-03-17", "to", "", "", ""},
+		{"from=2026-03-02&to=2026-03-01", "from", "", "", ""},
+		// Go's zero time is 0001-01-01: a date before the floor, not a
+		// missing one.
+		{"from=0001-01-01&to=0001-01-02", "to", "", "", "on or after 1970-01-01"},
+		{"from=1969-12-31&to=1970-01-01", "from", "", "", "on or after 1970-01-01"},
+		{"from=0000-01-01&to=0000-01-02", "to", "", "", "on or after 1970-01-01"},
+		{"from=1970-01-01&to=1970-01-02", "", "1970-01-01", "1970-01-02", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
@@ -97,6 +105,9 @@ func TestParams(t *testing.T) {
 			rg, err := req.DayRange(now, 30)
 			if f := usage.ErrorField(err); f != tt.param {
 				t.Fatalf("DayRange error %v; want one naming %q", err, tt.param)
+			}
+			if tt.detail != "" && !strings.Contains(usage.ErrorMessage(err), tt.detail) {
+				t.Errorf("DayRange error %q; want it to say %q", usage.ErrorMessage(err), tt.detail)
 			}
 			if err == nil && (rg.From.Format(time.DateOnly) != tt.from || rg.To.Format(time.DateOnly) != tt.to) {
 				t.Errorf("DayRange = %v..%v; want %s..%s", rg.From, rg.To, tt.from, tt.to)

@@ -12,11 +12,20 @@ import (
 // MaxCursorBytes bounds an encoded cursor.
 const MaxCursorBytes = 512
 
-// ParseDate parses a YYYY-MM-DD day in UTC; errors name param.
+// FirstDate is the earliest day a date parameter may name. Earlier days
+// hold no usage, and the first of them, 0001-01-01, is Go's zero time,
+// which a range reads as missing.
+var FirstDate = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// ParseDate parses a YYYY-MM-DD day in UTC, on or after FirstDate; errors
+// name param.
 func ParseDate(param, s string) (time.Time, error) {
 	t, err := time.Parse(time.DateOnly, s)
 	if err != nil || len(s) != len(time.DateOnly) {
 		return time.Time{}, usage.FieldErrorf(param, "must be a date YYYY-MM-DD")
+	}
+	if t.Before(FirstDate) {
+		return time.Time{}, usage.FieldErrorf(param, "must be a date on or after %s", FirstDate.Format(time.DateOnly))
 	}
 	return t.UTC(), nil
 }

@@ -1895,9 +1895,9 @@ export interface components {
         };
     };
     parameters: {
-        /** @description First day of the range (UTC), YYYY-MM-DD. */
+        /** @description First day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01. */
         From: string;
-        /** @description Last day of the range (UTC), YYYY-MM-DD; defaults to today. */
+        /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
         To: string;
         Limit: number;
         /** @description The next_cursor of the previous page. */
@@ -2091,9 +2091,9 @@ export interface operations {
     getDailyUsage: {
         parameters: {
             query?: {
-                /** @description First day of the range (UTC), YYYY-MM-DD. */
+                /** @description First day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01. */
                 from?: components["parameters"]["From"];
-                /** @description Last day of the range (UTC), YYYY-MM-DD; defaults to today. */
+                /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
             };
             header?: never;
@@ -2130,9 +2130,9 @@ export interface operations {
     getEndpointUsage: {
         parameters: {
             query?: {
-                /** @description First day of the range (UTC), YYYY-MM-DD. */
+                /** @description First day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01. */
                 from?: components["parameters"]["From"];
-                /** @description Last day of the range (UTC), YYYY-MM-DD; defaults to today. */
+                /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
                 limit?: components["parameters"]["Limit"];
                 /** @description The next_cursor of the previous page. */
@@ -2172,9 +2172,9 @@ export interface operations {
     getKeyUsage: {
         parameters: {
             query?: {
-                /** @description First day of the range (UTC), YYYY-MM-DD. */
+                /** @description First day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01. */
                 from?: components["parameters"]["From"];
-                /** @description Last day of the range (UTC), YYYY-MM-DD; defaults to today. */
+                /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
                 limit?: components["parameters"]["Limit"];
                 /** @description The next_cursor of the previous page. */
@@ -2214,9 +2214,9 @@ export interface operations {
     exportUsage: {
         parameters: {
             query?: {
-                /** @description First day of the range (UTC), YYYY-MM-DD. */
+                /** @description First day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01. */
                 from?: components["parameters"]["From"];
-                /** @description Last day of the range (UTC), YYYY-MM-DD; defaults to today. */
+                /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
                 format?: "csv" | "json";
             };
@@ -2325,9 +2325,9 @@ export interface operations {
     getAdminSummary: {
         parameters: {
             query?: {
-                /** @description First day of the range (UTC), YYYY-MM-DD. */
+                /** @description First day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01. */
                 from?: components["parameters"]["From"];
-                /** @description Last day of the range (UTC), YYYY-MM-DD; defaults to today. */
+                /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
             };
             header?: never;
@@ -2365,9 +2365,9 @@ export interface operations {
     getTopUsers: {
         parameters: {
             query?: {
-                /** @description First day of the range (UTC), YYYY-MM-DD. */
+                /** @description First day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01. */
                 from?: components["parameters"]["From"];
-                /** @description Last day of the range (UTC), YYYY-MM-DD; defaults to today. */
+                /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
                 limit?: number;
                 by?: "calls" | "errors" | "overage";
@@ -2445,9 +2445,9 @@ export interface operations {
     getUserDailyUsage: {
         parameters: {
             query?: {
-                /** @description First day of the range (UTC), YYYY-MM-DD. */
+                /** @description First day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01. */
                 from?: components["parameters"]["From"];
-                /** @description Last day of the range (UTC), YYYY-MM-DD; defaults to today. */
+                /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
             };
             header?: never;
@@ -2487,9 +2487,9 @@ export interface operations {
     getUserEndpointUsage: {
         parameters: {
             query?: {
-                /** @description First day of the range (UTC), YYYY-MM-DD. */
+                /** @description First day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01. */
                 from?: components["parameters"]["From"];
-                /** @description Last day of the range (UTC), YYYY-MM-DD; defaults to today. */
+                /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
                 limit?: components["parameters"]["Limit"];
                 /** @description The next_cursor of the previous page. */
@@ -2532,9 +2532,9 @@ export interface operations {
     getUserKeyUsage: {
         parameters: {
             query?: {
-                /** @description First day of the range (UTC), YYYY-MM-DD. */
+                /** @description First day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01. */
                 from?: components["parameters"]["From"];
-                /** @description Last day of the range (UTC), YYYY-MM-DD; defaults to today. */
+                /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
                 limit?: components["parameters"]["Limit"];
                 /** @description The next_cursor of the previous page. */
