@@ -43,7 +43,8 @@ type RunReport struct {
 	Periods       int       `json:"periods"`
 	// Planned are the rows written (dry run: that a real run would write),
 	// the first MaxReportRows of PlannedRows; Due sums their positive
-	// amounts per currency, what goes (would go) to Stripe.
+	// amounts per currency, what goes (would go) to Stripe, saturating at
+	// the int64 maximum.
 	Planned     []DraftRow `json:"planned"`
 	PlannedRows int        `json:"planned_rows"`
 	Due         []Amount   `json:"due"`
@@ -97,7 +98,7 @@ func report(rep *RunReport, entries []*LedgerEntry) {
 				Amount: e.Amount, Currency: e.Currency, Description: e.Description})
 		}
 		if e.Status == LedgerPending {
-			due[e.Currency] += e.Amount
+			due[e.Currency] = usage.AddSaturating(due[e.Currency], e.Amount)
 		}
 	}
 	rep.Due = sumsOf(due)

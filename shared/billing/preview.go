@@ -42,7 +42,8 @@ type PreviewItem struct {
 	Unpriced string `json:"unpriced,omitempty"`
 }
 
-// PreviewTotal sums a preview's items in one currency.
+// PreviewTotal sums a preview's items in one currency; the sums saturate at
+// the int64 maximum (minimum), as the store's do.
 type PreviewTotal struct {
 	Currency string `json:"currency"`
 	Charge   int64  `json:"charge"`
@@ -142,11 +143,11 @@ func (b *Billing) Preview(ctx context.Context, month, now time.Time) (*Preview, 
 			totals[charge.Currency] = t
 			order = append(order, charge.Currency)
 		}
-		t.Charge += charge.Amount
-		t.Recorded += st.Recorded
-		t.Billed += st.Billed
+		t.Charge = usage.AddSaturating(t.Charge, charge.Amount)
+		t.Recorded = usage.AddSaturating(t.Recorded, st.Recorded)
+		t.Billed = usage.AddSaturating(t.Billed, st.Billed)
 		if it.Next != nil && it.Next.Status == LedgerPending {
-			t.Next += it.Next.Amount
+			t.Next = usage.AddSaturating(t.Next, it.Next.Amount)
 		}
 	}
 	slices.Sort(order)

@@ -254,6 +254,20 @@ func addInt64(a, b int64) (int64, bool) {
 	return s, (s > a) == (b > 0)
 }
 
+// AddSaturating returns a + b, or the int64 maximum (minimum) where the sum
+// would pass it: sums of amounts across users (a preview's totals, what a
+// run says is due) show the maximum where the truth is larger, as the
+// store's sums do, instead of a wrapped number.
+func AddSaturating(a, b int64) int64 {
+	if s, ok := addInt64(a, b); ok {
+		return s
+	}
+	if b > 0 {
+		return math.MaxInt64
+	}
+	return math.MinInt64
+}
+
 // mulDivFloor returns a × b / c rounded down, exactly (a, b ≥ 0, c > 0),
 // and false when the result does not fit in int64.
 func mulDivFloor(a, b, c int64) (int64, bool) {

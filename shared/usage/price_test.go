@@ -153,3 +153,26 @@ func TestFormatMoney(t *testing.T) {
 		t.Errorf("FormatMoney(1500, kwd) = %q", got)
 	}
 }
+
+func TestAddSaturating(t *testing.T) {
+	tests := []struct {
+		name       string
+		a, b, want int64
+	}{
+		{"small", 2, 3, 5},
+		{"credit", 2, -3, -1},
+		{"to the maximum", math.MaxInt64 - 1, 1, math.MaxInt64},
+		{"past the maximum", math.MaxInt64 - 1, 2, math.MaxInt64},
+		{"two large", 6_000_000_000_000_000_000, 6_000_000_000_000_000_000, math.MaxInt64},
+		{"at the maximum", math.MaxInt64, 0, math.MaxInt64},
+		{"past the minimum", math.MinInt64 + 1, -2, math.MinInt64},
+		{"down from the maximum", math.MaxInt64, -1, math.MaxInt64 - 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := usage.AddSaturating(tt.a, tt.b); got != tt.want {
+				t.Errorf("AddSaturating(%d, %d) = %d; want %d", tt.a, tt.b, got, tt.want)
+			}
+		})
+	}
+}
