@@ -58,8 +58,8 @@ const adminSummaryQuery = `WITH ` + perUserQuery + `, plans AS (
 	GROUP BY 1
 ), ov AS (
 	SELECT currency,
-		coalesce(sum(amount) FILTER (WHERE status = 'billed'), 0)::bigint AS billed,
-		coalesce(sum(amount) FILTER (WHERE status = 'pending'), 0)::bigint AS pending
+		least(coalesce(sum(amount) FILTER (WHERE status = 'billed'), 0), 9223372036854775807)::bigint AS billed,
+		least(coalesce(sum(amount) FILTER (WHERE status = 'pending'), 0), 9223372036854775807)::bigint AS pending
 	FROM eco_overage_ledger
 	WHERE period_start >= $1::date::timestamptz AND period_start < ($2::date + 1)::timestamptz
 	GROUP BY currency
@@ -101,10 +101,11 @@ LEFT JOIN eco_subscriptions s ON s.user_id = t.user_id
 ORDER BY %s DESC, t.user_id`
 
 // topOverageQuery ranks by the ledger amounts (billed or pending) of
-// periods starting in the range, then reads those users' calls from the
+// periods starting in the range, summed saturating at the bigint maximum,
+// then reads those users' calls from the
 // rollup (through its (user_id, day) index) and the live counters.
 const topOverageQuery = `WITH ` + liveDays + `, o AS (
-	SELECT user_id, sum(amount)::bigint AS amount FROM eco_overage_ledger
+	SELECT user_id, least(sum(amount), 9223372036854775807)::bigint AS amount FROM eco_overage_ledger
 	WHERE period_start >= $1::date::timestamptz AND period_start < ($2::date + 1)::timestamptz
 		AND status IN ('billed', 'pending')
 	GROUP BY user_id

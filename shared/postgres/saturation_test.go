@@ -128,3 +128,43 @@ func TestEventStoreHugeBytesThenNormalBatch(t *testing.T) {
 		t.Errorf("rollup summary = %d calls, %d, %d bytes; want 7 calls, bytes saturated", calls, rq, rs)
 	}
 }
+
+// TestLedgerSumsSaturate: the admin reports add ledger amounts over many
+// rows (every user's periods in one currency, a user's periods over a long
+// range), each within bigint but not their sum; the sums saturate at the
+// bigint maximum, as the usage sums do, instead of failing the statement
+// (numeric out of range for bigint).
+func TestLedgerSumsSaturate(t *testing.T) {
+	const maxBigint = 9223372036854775807
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	alice, bob := uuid.NewString(), uuid.NewString()
+	for i, row := range []struct {
+		user, start, status string
+	}{
+		{alice, "2026-01-01", "billed"}, {alice, "2026-02-01", "billed"},
+		{bob, "2026-01-01", "pending"}, {bob, "2026-02-01", "pending"},
+	} {
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_overage_ledger (ledger_id, user_id, period_start, period_end, included_calls,
+			used_calls, units, unit_size, unit_price, amount, currency, idempotency_key, status)
+			VALUES ($1, $2, $3::date, ($3::date + interval '1 month'), 0, 0, 0, 1, 3, 6000000000000000000, 'usd', $4, $5)`,
+			uuid.NewString(), row.user, row.start, uuid.NewString(), row.status); err != nil {
+			t.Fatalf("row %d: %v", i, err)
+		}
+	}
+	a := postgres.NewAnalyticsStore(db)
+	r := usage.DayRange{From: day("2026-01-01"), To: day("2026-02-28")}
+	now := time.Date(2026, 3, 20, 10, 0, 0, 0, time.UTC)
+	want := report.OverageTotal{Currency: "usd", Billed: maxBigint, Pending: maxBigint}
+	if sum, err := a.AdminSummary(ctx, r, now); err != nil {
+		t.Errorf("AdminSummary: %v", err)
+	} else if len(sum.Overage) != 1 || sum.Overage[0] != want {
+		t.Errorf("AdminSummary overage = %+v; want [%+v]", sum.Overage, want)
+	}
+	top, err := a.TopUsers(ctx, report.TopUsersFilter{Range: r, By: report.RankByOverage, Limit: 10}, now)
+	if err != nil {
+		t.Errorf("TopUsers by overage: %v", err)
+	} else if len(top) != 2 || top[0].Overage != maxBigint || top[1].Overage != maxBigint {
+		t.Errorf("TopUsers by overage = %+v; want both users at the maximum", top)
+	}
+}

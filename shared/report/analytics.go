@@ -184,7 +184,7 @@ type AdminSummary struct {
 	ErrorRate   float64          `json:"error_rate"`
 	CallsByPlan map[string]int64 `json:"calls_by_plan"`
 	// Overage sums the ledger's amounts of periods starting in the range,
-	// per currency and status.
+	// per currency and status, saturating at the int64 maximum.
 	Overage []OverageTotal `json:"overage"`
 }
 
@@ -210,7 +210,8 @@ type TopUser struct {
 	Errors4xx int64  `json:"errors_4xx"`
 	Errors5xx int64  `json:"errors_5xx"`
 	// Overage is the ledger amount (minor units) of periods starting in the
-	// range, billed or pending; only set when ranking by overage.
+	// range, billed or pending, saturating at the int64 maximum; only set
+	// when ranking by overage.
 	Overage int64 `json:"overage"`
 }
 

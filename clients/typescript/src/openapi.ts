@@ -1248,7 +1248,7 @@ export interface components {
             calls_by_plan: {
                 [key: string]: number;
             };
-            /** @description Ledger amounts of periods starting in the range, per currency, in minor units. */
+            /** @description Ledger amounts of periods starting in the range, per currency, in minor units; a sum past 9223372036854775807 is reported as that maximum. */
             overage: {
                 currency: string;
                 billed: number;
@@ -1269,7 +1269,7 @@ export interface components {
                 calls: number;
                 errors_4xx: number;
                 errors_5xx: number;
-                /** @description Billed and pending ledger amount (by=overage only). */
+                /** @description Billed and pending ledger amount (by=overage only); a sum past 9223372036854775807 is reported as that maximum. */
                 overage: number;
             }[];
         };
