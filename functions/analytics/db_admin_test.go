@@ -61,6 +61,45 @@ func TestDBTopUsers(t *testing.T) {
 	}
 }
 
+// TestDBTopUsersByOverageInEachCurrency: ranking by overage ranks the
+// users' ledger amounts in each currency apart, the top limit of each, and
+// says which currency each amount is in; an amount in euros is neither
+// added to one in dollars nor ranked against it.
+func TestDBTopUsersByOverageInEachCurrency(t *testing.T) {
+	t.Parallel()
+	f := newDBFixture(t)
+	if _, err := f.db.Pool.Exec(context.Background(), `INSERT INTO eco_overage_ledger (ledger_id, user_id, period_start, period_end,
+		included_calls, used_calls, units, unit_size, unit_price, amount, currency, idempotency_key, status) VALUES
+		('10000000-0000-4000-8000-000000000011', '`+bob+`', '2026-03-01', '2026-04-01', 0, 100, 10, 10, 100, 1000, 'eur', 'k11', 'billed'),
+		('10000000-0000-4000-8000-000000000012', '`+alice+`', '2026-03-10', '2026-04-10', 0, 40, 4, 10, 50, 200, 'eur', 'k12', 'pending')`); err != nil {
+		t.Fatal(err)
+	}
+	type top struct {
+		UserID   string `json:"user_id"`
+		Calls    int64  `json:"calls"`
+		Overage  int64  `json:"overage"`
+		Currency string `json:"currency"`
+	}
+	admin := token(t, operator, true)
+	tests := []struct {
+		query string
+		want  []top
+	}{
+		{"by=overage", []top{{bob, 3, 1000, "eur"}, {alice, 222, 200, "eur"}, {alice, 222, 500, "usd"}, {charlie, 0, 300, "usd"}}},
+		{"by=overage&limit=1", []top{{bob, 3, 1000, "eur"}, {alice, 222, 500, "usd"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			resp := f.get(t, "/v1/admin/top-users?from=2026-02-01&to=2026-03-15&"+tt.query, admin)
+			wantStatus(t, resp, 200)
+			got := decode[struct{ Items []top }](t, resp)
+			if d := cmp.Diff(tt.want, got.Items); d != "" {
+				t.Errorf("top users (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
 func TestDBAdminUserUsage(t *testing.T) {
 	t.Parallel()
 	f := newDBFixture(t)

@@ -95,23 +95,29 @@ func (s *AnalyticsStore) AdminSummary(ctx context.Context, r usage.DayRange, now
 }
 
 const topUsersQuery = `WITH ` + perUserQuery + `
-SELECT t.user_id, coalesce(s.plan_id, 'free'), t.calls, t.e4, t.e5, 0::bigint
+SELECT t.user_id, coalesce(s.plan_id, 'free'), t.calls, t.e4, t.e5, 0::bigint, ''::text
 FROM (SELECT * FROM per_user ORDER BY %s DESC, user_id LIMIT $4) t
 LEFT JOIN eco_subscriptions s ON s.user_id = t.user_id
 ORDER BY %s DESC, t.user_id`
 
-// topOverageQuery ranks by the ledger amounts (billed or pending) of
-// periods starting in the range, summed saturating at the bigint maximum,
-// then reads those users' calls from the
-// rollup (through its (user_id, day) index) and the live counters.
+// topOverageQuery ranks the users in each currency by their ledger amounts
+// (billed or pending) in it of periods starting in the range, summed
+// saturating at the bigint maximum, and keeps the top $4 of each currency;
+// then reads those users' calls from the rollup (through its (user_id, day)
+// index) and the live counters.
 const topOverageQuery = `WITH ` + liveDays + `, o AS (
-	SELECT user_id, least(sum(amount), 9223372036854775807)::bigint AS amount FROM eco_overage_ledger
-	WHERE period_start >= $1::date::timestamptz AND period_start < ($2::date + 1)::timestamptz
-		AND status IN ('billed', 'pending')
-	GROUP BY user_id
-	ORDER BY 2 DESC, 1 LIMIT $4
+	SELECT user_id, currency, amount FROM (
+		SELECT user_id, currency, amount, row_number() OVER (PARTITION BY currency ORDER BY amount DESC, user_id) AS rank
+		FROM (
+			SELECT user_id, currency, least(sum(amount), 9223372036854775807)::bigint AS amount FROM eco_overage_ledger
+			WHERE period_start >= $1::date::timestamptz AND period_start < ($2::date + 1)::timestamptz
+				AND status IN ('billed', 'pending')
+			GROUP BY user_id, currency
+		) g
+	) r
+	WHERE rank <= $4
 )
-SELECT o.user_id, coalesce(s.plan_id, 'free'), coalesce(u.calls, 0)::bigint, coalesce(u.e4, 0)::bigint, coalesce(u.e5, 0)::bigint, o.amount
+SELECT o.user_id, coalesce(s.plan_id, 'free'), coalesce(u.calls, 0)::bigint, coalesce(u.e4, 0)::bigint, coalesce(u.e5, 0)::bigint, o.amount, o.currency
 FROM o
 LEFT JOIN eco_subscriptions s ON s.user_id = o.user_id
 CROSS JOIN LATERAL (
@@ -123,9 +129,10 @@ CROSS JOIN LATERAL (
 		WHERE user_id = o.user_id AND day IN (SELECT day FROM live)
 	) x
 ) u
-ORDER BY o.amount DESC, o.user_id`
+ORDER BY o.currency, o.amount DESC, o.user_id`
 
-// TopUsers returns the users with the most calls, errors or overage.
+// TopUsers returns the users with the most calls, errors or overage (the
+// top of each currency).
 func (s *AnalyticsStore) TopUsers(ctx context.Context, f report.TopUsersFilter, now time.Time) ([]report.TopUser, error) {
 	if err := f.Range.Validate(); err != nil {
 		return nil, err
@@ -150,7 +157,7 @@ func (s *AnalyticsStore) TopUsers(ctx context.Context, f report.TopUsersFilter, 
 	}
 	out := []report.TopUser{}
 	var t report.TopUser
-	_, err = pgx.ForEachRow(rows, []any{&t.UserID, &t.PlanID, &t.Calls, &t.Errors4xx, &t.Errors5xx, &t.Overage}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&t.UserID, &t.PlanID, &t.Calls, &t.Errors4xx, &t.Errors5xx, &t.Overage, &t.Currency}, func() error {
 		out = append(out, t)
 		return nil
 	})

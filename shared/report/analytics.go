@@ -209,10 +209,14 @@ type TopUser struct {
 	Calls     int64  `json:"calls"`
 	Errors4xx int64  `json:"errors_4xx"`
 	Errors5xx int64  `json:"errors_5xx"`
-	// Overage is the ledger amount (minor units) of periods starting in the
-	// range, billed or pending, saturating at the int64 maximum; only set
-	// when ranking by overage.
+	// Overage is the ledger amount (minor units of Currency) of periods
+	// starting in the range, billed or pending, saturating at the int64
+	// maximum; only set when ranking by overage.
 	Overage int64 `json:"overage"`
+	// Currency is the currency of Overage when ranking by overage: a
+	// user's amounts in each currency are ranked against the others' in
+	// it, never added together (a user billed in two appears in each).
+	Currency string `json:"currency,omitempty"`
 }
 
 // TopUsersFilter selects the top users.
@@ -350,8 +354,9 @@ type UsageReader interface {
 type AdminStore interface {
 	// AdminSummary returns system-wide usage over the range.
 	AdminSummary(ctx context.Context, r usage.DayRange, now time.Time) (*AdminSummary, error)
-	// TopUsers returns the users with the most calls, errors or overage.
-	// An unknown ranking is CodeInvalid naming "by".
+	// TopUsers returns the users with the most calls, errors or overage;
+	// by overage, the top Limit in each currency, ordered by currency. An
+	// unknown ranking is CodeInvalid naming "by".
 	TopUsers(ctx context.Context, f TopUsersFilter, now time.Time) ([]TopUser, error)
 	// PutPlan changes the user's plan and overrides (whole, or partial:
 	// PlanChange) under the convention of DecideChange, keeps the terms

@@ -104,9 +104,9 @@ function Overview({ open }) {
     { key: 'errors_4xx', label: '4xx', num: true, render: (u) => num(u.errors_4xx) },
     { key: 'errors_5xx', label: '5xx', num: true, render: (u) => num(u.errors_5xx) },
   ];
-  // The ranking gives overage in minor units without a currency; every
-  // plan bills in USD today.
-  if (by === 'overage') cols.push({ key: 'overage', label: 'Overage', num: true, render: (u) => money(u.overage, u.currency || 'usd') });
+  // By overage the ranking is per currency, ordered by currency, and a
+  // user billed in two currencies appears in each.
+  if (by === 'overage') cols.push({ key: 'overage', label: 'Overage', num: true, render: (u) => money(u.overage, u.currency) });
   return (
     <div>
       <div class="section-head">
@@ -132,7 +132,7 @@ function Overview({ open }) {
           </select>
         </div>
         <ErrorNote error={top.error} />
-        {top.data ? <SortTable key={by} testid="top-users" columns={cols} rows={rows} rowKey={(u) => u.user_id} sort={{ key: 'rank', dir: 'ascending' }} /> : !top.error && <Loading />}
+        {top.data ? <SortTable key={by} testid="top-users" columns={cols} rows={rows} rowKey={(u) => u.user_id + ' ' + (u.currency || '')} sort={{ key: 'rank', dir: 'ascending' }} /> : !top.error && <Loading />}
       </section>
     </div>
   );

@@ -1262,6 +1262,7 @@ export interface components {
             to: string;
             /** @enum {string} */
             by: "calls" | "errors" | "overage";
+            /** @description The top `limit` users, or with by=overage the top `limit` of each currency, ordered by currency: amounts in different currencies are neither added together nor ranked against each other, and a user billed in two currencies appears in each. */
             items: {
                 /** Format: uuid */
                 user_id: string;
@@ -1269,8 +1270,10 @@ export interface components {
                 calls: number;
                 errors_4xx: number;
                 errors_5xx: number;
-                /** @description Billed and pending ledger amount (by=overage only); a sum past 9223372036854775807 is reported as that maximum. */
+                /** @description Billed and pending ledger amount in the minor unit of currency (by=overage only); a sum past 9223372036854775807 is reported as that maximum. */
                 overage: number;
+                /** @description The currency of overage (by=overage only). */
+                currency?: string;
             }[];
         };
         Overrides: {
@@ -2369,6 +2372,7 @@ export interface operations {
                 from?: components["parameters"]["From"];
                 /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
+                /** @description How many users; with by=overage, how many in each currency. */
                 limit?: number;
                 by?: "calls" | "errors" | "overage";
             };
