@@ -23,7 +23,8 @@ type LagOptions struct {
 	// Every is the pace of the requests (default 200ms: 5 a second).
 	Every time.Duration
 	// Poll is the pause between two readings of GET /v1/usage (default
-	// 50ms).
+	// 500ms: the analytics API's read budget, 2 a second per caller by
+	// default, answers faster readings 429 once its burst is spent).
 	Poll time.Duration
 	// Idle is how long the publisher's calls are counted once every
 	// request was counted (default 10s).
@@ -80,7 +81,7 @@ func MeasureLag(ctx context.Context, st *devstack.State, o LagOptions) (*LagResu
 		o.Every = 200 * time.Millisecond
 	}
 	if o.Poll <= 0 {
-		o.Poll = 50 * time.Millisecond
+		o.Poll = 500 * time.Millisecond
 	}
 	if o.Idle <= 0 {
 		o.Idle = 10 * time.Second
