@@ -3,9 +3,11 @@ package usage_test
 
 import (
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,6 +74,37 @@ func configTable(doc string) map[string]map[string]bool {
 		}
 	}
 	return out
+}
+
+// TestAlarmsAreDocumented fails when template.yaml has an alarm that
+// docs/operations.md's table of alarms does not name (its logical id
+// without "Alarm", in backticks): what an operator is told to do when it
+// fires.
+func TestAlarmsAreDocumented(t *testing.T) {
+	tmpl, err := samtemplate.Load("template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tmpl.Alarms) == 0 {
+		t.Fatal("template.yaml has no alarms")
+	}
+	named := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if cells := strings.Split(line, "|"); strings.HasPrefix(line, "| `") && len(cells) > 2 {
+			for _, m := range regexp.MustCompile("`([A-Za-z]+)`").FindAllStringSubmatch(cells[1], -1) {
+				named[m[1]] = true
+			}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(tmpl.Alarms)) {
+		if !named[strings.TrimSuffix(id, "Alarm")] {
+			t.Errorf("template.yaml's %s is not in docs/operations.md's table of alarms", id)
+		}
+	}
 }
 
 func keys(m map[string]bool) []string {

@@ -45,3 +45,28 @@ func TestTemplateGivesTheBackfillWindowToBilling(t *testing.T) {
 		}
 	}
 }
+
+// TestFaultMetricsHaveAlarms: each metric of the run's metrics line that
+// says money was left unbilled or charged twice has an alarm in
+// template.yaml that notifies the alarm topic, so that an operator hears
+// of it; OverageAdoptedItems alone is information.
+func TestFaultMetricsHaveAlarms(t *testing.T) {
+	tmpl, err := samtemplate.Load("../../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, metric := range []string{"OverageUnpricedSubscriptions", "OverageDuplicateItems", "OverageFailedRows"} {
+		found := false
+		for id, a := range tmpl.Alarms {
+			if a.Namespace == MetricsNamespace && a.MetricName == metric {
+				found = true
+				if !a.Actions {
+					t.Errorf("%s (on %s) has no AlarmActions", id, metric)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("template.yaml has no alarm on %s/%s", MetricsNamespace, metric)
+		}
+	}
+}

@@ -17,6 +17,18 @@ type Template struct {
 	Functions []Function
 	// Queues are the AWS::SQS::Queue resources by logical id.
 	Queues map[string]Queue
+	// Alarms are the AWS::CloudWatch::Alarm resources by logical id.
+	Alarms map[string]Alarm
+}
+
+// Alarm is one AWS::CloudWatch::Alarm: the metric it watches and whether
+// it notifies anyone.
+type Alarm struct {
+	Namespace  string // AWS/SQS, NexusUsage
+	MetricName string
+	// Actions says the alarm has AlarmActions (the alarm topic's, when
+	// given).
+	Actions bool
 }
 
 // Queue is one AWS::SQS::Queue: the numbers a local queue copies.
@@ -171,9 +183,13 @@ func Parse(b []byte) (*Template, error) {
 			defaultAuth[id] = scalar(get(r, "Properties", "Auth", "DefaultAuthorizer")) != ""
 		}
 	}
-	s := &Template{Queues: map[string]Queue{}}
+	s := &Template{Queues: map[string]Queue{}, Alarms: map[string]Alarm{}}
 	for i := 0; i+1 < len(resources.Content); i += 2 {
 		id, r := resources.Content[i].Value, resources.Content[i+1]
+		if scalar(get(r, "Type")) == "AWS::CloudWatch::Alarm" {
+			s.Alarms[id] = Alarm{Namespace: scalar(get(r, "Properties", "Namespace")),
+				MetricName: scalar(get(r, "Properties", "MetricName")), Actions: get(r, "Properties", "AlarmActions") != nil}
+		}
 		if scalar(get(r, "Type")) == "AWS::SQS::Queue" {
 			s.Queues[id] = Queue{VisibilityTimeout: intValue(get(r, "Properties", "VisibilityTimeout"), 0),
 				MaxReceiveCount: intValue(get(r, "Properties", "RedrivePolicy", "maxReceiveCount"), 0)}

@@ -74,6 +74,15 @@ Resources:
       RedrivePolicy: { deadLetterTargetArn: !GetAtt UsageDLQ.Arn, maxReceiveCount: 30 }
   UsageDLQ:
     Type: AWS::SQS::Queue
+  DLQAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      Namespace: AWS/SQS
+      MetricName: ApproximateNumberOfMessagesVisible
+      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
+  QuietAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties: { Namespace: NexusUsage, MetricName: OverageFailedRows }
 `
 
 func TestParse(t *testing.T) {
@@ -98,7 +107,11 @@ func TestParse(t *testing.T) {
 		}},
 		// An expression behind an intrinsic function is not read.
 		{LogicalID: "OverageFunction", Name: "overage", Timeout: 900, Env: globals, Schedules: []samtemplate.Schedule{{Event: "Daily"}}},
-	}, Queues: map[string]samtemplate.Queue{"UsageQueue": {VisibilityTimeout: 185, MaxReceiveCount: 30}, "UsageDLQ": {}}}
+	}, Queues: map[string]samtemplate.Queue{"UsageQueue": {VisibilityTimeout: 185, MaxReceiveCount: 30}, "UsageDLQ": {}},
+		Alarms: map[string]samtemplate.Alarm{
+			"DLQAlarm":   {Namespace: "AWS/SQS", MetricName: "ApproximateNumberOfMessagesVisible", Actions: true},
+			"QuietAlarm": {Namespace: "NexusUsage", MetricName: "OverageFailedRows"},
+		}}
 	if diff := cmp.Diff(want, tmpl); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
