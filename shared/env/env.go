@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -104,14 +105,14 @@ func (e *Env) Int(name string, def int) int {
 	return n
 }
 
-// Float returns a non-negative number, def when unset.
+// Float returns a finite non-negative number, def when unset.
 func (e *Env) Float(name string, def float64) float64 {
 	v := e.getenv(name)
 	if v == "" {
 		return def
 	}
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 {
+	if err != nil || !(f >= 0) || math.IsInf(f, 1) {
 		e.fail(name, "a non-negative number", v)
 		return def
 	}
@@ -130,6 +131,9 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	if days, ok := strings.CutSuffix(v, "d"); ok {
 		var n int
 		n, err = strconv.Atoi(days)
+		if err == nil && n > int(math.MaxInt64/int64(24*time.Hour)) {
+			err = strconv.ErrRange // more days than a duration holds: it would wrap around
+		}
 		d = time.Duration(n) * 24 * time.Hour
 	} else {
 		d, err = time.ParseDuration(v)

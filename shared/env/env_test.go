@@ -40,6 +40,35 @@ func TestTyped(t *testing.T) {
 	}
 }
 
+// TestTypedRefusesWhatItCannotHold: a number of days beyond what a
+// duration holds is refused rather than wrapped around (213504d read as
+// 25 minutes), and a number that is not finite is no number.
+func TestTypedRefusesWhatItCannotHold(t *testing.T) {
+	tests := []struct {
+		value string
+		read  func(e *env.Env) any
+	}{
+		{"213504d", func(e *env.Env) any { return e.Duration("V", time.Hour) }},
+		{"106752d", func(e *env.Env) any { return e.Duration("V", time.Hour) }},
+		{"NaN", func(e *env.Env) any { return e.Float("V", 1) }},
+		{"Inf", func(e *env.Env) any { return e.Float("V", 1) }},
+		{"+infinity", func(e *env.Env) any { return e.Float("V", 1) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			e := newEnv(map[string]string{"V": tt.value}, nil)
+			got := tt.read(e)
+			if err := e.Err(); err == nil || !strings.HasPrefix(err.Error(), "V:") {
+				t.Errorf("V=%s read as %v, Err = %v; want an error naming V", tt.value, got, err)
+			}
+		})
+	}
+	e := newEnv(map[string]string{"V": "106751d"}, nil)
+	if got := e.Duration("V", 0); e.Err() != nil || got != 106751*24*time.Hour {
+		t.Errorf("Duration(106751d) = %v, %v; want 106751 days", got, e.Err())
+	}
+}
+
 func TestTypedErrorsNameTheVariable(t *testing.T) {
 	tests := []struct {
 		name string
