@@ -76,6 +76,9 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err := e.Err(); err != nil {
 		return nil, err
 	}
+	if grace == 0 {
+		return nil, fmt.Errorf("GRACE_PERIOD: want more than 0 (the overage function's), got %s", grace)
+	}
 	if maxQuantity < 1 || maxQuantity > usage.MaxQuantity {
 		return nil, fmt.Errorf("MAX_EVENT_QUANTITY: want 1 to %d, got %d", usage.MaxQuantity, maxQuantity)
 	}

@@ -56,6 +56,7 @@ func TestBuildRefusesBadConfig(t *testing.T) {
 		"no issuer":         {"DATABASE_URL": "postgres://x", "JWT_HMAC_SECRET": secret},
 		"bad proxy setting": with(map[string]string{"JWT_HMAC_SECRET": secret, "DATABASE_PROXY": "maybe"}),
 		"backfill too long": with(map[string]string{"JWT_HMAC_SECRET": secret, "BACKFILL_WINDOW": "60d"}),
+		"no grace period":   with(map[string]string{"JWT_HMAC_SECRET": secret, "GRACE_PERIOD": "0h"}),
 		"no read rate":      with(map[string]string{"JWT_HMAC_SECRET": secret, "READ_RATE_PER_SECOND": "0"}),
 		"read burst small":  with(map[string]string{"JWT_HMAC_SECRET": secret, "READ_BURST": "11"}),
 	} {

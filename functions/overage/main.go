@@ -13,11 +13,11 @@
 //	STRIPE_API_URL                        Stripe base URL (stripe-mock)
 //	STRIPE_MAX_RPS (default 20)           client-side cap on Stripe requests per second; 0: none
 //	STRIPE_MAX_NETWORK_RETRIES (default 2)
-//	GRACE_PERIOD (default 24h)            how long after its end a period is closed
+//	GRACE_PERIOD (default 24h)            how long after its end a period is closed (more than 0)
 //	BACKFILL_WINDOW (default 35d)         how old an event may be, the record function's: billed periods are
 //	                                      reconsidered for late usage for this long after they end, plus 5 days
-//	MAX_ATTEMPTS (default 10)             attempts per ledger row before it is failed
-//	BILLING_WORKERS (default 4)           concurrent Stripe calls
+//	MAX_ATTEMPTS (default 10)             attempts per ledger row before it is failed (at least 1)
+//	BILLING_WORKERS (default 4)           concurrent Stripe calls (1 to MaxBillingWorkers)
 //	ALLOW_CLOCK_OVERRIDE=true             honour the payload's "now" (the local stack only; never set in AWS)
 package main
 
@@ -46,6 +46,10 @@ func main() {
 	lambda.Start(h.Handle)
 }
 
+// MaxBillingWorkers is the most concurrent Stripe calls BILLING_WORKERS may
+// ask for: each worker holds one of the pool's database connections.
+const MaxBillingWorkers = 100
+
 func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, error) {
 	dbURL, proxy, err := e.Database()
 	if err != nil {
@@ -69,8 +73,15 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err := usage.CheckBackfillWindow(backfill); err != nil {
 		return nil, fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(err))
 	}
-	if workers == 0 {
-		workers = billing.DefaultWorkers // as billing.New would: the pool must fit them
+	// billing.New would take a 0 for its default: refused here instead, so
+	// that a setting is what the function runs with.
+	switch {
+	case grace == 0:
+		return nil, fmt.Errorf("GRACE_PERIOD: want more than 0, got %s", grace)
+	case attempts < 1:
+		return nil, fmt.Errorf("MAX_ATTEMPTS: want at least 1, got %d", attempts)
+	case workers < 1 || workers > MaxBillingWorkers:
+		return nil, fmt.Errorf("BILLING_WORKERS: want 1 to %d (each holds a database connection), got %d", MaxBillingWorkers, workers)
 	}
 	db, err := postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(workers) + 1, ExecMode: proxy, NoJIT: true})
 	if err != nil {

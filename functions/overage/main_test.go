@@ -38,6 +38,30 @@ func TestSetup(t *testing.T) {
 	}
 }
 
+// TestSetupRefusesWhatItWouldNotRunWith: a setting of 0 is refused,
+// naming it, rather than replaced by the default without a word (a grace
+// period of 0h ran with 24h, MAX_ATTEMPTS=0 with 10), and workers beyond
+// what the pool can hold are refused rather than overflowing its size.
+func TestSetupRefusesWhatItWouldNotRunWith(t *testing.T) {
+	ctx := context.Background()
+	for name, value := range map[string]string{
+		"GRACE_PERIOD":    "0h",
+		"MAX_ATTEMPTS":    "0",
+		"BILLING_WORKERS": "0",
+	} {
+		for _, v := range []string{value, map[string]string{"BILLING_WORKERS": "2147483647"}[name]} {
+			if v == "" {
+				continue
+			}
+			m := map[string]string{"DATABASE_URL": "postgres://x", name: v}
+			_, err := setup(ctx, env.New(ctx, func(k string) string { return m[k] }), testkit.Logger())
+			if err == nil || !strings.HasPrefix(err.Error(), name+": ") {
+				t.Errorf("setup(%s=%s) = %v; want an error naming %s", name, v, err, name)
+			}
+		}
+	}
+}
+
 // TestSetupWithDatabase wires the handler to the real services from its
 // environment: without a Stripe key its runs are dry; with one, and the
 // local stack's clock override, it bills a closed period through
