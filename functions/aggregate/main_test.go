@@ -70,6 +70,26 @@ func TestSetupRefusesRetentionShorterThanBackfill(t *testing.T) {
 	}
 }
 
+// TestSetupRefusesRetentionBeyondTheCalendar: a retention of more days than
+// a date can go back (a "keep everything" of 9223372036854775807) is
+// refused, naming RETENTION_DAYS: its cutoff wrapped around to tomorrow,
+// and every aggregated raw partition was dropped.
+func TestSetupRefusesRetentionBeyondTheCalendar(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
+	for _, days := range []string{"36501", "1000000000000000", "9223372036854775807"} {
+		vars := map[string]string{"DATABASE_URL": "postgres://x", "RETENTION_DAYS": days}
+		_, err := setup(ctx, testEnv(vars), logger)
+		if err == nil || !strings.HasPrefix(err.Error(), "RETENTION_DAYS: ") || !strings.Contains(err.Error(), "at most 36500 days") {
+			t.Errorf("setup(RETENTION_DAYS=%s) = %v; want RETENTION_DAYS refused, at most 36500 days", days, err)
+		}
+	}
+	vars := map[string]string{"DATABASE_URL": "postgres://x", "RETENTION_DAYS": "36500"}
+	if _, err := setup(ctx, testEnv(vars), logger); err != nil {
+		t.Errorf("setup(RETENTION_DAYS=36500) = %v; want accepted", err)
+	}
+}
+
 // TestSetupRefusesEndpointCap: MAX_ENDPOINTS_PER_DAY must be a whole number
 // from 1 to rollup.MaxEndpointsPerDayLimit; anything else stops the function
 // at start with an error naming the variable and what it must be.

@@ -80,6 +80,8 @@ func New(c Config) (*Job, error) {
 		return nil, usage.Errorf(usage.CodeInvalid, "rollup: a clock is required")
 	case c.RetentionDays < 0:
 		return nil, usage.NegativeSetting("rollup", "the retention in days", c.RetentionDays, DefaultRetentionDays)
+	case c.RetentionDays > usage.MaxRetentionDays:
+		return nil, usage.Errorf(usage.CodeInvalid, "rollup: the retention in days must be at most %d, not %d", usage.MaxRetentionDays, c.RetentionDays)
 	case c.PartitionsAhead < 0:
 		return nil, usage.NegativeSetting("rollup", "the partitions kept ahead, in months", c.PartitionsAhead, DefaultPartitionsAhead)
 	case c.Workers < 0:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -242,6 +243,7 @@ func TestNew(t *testing.T) {
 		{"no store", func(c *rollup.Config) { c.Store = nil }, "a store is required"},
 		{"no clock", func(c *rollup.Config) { c.Now = nil }, "a clock is required"},
 		{"negative retention", func(c *rollup.Config) { c.RetentionDays = -1 }, "retention"},
+		{"retention beyond the calendar", func(c *rollup.Config) { c.RetentionDays = math.MaxInt }, "retention in days must be at most 36500"},
 		{"negative partitions ahead", func(c *rollup.Config) { c.PartitionsAhead = -1 }, "partitions kept ahead"},
 		{"negative workers", func(c *rollup.Config) { c.Workers = -2 }, "workers"},
 		{"negative lease", func(c *rollup.Config) { c.Lease = -time.Second }, "lease"},

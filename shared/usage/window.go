@@ -51,12 +51,20 @@ func MinRetentionDays(backfill time.Duration) int {
 	return int(math.Ceil(float64(backfill+BackfillMargin) / float64(24*time.Hour)))
 }
 
+// MaxRetentionDays is the most days of raw retention CheckRetention
+// accepts, 100 years: far more days than that made the retention cutoff
+// (today minus the days) wrap around past today.
+const MaxRetentionDays = 36500
+
 // CheckRetention returns a CodeInvalid error unless days of raw retention
-// are at least MinRetentionDays(backfill).
+// are at least MinRetentionDays(backfill) and at most MaxRetentionDays.
 func CheckRetention(days int, backfill time.Duration) error {
 	if min := MinRetentionDays(backfill); days < min {
 		return Errorf(CodeInvalid, "raw events must be kept at least %d days (the backfill window of %s plus a margin of %d days), not %d",
 			min, backfill, int(BackfillMargin/(24*time.Hour)), days)
+	}
+	if days > MaxRetentionDays {
+		return Errorf(CodeInvalid, "raw events can be kept at most %d days (100 years), not %d", MaxRetentionDays, days)
 	}
 	return nil
 }
