@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,17 +20,26 @@ import (
 // days, aggregate_daily_usage into eco_usage_daily, the raw partitions'
 // upkeep and retention, and the job's lock and run rows (jobs.go). The
 // workflow around them is rollup.Job.
-type RollupStore struct{ db *DB }
+type RollupStore struct {
+	db *DB
+	// LockTimeout bounds how long partition DDL waits for the raw table's
+	// lock, and so how long it holds the record path's new transactions
+	// up behind itself (DefaultLockTimeout when 0).
+	LockTimeout time.Duration
+}
 
 // NewRollupStore returns a store over db.
 func NewRollupStore(db *DB) *RollupStore { return &RollupStore{db: db} }
 
 var _ rollup.Store = (*RollupStore)(nil)
 
-// lockTimeout bounds how long partition DDL waits for the raw table's lock,
-// and so how long it holds the record path's new transactions up behind
-// itself.
-const lockTimeout = "5s"
+// DefaultLockTimeout is RollupStore.LockTimeout's default.
+const DefaultLockTimeout = 5 * time.Second
+
+// lockTimeout is LockTimeout as lock_timeout takes it.
+func (s *RollupStore) lockTimeout() string {
+	return strconv.FormatInt(cmp.Or(s.LockTimeout, DefaultLockTimeout).Milliseconds(), 10) + "ms"
+}
 
 func isLockTimeout(err error) bool {
 	var pgErr *pgconn.PgError
@@ -37,12 +47,12 @@ func isLockTimeout(err error) bool {
 }
 
 // EnsurePartitions implements rollup.Store: ensure_usage_partitions
-// in a transaction whose lock_timeout is lockTimeout. A timeout is
+// in a transaction whose lock_timeout is LockTimeout. A timeout is
 // rollup.ErrDeferred.
 func (s *RollupStore) EnsurePartitions(ctx context.Context, from time.Time, months int) (int, error) {
 	var n int
 	err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, s.lockTimeout()); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `SELECT ensure_usage_partitions($1, $2)`, from, months).Scan(&n)
@@ -58,11 +68,11 @@ func (s *RollupStore) EnsurePartitions(ctx context.Context, from time.Time, mont
 
 // EnsureKeyGenerations implements rollup.Store:
 // ensure_event_key_generations in a transaction whose lock_timeout is
-// lockTimeout. A timeout is rollup.ErrDeferred.
+// LockTimeout. A timeout is rollup.ErrDeferred.
 func (s *RollupStore) EnsureKeyGenerations(ctx context.Context, gens []int) (int, error) {
 	var n int
 	err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, s.lockTimeout()); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `SELECT ensure_event_key_generations($1)`, gens).Scan(&n)
@@ -81,7 +91,7 @@ var keyGenerationName = regexp.MustCompile(`^eco_event_keys_g(-?\d+)$`)
 // DropKeyGenerations implements rollup.Store: the partitions of
 // eco_event_keys named eco_event_keys_g<gen> (as
 // ensure_event_key_generations names them) with gen before oldest, each
-// dropped in a transaction whose lock_timeout is lockTimeout. A timeout is
+// dropped in a transaction whose lock_timeout is LockTimeout. A timeout is
 // rollup.ErrDeferred, returned with the names dropped before it.
 func (s *RollupStore) DropKeyGenerations(ctx context.Context, oldest int) ([]string, error) {
 	rows, err := s.db.with(rollupWork).Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -103,7 +113,7 @@ func (s *RollupStore) DropKeyGenerations(ctx context.Context, oldest int) ([]str
 			continue
 		}
 		err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, s.lockTimeout()); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `DROP TABLE `+pgx.Identifier{name}.Sanitize())
@@ -366,7 +376,7 @@ func (s *RollupStore) RetentionBlocked(ctx context.Context, p rollup.Partition) 
 	return tag.RowsAffected() > 0, nil
 }
 
-// DropPartition implements rollup.Store: under lockTimeout, LOCK
+// DropPartition implements rollup.Store: under LockTimeout, LOCK
 // TABLE eco_api_usage (DROP needs that lock anyway), the dirty check, the
 // DROP and the month's row in eco_usage_dropped_months (which keeps
 // ensure_usage_partitions from creating it again), in one transaction. A
@@ -377,7 +387,7 @@ func (s *RollupStore) DropPartition(ctx context.Context, p rollup.Partition) (bo
 	}
 	var dropped bool
 	err := s.db.with(rollupWork).BeginFunc(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, s.lockTimeout()); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `LOCK TABLE eco_api_usage IN ACCESS EXCLUSIVE MODE`); err != nil {

@@ -438,6 +438,7 @@ func TestRollup_EventDuringRunKeepsDayDirty(t *testing.T) {
 	ctx := context.Background()
 	db := newRollupDB(t, rollupNow)
 	s := postgres.NewRollupStore(db)
+	s.LockTimeout = 300 * time.Millisecond // the upkeep waits behind the record transaction first
 	job := newJob(t, s, rollupNow)
 	g := newEventGen(3, 5)
 	d := usage.Day(rollupNow).AddDate(0, 0, -3)
@@ -810,6 +811,7 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	db := pgtest.NewDB(t)
 	db.Now = func() time.Time { return rollupNow }
 	s := postgres.NewRollupStore(db)
+	s.LockTimeout = 300 * time.Millisecond // the wait this test makes twice a run
 	job := newJob(t, s, rollupNow)
 	if _, err := s.EnsurePartitions(ctx, day("2031-03-01"), 1); err != nil { // April and May missing
 		t.Fatal(err)
