@@ -1545,7 +1545,7 @@ export interface components {
                 /** @description The period has been over for the grace period; else the charge is that of the usage so far. */
                 closed: boolean;
                 charge: components["schemas"]["PeriodCharge"];
-                /** @description What the period's ledger rows account for: billed, pending, failed (owed) and credits. */
+                /** @description What the period's ledger rows that charge account for: billed, pending and failed (owed); skipped rows (nothing due, or a credit noted for an admin) count for nothing. A new row is the charge minus this. */
                 recorded: number;
                 /** @description What its billed rows charged. */
                 billed: number;
