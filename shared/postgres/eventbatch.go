@@ -145,7 +145,7 @@ func (b *batch) countArgs() []any {
 		case e.StatusCode >= 500:
 			s.e5 += e.Quantity
 		}
-		s.rq, s.rs = addSaturating(s.rq, e.RequestBytes), addSaturating(s.rs, e.ResponseBytes)
+		s.rq, s.rs = usage.AddSaturating(s.rq, e.RequestBytes), usage.AddSaturating(s.rs, e.ResponseBytes)
 	}
 	n := len(keys)
 	users, days := make([]pgtype.UUID, n), make([]time.Time, n)
@@ -156,14 +156,6 @@ func (b *batch) countArgs() []any {
 	}
 	r := b.rejectionArgs()
 	return []any{users, days, calls, e4, e5, rq, rs, b.now, r.sources, r.msgIDs, r.positions, r.evIDs, r.fields, r.reasons, r.bodies}
-}
-
-// addSaturating returns a + b for b >= 0, or the int64 maximum past it.
-func addSaturating(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
 }
 
 // statementArgs are recordBatchSQL's parameters.

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,6 +83,23 @@ func ruleError(err error, r notify.Rule) error {
 	return FormatError(err)
 }
 
+// insertBounded runs insert, which adds a row only while its owner has
+// fewer than a bound (a count in its WHERE), under a transaction lock on
+// owner: two creations at once would otherwise both count before either
+// inserts, and pass the bound together.
+func (s *NotifyStore) insertBounded(ctx context.Context, owner, insert string, args ...any) (pgconn.CommandTag, error) {
+	var tag pgconn.CommandTag
+	err := s.db.with(notifyWork).BeginFunc(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, owner); err != nil {
+			return err
+		}
+		var err error
+		tag, err = tx.Exec(ctx, insert, args...)
+		return err
+	})
+	return tag, err
+}
+
 // CreateRule implements notify.ManageStore.
 func (s *NotifyStore) CreateRule(ctx context.Context, r notify.Rule) error {
 	var plan, user *string
@@ -91,24 +109,12 @@ func (s *NotifyStore) CreateRule(ctx context.Context, r notify.Rule) error {
 	if r.UserID != "" {
 		user = &r.UserID
 	}
-	// The count and the insert run under a lock on the owner: two
-	// creations at once would otherwise both count the rules before
-	// either and pass the bound together.
-	var tag pgconn.CommandTag
-	err := s.db.with(notifyWork).BeginFunc(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eco_notify_rules:' || coalesce($1::text, $2::text), 0))`,
-			plan, user); err != nil {
-			return err
-		}
-		var err error
-		tag, err = tx.Exec(ctx, `INSERT INTO eco_notify_rules (rule_id, plan_id, user_id, kind, value, enabled,
-				description, created_at, updated_at, created_by)
-			SELECT $1::uuid, $2::text, $3::uuid, $4::text, $5::bigint, $6::boolean, $7::text, $8::timestamptz, $8::timestamptz,
-				coalesce($3::text, 'admin')
-			WHERE (SELECT count(*) FROM eco_notify_rules WHERE plan_id = $2::text OR user_id = $3::uuid) < $9::bigint`,
-			r.ID, plan, user, r.Kind, r.Value, r.Enabled, r.Description, r.CreatedAt, notify.MaxRules)
-		return err
-	})
+	tag, err := s.insertBounded(ctx, "eco_notify_rules:"+cmp.Or(r.PlanID, r.UserID), `INSERT INTO eco_notify_rules (rule_id, plan_id, user_id, kind, value, enabled,
+			description, created_at, updated_at, created_by)
+		SELECT $1::uuid, $2::text, $3::uuid, $4::text, $5::bigint, $6::boolean, $7::text, $8::timestamptz, $8::timestamptz,
+			coalesce($3::text, 'admin')
+		WHERE (SELECT count(*) FROM eco_notify_rules WHERE plan_id = $2::text OR user_id = $3::uuid) < $9::bigint`,
+		r.ID, plan, user, r.Kind, r.Value, r.Enabled, r.Description, r.CreatedAt, notify.MaxRules)
 	if err != nil {
 		return ruleError(err, r)
 	}
@@ -210,21 +216,11 @@ func nullable(s string) *string {
 
 // CreateEndpoint implements notify.ManageStore.
 func (s *NotifyStore) CreateEndpoint(ctx context.Context, e notify.Endpoint) error {
-	// Under a lock on the owner, as CreateRule.
-	var tag pgconn.CommandTag
-	err := s.db.with(notifyWork).BeginFunc(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('eco_webhook_endpoints:' || coalesce($1::text, ''), 0))`,
-			nullable(e.UserID)); err != nil {
-			return err
-		}
-		var err error
-		tag, err = tx.Exec(ctx, `INSERT INTO eco_webhook_endpoints (endpoint_id, user_id, url, description,
-				event_types, secret, enabled, disabled_reason, created_at, updated_at)
-			SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::text[], $6::text, $7::boolean, $8::text, $9::timestamptz, $9::timestamptz
-			WHERE (SELECT count(*) FROM eco_webhook_endpoints WHERE user_id IS NOT DISTINCT FROM $2::uuid) < $10::bigint`,
-			e.ID, nullable(e.UserID), e.URL, e.Description, e.EventTypes, e.Secret, e.Enabled, e.DisabledReason, e.CreatedAt, notify.MaxEndpoints)
-		return err
-	})
+	tag, err := s.insertBounded(ctx, "eco_webhook_endpoints:"+e.UserID, `INSERT INTO eco_webhook_endpoints (endpoint_id, user_id, url, description,
+			event_types, secret, enabled, disabled_reason, created_at, updated_at)
+		SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::text[], $6::text, $7::boolean, $8::text, $9::timestamptz, $9::timestamptz
+		WHERE (SELECT count(*) FROM eco_webhook_endpoints WHERE user_id IS NOT DISTINCT FROM $2::uuid) < $10::bigint`,
+		e.ID, nullable(e.UserID), e.URL, e.Description, e.EventTypes, e.Secret, e.Enabled, e.DisabledReason, e.CreatedAt, notify.MaxEndpoints)
 	if err != nil {
 		return FormatError(fmt.Errorf("create endpoint: %w", err))
 	}
