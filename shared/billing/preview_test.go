@@ -31,25 +31,9 @@ func TestPreviewWithAnUnpricedPeriod(t *testing.T) {
 				{From: time.Date(2026, 2, 10, 9, 0, 0, 0, time.UTC), PlanID: pro.ID, Overrides: usage.Overrides{Currency: ptr("eur")},
 					Effective: eur, Change: usage.ChangeUpgrade}}},
 	}
-	ledger := &mock.LedgerStore{
-		BillableSubscriptionsFn: func(context.Context) ([]*billing.BillableSubscription, error) { return subs, nil },
-		PeriodStatesFn: func(_ context.Context, periods []billing.UserPeriod) ([]billing.PeriodState, error) {
-			out := make([]billing.PeriodState, len(periods))
-			for i, p := range periods {
-				out[i] = billing.PeriodState{UserPeriod: p}
-				if p.Period.Start.Month() == time.February {
-					out[i].Days = []usage.DayCalls{{Day: p.Period.Start, Calls: 150_000}, {Day: p.Period.Start.AddDate(0, 0, 20), Calls: 10_000}}
-				}
-			}
-			return out, nil
-		},
-		OpenRunFn:  func(context.Context, *billing.RunReport, time.Time, time.Time) (int64, error) { return 1, nil },
-		CloseRunFn: func(context.Context, int64, *billing.RunReport, time.Time, error) error { return nil },
-	}
-	b, err := billing.New(billing.Config{Ledger: ledger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := februaryBilling(t, subs, func(start time.Time) []usage.DayCalls {
+		return []usage.DayCalls{{Day: start, Calls: 150_000}, {Day: start.AddDate(0, 0, 20), Calls: 10_000}}
+	})
 	now := time.Date(2026, 3, 20, 0, 30, 0, 0, time.UTC)
 	rep, err := b.Run(context.Background(), now)
 	if err != nil || rep.Unpriced != 1 || len(rep.Due) != 1 || rep.Due[0] != (billing.Amount{Currency: "usd", Amount: 60 * 50}) {
@@ -83,25 +67,7 @@ func TestPreviewAndRunSumsSaturate(t *testing.T) {
 			Subscription: usage.Subscription{UserID: u, PlanID: dear.ID, Effective: dear, PeriodAnchor: anchor},
 			History:      []usage.Terms{{From: anchor, PlanID: dear.ID, Effective: dear, Change: usage.ChangeStart}}})
 	}
-	ledger := &mock.LedgerStore{
-		BillableSubscriptionsFn: func(context.Context) ([]*billing.BillableSubscription, error) { return subs, nil },
-		PeriodStatesFn: func(_ context.Context, periods []billing.UserPeriod) ([]billing.PeriodState, error) {
-			out := make([]billing.PeriodState, len(periods))
-			for i, p := range periods {
-				out[i] = billing.PeriodState{UserPeriod: p}
-				if p.Period.Start.Month() == time.February {
-					out[i].Days = []usage.DayCalls{{Day: p.Period.Start, Calls: calls}}
-				}
-			}
-			return out, nil
-		},
-		OpenRunFn:  func(context.Context, *billing.RunReport, time.Time, time.Time) (int64, error) { return 1, nil },
-		CloseRunFn: func(context.Context, int64, *billing.RunReport, time.Time, error) error { return nil },
-	}
-	b, err := billing.New(billing.Config{Ledger: ledger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := februaryBilling(t, subs, func(start time.Time) []usage.DayCalls { return []usage.DayCalls{{Day: start, Calls: calls}} })
 	now := time.Date(2026, 3, 20, 0, 30, 0, 0, time.UTC)
 	rep, err := b.Run(context.Background(), now)
 	pending := 0
@@ -127,4 +93,30 @@ func TestPreviewAndRunSumsSaturate(t *testing.T) {
 	if len(pv.Totals) != 1 || pv.Totals[0] != want {
 		t.Errorf("preview totals = %+v; want %+v (saturated)", pv.Totals, want)
 	}
+}
+
+// februaryBilling is a dry billing over subs whose periods that start in
+// February hold days(start)'s calls, and the others none.
+func februaryBilling(t *testing.T, subs []*billing.BillableSubscription, days func(start time.Time) []usage.DayCalls) *billing.Billing {
+	t.Helper()
+	ledger := &mock.LedgerStore{
+		BillableSubscriptionsFn: func(context.Context) ([]*billing.BillableSubscription, error) { return subs, nil },
+		PeriodStatesFn: func(_ context.Context, periods []billing.UserPeriod) ([]billing.PeriodState, error) {
+			out := make([]billing.PeriodState, len(periods))
+			for i, p := range periods {
+				out[i] = billing.PeriodState{UserPeriod: p}
+				if p.Period.Start.Month() == time.February {
+					out[i].Days = days(p.Period.Start)
+				}
+			}
+			return out, nil
+		},
+		OpenRunFn:  func(context.Context, *billing.RunReport, time.Time, time.Time) (int64, error) { return 1, nil },
+		CloseRunFn: func(context.Context, int64, *billing.RunReport, time.Time, error) error { return nil },
+	}
+	b, err := billing.New(billing.Config{Ledger: ledger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
