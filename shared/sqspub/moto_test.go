@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,5 +146,60 @@ func TestRedriveMoto(t *testing.T) {
 	}
 	if out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: dlq.QueueUrl, WaitTimeSeconds: 1}); err != nil || len(out.Messages) != 0 {
 		t.Errorf("the DLQ still holds %d messages (%v)", len(out.Messages), err)
+	}
+}
+
+// TestRedriveLargeMessagesMoto moves dead-lettered messages whose sizes
+// add up to more than one SendMessageBatch takes (10 of 200 KiB: 2 MB
+// against SQS's 1 MiB, moto's too): the redrive sends them in batches
+// that fit, and every one comes back once.
+func TestRedriveLargeMessagesMoto(t *testing.T) {
+	endpoint := pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
+	ctx := context.Background()
+	client := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	name := fmt.Sprintf("redrive-large-%x", rand.Uint64())
+	dlq, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[int]bool{}
+	for i := range 10 {
+		body := fmt.Sprintf("%d:%s", i, strings.Repeat("x", 200*1024))
+		if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: dlq.QueueUrl, MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
+		}
+		sizes[i] = false
+	}
+	r := &Redriver{API: client, DLQURL: *dlq.QueueUrl, QueueURL: *queue.QueueUrl}
+	res, err := r.Redrive(ctx)
+	if err != nil || res.Moved != 10 || res.More {
+		t.Fatalf("Redrive = %+v, %v; want 10 moved, no more", res, err)
+	}
+	for empty := 0; empty < 2; {
+		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: queue.QueueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 60})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			empty++
+			continue
+		}
+		for _, m := range out.Messages {
+			i, err := strconv.Atoi(strings.SplitN(*m.Body, ":", 2)[0])
+			if err != nil || sizes[i] || len(*m.Body) < 200*1024 {
+				t.Errorf("message %.10s… moved twice, cut or never sent", *m.Body)
+			}
+			sizes[i] = true
+		}
+	}
+	for i, moved := range sizes {
+		if !moved {
+			t.Errorf("message %d is not in the usage queue", i)
+		}
 	}
 }

@@ -79,32 +79,75 @@ func (r *Redriver) Redrive(ctx context.Context) (record.RedriveResult, error) {
 	return res, nil
 }
 
-// move sends msgs to the usage queue, then deletes from the dead-letter
-// queue those the usage queue took. It returns how many moved.
+// move sends msgs to the usage queue, in batches whose messages add up to
+// at most MaxPayloadBytes (a larger one alone: its queue took it), then
+// deletes from the dead-letter queue those the usage queue took. It
+// returns how many moved.
 func (r *Redriver) move(ctx context.Context, msgs []types.Message) (int, error) {
-	in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(r.QueueURL)}
-	for i, m := range msgs {
-		attrs := map[string]types.MessageAttributeValue{}
-		for k, v := range m.MessageAttributes {
-			attrs[k] = v
-		}
-		if _, ok := attrs[record.AcceptedAtAttribute]; !ok {
-			if sent, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
-				attrs[record.AcceptedAtAttribute] = types.MessageAttributeValue{DataType: aws.String("Number"),
-					StringValue: aws.String(strconv.FormatInt(sent, 10))}
+	moved := 0
+	var errs []error
+	for len(msgs) > 0 {
+		n, size := 0, 0
+		entries := make([]types.SendMessageBatchRequestEntry, 0, len(msgs))
+		for _, m := range msgs {
+			e := redriveEntry(m, len(entries))
+			b := messageBytes(e)
+			if n > 0 && size+b > MaxPayloadBytes {
+				break
 			}
+			entries, n, size = append(entries, e), n+1, size+b
 		}
-		in.Entries = append(in.Entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)),
-			MessageBody: m.Body, MessageAttributes: attrs})
+		k, err := r.send(ctx, msgs[:n], entries)
+		moved += k
+		if err != nil {
+			errs = append(errs, err)
+		}
+		msgs = msgs[n:]
 	}
-	out, err := r.API.SendMessageBatch(ctx, in)
+	if len(errs) > 0 {
+		return moved, fmt.Errorf("%w: %w", usage.Errorf(usage.CodeUnavailable, "some dead-lettered messages were not moved"), errors.Join(errs...))
+	}
+	return moved, nil
+}
+
+// redriveEntry is m's copy for the usage queue, entry i of its batch: its
+// body and attributes, with its first acceptance (AcceptedAtAttribute,
+// its DLQ copy's SentTimestamp when it carries none).
+func redriveEntry(m types.Message, i int) types.SendMessageBatchRequestEntry {
+	attrs := map[string]types.MessageAttributeValue{}
+	for k, v := range m.MessageAttributes {
+		attrs[k] = v
+	}
+	if _, ok := attrs[record.AcceptedAtAttribute]; !ok {
+		if sent, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
+			attrs[record.AcceptedAtAttribute] = types.MessageAttributeValue{DataType: aws.String("Number"),
+				StringValue: aws.String(strconv.FormatInt(sent, 10))}
+		}
+	}
+	return types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: m.Body, MessageAttributes: attrs}
+}
+
+// messageBytes is what e counts against SQS's size limits: its body and
+// each attribute's name, type and value.
+func messageBytes(e types.SendMessageBatchRequestEntry) int {
+	n := len(aws.ToString(e.MessageBody))
+	for k, v := range e.MessageAttributes {
+		n += len(k) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue)) + len(v.BinaryValue)
+	}
+	return n
+}
+
+// send sends entries (the copies of msgs, entry i of msgs[i]) to the usage
+// queue and deletes from the dead-letter queue the messages it took. It
+// returns how many moved.
+func (r *Redriver) send(ctx context.Context, msgs []types.Message, entries []types.SendMessageBatchRequestEntry) (int, error) {
+	out, err := r.API.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(r.QueueURL), Entries: entries})
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", usage.Errorf(usage.CodeUnavailable, "the usage queue cannot be reached"), err)
+		return 0, fmt.Errorf("send %d messages back: %w", len(entries), err)
 	}
 	del := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(r.DLQURL)}
 	for _, s := range out.Successful {
-		i, _ := strconv.Atoi(aws.ToString(s.Id))
-		del.Entries = append(del.Entries, types.DeleteMessageBatchRequestEntry{Id: s.Id, ReceiptHandle: msgs[i].ReceiptHandle})
+		del.Entries = append(del.Entries, types.DeleteMessageBatchRequestEntry{Id: s.Id, ReceiptHandle: msgs[index(s.Id)].ReceiptHandle})
 	}
 	var errs []error
 	for _, f := range out.Failed {
@@ -120,10 +163,7 @@ func (r *Redriver) move(ctx context.Context, msgs []types.Message) (int, error) 
 			errs = append(errs, fmt.Errorf("delete %d moved messages from the dead-letter queue (they will be moved again, harmlessly)", len(dout.Failed)))
 		}
 	}
-	if len(errs) > 0 {
-		return moved, fmt.Errorf("%w: %w", usage.Errorf(usage.CodeUnavailable, "some dead-lettered messages were not moved"), errors.Join(errs...))
-	}
-	return moved, nil
+	return moved, errors.Join(errs...)
 }
 
 // index is the position a batch entry id stands for.
