@@ -76,6 +76,21 @@ func configTable(doc string) map[string]map[string]bool {
 	return out
 }
 
+// TestAlarmsNotify fails when an alarm of template.yaml can be deployed
+// without an action: whatever the parameters, every alarm notifies a
+// topic (AlarmTopicArn's or the stack's own AlarmTopic).
+func TestAlarmsNotify(t *testing.T) {
+	tmpl, err := samtemplate.Load("template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range slices.Sorted(maps.Keys(tmpl.Alarms)) {
+		if !tmpl.Alarms[id].Actions {
+			t.Errorf("template.yaml's %s notifies no one with some parameters: its AlarmActions must be a list", id)
+		}
+	}
+}
+
 // TestAlarmsAreDocumented fails when template.yaml has an alarm that
 // docs/operations.md's table of alarms does not name (its logical id
 // without "Alarm", in backticks): what an operator is told to do when it

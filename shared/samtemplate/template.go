@@ -26,8 +26,9 @@ type Template struct {
 type Alarm struct {
 	Namespace  string // AWS/SQS, NexusUsage
 	MetricName string
-	// Actions says the alarm has AlarmActions (the alarm topic's, when
-	// given).
+	// Actions says the alarm notifies someone whatever the parameters:
+	// its AlarmActions is a list of at least one action (an !If that can
+	// leave them out does not count).
 	Actions bool
 }
 
@@ -188,7 +189,7 @@ func Parse(b []byte) (*Template, error) {
 		id, r := resources.Content[i].Value, resources.Content[i+1]
 		if scalar(get(r, "Type")) == "AWS::CloudWatch::Alarm" {
 			s.Alarms[id] = Alarm{Namespace: scalar(get(r, "Properties", "Namespace")),
-				MetricName: scalar(get(r, "Properties", "MetricName")), Actions: get(r, "Properties", "AlarmActions") != nil}
+				MetricName: scalar(get(r, "Properties", "MetricName")), Actions: listed(get(r, "Properties", "AlarmActions"))}
 		}
 		if scalar(get(r, "Type")) == "AWS::SQS::Queue" {
 			s.Queues[id] = Queue{VisibilityTimeout: intValue(get(r, "Properties", "VisibilityTimeout"), 0),
@@ -251,6 +252,12 @@ func Parse(b []byte) (*Template, error) {
 	}
 	sort.Slice(s.Functions, func(i, j int) bool { return s.Functions[i].Name < s.Functions[j].Name })
 	return s, nil
+}
+
+// listed reports whether n is a list of at least one item (not an
+// intrinsic function such as !If).
+func listed(n *yaml.Node) bool {
+	return n != nil && n.Kind == yaml.SequenceNode && n.ShortTag() == "!!seq" && len(n.Content) > 0
 }
 
 // parameterDefaults returns the defaults of the template's parameters that

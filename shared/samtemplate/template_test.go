@@ -79,6 +79,12 @@ Resources:
     Properties:
       Namespace: AWS/SQS
       MetricName: ApproximateNumberOfMessagesVisible
+      AlarmActions: [!If [HasAlarmTopic, !Ref AlarmTopicArn, !Ref AlarmTopic]]
+  MaybeAlarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      Namespace: AWS/SQS
+      MetricName: ApproximateAgeOfOldestMessage
       AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
   QuietAlarm:
     Type: AWS::CloudWatch::Alarm
@@ -109,7 +115,9 @@ func TestParse(t *testing.T) {
 		{LogicalID: "OverageFunction", Name: "overage", Timeout: 900, Env: globals, Schedules: []samtemplate.Schedule{{Event: "Daily"}}},
 	}, Queues: map[string]samtemplate.Queue{"UsageQueue": {VisibilityTimeout: 185, MaxReceiveCount: 30}, "UsageDLQ": {}},
 		Alarms: map[string]samtemplate.Alarm{
-			"DLQAlarm":   {Namespace: "AWS/SQS", MetricName: "ApproximateNumberOfMessagesVisible", Actions: true},
+			"DLQAlarm": {Namespace: "AWS/SQS", MetricName: "ApproximateNumberOfMessagesVisible", Actions: true},
+			// Actions that a condition can leave out do not count.
+			"MaybeAlarm": {Namespace: "AWS/SQS", MetricName: "ApproximateAgeOfOldestMessage"},
 			"QuietAlarm": {Namespace: "NexusUsage", MetricName: "OverageFailedRows"},
 		}}
 	if diff := cmp.Diff(want, tmpl); diff != "" {
