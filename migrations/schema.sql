@@ -627,6 +627,21 @@ $$;
 
 
 --
+-- Name: rate_limit_rescale(bigint, bigint, bigint, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.rate_limit_rescale(p_tat bigint, p_tolerance bigint, p_now bigint, p_new bigint) RETURNS bigint
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT CASE
+        WHEN p_tat <= p_now OR p_tolerance = p_new THEN p_tat
+        WHEN p_tolerance IS NULL OR p_tolerance <= 0 THEN least(p_tat, p_now + p_new)
+        ELSE p_now + div(least(p_tat - p_now, p_tolerance)::numeric * p_new, p_tolerance)::bigint
+    END
+$$;
+
+
+--
 -- Name: rate_limit_take(text, bigint, bigint, bigint, bigint); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -634,15 +649,18 @@ CREATE FUNCTION public.rate_limit_take(p_key text, p_now bigint, p_interval bigi
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    INSERT INTO eco_rate_limits AS r (key, tat, allowed)
+    INSERT INTO eco_rate_limits AS r (key, tat, allowed, tolerance)
     VALUES (p_key,
             CASE WHEN p_cost <= p_burst THEN p_now + p_interval * p_cost ELSE p_now END,
-            p_cost <= p_burst)
+            p_cost <= p_burst, p_interval * p_burst)
     ON CONFLICT (key) DO UPDATE SET
-        tat = CASE WHEN greatest(r.tat, p_now) + p_interval * (p_cost - p_burst) <= p_now
-                   THEN greatest(r.tat, p_now) + p_interval * p_cost
-                   ELSE r.tat END,
-        allowed = greatest(r.tat, p_now) + p_interval * (p_cost - p_burst) <= p_now
+        tat = CASE WHEN greatest(rate_limit_rescale(r.tat, r.tolerance, p_now, p_interval * p_burst), p_now)
+                            + p_interval * (p_cost - p_burst) <= p_now
+                   THEN greatest(rate_limit_rescale(r.tat, r.tolerance, p_now, p_interval * p_burst), p_now) + p_interval * p_cost
+                   ELSE rate_limit_rescale(r.tat, r.tolerance, p_now, p_interval * p_burst) END,
+        allowed = greatest(rate_limit_rescale(r.tat, r.tolerance, p_now, p_interval * p_burst), p_now)
+                      + p_interval * (p_cost - p_burst) <= p_now,
+        tolerance = p_interval * p_burst
     RETURNING
         r.allowed,
         CASE WHEN r.allowed THEN (p_now - r.tat + p_interval * p_burst) / p_interval ELSE 0 END,
@@ -1332,7 +1350,8 @@ COMMENT ON COLUMN public.eco_plans.price_model IS 'how calls above the included 
 CREATE UNLOGGED TABLE public.eco_rate_limits (
     key text NOT NULL,
     tat bigint NOT NULL,
-    allowed boolean NOT NULL
+    allowed boolean NOT NULL,
+    tolerance bigint
 )
 WITH (fillfactor='70');
 
@@ -1349,6 +1368,13 @@ COMMENT ON COLUMN public.eco_rate_limits.tat IS 'GCRA theoretical arrival time, 
 --
 
 COMMENT ON COLUMN public.eco_rate_limits.allowed IS 'the outcome of the last decision on the key (RETURNING cannot see the old row)';
+
+
+--
+-- Name: COLUMN eco_rate_limits.tolerance; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.eco_rate_limits.tolerance IS 'the GCRA tolerance (interval * burst, microseconds) the tat was written under; NULL for keys written before it was kept';
 
 
 --

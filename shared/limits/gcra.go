@@ -2,6 +2,7 @@ package limits
 
 import (
 	"math"
+	"math/bits"
 	"time"
 )
 
@@ -20,6 +21,11 @@ import (
 // that keeps trying is admitted at least Burst + floor(W / T) − 1 times.
 // Times are integer microseconds, so the bound is exact arithmetic; T is
 // 1/Rate rounded to the microsecond (IntervalMicros).
+//
+// A key's limit can change (a plan change): its TAT, written under another
+// limit, is first read as this one would have written it (Rescale), so
+// that the new limit applies at once, from the share of the burst the
+// caller had spent.
 //
 // postgres.RateStore runs the same step in one SQL statement; this type is
 // the reference the SQL is tested against and the documentation of the math.
@@ -71,6 +77,39 @@ func (g GCRA) Take(tat, now, cost int64) (int64, RateResult) {
 		Remaining: (now - allowAt) / g.IntervalMicros,
 		Reset:     time.Duration(newTAT-now) * time.Microsecond,
 	}
+}
+
+// Tolerance is the delay variation tolerance Burst·T in microseconds: how
+// far ahead of now a TAT written by g can be.
+func (g GCRA) Tolerance() int64 { return g.IntervalMicros * g.Burst }
+
+// Rescale returns the state tat of a key, written under a limit whose
+// Tolerance was tolerance, as g reads it at now (microseconds since the
+// epoch): the caller has spent the same share of g's burst as it had of
+// that limit's, (tat − now) / tolerance at most 1, rounded down to the
+// microsecond. Under the same tolerance it is tat. A tolerance of 0 stands
+// for one not known (a key written before it was kept): the state then
+// counts as at most g's whole burst spent.
+//
+// Without it, a limit made faster kept a caller who had spent a slow burst
+// refused for the rest of the slow window (a whole burst at one call every
+// 100 s: 500 s, where the new limit waits one interval), and a limit made
+// slower gave a caller who had just spent the fast burst more calls at
+// once.
+func (g GCRA) Rescale(tat, tolerance, now int64) int64 {
+	next := g.Tolerance()
+	switch {
+	case tat <= now || tolerance == next:
+		return tat
+	case tolerance <= 0:
+		return min(tat, now+next)
+	}
+	spent := uint64(min(tat-now, tolerance))
+	// spent·next/tolerance ≤ next: the quotient fits, and Div64 cannot
+	// overflow (hi < tolerance since spent ≤ tolerance).
+	hi, lo := bits.Mul64(spent, uint64(next))
+	q, _ := bits.Div64(hi, lo, uint64(tolerance))
+	return now + int64(q)
 }
 
 // MaxAdmitted is GCRA's exact upper bound on calls of cost 1 admitted in a

@@ -38,6 +38,40 @@ func TestGCRATake(t *testing.T) {
 	}
 }
 
+func TestGCRARescale(t *testing.T) {
+	g := limits.NewGCRA(50, 100) // T = 20 ms, tolerance 2 s
+	const s = int64(1_000_000)
+	now := 1000 * s
+	tests := []struct {
+		name           string
+		tat, tolerance int64
+		want           int64
+	}{
+		{"same limit", now + 3*s/2, 2 * s, now + 3*s/2},
+		{"nothing spent", now - s, 500 * s, now - s},
+		{"slow burst spent", now + 500*s, 500 * s, now + 2*s},
+		{"a fifth of a slow burst", now + 100*s, 500 * s, now + 2*s/5},
+		{"fast burst spent", now + s/10, s / 10, now + 2*s},
+		{"ahead of its tolerance (clocks apart)", now + 600*s, 500 * s, now + 2*s},
+		{"rounded down", now + 1, 3, now + 666_666},
+		{"tolerance not known", now + 500*s, 0, now + 2*s},
+		{"tolerance not known, within g's", now + s, 0, now + s},
+		{"the largest tolerances", now + 315_360_000*s, 315_360_000 * s, now + 2*s},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := g.Rescale(tt.tat, tt.tolerance, now); got != tt.want {
+				t.Errorf("Rescale(now%+d, %d, now) = now%+d; want now%+d", tt.tat-now, tt.tolerance, got-now, tt.want-now)
+			}
+		})
+	}
+	// The largest tolerance a plan allows, read by itself from the largest one.
+	big := limits.NewGCRA(1e-6, 315)
+	if got, want := big.Rescale(now+big.Tolerance(), s/10, now), now+big.Tolerance(); got != want {
+		t.Errorf("Rescale of a whole fast burst into the slowest limit = now%+d; want now%+d", got-now, want-now)
+	}
+}
+
 // TestGCRABound hammers a limiter every millisecond and checks the exact
 // bound burst + floor(W/T).
 func TestGCRABound(t *testing.T) {

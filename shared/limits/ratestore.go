@@ -53,8 +53,10 @@ type RateStore interface {
 	// and Version; a user without one is on the free plan anchored at
 	// DefaultPeriodAnchor. Returns CodeInvalid when userID is not a UUID.
 	Subscription(ctx context.Context, userID string) (*usage.Subscription, error)
-	// Take runs one GCRA step on key at now for a call of cost. Concurrent
-	// steps on one key are serialised: none is lost.
+	// Take runs one GCRA step on key at now for a call of cost, on the
+	// key's state as g reads it (GCRA.Rescale, when the state was written
+	// under another limit). Concurrent steps on one key are serialised:
+	// none is lost.
 	Take(ctx context.Context, key string, now time.Time, g GCRA, cost int64) (RateResult, error)
 	// Check reads the subscription's version and, when it is r.Version,
 	// sums the period's usage, applies the hard quota and runs one GCRA

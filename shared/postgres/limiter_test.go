@@ -238,3 +238,67 @@ func TestPlanChangeNoticed(t *testing.T) {
 	pro.Limit = 42
 	check(pro)
 }
+
+// TestRateChangeAppliesAtOnce: a change of rate limit applies from the
+// limiter's next refresh, as docs/limits.md says, whatever the caller did
+// under the limit before: the share of the burst the caller had spent
+// carries over to the new limit. A caller held to one call every 100 s
+// (burst 5) who spent the burst, then put back on pro's 50 calls a second,
+// waits one pro interval (20 ms); the key's state, written under the slow
+// limit, used to keep them refused for 498 s. The other way, a caller who
+// just spent pro's burst and is slowed down has spent the slow one too; it
+// used to be admitted 4 more calls at once.
+func TestRateChangeAppliesAtOnce(t *testing.T) {
+	db := pgtest.NewDB(t)
+	clk := testkit.NewClock(limitNow)
+	db.Now = clk.Now
+	ctx := context.Background()
+	admin := postgres.NewAnalyticsStore(db)
+	rate, burst := 0.01, 5
+	slow := report.PlanChange{PlanID: usage.PlanPro, Overrides: usage.Overrides{RatePerSecond: &rate, Burst: &burst}}
+	fast := report.PlanChange{PlanID: usage.PlanPro}
+	for _, tt := range []struct {
+		name      string
+		from, to  report.PlanChange
+		spend     int
+		wantRetry time.Duration // after the change, at the same instant
+	}{
+		{"faster", slow, fast, burst, 20 * time.Millisecond},
+		{"slower", fast, slow, 100, 100 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			user := uuid.NewString()
+			id := usage.Identity{UserID: user}
+			// No cache: every call reads the terms, so the change is seen at
+			// once and the clock need not move.
+			l := newLimiter(db, limits.LimiterOptions{Now: clk.Now, CacheTTL: -1})
+			tt.from.UserID, tt.from.Who, tt.to.UserID, tt.to.Who = user, "ops", user, "ops"
+			if _, err := admin.PutPlan(ctx, tt.from); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i <= tt.spend; i++ {
+				d, err := l.Check(ctx, id, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := i < tt.spend; d.Allowed != want {
+					t.Fatalf("call %d before the change: allowed %v; want %v", i+1, d.Allowed, want)
+				}
+			}
+			if _, err := admin.PutPlan(ctx, tt.to); err != nil {
+				t.Fatal(err)
+			}
+			d, err := l.Check(ctx, id, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allowed || d.RetryAfter != tt.wantRetry {
+				t.Fatalf("the call after the change: allowed %v, retry after %v; want refused, retry after %v", d.Allowed, d.RetryAfter, tt.wantRetry)
+			}
+			clk.Add(tt.wantRetry)
+			if d, err := l.Check(ctx, id, 1); err != nil || !d.Allowed {
+				t.Errorf("a call %v later: %+v, %v; want admitted", tt.wantRetry, d, err)
+			}
+		})
+	}
+}
