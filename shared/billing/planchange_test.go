@@ -146,3 +146,36 @@ func TestRunUpgradeMidPeriod(t *testing.T) {
 		t.Errorf("invoice items (-want +got):\n%s", d)
 	}
 }
+
+// TestRunUpgradeInAPeriodStartingInTheDay: a subscription migrated by SQL
+// anchored at 14:00 (1 February) has periods that count whole days, from
+// the day of their start to the day before their end's, as the limiter
+// and the live counters do: the 60,000 calls of 1 February are the
+// period's. An upgrade on 10 February (a new price, the same included
+// calls) bills them on the old terms: 10,000 above the 50,000 included, 10
+// packages at 0.50. They used to be billed by nobody, the first segment
+// starting at 14:00 and the day at midnight; without the upgrade, the
+// same period billed them.
+func TestRunUpgradeInAPeriodStartingInTheDay(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newPlanEnv(t, fake)
+	u := userID(1)
+	start := time.Date(2026, 2, 1, 14, 0, 0, 0, time.UTC)
+	if _, err := e.db.Pool.Exec(context.Background(), `INSERT INTO eco_subscriptions (user_id, plan_id, included_calls, stripe_customer_id, period_anchor)
+		VALUES ($1, 'pro', 50000, 'cus_01', $2)`, u, start); err != nil {
+		t.Fatal(err)
+	}
+	e.addCalls(u, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), 60_000)
+	price := int64(100)
+	included := int64(50_000)
+	e.put(u, usage.PlanPro, time.Date(2026, 2, 10, 12, 0, 0, 0, time.UTC), usage.Overrides{IncludedCalls: &included, OverageUnitPrice: &price})
+	e.addCalls(u, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), 5_000) // the next period's first day
+	if _, err := e.run(time.Date(2026, 3, 3, 0, 30, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	want := []item{{500, "0", "API overage, 2026-02-01 – 2026-03-01: Pro 2026-02-01 – 2026-02-09, 60,000 calls, 50,000 included: 10 × 1,000 calls at 0.50 USD = 5.00 USD; " +
+		"Pro 2026-02-10 – 2026-03-01, 0 calls (60,000 in the period so far), 50,000 included: nothing above the included calls"}}
+	if d := cmp.Diff(want, itemsOf(fake)); d != "" {
+		t.Errorf("invoice items (-want +got):\n%s", d)
+	}
+}

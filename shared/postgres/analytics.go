@@ -121,7 +121,7 @@ func (s *AnalyticsStore) UsageSummary(ctx context.Context, userID string, now ti
 		return nil, fmt.Errorf("usage summary of %s: %w", userID, err)
 	}
 	for i, d := range days {
-		if u := updated[i].UTC(); sum.Period.Contains(d.UTC()) && (sum.LastUpdated == nil || u.After(*sum.LastUpdated)) {
+		if u := updated[i].UTC(); sum.Period.HasDay(d.UTC()) && (sum.LastUpdated == nil || u.After(*sum.LastUpdated)) {
 			sum.LastUpdated = &u
 		}
 	}

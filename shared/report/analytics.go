@@ -89,7 +89,7 @@ func Summarize(sub *usage.Subscription, history []usage.Terms, days []usage.DayC
 	s := &UsageSummary{UserID: sub.UserID, Plan: plan, Period: p, Included: plan.IncludedCalls, Billed: []BilledPeriod{}}
 	var in []usage.DayCalls
 	for _, d := range days {
-		if p.Contains(d.Day) {
+		if p.HasDay(d.Day) {
 			s.Used += d.Calls
 			in = append(in, d)
 		}

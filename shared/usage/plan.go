@@ -311,6 +311,16 @@ type Period struct {
 // Contains reports whether t falls in the period.
 func (p Period) Contains(t time.Time) bool { return !t.Before(p.Start) && t.Before(p.End) }
 
+// HasDay reports whether the calls of the UTC day day (its midnight, as
+// the live counters key it) count in the period: the days from the one
+// holding its start up to, not including, the one holding its end. The
+// limiter and the counters' readers sum those, so that a period starting
+// at 14:00 (an anchor migrated by SQL) counts its first day whole and its
+// last day not at all, and each day is in one period.
+func (p Period) HasDay(day time.Time) bool {
+	return !day.Before(Day(p.Start)) && day.Before(Day(p.End))
+}
+
 // PeriodAt returns the monthly billing period anchored at anchor that holds
 // t. Periods start on the anchor's day of month and time of day, clamped to
 // the last day of shorter months (an anchor on the 31st bills from the 30th

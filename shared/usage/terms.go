@@ -260,7 +260,8 @@ type Line struct {
 
 // PriceLines prices the segments of period p that end by until (all of
 // them when until is p.End or later) with the calls of days, in order (see
-// Line). A segment recorded before (a line of recorded with the same From
+// Line); a segment counts the days it has (Period.HasDay: a period
+// starting at 14:00 gives its first segment the whole first day). A segment recorded before (a line of recorded with the same From
 // and To) keeps its recorded terms and included calls, so that a period
 // once billed is re-priced (late usage) under the terms it was billed
 // with; the others take theirs from the history. A recorded line of the
@@ -286,7 +287,7 @@ func PriceLines(p Period, segs []Segment, days []DayCalls, recorded []Line, unti
 			}
 		}
 		for _, d := range days {
-			if !d.Day.Before(s.From) && d.Day.Before(s.To) {
+			if (Period{Start: s.From, End: s.To}).HasDay(d.Day) {
 				l.Used += d.Calls
 			}
 		}

@@ -494,3 +494,49 @@ func TestReconcile(t *testing.T) {
 		})
 	}
 }
+
+// TestPeriodStartingInTheDay: a period anchored at 14:00 (a subscription
+// migrated by SQL) counts the days the limiter counts, from the day of its
+// start to the day before its end's: pricing split by an upgrade counts
+// the first day's calls in the first segment, where they used to be in no
+// segment (billed by nobody), and the usage summary counts the first day
+// and not the next period's, as the limiter's quota does.
+func TestPeriodStartingInTheDay(t *testing.T) {
+	start := time.Date(2026, 3, 13, 14, 0, 0, 0, time.UTC)
+	p := usage.PeriodAt(start, start)
+	day := func(d int) time.Time { return time.Date(2026, 3, d, 0, 0, 0, 0, time.UTC) }
+	for _, tt := range []struct {
+		day  time.Time
+		want bool
+	}{
+		{day(12), false}, {day(13), true}, {day(31), true},
+		{time.Date(2026, 4, 12, 0, 0, 0, 0, time.UTC), true}, {time.Date(2026, 4, 13, 0, 0, 0, 0, time.UTC), false},
+		{start, true}, // the sum of a period's days, put on its start
+	} {
+		if got := p.HasDay(tt.day); got != tt.want {
+			t.Errorf("%v.HasDay(%v) = %v; want %v", p, tt.day, got, tt.want)
+		}
+	}
+
+	history := []usage.Terms{
+		{From: start, PlanID: usage.PlanPro, Effective: proTerms, Change: usage.ChangeStart},
+		{From: time.Date(2026, 3, 20, 9, 0, 0, 0, time.UTC), PlanID: usage.PlanEnterprise, Effective: entTerms, Change: usage.ChangeUpgrade},
+	}
+	days := []usage.DayCalls{{Day: day(13), Calls: 150_000}, {Day: day(25), Calls: 7}, {Day: time.Date(2026, 4, 13, 0, 0, 0, 0, time.UTC), Calls: 50}}
+	lines, err := usage.PriceLines(p, usage.Segments(p, history), days, nil, p.End)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 2 || lines[0].Used != 150_000 || lines[0].Amount != 2500 || lines[1].Used != 7 {
+		t.Errorf("lines %+v; want pro's 150,000 calls of 13 March, 50 packages at 0.50, then enterprise's 7", lines)
+	}
+
+	sub := &usage.Subscription{UserID: termsUser, PlanID: usage.PlanEnterprise, Effective: entTerms, PeriodAnchor: start}
+	s, err := report.Summarize(sub, history, days, nil, time.Date(2026, 4, 13, 10, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Used != 150_007 || s.OverageToDate.Amount != 2500 {
+		t.Errorf("summary used %d, overage %d; want 150,007 calls (13 March to 12 April), 2500", s.Used, s.OverageToDate.Amount)
+	}
+}
