@@ -202,3 +202,19 @@ func TestDBUsageOfAMixedPeriod(t *testing.T) {
 		t.Errorf("GET /v1/usage = %d %s; want 409 saying the period bills in two currencies", resp.StatusCode, resp.Body)
 	}
 }
+
+// TestDBPlanIDThatNoPlanCanHave: a plan id holding a NUL (sent as \u0000),
+// which no PostgreSQL text can hold, names no plan: 400 naming plan_id,
+// through PUT and PATCH, as any unknown plan. It used to reach the
+// database, which refused the parameter: 500, "internal error".
+func TestDBPlanIDThatNoPlanCanHave(t *testing.T) {
+	t.Parallel()
+	f := newDBFixture(t)
+	seedErin(t, f)
+	for _, method := range []string{"PUT", "PATCH"} {
+		resp := f.plan(t, method, `{"plan_id":"pro\u0000"}`)
+		if p := decode[problem](t, resp); resp.StatusCode != 400 || p.Param != "plan_id" {
+			t.Errorf(`%s {"plan_id":"pro\u0000"} = %d %s; want 400 naming plan_id`, method, resp.StatusCode, resp.Body)
+		}
+	}
+}

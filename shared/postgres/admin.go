@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,11 @@ func (s *AnalyticsStore) PutPlan(ctx context.Context, c report.PlanChange) (*rep
 	}
 	if c.PlanID == "" && !c.Partial {
 		return nil, usage.FieldErrorf("plan_id", "is required")
+	}
+	if strings.ContainsRune(c.PlanID, 0) {
+		// No PostgreSQL text holds a NUL: no plan has this id, and the
+		// database would refuse the parameter.
+		return nil, usage.FieldErrorf("plan_id", "unknown plan %q", c.PlanID)
 	}
 	if err := c.Overrides.Validate(); err != nil {
 		return nil, err
