@@ -277,10 +277,13 @@ func mulDivFloor(a, b, c int64) (int64, bool) {
 }
 
 // The minor units of currencies whose minor unit is not a hundredth, as
-// Stripe counts them.
+// Stripe counts them (https://docs.stripe.com/currencies): its
+// zero-decimal and three-decimal currencies. UGX is on Stripe's list of
+// zero-decimal currencies but is one of its special cases, as ISK is:
+// both are counted in hundredths, whole ones only (500 is 5 UGX).
 var currencyDecimals = map[string]int{
 	"bif": 0, "clp": 0, "djf": 0, "gnf": 0, "jpy": 0, "kmf": 0, "krw": 0, "mga": 0, "pyg": 0,
-	"rwf": 0, "ugx": 0, "vnd": 0, "vuv": 0, "xaf": 0, "xof": 0, "xpf": 0,
+	"rwf": 0, "vnd": 0, "vuv": 0, "xaf": 0, "xof": 0, "xpf": 0,
 	"bhd": 3, "jod": 3, "kwd": 3, "omr": 3, "tnd": 3,
 }
 

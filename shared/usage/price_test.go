@@ -2,6 +2,7 @@ package usage_test
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/nexus/usage/shared/usage"
@@ -151,6 +152,13 @@ func TestFormatMoney(t *testing.T) {
 	}
 	if got := usage.FormatMoney(1500, "kwd"); got != "1.500 KWD" {
 		t.Errorf("FormatMoney(1500, kwd) = %q", got)
+	}
+	// Stripe counts UGX and ISK in hundredths, whole ones only (its
+	// "special cases"): 500 is 5 shillings, not 500.
+	for _, c := range []string{"ugx", "isk"} {
+		if got, want := usage.FormatMoney(500, c), "5.00 "+strings.ToUpper(c); got != want {
+			t.Errorf("FormatMoney(500, %s) = %q; want %q", c, got, want)
+		}
 	}
 }
 
