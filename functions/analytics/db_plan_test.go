@@ -160,6 +160,10 @@ func TestDBPatchPlan(t *testing.T) {
 		`{"overrides":{"burst":0}}`:           "burst",
 		`{"plan_id":"gold"}`:                  "plan_id",
 		`{"overrides":{"rate_per_second":75}`: "body",
+		// Prices Stripe could not charge as stated: KWD in steps of 10,
+		// ISK in whole krónur (pro's 0.50 a package is not one).
+		`{"overrides":{"currency":"kwd","overage_unit_price":55}}`: "overage_unit_price",
+		`{"overrides":{"currency":"isk"}}`:                         "overage_unit_price",
 	} {
 		resp := f.plan(t, "PATCH", body)
 		if p := decode[problem](t, resp); resp.StatusCode != 400 || p.Param != param {

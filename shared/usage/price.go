@@ -109,7 +109,10 @@ func (pr Price) Charges() bool {
 }
 
 // Validate reports the first part of the price that is out of bounds or
-// inconsistent; errors are CodeInvalid naming the field (price_model,
+// inconsistent, or that Stripe could not charge as stated (a price in a
+// currency it takes in steps that is not a multiple of the step, see
+// CurrencyStep; a tiered price's own unit price charges nothing and is not
+// held to it); errors are CodeInvalid naming the field (price_model,
 // overage_unit_size, overage_unit_price, tiers, tiers[i].up_to, …).
 func (pr Price) Validate() error {
 	switch pr.Model {
@@ -127,12 +130,23 @@ func (pr Price) Validate() error {
 		if len(pr.Tiers) > 0 {
 			return FieldErrorf("tiers", "apply to graduated and volume prices only")
 		}
-		return nil
+		return CheckAmount("overage_unit_price", pr.UnitPrice, pr.Currency)
 	}
 	if len(pr.Tiers) == 0 {
 		return FieldErrorf("tiers", "a %s price needs at least one tier", pr.Model)
 	}
-	return ValidateTiers(pr.Tiers, pr.UnitSize)
+	if err := ValidateTiers(pr.Tiers, pr.UnitSize); err != nil {
+		return err
+	}
+	for i, t := range pr.Tiers {
+		if err := CheckAmount(fmt.Sprintf("tiers[%d].unit_price", i), t.UnitPrice, pr.Currency); err != nil {
+			return err
+		}
+		if err := CheckAmount(fmt.Sprintf("tiers[%d].flat_price", i), t.FlatPrice, pr.Currency); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func checkUnitPrice(field string, price, size int64) error {
@@ -178,7 +192,10 @@ func ValidateTiers(tiers []Tier, unitSize int64) error {
 // Charge prices calls billable calls (calls above the included ones).
 // Amounts are exact: every product and sum is a big integer over the
 // common denominator UnitSize, and the one division, by UnitSize, is
-// rounded half up (0.5 of a minor unit and more goes up) once per charge.
+// rounded half up once per charge to the currency's step (CurrencyStep:
+// a minor unit in most currencies, 0.5 of it and more going up; 10 in the
+// three-decimal ones, 100 in ISK and UGX), so that every amount charged,
+// and every difference and sum of them, is one Stripe takes.
 // Zero calls cost nothing, flat prices included. It returns CodeInvalid
 // for a price that does not validate, negative calls, or an amount beyond
 // int64 (above 9.2 × 10^15 calls at the dearest price Validate allows).
@@ -232,7 +249,9 @@ func (pr Price) Charge(calls int64) (PriceCharge, error) {
 		num.Mul(n, big.NewInt(t.UnitPrice))
 		num.Add(num, new(big.Int).Mul(big.NewInt(t.FlatPrice), size))
 	}
-	amount := roundHalfUp(num, size)
+	step := big.NewInt(CurrencyStep(pr.Currency))
+	amount := roundHalfUp(num, new(big.Int).Mul(size, step))
+	amount.Mul(amount, step)
 	if !amount.IsInt64() {
 		return PriceCharge{}, Errorf(CodeInvalid, "%d calls cost more than the largest amount a ledger row holds", calls)
 	}
@@ -276,24 +295,10 @@ func mulDivFloor(a, b, c int64) (int64, bool) {
 	return r.Int64(), r.IsInt64()
 }
 
-// The minor units of currencies whose minor unit is not a hundredth, as
-// Stripe counts them (https://docs.stripe.com/currencies): its
-// zero-decimal and three-decimal currencies. UGX is on Stripe's list of
-// zero-decimal currencies but is one of its special cases, as ISK is:
-// both are counted in hundredths, whole ones only (500 is 5 UGX).
-var currencyDecimals = map[string]int{
-	"bif": 0, "clp": 0, "djf": 0, "gnf": 0, "jpy": 0, "kmf": 0, "krw": 0, "mga": 0, "pyg": 0,
-	"rwf": 0, "vnd": 0, "vuv": 0, "xaf": 0, "xof": 0, "xpf": 0,
-	"bhd": 3, "jod": 3, "kwd": 3, "omr": 3, "tnd": 3,
-}
-
 // FormatMoney writes an amount in minor units for people: "75.50 USD",
 // "1,200 JPY".
 func FormatMoney(amount int64, currency string) string {
-	d, ok := currencyDecimals[currency]
-	if !ok {
-		d = 2
-	}
+	d := CurrencyDecimals(currency)
 	sign := ""
 	u := uint64(amount)
 	if amount < 0 {

@@ -131,6 +131,25 @@ func TestPriceValidate(t *testing.T) {
 			Tiers: []usage.Tier{{FlatPrice: -1}}}, "tiers[0].flat_price"},
 		{"tier dearer than the bound", usage.Price{Model: usage.PriceGraduated, UnitSize: 1,
 			Tiers: []usage.Tier{{UnitPrice: usage.MaxCallPrice + 1}}}, "tiers[0].unit_price"},
+		// Stripe takes amounts of three-decimal currencies in multiples of
+		// 10, and ISK and UGX in whole units (multiples of 100): a price
+		// in them that is not one could never be charged as stated.
+		{"KWD in steps of 10", usage.Price{Model: usage.PricePackage, UnitSize: 1000, UnitPrice: 20, Currency: "kwd"}, ""},
+		{"KWD below its step", usage.Price{Model: usage.PricePackage, UnitSize: 1000, UnitPrice: 15, Currency: "kwd"}, "overage_unit_price"},
+		{"BHD per unit below its step", usage.Price{Model: usage.PricePerUnit, UnitSize: 1000, UnitPrice: 5, Currency: "bhd"}, "overage_unit_price"},
+		{"ISK in hundredths", usage.Price{Model: usage.PricePerUnit, UnitSize: 1000, UnitPrice: 150, Currency: "isk"}, "overage_unit_price"},
+		{"ISK in whole krónur", usage.Price{Model: usage.PricePerUnit, UnitSize: 1000, UnitPrice: 200, Currency: "isk"}, ""},
+		{"UGX tier unit price", usage.Price{Model: usage.PriceGraduated, UnitSize: 1000, Currency: "ugx",
+			Tiers: []usage.Tier{{UpTo: upTo(10), UnitPrice: 100}, {UnitPrice: 50}}}, "tiers[1].unit_price"},
+		{"UGX flat price", usage.Price{Model: usage.PriceVolume, UnitSize: 1000, Currency: "ugx",
+			Tiers: []usage.Tier{{UpTo: upTo(10), UnitPrice: 100, FlatPrice: 1000}, {UnitPrice: 100, FlatPrice: 1050}}}, "tiers[1].flat_price"},
+		// A tiered price's own unit price charges nothing: not checked.
+		{"UGX unit price beside tiers", usage.Price{Model: usage.PriceVolume, UnitSize: 1000, UnitPrice: 5, Currency: "ugx",
+			Tiers: []usage.Tier{{UnitPrice: 100}}}, ""},
+		{"JPY in any yen", usage.Price{Model: usage.PricePackage, UnitSize: 1000, UnitPrice: 7, Currency: "jpy"}, ""},
+		// Stripe takes HUF and TWD charges in any hundredth (its steps of
+		// 100 are for payouts).
+		{"HUF in hundredths", usage.Price{Model: usage.PricePackage, UnitSize: 1000, UnitPrice: 7, Currency: "huf"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,6 +157,52 @@ func TestPriceValidate(t *testing.T) {
 				t.Errorf("Validate() field = %q; want %q", got, tt.field)
 			}
 		})
+	}
+}
+
+// TestPriceChargeCurrencyStep: in a currency whose amounts Stripe takes
+// in steps (10 for three-decimal currencies, 100 for ISK and UGX), every
+// amount a price in steps charges is a multiple of the step, under every
+// model, however many calls: per-call prices are rounded half up to the
+// step once per charge, so a line (the difference of two charges) and a
+// period's lines are too. A call at 0.010 KWD per 1,000 calls cost 0.00001
+// KWD, and 50 of them were charged 0.001 KWD, which Stripe refuses.
+func TestPriceChargeCurrencyStep(t *testing.T) {
+	tiers := func(unit, flat int64) []usage.Tier {
+		return []usage.Tier{{UpTo: upTo(1_000), UnitPrice: 5 * unit}, {UpTo: upTo(5_000), UnitPrice: 3 * unit, FlatPrice: flat}, {UnitPrice: unit}}
+	}
+	for _, cur := range []struct {
+		code string
+		step int64
+	}{{"kwd", 10}, {"bhd", 10}, {"jod", 10}, {"omr", 10}, {"tnd", 10}, {"isk", 100}, {"ugx", 100}} {
+		prices := []usage.Price{
+			{Model: usage.PricePerUnit, UnitSize: 1000, UnitPrice: cur.step, Currency: cur.code},
+			{Model: usage.PricePerUnit, UnitSize: 1, UnitPrice: cur.step, Currency: cur.code},
+			{Model: usage.PricePackage, UnitSize: 7, UnitPrice: 3 * cur.step, Currency: cur.code},
+			{Model: usage.PriceGraduated, UnitSize: 1000, Tiers: tiers(cur.step, 7*cur.step), Currency: cur.code},
+			{Model: usage.PriceVolume, UnitSize: 333, Tiers: tiers(cur.step, 7*cur.step), Currency: cur.code},
+		}
+		for _, pr := range prices {
+			if err := pr.Validate(); err != nil {
+				t.Fatalf("%s %s: %v", cur.code, pr.Model, err)
+			}
+			for calls := int64(0); calls <= 12_000; calls++ {
+				c, err := pr.Charge(calls)
+				if err != nil {
+					t.Fatalf("%s %s.Charge(%d): %v", cur.code, pr.Model, calls, err)
+				}
+				if c.Amount%cur.step != 0 {
+					t.Fatalf("%s %s (unit size %d).Charge(%d) = %d; want a multiple of %d", cur.code, pr.Model, pr.UnitSize, calls, c.Amount, cur.step)
+				}
+			}
+		}
+		// Rounded half up to the step: 0.015 KWD is charged 0.020, 0.014 0.010.
+		pr := prices[0]
+		for calls, want := range map[int64]int64{1: 0, 499: 0, 500: cur.step, 1_499: cur.step, 1_500: 2 * cur.step} {
+			if c, _ := pr.Charge(calls); c.Amount != want {
+				t.Errorf("%s per unit at %d per 1,000 calls: Charge(%d) = %d; want %d", cur.code, cur.step, calls, c.Amount, want)
+			}
+		}
 	}
 }
 

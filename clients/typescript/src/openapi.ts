@@ -1322,9 +1322,15 @@ export interface components {
         /**
          * @description A plan's terms. Calls above included_calls (billable calls) are
          *     priced by price_model, every price stated per overage_unit_size
-         *     calls in the currency's minor unit, computed exactly and rounded
-         *     half up once per line (a line is a part of a period under one set
-         *     of terms). Worked examples at unit size 1,000, for 1,500 billable calls:
+         *     calls in the currency's minor unit as Stripe counts it, computed
+         *     exactly and rounded half up once per line (a line is a part of a
+         *     period under one set of terms) to the smallest amount Stripe charges
+         *     in the currency: a minor unit, but 10 in BHD, JOD, KWD, OMR and TND
+         *     (thousandths) and 100 in ISK and UGX (hundredths, whole units only).
+         *     In those currencies every price (overage_unit_price of a per_unit or
+         *     package price, each tier's unit_price and flat_price) must be a
+         *     multiple of that step; a change that makes one otherwise is refused
+         *     (400 naming the field). Worked examples at unit size 1,000, for 1,500 billable calls:
          *
          *     - per_unit, unit price 50: 1,500 × 50 / 1,000 = 75 (0.75 USD).
          *     - package, unit price 50: 2 packages (the last one started) × 50 = 100.
