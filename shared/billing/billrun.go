@@ -424,7 +424,12 @@ func (b *Billing) billOne(ctx context.Context, now, since time.Time, e *LedgerEn
 		}
 		return nil, nil
 	}
-	switch {
+	switch step := usage.CurrencyStep(e.Currency); {
+	case e.Amount%step != 0:
+		// Stripe would refuse it; the rows planned now never are (Price
+		// rounds to the step), those of an earlier version or by hand can be.
+		return nil, fail(fmt.Sprintf("not sent: %s is not an amount Stripe charges: %s in multiples of %s only; review the row",
+			usage.FormatMoney(e.Amount, e.Currency), strings.ToUpper(e.Currency), usage.FormatMoney(step, e.Currency)))
 	case e.CustomerID == "":
 		return nil, fail("the subscription has no Stripe customer")
 	case e.Attempts > b.cfg.MaxAttempts:
