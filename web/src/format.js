@@ -26,32 +26,58 @@ export function pct(ratio) {
   return ratio == null || !Number.isFinite(ratio) ? '—' : `${(ratio * 100).toFixed(1)}%`;
 }
 
+// Amounts come in the currency's minor unit as Stripe counts it, which is
+// not always ISO 4217's (what Intl knows): Stripe counts HUF, IDR, COP,
+// ISK, UGX and most others in hundredths, the zero-decimal currencies in
+// units and five in thousandths. The same table as shared/usage's
+// CurrencyDecimals (shared/dashboard's format_test.go checks both).
+const ZERO_DECIMAL = new Set(['bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'vnd', 'vuv', 'xaf', 'xof', 'xpf']);
+const THREE_DECIMAL = new Set(['bhd', 'jod', 'kwd', 'omr', 'tnd']);
+
+/** minorDigits is the decimals of a currency's minor unit as Stripe counts it. */
+export function minorDigits(currency) {
+  const c = (currency || 'usd').toLowerCase();
+  if (ZERO_DECIMAL.has(c)) return 0;
+  if (THREE_DECIMAL.has(c)) return 3;
+  return 2;
+}
+
 const moneyFormats = new Map();
 
-function moneyFormat(currency) {
-  const code = (currency || 'usd').toUpperCase();
-  let f = moneyFormats.get(code);
-  if (!f) {
+// moneyFormat is the currency's format with the given decimals (undefined:
+// the currency's own), or null for a code Intl does not take.
+function moneyFormat(code, digits) {
+  const key = `${code}/${digits}`;
+  let f = moneyFormats.get(key);
+  if (f === undefined) {
     try {
-      f = new Intl.NumberFormat(LOCALE, { style: 'currency', currency: code });
+      const opts = { style: 'currency', currency: code };
+      if (digits !== undefined) Object.assign(opts, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+      f = new Intl.NumberFormat(LOCALE, opts);
     } catch {
       f = null; // not an ISO 4217 code: shown as a plain number and the code
     }
-    moneyFormats.set(code, f);
+    moneyFormats.set(key, f);
   }
-  return [f, code];
+  return f;
 }
 
 /**
- * money formats an amount in the currency's minor unit (cents for USD, yen
- * for JPY) as that currency: money(1250, 'usd') is "$12.50".
+ * money formats an amount in the currency's minor unit as Stripe counts it
+ * (cents for USD, yen for JPY, hundredths for HUF) as that currency:
+ * money(1250, 'usd') is "$12.50", money(500, 'huf') "HUF 5". It shows the
+ * currency's usual decimals (none for HUF), or Stripe's where the amount
+ * needs them (money(550, 'huf') is "HUF 5.50").
  */
 export function money(minor, currency) {
   if (minor == null) return '—';
-  const [f, code] = moneyFormat(currency);
-  if (!f) return `${num(minor)} ${code} minor units`;
-  const digits = f.resolvedOptions().maximumFractionDigits;
-  return f.format(minor / 10 ** digits);
+  const code = (currency || 'usd').toUpperCase();
+  const plain = moneyFormat(code);
+  if (!plain) return `${num(minor)} ${code} minor units`;
+  const digits = minorDigits(code);
+  let shown = plain.resolvedOptions().maximumFractionDigits;
+  if (shown > digits || minor % 10 ** (digits - shown) !== 0) shown = digits;
+  return moneyFormat(code, shown).format(minor / 10 ** digits);
 }
 
 const UNITS = ['B', 'KB', 'MB', 'GB', 'TB', 'PB'];
