@@ -81,7 +81,9 @@ func NewBilledPeriod(s LedgerSums) BilledPeriod {
 // terms history (a subscription without one, or a user on free, is priced
 // under its current terms since its anchor) and projected to the period's
 // end, and the ledger of the earlier periods (ledger, newest first; the
-// current period's rows are left out).
+// current period's rows are left out). A period that cannot be priced
+// (terms in two currencies, or out of a price's bounds) is CodeConflict
+// saying why: nothing priced here comes from the caller.
 func Summarize(sub *usage.Subscription, history []usage.Terms, days []usage.DayCalls, ledger []LedgerSums, now time.Time) (*UsageSummary, error) {
 	now = now.UTC()
 	plan := sub.At(now)
@@ -98,27 +100,37 @@ func Summarize(sub *usage.Subscription, history []usage.Terms, days []usage.DayC
 	if len(history) == 0 {
 		history = []usage.Terms{{From: sub.PeriodAnchor, PlanID: sub.PlanID, Overrides: sub.Overrides, Effective: sub.Effective}}
 	}
+	// Nothing priced here comes from the caller: terms that cannot be
+	// priced (a plan row written by SQL out of a price's bounds) or
+	// counts beyond the largest are a conflict with the stored state,
+	// not an invalid request naming a field the caller never sent.
+	unpriced := func(err error) error {
+		if usage.ErrorCode(err) != usage.CodeInvalid {
+			return err
+		}
+		return usage.Errorf(usage.CodeConflict, "the billing period %s cannot be priced: %s", usage.FormatDays(p.Start, p.End), usage.ErrorMessage(err))
+	}
 	lines, err := usage.PriceLines(p, usage.Segments(p, history), in, nil, p.End)
 	if err != nil {
-		return nil, err
+		return nil, unpriced(err)
 	}
 	if s.OverageToDate, err = usage.NewPeriodCharge(lines); err != nil {
-		return nil, err
+		return nil, unpriced(err)
 	}
 	projected, err := usage.Project(p, lines, now)
 	if err != nil {
-		return nil, err
+		return nil, unpriced(err)
 	}
 	if plan.HardLimit {
 		// A hard quota stops the calls at the included ones: the period
 		// cannot end above them (or above what it has used already, the
 		// overshoot the limiter allows).
 		if err := usage.CapProjection(projected, max(plan.IncludedCalls, s.Used)); err != nil {
-			return nil, err
+			return nil, unpriced(err)
 		}
 	}
 	if s.Projected, err = usage.NewPeriodCharge(projected); err != nil {
-		return nil, err
+		return nil, unpriced(err)
 	}
 	for _, l := range ledger {
 		if l.Period.Start.Before(p.Start) && len(s.Billed) < MaxBilledPeriods {
