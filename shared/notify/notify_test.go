@@ -153,6 +153,17 @@ func TestCallsForAmount(t *testing.T) {
 	if _, ok := notify.CallsForAmount(usage.Price{Model: usage.PricePerUnit, UnitSize: 1000, UnitPrice: 0, Currency: "usd"}, 1); ok {
 		t.Error("a free price reaches an amount")
 	}
+	// A price that cannot be priced (a plan row written by SQL off its
+	// currency's step, or beyond the bounds) bills nothing, so it reaches
+	// no amount: it was reached at the first call.
+	for _, pr := range []usage.Price{
+		{Model: usage.PricePackage, UnitSize: 1000, UnitPrice: 15, Currency: "kwd"},
+		{Model: usage.PricePerUnit, UnitSize: 1, UnitPrice: usage.MaxCallPrice + 1, Currency: "usd"},
+	} {
+		if calls, ok := notify.CallsForAmount(pr, 1000); ok {
+			t.Errorf("%+v: 1,000 reached at %d calls; want never, the price cannot be priced", pr, calls)
+		}
+	}
 }
 
 // TestPeriodOfDay: a day belongs to the period whose days hold it, for

@@ -141,8 +141,14 @@ func ceilPercent(n, pct int64) int64 {
 // tier a price only rises with the calls, so each tier (the whole range
 // for untiered prices) is searched by bisection and the first that
 // reaches the amount wins; a volume price, which may charge less past a
-// tier's bound, is thus reached where it first charges that much.
+// tier's bound, is thus reached where it first charges that much. A
+// price that does not validate (a plan row written by SQL beyond the
+// bounds, or off its currency's step) charges nothing, as the billing run
+// bills nothing under it, and reaches no amount.
 func CallsForAmount(pr usage.Price, amount int64) (int64, bool) {
+	if pr.Validate() != nil {
+		return 0, false
+	}
 	if amount <= 0 {
 		return 1, true
 	}
