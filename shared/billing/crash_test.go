@@ -1,6 +1,7 @@
 package billing_test
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"sync"
@@ -160,5 +161,30 @@ func TestRunOldPendingNotFound(t *testing.T) {
 	if len(reqs) != 5 || reqs[0].Method != http.MethodGet || reqs[1].Method != http.MethodPost || reqs[2].Method != http.MethodGet ||
 		reqs[3].Method != http.MethodGet || reqs[3].Form.Get("customer") != "cus_1" || reqs[4].Method != http.MethodPost || len(fake.Items()) != 1 {
 		t.Errorf("requests = %+v, items = %d; want the list, POST (503), the list, the row's lookup, POST; 1 item", reqs, len(fake.Items()))
+	}
+}
+
+// TestRunItemWithAnOddSeq: an invoice item in Stripe whose metadata names
+// a user and period of the ledger with a seq this code never writes (-1,
+// made by hand or by another integration) is not a ledger row's: the run
+// bills as if it were not there. It was adopted as seq -1, which the
+// ledger refuses, and every run failed while the item was in the span a
+// run reconciles (some 70 days).
+func TestRunItemWithAnOddSeq(t *testing.T) {
+	fake := stripetest.New(t)
+	biller := fakeBiller(fake.URL)
+	e := newEnv(t, biller)
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
+	odd := &billing.InvoiceItem{LedgerID: billing.LedgerID(userID(1), february.Start, 0), UserID: userID(1), CustomerID: "cus_1",
+		Period: february, Seq: -1, Amount: 100, Currency: "usd", Description: "made by hand"}
+	if _, err := biller.CreateInvoiceItem(context.Background(), odd, "by-hand"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.run(runAt)
+	if err != nil {
+		t.Fatalf("run: %v; want the odd item left alone", err)
+	}
+	if r := e.rows()[userID(1)+"/0"]; r == nil || r.Status != billing.LedgerBilled || r.Amount != 50*50 || rep.Adopted != 0 {
+		t.Errorf("row = %+v, adopted %d; want February billed, 25.00 USD, nothing adopted", r, rep.Adopted)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -184,10 +185,14 @@ func (c *Client) list(ctx context.Context, p *stripe.InvoiceItemListParams, keep
 
 // foundItem reads the ledger row an item's metadata names (CreateInvoiceItem
 // writes it), and its period (Stripe's end is the period's last second);
-// false for an item that names none.
+// false for an item that names none: metadata this code does not write
+// (a seq out of the ledger's range, 0 to the int32 maximum, or not as
+// strconv.Itoa writes it) is another's, made by hand or by another
+// integration, and no ledger row's.
 func foundItem(ii *stripe.InvoiceItem) (billing.FoundItem, bool) {
-	seq, err := strconv.Atoi(ii.Metadata[MetaSeq])
-	if err != nil || ii.Metadata[MetaUserID] == "" || ii.Period == nil {
+	raw := ii.Metadata[MetaSeq]
+	seq, err := strconv.Atoi(raw)
+	if err != nil || seq < 0 || seq > math.MaxInt32 || strconv.Itoa(seq) != raw || ii.Metadata[MetaUserID] == "" || ii.Period == nil {
 		return billing.FoundItem{}, false
 	}
 	f := billing.FoundItem{ID: ii.ID, LedgerID: ii.Metadata[MetaLedgerID], UserID: ii.Metadata[MetaUserID], Seq: seq,

@@ -183,3 +183,22 @@ func TestFakeValidatedByStripeMock(t *testing.T) {
 		t.Errorf("an unknown parameter: %d, %d items; want 400 from stripe-mock, nothing created", resp.StatusCode, len(fake.Items()))
 	}
 }
+
+// TestFoundItemSeq: an item names a ledger row only with a seq this code
+// writes (strconv.Itoa of 0 to the ledger's int32 maximum). An item made
+// by hand or by another integration with "seq" -1 was read as a row's and
+// adopted, which the ledger refuses (seq ≥ 0), failing every run while the
+// item stayed in the reconciled span; one with 4294967296 was read as seq
+// 0 by the store (int32).
+func TestFoundItemSeq(t *testing.T) {
+	feb := usage.Period{Start: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	for seq, want := range map[string]bool{"0": true, "7": true, "2147483647": true,
+		"-1": false, "2147483648": false, "4294967296": false, "+1": false, "01": false, " 1": false, "": false} {
+		ii := &stripe.InvoiceItem{ID: "ii_1", Amount: 150, Currency: "usd",
+			Period:   &stripe.Period{Start: feb.Start.Unix(), End: feb.End.Unix() - 1},
+			Metadata: map[string]string{MetaUserID: "00000000-0000-4000-8000-000000000001", MetaPeriodStart: "2026-02-01", MetaSeq: seq}}
+		if _, ok := foundItem(ii); ok != want {
+			t.Errorf("an item with seq %q names a ledger row: %t; want %t", seq, ok, want)
+		}
+	}
+}
