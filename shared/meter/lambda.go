@@ -65,8 +65,8 @@ func eventOf(id usage.Identity, endpoint, method string, status int, start, end 
 		Endpoint:      endpoint,
 		Method:        method,
 		StatusCode:    status,
-		LatencyMS:     max(0, end.Sub(start).Milliseconds()),
-		RequestBytes:  max(0, reqBytes),
+		LatencyMS:     end.Sub(start).Milliseconds(),
+		RequestBytes:  reqBytes,
 		ResponseBytes: respBytes,
 		OccurredAt:    start.UTC(),
 	}

@@ -84,7 +84,10 @@ func (m *Middleware) decide(ctx context.Context, header func(string) string, now
 // carried that an event cannot describe exactly is normalised, never a
 // reason to drop the event: an unknown method is recorded as
 // usage.MethodOther, an endpoint is escaped and cut by
-// usage.NormalizeEndpoint, a status outside 100–599 is clamped into it. An
+// usage.NormalizeEndpoint, a status outside 100–599 is clamped into it, and
+// so are a latency outside 0–usage.MaxLatencyMS (a stream held open for
+// hours) and byte counts outside 0–usage.MaxTransferBytes (a client may
+// declare any Content-Length for a body the handler never reads). An
 // event the publisher refuses is logged with all its fields, so that it can
 // be replayed from the log; the publisher counts it as dropped.
 func (m *Middleware) publish(ctx context.Context, e usage.Event, flush bool) {
@@ -97,6 +100,9 @@ func (m *Middleware) publish(ctx context.Context, e usage.Event, flush bool) {
 	e.Method = usage.NormalizeMethod(e.Method)
 	e.Endpoint = usage.NormalizeEndpoint(e.Endpoint)
 	e.StatusCode = min(max(e.StatusCode, 100), 599)
+	e.LatencyMS = min(max(e.LatencyMS, 0), usage.MaxLatencyMS)
+	e.RequestBytes = min(max(e.RequestBytes, 0), usage.MaxTransferBytes)
+	e.ResponseBytes = min(max(e.ResponseBytes, 0), usage.MaxTransferBytes)
 	if err := m.pub.Publish(ctx, e); err != nil {
 		m.logger.ErrorContext(ctx, "usage event not published: the request was served but is not counted; replay this event",
 			"event", e, "code", usage.ErrorCode(err), "reason", usage.ErrorMessage(err))

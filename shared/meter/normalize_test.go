@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -176,5 +177,74 @@ func TestMiddlewareNormalizeFixtures(t *testing.T) {
 		if e := serve(t, "GET", "GET /v1/games", tt.In); e.StatusCode != tt.Want {
 			t.Errorf("status %d recorded as %d; want %d", tt.In, e.StatusCode, tt.Want)
 		}
+	}
+	// The latency and the request's declared size, through net/http: the
+	// handler takes the case's time on the middleware's clock, and the
+	// request declares the case's Content-Length.
+	serveHTTP := func(t *testing.T, took time.Duration, contentLength int64) usage.Event {
+		t.Helper()
+		clk := testkit.NewClock(t0)
+		pub := &validatingPublisher{}
+		m := meter.New(a, &checker{d: allowed}, pub, meter.Options{Now: clk.Now})
+		req := httptest.NewRequest("GET", "/v1/games", nil)
+		req.ContentLength = contentLength
+		req.Header.Set("X-Api-Key", key)
+		m.HTTP(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { clk.Add(took) })).ServeHTTP(httptest.NewRecorder(), req)
+		if pub.refused != 0 || len(pub.events) != 1 {
+			t.Fatalf("published %d events, %d refused; want the request counted once", len(pub.events), pub.refused)
+		}
+		return pub.events[0]
+	}
+	if len(c.LatencyMS) == 0 || len(c.Bytes) == 0 {
+		t.Fatalf("%s holds %d latency_ms and %d bytes cases; want some of each", usagetest.NormalizeFile, len(c.LatencyMS), len(c.Bytes))
+	}
+	for _, tt := range c.LatencyMS {
+		if e := serveHTTP(t, time.Duration(tt.In)*time.Millisecond, 0); e.LatencyMS != tt.Want {
+			t.Errorf("latency of %d ms recorded as %d; want %d", tt.In, e.LatencyMS, tt.Want)
+		}
+	}
+	for _, tt := range c.Bytes {
+		if e := serveHTTP(t, 0, tt.In); e.RequestBytes != tt.Want {
+			t.Errorf("Content-Length %d recorded as request_bytes %d; want %d", tt.In, e.RequestBytes, tt.Want)
+		}
+	}
+}
+
+// TestOutOfRangeMeasuresCounted: a request whose measures an event cannot
+// hold is counted with them clamped into the event's bounds: a declared
+// request body above usage.MaxTransferBytes (a client may claim any
+// Content-Length for a body the handler never reads) and a call longer
+// than usage.MaxLatencyMS (a stream held open for hours). Before, the
+// publisher refused such an event and the served call was not counted: a
+// caller could pass its hard quota by declaring a huge body.
+func TestOutOfRangeMeasuresCounted(t *testing.T) {
+	tests := []struct {
+		name          string
+		contentLength int64
+		took          time.Duration
+		wantBytes     int64
+		wantLatency   int64
+	}{
+		{"declared body above 1 TiB", 1 << 50, 0, usage.MaxTransferBytes, 0},
+		{"declared body at the bound", usage.MaxTransferBytes, 0, usage.MaxTransferBytes, 0},
+		{"two hours", 0, 2 * time.Hour, 0, usage.MaxLatencyMS},
+		{"a clock that went back", 0, -time.Second, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := testkit.NewClock(t0)
+			a, key, _, _ := authenticator(t, clk)
+			pub := &validatingPublisher{}
+			m := meter.New(a, &checker{d: allowed}, pub, meter.Options{Now: clk.Now})
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { clk.Add(tt.took) })
+			req := httptest.NewRequest("GET", "/v1/games/1", nil)
+			req.ContentLength = tt.contentLength
+			req.Header.Set("X-Api-Key", key)
+			m.HTTP(h).ServeHTTP(httptest.NewRecorder(), req)
+			checkCounted(t, pub, "GET", func(e string) bool { return e == "GET /v1/games/1" })
+			if e := pub.events[0]; e.RequestBytes != tt.wantBytes || e.LatencyMS != tt.wantLatency {
+				t.Errorf("request_bytes %d, latency_ms %d; want %d and %d", e.RequestBytes, e.LatencyMS, tt.wantBytes, tt.wantLatency)
+			}
+		})
 	}
 }

@@ -1,12 +1,11 @@
 import { isUUID, uuidv7 } from "./uuid.js";
-import { MAX_ENDPOINT_BYTES, isPrintable } from "./normalize.js";
+import { MAX_ENDPOINT_BYTES, MAX_LATENCY_MS, MAX_TRANSFER_BYTES, isPrintable } from "./normalize.js";
 
 /** The version of the usage event JSON written. */
 export const EVENT_VERSION = 1;
 /** Bounds of an event's fields, as the record path enforces them (shared/usage/event.go). */
 export const MAX_QUANTITY = 1_000_000;
-export const MAX_LATENCY_MS = 3_600_000;
-export const MAX_TRANSFER_BYTES = 2 ** 40;
+export { MAX_LATENCY_MS, MAX_TRANSFER_BYTES };
 export const MAX_FUTURE_SKEW_MS = 5 * 60_000;
 export const DEFAULT_BACKFILL_WINDOW_MS = 35 * 24 * 3_600_000;
 

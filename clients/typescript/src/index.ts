@@ -10,7 +10,7 @@ export { sqsTransport, pack, MAX_BATCH_ENTRIES, MAX_EVENTS_PER_MESSAGE, MAX_PAYL
 export { httpTransport, type HttpTransportOptions } from "./http.js";
 export { withUsage, decisionOf, LIMIT_HEADERS, DECLARED_BODY_MAX, type Decision, type WithUsageOptions } from "./with-usage.js";
 export { createUsageClient, type UsageClient, type UsageClientOptions, type UsageSummary, type paths, type components } from "./client.js";
-export { normalizeMethod, normalizeEndpoint, clampStatus, isPrintable, MAX_ENDPOINT_BYTES, METHOD_OTHER, NO_ENDPOINT } from "./normalize.js";
+export { normalizeMethod, normalizeEndpoint, clampStatus, clampLatency, clampBytes, isPrintable, MAX_ENDPOINT_BYTES, METHOD_OTHER, NO_ENDPOINT } from "./normalize.js";
 export { uuidv7, isUUID } from "./uuid.js";
 export { EventError, toWire, EVENT_VERSION, MAX_QUANTITY, MAX_LATENCY_MS, MAX_TRANSFER_BYTES, type UsageEvent, type WireEvent } from "./event.js";
 export { jsonLogger, type Logger } from "./log.js";

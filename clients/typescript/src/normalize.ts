@@ -1,6 +1,7 @@
 // The normalisation rules of the Go middleware (shared/usage: NormalizeMethod,
-// NormalizeEndpoint, PrintableRune; shared/meter: status clamping). Both
-// languages pass the cases of shared/usage/testdata/normalize.json.
+// NormalizeEndpoint, PrintableRune; shared/meter: clamping the status, the
+// latency and the byte counts). Both languages pass the cases of
+// shared/usage/testdata/normalize.json.
 
 /** The longest endpoint, in bytes of UTF-8. */
 export const MAX_ENDPOINT_BYTES = 256;
@@ -35,6 +36,33 @@ export function normalizeMethod(method: string): string {
 /** clampStatus clamps a status into 100–599, as the Go middleware does. */
 export function clampStatus(status: number): number {
   return Math.min(Math.max(status, 100), 599);
+}
+
+/** The longest latency_ms of an event, one hour (shared/usage/event.go). */
+export const MAX_LATENCY_MS = 3_600_000;
+/** The largest request_bytes and response_bytes of an event, 1 TiB. */
+export const MAX_TRANSFER_BYTES = 2 ** 40;
+
+/**
+ * clampLatency returns the latency_ms an event records for a call that
+ * took ms: whole milliseconds within 0–3,600,000, as the Go middleware
+ * clamps it (a stream held open for hours is counted, at an hour).
+ */
+export function clampLatency(ms: number): number {
+  return clampInt(ms, MAX_LATENCY_MS);
+}
+
+/**
+ * clampBytes returns the request_bytes or response_bytes an event records
+ * for n bytes: a whole number within 0–2^40, as the Go middleware clamps
+ * it (a client may declare any Content-Length for a body never read).
+ */
+export function clampBytes(n: number): number {
+  return clampInt(n, MAX_TRANSFER_BYTES);
+}
+
+function clampInt(v: number, hi: number): number {
+  return v > 0 ? Math.min(Math.floor(v), hi) : 0; // NaN is 0 too
 }
 
 const CF = /^\p{Cf}$/u;

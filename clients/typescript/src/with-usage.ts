@@ -1,6 +1,6 @@
 import type { components } from "./openapi.js";
 import type { UnderlyingSource } from "node:stream/web";
-import { clampStatus, normalizeEndpoint, normalizeMethod } from "./normalize.js";
+import { clampBytes, clampLatency, clampStatus, normalizeEndpoint, normalizeMethod } from "./normalize.js";
 import { jsonLogger, type Logger } from "./log.js";
 import type { Tracker } from "./tracker.js";
 
@@ -264,9 +264,9 @@ class Call implements UnderlyingSource<Uint8Array> {
         endpoint: meter.fixed ?? normalizeEndpoint(method + " " + (meter.route ?? new URL(req.url).pathname)),
         method,
         status_code: clampStatus(status),
-        latency_ms: Math.floor(performance.now() - this.began),
-        request_bytes: Math.max(0, Number(req.headers.get("content-length")) || 0),
-        response_bytes: bytes,
+        latency_ms: clampLatency(performance.now() - this.began),
+        request_bytes: requestBytes(req.headers),
+        response_bytes: clampBytes(bytes),
         occurred_at: this.at,
       },
       this.apiKey,
@@ -312,6 +312,17 @@ function declaredSize(headers: Headers): number {
     n = n * 10 + d;
   }
   return n <= DECLARED_BODY_MAX ? n : -1;
+}
+
+/**
+ * requestBytes is the size a request declares (Content-Length: digits
+ * only, else 0), clamped into an event's bounds: a client may declare any
+ * size for a body the handler never reads, and its call is counted all the
+ * same.
+ */
+function requestBytes(headers: Headers): number {
+  const v = headers.get("content-length");
+  return v !== null && /^[0-9]{1,20}$/.test(v) ? clampBytes(Number(v)) : 0;
 }
 
 function setLimitHeaders(to: Headers, from: Headers): void {

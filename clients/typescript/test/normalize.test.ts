@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { clampStatus, isPrintable, normalizeEndpoint, normalizeMethod } from "../src/index.js";
+import { clampBytes, clampLatency, clampStatus, isPrintable, normalizeEndpoint, normalizeMethod } from "../src/index.js";
 import { repoRoot } from "./stack.js";
 
 type Part = string | { repeat: string; times: number } | { hex: string };
@@ -17,6 +17,8 @@ const cases = JSON.parse(readFileSync(file, "utf8")) as {
   method: Case[];
   endpoint: Case[];
   status: { in: number; want: number }[];
+  latency_ms: { in: number; want: number }[];
+  bytes: { in: number; want: number }[];
   cf_ranges: [string, string][];
 };
 
@@ -66,6 +68,16 @@ test("normalizeEndpoint: the shared cases", async (t) => {
 
 test("clampStatus: the shared cases", () => {
   for (const c of cases.status) assert.equal(clampStatus(c.in), c.want, `clampStatus(${c.in})`);
+});
+
+test("clampLatency and clampBytes: the shared cases, and what only JavaScript numbers can be", () => {
+  assert.ok(cases.latency_ms.length > 3 && cases.bytes.length > 3);
+  for (const c of cases.latency_ms) assert.equal(clampLatency(c.in), c.want, `clampLatency(${c.in})`);
+  for (const c of cases.bytes) assert.equal(clampBytes(c.in), c.want, `clampBytes(${c.in})`);
+  for (const [v, want] of [[12.7, 12], [NaN, 0], [Infinity, 3_600_000], [-Infinity, 0], [-0.5, 0]] as const) {
+    assert.equal(clampLatency(v), want, `clampLatency(${v})`);
+  }
+  for (const [v, want] of [[1e300, 2 ** 40], [NaN, 0], [0.5, 0]] as const) assert.equal(clampBytes(v), want, `clampBytes(${v})`);
 });
 
 test("category Cf of this runtime is the shared list (Go's)", () => {

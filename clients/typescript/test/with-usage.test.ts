@@ -157,3 +157,25 @@ test("checks that start together share a timeout: each is aborted no sooner than
     assert.ok(g.ms < 10 * timeoutMs, `aborted after ${g.ms.toFixed(1)} ms`);
   }
 });
+
+test("measures an event cannot hold are clamped, never a reason to drop the call (the Go middleware's rule)", async (t) => {
+  const r = recorder();
+  const opts = { usageUrl: "http://usage.local", tracker: r.tracker, fetch: checks().fetch, route: "GET /api/x", logger: quiet };
+  // A client may declare any Content-Length for a body the handler never reads.
+  const declared = (v: string) => new Request("http://app.local/api/x", { headers: { "X-Api-Key": KEY, "Content-Length": v } });
+  for (const v of ["99999999999999", "1099511627777", "1099511627776", "12"]) {
+    await withUsage(() => new Response(null, { status: 204 }), opts)(declared(v));
+  }
+  // A call longer than an hour (a stream held open): the wrapper's clock jumps by two hours while the handler runs.
+  const real = performance.now;
+  t.after(() => void delete (performance as { now?: unknown }).now);
+  await withUsage(() => {
+    performance.now = () => real.call(performance) + 2 * 3_600_000;
+    return new Response(null, { status: 204 });
+  }, opts)(req());
+  delete (performance as { now?: unknown }).now;
+  assert.equal(r.tracker.stats().refused, 0, "no call refused for its measures");
+  const events = await r.events();
+  assert.deepEqual(events.map((e) => e.request_bytes), [2 ** 40, 2 ** 40, 2 ** 40, 12, 0]);
+  assert.equal(events[4]!.latency_ms, 3_600_000);
+});

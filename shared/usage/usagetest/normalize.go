@@ -27,6 +27,10 @@ type NormalizeCases struct {
 	Method   []StringCase
 	Endpoint []StringCase
 	Status   []StatusCase
+	// LatencyMS and Bytes are the clamping of an event's latency_ms and
+	// of its request_bytes and response_bytes.
+	LatencyMS []IntCase
+	Bytes     []IntCase
 	// CfRanges are the inclusive ranges of category Cf, in order.
 	CfRanges [][2]rune
 }
@@ -42,6 +46,12 @@ type StringCase struct {
 type StatusCase struct {
 	In   int `json:"in"`
 	Want int `json:"want"`
+}
+
+// IntCase is one case of clamping a measure into an event's bounds.
+type IntCase struct {
+	In   int64 `json:"in"`
+	Want int64 `json:"want"`
 }
 
 // ReadNormalizeCases reads NormalizeFile, failing tb when it cannot.
@@ -60,6 +70,8 @@ func ReadNormalizeCases(tb testing.TB) NormalizeCases {
 		Method   []rawCase    `json:"method"`
 		Endpoint []rawCase    `json:"endpoint"`
 		Status   []StatusCase `json:"status"`
+		Latency  []IntCase    `json:"latency_ms"`
+		Bytes    []IntCase    `json:"bytes"`
 		CfRanges [][2]string  `json:"cf_ranges"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
@@ -85,6 +97,7 @@ func ReadNormalizeCases(tb testing.TB) NormalizeCases {
 		return out
 	}
 	c.Method, c.Endpoint, c.Status = text(raw.Method), text(raw.Endpoint), raw.Status
+	c.LatencyMS, c.Bytes = raw.Latency, raw.Bytes
 	for _, r := range raw.CfRanges {
 		lo, err1 := codePoint(r[0])
 		hi, err2 := codePoint(r[1])
