@@ -87,9 +87,9 @@ export const DECLARED_BODY_MAX = 64 * 1024;
  * Response from fetch, Response.redirect). A served call is recorded once
  * its body has been sent, with its real status (a thrown handler is a
  * 500), latency and bytes, normalised as the Go middleware does; a body
- * of declared size (Content-Length up to DECLARED_BODY_MAX) or none is
- * recorded when the handler returns, with that size, and its stream is
- * passed on as it is.
+ * of declared size (Content-Length up to DECLARED_BODY_MAX) or none, and
+ * the answer to a HEAD request (0 bytes: no body is sent for it), is
+ * recorded when the handler returns, and its stream is passed on as it is.
  */
 export function withUsage<A extends unknown[]>(
   handler: (req: Request, ...args: A) => Response | Promise<Response>,
@@ -187,7 +187,9 @@ export function withUsage<A extends unknown[]>(
       return res;
     }
     const body = res.body;
-    const size = body === null ? 0 : declaredSize(res.headers);
+    // No body is sent for HEAD (RFC 9110), and servers do not read it
+    // (Next.js ends the response): it would never be counted to its end.
+    const size = body === null || req.method === "HEAD" ? 0 : declaredSize(res.headers);
     let headers = res.headers;
     if (limits !== undefined) {
       try {

@@ -179,3 +179,17 @@ test("measures an event cannot hold are clamped, never a reason to drop the call
   assert.deepEqual(events.map((e) => e.request_bytes), [2 ** 40, 2 ** 40, 2 ** 40, 12, 0]);
   assert.equal(events[4]!.latency_ms, 3_600_000);
 });
+
+test("a HEAD request is recorded when the handler returns: no body is sent for it, and servers (Next.js) never read it", async () => {
+  const r = recorder();
+  const tasks: (() => Promise<void>)[] = [];
+  const opts = { usageUrl: "http://usage.local", tracker: r.tracker, fetch: checks().fetch, route: "GET /api/x", logger: quiet, after: (t: () => Promise<void>) => void tasks.push(t) };
+  // Next.js answers HEAD with the GET handler and ends the response without reading its body.
+  const res = await withUsage(() => Response.json({ id: 7 }), opts)(new Request("http://app.local/api/x", { method: "HEAD", headers: { "X-Api-Key": KEY } }));
+  assert.equal(res.status, 200);
+  assert.equal(r.tracker.stats().recorded, 1, "recorded when the handler returned");
+  const settled = await Promise.race([tasks[0]!().then(() => "done"), new Promise((res) => setTimeout(res, 500, "pending"))]);
+  assert.equal(settled, "done", "the after() task ends");
+  const events = await r.events();
+  assert.deepEqual(events.map((e) => [e.method, e.status_code, e.response_bytes]), [["HEAD", 200, 0]]);
+});
