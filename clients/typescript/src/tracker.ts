@@ -105,6 +105,15 @@ export class Tracker {
   #closed = false;
   #closing: Promise<void> | undefined;
   #deadline = Infinity;
+  /**
+   * The send under way's abort, aborted at close's deadline. One a send,
+   * not one for the tracker's life: fetch's signal follows it, and a
+   * long-lived signal keeps what follows it alive.
+   */
+  #sending: AbortController | undefined;
+  #expired = false;
+  /** Ends the wait between two tries early (close() calls it). */
+  #wake: (() => void) | undefined;
   #stats = { recorded: 0, sent: 0, refused: 0, rejected: 0, lost: 0 };
   #signalHandlers: [NodeJS.Signals, () => void][] = [];
 
@@ -184,8 +193,10 @@ export class Tracker {
 
   /**
    * close stops taking events and sends what is buffered, retrying for up
-   * to closeTimeoutMs; what is still unsent then is counted as lost and
-   * logged whole. It resolves when done; calling it again returns the same
+   * to closeTimeoutMs: a flush under way stops waiting out its backoff or
+   * Retry-After and tries again at once, and a send still unanswered at
+   * the deadline is aborted. What is still unsent then is counted as lost
+   * and logged whole. It resolves when done; calling it again returns the same
    * promise.
    */
   close(timeoutMs: number = this.#closeTimeout): Promise<void> {
@@ -195,7 +206,15 @@ export class Tracker {
       clearTimeout(this.#timer);
       this.#timer = undefined;
       for (const [sig, h] of this.#signalHandlers) process.off(sig, h);
+      // A flush under way may be waiting out a long Retry-After, or in a
+      // send that does not answer: close's deadline bounds both.
+      const stop = setTimeout(() => {
+        this.#expired = true;
+        this.#sending?.abort();
+      }, timeoutMs);
+      this.#wake?.();
       await this.flush();
+      clearTimeout(stop);
       const left = this.#buf.splice(0);
       for (const item of left) this.#lose(item, "not sent before the tracker closed");
     })();
@@ -228,8 +247,13 @@ export class Tracker {
       for (;;) {
         let out: SendOutcome;
         try {
-          const left = this.#deadline - this.#now();
-          out = await this.#t.send(items, Number.isFinite(left) ? AbortSignal.timeout(Math.max(1, left)) : undefined);
+          const ac = (this.#sending = new AbortController());
+          if (this.#expired) ac.abort();
+          try {
+            out = await this.#t.send(items, ac.signal);
+          } finally {
+            this.#sending = undefined;
+          }
         } catch (err) {
           out = { retry: items, rejected: [], error: `the ${this.#t.name} transport failed: ${String(err)}` };
         }
@@ -245,10 +269,10 @@ export class Tracker {
         if (items.length === 0) return;
         attempt++;
         const now = this.#now();
-        if (this.#closed ? now >= this.#deadline : attempt >= this.#attempts) break;
+        if (this.#closed ? this.#expired || now >= this.#deadline : attempt >= this.#attempts) break;
         let wait = out.retryAfterMs ?? this.#backoff * 2 ** (attempt - 1) * (1 + Math.random() / 2);
         if (this.#closed) wait = Math.min(wait, this.#deadline - now);
-        await sleep(wait);
+        await this.#sleep(wait);
       }
       // Still unsent: back to the front of the buffer, for the next flush
       // (or close, which gives them up).
@@ -268,6 +292,20 @@ export class Tracker {
       this.#buf.unshift(...items);
       this.#log.error("usage tracker failure", { error: String(err) });
     }
+  }
+
+  /** sleep waits ms, or less when close() is called meanwhile. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, Math.max(0, ms));
+      const self = this;
+      function done() {
+        clearTimeout(t);
+        if (self.#wake === done) self.#wake = undefined;
+        resolve();
+      }
+      this.#wake = done;
+    });
   }
 
   #refuse(item: Pending, reason: string): false {
@@ -303,9 +341,6 @@ function described(item: Pending): Record<string, unknown> {
   return item.apiKey === undefined ? { event: item.wire } : { event: item.wire, api_key_prefix: item.apiKey.slice(0, 11) };
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, Math.max(0, ms)));
-}
 
 /**
  * eventsFromLog returns the events of the log lines (jsonLogger's) that

@@ -180,3 +180,36 @@ test("pack: at most 100 events a message and 10 messages or 256 KiB a batch, as 
   assert.ok(small.batches.flat().every((m) => Buffer.byteLength(m.body) <= 16 * 1024));
   assert.equal(small.batches.flat().reduce((n, m) => n + m.items.length, 0), 300);
 });
+
+test("close is bounded by its timeout even while a send waits out a long Retry-After or hangs", async () => {
+  // A 429 asked for a minute; close cuts the wait short and sends again at once.
+  const slow = scripted((items, call) => (call === 1 ? { retry: items, rejected: [], retryAfterMs: 60_000, error: "429" } : ok()));
+  const a = new Tracker({ transport: slow, logger: memoryLog() });
+  for (let i = 0; i < 3; i++) a.record(ev(i));
+  void a.flush();
+  await new Promise((r) => setTimeout(r, 20)); // the first send answered; the tracker waits
+  let t0 = Date.now();
+  await a.close(300);
+  assert.ok(Date.now() - t0 < 2000, `close took ${Date.now() - t0} ms; its timeout is 300 ms`);
+  assert.equal(a.stats().sent, 3);
+
+  // A send that never answers (a black-holed connection) is given up at the deadline, each event logged whole.
+  const log = memoryLog();
+  const hung: Transport = {
+    name: "hung",
+    needs: "user_id",
+    send: (items, signal) =>
+      new Promise<SendOutcome>((resolve) => signal?.addEventListener("abort", () => resolve({ retry: items, rejected: [], error: "aborted" }))),
+  };
+  const b = new Tracker({ transport: hung, logger: log });
+  for (let i = 0; i < 3; i++) b.record(ev(i));
+  void b.flush();
+  await new Promise((r) => setTimeout(r, 20));
+  const alive = setTimeout(() => {}, 10_000); // the hung send is a bare promise
+  t0 = Date.now();
+  const closed = await Promise.race([b.close(300).then(() => "closed"), new Promise((r) => setTimeout(r, 3000, "still open"))]);
+  clearTimeout(alive);
+  assert.equal(closed, "closed", `close(300) had not ended after ${Date.now() - t0} ms`);
+  assert.deepEqual({ ...b.stats() }, { recorded: 3, sent: 0, refused: 0, rejected: 0, lost: 3, pending: 0 });
+  assert.equal(eventsFromLog(log.lines.join("\n")).length, 3);
+});
