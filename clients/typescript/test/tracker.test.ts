@@ -213,3 +213,27 @@ test("close is bounded by its timeout even while a send waits out a long Retry-A
   assert.deepEqual({ ...b.stats() }, { recorded: 3, sent: 0, refused: 0, rejected: 0, lost: 3, pending: 0 });
   assert.equal(eventsFromLog(log.lines.join("\n")).length, 3);
 });
+
+test("record never throws: an event that JSON cannot write (a BigInt, a cycle) is refused and logged whole by jsonLogger", (t) => {
+  const lines: string[] = [];
+  const real = console.error;
+  console.error = (line: string) => void lines.push(line);
+  t.after(() => (console.error = real));
+  const tr = new Tracker({ transport: scripted(ok) });
+  const cyclic: Record<string, unknown> = { user_id: USER, endpoint: "GET /v1/games/1", method: "GET", status_code: 200 };
+  cyclic.occurred_at = cyclic;
+  let got: boolean[] = [];
+  assert.doesNotThrow(() => {
+    got = [tr.record({ ...ev(), response_bytes: 5n as unknown as number }), tr.record(cyclic as never)];
+  });
+  console.error = real;
+  assert.deepEqual(got, [false, false]);
+  assert.equal(tr.stats().refused, 2);
+  assert.equal(lines.length, 2);
+  const logged = lines.map((l) => JSON.parse(l) as { msg: string; reason: string; event: Record<string, unknown> });
+  assert.ok(logged.every((l) => l.msg === NOT_COUNTED), lines.join("\n"));
+  assert.equal(logged[0]!.event.response_bytes, "5");
+  assert.equal(logged[0]!.event.endpoint, "GET /v1/games/0");
+  assert.equal(logged[1]!.event.endpoint, "GET /v1/games/1");
+  assert.match(logged[0]!.reason, /response_bytes/);
+});
