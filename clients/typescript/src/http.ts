@@ -24,7 +24,9 @@ interface EventsAnswer {
  * refusal (429) is retried after its Retry-After, and a request holding
  * more events than the key's burst (400 naming "events") is split until it
  * fits. Events the API rejects (their field named) and keys it refuses
- * (401, 403) are rejected; failures of the network or the API are retried.
+ * (401, 403) are rejected; failures of the network or the API, and events a
+ * 202 does not say were queued (failed, or no result for them), are
+ * retried with the same ids.
  */
 export function httpTransport(opts: HttpTransportOptions): Transport {
   const base = opts.baseUrl.replace(/\/+$/, "");
@@ -77,11 +79,12 @@ export function httpTransport(opts: HttpTransportOptions): Transport {
             const results = answer.results ?? [];
             chunk.forEach((item, i) => {
               const r = results.find((x) => x.index === i);
-              if (r?.status === "failed") {
-                // The queue could not be reached for it: send it again, with the same id.
+              if (r === undefined || r.status === "failed") {
+                // The queue could not be reached for it, or the answer does
+                // not say it was queued: send it again, with the same id.
                 out.retry.push(item);
-                out.error = `POST /v1/events could not queue an event: ${r.detail ?? "failed"}`;
-              } else if (r && r.status !== "accepted") {
+                out.error = `POST /v1/events could not queue an event: ${r === undefined ? "the answer holds no result for it" : (r.detail ?? "failed")}`;
+              } else if (r.status !== "accepted") {
                 out.rejected.push({ item, reason: `POST /v1/events rejected it: ${r.param ? r.param + ": " : ""}${r.detail ?? r.status}` });
               }
             });
