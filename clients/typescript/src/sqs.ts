@@ -15,6 +15,13 @@ export interface SqsTransportOptions {
    * credentials and AWS_ENDPOINT_URL(_SQS) from the environment.
    */
   client?: SQSClient;
+  /**
+   * How long one SendMessageBatch may take (default 10000 ms): a call
+   * that does not answer in time is abandoned and its events are sent
+   * again with the same ids, so that a queue endpoint that never answers
+   * cannot hold the tracker's flushes (and its buffer) up.
+   */
+  timeoutMs?: number;
 }
 
 /** Message is one queue message: a JSON array of events. */
@@ -82,10 +89,12 @@ function byteLength(s: string): number {
  * sqsTransport sends events to the usage queue with SendMessageBatch, for
  * trusted platform services that hold queue credentials
  * (sqs:SendMessage). Each event must name its user_id. Entries SQS refuses
- * as the sender's fault are rejected; other failures are retried.
+ * as the sender's fault are rejected; other failures, and calls that take
+ * longer than timeoutMs, are retried with the same ids.
  */
 export function sqsTransport(opts: SqsTransportOptions): Transport {
   const client = opts.client ?? new SQSClient({});
+  const timeout = opts.timeoutMs ?? 10_000;
   return {
     name: "sqs",
     needs: "user_id",
@@ -100,7 +109,8 @@ export function sqsTransport(opts: SqsTransportOptions): Transport {
         }
         const entries: SendMessageBatchRequestEntry[] = batch.map((m, i) => ({ Id: String(i), MessageBody: m.body }));
         try {
-          const res = await client.send(new SendMessageBatchCommand({ QueueUrl: opts.queueUrl, Entries: entries }), { abortSignal: signal });
+          const sig = signal ? AbortSignal.any([signal, AbortSignal.timeout(timeout)]) : AbortSignal.timeout(timeout);
+          const res = await client.send(new SendMessageBatchCommand({ QueueUrl: opts.queueUrl, Entries: entries }), { abortSignal: sig });
           const ok = new Set((res.Successful ?? []).map((s) => s.Id));
           const failed = new Map((res.Failed ?? []).map((f) => [f.Id, f]));
           batch.forEach((m, i) => {

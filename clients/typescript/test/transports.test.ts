@@ -66,3 +66,29 @@ test("sqs: a partly failed SendMessageBatch sends again exactly the failed entri
   assert.deepEqual(out2.retry, []);
   assert.deepEqual(out2.rejected.map((r) => r.item.wire.event_id), ids(batch.slice(200)));
 });
+
+test("sqs: a SendMessageBatch that never answers is given up after timeoutMs and its events sent again", async () => {
+  const batch = items(3);
+  // A queue endpoint that takes the request and never answers: only the
+  // abort signal ends the call, as the SDK's own request handler does.
+  const hanging = {
+    send: (_cmd: unknown, opts?: { abortSignal?: AbortSignal }) =>
+      new Promise((_resolve, reject) => {
+        opts?.abortSignal?.addEventListener("abort", () => reject(Object.assign(new Error("Request aborted"), { name: "AbortError" })));
+      }),
+  } as unknown as SQSClient;
+  // The socket a real call waits on keeps the process alive; here a timer
+  // stands for it (AbortSignal.timeout's own timer does not).
+  const alive = setInterval(() => {}, 1000);
+  const t0 = performance.now();
+  const out = await Promise.race([
+    sqsTransport({ queueUrl: "http://sqs.local/q", client: hanging, timeoutMs: 50 }).send(batch),
+    new Promise<"hung">((r) => setTimeout(() => r("hung"), 2000).unref()),
+  ]);
+  clearInterval(alive);
+  assert.notEqual(out, "hung", "the send did not end within 2 s of a 50 ms timeout");
+  if (out === "hung") return;
+  assert.deepEqual(ids(out.retry), ids(batch));
+  assert.match(out.error ?? "", /could not be reached/);
+  assert.ok(performance.now() - t0 < 2000);
+});
