@@ -20,6 +20,7 @@ export interface UsageEvent {
   endpoint: string;
   method: string;
   status_code: number;
+  /** Milliseconds; a fraction is dropped (12.7 counts as 12). */
   latency_ms?: number;
   request_bytes?: number;
   response_bytes?: number;
@@ -103,7 +104,10 @@ export function toWire(e: UsageEvent, now: number, backfillMs: number, needUser:
   if (!METHODS.has(e.method)) throw new EventError("method", "must be an HTTP method");
   w.method = e.method;
   w.status_code = int("status_code", e.status_code, 100, 599);
-  w.latency_ms = int("latency_ms", e.latency_ms ?? 0, 0, MAX_LATENCY_MS);
+  // A latency is measured, often as a performance.now() difference: its
+  // fraction of a millisecond is dropped, not a reason to lose the call.
+  const lat = e.latency_ms ?? 0;
+  w.latency_ms = int("latency_ms", lat >= 0 ? Math.floor(lat) : lat, 0, MAX_LATENCY_MS);
   w.request_bytes = int("request_bytes", e.request_bytes ?? 0, 0, MAX_TRANSFER_BYTES);
   w.response_bytes = int("response_bytes", e.response_bytes ?? 0, 0, MAX_TRANSFER_BYTES);
   w.quantity = int("quantity", e.quantity ?? 1, 1, MAX_QUANTITY);

@@ -82,6 +82,16 @@ test("record refuses what the record path would quarantine, naming the field, an
   assert.ok(log.lines.every((l) => l.includes(NOT_COUNTED) && l.includes('"endpoint"')));
 });
 
+test("a latency with a fraction (a performance.now() difference) is counted, in whole milliseconds down", () => {
+  const tr = new Tracker({ transport: scripted(ok), logger: memoryLog() });
+  assert.equal(tr.record({ ...ev(), latency_ms: 12.7 }), true);
+  const now = Date.now();
+  assert.equal(toWire({ ...ev(), latency_ms: 12.7 }, now, 35 * 86_400_000, true).latency_ms, 12);
+  assert.equal(toWire({ ...ev(), latency_ms: 0.4 }, now, 35 * 86_400_000, true).latency_ms, 0);
+  assert.throws(() => toWire({ ...ev(), latency_ms: -0.5 }, now, 35 * 86_400_000, true), /latency_ms/);
+  assert.throws(() => toWire({ ...ev(), latency_ms: Number.NaN }, now, 35 * 86_400_000, true), /latency_ms/);
+});
+
 test("a full buffer refuses, counts and logs the event whole (replayable)", async () => {
   const log = memoryLog();
   let release!: () => void;
