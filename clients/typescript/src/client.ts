@@ -2,6 +2,7 @@ import createClient, { type Client } from "openapi-fetch";
 import type { components, paths } from "./openapi.js";
 
 export type { components, paths } from "./openapi.js";
+export { formatMoney, minorDigits } from "./money.js";
 
 /** UsageClient is the typed client of the usage API (api/openapi.yaml), through openapi-fetch. */
 export type UsageClient = Client<paths>;

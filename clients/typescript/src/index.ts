@@ -5,6 +5,7 @@
 //   httpTransport   … to POST /v1/events, with each caller's API key
 //   withUsage       a Web-standard route handler, checked (POST /v1/limits/check) and recorded
 //   createUsageClient  the typed client of the usage API
+//   formatMoney     an amount of the API (minor units, as Stripe counts them) for people
 export { Tracker, NOT_COUNTED, eventsFromLog, type TrackerOptions, type TrackerStats, type Transport, type Pending, type SendOutcome } from "./tracker.js";
 export { sqsTransport, pack, MAX_BATCH_ENTRIES, MAX_EVENTS_PER_MESSAGE, MAX_PAYLOAD_BYTES, type SqsTransportOptions } from "./sqs.js";
 export { httpTransport, type HttpTransportOptions } from "./http.js";
@@ -14,3 +15,4 @@ export { normalizeMethod, normalizeEndpoint, clampStatus, clampLatency, clampByt
 export { uuidv7, isUUID } from "./uuid.js";
 export { EventError, toWire, EVENT_VERSION, MAX_QUANTITY, MAX_LATENCY_MS, MAX_TRANSFER_BYTES, type UsageEvent, type WireEvent } from "./event.js";
 export { jsonLogger, type Logger } from "./log.js";
+export { formatMoney, minorDigits } from "./money.js";

@@ -1,15 +1,13 @@
 // The signed-in user's usage, read through the typed client of the usage
 // API (GET /v1/usage), on the server: the API key never reaches the browser.
 import { cookies } from "next/headers";
-import { createUsageClient } from "@nexus/usage/client";
+import { createUsageClient, formatMoney } from "@nexus/usage/client";
 import { usageUrl } from "@/lib/usage";
 import { signIn, signOut } from "./actions";
 
 export const dynamic = "force-dynamic";
 
 const n = (v: number) => v.toLocaleString("en-US");
-const money = (minor: number, currency: string) =>
-  new Intl.NumberFormat("en-US", { style: "currency", currency: currency.toUpperCase() }).format(minor / 100);
 
 export default async function Page() {
   const key = (await cookies()).get("nexus_api_key")?.value;
@@ -40,7 +38,7 @@ export default async function Page() {
               <tr><th scope="row">Calls used</th><td data-testid="used">{n(data.used)}</td></tr>
               <tr><th scope="row">Included</th><td data-testid="included">{n(data.included)}</td></tr>
               <tr><th scope="row">Remaining</th><td>{n(data.remaining)}</td></tr>
-              <tr><th scope="row">Overage to date</th><td>{n(data.overage_to_date.billable_calls)} calls, {money(data.overage_to_date.amount, data.overage_to_date.currency)}</td></tr>
+              <tr><th scope="row">Overage to date</th><td>{n(data.overage_to_date.billable_calls)} calls, {formatMoney(data.overage_to_date.amount, data.overage_to_date.currency)}</td></tr>
               <tr><th scope="row">Rate limit</th><td>{n(data.rate_limit.rate_per_second)} calls/s, burst {n(data.rate_limit.burst)}</td></tr>
             </tbody>
           </table>
