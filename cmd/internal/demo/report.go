@@ -9,6 +9,7 @@ import (
 
 	"github.com/nexus/usage/cmd/internal/devstack"
 	"github.com/nexus/usage/cmd/internal/seed"
+	"github.com/nexus/usage/shared/usage"
 )
 
 // Print writes what the demo saw and where to look next.
@@ -152,8 +153,8 @@ func (r *Result) printQuotas(p func(string, ...any)) {
 		}
 		if a.Used > a.Included {
 			p("The %s user used %s calls of %s included: %s calls of overage, %s so far, %s projected at the period's end (billed when it closes).",
-				u.Plan, num(a.Used), num(a.Included), num(a.Used-a.Included), money(a.OverageToDate.Amount, a.OverageToDate.Currency),
-				money(a.Projected.Amount, a.Projected.Currency))
+				u.Plan, num(a.Used), num(a.Included), num(a.Used-a.Included), usage.FormatMoney(a.OverageToDate.Amount, a.OverageToDate.Currency),
+				usage.FormatMoney(a.Projected.Amount, a.Projected.Currency))
 		}
 	}
 }
@@ -186,11 +187,6 @@ func num[T int | int64](n T) string {
 	return b.String()
 }
 
-// money formats an amount in a currency's minor units (two decimals).
-func money(amount int64, currency string) string {
-	return fmt.Sprintf("%s.%02d %s", num(amount/100), amount%100, strings.ToUpper(currency))
-}
-
 // us formats microseconds for people.
 func us(v float64) string {
 	if v >= 1000 {
@@ -205,5 +201,5 @@ func charge(c Charge) string {
 	if c.Billable <= 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%s calls: %s", num(c.Billable), money(c.Amount, c.Currency))
+	return fmt.Sprintf("%s calls: %s", num(c.Billable), usage.FormatMoney(c.Amount, c.Currency))
 }
