@@ -15,6 +15,12 @@ import (
 // DefaultLeeway bounds the clock skew allowed on exp, nbf and iat.
 const DefaultLeeway = 30 * time.Second
 
+// MaxTokenBytes bounds a bearer token. A longer one is refused before it
+// is decoded: its header and claims would be decoded, and its signature
+// computed over all of it, before anything says who sent it. 8 KiB holds
+// any token an issuer gives a user of this API many times over.
+const MaxTokenBytes = 8 << 10
+
 // JWTConfig says which bearer tokens to accept.
 type JWTConfig struct {
 	// Issuer and Audience must match the token's iss and aud.
@@ -91,10 +97,14 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 	return &JWTVerifier{cfg: cfg, parser: p}, nil
 }
 
-// Verify checks the token's signature, algorithm, issuer, audience and
-// times, and returns the caller. Every failure is CodeUnauthorized with a
-// message that says which check failed but nothing of the token.
+// Verify checks the token's size (at most MaxTokenBytes), signature,
+// algorithm, issuer, audience and times, and returns the caller. Every
+// failure is CodeUnauthorized with a message that says which check failed
+// but nothing of the token.
 func (v *JWTVerifier) Verify(token string) (usage.Identity, error) {
+	if len(token) > MaxTokenBytes {
+		return usage.Identity{}, usage.Errorf(usage.CodeUnauthorized, "invalid token: longer than %d bytes", MaxTokenBytes)
+	}
 	var c Claims
 	_, err := v.parser.ParseWithClaims(token, &c, v.key)
 	if err != nil {

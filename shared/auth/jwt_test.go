@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +196,74 @@ func TestAuthenticate(t *testing.T) {
 				t.Errorf("code %q; want %s", usage.ErrorCode(err), usage.CodeUnauthorized)
 			}
 		})
+	}
+}
+
+// TestJWTVerifyRefusesLargeTokens: a token longer than MaxTokenBytes is
+// refused before it is decoded, even one the issuer signed, and through
+// Authenticate a 1 MB Authorization header costs no decoding; a token at
+// the bound verifies.
+func TestJWTVerifyRefusesLargeTokens(t *testing.T) {
+	v, err := auth.NewJWTVerifier(auth.JWTConfig{Issuer: iss, Audience: aud, Algorithms: []string{"HS256"},
+		HMACSecret: secret, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// padded is a signed token of exactly n bytes: the audience list
+	// carries the padding (4 base64 characters per 3 bytes of JSON).
+	padded := func(n int) string {
+		t.Helper()
+		short := hs256(t, claims(nil), secret)
+		pad := (n - len(short) - len(`,"x"`)*4/3) * 3 / 4
+		for pad >= 0 {
+			tok := hs256(t, claims(func(c *auth.Claims) { c.Audience = append(c.Audience, strings.Repeat("x", pad)) }), secret)
+			switch {
+			case len(tok) == n:
+				return tok
+			case len(tok) > n:
+				pad--
+				continue
+			}
+			pad++
+		}
+		t.Fatalf("no token of %d bytes", n)
+		return ""
+	}
+	tests := []struct {
+		name  string
+		token string
+		ok    bool
+	}{
+		{"at the bound", padded(auth.MaxTokenBytes), true},
+		{"a byte over", padded(auth.MaxTokenBytes + 1), false},
+		{"1 MB, signed", padded(1 << 20), false},
+		{"1 MB, unsigned", strings.Repeat("a", 1<<20) + ".b.c", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := v.Verify(tt.token)
+			if tt.ok {
+				if err != nil || id.UserID != user {
+					t.Errorf("Verify(%d bytes) = %+v, %v; want %s", len(tt.token), id, err, user)
+				}
+				return
+			}
+			want := fmt.Sprintf("invalid token: longer than %d bytes", auth.MaxTokenBytes)
+			if usage.ErrorCode(err) != usage.CodeUnauthorized || usage.ErrorMessage(err) != want {
+				t.Errorf("Verify(%d bytes) = %+v, %v; want %s %q", len(tt.token), id, err, usage.CodeUnauthorized, want)
+			}
+		})
+	}
+
+	a := &auth.Authenticator{Keys: keyStore{}, JWT: v}
+	header := "Bearer " + padded(1<<20)
+	_, err = a.Authenticate(context.Background(), func(n string) string {
+		if n == "Authorization" {
+			return header
+		}
+		return ""
+	})
+	if usage.ErrorCode(err) != usage.CodeUnauthorized {
+		t.Errorf("Authenticate with a 1 MB bearer token: %v; want %s", err, usage.CodeUnauthorized)
 	}
 }
