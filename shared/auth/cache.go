@@ -19,8 +19,8 @@ const DefaultKeyCacheTTL = 30 * time.Second
 const DefaultUnknownKeyTTL = 10 * time.Second
 
 // maxCachedKeys bounds the known keys and, separately, the unknown ones:
-// when either map is full its expired entries are swept, and when none
-// had expired it is emptied and refilled.
+// when either map is full its expired entries are swept, and live ones
+// dropped until at most half of it is left (put).
 const maxCachedKeys = 10_000
 
 // KeyCache is an APIKeyStore that remembers active keys for a TTL, so that
@@ -119,9 +119,9 @@ func (c *KeyCache) APIKeyByHash(ctx context.Context, hash []byte) (*usage.APIKey
 	delete(c.inflight, h)
 	switch {
 	case l.err == nil:
-		c.keys = put(c.keys, h, cachedKey{key: l.key, expires: now.Add(c.ttl)}, func(e cachedKey) bool { return now.Before(e.expires) })
+		put(c.keys, h, cachedKey{key: l.key, expires: now.Add(c.ttl)}, func(e cachedKey) bool { return now.Before(e.expires) })
 	case usage.ErrorCode(l.err) == usage.CodeNotFound:
-		c.unknown = put(c.unknown, h, now.Add(c.unknownTTL), now.Before)
+		put(c.unknown, h, now.Add(c.unknownTTL), now.Before)
 	}
 	c.mu.Unlock()
 	close(l.done)
@@ -129,21 +129,28 @@ func (c *KeyCache) APIKeyByHash(ctx context.Context, hash []byte) (*usage.APIKey
 }
 
 // put adds k to m, which holds at most maxCachedKeys entries: when full,
-// the entries that are no longer live are swept first, and when that
-// frees nothing m starts again empty. It returns the map to keep.
-func put[V any](m map[string]V, k string, v V, live func(V) bool) map[string]V {
+// the entries that are no longer live are swept, and then live ones (in
+// map order, which is arbitrary) until at most half of maxCachedKeys is
+// left. A sweep walks the whole map under the cache's lock; leaving half of
+// it free means one sweep per maxCachedKeys/2 new entries at most, even
+// when a flood of distinct keys makes the oldest expire one at a time (a
+// sweep that only made room for the one key to add cost a walk of the
+// map per key).
+func put[V any](m map[string]V, k string, v V, live func(V) bool) {
 	if _, ok := m[k]; !ok && len(m) >= maxCachedKeys {
 		for old, e := range m {
 			if !live(e) {
 				delete(m, old)
 			}
 		}
-		if len(m) >= maxCachedKeys {
-			m = make(map[string]V)
+		for old := range m {
+			if len(m) <= maxCachedKeys/2 {
+				break
+			}
+			delete(m, old)
 		}
 	}
 	m[k] = v
-	return m
 }
 
 // RevokeAPIKey revokes the key in the store and drops it from the cache.

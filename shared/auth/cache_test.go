@@ -200,3 +200,33 @@ func (s *gateStore) APIKeyByHash(context.Context, []byte) (*usage.APIKey, error)
 	return nil, usage.Errorf(usage.CodeNotFound, "api key not found")
 }
 func (s *gateStore) RevokeAPIKey(context.Context, string, string) error { return nil }
+
+// TestKeyCacheSweepMakesRoom: when the unknown keys fill the cache and a
+// sweep finds few of them expired, the sweep still makes room for many
+// more, so that a steady flood of distinct random keys (whose oldest
+// entries expire one by one) costs one sweep of the map per thousands of
+// keys, not one per key under the cache's lock.
+func TestKeyCacheSweepMakesRoom(t *testing.T) {
+	ctx := context.Background()
+	store := &countingStore{keys: map[string]*usage.APIKey{}}
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	cache := auth.NewKeyCache(store, time.Minute, func() time.Time { return now })
+	const full = 10_000
+	for i := 0; i < full; i++ {
+		if i == 1 {
+			// The first key expires before the others.
+			now = now.Add(time.Second)
+		}
+		secret, _, _ := auth.NewAPIKey(user, "random")
+		_, _ = auth.LookupAPIKey(ctx, cache, secret)
+	}
+	if _, unknown := cache.Len(); unknown != full {
+		t.Fatalf("the cache holds %d unknown keys; want %d", unknown, full)
+	}
+	now = now.Add(auth.DefaultUnknownKeyTTL - time.Second) // only the first has expired
+	secret, _, _ := auth.NewAPIKey(user, "random")
+	_, _ = auth.LookupAPIKey(ctx, cache, secret)
+	if _, unknown := cache.Len(); unknown > full/2+1 {
+		t.Errorf("after a sweep of a full cache that found one key expired, it holds %d unknown keys; want at most %d", unknown, full/2+1)
+	}
+}
