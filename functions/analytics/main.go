@@ -7,7 +7,7 @@
 //	DATABASE_URL or DATABASE_SECRET_ARN  PostgreSQL (the secret's "url" key)
 //	DATABASE_PROXY=true                  pgx without statement caches (RDS Proxy)
 //	JWT_ISSUER, JWT_AUDIENCE             accepted bearer tokens
-//	JWT_HMAC_SECRET or JWT_PUBLIC_KEY    HS256 secret, or an RSA/ECDSA public key (PEM)
+//	JWT_HMAC_SECRET or JWT_PUBLIC_KEY    HS256 secret, or an RSA (RS256) or ECDSA (ES256/384/512 by curve) public key (PEM)
 //	USAGE_QUEUE_URL                      the usage queue of POST /v1/events
 //	DLQ_URL                              its dead-letter queue, for POST /v1/admin/redrive
 //	NOTIFY_QUEUE_URL                     the notify queue: replayed webhook deliveries go there at once
@@ -25,6 +25,7 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -159,7 +160,8 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	return h, nil
 }
 
-// parsePublicKey reads a PEM public key and the algorithm it verifies.
+// parsePublicKey reads a PEM public key and the algorithm it verifies:
+// RS256 for an RSA key, ES256, ES384 or ES512 by an ECDSA key's curve.
 func parsePublicKey(s string) (any, string, error) {
 	b, _ := pem.Decode([]byte(s))
 	if b == nil {
@@ -169,11 +171,20 @@ func parsePublicKey(s string) (any, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("JWT_PUBLIC_KEY: %w", err)
 	}
-	switch k.(type) {
+	switch key := k.(type) {
 	case *rsa.PublicKey:
 		return k, "RS256", nil
 	case *ecdsa.PublicKey:
-		return k, "ES256", nil
+		// The curve names the algorithm (RFC 7518 3.4).
+		switch key.Curve {
+		case elliptic.P256():
+			return k, "ES256", nil
+		case elliptic.P384():
+			return k, "ES384", nil
+		case elliptic.P521():
+			return k, "ES512", nil
+		}
+		return nil, "", errors.New("JWT_PUBLIC_KEY: an ECDSA key must be on P-256, P-384 or P-521")
 	}
 	return nil, "", errors.New("JWT_PUBLIC_KEY: not an RSA or ECDSA key")
 }

@@ -64,9 +64,21 @@ func TestBuildRefusesBadConfig(t *testing.T) {
 			t.Errorf("setup(%s): no error", name)
 		}
 	}
-	for _, pub := range []any{&rsaKey.PublicKey, &ecKey.PublicKey} {
-		if _, _, err := parsePublicKey(pemKey(t, pub)); err != nil {
-			t.Errorf("parsePublicKey(%T): %v", pub, err)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	for _, tt := range []struct {
+		name string
+		pub  any
+		alg  string
+	}{
+		{"RSA", &rsaKey.PublicKey, "RS256"},
+		{"P-256", &ecKey.PublicKey, "ES256"},
+		{"P-384", &p384.PublicKey, "ES384"},
+		{"P-521", &p521.PublicKey, "ES512"},
+	} {
+		_, alg, err := parsePublicKey(pemKey(t, tt.pub))
+		if err != nil || alg != tt.alg {
+			t.Errorf("parsePublicKey(%s) = %q, %v; want %s", tt.name, alg, err, tt.alg)
 		}
 	}
 }

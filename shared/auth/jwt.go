@@ -62,7 +62,7 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 	}
 	for _, a := range cfg.Algorithms {
 		m := jwt.GetSigningMethod(a)
-		switch m.(type) {
+		switch m := m.(type) {
 		case *jwt.SigningMethodHMAC:
 			if len(cfg.HMACSecret) < 32 {
 				return nil, fmt.Errorf("jwt: %s needs a secret of at least 32 bytes", a)
@@ -72,8 +72,14 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 				return nil, fmt.Errorf("jwt: %s needs an RSA public key", a)
 			}
 		case *jwt.SigningMethodECDSA:
-			if _, ok := cfg.PublicKey.(*ecdsa.PublicKey); !ok {
+			// ES256 verifies P-256 keys only, ES384 P-384 and ES512 P-521:
+			// with another curve every token would be refused.
+			k, ok := cfg.PublicKey.(*ecdsa.PublicKey)
+			if !ok {
 				return nil, fmt.Errorf("jwt: %s needs an ECDSA public key", a)
+			}
+			if k.Curve == nil || k.Curve.Params().BitSize != m.CurveBits {
+				return nil, fmt.Errorf("jwt: %s needs a key on the %d-bit curve", a, m.CurveBits)
 			}
 		default:
 			return nil, fmt.Errorf("jwt: algorithm %q is not supported", a)

@@ -127,6 +127,7 @@ func TestJWTVerify(t *testing.T) {
 
 func TestNewJWTVerifierConfig(t *testing.T) {
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	tests := []struct {
 		name string
 		cfg  auth.JWTConfig
@@ -140,6 +141,8 @@ func TestNewJWTVerifierConfig(t *testing.T) {
 		{"short secret", auth.JWTConfig{Issuer: iss, Audience: aud, Algorithms: []string{"HS256"}, HMACSecret: []byte("short")}, false},
 		{"RS256 without a key", auth.JWTConfig{Issuer: iss, Audience: aud, Algorithms: []string{"RS256"}}, false},
 		{"ES256 with an RSA-less key", auth.JWTConfig{Issuer: iss, Audience: aud, Algorithms: []string{"ES256"}, HMACSecret: secret}, false},
+		{"ES256 with a P-384 key", auth.JWTConfig{Issuer: iss, Audience: aud, Algorithms: []string{"ES256"}, PublicKey: &p384.PublicKey}, false},
+		{"ES384 with a P-384 key", auth.JWTConfig{Issuer: iss, Audience: aud, Algorithms: []string{"ES384"}, PublicKey: &p384.PublicKey}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
