@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"github.com/nexus/usage/shared/samtemplate"
+	"gopkg.in/yaml.v3"
 )
 
 // TestConfigurationIsDocumented fails when template.yaml gives a function an
@@ -136,26 +137,7 @@ func keys(m map[string]bool) []string {
 // it points to does not have (GitHub's heading anchors).
 func TestDocLinks(t *testing.T) {
 	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
-	var docs []string
-	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			switch d.Name() {
-			case "node_modules", ".git", "bin", "dist", ".next", ".aws-sam":
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if strings.HasSuffix(path, ".md") {
-			docs = append(docs, path)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	docs := docFiles(t)
 	anchors := map[string]map[string]bool{}
 	anchorsOf := func(path string) map[string]bool {
 		if a, ok := anchors[path]; ok {
@@ -247,4 +229,227 @@ func headingAnchors(doc string) map[string]bool {
 		seen[a]++
 	}
 	return out
+}
+
+// docFiles returns the markdown files of the repository (not those of
+// installed packages or build output).
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	var docs []string
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case "node_modules", ".git", "bin", "dist", ".next", ".aws-sam":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(path, ".md") {
+			docs = append(docs, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return docs
+}
+
+// TestMakeTargetsExist fails when a markdown file tells its reader to run
+// `make <target>` (in a code span, or a line of a code block that starts
+// with make) and the Makefile has no such target.
+func TestMakeTargetsExist(t *testing.T) {
+	b, err := os.ReadFile("Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]bool{}
+	rule := regexp.MustCompile(`^([A-Za-z0-9_.-]+(?: [A-Za-z0-9_.-]+)*)\s*:([^=]|$)`)
+	for _, line := range strings.Split(string(b), "\n") {
+		if m := rule.FindStringSubmatch(line); m != nil {
+			for _, name := range strings.Fields(m[1]) {
+				targets[name] = true
+			}
+		}
+	}
+	if !targets["dev"] {
+		t.Fatal("found no targets in the Makefile (not even dev)")
+	}
+	span := regexp.MustCompile("`make ([a-z][a-z0-9-]*)")
+	block := regexp.MustCompile(`^\s*(?:\$ )?make ([a-z][a-z0-9-]*)`)
+	checked := 0
+	for _, doc := range docFiles(t) {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := false
+		for n, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "```") {
+				in = !in
+				continue
+			}
+			var names []string
+			for _, m := range span.FindAllStringSubmatch(line, -1) {
+				names = append(names, m[1])
+			}
+			if m := block.FindStringSubmatch(line); in && m != nil && !strings.HasPrefix(line[len(m[0]):], ":") {
+				names = append(names, m[1])
+			}
+			for _, name := range names {
+				checked++
+				if !targets[name] {
+					t.Errorf("%s:%d names make %s, which the Makefile does not have", doc, n+1, name)
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no make commands found in the markdown files")
+	}
+}
+
+// apiPath matches a path of the HTTP API as the docs write it: a route's
+// path, its {parameters} included, with an optional method before it.
+var apiPath = regexp.MustCompile(`(?:\b(GET|POST|PUT|PATCH|DELETE) )?(/v1/(?:usage|admin|events|limits|notify|webhooks)(?:/[A-Za-z0-9_{}-]+)*|/dashboard(?:/\{asset\})?)`)
+
+// TestRoutesExist fails when a markdown file names a path of the HTTP API
+// (under /v1/usage, /v1/admin, /v1/events, /v1/limits, /v1/notify,
+// /v1/webhooks, or /dashboard) that template.yaml does not route, or names
+// it with a method the template does not route it for.
+func TestRoutesExist(t *testing.T) {
+	tmpl, err := samtemplate.Load("template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	methods := map[string]map[string]bool{} // path → methods
+	for _, fn := range tmpl.Functions {
+		for _, r := range fn.Routes {
+			if methods[r.Path] == nil {
+				methods[r.Path] = map[string]bool{}
+			}
+			methods[r.Path][r.Method] = true
+		}
+	}
+	if len(methods) == 0 {
+		t.Fatal("template.yaml has no routes")
+	}
+	checked := 0
+	for _, doc := range docFiles(t) {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, line := range strings.Split(string(b), "\n") {
+			for _, m := range apiPath.FindAllStringSubmatch(line, -1) {
+				method, path := m[1], m[2]
+				checked++
+				switch {
+				case methods[path] == nil:
+					t.Errorf("%s:%d names %s, which template.yaml does not route", doc, n+1, path)
+				case method != "" && !methods[path][method] && !methods[path]["ANY"]:
+					t.Errorf("%s:%d names %s %s, but template.yaml routes %s for %s only", doc, n+1, method, path, path, strings.Join(keys(methods[path]), ", "))
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no routes found in the markdown files")
+	}
+}
+
+// TestDeployNamesTheParameters fails when docs/deploy.md does not name (in
+// backticks) a parameter of template.yaml, so that the page a first deploy
+// follows lists everything `sam deploy --guided` asks for, and when a
+// markdown file names as "the `X` output" an output the template does not
+// have.
+func TestDeployNamesTheParameters(t *testing.T) {
+	b, err := os.ReadFile("template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl struct {
+		Parameters map[string]yaml.Node `yaml:"Parameters"`
+		Outputs    map[string]yaml.Node `yaml:"Outputs"`
+	}
+	if err := yaml.Unmarshal(b, &tmpl); err != nil {
+		t.Fatal(err)
+	}
+	if len(tmpl.Parameters) == 0 || len(tmpl.Outputs) == 0 {
+		t.Fatal("template.yaml has no parameters or no outputs")
+	}
+	deploy, err := os.ReadFile("docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(tmpl.Parameters)) {
+		if !strings.Contains(string(deploy), "`"+name+"`") {
+			t.Errorf("docs/deploy.md does not name template.yaml's parameter %s", name)
+		}
+	}
+	output := regexp.MustCompile("`([A-Za-z0-9]+)`\\)? outputs?\\b")
+	for _, doc := range docFiles(t) {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, line := range strings.Split(string(b), "\n") {
+			for _, m := range output.FindAllStringSubmatch(line, -1) {
+				if _, ok := tmpl.Outputs[m[1]]; !ok {
+					t.Errorf("%s:%d names the output %s, which template.yaml does not have", doc, n+1, m[1])
+				}
+			}
+		}
+	}
+}
+
+// TestDocumentedVariablesAreRead fails when docs/configuration.md's table
+// lists a variable that no function or shared package reads (a string
+// literal of its name in their non-test Go files): a setting renamed or
+// dropped in the code and left in the table. The AWS SDK's own variables are
+// read by the SDK.
+func TestDocumentedVariablesAreRead(t *testing.T) {
+	b, err := os.ReadFile("docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := configTable(string(b))
+	if len(documented) == 0 {
+		t.Fatal("docs/configuration.md has no table of variables (| `NAME` | used by | meaning |)")
+	}
+	sdk := map[string]bool{"AWS_ENDPOINT_URL": true, "AWS_ENDPOINT_URL_SQS": true}
+	literal := regexp.MustCompile(`"([A-Z][A-Z0-9_]*)"`)
+	read := map[string]bool{}
+	for _, dir := range []string{"functions", "shared"} {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && d.Name() == "node_modules" {
+				return filepath.SkipDir
+			}
+			if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return nil
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			for _, m := range literal.FindAllStringSubmatch(string(b), -1) {
+				read[m[1]] = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(documented)) {
+		if !read[name] && !sdk[name] {
+			t.Errorf("docs/configuration.md lists %s, which no function reads", name)
+		}
+	}
 }
