@@ -130,7 +130,8 @@ type Options struct {
 //     user's earlier calls today, up to 90 % of its quota, late events for
 //     pro and enterprise (most in the billing period that closed two days
 //     ago), duplicates and two invalid messages; then it waits until GET
-//     /v1/usage shows the free user's;
+//     /v1/usage shows the free user's, and every user's counters stop
+//     moving (the calls below are counted after these);
 //  2. through the sample platform API, 14 concurrent callers for a minute:
 //     the free user's (its API key, 11 calls/s against its 2/s) until well
 //     past its hard quota, one of them a service in another language that
@@ -184,12 +185,8 @@ func Run(ctx context.Context, st *devstack.State, opts Options, logger *slog.Log
 	res.FillWait = time.Since(start)
 	// The callers' calls count after the fleet's late events of the
 	// current period.
-	for _, u := range []seed.User{pro, ent} {
-		us, err := usageOf(ctx, hc, st.GatewayURL, u)
-		if err != nil {
-			return nil, err
-		}
-		tl.setBase(u.UserID, us.Used)
+	if err := baseAfterFleet(ctx, hc, st.GatewayURL, tl, []seed.User{pro, ent}, window+time.Second, window+30*time.Second); err != nil {
+		return nil, err
 	}
 
 	// 2. The callers.
@@ -278,6 +275,25 @@ func Run(ctx context.Context, st *devstack.State, opts Options, logger *slog.Log
 		}
 	}
 	return res, nil
+}
+
+// baseAfterFleet sets the timeline's base of each of users: its used calls
+// once the fleet's events are counted, when no user's count has moved for
+// still (at most limit). The fleet's late events of the current period are
+// recorded a batch at a time, and waitUsage waits for the free user's
+// alone (for none once its quota is filled, as on a second make demo): a
+// base read before they were all counted ranked each threshold's crossing
+// call too late, and webhooks were timed from calls made after they
+// arrived.
+func baseAfterFleet(ctx context.Context, hc *http.Client, gateway string, tl *timeline, users []seed.User, still, limit time.Duration) error {
+	settled, err := settle(ctx, hc, &devstack.State{GatewayURL: gateway, Users: users}, still, limit)
+	if err != nil {
+		return err
+	}
+	for i, u := range users {
+		tl.setBase(u.UserID, settled[i].Used)
+	}
+	return nil
 }
 
 // demoUsers returns the seeded free, pro and enterprise users.

@@ -283,3 +283,32 @@ func TestNextJSCall(t *testing.T) {
 		}
 	}
 }
+
+// TestBaseAfterFleet: the callers' calls are ranked after the fleet's
+// events of the current period, so the base is read once they are all
+// counted, not while the record function is still taking them in. Read
+// too early, the base was short of the fleet's late events, each
+// threshold's crossing call was taken to be a later call, and make demo
+// timed webhooks from calls made after they arrived (negative latencies).
+func TestBaseAfterFleet(t *testing.T) {
+	var mu sync.Mutex
+	reads := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n := reads[r.Header.Get("X-Api-Key")]
+		reads[r.Header.Get("X-Api-Key")]++
+		mu.Unlock()
+		// The fleet's events are counted a batch at a time: 100 more on
+		// each of the first four reads, then no more.
+		json.NewEncoder(w).Encode(map[string]any{"used": 100 * (min(n, 3) + 1)})
+	}))
+	defer srv.Close()
+	pro := seed.User{UserID: seed.ProUserID, Plan: "pro", APIKey: "nx_pro"}
+	tl := newTimeline()
+	if err := baseAfterFleet(context.Background(), srv.Client(), srv.URL, tl, []seed.User{pro}, time.Second, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := tl.base[pro.UserID]; got != 400 {
+		t.Errorf("base %d, want 400 (every event of the fleet counted)", got)
+	}
+}
