@@ -78,25 +78,32 @@ func TestPublishToMoto(t *testing.T) {
 	}
 }
 
+// redriveQueues returns a client of moto_server and a dead-letter queue and
+// a usage queue of their own there.
+func redriveQueues(t *testing.T) (client *sqs.Client, dlq, queue *sqs.CreateQueueOutput) {
+	t.Helper()
+	endpoint := pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
+	client = sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	name := fmt.Sprintf("redrive-%x", rand.Uint64())
+	var err error
+	if dlq, err = client.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")}); err != nil {
+		t.Fatal(err)
+	}
+	if queue, err = client.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	return client, dlq, queue
+}
+
 // TestRedriveMoto moves dead-lettered messages back through a real SQS API
 // (moto_server, with the usage queue's redrive policy): every message
 // comes back to the usage queue once, with its body, and carries its
 // first acceptance (the DLQ copy's SentTimestamp, or the acceptance it
 // already carried from an earlier move); the DLQ is left empty.
 func TestRedriveMoto(t *testing.T) {
-	endpoint := pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
 	ctx := context.Background()
-	client := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint),
-		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
-	name := fmt.Sprintf("redrive-%x", rand.Uint64())
-	dlq, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	queue, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, dlq, queue := redriveQueues(t)
 	earlier := "1767225600000" // 2026-01-01, from an earlier move
 	bodies := map[string]string{}
 	for i := range 23 {
@@ -154,19 +161,8 @@ func TestRedriveMoto(t *testing.T) {
 // against SQS's 1 MiB, moto's too): the redrive sends them in batches
 // that fit, and every one comes back once.
 func TestRedriveLargeMessagesMoto(t *testing.T) {
-	endpoint := pgtest.Require(t, "NEXUS_TEST_SQS_ENDPOINT", "moto_server")
 	ctx := context.Background()
-	client := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint),
-		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
-	name := fmt.Sprintf("redrive-large-%x", rand.Uint64())
-	dlq, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	queue, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, dlq, queue := redriveQueues(t)
 	sizes := map[int]bool{}
 	for i := range 10 {
 		body := fmt.Sprintf("%d:%s", i, strings.Repeat("x", 200*1024))
