@@ -35,8 +35,8 @@ type DispatcherConfig struct {
 	// (DefaultDisableAfter when zero).
 	Schedule     Schedule
 	DisableAfter time.Duration
-	// Workers bounds the attempts of one fan-out at once
-	// (DefaultDispatchWorkers when zero).
+	// Workers bounds the attempts of one fan-out, or of one sweep's
+	// overdue deliveries, at once (DefaultDispatchWorkers when zero).
 	Workers int
 	// Now is the clock (required); Logger logs the attempts (nil:
 	// slog.Default(), as every service here).
@@ -47,7 +47,8 @@ type DispatcherConfig struct {
 	NewID func() string
 }
 
-// DefaultDispatchWorkers is how many attempts of one fan-out run at once
+// DefaultDispatchWorkers is how many attempts of one fan-out (or sweep)
+// run at once
 // unless DispatcherConfig.Workers says otherwise.
 const DefaultDispatchWorkers = 4
 
@@ -105,11 +106,30 @@ func (d *Dispatcher) HandleEvent(ctx context.Context, eventID string) error {
 	if err != nil {
 		return err
 	}
-	var retries []Message
-	var mu sync.Mutex
-	var errs []error
+	retries, _, errs := d.deliverAll(ctx, ids)
+	d.enqueue(ctx, retries)
+	if d.c.Bus != nil && !published {
+		if err := d.c.Bus.Publish(ctx, *ev); err != nil {
+			errs = append(errs, err)
+		} else if err := d.c.Store.MarkPublished(ctx, eventID, d.c.Now().UTC()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deliverAll attempts the deliveries ids, Workers at once, and returns
+// the retries to queue, how many were handled and the errors of the
+// others.
+func (d *Dispatcher) deliverAll(ctx context.Context, ids []string) ([]Message, int, []error) {
+	var (
+		retries []Message
+		handled int
+		errs    []error
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+	)
 	sem := make(chan struct{}, d.c.Workers)
-	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -123,21 +143,14 @@ func (d *Dispatcher) HandleEvent(ctx context.Context, eventID string) error {
 				errs = append(errs, err)
 				return
 			}
+			handled++
 			if wait > 0 {
 				retries = append(retries, Message{DeliveryID: id, Delay: min(wait, MaxQueueDelay)})
 			}
 		}()
 	}
 	wg.Wait()
-	d.enqueue(ctx, retries)
-	if d.c.Bus != nil && !published {
-		if err := d.c.Bus.Publish(ctx, *ev); err != nil {
-			errs = append(errs, err)
-		} else if err := d.c.Store.MarkPublished(ctx, eventID, d.c.Now().UTC()); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return retries, handled, errs
 }
 
 // Deliver attempts the delivery if it is due, and returns how long until
@@ -243,7 +256,8 @@ type SweepReport struct {
 // was not sent after the counters' commit, a retry whose message was
 // lost): events raised more than grace ago and not fanned out (or not
 // published), and deliveries due more than grace ago; it handles up to
-// limit of each now. The deliver function runs it every minute.
+// limit of each now, the deliveries side by side (Workers at once), so
+// that endpoints that hang do not hold the others behind them. The deliver function runs it every minute.
 func (d *Dispatcher) Sweep(ctx context.Context, grace time.Duration, limit int) (SweepReport, error) {
 	var rep SweepReport
 	before := d.c.Now().UTC().Add(-grace)
@@ -263,18 +277,9 @@ func (d *Dispatcher) Sweep(ctx context.Context, grace time.Duration, limit int) 
 	if err != nil {
 		return rep, errors.Join(append(errs, err)...)
 	}
-	var retries []Message
-	for _, id := range due {
-		wait, err := d.Deliver(ctx, id)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		rep.Deliveries++
-		if wait > 0 {
-			retries = append(retries, Message{DeliveryID: id, Delay: min(wait, MaxQueueDelay)})
-		}
-	}
+	retries, n, derrs := d.deliverAll(ctx, due)
+	rep.Deliveries = n
+	errs = append(errs, derrs...)
 	d.enqueue(ctx, retries)
 	return rep, errors.Join(errs...)
 }

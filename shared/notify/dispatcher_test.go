@@ -24,6 +24,8 @@ type fakeDeliveries struct {
 	leased    map[string]time.Time
 	finished  []notify.Finished
 	published bool
+	// overdue is what Overdue answers.
+	overdue []string
 }
 
 func (f *fakeDeliveries) FanOut(_ context.Context, id string, now time.Time) (*notify.Event, bool, []string, error) {
@@ -55,7 +57,9 @@ func (f *fakeDeliveries) MarkPublished(context.Context, string, time.Time) error
 func (f *fakeDeliveries) Waiting(context.Context, time.Time, bool, int) ([]string, error) {
 	return nil, nil
 }
-func (f *fakeDeliveries) Overdue(context.Context, time.Time, int) ([]string, error) { return nil, nil }
+func (f *fakeDeliveries) Overdue(context.Context, time.Time, int) ([]string, error) {
+	return f.overdue, nil
+}
 
 func (f *fakeDeliveries) Lease(_ context.Context, id string, now time.Time, leaseFor time.Duration) (*notify.Lease, notify.LeaseState, time.Time, error) {
 	f.mu.Lock()
@@ -260,5 +264,64 @@ func TestDispatcherSignsWithBothSecrets(t *testing.T) {
 	r := s.got[0]
 	if len(r.Secrets) != 2 || r.Secrets[0] != "whsec_x" || r.MessageID != "msg_ev" || !r.Timestamp.Equal(*now) {
 		t.Errorf("request %+v", r)
+	}
+}
+
+// hanging is a sender whose endpoints hang: each attempt waits until
+// workers attempts are in flight at once, or for wait.
+type hanging struct {
+	mu             sync.Mutex
+	inFlight, most int
+	workers        int
+	wait           time.Duration
+	all            chan struct{}
+	closed         bool
+}
+
+func (h *hanging) Send(ctx context.Context, _ notify.Request) notify.Result {
+	h.mu.Lock()
+	h.inFlight++
+	h.most = max(h.most, h.inFlight)
+	if h.inFlight >= h.workers && !h.closed {
+		h.closed = true
+		close(h.all)
+	}
+	h.mu.Unlock()
+	select {
+	case <-h.all:
+	case <-time.After(h.wait):
+	case <-ctx.Done():
+	}
+	h.mu.Lock()
+	h.inFlight--
+	h.mu.Unlock()
+	return notify.Result{Outcome: notify.OutcomeFailed, Answer: "no answer within 15s"}
+}
+
+// TestDispatcherSweepSideBySide: the sweep attempts its overdue deliveries
+// side by side, Workers at once, as a fan-out does, so that one tenant's
+// hanging endpoints (15 s each) do not hold every other overdue delivery
+// behind them one after the other.
+func TestDispatcherSweepSideBySide(t *testing.T) {
+	d, store, _, _, _, now := newDispatch()
+	for _, id := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+		store.endpoints[id] = &notify.Endpoint{ID: id, URL: "https://" + id + ".example.com/", Secret: "whsec_x", Enabled: true}
+		at := now.Add(-time.Hour)
+		store.d[id] = &notify.Delivery{ID: id, EventID: "ev", EndpointID: id, Status: notify.StatusPending, NextAttemptAt: &at}
+		store.overdue = append(store.overdue, id)
+	}
+	c := d.Config()
+	h := &hanging{workers: c.Workers, wait: 300 * time.Millisecond, all: make(chan struct{})}
+	c.Sender = h
+	d, err := notify.NewDispatcher(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := d.Sweep(context.Background(), 30*time.Second, 100)
+	if err != nil || rep.Deliveries != 8 {
+		t.Fatalf("Sweep = %+v, %v; want 8 deliveries attempted", rep, err)
+	}
+	if h.most != c.Workers {
+		t.Errorf("at most %d attempts at once; want %d (Workers)", h.most, c.Workers)
 	}
 }
