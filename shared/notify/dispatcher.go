@@ -153,9 +153,21 @@ func (d *Dispatcher) deliverAll(ctx context.Context, ids []string) ([]Message, i
 	return retries, handled, errs
 }
 
+// deadlineRetry is how soon a delivery comes back when the invocation's
+// deadline left no time to attempt it.
+const deadlineRetry = time.Second
+
 // Deliver attempts the delivery if it is due, and returns how long until
 // it should be looked at again (0: never: delivered or failed for good).
+// An attempt starts only when it can end and be recorded (leaseFor)
+// before ctx's deadline (the invocation's): else the delivery is left
+// alone, neither leased nor sent, and comes back in deadlineRetry, so
+// that endpoints that hung earlier in an invocation never have a later
+// attempt cut short, nor the invocation's answer lost.
 func (d *Dispatcher) Deliver(ctx context.Context, deliveryID string) (time.Duration, error) {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < leaseFor {
+		return deadlineRetry, nil
+	}
 	now := d.c.Now().UTC()
 	l, st, due, err := d.c.Store.Lease(ctx, deliveryID, now, leaseFor)
 	if err != nil {

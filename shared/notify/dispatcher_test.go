@@ -325,3 +325,43 @@ func TestDispatcherSweepSideBySide(t *testing.T) {
 		t.Errorf("at most %d attempts at once; want %d (Workers)", h.most, c.Workers)
 	}
 }
+
+// TestDispatcherNoAttemptPastDeadline: an attempt starts only when it can
+// end and be recorded before the invocation's deadline; else the delivery
+// is neither leased nor sent, and comes back in a second (a queue message
+// for a fan-out), for an invocation with the time to attempt it.
+func TestDispatcherNoAttemptPastDeadline(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		left  time.Duration
+		sends int
+	}{
+		{"time for an attempt", time.Minute, 1},
+		{"less than an attempt and its writes", 20 * time.Second, 0},
+		{"nearly out", time.Second, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, store, s, q, _, _ := newDispatch()
+			ctx, cancel := context.WithTimeout(context.Background(), tt.left)
+			defer cancel()
+			if err := d.HandleEvent(ctx, "ev"); err != nil {
+				t.Fatal(err)
+			}
+			if len(s.got) != tt.sends {
+				t.Fatalf("%d sends; want %d", len(s.got), tt.sends)
+			}
+			if tt.sends > 0 {
+				return
+			}
+			if store.d["ep"].Attempts != 0 || len(store.finished) != 0 {
+				t.Errorf("delivery %+v, finished %+v; want it neither leased nor finished", store.d["ep"], store.finished)
+			}
+			if len(q.sent) != 1 || q.sent[0] != (notify.Message{DeliveryID: "ep", Delay: time.Second}) {
+				t.Errorf("queued %+v; want the delivery back in a second", q.sent)
+			}
+			if wait, err := d.Deliver(ctx, "ep"); err != nil || wait != time.Second || len(s.got) != 0 {
+				t.Errorf("Deliver = %s, %v after %d sends; want 1s, no send", wait, err, len(s.got))
+			}
+		})
+	}
+}
