@@ -174,19 +174,29 @@ func (s *Service) CreateEndpoint(ctx context.Context, o Owner, userID string, in
 
 // UpdateEndpoint changes an endpoint's fields set in in.
 func (s *Service) UpdateEndpoint(ctx context.Context, o Owner, id string, in EndpointInput) (*Endpoint, error) {
-	e, err := s.endpoint(ctx, o, id)
-	if err != nil {
-		return nil, err
+	return s.change(ctx, o, id, func(e Endpoint) (Endpoint, error) {
+		next, err := in.Apply(e, s.AllowPrivate)
+		if err != nil {
+			return e, err
+		}
+		next.UpdatedAt = s.Now().UTC()
+		return next, nil
+	})
+}
+
+// change applies f to o's endpoint id as the store holds it at that
+// moment (ManageStore.UpdateEndpoint), so that a change made at the same
+// time by another caller or by the dispatcher is not lost.
+func (s *Service) change(ctx context.Context, o Owner, id string, f func(Endpoint) (Endpoint, error)) (*Endpoint, error) {
+	if !usage.IsUUID(id) {
+		return nil, notFound("endpoint")
 	}
-	next, err := in.Apply(*e, s.AllowPrivate)
-	if err != nil {
-		return nil, err
-	}
-	next.UpdatedAt = s.Now().UTC()
-	if err := s.Store.UpdateEndpoint(ctx, next); err != nil {
-		return nil, err
-	}
-	return &next, nil
+	return s.Store.UpdateEndpoint(ctx, id, func(e Endpoint) (Endpoint, error) {
+		if !o.Admin && e.UserID != o.UserID {
+			return e, notFound("endpoint")
+		}
+		return f(e)
+	})
 }
 
 // DeleteEndpoint deletes an endpoint and its deliveries.
@@ -208,21 +218,16 @@ func (s *Service) RotateSecret(ctx context.Context, o Owner, id string, overlap 
 	if overlap < 0 || overlap > MaxRotationOverlap {
 		return nil, usage.FieldErrorf("overlap_seconds", "must be between 0 and %d", int64(MaxRotationOverlap/time.Second))
 	}
-	e, err := s.endpoint(ctx, o, id)
-	if err != nil {
-		return nil, err
-	}
-	now := s.Now().UTC()
 	secret, err := NewSecret()
 	if err != nil {
 		return nil, err
 	}
-	until := now.Add(overlap)
-	e.PreviousSecret, e.PreviousExpiresAt, e.Secret, e.UpdatedAt = e.Secret, &until, secret, now
-	if err := s.Store.UpdateEndpoint(ctx, *e); err != nil {
-		return nil, err
-	}
-	return e, nil
+	return s.change(ctx, o, id, func(e Endpoint) (Endpoint, error) {
+		now := s.Now().UTC()
+		until := now.Add(overlap)
+		e.PreviousSecret, e.PreviousExpiresAt, e.Secret, e.UpdatedAt = e.Secret, &until, secret, now
+		return e, nil
+	})
 }
 
 // Deliveries lists the deliveries o sees, newest first: a user's those of

@@ -3,6 +3,7 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -503,5 +504,77 @@ func TestDispatcherDisablesFailingEndpoint(t *testing.T) {
 	}
 	if dead.count() != 2 {
 		t.Errorf("the disabled endpoint got %d requests; want the 2 before it was disabled", dead.count())
+	}
+}
+
+// TestEndpointChangesNotLost: changes of one endpoint made at the same
+// time are all kept. Two rotations at once each answer a secret that signs
+// afterwards (the later one's as the secret, the earlier one's as the
+// previous); an owner's change made while a delivery's outcome disables
+// the endpoint leaves it disabled. Before, each change read the endpoint,
+// then wrote every field back: the first rotation's secret was
+// overwritten and never signed, and a change re-enabled an endpoint that
+// the dispatcher had just disabled.
+func TestEndpointChangesNotLost(t *testing.T) {
+	s := newStack(t, true)
+	ctx := context.Background()
+	admin := notify.Owner{Admin: true}
+	e := s.endpoint(t, "", "https://hooks.example.com/x", nil)
+	for round := range 20 {
+		var (
+			wg  sync.WaitGroup
+			got [2]*notify.Endpoint
+			ers [2]error
+		)
+		for i := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i], ers[i] = s.service.RotateSecret(ctx, admin, e.ID, time.Hour)
+			}()
+		}
+		wg.Wait()
+		if ers[0] != nil || ers[1] != nil {
+			t.Fatal(ers)
+		}
+		now, err := s.store.Endpoint(ctx, e.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, g := range got {
+			if g.Secret != now.Secret && g.Secret != now.PreviousSecret {
+				t.Fatalf("round %d: rotation %d answered a secret that no longer signs (secret %.12s…, previous %.12s…, answered %.12s…)",
+					round, i, now.Secret, now.PreviousSecret, g.Secret)
+			}
+		}
+	}
+	// A change of the description while the endpoint is being disabled.
+	for round := range 20 {
+		if _, err := s.db.Pool.Exec(ctx, `UPDATE eco_webhook_endpoints SET enabled = true, disabled_reason = '', failing_since = NULL WHERE endpoint_id = $1`, e.ID); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			d := fmt.Sprintf("round %d", round)
+			if _, err := s.service.UpdateEndpoint(ctx, admin, e.ID, notify.EndpointInput{Description: &d}); err != nil {
+				t.Error(err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := s.db.Pool.Exec(ctx, `UPDATE eco_webhook_endpoints SET enabled = false, disabled_reason = 'every delivery failed' WHERE endpoint_id = $1`, e.ID); err != nil {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		now, err := s.store.Endpoint(ctx, e.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.Enabled || now.Description != fmt.Sprintf("round %d", round) {
+			t.Fatalf("round %d: enabled %v, description %q; want the endpoint disabled and the description changed", round, now.Enabled, now.Description)
+		}
 	}
 }

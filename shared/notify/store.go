@@ -194,8 +194,13 @@ type ManageStore interface {
 	// CreateEndpoint stores a new endpoint: CodeConflict when its owner has
 	// MaxEndpoints already.
 	CreateEndpoint(ctx context.Context, e Endpoint) error
-	// UpdateEndpoint stores e's fields and secrets (CodeNotFound).
-	UpdateEndpoint(ctx context.Context, e Endpoint) error
+	// UpdateEndpoint reads endpoint id under a lock on it, stores what
+	// change makes of it (its fields and secrets) and returns that, in one
+	// transaction: whatever else writes the endpoint meanwhile (a
+	// delivery's outcome, another change) waits or is waited for, never
+	// lost (CodeNotFound; change's own errors as it returns them, nothing
+	// stored).
+	UpdateEndpoint(ctx context.Context, id string, change func(Endpoint) (Endpoint, error)) (*Endpoint, error)
 	// DeleteEndpoint deletes an endpoint and its deliveries (CodeNotFound).
 	DeleteEndpoint(ctx context.Context, id string) error
 	// Deliveries lists deliveries with their attempts, newest first.

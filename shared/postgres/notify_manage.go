@@ -230,21 +230,42 @@ func (s *NotifyStore) CreateEndpoint(ctx context.Context, e notify.Endpoint) err
 	return nil
 }
 
-// UpdateEndpoint implements notify.ManageStore.
-func (s *NotifyStore) UpdateEndpoint(ctx context.Context, e notify.Endpoint) error {
-	tag, err := s.db.with(notifyWork).Exec(ctx, `UPDATE eco_webhook_endpoints SET url = $2, description = $3, event_types = $4::text[],
-			enabled = $5, disabled_reason = $6, failing_since = $7, secret = $8, previous_secret = $9, previous_expires_at = $10,
-			updated_at = $11
-		WHERE endpoint_id = $1`,
-		e.ID, e.URL, e.Description, e.EventTypes, e.Enabled, e.DisabledReason, e.FailingSince, e.Secret,
-		nullable(e.PreviousSecret), e.PreviousExpiresAt, e.UpdatedAt)
+// UpdateEndpoint implements notify.ManageStore: SELECT … FOR UPDATE,
+// change, UPDATE, in one transaction. Finish's statement waits for the
+// lock and then applies a delivery's outcome to the row as changed.
+func (s *NotifyStore) UpdateEndpoint(ctx context.Context, id string, change func(notify.Endpoint) (notify.Endpoint, error)) (*notify.Endpoint, error) {
+	var out notify.Endpoint
+	var changeErr error
+	err := s.db.with(notifyWork).BeginFunc(ctx, func(tx pgx.Tx) error {
+		var e notify.Endpoint
+		err := tx.QueryRow(ctx, `SELECT `+endpointColumns+` FROM eco_webhook_endpoints e WHERE e.endpoint_id = $1 FOR UPDATE`, id).
+			Scan(endpointDest(&e)...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			changeErr = usage.Errorf(usage.CodeNotFound, "no such endpoint")
+			return changeErr
+		}
+		if err != nil {
+			return err
+		}
+		utcEndpoint(&e)
+		if out, changeErr = change(e); changeErr != nil {
+			return changeErr
+		}
+		_, err = tx.Exec(ctx, `UPDATE eco_webhook_endpoints SET url = $2, description = $3, event_types = $4::text[],
+				enabled = $5, disabled_reason = $6, failing_since = $7, secret = $8, previous_secret = $9, previous_expires_at = $10,
+				updated_at = $11
+			WHERE endpoint_id = $1`,
+			out.ID, out.URL, out.Description, out.EventTypes, out.Enabled, out.DisabledReason, out.FailingSince, out.Secret,
+			nullable(out.PreviousSecret), out.PreviousExpiresAt, out.UpdatedAt)
+		return err
+	})
+	if changeErr != nil && errors.Is(err, changeErr) {
+		return nil, changeErr
+	}
 	if err != nil {
-		return FormatError(fmt.Errorf("update endpoint %s: %w", e.ID, err))
+		return nil, FormatError(fmt.Errorf("update endpoint %s: %w", id, err))
 	}
-	if tag.RowsAffected() == 0 {
-		return usage.Errorf(usage.CodeNotFound, "no such endpoint")
-	}
-	return nil
+	return &out, nil
 }
 
 // DeleteEndpoint implements notify.ManageStore.
