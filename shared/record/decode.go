@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -75,7 +76,8 @@ type EventStore interface {
 // Decode reads a queue message body holding one event object or a JSON
 // array of up to MaxEventsPerMessage events, and validates every event at
 // time now with the given backfill window. Decoding is strict: unknown
-// fields, wrongly typed values and data after the JSON value are refused.
+// fields, wrongly typed values, a field named twice (in any case) and data
+// after the JSON value are refused.
 //
 // Each event is judged alone, so one invalid event of an array is returned
 // as a Rejection (with its own JSON as Body and its index in the array as
@@ -135,6 +137,10 @@ func decodeEvent(raw []byte, what string, now time.Time, backfill time.Duration)
 	var e usage.Event
 	if err := decodeStrict(raw, &e, what); err != nil {
 		r := reject(raw, eventIDOf(raw), usage.ErrorField(err), usage.ErrorMessage(err))
+		return usage.Event{}, &r
+	}
+	if f := namedTwice(raw); f != "" {
+		r := reject(raw, eventIDOf(raw), f, f+": is given twice")
 		return usage.Event{}, &r
 	}
 	if err := e.Validate(now, backfill); err != nil {
@@ -197,6 +203,54 @@ func decodeReason(err error, size int, what string) error {
 		return usage.Errorf(usage.CodeInvalid, "%s", strings.TrimPrefix(usage.ErrorMessage(e), "event: "))
 	}
 	return e
+}
+
+// eventFields are the JSON names of an event's fields.
+var eventFields = func() []string {
+	t := reflect.TypeFor[usage.Event]()
+	names := make([]string, t.NumField())
+	for i := range names {
+		names[i], _, _ = strings.Cut(t.Field(i).Tag.Get("json"), ",")
+	}
+	return names
+}()
+
+// namedTwice returns the field that the event object raw, which
+// decodeStrict took, names more than once, or "" when it names none twice.
+// encoding/json keeps the last of the values and matches names without
+// regard to case ("Quantity" is quantity), so an event such as
+// {"user_id": A, …, "USER_ID": B} would be recorded as B's call with
+// nothing said about A: which user it is, or how many calls, is not the
+// producer's to leave to the decoder.
+func namedTwice(raw []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	seen := make(map[string]bool, len(eventFields))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		name, _ := t.(string)
+		field := name
+		for _, f := range eventFields {
+			if strings.EqualFold(f, name) {
+				field = f
+				break
+			}
+		}
+		if seen[field] {
+			return field
+		}
+		seen[field] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
 }
 
 // eventIDOf reads the event_id of a malformed event, best effort.

@@ -61,6 +61,12 @@ func TestDecode(t *testing.T) {
 		{name: "number", body: `42`, fields: []string{""}},
 		{name: "null", body: `null`, fields: []string{"event_id"}},
 		{name: "too many", body: "[" + strings.Repeat(validEvent+",", 100) + validEvent + "]", fields: []string{""}, reasonHave: "more than 100"},
+		// A member named twice (encoding/json would keep the last) makes the
+		// event ambiguous: whose call it is, how many it counts.
+		{name: "member twice", body: strings.Replace(validEvent, `"v":1,`, `"v":1,"user_id":"11111111-1111-4111-8111-111111111111",`, 1), fields: []string{"user_id"}, reasonHave: "user_id: is given twice"},
+		{name: "member twice in another case", body: strings.TrimSuffix(validEvent, "}") + `,"quantity":5,"Quantity":7}`, fields: []string{"quantity"}},
+		{name: "member twice in an array", body: "[" + validEvent + "," + strings.TrimSuffix(strings.Replace(validEvent, "0001", "0002", 1), "}") + `,"quantity":5,"quantity":7}]`, events: 1, fields: []string{"quantity"}},
+		{name: "member twice, escaped", body: strings.Replace(validEvent, `"v":1,`, `"v":1,"event\u005fid":"0195f3a0-0000-7000-8000-000000000009",`, 1), fields: []string{"event_id"}},
 		{name: "bad version", body: withField("v", `2`), fields: []string{"v"}},
 		{name: "bad event id", body: withField("event_id", `"x"`), fields: []string{"event_id"}},
 		{name: "bad user id", body: withField("user_id", `"x"`), fields: []string{"user_id"}},
