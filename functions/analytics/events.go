@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/nexus/usage/shared/httpapi"
+	"github.com/nexus/usage/shared/record"
 	"github.com/nexus/usage/shared/usage"
 )
 
@@ -79,7 +80,13 @@ func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.I
 			// The caller's identity wins over whatever the body claims.
 			e.UserID, e.APIKeyID = id.UserID, id.APIKeyID
 			res.EventID = e.EventID
-			err = e.Validate(now, h.backfillWindow())
+			// A field named twice (in any case) is refused, as the record
+			// path refuses it: the decoder kept the last value.
+			if f := record.NamedTwice(raw); f != "" {
+				err = usage.FieldErrorf(f, "is given twice")
+			} else {
+				err = e.Validate(now, h.backfillWindow())
+			}
 		}
 		if err == nil && e.Quantity > maxQuantity {
 			err = usage.FieldErrorf("quantity", "must be between 1 and %d", maxQuantity)

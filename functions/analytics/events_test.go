@@ -32,6 +32,8 @@ func TestPostEvents(t *testing.T) {
 		strings.Replace(event(id(6), 200, ""), `"2026-03-15T11:59:00Z"`, `1773575940`, 1),
 		`42`,
 		event(id(8), 200, `,"colour":"red"`),
+		event(id(9), 200, `,"quantity":1,"Quantity":900`),
+		event(id(10), 200, `,"colour":"red","colour":"blue"`),
 	}, ",") + `]}`
 	resp := f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, body))
 	wantStatus(t, resp, 202)
@@ -49,9 +51,13 @@ func TestPostEvents(t *testing.T) {
 		{Index: 6, Status: "rejected", Detail: "an event must be a JSON object"},
 		// Fields the document does not name are ignored.
 		{Index: 7, EventID: id(8), Status: "accepted"},
+		// A field named twice (in any case) is ambiguous: not the last
+		// value silently.
+		{Index: 8, EventID: id(9), Status: "rejected", Param: "quantity", Detail: "quantity: is given twice"},
+		{Index: 9, EventID: id(10), Status: "accepted"},
 	}
-	if got.Accepted != 2 || got.Rejected != 6 {
-		t.Errorf("accepted, rejected = %d, %d; want 2, 6", got.Accepted, got.Rejected)
+	if got.Accepted != 3 || got.Rejected != 7 {
+		t.Errorf("accepted, rejected = %d, %d; want 3, 7", got.Accepted, got.Rejected)
 	}
 	if d := cmp.Diff(want, got.Results); d != "" {
 		t.Errorf("results (-want +got):\n%s", d)
@@ -62,8 +68,8 @@ func TestPostEvents(t *testing.T) {
 		}
 	}
 	// The caller's identity replaces the body's user; one send for all.
-	if len(f.published) != 2 || f.published[0].UserID != alice || f.published[0].APIKeyID != f.keyID || f.sends != 1 {
-		t.Errorf("published %+v (sends %d); want two events of alice through her key, in one send", f.published, f.sends)
+	if len(f.published) != 3 || f.published[0].UserID != alice || f.published[0].APIKeyID != f.keyID || f.sends != 1 {
+		t.Errorf("published %+v (sends %d); want three events of alice through her key, in one send", f.published, f.sends)
 	}
 
 	// Nothing valid: 202 with the results, nothing sent.

@@ -139,7 +139,7 @@ func decodeEvent(raw []byte, what string, now time.Time, backfill time.Duration)
 		r := reject(raw, eventIDOf(raw), usage.ErrorField(err), usage.ErrorMessage(err))
 		return usage.Event{}, &r
 	}
-	if f := namedTwice(raw); f != "" {
+	if f := NamedTwice(raw); f != "" {
 		r := reject(raw, eventIDOf(raw), f, f+": is given twice")
 		return usage.Event{}, &r
 	}
@@ -215,14 +215,15 @@ var eventFields = func() []string {
 	return names
 }()
 
-// namedTwice returns the field that the event object raw, which
-// decodeStrict took, names more than once, or "" when it names none twice.
+// NamedTwice returns the field of an event that the JSON object raw names
+// more than once, or "" when it names none twice (or raw is no object).
 // encoding/json keeps the last of the values and matches names without
 // regard to case ("Quantity" is quantity), so an event such as
 // {"user_id": A, …, "USER_ID": B} would be recorded as B's call with
-// nothing said about A: which user it is, or how many calls, is not the
-// producer's to leave to the decoder.
-func namedTwice(raw []byte) string {
+// nothing said about A: whose call it is, or how many calls, is not the
+// producer's to leave to the decoder. Names that are no field of an event
+// are not counted.
+func NamedTwice(raw []byte) string {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return ""
@@ -234,17 +235,16 @@ func namedTwice(raw []byte) string {
 			return ""
 		}
 		name, _ := t.(string)
-		field := name
 		for _, f := range eventFields {
-			if strings.EqualFold(f, name) {
-				field = f
-				break
+			if !strings.EqualFold(f, name) {
+				continue
 			}
+			if seen[f] {
+				return f
+			}
+			seen[f] = true
+			break
 		}
-		if seen[field] {
-			return field
-		}
-		seen[field] = true
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
 			return ""

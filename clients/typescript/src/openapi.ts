@@ -140,8 +140,10 @@ export interface paths {
         /**
          * Queue up to 100 usage events (≤ 256 KiB) for recording.
          * @description Each event is validated on its own; the caller's identity replaces any
-         *     user_id and api_key_id in the body. Retrying with the same event ids
-         *     is safe: events are recorded once.
+         *     user_id and api_key_id in the body. Fields the Event schema does not
+         *     name are ignored; a field it names given twice in one event, in any
+         *     case (`quantity` and `Quantity`), rejects the event naming the field.
+         *     Retrying with the same event ids is safe: events are recorded once.
          *
          *     Ingestion is metered like any other call. Limits:
          *     - **rate limit**: the request costs the caller's rate limit one call
