@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -167,6 +168,9 @@ func decodeEvent(raw json.RawMessage) (usage.Event, error) {
 	err := json.Unmarshal(raw, &e)
 	var te *json.UnmarshalTypeError
 	switch {
+	case err == nil && bytes.Equal(bytes.Trim(raw, " \t\r\n"), []byte("null")):
+		// null decodes as an event with every field zero: no event at all.
+		return e, usage.Errorf(usage.CodeInvalid, "an event must be a JSON object")
 	case err == nil:
 		return e, nil
 	case usage.IsTimeError(err):

@@ -34,6 +34,7 @@ func TestPostEvents(t *testing.T) {
 		event(id(8), 200, `,"colour":"red"`),
 		event(id(9), 200, `,"quantity":1,"Quantity":900`),
 		event(id(10), 200, `,"colour":"red","colour":"blue"`),
+		` null `,
 	}, ",") + `]}`
 	resp := f.do(t, request("POST", "/v1/events", map[string]string{"X-Api-Key": f.aliceKey}, body))
 	wantStatus(t, resp, 202)
@@ -55,9 +56,11 @@ func TestPostEvents(t *testing.T) {
 		// value silently.
 		{Index: 8, EventID: id(9), Status: "rejected", Param: "quantity", Detail: "quantity: is given twice"},
 		{Index: 9, EventID: id(10), Status: "accepted"},
+		// null is no event, not one without an event_id.
+		{Index: 10, Status: "rejected", Detail: "an event must be a JSON object"},
 	}
-	if got.Accepted != 3 || got.Rejected != 7 {
-		t.Errorf("accepted, rejected = %d, %d; want 3, 7", got.Accepted, got.Rejected)
+	if got.Accepted != 3 || got.Rejected != 8 {
+		t.Errorf("accepted, rejected = %d, %d; want 3, 8", got.Accepted, got.Rejected)
 	}
 	if d := cmp.Diff(want, got.Results); d != "" {
 		t.Errorf("results (-want +got):\n%s", d)

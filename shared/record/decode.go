@@ -139,6 +139,12 @@ func decodeEvent(raw []byte, what string, now time.Time, backfill time.Duration)
 		r := reject(raw, eventIDOf(raw), usage.ErrorField(err), usage.ErrorMessage(err))
 		return usage.Event{}, &r
 	}
+	if bytes.Equal(bytes.Trim(raw, " \t\r\n"), []byte("null")) {
+		// null decodes as an event with every field zero, which Validate
+		// would refuse for its event_id: the fault is the whole's.
+		r := reject(raw, "", "", usage.ErrorMessage(notAnEvent(what)))
+		return usage.Event{}, &r
+	}
 	if f := NamedTwice(raw); f != "" {
 		r := reject(raw, eventIDOf(raw), f, f+": is given twice")
 		return usage.Event{}, &r
@@ -188,10 +194,7 @@ func decodeReason(err error, size int, what string) error {
 		// occurred_at is an event's one time.
 		return usage.FieldErrorf("occurred_at", "must be a date-time (RFC 3339)")
 	case errors.As(err, &te) && te.Field == "":
-		if what == "message" {
-			return usage.Errorf(usage.CodeInvalid, "the message must hold an event object or an array of events")
-		}
-		return usage.Errorf(usage.CodeInvalid, "an event must be a JSON object")
+		return notAnEvent(what)
 	}
 	// JSONError words the rest; "event" is what an unknown field is not a
 	// field of ("colour: is not a field of this event"). Invalid JSON is
@@ -203,6 +206,15 @@ func decodeReason(err error, size int, what string) error {
 		return usage.Errorf(usage.CodeInvalid, "%s", strings.TrimPrefix(usage.ErrorMessage(e), "event: "))
 	}
 	return e
+}
+
+// notAnEvent is the reason for a JSON value that is no event object: a
+// whole message (what: "message") or an element of its array ("event").
+func notAnEvent(what string) error {
+	if what == "message" {
+		return usage.Errorf(usage.CodeInvalid, "the message must hold an event object or an array of events")
+	}
+	return usage.Errorf(usage.CodeInvalid, "an event must be a JSON object")
 }
 
 // eventFields are the JSON names of an event's fields.

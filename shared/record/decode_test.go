@@ -59,7 +59,9 @@ func TestDecode(t *testing.T) {
 		{name: "empty", body: ``, fields: []string{""}},
 		{name: "empty array", body: `[]`, fields: []string{""}, reasonHave: "empty"},
 		{name: "number", body: `42`, fields: []string{""}},
-		{name: "null", body: `null`, fields: []string{"event_id"}},
+		// null is no event: nothing of it is at fault but the whole.
+		{name: "null", body: `null`, fields: []string{""}, reasonHave: "must hold an event object or an array of events"},
+		{name: "null in an array", body: "[ null ," + validEvent + "]", events: 1, fields: []string{""}, reasonHave: "an event must be a JSON object"},
 		{name: "too many", body: "[" + strings.Repeat(validEvent+",", 100) + validEvent + "]", fields: []string{""}, reasonHave: "more than 100"},
 		// A member named twice (encoding/json would keep the last) makes the
 		// event ambiguous: whose call it is, how many it counts.
