@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/usage"
@@ -44,4 +45,32 @@ func decodeJSON(b []byte, v any, strict bool) error {
 		return usage.FieldErrorf("body", "must hold one JSON value; more follows at byte %d", off+1)
 	}
 	return nil
+}
+
+// namedTwice reports whether the JSON object b names the member name more
+// than once, in any case, as encoding/json matches names: the decoder
+// keeps the last value and says nothing of the others.
+func namedTwice(b []byte, name string) bool {
+	d := json.NewDecoder(bytes.NewReader(b))
+	if t, err := d.Token(); err != nil || t != json.Delim('{') {
+		return false
+	}
+	seen := false
+	for d.More() {
+		t, err := d.Token()
+		if err != nil {
+			return false
+		}
+		if k, _ := t.(string); strings.EqualFold(k, name) {
+			if seen {
+				return true
+			}
+			seen = true
+		}
+		var skip json.RawMessage
+		if err := d.Decode(&skip); err != nil {
+			return false
+		}
+	}
+	return false
 }

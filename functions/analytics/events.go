@@ -49,6 +49,9 @@ func (h *Handler) postEvents(ctx context.Context, r *httpapi.Request, id usage.I
 		return h.fail(ctx, err)
 	}
 	switch {
+	case namedTwice(body, "events"):
+		// The decoder kept the last list: the first would go unanswered.
+		return h.fail(ctx, usage.FieldErrorf("events", "is given twice"))
 	case in.Events == nil:
 		return h.fail(ctx, usage.FieldErrorf("events", "is required"))
 	case len(in.Events) == 0:

@@ -102,6 +102,9 @@ func TestBodyValidation(t *testing.T) {
 		{"POST", "/v1/events", key, `{"events":{}}`, "events", "events: must be an array"},
 		{"POST", "/v1/events", key, `{"events":[]}`, "events", "events: must hold at least one event"},
 		{"POST", "/v1/events", key, `{}`, "events", "events: is required"},
+		// Two lists would leave the first unanswered: the decoder keeps the
+		// last, and the results would say nothing of the other.
+		{"POST", "/v1/events", key, `{"events":[{}],"Events":[{}]}`, "events", "events: is given twice"},
 		{"POST", "/v1/events", key, `"events"`, "body", "body: must be an object"},
 		// Fields the body type takes from an embedded struct are named as
 		// the body spells them, not by the Go struct they come from.
