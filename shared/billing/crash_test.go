@@ -188,3 +188,37 @@ func TestRunItemWithAnOddSeq(t *testing.T) {
 		t.Errorf("row = %+v, adopted %d; want February billed, 25.00 USD, nothing adopted", r, rep.Adopted)
 	}
 }
+
+// TestRunTwoItemsOfOneUnbilledRow: Stripe holds two items that name the
+// same ledger row, which the ledger has not billed (a row lost by a restore
+// of the database whose item was created twice, under two customers or by
+// hand). The run adopts the older and leaves the other for an admin, as it
+// does for a row billed already. Both were adopted in one statement, which
+// PostgreSQL refuses (a row cannot be updated twice by one INSERT … ON
+// CONFLICT), and every run failed while the items were in the span a run
+// reconciles.
+func TestRunTwoItemsOfOneUnbilledRow(t *testing.T) {
+	fake := stripetest.New(t)
+	biller := fakeBiller(fake.URL)
+	e := newEnv(t, biller)
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
+	var ids []string
+	for i, cus := range []string{"cus_1", "cus_old"} {
+		it := &billing.InvoiceItem{LedgerID: billing.LedgerID(userID(1), february.Start, 0), UserID: userID(1), CustomerID: cus,
+			Period: february, Seq: 0, Amount: 50 * 50, Currency: "usd", Description: "API overage"}
+		id, err := biller.CreateInvoiceItem(context.Background(), it, "twice-"+strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rep, err := e.run(runAt)
+	if err != nil {
+		t.Fatalf("run: %v; want the older item adopted and the other left for an admin", err)
+	}
+	r := e.rows()[userID(1)+"/0"]
+	if r == nil || r.Status != billing.LedgerBilled || r.StripeObjectID != ids[0] || rep.Adopted != 1 || rep.Duplicates != 1 || len(fake.Items()) != 2 {
+		t.Errorf("row = %+v, report %+v, %d items; want February billed with %s, 1 adopted, 1 duplicate, nothing created",
+			r, rep, len(fake.Items()), ids[0])
+	}
+}

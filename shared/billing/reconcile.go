@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -21,7 +22,8 @@ func (b *Billing) reconcileSince(now time.Time) time.Time {
 // of (an earlier plan's, before a restore of the database; a row billed
 // whose mark was lost) are adopted by the rows of their (user, period,
 // seq), which the planning then counts. An item of a row billed with
-// another item is left for an admin (Duplicates).
+// another item, or of a row whose older item this run adopts (the items
+// come oldest first), is left for an admin (Duplicates).
 func (b *Billing) reconcile(ctx context.Context, now time.Time, rep *RunReport) error {
 	rep.StripeCalls++
 	items, err := b.cfg.Biller.ListInvoiceItems(ctx, b.reconcileSince(now))
@@ -33,15 +35,23 @@ func (b *Billing) reconcile(ctx context.Context, now time.Time, rep *RunReport) 
 	if err != nil {
 		return fmt.Errorf("reconcile %d invoice items: %w", len(items), err)
 	}
+	type rowKey struct {
+		user  string
+		start time.Time
+		seq   int
+	}
 	var adopt []Adopted
+	adopted := map[rowKey]string{}
 	for _, u := range un {
 		it := u.Item
-		if u.RowStripeID != "" {
+		k := rowKey{it.UserID, it.Period.Start, it.Seq}
+		if other := cmp.Or(u.RowStripeID, adopted[k]); other != "" {
 			rep.Duplicates++
-			b.cfg.Logger.ErrorContext(ctx, "Stripe holds a second item for a billed ledger row; review it", "stripe_id", it.ID,
-				"billed_with", u.RowStripeID, "user_id", it.UserID, "period_start", it.Period.Start.Format(time.DateOnly), "seq", it.Seq)
+			b.cfg.Logger.ErrorContext(ctx, "Stripe holds a second item for a ledger row; review it", "stripe_id", it.ID,
+				"billed_with", other, "user_id", it.UserID, "period_start", it.Period.Start.Format(time.DateOnly), "seq", it.Seq)
 			continue
 		}
+		adopted[k] = it.ID
 		adopt = append(adopt, Adopted{UserID: it.UserID, Period: it.Period, Item: it,
 			Note: fmt.Sprintf("found in Stripe as %s with %s, which the ledger did not account for "+
 				"(an attempt whose answer was lost, or a restore of the database)", it.ID, usage.FormatMoney(it.Amount, it.Currency))})
