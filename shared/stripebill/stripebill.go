@@ -150,10 +150,19 @@ func (c *Client) CreateInvoiceItem(ctx context.Context, item *billing.InvoiceIte
 // API does not cover invoice items.) The metadata every item of this code
 // carries names the period and the seq, so the items found are those of
 // any ledger row of the period, however the ledger has lost track of them.
+//
+// A customer Stripe does not know (404, resource_missing: an id mistyped,
+// which a create refused before an admin fixed the subscription and
+// retried the row) holds no items: the answer is none, not an error, or
+// the row would fail at every retry for the customer it was once sent to.
 func (c *Client) FindInvoiceItems(ctx context.Context, customerID, userID string, period usage.Period) ([]billing.FoundItem, error) {
 	p := &stripe.InvoiceItemListParams{Customer: stripe.String(customerID),
 		CreatedRange: &stripe.RangeQueryParams{GreaterThanOrEqual: period.Start.Unix()}}
-	return c.list(ctx, p, func(f billing.FoundItem) bool { return f.UserID == userID && f.Period.Start.Equal(period.Start) })
+	items, err := c.list(ctx, p, func(f billing.FoundItem) bool { return f.UserID == userID && f.Period.Start.Equal(period.Start) })
+	if se := (*stripe.Error)(nil); errors.As(err, &se) && se.HTTPStatusCode == http.StatusNotFound && se.Code == stripe.ErrorCodeResourceMissing {
+		return nil, nil
+	}
+	return items, convertError("list invoice items", err)
 }
 
 // ListInvoiceItems pages through every invoice item created since since,
@@ -161,11 +170,13 @@ func (c *Client) FindInvoiceItems(ctx context.Context, customerID, userID string
 // oldest first.
 func (c *Client) ListInvoiceItems(ctx context.Context, since time.Time) ([]billing.FoundItem, error) {
 	p := &stripe.InvoiceItemListParams{CreatedRange: &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}}
-	return c.list(ctx, p, func(billing.FoundItem) bool { return true })
+	items, err := c.list(ctx, p, func(billing.FoundItem) bool { return true })
+	return items, convertError("list invoice items", err)
 }
 
 // list pages through the items p selects and returns those that name a
-// ledger row and that keep accepts, oldest first.
+// ledger row and that keep accepts, oldest first, or Stripe's error as
+// stripe-go gives it (the callers convert it).
 func (c *Client) list(ctx context.Context, p *stripe.InvoiceItemListParams, keep func(billing.FoundItem) bool) ([]billing.FoundItem, error) {
 	p.Limit = stripe.Int64(100)
 	p.Context = ctx
@@ -177,7 +188,7 @@ func (c *Client) list(ctx context.Context, p *stripe.InvoiceItemListParams, keep
 		}
 	}
 	if err := it.Err(); err != nil {
-		return nil, convertError("list invoice items", err)
+		return nil, err
 	}
 	slices.Reverse(out)
 	return out, nil

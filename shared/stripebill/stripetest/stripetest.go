@@ -129,7 +129,8 @@ func (s *Server) FailNext(statuses ...int) {
 }
 
 // FailCustomer makes every create for the customer answer with status
-// (402: card declined, 404: no such customer, …).
+// (402: card declined, 404: no such customer, …); with 404, the lists of
+// the customer's items answer it too, as Stripe's do.
 func (s *Server) FailCustomer(customer string, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -255,6 +256,9 @@ func (s *Server) handle(r *http.Request, req *Request) (int, []byte) {
 		}
 		return status, body
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/invoiceitems":
+		if c := r.Form.Get("customer"); s.customers[c] == http.StatusNotFound {
+			return http.StatusNotFound, statusError(http.StatusNotFound, c)
+		}
 		return s.list(r.Form)
 	}
 	return http.StatusNotFound, errorBody("invalid_request_error", "", "Unrecognized request URL")
