@@ -353,8 +353,9 @@ type LedgerStore interface {
 	// (items found in Stripe); the next run plans the period again.
 	MarkSkipped(ctx context.Context, ledgerID, reason string, now time.Time) error
 	// Unaccounted returns the items no row accounts for: no row of the
-	// item's (user, period, seq) is billed with it, with its amount. One
-	// round trip per 5,000 items.
+	// item's (user, period, seq) is billed with it, with its amount, in the
+	// order of items (the run adopts the first of a row's). One round trip
+	// per 5,000 items.
 	Unaccounted(ctx context.Context, items []FoundItem) ([]Unaccounted, error)
 	// MarkRetry keeps a pending row pending with the reason and releases
 	// its lease.
