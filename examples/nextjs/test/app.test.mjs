@@ -214,12 +214,15 @@ test("SIGTERM while calls are being served: Next.js waits for their after() work
   const ent = userOf("enterprise");
   const before = await used(ent);
   const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => call(ent, `/api/games/${(i % 3) + 1}`)));
+  // Listen for the exit before the signal: the server may be gone before
+  // the answers below are read, and an exit already emitted is not heard.
+  const exited = once(server, "exit");
   server.kill("SIGTERM");
   for (const r of answers) {
     assert.equal(r.status, 200);
     await r.arrayBuffer();
   }
-  const [code, signal] = await once(server, "exit");
+  const [code, signal] = await exited;
   t.diagnostic(`next start ended with code ${code}, signal ${signal}`);
   const took = await waitUsed(ent, before + 40, LIVE);
   t.diagnostic(`40 calls counted ${took} ms after the signal`);
