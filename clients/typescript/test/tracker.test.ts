@@ -200,7 +200,8 @@ test("close is bounded by its timeout even while a send waits out a long Retry-A
   await new Promise((r) => setTimeout(r, 20)); // the first send answered; the tracker waits
   let t0 = Date.now();
   await a.close(300);
-  assert.ok(Date.now() - t0 < 2000, `close took ${Date.now() - t0} ms; its timeout is 300 ms`);
+  // Not a figure: a close that waited out the 429's minute takes 60 s, one that cut it short well under 30.
+  assert.ok(Date.now() - t0 < 30_000, `close took ${Date.now() - t0} ms: it waited out the Retry-After; its timeout is 300 ms`);
   assert.equal(a.stats().sent, 3);
 
   // A send that never answers (a black-holed connection) is given up at the deadline, each event logged whole.
@@ -215,9 +216,10 @@ test("close is bounded by its timeout even while a send waits out a long Retry-A
   for (let i = 0; i < 3; i++) b.record(ev(i));
   void b.flush();
   await new Promise((r) => setTimeout(r, 20));
-  const alive = setTimeout(() => {}, 10_000); // the hung send is a bare promise
+  const alive = setTimeout(() => {}, 60_000); // the hung send is a bare promise
   t0 = Date.now();
-  const closed = await Promise.race([b.close(300).then(() => "closed"), new Promise((r) => setTimeout(r, 3000, "still open"))]);
+  // The race only turns a close that never ends into a failure; no figure is asserted.
+  const closed = await Promise.race([b.close(300).then(() => "closed"), new Promise((r) => setTimeout(r, 30_000, "still open"))]);
   clearTimeout(alive);
   assert.equal(closed, "closed", `close(300) had not ended after ${Date.now() - t0} ms`);
   assert.deepEqual({ ...b.stats() }, { recorded: 3, sent: 0, refused: 0, rejected: 0, lost: 3, pending: 0 });
