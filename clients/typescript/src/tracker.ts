@@ -79,6 +79,9 @@ export interface TrackerStats {
 /** The message of every log line that holds an event not counted. */
 export const NOT_COUNTED = "usage event not sent: the call was served but is not counted; replay this event";
 
+/** soon runs f after the work under way (setImmediate, or a zero timeout where there is none). */
+const soon: (f: () => void) => void = typeof setImmediate === "function" ? (f) => void setImmediate(f) : (f) => void setTimeout(f, 0);
+
 /**
  * Tracker batches usage events and sends them through a transport.
  * record never blocks and never throws; flush and close send what is
@@ -229,7 +232,11 @@ export class Tracker {
   #kick(): void {
     if (this.#kicked) return;
     this.#kicked = true;
-    queueMicrotask(() => {
+    // A full batch is sent once the work under way has finished (the
+    // macrotask after it), not in its microtasks: the send's own steps
+    // (its JSON, its request) would otherwise run inside the response
+    // that recorded the hundredth event, before its last bytes are read.
+    soon(() => {
       this.#kicked = false;
       void this.flush();
     });

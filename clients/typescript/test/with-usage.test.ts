@@ -130,6 +130,22 @@ test("a body of declared size is recorded when the handler returns; any other on
   assert.deepEqual(events.map((e) => [e.status_code, e.response_bytes]), [[200, 1000], [200, 10], [200, 5000], [200, 42], [204, 0]]);
 });
 
+test("the call that fills a batch is read to its end before the batch's send starts: the send's work is not in its latency", async () => {
+  const steps: string[] = [];
+  const tracker = new Tracker({
+    transport: { name: "spy", needs: "api_key", send: async (items) => (steps.push(`send ${items.length}`), { retry: [], rejected: [] }) },
+    batchSize: 3,
+    logger: quiet,
+  });
+  const wrapped = withUsage(() => Response.json({ ok: true }), { usageUrl: "http://usage.local", tracker, fetch: checks().fetch, route: "GET /api/x", logger: quiet });
+  for (let i = 1; i <= 3; i++) {
+    await (await wrapped(req())).arrayBuffer();
+    steps.push(`read ${i}`);
+  }
+  await tracker.close();
+  assert.deepEqual(steps, ["read 1", "read 2", "read 3", "send 3"]);
+});
+
 test("checks that start together share a timeout: each is aborted no sooner than its own timeout, a quick one is not", async () => {
   const r = recorder();
   let answered = 0;
