@@ -39,8 +39,8 @@ type Handler struct {
 }
 
 // Handle closes the periods due and bills them. It returns an error only
-// when the invocation should be retried by the scheduler (database or
-// Stripe unavailable, items left pending for retry, bad credentials).
+// when the invocation should be retried (database or Stripe unavailable,
+// items left pending for retry, bad credentials).
 func (h *Handler) Handle(ctx context.Context, in Input) (billing.RunReport, error) {
 	log := h.Logger
 	if lc, ok := lambdacontext.FromContext(ctx); ok {
@@ -64,7 +64,8 @@ func (h *Handler) Handle(ctx context.Context, in Input) (billing.RunReport, erro
 		"stripe_calls", rep.StripeCalls, "plan_ms", rep.PlanTime.Milliseconds(), "bill_ms", rep.BillTime.Milliseconds()}
 	reportMetrics(ctx, log, &rep, h.Now())
 	if err != nil {
-		// Returned, not logged as an error: the scheduler retries and the
+		// Returned, not logged as an error: Lambda retries the run (then
+		// sends it to the schedule's DLQ, which an alarm watches) and the
 		// failed invocation shows the error; the summary helps read it.
 		log.WarnContext(ctx, "overage run incomplete", append(attrs, "error", err.Error())...)
 		return rep, err

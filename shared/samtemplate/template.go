@@ -26,6 +26,13 @@ type Template struct {
 type Alarm struct {
 	Namespace  string // AWS/SQS, NexusUsage
 	MetricName string
+	// Dimensions are the metric's dimensions by name, each value as the
+	// template writes it: a literal, or an intrinsic function with its tag
+	// ("!Ref OverageFunction", "!GetAtt UsageDLQ.QueueName"). An alarm
+	// watches only the data points whose dimensions are exactly these.
+	Dimensions map[string]string
+	// Period is the seconds of each data point the alarm evaluates.
+	Period int
 	// Actions says the alarm notifies someone whatever the parameters:
 	// its AlarmActions is a list of at least one action (an !If that can
 	// leave them out does not count).
@@ -50,6 +57,10 @@ type Function struct {
 	Env       map[string]Value
 	Schedules []Schedule
 	Routes    []Route
+	// OnFailure is the logical id of the SQS queue its EventInvokeConfig
+	// sends the asynchronous invocations (the schedules') that failed all
+	// their retries to; "" when there is none, and Lambda drops them.
+	OnFailure string
 }
 
 // Value is an environment variable's value in the template.
@@ -189,7 +200,8 @@ func Parse(b []byte) (*Template, error) {
 		id, r := resources.Content[i].Value, resources.Content[i+1]
 		if scalar(get(r, "Type")) == "AWS::CloudWatch::Alarm" {
 			s.Alarms[id] = Alarm{Namespace: scalar(get(r, "Properties", "Namespace")),
-				MetricName: scalar(get(r, "Properties", "MetricName")), Actions: listed(get(r, "Properties", "AlarmActions"))}
+				MetricName: scalar(get(r, "Properties", "MetricName")), Dimensions: dimensions(get(r, "Properties", "Dimensions")),
+				Period: intValue(get(r, "Properties", "Period"), 0), Actions: listed(get(r, "Properties", "AlarmActions"))}
 		}
 		if scalar(get(r, "Type")) == "AWS::SQS::Queue" {
 			s.Queues[id] = Queue{VisibilityTimeout: intValue(get(r, "Properties", "VisibilityTimeout"), 0),
@@ -204,6 +216,9 @@ func Parse(b []byte) (*Template, error) {
 			Name:      strings.ToLower(strings.TrimSuffix(id, "Function")),
 			Timeout:   intValue(get(props, "Timeout"), globalTimeout),
 			Env:       map[string]Value{},
+		}
+		if dest := get(props, "EventInvokeConfig", "DestinationConfig", "OnFailure"); scalar(get(dest, "Type")) == "SQS" {
+			fn.OnFailure = getAttResource(get(dest, "Destination"))
 		}
 		for _, vars := range []*yaml.Node{globalEnv, get(props, "Environment", "Variables")} {
 			if vars == nil || vars.Kind != yaml.MappingNode {
@@ -258,6 +273,41 @@ func Parse(b []byte) (*Template, error) {
 // intrinsic function such as !If).
 func listed(n *yaml.Node) bool {
 	return n != nil && n.Kind == yaml.SequenceNode && n.ShortTag() == "!!seq" && len(n.Content) > 0
+}
+
+// dimensions returns an alarm's Dimensions list by name, each value a
+// literal or an intrinsic function written with its tag.
+func dimensions(n *yaml.Node) map[string]string {
+	if n == nil || n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		return nil
+	}
+	m := map[string]string{}
+	for _, d := range n.Content {
+		v := get(d, "Value")
+		switch {
+		case v == nil:
+		case v.Kind == yaml.ScalarNode && strings.HasPrefix(v.Tag, "!") && !strings.HasPrefix(v.Tag, "!!"):
+			m[scalar(get(d, "Name"))] = v.Tag + " " + v.Value
+		default:
+			m[scalar(get(d, "Name"))] = scalar(v)
+		}
+	}
+	return m
+}
+
+// getAttResource returns X of !GetAtt X.Arn (or {"Fn::GetAtt": [X, Arn]}).
+func getAttResource(n *yaml.Node) string {
+	if n == nil {
+		return ""
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!GetAtt" {
+		id, _, _ := strings.Cut(n.Value, ".")
+		return id
+	}
+	if a := get(n, "Fn::GetAtt"); a != nil && a.Kind == yaml.SequenceNode && len(a.Content) > 0 {
+		return scalar(a.Content[0])
+	}
+	return ""
 }
 
 // parameterDefaults returns the defaults of the template's parameters that

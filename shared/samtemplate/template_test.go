@@ -2,7 +2,10 @@ package samtemplate_test
 
 import (
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/samtemplate"
@@ -46,6 +49,9 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       Timeout: !Ref AggregateTimeout
+      EventInvokeConfig:
+        MaximumRetryAttempts: 0
+        DestinationConfig: { OnFailure: { Type: SQS, Destination: !GetAtt UsageDLQ.Arn } }
       Events:
         Nightly:
           Type: ScheduleV2
@@ -79,6 +85,8 @@ Resources:
     Properties:
       Namespace: AWS/SQS
       MetricName: ApproximateNumberOfMessagesVisible
+      Dimensions: [{Name: QueueName, Value: !GetAtt UsageDLQ.QueueName}]
+      Period: 300
       AlarmActions: [!If [HasAlarmTopic, !Ref AlarmTopicArn, !Ref AlarmTopic]]
   MaybeAlarm:
     Type: AWS::CloudWatch::Alarm
@@ -88,7 +96,7 @@ Resources:
       AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
   QuietAlarm:
     Type: AWS::CloudWatch::Alarm
-    Properties: { Namespace: NexusUsage, MetricName: OverageFailedRows }
+    Properties: { Namespace: NexusUsage, MetricName: OverageFailedRows, Dimensions: [{Name: FunctionName, Value: overage}, {Name: Kind, Value: {Ref: X}}] }
 `
 
 func TestParse(t *testing.T) {
@@ -106,7 +114,7 @@ func TestParse(t *testing.T) {
 		{LogicalID: "AggregateFunction", Name: "aggregate", Timeout: 30, Env: globals, Schedules: []samtemplate.Schedule{
 			{Event: "Nightly", Expression: "cron(15 0 * * ? *)", Timezone: "UTC", Input: `{"from":"2026-01-01"}`},
 			{Event: "Off", Expression: "rate(1 hour)", Disabled: true},
-		}},
+		}, OnFailure: "UsageDLQ"},
 		{LogicalID: "AnalyticsFunction", Name: "analytics", Timeout: 10, Env: analytics, Routes: []samtemplate.Route{
 			{Method: "GET", Path: "/v1/usage"},
 			{Method: "GET", Path: "/v1/admin/users/{id}/usage", JWT: true},
@@ -115,10 +123,12 @@ func TestParse(t *testing.T) {
 		{LogicalID: "OverageFunction", Name: "overage", Timeout: 900, Env: globals, Schedules: []samtemplate.Schedule{{Event: "Daily"}}},
 	}, Queues: map[string]samtemplate.Queue{"UsageQueue": {VisibilityTimeout: 185, MaxReceiveCount: 30}, "UsageDLQ": {}},
 		Alarms: map[string]samtemplate.Alarm{
-			"DLQAlarm": {Namespace: "AWS/SQS", MetricName: "ApproximateNumberOfMessagesVisible", Actions: true},
+			"DLQAlarm": {Namespace: "AWS/SQS", MetricName: "ApproximateNumberOfMessagesVisible",
+				Dimensions: map[string]string{"QueueName": "!GetAtt UsageDLQ.QueueName"}, Period: 300, Actions: true},
 			// Actions that a condition can leave out do not count.
 			"MaybeAlarm": {Namespace: "AWS/SQS", MetricName: "ApproximateAgeOfOldestMessage"},
-			"QuietAlarm": {Namespace: "NexusUsage", MetricName: "OverageFailedRows"},
+			// An intrinsic function in its long form is not read.
+			"QuietAlarm": {Namespace: "NexusUsage", MetricName: "OverageFailedRows", Dimensions: map[string]string{"FunctionName": "overage", "Kind": ""}},
 		}}
 	if diff := cmp.Diff(want, tmpl); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
@@ -171,4 +181,79 @@ func TestRepositoryTemplate(t *testing.T) {
 	if q := tmpl.Queues["UsageQueue"]; q.MaxReceiveCount == 0 || q.VisibilityTimeout == 0 {
 		t.Errorf("template.yaml's UsageQueue reads as %+v; want its visibility timeout and maxReceiveCount", q)
 	}
+}
+
+// TestRepositoryScheduledFailuresAlarm: EventBridge Scheduler invokes a
+// function asynchronously, so a scheduled run that fails (an error, a
+// timeout) is retried by Lambda and then dropped; the schedule's own
+// dead-letter queue takes only the invocations Scheduler could not
+// deliver. Each scheduled function of template.yaml therefore sends the
+// runs that failed all their retries to a queue that an alarm watches
+// (EventInvokeConfig's OnFailure), unless it runs at least once in every
+// period of an alarm on its Errors, so that failed runs alone can make
+// that alarm fire (an hourly or daily run never fails in 3 consecutive
+// minutes).
+func TestRepositoryScheduledFailuresAlarm(t *testing.T) {
+	tmpl, err := samtemplate.Load(filepath.Join("..", "..", "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheduled := 0
+	for _, fn := range tmpl.Functions {
+		if len(fn.Schedules) == 0 {
+			continue
+		}
+		scheduled++
+		every := time.Duration(0) // how often its schedules run it; 0: not known to be every few minutes
+		for _, s := range fn.Schedules {
+			if d := rate(s.Expression); !s.Disabled && d > 0 && (every == 0 || d < every) {
+				every = d
+			}
+		}
+		if fn.OnFailure != "" && watched(tmpl, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "!GetAtt "+fn.OnFailure+".QueueName", 0) {
+			continue
+		}
+		if every > 0 && watched(tmpl, "AWS/Lambda", "Errors", "FunctionName", "!Ref "+fn.LogicalID, every) {
+			continue
+		}
+		if fn.OnFailure == "" {
+			t.Errorf("%s runs on a schedule, but its failed runs go nowhere an alarm watches: give it an EventInvokeConfig OnFailure queue with an alarm", fn.LogicalID)
+		} else {
+			t.Errorf("%s sends its failed runs to %s, which no alarm on ApproximateNumberOfMessagesVisible watches", fn.LogicalID, fn.OnFailure)
+		}
+	}
+	if scheduled == 0 {
+		t.Error("template.yaml has no scheduled function")
+	}
+}
+
+// watched reports whether an alarm of tmpl watches namespace/metric with
+// the one dimension name=value, in periods of at least every (0: any).
+func watched(tmpl *samtemplate.Template, namespace, metric, name, value string, every time.Duration) bool {
+	for _, a := range tmpl.Alarms {
+		if a.Namespace == namespace && a.MetricName == metric && len(a.Dimensions) == 1 && a.Dimensions[name] == value &&
+			time.Duration(a.Period)*time.Second >= every {
+			return true
+		}
+	}
+	return false
+}
+
+// rate returns the interval of a rate(N unit) schedule expression, 0 for
+// anything else.
+func rate(expr string) time.Duration {
+	inner, ok := strings.CutPrefix(expr, "rate(")
+	if !ok {
+		return 0
+	}
+	n, unit, _ := strings.Cut(strings.TrimSuffix(inner, ")"), " ")
+	v, err := strconv.Atoi(n)
+	if err != nil || v < 1 {
+		return 0
+	}
+	d, ok := map[string]time.Duration{"minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}[strings.TrimSuffix(unit, "s")]
+	if !ok {
+		return 0
+	}
+	return time.Duration(v) * d
 }
