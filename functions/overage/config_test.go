@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/samtemplate"
 	"github.com/nexus/usage/shared/testkit"
@@ -68,5 +75,76 @@ func TestFaultMetricsHaveAlarms(t *testing.T) {
 		if !found {
 			t.Errorf("template.yaml has no alarm on %s/%s", MetricsNamespace, metric)
 		}
+	}
+}
+
+// TestFaultMetricAlarmsWatchTheMetricsLine: each alarm on the run's fault
+// metrics watches the data points the metrics line makes: its dimensions
+// are the line's dimension set, and they name this stack's function (!Ref
+// OverageFunction, the name Lambda runs it under), so that another stack
+// in the account (another Stage) billing its own test customers neither
+// fires this stack's alarms nor hides behind them. An alarm whose
+// dimensions the line never sets never fires.
+func TestFaultMetricAlarmsWatchTheMetricsLine(t *testing.T) {
+	tmpl, err := samtemplate.Load("../../template.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const function = "nexus-usage-prod-OverageFunction-1A2B3C"
+	var logs bytes.Buffer
+	h := &Handler{Billing: runner{rep: billing.RunReport{Failed: 1}}, Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+		Now: func() time.Time { return runAt }, FunctionName: function}
+	if _, err := h.Handle(context.Background(), Input{}); err != nil {
+		t.Fatal(err)
+	}
+	var line struct {
+		AWS struct {
+			CloudWatchMetrics []struct {
+				Namespace  string
+				Dimensions [][]string
+				Metrics    []struct{ Name string }
+			}
+		} `json:"_aws"`
+	}
+	var fields map[string]any
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, `"msg":"overage run metrics"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(l), &fields); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(line.AWS.CloudWatchMetrics) != 1 || len(line.AWS.CloudWatchMetrics[0].Dimensions) != 1 {
+		t.Fatalf("metrics line %s; want one directive with one dimension set", logs.String())
+	}
+	directive := line.AWS.CloudWatchMetrics[0]
+	emitted := directive.Dimensions[0]
+	for _, name := range emitted {
+		if _, ok := fields[name].(string); !ok {
+			t.Errorf("the metrics line names dimension %s but gives it no string value", name)
+		}
+	}
+	if fields["FunctionName"] != function {
+		t.Errorf("the metrics line's FunctionName is %v; want the function's name %q", fields["FunctionName"], function)
+	}
+	alarms := 0
+	for _, id := range slices.Sorted(maps.Keys(tmpl.Alarms)) {
+		a := tmpl.Alarms[id]
+		if a.Namespace != directive.Namespace || !slices.ContainsFunc(directive.Metrics, func(m struct{ Name string }) bool { return m.Name == a.MetricName }) {
+			continue
+		}
+		alarms++
+		if got := slices.Sorted(maps.Keys(a.Dimensions)); !slices.Equal(got, slices.Sorted(slices.Values(emitted))) {
+			t.Errorf("%s watches %s with dimensions %q; the metrics line sets %q", id, a.MetricName, got, emitted)
+		}
+		if a.Dimensions["FunctionName"] != "!Ref OverageFunction" {
+			t.Errorf("%s watches %s of every stack in the account: want dimension FunctionName !Ref OverageFunction, got %q", id, a.MetricName, a.Dimensions["FunctionName"])
+		}
+	}
+	if alarms == 0 {
+		t.Error("template.yaml has no alarm on the run's metrics")
 	}
 }

@@ -36,6 +36,10 @@ type Handler struct {
 	// cmd/internal/devstack; template.yaml never does): in AWS a run bills
 	// at the time it runs.
 	AllowClockOverride bool
+	// FunctionName is the dimension of the run's metrics: the name the
+	// function runs under (lambdacontext.FunctionName), which tells this
+	// stack's runs from another's in the same account.
+	FunctionName string
 }
 
 // Handle closes the periods due and bills them. It returns an error only
@@ -62,7 +66,7 @@ func (h *Handler) Handle(ctx context.Context, in Input) (billing.RunReport, erro
 		"inserted", rep.Inserted, "listed", rep.Listed, "billed", rep.Billed, "found", rep.Found, "adopted", rep.Adopted,
 		"replanned", rep.Replanned, "duplicates", rep.Duplicates, "retry", rep.Retry, "failed", rep.Failed,
 		"stripe_calls", rep.StripeCalls, "plan_ms", rep.PlanTime.Milliseconds(), "bill_ms", rep.BillTime.Milliseconds()}
-	reportMetrics(ctx, log, &rep, h.Now())
+	reportMetrics(ctx, log, &rep, h.FunctionName, h.Now())
 	if err != nil {
 		// Returned, not logged as an error: Lambda retries the run (then
 		// sends it to the schedule's DLQ, which an alarm watches) and the
@@ -78,7 +82,8 @@ func (h *Handler) Handle(ctx context.Context, in Input) (billing.RunReport, erro
 const MetricsNamespace = "NexusUsage"
 
 // reportMetrics writes what the run could not do as one CloudWatch
-// Embedded Metric Format line (namespace NexusUsage, no dimensions): the
+// Embedded Metric Format line (namespace NexusUsage, dimension FunctionName,
+// the function's name, so that each stack's alarms watch its own runs): the
 // subscriptions it could not price (OverageUnpricedSubscriptions; the
 // template's OverageUnpriced alarm fires above 0), the items Stripe holds
 // twice for one ledger row (OverageDuplicateItems), the rows that failed
@@ -86,7 +91,7 @@ const MetricsNamespace = "NexusUsage"
 // (OverageAdoptedItems). In Lambda the line becomes the metrics with no API
 // call; it is written at error level when a subscription went unpriced or
 // an item was found twice.
-func reportMetrics(ctx context.Context, log *slog.Logger, rep *billing.RunReport, now time.Time) {
+func reportMetrics(ctx context.Context, log *slog.Logger, rep *billing.RunReport, function string, now time.Time) {
 	level := slog.LevelInfo
 	if rep.Unpriced > 0 || rep.Duplicates > 0 {
 		level = slog.LevelError
@@ -96,7 +101,7 @@ func reportMetrics(ctx context.Context, log *slog.Logger, rep *billing.RunReport
 			"Timestamp": now.UnixMilli(),
 			"CloudWatchMetrics": []map[string]any{{
 				"Namespace":  MetricsNamespace,
-				"Dimensions": [][]string{{}},
+				"Dimensions": [][]string{{"FunctionName"}},
 				"Metrics": []map[string]string{
 					{"Name": "OverageUnpricedSubscriptions", "Unit": "Count"},
 					{"Name": "OverageDuplicateItems", "Unit": "Count"},
@@ -105,6 +110,6 @@ func reportMetrics(ctx context.Context, log *slog.Logger, rep *billing.RunReport
 				},
 			}},
 		},
-		"OverageUnpricedSubscriptions", rep.Unpriced, "OverageDuplicateItems", rep.Duplicates,
+		"FunctionName", function, "OverageUnpricedSubscriptions", rep.Unpriced, "OverageDuplicateItems", rep.Duplicates,
 		"OverageFailedRows", rep.Failed, "OverageAdoptedItems", rep.Adopted)
 }

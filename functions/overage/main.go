@@ -22,6 +22,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/nexus/usage/shared/billing"
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres"
@@ -101,5 +103,8 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if cfg.Biller == nil {
 		logger.Warn("no Stripe key configured: dry runs, which report what they would bill and write no ledger row")
 	}
-	return &Handler{Billing: b, Logger: logger, Now: time.Now, AllowClockOverride: clockOverride}, nil
+	// Lambda names the function (AWS_LAMBDA_FUNCTION_NAME); a run outside
+	// it is "overage".
+	return &Handler{Billing: b, Logger: logger, Now: time.Now, AllowClockOverride: clockOverride,
+		FunctionName: cmp.Or(lambdacontext.FunctionName, "overage")}, nil
 }
