@@ -73,7 +73,8 @@ type Value struct {
 	// parameter, or a parameter without a default. Default is then "".
 	Deployed bool
 	// Parameter names the template parameter the value is a !Ref of, if
-	// it is one: functions given the same setting name the same one.
+	// it is one (with a default or not): functions given the same setting
+	// name the same one.
 	Parameter string
 }
 
@@ -310,29 +311,42 @@ func getAttResource(n *yaml.Node) string {
 	return ""
 }
 
-// parameterDefaults returns the defaults of the template's parameters that
-// have one, by name.
-func parameterDefaults(params *yaml.Node) map[string]string {
-	m := map[string]string{}
+// parameter is a template parameter: its default, if it has one.
+type parameter struct {
+	Default    string
+	HasDefault bool
+}
+
+// parameterDefaults returns the template's parameters by name, with their
+// defaults.
+func parameterDefaults(params *yaml.Node) map[string]parameter {
+	m := map[string]parameter{}
 	if params == nil || params.Kind != yaml.MappingNode {
 		return m
 	}
 	for i := 0; i+1 < len(params.Content); i += 2 {
+		var p parameter
 		if d := get(params.Content[i+1], "Default"); d != nil && d.Kind == yaml.ScalarNode {
-			m[params.Content[i].Value] = d.Value
+			p = parameter{Default: d.Value, HasDefault: true}
 		}
+		m[params.Content[i].Value] = p
 	}
 	return m
 }
 
 // envValue is an environment variable's value: a plain scalar, or a !Ref
-// of a parameter with a default; anything else is known only once deployed.
-func envValue(n *yaml.Node, params map[string]string) Value {
+// of a parameter with a default; anything else, a parameter without a
+// default included, is known only once deployed.
+func envValue(n *yaml.Node, params map[string]parameter) Value {
 	if n.Kind == yaml.ScalarNode && (n.Tag == "" || strings.HasPrefix(n.Tag, "!!")) {
 		return Value{Default: n.Value}
 	}
-	if d, ok := params[refName(n)]; ok {
-		return Value{Default: d, Parameter: refName(n)}
+	p, ok := params[refName(n)]
+	switch {
+	case ok && p.HasDefault:
+		return Value{Default: p.Default, Parameter: refName(n)}
+	case ok:
+		return Value{Deployed: true, Parameter: refName(n)}
 	}
 	return Value{Deployed: true}
 }

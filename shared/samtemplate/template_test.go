@@ -1,7 +1,10 @@
 package samtemplate_test
 
 import (
+	"maps"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/samtemplate"
+	"gopkg.in/yaml.v3"
 )
 
 const testTemplate = `
@@ -107,8 +111,9 @@ func TestParse(t *testing.T) {
 	// Globals' variables, then the function's own over them; a parameter's
 	// default stands for its !Ref; resources, conditions and parameters
 	// without a default are known once deployed.
-	globals := map[string]samtemplate.Value{"DATABASE_URL": {}, "DATABASE_SECRET_ARN": {Deployed: true}, "DATABASE_PROXY": {Default: "true", Parameter: "Proxy"}}
-	analytics := map[string]samtemplate.Value{"DATABASE_URL": {}, "DATABASE_SECRET_ARN": {Deployed: true}, "DATABASE_PROXY": {Default: "false"},
+	globals := map[string]samtemplate.Value{"DATABASE_URL": {}, "DATABASE_SECRET_ARN": {Deployed: true, Parameter: "SecretArn"},
+		"DATABASE_PROXY": {Default: "true", Parameter: "Proxy"}}
+	analytics := map[string]samtemplate.Value{"DATABASE_URL": {}, "DATABASE_SECRET_ARN": {Deployed: true, Parameter: "SecretArn"}, "DATABASE_PROXY": {Default: "false"},
 		"QUEUE_URL": {Deployed: true}, "MAX": {Default: "10"}, "BUS": {Deployed: true}}
 	want := &samtemplate.Template{Functions: []samtemplate.Function{
 		{LogicalID: "AggregateFunction", Name: "aggregate", Timeout: 30, Env: globals, Schedules: []samtemplate.Schedule{
@@ -256,4 +261,135 @@ func rate(expr string) time.Duration {
 		return 0
 	}
 	return time.Duration(v) * d
+}
+
+// TestRepositorySecretGrants: each secret a function of template.yaml
+// reads by ARN (a *_SECRET_ARN variable, !Ref of a parameter) it may read
+// once deployed: its Policies grant GetSecretValue on that parameter's
+// ARN, and kms:Decrypt on the customer managed key that encrypts the
+// secrets when the stack is given one (SecretsKeyArn): without it,
+// GetSecretValue of a secret under such a key is denied, and the function
+// fails at every cold start. (moto and the local stack enforce neither.)
+func TestRepositorySecretGrants(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Parameters map[string]yaml.Node `yaml:"Parameters"`
+		Resources  map[string]struct {
+			Properties struct {
+				Policies []yaml.Node `yaml:"Policies"`
+			} `yaml:"Properties"`
+		} `yaml:"Resources"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := samtemplate.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keyParam = "SecretsKeyArn"
+	if _, ok := doc.Parameters[keyParam]; !ok {
+		t.Errorf("template.yaml has no parameter %s: a stack whose secrets a customer managed KMS key encrypts cannot read them", keyParam)
+	}
+	secrets := 0
+	for _, fn := range tmpl.Functions {
+		policies := doc.Resources[fn.LogicalID].Properties.Policies
+		reads := false
+		for _, name := range slices.Sorted(maps.Keys(fn.Env)) {
+			v := fn.Env[name]
+			if !strings.HasSuffix(name, "_SECRET_ARN") {
+				continue
+			}
+			secrets++
+			reads = true
+			param := v.Parameter
+			if param == "" {
+				param = conditionalRef(b, fn.LogicalID, name)
+			}
+			if !slices.ContainsFunc(policies, func(p yaml.Node) bool { return grantsSecret(&p, param) }) {
+				t.Errorf("%s reads the secret %s (!Ref %s), but its Policies grant no AWSSecretsManagerGetSecretValuePolicy on it", fn.LogicalID, name, param)
+			}
+		}
+		if reads && !slices.ContainsFunc(policies, func(p yaml.Node) bool { return decrypts(&p, keyParam) }) {
+			t.Errorf("%s reads secrets, but its Policies grant no kms:Decrypt on !Ref %s", fn.LogicalID, keyParam)
+		}
+	}
+	if secrets == 0 {
+		t.Error("no function of template.yaml reads a secret by ARN")
+	}
+}
+
+// conditionalRef returns P of a function's variable written
+// !If [Condition, !Ref P, …], "" for anything else.
+func conditionalRef(b []byte, function, variable string) string {
+	var doc struct {
+		Resources map[string]struct {
+			Properties struct {
+				Environment struct {
+					Variables map[string]yaml.Node `yaml:"Variables"`
+				} `yaml:"Environment"`
+			} `yaml:"Properties"`
+		} `yaml:"Resources"`
+	}
+	if yaml.Unmarshal(b, &doc) != nil {
+		return ""
+	}
+	n := doc.Resources[function].Properties.Environment.Variables[variable]
+	if n.Tag == "!If" && len(n.Content) == 3 && n.Content[1].Tag == "!Ref" {
+		return n.Content[1].Value
+	}
+	return ""
+}
+
+// grantsSecret reports whether a Policies entry (or a branch of its !If)
+// is AWSSecretsManagerGetSecretValuePolicy on !Ref param.
+func grantsSecret(p *yaml.Node, param string) bool {
+	for _, n := range branches(p) {
+		var pol struct {
+			Policy struct {
+				SecretArn yaml.Node `yaml:"SecretArn"`
+			} `yaml:"AWSSecretsManagerGetSecretValuePolicy"`
+		}
+		if n.Decode(&pol) == nil {
+			if arn := pol.Policy.SecretArn; arn.Tag == "!Ref" && arn.Value == param {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// decrypts reports whether a Policies entry (or a branch of its !If) is a
+// statement allowing kms:Decrypt on !Ref param.
+func decrypts(p *yaml.Node, param string) bool {
+	for _, n := range branches(p) {
+		var pol struct {
+			Statement []struct {
+				Effect   string    `yaml:"Effect"`
+				Action   yaml.Node `yaml:"Action"`
+				Resource yaml.Node `yaml:"Resource"`
+			} `yaml:"Statement"`
+		}
+		if n.Decode(&pol) != nil {
+			continue
+		}
+		for _, s := range pol.Statement {
+			if s.Effect == "Allow" && (s.Action.Value == "kms:Decrypt" || slices.ContainsFunc(s.Action.Content, func(a *yaml.Node) bool { return a.Value == "kms:Decrypt" })) &&
+				s.Resource.Tag == "!Ref" && s.Resource.Value == param {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// branches returns p, or both values of an !If [Condition, A, B].
+func branches(p *yaml.Node) []*yaml.Node {
+	if p.Tag == "!If" && p.Kind == yaml.SequenceNode && len(p.Content) == 3 {
+		return p.Content[1:]
+	}
+	return []*yaml.Node{p}
 }
