@@ -18,8 +18,8 @@ import (
 )
 
 // The handler tests run the billing run on mocks (shared/mock): what the
-// input asks for, which failures make the invocation fail so that the
-// scheduler retries it, and the metrics it logs. shared/billing's tests run
+// input asks for, which failures make the invocation fail so that Lambda
+// retries it, and the metrics it logs. shared/billing's tests run
 // the billing run over PostgreSQL and Stripe; main_test.go wires the
 // handler to them.
 
