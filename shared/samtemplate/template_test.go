@@ -4,6 +4,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -392,4 +393,60 @@ func branches(p *yaml.Node) []*yaml.Node {
 		return p.Content[1:]
 	}
 	return []*yaml.Node{p}
+}
+
+// TestRepositoryParameterPatterns holds template.yaml's parameters'
+// AllowedPattern (which CloudFormation matches against the whole value) to
+// the values a deployer would give: a value the code cannot use is refused
+// at deploy time with the parameter's ConstraintDescription, not at the
+// first run.
+func TestRepositoryParameterPatterns(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Parameters map[string]struct {
+			AllowedPattern        string `yaml:"AllowedPattern"`
+			ConstraintDescription string `yaml:"ConstraintDescription"`
+		} `yaml:"Parameters"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		param     string
+		good, bad []string
+	}{
+		// A bus name: PutEvents is granted on the bus of that name, so an
+		// ARN would be denied on every alert.
+		{"AlertBusName", []string{"", "default", "usage-alerts.prod_1", "aws.partner/example.com/123/alerts"},
+			[]string{"arn:aws:events:eu-west-1:123456789012:event-bus/usage-alerts", "bus name", strings.Repeat("b", 257)}},
+		{"BackfillWindow", []string{"1d", "35d", "45d"}, []string{"0d", "46d", "35", "35h"}},
+		{"Stage", []string{"dev", "prod-2"}, []string{"", "Prod", "prod_2"}},
+	} {
+		p, ok := doc.Parameters[c.param]
+		if !ok || p.AllowedPattern == "" {
+			t.Errorf("%s has no AllowedPattern", c.param)
+			continue
+		}
+		if p.ConstraintDescription == "" {
+			t.Errorf("%s has no ConstraintDescription: a refused value would be reported as a pattern", c.param)
+		}
+		re, err := regexp.Compile(`^(?:` + p.AllowedPattern + `)$`)
+		if err != nil {
+			t.Errorf("%s: AllowedPattern: %v", c.param, err)
+			continue
+		}
+		for _, v := range c.good {
+			if !re.MatchString(v) {
+				t.Errorf("%s refuses %q; want it taken", c.param, v)
+			}
+		}
+		for _, v := range c.bad {
+			if re.MatchString(v) {
+				t.Errorf("%s takes %q; want it refused", c.param, v)
+			}
+		}
+	}
 }
