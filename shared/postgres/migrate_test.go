@@ -3,6 +3,9 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"path"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -227,4 +230,56 @@ func schemaOf(t *testing.T, db *sql.DB) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestMigrateRefusesNewerDatabase: a database that a newer release
+// migrated (a migration applied that this binary does not have, or the
+// fourteen migrations the baseline replaced) is refused in our words,
+// naming both versions, and left as it is; it is never reported as up to
+// date, nor migrated around.
+func TestMigrateRefusesNewerDatabase(t *testing.T) {
+	sources := func() []*goose.Source {
+		_, _, p := migrationProvider(t)
+		return p.ListSources()
+	}()
+	latest := sources[len(sources)-1].Version
+	tests := []struct {
+		name  string
+		setup string
+		db    int64 // the database's version after setup
+	}{
+		{"a newer migration applied",
+			fmt.Sprintf(`INSERT INTO eco_schema_migrations (version_id, is_applied) VALUES (%d, true)`, latest+1), latest + 1},
+		{"migrated by the fourteen files before the baseline",
+			`DELETE FROM eco_schema_migrations WHERE version_id > 1;
+			 INSERT INTO eco_schema_migrations (version_id, is_applied) SELECT v, true FROM generate_series(2, 14) v`, 14},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			url, db, _ := migrationProvider(t)
+			if _, err := db.ExecContext(ctx, tt.setup); err != nil {
+				t.Fatal(err)
+			}
+			before := schemaOf(t, db)
+			applied, err := postgres.Migrate(ctx, url, nil)
+			if err == nil {
+				t.Fatalf("Migrate on a database at version %d (this binary knows up to %d) = applied %v, no error; want it refused", tt.db, latest, applied)
+			}
+			msg := err.Error()
+			for _, want := range []string{fmt.Sprintf("version %d", tt.db), fmt.Sprintf("%d (%s)", latest, path.Base(sources[len(sources)-1].Path)), "newer release"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("Migrate error = %q; want it to name %q", msg, want)
+				}
+			}
+			for _, internal := range []string{"goose", "missing (out-of-order)", "SQLSTATE", "failed to"} {
+				if strings.Contains(msg, internal) {
+					t.Errorf("Migrate error = %q; want our words, without %q", msg, internal)
+				}
+			}
+			if diff := cmp.Diff(before, schemaOf(t, db)); diff != "" {
+				t.Errorf("Migrate changed a newer database's schema (-before +after):\n%s", diff)
+			}
+		})
+	}
 }
