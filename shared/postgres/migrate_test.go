@@ -4,8 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
+	"net/url"
+	"os"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -15,6 +20,7 @@ import (
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/postgres/pgtest"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 )
 
 // migrationProvider returns a migrated test database and a goose provider
@@ -281,5 +287,182 @@ func TestMigrateRefusesNewerDatabase(t *testing.T) {
 				t.Errorf("Migrate changed a newer database's schema (-before +after):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestMigrateErrorsInOurWords: what an operator gets wrong (the URL, the
+// server, the database, the role) and a migration that fails on the
+// database it meets, or another migrate still holding the lock, are told
+// in our words, naming what failed, without goose's, pgx's or Go's text.
+// A failed migration is rolled back and the database stays at the version
+// before it, which the error names.
+func TestMigrateErrorsInOurWords(t *testing.T) {
+	if pgtest.Proxy() {
+		t.Skip("the errors do not depend on pgx's mode: checked in the first run")
+	}
+	ctx := context.Background()
+	admin, err := url.Parse(pgtest.Require(t, "NEXUS_TEST_DATABASE_URL", "PostgreSQL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := func(f func(u *url.URL)) string {
+		u := *admin
+		f(&u)
+		return u.String()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) string // the URL to migrate
+		want  []string
+		check func(t *testing.T, url string) // the database after the error
+	}{
+		{"not a URL",
+			func(t *testing.T) string { return "postgres://nexus:pa ss@[::1/nexus" },
+			[]string{"the database URL is not valid", "percent-encoded"}, nil},
+		{"nothing listens there",
+			func(t *testing.T) string { return with(func(u *url.URL) { u.Host = closed }) },
+			[]string{"cannot reach the database at " + closed, "connection refused"}, nil},
+		{"no such host",
+			func(t *testing.T) string { return with(func(u *url.URL) { u.Host = "no-such-host.invalid:5432" }) },
+			[]string{"cannot reach the database at no-such-host.invalid:5432", "host not found"}, nil},
+		{"no such database",
+			func(t *testing.T) string { return with(func(u *url.URL) { u.Path = "/no_such_database" }) },
+			[]string{"the database server at " + admin.Host + ` has no database "no_such_database"`}, nil},
+		{"a role that may not log in",
+			func(t *testing.T) string {
+				role := fmt.Sprintf("nologin_%d", os.Getpid())
+				conn, err := pgx.Connect(ctx, admin.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close(ctx)
+				if _, err := conn.Exec(ctx, fmt.Sprintf(`CREATE ROLE %q NOLOGIN`, role)); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					if c, err := pgx.Connect(ctx, admin.String()); err == nil {
+						c.Exec(ctx, fmt.Sprintf(`DROP ROLE IF EXISTS %q`, role))
+						c.Close(ctx)
+					}
+				})
+				return with(func(u *url.URL) { u.User = url.UserPassword(role, "secret") })
+			},
+			[]string{"the database server at " + admin.Host + " refused user \"nologin_", "not permitted to log in"}, nil},
+		{"a migration that fails on the database it meets",
+			func(t *testing.T) string {
+				u, db, p := migrationProvider(t)
+				if _, err := p.DownTo(ctx, 1); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := db.ExecContext(ctx, `
+					INSERT INTO eco_rate_limits (key, tat, allowed) VALUES ('k', 1, true);
+					CREATE FUNCTION rate_limit_rescale(bigint, bigint, bigint, bigint) RETURNS bigint LANGUAGE sql AS 'SELECT 1::bigint'`); err != nil {
+					t.Fatal(err)
+				}
+				return u
+			},
+			[]string{"migration 00002_rate_limit_rescale.sql failed and was rolled back", "the database stays at schema version 1",
+				`function "rate_limit_rescale" already exists`},
+			func(t *testing.T, u string) {
+				db, err := sql.Open("pgx", u)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer db.Close()
+				var version, columns, rows int
+				if err := db.QueryRowContext(ctx, `SELECT
+					(SELECT max(version_id) FROM eco_schema_migrations),
+					(SELECT count(*) FROM information_schema.columns WHERE table_name = 'eco_rate_limits' AND column_name = 'tolerance'),
+					(SELECT count(*) FROM eco_rate_limits)`).Scan(&version, &columns, &rows); err != nil {
+					t.Fatal(err)
+				}
+				if version != 1 || columns != 0 || rows != 1 {
+					t.Errorf("after the failed migration: version %d, tolerance columns %d, rate limit rows %d; want 1, 0 (rolled back), 1", version, columns, rows)
+				}
+			}},
+		{"another migrate holds the lock",
+			func(t *testing.T) string {
+				u, _, p := migrationProvider(t)
+				if _, err := p.DownTo(ctx, 1); err != nil {
+					t.Fatal(err)
+				}
+				holder, err := pgx.Connect(ctx, u)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { holder.Close(ctx) })
+				if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock($1)`, lock.DefaultLockID); err != nil {
+					t.Fatal(err)
+				}
+				postgres.SetMigrateLockWait(t, 2)
+				return u
+			},
+			[]string{"another migrate", "still holds the migration lock", "pid "}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := tt.setup(t)
+			applied, err := postgres.Migrate(ctx, u, nil)
+			if err == nil {
+				t.Fatalf("Migrate = applied %v, no error; want an error", applied)
+			}
+			msg := err.Error()
+			for _, want := range tt.want {
+				if !strings.Contains(msg, want) {
+					t.Errorf("Migrate error = %q; want it to say %q", msg, want)
+				}
+			}
+			for _, internal := range []string{"goose", "partial migration error", "failed to", "dial ", "pgconn", "cannot parse", "lookup ", "ERROR:"} {
+				if strings.Contains(msg, internal) {
+					t.Errorf("Migrate error = %q; want our words, without %q", msg, internal)
+				}
+			}
+			if strings.Contains(msg, "secret") {
+				t.Errorf("Migrate error = %q; want it without the password", msg)
+			}
+			if tt.check != nil {
+				tt.check(t, u)
+			}
+		})
+	}
+}
+
+// TestMigrateConcurrent: two migrators at once (two deploy pipelines)
+// both succeed, and each pending migration is applied once: the second
+// waits for the first's lock and then finds nothing pending.
+func TestMigrateConcurrent(t *testing.T) {
+	ctx := context.Background()
+	u, _, p := migrationProvider(t)
+	if _, err := p.DownTo(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	applied := make([][]int64, 2)
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Go(func() { applied[i], errs[i] = postgres.Migrate(ctx, u, nil) })
+	}
+	wg.Wait()
+	var all []int64
+	for i := range 2 {
+		if errs[i] != nil {
+			t.Errorf("migrator %d: %v", i, errs[i])
+		}
+		all = append(all, applied[i]...)
+	}
+	slices.Sort(all)
+	var want []int64
+	for _, s := range p.ListSources() {
+		want = append(want, s.Version)
+	}
+	if !slices.Equal(all, want) {
+		t.Errorf("the two migrators applied %v and %v; want %v between them, each once", applied[0], applied[1], want)
 	}
 }
