@@ -11,6 +11,7 @@ import (
 	"path"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -38,6 +39,9 @@ func Migrate(ctx context.Context, url string, logger *slog.Logger) ([]int64, err
 		return nil, errors.New("the database URL is not valid: want postgres://user:password@host:port/database, " +
 			"with any space or one of : / ? # [ ] @ % in the user or password percent-encoded")
 	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = MigrateConnectTimeout
+	}
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
 	if err := db.PingContext(ctx); err != nil {
@@ -45,6 +49,13 @@ func Migrate(ctx context.Context, url string, logger *slog.Logger) ([]int64, err
 	}
 	return migrateDB(ctx, db, logger)
 }
+
+// MigrateConnectTimeout is how long Migrate waits for a connection to the
+// database when the URL gives no connect_timeout (nor PGCONNECT_TIMEOUT
+// the environment): a host that takes the connection and never answers,
+// or drops its packets, is given up on then. Once connected, a migration
+// runs as long as it takes.
+const MigrateConnectTimeout = 10 * time.Second
 
 // migrateLockTries is how many seconds Migrate waits for another
 // migrator's lock before it gives up.
@@ -237,7 +248,7 @@ func connectError(ctx context.Context, cfg *pgx.ConnConfig, err error) error {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		why = "connection refused: no server listens there"
 	case pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded):
-		why = "the server did not answer in time"
+		why = fmt.Sprintf("the server did not answer within %s", cfg.ConnectTimeout)
 	}
 	return fmt.Errorf("cannot reach the database at %s: %s", where, why)
 }

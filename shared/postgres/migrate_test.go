@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
@@ -464,5 +465,55 @@ func TestMigrateConcurrent(t *testing.T) {
 	}
 	if !slices.Equal(all, want) {
 		t.Errorf("the two migrators applied %v and %v; want %v between them, each once", applied[0], applied[1], want)
+	}
+}
+
+// TestMigrateSilentServer: a host that takes the connection and never
+// answers (a proxy or load balancer with nothing behind it, a server
+// stuck) is given up on after the connect timeout, with an error saying
+// so, instead of a migrate that waits for ever.
+func TestMigrateSilentServer(t *testing.T) {
+	if pgtest.Proxy() {
+		t.Skip("the connect timeout does not depend on pgx's mode: checked in the first run")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := postgres.Migrate(context.Background(), "postgres://nexus:secret@"+l.Addr().String()+"/nexus?sslmode=disable", nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		want := "cannot reach the database at " + l.Addr().String() + ": the server did not answer within 10s"
+		if err == nil || err.Error() != want {
+			t.Errorf("Migrate against a server that never answers = %v; want %q", err, want)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("Migrate against a server that never answers had not returned after 45 s; want it to give up after its connect timeout")
 	}
 }
