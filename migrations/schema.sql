@@ -255,6 +255,27 @@ COMMENT ON FUNCTION public.eco_subscription_terms_cover() IS 'at commit: gives a
 
 
 --
+-- Name: eco_subscriptions_whole_second(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.eco_subscriptions_whole_second() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    NEW.period_anchor := date_trunc('second', NEW.period_anchor, 'UTC');
+    RETURN NEW;
+END;
+$$;
+
+
+--
+-- Name: FUNCTION eco_subscriptions_whole_second(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.eco_subscriptions_whole_second() IS 'keeps period anchors in whole seconds: Stripe keeps an invoice item''s period so, and a run finds an item''s ledger row by its period';
+
+
+--
 -- Name: eco_usage_counters_insert(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -2329,6 +2350,13 @@ CREATE CONSTRAINT TRIGGER eco_subscriptions_terms_cover AFTER INSERT OR UPDATE O
 --
 
 CREATE TRIGGER eco_subscriptions_version BEFORE UPDATE ON public.eco_subscriptions FOR EACH ROW EXECUTE FUNCTION public.bump_terms_version();
+
+
+--
+-- Name: eco_subscriptions eco_subscriptions_whole_second; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER eco_subscriptions_whole_second BEFORE INSERT OR UPDATE OF period_anchor ON public.eco_subscriptions FOR EACH ROW EXECUTE FUNCTION public.eco_subscriptions_whole_second();
 
 
 --

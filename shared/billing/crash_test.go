@@ -222,3 +222,39 @@ func TestRunTwoItemsOfOneUnbilledRow(t *testing.T) {
 			r, rep, len(fake.Items()), ids[0])
 	}
 }
+
+// TestRunCrashInAPeriodStartingWithinASecond: a subscription migrated by
+// SQL with an anchor that has a fraction of a second (14:00:00.25, as
+// now() writes it). Stripe keeps an item's period in whole seconds, and a
+// run finds the row of an item by its period: the item a crash left
+// unaccounted for was adopted for a period starting a quarter of a second
+// before the row's, whose row id (derived from the day) is the row's own,
+// and every run failed on that conflict. The database keeps anchors in
+// whole seconds: the item is adopted by its row, and charged once.
+func TestRunCrashInAPeriodStartingWithinASecond(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	u := userID(1)
+	start := time.Date(2026, 2, 1, 14, 0, 0, 250_000_000, time.UTC)
+	if _, err := e.db.Pool.Exec(context.Background(), `INSERT INTO eco_subscriptions (user_id, plan_id, stripe_customer_id, period_anchor)
+		VALUES ($1, 'pro', 'cus_1', $2)`, u, start); err != nil {
+		t.Fatal(err)
+	}
+	e.addCalls(u, time.Date(2026, 2, 10, 0, 0, 0, 0, time.UTC), 150_000)
+	at := time.Date(2026, 3, 3, 0, 30, 0, 0, time.UTC)
+	if _, err := e.runCrashing(at); err == nil {
+		t.Fatal("Run after an injected crash = nil error; want one")
+	}
+	if len(fake.Items()) != 1 {
+		t.Fatalf("%d items after the crash; want 1", len(fake.Items()))
+	}
+	fake.ForgetKeys()
+	if _, err := e.run(at.Add(25 * time.Hour)); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	rows := e.rows()
+	r := rows[u+"/0"]
+	if len(fake.Items()) != 1 || len(rows) != 1 || r.Status != billing.LedgerBilled || !r.Period.Start.Equal(start.Truncate(time.Second)) {
+		t.Errorf("%d items, %d ledger rows, row %+v; want 1 item and February's row billed with it", len(fake.Items()), len(rows), r)
+	}
+}

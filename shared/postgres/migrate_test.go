@@ -517,3 +517,63 @@ func TestMigrateSilentServer(t *testing.T) {
 		t.Fatal("Migrate against a server that never answers had not returned after 45 s; want it to give up after its connect timeout")
 	}
 }
+
+// TestMigrateWholeSecondAnchors: migration 3 keeps period anchors in whole
+// seconds, as Stripe keeps an invoice item's period, and moves what was
+// written for an anchor with a fraction to the second: the anchor with
+// the first terms entry the database gave it, the ledger rows of its
+// periods (their lines' bounds too), the billing progress and the alerts.
+// An anchor written afterwards loses its fraction.
+func TestMigrateWholeSecondAnchors(t *testing.T) {
+	ctx := context.Background()
+	_, db, p := migrationProvider(t)
+	if _, err := p.DownTo(ctx, 2); err != nil {
+		t.Fatalf("down to 2: %v", err)
+	}
+	const (
+		user  = "00000000-0000-4000-8000-000000000001"
+		other = "00000000-0000-4000-8000-000000000002"
+	)
+	for _, q := range []string{
+		`INSERT INTO eco_subscriptions (user_id, plan_id, period_anchor) VALUES ('` + user + `', 'pro', '2026-01-01 14:00:00.25+00')`,
+		`INSERT INTO eco_overage_ledger (ledger_id, user_id, period_start, period_end, seq, included_calls, used_calls, units,
+			unit_size, unit_price, amount, currency, idempotency_key, status, lines)
+			VALUES (gen_random_uuid(), '` + user + `', '2026-01-01 14:00:00.25+00', '2026-02-01 14:00:00.25+00', 0, 100000, 150000, 50,
+			1000, 50, 2500, 'usd', 'k0', 'billed',
+			'[{"from": "2026-01-01T14:00:00.25Z", "to": "2026-01-10T00:00:00Z", "used_calls": 1},
+			  {"from": "2026-01-10T00:00:00Z", "to": "2026-02-01T14:00:00.25Z", "used_calls": 2}]')`,
+		`INSERT INTO eco_overage_progress (user_id, closed_through, updated_at) VALUES ('` + user + `', '2026-02-01 14:00:00.25+00', now())`,
+		`INSERT INTO eco_usage_alerts (user_id, period_start, threshold, period_end, included_calls, used_calls, created_at)
+			VALUES ('` + user + `', '2026-02-01 14:00:00.25+00', 80, '2026-03-01 14:00:00.25+00', 100000, 80000, now())`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if _, err := p.UpTo(ctx, 3); err != nil {
+		t.Fatalf("up to 3: %v", err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO eco_subscriptions (user_id, plan_id, period_anchor)
+		VALUES ('`+other+`', 'pro', '2026-01-05 09:30:15.999999+00')`); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := db.QueryRowContext(ctx, `SELECT jsonb_build_object(
+		'anchors', (SELECT jsonb_agg(to_char(period_anchor AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') ORDER BY user_id) FROM eco_subscriptions),
+		'terms', (SELECT jsonb_agg(to_char(effective_from AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') ORDER BY user_id) FROM eco_subscription_terms),
+		'ledger', (SELECT jsonb_agg(jsonb_build_array(to_char(period_start AT TIME ZONE 'UTC', 'HH24:MI:SS.US'),
+			to_char(period_end AT TIME ZONE 'UTC', 'HH24:MI:SS.US'),
+			(SELECT jsonb_agg(jsonb_build_array((l->>'from')::timestamptz = '2026-01-01 14:00:00+00' OR (l->>'from')::timestamptz = '2026-01-10 00:00:00+00',
+				(l->>'to')::timestamptz = '2026-01-10 00:00:00+00' OR (l->>'to')::timestamptz = '2026-02-01 14:00:00+00', l->'used_calls')) FROM jsonb_array_elements(lines) l)))
+			FROM eco_overage_ledger),
+		'progress', (SELECT jsonb_agg(to_char(closed_through AT TIME ZONE 'UTC', 'HH24:MI:SS.US')) FROM eco_overage_progress),
+		'alerts', (SELECT jsonb_agg(to_char(period_start AT TIME ZONE 'UTC', 'HH24:MI:SS.US') || ' ' || to_char(period_end AT TIME ZONE 'UTC', 'HH24:MI:SS.US')) FROM eco_usage_alerts))::text`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"terms": ["2026-01-01 14:00:00.000000", "2026-01-05 09:30:15.000000"], "alerts": ["14:00:00.000000 14:00:00.000000"], ` +
+		`"ledger": [["14:00:00.000000", "14:00:00.000000", [[true, true, 1], [true, true, 2]]]], "anchors": ["2026-01-01 14:00:00.000000", "2026-01-05 09:30:15.000000"], ` +
+		`"progress": ["14:00:00.000000"]}`
+	if got != want {
+		t.Errorf("after migration 3:\n%s\nwant\n%s", got, want)
+	}
+}
