@@ -154,8 +154,14 @@ type Segment struct {
 // included calls and price: a new rate limit, burst or hard limit alone)
 // starts no segment: the segment goes on under the earlier entry, so that
 // such a change changes no amount and closes nothing to bill early.
+//
+// A period starting within a day (Period.HasDay) does not count the day
+// of its end, the next period's first: an entry from that day on (a
+// downgrade at the period's end, an upgrade made that day before the
+// period ends) starts no segment in it and cuts none short.
 func Segments(p Period, history []Terms) []Segment {
 	var out []Segment
+	last := Day(p.End) // the period counts the days before it
 	for i, t := range history {
 		from := Day(t.From)
 		if from.Before(p.Start) {
@@ -163,11 +169,11 @@ func Segments(p Period, history []Terms) []Segment {
 		}
 		to := p.End
 		if i+1 < len(history) {
-			if n := Day(history[i+1].From); n.Before(to) {
+			if n := Day(history[i+1].From); n.Before(last) {
 				to = n
 			}
 		}
-		if !from.Before(to) {
+		if !from.Before(to) || !from.Before(last) {
 			continue
 		}
 		if n := len(out); n > 0 && out[n-1].To.Equal(from) && SameBilling(out[n-1].Terms.Effective, t.Effective) {

@@ -540,3 +540,60 @@ func TestPeriodStartingInTheDay(t *testing.T) {
 		t.Errorf("summary used %d, overage %d; want 150,007 calls (13 March to 12 April), 2500", s.Used, s.OverageToDate.Amount)
 	}
 }
+
+// TestSegmentsOfAPeriodStartingInTheDay: a period anchored at 14:00 (by
+// SQL) counts its days up to, not including, the day of its end, which is
+// the next period's first. A change whose day is that one starts no
+// segment in it: a downgrade, which waits for the period's end, and an
+// upgrade made on that day before 14:00 go to the next period, whose
+// first day is theirs. They cut the period's last segment short at the
+// start of that day and added a segment of no day under their terms: the
+// period then showed the next terms' included calls, and a downgrade to
+// another currency, which starts a period of its own, was refused.
+func TestSegmentsOfAPeriodStartingInTheDay(t *testing.T) {
+	anchor := time.Date(2026, 2, 1, 14, 0, 0, 0, time.UTC)
+	p := usage.PeriodAt(anchor, anchor) // 1 February 14:00 – 1 March 14:00
+	eur := "eur"
+	inEUR := usage.Overrides{Currency: &eur, IncludedCalls: ptr(int64(10))}
+	start := usage.Terms{From: anchor, PlanID: "pro", Effective: proTerms, Change: usage.ChangeStart}
+	down := usage.Terms{From: p.End, PlanID: "free", Effective: freePlan, Change: usage.ChangeDowngrade}
+	downEUR := usage.Terms{From: p.End, PlanID: "pro", Overrides: inEUR, Effective: proTerms.Apply(inEUR), Change: usage.ChangeDowngrade}
+	upLastDay := usage.Terms{From: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), PlanID: "enterprise", Effective: entTerms, Change: usage.ChangeUpgrade}
+	up := usage.Terms{From: time.Date(2026, 2, 10, 9, 0, 0, 0, time.UTC), PlanID: "enterprise", Effective: entTerms, Change: usage.ChangeUpgrade}
+	tests := []struct {
+		name    string
+		history []usage.Terms
+		want    [][2]time.Time
+		plans   []string
+	}{
+		{"a downgrade at the period's end", []usage.Terms{start, down}, [][2]time.Time{{p.Start, p.End}}, []string{"pro"}},
+		{"a downgrade to another currency", []usage.Terms{start, downEUR}, [][2]time.Time{{p.Start, p.End}}, []string{"pro"}},
+		{"an upgrade on the day of the period's end, before it", []usage.Terms{start, upLastDay}, [][2]time.Time{{p.Start, p.End}}, []string{"pro"}},
+		{"an upgrade inside the period", []usage.Terms{start, up},
+			[][2]time.Time{{p.Start, day(2026, 2, 10)}, {day(2026, 2, 10), p.End}}, []string{"pro", "enterprise"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got [][2]time.Time
+			var plans []string
+			for _, s := range usage.Segments(p, tt.history) {
+				got = append(got, [2]time.Time{s.From, s.To})
+				plans = append(plans, s.Terms.PlanID)
+			}
+			if d := cmp.Diff(tt.want, got); d != "" || !cmp.Equal(tt.plans, plans) {
+				t.Errorf("Segments (-want +got):\n%s plans %v; want %v", d, plans, tt.plans)
+			}
+			if err := usage.CheckCurrency(p, tt.history); err != nil {
+				t.Errorf("CheckCurrency = %v; want nil", err)
+			}
+		})
+	}
+	// The downgrade itself: to EUR terms from the end of the period, the
+	// next period's own currency.
+	cur := &usage.Subscription{UserID: termsUser, PlanID: usage.PlanPro, Effective: proTerms, PeriodAnchor: anchor}
+	now := time.Date(2026, 2, 20, 9, 0, 0, 0, time.UTC)
+	change, at, err := usage.DecideChange(cur, []usage.Terms{start}, usage.PlanPro, inEUR, proTerms.Apply(inEUR), now)
+	if err != nil || change != usage.ChangeDowngrade || !at.Equal(p.End) {
+		t.Errorf("DecideChange to EUR with fewer calls = %s at %v, %v; want a downgrade at %v", change, at, err, p.End)
+	}
+}
