@@ -2,6 +2,8 @@ package limits
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -12,6 +14,15 @@ import (
 // DefaultCacheTTL is how long a Limiter reuses a user's period usage
 // before reading the counters again.
 const DefaultCacheTTL = time.Second
+
+// DefaultDecisionTimeout is how long a Limiter's decision may wait for its
+// RateStore (a connection, the statements) before it answers
+// CodeUnavailable: the limiter statements' own timeout (1 s) with room for
+// a connection. A decision stuck behind a database that does not answer
+// (a partition, a failover) would otherwise hold its request, and every
+// request of the same user on the instance behind it, for as long as the
+// caller's context allows, which outside Lambda may be for ever.
+const DefaultDecisionTimeout = 2 * time.Second
 
 // maxLimitEntries bounds a Limiter's cache; past it, expired entries are
 // swept.
@@ -31,6 +42,11 @@ type LimiterOptions struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Timeout bounds each decision's wait for the store, from the call:
+	// past it the decision is CodeUnavailable (the middleware's 503). 0
+	// means DefaultDecisionTimeout; a negative value leaves the caller's
+	// context as the only bound.
+	Timeout time.Duration
 }
 
 // Limiter decides, for every API call, "yes", "slow down" or "over quota":
@@ -91,10 +107,11 @@ type LimiterOptions struct {
 // path's transaction (shared/notify, record_usage_counts), and delivered from
 // its outbox as webhooks and on the EventBridge bus.
 type Limiter struct {
-	store  RateStore
-	ttl    time.Duration
-	logger *slog.Logger
-	now    func() time.Time
+	store   RateStore
+	ttl     time.Duration
+	timeout time.Duration
+	logger  *slog.Logger
+	now     func() time.Time
 
 	mu      sync.Mutex
 	entries map[string]*limitEntry
@@ -107,12 +124,16 @@ func NewLimiter(store RateStore, opts LimiterOptions) *Limiter {
 	l := &Limiter{
 		store:   store,
 		ttl:     opts.CacheTTL,
+		timeout: opts.Timeout,
 		logger:  opts.Logger,
 		now:     opts.Now,
 		entries: map[string]*limitEntry{},
 	}
 	if l.ttl == 0 {
 		l.ttl = DefaultCacheTTL
+	}
+	if l.timeout == 0 {
+		l.timeout = DefaultDecisionTimeout
 	}
 	if l.logger == nil {
 		l.logger = slog.Default()
@@ -175,6 +196,8 @@ func (l *Limiter) Check(ctx context.Context, id usage.Identity, cost int64) (usa
 	if err := checkCall(id, cost); err != nil {
 		return usage.Decision{}, err
 	}
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	now := l.now().UTC()
 	key := rateKey(id)
 	e := l.entry(id.UserID, now)
@@ -205,7 +228,7 @@ func (l *Limiter) Check(ctx context.Context, id usage.Identity, cost int64) (usa
 			e.mu.Unlock()
 		}
 		if err != nil {
-			return usage.Decision{}, err
+			return usage.Decision{}, l.failed(ctx, err)
 		}
 		return decision(plan, period, used, r), nil
 	}
@@ -216,7 +239,7 @@ func (l *Limiter) Check(ctx context.Context, id usage.Identity, cost int64) (usa
 	plan, period, lc, used, err := l.refresh(ctx, e, id.UserID, key, now, cost)
 	e.mu.Unlock()
 	if err != nil {
-		return usage.Decision{}, err
+		return usage.Decision{}, l.failed(ctx, err)
 	}
 	if !lc.Took {
 		return quotaRefusal(plan, period, used, now), nil
@@ -233,6 +256,8 @@ func (l *Limiter) CheckRate(ctx context.Context, id usage.Identity, cost int64) 
 	if err := checkCall(id, cost); err != nil {
 		return usage.Decision{}, err
 	}
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	now := l.now().UTC()
 	e := l.entry(id.UserID, now)
 	e.mu.Lock()
@@ -242,7 +267,7 @@ func (l *Limiter) CheckRate(ctx context.Context, id usage.Identity, cost int64) 
 	if !fresh {
 		sub, err := l.store.Subscription(ctx, id.UserID)
 		if err != nil {
-			return usage.Decision{}, err
+			return usage.Decision{}, l.failed(ctx, err)
 		}
 		plan = sub.At(now)
 		g = NewGCRA(plan.RatePerSecond, plan.Burst)
@@ -252,9 +277,31 @@ func (l *Limiter) CheckRate(ctx context.Context, id usage.Identity, cost int64) 
 	}
 	r, err := l.store.Take(ctx, rateKey(id), now, g, cost)
 	if err != nil {
-		return usage.Decision{}, err
+		return usage.Decision{}, l.failed(ctx, err)
 	}
 	return rateDecision(plan, r), nil
+}
+
+// bound returns ctx bounded by the decision timeout. A caller that waits
+// for another decision of the same user (e.mu, held across its round
+// trip) counts that wait in its own bound: the store gives up at once on
+// a context already ended.
+func (l *Limiter) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if l.timeout < 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, l.timeout)
+}
+
+// failed is a decision's error: the store's, or, when the decision's own
+// bound ended it, CodeUnavailable saying so (whatever the store made of
+// its context's end).
+func (l *Limiter) failed(ctx context.Context, err error) error {
+	if l.timeout > 0 && errors.Is(context.Cause(ctx), context.DeadlineExceeded) && usage.ErrorCode(err) != usage.CodeInvalid {
+		return &usage.Error{Code: usage.CodeUnavailable, RetryAfter: time.Second,
+			Message: fmt.Sprintf("the usage limits could not be checked within %s; retry", l.timeout)}
+	}
+	return err
 }
 
 // refresh runs RateStore.Check for a call of cost at now under the user's

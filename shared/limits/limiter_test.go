@@ -405,3 +405,67 @@ func TestLimiter_DowngradeAtPeriodEnd(t *testing.T) {
 		t.Errorf("after the period's end: %+v, %v; want free's terms", d, err)
 	}
 }
+
+// hungStore is a RateStore that never answers (a database behind a
+// partition, or one failing over): each call waits for its context.
+type hungStore struct{ deadlines chan time.Duration }
+
+func (s hungStore) wait(ctx context.Context) error {
+	if d, ok := ctx.Deadline(); ok && s.deadlines != nil {
+		s.deadlines <- time.Until(d)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (s hungStore) Subscription(ctx context.Context, _ string) (*usage.Subscription, error) {
+	return nil, s.wait(ctx)
+}
+
+func (s hungStore) Take(ctx context.Context, _ string, _ time.Time, _ limits.GCRA, _ int64) (limits.RateResult, error) {
+	return limits.RateResult{}, s.wait(ctx)
+}
+
+func (s hungStore) Check(ctx context.Context, _ limits.LimitRequest) (*limits.LimitCheck, error) {
+	return nil, s.wait(ctx)
+}
+
+// TestLimiterDecisionBounded: a store that never answers costs a decision
+// its timeout, not its caller's context (a platform service's requests
+// often have none): Check and CheckRate answer CodeUnavailable in our
+// words, with a Retry-After, and so do the same user's calls that waited
+// behind the first one's round trip. Without a Timeout, the default bounds
+// every call to the store.
+func TestLimiterDecisionBounded(t *testing.T) {
+	l := limits.NewLimiter(hungStore{}, limits.LimiterOptions{Timeout: 50 * time.Millisecond})
+	id := usage.Identity{UserID: limitUser, APIKeyID: "9b2f0c1e-3d4a-4b5c-8d6e-7f8091a2b3c4"}
+	done := make(chan error, 6)
+	for range 3 {
+		go func() { _, err := l.Check(context.Background(), id, 1); done <- err }()
+		go func() { _, err := l.CheckRate(context.Background(), id, 1); done <- err }()
+	}
+	for range 6 {
+		select {
+		case err := <-done:
+			if usage.ErrorCode(err) != usage.CodeUnavailable || usage.ErrorMessage(err) != "the usage limits could not be checked within 50ms; retry" ||
+				usage.ErrorRetryAfter(err) <= 0 {
+				t.Errorf("decision over a store that never answers = %v (retry after %s); want %s in our words, with a retry after",
+					err, usage.ErrorRetryAfter(err), usage.CodeUnavailable)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a decision over a store that never answers had not returned after 30 s; want CodeUnavailable at its 50ms timeout")
+		}
+	}
+
+	seen := make(chan time.Duration, 1)
+	l = limits.NewLimiter(hungStore{deadlines: seen}, limits.LimiterOptions{})
+	go func() { _, _ = l.Check(context.Background(), id, 1) }()
+	select {
+	case d := <-seen:
+		if d <= 0 || d > limits.DefaultDecisionTimeout {
+			t.Errorf("the store's call had %s left; want at most DefaultDecisionTimeout (%s)", d, limits.DefaultDecisionTimeout)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the store was not called with a deadline; want DefaultDecisionTimeout to bound it")
+	}
+}

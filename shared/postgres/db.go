@@ -54,6 +54,9 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = ConnectTimeout
+	}
 	pc.MaxConns = c.MaxConns
 	if pc.MaxConns <= 0 {
 		pc.MaxConns = 2
@@ -90,6 +93,16 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	}
 	return &DB{Pool: pool, Now: time.Now, timeouts: c.Timeouts.withDefaults()}, nil
 }
+
+// ConnectTimeout is how long a new connection may take (TCP, TLS and the
+// server's answer to the startup) when the URL gives no connect_timeout
+// (nor PGCONNECT_TIMEOUT the environment). pgx has no bound of its own: a
+// host that takes the connection and never answers, or drops its packets
+// (a partition, a failover), would hold the statement that needed the
+// connection until its context ends, and the TCP retries alone take about
+// two minutes. Once connected, statements are bounded by their workload's
+// timeout.
+const ConnectTimeout = 10 * time.Second
 
 // CancelGrace is how long after its context ends a statement's connection
 // waits for the server to confirm the cancellation before it is closed.

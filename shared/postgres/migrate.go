@@ -11,7 +11,6 @@ import (
 	"path"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -40,7 +39,7 @@ func Migrate(ctx context.Context, url string, logger *slog.Logger) ([]int64, err
 			"with any space or one of : / ? # [ ] @ % in the user or password percent-encoded")
 	}
 	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = MigrateConnectTimeout
+		cfg.ConnectTimeout = ConnectTimeout
 	}
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
@@ -50,12 +49,6 @@ func Migrate(ctx context.Context, url string, logger *slog.Logger) ([]int64, err
 	return migrateDB(ctx, db, logger)
 }
 
-// MigrateConnectTimeout is how long Migrate waits for a connection to the
-// database when the URL gives no connect_timeout (nor PGCONNECT_TIMEOUT
-// the environment): a host that takes the connection and never answers,
-// or drops its packets, is given up on then. Once connected, a migration
-// runs as long as it takes.
-const MigrateConnectTimeout = 10 * time.Second
 
 // migrateLockTries is how many seconds Migrate waits for another
 // migrator's lock before it gives up.

@@ -476,40 +476,16 @@ func TestMigrateSilentServer(t *testing.T) {
 	if pgtest.Proxy() {
 		t.Skip("the connect timeout does not depend on pgx's mode: checked in the first run")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c) // held open, never answered
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-
+	t.Parallel()
+	addr := silentServer(t)
 	done := make(chan error, 1)
 	go func() {
-		_, err := postgres.Migrate(context.Background(), "postgres://nexus:secret@"+l.Addr().String()+"/nexus?sslmode=disable", nil)
+		_, err := postgres.Migrate(context.Background(), "postgres://nexus:secret@"+addr+"/nexus?sslmode=disable", nil)
 		done <- err
 	}()
 	select {
 	case err := <-done:
-		want := "cannot reach the database at " + l.Addr().String() + ": the server did not answer within 10s"
+		want := "cannot reach the database at " + addr + ": the server did not answer within 10s"
 		if err == nil || err.Error() != want {
 			t.Errorf("Migrate against a server that never answers = %v; want %q", err, want)
 		}

@@ -2,8 +2,10 @@ package postgres_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +188,68 @@ func TestFormatErrorServerDown(t *testing.T) {
 	_, err = postgres.NewRateStore(db).Take(context.Background(), "k:x", time.Now(), limits.NewGCRA(1, 1), 1)
 	if usage.ErrorCode(err) != usage.CodeUnavailable {
 		t.Errorf("a statement with the server down: %v (code %s); want %s", err, usage.ErrorCode(err), usage.CodeUnavailable)
+	}
+}
+
+// silentServer listens on a loopback port of its own and takes every
+// connection without ever answering (a proxy or load balancer with
+// nothing behind it, a server stuck); it returns its address.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+// TestConnectSilentServer: a statement that needs a new connection to a
+// server that never answers fails at the connect timeout as
+// CodeUnavailable (the API's 503, the record path's retry), rather than
+// waiting for its caller's context, which a platform service's request
+// may not have.
+func TestConnectSilentServer(t *testing.T) {
+	if pgtest.Proxy() {
+		t.Skip("the connect timeout does not depend on pgx's mode: checked in the first run")
+	}
+	t.Parallel()
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: "postgres://nexus:secret@" + silentServer(t) + "/nexus?sslmode=disable"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := postgres.NewSubscriptionStore(db).Subscription(context.Background(), uuid.NewString())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if usage.ErrorCode(err) != usage.CodeUnavailable {
+			t.Errorf("a read through a server that never answers = %v; want %s", err, usage.CodeUnavailable)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatalf("a read through a server that never answers had not returned after 45 s; want it to fail at the connect timeout (%s)", postgres.ConnectTimeout)
 	}
 }
