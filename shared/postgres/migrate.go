@@ -49,7 +49,6 @@ func Migrate(ctx context.Context, url string, logger *slog.Logger) ([]int64, err
 	return migrateDB(ctx, db, logger)
 }
 
-
 // migrateLockTries is how many seconds Migrate waits for another
 // migrator's lock before it gives up.
 var migrateLockTries uint64 = 300
