@@ -227,6 +227,20 @@ func (h *Handler) month(r *httpapi.Request) (string, time.Time, error) {
 	return s, m, nil
 }
 
+// cursorInMonth checks that a cursor of a list of periods starting in the
+// month from (the ledger's, the preview's) is one of that month's: its
+// last period starts in it. A cursor of another month (named by the
+// query, or the default one after the month turned) would continue with
+// a page of another list, the first page of a later month or an empty
+// page that reads as the end of an earlier one.
+func cursorInMonth(periodStart, from time.Time) error {
+	if periodStart.Before(from) || !periodStart.Before(from.AddDate(0, 1, 0)) {
+		return usage.FieldErrorf("cursor", "is for the month %s: ask with period=%s, or without a cursor for the first page",
+			periodStart.UTC().Format("2006-01"), periodStart.UTC().Format("2006-01"))
+	}
+	return nil
+}
+
 // getOverage lists the ledger rows of periods starting in a month (the
 // current one by default).
 func (h *Handler) getOverage(ctx context.Context, r *httpapi.Request, _ usage.Identity) httpapi.Response {
@@ -245,6 +259,9 @@ func (h *Handler) getOverage(ctx context.Context, r *httpapi.Request, _ usage.Id
 	} else if ok {
 		if !usage.IsUUID(c.UserID) {
 			return h.fail(ctx, usage.FieldErrorf("cursor", "is not a cursor of this list"))
+		}
+		if err := cursorInMonth(c.PeriodStart, m); err != nil {
+			return h.fail(ctx, err)
 		}
 		f.After = &c
 	}
@@ -292,6 +309,11 @@ func (h *Handler) getOveragePreview(ctx context.Context, r *httpapi.Request, _ u
 	}
 	if ok && !usage.IsUUID(c.UserID) {
 		return h.fail(ctx, usage.FieldErrorf("cursor", "is not a cursor of this list"))
+	}
+	if ok {
+		if err := cursorInMonth(c.PeriodStart, m); err != nil {
+			return h.fail(ctx, err)
+		}
 	}
 	if h.Overage == nil {
 		return h.fail(ctx, usage.Errorf(usage.CodeUnavailable, "the overage preview is not configured"))

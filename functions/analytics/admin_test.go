@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,13 +109,53 @@ func TestListCursors(t *testing.T) {
 		Period     string
 		NextCursor string `json:"next_cursor"`
 	}](t, f.get(t, "/v1/admin/overage?limit=1", admin))
-	wantStatus(t, f.get(t, "/v1/admin/overage?period=2026-02&cursor="+o1.NextCursor, admin), 200)
+	wantStatus(t, f.get(t, "/v1/admin/overage?period=2026-03&cursor="+o1.NextCursor, admin), 200)
 	want := []report.LedgerPage{
 		{From: march, To: april, Limit: 2},
-		{From: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), To: march, Limit: 51,
-			After: &report.LedgerCursor{PeriodStart: march, UserID: charlie}},
+		{From: march, To: april, Limit: 51, After: &report.LedgerCursor{PeriodStart: march, UserID: charlie}},
 	}
 	if d := cmp.Diff(want, pages); o1.Period != "2026-03" || d != "" {
 		t.Errorf("period %q; pages (-want +got):\n%s", o1.Period, d)
+	}
+}
+
+// TestOverageCursorsKeepTheirMonth: the cursors of the ledger and of the
+// preview continue the list of their month. Asked with another month (one
+// the query names, or the default one after the month turned) they are
+// refused naming the cursor, instead of going on with a page of another
+// list: the first page of the other month, or an empty page that reads as
+// the end of the list.
+func TestOverageCursorsKeepTheirMonth(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	now := time.Date(2026, 3, 31, 23, 59, 0, 0, time.UTC)
+	f.h.Now = func() time.Time { return now }
+	admin := token(t, operator, true)
+	type page struct {
+		NextCursor string `json:"next_cursor"`
+	}
+	for _, route := range []string{"/v1/admin/overage", "/v1/admin/overage/preview"} {
+		now = time.Date(2026, 3, 31, 23, 59, 0, 0, time.UTC)
+		p1 := decode[page](t, f.get(t, route+"?limit=1", admin))
+		if p1.NextCursor == "" {
+			t.Fatalf("%s: page 1 has no next cursor", route)
+		}
+		wantStatus(t, f.get(t, route+"?limit=1&cursor="+p1.NextCursor, admin), 200)
+		wantStatus(t, f.get(t, route+"?period=2026-03&cursor="+p1.NextCursor, admin), 200)
+		for _, tt := range []struct {
+			query string
+			at    time.Time
+		}{
+			{"period=2026-02", now},
+			{"period=2026-04", now},
+			{"limit=1", time.Date(2026, 4, 1, 0, 1, 0, 0, time.UTC)},
+		} {
+			now = tt.at
+			resp := f.get(t, route+"?"+tt.query+"&cursor="+p1.NextCursor, admin)
+			if p := decode[problem](t, resp); resp.StatusCode != 400 || p.Param != "cursor" || !strings.Contains(p.Detail, "2026-03") {
+				t.Errorf("%s?%s at %s with a cursor of 2026-03: %d %s; want 400 naming cursor and its month",
+					route, tt.query, now.Format(time.DateTime), resp.StatusCode, resp.Body)
+			}
+		}
 	}
 }

@@ -116,6 +116,19 @@ func (h *Handler) getKeys(ctx context.Context, r *httpapi.Request, id usage.Iden
 	return h.breakdown(ctx, r, id.UserID, true)
 }
 
+// breakdownCursor is the cursor of a breakdown page: the store's position
+// after the page's last row, and the range of the list it continues. The
+// rows' order is that of their sums over the range, so a position means
+// nothing in another range: a cursor asked with another one (another from
+// or to, or the default range once midnight UTC has moved it) is refused
+// rather than answered with a page of another list, which would skip rows
+// or show some twice.
+type breakdownCursor struct {
+	report.BreakdownCursor
+	From string `json:"f"`
+	To   string `json:"t"`
+}
+
 // breakdown serves a page of the user's usage per endpoint, or per API
 // key: one row more than the limit is read to know whether a next page
 // exists. The answer comes from the instance's breakdown cache while it
@@ -130,17 +143,23 @@ func (h *Handler) breakdown(ctx context.Context, r *httpapi.Request, userID stri
 		return h.fail(ctx, err)
 	}
 	f := report.BreakdownFilter{UserID: userID, Range: rg, Limit: limit + 1}
-	var c report.BreakdownCursor
+	var c breakdownCursor
 	if ok, err := r.DecodeCursor(&c); err != nil {
 		return h.fail(ctx, err)
 	} else if ok {
 		// A row's key is an endpoint or an API key id: printable text,
 		// as the record path keeps it. Anything else (a NUL, which
 		// PostgreSQL's text refuses) was never a cursor of this list.
-		if strings.IndexFunc(c.Key, func(r rune) bool { return !usage.PrintableRune(r) }) >= 0 {
+		// Its range is two days, as the page said them.
+		_, fromErr := httpapi.ParseDate("from", c.From)
+		_, toErr := httpapi.ParseDate("to", c.To)
+		if strings.IndexFunc(c.Key, func(r rune) bool { return !usage.PrintableRune(r) }) >= 0 || fromErr != nil || toErr != nil {
 			return h.fail(ctx, usage.FieldErrorf("cursor", "is not a cursor of this list"))
 		}
-		f.After = &c
+		if c.From != day(rg.From) || c.To != day(rg.To) {
+			return h.fail(ctx, usage.FieldErrorf("cursor", "is for the days from %s to %s: ask with that range (from and to), or without a cursor for the first page", c.From, c.To))
+		}
+		f.After = &c.BreakdownCursor
 	}
 	key := fmt.Sprintf("%t %s %s %s %d %s", keys, userID, day(rg.From), day(rg.To), limit, r.Query("cursor"))
 	return h.cache.get(ctx, key, h.now(), func() httpapi.Response { return h.readBreakdown(ctx, f, limit, keys) })
@@ -165,7 +184,8 @@ func (h *Handler) readBreakdown(ctx context.Context, f report.BreakdownFilter, l
 	if len(rows) > limit {
 		rows = rows[:limit]
 		last := rows[limit-1]
-		p.NextCursor = httpapi.EncodeCursor(report.BreakdownCursor{Calls: last.Calls, Key: last.Key})
+		p.NextCursor = httpapi.EncodeCursor(breakdownCursor{BreakdownCursor: report.BreakdownCursor{Calls: last.Calls, Key: last.Key},
+			From: p.From, To: p.To})
 	}
 	items := make([]breakdownRow, len(rows))
 	for i, b := range rows {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -134,5 +135,61 @@ func TestExport(t *testing.T) {
 				t.Errorf("CSV = %q (%s); want %q", resp.Body, resp.Headers["Content-Disposition"], wantCSV)
 			}
 		})
+	}
+}
+
+// TestBreakdownCursorKeepsItsRange: a breakdown's cursor continues the
+// list of the range it was handed out for. Asked with another range, the
+// one the query names or the default range after midnight UTC moved it,
+// it is refused naming the cursor: going on would show a page of another
+// list (rows skipped or shown twice) as if it were the next.
+func TestBreakdownCursorKeepsItsRange(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	now := time.Date(2026, 3, 15, 23, 59, 0, 0, time.UTC)
+	f.h.Now = func() time.Time { return now }
+	var after []*report.BreakdownCursor
+	endpoints := f.usage.EndpointBreakdownFn
+	f.usage.EndpointBreakdownFn = func(ctx context.Context, bf report.BreakdownFilter) ([]report.Breakdown, error) {
+		after = append(after, bf.After)
+		return endpoints(ctx, bf)
+	}
+	authz := "ApiKey " + f.aliceKey
+	p1 := decode[pageOf[struct{}]](t, f.get(t, "/v1/usage/endpoints?limit=1", authz))
+	if p1.NextCursor == "" {
+		t.Fatalf("page 1 = %+v; want a next cursor", p1)
+	}
+	// The same list, by the default range or named: the next page.
+	wantStatus(t, f.get(t, "/v1/usage/endpoints?limit=1&cursor="+p1.NextCursor, authz), 200)
+	wantStatus(t, f.get(t, "/v1/usage/endpoints?from=2026-02-14&to=2026-03-15&limit=5&cursor="+p1.NextCursor, authz), 200)
+	wantStatus(t, f.get(t, "/v1/admin/users/"+alice+"/endpoints?limit=1&cursor="+p1.NextCursor, token(t, operator, true)), 200)
+	// (The admin's view of the page is the user's, from the cache.)
+	if len(after) != 3 || after[0] != nil || after[1] == nil || after[2] == nil {
+		t.Fatalf("cursors given to the store %v; want none, then two", after)
+	}
+	for _, tt := range []struct {
+		name, query string
+		at          time.Time
+	}{
+		{"the default range, after midnight", "limit=1", now.Add(2 * time.Minute)},
+		{"another from", "from=2026-02-15&to=2026-03-15&limit=1", now},
+		{"another to", "from=2026-02-14&to=2026-03-14&limit=1", now},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			now = tt.at
+			resp := f.get(t, "/v1/usage/endpoints?"+tt.query+"&cursor="+p1.NextCursor, authz)
+			if p := decode[problem](t, resp); resp.StatusCode != 400 || p.Param != "cursor" || !strings.Contains(p.Detail, "from 2026-02-14 to 2026-03-15") {
+				t.Errorf("%s: %d %s; want 400 naming cursor and its range", tt.query, resp.StatusCode, resp.Body)
+			}
+		})
+	}
+	// A cursor whose range is not two days was never one of these.
+	forged := httpapi.EncodeCursor(map[string]any{"c": 140, "k": "GET /v1/a", "f": "2026-02-14", "t": "any text"})
+	resp := f.get(t, "/v1/usage/endpoints?cursor="+forged, authz)
+	if p := decode[problem](t, resp); resp.StatusCode != 400 || p.Param != "cursor" || strings.Contains(p.Detail, "any text") {
+		t.Errorf("a forged cursor: %d %s; want 400 naming cursor, without its text", resp.StatusCode, resp.Body)
+	}
+	if len(after) != 3 {
+		t.Errorf("%d breakdowns read; want none for a cursor of another range", len(after)-3)
 	}
 }

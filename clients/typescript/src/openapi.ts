@@ -1911,7 +1911,12 @@ export interface components {
         /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
         To: string;
         Limit: number;
-        /** @description The next_cursor of the previous page. */
+        /**
+         * @description The next_cursor of the previous page. It continues the list of the previous page's
+         *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+         *     including the default range or month after midnight UTC or the month moved it, it is
+         *     a 400 naming cursor, which says the range or month to ask with.
+         */
         Cursor: string;
         /** @description The ETag of a copy the browser holds. */
         IfNoneMatch: string;
@@ -2146,7 +2151,12 @@ export interface operations {
                 /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
                 limit?: components["parameters"]["Limit"];
-                /** @description The next_cursor of the previous page. */
+                /**
+                 * @description The next_cursor of the previous page. It continues the list of the previous page's
+                 *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+                 *     including the default range or month after midnight UTC or the month moved it, it is
+                 *     a 400 naming cursor, which says the range or month to ask with.
+                 */
                 cursor?: components["parameters"]["Cursor"];
             };
             header?: never;
@@ -2188,7 +2198,12 @@ export interface operations {
                 /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
                 limit?: components["parameters"]["Limit"];
-                /** @description The next_cursor of the previous page. */
+                /**
+                 * @description The next_cursor of the previous page. It continues the list of the previous page's
+                 *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+                 *     including the default range or month after midnight UTC or the month moved it, it is
+                 *     a 400 naming cursor, which says the range or month to ask with.
+                 */
                 cursor?: components["parameters"]["Cursor"];
             };
             header?: never;
@@ -2504,7 +2519,12 @@ export interface operations {
                 /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
                 limit?: components["parameters"]["Limit"];
-                /** @description The next_cursor of the previous page. */
+                /**
+                 * @description The next_cursor of the previous page. It continues the list of the previous page's
+                 *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+                 *     including the default range or month after midnight UTC or the month moved it, it is
+                 *     a 400 naming cursor, which says the range or month to ask with.
+                 */
                 cursor?: components["parameters"]["Cursor"];
             };
             header?: never;
@@ -2549,7 +2569,12 @@ export interface operations {
                 /** @description Last day of the range (UTC), YYYY-MM-DD, on or after 1970-01-01; defaults to today. */
                 to?: components["parameters"]["To"];
                 limit?: components["parameters"]["Limit"];
-                /** @description The next_cursor of the previous page. */
+                /**
+                 * @description The next_cursor of the previous page. It continues the list of the previous page's
+                 *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+                 *     including the default range or month after midnight UTC or the month moved it, it is
+                 *     a 400 naming cursor, which says the range or month to ask with.
+                 */
                 cursor?: components["parameters"]["Cursor"];
             };
             header?: never;
@@ -2590,7 +2615,12 @@ export interface operations {
         parameters: {
             query?: {
                 limit?: components["parameters"]["Limit"];
-                /** @description The next_cursor of the previous page. */
+                /**
+                 * @description The next_cursor of the previous page. It continues the list of the previous page's
+                 *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+                 *     including the default range or month after midnight UTC or the month moved it, it is
+                 *     a 400 naming cursor, which says the range or month to ask with.
+                 */
                 cursor?: components["parameters"]["Cursor"];
             };
             header?: never;
@@ -2758,7 +2788,12 @@ export interface operations {
         parameters: {
             query?: {
                 limit?: components["parameters"]["Limit"];
-                /** @description The next_cursor of the previous page. */
+                /**
+                 * @description The next_cursor of the previous page. It continues the list of the previous page's
+                 *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+                 *     including the default range or month after midnight UTC or the month moved it, it is
+                 *     a 400 naming cursor, which says the range or month to ask with.
+                 */
                 cursor?: components["parameters"]["Cursor"];
             };
             header?: never;
@@ -2802,7 +2837,12 @@ export interface operations {
                 /** @description The month, YYYY-MM; defaults to the current one. */
                 period?: string;
                 limit?: components["parameters"]["Limit"];
-                /** @description The next_cursor of the previous page. */
+                /**
+                 * @description The next_cursor of the previous page. It continues the list of the previous page's
+                 *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+                 *     including the default range or month after midnight UTC or the month moved it, it is
+                 *     a 400 naming cursor, which says the range or month to ask with.
+                 */
                 cursor?: components["parameters"]["Cursor"];
             };
             header?: never;
@@ -2847,7 +2887,12 @@ export interface operations {
                 /** @description The month, YYYY-MM; defaults to the current one. */
                 period?: string;
                 limit?: components["parameters"]["Limit"];
-                /** @description The next_cursor of the previous page. */
+                /**
+                 * @description The next_cursor of the previous page. It continues the list of the previous page's
+                 *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+                 *     including the default range or month after midnight UTC or the month moved it, it is
+                 *     a 400 naming cursor, which says the range or month to ask with.
+                 */
                 cursor?: components["parameters"]["Cursor"];
             };
             header?: never;
@@ -3276,7 +3321,12 @@ export interface operations {
                 endpoint_id?: string;
                 status?: "pending" | "delivered" | "failed";
                 limit?: components["parameters"]["Limit"];
-                /** @description The next_cursor of the previous page. */
+                /**
+                 * @description The next_cursor of the previous page. It continues the list of the previous page's
+                 *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+                 *     including the default range or month after midnight UTC or the month moved it, it is
+                 *     a 400 naming cursor, which says the range or month to ask with.
+                 */
                 cursor?: components["parameters"]["Cursor"];
             };
             header?: never;
@@ -3687,7 +3737,12 @@ export interface operations {
                 /** @description the endpoints of this user */
                 user_id?: string;
                 limit?: components["parameters"]["Limit"];
-                /** @description The next_cursor of the previous page. */
+                /**
+                 * @description The next_cursor of the previous page. It continues the list of the previous page's
+                 *     range (breakdowns) or month (the overage ledger and preview): asked with another one,
+                 *     including the default range or month after midnight UTC or the month moved it, it is
+                 *     a 400 naming cursor, which says the range or month to ask with.
+                 */
                 cursor?: components["parameters"]["Cursor"];
             };
             header?: never;
