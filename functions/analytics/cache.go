@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -15,7 +16,8 @@ const (
 	// BreakdownCacheTTL is how long an instance reuses a breakdown's answer.
 	// Breakdowns come from the daily rollup alone, which the hourly
 	// aggregate run changes: an answer is at most this much older than
-	// the rollup (the answer's Cache-Control says max-age=60 too).
+	// the rollup (the answer's Cache-Control says max-age=60 too, and a
+	// cached one's Age how much of it is gone).
 	BreakdownCacheTTL = time.Minute
 	// maxCacheBytes bounds the entries the cache holds (entrySize: key,
 	// headers and body), and maxCachedBody the one body it keeps.
@@ -41,7 +43,9 @@ type readCache struct {
 }
 
 type cachedRead struct {
-	resp    httpapi.Response
+	resp httpapi.Response
+	// at is when the answer was read, expires BreakdownCacheTTL later.
+	at      time.Time
 	expires time.Time
 	size    int // entrySize, counted in readCache.bytes
 }
@@ -56,12 +60,17 @@ func newReadCache() *readCache {
 }
 
 // get returns the answer of key at now: cached, or fill's (shared with
-// concurrent callers of the same key). Only 200 answers are kept.
+// concurrent callers of the same key). Only 200 answers are kept. A cached
+// answer says how old it is in whole seconds (Age, RFC 9111), so that a
+// client that may keep it (max-age) keeps it for what is left of its
+// BreakdownCacheTTL, not for another one.
 func (c *readCache) get(ctx context.Context, key string, now time.Time, fill func() httpapi.Response) httpapi.Response {
 	c.mu.Lock()
 	if e, ok := c.entries[key]; ok && now.Before(e.expires) {
 		c.mu.Unlock()
-		return copyResponse(e.resp)
+		resp := copyResponse(e.resp)
+		resp.Headers["Age"] = strconv.FormatInt(int64(max(0, now.Sub(e.at))/time.Second), 10)
+		return resp
 	}
 	if call, ok := c.inflight[key]; ok {
 		c.mu.Unlock()
@@ -80,7 +89,7 @@ func (c *readCache) get(ctx context.Context, key string, now time.Time, fill fun
 	c.mu.Lock()
 	delete(c.inflight, key)
 	if call.resp.StatusCode == http.StatusOK && len(call.resp.Body) <= maxCachedBody {
-		c.put(key, cachedRead{resp: call.resp, expires: now.Add(BreakdownCacheTTL)}, now)
+		c.put(key, cachedRead{resp: call.resp, at: now, expires: now.Add(BreakdownCacheTTL)}, now)
 	}
 	c.mu.Unlock()
 	close(call.done)

@@ -52,6 +52,33 @@ func TestBreakdownCache(t *testing.T) {
 	}
 }
 
+// TestBreakdownCacheAge: an answer from the instance's cache says how old
+// it is (Age), so that a client keeps it for what is left of its minute,
+// not for another minute: max-age=60 alone let a client keep an answer
+// read 59 s earlier for 119 s in all, twice what Cache-Control promises.
+// Its 304 says so too; a fresh answer has no Age.
+func TestBreakdownCacheAge(t *testing.T) {
+	f := newFixture(t)
+	now := testNow
+	f.h.Now = func() time.Time { return now }
+	authz := map[string]string{"X-Api-Key": f.aliceKey}
+	first := f.do(t, request("GET", "/v1/usage/endpoints", authz, ""))
+	wantStatus(t, first, http.StatusOK)
+	if age, ok := first.Headers["Age"]; ok {
+		t.Errorf("a fresh answer: Age %q; want none", age)
+	}
+	now = now.Add(59*time.Second + 900*time.Millisecond)
+	again := f.do(t, request("GET", "/v1/usage/endpoints", authz, ""))
+	if again.Body != first.Body || again.Headers["Age"] != "59" || again.Headers["Cache-Control"] != "private, max-age=60" {
+		t.Errorf("the cached answer 59.9 s later: Age %q, Cache-Control %q; want Age 59 with max-age=60", again.Headers["Age"], again.Headers["Cache-Control"])
+	}
+	authz["If-None-Match"] = first.Headers["ETag"]
+	revalidated := f.do(t, request("GET", "/v1/usage/endpoints", authz, ""))
+	if revalidated.StatusCode != http.StatusNotModified || revalidated.Headers["Age"] != "59" {
+		t.Errorf("its 304: %d, Age %q; want 304 with Age 59", revalidated.StatusCode, revalidated.Headers["Age"])
+	}
+}
+
 // TestBreakdownCacheSharesQueries: concurrent identical breakdowns share
 // one query.
 func TestBreakdownCacheSharesQueries(t *testing.T) {

@@ -1804,6 +1804,7 @@ export interface components {
             headers: {
                 ETag: components["headers"]["ReadETag"];
                 "Cache-Control": components["headers"]["ReadCacheControl"];
+                Age: components["headers"]["ReadAge"];
                 Vary: components["headers"]["ReadVary"];
                 [name: string]: unknown;
             };
@@ -1953,6 +1954,12 @@ export interface components {
          */
         ReadCacheControl: "private, no-cache" | "private, max-age=60";
         /**
+         * @description Whole seconds since the answer was read, when it comes from the instance's breakdown cache
+         *     (a breakdown asked again within a minute); absent on an answer read for this request. A
+         *     client keeps a max-age=60 answer for what is left of its minute (RFC 9111), not a minute more.
+         */
+        ReadAge: string;
+        /**
          * @description The answer depends on the caller's credentials and, for the export, on Accept: a cache keeps
          *     it apart for each of them.
          */
@@ -2084,6 +2091,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2123,6 +2131,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2170,6 +2179,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2217,6 +2227,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2257,6 +2268,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2367,6 +2379,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2410,6 +2423,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2447,6 +2461,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2490,6 +2505,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2540,6 +2556,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2590,6 +2607,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2636,6 +2654,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2807,6 +2826,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2856,6 +2876,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -2906,6 +2927,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -3009,6 +3031,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -3152,6 +3175,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -3340,6 +3364,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -3414,6 +3439,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -3561,6 +3587,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
@@ -3756,6 +3783,7 @@ export interface operations {
                 headers: {
                     ETag: components["headers"]["ReadETag"];
                     "Cache-Control": components["headers"]["ReadCacheControl"];
+                    Age: components["headers"]["ReadAge"];
                     Vary: components["headers"]["ReadVary"];
                     "RateLimit-Policy": components["headers"]["ReadRateLimitPolicy"];
                     RateLimit: components["headers"]["ReadRateLimit"];
