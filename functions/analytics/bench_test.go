@@ -208,7 +208,7 @@ func BenchmarkAnalytics(b *testing.B) {
 			func(string) (string, string) {
 				return "/v1/admin/top-users?by=calls&limit=10&from=" + day(from) + "&to=" + day(today), admin
 			},
-			func(string) error { return drain(postgres.AnalyticsSQL.TopUsersByCalls, from, today, today, 10) },
+			func(string) error { return drain(postgres.AnalyticsSQL.TopUsersByCalls, from, today, today, 10, now) },
 			100 * time.Millisecond, 0},
 	}
 	if os.Getenv("NEXUS_BENCH_EXPLAIN") != "" {
@@ -219,7 +219,7 @@ func BenchmarkAnalytics(b *testing.B) {
 		}{
 			{postgres.AnalyticsSQL.Summary, []any{u, today}},
 			{postgres.AnalyticsSQL.Daily, []any{u, from, today, today}},
-			{postgres.AnalyticsSQL.TopUsersByCalls, []any{from, today, today, 10}},
+			{postgres.AnalyticsSQL.TopUsersByCalls, []any{from, today, today, 10, now}},
 		} {
 			rows, err := db.Pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+q.sql, q.args...)
 			if err != nil {

@@ -262,3 +262,49 @@ func TestDBOverageLedger(t *testing.T) {
 		t.Fatalf("current month = %+v", cur)
 	}
 }
+
+// TestDBAdminReportsNameThePlanInForce: once a downgrade is in force (the
+// period it waited for has ended), the admin reports name the plan the
+// user is on, as the user's own GET /v1/usage and the admin's view of it
+// do, before the billing run makes it the subscription's current plan
+// (promote_due_terms, once a day): top users' plan_id and the summary's
+// calls_by_plan.
+func TestDBAdminReportsNameThePlanInForce(t *testing.T) {
+	t.Parallel()
+	f := newDBFixture(t)
+	admin := token(t, operator, true)
+	// alice's period runs from the 10th: from pro with 50 calls to free
+	// with 10, a downgrade, waits for April 10.
+	resp := f.do(t, request("PUT", "/v1/admin/users/"+alice+"/plan", map[string]string{"Authorization": admin}, `{"plan_id":"free","overrides":{"included_calls":10}}`))
+	wantStatus(t, resp, 200)
+	if c := decode[report.PlanChanged](t, resp); c.Change != usage.ChangeDowngrade || !c.EffectiveAt.Equal(time.Date(2026, 4, 10, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("change = %s from %s; want a downgrade from April 10", c.Change, c.EffectiveAt)
+	}
+	for _, tt := range []struct {
+		name string
+		at   time.Time
+		plan string
+	}{
+		{"before the downgrade", time.Date(2026, 4, 9, 23, 59, 0, 0, time.UTC), "pro"},
+		{"once it is in force", time.Date(2026, 4, 10, 0, 1, 0, 0, time.UTC), "free"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f.h.Now = func() time.Time { return tt.at }
+			own := decode[map[string]any](t, f.get(t, "/v1/usage", token(t, alice, false)))
+			view := decode[map[string]any](t, f.get(t, "/v1/admin/users/"+alice+"/usage", admin))
+			top := decode[struct {
+				Items []report.TopUser
+			}](t, f.get(t, "/v1/admin/top-users?from=2026-03-14&to=2026-04-09&limit=1", admin))
+			sum := decode[report.AdminSummary](t, f.get(t, "/v1/admin/summary?from=2026-03-14&to=2026-04-09", admin))
+			if own["plan_id"] != tt.plan || view["plan_id"] != tt.plan {
+				t.Fatalf("alice's plan: her own %v, the admin's view %v; want %s", own["plan_id"], view["plan_id"], tt.plan)
+			}
+			if len(top.Items) != 1 || top.Items[0].UserID != alice || top.Items[0].PlanID != tt.plan {
+				t.Errorf("top users %+v; want alice on %s", top.Items, tt.plan)
+			}
+			if len(top.Items) == 1 && (top.Items[0].Calls == 0 || sum.CallsByPlan[tt.plan] != top.Items[0].Calls) {
+				t.Errorf("calls by plan %v; want alice's %d calls under %s", sum.CallsByPlan, top.Items[0].Calls, tt.plan)
+			}
+		})
+	}
+}

@@ -261,7 +261,7 @@ func (s *AnalyticsStore) breakdown(ctx context.Context, q string, f report.Break
 // AnalyticsSQL holds the statements behind the hot analytics routes, so that
 // benchmarks can time the bare query beside the handler. Parameters:
 // Summary ($1 user, $2 today); Daily ($1 user, $2 from, $3 to, $4 today);
-// TopUsersByCalls ($1 from, $2 to, $3 today, $4 limit).
+// TopUsersByCalls ($1 from, $2 to, $3 today, $4 limit, $5 now).
 var AnalyticsSQL = struct {
 	Summary, Daily, TopUsersByCalls string
 }{

@@ -52,8 +52,18 @@ const perUserQuery = liveDays + `, seg AS (
 	GROUP BY user_id
 )`
 
-const adminSummaryQuery = `WITH ` + perUserQuery + `, plans AS (
-	SELECT coalesce(s.plan_id, 'free') AS plan_id, least(coalesce(sum(p.calls), 0), 9223372036854775807)::bigint AS calls
+// planInForce is the plan of subscription s (free without one) at the
+// instant $now: its pending downgrade's once that is due, as the user's
+// own summary shows it (usage.Subscription.At), before the billing run's
+// promote_due_terms makes it the current plan (once a day).
+func planInForce(now string) string {
+	return `coalesce(CASE WHEN s.next_from <= ` + now + ` THEN s.next_plan_id ELSE s.plan_id END, 'free')`
+}
+
+// adminSummaryQuery is the system-wide usage over [$1, $2] (today $3, now
+// $4), calls by the plan each user is on at now.
+var adminSummaryQuery = `WITH ` + perUserQuery + `, plans AS (
+	SELECT ` + planInForce("$4::timestamptz") + ` AS plan_id, least(coalesce(sum(p.calls), 0), 9223372036854775807)::bigint AS calls
 	FROM per_user p LEFT JOIN eco_subscriptions s ON s.user_id = p.user_id
 	GROUP BY 1
 ), ov AS (
@@ -77,7 +87,7 @@ func (s *AnalyticsStore) AdminSummary(ctx context.Context, r usage.DayRange, now
 	}
 	var sum report.AdminSummary
 	var plans, ov []byte
-	err := s.db.with(adminWork).QueryRow(ctx, adminSummaryQuery, r.From, r.To, usage.Day(now)).
+	err := s.db.with(adminWork).QueryRow(ctx, adminSummaryQuery, r.From, r.To, usage.Day(now), now.UTC()).
 		Scan(&sum.Calls, &sum.Errors4xx, &sum.Errors5xx, &sum.ActiveUsers, &plans, &ov)
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("admin summary: %w", err))
@@ -94,8 +104,11 @@ func (s *AnalyticsStore) AdminSummary(ctx context.Context, r usage.DayRange, now
 	return &sum, nil
 }
 
-const topUsersQuery = `WITH ` + perUserQuery + `
-SELECT t.user_id, coalesce(s.plan_id, 'free'), t.calls, t.e4, t.e5, 0::bigint, ''::text
+// topUsersQuery ranks the users over [$1, $2] (today $3) by the order
+// expressions (%s, twice: per_user's and t's) and keeps the top $4, each
+// with the plan it is on at now ($5).
+var topUsersQuery = `WITH ` + perUserQuery + `
+SELECT t.user_id, ` + planInForce("$5::timestamptz") + `, t.calls, t.e4, t.e5, 0::bigint, ''::text
 FROM (SELECT * FROM per_user ORDER BY %s DESC, user_id LIMIT $4) t
 LEFT JOIN eco_subscriptions s ON s.user_id = t.user_id
 ORDER BY %s DESC, t.user_id`
@@ -104,8 +117,8 @@ ORDER BY %s DESC, t.user_id`
 // (billed or pending) in it of periods starting in the range, summed
 // saturating at the bigint maximum, and keeps the top $4 of each currency;
 // then reads those users' calls from the rollup (through its (user_id, day)
-// index) and the live counters.
-const topOverageQuery = `WITH ` + liveDays + `, o AS (
+// index) and the live counters, and the plan each is on at now ($5).
+var topOverageQuery = `WITH ` + liveDays + `, o AS (
 	SELECT user_id, currency, amount FROM (
 		SELECT user_id, currency, amount, row_number() OVER (PARTITION BY currency ORDER BY amount DESC, user_id) AS rank
 		FROM (
@@ -117,7 +130,7 @@ const topOverageQuery = `WITH ` + liveDays + `, o AS (
 	) r
 	WHERE rank <= $4
 )
-SELECT o.user_id, coalesce(s.plan_id, 'free'), coalesce(u.calls, 0)::bigint, coalesce(u.e4, 0)::bigint, coalesce(u.e5, 0)::bigint, o.amount, o.currency
+SELECT o.user_id, ` + planInForce("$5::timestamptz") + `, coalesce(u.calls, 0)::bigint, coalesce(u.e4, 0)::bigint, coalesce(u.e5, 0)::bigint, o.amount, o.currency
 FROM o
 LEFT JOIN eco_subscriptions s ON s.user_id = o.user_id
 CROSS JOIN LATERAL (
@@ -151,7 +164,7 @@ func (s *AnalyticsStore) TopUsers(ctx context.Context, f report.TopUsersFilter, 
 	default:
 		return nil, usage.FieldErrorf("by", "must be calls, errors or overage")
 	}
-	rows, err := s.db.with(adminWork).Query(ctx, q, f.Range.From, f.Range.To, usage.Day(now), f.Limit)
+	rows, err := s.db.with(adminWork).Query(ctx, q, f.Range.From, f.Range.To, usage.Day(now), f.Limit, now.UTC())
 	if err != nil {
 		return nil, FormatError(fmt.Errorf("top users: %w", err))
 	}

@@ -1247,6 +1247,7 @@ export interface components {
             errors_5xx: number;
             active_users: number;
             error_rate: number;
+            /** @description The range's calls by the plan each user is on now (as GET /v1/usage names it; a downgrade once its period has ended). */
             calls_by_plan: {
                 [key: string]: number;
             };
@@ -1268,6 +1269,7 @@ export interface components {
             items: {
                 /** Format: uuid */
                 user_id: string;
+                /** @description The plan the user is on now, as the user's GET /v1/usage names it (a downgrade once its period has ended). */
                 plan_id: string;
                 calls: number;
                 errors_4xx: number;
