@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 
 	"github.com/nexus/usage/shared/httpapi"
 	"github.com/nexus/usage/shared/report"
@@ -12,13 +13,16 @@ import (
 // user routes (the same answers, for the user of the path), and the audit
 // trail of the user's plan.
 
-// pathUser is the user id of the route's path.
+// pathUser is the user id of the route's path, in small letters: a UUID
+// in capitals is the same id (usage.Event.Validate records ids in small
+// letters), and the admin's view of a user answers what the user sees,
+// user_id spelt as the user's own answer spells it.
 func pathUser(r *httpapi.Request) (string, error) {
 	id := r.Param("id")
 	if !usage.IsUUID(id) {
 		return "", usage.FieldErrorf("id", "must be a UUID")
 	}
-	return id, nil
+	return strings.ToLower(id), nil
 }
 
 // userRoute serves a user route for the user of the path.

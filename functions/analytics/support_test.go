@@ -52,6 +52,28 @@ func TestSupportViewIsTheUsersView(t *testing.T) {
 	}
 }
 
+// TestSupportViewOfAnIDInCapitals: a user id is the same id in capitals
+// (usage.Event.Validate keeps ids in small letters), and the admin's view
+// of it is the user's own answer, not one naming the user in another
+// spelling (with another ETag, and a breakdown cached apart).
+func TestSupportViewOfAnIDInCapitals(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	user, admin := token(t, alice, false), token(t, operator, true)
+	for _, tt := range []struct{ own, view string }{
+		{"/v1/usage", "/usage"},
+		{"/v1/usage/daily", "/daily"},
+		{"/v1/usage/endpoints", "/endpoints"},
+	} {
+		mine := f.get(t, tt.own, user)
+		support := f.get(t, "/v1/admin/users/"+strings.ToUpper(alice)+tt.view, admin)
+		wantStatus(t, support, 200)
+		if support.Body != mine.Body || support.Headers["ETag"] != mine.Headers["ETag"] {
+			t.Errorf("%s: the admin asking for %s sees\n%s\nalice sees\n%s", tt.own, strings.ToUpper(alice), support.Body, mine.Body)
+		}
+	}
+}
+
 // TestPlanAuditPages: the audit trail comes newest first, a page at a
 // time, for the user of the path; a user without changes has an empty
 // list, not null.
