@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +159,55 @@ func TestOverageCursorsKeepTheirMonth(t *testing.T) {
 					route, tt.query, now.Format(time.DateTime), resp.StatusCode, resp.Body)
 			}
 		}
+	}
+}
+
+// TestRejectedPagesFitAResponse: a page of the quarantine holds its rows
+// up to a size that fits Lambda's response (6 MB for the whole answer,
+// in which the body is escaped once more), and continues with the next
+// cursor: quarantined messages are up to a queue message's 256 KiB each,
+// and 50 of them (the default page) made an answer Lambda refuses, so the
+// newest rows, and everything after them, could not be listed.
+func TestRejectedPagesFitAResponse(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	body := strings.Repeat(`{"event_id":"<x>","user_id":"\u0000"},`, 230<<10/40)
+	f.admin.RejectedEventsFn = func(_ context.Context, before int64, limit int) ([]report.RejectedEvent, error) {
+		var out []report.RejectedEvent
+		for id := int64(50); id >= 1 && len(out) < limit; id-- {
+			if before == 0 || id < before {
+				out = append(out, report.RejectedEvent{ID: id, Source: "record", MessageID: fmt.Sprint("m", id), Field: "body",
+					Reason: "not an event", Body: body, RejectedAt: testNow})
+			}
+		}
+		return out, nil
+	}
+	admin := token(t, operator, true)
+	var seen []int64
+	cursor := ""
+	for pages := 0; pages < 60; pages++ {
+		resp := f.get(t, "/v1/admin/rejected?cursor="+cursor, admin)
+		wantStatus(t, resp, 200)
+		payload, err := json.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(payload) > 6<<20 {
+			t.Fatalf("page %d: the function's answer is %d bytes; Lambda refuses more than %d", pages+1, len(payload), 6<<20)
+		}
+		p := decode[pageOf[report.RejectedEvent]](t, resp)
+		for _, e := range p.Items {
+			seen = append(seen, e.ID)
+		}
+		if cursor = p.NextCursor; cursor == "" {
+			break
+		}
+	}
+	want := make([]int64, 50)
+	for i := range want {
+		want[i] = int64(50 - i)
+	}
+	if d := cmp.Diff(want, seen); d != "" {
+		t.Errorf("rows listed (-want +got): 50 down to 1, each once\n%s", d)
 	}
 }

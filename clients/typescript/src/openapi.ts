@@ -382,7 +382,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Quarantined events with their reasons, newest first. */
+        /**
+         * Quarantined events with their reasons, newest first.
+         * @description A page ends before `limit` rows, with a next_cursor, once its rows pass 2 MiB of JSON
+         *     (quarantined messages are up to 256 KiB each): the answer stays within Lambda's 6 MB.
+         */
         get: operations["listRejected"];
         put?: never;
         post?: never;
