@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nexus/usage/shared/httpapi"
@@ -76,6 +75,23 @@ func readRefusal(d usage.Decision, now time.Time) httpapi.Response {
 	return resp
 }
 
+// breakdownRoutes are the routes of the breakdowns, read from the rollup
+// alone, and rangeRoutes those of the other reads over a range (from, to):
+// the answers conditional lets a client keep a minute. Other routes
+// (webhook endpoints, whose path also ends in /endpoints, the current
+// period of GET /v1/usage whatever from and to a query adds) change when
+// their owner or a call changes them.
+var (
+	breakdownRoutes = map[string]bool{
+		"GET /v1/usage/endpoints": true, "GET /v1/usage/keys": true,
+		"GET /v1/admin/users/{id}/endpoints": true, "GET /v1/admin/users/{id}/keys": true,
+	}
+	rangeRoutes = map[string]bool{
+		"GET /v1/usage/daily": true, "GET /v1/usage/export": true, "GET /v1/admin/users/{id}/daily": true,
+		"GET /v1/admin/summary": true, "GET /v1/admin/top-users": true,
+	}
+)
+
 // conditional gives a GET's 200 answer an ETag (a hash of its body) and
 // Cache-Control, and answers 304 without the body when the request's
 // If-None-Match holds the tag: a client polling the same read gets
@@ -96,9 +112,9 @@ func conditional(r *httpapi.Request, resp httpapi.Response, now time.Time) httpa
 	resp.Headers["ETag"] = etag
 	resp.Headers["Cache-Control"] = "private, no-cache"
 	resp.Headers["Vary"] = "Authorization, X-Api-Key, Accept"
-	if strings.HasSuffix(r.Route, "/endpoints") || strings.HasSuffix(r.Route, "/keys") {
+	if breakdownRoutes[r.Route] {
 		resp.Headers["Cache-Control"] = "private, max-age=60"
-	} else if to := r.Query("to"); to != "" {
+	} else if to := r.Query("to"); to != "" && rangeRoutes[r.Route] {
 		if d, err := httpapi.ParseDate("to", to); err == nil && d.Before(usage.Day(now)) {
 			resp.Headers["Cache-Control"] = "private, max-age=60"
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/nexus/usage/shared/notify"
 	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -130,5 +131,56 @@ func TestHandleStopsBeforeDeadline(t *testing.T) {
 	}
 	if want := deadline.Add(-deadlineMargin); !got.Equal(want) {
 		t.Errorf("the store's deadline is %s; want %s, %s before the invocation's", got.Format(time.StampMilli), want.Format(time.StampMilli), deadlineMargin)
+	}
+}
+
+// endpointLister is a notify.Manager that lists no webhook endpoints (its
+// other methods are not called).
+type endpointLister struct{ notify.Manager }
+
+func (endpointLister) Endpoints(context.Context, notify.Owner, notify.EndpointFilter) ([]notify.Endpoint, error) {
+	return []notify.Endpoint{}, nil
+}
+
+// TestCacheControlOfOtherLists: max-age=60 is for the breakdowns, and the
+// ranges that end before today, which only the hourly rollup changes.
+// The list of webhook endpoints, which its owner changes at will (PATCH,
+// DELETE, rotate: none of them invalidates a cached GET of the list), is
+// revalidated each time, though its path also ends in /endpoints; so is
+// the current billing period of GET /v1/usage, which reads no range,
+// whatever from and to the query adds.
+func TestCacheControlOfOtherLists(t *testing.T) {
+	f := newFixture(t)
+	f.h.Notify = endpointLister{}
+	for _, routes := range []map[string]bool{breakdownRoutes, rangeRoutes} {
+		for route := range routes {
+			if !slices.Contains(f.h.Routes(), route) {
+				t.Errorf("%s kept a minute is not a route of the handler", route)
+			}
+		}
+	}
+	for _, tt := range []struct{ path, authz string }{
+		{"/v1/webhooks/endpoints", token(t, alice, false)},
+		{"/v1/admin/webhooks/endpoints", token(t, operator, true)},
+		{"/v1/webhooks/endpoints?to=2026-03-01", token(t, alice, false)},
+		{"/v1/usage?to=2026-03-01", token(t, alice, false)},
+		{"/v1/admin/users/" + alice + "/usage?from=2026-02-01&to=2026-03-01", token(t, operator, true)},
+	} {
+		resp := f.get(t, tt.path, tt.authz)
+		wantStatus(t, resp, http.StatusOK)
+		if cc := resp.Headers["Cache-Control"]; cc != "private, no-cache" {
+			t.Errorf("%s: Cache-Control %q; want private, no-cache", tt.path, cc)
+		}
+	}
+	for _, path := range []string{"/v1/usage/endpoints", "/v1/usage/keys", "/v1/admin/users/" + alice + "/endpoints", "/v1/admin/users/" + alice + "/keys",
+		"/v1/usage/daily?to=2026-03-14", "/v1/usage/export?to=2026-03-14", "/v1/admin/users/" + alice + "/daily?to=2026-03-14",
+		"/v1/admin/summary?to=2026-03-14", "/v1/admin/top-users?to=2026-03-14"} {
+		authz := token(t, alice, false)
+		if strings.HasPrefix(path, "/v1/admin") {
+			authz = token(t, operator, true)
+		}
+		if cc := f.get(t, path, authz).Headers["Cache-Control"]; cc != "private, max-age=60" {
+			t.Errorf("%s: Cache-Control %q; want private, max-age=60", path, cc)
+		}
 	}
 }
