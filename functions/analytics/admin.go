@@ -182,19 +182,11 @@ func (h *Handler) getRejected(ctx context.Context, r *httpapi.Request, _ usage.I
 	}, func(e report.RejectedEvent) int64 { return e.ID })
 }
 
-// maxPageBytes bounds the JSON of the items of a page of newestFirst.
-// Lambda's answer holds at most 6 MB, and the body is a JSON string in
-// it, escaped once more (up to twice as long: each quote and backslash of
-// a quarantined message's JSON is escaped again). A page holds at least
-// one item: a queue message of 256 KiB, escaped twice, stays well within.
-const maxPageBytes = 2 << 20
-
 // newestFirst answers a page of a list kept newest first by id: the
 // limit and the cursor (the id to list before) from r, one row more than
 // the limit asked of list, so that the next cursor is there only when
 // more rows are. The page ends early, with the next cursor, when its
-// items pass maxPageBytes: large rows (quarantined messages) otherwise
-// made an answer Lambda refuses, and the list could not be read at all.
+// items pass maxPageBytes (fitPage).
 func newestFirst[T any](ctx context.Context, h *Handler, r *httpapi.Request, list func(before int64, n int) ([]T, error), id func(T) int64) httpapi.Response {
 	limit, err := r.Limit(DefaultLimit, MaxLimit)
 	if err != nil {
@@ -212,16 +204,9 @@ func newestFirst[T any](ctx context.Context, h *Handler, r *httpapi.Request, lis
 	if err != nil {
 		return h.fail(ctx, err)
 	}
-	keep, size := min(len(rows), limit), 0
-	for i := 0; i < keep; i++ {
-		b, err := json.Marshal(rows[i])
-		if err != nil {
-			return h.fail(ctx, err)
-		}
-		if size += len(b) + 1; i > 0 && size > maxPageBytes {
-			keep = i
-			break
-		}
+	keep, err := fitPage(rows, limit)
+	if err != nil {
+		return h.fail(ctx, err)
 	}
 	var p page
 	if keep < len(rows) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nexus/usage/shared/billing"
+	"github.com/nexus/usage/shared/notify"
 	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -209,5 +210,64 @@ func TestRejectedPagesFitAResponse(t *testing.T) {
 	}
 	if d := cmp.Diff(want, seen); d != "" {
 		t.Errorf("rows listed (-want +got): 50 down to 1, each once\n%s", d)
+	}
+}
+
+// deliveryLister is a notify.Manager whose Deliveries lists n deliveries
+// newest first, each with eight attempts whose answers are the 1 KiB the
+// log keeps (its other methods are not called).
+type deliveryLister struct {
+	notify.Manager
+	n int
+}
+
+func (l deliveryLister) Deliveries(_ context.Context, _ notify.Owner, f notify.DeliveryFilter) ([]notify.Delivery, error) {
+	answer := strings.Repeat("<p>busy</p>", notify.MaxAnswer/11)
+	var out []notify.Delivery
+	for i := l.n; i >= 1 && len(out) < f.Limit; i-- {
+		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+		at := testNow.Add(time.Duration(i) * time.Second)
+		if f.Before != nil && !at.Before(f.Before.CreatedAt) {
+			continue
+		}
+		d := notify.Delivery{ID: id, EventID: id, EventType: "usage.threshold.reached", EndpointID: id, Status: "failed",
+			Attempts: 8, CreatedAt: at, UpdatedAt: at}
+		for a := 1; a <= 8; a++ {
+			d.Log = append(d.Log, notify.Attempt{Attempt: a, At: at, Outcome: "failed", Answer: answer})
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// TestDeliveryPagesFitAResponse: a page of webhook deliveries, whose
+// attempt logs keep up to 1 KiB of each answer, ends before the answer
+// outgrows Lambda's 6 MB, with the next cursor, at any limit the route
+// takes: 1,000 deliveries of eight failed attempts made an answer Lambda
+// refuses.
+func TestDeliveryPagesFitAResponse(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.h.Notify = deliveryLister{n: 1000}
+	var seen int
+	cursor := ""
+	for pages := 0; pages < 100; pages++ {
+		resp := f.get(t, "/v1/webhooks/deliveries?limit=1000&cursor="+cursor, token(t, alice, false))
+		wantStatus(t, resp, 200)
+		payload, err := json.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(payload) > 6<<20 {
+			t.Fatalf("page %d: the function's answer is %d bytes; Lambda refuses more than %d", pages+1, len(payload), 6<<20)
+		}
+		p := decode[pageOf[notify.Delivery]](t, resp)
+		seen += len(p.Items)
+		if cursor = p.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if seen != 1000 {
+		t.Errorf("%d deliveries listed; want 1000", seen)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
@@ -234,6 +235,33 @@ type page struct {
 	To         string `json:"to,omitempty"`
 	Items      any    `json:"items"`
 	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// maxPageBytes bounds the JSON of the items of a page of the lists whose
+// rows can be large (quarantined messages, webhook deliveries with their
+// attempts' answers). Lambda's answer holds at most 6 MB, and the body is
+// a JSON string in it, escaped once more (up to twice as long: each quote
+// and backslash is escaped again).
+const maxPageBytes = 2 << 20
+
+// fitPage returns how many of rows, read one more than limit, the page
+// holds: up to limit, fewer once their JSON passes maxPageBytes, and at
+// least one (a queue message of 256 KiB, escaped twice, stays well within
+// Lambda's answer). Fewer than len(rows) means a next page. Before, a page
+// of large rows made an answer Lambda refuses, and the rows after it
+// could not be listed at all.
+func fitPage[T any](rows []T, limit int) (int, error) {
+	keep, size := min(len(rows), limit), 0
+	for i := 0; i < keep; i++ {
+		b, err := json.Marshal(rows[i])
+		if err != nil {
+			return 0, err
+		}
+		if size += len(b) + 1; i > 0 && size > maxPageBytes {
+			return i, nil
+		}
+	}
+	return keep, nil
 }
 
 // day formats a UTC day as YYYY-MM-DD.

@@ -235,10 +235,14 @@ func (h *Handler) getDeliveries(ctx context.Context, r *httpapi.Request, o notif
 	if err != nil {
 		return h.fail(ctx, err)
 	}
+	keep, err := fitPage(ds, limit)
+	if err != nil {
+		return h.fail(ctx, err)
+	}
 	var p page
-	if len(ds) > limit {
-		ds = ds[:limit]
-		p.NextCursor = httpapi.EncodeCursor(notify.DeliveryCursor{CreatedAt: ds[limit-1].CreatedAt, ID: ds[limit-1].ID})
+	if keep < len(ds) {
+		ds = ds[:keep]
+		p.NextCursor = httpapi.EncodeCursor(notify.DeliveryCursor{CreatedAt: ds[keep-1].CreatedAt, ID: ds[keep-1].ID})
 	}
 	p.Items = ds
 	return httpapi.JSON(http.StatusOK, p)

@@ -609,7 +609,8 @@ export interface paths {
         /**
          * The deliveries to your endpoints, newest first, with each attempt.
          * @description The log: each attempt's time, the endpoint's status and the start of its answer (or what went wrong),
-         *     and how long it took.
+         *     and how long it took. A page ends before `limit` deliveries, with a next_cursor, once they pass
+         *     2 MiB of JSON: the answer stays within Lambda's 6 MB.
          */
         get: operations["listWebhookDeliveries"];
         put?: never;
@@ -764,7 +765,8 @@ export interface paths {
         /**
          * Every delivery, newest first, with each attempt.
          * @description The log: each attempt's time, the endpoint's status and the start of its answer (or what went wrong),
-         *     and how long it took.
+         *     and how long it took. A page ends before `limit` deliveries, with a next_cursor, once they pass
+         *     2 MiB of JSON: the answer stays within Lambda's 6 MB.
          */
         get: operations["listAdminWebhookDeliveries"];
         put?: never;
