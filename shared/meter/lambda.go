@@ -16,7 +16,8 @@ type LambdaHandler func(ctx context.Context, req events.APIGatewayV2HTTPRequest)
 
 // Lambda wraps an API Gateway v2 handler. The endpoint is the route key
 // ("GET /v1/games/{id}"); the publisher is flushed before returning. A
-// handler error is metered as a 500 and returned unchanged.
+// handler error is metered as a 500 and returned unchanged; so is a
+// panic, which goes on to the runtime.
 func (m *Middleware) Lambda(next LambdaHandler) LambdaHandler {
 	return func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 		start := m.now()
@@ -25,7 +26,19 @@ func (m *Middleware) Lambda(next LambdaHandler) LambdaHandler {
 			return *refusal, nil
 		}
 		method := req.RequestContext.HTTP.Method
+		endpoint := req.RouteKey
+		if endpoint == "" || endpoint == "$default" {
+			endpoint = usage.NormalizeMethod(method) + " " + req.RawPath
+		}
+		served := false
+		defer func() {
+			if !served {
+				m.publish(ctx, eventOf(id, endpoint, method, http.StatusInternalServerError, start, m.now(),
+					bodyBytes(req.Body, req.IsBase64Encoded), 0), true)
+			}
+		}()
 		resp, err := next(WithIdentity(ctx, id), req)
+		served = true
 		if resp.Headers == nil {
 			resp.Headers = map[string]string{}
 		}
@@ -38,12 +51,12 @@ func (m *Middleware) Lambda(next LambdaHandler) LambdaHandler {
 		} else if status == 0 {
 			status = http.StatusOK
 		}
-		endpoint := req.RouteKey
-		if endpoint == "" || endpoint == "$default" {
-			endpoint = usage.NormalizeMethod(method) + " " + req.RawPath
+		respBytes := bodyBytes(resp.Body, resp.IsBase64Encoded)
+		if method == http.MethodHead {
+			respBytes = 0 // no body is sent for HEAD (RFC 9110)
 		}
 		m.publish(ctx, eventOf(id, endpoint, method, status, start, m.now(),
-			bodyBytes(req.Body, req.IsBase64Encoded), bodyBytes(resp.Body, resp.IsBase64Encoded)), true)
+			bodyBytes(req.Body, req.IsBase64Encoded), respBytes), true)
 		return resp, err
 	}
 }
