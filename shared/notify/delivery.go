@@ -41,7 +41,8 @@ type Delivery struct {
 	CreatedAt     time.Time  `json:"created_at"`
 	UpdatedAt     time.Time  `json:"updated_at"`
 	DeliveredAt   *time.Time `json:"delivered_at"`
-	// Log is the delivery's attempts, first first.
+	// Log is the delivery's latest attempts (at most LoggedAttempts),
+	// first first.
 	Log []Attempt `json:"attempts_log"`
 }
 
@@ -101,6 +102,12 @@ const (
 	MaxQueueDelay = 15 * time.Minute
 	// MaxReplay bounds the deliveries one replay makes pending again.
 	MaxReplay = 1000
+	// LoggedAttempts is how many of a delivery's attempts are kept and
+	// shown (Delivery.Log): the latest. A delivery can be replayed any
+	// number of times, and each attempt keeps the start of its answer,
+	// so its log would otherwise grow without bound (past what one
+	// answer of the API can carry); Attempts counts them all.
+	LoggedAttempts = 20
 	// ReplayStep is the retry step of a replayed delivery: its one attempt
 	// is not retried (Schedule.After has no step so far).
 	ReplayStep = 1000

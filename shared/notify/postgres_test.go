@@ -412,6 +412,45 @@ func TestDispatcherReplay(t *testing.T) {
 	}
 }
 
+// TestDispatcherAttemptLogBounded: a delivery replayed again and again
+// keeps and shows its latest notify.LoggedAttempts attempts, while
+// Attempts counts them all: its log cannot outgrow the table or an
+// answer of the API.
+func TestDispatcherAttemptLogBounded(t *testing.T) {
+	s := newStack(t, true)
+	ctx := context.Background()
+	r := newReceiver(t, s.clk, 500)
+	user, eventID := s.cross(t)
+	s.endpoint(t, user, r.srv.URL, r)
+	s.d = withSchedule(t, s.d, notify.Schedule{})
+	s.handle(t, eventID)
+	id := s.deliveries(t, notify.DeliveryFilter{})[0].ID
+	const replays = notify.LoggedAttempts + 5
+	for range replays {
+		if _, err := s.service.Replay(ctx, notify.Owner{UserID: user}, notify.ReplayRequest{DeliveryID: id}); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range s.queue.take() {
+			s.deliver(t, m.DeliveryID)
+		}
+	}
+	d := s.deliveries(t, notify.DeliveryFilter{})[0]
+	if d.Attempts != 1+replays || r.count() != 1+replays {
+		t.Fatalf("%d attempts, %d requests; want %d", d.Attempts, r.count(), 1+replays)
+	}
+	if len(d.Log) != notify.LoggedAttempts || d.Log[0].Attempt != 1+replays-notify.LoggedAttempts+1 || d.Log[len(d.Log)-1].Attempt != 1+replays {
+		t.Errorf("log of %d attempts, %d to %d; want the latest %d, %d to %d", len(d.Log), d.Log[0].Attempt, d.Log[len(d.Log)-1].Attempt,
+			notify.LoggedAttempts, 1+replays-notify.LoggedAttempts+1, 1+replays)
+	}
+	var kept int
+	if err := s.db.Pool.QueryRow(ctx, `SELECT count(*) FROM eco_webhook_attempts WHERE delivery_id = $1::uuid`, id).Scan(&kept); err != nil {
+		t.Fatal(err)
+	}
+	if kept != notify.LoggedAttempts {
+		t.Errorf("%d attempts kept; want %d", kept, notify.LoggedAttempts)
+	}
+}
+
 // crossFor raises user's 100 % event (its 80 % one was raised before).
 func (s *stack) crossFor(t *testing.T, user string) (string, string) {
 	t.Helper()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -144,15 +145,18 @@ func (s *NotifyStore) Lease(ctx context.Context, id string, now time.Time, lease
 	return &l, state, due, nil
 }
 
-// finishSQL records an attempt ($1 to $8) and its delivery's outcome
+// finishSQL records an attempt ($1 to $8), keeping the delivery's latest
+// notify.LoggedAttempts, and its delivery's outcome
 // ($9 to $11) unless a later attempt holds the delivery, and the endpoint's
 // failure streak: cleared by a delivery, started by a failure; an endpoint
 // enabled and failing since $12 or before is disabled and
 // EventEndpointDisabled ($13) raised.
-const finishSQL = `WITH a AS (
+var finishSQL = `WITH a AS (
     INSERT INTO eco_webhook_attempts (delivery_id, attempt, at, status_code, outcome, answer, latency_ms, replay)
     VALUES ($1::uuid, $2::integer, $3::timestamptz, $4::integer, $5::text, $6::text, $7::integer, $8::boolean)
     ON CONFLICT DO NOTHING
+), trim AS (
+    DELETE FROM eco_webhook_attempts WHERE delivery_id = $1::uuid AND attempt <= $2::integer - ` + strconv.Itoa(notify.LoggedAttempts) + `
 ), d AS (
     UPDATE eco_webhook_deliveries SET status = $9, next_attempt_at = $10, retry_step = $11, leased_until = NULL,
         last_status = $4, last_error = CASE WHEN $5 = 'delivered' THEN '' ELSE $6 END,

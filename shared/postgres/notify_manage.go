@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -280,12 +281,15 @@ func (s *NotifyStore) DeleteEndpoint(ctx context.Context, id string) error {
 	return nil
 }
 
-const deliveryColumns = `d.delivery_id::text, d.event_id::text, o.event_type, d.endpoint_id::text, coalesce(d.user_id::text, ''),
+// Its log is the latest notify.LoggedAttempts attempts (Finish keeps no
+// more; the limit also holds for rows kept before it did).
+var deliveryColumns = `d.delivery_id::text, d.event_id::text, o.event_type, d.endpoint_id::text, coalesce(d.user_id::text, ''),
 	d.status, d.attempts, d.retry_step, d.next_attempt_at, d.last_status, d.last_error, d.replays, d.created_at, d.updated_at,
 	d.delivered_at,
 	(SELECT coalesce(jsonb_agg(jsonb_build_object('attempt', a.attempt, 'at', a.at, 'status_code', a.status_code,
 		'outcome', a.outcome, 'answer', a.answer, 'latency_ms', a.latency_ms, 'replay', a.replay) ORDER BY a.attempt), '[]')
-	 FROM eco_webhook_attempts a WHERE a.delivery_id = d.delivery_id)::text`
+	 FROM (SELECT * FROM eco_webhook_attempts a WHERE a.delivery_id = d.delivery_id
+	       ORDER BY a.attempt DESC LIMIT ` + strconv.Itoa(notify.LoggedAttempts) + `) a)::text`
 
 func scanDelivery(row pgx.Row) (notify.Delivery, error) {
 	var d notify.Delivery

@@ -1726,6 +1726,7 @@ export interface components {
             updated_at: string;
             /** Format: date-time */
             delivered_at: string | null;
+            /** @description The latest 20 attempts, first first (attempts counts them all). */
             attempts_log: components["schemas"]["WebhookAttempt"][] | null;
         };
         DeliveryPage: {
