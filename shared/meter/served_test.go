@@ -155,4 +155,3 @@ func TestLambdaCountsWhatWasSent(t *testing.T) {
 		t.Errorf("HEAD: %+v; want one event of 0 response bytes", pub.events)
 	}
 }
-
