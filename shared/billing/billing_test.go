@@ -320,3 +320,51 @@ func TestLineNeverBelowNothing(t *testing.T) {
 		t.Errorf("lines = %+v, %v; want 90 and 0", lines, err)
 	}
 }
+
+// TestPlanPeriodGraceLengthened: a period whose segments were billed under
+// a shorter grace period (GRACE_PERIOD 24h) is left as billed while a
+// longer one (72h) has not run out since its end. The segments the rows
+// priced count as what they billed: a run under the new grace priced only
+// those over for it, found the period's charge fallen below what was
+// charged and noted a credit for review (then voided it once the period
+// closed again), although no call moved.
+func TestPlanPeriodGraceLengthened(t *testing.T) {
+	const user = "00000000-0000-4000-8000-000000000001"
+	feb := usage.Period{Start: day(2026, 2, 1), End: day(2026, 3, 1)}
+	sub := &billing.BillableSubscription{Subscription: usage.Subscription{UserID: user, PlanID: "enterprise", PeriodAnchor: day(2026, 1, 1)},
+		History: []usage.Terms{{From: day(2026, 1, 1), PlanID: "pro", Effective: proTerms},
+			{From: time.Date(2026, 2, 10, 14, 0, 0, 0, time.UTC), PlanID: "enterprise", Effective: entTerms, Change: usage.ChangeUpgrade}}}
+	st := billing.PeriodState{UserPeriod: billing.UserPeriod{UserID: user, Period: feb},
+		Days: []usage.DayCalls{{Day: day(2026, 2, 5), Calls: 150_000}, {Day: day(2026, 2, 20), Calls: 10_001_000}}}
+	short := drafter(t)
+	first, err := short.DraftPeriod(sub, st, day(2026, 2, 11))
+	if err != nil || first == nil {
+		t.Fatalf("first = %+v, %v", first, err)
+	}
+	st.Rows, st.Recorded, st.Lines = 1, first.Amount, first.Lines
+	billedAt := day(2026, 3, 2).Add(time.Hour) // the 24h grace is over
+	second, err := short.DraftPeriod(sub, st, billedAt)
+	if err != nil || second == nil || second.Status != billing.LedgerPending {
+		t.Fatalf("second = %+v, %v", second, err)
+	}
+	st.Rows, st.MaxSeq, st.Recorded, st.Lines = 2, 1, first.Amount+second.Amount, second.Lines
+
+	long, err := billing.New(billing.Config{Ledger: &mock.LedgerStore{}, Grace: 72 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, now := range []time.Time{billedAt.Add(time.Hour), day(2026, 3, 4).Add(time.Hour)} {
+		due := billing.DuePeriods(sub, now, 72*time.Hour, billing.DefaultLookback)
+		if !slices.Contains(due, feb) {
+			continue
+		}
+		if e, err := long.DraftPeriod(sub, st, now); e != nil || err != nil {
+			t.Errorf("at %v under a 72h grace: %+v, %v; want no row (nothing changed since it was billed)", now, e, err)
+		}
+	}
+	// Late usage in a segment billed before is still billed.
+	st.Days[0].Calls += 1_000
+	if e, err := long.DraftPeriod(sub, st, billedAt.Add(time.Hour)); err != nil || e == nil || e.Status != billing.LedgerPending || e.Amount != 50 {
+		t.Errorf("late usage under a 72h grace: %+v, %v; want a pending row of 50", e, err)
+	}
+}

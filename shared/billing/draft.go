@@ -85,8 +85,10 @@ func (b *Billing) plan(ctx context.Context, now time.Time, rep *RunReport) ([]*L
 
 // DraftPeriod decides the ledger row a period of sub needs at now, or nil
 // when its rows are up to date:
-//   - the segments over for the grace period are priced (PriceLines, the
-//     terms already billed kept for their segments) and their total is
+//   - the segments over for the grace period, and those the rows priced
+//     already (over for a shorter grace period then), are priced
+//     (PriceLines, the terms already billed kept for their segments) and
+//     their total is
 //     compared with what the rows charged (PeriodState.Recorded: billed,
 //     pending and failed rows);
 //   - more: a pending row for the difference with the next seq;
@@ -109,7 +111,17 @@ func (b *Billing) DraftPeriod(sub *BillableSubscription, st PeriodState, now tim
 	if st.Rows > 0 && closed && st.Period.End.Before(now.Add(-b.cfg.Lookback)) && allRecorded(segs, st.Lines) {
 		return nil, nil
 	}
-	lines, err := usage.PriceLines(st.Period, segs, st.Days, st.Lines, cutoff)
+	// The segments the rows priced were over for the grace period when
+	// they were billed, whatever it is now: under a grace period since
+	// lengthened (GRACE_PERIOD) they count still, or the period's charge
+	// would seem to fall below what was charged.
+	until := cutoff
+	for _, l := range st.Lines {
+		if l.To.After(until) {
+			until = l.To
+		}
+	}
+	lines, err := usage.PriceLines(st.Period, segs, st.Days, st.Lines, until)
 	if err != nil {
 		return nil, err
 	}
