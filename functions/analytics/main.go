@@ -112,8 +112,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
-	overage, err := billing.New(billing.Config{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill),
-		Logger: logger})
+	overage, err := billing.New(billing.Config{Ledger: postgres.NewLedgerStore(db), Grace: grace, Logger: logger})
 	if err != nil {
 		db.Close()
 		return nil, err

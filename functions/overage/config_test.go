@@ -16,6 +16,7 @@ import (
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/samtemplate"
 	"github.com/nexus/usage/shared/testkit"
+	"github.com/nexus/usage/shared/usage"
 )
 
 // TestConfigurationIsTheTemplates holds the variables the function's
@@ -35,9 +36,12 @@ func TestConfigurationIsTheTemplates(t *testing.T) {
 		})
 }
 
-// TestTemplateGivesTheBackfillWindowToBilling: the overage function reads
-// the record function's backfill window from the template.
-func TestTemplateGivesTheBackfillWindowToBilling(t *testing.T) {
+// TestBillingLookbackIsNotTheWindows: the record function and POST
+// /v1/events take the template's backfill window; the overage function is
+// not given it, because its lookback is the longest window's
+// (billing.DefaultLookback): calls recorded under a window since lowered
+// are billed all the same.
+func TestBillingLookbackIsNotTheWindows(t *testing.T) {
 	tmpl, err := samtemplate.Load("../../template.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -47,9 +51,16 @@ func TestTemplateGivesTheBackfillWindowToBilling(t *testing.T) {
 		if f == nil {
 			t.Fatalf("no %s in the template", fn)
 		}
-		if v := f.Env["BACKFILL_WINDOW"]; v.Parameter != "BackfillWindow" {
+		v, given := f.Env["BACKFILL_WINDOW"]
+		switch {
+		case fn == "overage" && given:
+			t.Errorf("overage: BACKFILL_WINDOW = %+v; want none (the billing lookback is the longest window's)", v)
+		case fn != "overage" && v.Parameter != "BackfillWindow":
 			t.Errorf("%s: BACKFILL_WINDOW = %+v; want !Ref BackfillWindow", fn, v)
 		}
+	}
+	if billing.DefaultLookback < usage.MaxBackfillWindow+usage.BackfillMargin {
+		t.Errorf("billing.DefaultLookback = %v; want at least the longest window plus the margin", billing.DefaultLookback)
 	}
 }
 

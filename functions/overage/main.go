@@ -14,11 +14,13 @@
 //	STRIPE_MAX_RPS (default 20)           client-side cap on Stripe requests per second; 0: none
 //	STRIPE_MAX_NETWORK_RETRIES (default 2)
 //	GRACE_PERIOD (default 24h)            how long after its end a period is closed (more than 0)
-//	BACKFILL_WINDOW (default 35d)         how old an event may be, the record function's: billed periods are
-//	                                      reconsidered for late usage for this long after they end, plus 5 days
 //	MAX_ATTEMPTS (default 10)             attempts per ledger row before it is failed (at least 1)
 //	BILLING_WORKERS (default 4)           concurrent Stripe calls (1 to MaxBillingWorkers)
 //	ALLOW_CLOCK_OVERRIDE=true             honour the payload's "now" (the local stack only; never set in AWS)
+//
+// Billed periods are reconsidered for late usage for billing.DefaultLookback
+// (50 days) after they end: the longest backfill window plus its margin,
+// whatever the record function's BACKFILL_WINDOW is now.
 package main
 
 import (
@@ -35,7 +37,6 @@ import (
 	"github.com/nexus/usage/shared/env"
 	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/stripebill"
-	"github.com/nexus/usage/shared/usage"
 )
 
 func main() {
@@ -62,7 +63,6 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 		return nil, err
 	}
 	grace := e.Duration("GRACE_PERIOD", billing.DefaultGrace)
-	backfill := e.Duration("BACKFILL_WINDOW", usage.DefaultBackfillWindow)
 	rps := e.Float("STRIPE_MAX_RPS", 20)
 	retries := e.Int("STRIPE_MAX_NETWORK_RETRIES", 2)
 	attempts := e.Int("MAX_ATTEMPTS", billing.DefaultMaxAttempts)
@@ -71,9 +71,6 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	stripeURL := e.String("STRIPE_API_URL", "")
 	if err := e.Err(); err != nil {
 		return nil, err
-	}
-	if err := usage.CheckBackfillWindow(backfill); err != nil {
-		return nil, fmt.Errorf("BACKFILL_WINDOW: %s", usage.ErrorMessage(err))
 	}
 	// billing.New would take a 0 for its default: refused here instead, so
 	// that a setting is what the function runs with.
@@ -89,7 +86,7 @@ func setup(ctx context.Context, e *env.Env, logger *slog.Logger) (*Handler, erro
 	if err != nil {
 		return nil, err
 	}
-	cfg := billing.Config{Ledger: postgres.NewLedgerStore(db), Grace: grace, Lookback: billing.BillingLookback(backfill),
+	cfg := billing.Config{Ledger: postgres.NewLedgerStore(db), Grace: grace,
 		MaxAttempts: attempts, Workers: workers, Logger: logger, Clock: time.Now}
 	if stripeKey != "" {
 		cfg.Biller = stripebill.New(stripebill.Config{Key: stripeKey, URL: stripeURL,

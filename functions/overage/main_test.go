@@ -29,8 +29,6 @@ func TestSetup(t *testing.T) {
 		{"DATABASE_URL": "postgres://x", "MAX_ATTEMPTS": "x"},
 		{"DATABASE_URL": "::not a url::"},
 		{"DATABASE_URL": "postgres://x", "ALLOW_CLOCK_OVERRIDE": "yes please"},
-		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "46d"},
-		{"DATABASE_URL": "postgres://x", "BACKFILL_WINDOW": "a month"},
 	} {
 		if _, err := setup(ctx, vars(bad), testkit.Logger()); err == nil {
 			t.Errorf("setup(%v): no error", bad)
@@ -81,11 +79,11 @@ func TestSetupWithDatabase(t *testing.T) {
 		t.Errorf("without a Stripe key: biller %v, grace %v, lookback %v; want a dry run with 48h, the default lookback", c.Biller, c.Grace, c.Lookback)
 	}
 	live, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "STRIPE_API_KEY": "sk_test_123",
-		"STRIPE_API_URL": "http://127.0.0.1:1", "BILLING_WORKERS": "2", "BACKFILL_WINDOW": "45d"}), testkit.Logger())
+		"STRIPE_API_URL": "http://127.0.0.1:1", "BILLING_WORKERS": "2"}), testkit.Logger())
 	if err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	if c := live.Billing.(*billing.Billing).Config(); c.Biller == nil || c.Workers != 2 || live.AllowClockOverride || c.Lookback != 45*24*time.Hour+usage.BackfillMargin {
+	if c := live.Billing.(*billing.Billing).Config(); c.Biller == nil || c.Workers != 2 || live.AllowClockOverride || c.Lookback != billing.DefaultLookback {
 		t.Errorf("with a Stripe key: biller %v, workers %d, clock override %v, lookback %v", c.Biller, c.Workers, live.AllowClockOverride, c.Lookback)
 	}
 	local, err := setup(ctx, vars(map[string]string{"DATABASE_URL": url, "STRIPE_API_KEY": "sk_test_123", "STRIPE_API_URL": stripeMock,

@@ -21,9 +21,21 @@ const (
 	// DefaultGrace is how long after a period (or a segment a plan change
 	// closed) ends it is billed: late events may still arrive.
 	DefaultGrace = 24 * time.Hour
-	// DefaultLookback is the lookback of the default backfill window
-	// (BillingLookback).
-	DefaultLookback    = usage.DefaultBackfillWindow + usage.BackfillMargin
+	// DefaultLookback is how far back a run reconsiders billed periods for
+	// late usage: the longest backfill window a deployment may set
+	// (usage.MaxBackfillWindow) plus usage.BackfillMargin, 50 days.
+	//
+	// An event is accepted up to the window after it happened (judged at
+	// its acceptance by the queue), so a period that ended longer ago than
+	// the window plus the margin (the daily run, its retries and clocks)
+	// cannot receive events any more. It is the longest window's, not the
+	// deployment's BACKFILL_WINDOW: the window may have been lowered since
+	// calls were recorded under the one before, and those calls are billed
+	// all the same. (A lookback of the window in force reconsidered none of
+	// the periods that ended between the two windows' lookbacks, and the
+	// calls recorded for them in the days before the change were never
+	// billed.) Periods that were never billed are billed however old.
+	DefaultLookback    = usage.MaxBackfillWindow + usage.BackfillMargin
 	DefaultMaxAttempts = 10
 	DefaultLease       = 15 * time.Minute
 	DefaultWorkers     = 4
@@ -32,17 +44,6 @@ const (
 	// them all.
 	MaxReportRows = 1000
 )
-
-// BillingLookback is how far back a billing run reconsiders billed periods
-// for late usage under a deployment's backfill window (BACKFILL_WINDOW,
-// the record path's): an event is accepted up to the window after it
-// happened, so a period that ended longer ago than the window plus
-// BackfillMargin (the daily run, its retries and clocks, with room to
-// spare) cannot receive events any more. Periods that were never billed
-// are billed however old.
-func BillingLookback(backfill time.Duration) time.Duration {
-	return backfill + usage.BackfillMargin
-}
 
 // DuePeriods returns the periods of sub a run at now considers, oldest
 // first:
@@ -116,8 +117,8 @@ type Config struct {
 	// (0: DefaultGrace).
 	Grace time.Duration
 	// Lookback is how far back billed periods are reconsidered for late
-	// usage: BillingLookback of the deployment's backfill window (0:
-	// DefaultLookback).
+	// usage (0: DefaultLookback, which every deployment runs with: it
+	// covers any backfill window the deployment may have had).
 	Lookback time.Duration
 	// MaxAttempts is how many attempts a row has before it is failed
 	// (0: DefaultMaxAttempts).

@@ -231,19 +231,42 @@ func TestRestoreLostUsage(t *testing.T) {
 }
 
 // TestRunLateUsageWithinTheBackfillWindow: the fourth case. The
-// deployment accepts events up to 45 days late (BACKFILL_WINDOW, which
-// the template gives the overage function too, whose setup makes the run's
-// lookback of it: functions/overage's TestSetupWithDatabase): a call for
-// the last day of February recorded 43 days after the period ended is
-// billed.
+// deployment accepts events up to 45 days late (BACKFILL_WINDOW), and the
+// run's default lookback, the overage function's (functions/overage's
+// TestSetupWithDatabase), covers the longest window: a call for the last
+// day of February recorded 43 days after the period ended is billed.
 func TestRunLateUsageWithinTheBackfillWindow(t *testing.T) {
 	fake := validatedFake(t)
 	e := newEnv(t, fakeBiller(fake.URL))
-	e.configure(func(c *billing.Config) { c.Lookback = billing.BillingLookback(45 * 24 * time.Hour) })
 	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
 	if _, err := e.run(runAt); err != nil {
 		t.Fatal(err)
 	}
+	e.addCalls(userID(1), time.Date(2026, 2, 28, 0, 0, 0, 0, time.UTC), 2_000)
+	late := february.End.Add(43*24*time.Hour + 30*time.Minute)
+	if _, err := e.run(late); err != nil {
+		t.Fatal(err)
+	}
+	if items := fake.Items(); len(items) != 2 || items[1].Amount != 100 {
+		t.Errorf("items %+v; want February's and the late calls' adjustment of 2 packages", items)
+	}
+}
+
+// TestRunLateUsageAfterTheWindowIsLowered: calls recorded under a 45-day
+// backfill window for a period that ended 43 days before stay billable
+// after the window is lowered to 35 days: the run's default lookback (what
+// the overage function runs with, whatever BACKFILL_WINDOW says now) is
+// the longest window's. A lookback of the window in force (40 days) left
+// them unbilled, with nothing to say so.
+func TestRunLateUsageAfterTheWindowIsLowered(t *testing.T) {
+	fake := validatedFake(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000})
+	if _, err := e.run(runAt); err != nil {
+		t.Fatal(err)
+	}
+	// Recorded at 43 days, the 45-day window in force; lowered to 35
+	// days before the next run.
 	e.addCalls(userID(1), time.Date(2026, 2, 28, 0, 0, 0, 0, time.UTC), 2_000)
 	late := february.End.Add(43*24*time.Hour + 30*time.Minute)
 	if _, err := e.run(late); err != nil {

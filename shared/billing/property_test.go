@@ -167,7 +167,7 @@ func (w *world) open() {
 	ledger := postgres.NewLedgerStore(db)
 	w.faults = &faultyLedger{LedgerStore: ledger}
 	te := &testEnv{t: w.t, db: db, ledger: ledger}
-	te.b = mustNew(w.t, billing.Config{Ledger: w.faults, Workers: 2, Lookback: billing.BillingLookback(backfill),
+	te.b = mustNew(w.t, billing.Config{Ledger: w.faults, Workers: 2,
 		Biller: fakeBiller(w.fake.URL), Clock: func() time.Time { return w.now },
 		Logger: slog.New(slog.DiscardHandler)}) // the world logs its steps
 	w.e = &planEnv{testEnv: te}
@@ -762,7 +762,7 @@ func (w *world) debugPeriod(u string, p usage.Period, hist []usage.Terms, pd map
 		if sub.UserID != u {
 			continue
 		}
-		due := billing.DuePeriods(sub, w.now, billing.DefaultGrace, billing.BillingLookback(backfill))
+		due := billing.DuePeriods(sub, w.now, billing.DefaultGrace, billing.DefaultLookback)
 		sts, err := w.e.ledger.PeriodStates(context.Background(), []billing.UserPeriod{{UserID: u, Period: p, ByDay: true}})
 		if err != nil {
 			return err.Error()
