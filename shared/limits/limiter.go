@@ -15,15 +15,6 @@ import (
 // before reading the counters again.
 const DefaultCacheTTL = time.Second
 
-// DefaultDecisionTimeout is how long a Limiter's decision may wait for its
-// RateStore (a connection, the statements) before it answers
-// CodeUnavailable: the limiter statements' own timeout (1 s) with room for
-// a connection. A decision stuck behind a database that does not answer
-// (a partition, a failover) would otherwise hold its request, and every
-// request of the same user on the instance behind it, for as long as the
-// caller's context allows, which outside Lambda may be for ever.
-const DefaultDecisionTimeout = 2 * time.Second
-
 // maxLimitEntries bounds a Limiter's cache; past it, expired entries are
 // swept.
 const maxLimitEntries = 50_000
@@ -44,7 +35,7 @@ type LimiterOptions struct {
 	Now func() time.Time
 	// Timeout bounds each decision's wait for the store, from the call:
 	// past it the decision is CodeUnavailable (the middleware's 503). 0
-	// means DefaultDecisionTimeout; a negative value leaves the caller's
+	// means usage.DecisionTimeout; a negative value leaves the caller's
 	// context as the only bound.
 	Timeout time.Duration
 }
@@ -133,7 +124,7 @@ func NewLimiter(store RateStore, opts LimiterOptions) *Limiter {
 		l.ttl = DefaultCacheTTL
 	}
 	if l.timeout == 0 {
-		l.timeout = DefaultDecisionTimeout
+		l.timeout = usage.DecisionTimeout
 	}
 	if l.logger == nil {
 		l.logger = slog.Default()

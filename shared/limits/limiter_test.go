@@ -462,10 +462,10 @@ func TestLimiterDecisionBounded(t *testing.T) {
 	go func() { _, _ = l.Check(context.Background(), id, 1) }()
 	select {
 	case d := <-seen:
-		if d <= 0 || d > limits.DefaultDecisionTimeout {
-			t.Errorf("the store's call had %s left; want at most DefaultDecisionTimeout (%s)", d, limits.DefaultDecisionTimeout)
+		if d <= 0 || d > usage.DecisionTimeout {
+			t.Errorf("the store's call had %s left; want at most usage.DecisionTimeout (%s)", d, usage.DecisionTimeout)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("the store was not called with a deadline; want DefaultDecisionTimeout to bound it")
+		t.Fatal("the store was not called with a deadline; want usage.DecisionTimeout to bound it")
 	}
 }

@@ -2,6 +2,8 @@ package meter
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -21,21 +23,32 @@ type Options struct {
 	// every request. The Lambda flavour always flushes, as the Publisher
 	// contract asks before a Lambda handler returns.
 	FlushEachRequest bool
+	// DecisionTimeout bounds each request's decision (authenticating the
+	// caller and checking its limits): past it the request is refused
+	// with a 503, failing closed, whatever the request's own context. 0
+	// means usage.DecisionTimeout; a negative value leaves the request's
+	// context as the only bound.
+	DecisionTimeout time.Duration
 }
 
 // Middleware meters requests. It is safe for concurrent use.
 type Middleware struct {
-	auth   usage.Authenticator
-	limits usage.LimitChecker
-	pub    usage.Publisher
-	logger *slog.Logger
-	now    func() time.Time
-	flush  bool
+	auth    usage.Authenticator
+	limits  usage.LimitChecker
+	pub     usage.Publisher
+	logger  *slog.Logger
+	now     func() time.Time
+	flush   bool
+	timeout time.Duration
 }
 
 // New returns the middleware.
 func New(a usage.Authenticator, l usage.LimitChecker, p usage.Publisher, opts Options) *Middleware {
-	m := &Middleware{auth: a, limits: l, pub: p, logger: opts.Logger, now: opts.Now, flush: opts.FlushEachRequest}
+	m := &Middleware{auth: a, limits: l, pub: p, logger: opts.Logger, now: opts.Now, flush: opts.FlushEachRequest,
+		timeout: opts.DecisionTimeout}
+	if m.timeout == 0 {
+		m.timeout = usage.DecisionTimeout
+	}
 	if m.logger == nil {
 		m.logger = slog.Default()
 	}
@@ -63,14 +76,19 @@ func IdentityFrom(ctx context.Context) (usage.Identity, bool) {
 // otherwise the refusal is the response: the problem of an authentication
 // or limiter error, or the 429 of a refused decision.
 func (m *Middleware) decide(ctx context.Context, header func(string) string, now time.Time) (usage.Identity, map[string]string, *httpapi.Response) {
+	if m.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.timeout)
+		defer cancel()
+	}
 	id, err := m.auth.Authenticate(ctx, header)
 	if err != nil {
-		resp := httpapi.Error(ctx, m.logger, err)
+		resp := httpapi.Error(ctx, m.logger, m.failed(ctx, err))
 		return id, nil, &resp
 	}
 	d, err := m.limits.Check(ctx, id, 1)
 	if err != nil {
-		resp := httpapi.Error(ctx, m.logger, err)
+		resp := httpapi.Error(ctx, m.logger, m.failed(ctx, err))
 		return id, nil, &resp
 	}
 	if !d.Allowed {
@@ -78,6 +96,21 @@ func (m *Middleware) decide(ctx context.Context, header func(string) string, now
 		return id, nil, &resp
 	}
 	return id, httpapi.RateLimitHeaders(d, now), nil
+}
+
+// failed is a decision's error: its own, or, when the decision's bound
+// ended it, CodeUnavailable saying so (whatever the store made of its
+// context's end).
+func (m *Middleware) failed(ctx context.Context, err error) error {
+	switch usage.ErrorCode(err) {
+	case usage.CodeUnauthorized, usage.CodeForbidden, usage.CodeInvalid:
+		return err
+	}
+	if m.timeout > 0 && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		return &usage.Error{Code: usage.CodeUnavailable, RetryAfter: time.Second,
+			Message: fmt.Sprintf("the caller could not be authenticated and its limits checked within %s; retry", m.timeout)}
+	}
+	return err
 }
 
 // publish sends the usage event of a served request. What the request

@@ -6,11 +6,14 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/nexus/usage/shared/meter"
 	"github.com/nexus/usage/shared/testkit"
+	"github.com/nexus/usage/shared/usage"
 )
 
 // TestHTTPCountsWhatWasSent: the net/http flavour, in front of a real
@@ -153,5 +156,49 @@ func TestLambdaCountsWhatWasSent(t *testing.T) {
 	})
 	if len(pub.events) != 1 || pub.events[0].ResponseBytes != 0 {
 		t.Errorf("HEAD: %+v; want one event of 0 response bytes", pub.events)
+	}
+}
+
+// hungKeys is an API key store that never answers (a database behind a
+// partition): each lookup waits for its context.
+type hungKeys struct{ keys }
+
+func (hungKeys) APIKeyByHash(ctx context.Context, _ []byte) (*usage.APIKey, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestDecisionBounded: a request whose caller cannot be authenticated
+// because the key store does not answer is refused with a 503 and a
+// Retry-After in our words at the middleware's decision bound, whatever
+// its own context (a platform service's requests often have no deadline),
+// and its handler does not run.
+func TestDecisionBounded(t *testing.T) {
+	clk := testkit.NewClock(t0)
+	a, key, _, _ := authenticator(t, clk)
+	a.Keys = hungKeys{}
+	pub := &publisher{}
+	m := meter.New(a, &checker{d: allowed}, pub, meter.Options{Now: clk.Now, DecisionTimeout: 50 * time.Millisecond})
+	h := m.HTTP(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("the handler ran") }))
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		req := httptest.NewRequest("GET", "/v1/games/42", nil)
+		req.Header.Set("X-Api-Key", key)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		done <- rec
+	}()
+	select {
+	case rec := <-done:
+		body := rec.Body.String()
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" ||
+			!strings.Contains(body, "could not be authenticated and its limits checked within 50ms") {
+			t.Errorf("answer %d (Retry-After %q) %s; want a 503 with a Retry-After in our words", rec.Code, rec.Header().Get("Retry-After"), body)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a request whose key store never answers had not been answered after 30 s; want a 503 at the 50ms decision bound")
+	}
+	if len(pub.events) != 0 {
+		t.Errorf("%d events published for a refused request", len(pub.events))
 	}
 }

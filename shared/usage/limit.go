@@ -5,6 +5,17 @@ import (
 	"time"
 )
 
+// DecisionTimeout is how long a request's decision (authenticating its
+// caller, its limits) may wait for the database before it is answered
+// CodeUnavailable (a 503, failing closed): the limiter statements' own
+// timeout (1 s) with room for a connection. A decision stuck behind a
+// database that does not answer (a partition, a failover; a pooled
+// connection's read then waits out TCP's retransmissions, about 15
+// minutes) would otherwise hold its request, and the requests waiting for
+// the same key or user behind it, for as long as the caller's context
+// allows, which outside Lambda may be for ever.
+const DecisionTimeout = 2 * time.Second
+
 // Decision is the answer to "may this caller make this call now": the rate
 // limit (GCRA, per API key or per user) and the billing period's quota,
 // combined. Reason is CodeRateLimited or CodeQuotaExceeded when the call is
