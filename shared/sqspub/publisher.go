@@ -53,6 +53,14 @@ type Options struct {
 	// Backoff is the first retry's delay, doubled on each further retry
 	// (default 100ms).
 	Backoff time.Duration
+	// CallTimeout bounds one SendMessageBatch call (default 10s): a call
+	// that has not answered by then is given up and retried, as a failed
+	// one is. The SDK's HTTP client has no such bound, and a call over a
+	// connection whose peer is gone waits out TCP's retransmissions (about
+	// 15 minutes), holding every flush behind it; a call given up that
+	// reached the queue after all is sent twice, which the record path's
+	// dedupe on the event id absorbs.
+	CallTimeout time.Duration
 	// Logger receives drops and send failures (default slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock used to validate events (default time.Now).
@@ -122,6 +130,9 @@ func newPublisher(api SendMessageBatchAPI, queueURL string, opts Options) *Publi
 	}
 	if opts.BlockTimeout <= 0 {
 		opts.BlockTimeout = time.Second
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 10 * time.Second
 	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 5

@@ -430,3 +430,52 @@ func TestOverflow(t *testing.T) {
 		}
 	}
 }
+
+// hangingSQS never answers its first n calls (a connection whose peer is
+// gone): each waits for its context; later calls go to fakeSQS.
+type hangingSQS struct {
+	*fakeSQS
+	mu   sync.Mutex
+	hung int
+}
+
+func (h *hangingSQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	h.mu.Lock()
+	hang := h.hung > 0
+	h.hung--
+	h.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return h.fakeSQS.SendMessageBatch(ctx, in, opts...)
+}
+
+// TestCallTimeout: a SendMessageBatch call that never answers is given up
+// at CallTimeout and retried, so that a Flush whose context has no
+// deadline (the middleware's, with FlushEachRequest) still ends, with the
+// events sent.
+func TestCallTimeout(t *testing.T) {
+	f := &hangingSQS{fakeSQS: &fakeSQS{}, hung: 1}
+	p := newPublisher(f, "q", Options{BatchSize: 10, MaxAge: time.Hour, CallTimeout: 50 * time.Millisecond, Backoff: time.Millisecond, Logger: quiet})
+	e := event("GET /v1/x")
+	if err := p.Publish(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Flush(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Flush after a call that never answered: %v; want the retry to send it", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Flush over a call that never answers had not returned after 30 s; want it given up at its 50ms CallTimeout and retried")
+	}
+	if got := f.sentEvents(t); len(got) != 1 {
+		t.Errorf("sent %v; want the event once", got)
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Error(err)
+	}
+}

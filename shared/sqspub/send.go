@@ -182,7 +182,9 @@ func (p *Publisher) sendBatch(ctx context.Context, batch []message) batchOutcome
 				in.Entries = append(in.Entries, types.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(m.body)})
 			}
 		}
-		out, err := p.api.SendMessageBatch(ctx, in)
+		call, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+		out, err := p.api.SendMessageBatch(call, in)
+		cancel()
 		if err != nil {
 			lastErr = fmt.Errorf("send usage message batch: %w", err)
 			continue
