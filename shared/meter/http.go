@@ -34,15 +34,16 @@ func (m *Middleware) HTTP(next http.Handler) http.Handler {
 		rw := &responseWriter{ResponseWriter: w, head: r.Method == http.MethodHead}
 		served := false
 		defer func() {
-			if served {
-				return
-			}
-			// The handler panicked: the call was served as far as it went
-			// (the server aborts the answer), and is counted as a 500
+			// A handler that panicked served the call as far as it went
+			// (the server aborts the answer): it is counted as a 500
 			// unless its status was already sent, as the Lambda flavour
-			// counts a handler's error. The panic goes on to the server.
+			// counts a handler's error, and the panic goes on to the
+			// server.
 			status := rw.status
-			if status == 0 {
+			switch {
+			case status == 0 && served:
+				status = http.StatusOK
+			case status == 0:
 				status = http.StatusInternalServerError
 			}
 			m.publish(ctx, eventOf(id, endpointOf(r, r2), r.Method, status, start, m.now(),
@@ -50,13 +51,6 @@ func (m *Middleware) HTTP(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rw, r2)
 		served = true
-
-		status := rw.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		m.publish(ctx, eventOf(id, endpointOf(r, r2), r.Method, status, start, m.now(),
-			max(body.n, r.ContentLength), rw.n), m.flush)
 	})
 }
 
