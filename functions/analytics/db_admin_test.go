@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/go-cmp/cmp"
+	"github.com/nexus/usage/shared/postgres"
 	"github.com/nexus/usage/shared/report"
 	"github.com/nexus/usage/shared/usage"
 )
@@ -201,7 +203,16 @@ func TestDBQueueAggregation(t *testing.T) {
 	t.Parallel()
 	f := newDBFixture(t)
 	admin := token(t, operator, true)
+	// No raw partition holds March 2026 yet: its days cannot be recomputed.
 	resp := f.do(t, request("POST", "/v1/admin/aggregate", map[string]string{"Authorization": admin}, `{"from":"2026-03-10","to":"2026-03-14"}`))
+	wantStatus(t, resp, 400)
+	if p := decode[problem](t, resp); p.Param != "from" || !strings.Contains(p.Detail, "no longer kept") {
+		t.Errorf("problem = %v; want one naming from, the raw usage no longer kept", p)
+	}
+	if _, err := postgres.NewRollupStore(f.db).EnsurePartitions(context.Background(), time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), 1); err != nil {
+		t.Fatal(err)
+	}
+	resp = f.do(t, request("POST", "/v1/admin/aggregate", map[string]string{"Authorization": admin}, `{"from":"2026-03-10","to":"2026-03-14"}`))
 	wantStatus(t, resp, 202)
 	if got := decode[map[string]any](t, resp); got["days_queued"] != 5.0 {
 		t.Errorf("response = %v", got)

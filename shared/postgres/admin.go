@@ -240,17 +240,14 @@ func (s *AnalyticsStore) PlanAudit(ctx context.Context, userID string, before in
 }
 
 // QueueAggregation marks the range's days dirty for the aggregate job.
+// Days whose raw partition is gone are refused, as the job's backfill
+// refuses them (markDaysDirty).
 func (s *AnalyticsStore) QueueAggregation(ctx context.Context, r usage.DayRange) (int, error) {
 	if err := r.Validate(); err != nil {
 		return 0, err
 	}
-	tag, err := s.db.with(adminWork).Exec(ctx, `INSERT INTO eco_usage_dirty_days (day)
-		SELECT d::date FROM generate_series($1::date, $2::date, interval '1 day') d ORDER BY 1
-		ON CONFLICT (day) DO UPDATE SET marked_at = now()`, r.From, r.To)
-	if err != nil {
-		return 0, FormatError(fmt.Errorf("queue aggregation of %s..%s: %w", r.From.Format(time.DateOnly), r.To.Format(time.DateOnly), err))
-	}
-	return int(tag.RowsAffected()), nil
+	n, err := markDaysDirty(ctx, s.db.with(adminWork), r.Days())
+	return int(n), err
 }
 
 // RejectedEvents returns quarantined events, newest first.

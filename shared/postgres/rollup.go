@@ -161,15 +161,51 @@ func (s *RollupStore) Partitions(ctx context.Context) ([]rollup.Partition, error
 	return out, nil
 }
 
-// MarkDirty implements rollup.Store.
+// MarkDirty implements rollup.Store: markDaysDirty, refusing days
+// whose raw partition is gone.
 func (s *RollupStore) MarkDirty(ctx context.Context, days []time.Time) error {
-	_, err := s.db.with(rollupWork).Exec(ctx, `INSERT INTO eco_usage_dirty_days (day, marked_at)
-		SELECT d, now() FROM unnest($1::date[]) AS d ORDER BY d
-		ON CONFLICT (day) DO UPDATE SET marked_at = now()`, days)
+	_, err := markDaysDirty(ctx, s.db.with(rollupWork), days)
+	return err
+}
+
+// markDaysDirty marks days dirty as a whole (moving the mark of those dirty
+// already) and returns how many it marked, in one transaction that first
+// takes the raw table's lock in ACCESS SHARE mode: the lock DropPartition
+// takes conflicts with it, so a partition is either seen gone here or sees
+// these marks in its final dirty check, never dropped under them. A day
+// whose raw partition does not exist is refused (CodeInvalid, naming
+// "from"): recomputing it would empty its rollup, and the job only clears
+// its mark, so the backfill would be answered as queued and never done.
+func markDaysDirty(ctx context.Context, q stmts, days []time.Time) (int64, error) {
+	var (
+		n       int64
+		missing *time.Time
+	)
+	err := q.BeginFunc(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `LOCK TABLE eco_api_usage IN ACCESS SHARE MODE`); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT min(d) FROM unnest($1::date[]) AS d
+			WHERE to_regclass('eco_api_usage_p' || to_char(d, 'YYYYMM')) IS NULL`, days).Scan(&missing); err != nil {
+			return err
+		}
+		if missing != nil {
+			return nil
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO eco_usage_dirty_days (day, marked_at)
+			SELECT d, now() FROM unnest($1::date[]) AS d ORDER BY d
+			ON CONFLICT (day) DO UPDATE SET marked_at = now()`, days)
+		n = tag.RowsAffected()
+		return err
+	})
 	if err != nil {
-		return FormatError(fmt.Errorf("mark %d days dirty: %w", len(days), err))
+		return 0, FormatError(fmt.Errorf("mark %d days dirty: %w", len(days), err))
 	}
-	return nil
+	if missing != nil {
+		return 0, usage.FieldErrorf("from", "raw usage for %s is no longer kept (retention); its rollup cannot be recomputed",
+			missing.Format(time.DateOnly))
+	}
+	return n, nil
 }
 
 // dirtyDaysSQL reads every dirty mark, the whole days' and the users'

@@ -844,3 +844,81 @@ func TestRollup_UpkeepDefersToBusyRecordPath(t *testing.T) {
 	}
 	checkRollup(t, db, append(ev, busy))
 }
+
+// TestRollup_BackfillRefusesDaysWithoutRawPartition: the admin route's
+// backfill (QueueAggregation) and the store's MarkDirty refuse days whose
+// raw partition is gone, as the job's backfill does, and they decide it
+// under the raw table's lock: a partition dropped by a run at the same time
+// is either seen gone (refused) or kept by the marks (the drop sees them).
+// Marks of such days were answered as queued, and the next run could only
+// clear them.
+func TestRollup_BackfillRefusesDaysWithoutRawPartition(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2031, 6, 15, 12, 0, 0, 0, time.UTC)
+	db := newRollupDB(t, now) // partitions from March 2031
+	s := postgres.NewRollupStore(db)
+	a := postgres.NewAnalyticsStore(db)
+	if _, err := s.EnsurePartitions(ctx, day("2031-01-01"), 1); err != nil {
+		t.Fatal(err)
+	}
+	g := newEventGen(8, 3)
+	ev := []usage.Event{g.event(day("2031-01-20"), 24*time.Hour)}
+	recordEvents(t, db, ev)
+	mustRun(t, newJob(t, s, now), rollup.Options{}) // aggregated, and January dropped
+	if partitionExists(t, db, "eco_api_usage_p203101") {
+		t.Fatal("January kept although aggregated and clean")
+	}
+
+	refused := func(what string, err error) {
+		t.Helper()
+		if usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != "from" {
+			t.Errorf("%s: %v; want %s on from", what, err, usage.CodeInvalid)
+		}
+		if diff := cmp.Diff([]time.Time{}, dirtyDays(t, db)); diff != "" {
+			t.Errorf("%s: dirty days (-want +got):\n%s", what, diff)
+		}
+	}
+	_, err := a.QueueAggregation(ctx, usage.DayRange{From: day("2031-01-30"), To: day("2031-03-02")})
+	refused("QueueAggregation over a dropped month", err)
+	_, err = a.QueueAggregation(ctx, usage.DayRange{From: day("2031-02-10"), To: day("2031-02-11")})
+	refused("QueueAggregation of a month never kept", err)
+	refused("MarkDirty of a dropped month", s.MarkDirty(ctx, days("2031-01-20")))
+	checkRollup(t, db, ev)
+
+	// Days whose partitions are kept are queued.
+	if n, err := a.QueueAggregation(ctx, usage.DayRange{From: day("2031-03-30"), To: day("2031-04-01")}); err != nil || n != 3 {
+		t.Fatalf("QueueAggregation of kept days = %d, %v; want 3", n, err)
+	}
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM eco_usage_dirty_days`); err != nil {
+		t.Fatal(err)
+	}
+
+	// A drop of March in progress (locked, not committed): the queueing
+	// waits for it and then refuses, rather than marking days of a
+	// partition about to go.
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE eco_api_usage IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `DROP TABLE eco_api_usage_p203103`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.QueueAggregation(ctx, usage.DayRange{From: day("2031-03-05"), To: day("2031-03-06")})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("QueueAggregation during a drop returned %v before the drop committed", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refused("QueueAggregation during the drop", <-done)
+}

@@ -385,6 +385,8 @@ type AdminStore interface {
 	PlanAudit(ctx context.Context, userID string, before int64, limit int) ([]PlanAuditEntry, error)
 	// QueueAggregation marks the range's days dirty so that the next
 	// aggregate run recomputes them, and returns how many days it marked.
+	// A day whose raw usage is no longer kept (its raw partition is gone)
+	// is refused with CodeInvalid naming "from", and no day is marked.
 	QueueAggregation(ctx context.Context, r usage.DayRange) (int, error)
 	// RejectedEvents returns up to limit quarantined events with ids below
 	// before (0: from the newest), newest first.

@@ -99,7 +99,9 @@ type Store interface {
 	// key store's lock was not available in time.
 	DropKeyGenerations(ctx context.Context, oldest int) ([]string, error)
 	// MarkDirty marks the days dirty as a whole, moving the mark of those
-	// dirty already.
+	// dirty already. A day without a raw partition is refused (CodeInvalid
+	// naming "from") and none is marked; the check holds against a
+	// DropPartition at the same time.
 	MarkDirty(ctx context.Context, days []time.Time) error
 	// DirtyDays returns every dirty day, oldest first, with its marks:
 	// the whole day's and its users', and whether those users are most of
