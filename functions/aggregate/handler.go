@@ -48,7 +48,8 @@ type Output struct {
 // the template sets the function's asynchronous retries to 0: retrying the
 // same input cannot help, and every other failure heals by itself on the
 // next hourly run (dirty days stay dirty until recomputed, the job lock's
-// lease expires). A run skipped because another holds the lock succeeds.
+// lease expires). A run skipped because another holds the lock succeeds;
+// its backfill's days are marked dirty for the next run all the same.
 type Handler struct {
 	Rollup rollup.Runner
 	Logger *slog.Logger

@@ -68,7 +68,8 @@ type Options struct {
 // Run is what one run of the aggregation job did.
 type Run struct {
 	JobRunID int64 `json:"job_run_id"`
-	// Skipped is set when another run held the job lock; nothing was done.
+	// Skipped is set when another run held the job lock; nothing was done
+	// but marking the backfill's days dirty, which the next run recomputes.
 	Skipped bool `json:"skipped,omitempty"`
 	// Days are the days recomputed, as a whole or for some users.
 	Days []time.Time `json:"days"`
@@ -101,8 +102,8 @@ type Runner interface {
 	// any), creates raw partitions and key generations ahead, drops raw
 	// partitions past retention and key generations past the dedupe
 	// window, and records the run. When another run holds the job lock
-	// it records a skipped run and returns it with Skipped set and a nil
-	// error. Returns CodeInvalid for a bad backfill range (reversed, too
+	// it marks the backfill range's days dirty (for the next run), records
+	// a skipped run and returns it with Skipped set and a nil error. Returns CodeInvalid for a bad backfill range (reversed, too
 	// long, or reaching days whose raw events are no longer kept) or a
 	// MaxEndpointsPerDay past MaxEndpointsPerDayLimit, and CodeUnavailable
 	// when the database is unreachable or busy.

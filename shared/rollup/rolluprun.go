@@ -29,7 +29,8 @@ const (
 
 // Job is the daily aggregation job: it implements Rollup over a
 // Store. One run, in order: take the job lock (a row with a lease;
-// a held lock records a skipped run), open the run's record, ensure raw
+// a held lock records a skipped run, after marking the backfill range
+// dirty for the next run), open the run's record, ensure raw
 // partitions and the event key store's generations ahead, mark the
 // backfill range dirty (refusing days whose raw partition is gone),
 // recompute the dirty days (Workers at a time, each in a transaction that
@@ -129,6 +130,17 @@ func (j *Job) RunRollup(ctx context.Context, opts Options) (*Run, error) {
 		return nil, err
 	}
 	if !ok {
+		if opts.Backfill != nil {
+			// The backfill is not lost with the run: its days are marked
+			// (marking needs no lock), and the next run recomputes them.
+			kept, err := j.c.Store.Partitions(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := j.markBackfill(ctx, *opts.Backfill, kept); err != nil {
+				return nil, err
+			}
+		}
 		id, err := j.c.Store.SkippedRun(ctx, opts.Holder, heldBy, now)
 		if err != nil {
 			return nil, err

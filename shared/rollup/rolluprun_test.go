@@ -325,6 +325,50 @@ func TestRollupJob_Skipped(t *testing.T) {
 	}
 }
 
+// A backfill whose run finds the lock held still marks its days, for the
+// next run: a skipped run that dropped them answered the backfill as a
+// success with nothing done. Days no longer kept are refused as when the
+// run holds the lock.
+func TestRollupJob_SkippedBackfill(t *testing.T) {
+	held := func(string, time.Time, time.Duration) (bool, string, error) { return false, "other", nil }
+	t.Run("marks the days", func(t *testing.T) {
+		var marked []time.Time
+		s := &rollupStore{AcquireJobLockFn: held, PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil },
+			MarkDirtyFn: func(days []time.Time) error { marked = days; return nil }}
+		r := usage.DayRange{From: day(2031, 3, 1), To: day(2031, 3, 3)}
+		run, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{Holder: "h", Backfill: &r})
+		if err != nil || !run.Skipped || run.JobRunID != 9 {
+			t.Fatalf("RunRollup = %+v, %v; want skipped run 9", run, err)
+		}
+		if diff := cmp.Diff(r.Days(), marked); diff != "" {
+			t.Errorf("days marked (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"AcquireJobLock h", "Partitions", "MarkDirty 3", "SkippedRun h other"}, s.logged()); diff != "" {
+			t.Errorf("calls (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("refuses days no longer kept", func(t *testing.T) {
+		s := &rollupStore{AcquireJobLockFn: held, PartitionsFn: func() ([]rollup.Partition, error) { return months()[2:], nil }}
+		r := usage.DayRange{From: day(2031, 2, 27), To: day(2031, 3, 2)}
+		_, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{Holder: "h", Backfill: &r})
+		if usage.ErrorCode(err) != usage.CodeInvalid || usage.ErrorField(err) != "from" {
+			t.Fatalf("RunRollup = %v; want %s on from", err, usage.CodeInvalid)
+		}
+		if calls := s.logged(); slices.ContainsFunc(calls, func(c string) bool { return strings.HasPrefix(c, "MarkDirty") }) {
+			t.Errorf("calls %v: marked after the refusal", calls)
+		}
+	})
+	t.Run("a store failure fails the run", func(t *testing.T) {
+		boom := usage.Errorf(usage.CodeUnavailable, "database busy")
+		s := &rollupStore{AcquireJobLockFn: held, PartitionsFn: func() ([]rollup.Partition, error) { return months(), nil },
+			MarkDirtyFn: func([]time.Time) error { return boom }}
+		r := usage.DayRange{From: day(2031, 3, 1), To: day(2031, 3, 1)}
+		if _, err := newRollupJob(t, s, rollup.Config{}).RunRollup(context.Background(), rollup.Options{Holder: "h", Backfill: &r}); !errors.Is(err, boom) {
+			t.Fatalf("RunRollup = %v; want the store's error", err)
+		}
+	})
+}
+
 func TestRollupJob_Lease(t *testing.T) {
 	var gotNow time.Time
 	var gotLease time.Duration
