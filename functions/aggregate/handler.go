@@ -40,6 +40,13 @@ type Output struct {
 	DurationMS            int64    `json:"duration_ms"`
 }
 
+// deadlineMargin is how long before the invocation's deadline the run stops: the recompute statements still running are cancelled on
+// the server (confirmed within postgres.CancelGrace), and the run still
+// records how it ended in eco_job_runs and gives the job lock up before
+// Lambda stops the function (cut off with it, the run stayed "running" for
+// ever and held the lock to its lease).
+const deadlineMargin = 5 * time.Second
+
 // Handler is the EventBridge Scheduler target of the daily aggregation.
 //
 // Errors: malformed input returns a CodeInvalid error, so the invocation is
@@ -70,7 +77,13 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Output,
 	}
 	opts.Backfill = r
 
-	run, err := h.Rollup.RunRollup(ctx, opts)
+	work := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		work, cancel = context.WithDeadline(ctx, deadline.Add(-deadlineMargin))
+		defer cancel()
+	}
+	run, err := h.Rollup.RunRollup(work, opts)
 	if err != nil {
 		if usage.ErrorCode(err) == usage.CodeInvalid {
 			h.Logger.ErrorContext(ctx, "aggregate: refused", "request_id", opts.Holder, "error", usage.ErrorMessage(err))

@@ -157,3 +157,25 @@ func TestHandle(t *testing.T) {
 		}
 	})
 }
+
+// TestHandleStopsBeforeDeadline: the run ends deadlineMargin before the
+// invocation's deadline, so that it still records how it ended and gives
+// the job lock up before Lambda stops the function (a run cut off with the
+// function stayed "running" in eco_job_runs for ever and kept the lock to
+// its lease).
+func TestHandleStopsBeforeDeadline(t *testing.T) {
+	deadline := time.Now().Add(time.Minute)
+	var got time.Time
+	h := newHandler(rollupFunc(func(ctx context.Context, _ rollup.Options) (*rollup.Run, error) {
+		got, _ = ctx.Deadline()
+		return &rollup.Run{JobRunID: 1}, nil
+	}))
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if _, err := h.Handle(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(deadline.Add(-deadlineMargin)) {
+		t.Errorf("the run's deadline %s; want %s before the invocation's (%s)", got, deadlineMargin, deadline)
+	}
+}

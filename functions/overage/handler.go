@@ -19,6 +19,14 @@ type Input struct {
 	DryRun bool       `json:"dry_run,omitempty"`
 }
 
+// deadlineMargin is how long before the invocation's deadline the run stops: the Stripe calls and statements still running are
+// cancelled (a statement on the server, confirmed within
+// postgres.CancelGrace), and the run still records how it ended in
+// eco_job_runs before Lambda stops the function (cut off with it, the run
+// stayed "running" for ever). Rows it left pending are billed by the next
+// run, which finds the items already created.
+const deadlineMargin = 5 * time.Second
+
 // Runner runs the billing pass (billing.Billing).
 type Runner interface {
 	RunWith(ctx context.Context, now time.Time, opts billing.RunOptions) (billing.RunReport, error)
@@ -59,7 +67,13 @@ func (h *Handler) Handle(ctx context.Context, in Input) (billing.RunReport, erro
 		}
 		now = *in.Now
 	}
-	rep, err := h.Billing.RunWith(ctx, now, billing.RunOptions{DryRun: in.DryRun, Logger: log})
+	work := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		work, cancel = context.WithDeadline(ctx, deadline.Add(-deadlineMargin))
+		defer cancel()
+	}
+	rep, err := h.Billing.RunWith(work, now, billing.RunOptions{DryRun: in.DryRun, Logger: log})
 	attrs := []any{"run_id", rep.RunID, "job_run_id", rep.JobRunID, "now", now, "dry_run", rep.DryRun,
 		"subscriptions", rep.Subscriptions, "periods", rep.Periods, "planned_rows", rep.PlannedRows, "due", rep.Due,
 		"plan_errors", rep.PlanErrors, "unpriced", rep.Unpriced, "unpriced_subscriptions", rep.UnpricedSubscriptions,

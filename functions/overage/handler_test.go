@@ -283,3 +283,32 @@ func TestHandleReportsMetrics(t *testing.T) {
 		})
 	}
 }
+
+// runnerFunc is a Runner running f.
+type runnerFunc func(ctx context.Context, now time.Time, opts billing.RunOptions) (billing.RunReport, error)
+
+func (f runnerFunc) RunWith(ctx context.Context, now time.Time, opts billing.RunOptions) (billing.RunReport, error) {
+	return f(ctx, now, opts)
+}
+
+// TestHandleStopsBeforeDeadline: the run ends deadlineMargin before the
+// invocation's deadline, so that it still records how it ended (and marks
+// what it billed) before Lambda stops the function: a run cut off with the
+// function stayed "running" in eco_job_runs for ever.
+func TestHandleStopsBeforeDeadline(t *testing.T) {
+	deadline := time.Now().Add(time.Minute)
+	var got time.Time
+	h := &Handler{Logger: testkit.Logger(), Now: func() time.Time { return runAt },
+		Billing: runnerFunc(func(ctx context.Context, _ time.Time, _ billing.RunOptions) (billing.RunReport, error) {
+			got, _ = ctx.Deadline()
+			return billing.RunReport{}, nil
+		})}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if _, err := h.Handle(ctx, Input{}); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(deadline.Add(-deadlineMargin)) {
+		t.Errorf("the run's deadline %s; want %s before the invocation's (%s)", got, deadlineMargin, deadline)
+	}
+}
