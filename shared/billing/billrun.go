@@ -312,8 +312,10 @@ func (b *Billing) bill(parent context.Context, now, since time.Time, rep *RunRep
 		wg.Wait()
 		err = context.Cause(ctx)
 		cancel(nil)
-		// Record what was billed even when the run is stopping.
-		if merr := b.cfg.Ledger.MarkBilled(parent, billed, now); merr != nil {
+		// Record what was billed even when the run is stopping, its
+		// deadline passed included (the statement's timeout bounds it):
+		// these items exist, and a row left pending would cost a lookup.
+		if merr := b.cfg.Ledger.MarkBilled(context.WithoutCancel(parent), billed, now); merr != nil {
 			return fmt.Errorf("mark %d ledger rows billed: %w", len(billed), merr)
 		}
 		rep.Billed += len(billed)

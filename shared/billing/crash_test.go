@@ -2,6 +2,7 @@ package billing_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -256,5 +257,55 @@ func TestRunCrashInAPeriodStartingWithinASecond(t *testing.T) {
 	r := rows[u+"/0"]
 	if len(fake.Items()) != 1 || len(rows) != 1 || r.Status != billing.LedgerBilled || !r.Period.Start.Equal(start.Truncate(time.Second)) {
 		t.Errorf("%d items, %d ledger rows, row %+v; want 1 item and February's row billed with it", len(fake.Items()), len(rows), r)
+	}
+}
+
+// deadlineAfterCreate is a Biller whose run's deadline passes just after
+// its first invoice item is created and answered.
+type deadlineAfterCreate struct {
+	billing.Biller
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+func (d *deadlineAfterCreate) CreateInvoiceItem(ctx context.Context, item *billing.InvoiceItem, key string) (string, error) {
+	id, err := d.Biller.CreateInvoiceItem(ctx, item, key)
+	if err == nil {
+		d.once.Do(d.cancel)
+	}
+	return id, err
+}
+
+// TestDeadlineMarksWhatWasBilled: a run whose context ends (the function's
+// deadline) after an item was created and answered still marks that row
+// billed with the item: the marks were made on the ended context and
+// failed, and the row stayed pending with its item in Stripe until a later
+// run looked it up. The rows not reached stay pending for the next run.
+func TestDeadlineMarksWhatWasBilled(t *testing.T) {
+	fake := stripetest.New(t)
+	e := newEnv(t, fakeBiller(fake.URL))
+	e.configure(func(c *billing.Config) { c.Workers = 1 })
+	e.seed(sub{user: userID(1), plan: usage.PlanPro, customer: "cus_1", used: 150_000},
+		sub{user: userID(2), plan: usage.PlanPro, customer: "cus_2", used: 160_000})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := e.b.Config()
+	cfg.Biller = &deadlineAfterCreate{Biller: cfg.Biller, cancel: cancel}
+	rep, err := mustNew(t, cfg).Run(ctx, runAt)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run past its deadline = %v; want the cancellation", err)
+	}
+	items := fake.Items()
+	if len(items) != 1 {
+		t.Fatalf("%d items; want 1 (created before the deadline)", len(items))
+	}
+	user := items[0].Metadata["user_id"]
+	other := map[string]string{userID(1): userID(2), userID(2): userID(1)}[user]
+	rows := e.rows()
+	if r := rows[user+"/0"]; r.Status != billing.LedgerBilled || r.StripeObjectID != items[0].ID || rep.Billed != 1 {
+		t.Errorf("row of the item created = %+v, report billed %d; want billed with %s, 1", r, rep.Billed, items[0].ID)
+	}
+	if r := rows[other+"/0"]; r.Status != billing.LedgerPending {
+		t.Errorf("row not reached = %s; want pending", r.Status)
 	}
 }
