@@ -63,12 +63,26 @@ func (s *RollupStore) SkippedRun(ctx context.Context, holder, heldBy string, at 
 	return id, nil
 }
 
-// OpenRun implements rollup.Store.
+// abandonedRun is the error of a run record closed by a later run: the
+// run stopped without closing it.
+const abandonedRun = "the run stopped before recording how it ended (its function was stopped or lost the database); " +
+	"the days it did not recompute stayed dirty for the runs after it"
+
+// OpenRun implements rollup.Store: the run's record, and, in the same
+// statement, every other aggregate record still running closed as failed
+// at at. Only the holder of the job lock opens a run, so a running record
+// of another is one whose run stopped without closing it (its lease ran
+// out, or it is this holder's own from before a retry); it would say
+// "running" for ever.
 func (s *RollupStore) OpenRun(ctx context.Context, holder string, at time.Time) (int64, error) {
 	var id int64
-	if err := s.db.with(rollupWork).QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, detail)
+	if err := s.db.with(rollupWork).QueryRow(ctx, `WITH abandoned AS (
+			UPDATE eco_job_runs SET outcome = 'failed', finished_at = $2, error = $4
+			WHERE job = $1 AND outcome = 'running'
+		)
+		INSERT INTO eco_job_runs (job, started_at, detail)
 		VALUES ($1, $2, jsonb_build_object('holder', $3::text)) RETURNING run_id`,
-		rollupJob, at, holder).Scan(&id); err != nil {
+		rollupJob, at, holder, abandonedRun).Scan(&id); err != nil {
 		return 0, FormatError(fmt.Errorf("open job run: %w", err))
 	}
 	return id, nil

@@ -597,6 +597,66 @@ func TestRollup_StaleLockIsTakenOver(t *testing.T) {
 	}
 }
 
+// TestRollup_AbandonedRunIsClosed: the record of a run that stopped
+// without closing it (its function killed, its connection lost) is closed
+// as failed by the run that takes the lock over: it said "running" for
+// ever. A run that skips leaves the live holder's record alone.
+func TestRollup_AbandonedRunIsClosed(t *testing.T) {
+	ctx := context.Background()
+	db := newRollupDB(t, rollupNow)
+	s := postgres.NewRollupStore(db)
+	job := newJob(t, s, rollupNow)
+	var crashed int64
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO eco_job_runs (job, started_at, detail)
+		VALUES ('aggregate', $1, '{"holder":"crashed"}') RETURNING run_id`, rollupNow.Add(-time.Hour)).Scan(&crashed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO eco_job_locks (job, holder, acquired_at, locked_until) VALUES ('aggregate', 'crashed', $1, $2)`,
+		rollupNow.Add(-time.Hour), rollupNow.Add(-40*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	outcome := func(id int64) (string, *time.Time, *string) {
+		t.Helper()
+		var (
+			o   string
+			at  *time.Time
+			msg *string
+		)
+		if err := db.Pool.QueryRow(ctx, `SELECT outcome, finished_at, error FROM eco_job_runs WHERE run_id = $1`, id).Scan(&o, &at, &msg); err != nil {
+			t.Fatal(err)
+		}
+		return o, at, msg
+	}
+
+	// Behind a live lease, a run skips and leaves the holder's record
+	// running.
+	if _, err := db.Pool.Exec(ctx, `UPDATE eco_job_locks SET locked_until = $1`, rollupNow.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if run := mustRun(t, job, rollup.Options{Holder: "b"}); !run.Skipped {
+		t.Fatal("a run behind a live lease did not skip")
+	}
+	if o, _, _ := outcome(crashed); o != "running" {
+		t.Fatalf("the live holder's run is %s after a skip; want running", o)
+	}
+
+	// The lease runs out: the next run closes the abandoned record.
+	if _, err := db.Pool.Exec(ctx, `UPDATE eco_job_locks SET locked_until = $1`, rollupNow.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	run := mustRun(t, job, rollup.Options{Holder: "c"})
+	if run.Skipped {
+		t.Fatal("a run behind an expired lease skipped")
+	}
+	o, at, msg := outcome(crashed)
+	if o != "failed" || at == nil || !at.Equal(rollupNow) || msg == nil || *msg == "" {
+		t.Errorf("abandoned run: outcome %s, finished %v, error %v; want failed at %s with a reason", o, at, msg, rollupNow)
+	}
+	if o, _, _ := outcome(run.JobRunID); o != "succeeded" {
+		t.Errorf("the run that took over: %s; want succeeded", o)
+	}
+}
+
 func partitionExists(t *testing.T, db *postgres.DB, name string) bool {
 	t.Helper()
 	var ok bool

@@ -75,7 +75,10 @@ type Store interface {
 	// SkippedRun records a run of holder that did nothing because heldBy
 	// held the lock, and returns its run id.
 	SkippedRun(ctx context.Context, holder, heldBy string, at time.Time) (int64, error)
-	// OpenRun records the start of holder's run and returns its run id.
+	// OpenRun records the start of holder's run and returns its run id. It
+	// is called with the job lock held, so any other run record still open
+	// belongs to a run that stopped without closing it: OpenRun closes
+	// those as failed.
 	OpenRun(ctx context.Context, holder string, at time.Time) (int64, error)
 	// CloseRun records what the run did, finished at at, and runErr when
 	// it failed.
