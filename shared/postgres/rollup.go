@@ -170,8 +170,8 @@ func (s *RollupStore) MarkDirty(ctx context.Context, days []time.Time) error {
 
 // markDaysDirty marks days dirty as a whole (moving the mark of those dirty
 // already) and returns how many it marked, in one transaction that first
-// takes the raw table's lock in ACCESS SHARE mode: the lock DropPartition
-// takes conflicts with it, so a partition is either seen gone here or sees
+// takes the raw table's lock in ACCESS SHARE mode (the parent's alone, not
+// its partitions'): the lock DropPartition takes conflicts with it, so a partition is either seen gone here or sees
 // these marks in its final dirty check, never dropped under them. A day
 // whose raw partition does not exist is refused (CodeInvalid, naming
 // "from"): recomputing it would empty its rollup, and the job only clears
@@ -182,7 +182,7 @@ func markDaysDirty(ctx context.Context, q stmts, days []time.Time) (int64, error
 		missing *time.Time
 	)
 	err := q.BeginFunc(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `LOCK TABLE eco_api_usage IN ACCESS SHARE MODE`); err != nil {
+		if _, err := tx.Exec(ctx, `LOCK TABLE ONLY eco_api_usage IN ACCESS SHARE MODE`); err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, `SELECT min(d) FROM unnest($1::date[]) AS d
