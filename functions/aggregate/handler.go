@@ -40,11 +40,12 @@ type Output struct {
 	DurationMS            int64    `json:"duration_ms"`
 }
 
-// deadlineMargin is how long before the invocation's deadline the run stops: the recompute statements still running are cancelled on
-// the server (confirmed within postgres.CancelGrace), and the run still
-// records how it ended in eco_job_runs and gives the job lock up before
-// Lambda stops the function (cut off with it, the run stayed "running" for
-// ever and held the lock to its lease).
+// deadlineMargin is how long before the invocation's deadline the run
+// stops: the recompute statements still running are cancelled on the
+// server (confirmed within postgres.CancelGrace), and the run still records
+// how it ended in eco_job_runs and gives the job lock up before Lambda
+// stops the function (cut off with it, the run stayed "running" for ever
+// and held the lock to its lease).
 const deadlineMargin = 5 * time.Second
 
 // Handler is the EventBridge Scheduler target of the daily aggregation.

@@ -19,12 +19,13 @@ type Input struct {
 	DryRun bool       `json:"dry_run,omitempty"`
 }
 
-// deadlineMargin is how long before the invocation's deadline the run stops: the Stripe calls and statements still running are
-// cancelled (a statement on the server, confirmed within
-// postgres.CancelGrace), and the run still records how it ended in
+// deadlineMargin is how long before the invocation's deadline the run
+// stops: the Stripe calls and statements still running are cancelled (a
+// statement on the server, confirmed within postgres.CancelGrace), and the
+// run still marks the rows it billed and records how it ended in
 // eco_job_runs before Lambda stops the function (cut off with it, the run
-// stayed "running" for ever). Rows it left pending are billed by the next
-// run, which finds the items already created.
+// stayed "running" for ever). The rows it did not reach are billed by the
+// next run.
 const deadlineMargin = 5 * time.Second
 
 // Runner runs the billing pass (billing.Billing).

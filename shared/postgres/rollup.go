@@ -171,8 +171,9 @@ func (s *RollupStore) MarkDirty(ctx context.Context, days []time.Time) error {
 // markDaysDirty marks days dirty as a whole (moving the mark of those dirty
 // already) and returns how many it marked, in one transaction that first
 // takes the raw table's lock in ACCESS SHARE mode (the parent's alone, not
-// its partitions'): the lock DropPartition takes conflicts with it, so a partition is either seen gone here or sees
-// these marks in its final dirty check, never dropped under them. A day
+// its partitions'): the lock DropPartition takes conflicts with it, so a
+// partition is either seen gone here or sees these marks in its final
+// dirty check, never dropped under them. A day
 // whose raw partition does not exist is refused (CodeInvalid, naming
 // "from"): recomputing it would empty its rollup, and the job only clears
 // its mark, so the backfill would be answered as queued and never done.
