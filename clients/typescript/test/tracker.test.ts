@@ -112,15 +112,22 @@ test("a full buffer refuses, counts and logs the event whole (replayable)", asyn
 });
 
 test("batches: a send at batchSize, and one after maxAgeMs for fewer", async () => {
+  // No step here waits a wall-clock time that a loaded machine could
+  // stretch past maxAgeMs: the full batch is sent in the macrotask after the
+  // record (setImmediate), and the rest no sooner than maxAgeMs later.
   const t = scripted(ok);
-  const tr = new Tracker({ transport: t, batchSize: 5, maxAgeMs: 50 });
+  const tr = new Tracker({ transport: t, batchSize: 5, maxAgeMs: 300 });
+  const turn = () => new Promise((r) => setImmediate(r));
   for (let i = 0; i < 5; i++) tr.record(ev(i));
-  await new Promise((r) => setTimeout(r, 0));
+  await turn();
   assert.deepEqual(t.calls.map((c) => c.length), [5]);
+  const t0 = performance.now();
   for (let i = 5; i < 7; i++) tr.record(ev(i));
-  await new Promise((r) => setTimeout(r, 10));
-  assert.deepEqual(t.calls.map((c) => c.length), [5]);
-  await new Promise((r) => setTimeout(r, 120));
+  await turn();
+  assert.deepEqual(t.calls.map((c) => c.length), [5], "fewer than batchSize wait for maxAgeMs");
+  while (t.calls.length < 2) await new Promise((r) => setTimeout(r, 10));
+  const waited = performance.now() - t0;
+  assert.ok(waited >= 290, `the 2 events were sent ${waited.toFixed(0)} ms after they were recorded; maxAgeMs is 300`);
   assert.deepEqual(t.calls.map((c) => c.length), [5, 2]);
   await tr.close();
 });
